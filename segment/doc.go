@@ -1,0 +1,60 @@
+// Package segment is the on-disk format of a shard's log: append-only segment
+// files of CRC-checked, optionally zstd-compressed frames, one frame per group
+// commit. It knows nothing of streams; a shard is just "a directory of segments"
+// to it. All I/O goes through vfs.FS.
+//
+// # File layout
+//
+// A segment file is a 64-byte file header followed by frames, each padded to an
+// 8-byte boundary. The file ends where the data ends: there is no preallocation,
+// and an all-zero frame header is also read as the end of data. All integers are
+// little-endian. These layouts are part of the wire format and must not change
+// without a new version number.
+//
+//	File header (64 bytes)
+//	+--------+-------+-------+-------+--------+----------+----------+---------+-------+-------+-------+-------+
+//	| magic  |version|hdrlen | flags | seg ID | firstSeq | shardKey | created | codec | rsvd  | dict  | rsvd  | CRC32C
+//	|   8    |   2   |   2   |   4   |   8    |    8     |    8     |   8 ns  |   1   |   3   |   4   |   4   | 4 (bytes 0-59)
+//	+--------+-------+-------+-------+--------+----------+----------+---------+-------+-------+-------+-------+
+//	  0        8       10      12      16       24         32         40        48      49      52      56      60
+//
+//	Frame header (56 bytes), then the stored payload, then zero padding to 8 bytes
+//	+------+-------+------+--------+--------+-------+----------+---------+-------+-------+---------+--------+
+//	| type | codec | rsvd | stored | raw    | count | firstSeq | lastSeq | minTs | maxTs | prevCRC | CRC32C |
+//	|  1   |   1   |  2   |   4    |   4    |   4   |    8     |    8    |  8 ms |  8 ms |    4    |   4    |
+//	+------+-------+------+--------+--------+-------+----------+---------+-------+-------+---------+--------+
+//	  0      1       2      4        8        12      16         24        32      40      48        52
+//
+// type is 1 (records); 0 means "no frame here" (end of data). codec is 0 (raw)
+// or 1 (zstd); a frame is stored raw when compression does not make it smaller.
+// The CRC32C (Castagnoli) covers header bytes 0-51 and the stored payload, so a
+// torn header cannot pass, and a reader can validate a frame without
+// decompressing it. prevCRC is the CRC of the previous frame in the file (0 for
+// the first), chaining frames so that a missing or replayed frame is caught even
+// where sequence numbers allow gaps.
+//
+// # Records payload
+//
+// Before compression, a frame's payload is its records back to back:
+//
+//	uvarint(seq gap)        seq = firstSeq for the first record, prev+1+gap after
+//	uvarint(arrival - minTs)
+//	uvarint(len(partitionKey)) partitionKey
+//	byte flags              reserved, 0
+//	uvarint(len(data))      data
+//
+// Sequences are per-shard ordinals, strictly increasing within and across frames
+// and files; they are contiguous except where a client's SequenceNumberForOrdering
+// made the shard skip ahead. Arrival times never decrease within a shard, so
+// frame and segment [minTs, maxTs] ranges support binary search by time.
+//
+// # Invariants
+//
+//   - A frame is written with one WriteAt and acknowledged only after Sync.
+//   - Readers are bounded by the committed offset the writer publishes, never by
+//     the file size.
+//   - Scan is the single validator: recovery, readers and fsck all classify a
+//     file's tail with it, as clean, torn (an unacknowledged last write that is
+//     safe to cut) or corrupt (damage with valid frames after it, never cut
+//     automatically).
+package segment

@@ -1,0 +1,122 @@
+// Package seqnum renders and parses Kinesis sequence numbers.
+//
+// Inside shardlog a record's position is a per-shard ordinal (uint64, strictly
+// increasing). At the API edge it is rendered in the layout AWS uses (reverse
+// engineered by kinesalite, "version 2"), 47 hex digits read as one integer and
+// printed in decimal, which gives the familiar 56-digit strings:
+//
+//	"2" | shardCreateSecs (9 hex) | shardIndex&0xf (1 hex) | ordinal (16 hex, top bit 0)
+//	    | "00" (2 hex) | arrivalSecs (9 hex) | shardIndex (8 hex) | "2"
+//
+// Because the shard's creation time and index sit above and below the ordinal,
+// a number names the shard it came from, and numbers from one shard compare in
+// ordinal order. A child shard created after its parents gets a later creation
+// second, so its numbers are greater than every number of its parents.
+package seqnum
+
+import (
+	"errors"
+	"math/big"
+	"strings"
+)
+
+// MaxOrdinal is the largest ordinal (the top bit of the 16-hex field is clear).
+// AWS renders a closed shard's EndingSequenceNumber with it.
+const MaxOrdinal = 1<<63 - 1
+
+// ErrSyntax means a string is not a sequence number in this layout.
+var ErrSyntax = errors.New("seqnum: malformed sequence number")
+
+// Seq is a decoded sequence number.
+type Seq struct {
+	ShardCreateSecs int64  // the shard's creation time, unix seconds (36 bits)
+	ShardIndex      uint32 // the N in shardId-N
+	Ordinal         uint64 // position within the shard
+	ArrivalSecs     int64  // the record's arrival time, unix seconds (36 bits)
+}
+
+const secsMask = 1<<36 - 1
+
+// String renders s as a decimal string.
+func (s Seq) String() string {
+	var v u192
+	v.push(2, 4)
+	v.push(uint64(s.ShardCreateSecs)&secsMask, 36)
+	v.push(uint64(s.ShardIndex&0xf), 4)
+	v.push(s.Ordinal&MaxOrdinal, 64)
+	v.push(0, 8)
+	v.push(uint64(s.ArrivalSecs)&secsMask, 36)
+	v.push(uint64(s.ShardIndex), 32)
+	v.push(2, 4)
+	return new(big.Int).SetBits([]big.Word{big.Word(v[2]), big.Word(v[1]), big.Word(v[0])}).String()
+}
+
+// u192 is a 192-bit integer, v[0] most significant.
+type u192 [3]uint64
+
+// push shifts v left by n bits (n <= 64) and ors in x.
+func (v *u192) push(x uint64, n uint) {
+	if n == 64 {
+		v[0], v[1], v[2] = v[1], v[2], x
+		return
+	}
+	v[0] = v[0]<<n | v[1]>>(64-n)
+	v[1] = v[1]<<n | v[2]>>(64-n)
+	v[2] = v[2]<<n | x
+}
+
+// pop returns the low n bits of v and shifts v right by n (n < 64).
+func (v *u192) pop(n uint) uint64 {
+	x := v[2] & (1<<n - 1)
+	v[2] = v[2]>>n | v[1]<<(64-n)
+	v[1] = v[1]>>n | v[0]<<(64-n)
+	v[0] >>= n
+	return x
+}
+
+// Parse decodes a decimal sequence number. It accepts only numbers in this
+// layout: anything else (including well-formed numbers of other AWS versions)
+// is ErrSyntax, which the API reports as an invalid sequence number.
+func Parse(str string) (Seq, error) {
+	if len(str) == 0 || len(str) > 129 || strings.TrimLeft(str, "0123456789") != "" {
+		return Seq{}, ErrSyntax
+	}
+	b, ok := new(big.Int).SetString(str, 10)
+	if !ok || b.BitLen() != 186 {
+		return Seq{}, ErrSyntax
+	}
+	var v u192
+	words := b.Bits() // little-endian words; 64-bit platforms only
+	for i, w := range words {
+		v[2-i] = uint64(w)
+	}
+	var s Seq
+	tail := v.pop(4)
+	s.ShardIndex = uint32(v.pop(32))
+	s.ArrivalSecs = int64(v.pop(36))
+	zero := v.pop(8)
+	s.Ordinal = v.pop(32)
+	s.Ordinal |= v.pop(32) << 32
+	nib := v.pop(4)
+	s.ShardCreateSecs = int64(v.pop(36))
+	head := v.pop(4)
+	if head != 2 || tail != 2 || zero != 0 || nib != uint64(s.ShardIndex&0xf) || s.Ordinal > MaxOrdinal {
+		return Seq{}, ErrSyntax
+	}
+	return s, nil
+}
+
+// Compare orders two sequence numbers as the integers they render to.
+func Compare(a, b Seq) int {
+	ka := [...]uint64{uint64(a.ShardCreateSecs) & secsMask, uint64(a.ShardIndex & 0xf), a.Ordinal, uint64(a.ArrivalSecs) & secsMask, uint64(a.ShardIndex)}
+	kb := [...]uint64{uint64(b.ShardCreateSecs) & secsMask, uint64(b.ShardIndex & 0xf), b.Ordinal, uint64(b.ArrivalSecs) & secsMask, uint64(b.ShardIndex)}
+	for i := range ka {
+		switch {
+		case ka[i] < kb[i]:
+			return -1
+		case ka[i] > kb[i]:
+			return 1
+		}
+	}
+	return 0
+}

@@ -1,0 +1,145 @@
+package storage
+
+import (
+	"time"
+
+	"github.com/shardlog/shardlog/hashkey"
+)
+
+// StreamStatus is a stream's lifecycle state, as Kinesis names it.
+type StreamStatus string
+
+const (
+	StatusCreating StreamStatus = "CREATING"
+	StatusActive   StreamStatus = "ACTIVE"
+	StatusUpdating StreamStatus = "UPDATING"
+	StatusDeleting StreamStatus = "DELETING"
+)
+
+// StreamMode is the capacity mode.
+type StreamMode string
+
+const (
+	ModeProvisioned StreamMode = "PROVISIONED"
+	ModeOnDemand    StreamMode = "ON_DEMAND"
+)
+
+// Retention bounds, in hours.
+const (
+	MinRetentionHours     = 24
+	MaxRetentionHours     = 8760
+	DefaultRetentionHours = 24
+)
+
+// ShardInfo describes one shard, open or closed.
+type ShardInfo struct {
+	ID             string // shardId-%012d
+	Index          uint32
+	Parent         string // "" if none
+	AdjacentParent string // "" if none
+	HashRange      hashkey.Range
+	StartingSeq    string // decimal sequence number
+	EndingSeq      string // "" while open
+}
+
+// Open reports whether the shard still takes writes.
+func (s ShardInfo) Open() bool { return s.EndingSeq == "" }
+
+// StreamInfo is a snapshot of a stream's metadata.
+type StreamInfo struct {
+	Name           string
+	Created        time.Time
+	Status         StreamStatus
+	Mode           StreamMode
+	RetentionHours int
+	Shards         []ShardInfo // all shards not yet expired, in index order
+	Tags           map[string]string
+}
+
+// OpenShardCount counts the shards that take writes.
+func (s StreamInfo) OpenShardCount() int {
+	n := 0
+	for _, sh := range s.Shards {
+		if sh.Open() {
+			n++
+		}
+	}
+	return n
+}
+
+// CreateStreamInput is validated by the api layer for syntax; the Store checks
+// existence and limits.
+type CreateStreamInput struct {
+	Name       string
+	ShardCount int
+	Mode       StreamMode
+	Tags       map[string]string
+}
+
+// PutEntry is one record to store. The api layer has checked lengths and
+// syntax; ExplicitHashKey, if set, overrides the partition key's hash.
+type PutEntry struct {
+	PartitionKey    string
+	ExplicitHashKey *hashkey.Key
+	Data            []byte
+	// SequenceNumberForOrdering, if set, is a sequence number the new record's
+	// must exceed (PutRecord only).
+	SequenceNumberForOrdering string
+}
+
+// PutResult is the outcome for one entry: either ShardID and SequenceNumber, or
+// Err (e.g. ErrThrottled for that record alone).
+type PutResult struct {
+	ShardID        string
+	SequenceNumber string
+	Err            error
+}
+
+// IteratorType is a GetShardIterator ShardIteratorType.
+type IteratorType string
+
+const (
+	AtSequenceNumber    IteratorType = "AT_SEQUENCE_NUMBER"
+	AfterSequenceNumber IteratorType = "AFTER_SEQUENCE_NUMBER"
+	TrimHorizon         IteratorType = "TRIM_HORIZON"
+	Latest              IteratorType = "LATEST"
+	AtTimestamp         IteratorType = "AT_TIMESTAMP"
+)
+
+// Position is where a reader stands in a shard: the next ordinal to return.
+// It is what a shard iterator carries; StreamCreated pins it to one incarnation
+// of a stream name, so a recreated stream rejects old iterators.
+type Position struct {
+	Stream        string
+	StreamCreated int64 // unix nanoseconds
+	ShardIndex    uint32
+	Ordinal       uint64
+}
+
+// Record is a stored record as GetRecords returns it.
+type Record struct {
+	SequenceNumber string
+	Arrival        time.Time // millisecond precision
+	PartitionKey   string
+	Data           []byte
+}
+
+// ChildShard is a child of a closed shard, as GetRecords lists them at the end
+// of a parent.
+type ChildShard struct {
+	ShardID      string
+	ParentShards []string
+	HashRange    hashkey.Range
+}
+
+// ReadResult is one GetRecords page.
+type ReadResult struct {
+	Records []Record
+	// Next is where to continue; nil when the shard is closed and fully read.
+	Next *Position
+	// MillisBehindLatest is how far the last returned record (or the position,
+	// if none) is behind the shard's tip; 0 at the tip.
+	MillisBehindLatest int64
+	ChildShards        []ChildShard // set when Next is nil
+	Bytes              int          // data + partition-key bytes returned
+}

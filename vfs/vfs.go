@@ -1,0 +1,54 @@
+// Package vfs is the only door between shardlog and the filesystem for segment data.
+//
+// Every segment read, write, sync, rename and unlink goes through FS, so tests can
+// substitute MemFS, which loses unsynced bytes on a simulated power cut, tears the
+// last write, flips bits, fills up (ENOSPC) and fails fsync on demand. The bbolt
+// files are the one exception: bbolt opens its own *os.File, and both bbolt files
+// are synced on every commit, so they carry no unsynced state to lose.
+package vfs
+
+import (
+	"errors"
+	"io"
+	"os"
+)
+
+// File is an open file. Writes are positional so that a single writer never
+// depends on a shared file offset, and reads are positional so many readers can
+// share one descriptor.
+type File interface {
+	io.ReaderAt
+	io.WriterAt
+	// Sync makes every byte written so far durable (fdatasync on Linux).
+	Sync() error
+	Truncate(size int64) error
+	Size() (int64, error)
+	Close() error
+}
+
+// FS is the set of filesystem operations shardlog uses for segment data.
+type FS interface {
+	// Create makes a new empty file, failing if it exists. The new name is not
+	// durable until SyncDir of its directory.
+	Create(name string) (File, error)
+	// OpenRW opens an existing file for reading and writing.
+	OpenRW(name string) (File, error)
+	// Open opens an existing file read-only.
+	Open(name string) (File, error)
+	Remove(name string) error
+	// RemoveAll removes a directory tree. Not durable until SyncDir of its parent.
+	RemoveAll(path string) error
+	Rename(oldname, newname string) error
+	MkdirAll(dir string) error
+	// ReadDir lists the names in dir, sorted; directories end in "/".
+	ReadDir(dir string) ([]string, error)
+	// SyncDir makes the directory's entries (creates, renames, unlinks) durable.
+	SyncDir(dir string) error
+}
+
+// ErrNotExist is returned (wrapped) for a missing file; it is os.ErrNotExist so
+// callers can test with errors.Is either way.
+var ErrNotExist = os.ErrNotExist
+
+// IsNotExist reports whether err means a missing file.
+func IsNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }
