@@ -1,0 +1,41 @@
+# shardlog build, test and run targets. `make run` and `make test` are all a
+# fresh machine with the Go toolchain needs.
+GO        ?= go
+BIN       := bin/shardlog
+DATA_DIR  ?= ./shardlog-data
+LISTEN    ?= 127.0.0.1:4567
+FUZZTIME  ?= 60s
+CRASH_SEEDS ?= 20000
+
+.PHONY: build run test test-short vet bench fuzz powerloss-long clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/shardlog
+
+run: build
+	./$(BIN) serve --listen $(LISTEN) --data-dir $(DATA_DIR)
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+
+# Every test, with the race detector, as CI runs it.
+test: vet
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+bench:
+	$(GO) test -run=NONE -bench=. -benchmem ./...
+
+# Long randomized power-loss run on the fault-injecting filesystem.
+powerloss-long:
+	SHARDLOG_POWERLOSS_SEEDS=$(CRASH_SEEDS) $(GO) test -run TestPowerLoss -count=1 -timeout 2h -v ./storage/
+
+# Each fuzz target for FUZZTIME (default 60s).
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,61 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"github.com/shardlog/shardlog/storage"
+)
+
+// Backend is what the API needs from the storage engine. *storage.Store
+// satisfies it; tests use a fake. Errors are *storage.Error values wrapping
+// storage's sentinels, whose messages are already AWS's wording; the api maps
+// the sentinels to AWS error types in errors.go and nowhere else.
+type Backend interface {
+	// CreateStream fails with ErrStreamExists or ErrLimitExceeded (whose
+	// message may contain "{region}", which the api fills in).
+	CreateStream(ctx context.Context, in storage.CreateStreamInput) error
+	DeleteStream(ctx context.Context, name string) error
+	// ListStreams returns every stream that is not gone, sorted by name.
+	// Shards may be nil.
+	ListStreams(ctx context.Context) ([]storage.StreamInfo, error)
+	// DescribeStream includes Shards (empty while CREATING) and Tags.
+	DescribeStream(ctx context.Context, name string) (storage.StreamInfo, error)
+	// SetRetention produces AWS's InvalidArgument texts for the direction and
+	// the bounds, and ErrResourceInUse when the stream is not ACTIVE.
+	SetRetention(ctx context.Context, name string, hours int, increase bool) error
+	AddTags(ctx context.Context, name string, tags map[string]string) error
+	RemoveTags(ctx context.Context, name string, keys []string) error
+	// Put stores entries in order of the request. A returned error fails the
+	// whole request; PutResult.Err fails one record.
+	Put(ctx context.Context, stream string, entries []storage.PutEntry) ([]storage.PutResult, error)
+	// Position resolves a GetShardIterator request; shardID is the client's
+	// text (parsed leniently by storage).
+	Position(ctx context.Context, stream, shardID string, typ storage.IteratorType, startSeq string, ts time.Time) (storage.Position, error)
+	// Read returns records from pos on. It fails with ErrStreamNotFound or
+	// ErrShardNotFound when the stream is gone or was recreated.
+	Read(ctx context.Context, pos storage.Position, maxRecords, maxBytes int) (storage.ReadResult, error)
+	// IteratorKey is a 32-byte secret kept in the data directory, so tokens
+	// survive restarts and cannot be forged.
+	IteratorKey() []byte
+	AccountID() string
+}
+
+// Admission is the seam for rate limiting. When Config.Admission is set, every
+// operation calls Admit after the request has been decoded and validated and
+// before the Backend is touched. A non-nil error ends the request; it is
+// mapped like a storage error (e.g. storage.ErrThrottled becomes
+// ProvisionedThroughputExceededException, storage.ErrLimitExceeded becomes
+// LimitExceededException), so return a *storage.Error with AWS's message.
+type Admission interface {
+	Admit(ctx context.Context, req AdmissionRequest) error
+}
+
+// AdmissionRequest describes a request about to run.
+type AdmissionRequest struct {
+	Operation string // e.g. "PutRecords"
+	Region    string
+	Stream    string // "" for account-level operations (ListStreams, DescribeLimits)
+	Records   int    // records in a put
+	Bytes     int    // data + partition-key bytes in a put
+}

@@ -1,0 +1,64 @@
+package api
+
+import (
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Config configures the HTTP API server.
+type Config struct {
+	// Listen is the address the server binds (used by the command; the
+	// Handler itself does not listen).
+	Listen string
+	// AccountID is the account in ARNs and messages. It should equal
+	// Backend.AccountID(); when empty, the Backend's is used.
+	AccountID string
+	// Region is used when a request carries no SigV4 credential scope.
+	Region string
+	// ShardLimit is reported by DescribeLimits (storage enforces it).
+	ShardLimit int
+	// MaxBodyBytes caps request bodies; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Logger receives request and failure logs; nil means no logging.
+	Logger hclog.Logger
+	// Admission, if set, may refuse requests (rate limiting).
+	Admission Admission
+	// Now is the clock; nil means time.Now. Tests move it to expire tokens.
+	Now func() time.Time
+}
+
+// DefaultMaxBodyBytes fits the largest legal request (PutRecords: 5 MiB of
+// data, base64-inflated to 6.7 MiB, plus 500 partition keys) with room for
+// records of up to 10 MiB later.
+const DefaultMaxBodyBytes = 10<<20 + 1<<20
+
+// Defaults for zero Config fields.
+const (
+	DefaultRegion     = "us-east-1"
+	DefaultShardLimit = 500
+	// OnDemandStreamCountLimit is AWS's default quota of on-demand streams.
+	OnDemandStreamCountLimit = 50
+)
+
+func (c Config) withDefaults(b Backend) Config {
+	if c.AccountID == "" {
+		c.AccountID = b.AccountID()
+	}
+	if c.Region == "" {
+		c.Region = DefaultRegion
+	}
+	if c.ShardLimit == 0 {
+		c.ShardLimit = DefaultShardLimit
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}

@@ -1,0 +1,123 @@
+package api
+
+import (
+	"encoding/binary"
+	"strconv"
+	"time"
+
+	"github.com/shardlog/shardlog/storage"
+)
+
+// Iterator types in the order AWS lists them in enum messages.
+var iteratorTypes = []string{"AFTER_SEQUENCE_NUMBER", "LATEST", "AT_TIMESTAMP", "AT_SEQUENCE_NUMBER", "TRIM_HORIZON"}
+
+type getShardIteratorInput struct {
+	StreamName             *string
+	ShardId                *string
+	ShardIteratorType      *string
+	StartingSequenceNumber *string
+	Timestamp              optTime
+	StreamARN              *string
+}
+
+func (s *Server) getShardIterator(rc *reqCtx, body []byte) (any, error) {
+	var in getShardIteratorInput
+	stream, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
+		v.reqStr("shardId", in.ShardId, patternName, 1, 128)
+		if v.notNull("shardIteratorType", in.ShardIteratorType != nil) {
+			v.enum("shardIteratorType", in.ShardIteratorType, iteratorTypes)
+		}
+		v.str("startingSequenceNumber", in.StartingSequenceNumber, patternSequence, 0, -1)
+	})
+	if err != nil {
+		return nil, err
+	}
+	typ := storage.IteratorType(*in.ShardIteratorType)
+	seq := ""
+	if in.StartingSequenceNumber != nil {
+		seq = *in.StartingSequenceNumber
+	}
+	now := s.now()
+	if argErr := iteratorArgError(typ, in.StartingSequenceNumber != nil, in.Timestamp, now); argErr != nil {
+		// AWS reports a missing stream or shard before a bad combination of
+		// arguments, so look the shard up first.
+		if _, err := s.b.Position(rc.ctx, stream, *in.ShardId, storage.TrimHorizon, "", time.Time{}); err != nil {
+			return nil, err
+		}
+		return nil, argErr
+	}
+	pos, err := s.b.Position(rc.ctx, stream, *in.ShardId, typ, seq, in.Timestamp.T)
+	if err != nil {
+		return nil, err
+	}
+	return struct{ ShardIterator string }{s.encodeIterator(pos, now)}, nil
+}
+
+// iteratorArgError checks that the iterator type and its arguments agree,
+// with AWS's messages.
+func iteratorArgError(typ storage.IteratorType, hasSeq bool, ts optTime, now time.Time) error {
+	const either = "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified "
+	bySeq := typ == storage.AtSequenceNumber || typ == storage.AfterSequenceNumber
+	switch {
+	case hasSeq && !bySeq:
+		return invalidArgument(either + string(typ) + " and also a StartingSequenceNumber.")
+	case !hasSeq && bySeq:
+		return invalidArgument(either + string(typ) + " and no StartingSequenceNumber.")
+	case typ != storage.AtTimestamp:
+		return nil
+	case !ts.Set:
+		return invalidArgument("Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
+	case ts.T.UnixMilli() > now.UnixMilli():
+		return invalidArgument("The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: " +
+			strconv.FormatInt(ts.T.UnixMilli(), 10) + ", currentTimestampInMillis: " + strconv.FormatInt(now.UnixMilli(), 10))
+	}
+	return nil
+}
+
+// encodeIterator seals a position into a shard iterator issued at now. The
+// payload names the stream incarnation (name and creation time), the shard
+// and the ordinal; the MAC makes it unforgeable, so a client can only read
+// positions the server handed out.
+func (s *Server) encodeIterator(pos storage.Position, now time.Time) string {
+	return s.keys.seal(tokenKindIterator, now.UnixMilli(), iteratorPayload(pos))
+}
+
+func iteratorPayload(pos storage.Position) []byte {
+	b := make([]byte, 0, 8+4+8+1+len(pos.Stream))
+	b = binary.BigEndian.AppendUint64(b, uint64(pos.StreamCreated))
+	b = binary.BigEndian.AppendUint32(b, pos.ShardIndex)
+	b = binary.BigEndian.AppendUint64(b, pos.Ordinal)
+	return appendStr(b, pos.Stream)
+}
+
+// decodeIterator verifies and opens a shard iterator. Malformed, tampered
+// or foreign tokens are "Invalid ShardIterator."; genuine tokens older than
+// five minutes are ExpiredIteratorException, worded as AWS words it.
+func (s *Server) decodeIterator(tok string, now time.Time) (storage.Position, error) {
+	pos, issued, ok := s.openIterator(tok)
+	if !ok {
+		return pos, invalidArgument("Invalid ShardIterator.")
+	}
+	if expired(issued, now.UnixMilli()) {
+		return pos, clientError(typeExpiredIterator, "Iterator expired. The iterator was created at time "+javaDate(issued)+
+			" while right now it is "+javaDate(now.UnixMilli())+" which is further in the future than the tolerated delay of 300000 milliseconds.")
+	}
+	return pos, nil
+}
+
+// openIterator verifies the MAC and parses the payload.
+func (s *Server) openIterator(tok string) (pos storage.Position, issued int64, ok bool) {
+	issued, payload, err := s.keys.open(tokenKindIterator, tok)
+	if err != nil {
+		return pos, 0, false
+	}
+	r := newPayloadReader(payload)
+	pos = storage.Position{StreamCreated: int64(r.u64()), ShardIndex: r.u32(), Ordinal: r.u64(), Stream: r.str()}
+	return pos, issued, r.done()
+}
+
+// javaDate renders unix ms as Java's Date.toString does in UTC:
+// "Thu Jan 22 01:22:02 UTC 2015".
+func javaDate(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format("Mon Jan 02 15:04:05 MST 2006")
+}

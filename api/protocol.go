@@ -1,0 +1,244 @@
+package api
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Response headers, in AWS's spelling (assigned directly to keep the case).
+const (
+	hdrRequestID = "x-amzn-RequestId"
+	hdrID2       = "x-amz-id-2"
+)
+
+// newRequestID returns a random (version 4) UUID. Request ids need to be
+// unique, not secret, so the fast non-cryptographic generator is enough.
+func newRequestID() string {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:], b[10:])
+	return string(out[:])
+}
+
+// setRequestIDs sets x-amzn-RequestId on every response, and x-amz-id-2 (72
+// random bytes in base64) except on CORS preflights, as AWS does.
+func setRequestIDs(rc *reqCtx) {
+	h := rc.w.Header()
+	h[hdrRequestID] = []string{rc.id}
+	if rc.r.Method == http.MethodOptions && rc.r.Header.Get("Origin") != "" {
+		return
+	}
+	var id2 [72]byte
+	for i := 0; i < len(id2); i += 8 {
+		binary.LittleEndian.PutUint64(id2[i:], rand.Uint64())
+	}
+	h[hdrID2] = []string{base64.StdEncoding.EncodeToString(id2[:])}
+}
+
+// handleCORS answers browsers as AWS does: any request with Origin gets
+// Access-Control-Allow-Origin: *; a preflight (OPTIONS) echoes the requested
+// headers and method and ends here.
+func (s *Server) handleCORS(rc *reqCtx) bool {
+	r, h := rc.r, rc.w.Header()
+	if r.Header.Get("Origin") == "" {
+		return false
+	}
+	h.Set("Access-Control-Allow-Origin", "*")
+	if r.Method != http.MethodOptions {
+		h.Set("Access-Control-Expose-Headers", "x-amzn-RequestId,x-amzn-ErrorType,x-amz-request-id,x-amz-id-2,x-amzn-ErrorMessage,Date")
+		return false
+	}
+	if v := r.Header.Get("Access-Control-Request-Headers"); v != "" {
+		h.Set("Access-Control-Allow-Headers", v)
+	}
+	if v := r.Header.Get("Access-Control-Request-Method"); v != "" {
+		h.Set("Access-Control-Allow-Methods", v)
+	}
+	h.Set("Access-Control-Max-Age", "172800")
+	h.Set("Content-Length", "0")
+	rc.status, rc.wrote = http.StatusOK, true
+	rc.w.WriteHeader(http.StatusOK)
+	return true
+}
+
+// checkAuth requires SigV4 authentication to be present and well formed (it
+// does not verify the signature) and takes the region from the credential
+// scope. Messages are AWS's.
+func checkAuth(rc *reqCtx) *apiError {
+	r := rc.r
+	header := r.Header.Get("Authorization")
+	var query map[string][]string
+	if r.URL.RawQuery != "" {
+		query = r.URL.Query()
+	}
+	_, presigned := query["X-Amz-Algorithm"]
+	switch {
+	case header != "" && presigned:
+		return clientError(typeInvalidSignature, "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header.")
+	case header == "" && !presigned:
+		return clientError(typeMissingAuth, "Missing Authentication Token")
+	case header != "":
+		return checkAuthHeader(rc, header)
+	}
+	return checkAuthQuery(rc, query)
+}
+
+func checkAuthHeader(rc *reqCtx, header string) *apiError {
+	fields := strings.FieldsFunc(header, func(r rune) bool { return r == ',' || r == ' ' })
+	if len(fields) == 0 {
+		fields = []string{""}
+	}
+	params := map[string]string{}
+	for _, f := range fields[1:] {
+		k, v, _ := strings.Cut(f, "=")
+		params[k] = v
+	}
+	var msg strings.Builder
+	for _, p := range []string{"Credential", "Signature", "SignedHeaders"} {
+		if params[p] == "" {
+			msg.WriteString("Authorization header requires '" + p + "' parameter. ")
+		}
+	}
+	if rc.r.Header.Get("X-Amz-Date") == "" && rc.r.Header.Get("Date") == "" {
+		msg.WriteString("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ")
+	}
+	if msg.Len() > 0 {
+		return clientError(typeIncompleteSignature, msg.String()+"Authorization="+header)
+	}
+	if fields[0] != "AWS4-HMAC-SHA256" {
+		return clientError(typeIncompleteSignature, "Unsupported AWS 'algorithm': '"+fields[0]+"'. Authorization="+header)
+	}
+	return checkScope(rc, params["Credential"])
+}
+
+func checkAuthQuery(rc *reqCtx, query map[string][]string) *apiError {
+	var msg strings.Builder
+	for _, p := range []string{"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature", "X-Amz-SignedHeaders", "X-Amz-Date"} {
+		if len(query[p]) == 0 || query[p][0] == "" {
+			msg.WriteString("AWS query-string parameters must include '" + p + "'. ")
+		}
+	}
+	if msg.Len() > 0 {
+		return clientError(typeIncompleteSignature, msg.String()+"Re-examine the query-string parameters.")
+	}
+	return checkScope(rc, query["X-Amz-Credential"][0])
+}
+
+// checkScope parses keyid/date/region/service/aws4_request and keeps the
+// region for ARNs and messages.
+func checkScope(rc *reqCtx, credential string) *apiError {
+	parts := strings.Split(credential, "/")
+	if len(parts) != 5 {
+		return clientError(typeIncompleteSignature, "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got '"+credential+"'")
+	}
+	if parts[4] != "aws4_request" {
+		return clientError(typeIncompleteSignature, "Credential should be scoped with a valid terminator: 'aws4_request', not '"+parts[4]+"'.")
+	}
+	if parts[3] != "kinesis" {
+		return clientError(typeInvalidSignature, "Credential should be scoped to correct service: 'kinesis'. ")
+	}
+	if parts[2] == "" {
+		return clientError(typeInvalidSignature, "Credential should be scoped to a valid region. ")
+	}
+	rc.region = parts[2]
+	return nil
+}
+
+// readBody reads the request body into a pooled buffer, refusing bodies over
+// the cap (413) before reading them when Content-Length says so.
+func (s *Server) readBody(rc *reqCtx) ([]byte, func(), *apiError) {
+	limit := s.cfg.MaxBodyBytes
+	if rc.r.ContentLength > limit {
+		return nil, nil, bodyTooLarge(rc.r.ContentLength, limit)
+	}
+	bp := bodyPool.Get().(*[]byte)
+	release := func() { bodyPool.Put(bp) }
+	buf := (*bp)[:0]
+	if n := rc.r.ContentLength; n > 0 && int64(cap(buf)) < n {
+		buf = make([]byte, 0, n)
+	}
+	buf, err := readAll(http.MaxBytesReader(rc.w, rc.r.Body, limit), buf)
+	*bp = buf
+	if err != nil {
+		release()
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, nil, bodyTooLarge(-1, limit)
+		}
+		return nil, nil, serializationError("Could not read the request body: " + err.Error())
+	}
+	return buf, release, nil
+}
+
+// readAll is io.ReadAll into a caller-provided buffer.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+func bodyTooLarge(n, limit int64) *apiError {
+	msg := "Request body exceeds the limit of " + strconv.FormatInt(limit, 10) + " bytes"
+	if n >= 0 {
+		msg = "Request body of " + strconv.FormatInt(n, 10) + " bytes exceeds the limit of " + strconv.FormatInt(limit, 10) + " bytes"
+	}
+	return &apiError{Type: typeTooLarge, Message: msg, Status: http.StatusRequestEntityTooLarge}
+}
+
+// writeOutput sends a successful result; nil means an empty 200 body, as AWS
+// answers operations without output members.
+func (s *Server) writeOutput(rc *reqCtx, out any) {
+	if out == nil {
+		s.writeBody(rc, http.StatusOK, nil)
+		return
+	}
+	body, err := rc.codec.encode(out)
+	if err != nil {
+		s.writeError(rc, internalFailure(err))
+		return
+	}
+	s.writeBody(rc, http.StatusOK, body)
+}
+
+func (s *Server) writeError(rc *reqCtx, e *apiError) {
+	rc.errMsg = e.Type + ": " + e.Message
+	s.writeBody(rc, e.Status, rc.codec.encodeError(e))
+}
+
+func (s *Server) writeBody(rc *reqCtx, status int, body []byte) {
+	h := rc.w.Header()
+	h.Set("Content-Type", rc.codec.contentType())
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	rc.status, rc.wrote = status, true
+	rc.w.WriteHeader(status)
+	_, _ = rc.w.Write(body)
+}

@@ -1,0 +1,400 @@
+package api
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/shardlog/shardlog/storage"
+)
+
+// decodeInput decodes body into in, returning a SerializationException on
+// failure. (It returns error, never a typed nil.)
+func decodeInput(rc *reqCtx, body []byte, in any) error {
+	if e := rc.codec.decode(body, in); e != nil {
+		return e
+	}
+	return nil
+}
+
+// Stream modes in the order AWS lists them in enum messages.
+var streamModes = []string{string(storage.ModeProvisioned), string(storage.ModeOnDemand)}
+
+// onDemandShards is the shard count of a new on-demand stream (4 MB/s write).
+const onDemandShards = 4
+
+type streamModeIn struct {
+	StreamMode *string
+}
+
+type createStreamInput struct {
+	ShardCount         optInt
+	StreamName         *string
+	StreamModeDetails  *streamModeIn
+	Tags               map[string]string
+	MaxRecordSizeInKiB optInt // accepted and checked; records stay at most 1 MiB
+}
+
+func (s *Server) createStream(rc *reqCtx, body []byte) (any, error) {
+	var in createStreamInput
+	if err := decodeInput(rc, body, &in); err != nil {
+		return nil, err
+	}
+	var v validator
+	v.intRange("shardCount", in.ShardCount, 1, 1<<31-1)
+	v.reqStr("streamName", in.StreamName, patternName, 1, 128)
+	if in.StreamModeDetails != nil && v.notNull("streamModeDetails.streamMode", in.StreamModeDetails.StreamMode != nil) {
+		v.enum("streamModeDetails.streamMode", in.StreamModeDetails.StreamMode, streamModes)
+	}
+	v.tagMap("tags", in.Tags, in.Tags != nil)
+	v.intRange("maxRecordSizeInKiB", in.MaxRecordSizeInKiB, 1024, 10240)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	csi, err := createInput(in)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.admit(rc, AdmissionRequest{Stream: csi.Name}); err != nil {
+		return nil, err
+	}
+	if err := s.b.CreateStream(rc.ctx, csi); err != nil {
+		ae := *toAPIError(err)
+		ae.Message = strings.ReplaceAll(ae.Message, "{region}", rc.region)
+		return nil, &ae
+	}
+	return nil, nil
+}
+
+// createInput applies CreateStream's cross-field rules.
+func createInput(in createStreamInput) (storage.CreateStreamInput, error) {
+	mode := storage.ModeProvisioned
+	if in.StreamModeDetails != nil {
+		mode = storage.StreamMode(*in.StreamModeDetails.StreamMode)
+	}
+	out := storage.CreateStreamInput{Name: *in.StreamName, Mode: mode, Tags: in.Tags}
+	switch {
+	case mode == storage.ModeProvisioned && !in.ShardCount.Set:
+		return out, invalidArgument("ShardCount cannot be null when creating stream in PROVISIONED StreamMode")
+	case mode == storage.ModeOnDemand && in.ShardCount.Set:
+		return out, invalidArgument("ShardCount must not be specified when creating stream in ON_DEMAND StreamMode")
+	case mode == storage.ModeOnDemand:
+		out.ShardCount = onDemandShards
+	default:
+		out.ShardCount = int(in.ShardCount.Val)
+	}
+	if len(in.Tags) > maxTagsPerStream {
+		return out, invalidArgument("Failed to create stream " + out.Name + " because a given stream cannot have more than 50 tags associated with it.")
+	}
+	return out, checkTags(in.Tags)
+}
+
+type deleteStreamInput struct {
+	StreamName              *string
+	EnforceConsumerDeletion optBool // no consumers exist yet, so there is nothing to enforce
+	StreamARN               *string
+}
+
+func (s *Server) deleteStream(rc *reqCtx, body []byte) (any, error) {
+	var in deleteStreamInput
+	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, nil)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.b.DeleteStream(rc.ctx, name)
+}
+
+// streamRequest is the common prologue of stream-targeted operations: decode,
+// validate (check adds operation-specific rules before the selectors, in AWS's
+// order), resolve StreamName/StreamARN, and admit.
+func (s *Server) streamRequest(rc *reqCtx, body []byte, in any, selectors func() (*string, *string), check func(*validator)) (string, error) {
+	if err := decodeInput(rc, body, in); err != nil {
+		return "", err
+	}
+	var v validator
+	if check != nil {
+		check(&v)
+	}
+	name, arn := selectors()
+	v.streamName("streamName", name)
+	v.streamARN("streamARN", arn)
+	if err := v.err(); err != nil {
+		return "", err
+	}
+	stream, err := s.resolveStream(name, arn)
+	if err != nil {
+		return "", err
+	}
+	return stream, s.admit(rc, AdmissionRequest{Stream: stream})
+}
+
+type streamModeDetails struct {
+	StreamMode string
+}
+
+type enhancedMetrics struct {
+	ShardLevelMetrics []string
+}
+
+// noEnhancedMonitoring is what AWS reports for a stream without shard-level
+// metrics: one entry with an empty list.
+var noEnhancedMonitoring = []enhancedMetrics{{ShardLevelMetrics: []string{}}}
+
+type streamDescription struct {
+	StreamName              string
+	StreamARN               string
+	StreamStatus            string
+	StreamModeDetails       streamModeDetails
+	Shards                  []shardOut
+	HasMoreShards           bool
+	RetentionPeriodHours    int
+	StreamCreationTimestamp epochTime
+	EnhancedMonitoring      []enhancedMetrics
+	EncryptionType          string
+}
+
+type describeStreamInput struct {
+	StreamName            *string
+	Limit                 optInt
+	ExclusiveStartShardId *string
+	StreamARN             *string
+}
+
+// describeStreamMax is the most shards DescribeStream returns in one call.
+const describeStreamMax = 100
+
+func (s *Server) describeStream(rc *reqCtx, body []byte) (any, error) {
+	var in describeStreamInput
+	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
+		v.intRange("limit", in.Limit, 1, 10000)
+		v.str("exclusiveStartShardId", in.ExclusiveStartShardId, patternName, 1, 128)
+	})
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.b.DescribeStream(rc.ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	limit := describeStreamMax
+	if in.Limit.Set {
+		limit = min(limit, int(in.Limit.Val))
+	}
+	shards := info.Shards
+	if in.ExclusiveStartShardId != nil {
+		shards = shardsAfter(shards, *in.ExclusiveStartShardId)
+	}
+	more := len(shards) > limit
+	if more {
+		shards = shards[:limit]
+	}
+	d := streamDescription{
+		StreamName: info.Name, StreamARN: s.arnFor(rc, info.Name), StreamStatus: string(info.Status),
+		StreamModeDetails: streamModeDetails{string(info.Mode)}, Shards: shardsOut(shards), HasMoreShards: more,
+		RetentionPeriodHours: info.RetentionHours, StreamCreationTimestamp: epochTime(info.Created),
+		EnhancedMonitoring: noEnhancedMonitoring, EncryptionType: "NONE",
+	}
+	return struct{ StreamDescription streamDescription }{d}, nil
+}
+
+type streamSummaryInput struct {
+	StreamName *string
+	StreamARN  *string
+}
+
+type streamDescriptionSummary struct {
+	StreamName              string
+	StreamARN               string
+	StreamStatus            string
+	StreamModeDetails       streamModeDetails
+	RetentionPeriodHours    int
+	StreamCreationTimestamp epochTime
+	EnhancedMonitoring      []enhancedMetrics
+	EncryptionType          string
+	OpenShardCount          int
+	ConsumerCount           int
+	MaxRecordSizeInKiB      int
+}
+
+func (s *Server) describeStreamSummary(rc *reqCtx, body []byte) (any, error) {
+	var in streamSummaryInput
+	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, nil)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.b.DescribeStream(rc.ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	d := streamDescriptionSummary{
+		StreamName: info.Name, StreamARN: s.arnFor(rc, info.Name), StreamStatus: string(info.Status),
+		StreamModeDetails: streamModeDetails{string(info.Mode)}, RetentionPeriodHours: info.RetentionHours,
+		StreamCreationTimestamp: epochTime(info.Created), EnhancedMonitoring: noEnhancedMonitoring,
+		EncryptionType: "NONE", OpenShardCount: info.OpenShardCount(), MaxRecordSizeInKiB: maxRecordBytes >> 10,
+	}
+	return struct{ StreamDescriptionSummary streamDescriptionSummary }{d}, nil
+}
+
+type listStreamsInput struct {
+	Limit                    optInt
+	ExclusiveStartStreamName *string
+	NextToken                *string
+}
+
+type streamSummary struct {
+	StreamName              string
+	StreamARN               string
+	StreamStatus            string
+	StreamModeDetails       streamModeDetails
+	StreamCreationTimestamp epochTime
+}
+
+type listStreamsOutput struct {
+	StreamNames     []string
+	HasMoreStreams  bool
+	NextToken       string `json:",omitempty"`
+	StreamSummaries []streamSummary
+}
+
+// listStreamsMax is the most streams ListStreams returns in one call.
+const listStreamsMax = 100
+
+func (s *Server) listStreams(rc *reqCtx, body []byte) (any, error) {
+	var in listStreamsInput
+	if err := decodeInput(rc, body, &in); err != nil {
+		return nil, err
+	}
+	var v validator
+	v.intRange("limit", in.Limit, 1, 10000)
+	v.streamName("exclusiveStartStreamName", in.ExclusiveStartStreamName)
+	v.str("nextToken", in.NextToken, "", 1, 1048576)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	after, err := s.listStreamsStart(in)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.admit(rc, AdmissionRequest{}); err != nil {
+		return nil, err
+	}
+	streams, err := s.b.ListStreams(rc.ctx)
+	if err != nil {
+		return nil, err
+	}
+	limit := listStreamsMax
+	if in.Limit.Set {
+		limit = min(limit, int(in.Limit.Val))
+	}
+	return s.listStreamsPage(rc, streams, after, limit), nil
+}
+
+// listStreamsStart returns the name to list after, from ExclusiveStartStreamName
+// or a NextToken (which may not be combined).
+func (s *Server) listStreamsStart(in listStreamsInput) (string, error) {
+	switch {
+	case in.NextToken != nil && in.ExclusiveStartStreamName != nil:
+		return "", invalidArgument("NextToken and ExclusiveStartStreamName cannot be provided together.")
+	case in.NextToken != nil:
+		return s.openListStreamsToken(*in.NextToken)
+	case in.ExclusiveStartStreamName != nil:
+		return *in.ExclusiveStartStreamName, nil
+	}
+	return "", nil
+}
+
+func (s *Server) listStreamsPage(rc *reqCtx, streams []storage.StreamInfo, after string, limit int) listStreamsOutput {
+	i := sort.Search(len(streams), func(i int) bool { return streams[i].Name > after })
+	streams = streams[i:]
+	out := listStreamsOutput{StreamNames: []string{}, StreamSummaries: []streamSummary{}}
+	if len(streams) > limit {
+		streams, out.HasMoreStreams = streams[:limit], true
+	}
+	for _, st := range streams {
+		out.StreamNames = append(out.StreamNames, st.Name)
+		out.StreamSummaries = append(out.StreamSummaries, streamSummary{
+			StreamName: st.Name, StreamARN: s.arnFor(rc, st.Name), StreamStatus: string(st.Status),
+			StreamModeDetails: streamModeDetails{string(st.Mode)}, StreamCreationTimestamp: epochTime(st.Created),
+		})
+	}
+	if out.HasMoreStreams {
+		out.NextToken = s.keys.seal(tokenKindListStreams, s.now().UnixMilli(), appendStr(nil, streams[len(streams)-1].Name))
+	}
+	return out
+}
+
+func (s *Server) openListStreamsToken(tok string) (string, error) {
+	issued, payload, err := s.keys.open(tokenKindListStreams, tok)
+	if err != nil {
+		return "", invalidArgument("Invalid NextToken.")
+	}
+	if expired(issued, s.now().UnixMilli()) {
+		return "", clientError(typeExpiredNextToken, "The NextToken has expired. Tokens expire 300 seconds after they are issued.")
+	}
+	r := newPayloadReader(payload)
+	name := r.str()
+	if !r.done() {
+		return "", invalidArgument("Invalid NextToken.")
+	}
+	return name, nil
+}
+
+type describeLimitsOutput struct {
+	ShardLimit               int
+	OpenShardCount           int
+	OnDemandStreamCount      int
+	OnDemandStreamCountLimit int
+}
+
+func (s *Server) describeLimits(rc *reqCtx, body []byte) (any, error) {
+	var in struct{}
+	if err := decodeInput(rc, body, &in); err != nil {
+		return nil, err
+	}
+	if err := s.admit(rc, AdmissionRequest{}); err != nil {
+		return nil, err
+	}
+	streams, err := s.b.ListStreams(rc.ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := describeLimitsOutput{ShardLimit: s.cfg.ShardLimit, OnDemandStreamCountLimit: OnDemandStreamCountLimit}
+	for _, st := range streams {
+		if st.Mode == storage.ModeOnDemand {
+			out.OnDemandStreamCount++
+		}
+		if st.Shards == nil {
+			// ListStreams may leave shards out; a stream deleted meanwhile
+			// simply has no open shards to count.
+			if full, err := s.b.DescribeStream(rc.ctx, st.Name); err == nil {
+				st = full
+			}
+		}
+		out.OpenShardCount += st.OpenShardCount()
+	}
+	return out, nil
+}
+
+type retentionInput struct {
+	StreamName           *string
+	RetentionPeriodHours optInt
+	StreamARN            *string
+}
+
+func (s *Server) increaseRetention(rc *reqCtx, body []byte) (any, error) {
+	return s.setRetention(rc, body, true)
+}
+
+func (s *Server) decreaseRetention(rc *reqCtx, body []byte) (any, error) {
+	return s.setRetention(rc, body, false)
+}
+
+func (s *Server) setRetention(rc *reqCtx, body []byte, increase bool) (any, error) {
+	var in retentionInput
+	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
+		v.notNull("retentionPeriodHours", in.RetentionPeriodHours.Set)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.b.SetRetention(rc.ctx, name, int(in.RetentionPeriodHours.Val), increase)
+}

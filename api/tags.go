@@ -1,0 +1,143 @@
+package api
+
+import (
+	"sort"
+	"strings"
+	"unicode"
+)
+
+// maxTagsPerStream is AWS's limit on tags per stream.
+const maxTagsPerStream = 50
+
+const msgInvalidTagChars = "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @."
+
+func isTagRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsSpace(r) || unicode.IsMark(r) || strings.ContainsRune("_./=+-%@:", r)
+}
+
+// checkTags applies AWS's character rules and the reserved aws: prefix.
+func checkTags(tags map[string]string) error {
+	for k, v := range tags {
+		if !validTagText(k) || !validTagText(v) {
+			return invalidArgument(msgInvalidTagChars)
+		}
+		if strings.HasPrefix(strings.ToLower(k), "aws:") {
+			return invalidArgument("Tag key " + k + " is invalid: the aws: prefix is reserved for AWS use.")
+		}
+	}
+	return nil
+}
+
+type addTagsInput struct {
+	StreamName *string
+	Tags       map[string]string
+	StreamARN  *string
+}
+
+func (s *Server) addTags(rc *reqCtx, body []byte) (any, error) {
+	var in addTagsInput
+	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
+		if v.notNull("tags", in.Tags != nil) {
+			v.tagMap("tags", in.Tags, true)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTags(in.Tags); err != nil {
+		return nil, err
+	}
+	return nil, s.b.AddTags(rc.ctx, name, in.Tags)
+}
+
+type removeTagsInput struct {
+	StreamName *string
+	TagKeys    []string
+	StreamARN  *string
+}
+
+func (s *Server) removeTags(rc *reqCtx, body []byte) (any, error) {
+	var in removeTagsInput
+	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
+		if v.notNull("tagKeys", in.TagKeys != nil) {
+			checkTagKeyList(v, in.TagKeys)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range in.TagKeys {
+		if !validTagText(k) {
+			return nil, invalidArgument(msgInvalidTagChars)
+		}
+	}
+	return nil, s.b.RemoveTags(rc.ctx, name, in.TagKeys)
+}
+
+// checkTagKeyList checks a TagKeyList: 1..50 keys of 1..128 characters.
+func checkTagKeyList(v *validator, keys []string) {
+	v.length(quoted(renderList(keys)), "tagKeys", len(keys), 1, 50)
+	for i, k := range keys {
+		v.length(quoted(k), "tagKeys."+itoa(i+1)+".member", javaLen(k), 1, 128)
+	}
+}
+
+type listTagsInput struct {
+	StreamName           *string
+	ExclusiveStartTagKey *string
+	Limit                optInt
+	StreamARN            *string
+}
+
+type tagOut struct {
+	Key   string
+	Value string
+}
+
+type listTagsOutput struct {
+	Tags        []tagOut
+	HasMoreTags bool
+}
+
+func (s *Server) listTags(rc *reqCtx, body []byte) (any, error) {
+	var in listTagsInput
+	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
+		v.intRange("limit", in.Limit, 1, 50)
+		v.str("exclusiveStartTagKey", in.ExclusiveStartTagKey, "", 1, 128)
+	})
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.b.DescribeStream(rc.ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	limit := maxTagsPerStream
+	if in.Limit.Set {
+		limit = int(in.Limit.Val)
+	}
+	after := ""
+	if in.ExclusiveStartTagKey != nil {
+		after = *in.ExclusiveStartTagKey
+	}
+	return tagPage(info.Tags, after, limit), nil
+}
+
+// tagPage lists tags in key order after the exclusive start key.
+func tagPage(tags map[string]string, after string, limit int) listTagsOutput {
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		if k > after {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	out := listTagsOutput{Tags: []tagOut{}}
+	if len(keys) > limit {
+		keys, out.HasMoreTags = keys[:limit], true
+	}
+	for _, k := range keys {
+		out.Tags = append(out.Tags, tagOut{Key: k, Value: tags[k]})
+	}
+	return out
+}

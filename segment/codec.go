@@ -1,0 +1,193 @@
+package segment
+
+import (
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Compressor encodes and decodes frames. It holds one zstd encoder and one
+// decoder shared by every shard: EncodeAll and DecodeAll are safe for
+// concurrent use and each call borrows one of a fixed set of internal states,
+// so memory stays bounded however many shards there are. A Compressor is safe
+// for concurrent use; Close it when done, since the decoder owns goroutines.
+type Compressor struct {
+	enc *zstd.Encoder
+	dec *zstd.Decoder
+}
+
+// defaultLevel is SpeedDefault. On 1 KiB JSON-like records (BenchmarkEncodeFrame,
+// BenchmarkCompressLevel) SpeedFastest encodes about 1.3x faster but leaves
+// frames about 1.3x larger; either is far above a shard's 1 MB/s write quota
+// on one core, so the smaller files win.
+const defaultLevel = zstd.SpeedDefault
+
+// NewCompressor returns a Compressor with the default zstd level.
+func NewCompressor() (*Compressor, error) {
+	return newCompressor(defaultLevel)
+}
+
+func newCompressor(level zstd.EncoderLevel) (*Compressor, error) {
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(level),
+		// The frame CRC32C already covers the stored bytes.
+		zstd.WithEncoderCRC(false),
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("segment: zstd encoder: %w", err)
+	}
+	dec, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
+		// The default cap is 64 GiB; a damaged frame must not be able to ask
+		// for more than a real one could hold.
+		zstd.WithDecoderMaxMemory(2*MaxFramePayload),
+		// Decode into exactly RawLen bytes and fail on anything longer.
+		zstd.WithDecodeAllCapLimit(true),
+	)
+	if err != nil {
+		enc.Close()
+		return nil, fmt.Errorf("segment: zstd decoder: %w", err)
+	}
+	return &Compressor{enc: enc, dec: dec}, nil
+}
+
+// Close releases the encoder and decoder. The Compressor must not be used after.
+func (c *Compressor) Close() {
+	c.enc.Close()
+	c.dec.Close()
+}
+
+// rawPool holds scratch buffers for raw payloads: EncodeFrame's records before
+// compression and deep scans' decompressed frames.
+var rawPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooled keeps an occasional huge frame from pinning its buffer forever.
+const maxPooled = 4 << 20
+
+func putRaw(p *[]byte) {
+	if cap(*p) <= maxPooled {
+		rawPool.Put(p)
+	}
+}
+
+// EncodeFrame appends one complete frame to dst: header, stored payload and
+// zero padding to 8 bytes. The records are encoded with AppendRecords (so the
+// same ordering rules apply, and it panics on an empty batch); the payload is
+// zstd-compressed and stored raw instead if compression does not make it
+// smaller. prevCRC is the CRC of the previous frame in the file, 0 for the
+// first. It returns the extended dst and the frame's header.
+//
+// The caller keeps the frame within MaxFramePayload (see RawSize); EncodeFrame
+// panics on a larger one, which no reader would accept.
+func (c *Compressor) EncodeFrame(dst []byte, recs []Record, prevCRC uint32) ([]byte, FrameHeader) {
+	rawp := rawPool.Get().(*[]byte)
+	defer putRaw(rawp)
+	raw := AppendRecords((*rawp)[:0], recs)
+	*rawp = raw
+	if len(raw) > MaxFramePayload {
+		panic(fmt.Sprintf("segment: EncodeFrame: %d raw bytes exceeds MaxFramePayload", len(raw)))
+	}
+
+	start := len(dst)
+	dst = append(dst, make([]byte, FrameHeaderSize)...)
+	h := FrameHeader{
+		Type:     FrameRecords,
+		Codec:    CodecZstd,
+		RawLen:   uint32(len(raw)),
+		Count:    uint32(len(recs)),
+		FirstSeq: recs[0].Seq,
+		LastSeq:  recs[len(recs)-1].Seq,
+		MinTs:    recs[0].ArrivalMs,
+		MaxTs:    recs[len(recs)-1].ArrivalMs,
+		PrevCRC:  prevCRC,
+	}
+	payload := start + FrameHeaderSize
+	dst = c.enc.EncodeAll(raw, dst)
+	if len(dst)-payload >= len(raw) {
+		h.Codec = CodecNone
+		dst = append(dst[:payload], raw...)
+	}
+	h.StoredLen = uint32(len(dst) - payload)
+	dst = append(dst, make([]byte, align8(int64(h.StoredLen))-int64(h.StoredLen))...)
+
+	hdr := dst[start:payload]
+	h.put(hdr)
+	h.CRC = FrameCRC(hdr, dst[payload:payload+int(h.StoredLen)])
+	binary.LittleEndian.PutUint32(hdr[frCRC:], h.CRC)
+	return dst, h
+}
+
+// DecodeFrame decodes one frame given its 56 header bytes and its stored
+// payload (exactly StoredLen bytes, without padding). It checks the header,
+// the CRC, that a zstd payload decodes to exactly RawLen bytes, and the records
+// (DecodeRecords), calling fn for each until it returns false.
+//
+// Record.Data aliases stored for a raw frame and a buffer allocated by this
+// call for a compressed one, so fn may keep it as long as the caller does not
+// reuse stored.
+func (c *Compressor) DecodeFrame(hdrBytes, stored []byte, fn func(Record) bool) (FrameHeader, error) {
+	return c.decodeFrame(hdrBytes, stored, nil, fn)
+}
+
+// decodeFrame is DecodeFrame decompressing into scratch (if it is large
+// enough), for callers that do not keep the records.
+func (c *Compressor) decodeFrame(hdrBytes, stored []byte, scratch *[]byte, fn func(Record) bool) (FrameHeader, error) {
+	h, err := DecodeFrameHeader(hdrBytes)
+	if err != nil {
+		return FrameHeader{}, err
+	}
+	if len(stored) != int(h.StoredLen) {
+		return h, fmt.Errorf("%w: payload is %d bytes, frame header says %d", ErrCorrupt, len(stored), h.StoredLen)
+	}
+	if crc := FrameCRC(hdrBytes, stored); crc != h.CRC {
+		return h, fmt.Errorf("%w: frame CRC %08x, stored %08x", ErrCorrupt, crc, h.CRC)
+	}
+	raw, err := c.decompress(h, stored, scratch)
+	if err != nil {
+		return h, err
+	}
+	return h, DecodeRecords(raw, h, fn)
+}
+
+// decompress returns the raw payload of a frame whose CRC has been checked.
+func (c *Compressor) decompress(h FrameHeader, stored []byte, scratch *[]byte) ([]byte, error) {
+	if h.Codec == CodecNone {
+		return stored, nil
+	}
+	// Our encoder writes a single zstd frame that records its content size.
+	// Requiring it to equal RawLen rejects, before any work, a payload that
+	// would decode to something else.
+	var zh zstd.Header
+	if err := zh.Decode(stored); err != nil {
+		return nil, fmt.Errorf("%w: zstd header: %v", ErrCorrupt, err)
+	}
+	// klauspost's EncodeAll omits the content size for small inputs, so it is
+	// checked only when present; the capped dst and the length check below
+	// catch the rest.
+	if zh.Skippable || (zh.HasFCS && zh.FrameContentSize != uint64(h.RawLen)) {
+		return nil, fmt.Errorf("%w: zstd frame content size %d (known %t), frame header says %d",
+			ErrCorrupt, zh.FrameContentSize, zh.HasFCS, h.RawLen)
+	}
+	var dst []byte
+	if scratch != nil && cap(*scratch) >= int(h.RawLen) {
+		dst = (*scratch)[:0:h.RawLen]
+	} else {
+		dst = make([]byte, 0, h.RawLen)
+		if scratch != nil {
+			*scratch = dst
+		}
+	}
+	// The cap limit makes DecodeAll fail rather than grow dst past RawLen.
+	raw, err := c.dec.DecodeAll(stored, dst)
+	if err != nil {
+		return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
+	}
+	if len(raw) != int(h.RawLen) {
+		return nil, fmt.Errorf("%w: payload decompresses to %d bytes, frame header says %d", ErrCorrupt, len(raw), h.RawLen)
+	}
+	return raw, nil
+}

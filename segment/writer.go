@@ -1,0 +1,193 @@
+package segment
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+
+	"github.com/shardlog/shardlog/vfs"
+)
+
+var (
+	// ErrInvalidBatch is returned by Append for a batch that would make an
+	// invalid frame: empty, too large, or out of order within itself or after
+	// the frames already written. Nothing is written and the Writer stays
+	// usable.
+	ErrInvalidBatch = errors.New("segment: invalid record batch")
+	// ErrClosed is returned by a closed Writer.
+	ErrClosed = errors.New("segment: writer closed")
+)
+
+// Writer appends frames to one segment file. It is used by exactly one
+// goroutine, the shard's writer; Committed may be read by any goroutine.
+//
+// A frame is written with one WriteAt and is durable, and may be acknowledged,
+// only once Sync returns nil. The first write or sync failure is sticky: the
+// Writer returns it from every later Append and Sync, because after a failed
+// fsync the kernel may already have dropped the dirty pages, so a retried
+// fsync that succeeds proves nothing. The shard must go through recovery.
+type Writer struct {
+	f    vfs.File
+	path string
+	c    *Compressor
+	hdr  FileHeader
+
+	// Owned by the writer goroutine.
+	end     int64  // offset just past the last frame written
+	lastCRC uint32 // CRC of the last frame written, 0 if none
+	lastSeq uint64 // LastSeq of the last frame written
+	maxTs   int64  // MaxTs of the last frame written
+	frames  int
+	err     error // sticky
+	buf     []byte
+
+	// committed is the end offset as of the last successful Sync, published
+	// for readers: every byte below it is durable and a valid frame sequence.
+	committed atomic.Int64
+}
+
+// Create creates a new segment file at path (failing if it exists), writes and
+// syncs its header, then syncs the parent directory, so that the file exists
+// durably before any record in it is acknowledged. On failure it removes what
+// it created.
+func Create(fs vfs.FS, path string, h FileHeader, c *Compressor) (*Writer, error) {
+	if c == nil {
+		return nil, errors.New("segment: Create: nil Compressor")
+	}
+	f, err := fs.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("segment: create %s: %w", path, err)
+	}
+	if err := writeHeader(fs, f, path, h); err != nil {
+		f.Close()
+		fs.Remove(path) // best effort: recovery also treats a torn creation
+		return nil, err
+	}
+	w := &Writer{f: f, path: path, c: c, hdr: h, end: FileHeaderSize}
+	w.committed.Store(FileHeaderSize)
+	return w, nil
+}
+
+func writeHeader(fs vfs.FS, f vfs.File, path string, h FileHeader) error {
+	b := h.Encode()
+	if _, err := f.WriteAt(b[:], 0); err != nil {
+		return fmt.Errorf("segment: write header of %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("segment: sync %s: %w", path, err)
+	}
+	if err := fs.SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("segment: sync directory of %s: %w", path, err)
+	}
+	return nil
+}
+
+// Append encodes recs as one frame, chained to the previous one, and writes it
+// with a single WriteAt at the end of the file. It does not sync. recs must be
+// non-empty, have strictly increasing Seq and non-decreasing ArrivalMs, start
+// after the last sequence written (and at or after the file header's FirstSeq)
+// and not arrive before the last frame's MaxTs; otherwise Append returns
+// ErrInvalidBatch and writes nothing.
+func (w *Writer) Append(recs []Record) (FrameInfo, error) {
+	if w.err != nil {
+		return FrameInfo{}, w.err
+	}
+	if err := w.checkBatch(recs); err != nil {
+		return FrameInfo{}, err
+	}
+	var h FrameHeader
+	w.buf, h = w.c.EncodeFrame(w.buf[:0], recs, w.lastCRC)
+	if _, err := w.f.WriteAt(w.buf, w.end); err != nil {
+		w.err = fmt.Errorf("segment: write %s at %d: %w", w.path, w.end, err)
+		return FrameInfo{}, w.err
+	}
+	info := FrameInfo{Offset: w.end, FrameHeader: h}
+	w.end += int64(len(w.buf))
+	w.lastCRC, w.lastSeq, w.maxTs = h.CRC, h.LastSeq, h.MaxTs
+	w.frames++
+	if cap(w.buf) > maxPooled {
+		w.buf = nil // do not pin an occasional huge frame's buffer
+	}
+	return info, nil
+}
+
+// checkBatch refuses a batch that Scan would reject once written.
+func (w *Writer) checkBatch(recs []Record) error {
+	if len(recs) == 0 {
+		return fmt.Errorf("%w: no records", ErrInvalidBatch)
+	}
+	if n := RawSize(recs); n > MaxFramePayload {
+		return fmt.Errorf("%w: %d raw bytes exceeds %d", ErrInvalidBatch, n, MaxFramePayload)
+	}
+	first := recs[0]
+	switch {
+	case w.frames == 0 && first.Seq < w.hdr.FirstSeq:
+		return fmt.Errorf("%w: seq %d before the segment's first seq %d", ErrInvalidBatch, first.Seq, w.hdr.FirstSeq)
+	case w.frames > 0 && first.Seq <= w.lastSeq:
+		return fmt.Errorf("%w: seq %d does not follow seq %d", ErrInvalidBatch, first.Seq, w.lastSeq)
+	case w.frames > 0 && first.ArrivalMs < w.maxTs:
+		return fmt.Errorf("%w: arrival %d before %d", ErrInvalidBatch, first.ArrivalMs, w.maxTs)
+	}
+	for i := 1; i < len(recs); i++ {
+		if recs[i].Seq <= recs[i-1].Seq || recs[i].ArrivalMs < recs[i-1].ArrivalMs {
+			return fmt.Errorf("%w: record %d (seq %d, arrival %d) out of order", ErrInvalidBatch, i, recs[i].Seq, recs[i].ArrivalMs)
+		}
+	}
+	return nil
+}
+
+// Sync makes every frame appended so far durable (fdatasync) and then
+// publishes the new end as Committed.
+func (w *Writer) Sync() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.end == w.committed.Load() {
+		return nil
+	}
+	if err := w.f.Sync(); err != nil {
+		w.err = fmt.Errorf("segment: sync %s: %w", w.path, err)
+		return w.err
+	}
+	w.committed.Store(w.end)
+	return nil
+}
+
+// Committed is the end offset as of the last successful Sync: the bytes below
+// it are durable, valid frames. Readers bound their reads by it, never by the
+// file size. Safe to call from any goroutine.
+func (w *Writer) Committed() int64 { return w.committed.Load() }
+
+// Size is the end offset of the frames written so far, synced or not.
+func (w *Writer) Size() int64 { return w.end }
+
+// LastCRC is the CRC of the last frame written, 0 if none.
+func (w *Writer) LastCRC() uint32 { return w.lastCRC }
+
+// Header is the file header the segment was created with.
+func (w *Writer) Header() FileHeader { return w.hdr }
+
+// Path is the segment file's path.
+func (w *Writer) Path() string { return w.path }
+
+// Err is the sticky error, nil while the Writer is healthy.
+func (w *Writer) Err() error { return w.err }
+
+// Close closes the file without syncing it; Sync first to keep what was
+// appended. Later calls to Append and Sync return ErrClosed (or the earlier
+// sticky error).
+func (w *Writer) Close() error {
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	w.f = nil
+	if w.err == nil {
+		w.err = ErrClosed
+	}
+	if err != nil {
+		return fmt.Errorf("segment: close %s: %w", w.path, err)
+	}
+	return nil
+}

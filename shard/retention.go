@@ -1,0 +1,53 @@
+package shard
+
+import (
+	"github.com/shardlog/shardlog/index"
+)
+
+// Trim deletes whole segments whose newest record arrived before cutoff (ms),
+// oldest first, never the active one. Records older than cutoff inside a
+// surviving segment are hidden by Read's minTs instead.
+//
+// Order, crash-safe because segments are the truth: the segment leaves the
+// in-memory list (no new reader can start on it), its index entries are
+// queued for removal, the file is unlinked, and the directory is synced. A
+// crash anywhere leaves either the file (deleted again by the next Trim) or
+// index entries for a missing file (dropped when the shard is next opened).
+// Only a prefix of segments is ever removed, so no gap can appear.
+func (s *Shard) Trim(cutoff int64) (removed int, err error) {
+	s.trimMu.Lock()
+	defer s.trimMu.Unlock()
+	victims := s.detachExpired(cutoff)
+	if len(victims) == 0 {
+		return 0, nil
+	}
+	upd := index.Update{Shard: s.opts.IndexKey}
+	for _, sg := range victims {
+		upd.Remove = append(upd.Remove, sg.id)
+	}
+	s.opts.Index.Submit(upd)
+	for _, sg := range victims {
+		if err := s.opts.FS.Remove(sg.path); err != nil {
+			return removed, err
+		}
+		removed++
+	}
+	return removed, s.opts.FS.SyncDir(s.opts.Dir)
+}
+
+func (s *Shard) detachExpired(cutoff int64) []*seg {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keep := 1 // the active segment, or a closed shard's last one (it holds the sequence floor)
+	n := 0
+	for n < len(s.segs)-keep && s.segs[n].frames > 0 && s.segs[n].maxTs < cutoff {
+		n++
+	}
+	victims := append([]*seg(nil), s.segs[:n]...)
+	s.segs = append([]*seg(nil), s.segs[n:]...)
+	for _, sg := range victims {
+		sg.removed = true
+		s.maybeCloseReaderLocked(sg)
+	}
+	return victims
+}

@@ -1,0 +1,254 @@
+// Package shard is one shard's log: a directory of segment files, one writer
+// goroutine doing group commit, readers bounded by what that writer has
+// published, recovery when the shard is opened, and retention.
+//
+// Ownership: the writer goroutine alone appends, syncs, rolls and assigns
+// ordinals and arrival times. It publishes each synced frame under mu, and
+// readers see only published state. Trim removes whole old segments and
+// never touches the active one.
+package shard
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/shardlog/shardlog/index"
+	"github.com/shardlog/shardlog/segment"
+	"github.com/shardlog/shardlog/vfs"
+)
+
+var (
+	// ErrReadOnly means the shard refuses writes: it was found corrupt at open,
+	// or a failed write or fsync poisoned its writer. Restart (after fsck
+	// repair, if corrupt) to write again.
+	ErrReadOnly = errors.New("shard is read-only")
+	// ErrClosed means the shard was closed (shutdown, or a closed parent shard).
+	ErrClosed = errors.New("shard is closed")
+)
+
+// SyncMode is the durability policy of acknowledgements.
+type SyncMode int
+
+const (
+	// SyncAlways acknowledges a record only after the frame holding it has been
+	// fdatasync'd. The default.
+	SyncAlways SyncMode = iota
+	// SyncInterval acknowledges after the write and fdatasyncs at most every
+	// Options.SyncInterval: a power cut can lose up to that window of
+	// acknowledged records. Never the default.
+	SyncInterval
+)
+
+// Options configures a shard.
+type Options struct {
+	FS         vfs.FS
+	Dir        string // the shard's own directory
+	IndexKey   string // the shard's key in index.db
+	ShardKey   uint64 // written to segment headers to catch misplaced files
+	Index      *index.Index
+	Compressor *segment.Compressor
+	Logger     hclog.Logger
+	Now        func() time.Time
+
+	SegmentSize   int64         // roll when the active segment would exceed this; default 64 MiB
+	SegmentAge    time.Duration // roll a non-empty segment this old; default 1h
+	SeekInterval  int64         // stored bytes between sparse seek points; default 64 KiB
+	MaxFrameBytes int           // group-commit cap on a frame's raw size; default 4 MiB
+	Sync          SyncMode
+	SyncInterval  time.Duration
+
+	// ReadOnly opens a closed shard: it is recovered and readable, but gets no
+	// writer and no new segment.
+	ReadOnly bool
+	// FirstOrdinal is the ordinal of a brand-new shard's first record.
+	FirstOrdinal uint64
+}
+
+func (o *Options) setDefaults() {
+	if o.SegmentSize == 0 {
+		o.SegmentSize = 64 << 20
+	}
+	if o.SegmentAge == 0 {
+		o.SegmentAge = time.Hour
+	}
+	if o.SeekInterval == 0 {
+		o.SeekInterval = 64 << 10
+	}
+	if o.MaxFrameBytes == 0 {
+		o.MaxFrameBytes = 4 << 20
+	}
+	if o.SyncInterval == 0 {
+		o.SyncInterval = 50 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Shard is an open shard.
+type Shard struct {
+	opts Options
+	log  hclog.Logger
+
+	mu        sync.RWMutex
+	segs      []*seg // ordered by firstSeq; while writable, the last is active
+	next      uint64 // next ordinal to assign, as published
+	lastTs    int64  // newest published arrival time
+	corrupt   error  // set at open: read-only, serving what is readable
+	werr      error  // sticky writer error
+	closed    bool
+	nextSeg   uint64 // next segment ID
+	trimMu    sync.Mutex
+	reqs      chan *appendReq
+	quit      chan struct{}
+	done      chan struct{}
+	w         *segment.Writer // writer goroutine only
+	sinceSeek int64           // writer goroutine only: stored bytes since the last seek point
+}
+
+// seg is one segment file. Its mutable fields are guarded by Shard.mu.
+type seg struct {
+	id, firstSeq uint64
+	path         string
+	created      time.Time
+
+	lastSeq      uint64
+	minTs, maxTs int64
+	end          int64 // readable end: committed bytes (or the last good byte if corrupt)
+	frames, recs int64
+	seeks        []index.Seek // append-only
+
+	refs    int
+	reader  *segment.Reader
+	removed bool
+}
+
+// nextAfter is the first ordinal the following segment must start at.
+func (s *seg) nextAfter() uint64 {
+	if s.frames == 0 {
+		return s.firstSeq
+	}
+	return s.lastSeq + 1
+}
+
+func (s *seg) catalog() index.Segment {
+	return index.Segment{ID: s.id, FirstSeq: s.firstSeq, LastSeq: s.lastSeq, MinTs: s.minTs, MaxTs: s.maxTs,
+		End: s.end, Frames: s.frames, Records: s.recs}
+}
+
+// Corrupt returns the corruption found at open, or nil.
+func (s *Shard) Corrupt() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.corrupt
+}
+
+// Tip describes the newest published record.
+type Tip struct {
+	Next    uint64 // the next ordinal the writer would assign
+	LastTs  int64  // arrival of the newest record (ms); 0 if none
+	FirstTs int64  // arrival of the oldest stored record (ms); 0 if none
+	Empty   bool
+}
+
+// Tip returns the shard's published tip.
+func (s *Shard) Tip() Tip {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t := Tip{Next: s.next, LastTs: s.lastTs, Empty: true}
+	for _, sg := range s.segs {
+		if sg.frames > 0 {
+			t.FirstTs, t.Empty = sg.minTs, false
+			break
+		}
+	}
+	return t
+}
+
+// Segments returns the catalog entries of the shard's live segments.
+func (s *Shard) Segments() []index.Segment {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]index.Segment, len(s.segs))
+	for i, sg := range s.segs {
+		out[i] = sg.catalog()
+	}
+	return out
+}
+
+func (s *Shard) segPath(firstSeq, id uint64) string {
+	return filepath.Join(s.opts.Dir, segment.FileName(firstSeq, id))
+}
+
+// acquire pins sg's reader open until release.
+func (s *Shard) acquire(sg *seg) (*segment.Reader, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sg.removed {
+		return nil, fmt.Errorf("segment %s: %w", sg.path, ErrClosed)
+	}
+	if sg.reader == nil {
+		r, err := segment.OpenReader(s.opts.FS, sg.path, s.opts.Compressor)
+		if err != nil {
+			return nil, err
+		}
+		sg.reader = r
+	}
+	sg.refs++
+	return sg.reader, nil
+}
+
+func (s *Shard) release(sg *seg) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sg.refs--
+	s.maybeCloseReaderLocked(sg)
+}
+
+func (s *Shard) maybeCloseReaderLocked(sg *seg) {
+	if sg.refs == 0 && sg.removed && sg.reader != nil {
+		sg.reader.Close()
+		sg.reader = nil
+	}
+}
+
+// Close stops the writer after it has committed every queued append, syncs,
+// submits the final catalog entries to the index, and closes files.
+func (s *Shard) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	var err error
+	if s.quit != nil {
+		close(s.quit)
+		<-s.done
+		if s.w != nil {
+			err = s.w.Sync()
+			s.w.Close()
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	upd := index.Update{Shard: s.opts.IndexKey}
+	for _, sg := range s.segs {
+		upd.Segments = append(upd.Segments, sg.catalog())
+		sg.removed = true
+		s.maybeCloseReaderLocked(sg)
+	}
+	if err == nil && s.werr == nil {
+		s.opts.Index.Submit(upd)
+	}
+	return err
+}

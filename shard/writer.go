@@ -1,0 +1,310 @@
+package shard
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/shardlog/shardlog/index"
+	"github.com/shardlog/shardlog/segment"
+)
+
+// Entry is one record to append.
+type Entry struct {
+	PartitionKey string
+	Data         []byte
+}
+
+// Appended is the outcome of one Append: entry i got ordinal First+i.
+type Appended struct {
+	First     uint64
+	ArrivalMs int64
+}
+
+type appendReq struct {
+	entries  []Entry
+	minFirst uint64 // the first ordinal must be at least this (SequenceNumberForOrdering)
+	size     int
+	res      Appended
+	err      error
+	done     chan struct{}
+}
+
+// Append queues entries for the writer and waits until they are acknowledged:
+// under SyncAlways, until the frame holding them is on disk. The entries get
+// consecutive ordinals, the first at least minFirst. If ctx ends first, the
+// entries may still be stored; the caller just stops waiting.
+func (s *Shard) Append(ctx context.Context, entries []Entry, minFirst uint64) (Appended, error) {
+	s.mu.RLock()
+	err := s.writableLocked()
+	s.mu.RUnlock()
+	if err != nil {
+		return Appended{}, err
+	}
+	req := &appendReq{entries: entries, minFirst: minFirst, done: make(chan struct{})}
+	for _, e := range entries {
+		req.size += len(e.PartitionKey) + len(e.Data) + 16
+	}
+	select {
+	case s.reqs <- req:
+	case <-s.quit:
+		return Appended{}, ErrClosed
+	case <-ctx.Done():
+		return Appended{}, ctx.Err()
+	}
+	select {
+	case <-req.done:
+		return req.res, req.err
+	case <-ctx.Done():
+		return Appended{}, ctx.Err()
+	}
+}
+
+func (s *Shard) writableLocked() error {
+	switch {
+	case s.corrupt != nil:
+		return fmt.Errorf("%w: %v", ErrReadOnly, s.corrupt)
+	case s.werr != nil:
+		return fmt.Errorf("%w: %v", ErrReadOnly, s.werr)
+	case s.closed || s.quit == nil:
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *Shard) startWriter() {
+	s.reqs = make(chan *appendReq, 1024)
+	s.quit = make(chan struct{})
+	s.done = make(chan struct{})
+	go s.run()
+}
+
+// run is the writer goroutine: take one request, drain every other queued
+// one up to the frame cap, write them as one frame, sync once, acknowledge all.
+func (s *Shard) run() {
+	defer close(s.done)
+	tick := time.NewTicker(s.tickEvery())
+	defer tick.Stop()
+	var held *appendReq
+	for {
+		first := held
+		held = nil
+		if first == nil {
+			select {
+			case first = <-s.reqs:
+			case <-tick.C:
+				s.onTick()
+				continue
+			case <-s.quit:
+				s.drainOnQuit()
+				return
+			}
+		}
+		batch := []*appendReq{first}
+		batch, held = s.gather(batch)
+		s.commit(batch)
+	}
+}
+
+func (s *Shard) tickEvery() time.Duration {
+	if s.opts.Sync == SyncInterval {
+		return s.opts.SyncInterval
+	}
+	return time.Second
+}
+
+// gather drains queued requests without waiting, up to MaxFrameBytes. A
+// request that would overflow the frame is held for the next one.
+func (s *Shard) gather(batch []*appendReq) ([]*appendReq, *appendReq) {
+	size := batch[0].size
+	for {
+		select {
+		case r := <-s.reqs:
+			if size+r.size > s.opts.MaxFrameBytes {
+				return batch, r
+			}
+			size += r.size
+			batch = append(batch, r)
+		default:
+			return batch, nil
+		}
+	}
+}
+
+// drainOnQuit commits everything already queued, so a graceful shutdown
+// acknowledges what it accepted.
+func (s *Shard) drainOnQuit() {
+	for {
+		select {
+		case r := <-s.reqs:
+			batch, held := s.gather([]*appendReq{r})
+			s.commit(batch)
+			if held != nil {
+				s.commit([]*appendReq{held})
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (s *Shard) onTick() {
+	if s.werr != nil {
+		return
+	}
+	if s.opts.Sync == SyncInterval && s.w.Committed() < s.w.Size() {
+		if err := s.w.Sync(); err != nil {
+			s.poison(err)
+			return
+		}
+		s.flushSeeks()
+	}
+	s.mu.RLock()
+	active := s.segs[len(s.segs)-1]
+	old := active.frames > 0 && s.opts.Now().Sub(active.created) >= s.opts.SegmentAge
+	s.mu.RUnlock()
+	if old {
+		if err := s.roll(); err != nil {
+			s.poison(err)
+		}
+	}
+}
+
+func (s *Shard) commit(batch []*appendReq) {
+	if s.werr != nil {
+		s.reply(batch, fmt.Errorf("%w: %v", ErrReadOnly, s.werr))
+		return
+	}
+	recs, next, ts := s.assign(batch)
+	raw := 0
+	for _, r := range batch {
+		raw += r.size
+	}
+	if s.w.Size()+int64(raw)+segment.FrameHeaderSize > s.opts.SegmentSize && s.activeFrames() > 0 {
+		if err := s.roll(); err != nil {
+			s.poison(err)
+			s.reply(batch, fmt.Errorf("%w: %v", ErrReadOnly, err))
+			return
+		}
+	}
+	fi, err := s.w.Append(recs)
+	if err == nil && s.opts.Sync == SyncAlways {
+		err = s.w.Sync()
+	}
+	if err != nil {
+		s.poison(err)
+		s.reply(batch, fmt.Errorf("%w: %v", ErrReadOnly, err))
+		return
+	}
+	s.publish(fi, next, ts)
+	s.reply(batch, nil)
+}
+
+// assign gives every entry its ordinal and arrival time. Arrival never goes
+// backwards within a shard, even if the clock does, so time ranges of frames
+// and segments stay sorted.
+func (s *Shard) assign(batch []*appendReq) ([]segment.Record, uint64, int64) {
+	ts := max(s.opts.Now().UnixMilli(), s.lastTs)
+	next := s.next
+	n := 0
+	for _, r := range batch {
+		n += len(r.entries)
+	}
+	recs := make([]segment.Record, 0, n)
+	for _, r := range batch {
+		next = max(next, r.minFirst)
+		r.res = Appended{First: next, ArrivalMs: ts}
+		for _, e := range r.entries {
+			recs = append(recs, segment.Record{Seq: next, ArrivalMs: ts, PartitionKey: e.PartitionKey, Data: e.Data})
+			next++
+		}
+	}
+	return recs, next, ts
+}
+
+func (s *Shard) activeFrames() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.segs[len(s.segs)-1].frames
+}
+
+// publish makes a written (and, under SyncAlways, synced) frame visible to
+// readers and, once synced, to the index.
+func (s *Shard) publish(fi segment.FrameInfo, next uint64, ts int64) {
+	s.mu.Lock()
+	active := s.segs[len(s.segs)-1]
+	if active.frames == 0 {
+		active.minTs = fi.MinTs
+	}
+	active.lastSeq, active.maxTs = fi.LastSeq, fi.MaxTs
+	active.end = fi.Offset + fi.Size()
+	active.frames++
+	active.recs += int64(fi.Count)
+	s.next, s.lastTs = next, ts
+	var sk *index.Seek
+	if s.sinceSeek == 0 || s.sinceSeek >= s.opts.SeekInterval || active.frames == 1 {
+		sk = &index.Seek{Seq: fi.FirstSeq, SegID: active.id, Offset: fi.Offset, Ts: fi.MinTs}
+		active.seeks = append(active.seeks, *sk)
+		s.sinceSeek = 0
+	}
+	s.sinceSeek += fi.Size()
+	s.mu.Unlock()
+	if sk != nil && s.opts.Sync == SyncAlways {
+		s.opts.Index.Submit(index.Update{Shard: s.opts.IndexKey, Seeks: []index.Seek{*sk}})
+	}
+}
+
+// flushSeeks submits the active segment's seek points after an interval
+// sync; under SyncInterval they must wait for the bytes they point at.
+func (s *Shard) flushSeeks() {
+	s.mu.RLock()
+	active := s.segs[len(s.segs)-1]
+	upd := index.Update{Shard: s.opts.IndexKey, Seeks: append([]index.Seek(nil), active.seeks...)}
+	s.mu.RUnlock()
+	s.opts.Index.Submit(upd)
+}
+
+func (s *Shard) reply(batch []*appendReq, err error) {
+	for _, r := range batch {
+		r.err = err
+		close(r.done)
+	}
+}
+
+// poison makes the writer refuse all further writes. A failed fsync is never
+// retried: the kernel may already have dropped the dirty pages, so only a
+// restart, which re-reads the disk, can say what is durable.
+func (s *Shard) poison(err error) {
+	s.log.Error("shard writer failed; refusing writes until restart", "error", err)
+	s.mu.Lock()
+	s.werr = err
+	s.mu.Unlock()
+}
+
+// roll seals the active segment (already synced) and starts a new one.
+func (s *Shard) roll() error {
+	if err := s.w.Sync(); err != nil {
+		return err
+	}
+	s.flushSeeksIfInterval()
+	w, sg, err := s.createSegment()
+	if err != nil {
+		return err
+	}
+	s.w.Close()
+	s.w = w
+	s.sinceSeek = 0
+	s.mu.Lock()
+	sealed := s.segs[len(s.segs)-1]
+	s.segs = append(s.segs, sg)
+	upd := index.Update{Shard: s.opts.IndexKey, Segments: []index.Segment{sealed.catalog(), sg.catalog()}}
+	s.mu.Unlock()
+	s.opts.Index.Submit(upd)
+	return nil
+}
+
+func (s *Shard) flushSeeksIfInterval() {
+	if s.opts.Sync == SyncInterval {
+		s.flushSeeks()
+	}
+}

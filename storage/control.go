@@ -1,0 +1,293 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/shardlog/shardlog/hashkey"
+	"github.com/shardlog/shardlog/index"
+	"github.com/shardlog/shardlog/shard"
+)
+
+// MaxTagsPerStream is AWS's limit on tags on one stream.
+const MaxTagsPerStream = 50
+
+func (s *Store) notFound(name string) error {
+	return errorf(ErrStreamNotFound, fmt.Sprintf("Stream %s under account %s not found.", name, s.opts.AccountID))
+}
+
+// lookup returns a stream's current metadata. Callers hold s.mu.
+func (s *Store) lookupLocked(name string) (*stream, error) {
+	if s.closed {
+		return nil, errorf(ErrClosed, "the server is shutting down")
+	}
+	st, ok := s.streams[name]
+	if !ok {
+		return nil, s.notFound(name)
+	}
+	return st, nil
+}
+
+// CreateStream creates a stream in CREATING status; it turns ACTIVE after
+// Options.CreateDelay. Its shards exist on disk before this returns.
+func (s *Store) CreateStream(ctx context.Context, in CreateStreamInput) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errorf(ErrClosed, "the server is shutting down")
+	}
+	if _, ok := s.streams[in.Name]; ok {
+		return errorf(ErrStreamExists, fmt.Sprintf("Stream %s under account %s already exists.", in.Name, s.opts.AccountID))
+	}
+	if open := s.openShardsLocked(); open+in.ShardCount > s.opts.ShardLimit {
+		return errorf(ErrLimitExceeded, fmt.Sprintf("This request would exceed the shard limit for the account %s in {region}. "+
+			"Current shard count for the account: %d. Limit: %d. Number of additional shards that would have resulted from this request: %d. "+
+			"Refer to the AWS Service Limits page (https://docs.aws.amazon.com/kinesis/latest/dev/service-sizes-and-limits.html) for current limits and how to request higher limits.",
+			s.opts.AccountID, open, s.opts.ShardLimit, in.ShardCount))
+	}
+	m := s.newStreamMeta(in)
+	if err := s.persist(m); err != nil {
+		return err
+	}
+	st := &stream{name: m.Name, dir: streamDir(m), meta: m, shards: map[uint32]*shard.Shard{}}
+	if err := s.openShards(ctx, st); err != nil {
+		return err
+	}
+	if err := s.opts.FS.SyncDir(s.streamsDir()); err != nil {
+		return err
+	}
+	s.streams[m.Name] = st
+	s.resumePending(st)
+	return nil
+}
+
+func (s *Store) newStreamMeta(in CreateStreamInput) *streamMeta {
+	now := s.opts.Now()
+	mode := in.Mode
+	if mode == "" {
+		mode = ModeProvisioned
+	}
+	m := &streamMeta{Name: in.Name, CreatedNs: now.UnixNano(), Status: StatusCreating, Mode: mode,
+		RetentionHours: DefaultRetentionHours, Tags: copyTags(in.Tags), NextShardIndex: uint32(in.ShardCount),
+		PendingUntilNs: now.Add(s.opts.CreateDelay).UnixNano()}
+	for i, r := range hashkey.Split(in.ShardCount) {
+		m.Shards = append(m.Shards, shardMeta{Index: uint32(i), HashStart: r.Start.String(), HashEnd: r.End.String(), CreateSecs: now.Unix()})
+	}
+	return m
+}
+
+func (s *Store) openShardsLocked() int {
+	n := 0
+	for _, st := range s.streams {
+		if st.meta.Status != StatusDeleting {
+			n += len(st.routes)
+		}
+	}
+	return n
+}
+
+// resumePending schedules the completion of a pending status change. Callers
+// hold s.mu (or own st exclusively during Open).
+func (s *Store) resumePending(st *stream) {
+	if st.meta.Status == StatusActive {
+		return
+	}
+	wait := time.Until(time.Unix(0, st.meta.PendingUntilNs))
+	if wait <= 0 && st.meta.Status != StatusDeleting {
+		s.finishPendingLocked(st)
+		return
+	}
+	st.timer = time.AfterFunc(max(wait, 0), func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if cur, ok := s.streams[st.name]; ok && cur == st && !s.closed {
+			s.finishPendingLocked(st)
+		}
+	})
+}
+
+func (s *Store) finishPendingLocked(st *stream) {
+	switch st.meta.Status {
+	case StatusCreating, StatusUpdating:
+		m := st.meta.clone()
+		m.Status, m.PendingUntilNs = StatusActive, 0
+		if err := s.persist(m); err != nil {
+			s.log.Error("cannot activate stream", "stream", st.name, "error", err)
+			return
+		}
+		st.meta = m
+	case StatusDeleting:
+		if err := s.removeStreamLocked(st); err != nil {
+			s.log.Error("cannot finish deleting stream", "stream", st.name, "error", err)
+		}
+	}
+}
+
+// DeleteStream marks the stream DELETING; its files go after DeleteDelay.
+func (s *Store) DeleteStream(ctx context.Context, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.lookupLocked(name)
+	if err != nil {
+		return err
+	}
+	if st.meta.Status == StatusDeleting {
+		return nil
+	}
+	m := st.meta.clone()
+	m.Status, m.PendingUntilNs = StatusDeleting, s.opts.Now().Add(s.opts.DeleteDelay).UnixNano()
+	if err := s.persist(m); err != nil {
+		return err
+	}
+	st.meta = m
+	if st.timer != nil {
+		st.timer.Stop()
+	}
+	if s.opts.DeleteDelay <= 0 {
+		return s.removeStreamLocked(st)
+	}
+	s.resumePending(st)
+	return nil
+}
+
+// removeStreamLocked deletes a DELETING stream's files, then its metadata. A
+// crash in between leaves the DELETING record, and Open finishes the job.
+func (s *Store) removeStreamLocked(st *stream) error {
+	st.closeShards()
+	dir := filepath.Join(s.streamsDir(), st.dir)
+	if err := s.opts.FS.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := s.opts.FS.SyncDir(s.streamsDir()); err != nil {
+		return err
+	}
+	for _, sm := range st.meta.Shards {
+		s.idx.Submit(index.Update{Shard: st.dir + "/" + shardID(sm.Index), Drop: true})
+	}
+	if err := s.meta.DeleteStream(st.name); err != nil {
+		return err
+	}
+	delete(s.streams, st.name)
+	return nil
+}
+
+// DescribeStream returns a stream's metadata with its shards.
+func (s *Store) DescribeStream(ctx context.Context, name string) (StreamInfo, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st, err := s.lookupLocked(name)
+	if err != nil {
+		return StreamInfo{}, err
+	}
+	return st.meta.info(true), nil
+}
+
+// ListStreams returns every stream, sorted by name, without shards.
+func (s *Store) ListStreams(ctx context.Context) ([]StreamInfo, error) {
+	out := []StreamInfo{}
+	for _, st := range s.sortedStreams() {
+		s.mu.RLock()
+		out = append(out, st.meta.info(false))
+		s.mu.RUnlock()
+	}
+	return out, nil
+}
+
+// updateMeta applies change to an ACTIVE stream's metadata and persists it.
+func (s *Store) updateMeta(name string, change func(m *streamMeta) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.lookupLocked(name)
+	if err != nil {
+		return err
+	}
+	if st.meta.Status != StatusActive {
+		return errorf(ErrResourceInUse, fmt.Sprintf("Stream %s under account %s not ACTIVE, instead in state %s",
+			name, s.opts.AccountID, st.meta.Status))
+	}
+	m := st.meta.clone()
+	if err := change(m); err != nil {
+		return err
+	}
+	if err := s.persist(m); err != nil {
+		return err
+	}
+	st.meta = m
+	return nil
+}
+
+// SetRetention is Increase/DecreaseStreamRetentionPeriod.
+func (s *Store) SetRetention(ctx context.Context, name string, hours int, increase bool) error {
+	return s.updateMeta(name, func(m *streamMeta) error {
+		cur := m.RetentionHours
+		switch {
+		case hours < MinRetentionHours:
+			return errorf(ErrInvalidArgument, fmt.Sprintf("Minimum allowed retention period is %d hours. Requested retention period (%d hours) is too short.", MinRetentionHours, hours))
+		case hours > MaxRetentionHours:
+			return errorf(ErrInvalidArgument, fmt.Sprintf("Maximum allowed retention period is %d hours. Requested retention period (%d hours) is too long.", MaxRetentionHours, hours))
+		case increase && hours < cur:
+			return errorf(ErrInvalidArgument, fmt.Sprintf("Requested retention period (%d hours) for stream %s can not be shorter than existing retention period (%d hours). Use DecreaseRetentionPeriod API.", hours, name, cur))
+		case !increase && hours > cur:
+			return errorf(ErrInvalidArgument, fmt.Sprintf("Requested retention period (%d hours) for stream %s can not be longer than existing retention period (%d hours). Use IncreaseRetentionPeriod API.", hours, name, cur))
+		}
+		m.RetentionHours = hours
+		return nil
+	})
+}
+
+// AddTags adds or overwrites tags.
+func (s *Store) AddTags(ctx context.Context, name string, tags map[string]string) error {
+	return s.updateMeta(name, func(m *streamMeta) error {
+		n := len(m.Tags)
+		for k := range tags {
+			if _, ok := m.Tags[k]; !ok {
+				n++
+			}
+		}
+		if n > MaxTagsPerStream {
+			return errorf(ErrInvalidArgument, fmt.Sprintf("Failed to add tags to stream %s under account %s because a given stream cannot have more than %d tags associated with it.", name, s.opts.AccountID, MaxTagsPerStream))
+		}
+		if m.Tags == nil {
+			m.Tags = map[string]string{}
+		}
+		for k, v := range tags {
+			m.Tags[k] = v
+		}
+		return nil
+	})
+}
+
+// RemoveTags removes tags; absent keys are ignored.
+func (s *Store) RemoveTags(ctx context.Context, name string, keys []string) error {
+	return s.updateMeta(name, func(m *streamMeta) error {
+		for _, k := range keys {
+			delete(m.Tags, k)
+		}
+		return nil
+	})
+}
+
+// parseShardID resolves a shard id leniently, as AWS does: the text after
+// the first '-' (or all of it) is a decimal integer in 0..2147483647.
+func parseShardID(id string) (uint32, bool) {
+	if i := strings.IndexByte(id, '-'); i >= 0 {
+		id = id[i+1:]
+	}
+	if id == "" || len(id) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range id {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+		if n > 2147483647 {
+			return 0, false
+		}
+	}
+	return uint32(n), true
+}

@@ -1,0 +1,272 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/shardlog/shardlog/hashkey"
+	"github.com/shardlog/shardlog/seqnum"
+	"github.com/shardlog/shardlog/shard"
+)
+
+// writableStream returns the routing table of a stream that takes writes.
+// Kinesis answers a write to a stream that is not ACTIVE or UPDATING as if
+// the stream did not exist.
+func (s *Store) writableStream(name string) (*stream, []route, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st, err := s.lookupLocked(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if st.meta.Status != StatusActive && st.meta.Status != StatusUpdating {
+		return nil, nil, s.notFound(name)
+	}
+	return st, st.routes, nil
+}
+
+// Put stores entries. Whole-request problems are returned as the error;
+// otherwise every entry gets a PutResult, in order, each either stored or
+// failed on its own (its shard failed).
+func (s *Store) Put(ctx context.Context, name string, entries []PutEntry) ([]PutResult, error) {
+	st, routes, err := s.writableStream(name)
+	if err != nil {
+		return nil, err
+	}
+	groups, err := s.groupByShard(st, routes, entries)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]PutResult, len(entries))
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		if len(groups) == 1 {
+			s.putGroup(ctx, g, results)
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.putGroup(ctx, g, results)
+		}()
+	}
+	wg.Wait()
+	return results, nil
+}
+
+// group is the entries of one request that go to one shard, in order.
+type group struct {
+	r        route
+	idx      []int
+	entries  []shard.Entry
+	minFirst uint64
+}
+
+func (s *Store) groupByShard(st *stream, routes []route, entries []PutEntry) ([]*group, error) {
+	byShard := map[uint32]*group{}
+	var order []*group
+	for i, e := range entries {
+		k := hashkey.FromPartitionKey(e.PartitionKey)
+		if e.ExplicitHashKey != nil {
+			k = *e.ExplicitHashKey
+		}
+		r, ok := findRoute(routes, k)
+		if !ok {
+			return nil, errorf(ErrResourceInUse, fmt.Sprintf("Stream %s under account %s has no open shard for hash key %s.", st.name, s.opts.AccountID, k))
+		}
+		g := byShard[r.index]
+		if g == nil {
+			g = &group{r: r}
+			byShard[r.index] = g
+			order = append(order, g)
+		}
+		g.idx = append(g.idx, i)
+		g.entries = append(g.entries, shard.Entry{PartitionKey: e.PartitionKey, Data: e.Data})
+		if e.SequenceNumberForOrdering != "" {
+			min, err := s.orderingFloor(st, r, e.SequenceNumberForOrdering)
+			if err != nil {
+				return nil, err
+			}
+			g.minFirst = max(g.minFirst, min)
+		}
+	}
+	return order, nil
+}
+
+// orderingFloor turns SequenceNumberForOrdering into the least ordinal the
+// new record may take. Only a number from the same shard can constrain it:
+// numbers of parents sort below every child number by construction, and a
+// partition key maps to one open shard at a time.
+func (s *Store) orderingFloor(st *stream, r route, seq string) (uint64, error) {
+	p, err := seqnum.Parse(seq)
+	if err != nil || p.Ordinal >= seqnum.MaxOrdinal-1<<32 {
+		return 0, errorf(ErrInvalidArgument, fmt.Sprintf("ExclusiveMinimumSequenceNumber %s used in PutRecord on stream %s under account %s is invalid.", seq, st.name, s.opts.AccountID))
+	}
+	if p.ShardIndex != r.index || p.ShardCreateSecs != r.epoch {
+		return 0, nil
+	}
+	return p.Ordinal + 1, nil
+}
+
+func (s *Store) putGroup(ctx context.Context, g *group, results []PutResult) {
+	id := shardID(g.r.index)
+	res, err := g.r.sh.Append(ctx, g.entries, g.minFirst)
+	if err != nil {
+		err = s.writeError(err)
+	}
+	for j, i := range g.idx {
+		if err != nil {
+			results[i] = PutResult{ShardID: id, Err: err}
+			continue
+		}
+		seq := seqnum.Seq{ShardCreateSecs: g.r.epoch, ShardIndex: g.r.index, Ordinal: res.First + uint64(j), ArrivalSecs: res.ArrivalMs / 1000}
+		results[i] = PutResult{ShardID: id, SequenceNumber: seq.String()}
+	}
+}
+
+// writeError classifies a shard's write failure for the api layer.
+func (s *Store) writeError(err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		return errorf(ErrDiskFull, fmt.Sprintf("write failed: no space left on device (%v)", err))
+	case errors.Is(err, shard.ErrReadOnly):
+		return errorf(ErrShardReadOnly, err.Error())
+	case errors.Is(err, shard.ErrClosed):
+		return errorf(ErrClosed, "the shard is closed")
+	}
+	return err
+}
+
+// shardOf returns a stream and the metadata of one of its shards.
+func (s *Store) shardOf(name, id string) (*stream, shardMeta, *shard.Shard, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st, err := s.lookupLocked(name)
+	if err != nil {
+		return nil, shardMeta{}, nil, err
+	}
+	if st.meta.Status != StatusActive && st.meta.Status != StatusUpdating {
+		return nil, shardMeta{}, nil, s.notFound(name)
+	}
+	idx, ok := parseShardID(id)
+	if !ok {
+		return nil, shardMeta{}, nil, errorf(ErrShardNotFound, fmt.Sprintf("Could not find shard %s in stream %s under account %s.", id, name, s.opts.AccountID))
+	}
+	for _, sm := range st.meta.Shards {
+		if sm.Index == idx && st.shards[idx] != nil {
+			return st, sm, st.shards[idx], nil
+		}
+	}
+	return nil, shardMeta{}, nil, errorf(ErrShardNotFound, fmt.Sprintf("Shard %s in stream %s under account %s does not exist", shardID(idx), name, s.opts.AccountID))
+}
+
+// Position resolves a GetShardIterator request to a reader position.
+func (s *Store) Position(ctx context.Context, name, id string, typ IteratorType, startSeq string, ts time.Time) (Position, error) {
+	st, sm, sh, err := s.shardOf(name, id)
+	if err != nil {
+		return Position{}, err
+	}
+	pos := Position{Stream: name, StreamCreated: st.meta.CreatedNs, ShardIndex: sm.Index}
+	switch typ {
+	case TrimHorizon:
+		pos.Ordinal = 0
+	case Latest:
+		pos.Ordinal = sh.Tip().Next
+	case AtSequenceNumber, AfterSequenceNumber:
+		pos.Ordinal, err = s.seqPosition(st, sm, typ, startSeq)
+	case AtTimestamp:
+		pos.Ordinal, err = s.timePosition(sh, ts)
+	default:
+		err = errorf(ErrInvalidArgument, fmt.Sprintf("Invalid ShardIteratorType %s.", typ))
+	}
+	return pos, err
+}
+
+func (s *Store) seqPosition(st *stream, sm shardMeta, typ IteratorType, seq string) (uint64, error) {
+	where := fmt.Sprintf("used in GetShardIterator on shard %s in stream %s under account %s", shardID(sm.Index), st.name, s.opts.AccountID)
+	p, err := seqnum.Parse(seq)
+	switch {
+	case err != nil:
+		return 0, errorf(ErrInvalidArgument, fmt.Sprintf("StartingSequenceNumber %s %s is invalid.", seq, where))
+	case p.ShardIndex != sm.Index:
+		return 0, errorf(ErrInvalidArgument, fmt.Sprintf("Invalid StartingSequenceNumber. It encodes %s, while it was used in a call to a shard with %s", shardID(p.ShardIndex), shardID(sm.Index)))
+	case p.ShardCreateSecs != sm.CreateSecs:
+		return 0, errorf(ErrInvalidArgument, fmt.Sprintf("StartingSequenceNumber %s %s is invalid because it did not come from this stream.", seq, where))
+	case typ == AfterSequenceNumber && p.Ordinal == seqnum.MaxOrdinal:
+		return 0, errorf(ErrInvalidArgument, "Invalid SequenceNumber for ShardIteratorType AFTER_SEQUENCE_NUMBER, SequenceNumber has reached max possible value for the shard.")
+	case typ == AfterSequenceNumber:
+		return p.Ordinal + 1, nil
+	}
+	return p.Ordinal, nil
+}
+
+func (s *Store) timePosition(sh *shard.Shard, ts time.Time) (uint64, error) {
+	now := s.opts.Now()
+	if ts.After(now) {
+		return 0, errorf(ErrInvalidArgument, fmt.Sprintf("The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: %d, currentTimestampInMillis: %d", ts.UnixMilli(), now.UnixMilli()))
+	}
+	ord, err := sh.OrdinalAt(ts.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("find records at %v: %w", ts, err)
+	}
+	return ord, nil
+}
+
+// Read returns one page of records from pos.
+func (s *Store) Read(ctx context.Context, pos Position, maxRecords, maxBytes int) (ReadResult, error) {
+	st, sm, sh, err := s.shardOf(pos.Stream, shardID(pos.ShardIndex))
+	if err != nil {
+		return ReadResult{}, err
+	}
+	if st.meta.CreatedNs != pos.StreamCreated {
+		return ReadResult{}, s.notFound(pos.Stream)
+	}
+	horizon := s.opts.Now().Add(-time.Duration(st.meta.RetentionHours) * time.Hour).UnixMilli()
+	r, err := sh.Read(pos.Ordinal, maxRecords, maxBytes, horizon)
+	if err != nil {
+		return ReadResult{}, fmt.Errorf("read %s/%s: %w", pos.Stream, shardID(pos.ShardIndex), err)
+	}
+	out := ReadResult{Records: make([]Record, len(r.Records)), Bytes: r.Bytes}
+	for i, rec := range r.Records {
+		out.Records[i] = Record{
+			SequenceNumber: seqnum.Seq{ShardCreateSecs: sm.CreateSecs, ShardIndex: sm.Index, Ordinal: rec.Seq, ArrivalSecs: rec.ArrivalMs / 1000}.String(),
+			Arrival:        time.UnixMilli(rec.ArrivalMs), PartitionKey: rec.PartitionKey, Data: rec.Data,
+		}
+	}
+	if r.AtTip && sm.Closed {
+		out.ChildShards = s.children(pos.Stream, shardID(sm.Index))
+		return out, nil
+	}
+	next := pos
+	next.Ordinal = r.Next
+	out.Next = &next
+	if !r.AtTip && len(r.Records) > 0 {
+		out.MillisBehindLatest = max(0, sh.Tip().LastTs-r.Records[len(r.Records)-1].ArrivalMs)
+	}
+	return out, nil
+}
+
+// children lists the shards whose parent (or adjacent parent) is id.
+func (s *Store) children(name, id string) []ChildShard {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st, ok := s.streams[name]
+	if !ok {
+		return nil
+	}
+	var out []ChildShard
+	for _, sm := range st.meta.Shards {
+		if sm.Parent == id || sm.AdjParent == id {
+			parents := []string{sm.Parent}
+			if sm.AdjParent != "" {
+				parents = append(parents, sm.AdjParent)
+			}
+			out = append(out, ChildShard{ShardID: shardID(sm.Index), ParentShards: parents, HashRange: sm.hashRange()})
+		}
+	}
+	return out
+}

@@ -1,0 +1,240 @@
+// Package storage is shardlog's engine: streams made of shards, stored under
+// one data directory, recovered when opened.
+//
+// Layout of the data directory:
+//
+//	LOCK                         flock: one process at a time
+//	meta.db                      authoritative stream and shard metadata (bbolt)
+//	index.db                     derived segment catalog and seek points (bbolt)
+//	streams/<name>-<id>/<shardId>/<firstSeq>-<segId>.seg
+//
+// <id> is the stream's creation time in hex nanoseconds, so a deleted and
+// recreated stream never shares files (or iterators) with its predecessor.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/shardlog/shardlog/index"
+	"github.com/shardlog/shardlog/segment"
+	"github.com/shardlog/shardlog/shard"
+	"github.com/shardlog/shardlog/vfs"
+)
+
+// Options configures a Store.
+type Options struct {
+	Dir string // data directory (a real directory: it holds LOCK and the bbolt files)
+	FS  vfs.FS // where segment files live; vfs.OS{} in production
+
+	AccountID   string
+	ShardLimit  int           // account-wide open-shard limit; default 500
+	CreateDelay time.Duration // CREATING -> ACTIVE
+	DeleteDelay time.Duration // DELETING -> gone
+	UpdateDelay time.Duration // UPDATING -> ACTIVE
+
+	// Sync is the durability policy: "always" (default: acknowledge after
+	// fdatasync) or "interval" (acknowledge after write; fdatasync every
+	// SyncInterval; a power cut may lose that window).
+	Sync         string
+	SyncInterval time.Duration
+
+	SegmentSize    int64
+	SegmentAge     time.Duration
+	IndexInterval  time.Duration // index.db batch commit period; default 250ms
+	RetentionEvery time.Duration // how often retention runs; default 1m
+
+	Logger hclog.Logger
+	Now    func() time.Time
+}
+
+func (o *Options) setDefaults() error {
+	if o.FS == nil {
+		o.FS = vfs.OS{}
+	}
+	if o.AccountID == "" {
+		o.AccountID = "000000000000"
+	}
+	if o.ShardLimit == 0 {
+		o.ShardLimit = 500
+	}
+	if o.IndexInterval == 0 {
+		o.IndexInterval = 250 * time.Millisecond
+	}
+	if o.RetentionEvery == 0 {
+		o.RetentionEvery = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	switch o.Sync {
+	case "", "always", "interval":
+	default:
+		return fmt.Errorf("unknown sync policy %q (want always or interval)", o.Sync)
+	}
+	return nil
+}
+
+func (o *Options) syncMode() shard.SyncMode {
+	if o.Sync == "interval" {
+		return shard.SyncInterval
+	}
+	return shard.SyncAlways
+}
+
+// Store is an open data directory.
+type Store struct {
+	opts   Options
+	log    hclog.Logger
+	lock   *os.File
+	meta   *index.Meta
+	idx    *index.Index
+	comp   *segment.Compressor
+	secret []byte
+
+	mu      sync.RWMutex
+	streams map[string]*stream
+	closed  bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Open locks and opens the data directory, recovering every shard before it
+// returns.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	s := &Store{opts: opts, log: opts.Logger, streams: map[string]*stream{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.openFiles(); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	if err := s.loadStreams(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go s.retentionLoop()
+	return s, nil
+}
+
+func (s *Store) openFiles() error {
+	lock, err := lockDir(s.opts.Dir)
+	if err != nil {
+		return err
+	}
+	s.lock = lock
+	if s.meta, err = index.OpenMeta(filepath.Join(s.opts.Dir, "meta.db")); err != nil {
+		return err
+	}
+	if s.secret, err = s.meta.Secret(); err != nil {
+		return err
+	}
+	var rebuilt bool
+	if s.idx, rebuilt, err = index.Open(filepath.Join(s.opts.Dir, "index.db"), s.opts.IndexInterval); err != nil {
+		return err
+	}
+	if rebuilt {
+		s.log.Warn("index.db was unreadable; moved aside and rebuilding from segments")
+	}
+	if s.comp, err = segment.NewCompressor(); err != nil {
+		return err
+	}
+	return s.opts.FS.MkdirAll(s.streamsDir())
+}
+
+// ErrLocked means another process holds the data directory.
+var ErrLocked = errors.New("data directory is in use by another process")
+
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+	}
+	return f, nil
+}
+
+func (s *Store) streamsDir() string { return filepath.Join(s.opts.Dir, "streams") }
+
+// IteratorKey is the 32-byte secret persisted in meta.db that signs shard
+// iterators and pagination tokens.
+func (s *Store) IteratorKey() []byte { return s.secret }
+
+// AccountID is the account every stream belongs to.
+func (s *Store) AccountID() string { return s.opts.AccountID }
+
+// Close stops background work, drains and syncs every shard, flushes the
+// index and releases the directory.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	streams := make([]*stream, 0, len(s.streams))
+	for _, st := range s.streams {
+		streams = append(streams, st)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	var errs []error
+	for _, st := range streams {
+		errs = append(errs, st.closeShards())
+	}
+	errs = append(errs, s.closeFiles())
+	return errors.Join(errs...)
+}
+
+func (s *Store) closeFiles() error {
+	var errs []error
+	if s.idx != nil {
+		errs = append(errs, s.idx.Close())
+	}
+	if s.meta != nil {
+		errs = append(errs, s.meta.Close())
+	}
+	if s.comp != nil {
+		s.comp.Close()
+	}
+	if s.lock != nil {
+		errs = append(errs, s.lock.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Streams is the number of streams; for tests and metrics.
+func (s *Store) sortedStreams() []*stream {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*stream, 0, len(s.streams))
+	for _, st := range s.streams {
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}

@@ -1,0 +1,219 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/shardlog/shardlog/hashkey"
+	"github.com/shardlog/shardlog/seqnum"
+	"github.com/shardlog/shardlog/shard"
+)
+
+// streamMeta is a stream's record in meta.db. Changing it is one bbolt
+// transaction, so a stream's shards, their ranges and lineage change
+// atomically.
+type streamMeta struct {
+	Name           string            `json:"name"`
+	CreatedNs      int64             `json:"created_ns"`
+	Status         StreamStatus      `json:"status"`
+	Mode           StreamMode        `json:"mode"`
+	RetentionHours int               `json:"retention_hours"`
+	Tags           map[string]string `json:"tags,omitempty"`
+	Shards         []shardMeta       `json:"shards"`
+	NextShardIndex uint32            `json:"next_shard_index"`
+	// PendingUntilNs is when a CREATING, UPDATING or DELETING status completes.
+	PendingUntilNs int64 `json:"pending_until_ns,omitempty"`
+}
+
+type shardMeta struct {
+	Index      uint32 `json:"index"`
+	Parent     string `json:"parent,omitempty"`
+	AdjParent  string `json:"adjacent_parent,omitempty"`
+	HashStart  string `json:"hash_start"`
+	HashEnd    string `json:"hash_end"`
+	CreateSecs int64  `json:"create_secs"` // the sequence-number epoch of this shard
+	Closed     bool   `json:"closed,omitempty"`
+	ClosedMs   int64  `json:"closed_ms,omitempty"`
+}
+
+func shardID(i uint32) string { return fmt.Sprintf("shardId-%012d", i) }
+
+// firstOrdinal is the ordinal of a shard's first record. Ordinal 0 is the
+// shard's StartingSequenceNumber, which AWS makes smaller than any record's.
+const firstOrdinal = 1
+
+// stream is an open stream. meta is replaced, never mutated, under
+// Store.mu; shards is the set of open shard handles by index.
+type stream struct {
+	name   string
+	dir    string // relative to the streams directory
+	meta   *streamMeta
+	shards map[uint32]*shard.Shard
+	routes []route // open shards sorted by range start
+	timer  *time.Timer
+}
+
+type route struct {
+	rng   hashkey.Range
+	index uint32
+	sh    *shard.Shard
+	epoch int64
+}
+
+func streamDir(m *streamMeta) string { return fmt.Sprintf("%s-%016x", m.Name, m.CreatedNs) }
+
+func (st *stream) rebuildRoutes() {
+	st.routes = st.routes[:0]
+	for _, sm := range st.meta.Shards {
+		if sm.Closed {
+			continue
+		}
+		st.routes = append(st.routes, route{rng: sm.hashRange(), index: sm.Index, sh: st.shards[sm.Index], epoch: sm.CreateSecs})
+	}
+	sort.Slice(st.routes, func(i, j int) bool { return st.routes[i].rng.Start.Cmp(st.routes[j].rng.Start) < 0 })
+}
+
+// findRoute finds the open shard whose hash range holds k; rs is sorted by
+// range start and the ranges do not overlap.
+func findRoute(rs []route, k hashkey.Key) (route, bool) {
+	i := sort.Search(len(rs), func(i int) bool { return rs[i].rng.End.Cmp(k) >= 0 })
+	if i < len(rs) && rs[i].rng.Contains(k) {
+		return rs[i], true
+	}
+	return route{}, false
+}
+
+func (sm shardMeta) hashRange() hashkey.Range {
+	a, _ := hashkey.Parse(sm.HashStart)
+	b, _ := hashkey.Parse(sm.HashEnd)
+	return hashkey.Range{Start: a, End: b}
+}
+
+func (sm shardMeta) info() ShardInfo {
+	si := ShardInfo{ID: shardID(sm.Index), Index: sm.Index, Parent: sm.Parent, AdjacentParent: sm.AdjParent, HashRange: sm.hashRange(),
+		StartingSeq: seqnum.Seq{ShardCreateSecs: sm.CreateSecs, ShardIndex: sm.Index, ArrivalSecs: sm.CreateSecs}.String()}
+	if sm.Closed {
+		si.EndingSeq = seqnum.Seq{ShardCreateSecs: sm.CreateSecs, ShardIndex: sm.Index, Ordinal: seqnum.MaxOrdinal, ArrivalSecs: sm.ClosedMs / 1000}.String()
+	}
+	return si
+}
+
+func (m *streamMeta) info(withShards bool) StreamInfo {
+	si := StreamInfo{Name: m.Name, Created: time.Unix(0, m.CreatedNs), Status: m.Status, Mode: m.Mode, RetentionHours: m.RetentionHours, Tags: copyTags(m.Tags)}
+	if withShards && m.Status != StatusCreating {
+		si.Shards = make([]ShardInfo, 0, len(m.Shards))
+		for _, sm := range m.Shards {
+			si.Shards = append(si.Shards, sm.info())
+		}
+	}
+	return si
+}
+
+func copyTags(t map[string]string) map[string]string {
+	out := make(map[string]string, len(t))
+	for k, v := range t {
+		out[k] = v
+	}
+	return out
+}
+
+func (m *streamMeta) clone() *streamMeta {
+	c := *m
+	c.Tags = copyTags(m.Tags)
+	c.Shards = append([]shardMeta(nil), m.Shards...)
+	return &c
+}
+
+func (s *Store) persist(m *streamMeta) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return s.meta.PutStream(m.Name, b)
+}
+
+// loadStreams opens every stream in meta.db, recovering its shards, and
+// resumes any status transition that was pending at the crash.
+func (s *Store) loadStreams(ctx context.Context) error {
+	recs, err := s.meta.Streams()
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		var m streamMeta
+		if err := json.Unmarshal(r.Value, &m); err != nil {
+			return fmt.Errorf("meta.db: stream %q: %w", r.Name, err)
+		}
+		st := &stream{name: m.Name, dir: streamDir(&m), meta: &m, shards: map[uint32]*shard.Shard{}}
+		if err := s.openShards(ctx, st); err != nil {
+			return err
+		}
+		s.streams[m.Name] = st
+		s.resumePending(st)
+	}
+	return nil
+}
+
+// openShards recovers all of a stream's shards, a few at a time.
+func (s *Store) openShards(ctx context.Context, st *stream) error {
+	var mu sync.Mutex
+	var errs []error
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for _, sm := range st.meta.Shards {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(sm shardMeta) {
+			defer func() { <-sem; wg.Done() }()
+			sh, err := s.openShard(st, sm)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("stream %s %s: %w", st.name, shardID(sm.Index), err))
+				return
+			}
+			st.shards[sm.Index] = sh
+		}(sm)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		st.closeShards()
+		return err
+	}
+	st.rebuildRoutes()
+	return s.opts.FS.SyncDir(filepath.Join(s.streamsDir(), st.dir))
+}
+
+func (s *Store) openShard(st *stream, sm shardMeta) (*shard.Shard, error) {
+	key := st.dir + "/" + shardID(sm.Index)
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return shard.Open(shard.Options{
+		FS: s.opts.FS, Dir: filepath.Join(s.streamsDir(), key), IndexKey: key, ShardKey: h.Sum64(),
+		Index: s.idx, Compressor: s.comp, Logger: s.log, Now: s.opts.Now,
+		SegmentSize: s.opts.SegmentSize, SegmentAge: s.opts.SegmentAge,
+		Sync: s.opts.syncMode(), SyncInterval: s.opts.SyncInterval,
+		ReadOnly: sm.Closed, FirstOrdinal: firstOrdinal,
+	})
+}
+
+func (st *stream) closeShards() error {
+	var errs []error
+	for _, sh := range st.shards {
+		errs = append(errs, sh.Close())
+	}
+	if st.timer != nil {
+		st.timer.Stop()
+	}
+	return errors.Join(errs...)
+}
