@@ -1,0 +1,146 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shardlog/shardlog/vfs"
+)
+
+// jsonRecord is a 1 KiB JSON-like record, the shape of typical Kinesis data.
+func jsonRecord(rng *rand.Rand) []byte {
+	b := fmt.Appendf(nil, `{"event_id":"%016x","user":"user-%d","type":"page_view","ts":%d,"path":"/products/%d","ua":"Mozilla/5.0 (X11; Linux x86_64)","tags":[`,
+		rng.Uint64(), rng.IntN(10000), 1700000000000+rng.IntN(1e9), rng.IntN(5000))
+	for len(b) < 1000 {
+		b = fmt.Appendf(b, `"t%d",`, rng.IntN(1000))
+	}
+	b = append(b[:1000], `"x"]}`...)
+	for len(b) < 1024 {
+		b = append(b, ' ')
+	}
+	return b[:1024]
+}
+
+func benchStore(b *testing.B, shards int) *Store {
+	b.Helper()
+	s, err := Open(context.Background(), Options{Dir: b.TempDir(), FS: vfs.OS{}, ShardLimit: 1000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	if err := s.CreateStream(context.Background(), CreateStreamInput{Name: "b", ShardCount: shards}); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkAppend measures durable (fdatasync before ack) append throughput of
+// 1 KiB records from many concurrent writers. batch is records per Put call.
+func BenchmarkAppend(b *testing.B) {
+	for _, shards := range []int{1, 16, 256} {
+		for _, batch := range []int{1, 100} {
+			b.Run(fmt.Sprintf("shards=%d/batch=%d", shards, batch), func(b *testing.B) {
+				s := benchStore(b, shards)
+				var seed atomic.Uint64
+				b.SetBytes(int64(1024 * batch))
+				b.SetParallelism(32) // 64 writers on 2 cores
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					rng := rand.New(rand.NewPCG(seed.Add(1), 1))
+					entries := make([]PutEntry, batch)
+					for i := range entries {
+						entries[i] = PutEntry{Data: jsonRecord(rng)}
+					}
+					for pb.Next() {
+						for i := range entries {
+							entries[i].PartitionKey = fmt.Sprint(rng.Uint64())
+						}
+						res, err := s.Put(context.Background(), "b", entries)
+						if err != nil || res[0].Err != nil {
+							b.Error(err, res[0].Err)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
+			})
+		}
+	}
+}
+
+func fill(b *testing.B, s *Store, records int, data func(*rand.Rand) []byte) int64 {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var total int64
+	for done := 0; done < records; {
+		entries := make([]PutEntry, min(500, records-done))
+		for i := range entries {
+			entries[i] = PutEntry{PartitionKey: fmt.Sprint(rng.Uint64()), Data: data(rng)}
+			total += int64(len(entries[i].Data))
+		}
+		if _, err := s.Put(context.Background(), "b", entries); err != nil {
+			b.Fatal(err)
+		}
+		done += len(entries)
+	}
+	return total
+}
+
+// BenchmarkReadShard reads a whole 64 MiB (raw) shard from TRIM_HORIZON in
+// GetRecords-sized pages; the rate is decompressed record bytes per second.
+func BenchmarkReadShard(b *testing.B) {
+	s := benchStore(b, 1)
+	total := fill(b, s, 64<<10, jsonRecord)
+	b.SetBytes(total)
+	b.ResetTimer()
+	for range b.N {
+		recs, err := readShard(s, "b", "shardId-000000000000")
+		if err != nil || len(recs) != 64<<10 {
+			b.Fatal(len(recs), err)
+		}
+	}
+}
+
+// BenchmarkOpen1GiB measures opening (recovering) a store holding 1 GiB of
+// segment data in 4 shards after a clean shutdown, and with index.db deleted.
+func BenchmarkOpen1GiB(b *testing.B) {
+	dir := b.TempDir()
+	s, err := Open(context.Background(), Options{Dir: dir, FS: vfs.OS{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.CreateStream(context.Background(), CreateStreamInput{Name: "b", ShardCount: 4}); err != nil {
+		b.Fatal(err)
+	}
+	random := func(rng *rand.Rand) []byte { // incompressible: stored bytes = raw bytes
+		p := make([]byte, 8<<10)
+		for i := 0; i < len(p); i += 8 {
+			v := rng.Uint64()
+			for j := range 8 {
+				p[i+j] = byte(v >> (8 * j))
+			}
+		}
+		return p
+	}
+	fill(b, s, (1<<30)/(8<<10), random)
+	s.Close()
+	for _, mode := range []string{"clean", "no-index"} {
+		b.Run(mode, func(b *testing.B) {
+			for range b.N {
+				if mode == "no-index" {
+					removeIndex(b, dir)
+				}
+				start := time.Now()
+				s, err := Open(context.Background(), Options{Dir: dir, FS: vfs.OS{}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms/open")
+				s.Close()
+			}
+		})
+	}
+}
