@@ -19,7 +19,7 @@ import (
 func TestDurabilityAcrossRestart(t *testing.T) {
 	total, writers := 100_000, 8
 	if testing.Short() {
-		total = 10_000
+		total = 16_000
 	}
 	srv := startServer(t, t.TempDir())
 	c := srv.client(3)

@@ -73,10 +73,25 @@ func (s *Store) newStreamMeta(in CreateStreamInput) *streamMeta {
 	m := &streamMeta{Name: in.Name, CreatedNs: now.UnixNano(), Status: StatusCreating, Mode: mode,
 		RetentionHours: DefaultRetentionHours, Tags: copyTags(in.Tags), NextShardIndex: uint32(in.ShardCount),
 		PendingUntilNs: now.Add(s.opts.CreateDelay).UnixNano()}
+	epoch := max(now.Unix(), s.maxEpochLocked()+1)
 	for i, r := range hashkey.Split(in.ShardCount) {
-		m.Shards = append(m.Shards, shardMeta{Index: uint32(i), HashStart: r.Start.String(), HashEnd: r.End.String(), CreateSecs: now.Unix()})
+		m.Shards = append(m.Shards, shardMeta{Index: uint32(i), HashStart: r.Start.String(), HashEnd: r.End.String(), CreateSecs: epoch})
 	}
 	return m
+}
+
+// maxEpochLocked is the newest shard epoch of any stream. A new stream's
+// epoch is above it, so sequence numbers (which carry the epoch) from two
+// streams never coincide even when both were created in the same second, and
+// a number from another stream is recognised as such.
+func (s *Store) maxEpochLocked() int64 {
+	var e int64
+	for _, st := range s.streams {
+		for _, sm := range st.meta.Shards {
+			e = max(e, sm.CreateSecs)
+		}
+	}
+	return e
 }
 
 func (s *Store) openShardsLocked() int {
