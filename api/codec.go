@@ -8,10 +8,9 @@ import (
 	"strings"
 )
 
-// codec is one wire format. JSON 1.1 is the only one today; CBOR 1.1 (the Java
-// SDK's default) would be a second implementation: decode into the same
-// request structs (its own blob and timestamp rules) and encode the same
-// output values.
+// codec is one wire format: JSON 1.1 (jsonCodec) or CBOR 1.1 (cborCodec). Both
+// decode into the same request structs, whose field types (blob, optInt,
+// optTime, ...) implement each format's rules, and encode the same outputs.
 type codec interface {
 	contentType() string
 	// decode parses body into v, a pointer to a request struct. Any failure
@@ -46,8 +45,11 @@ var (
 // is a missing or unknown type, so curl users get JSON errors they can read.
 func codecFor(contentType string) codec {
 	ct, _, _ := strings.Cut(contentType, ";")
-	if strings.TrimSpace(strings.ToLower(ct)) == ctJSON {
+	switch strings.TrimSpace(strings.ToLower(ct)) {
+	case ctJSON:
 		return jsonPlain
+	case ctCBOR11:
+		return cborAmz
 	}
 	return jsonAmz
 }

@@ -73,13 +73,4 @@ func appendBase64(b []byte, data []byte) []byte {
 	return append(b, '"')
 }
 
-func appendKey(b []byte, comma bool, key string) []byte {
-	if comma {
-		b = append(b, ',')
-	}
-	b = append(b, '"')
-	b = append(b, key...)
-	return append(b, '"', ':')
-}
-
 func appendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }

@@ -173,8 +173,9 @@ func (s *Server) readBody(rc *reqCtx) ([]byte, func(), *apiError) {
 	bp := bodyPool.Get().(*[]byte)
 	release := func() { bodyPool.Put(bp) }
 	buf := (*bp)[:0]
-	if n := rc.r.ContentLength; n > 0 && int64(cap(buf)) < n {
-		buf = make([]byte, 0, n)
+	// One spare byte lets the read see EOF without growing the buffer.
+	if n := rc.r.ContentLength; n > 0 && int64(cap(buf)) < n+1 {
+		buf = make([]byte, 0, n+1)
 	}
 	buf, err := readAll(http.MaxBytesReader(rc.w, rc.r.Body, limit), buf)
 	*bp = buf

@@ -37,7 +37,7 @@ func (s *Server) putRecord(rc *reqCtx, body []byte) (any, error) {
 	}
 	var v validator
 	v.str("sequenceNumberForOrdering", in.SequenceNumberForOrdering, patternSequence, 0, -1)
-	checkRecord(&v, "", in.PartitionKey, in.ExplicitHashKey, in.Data)
+	checkRecord(&v, -1, in.PartitionKey, in.ExplicitHashKey, in.Data)
 	v.streamName("streamName", in.StreamName)
 	v.streamARN("streamARN", in.StreamARN)
 	if err := v.err(); err != nil {
@@ -71,14 +71,26 @@ func (s *Server) putRecord(rc *reqCtx, body []byte) (any, error) {
 }
 
 // checkRecord applies the model constraints of one record, in AWS's order:
-// partitionKey, explicitHashKey, data. prefix is "" for PutRecord and
-// "records.N.member." for PutRecords.
-func checkRecord(v *validator, prefix string, pk, ehk *string, data blob) {
+// partitionKey, explicitHashKey, data. index is the record's position in a
+// PutRecords request (paths "records.N.member.x"), or -1 for PutRecord.
+func checkRecord(v *validator, index int, pk, ehk *string, data blob) {
+	if recordValid(pk, ehk, data) {
+		return // the common case, without building paths
+	}
+	prefix := ""
+	if index >= 0 {
+		prefix = "records." + itoa(index+1) + ".member."
+	}
 	v.reqStr(prefix+"partitionKey", pk, "", 1, 256)
 	v.str(prefix+"explicitHashKey", ehk, patternHashKey, 0, -1)
 	if v.notNull(prefix+"data", data != nil) && len(data) > maxRecordBytes {
 		v.fail(renderBlob(len(data)), prefix+"data", "Member must have length less than or equal to "+strconv.Itoa(maxRecordBytes))
 	}
+}
+
+func recordValid(pk, ehk *string, data blob) bool {
+	return pk != nil && *pk != "" && (len(*pk) <= 256 || javaLen(*pk) <= 256) &&
+		(ehk == nil || isDecimal(*ehk, 39)) && data != nil && len(data) <= maxRecordBytes
 }
 
 // makeEntry applies the semantic record checks (hash key range, record size)
@@ -119,8 +131,11 @@ type putRecordsInput struct {
 
 func (s *Server) putRecords(rc *reqCtx, body []byte) (any, error) {
 	var in putRecordsInput
-	if err := decodeInput(rc, body, &in); err != nil {
-		return nil, err
+	if _, isJSON := rc.codec.(jsonCodec); !isJSON || !decodePutRecordsFast(body, &in) {
+		in = putRecordsInput{}
+		if err := decodeInput(rc, body, &in); err != nil {
+			return nil, err
+		}
 	}
 	if err := validatePutRecords(&in); err != nil {
 		return nil, err
@@ -152,7 +167,7 @@ func validatePutRecords(in *putRecordsInput) error {
 		v.length(quoted("["+strconv.Itoa(len(in.Records))+" records]"), "records", len(in.Records), 1, maxPutRecords)
 		for i := range in.Records {
 			r := &in.Records[i]
-			checkRecord(&v, "records."+strconv.Itoa(i+1)+".member.", r.PartitionKey, r.ExplicitHashKey, r.Data)
+			checkRecord(&v, i, r.PartitionKey, r.ExplicitHashKey, r.Data)
 			if len(v.errs) == maxValidationErrors {
 				break
 			}

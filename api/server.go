@@ -76,11 +76,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve runs AWS's checks in AWS's order, then the operation.
 func (s *Server) serve(rc *reqCtx) {
 	r := rc.r
+	setRequestIDs(rc)
 	if r.Method == http.MethodGet && r.URL.Path == "/health" {
 		s.health(rc)
 		return
 	}
-	setRequestIDs(rc)
 	if s.handleCORS(rc) {
 		return
 	}

@@ -220,3 +220,6 @@ func appendEpoch(b []byte, t time.Time) []byte {
 	b = strconv.AppendInt(b, sec, 10)
 	return append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
 }
+
+// jsonQuote renders s as a JSON string literal.
+func jsonQuote(s string) ([]byte, error) { return json.Marshal(s) }

@@ -1,0 +1,331 @@
+package api
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// CBOR 1.1 (application/x-amz-cbor-1.1), the Java SDK's default for Kinesis.
+// The body is one map with the same keys as JSON; blobs are byte strings and
+// timestamps are tag 1 around an integer count of epoch milliseconds (AWS's
+// reading of tag 1, not RFC 8949's seconds), in requests and responses.
+
+type cborCodec struct{}
+
+var cborAmz codec = cborCodec{}
+
+var (
+	cborDec = mustDecMode(cbor.DecOptions{
+		DupMapKey:         cbor.DupMapKeyQuiet,
+		FieldNameMatching: cbor.FieldNameMatchingCaseSensitive,
+		MaxNestedLevels:   32,
+		IndefLength:       cbor.IndefLengthAllowed,
+	})
+	cborEnc = mustEncMode(cbor.EncOptions{})
+)
+
+func mustDecMode(o cbor.DecOptions) cbor.DecMode {
+	m, err := o.DecMode()
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func mustEncMode(o cbor.EncOptions) cbor.EncMode {
+	m, err := o.EncMode()
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func (cborCodec) contentType() string { return ctCBOR11 }
+
+func (cborCodec) decode(body []byte, v any) *apiError {
+	if len(body) == 0 || body[0]>>5 != 5 {
+		return serializationError("Request body must be a CBOR map")
+	}
+	err := cborDec.Unmarshal(body, v)
+	if err == nil {
+		return nil
+	}
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var te *cbor.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return serializationError(cborTypeMessage(te))
+	}
+	return serializationError("Malformed CBOR: " + err.Error())
+}
+
+// cborTypeMessage words a CBOR kind mismatch like the JSON one.
+func cborTypeMessage(te *cbor.UnmarshalTypeError) string {
+	isList, isMap := te.CBORType == "array", te.CBORType == "map"
+	switch goType := strings.TrimPrefix(te.GoType, "*"); {
+	case goType == "string" && isList:
+		return msgStartOfList
+	case goType == "string" && isMap:
+		return msgStartOfStruct
+	case goType == "string":
+		return "class " + cborJavaClass(te.CBORType) + " can not be converted to an String"
+	case strings.HasPrefix(goType, "[]"):
+		if isMap {
+			return msgStartOfStruct
+		}
+		return "Expected list or null"
+	case strings.HasPrefix(goType, "map["):
+		if isList {
+			return msgStartOfList
+		}
+		return "Expected map or null"
+	case isList:
+		return msgStartOfList
+	}
+	return "Expected null"
+}
+
+func cborJavaClass(cborType string) string {
+	switch cborType {
+	case "primitives":
+		return "java.lang.Boolean"
+	case "byte string":
+		return "java.nio.HeapByteBuffer"
+	}
+	return "com.amazon.coral.value.json.numbers.TruncatingBigNumber"
+}
+
+// cborValuer is implemented by outputs whose CBOR form differs from the
+// value itself (the JSON hot-path outputs).
+type cborValuer interface {
+	cborValue() any
+}
+
+func (cborCodec) encode(v any) ([]byte, error) {
+	if c, ok := v.(cborValuer); ok {
+		v = c.cborValue()
+	}
+	return cborEnc.Marshal(v)
+}
+
+type cborError struct {
+	Type    string `cbor:"__type"`
+	Message string `cbor:"message,omitempty"`
+}
+
+func (cborCodec) encodeError(e *apiError) []byte {
+	b, err := cborEnc.Marshal(cborError{Type: e.Type, Message: e.Message})
+	if err != nil {
+		panic(err) // two strings always encode
+	}
+	return b
+}
+
+// cborFirst maps a CBOR item's initial byte to the first byte of the JSON
+// value of the same kind, so scalarTypeError words both alike.
+func cborFirst(b byte) byte {
+	switch {
+	case b == 0xf4 || b == 0xf5:
+		return 't'
+	case b>>5 == 2 || b>>5 == 3:
+		return '"'
+	case b>>5 == 4:
+		return '['
+	case b>>5 == 5:
+		return '{'
+	}
+	return '0'
+}
+
+func isCBORNull(data []byte) bool { return data[0] == 0xf6 || data[0] == 0xf7 }
+
+func isCBORFloat(b byte) bool { return b == 0xf9 || b == 0xfa || b == 0xfb }
+
+// cborNumber decodes an integer or float item. Integers too large for int64
+// saturate, as AWS clamps them anyway.
+func cborNumber(data []byte) (i int64, f float64, isInt, ok bool) {
+	switch {
+	case data[0]>>5 == 0:
+		var u uint64
+		ok = cborDec.Unmarshal(data, &u) == nil
+		return int64(min(u, math.MaxInt64)), 0, true, ok
+	case data[0]>>5 == 1:
+		if cborDec.Unmarshal(data, &i) != nil {
+			return math.MinInt64, 0, true, true
+		}
+		return i, 0, true, true
+	case isCBORFloat(data[0]):
+		ok = cborDec.Unmarshal(data, &f) == nil
+		return 0, f, false, ok
+	}
+	return 0, 0, false, false
+}
+
+func (n *optInt) UnmarshalCBOR(data []byte) error {
+	if isCBORNull(data) {
+		*n = optInt{}
+		return nil
+	}
+	i, f, isInt, ok := cborNumber(data)
+	if !ok {
+		return scalarTypeError(cborFirst(data[0]), "Integer", "an")
+	}
+	if !isInt {
+		i = int64(max(math.MinInt32, min(math.MaxInt32, math.Floor(f))))
+	}
+	*n = optInt{Val: max(math.MinInt32, min(math.MaxInt32, i)), Set: true}
+	return nil
+}
+
+func (b *optBool) UnmarshalCBOR(data []byte) error {
+	switch {
+	case isCBORNull(data):
+		*b = optBool{}
+		return nil
+	case data[0] == 0xf4 || data[0] == 0xf5:
+		*b = optBool{Val: data[0] == 0xf5, Set: true}
+		return nil
+	case data[0]>>5 == 3:
+		var s string
+		if err := cborDec.Unmarshal(data, &s); err != nil {
+			return serializationError(err.Error())
+		}
+		q, _ := jsonQuote(s)
+		return b.UnmarshalJSON(q)
+	}
+	return scalarTypeError(cborFirst(data[0]), "Boolean", "an")
+}
+
+// UnmarshalCBOR reads tag 1 (or a bare number): an integer is epoch
+// milliseconds, as the AWS SDKs send it; a float is epoch seconds.
+func (t *optTime) UnmarshalCBOR(data []byte) error {
+	if isCBORNull(data) {
+		*t = optTime{}
+		return nil
+	}
+	if data[0] == 0xc1 && len(data) > 1 {
+		data = data[1:]
+	}
+	if data[0]>>5 == 3 {
+		var s string
+		if err := cborDec.Unmarshal(data, &s); err != nil {
+			return serializationError(err.Error())
+		}
+		return t.parseString(s)
+	}
+	i, f, isInt, ok := cborNumber(data)
+	switch {
+	case !ok:
+		return scalarTypeError(cborFirst(data[0]), "Date", "a")
+	case isInt:
+		*t = optTime{T: time.UnixMilli(max(-9.2e15, min(9.2e15, i))).UTC(), Set: true}
+	default:
+		*t = optTime{T: epochSeconds(f), Set: true}
+	}
+	return nil
+}
+
+// UnmarshalCBOR takes a byte string, or base64 text as in JSON.
+func (b *blob) UnmarshalCBOR(data []byte) error {
+	switch {
+	case isCBORNull(data):
+		*b = nil
+		return nil
+	case data[0]>>5 == 2:
+		var raw []byte // the decoder copies: nothing aliases the pooled body
+		if err := cborDec.Unmarshal(data, &raw); err != nil {
+			return serializationError(err.Error())
+		}
+		if raw == nil {
+			raw = []byte{}
+		}
+		*b = raw
+		return nil
+	case data[0]>>5 == 3:
+		var s string
+		if err := cborDec.Unmarshal(data, &s); err != nil {
+			return serializationError(err.Error())
+		}
+		out, err := decodeBase64([]byte(s))
+		if err != nil {
+			return err
+		}
+		*b = out
+		return nil
+	}
+	return scalarTypeError(cborFirst(data[0]), "Blob", "a")
+}
+
+// MarshalCBOR writes tag 1 around epoch milliseconds.
+func (t epochTime) MarshalCBOR() ([]byte, error) {
+	return cborEnc.Marshal(cbor.Tag{Number: 1, Content: time.Time(t).UnixMilli()})
+}
+
+type cborPutResult struct {
+	SequenceNumber string `json:",omitempty"`
+	ShardId        string `json:",omitempty"`
+	ErrorCode      string `json:",omitempty"`
+	ErrorMessage   string `json:",omitempty"`
+}
+
+func (o putRecordsOutput) cborValue() any {
+	out := struct {
+		FailedRecordCount int
+		Records           []cborPutResult
+	}{Records: make([]cborPutResult, len(o))}
+	for i, r := range o {
+		if r.Err != nil {
+			out.FailedRecordCount++
+			out.Records[i].ErrorCode, out.Records[i].ErrorMessage = recordErrorCode(r.Err)
+			continue
+		}
+		out.Records[i] = cborPutResult{SequenceNumber: r.SequenceNumber, ShardId: r.ShardID}
+	}
+	return out
+}
+
+type cborRecord struct {
+	SequenceNumber              string
+	ApproximateArrivalTimestamp epochTime
+	Data                        []byte
+	PartitionKey                string
+}
+
+type childShardOut struct {
+	ShardId      string
+	ParentShards []string
+	HashKeyRange hashKeyRange
+}
+
+func (o getRecordsOutput) cborValue() any {
+	out := struct {
+		Records            []cborRecord
+		NextShardIterator  *string `json:",omitempty"`
+		MillisBehindLatest int64
+		ChildShards        *[]childShardOut `json:",omitempty"`
+	}{Records: make([]cborRecord, len(o.res.Records)), MillisBehindLatest: o.res.MillisBehindLatest}
+	for i, r := range o.res.Records {
+		data := r.Data
+		if data == nil {
+			data = []byte{}
+		}
+		out.Records[i] = cborRecord{r.SequenceNumber, epochTime(r.Arrival), data, r.PartitionKey}
+	}
+	if o.res.Next != nil {
+		out.NextShardIterator = &o.next
+		return out
+	}
+	children := make([]childShardOut, len(o.res.ChildShards))
+	for i, c := range o.res.ChildShards {
+		parents := append([]string{}, c.ParentShards...)
+		children[i] = childShardOut{c.ShardID, parents, hashKeyRange{c.HashRange.Start.String(), c.HashRange.End.String()}}
+	}
+	out.ChildShards = &children
+	return out
+}

@@ -1,0 +1,225 @@
+package api
+
+import (
+	"bytes"
+	"encoding/base64"
+	"unicode/utf8"
+)
+
+// decodePutRecordsFast decodes the common shape of a PutRecords body without
+// encoding/json, whose validating scanner is most of the cost of the hot path.
+//
+// It accepts only plain input: the members StreamName, StreamARN and Records
+// (exact case), records with Data, PartitionKey and ExplicitHashKey, string
+// values without escape sequences, canonical base64, and null. On anything
+// else it returns false and the caller decodes with encoding/json, which then
+// produces the result or the exact SerializationException. Invariant (checked
+// by FuzzPutRecordsFastPath): when it returns true, in equals what
+// encoding/json would have decoded.
+func decodePutRecordsFast(body []byte, in *putRecordsInput) bool {
+	s := scanner{b: body, arena: make([]byte, 0, len(body)/4*3+4)}
+	if !s.expect('{') {
+		return false
+	}
+	if s.expect('}') {
+		return s.end()
+	}
+	for {
+		key, ok := s.rawString()
+		if !ok || !s.expect(':') {
+			return false
+		}
+		switch string(key) {
+		case "StreamName":
+			ok = s.optText(&in.StreamName)
+		case "StreamARN":
+			ok = s.optText(&in.StreamARN)
+		case "Records":
+			ok = s.records(&in.Records)
+		default:
+			return false
+		}
+		if !ok {
+			return false
+		}
+		if s.expect('}') {
+			return s.end()
+		}
+		if !s.expect(',') {
+			return false
+		}
+	}
+}
+
+// scanner walks a JSON text. Decoded blobs share one arena allocation, cut
+// with full slice expressions so no blob can grow into the next.
+type scanner struct {
+	b     []byte
+	i     int
+	arena []byte
+}
+
+func (s *scanner) skipSpace() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *scanner) expect(c byte) bool {
+	s.skipSpace()
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+func (s *scanner) end() bool {
+	s.skipSpace()
+	return s.i == len(s.b)
+}
+
+func (s *scanner) null() bool {
+	s.skipSpace()
+	if bytes.HasPrefix(s.b[s.i:], []byte("null")) {
+		s.i += 4
+		return true
+	}
+	return false
+}
+
+// rawString returns a string's bytes; it refuses escapes.
+func (s *scanner) rawString() ([]byte, bool) {
+	if !s.expect('"') {
+		return nil, false
+	}
+	n := bytes.IndexByte(s.b[s.i:], '"')
+	if n < 0 {
+		return nil, false
+	}
+	str := s.b[s.i : s.i+n]
+	if bytes.IndexByte(str, '\\') >= 0 {
+		return nil, false
+	}
+	s.i += n + 1
+	return str, true
+}
+
+// optText decodes a string or null into *dst. Control characters and
+// invalid UTF-8 (which encoding/json rejects or rewrites) are refused.
+func (s *scanner) optText(dst **string) bool {
+	if s.null() {
+		*dst = nil
+		return true
+	}
+	raw, ok := s.rawString()
+	if !ok || !plainText(raw) {
+		return false
+	}
+	str := string(raw)
+	*dst = &str
+	return true
+}
+
+func plainText(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 {
+			return false
+		}
+	}
+	return utf8.Valid(b)
+}
+
+func (s *scanner) records(dst *[]putRecordsEntry) bool {
+	if s.null() {
+		*dst = nil
+		return true
+	}
+	if !s.expect('[') {
+		return false
+	}
+	out := make([]putRecordsEntry, 0, 500)
+	if s.expect(']') {
+		*dst = out
+		return true
+	}
+	for {
+		var e putRecordsEntry
+		if !s.record(&e) {
+			return false
+		}
+		out = append(out, e)
+		if s.expect(']') {
+			*dst = out
+			return true
+		}
+		if !s.expect(',') {
+			return false
+		}
+	}
+}
+
+func (s *scanner) record(e *putRecordsEntry) bool {
+	if !s.expect('{') {
+		return false
+	}
+	if s.expect('}') {
+		return true
+	}
+	for {
+		key, ok := s.rawString()
+		if !ok || !s.expect(':') {
+			return false
+		}
+		switch string(key) {
+		case "Data":
+			ok = s.blob(&e.Data)
+		case "PartitionKey":
+			ok = s.optText(&e.PartitionKey)
+		case "ExplicitHashKey":
+			ok = s.optText(&e.ExplicitHashKey)
+		default:
+			return false
+		}
+		if !ok {
+			return false
+		}
+		if s.expect('}') {
+			return true
+		}
+		if !s.expect(',') {
+			return false
+		}
+	}
+}
+
+// blob decodes canonical base64 into the arena; anything the strict decoder
+// refuses (or skips, like CR and LF) goes to the slow path.
+func (s *scanner) blob(dst *blob) bool {
+	if s.null() {
+		*dst = nil
+		return true
+	}
+	raw, ok := s.rawString()
+	if !ok || len(raw)%4 != 0 {
+		return false
+	}
+	n := base64.StdEncoding.DecodedLen(len(raw))
+	if len(s.arena)+n > cap(s.arena) {
+		s.arena = make([]byte, 0, max(n, 64<<10))
+	}
+	start := len(s.arena)
+	buf := s.arena[start : start+n]
+	m, err := strictBase64.Decode(buf, raw)
+	if err != nil || bytes.IndexByte(raw, '\n') >= 0 || bytes.IndexByte(raw, '\r') >= 0 {
+		return false
+	}
+	s.arena = s.arena[:start+m]
+	*dst = blob(s.arena[start : start+m : start+m])
+	return true
+}

@@ -1,0 +1,36 @@
+package main
+
+// This file is the only one in the command that touches the storage engine.
+// Build with -tags shardlog_nostore to leave it out (serve_nostore.go stands
+// in for it), e.g. to test the command without the engine.
+
+import (
+	"context"
+	"io"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/shardlog/shardlog/api"
+	"github.com/shardlog/shardlog/storage"
+	"github.com/shardlog/shardlog/vfs"
+)
+
+// openStore opens (or creates) the data directory. The returned Closer syncs
+// and closes the store; runServe calls it after the last request finished.
+func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backend, io.Closer, error) {
+	store, err := storage.Open(ctx, storage.Options{
+		Dir:         o.dataDir,
+		FS:          vfs.OS{},
+		AccountID:   o.accountID,
+		ShardLimit:  o.shardLimit,
+		CreateDelay: o.createDelay,
+		DeleteDelay: o.deleteDelay,
+		UpdateDelay: o.updateDelay,
+		Sync:        o.sync,
+		Logger:      log.Named("storage"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return store, store, nil
+}

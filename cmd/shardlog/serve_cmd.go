@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/shardlog/shardlog/api"
+)
+
+// serveOptions are the flags of `shardlog serve`.
+type serveOptions struct {
+	listen      string
+	dataDir     string
+	createDelay time.Duration
+	deleteDelay time.Duration
+	updateDelay time.Duration
+	shardLimit  int
+	accountID   string
+	region      string
+	logLevel    string
+	logFormat   string
+	sync        string
+}
+
+// storeOpener opens the storage engine: the Backend the API serves and the
+// Closer that syncs and closes it after the last request.
+type storeOpener func(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backend, io.Closer, error)
+
+// shutdownTimeout bounds how long in-flight requests may take to finish.
+const shutdownTimeout = 30 * time.Second
+
+func newServeCmd(open storeOpener) *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the Kinesis API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(o.logLevel, o.logFormat, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if err := o.check(); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			go func() {
+				<-ctx.Done()
+				stop() // a second signal during shutdown kills the process at once
+			}()
+			return runServe(ctx, o, open, log, nil)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:4567", "address to serve the Kinesis API on")
+	f.StringVar(&o.dataDir, "data-dir", "./shardlog-data", "directory holding the streams")
+	f.DurationVar(&o.createDelay, "create-stream-delay", 500*time.Millisecond, "time a new stream stays CREATING (0 allowed)")
+	f.DurationVar(&o.deleteDelay, "delete-stream-delay", 500*time.Millisecond, "time a deleted stream stays DELETING (0 allowed)")
+	f.DurationVar(&o.updateDelay, "update-stream-delay", 500*time.Millisecond, "time an updated stream stays UPDATING (0 allowed)")
+	f.IntVar(&o.shardLimit, "shard-limit", 500, "open shards allowed in the account")
+	f.StringVar(&o.accountID, "account-id", "000000000000", "12-digit account id used in ARNs and messages")
+	f.StringVar(&o.region, "region", api.DefaultRegion, "region for requests without a SigV4 credential scope")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: json or text")
+	f.StringVar(&o.sync, "sync", "always", "durability policy passed to the storage engine")
+	return cmd
+}
+
+func (o serveOptions) check() error {
+	switch {
+	case len(o.accountID) != 12 || !allDigits(o.accountID):
+		return fmt.Errorf("--account-id must be 12 digits, got %q", o.accountID)
+	case o.shardLimit < 1:
+		return fmt.Errorf("--shard-limit must be at least 1, got %d", o.shardLimit)
+	case o.createDelay < 0 || o.deleteDelay < 0 || o.updateDelay < 0:
+		return errors.New("stream delays must not be negative")
+	case o.region == "":
+		return errors.New("--region must not be empty")
+	}
+	return nil
+}
+
+func allDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// runServe opens the store, serves until ctx is done, then stops accepting,
+// lets in-flight requests finish, and closes the store. ready, if set, is
+// told the bound address once the server accepts connections.
+func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.Logger, ready func(net.Addr)) (err error) {
+	store, closer, err := open(ctx, o, log)
+	if err != nil {
+		return fmt.Errorf("open data directory %s: %w", o.dataDir, err)
+	}
+	defer func() {
+		if cerr := closer.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close store: %w", cerr)
+		}
+	}()
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	srv := newHTTPServer(o, store, log)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("serving the Kinesis API", "listen", ln.Addr().String(), "data_dir", o.dataDir, "version", versionString())
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped serving; closing the store")
+	return nil
+}
+
+// newHTTPServer sets timeouts against slow clients (headers must arrive
+// within 10 s) and serves HTTP/1.1 plus cleartext HTTP/2, which the Java
+// SDK's async client speaks.
+func newHTTPServer(o serveOptions, store api.Backend, log hclog.Logger) *http.Server {
+	handler := api.New(api.Config{
+		Listen: o.listen, AccountID: o.accountID, Region: o.region, ShardLimit: o.shardLimit, Logger: log.Named("api"),
+	}, store)
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		Protocols:         new(http.Protocols),
+	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	return srv
+}
+
+// newLogger builds the hclog logger for --log-level and --log-format.
+func newLogger(level, format string, out io.Writer) (hclog.Logger, error) {
+	lvl := hclog.LevelFromString(level)
+	if lvl == hclog.NoLevel {
+		return nil, fmt.Errorf("--log-level must be trace, debug, info, warn or error, got %q", level)
+	}
+	if format != "json" && format != "text" {
+		return nil, fmt.Errorf("--log-format must be json or text, got %q", format)
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: "shardlog", Level: lvl, JSONFormat: format == "json", Output: out}), nil
+}
