@@ -1,5 +1,3 @@
-//go:build !shardlog_nostore
-
 package main
 
 import (

@@ -1,8 +1,6 @@
 package main
 
 // This file is the only one in the command that touches the storage engine.
-// Build with -tags shardlog_nostore to leave it out (serve_nostore.go stands
-// in for it), e.g. to test the command without the engine.
 
 import (
 	"context"
