@@ -43,6 +43,12 @@
 //	byte flags              reserved, 0
 //	uvarint(len(data))      data
 //
+// The encoding is canonical: the first record's seq gap and arrival delta are
+// 0 (its seq and arrival are the frame's firstSeq and minTs), arrival times do
+// not decrease within a frame, and the last record's seq and arrival are the
+// frame's lastSeq and maxTs. Decoding checks all of it, and that the records
+// fill the raw payload exactly.
+//
 // Sequences are per-shard ordinals, strictly increasing within and across frames
 // and files; they are contiguous except where a client's SequenceNumberForOrdering
 // made the shard skip ahead. Arrival times never decrease within a shard, so
@@ -55,6 +61,7 @@
 //     the file size.
 //   - Scan is the single validator: recovery, readers and fsck all classify a
 //     file's tail with it, as clean, torn (an unacknowledged last write that is
-//     safe to cut) or corrupt (damage with valid frames after it, never cut
-//     automatically).
+//     safe to cut) or corrupt (damage no torn write explains: valid frames
+//     after it, or a complete, chained frame that breaks an invariant; never
+//     cut automatically).
 package segment

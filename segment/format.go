@@ -382,11 +382,12 @@ func AppendRecords(dst []byte, recs []Record) []byte {
 }
 
 // DecodeRecords parses raw, a frame's decompressed payload, calling fn for each
-// record in order until fn returns false. Unless stopped early it checks that
-// raw holds exactly h.Count records and nothing else, that the first record's
-// seq is h.FirstSeq and the last's h.LastSeq, and that every arrival time lies
-// in [h.MinTs, h.MaxTs]; any mismatch is ErrCorrupt. Record.Data aliases raw;
-// PartitionKey is a copy.
+// record in order until fn returns false. It checks what EncodeFrame
+// guarantees: raw holds exactly h.Count records and nothing else, seqs run
+// from h.FirstSeq to h.LastSeq, and arrival times do not decrease from h.MinTs
+// (the first record's) to h.MaxTs (the last record's). Any mismatch is
+// ErrCorrupt; checks on records after an early stop are skipped. Record.Data
+// aliases raw; PartitionKey is a copy.
 func DecodeRecords(raw []byte, h FrameHeader, fn func(Record) bool) error {
 	d := recordDecoder{b: raw, h: h}
 	for i := uint32(0); i < h.Count; i++ {
@@ -398,20 +399,24 @@ func DecodeRecords(raw []byte, h FrameHeader, fn func(Record) bool) error {
 			return nil
 		}
 	}
-	if len(d.b) != 0 {
+	switch {
+	case len(d.b) != 0:
 		return fmt.Errorf("%w: %d bytes after the last of %d records", ErrCorrupt, len(d.b), h.Count)
-	}
-	if d.seq != h.LastSeq {
+	case d.seq != h.LastSeq:
 		return fmt.Errorf("%w: last record seq %d, frame header says %d", ErrCorrupt, d.seq, h.LastSeq)
+	case d.ts != h.MaxTs:
+		return fmt.Errorf("%w: last record arrival %d, frame header says max ts %d", ErrCorrupt, d.ts, h.MaxTs)
 	}
 	return nil
 }
 
-// recordDecoder consumes b one record at a time; seq is the last one decoded.
+// recordDecoder consumes b one record at a time; seq and ts are the last
+// record's.
 type recordDecoder struct {
 	b   []byte
 	h   FrameHeader
 	seq uint64
+	ts  int64
 }
 
 func (d *recordDecoder) next(first bool) (Record, error) {
@@ -439,6 +444,13 @@ func (d *recordDecoder) next(first bool) (Record, error) {
 		return Record{}, fmt.Errorf("arrival %d+%d beyond max ts %d", d.h.MinTs, delta, d.h.MaxTs)
 	}
 	r.ArrivalMs = int64(uint64(d.h.MinTs) + delta)
+	switch {
+	case first && delta != 0:
+		return Record{}, fmt.Errorf("first record arrives at %d, after min ts %d", r.ArrivalMs, d.h.MinTs)
+	case !first && r.ArrivalMs < d.ts:
+		return Record{}, fmt.Errorf("arrival %d before the previous record's %d", r.ArrivalMs, d.ts)
+	}
+	d.ts = r.ArrivalMs
 	key, err := d.bytes("partition key")
 	if err != nil {
 		return Record{}, err
@@ -457,7 +469,7 @@ func (d *recordDecoder) next(first bool) (Record, error) {
 func (d *recordDecoder) uvarint(what string) (uint64, error) {
 	v, n := binary.Uvarint(d.b)
 	if n <= 0 {
-		return 0, fmt.Errorf("bad %s varint", what)
+		return 0, fmt.Errorf("bad varint for %s", what)
 	}
 	d.b = d.b[n:]
 	return v, nil
@@ -466,7 +478,7 @@ func (d *recordDecoder) uvarint(what string) (uint64, error) {
 // bytes reads a uvarint length and that many bytes. The result's capacity is
 // clipped so that appending to it cannot overwrite the next record.
 func (d *recordDecoder) bytes(what string) ([]byte, error) {
-	n, err := d.uvarint(what + " length")
+	n, err := d.uvarint(what)
 	if err != nil {
 		return nil, err
 	}

@@ -221,6 +221,17 @@ func TestDecodeRecordsCorrupt(t *testing.T) {
 		{"seq beyond last", func(h *FrameHeader, raw []byte) []byte { h.LastSeq = 11; return raw }},
 		{"first seq gap", func(_ *FrameHeader, raw []byte) []byte { raw[0] = 1; return raw }},
 		{"arrival beyond max", func(h *FrameHeader, raw []byte) []byte { h.MaxTs = 100; return raw }},
+		{"max ts not reached", func(h *FrameHeader, raw []byte) []byte { h.MaxTs = 102; return raw }},
+		{"first record after min ts", func(h *FrameHeader, raw []byte) []byte { h.MinTs = 99; return raw }},
+		{"arrival goes back", func(h *FrameHeader, _ []byte) []byte {
+			// Three records arriving at 100, 102, 101; max ts 102.
+			var b []byte
+			for _, delta := range []byte{0, 2, 1} {
+				b = append(b, 0, delta, 0, 0, 0) // gap, arrival, key length, flags, data length
+			}
+			*h = FrameHeader{Type: FrameRecords, RawLen: uint32(len(b)), StoredLen: uint32(len(b)), Count: 3, FirstSeq: 1, LastSeq: 3, MinTs: 100, MaxTs: 102}
+			return b
+		}},
 		{"nonzero flags", func(_ *FrameHeader, raw []byte) []byte { raw[4] = 1; return raw }},
 		{"key length overruns", func(_ *FrameHeader, raw []byte) []byte { raw[2] = 100; return raw }},
 		{"bad varint", func(_ *FrameHeader, raw []byte) []byte {
@@ -255,5 +266,16 @@ func TestAppendRecordsPanicsOnDisorder(t *testing.T) {
 			}()
 			AppendRecords(nil, recs)
 		})
+	}
+}
+
+func TestEnumStrings(t *testing.T) {
+	for _, tt := range []struct{ got, want string }{
+		{CodecNone.String(), "none"}, {CodecZstd.String(), "zstd"}, {Codec(9).String(), "codec(9)"},
+		{FrameInvalid.String(), "invalid"}, {FrameRecords.String(), "records"}, {FrameType(9).String(), "type(9)"},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
 	}
 }

@@ -180,3 +180,22 @@ func TestReaderWithoutCompressor(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestReaderScan scans a segment through a Reader, as recovery and fsck do.
+func TestReaderScan(t *testing.T) {
+	c := newTestCompressor(t)
+	ts := buildSegment(t, c, 3)
+	r, err := OpenReader(ts.fs, ts.path, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	size, err := r.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Scan(r.ReaderAt(), size, ScanOptions{VerifyCRC: true})
+	if err != nil || res.Tail != TailClean || res.Frames != 3 || res.ValidEnd != size || r.Path() != ts.path {
+		t.Fatalf("%v %+v", err, res)
+	}
+}

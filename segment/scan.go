@@ -106,15 +106,16 @@ type ScanResult struct {
 // header's length of zeros, is a torn creation (ErrTorn); any other bad header
 // is returned as its ErrCorrupt or ErrVersion. Then it walks the frames. Each
 // must have a sane header, fit in the file, have zero padding, chain to its
-// predecessor (PrevCRC), start after its predecessor's LastSeq, and not start
-// before its MinTs >= predecessor's MaxTs; with VerifyCRC its CRC must match,
-// and with Deep its records must decode.
+// predecessor (PrevCRC; 0 for the first), start after its predecessor's
+// LastSeq (the first at or after the header's FirstSeq and ExpectFirstSeq),
+// and have MinTs >= its predecessor's MaxTs. With VerifyCRC its CRC must
+// match, and with Deep its records must decode.
 //
 // The walk ends cleanly at EOF on a frame boundary, or at an all-zero frame
-// header followed only by zeros. At the first invalid frame it looks ahead for
-// a frame that has a valid CRC, fits in the file and starts after the last
-// valid sequence, and reports TailCorrupt if there is one and TailTorn if not
-// (see TailState).
+// header followed only by zeros. At the first invalid frame it decides between
+// TailTorn and TailCorrupt (see TailState and classify): it looks ahead, in
+// 8-byte steps from the invalid frame itself, for a frame that is valid on its
+// own (CRC included) and starts after the last valid sequence.
 //
 // A damaged tail is reported in the result, not as an error: Scan returns an
 // error only for a bad file header, a failed read (including a file shorter

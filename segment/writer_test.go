@@ -92,7 +92,7 @@ func TestWriterCommittedOnlyAfterSync(t *testing.T) {
 	if w.Committed() != f1.End() {
 		t.Fatalf("committed %d, want %d", w.Committed(), f1.End())
 	}
-	f2, err := w.Append(jsonBatch(rng, 110, 1, 10, 200))
+	f2, err := w.Append(jsonBatch(rng, 110, 10, 10, 200))
 	if err != nil {
 		t.Fatal(err)
 	}
