@@ -111,7 +111,11 @@ type Shard struct {
 	quit      chan struct{}
 	done      chan struct{}
 	w         *segment.Writer // writer goroutine only
-	sinceSeek int64           // writer goroutine only: stored bytes since the last seek point
+	wNext     uint64          // writer goroutine only: next ordinal to assign
+	wTs       int64           // writer goroutine only: newest arrival assigned
+	inflight  chan *flight    // SyncAlways: written frames awaiting the syncer
+	syncDone  chan struct{}
+	sinceSeek int64 // publishing goroutine only: stored bytes since the last seek point
 }
 
 // seg is one segment file. Its mutable fields are guarded by Shard.mu.

@@ -76,6 +76,12 @@ func (s *Shard) startWriter() {
 	s.reqs = make(chan *appendReq, 1024)
 	s.quit = make(chan struct{})
 	s.done = make(chan struct{})
+	s.wNext, s.wTs = s.next, s.lastTs
+	if s.opts.Sync == SyncAlways {
+		s.inflight = make(chan *flight, maxInflight)
+		s.syncDone = make(chan struct{})
+		go s.syncLoop()
+	}
 	go s.run()
 }
 
@@ -83,6 +89,7 @@ func (s *Shard) startWriter() {
 // one up to the frame cap, write them as one frame, sync once, acknowledge all.
 func (s *Shard) run() {
 	defer close(s.done)
+	defer s.stopSyncer()
 	tick := time.NewTicker(s.tickEvery())
 	defer tick.Stop()
 	var held *appendReq
@@ -149,7 +156,7 @@ func (s *Shard) drainOnQuit() {
 }
 
 func (s *Shard) onTick() {
-	if s.werr != nil {
+	if s.writerErr() != nil {
 		return
 	}
 	if s.opts.Sync == SyncInterval && s.w.Committed() < s.w.Size() {
@@ -171,8 +178,8 @@ func (s *Shard) onTick() {
 }
 
 func (s *Shard) commit(batch []*appendReq) {
-	if s.werr != nil {
-		s.reply(batch, fmt.Errorf("%w: %v", ErrReadOnly, s.werr))
+	if err := s.writerErr(); err != nil {
+		s.reply(batch, fmt.Errorf("%w: %v", ErrReadOnly, err))
 		return
 	}
 	recs, next, ts := s.assign(batch)
@@ -180,7 +187,7 @@ func (s *Shard) commit(batch []*appendReq) {
 	for _, r := range batch {
 		raw += r.size
 	}
-	if s.w.Size()+int64(raw)+segment.FrameHeaderSize > s.opts.SegmentSize && s.activeFrames() > 0 {
+	if s.w.Size()+int64(raw)+segment.FrameHeaderSize > s.opts.SegmentSize && s.w.Size() > segment.FileHeaderSize {
 		if err := s.roll(); err != nil {
 			s.poison(err)
 			s.reply(batch, fmt.Errorf("%w: %v", ErrReadOnly, err))
@@ -188,24 +195,39 @@ func (s *Shard) commit(batch []*appendReq) {
 		}
 	}
 	fi, err := s.w.Append(recs)
-	if err == nil && s.opts.Sync == SyncAlways {
-		err = s.w.Sync()
-	}
 	if err != nil {
 		s.poison(err)
 		s.reply(batch, fmt.Errorf("%w: %v", ErrReadOnly, err))
 		return
 	}
-	s.publish(fi, next, ts)
+	s.wNext, s.wTs = next, ts
+	fl := &flight{batch: batch, sg: s.activeSeg(), fi: fi, next: next, ts: ts}
+	if s.inflight != nil {
+		s.inflight <- fl // the syncer acknowledges it after its fdatasync
+		return
+	}
+	s.publish(fl) // SyncInterval: acknowledged on write
 	s.reply(batch, nil)
+}
+
+func (s *Shard) writerErr() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.werr
+}
+
+func (s *Shard) activeSeg() *seg {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.segs[len(s.segs)-1]
 }
 
 // assign gives every entry its ordinal and arrival time. Arrival never goes
 // backwards within a shard, even if the clock does, so time ranges of frames
 // and segments stay sorted.
 func (s *Shard) assign(batch []*appendReq) ([]segment.Record, uint64, int64) {
-	ts := max(s.opts.Now().UnixMilli(), s.lastTs)
-	next := s.next
+	ts := max(s.opts.Now().UnixMilli(), s.wTs)
+	next := s.wNext
 	n := 0
 	for _, r := range batch {
 		n += len(r.entries)
@@ -222,29 +244,24 @@ func (s *Shard) assign(batch []*appendReq) ([]segment.Record, uint64, int64) {
 	return recs, next, ts
 }
 
-func (s *Shard) activeFrames() int64 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.segs[len(s.segs)-1].frames
-}
-
-// publish makes a written (and, under SyncAlways, synced) frame visible to
-// readers and, once synced, to the index.
-func (s *Shard) publish(fi segment.FrameInfo, next uint64, ts int64) {
+// publish makes a frame visible to readers and, once synced, to the index.
+// It runs in the goroutine that acknowledges: the syncer under SyncAlways,
+// the writer under SyncInterval.
+func (s *Shard) publish(fl *flight) {
+	fi, sg := fl.fi, fl.sg
 	s.mu.Lock()
-	active := s.segs[len(s.segs)-1]
-	if active.frames == 0 {
-		active.minTs = fi.MinTs
+	if sg.frames == 0 {
+		sg.minTs = fi.MinTs
 	}
-	active.lastSeq, active.maxTs = fi.LastSeq, fi.MaxTs
-	active.end = fi.Offset + fi.Size()
-	active.frames++
-	active.recs += int64(fi.Count)
-	s.next, s.lastTs = next, ts
+	sg.lastSeq, sg.maxTs = fi.LastSeq, fi.MaxTs
+	sg.end = fi.Offset + fi.Size()
+	sg.frames++
+	sg.recs += int64(fi.Count)
+	s.next, s.lastTs = fl.next, fl.ts
 	var sk *index.Seek
-	if s.sinceSeek == 0 || s.sinceSeek >= s.opts.SeekInterval || active.frames == 1 {
-		sk = &index.Seek{Seq: fi.FirstSeq, SegID: active.id, Offset: fi.Offset, Ts: fi.MinTs}
-		active.seeks = append(active.seeks, *sk)
+	if sg.frames == 1 || s.sinceSeek >= s.opts.SeekInterval {
+		sk = &index.Seek{Seq: fi.FirstSeq, SegID: sg.id, Offset: fi.Offset, Ts: fi.MinTs}
+		sg.seeks = append(sg.seeks, *sk)
 		s.sinceSeek = 0
 	}
 	s.sinceSeek += fi.Size()
@@ -283,6 +300,12 @@ func (s *Shard) poison(err error) {
 
 // roll seals the active segment (already synced) and starts a new one.
 func (s *Shard) roll() error {
+	// Every frame of the old segment must be acknowledged (or failed) before
+	// the segment is sealed and the sequence floor of the next one is taken.
+	s.barrier()
+	if err := s.writerErr(); err != nil {
+		return err
+	}
 	if err := s.w.Sync(); err != nil {
 		return err
 	}
@@ -293,7 +316,6 @@ func (s *Shard) roll() error {
 	}
 	s.w.Close()
 	s.w = w
-	s.sinceSeek = 0
 	s.mu.Lock()
 	sealed := s.segs[len(s.segs)-1]
 	s.segs = append(s.segs, sg)
