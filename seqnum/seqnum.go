@@ -17,6 +17,8 @@ package seqnum
 import (
 	"errors"
 	"math/big"
+	"math/bits"
+	"strconv"
 	"strings"
 )
 
@@ -48,7 +50,35 @@ func (s Seq) String() string {
 	v.push(uint64(s.ArrivalSecs)&secsMask, 36)
 	v.push(uint64(s.ShardIndex), 32)
 	v.push(2, 4)
-	return new(big.Int).SetBits([]big.Word{big.Word(v[2]), big.Word(v[1]), big.Word(v[0])}).String()
+	return v.decimal()
+}
+
+// decimal renders v in base 10 without math/big: GetRecords renders one
+// number per record, so this is on the read path.
+func (v u192) decimal() string {
+	const chunk = 1e19 // the largest power of ten below 2^64
+	var parts [4]uint64
+	n := 0
+	for v != (u192{}) {
+		var r uint64
+		v[0], r = bits.Div64(0, v[0], chunk)
+		v[1], r = bits.Div64(r, v[1], chunk)
+		v[2], r = bits.Div64(r, v[2], chunk)
+		parts[n] = r
+		n++
+	}
+	if n == 0 {
+		return "0"
+	}
+	b := strconv.AppendUint(make([]byte, 0, 60), parts[n-1], 10)
+	for i := n - 2; i >= 0; i-- {
+		d := strconv.AppendUint(nil, parts[i], 10)
+		for range 19 - len(d) {
+			b = append(b, '0')
+		}
+		b = append(b, d...)
+	}
+	return string(b)
 }
 
 // u192 is a 192-bit integer, v[0] most significant.

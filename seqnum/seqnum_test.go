@@ -1,6 +1,7 @@
 package seqnum
 
 import (
+	"math/big"
 	"math/rand/v2"
 	"testing"
 )
@@ -84,4 +85,28 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse(%q) = %+v renders as %s", in, s, s.String())
 		}
 	})
+}
+
+func TestDecimalMatchesBigInt(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 10000 {
+		v := u192{rng.Uint64() >> rng.UintN(64), rng.Uint64(), rng.Uint64()}
+		if rng.IntN(4) == 0 {
+			v[0], v[1] = 0, v[1]>>rng.UintN(64)
+		}
+		want := new(big.Int).SetBits([]big.Word{big.Word(v[2]), big.Word(v[1]), big.Word(v[0])}).String()
+		if got := v.decimal(); got != want {
+			t.Fatalf("%v: got %s want %s", v, got, want)
+		}
+	}
+	if (u192{}).decimal() != "0" {
+		t.Fatal("zero")
+	}
+}
+
+func BenchmarkString(b *testing.B) {
+	s := Seq{ShardCreateSecs: 1732600000, ShardIndex: 3, Ordinal: 123456789, ArrivalSecs: 1732600100}
+	for range b.N {
+		_ = s.String()
+	}
 }

@@ -1,8 +1,8 @@
 package shard
 
 import (
-	"errors"
 	"sort"
+	"sync"
 
 	"github.com/shardlog/shardlog/index"
 	"github.com/shardlog/shardlog/segment"
@@ -66,7 +66,9 @@ func (s *Shard) Read(from uint64, maxRecords, maxBytes int, minTs int64) (ReadRe
 	return res, nil
 }
 
-var errStop = errors.New("page full")
+// readAhead is how many frames one page decodes at once, concurrently:
+// decompression dominates reads, and the frames of a page are independent.
+const readAhead = 4
 
 // readSegment appends matching records of one segment to res. It reports
 // whether the page is full.
@@ -76,36 +78,94 @@ func (s *Shard) readSegment(v view, from uint64, maxRecords, maxBytes int, minTs
 		return false, err
 	}
 	defer s.release(v.sg)
-	full := false
-	for off := seekOffset(v.seeks, from); off < v.end && !full; {
-		h, err := r.FrameHeaderAt(off)
-		if err != nil {
+	for off := seekOffset(v.seeks, from); off < v.end; {
+		budget := pageBudget{records: maxRecords - len(res.Records), bytes: maxBytes - res.Bytes}
+		offs, next, err := pickFrames(r, off, v.end, from, minTs, budget)
+		if err != nil || len(offs) == 0 {
 			return false, err
 		}
-		if h.LastSeq >= from && h.MaxTs >= minTs {
-			_, err = r.ReadFrame(off, func(rec segment.Record) bool {
-				if rec.Seq < from || rec.ArrivalMs < minTs {
-					return true
-				}
-				size := len(rec.Data) + len(rec.PartitionKey)
-				if len(res.Records) >= maxRecords || (len(res.Records) > 0 && res.Bytes+size > maxBytes) {
-					full = true
-					return false
-				}
-				rec.Data = append([]byte(nil), rec.Data...)
-				rec.PartitionKey = string([]byte(rec.PartitionKey))
-				res.Records = append(res.Records, rec)
-				res.Bytes += size
-				res.Next = rec.Seq + 1
-				return true
-			})
-			if err != nil {
-				return false, err
+		for _, f := range decodeFrames(r, offs) {
+			if f.err != nil {
+				return false, f.err
 			}
+			if res.add(f.recs, from, minTs, maxRecords, maxBytes) {
+				return true, nil
+			}
+		}
+		off = next
+	}
+	return len(res.Records) >= maxRecords, nil
+}
+
+// add appends the records of one frame that match, until the page is full.
+// It reports whether the page is full.
+func (res *ReadResult) add(recs []segment.Record, from uint64, minTs int64, maxRecords, maxBytes int) bool {
+	for _, rec := range recs {
+		if rec.Seq < from || rec.ArrivalMs < minTs {
+			continue
+		}
+		size := len(rec.Data) + len(rec.PartitionKey)
+		if len(res.Records) >= maxRecords || (len(res.Records) > 0 && res.Bytes+size > maxBytes) {
+			return true
+		}
+		res.Records = append(res.Records, rec) // ReadFrame's records own their memory
+		res.Bytes += size
+		res.Next = rec.Seq + 1
+	}
+	return len(res.Records) >= maxRecords
+}
+
+type pageBudget struct{ records, bytes int }
+
+// pickFrames hops frame headers from off (no decompression) and returns up to
+// readAhead frames that hold records at or after from and minTs, stopping
+// once their raw sizes cover the page's remaining budget. next is the offset
+// after the last frame examined.
+func pickFrames(r *segment.Reader, off, end int64, from uint64, minTs int64, b pageBudget) (offs []int64, next int64, err error) {
+	for off < end && len(offs) < readAhead && b.records > 0 && b.bytes > 0 {
+		h, err := r.FrameHeaderAt(off)
+		if err != nil {
+			return nil, off, err
+		}
+		if h.LastSeq >= from && h.MaxTs >= minTs {
+			offs = append(offs, off)
+			b.records -= int(h.Count)
+			b.bytes -= int(h.RawLen)
 		}
 		off += h.Size()
 	}
-	return full || len(res.Records) >= maxRecords, nil
+	if len(offs) == 0 && off < end {
+		return nil, off, nil
+	}
+	return offs, off, nil
+}
+
+type decoded struct {
+	recs []segment.Record
+	err  error
+}
+
+// decodeFrames reads and decodes the frames at offs, concurrently when there
+// are several, and returns them in order.
+func decodeFrames(r *segment.Reader, offs []int64) []decoded {
+	out := make([]decoded, len(offs))
+	one := func(i int) {
+		_, out[i].err = r.ReadFrame(offs[i], func(rec segment.Record) bool {
+			out[i].recs = append(out[i].recs, rec)
+			return true
+		})
+	}
+	var wg sync.WaitGroup
+	for i := 1; i < len(offs); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			one(i)
+		}()
+	}
+	one(0)
+	wg.Wait()
+	return out
 }
 
 // seekOffset is the offset of the last seek point at or before seq, or the

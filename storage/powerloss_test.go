@@ -171,13 +171,18 @@ func verifyAcked(s *Store, acks []ack, attempted map[string]bool) error {
 }
 
 func readShard(s *Store, stream, id string) ([]Record, error) {
+	return readShardPages(s, stream, id, 1000)
+}
+
+// readShardPages reads a shard from TRIM_HORIZON to its end in pages of limit records.
+func readShardPages(s *Store, stream, id string, limit int) ([]Record, error) {
 	pos, err := s.Position(context.Background(), stream, id, TrimHorizon, "", time.Time{})
 	if err != nil {
 		return nil, err
 	}
 	var out []Record
 	for {
-		res, err := s.Read(context.Background(), pos, 1000, 10<<20)
+		res, err := s.Read(context.Background(), pos, limit, 10<<20)
 		if err != nil {
 			return nil, err
 		}
