@@ -25,6 +25,7 @@ var _ api.Backend = (*storage.Store)(nil)
 // loopback port.
 type server struct {
 	t        *testing.T
+	opts     storage.Options
 	dir      string
 	store    *storage.Store
 	http     *http.Server
@@ -33,8 +34,13 @@ type server struct {
 }
 
 func startServer(t *testing.T, dir string) *server {
+	return startServerWith(t, dir, storage.Options{})
+}
+
+// startServerWith starts a server with storage options (Dir and FS are set here).
+func startServerWith(t *testing.T, dir string, opts storage.Options) *server {
 	t.Helper()
-	s := &server{t: t, dir: dir, now: time.Now}
+	s := &server{t: t, dir: dir, now: time.Now, opts: opts}
 	s.start()
 	t.Cleanup(s.stop)
 	return s
@@ -42,7 +48,9 @@ func startServer(t *testing.T, dir string) *server {
 
 func (s *server) start() {
 	s.t.Helper()
-	st, err := storage.Open(context.Background(), storage.Options{Dir: s.dir, FS: vfs.OS{}})
+	opts := s.opts
+	opts.Dir, opts.FS = s.dir, vfs.OS{}
+	st, err := storage.Open(context.Background(), opts)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -97,7 +105,10 @@ func createStream(t *testing.T, c *kinesis.Client, name string, shards int32) {
 	if _, err := c.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(name), ShardCount: aws.Int32(shards)}); err != nil {
 		t.Fatal(err)
 	}
-	w := kinesis.NewStreamExistsWaiter(c, func(o *kinesis.StreamExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond; o.MaxDelay = time.Second })
+	w := kinesis.NewStreamExistsWaiter(c, func(o *kinesis.StreamExistsWaiterOptions) {
+		o.MinDelay = 100 * time.Millisecond
+		o.MaxDelay = time.Second
+	})
 	if err := w.Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String(name)}, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 func Open(opts Options) (*Shard, error) {
 	opts.setDefaults()
 	s := &Shard{opts: opts, log: opts.Logger.With("shard", opts.IndexKey), next: opts.FirstOrdinal}
+	s.SetLimits(opts.Limits)
 	if err := opts.FS.MkdirAll(opts.Dir); err != nil {
 		return nil, err
 	}

@@ -13,11 +13,13 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/shardlog/shardlog/index"
+	"github.com/shardlog/shardlog/ratelimit"
 	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/vfs"
 )
@@ -67,6 +69,8 @@ type Options struct {
 	ReadOnly bool
 	// FirstOrdinal is the ordinal of a brand-new shard's first record.
 	FirstOrdinal uint64
+	// Limits are the shard's admission rates; nil means unlimited.
+	Limits *ratelimit.Limits
 }
 
 func (o *Options) setDefaults() {
@@ -116,6 +120,23 @@ type Shard struct {
 	inflight  chan *flight    // SyncAlways: written frames awaiting the syncer
 	syncDone  chan struct{}
 	sinceSeek int64 // publishing goroutine only: stored bytes since the last seek point
+
+	adm atomic.Pointer[ratelimit.Shard] // nil: unlimited
+}
+
+// Admission is the shard's admission controller, or nil if it is unlimited.
+// Callers ask it before appending or reading; the shard itself never
+// refuses for rate.
+func (s *Shard) Admission() *ratelimit.Shard { return s.adm.Load() }
+
+// SetLimits replaces the admission controller (its budget starts full); nil
+// removes it.
+func (s *Shard) SetLimits(l *ratelimit.Limits) {
+	if l == nil {
+		s.adm.Store(nil)
+		return
+	}
+	s.adm.Store(ratelimit.NewShard(*l))
 }
 
 // seg is one segment file. Its mutable fields are guarded by Shard.mu.

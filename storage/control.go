@@ -223,7 +223,7 @@ func (s *Store) updateMeta(name string, change func(m *streamMeta) error) error 
 		return errorf(ErrResourceInUse, fmt.Sprintf("Stream %s under account %s not ACTIVE, instead in state %s",
 			name, s.opts.AccountID, st.meta.Status))
 	}
-	m := st.meta.clone()
+	old, m := st.meta, st.meta.clone()
 	if err := change(m); err != nil {
 		return err
 	}
@@ -231,6 +231,9 @@ func (s *Store) updateMeta(name string, change func(m *streamMeta) error) error 
 		return err
 	}
 	st.meta = m
+	if m.Tags[MultiplierTag] != old.Tags[MultiplierTag] {
+		s.applyLimits(st)
+	}
 	return nil
 }
 

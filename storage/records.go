@@ -45,13 +45,13 @@ func (s *Store) Put(ctx context.Context, name string, entries []PutEntry) ([]Put
 	var wg sync.WaitGroup
 	for _, g := range groups {
 		if len(groups) == 1 {
-			s.putGroup(ctx, g, results)
+			s.putGroup(ctx, name, g, results)
 			break
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.putGroup(ctx, g, results)
+			s.putGroup(ctx, name, g, results)
 		}()
 	}
 	wg.Wait()
@@ -112,7 +112,11 @@ func (s *Store) orderingFloor(st *stream, r route, seq string) (uint64, error) {
 	return p.Ordinal + 1, nil
 }
 
-func (s *Store) putGroup(ctx context.Context, g *group, results []PutResult) {
+func (s *Store) putGroup(ctx context.Context, stream string, g *group, results []PutResult) {
+	s.admitWrites(stream, g, results)
+	if len(g.entries) == 0 {
+		return
+	}
 	id := shardID(g.r.index)
 	res, err := g.r.sh.Append(ctx, g.entries, g.minFirst)
 	if err != nil {
@@ -170,6 +174,9 @@ func (s *Store) Position(ctx context.Context, name, id string, typ IteratorType,
 	if err != nil {
 		return Position{}, err
 	}
+	if err := s.admitIterator(name, sm.Index, sh); err != nil {
+		return Position{}, err
+	}
 	pos := Position{Stream: name, StreamCreated: st.meta.CreatedNs, ShardIndex: sm.Index}
 	switch typ {
 	case TrimHorizon:
@@ -225,8 +232,12 @@ func (s *Store) Read(ctx context.Context, pos Position, maxRecords, maxBytes int
 	if st.meta.CreatedNs != pos.StreamCreated {
 		return ReadResult{}, s.notFound(pos.Stream)
 	}
+	if err := s.admitRead(pos.Stream, sm.Index, sh); err != nil {
+		return ReadResult{}, err
+	}
 	horizon := s.opts.Now().Add(-time.Duration(st.meta.RetentionHours) * time.Hour).UnixMilli()
 	r, err := sh.Read(pos.Ordinal, maxRecords, maxBytes, horizon)
+	s.chargeRead(sh, r.Bytes)
 	if err != nil {
 		return ReadResult{}, fmt.Errorf("read %s/%s: %w", pos.Stream, shardID(pos.ShardIndex), err)
 	}

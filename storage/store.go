@@ -53,6 +53,16 @@ type Options struct {
 	IndexInterval  time.Duration // index.db batch commit period; default 250ms
 	RetentionEvery time.Duration // how often retention runs; default 1m
 
+	// Throttle enforces Kinesis's per-shard rates (ratelimit.Kinesis), scaled
+	// by ThrottleMultiplier (default 1), by a stream's
+	// "shardlog.throughput-multiplier" tag, and for ON_DEMAND streams up to
+	// the on-demand minimum of 4 shards' worth.
+	Throttle           bool
+	ThrottleMultiplier float64
+	// InjectThrottleRate throttles this fraction of data-plane calls (and of
+	// PutRecords records) at random, for testing clients' backoff.
+	InjectThrottleRate float64
+
 	Logger hclog.Logger
 	Now    func() time.Time
 }
@@ -69,6 +79,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.IndexInterval == 0 {
 		o.IndexInterval = 250 * time.Millisecond
+	}
+	if o.ThrottleMultiplier == 0 {
+		o.ThrottleMultiplier = 1
+	}
+	if o.ThrottleMultiplier < 0 || o.InjectThrottleRate < 0 || o.InjectThrottleRate > 1 {
+		return fmt.Errorf("throttle multiplier must be positive and the injected throttle rate in [0, 1]")
 	}
 	if o.RetentionEvery == 0 {
 		o.RetentionEvery = time.Minute

@@ -203,7 +203,7 @@ func (s *Store) openShard(st *stream, sm shardMeta) (*shard.Shard, error) {
 		Index: s.idx, Compressor: s.comp, Logger: s.log, Now: s.opts.Now,
 		SegmentSize: s.opts.SegmentSize, SegmentAge: s.opts.SegmentAge,
 		Sync: s.opts.syncMode(), SyncInterval: s.opts.SyncInterval,
-		ReadOnly: sm.Closed, FirstOrdinal: firstOrdinal,
+		ReadOnly: sm.Closed, FirstOrdinal: firstOrdinal, Limits: s.limitsFor(st.meta),
 	})
 }
 

@@ -32,7 +32,7 @@ type countingCloser struct{ n atomic.Int32 }
 func (c *countingCloser) Close() error { c.n.Add(1); return nil }
 
 func testOptions() serveOptions {
-	return serveOptions{listen: "127.0.0.1:0", dataDir: "unused", accountID: "000000000000", region: "us-east-1", shardLimit: 500, sync: "always"}
+	return serveOptions{listen: "127.0.0.1:0", dataDir: "unused", accountID: "000000000000", region: "us-east-1", shardLimit: 500, sync: "always", throttleMultiplier: 1}
 }
 
 func TestServeHealthAndShutdown(t *testing.T) {
@@ -116,6 +116,8 @@ func TestOptionsCheck(t *testing.T) {
 		func(o *serveOptions) { o.shardLimit = 0 },
 		func(o *serveOptions) { o.createDelay = -time.Second },
 		func(o *serveOptions) { o.region = "" },
+		func(o *serveOptions) { o.throttleMultiplier = 0 },
+		func(o *serveOptions) { o.injectThrottleRate = 1.5 },
 	} {
 		o := testOptions()
 		mut(&o)

@@ -26,6 +26,10 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 		UpdateDelay: o.updateDelay,
 		Sync:        o.sync,
 		Logger:      log.Named("storage"),
+
+		Throttle:           o.throttle,
+		ThrottleMultiplier: o.throttleMultiplier,
+		InjectThrottleRate: o.injectThrottleRate,
 	})
 	if err != nil {
 		return nil, nil, err

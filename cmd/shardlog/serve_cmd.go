@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shardlog/shardlog/api"
+	"github.com/shardlog/shardlog/ratelimit"
 )
 
 // serveOptions are the flags of `shardlog serve`.
@@ -31,6 +32,11 @@ type serveOptions struct {
 	logLevel    string
 	logFormat   string
 	sync        string
+
+	throttle           bool
+	throttleMultiplier float64
+	injectThrottleRate float64
+	controlPlaneLimits bool
 }
 
 // storeOpener opens the storage engine: the Backend the API serves and the
@@ -74,7 +80,11 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.StringVar(&o.region, "region", api.DefaultRegion, "region for requests without a SigV4 credential scope")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: json or text")
-	f.StringVar(&o.sync, "sync", "always", "durability policy passed to the storage engine")
+	f.StringVar(&o.sync, "sync", "always", "durability policy: always (ack after fdatasync) or interval (ack on write, sync every 50ms)")
+	f.BoolVar(&o.throttle, "throttle", true, "enforce Kinesis's per-shard rates (1,000 records/s and 1 MiB/s write; 5 calls/s and 2 MiB/s read)")
+	f.Float64Var(&o.throttleMultiplier, "throttle-multiplier", 1, "scale every per-shard rate by this factor")
+	f.Float64Var(&o.injectThrottleRate, "inject-throttle-rate", 0, "throttle this fraction (0-1) of data-plane calls at random, to test clients' backoff")
+	f.BoolVar(&o.controlPlaneLimits, "control-plane-limits", false, "enforce AWS's control-plane rates (e.g. DescribeStream 10/s) with LimitExceededException")
 	return cmd
 }
 
@@ -88,6 +98,10 @@ func (o serveOptions) check() error {
 		return errors.New("stream delays must not be negative")
 	case o.region == "":
 		return errors.New("--region must not be empty")
+	case o.throttleMultiplier <= 0:
+		return fmt.Errorf("--throttle-multiplier must be positive, got %v", o.throttleMultiplier)
+	case o.injectThrottleRate < 0 || o.injectThrottleRate > 1:
+		return fmt.Errorf("--inject-throttle-rate must be between 0 and 1, got %v", o.injectThrottleRate)
 	}
 	return nil
 }
@@ -144,9 +158,11 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 // within 10 s) and serves HTTP/1.1 plus cleartext HTTP/2, which the Java
 // SDK's async client speaks.
 func newHTTPServer(o serveOptions, store api.Backend, log hclog.Logger) *http.Server {
-	handler := api.New(api.Config{
-		Listen: o.listen, AccountID: o.accountID, Region: o.region, ShardLimit: o.shardLimit, Logger: log.Named("api"),
-	}, store)
+	cfg := api.Config{Listen: o.listen, AccountID: o.accountID, Region: o.region, ShardLimit: o.shardLimit, Logger: log.Named("api")}
+	if o.controlPlaneLimits {
+		cfg.Admission = api.NewControlPlaneLimits(ratelimit.KinesisControl, o.accountID, nil)
+	}
+	handler := api.New(cfg, store)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

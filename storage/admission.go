@@ -1,0 +1,108 @@
+package storage
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+
+	"github.com/shardlog/shardlog/ratelimit"
+	"github.com/shardlog/shardlog/shard"
+)
+
+// MultiplierTag is the stream tag that scales a stream's per-shard rates,
+// e.g. "shardlog.throughput-multiplier" = "4" for four times the capacity.
+const MultiplierTag = "shardlog.throughput-multiplier"
+
+// onDemandShards is the minimum capacity of an ON_DEMAND stream, in shards'
+// worth (4 MB/s write, 8 MB/s read).
+const onDemandShards = 4
+
+// limitsFor computes a stream's per-shard limits; nil when throttling is off.
+func (s *Store) limitsFor(m *streamMeta) *ratelimit.Limits {
+	if !s.opts.Throttle {
+		return nil
+	}
+	f := s.opts.ThrottleMultiplier
+	if v, err := strconv.ParseFloat(m.Tags[MultiplierTag], 64); err == nil && v > 0 {
+		f *= v
+	}
+	if m.Mode == ModeOnDemand {
+		open := 0
+		for _, sm := range m.Shards {
+			if !sm.Closed {
+				open++
+			}
+		}
+		f *= max(1, float64(onDemandShards)/float64(max(open, 1)))
+	}
+	l := ratelimit.Kinesis.Scale(f)
+	return &l
+}
+
+// applyLimits gives every shard of st the limits its metadata calls for.
+func (s *Store) applyLimits(st *stream) {
+	l := s.limitsFor(st.meta)
+	for _, sh := range st.shards {
+		sh.SetLimits(l)
+	}
+}
+
+func (s *Store) throttled(stream string, index uint32) error {
+	return errorf(ErrThrottled, fmt.Sprintf("Rate exceeded for shard %s in stream %s under account %s.", shardID(index), stream, s.opts.AccountID))
+}
+
+// injected reports whether fault injection throttles this call or record.
+func (s *Store) injected() bool {
+	return s.opts.InjectThrottleRate > 0 && rand.Float64() < s.opts.InjectThrottleRate
+}
+
+// admitWrites filters a group down to the records its shard admits now; the
+// others get ErrThrottled in results and are never stored.
+func (s *Store) admitWrites(stream string, g *group, results []PutResult) {
+	adm := g.r.sh.Admission()
+	if adm == nil && s.opts.InjectThrottleRate == 0 {
+		return
+	}
+	sizes := make([]int, len(g.entries))
+	for i, e := range g.entries {
+		sizes[i] = len(e.Data) + len(e.PartitionKey)
+	}
+	ok := make([]bool, len(sizes))
+	for i := range ok {
+		ok[i] = true
+	}
+	if adm != nil {
+		ok = adm.AdmitWrites(s.opts.Now(), sizes)
+	}
+	keptIdx, kept := g.idx[:0:0], g.entries[:0:0]
+	for i := range ok {
+		if ok[i] && !s.injected() {
+			keptIdx, kept = append(keptIdx, g.idx[i]), append(kept, g.entries[i])
+			continue
+		}
+		results[g.idx[i]] = PutResult{ShardID: shardID(g.r.index), Err: s.throttled(stream, g.r.index)}
+	}
+	g.idx, g.entries = keptIdx, kept
+}
+
+// admitRead decides whether a GetRecords call on sh may run now.
+func (s *Store) admitRead(stream string, index uint32, sh *shard.Shard) error {
+	if adm := sh.Admission(); (adm != nil && !adm.AdmitRead(s.opts.Now())) || s.injected() {
+		return s.throttled(stream, index)
+	}
+	return nil
+}
+
+func (s *Store) chargeRead(sh *shard.Shard, n int) {
+	if adm := sh.Admission(); adm != nil {
+		adm.ChargeRead(s.opts.Now(), n)
+	}
+}
+
+// admitIterator decides whether a GetShardIterator call on sh may run now.
+func (s *Store) admitIterator(stream string, index uint32, sh *shard.Shard) error {
+	if adm := sh.Admission(); (adm != nil && !adm.AdmitIterator(s.opts.Now())) || s.injected() {
+		return s.throttled(stream, index)
+	}
+	return nil
+}
