@@ -31,6 +31,9 @@ func NewBucket(rate, burst float64) *Bucket {
 }
 
 func (b *Bucket) refill(now time.Time) {
+	if b.rate <= 0 {
+		return
+	}
 	if b.last.IsZero() {
 		b.last = now
 		return
@@ -43,12 +46,35 @@ func (b *Bucket) refill(now time.Time) {
 
 // Take removes n tokens if the balance holds n, and reports whether it did.
 func (b *Bucket) Take(now time.Time, n float64) bool {
-	if b == nil || b.rate <= 0 {
-		return true
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.refill(now)
+	return b.take(n)
+}
+
+// Open reports whether the balance is not negative: an overdraft has been
+// paid back.
+func (b *Bucket) Open(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	return b.open()
+}
+
+// Charge removes n tokens unconditionally; the balance may go negative.
+func (b *Bucket) Charge(now time.Time, n float64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	b.charge(n)
+}
+
+// take, open and charge are the unlocked forms, for a caller that holds the
+// lock (or owns the bucket) and has refilled it.
+func (b *Bucket) take(n float64) bool {
+	if b.rate <= 0 {
+		return true
+	}
 	if b.bal < n {
 		return false
 	}
@@ -56,27 +82,12 @@ func (b *Bucket) Take(now time.Time, n float64) bool {
 	return true
 }
 
-// Open reports whether the balance is not negative: an overdraft has been
-// paid back.
-func (b *Bucket) Open(now time.Time) bool {
-	if b == nil || b.rate <= 0 {
-		return true
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.refill(now)
-	return b.bal >= 0
-}
+func (b *Bucket) open() bool { return b.rate <= 0 || b.bal >= 0 }
 
-// Charge removes n tokens unconditionally; the balance may go negative.
-func (b *Bucket) Charge(now time.Time, n float64) {
-	if b == nil || b.rate <= 0 {
-		return
+func (b *Bucket) charge(n float64) {
+	if b.rate > 0 {
+		b.bal -= n
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.refill(now)
-	b.bal -= n
 }
 
 // Balance is the current balance, for tests and diagnostics.

@@ -163,3 +163,18 @@ func TestControlPlane(t *testing.T) {
 		t.Fatal("nil controller refused")
 	}
 }
+
+// BenchmarkAdmitWrites is the per-request cost of admitting a 500-record
+// PutRecords group on one shard.
+func BenchmarkAdmitWrites(b *testing.B) {
+	s := NewShard(Kinesis.Scale(1e9))
+	sizes := make([]int, 500)
+	for i := range sizes {
+		sizes[i] = 1024
+	}
+	now := t0
+	for range b.N {
+		now = now.Add(time.Microsecond)
+		s.AdmitWrites(now, sizes)
+	}
+}

@@ -28,9 +28,10 @@ func (l Limits) Scale(f float64) Limits {
 // the limit.
 const writeBurst = 0.5
 
-// Shard is one shard's admission controller. It is safe for concurrent use.
+// Shard is one shard's admission controller. It is safe for concurrent use:
+// its buckets are used only under mu, through their unlocked methods.
 type Shard struct {
-	mu        sync.Mutex // makes a PutRecords group's admission atomic
+	mu        sync.Mutex
 	records   *Bucket
 	bytes     *Bucket
 	reads     *Bucket
@@ -60,12 +61,14 @@ func NewShard(l Limits) *Shard {
 func (s *Shard) AdmitWrites(now time.Time, sizes []int) []bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.bytes.refill(now)
+	s.records.refill(now)
 	ok := make([]bool, len(sizes))
 	for i, n := range sizes {
-		if !s.bytes.Open(now) || !s.records.Take(now, 1) {
+		if !s.bytes.open() || !s.records.take(1) {
 			continue
 		}
-		s.bytes.Charge(now, float64(n))
+		s.bytes.charge(float64(n))
 		ok[i] = true
 	}
 	return ok
@@ -75,11 +78,23 @@ func (s *Shard) AdmitWrites(now time.Time, sizes []int) []bool {
 func (s *Shard) AdmitRead(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.readBytes.Open(now) && s.reads.Take(now, 1)
+	s.readBytes.refill(now)
+	s.reads.refill(now)
+	return s.readBytes.open() && s.reads.take(1)
 }
 
 // ChargeRead charges the bytes a GetRecords call returned.
-func (s *Shard) ChargeRead(now time.Time, n int) { s.readBytes.Charge(now, float64(n)) }
+func (s *Shard) ChargeRead(now time.Time, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.readBytes.refill(now)
+	s.readBytes.charge(float64(n))
+}
 
 // AdmitIterator decides whether a GetShardIterator call may run now.
-func (s *Shard) AdmitIterator(now time.Time) bool { return s.iterators.Take(now, 1) }
+func (s *Shard) AdmitIterator(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.iterators.refill(now)
+	return s.iterators.take(1)
+}

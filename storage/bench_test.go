@@ -145,3 +145,38 @@ func BenchmarkOpen1GiB(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPutAdmission compares the durable PutRecords path with admission
+// control off and on (with a multiplier so large that nothing is refused):
+// the difference is the cost of admission.
+func BenchmarkPutAdmission(b *testing.B) {
+	for _, throttle := range []bool{false, true} {
+		b.Run(fmt.Sprintf("throttle=%v", throttle), func(b *testing.B) {
+			s, err := Open(context.Background(), Options{Dir: b.TempDir(), FS: vfs.OS{}, Throttle: throttle, ThrottleMultiplier: 1e9})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.CreateStream(context.Background(), CreateStreamInput{Name: "b", ShardCount: 4}); err != nil {
+				b.Fatal(err)
+			}
+			var seed atomic.Uint64
+			b.SetParallelism(4)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				rng := rand.New(rand.NewPCG(seed.Add(1), 1))
+				entries := make([]PutEntry, 500)
+				for i := range entries {
+					entries[i] = PutEntry{PartitionKey: fmt.Sprint(rng.Uint64()), Data: jsonRecord(rng)}
+				}
+				for pb.Next() {
+					if _, err := s.Put(context.Background(), "b", entries); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
