@@ -27,6 +27,9 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 		Sync:        o.sync,
 		Logger:      log.Named("storage"),
 
+		SegmentSize: o.segmentSize,
+		SegmentAge:  o.segmentAge,
+
 		Throttle:           o.throttle,
 		ThrottleMultiplier: o.throttleMultiplier,
 		InjectThrottleRate: o.injectThrottleRate,

@@ -33,6 +33,9 @@ type serveOptions struct {
 	logFormat   string
 	sync        string
 
+	segmentSize int64
+	segmentAge  time.Duration
+
 	throttle           bool
 	throttleMultiplier float64
 	injectThrottleRate float64
@@ -81,6 +84,8 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: json or text")
 	f.StringVar(&o.sync, "sync", "always", "durability policy: always (ack after fdatasync) or interval (ack on write, sync every 50ms)")
+	f.Int64Var(&o.segmentSize, "segment-size", 64<<20, "roll a shard's segment file when it would exceed this many bytes")
+	f.DurationVar(&o.segmentAge, "segment-age", time.Hour, "roll a non-empty segment file this old")
 	f.BoolVar(&o.throttle, "throttle", true, "enforce Kinesis's per-shard rates (1,000 records/s and 1 MiB/s write; 5 calls/s and 2 MiB/s read)")
 	f.Float64Var(&o.throttleMultiplier, "throttle-multiplier", 1, "scale every per-shard rate by this factor")
 	f.Float64Var(&o.injectThrottleRate, "inject-throttle-rate", 0, "throttle this fraction (0-1) of data-plane calls at random, to test clients' backoff")
@@ -98,6 +103,8 @@ func (o serveOptions) check() error {
 		return errors.New("stream delays must not be negative")
 	case o.region == "":
 		return errors.New("--region must not be empty")
+	case o.segmentSize < 4<<10 || o.segmentAge <= 0:
+		return fmt.Errorf("--segment-size must be at least 4096 and --segment-age positive")
 	case o.throttleMultiplier <= 0:
 		return fmt.Errorf("--throttle-multiplier must be positive, got %v", o.throttleMultiplier)
 	case o.injectThrottleRate < 0 || o.injectThrottleRate > 1:
