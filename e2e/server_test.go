@@ -7,10 +7,13 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
@@ -87,6 +90,36 @@ func (s *server) client(retries int) *kinesis.Client {
 		Credentials:      credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
 		BaseEndpoint:     aws.String(s.endpoint),
 		RetryMaxAttempts: retries,
+	})
+}
+
+// reader is a client for reads: single attempts, except for the SDK's own
+// connection race (readRetryer).
+func (s *server) reader() *kinesis.Client {
+	return kinesis.New(kinesis.Options{
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+		BaseEndpoint: aws.String(s.endpoint),
+		Retryer:      readRetryer(),
+	})
+}
+
+// readRetryer retries only "use of closed network connection", and only
+// for idempotent reads. The AWS SDK closes a request's body as soon as the
+// response arrives, racing net/http's writeLoop, which then closes the
+// connection under the response being read (aws/aws-sdk-go-v2#1825, #2737).
+// A fast local server makes that race likely; it is the client's, not the
+// server's, so reads retry it, and nothing else.
+func readRetryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = 3
+		o.RateLimiter = ratelimit.None
+		o.Retryables = []retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+			if err != nil && strings.Contains(err.Error(), "use of closed network connection") {
+				return aws.TrueTernary
+			}
+			return aws.FalseTernary
+		})}
 	})
 }
 

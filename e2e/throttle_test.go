@@ -56,7 +56,7 @@ func TestThrottledWriteRates(t *testing.T) {
 			createStream(t, c, "hot", int32(tt.shards))
 			want := tt.limit * float64(tt.shards)
 			res := overdrive(t, c, "hot", tt.size, want*overload(t), 11*time.Second)
-			arrivals := readArrivals(t, c, "hot")
+			arrivals := readArrivals(t, srv.reader(), "hot")
 			if len(arrivals) != res.accepted {
 				t.Fatalf("read back %d records, %d were accepted", len(arrivals), res.accepted)
 			}
@@ -176,7 +176,7 @@ func TestThrottledReads(t *testing.T) {
 		t.Skip("runs 10 s")
 	}
 	srv := startServerWith(t, t.TempDir(), storage.Options{Throttle: true})
-	c := srv.client(1)
+	c := srv.reader()
 	createStream(t, c, "reads", 1)
 	it, err := c.GetShardIterator(context.Background(), &kinesis.GetShardIteratorInput{StreamName: aws.String("reads"),
 		ShardId: aws.String("shardId-000000000000"), ShardIteratorType: types.ShardIteratorTypeLatest})
