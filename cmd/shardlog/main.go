@@ -31,7 +31,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(openStore), newVersionCmd(), newBenchCmd())
+	root.AddCommand(newServeCmd(openStore), newVersionCmd(), newBenchCmd(), newFsckCmd())
 	return root
 }
 

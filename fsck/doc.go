@@ -1,0 +1,46 @@
+// Package fsck inspects, verifies and repairs a shardlog data directory from
+// the outside: it is the library behind `shardlog fsck verify|dump|repair`.
+//
+// Layering: fsck reads segments with package segment (Scan is the single
+// validator, shared with the server's recovery) and the bbolt files with
+// package index. It does not import storage or shard; the few layout rules it
+// needs (directory names, index keys, shard keys, the meta.db JSON fields) are
+// restated in layout.go and must agree with storage/store.go, storage/stream.go
+// and shard/recover.go.
+//
+// # Verify
+//
+// Verify checks, per shard: every segment's file header (against its name and
+// shard) and frames (lengths, CRC, padding, prevCRC chain, sequence and time
+// order; --deep also decodes every record); how each segment ends (clean, torn
+// or corrupt, and past corrupt damage, the frames that follow it); the chain of
+// segments (each starts at the previous one's LastSeq+1, or at its FirstSeq if
+// it has no frames); index.db against the segments; meta.db against the
+// directories; and stray files. Each problem has a stable code (codes.go).
+//
+// Text output is one line per problem,
+//
+//	SEVERITY CODE FILE OFFSET SEQ MESSAGE
+//
+// (OFFSET and SEQ are "-" when they do not apply), then one summary line per
+// segment and per shard, then a verdict: "OK" or "N errors, M warnings". INFO
+// lines (kept .broken originals, a missing index.db) do not count.
+//
+// Exit codes: 0 clean, 1 warnings only, 2 errors, 3 repaired, 4 fsck itself
+// failed.
+//
+// # Repair
+//
+// Repair takes the data directory's LOCK (so it refuses to run beside a
+// server) and rewrites every damaged segment as a new segment file with a new
+// ID: the valid frames before the first damage are copied byte for byte, and
+// valid frames after damage are decoded and re-encoded, re-chained (prevCRC)
+// to the frames before them. Records keep their sequence numbers, so lost
+// records leave a gap between frames of one segment, which Scan accepts (it
+// requires strictly increasing sequences, not contiguous ones), while the chain
+// of segments (shard/recover.go checkChain) still holds. A segment that follows
+// lost data is rebased (rewritten with a lower header FirstSeq, which is only a
+// lower bound) so that the chain holds across files too. Every original is kept,
+// renamed to <name>.broken, and index.db is moved aside so the server rebuilds
+// it. The report names the exact sequence ranges lost.
+package fsck
