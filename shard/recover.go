@@ -49,6 +49,13 @@ func Open(opts Options) (*Shard, error) {
 	if n := len(s.segs); n > 0 {
 		s.next = max(s.next, s.segs[n-1].nextAfter())
 	}
+	for _, sg := range s.segs {
+		// Arrival times never go backwards, across restarts too: frame and
+		// segment time ranges stay sorted for AT_TIMESTAMP.
+		if sg.frames > 0 {
+			s.lastTs = max(s.lastTs, sg.maxTs)
+		}
+	}
 	if s.corrupt != nil {
 		s.log.Error("shard is corrupt and read-only; repair it offline", "error", s.corrupt,
 			"command", "shardlog fsck repair <data-dir>")
@@ -126,8 +133,9 @@ func (s *Shard) recoverSegments(files []segFile, catalog []index.Segment, seeks 
 // errDropped means the segment was a torn creation and has been removed.
 var errDropped = errors.New("dropped")
 
-// catalogAgrees checks the catalog against the file's size: a sealed segment
-// never changes, so a matching end is the cheap sanity check (Kafka's).
+// catalogAgrees checks the catalog against the file: a sealed segment never
+// changes, so a matching size and a valid header that names this shard are
+// the cheap sanity check (Kafka's). Frame damage inside is fsck's to find.
 func (s *Shard) catalogAgrees(sg *seg, c index.Segment) bool {
 	f, err := s.opts.FS.Open(sg.path)
 	if err != nil {
@@ -135,7 +143,15 @@ func (s *Shard) catalogAgrees(sg *seg, c index.Segment) bool {
 	}
 	defer f.Close()
 	size, err := f.Size()
-	return err == nil && size == c.End && c.FirstSeq == sg.firstSeq
+	if err != nil || size != c.End || c.FirstSeq != sg.firstSeq {
+		return false
+	}
+	var b [segment.FileHeaderSize]byte
+	if _, err := f.ReadAt(b[:], 0); err != nil {
+		return false
+	}
+	h, err := segment.DecodeFileHeader(b[:])
+	return err == nil && h.FirstSeq == sg.firstSeq && h.SegmentID == sg.id && h.ShardKey == s.opts.ShardKey
 }
 
 func (s *Shard) fromCatalog(sg *seg, c index.Segment, seeks []index.Seek) {

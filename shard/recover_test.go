@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/shardlog/shardlog/vfs"
 )
@@ -190,4 +191,34 @@ func garbage(n int) []byte {
 		b[i] = byte(rng.UintN(256))
 	}
 	return b
+}
+
+func TestArrivalNeverGoesBackwardsAcrossRestart(t *testing.T) {
+	r := newRig(t, nil)
+	r.append(2, "before")
+	before := r.sh.Tip().LastTs
+	r.restart()
+	r.now = r.now.Add(-time.Hour) // the clock stepped back while stopped
+	r.append(1, "after")
+	recs := r.readAll()
+	if last := recs[len(recs)-1].ArrivalMs; last < before {
+		t.Fatalf("arrival went backwards across a restart: %d after %d", last, before)
+	}
+}
+
+func TestSealedSegmentWithDamagedHeaderIsNotTrusted(t *testing.T) {
+	r := newRig(t, func(o *Options) { o.SegmentSize = 400 })
+	for i := range 10 {
+		r.append(4, string(rune('a'+i)))
+	}
+	r.restart() // the index now holds the catalog of every sealed segment
+	first := r.segFiles()[0]
+	r.sh.Close()
+	r.idx.Close()
+	r.sh, r.idx = nil, nil
+	r.fs.FlipBit(first, 30, 1) // inside the header's shard key
+	r.boot()
+	if r.sh.Corrupt() == nil {
+		t.Fatal("a sealed segment with a damaged header was trusted from the catalog")
+	}
 }
