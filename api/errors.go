@@ -95,10 +95,17 @@ func internalCause(err error) string {
 
 // recordErrorCode is the PutRecords per-record ErrorCode/ErrorMessage for err:
 // throttling keeps storage's message (it names account, stream and shard);
-// anything else is InternalFailure "Internal Service Failure" as AWS sends it.
+// anything else is InternalFailure "Internal Service Failure" as AWS sends it,
+// followed by the cause when it is a known server-side one (disk full, a
+// read-only shard), so an operator can act on it.
 func recordErrorCode(err error) (code, msg string) {
 	if errors.Is(err, storage.ErrThrottled) {
 		return typeThroughput, storage.Message(err)
+	}
+	for _, kind := range internalCauses {
+		if errors.Is(err, kind) {
+			return typeInternalFailure, "Internal Service Failure: " + kind.Error()
+		}
 	}
 	return typeInternalFailure, "Internal Service Failure"
 }

@@ -52,7 +52,10 @@ func startServerWith(t *testing.T, dir string, opts storage.Options) *server {
 func (s *server) start() {
 	s.t.Helper()
 	opts := s.opts
-	opts.Dir, opts.FS = s.dir, vfs.OS{}
+	opts.Dir = s.dir
+	if opts.FS == nil {
+		opts.FS = vfs.OS{}
+	}
 	st, err := storage.Open(context.Background(), opts)
 	if err != nil {
 		s.t.Fatal(err)

@@ -31,6 +31,9 @@ var (
 	ErrReadOnly = errors.New("shard is read-only")
 	// ErrClosed means the shard was closed (shutdown, or a closed parent shard).
 	ErrClosed = errors.New("shard is closed")
+	// ErrDiskFull means a write found no space. Nothing acknowledged is
+	// affected, and writes resume by themselves once space is freed.
+	ErrDiskFull = errors.New("no space left on device")
 )
 
 // SyncMode is the durability policy of acknowledgements.
@@ -117,6 +120,7 @@ type Shard struct {
 	w         *segment.Writer // writer goroutine only
 	wNext     uint64          // writer goroutine only: next ordinal to assign
 	wTs       int64           // writer goroutine only: newest arrival assigned
+	full      bool            // writer goroutine only: out of space; s.w must be replaced
 	inflight  chan *flight    // SyncAlways: written frames awaiting the syncer
 	syncDone  chan struct{}
 	sinceSeek int64 // publishing goroutine only: stored bytes since the last seek point
@@ -260,7 +264,9 @@ func (s *Shard) Close() error {
 		close(s.quit)
 		<-s.done
 		if s.w != nil {
-			err = s.w.Sync()
+			if !s.full {
+				err = s.w.Sync()
+			}
 			s.w.Close()
 		}
 	}

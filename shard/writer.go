@@ -2,7 +2,9 @@ package shard
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/shardlog/shardlog/index"
@@ -156,7 +158,7 @@ func (s *Shard) drainOnQuit() {
 }
 
 func (s *Shard) onTick() {
-	if s.writerErr() != nil {
+	if s.writerErr() != nil || s.full {
 		return
 	}
 	if s.opts.Sync == SyncInterval && s.w.Committed() < s.w.Size() {
@@ -182,6 +184,10 @@ func (s *Shard) commit(batch []*appendReq) {
 		s.reply(batch, fmt.Errorf("%w: %v", ErrReadOnly, err))
 		return
 	}
+	if s.full && !s.leaveFull() {
+		s.reply(batch, ErrDiskFull)
+		return
+	}
 	recs, next, ts := s.assign(batch)
 	raw := 0
 	for _, r := range batch {
@@ -189,15 +195,13 @@ func (s *Shard) commit(batch []*appendReq) {
 	}
 	if s.w.Size()+int64(raw)+segment.FrameHeaderSize > s.opts.SegmentSize && s.w.Size() > segment.FileHeaderSize {
 		if err := s.roll(); err != nil {
-			s.poison(err)
-			s.reply(batch, fmt.Errorf("%w: %v", ErrReadOnly, err))
+			s.fail(batch, err)
 			return
 		}
 	}
 	fi, err := s.w.Append(recs)
 	if err != nil {
-		s.poison(err)
-		s.reply(batch, fmt.Errorf("%w: %v", ErrReadOnly, err))
+		s.fail(batch, err)
 		return
 	}
 	s.wNext, s.wTs = next, ts
@@ -208,6 +212,62 @@ func (s *Shard) commit(batch []*appendReq) {
 	}
 	s.publish(fl) // SyncInterval: acknowledged on write
 	s.reply(batch, nil)
+}
+
+// fail answers a batch whose write failed. Running out of space is
+// recoverable (see leaveFull); any other write failure poisons the shard.
+func (s *Shard) fail(batch []*appendReq, err error) {
+	if errors.Is(err, syscall.ENOSPC) {
+		s.log.Warn("disk full; refusing writes until space is freed", "error", err)
+		s.full = true
+		s.reply(batch, fmt.Errorf("%w: %v", ErrDiskFull, err))
+		return
+	}
+	s.poison(err)
+	s.reply(batch, fmt.Errorf("%w: %v", ErrReadOnly, err))
+}
+
+// leaveFull tries to resume writing after ENOSPC. Every frame before the
+// failed one is settled first (acknowledged or failed); the active segment
+// is cut back to the last published frame, because a failed write may have
+// left part of a frame behind it; then a new segment is started. The
+// ordinals the failed batch took are reused: it was never acknowledged.
+// It reports whether the shard can write again.
+func (s *Shard) leaveFull() bool {
+	s.barrier()
+	if s.writerErr() != nil {
+		return false
+	}
+	if s.w != nil {
+		active := s.activeSeg()
+		s.mu.RLock()
+		end := active.end
+		s.mu.RUnlock()
+		s.w.Close()
+		s.w = nil
+		if err := s.truncateIfLonger(active.path, end); err != nil {
+			s.log.Warn("still cannot cut the segment after disk full", "error", err)
+		}
+	}
+	s.wNext, s.wTs = s.writtenFloor()
+	w, sg, err := s.createSegment()
+	if err != nil {
+		return false
+	}
+	s.w = w
+	s.mu.Lock()
+	s.segs = append(s.segs, sg)
+	s.mu.Unlock()
+	s.full = false
+	s.log.Info("space is available again; writes resume", "segment", sg.path)
+	return true
+}
+
+// writtenFloor is the next ordinal and arrival floor as published.
+func (s *Shard) writtenFloor() (uint64, int64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.next, s.lastTs
 }
 
 func (s *Shard) writerErr() error {

@@ -135,7 +135,7 @@ func (s *Store) putGroup(ctx context.Context, stream string, g *group, results [
 // writeError classifies a shard's write failure for the api layer.
 func (s *Store) writeError(err error) error {
 	switch {
-	case errors.Is(err, syscall.ENOSPC):
+	case errors.Is(err, shard.ErrDiskFull), errors.Is(err, syscall.ENOSPC):
 		return errorf(ErrDiskFull, fmt.Sprintf("write failed: no space left on device (%v)", err))
 	case errors.Is(err, shard.ErrReadOnly):
 		return errorf(ErrShardReadOnly, err.Error())
