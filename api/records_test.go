@@ -105,7 +105,8 @@ func TestPutRecordsPartialFailure(t *testing.T) {
 	if e := recs[1].(map[string]any); e["ErrorCode"] != typeThroughput || !strings.HasPrefix(str(e["ErrorMessage"]), "Rate exceeded for shard") {
 		t.Fatalf("throttled entry: %v", e)
 	}
-	if e := recs[2].(map[string]any); e["ErrorCode"] != "InternalFailure" || e["ErrorMessage"] != "Internal Service Failure" {
+	// AWS's text, then the server-side cause an operator can act on.
+	if e := recs[2].(map[string]any); e["ErrorCode"] != "InternalFailure" || e["ErrorMessage"] != "Internal Service Failure: shard refuses writes" {
 		t.Fatalf("failed entry: %v", e)
 	}
 	h.fake.recordErrs = map[int]error{0: &storage.Error{Kind: storage.ErrThrottled, Msg: "Rate exceeded"}}
