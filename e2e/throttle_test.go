@@ -12,8 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-
-	"github.com/shardlog/shardlog/storage"
 )
 
 // overload is how many times the limit the throttling tests offer:
@@ -30,7 +28,8 @@ func overload(t *testing.T) float64 {
 }
 
 // TestThrottledWriteRates overdrives a stream through the SDK with retries
-// off and checks, on the server's own arrival clock, that the accepted rate
+// off, against the real binary (so the race detector slows only the
+// clients, which must offer twice the limit), and checks, on the server's own arrival clock, that the accepted rate
 // is the documented per-shard limit times the shard count, within 5%; that
 // every refusal was ProvisionedThroughputExceededException; and that every
 // accepted record is readable afterwards.
@@ -49,14 +48,16 @@ func TestThrottledWriteRates(t *testing.T) {
 		{"100-byte records, 4 shards: 4,000 records/s", 4, 100, 1000},
 		{"8 KiB records, 4 shards: 4 MiB/s", 4, 8 << 10, float64(1<<20) / float64(8<<10+2)},
 	}
+	bin := buildBinary(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := startServerWith(t, t.TempDir(), storage.Options{Throttle: true})
-			c := srv.client(1)
+			p := startProcess(t, bin, t.TempDir(), "--throttle=true")
+			defer p.kill()
+			c := p.client()
 			createStream(t, c, "hot", int32(tt.shards))
 			want := tt.limit * float64(tt.shards)
 			res := overdrive(t, c, "hot", tt.size, want*overload(t), 11*time.Second)
-			arrivals := readArrivals(t, srv.reader(), "hot")
+			arrivals := readArrivals(t, c, "hot")
 			if len(arrivals) != res.accepted {
 				t.Fatalf("read back %d records, %d were accepted", len(arrivals), res.accepted)
 			}
@@ -175,8 +176,9 @@ func TestThrottledReads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs 10 s")
 	}
-	srv := startServerWith(t, t.TempDir(), storage.Options{Throttle: true})
-	c := srv.reader()
+	p := startProcess(t, buildBinary(t), t.TempDir(), "--throttle=true")
+	defer p.kill()
+	c := p.client()
 	createStream(t, c, "reads", 1)
 	it, err := c.GetShardIterator(context.Background(), &kinesis.GetShardIteratorInput{StreamName: aws.String("reads"),
 		ShardId: aws.String("shardId-000000000000"), ShardIteratorType: types.ShardIteratorTypeLatest})

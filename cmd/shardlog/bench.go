@@ -5,6 +5,7 @@ package main
 // Go v2, exactly as users' code would call it.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -179,7 +180,15 @@ type benchResult struct {
 	Throttled     int64      `json:"throttled"`
 	Errors        int64      `json:"errors"`
 	FirstError    string     `json:"first_error,omitempty"`
+	ReadBack      *readBack  `json:"read_back,omitempty"` // getrecords only
 	hist          *histogram // nil in a decoded report
+}
+
+// readBack tells whether a getrecords run read every shard to its tip, or
+// was cut short by --duration or --records.
+type readBack struct {
+	Shards      int `json:"shards"`
+	ShardsAtTip int `json:"shards_at_tip"`
 }
 
 // latencyMS is per-request latency of the calls that got an answer.
@@ -214,7 +223,7 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (*benchRe
 }
 
 // newBenchClient has retries off so every throttle and error is counted, and
-// keeps one idle connection per client (the SDK default keeps 10).
+// keeps an idle connection per client (the SDK default keeps 10).
 func newBenchClient(o benchOptions) *kinesis.Client {
 	hc := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConns = 2 * o.clients
@@ -225,8 +234,30 @@ func newBenchClient(o benchOptions) *kinesis.Client {
 		Credentials:      credentials.NewStaticCredentialsProvider("shardlog-bench", "shardlog-bench", ""),
 		BaseEndpoint:     aws.String(o.endpoint),
 		RetryMaxAttempts: 1,
-		HTTPClient:       hc,
+		HTTPClient:       ownBodyClient{hc},
 	})
+}
+
+// ownBodyClient hands the transport its own copy of each request body.
+// smithy-go closes the request body as soon as Do returns, while the
+// transport's write loop may still read it (the server answered before the
+// loop finished); the write then fails, the connection is closed, and a
+// large response still being read fails with "use of closed network
+// connection" (aws/aws-sdk-go-v2#1825, #2737). The SDK retries that error by
+// default; with retries off it would be miscounted as a server error.
+type ownBodyClient struct{ next kinesis.HTTPClient }
+
+func (c ownBodyClient) Do(req *http.Request) (*http.Response, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return c.next.Do(req)
+	}
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, err
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	return c.next.Do(req)
 }
 
 // ensureStream creates the stream if it is missing, waits until it is
@@ -281,6 +312,9 @@ type opRun struct {
 	c      *kinesis.Client
 	shards chan string // getrecords: shards not yet claimed by a reader
 
+	shardCount  int          // getrecords: shards in the stream
+	shardsAtTip atomic.Int64 // getrecords: shards read to their tip or end
+
 	claimed   atomic.Int64 // records handed out against --records
 	records   atomic.Int64
 	bytes     atomic.Int64
@@ -301,15 +335,16 @@ func runOp(ctx context.Context, c *kinesis.Client, o benchOptions, op string, pr
 			return benchResult{}, err
 		}
 	}
+	workers := make([]*worker, o.clients)
+	for i := range workers {
+		workers[i] = newWorker(run, i) // outside the timing: it generates the data
+	}
 	runCtx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
 	start := time.Now()
 	stopProgress := startProgress(progress, op, run, start)
-	workers := make([]*worker, o.clients)
 	var wg sync.WaitGroup
-	for i := range workers {
-		w := newWorker(run, i)
-		workers[i] = w
+	for _, w := range workers {
 		wg.Go(func() { w.loop(runCtx) })
 	}
 	wg.Wait()
@@ -323,6 +358,7 @@ func (r *opRun) queueShards(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.shardCount = len(ids)
 	r.shards = make(chan string, len(ids))
 	for _, id := range ids {
 		r.shards <- id
@@ -385,6 +421,9 @@ func (r *opRun) summary(op string, elapsed time.Duration, workers []*worker) ben
 	res := benchResult{
 		Op: op, Clients: r.o.clients, Records: r.records.Load(), Bytes: r.bytes.Load(), Requests: r.requests.Load(),
 		Seconds: secs, Throttled: r.throttled.Load(), Errors: r.errors.Load(), FirstError: r.firstMsg, hist: h,
+	}
+	if op == opGetRecords {
+		res.ReadBack = &readBack{Shards: r.shardCount, ShardsAtTip: int(r.shardsAtTip.Load())}
 	}
 	res.RecordsPerSec = float64(res.Records) / secs
 	res.MBPerSec = float64(res.Bytes) / 1e6 / secs
@@ -530,19 +569,22 @@ func (w *worker) getRecords(ctx context.Context) {
 		if !ok {
 			return
 		}
-		w.readShard(ctx, shard)
+		if w.readShard(ctx, shard) {
+			w.run.shardsAtTip.Add(1)
+		}
 	}
 }
 
 // readShard reads shard from TRIM_HORIZON, following NextShardIterator,
 // until a page comes back empty with MillisBehindLatest 0 (the tip) or the
-// iterator is null (the end of a closed shard). Throttled calls are retried
-// after a pause; other failures give up on the shard after a few in a row.
-func (w *worker) readShard(ctx context.Context, shard string) {
+// iterator is null (the end of a closed shard), and reports whether it got
+// there. Throttled calls are retried after a pause; other failures give up on
+// the shard after a few in a row.
+func (w *worker) readShard(ctx context.Context, shard string) bool {
 	iter, err := w.trimHorizon(ctx, shard)
 	if err != nil {
 		w.run.failed(err, 1)
-		return
+		return false
 	}
 	for failures := 0; iter != nil && failures < maxReadFailures && ctx.Err() == nil && w.run.readLimit() > 0; {
 		out, err := w.getPage(ctx, iter)
@@ -557,10 +599,13 @@ func (w *worker) readShard(ctx context.Context, shard string) {
 		failures = 0
 		w.countPage(out.Records)
 		if len(out.Records) == 0 && aws.ToInt64(out.MillisBehindLatest) == 0 {
-			return
+			return true
 		}
-		iter = out.NextShardIterator
+		if iter = out.NextShardIterator; iter == nil {
+			return true
+		}
 	}
+	return false
 }
 
 func (w *worker) getPage(ctx context.Context, iter *string) (out *kinesis.GetRecordsOutput, err error) {
@@ -666,6 +711,9 @@ func (rep *benchReport) write(out io.Writer, asJSON bool) error {
 		return err
 	}
 	for _, r := range rep.Results {
+		if r.ReadBack != nil {
+			fmt.Fprintf(out, "%s: %d of %d shards read to the tip\n", r.Op, r.ReadBack.ShardsAtTip, r.ReadBack.Shards)
+		}
 		if r.FirstError != "" {
 			fmt.Fprintf(out, "%s: first error: %s\n", r.Op, r.FirstError)
 		}

@@ -2,10 +2,15 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"math"
 	"net"
+	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -48,17 +53,19 @@ func smallBench(endpoint string) benchOptions {
 }
 
 // TestBenchAllOps writes with PutRecords and PutRecord for about a second
-// each, then reads everything back: the read-back must return exactly the
-// acknowledged records and bytes.
+// each, then reads back: within the second of --op all at least part of it,
+// and with a generous --duration exactly the acknowledged records and bytes,
+// every shard to its tip.
 func TestBenchAllOps(t *testing.T) {
-	rep, err := runBench(context.Background(), smallBench(startBenchEndpoint(t)), nil)
+	o := smallBench(startBenchEndpoint(t))
+	rep, err := runBench(context.Background(), o, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rep.Results) != 3 || rep.Shards != 2 {
 		t.Fatalf("report: %+v", rep)
 	}
-	put, one, get := rep.Results[0], rep.Results[1], rep.Results[2]
+	put, one := rep.Results[0], rep.Results[1]
 	for _, r := range rep.Results {
 		if r.Errors != 0 || r.Throttled != 0 || r.Records == 0 || r.Requests == 0 || r.Latency.Max <= 0 {
 			t.Errorf("%s: %+v", r.Op, r)
@@ -66,6 +73,15 @@ func TestBenchAllOps(t *testing.T) {
 	}
 	if put.Bytes != put.Records*256 || one.Bytes != one.Records*256 {
 		t.Errorf("bytes: putrecords %+v putrecord %+v", put, one)
+	}
+	o.op, o.duration = opGetRecords, time.Minute
+	rep, err = runBench(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := rep.Results[0]
+	if rb := get.ReadBack; rb == nil || rb.Shards != 2 || rb.ShardsAtTip != 2 || get.Errors != 0 {
+		t.Errorf("read-back: %+v %+v", get, rb)
 	}
 	if get.Records != put.Records+one.Records || get.Bytes != put.Bytes+one.Bytes {
 		t.Errorf("read back %d records (%d bytes), acknowledged %d (%d bytes)",
@@ -120,12 +136,13 @@ func TestBenchCommandJSON(t *testing.T) {
 
 func TestBenchTextSummary(t *testing.T) {
 	rep := &benchReport{Endpoint: "http://x", Stream: "s", Shards: 1, Batch: 500, RecordSize: 1024,
-		Results: []benchResult{{Op: opPutRecords, Clients: 4, Records: 1000, Errors: 1, FirstError: "boom"}}}
+		Results: []benchResult{{Op: opPutRecords, Clients: 4, Records: 1000, Errors: 1, FirstError: "boom"},
+			{Op: opGetRecords, Clients: 4, ReadBack: &readBack{Shards: 4, ShardsAtTip: 3}}}}
 	var out bytes.Buffer
 	if err := rep.write(&out, false); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"putrecords", "records/s", "p99 ms", "throttled", "first error: boom"} {
+	for _, want := range []string{"putrecords", "records/s", "p99 ms", "throttled", "first error: boom", "3 of 4 shards read to the tip"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())
 		}
@@ -177,5 +194,64 @@ func TestHistogram(t *testing.T) {
 	}
 	if h.max != time.Millisecond || h.n != 2000 || new(histogram).quantile(0.5) != 0 {
 		t.Errorf("max %v n %d", h.max, h.n)
+	}
+}
+
+// TestServeForProfiling is a tool rather than a test: with
+// SHARDLOG_PROFILE_LISTEN set it serves a durable server (sync always,
+// throttling off) on that address for SHARDLOG_PROFILE_FOR (default 30s), so
+// that `go test -cpuprofile` profiles the server alone while `shardlog
+// bench`, in another process, drives it.
+func TestServeForProfiling(t *testing.T) {
+	addr := os.Getenv("SHARDLOG_PROFILE_LISTEN")
+	if addr == "" {
+		t.Skip("set SHARDLOG_PROFILE_LISTEN=127.0.0.1:4599 to serve for profiling")
+	}
+	d, err := time.ParseDuration(cmp.Or(os.Getenv("SHARDLOG_PROFILE_FOR"), "30s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions()
+	o.listen, o.dataDir = addr, t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := runServe(ctx, o, openStore, hclog.NewNullLogger(), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// closingBody fails reads after Close, like smithy-go's request body.
+type closingBody struct {
+	r      io.Reader
+	closed bool
+}
+
+func (b *closingBody) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, errors.New("read after close")
+	}
+	return b.r.Read(p)
+}
+
+func (b *closingBody) Close() error { b.closed = true; return nil }
+
+type clientFunc func(*http.Request) (*http.Response, error)
+
+func (f clientFunc) Do(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestOwnBodyClient checks that the transport's copy of the request body
+// stays readable after the SDK closes the original.
+func TestOwnBodyClient(t *testing.T) {
+	orig := &closingBody{r: strings.NewReader("payload")}
+	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:1/", orig)
+	var got []byte
+	c := ownBodyClient{clientFunc(func(r *http.Request) (*http.Response, error) {
+		orig.Close() // the SDK closing its body while the transport writes
+		var err error
+		got, err = io.ReadAll(r.Body)
+		return nil, err
+	})}
+	if _, err := c.Do(req); err != nil || string(got) != "payload" {
+		t.Fatalf("body %q, err %v", got, err)
 	}
 }
