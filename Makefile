@@ -1,13 +1,17 @@
 # shardlog build, test and run targets. `make run` and `make test` are all a
 # fresh machine with the Go toolchain needs.
+SHELL     := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 GO        ?= go
 BIN       := bin/shardlog
 DATA_DIR  ?= ./shardlog-data
 LISTEN    ?= 127.0.0.1:4567
 FUZZTIME  ?= 60s
 CRASH_SEEDS ?= 20000
+CYCLES    ?= 100
+SEED      ?= 1
 
-.PHONY: build run test test-short vet bench fuzz powerloss-long clean
+.PHONY: build run test test-short vet bench fuzz powerloss-long crash-test clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/shardlog
@@ -32,6 +36,12 @@ bench:
 # Long randomized power-loss run on the fault-injecting filesystem.
 powerloss-long:
 	SHARDLOG_POWERLOSS_SEEDS=$(CRASH_SEEDS) $(GO) test -run TestPowerLoss -count=1 -timeout 2h -v ./storage/
+
+# kill -9 loop against the real binary: CYCLES restarts (default 100), SEED.
+# `make test` runs the default 100 cycles too.
+crash-test:
+	SHARDLOG_CRASH_CYCLES=$(CYCLES) SHARDLOG_CRASH_SEED=$(SEED) $(GO) test -count=1 -run TestCrashLoop -v -timeout 3h ./e2e/ \
+		| grep -E 'crash-test:|^(--- |ok|FAIL|panic)|_test.go'
 
 # Each fuzz target for FUZZTIME (default 60s).
 fuzz:
