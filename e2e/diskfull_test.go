@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -95,7 +96,7 @@ func checkDiskFull(t *testing.T, srv *server, fill, free func()) {
 	if apiErr(fullErr) != "InternalFailure" || !strings.Contains(fullErr.Error(), "no space left on device") {
 		t.Fatalf("writing to a full disk gave %v, want InternalFailure naming the cause", fullErr)
 	}
-	if got := readSeqs(t, srv.reader(), "full"); !sameSeqs(got, acked) {
+	if got := readSeqs(t, srv.reader(), "full"); !slices.Equal(got, acked) {
 		t.Fatalf("while full, read %d records, %d were acknowledged", len(got), len(acked))
 	}
 	free()
@@ -103,7 +104,7 @@ func checkDiskFull(t *testing.T, srv *server, fill, free func()) {
 		t.Fatalf("write after freeing space: %v", err)
 	}
 	srv.restart()
-	if got := readSeqs(t, srv.reader(), "full"); !sameSeqs(got, acked) {
+	if got := readSeqs(t, srv.reader(), "full"); !slices.Equal(got, acked) {
 		t.Fatalf("after restart, read %d records, %d were acknowledged", len(got), len(acked))
 	}
 }
@@ -141,16 +142,4 @@ func readSeqs(t *testing.T, c *kinesis.Client, stream string) []string {
 		iter = page.NextShardIterator
 	}
 	return out
-}
-
-func sameSeqs(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

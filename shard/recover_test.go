@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -77,14 +78,14 @@ func TestRecovery(t *testing.T) {
 			if tt.name == "whole unacknowledged frame landed" {
 				want = append(append([]uint64(nil), acked...), acked[len(acked)-1]+1)
 			}
-			if !equalSeqs(got, want) {
+			if !slices.Equal(got, want) {
 				t.Fatalf("after recovery read %v, want %v", got, want)
 			}
 			more := r.append(2, "after")
 			if more[0] <= want[len(want)-1] {
 				t.Fatalf("sequence went backwards after recovery: %d after %d", more[0], want[len(want)-1])
 			}
-			if got := seqsOf(r.readAll()); !equalSeqs(got, append(want, more...)) {
+			if got := seqsOf(r.readAll()); !slices.Equal(got, append(want, more...)) {
 				t.Fatalf("after new writes read %v", got)
 			}
 		})
@@ -145,7 +146,7 @@ func TestRecoveryAcrossRollsAndRetention(t *testing.T) {
 				t.Fatalf("recovery reported corruption: %v", err)
 			}
 			got := seqsOf(r.readAll())
-			if must != nil && !equalSeqs(got, must) {
+			if must != nil && !slices.Equal(got, must) {
 				t.Fatalf("read %d records %v, want %v", len(got), got, must)
 			}
 			last := uint64(0)
@@ -249,19 +250,19 @@ func TestDiskFull(t *testing.T) {
 	if _, err := r.sh.Append(context.Background(), []Entry{{PartitionKey: "k", Data: []byte("x")}}, 0); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("a write with the disk still full gave %v", err)
 	}
-	if got := seqsOf(r.readAll()); !equalSeqs(got, acked) {
+	if got := seqsOf(r.readAll()); !slices.Equal(got, acked) {
 		t.Fatalf("while full, read %v, want %v", got, acked)
 	}
 	r.fs.SetCapacity(0) // space is freed
 	acked = append(acked, r.append(2, "after")...)
-	if got := seqsOf(r.readAll()); !equalSeqs(got, acked) {
+	if got := seqsOf(r.readAll()); !slices.Equal(got, acked) {
 		t.Fatalf("after space came back, read %v, want %v", got, acked)
 	}
 	r.restart()
 	if err := r.sh.Corrupt(); err != nil {
 		t.Fatalf("recovery after disk full found corruption: %v", err)
 	}
-	if got := seqsOf(r.readAll()); !equalSeqs(got, acked) {
+	if got := seqsOf(r.readAll()); !slices.Equal(got, acked) {
 		t.Fatalf("after restart, read %v, want %v", got, acked)
 	}
 }
@@ -281,7 +282,7 @@ func TestDiskFullAfterPartialWrite(t *testing.T) {
 	if err := r.sh.Corrupt(); err != nil {
 		t.Fatalf("the half-written frame was left behind: %v", err)
 	}
-	if got := seqsOf(r.readAll()); !equalSeqs(got, acked) {
+	if got := seqsOf(r.readAll()); !slices.Equal(got, acked) {
 		t.Fatalf("read %v, want %v", got, acked)
 	}
 }

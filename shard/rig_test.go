@@ -139,15 +139,3 @@ func seqsOf(recs []segment.Record) []uint64 {
 	}
 	return out
 }
-
-func equalSeqs(a, b []uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
