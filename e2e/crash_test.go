@@ -122,6 +122,7 @@ func startProcess(t *testing.T, bin, dir string, extra ...string) *process {
 		t.Fatal(err)
 	}
 	p := &process{t: t, cmd: cmd, endpoint: "http://" + addr, tr: &http.Transport{MaxIdleConnsPerHost: 16}}
+	t.Cleanup(p.kill) // a failing test must not leave a server running
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if resp, err := http.Get(p.endpoint + "/health"); err == nil {
 			resp.Body.Close()
@@ -137,9 +138,13 @@ func startProcess(t *testing.T, bin, dir string, extra ...string) *process {
 	}
 }
 
+// kill sends SIGKILL (no drain, no sync, no close) and reaps the process. It
+// may be called again once the process is gone.
 func (p *process) kill() {
-	p.cmd.Process.Kill() // SIGKILL: no drain, no sync, no close
-	p.cmd.Wait()
+	if p.cmd.ProcessState == nil {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+	}
 	p.tr.CloseIdleConnections()
 }
 
