@@ -104,3 +104,20 @@ func mustParse(s string) Key {
 	}
 	return k
 }
+
+// FuzzParse: any string either fails or parses to a key that renders back to
+// the same string, and a parsed key never exceeds 2^128-1.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"0", "1", "340282366920938463463374607431768211455", "340282366920938463463374607431768211456", "01", "-1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := Parse(s)
+		if err != nil {
+			return
+		}
+		if k.String() != s {
+			t.Fatalf("Parse(%q) renders as %s", s, k)
+		}
+	})
+}
