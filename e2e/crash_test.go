@@ -30,6 +30,11 @@ import (
 // that was rejected or never sent may appear; sequence numbers never repeat;
 // and the server takes writes again.
 //
+// Every tenth cycle the server's clock jumps 25 h ahead (a hidden test flag)
+// with retention running every 20 ms: everything acknowledged before the jump
+// has expired and must be invisible, and retention deletes its segments while
+// the writers write, so kills land in the middle of deletions too.
+//
 // SHARDLOG_CRASH_CYCLES (default 100) and SHARDLOG_CRASH_SEED (default 1) set
 // the run.
 func TestCrashLoop(t *testing.T) {
@@ -39,24 +44,50 @@ func TestCrashLoop(t *testing.T) {
 	cycles, seed := envInt(t, "SHARDLOG_CRASH_CYCLES", 100), envInt(t, "SHARDLOG_CRASH_SEED", 1)
 	bin := buildBinary(t)
 	cl := &crashLog{t: t, rng: rand.New(rand.NewPCG(uint64(seed), 7)), acked: map[string]ackedRec{},
-		attempted: map[string]bool{}, rejected: map[string]bool{}, verified: map[string]string{}}
+		attempted: map[string]bool{}, rejected: map[string]bool{}, verified: map[string]string{}, expired: map[string]bool{}}
 	cl.ackFile = openAckLog(t)
 	dir := t.TempDir()
+	var offset time.Duration
+	segsAtJump, deleted := 0, false
 	for cycle := range cycles {
-		p := startProcess(t, bin, dir)
+		if cycle%10 == 5 {
+			cl.expireAll()
+			offset += 25 * time.Hour
+			segsAtJump = countSegments(t, dir)
+		}
+		p := startProcess(t, bin, dir, "--debug-clock-offset", offset.String(), "--debug-retention-interval", "20ms")
 		c := p.client()
 		if cycle == 0 {
 			createStream(t, c, "crash", 3)
 		}
 		cl.verify(c, cycle%25 == 0)
+		if cycle%10 == 6 && countSegments(t, dir) < segsAtJump {
+			deleted = true
+		}
 		cl.drive(c, p, cycle)
 	}
-	p := startProcess(t, bin, dir)
+	p := startProcess(t, bin, dir, "--debug-clock-offset", offset.String())
 	cl.verify(p.client(), true)
 	p.kill()
-	t.Logf("crash-test: seed %d, %d cycles, %d acknowledged records checked, 0 lost, 0 duplicates, 0 phantoms, %d rejected never seen",
-		seed, cycles, len(cl.acked), len(cl.rejected))
+	if cycles > 6 && !deleted {
+		t.Fatal("retention never deleted a segment after a clock jump")
+	}
+	t.Logf("crash-test: seed %d, %d cycles, %d acknowledged records checked (%d of them expired by retention and invisible), 0 lost, 0 duplicates, 0 phantoms, %d rejected never seen",
+		seed, cycles, len(cl.acked), len(cl.expired), len(cl.rejected))
 	fmt.Printf("crash-test: cycles=%d acked=%d checked=%d lost=0 duplicates=0 phantoms=0\n", cycles, len(cl.acked), len(cl.acked))
+}
+
+// countSegments counts the segment files under dir.
+func countSegments(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && filepath.Ext(p) == ".seg" {
+			n++
+		}
+		return nil
+	})
+	return n
 }
 
 func envInt(t *testing.T, name string, def int) int {
@@ -164,10 +195,20 @@ type crashLog struct {
 	attempted map[string]bool     // data of every record ever sent
 	rejected  map[string]bool     // data of records in requests the server refused
 	verified  map[string]string   // shard -> last sequence number verified
+	expired   map[string]bool     // sequence numbers acknowledged before a clock jump past retention
 	ackFile   *bufio.Writer
 }
 
 type ackedRec struct{ shard, data string }
+
+// expireAll records that everything acknowledged so far is past retention.
+func (cl *crashLog) expireAll() {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	for seq := range cl.acked {
+		cl.expired[seq] = true
+	}
+}
 
 func (cl *crashLog) ack(shard, seq, data string) {
 	cl.mu.Lock()
@@ -291,6 +332,12 @@ func (cl *crashLog) verify(c *kinesis.Client, full bool) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	for seq, a := range cl.acked {
+		if _, ok := found[seq]; ok && cl.expired[seq] {
+			t.Fatalf("record %s (%q) is past retention but still readable", seq, a.data)
+		}
+		if cl.expired[seq] {
+			continue
+		}
 		if got, ok := found[seq]; ok && got != a.data {
 			t.Fatalf("record %s holds %q, acknowledged as %q", seq, got, a.data)
 		}

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -29,6 +30,9 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 
 		SegmentSize: o.segmentSize,
 		SegmentAge:  o.segmentAge,
+
+		RetentionEvery: o.retentionEvery,
+		Now:            func() time.Time { return time.Now().Add(o.clockOffset) },
 
 		Throttle:           o.throttle,
 		ThrottleMultiplier: o.throttleMultiplier,

@@ -36,6 +36,11 @@ type serveOptions struct {
 	segmentSize int64
 	segmentAge  time.Duration
 
+	// Test hooks, hidden from --help: the crash test uses them to make
+	// retention delete segments while the server is being killed.
+	clockOffset    time.Duration
+	retentionEvery time.Duration
+
 	throttle           bool
 	throttleMultiplier float64
 	injectThrottleRate float64
@@ -86,6 +91,10 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.StringVar(&o.sync, "sync", "always", "durability policy: always (ack after fdatasync) or interval (ack on write, sync every 50ms)")
 	f.Int64Var(&o.segmentSize, "segment-size", 64<<20, "roll a shard's segment file when it would exceed this many bytes")
 	f.DurationVar(&o.segmentAge, "segment-age", time.Hour, "roll a non-empty segment file this old")
+	f.DurationVar(&o.clockOffset, "debug-clock-offset", 0, "shift the server's clock (tests only)")
+	f.DurationVar(&o.retentionEvery, "debug-retention-interval", time.Minute, "how often retention runs (tests only)")
+	f.MarkHidden("debug-clock-offset")
+	f.MarkHidden("debug-retention-interval")
 	f.BoolVar(&o.throttle, "throttle", true, "enforce Kinesis's per-shard rates (1,000 records/s and 1 MiB/s write; 5 calls/s and 2 MiB/s read)")
 	f.Float64Var(&o.throttleMultiplier, "throttle-multiplier", 1, "scale every per-shard rate by this factor")
 	f.Float64Var(&o.injectThrottleRate, "inject-throttle-rate", 0, "throttle this fraction (0-1) of data-plane calls at random, to test clients' backoff")
