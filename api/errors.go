@@ -59,6 +59,7 @@ var errorTable = []struct {
 	{storage.ErrLimitExceeded, typeLimitExceeded},
 	{storage.ErrThrottled, typeThroughput},
 	{storage.ErrExpired, typeExpiredIterator},
+	{storage.ErrValidation, typeValidation},
 }
 
 // internalCauses are storage failures that are the server's fault: they become

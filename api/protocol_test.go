@@ -20,7 +20,7 @@ func TestPreDispatchChecks(t *testing.T) {
 		msg    string
 	}{
 		{"unknown operation", func() *http.Request { return newRequest("Frobnicate", `{}`) }, 400, typeUnknownOperation, ""},
-		{"unimplemented operation", func() *http.Request { return newRequest("SplitShard", `{}`) }, 400, typeUnknownOperation, ""},
+		{"unimplemented operation", func() *http.Request { return newRequest("RegisterStreamConsumer", `{}`) }, 400, typeUnknownOperation, ""},
 		{"no target", func() *http.Request { return newRequest("", `{}`) }, 400, typeUnknownOperation, ""},
 		{"wrong service", func() *http.Request {
 			r := newRequest("", `{}`)

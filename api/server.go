@@ -31,7 +31,7 @@ const targetPrefix = "Kinesis_20131202."
 type opFunc func(s *Server, rc *reqCtx, body []byte) (any, error)
 
 // operations are the Kinesis operations shardlog implements. Any other target,
-// including Kinesis operations not implemented yet (resharding, consumers,
+// including Kinesis operations not implemented yet (consumers,
 // SubscribeToShard, encryption, policies), is answered UnknownOperationException.
 var operations = map[string]opFunc{
 	"CreateStream":                  (*Server).createStream,
@@ -50,6 +50,9 @@ var operations = map[string]opFunc{
 	"AddTagsToStream":               (*Server).addTags,
 	"RemoveTagsFromStream":          (*Server).removeTags,
 	"ListTagsForStream":             (*Server).listTags,
+	"SplitShard":                    (*Server).splitShard,
+	"MergeShards":                   (*Server).mergeShards,
+	"UpdateShardCount":              (*Server).updateShardCount,
 }
 
 // reqCtx is the state of one request.

@@ -17,6 +17,7 @@ var (
 	ErrExpired         = errors.New("position expired")     // trimmed away by retention
 	ErrClosed          = errors.New("store closed")
 	ErrDiskFull        = errors.New("no space left on device")
+	ErrValidation      = errors.New("validation failed") // e.g. resharding an ON_DEMAND stream
 )
 
 // Error is a storage error with a message fit for a client. Kind is one of the

@@ -42,6 +42,45 @@ func (s *Store) Put(ctx context.Context, name string, entries []PutEntry) ([]Put
 		return nil, err
 	}
 	results := make([]PutResult, len(entries))
+	s.putGroups(ctx, name, groups, results)
+	s.rerouteClosed(ctx, name, entries, results)
+	return results, nil
+}
+
+// rerouteClosed retries, once, the entries whose shard a reshard closed
+// while they were on their way: the routing table read now (after the
+// reshard released the store lock) sends them to the open children.
+func (s *Store) rerouteClosed(ctx context.Context, name string, entries []PutEntry, results []PutResult) {
+	var idx []int
+	for i, r := range results {
+		if errors.Is(r.Err, ErrClosed) {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return
+	}
+	st, routes, err := s.writableStream(name)
+	if err != nil {
+		return // shutting down or gone: the entries keep their failure
+	}
+	sub := make([]PutEntry, len(idx))
+	for j, i := range idx {
+		sub[j] = entries[i]
+	}
+	groups, err := s.groupByShard(st, routes, sub)
+	if err != nil {
+		return
+	}
+	subRes := make([]PutResult, len(sub))
+	s.putGroups(ctx, name, groups, subRes)
+	for j, i := range idx {
+		results[i] = subRes[j]
+	}
+}
+
+// putGroups stores each group on its shard, concurrently.
+func (s *Store) putGroups(ctx context.Context, name string, groups []*group, results []PutResult) {
 	var wg sync.WaitGroup
 	for _, g := range groups {
 		if len(groups) == 1 {
@@ -55,12 +94,12 @@ func (s *Store) Put(ctx context.Context, name string, entries []PutEntry) ([]Put
 		}()
 	}
 	wg.Wait()
-	return results, nil
 }
 
 // group is the entries of one request that go to one shard, in order.
 type group struct {
 	r        route
+	gate     *sync.RWMutex // the stream's
 	idx      []int
 	entries  []shard.Entry
 	minFirst uint64
@@ -80,7 +119,7 @@ func (s *Store) groupByShard(st *stream, routes []route, entries []PutEntry) ([]
 		}
 		g := byShard[r.index]
 		if g == nil {
-			g = &group{r: r}
+			g = &group{r: r, gate: &st.gate}
 			byShard[r.index] = g
 			order = append(order, g)
 		}
@@ -118,7 +157,9 @@ func (s *Store) putGroup(ctx context.Context, stream string, g *group, results [
 		return
 	}
 	id := shardID(g.r.index)
+	g.gate.RLock()
 	res, err := g.r.sh.Append(ctx, g.entries, g.minFirst)
+	g.gate.RUnlock()
 	if err != nil {
 		err = s.writeError(err)
 	}
@@ -225,6 +266,15 @@ func (s *Store) timePosition(sh *shard.Shard, ts time.Time) (uint64, error) {
 
 // Read returns one page of records from pos.
 func (s *Store) Read(ctx context.Context, pos Position, maxRecords, maxBytes int) (ReadResult, error) {
+	res, err := s.readOnce(ctx, pos, maxRecords, maxBytes)
+	if errors.Is(err, shard.ErrClosed) {
+		// A reshard sealed the shard (replacing its handle) during the read.
+		return s.readOnce(ctx, pos, maxRecords, maxBytes)
+	}
+	return res, err
+}
+
+func (s *Store) readOnce(ctx context.Context, pos Position, maxRecords, maxBytes int) (ReadResult, error) {
 	st, sm, sh, err := s.shardOf(pos.Stream, shardID(pos.ShardIndex))
 	if err != nil {
 		return ReadResult{}, err

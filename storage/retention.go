@@ -1,7 +1,10 @@
 package storage
 
 import (
+	"path/filepath"
 	"time"
+
+	"github.com/shardlog/shardlog/index"
 )
 
 // retentionLoop trims expired segments of every shard periodically.
@@ -39,5 +42,50 @@ func (s *Store) EnforceRetention() {
 				s.log.Debug("retention removed segments", "stream", st.name, "segments", n)
 			}
 		}
+		if err := s.expireClosedShards(st); err != nil {
+			s.log.Error("cannot remove expired closed shards", "stream", st.name, "error", err)
+		}
 	}
+}
+
+// expireClosedShards removes the closed shards that closed before the
+// retention horizon: all their records have expired. The meta.db commit that
+// drops them from the stream comes first; a crash before the files are
+// removed leaves an unlisted directory, which nothing reads.
+func (s *Store) expireClosedShards(st *stream) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.streams[st.name]; !ok || cur != st || s.closed || st.meta.Status == StatusDeleting || st.meta.Status == StatusCreating {
+		return nil
+	}
+	cutoff := s.opts.Now().Add(-time.Duration(st.meta.RetentionHours) * time.Hour).UnixMilli()
+	m := st.meta.clone()
+	m.Shards = m.Shards[:0]
+	var expired []uint32
+	for _, sm := range st.meta.Shards {
+		if sm.Closed && sm.ClosedMs < cutoff {
+			expired = append(expired, sm.Index)
+			continue
+		}
+		m.Shards = append(m.Shards, sm)
+	}
+	if len(expired) == 0 {
+		return nil
+	}
+	if err := s.persist(m); err != nil {
+		return err
+	}
+	st.meta = m
+	for _, i := range expired {
+		if sh := st.shards[i]; sh != nil {
+			sh.Close()
+		}
+		delete(st.shards, i)
+		key := st.dir + "/" + shardID(i)
+		if err := s.opts.FS.RemoveAll(filepath.Join(s.streamsDir(), key)); err != nil {
+			return err
+		}
+		s.idx.Submit(index.Update{Shard: key, Drop: true})
+	}
+	return s.opts.FS.SyncDir(filepath.Join(s.streamsDir(), st.dir))
 }

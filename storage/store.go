@@ -41,6 +41,9 @@ type Options struct {
 	CreateDelay time.Duration // CREATING -> ACTIVE
 	DeleteDelay time.Duration // DELETING -> gone
 	UpdateDelay time.Duration // UPDATING -> ACTIVE
+	// ScalingCallsPerDay limits UpdateShardCount calls per stream per rolling
+	// 24 hours; default DefaultScalingCallsPerDay (10, as AWS).
+	ScalingCallsPerDay int
 
 	// Sync is the durability policy: "always" (default: acknowledge after
 	// fdatasync) or "interval" (acknowledge after write; fdatasync every
@@ -76,6 +79,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.ShardLimit == 0 {
 		o.ShardLimit = 500
+	}
+	if o.ScalingCallsPerDay == 0 {
+		o.ScalingCallsPerDay = DefaultScalingCallsPerDay
 	}
 	if o.IndexInterval == 0 {
 		o.IndexInterval = 250 * time.Millisecond

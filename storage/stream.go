@@ -30,6 +30,8 @@ type streamMeta struct {
 	NextShardIndex uint32            `json:"next_shard_index"`
 	// PendingUntilNs is when a CREATING, UPDATING or DELETING status completes.
 	PendingUntilNs int64 `json:"pending_until_ns,omitempty"`
+	// ScalingNs are the times of UpdateShardCount calls in the last 24 hours.
+	ScalingNs []int64 `json:"scaling_ns,omitempty"`
 }
 
 type shardMeta struct {
@@ -58,6 +60,10 @@ type stream struct {
 	shards map[uint32]*shard.Shard
 	routes []route // open shards sorted by range start
 	timer  *time.Timer
+	// gate is held shared around every Append and exclusively while a
+	// reshard closes shards: an Append racing a shard's Close could be queued
+	// after the writer's final drain and never answered, so none may race it.
+	gate sync.RWMutex
 }
 
 type route struct {
@@ -69,8 +75,10 @@ type route struct {
 
 func streamDir(m *streamMeta) string { return fmt.Sprintf("%s-%016x", m.Name, m.CreatedNs) }
 
+// rebuildRoutes makes a new routing table: Put uses the old one without the
+// lock, so it is never modified in place.
 func (st *stream) rebuildRoutes() {
-	st.routes = st.routes[:0]
+	st.routes = nil
 	for _, sm := range st.meta.Shards {
 		if sm.Closed {
 			continue

@@ -1,0 +1,131 @@
+package api
+
+import (
+	"context"
+	"strings"
+
+	"github.com/shardlog/shardlog/storage"
+)
+
+// Resharder is the part of a Backend that reshards; *storage.Store has it.
+// It is separate from Backend so backends without resharding (test fakes)
+// still satisfy Backend: their resharding requests get
+// UnknownOperationException, as if the operations did not exist.
+type Resharder interface {
+	// SplitShard, MergeShards and UpdateShardCount produce AWS's errors:
+	// ErrValidation for an ON_DEMAND stream, ErrResourceInUse when the stream
+	// is not ACTIVE, ErrShardNotFound, ErrInvalidArgument (bad hash key, a
+	// closed or non-adjacent shard) and ErrLimitExceeded (whose message may
+	// contain "{region}", which the api fills in).
+	SplitShard(ctx context.Context, stream, shardToSplit, newStartingHashKey string) error
+	MergeShards(ctx context.Context, stream, shardToMerge, adjacentShardToMerge string) error
+	UpdateShardCount(ctx context.Context, stream string, target int) (storage.UpdateShardCountResult, error)
+}
+
+var _ Resharder = (*storage.Store)(nil)
+
+// scalingTypes are UpdateShardCount's ScalingType values.
+var scalingTypes = []string{"UNIFORM_SCALING"}
+
+type splitShardInput struct {
+	StreamName         *string
+	ShardToSplit       *string
+	NewStartingHashKey *string
+	StreamARN          *string
+}
+
+type mergeShardsInput struct {
+	StreamName           *string
+	ShardToMerge         *string
+	AdjacentShardToMerge *string
+	StreamARN            *string
+}
+
+type updateShardCountInput struct {
+	StreamName       *string
+	TargetShardCount optInt
+	ScalingType      *string
+	StreamARN        *string
+}
+
+type updateShardCountOutput struct {
+	StreamName        string
+	CurrentShardCount int
+	TargetShardCount  int
+	StreamARN         string
+}
+
+func (s *Server) resharder(rc *reqCtx) (Resharder, error) {
+	r, ok := s.b.(Resharder)
+	if !ok {
+		return nil, clientError(typeUnknownOperation, "")
+	}
+	return r, nil
+}
+
+func (s *Server) splitShard(rc *reqCtx, body []byte) (any, error) {
+	r, err := s.resharder(rc)
+	if err != nil {
+		return nil, err
+	}
+	var in splitShardInput
+	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
+		v.reqStr("shardToSplit", in.ShardToSplit, patternName, 1, 128)
+		v.reqStr("newStartingHashKey", in.NewStartingHashKey, patternHashKey, 0, -1)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return nil, regionalError(rc, r.SplitShard(rc.ctx, name, *in.ShardToSplit, *in.NewStartingHashKey))
+}
+
+func (s *Server) mergeShards(rc *reqCtx, body []byte) (any, error) {
+	r, err := s.resharder(rc)
+	if err != nil {
+		return nil, err
+	}
+	var in mergeShardsInput
+	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
+		v.reqStr("shardToMerge", in.ShardToMerge, patternName, 1, 128)
+		v.reqStr("adjacentShardToMerge", in.AdjacentShardToMerge, patternName, 1, 128)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return nil, regionalError(rc, r.MergeShards(rc.ctx, name, *in.ShardToMerge, *in.AdjacentShardToMerge))
+}
+
+func (s *Server) updateShardCount(rc *reqCtx, body []byte) (any, error) {
+	r, err := s.resharder(rc)
+	if err != nil {
+		return nil, err
+	}
+	var in updateShardCountInput
+	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
+		if v.notNull("targetShardCount", in.TargetShardCount.Set) {
+			v.intRange("targetShardCount", in.TargetShardCount, 1, 100000)
+		}
+		if v.notNull("scalingType", in.ScalingType != nil) {
+			v.enum("scalingType", in.ScalingType, scalingTypes)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.UpdateShardCount(rc.ctx, name, int(in.TargetShardCount.Val))
+	if err != nil {
+		return nil, regionalError(rc, err)
+	}
+	return updateShardCountOutput{StreamName: name, CurrentShardCount: res.Current, TargetShardCount: res.Target, StreamARN: s.arnFor(rc, name)}, nil
+}
+
+// regionalError fills the request's region into a storage message that
+// names it (the shard-limit message).
+func regionalError(rc *reqCtx, err error) error {
+	if err == nil {
+		return nil
+	}
+	ae := *toAPIError(err)
+	ae.Message = strings.ReplaceAll(ae.Message, "{region}", rc.region)
+	return &ae
+}

@@ -1,0 +1,76 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/shardlog/shardlog/storage"
+)
+
+// reshardFake adds resharding to the fake backend, recording the calls.
+type reshardFake struct {
+	*fakeBackend
+	calls []string
+	err   error
+}
+
+func (f *reshardFake) SplitShard(ctx context.Context, stream, id, key string) error {
+	f.calls = append(f.calls, "split "+stream+" "+id+" "+key)
+	return f.err
+}
+
+func (f *reshardFake) MergeShards(ctx context.Context, stream, a, b string) error {
+	f.calls = append(f.calls, "merge "+stream+" "+a+" "+b)
+	return f.err
+}
+
+func (f *reshardFake) UpdateShardCount(ctx context.Context, stream string, n int) (storage.UpdateShardCountResult, error) {
+	f.calls = append(f.calls, "scale "+stream+" "+itoa(n))
+	return storage.UpdateShardCountResult{Current: 2, Target: n}, f.err
+}
+
+func newReshardHarness(t *testing.T) (*harness, *reshardFake) {
+	h := newHarness(t)
+	f := &reshardFake{fakeBackend: h.fake}
+	h.srv = New(Config{ShardLimit: 500, Now: h.clock}, f)
+	return h, f
+}
+
+func TestReshardValidation(t *testing.T) {
+	h, f := newReshardHarness(t)
+	for _, tc := range []struct{ op, body, msg string }{
+		{"SplitShard", `{"StreamName":"s","NewStartingHashKey":"5"}`, "1 validation error detected: Value null at 'shardToSplit' failed to satisfy constraint: Member must not be null"},
+		{"SplitShard", `{"StreamName":"s","ShardToSplit":"shardId-000000000000","NewStartingHashKey":"05"}`, "1 validation error detected: Value '05' at 'newStartingHashKey' failed to satisfy constraint: Member must satisfy regular expression pattern: " + patternHashKey},
+		{"MergeShards", `{"StreamName":"s","ShardToMerge":"a b","AdjacentShardToMerge":"x"}`, "1 validation error detected: Value 'a b' at 'shardToMerge' failed to satisfy constraint: Member must satisfy regular expression pattern: " + patternName},
+		{"UpdateShardCount", `{"StreamName":"s","TargetShardCount":2}`, "1 validation error detected: Value null at 'scalingType' failed to satisfy constraint: Member must not be null"},
+		{"UpdateShardCount", `{"StreamName":"s","TargetShardCount":0,"ScalingType":"X"}`, "2 validation errors detected: Value '0' at 'targetShardCount' failed to satisfy constraint: Member must have value greater than or equal to 1; Value 'X' at 'scalingType' failed to satisfy constraint: Member must satisfy enum value set: [UNIFORM_SCALING]"},
+	} {
+		wantError(t, h.call(tc.op, tc.body), http.StatusBadRequest, typeValidation, tc.msg)
+	}
+	if len(f.calls) != 0 {
+		t.Fatalf("invalid requests reached the backend: %v", f.calls)
+	}
+}
+
+func TestReshardCalls(t *testing.T) {
+	h, f := newReshardHarness(t)
+	h.ok("SplitShard", `{"StreamName":"s","ShardToSplit":"shardId-000000000000","NewStartingHashKey":"5"}`)
+	h.ok("MergeShards", `{"StreamARN":"arn:aws:kinesis:eu-west-1:123456789012:stream/s","ShardToMerge":"1","AdjacentShardToMerge":"2"}`)
+	r := h.ok("UpdateShardCount", `{"StreamName":"s","TargetShardCount":3,"ScalingType":"UNIFORM_SCALING"}`)
+	if r.body["CurrentShardCount"] != 2.0 || r.body["TargetShardCount"] != 3.0 || r.body["StreamName"] != "s" ||
+		r.body["StreamARN"] != "arn:aws:kinesis:eu-west-1:123456789012:stream/s" {
+		t.Fatalf("UpdateShardCount response: %s", r.raw)
+	}
+	want := "[split s shardId-000000000000 5, merge s 1 2, scale s 3]"
+	if got := fmtList(f.calls); got != want {
+		t.Fatalf("calls %s, want %s", got, want)
+	}
+	f.err = &storage.Error{Kind: storage.ErrLimitExceeded, Msg: "limit for the account 000000000000 in {region}."}
+	wantError(t, h.call("UpdateShardCount", `{"StreamName":"s","TargetShardCount":3,"ScalingType":"UNIFORM_SCALING"}`),
+		http.StatusBadRequest, typeLimitExceeded, "limit for the account 000000000000 in eu-west-1.")
+	f.err = &storage.Error{Kind: storage.ErrValidation, Msg: "on demand"}
+	wantError(t, h.call("SplitShard", `{"StreamName":"s","ShardToSplit":"0","NewStartingHashKey":"5"}`), http.StatusBadRequest, typeValidation, "on demand")
+}
+
+func fmtList(l []string) string { return renderList(l) }

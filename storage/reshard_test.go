@@ -1,0 +1,624 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shardlog/shardlog/hashkey"
+	"github.com/shardlog/shardlog/seqnum"
+	"github.com/shardlog/shardlog/vfs"
+)
+
+func openReshardStore(t *testing.T, opts Options) *Store {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	if opts.FS == nil {
+		opts.FS = vfs.NewMemFS()
+	}
+	opts.IndexInterval = time.Millisecond
+	s, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func mustCreate(t *testing.T, s *Store, name string, shards int) {
+	t.Helper()
+	if err := s.CreateStream(context.Background(), CreateStreamInput{Name: name, ShardCount: shards}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func putKeys(t *testing.T, s *Store, name string, keys ...string) []PutResult {
+	t.Helper()
+	var entries []PutEntry
+	for _, k := range keys {
+		entries = append(entries, PutEntry{PartitionKey: k, Data: []byte("d-" + k)})
+	}
+	res, err := s.Put(context.Background(), name, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	return res
+}
+
+func shardByID(t *testing.T, info StreamInfo, id string) ShardInfo {
+	t.Helper()
+	for _, sh := range info.Shards {
+		if sh.ID == id {
+			return sh
+		}
+	}
+	t.Fatalf("no shard %s in %+v", id, info.Shards)
+	return ShardInfo{}
+}
+
+func wantKind(t *testing.T, err, kind error, what string) {
+	t.Helper()
+	if !errors.Is(err, kind) {
+		t.Fatalf("%s: got %v, want %v", what, err, kind)
+	}
+}
+
+func seqOf(t *testing.T, s string) seqnum.Seq {
+	t.Helper()
+	p, err := seqnum.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestSplitThenMerge: a split closes its parent (EndingSequenceNumber set,
+// reads end with both children), children's numbers sort above the parent's,
+// and a merge lists both parents.
+func TestSplitThenMerge(t *testing.T) {
+	ctx := context.Background()
+	s := openReshardStore(t, Options{})
+	mustCreate(t, s, "r", 1)
+	before := putKeys(t, s, "r", "a", "b", "c")
+	mid := hashkey.Split(2)[1].Start.String()
+	if err := s.SplitShard(ctx, "r", "shardId-000000000000", mid); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := s.DescribeStream(ctx, "r")
+	if len(info.Shards) != 3 || info.Shards[0].Open() || info.OpenShardCount() != 2 {
+		t.Fatalf("after split: %+v", info.Shards)
+	}
+	for _, id := range []string{"shardId-000000000001", "shardId-000000000002"} {
+		if sh := shardByID(t, info, id); sh.Parent != "shardId-000000000000" || sh.AdjacentParent != "" {
+			t.Fatalf("child %s: %+v", id, sh)
+		}
+	}
+	after := putKeys(t, s, "r", "a", "b", "c")
+	for i := range after {
+		if seqnum.Compare(seqOf(t, after[i].SequenceNumber), seqOf(t, before[i].SequenceNumber)) <= 0 {
+			t.Fatalf("child number %s not above parent's %s", after[i].SequenceNumber, before[i].SequenceNumber)
+		}
+	}
+	recs, end := readToEnd(t, s, "r", "shardId-000000000000")
+	if len(recs) != 3 || len(end) != 2 {
+		t.Fatalf("parent read: %d records, children %+v", len(recs), end)
+	}
+	if err := s.MergeShards(ctx, "r", "shardId-000000000002", "shardId-000000000001"); err != nil {
+		t.Fatal(err)
+	}
+	info, _ = s.DescribeStream(ctx, "r")
+	m := shardByID(t, info, "shardId-000000000003")
+	if m.Parent != "shardId-000000000002" || m.AdjacentParent != "shardId-000000000001" || m.HashRange != hashkey.Split(1)[0] {
+		t.Fatalf("merge child: %+v", m)
+	}
+	_, end = readToEnd(t, s, "r", "shardId-000000000001")
+	if len(end) != 1 || len(end[0].ParentShards) != 2 {
+		t.Fatalf("merge child as seen from a parent: %+v", end)
+	}
+	wantKind(t, s.SplitShard(ctx, "r", "shardId-000000000000", mid), ErrInvalidArgument, "split a closed shard")
+	wantKind(t, s.MergeShards(ctx, "r", "shardId-000000000001", "shardId-000000000003"), ErrInvalidArgument, "merge a closed shard")
+}
+
+// readToEnd reads a closed shard to its end and returns its records and the
+// ChildShards of the last page.
+func readToEnd(t *testing.T, s *Store, stream, id string) ([]Record, []ChildShard) {
+	t.Helper()
+	pos, err := s.Position(context.Background(), stream, id, TrimHorizon, "", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []Record
+	for range 1000 {
+		res, err := s.Read(context.Background(), pos, 2, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, res.Records...)
+		if res.Next == nil {
+			return out, res.ChildShards
+		}
+		pos = *res.Next
+	}
+	t.Fatalf("%s never ended", id)
+	return nil, nil
+}
+
+// TestReshardErrors: AWS's refusals.
+func TestReshardErrors(t *testing.T) {
+	ctx := context.Background()
+	s := openReshardStore(t, Options{UpdateDelay: time.Hour, ShardLimit: 4})
+	mustCreate(t, s, "r", 2)
+	r0 := hashkey.Split(2)[0]
+	wantKind(t, s.SplitShard(ctx, "r", "shardId-000000000000", r0.Start.String()), ErrInvalidArgument, "split at the start")
+	wantKind(t, s.SplitShard(ctx, "r", "shardId-000000000000", r0.End.Add(1).String()), ErrInvalidArgument, "split past the end")
+	wantKind(t, s.SplitShard(ctx, "r", "shardId-000000000009", "5"), ErrShardNotFound, "split a missing shard")
+	wantKind(t, s.SplitShard(ctx, "r", "nope-x", "5"), ErrShardNotFound, "split an unparsable shard")
+	wantKind(t, s.MergeShards(ctx, "r", "shardId-000000000000", "shardId-000000000000"), ErrInvalidArgument, "merge with itself")
+	wantKind(t, s.SplitShard(ctx, "x", "shardId-000000000000", "5"), ErrStreamNotFound, "missing stream")
+	_, err := s.UpdateShardCount(ctx, "r", 5)
+	wantKind(t, err, ErrLimitExceeded, "more than double")
+	mustCreate(t, s, "one", 1)
+	_, err = s.UpdateShardCount(ctx, "r", 4)
+	wantKind(t, err, ErrLimitExceeded, "account shard limit")
+	if err := s.SplitShard(ctx, "r", "shardId-000000000000", r0.End.String()); err != nil {
+		t.Fatal(err) // a one-key upper child is allowed
+	}
+	wantKind(t, s.SplitShard(ctx, "r", "shardId-000000000001", "5"), ErrResourceInUse, "stream UPDATING")
+	s2 := openReshardStore(t, Options{})
+	if err := s2.CreateStream(ctx, CreateStreamInput{Name: "od", Mode: ModeOnDemand, ShardCount: 4}); err != nil {
+		t.Fatal(err)
+	}
+	wantKind(t, s2.MergeShards(ctx, "od", "shardId-000000000000", "shardId-000000000001"), ErrValidation, "on-demand stream")
+}
+
+// TestMergeNotAdjacent: the last and first shards are not adjacent, though
+// the end of the hash space wraps to its start.
+func TestMergeNotAdjacent(t *testing.T) {
+	s := openReshardStore(t, Options{})
+	mustCreate(t, s, "r", 3)
+	wantKind(t, s.MergeShards(context.Background(), "r", "shardId-000000000002", "shardId-000000000000"), ErrInvalidArgument, "wrap-around merge")
+	wantKind(t, s.MergeShards(context.Background(), "r", "shardId-000000000000", "shardId-000000000002"), ErrInvalidArgument, "gap merge")
+}
+
+// TestUpdateShardCountDailyLimit: the rolling 24-hour call limit.
+func TestUpdateShardCountDailyLimit(t *testing.T) {
+	s := openReshardStore(t, Options{ScalingCallsPerDay: 2})
+	mustCreate(t, s, "r", 1)
+	for _, n := range []int{2, 1} {
+		if _, err := s.UpdateShardCount(context.Background(), "r", n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := s.UpdateShardCount(context.Background(), "r", 2)
+	wantKind(t, err, ErrLimitExceeded, "third call in a day")
+}
+
+// TestUpdateShardCountUniform: every target's open shards are the uniform
+// ranges, each shard names at most two parents, and every parent named is
+// closed.
+func TestUpdateShardCountUniform(t *testing.T) {
+	s := openReshardStore(t, Options{})
+	mustCreate(t, s, "r", 5)
+	for _, n := range []int{3, 6, 12, 7, 4, 8, 5, 10, 5} {
+		res, err := s.UpdateShardCount(context.Background(), "r", n)
+		if err != nil {
+			t.Fatalf("to %d: %v", n, err)
+		}
+		if res.Target != n {
+			t.Fatalf("result %+v", res)
+		}
+		checkUniform(t, s, n)
+	}
+}
+
+func checkUniform(t *testing.T, s *Store, n int) {
+	t.Helper()
+	info, _ := s.DescribeStream(context.Background(), "r")
+	closed := map[string]bool{}
+	var open []hashkey.Range
+	for _, sh := range info.Shards {
+		closed[sh.ID] = !sh.Open()
+		if sh.Open() {
+			open = append(open, sh.HashRange)
+		}
+	}
+	sort.Slice(open, func(i, j int) bool { return open[i].Start.Cmp(open[j].Start) < 0 })
+	want := hashkey.Split(n)
+	if fmt.Sprint(open) != fmt.Sprint(want) {
+		t.Fatalf("target %d: open ranges %v, want %v", n, open, want)
+	}
+	for _, sh := range info.Shards {
+		for _, p := range []string{sh.Parent, sh.AdjacentParent} {
+			if p != "" && !closed[p] {
+				t.Fatalf("%s names %s, which is open", sh.ID, p)
+			}
+		}
+	}
+}
+
+// TestReshardUnderLoad: four writers keep writing through a split, a merge
+// and UpdateShardCount 1→2→4→3→(2)→1; a reader that follows lineage reads every
+// acknowledged record exactly once, each key's records in order.
+func TestReshardUnderLoad(t *testing.T) {
+	s := openReshardStore(t, Options{Dir: t.TempDir(), FS: vfs.OS{}})
+	mustCreate(t, s, "r", 1)
+	var stop atomic.Bool
+	acks := make([][]ack, 4)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			acks[w] = writeUntil(t, s, w, &stop)
+		}()
+	}
+	ctx := context.Background()
+	steps := []func() error{
+		func() error {
+			return s.SplitShard(ctx, "r", "shardId-000000000000", hashkey.Split(2)[1].Start.String())
+		},
+		func() error { return s.MergeShards(ctx, "r", "shardId-000000000001", "shardId-000000000002") },
+		func() error { _, err := s.UpdateShardCount(ctx, "r", 2); return err },
+		func() error { _, err := s.UpdateShardCount(ctx, "r", 4); return err },
+		func() error { _, err := s.UpdateShardCount(ctx, "r", 3); return err },
+		func() error {
+			// AWS refuses 3→1 (below half), so 3→1 goes by way of 2.
+			if _, err := s.UpdateShardCount(ctx, "r", 1); !errors.Is(err, ErrLimitExceeded) {
+				return fmt.Errorf("3→1: got %v, want limit exceeded", err)
+			}
+			_, err := s.UpdateShardCount(ctx, "r", 2)
+			return err
+		},
+		func() error { _, err := s.UpdateShardCount(ctx, "r", 1); return err },
+	}
+	for _, step := range steps {
+		time.Sleep(30 * time.Millisecond)
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(30 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	checkLineageRead(t, s, "r", acks)
+}
+
+// writeUntil puts records of writer w (keys w-0..w-3, data numbered) until
+// stop, and returns what was acknowledged.
+func writeUntil(t *testing.T, s *Store, w int, stop *atomic.Bool) []ack {
+	var out []ack
+	for i := 0; !stop.Load(); i++ {
+		entries := make([]PutEntry, 5)
+		for j := range entries {
+			entries[j] = PutEntry{PartitionKey: fmt.Sprintf("%d-%d", w, j%4), Data: []byte(fmt.Sprintf("%d-%d-%d", w, i, j))}
+		}
+		res, err := s.Put(context.Background(), "r", entries)
+		if err != nil {
+			t.Errorf("writer %d: %v", w, err)
+			return out
+		}
+		for j, r := range res {
+			if r.Err != nil {
+				t.Errorf("writer %d: record refused: %v", w, r.Err)
+				return out
+			}
+			out = append(out, ack{r.ShardID, r.SequenceNumber, string(entries[j].Data)})
+		}
+	}
+	return out
+}
+
+// checkLineageRead reads parents before children and checks exactly-once
+// delivery and per-key order.
+func checkLineageRead(t *testing.T, s *Store, stream string, acks [][]ack) {
+	t.Helper()
+	info, _ := s.DescribeStream(context.Background(), stream)
+	done := map[string]bool{}
+	seen := map[string]int{}
+	lastByKey := map[string]seqnum.Seq{}
+	for len(done) < len(info.Shards) {
+		progress := false
+		for _, sh := range info.Shards {
+			if done[sh.ID] || (sh.Parent != "" && !done[sh.Parent]) || (sh.AdjacentParent != "" && !done[sh.AdjacentParent]) {
+				continue
+			}
+			recs, err := readShard(s, stream, sh.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				seen[string(r.Data)]++
+				p := seqOf(t, r.SequenceNumber)
+				if prev, ok := lastByKey[r.PartitionKey]; ok && seqnum.Compare(prev, p) >= 0 {
+					t.Fatalf("key %s: %s read after a greater number", r.PartitionKey, r.SequenceNumber)
+				}
+				lastByKey[r.PartitionKey] = p
+			}
+			done[sh.ID], progress = true, true
+		}
+		if !progress {
+			t.Fatalf("lineage has a cycle or a missing parent: %+v", info.Shards)
+		}
+	}
+	n := 0
+	for _, as := range acks {
+		for _, a := range as {
+			n++
+			if seen[a.data] != 1 {
+				t.Fatalf("acknowledged %s read %d times", a.data, seen[a.data])
+			}
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("read %d distinct records, %d acknowledged", len(seen), n)
+	}
+	t.Logf("%d records across %d shards", n, len(info.Shards))
+}
+
+// TestReshardCrashAtEachStep: a power cut at each step of a split (while
+// writers write) leaves, after reopening, either the old shard set or the
+// new one, with every acknowledged record readable; the stream ends ACTIVE
+// and can be resharded again.
+func TestReshardCrashAtEachStep(t *testing.T) {
+	for _, step := range []string{"begin", "sealed", "children", "committed", "none"} {
+		for seed := range uint64(5) {
+			t.Run(fmt.Sprintf("%s/%d", step, seed), func(t *testing.T) { crashReshard(t, step, seed) })
+		}
+	}
+}
+
+func crashReshard(t *testing.T, step string, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	fs := vfs.NewMemFS()
+	dir := t.TempDir()
+	opts := Options{Dir: dir, FS: fs, IndexInterval: time.Millisecond, SegmentSize: 2048}
+	s, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, "pl", 2)
+	var crashed atomic.Bool
+	reshardHook = func(at string) error {
+		if at != step {
+			return nil
+		}
+		crashed.Store(true) // first: a Put that returns after this is not trusted
+		fs.Crash(rng, vfs.TearMode(rng.IntN(3)))
+		s.idx.Discard()
+		return errCrashStop
+	}
+	defer func() { reshardHook = nil }()
+	acks, attempted := writeDuring(s, &crashed, func() error {
+		return s.SplitShard(context.Background(), "pl", "shardId-000000000001", hashkey.Split(4)[3].Start.String())
+	}, t)
+	if step == "none" {
+		fs.Crash(rng, vfs.TearMode(rng.IntN(3)))
+		s.idx.Discard()
+	}
+	s.Close()
+	reshardHook = nil
+
+	s, err = Open(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s.Close()
+	checkOldOrNew(t, s, step)
+	if err := verifyAcked(s, acks, attempted); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SplitShard(context.Background(), "pl", "shardId-000000000000", "5"); err != nil {
+		t.Fatalf("reshard after recovery: %v", err)
+	}
+	putKeys(t, s, "pl", "x", "y", "z")
+}
+
+// writeDuring runs two writers while op runs and until crashed is set (or
+// op has returned), and returns the acknowledgements.
+func writeDuring(s *Store, crashed *atomic.Bool, op func() error, t *testing.T) ([]ack, map[string]bool) {
+	var mu sync.Mutex
+	var acks []ack
+	attempted := map[string]bool{}
+	var opDone atomic.Bool
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !crashed.Load() && !opDone.Load() || i < 5; i++ {
+				if crashed.Load() {
+					return
+				}
+				d := fmt.Sprintf("w%d-%d", w, i)
+				mu.Lock()
+				attempted[d] = true
+				mu.Unlock()
+				res, err := s.Put(context.Background(), "pl", []PutEntry{{PartitionKey: fmt.Sprintf("k%d", i%7), Data: []byte(d)}})
+				if err != nil || res[0].Err != nil || crashed.Load() {
+					// A Put that ends after the power cut would never have
+					// answered: the process was dead.
+					continue
+				}
+				mu.Lock()
+				acks = append(acks, ack{res[0].ShardID, res[0].SequenceNumber, d})
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(5 * time.Millisecond)
+	err := op()
+	opDone.Store(true)
+	wg.Wait()
+	if err != nil && !errors.Is(err, errCrashStop) {
+		t.Fatalf("reshard: %v", err)
+	}
+	return acks, attempted
+}
+
+// checkOldOrNew asserts the shard set is entirely the old one (two open
+// shards) or entirely the new one (shard 1 closed, children 2 and 3), and
+// that the stream is ACTIVE.
+func checkOldOrNew(t *testing.T, s *Store, step string) {
+	t.Helper()
+	info, err := s.DescribeStream(context.Background(), "pl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, sh := range info.Shards {
+		got = append(got, fmt.Sprintf("%s:%v:%s", sh.ID, sh.Open(), sh.Parent))
+	}
+	old := "[shardId-000000000000:true: shardId-000000000001:true:]"
+	neu := "[shardId-000000000000:true: shardId-000000000001:false: shardId-000000000002:true:shardId-000000000001 shardId-000000000003:true:shardId-000000000001]"
+	want := old
+	if step == "committed" || step == "none" {
+		want = neu
+	}
+	if fmt.Sprint(got) != want {
+		t.Fatalf("crash at %s: shards %v, want %v", step, got, want)
+	}
+	if info.Status != StatusActive {
+		t.Fatalf("status %s after recovery", info.Status)
+	}
+}
+
+// TestPutReroutedAfterSplit: a Put that read the routing table before a
+// split and reaches the sealed parent is re-routed to the children.
+func TestPutReroutedAfterSplit(t *testing.T) {
+	ctx := context.Background()
+	s := openReshardStore(t, Options{})
+	mustCreate(t, s, "r", 1)
+	st, routes, err := s.writableStream("r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SplitShard(ctx, "r", "shardId-000000000000", hashkey.Split(2)[1].Start.String()); err != nil {
+		t.Fatal(err)
+	}
+	var entries []PutEntry
+	for i := range 20 {
+		entries = append(entries, PutEntry{PartitionKey: fmt.Sprint(i), Data: []byte{byte(i)}})
+	}
+	groups, err := s.groupByShard(st, routes, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := make([]PutResult, len(entries))
+	s.putGroups(ctx, "r", groups, results)
+	s.rerouteClosed(ctx, "r", entries, results)
+	for i, r := range results {
+		k := hashkey.FromPartitionKey(entries[i].PartitionKey)
+		want := "shardId-000000000001"
+		if !hashkey.Split(2)[0].Contains(k) {
+			want = "shardId-000000000002"
+		}
+		if r.Err != nil || r.ShardID != want {
+			t.Fatalf("entry %d: %+v, want it stored on %s", i, r, want)
+		}
+	}
+}
+
+// TestClosedShardExpires: once a closed shard's end is older than the
+// retention period, retention removes its metadata and files; its children
+// stay, and the removal survives a restart.
+func TestClosedShardExpires(t *testing.T) {
+	ctx := context.Background()
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	fs := vfs.NewMemFS()
+	opts := Options{Dir: t.TempDir(), FS: fs, IndexInterval: time.Millisecond, Now: func() time.Time { return time.Unix(0, clock.Load()) }}
+	s, err := Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, "r", 1)
+	putKeys(t, s, "r", "a", "b")
+	if err := s.SplitShard(ctx, "r", "shardId-000000000000", hashkey.Split(2)[1].Start.String()); err != nil {
+		t.Fatal(err)
+	}
+	s.EnforceRetention()
+	if info, _ := s.DescribeStream(ctx, "r"); len(info.Shards) != 3 {
+		t.Fatalf("closed shard expired early: %+v", info.Shards)
+	}
+	clock.Add(int64(25 * time.Hour))
+	s.EnforceRetention()
+	check := func(s *Store) {
+		t.Helper()
+		info, _ := s.DescribeStream(ctx, "r")
+		if len(info.Shards) != 2 || info.Shards[0].ID != "shardId-000000000001" {
+			t.Fatalf("after expiry: %+v", info.Shards)
+		}
+		_, err := s.Position(ctx, "r", "shardId-000000000000", TrimHorizon, "", time.Time{})
+		wantKind(t, err, ErrShardNotFound, "expired shard")
+		if names, _ := fs.ReadDir(filepath.Join(opts.Dir, "streams", s.streams["r"].dir)); len(names) != 2 {
+			t.Fatalf("shard directories left: %v", names)
+		}
+	}
+	check(s)
+	s.Close()
+	s, err = Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check(s)
+	putKeys(t, s, "r", "c", "d")
+}
+
+// TestReshardFailureRollsBack: a failure at any step before the commit
+// leaves the old shard set, writable, with its records; the next reshard
+// succeeds.
+func TestReshardFailureRollsBack(t *testing.T) {
+	for _, step := range []string{"sealed", "children", "close-fails"} {
+		t.Run(step, func(t *testing.T) {
+			ctx := context.Background()
+			fs := vfs.NewMemFS()
+			s := openReshardStore(t, Options{FS: fs})
+			mustCreate(t, s, "r", 1)
+			putKeys(t, s, "r", "a", "b")
+			injected := errors.New("injected")
+			reshardHook = func(at string) error {
+				if at == step {
+					return injected
+				}
+				return nil
+			}
+			defer func() { reshardHook = nil }()
+			if step == "close-fails" {
+				putKeys(t, s, "r", "c")
+				fs.FailNextSync(nil)
+			}
+			mid := hashkey.Split(2)[1].Start.String()
+			if err := s.SplitShard(ctx, "r", "shardId-000000000000", mid); err == nil {
+				t.Fatal("split succeeded")
+			}
+			reshardHook = nil
+			info, _ := s.DescribeStream(ctx, "r")
+			if len(info.Shards) != 1 || !info.Shards[0].Open() || info.Status != StatusActive {
+				t.Fatalf("after a failed split: %+v", info)
+			}
+			putKeys(t, s, "r", "d")
+			if recs, _ := readShard(s, "r", "shardId-000000000000"); len(recs) < 3 {
+				t.Fatalf("records after rollback: %d", len(recs))
+			}
+			if err := s.SplitShard(ctx, "r", "shardId-000000000000", mid); err != nil {
+				t.Fatal(err)
+			}
+			putKeys(t, s, "r", "e", "f")
+		})
+	}
+}
