@@ -126,6 +126,11 @@ type Shard struct {
 	sinceSeek int64 // publishing goroutine only: stored bytes since the last seek point
 
 	adm atomic.Pointer[ratelimit.Shard] // nil: unlimited
+
+	sendMu   sync.RWMutex // held shared while queueing an append, exclusively by Close
+	stopping bool         // under sendMu: no more appends may be queued
+
+	beforeEnqueue func() // test hook: runs between an append's checks and its queueing
 }
 
 // Admission is the shard's admission controller, or nil if it is unlimited.
@@ -261,6 +266,11 @@ func (s *Shard) Close() error {
 	s.mu.Unlock()
 	var err error
 	if s.quit != nil {
+		// No append can be queued after this, and the writer answers every
+		// one queued before it (drainOnQuit).
+		s.sendMu.Lock()
+		s.stopping = true
+		s.sendMu.Unlock()
 		close(s.quit)
 		<-s.done
 		if s.w != nil {

@@ -47,18 +47,36 @@ func (s *Shard) Append(ctx context.Context, entries []Entry, minFirst uint64) (A
 	for _, e := range entries {
 		req.size += len(e.PartitionKey) + len(e.Data) + 16
 	}
-	select {
-	case s.reqs <- req:
-	case <-s.quit:
-		return Appended{}, ErrClosed
-	case <-ctx.Done():
-		return Appended{}, ctx.Err()
+	if s.beforeEnqueue != nil {
+		s.beforeEnqueue()
+	}
+	if err := s.enqueue(ctx, req); err != nil {
+		return Appended{}, err
 	}
 	select {
 	case <-req.done:
 		return req.res, req.err
 	case <-ctx.Done():
 		return Appended{}, ctx.Err()
+	}
+}
+
+// enqueue hands req to the writer. Close flips stopping under sendMu before
+// it stops the writer, and the writer answers everything queued before it
+// exits, so a request that gets in is always answered and one that does not
+// gets ErrClosed. (A bare select on quit could pick the send after the
+// writer's last drain and leave the caller waiting forever.)
+func (s *Shard) enqueue(ctx context.Context, req *appendReq) error {
+	s.sendMu.RLock()
+	defer s.sendMu.RUnlock()
+	if s.stopping {
+		return ErrClosed
+	}
+	select {
+	case s.reqs <- req:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
