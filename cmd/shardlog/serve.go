@@ -28,6 +28,8 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 		Sync:        o.sync,
 		Logger:      log.Named("storage"),
 
+		ScalingCallsPerDay: o.scalingPerDay,
+
 		SegmentSize: o.segmentSize,
 		SegmentAge:  o.segmentAge,
 

@@ -33,6 +33,8 @@ type serveOptions struct {
 	logFormat   string
 	sync        string
 
+	scalingPerDay int
+
 	segmentSize int64
 	segmentAge  time.Duration
 
@@ -89,6 +91,7 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: json or text")
 	f.StringVar(&o.sync, "sync", "always", "durability policy: always (ack after fdatasync) or interval (ack on write, sync every 50ms)")
+	f.IntVar(&o.scalingPerDay, "scaling-calls-per-day", 10, "UpdateShardCount calls allowed per stream in any 24 hours (AWS: 10)")
 	f.Int64Var(&o.segmentSize, "segment-size", 64<<20, "roll a shard's segment file when it would exceed this many bytes")
 	f.DurationVar(&o.segmentAge, "segment-age", time.Hour, "roll a non-empty segment file this old")
 	f.DurationVar(&o.clockOffset, "debug-clock-offset", 0, "shift the server's clock (tests only)")
@@ -112,6 +115,8 @@ func (o serveOptions) check() error {
 		return errors.New("stream delays must not be negative")
 	case o.region == "":
 		return errors.New("--region must not be empty")
+	case o.scalingPerDay < 1:
+		return fmt.Errorf("--scaling-calls-per-day must be at least 1, got %d", o.scalingPerDay)
 	case o.segmentSize < 4<<10 || o.segmentAge <= 0:
 		return fmt.Errorf("--segment-size must be at least 4096 and --segment-age positive")
 	case o.throttleMultiplier <= 0:
