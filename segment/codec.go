@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -71,8 +72,10 @@ func (c *Compressor) Close() {
 // compression and deep scans' decompressed frames.
 var rawPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// maxPooled keeps an occasional huge frame from pinning its buffer forever.
-const maxPooled = 4 << 20
+// maxPooled is the largest buffer returned to the pool: room for any legal
+// frame. sync.Pool lets the GC reclaim idle buffers, so a big one is not
+// pinned forever, and one pool serves every shard.
+const maxPooled = MaxFramePayload + MaxFramePayload/64 + FrameHeaderSize + 128
 
 func putRaw(p *[]byte) {
 	if cap(*p) <= maxPooled {
@@ -90,20 +93,33 @@ func putRaw(p *[]byte) {
 // The caller keeps the frame within MaxFramePayload (see RawSize); EncodeFrame
 // panics on a larger one, which no reader would accept.
 func (c *Compressor) EncodeFrame(dst []byte, recs []Record, prevCRC uint32) ([]byte, FrameHeader) {
-	rawp := rawPool.Get().(*[]byte)
-	defer putRaw(rawp)
-	raw := AppendRecords((*rawp)[:0], recs)
-	*rawp = raw
-	if len(raw) > MaxFramePayload {
-		panic(fmt.Sprintf("segment: EncodeFrame: %d raw bytes exceeds MaxFramePayload", len(raw)))
-	}
+	return c.encodeFrame(dst, recs, prevCRC, true)
+}
 
+// EncodeFrameRaw is EncodeFrame without trying compression: the records are
+// encoded straight into dst. Writers use it for data that has not been
+// compressing, which saves the compression attempt and two copies.
+func (c *Compressor) EncodeFrameRaw(dst []byte, recs []Record, prevCRC uint32) ([]byte, FrameHeader) {
+	return c.encodeFrame(dst, recs, prevCRC, false)
+}
+
+func (c *Compressor) encodeFrame(dst []byte, recs []Record, prevCRC uint32, compress bool) ([]byte, FrameHeader) {
+	rawSize := RawSize(recs)
+	if rawSize > MaxFramePayload {
+		panic(fmt.Sprintf("segment: EncodeFrame: %d raw bytes exceeds MaxFramePayload", rawSize))
+	}
 	start := len(dst)
+	// Sizing dst up front matters: growing it by doubling copied each
+	// multi-MiB frame several times (a third of the CPU of large appends).
+	// The room covers the header, zstd's worst case (raw blocks plus a little
+	// framing, also enough for the raw fallback) and padding.
+	dst = slices.Grow(dst, FrameHeaderSize+rawSize+rawSize/64+128)
 	dst = append(dst, make([]byte, FrameHeaderSize)...)
+	payload := start + FrameHeaderSize
 	h := FrameHeader{
 		Type:     FrameRecords,
-		Codec:    CodecZstd,
-		RawLen:   uint32(len(raw)),
+		Codec:    CodecNone,
+		RawLen:   uint32(rawSize),
 		Count:    uint32(len(recs)),
 		FirstSeq: recs[0].Seq,
 		LastSeq:  recs[len(recs)-1].Seq,
@@ -111,11 +127,10 @@ func (c *Compressor) EncodeFrame(dst []byte, recs []Record, prevCRC uint32) ([]b
 		MaxTs:    recs[len(recs)-1].ArrivalMs,
 		PrevCRC:  prevCRC,
 	}
-	payload := start + FrameHeaderSize
-	dst = c.enc.EncodeAll(raw, dst)
-	if len(dst)-payload >= len(raw) {
-		h.Codec = CodecNone
-		dst = append(dst[:payload], raw...)
+	if compress {
+		dst = c.compressInto(dst, payload, recs, rawSize, &h)
+	} else {
+		dst = AppendRecords(dst, recs)
 	}
 	h.StoredLen = uint32(len(dst) - payload)
 	dst = append(dst, make([]byte, align8(int64(h.StoredLen))-int64(h.StoredLen))...)
@@ -125,6 +140,21 @@ func (c *Compressor) EncodeFrame(dst []byte, recs []Record, prevCRC uint32) ([]b
 	h.CRC = FrameCRC(hdr, dst[payload:payload+int(h.StoredLen)])
 	binary.LittleEndian.PutUint32(hdr[frCRC:], h.CRC)
 	return dst, h
+}
+
+// compressInto appends the records' zstd payload at dst[payload:], or their
+// raw encoding if compression does not make it smaller, and sets h.Codec.
+func (c *Compressor) compressInto(dst []byte, payload int, recs []Record, rawSize int, h *FrameHeader) []byte {
+	rawp := rawPool.Get().(*[]byte)
+	defer putRaw(rawp)
+	raw := AppendRecords(slices.Grow((*rawp)[:0], rawSize), recs)
+	*rawp = raw
+	dst = c.enc.EncodeAll(raw, dst)
+	if len(dst)-payload >= len(raw) {
+		return append(dst[:payload], raw...)
+	}
+	h.Codec = CodecZstd
+	return dst
 }
 
 // DecodeFrame decodes one frame given its 56 header bytes and its stored

@@ -40,7 +40,9 @@ type Writer struct {
 	maxTs   int64  // MaxTs of the last frame written
 	frames  int
 	err     error // sticky
-	buf     []byte
+
+	rawStreak int // frames in a row stored raw because they did not compress
+	skip      int // frames still to store raw without trying compression
 
 	// committed is the end offset as of the last successful Sync, published
 	// for readers: every byte below it is durable and a valid frame sequence.
@@ -96,20 +98,49 @@ func (w *Writer) Append(recs []Record) (FrameInfo, error) {
 	if err := w.checkBatch(recs); err != nil {
 		return FrameInfo{}, err
 	}
-	var h FrameHeader
-	w.buf, h = w.c.EncodeFrame(w.buf[:0], recs, w.lastCRC)
-	if _, err := w.f.WriteAt(w.buf, w.end); err != nil {
+	// The frame buffer comes from the shared pool and goes back once the
+	// write has copied it, so idle shards hold no multi-MiB buffers.
+	bufp := rawPool.Get().(*[]byte)
+	defer putRaw(bufp)
+	buf, h := w.encode((*bufp)[:0], recs)
+	*bufp = buf
+	if _, err := w.f.WriteAt(buf, w.end); err != nil {
 		w.err = fmt.Errorf("segment: write %s at %d: %w", w.path, w.end, err)
 		return FrameInfo{}, w.err
 	}
 	info := FrameInfo{Offset: w.end, FrameHeader: h}
-	w.end += int64(len(w.buf))
+	w.end += int64(len(buf))
 	w.lastCRC, w.lastSeq, w.maxTs = h.CRC, h.LastSeq, h.MaxTs
 	w.frames++
-	if cap(w.buf) > maxPooled {
-		w.buf = nil // do not pin an occasional huge frame's buffer
-	}
 	return info, nil
+}
+
+// Compression is adaptive: after rawStreakToSkip frames in a row that did
+// not compress, the next skipFrames frames are stored raw without trying,
+// then compression is probed again. Incompressible data (already compressed
+// or encrypted payloads) then costs no compression attempt and two fewer
+// copies per frame; data that starts compressing is noticed within
+// skipFrames frames.
+const (
+	rawStreakToSkip = 8
+	skipFrames      = 32
+)
+
+func (w *Writer) encode(dst []byte, recs []Record) ([]byte, FrameHeader) {
+	if w.skip > 0 {
+		w.skip--
+		return w.c.EncodeFrameRaw(dst, recs, w.lastCRC)
+	}
+	buf, h := w.c.EncodeFrame(dst, recs, w.lastCRC)
+	if h.Codec == CodecNone {
+		w.rawStreak++
+	} else {
+		w.rawStreak = 0
+	}
+	if w.rawStreak >= rawStreakToSkip {
+		w.rawStreak, w.skip = 0, skipFrames
+	}
+	return buf, h
 }
 
 // checkBatch refuses a batch that Scan would reject once written.
