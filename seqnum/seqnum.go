@@ -108,7 +108,9 @@ func (v *u192) pop(n uint) uint64 {
 // layout: anything else (including well-formed numbers of other AWS versions)
 // is ErrSyntax, which the API reports as an invalid sequence number.
 func Parse(str string) (Seq, error) {
-	if len(str) == 0 || len(str) > 129 || strings.TrimLeft(str, "0123456789") != "" {
+	// AWS's pattern is 0|([1-9]\d{0,128}): a leading zero is not a sequence
+	// number (found by FuzzParse: it broke the one-string-per-number rule).
+	if len(str) == 0 || len(str) > 129 || str[0] == '0' || strings.TrimLeft(str, "0123456789") != "" {
 		return Seq{}, ErrSyntax
 	}
 	b, ok := new(big.Int).SetString(str, 10)
