@@ -12,13 +12,12 @@ import (
 type wantScan struct {
 	err        error // Scan's error (a bad file header)
 	tail       TailState
-	frames     int   // valid frames, hence ValidEnd
-	validEnd   int64 // if nonzero, overrides the ValidEnd implied by frames
-	bad        int   // frame index of BadOffset (-1: ValidEnd)
-	resume     int   // frame index of ResumeOffset (-1: none)
-	resumeSeq  int   // frame index whose FirstSeq is ResumeSeq when it differs from resume's
-	hopToo     bool  // a header-only scan finds the same
-	resumeZero bool  // TailCorrupt without a resume point
+	frames     int  // valid frames, hence ValidEnd
+	bad        int  // frame index of BadOffset (-1: ValidEnd)
+	resume     int  // frame index of ResumeOffset (-1: none)
+	resumeSeq  int  // frame index whose FirstSeq is ResumeSeq when it differs from resume's
+	hopToo     bool // a header-only scan finds the same
+	resumeZero bool // TailCorrupt without a resume point
 }
 
 func TestScanCrashScenarios(t *testing.T) {

@@ -26,11 +26,20 @@ type view struct {
 	seeks   []index.Seek
 }
 
-func (s *Shard) snapshot() ([]view, uint64) {
+// snapshot returns the published state of the segments that can hold a
+// record at or after ordinal from, and the next ordinal, so a GetRecords near
+// the tip of a shard with a long history copies a few views, not thousands.
+// The binary search is safe even if an empty segment sits among full ones:
+// the segment before the index it returns is full and ends before from, and
+// segments are in sequence order, so everything it skips ends before from.
+func (s *Shard) snapshot(from uint64) ([]view, uint64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	vs := make([]view, 0, len(s.segs))
-	for _, sg := range s.segs {
+	first := sort.Search(len(s.segs), func(i int) bool {
+		return s.segs[i].frames == 0 || s.segs[i].lastSeq >= from
+	})
+	vs := make([]view, 0, len(s.segs)-first)
+	for _, sg := range s.segs[first:] {
 		vs = append(vs, view{sg, sg.lastSeq, sg.maxTs, sg.end, sg.frames, sg.seeks})
 	}
 	return vs, s.next
@@ -41,7 +50,7 @@ func (s *Shard) snapshot() ([]view, uint64) {
 // (at least one record is returned if any is available). It reads only what
 // the writer has published.
 func (s *Shard) Read(from uint64, maxRecords, maxBytes int, minTs int64) (ReadResult, error) {
-	views, next := s.snapshot()
+	views, next := s.snapshot(from)
 	res := ReadResult{Next: from}
 	full := false
 	for _, v := range views {
@@ -181,7 +190,7 @@ func seekOffset(seeks []index.Seek, seq uint64) int64 {
 // OrdinalAt returns the ordinal of the first published record whose arrival
 // is at or after ts (ms), or the next ordinal to be assigned if there is none.
 func (s *Shard) OrdinalAt(ts int64) (uint64, error) {
-	views, next := s.snapshot()
+	views, next := s.snapshot(0)
 	for _, v := range views {
 		if v.frames == 0 || v.maxTs < ts {
 			continue

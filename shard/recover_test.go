@@ -122,16 +122,17 @@ func TestRecoveryAcrossRollsAndRetention(t *testing.T) {
 			return acked
 		}},
 		{"crash in the middle of retention deletion", func(t *testing.T, r *rig) []uint64 {
-			var acked []uint64
 			for i := range 20 {
-				acked = append(acked, r.append(4, string(rune('a'+i)))...)
+				r.append(4, string(rune('a'+i)))
 			}
 			r.idx.Flush()
-			// Expire everything so far, then lose power after the unlinks
-			// but before the directory sync made them durable.
+			// Expire everything so far. The first unlink succeeds, the second
+			// fails, and power goes before any directory sync: the first file
+			// may come back, the index has lost its removal, nothing else moved.
 			r.now = r.now.Add(48 * 3600e9)
-			if n, err := r.sh.Trim(r.now.Add(-24 * 3600e9).UnixMilli()); err != nil || n == 0 {
-				t.Fatalf("trim removed %d segments: %v", n, err)
+			r.sh.opts.FS = &removeOnceFS{FS: r.fs}
+			if n, err := r.sh.Trim(r.now.Add(-24 * 3600e9).UnixMilli()); err == nil || n != 1 {
+				t.Fatalf("trim removed %d segments (%v), want 1 and then a failure", n, err)
 			}
 			r.crash(nil, vfs.TearNone)
 			return nil // the files may come back; they hold expired data only
@@ -285,4 +286,19 @@ func TestDiskFullAfterPartialWrite(t *testing.T) {
 	if got := seqsOf(r.readAll()); !slices.Equal(got, acked) {
 		t.Fatalf("read %v, want %v", got, acked)
 	}
+}
+
+// removeOnceFS lets one Remove through and fails every later one, to stop a
+// deletion half-way.
+type removeOnceFS struct {
+	vfs.FS
+	removed bool
+}
+
+func (f *removeOnceFS) Remove(name string) error {
+	if f.removed {
+		return vfs.ErrInjected
+	}
+	f.removed = true
+	return f.FS.Remove(name)
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/shardlog/shardlog/index"
+	"github.com/shardlog/shardlog/shard"
 )
 
 // retentionLoop trims expired segments of every shard periodically.
@@ -28,9 +29,7 @@ func (s *Store) EnforceRetention() {
 	for _, st := range s.sortedStreams() {
 		s.mu.RLock()
 		cutoff := s.opts.Now().Add(-time.Duration(st.meta.RetentionHours) * time.Hour).UnixMilli()
-		shards := make([]interface {
-			Trim(int64) (int, error)
-		}, 0, len(st.shards))
+		shards := make([]*shard.Shard, 0, len(st.shards))
 		for _, sh := range st.shards {
 			shards = append(shards, sh)
 		}

@@ -249,7 +249,7 @@ func (s *Store) closeFiles() error {
 	return errors.Join(errs...)
 }
 
-// Streams is the number of streams; for tests and metrics.
+// sortedStreams returns the open streams in name order.
 func (s *Store) sortedStreams() []*stream {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
