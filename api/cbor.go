@@ -177,6 +177,9 @@ func (n *optInt) UnmarshalCBOR(data []byte) error {
 		return scalarTypeError(cborFirst(data[0]), "Integer", "an")
 	}
 	if !isInt {
+		if math.IsNaN(f) { // NaN converts to a CPU-dependent int64
+			return scalarTypeError(cborFirst(data[0]), "Integer", "an")
+		}
 		i = int64(max(math.MinInt32, min(math.MaxInt32, math.Floor(f))))
 	}
 	*n = optInt{Val: max(math.MinInt32, min(math.MaxInt32, i)), Set: true}

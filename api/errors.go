@@ -86,12 +86,20 @@ func internalFailure(err error) *apiError {
 }
 
 func internalCause(err error) string {
-	for _, kind := range internalCauses {
-		if errors.Is(err, kind) {
-			return kind.Error()
-		}
+	if cause, ok := knownCause(err); ok {
+		return cause
 	}
 	return storage.Message(err)
+}
+
+// knownCause names err's server-side cause if it is one of internalCauses.
+func knownCause(err error) (string, bool) {
+	for _, kind := range internalCauses {
+		if errors.Is(err, kind) {
+			return kind.Error(), true
+		}
+	}
+	return "", false
 }
 
 // recordErrorCode is the PutRecords per-record ErrorCode/ErrorMessage for err:
@@ -103,10 +111,8 @@ func recordErrorCode(err error) (code, msg string) {
 	if errors.Is(err, storage.ErrThrottled) {
 		return typeThroughput, storage.Message(err)
 	}
-	for _, kind := range internalCauses {
-		if errors.Is(err, kind) {
-			return typeInternalFailure, "Internal Service Failure: " + kind.Error()
-		}
+	if cause, ok := knownCause(err); ok {
+		return typeInternalFailure, "Internal Service Failure: " + cause
 	}
 	return typeInternalFailure, "Internal Service Failure"
 }

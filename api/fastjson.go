@@ -24,6 +24,7 @@ func decodePutRecordsFast(body []byte, in *putRecordsInput) bool {
 	if s.expect('}') {
 		return s.end()
 	}
+	seenRecords := false
 	for {
 		key, ok := s.rawString()
 		if !ok || !s.expect(':') {
@@ -35,6 +36,12 @@ func decodePutRecordsFast(body []byte, in *putRecordsInput) bool {
 		case "StreamARN":
 			ok = s.optText(&in.StreamARN)
 		case "Records":
+			// encoding/json merges a repeated key's array into the first
+			// one's elements; rather than mimic that, leave such bodies to it.
+			if seenRecords {
+				return false
+			}
+			seenRecords = true
 			ok = s.records(&in.Records)
 		default:
 			return false

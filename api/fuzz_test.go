@@ -94,6 +94,8 @@ func FuzzPutRecordsFastPath(f *testing.F) {
 		`{"Records":[]}`, `{"Records":null}`, `{}`, `{"Records":[{}]}`,
 		`{"Records":[{"Data":"YQ=="},{"Data":"YWI="}],"StreamName":"é"}`,
 		`{"StreamName":"a","StreamName":"b"}`, `{"Records":[{"Data":"YR=="}]}`, `{"StreamName":"\u0041"}`,
+		// A repeated key: encoding/json merges the arrays (found in review).
+		`{"Records":[{"Data":"AA==","PartitionKey":"a"}],"Records":[{"Data":"AA=="}],"StreamName":"s"}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -173,9 +173,11 @@ func (s *Server) readBody(rc *reqCtx) ([]byte, func(), *apiError) {
 	bp := bodyPool.Get().(*[]byte)
 	release := func() { bodyPool.Put(bp) }
 	buf := (*bp)[:0]
-	// One spare byte lets the read see EOF without growing the buffer.
+	// One spare byte lets the read see EOF without growing the buffer. The
+	// up-front reservation is capped: a client that declares a large body and
+	// then stalls must not pin 11 MiB (pooled buffers keep their size anyway).
 	if n := rc.r.ContentLength; n > 0 && int64(cap(buf)) < n+1 {
-		buf = make([]byte, 0, n+1)
+		buf = make([]byte, 0, min(n+1, 1<<20))
 	}
 	buf, err := readAll(http.MaxBytesReader(rc.w, rc.r.Body, limit), buf)
 	*bp = buf

@@ -2,7 +2,6 @@ package api
 
 import (
 	"sort"
-	"strings"
 
 	"github.com/shardlog/shardlog/storage"
 )
@@ -57,12 +56,7 @@ func (s *Server) createStream(rc *reqCtx, body []byte) (any, error) {
 	if err := s.admit(rc, AdmissionRequest{Stream: csi.Name}); err != nil {
 		return nil, err
 	}
-	if err := s.b.CreateStream(rc.ctx, csi); err != nil {
-		ae := *toAPIError(err)
-		ae.Message = strings.ReplaceAll(ae.Message, "{region}", rc.region)
-		return nil, &ae
-	}
-	return nil, nil
+	return nil, regionalError(rc, s.b.CreateStream(rc.ctx, csi))
 }
 
 // createInput applies CreateStream's cross-field rules.

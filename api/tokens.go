@@ -74,7 +74,7 @@ func (k tokenKeys) open(kind byte, tok string) (issued int64, payload []byte, er
 	if len(tok) > 4096 || strings.ContainsAny(tok, "\r\n") {
 		return 0, nil, errBadToken
 	}
-	raw, err := base64.StdEncoding.Strict().DecodeString(tok)
+	raw, err := strictBase64.DecodeString(tok)
 	if err != nil || len(raw) < tokenHeader+macSize {
 		return 0, nil, errBadToken
 	}

@@ -99,7 +99,7 @@ getrecords reads every shard of the stream from TRIM_HORIZON to its tip.`,
 				<-ctx.Done()
 				stop() // a second signal kills the process at once
 			}()
-			rep, err := runBench(ctx, o, terminalOrNil(cmd.ErrOrStderr()))
+			rep, err := runBench(ctx, o, progressWriter(cmd.ErrOrStderr()))
 			if err != nil {
 				return err
 			}
@@ -132,8 +132,8 @@ func (o benchOptions) check() error {
 		return errors.New("--endpoint, --region and --stream must not be empty")
 	case o.op != opPutRecords && o.op != opPutRecord && o.op != opGetRecords && o.op != opAll:
 		return fmt.Errorf("--op must be putrecords, putrecord, getrecords or all, got %q", o.op)
-	case o.shards < 1 || o.clients < 1:
-		return errors.New("--shards and --clients must be at least 1")
+	case o.shards < 1 || o.shards > 10000 || o.clients < 1:
+		return errors.New("--shards must be 1-10000 and --clients at least 1")
 	case o.batch < 1 || o.batch > 500:
 		return fmt.Errorf("--batch must be 1-500, got %d", o.batch)
 	case o.recordSize < 1 || o.recordSize+partitionKeyMaxLen > maxRecordBytes:
@@ -529,6 +529,10 @@ func (w *worker) countPutRecords(batch []types.PutRecordsRequestEntry, out *kine
 		r.failed(err, int64(len(batch)))
 		return false
 	}
+	if len(out.Records) != len(batch) {
+		r.failed(fmt.Errorf("PutRecords answered %d results for %d records", len(out.Records), len(batch)), int64(len(batch)))
+		return false
+	}
 	var ok, bytes int64
 	for i, rec := range out.Records {
 		switch code := aws.ToString(rec.ErrorCode); code {
@@ -586,8 +590,12 @@ func (w *worker) readShard(ctx context.Context, shard string) bool {
 		w.run.failed(err, 1)
 		return false
 	}
-	for failures := 0; iter != nil && failures < maxReadFailures && ctx.Err() == nil && w.run.readLimit() > 0; {
-		out, err := w.getPage(ctx, iter)
+	for failures := 0; iter != nil && failures < maxReadFailures && ctx.Err() == nil; {
+		limit := w.run.readLimit() // once: other readers move it
+		if limit <= 0 {
+			break
+		}
+		out, err := w.getPage(ctx, iter, limit)
 		if err != nil {
 			w.run.failed(err, 1)
 			if !isThrottle(err) {
@@ -608,8 +616,8 @@ func (w *worker) readShard(ctx context.Context, shard string) bool {
 	return false
 }
 
-func (w *worker) getPage(ctx context.Context, iter *string) (out *kinesis.GetRecordsOutput, err error) {
-	in := &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(int32(w.run.readLimit()))}
+func (w *worker) getPage(ctx context.Context, iter *string, limit int) (out *kinesis.GetRecordsOutput, err error) {
+	in := &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(int32(limit))}
 	err = w.timed(ctx, func(c context.Context) (err error) {
 		out, err = w.run.c.GetRecords(c, in)
 		return err
@@ -647,20 +655,6 @@ func pause(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-}
-
-// terminalOrNil returns w if it is a terminal (character device), else nil:
-// progress lines are for people watching, not for logs and pipes.
-func terminalOrNil(w io.Writer) io.Writer {
-	f, ok := w.(*os.File)
-	if !ok {
-		return nil
-	}
-	fi, err := f.Stat()
-	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
-		return nil
-	}
-	return w
 }
 
 // startProgress rewrites one status line on w every second until the

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"io"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -34,7 +33,7 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 		SegmentAge:  o.segmentAge,
 
 		RetentionEvery: o.retentionEvery,
-		Now:            func() time.Time { return time.Now().Add(o.clockOffset) },
+		Now:            o.now,
 
 		Throttle:           o.throttle,
 		ThrottleMultiplier: o.throttleMultiplier,

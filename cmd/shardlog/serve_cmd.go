@@ -119,13 +119,18 @@ func (o serveOptions) check() error {
 		return fmt.Errorf("--scaling-calls-per-day must be at least 1, got %d", o.scalingPerDay)
 	case o.segmentSize < 4<<10 || o.segmentAge <= 0:
 		return fmt.Errorf("--segment-size must be at least 4096 and --segment-age positive")
-	case o.throttleMultiplier <= 0:
+	case !(o.throttleMultiplier > 0): // also refuses NaN
 		return fmt.Errorf("--throttle-multiplier must be positive, got %v", o.throttleMultiplier)
-	case o.injectThrottleRate < 0 || o.injectThrottleRate > 1:
+	case !(o.injectThrottleRate >= 0 && o.injectThrottleRate <= 1): // also refuses NaN
 		return fmt.Errorf("--inject-throttle-rate must be between 0 and 1, got %v", o.injectThrottleRate)
 	}
 	return nil
 }
+
+// now is the server's clock: the real one, shifted by the hidden
+// --debug-clock-offset, shared by storage and the api so that both judge
+// times alike.
+func (o serveOptions) now() time.Time { return time.Now().Add(o.clockOffset) }
 
 func allDigits(s string) bool {
 	for _, c := range s {
@@ -179,7 +184,8 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 // within 10 s) and serves HTTP/1.1 plus cleartext HTTP/2, which the Java
 // SDK's async client speaks.
 func newHTTPServer(o serveOptions, store api.Backend, log hclog.Logger) *http.Server {
-	cfg := api.Config{Listen: o.listen, AccountID: o.accountID, Region: o.region, ShardLimit: o.shardLimit, Logger: log.Named("api")}
+	cfg := api.Config{Listen: o.listen, AccountID: o.accountID, Region: o.region, ShardLimit: o.shardLimit, Logger: log.Named("api"),
+		Now: o.now}
 	if o.controlPlaneLimits {
 		cfg.Admission = api.NewControlPlaneLimits(ratelimit.KinesisControl, o.accountID, nil)
 	}
