@@ -568,10 +568,14 @@ func (r *repairer) recreateDir(sh *shardCheck) error {
 			return fmt.Errorf("fsck: %w", err)
 		}
 	}
-	if err := r.fs.SyncDir(sh.dir); err != nil {
-		return fmt.Errorf("fsck: %w", err)
+	// MkdirAll may have made the stream directory too: sync every level
+	// down from streams/.
+	for d := sh.dir; d != filepath.Dir(filepath.Dir(filepath.Dir(sh.dir))); d = filepath.Dir(d) {
+		if err := r.fs.SyncDir(d); err != nil {
+			return fmt.Errorf("fsck: %w", err)
+		}
 	}
-	return r.fs.SyncDir(filepath.Dir(sh.dir))
+	return nil
 }
 
 // catalogFloor is the next seq the shard would have assigned, per index.db.

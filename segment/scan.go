@@ -432,6 +432,12 @@ func (s *scanner) classify(off int64, fault error) error {
 	}
 	s.win.chunk = scanChunk
 	f, ok, err := s.lookahead(from)
+	if errors.Is(err, errLookaheadBudget) {
+		// Undecided: valid frames may still follow. Corrupt, never torn, so
+		// nothing that might be acknowledged data is cut.
+		s.res.Tail = TailCorrupt
+		return nil
+	}
 	if err != nil || !ok {
 		return err
 	}
@@ -440,10 +446,20 @@ func (s *scanner) classify(off int64, fault error) error {
 	return nil
 }
 
+// errLookaheadBudget means lookahead gave up: candidates that passed the
+// header checks but not the CRC cost more than its budget.
+var errLookaheadBudget = errors.New("segment: look-ahead budget spent")
+
 // lookahead finds the first frame at or after from, in 8-byte steps, that is
 // valid on its own (sane header, fits in the file, valid CRC, zero padding) and
 // starts after the last valid sequence.
+//
+// Each candidate costs a read and a CRC of up to MaxFramePayload, so a file
+// crafted with thousands of plausible headers could make a scan (at server
+// start) take minutes. The CRC work is capped at twice the file size plus
+// one maximal frame; past that, errLookaheadBudget.
 func (s *scanner) lookahead(from int64) (FrameInfo, bool, error) {
+	budget := 2*s.size + MaxFramePayload
 	for pos := from; pos+FrameHeaderSize <= s.size; pos += 8 {
 		b, err := s.win.get(pos, FrameHeaderSize)
 		if err != nil {
@@ -456,6 +472,9 @@ func (s *scanner) lookahead(from int64) (FrameInfo, bool, error) {
 		h, err := DecodeFrameHeader(b)
 		if err != nil || pos+h.Size() > s.size || !s.seqAfter(h.FirstSeq) {
 			continue
+		}
+		if budget -= h.Size(); budget < 0 {
+			return FrameInfo{}, false, errLookaheadBudget
 		}
 		if b, err = s.win.get(pos, int(h.Size())); err != nil {
 			return FrameInfo{}, false, err

@@ -359,3 +359,30 @@ func TestTailStateString(t *testing.T) {
 		}
 	}
 }
+
+// TestLookaheadIsBounded: a tail crafted with thousands of plausible frame
+// headers, each claiming a 2 MiB payload with a wrong CRC, would cost a 2 MiB
+// CRC per candidate. The look-ahead gives up after a budget, and the tail is
+// then called corrupt (never torn: nothing is cut that might be acknowledged).
+func TestLookaheadIsBounded(t *testing.T) {
+	c := newTestCompressor(t)
+	ts := buildSegment(t, c, 1)
+	file := ts.bytes(t)
+	last := ts.frames[len(ts.frames)-1]
+	const claim = 2 << 20
+	h := FrameHeader{Type: FrameRecords, Codec: CodecNone, StoredLen: claim, RawLen: claim, Count: 1,
+		FirstSeq: last.LastSeq + 1, LastSeq: last.LastSeq + 1, MinTs: last.MaxTs, MaxTs: last.MaxTs, CRC: 1}
+	hb := h.Encode()
+	region := make([]byte, 4<<20)
+	for off := 0; off+FrameHeaderSize <= len(region); off += 64 {
+		copy(region[off:], hb[:])
+	}
+	file = append(file, region...)
+	res, err := Scan(bytes.NewReader(file), int64(len(file)), ScanOptions{VerifyCRC: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Tail != TailCorrupt || res.ValidEnd != last.End() {
+		t.Fatalf("tail %v, valid end %d; want corrupt after the last good frame at %d", res.Tail, res.ValidEnd, last.End())
+	}
+}

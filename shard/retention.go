@@ -2,6 +2,7 @@ package shard
 
 import (
 	"github.com/shardlog/shardlog/index"
+	"github.com/shardlog/shardlog/vfs"
 )
 
 // Trim deletes whole segments whose newest record arrived before cutoff (ms),
@@ -27,7 +28,9 @@ func (s *Shard) Trim(cutoff int64) (removed int, err error) {
 	}
 	s.opts.Index.Submit(upd)
 	for _, sg := range victims {
-		if err := s.opts.FS.Remove(sg.path); err != nil {
+		// Already gone is fine: another handle on this directory (a reshard
+		// reopened the shard) may have removed it.
+		if err := s.opts.FS.Remove(sg.path); err != nil && !vfs.IsNotExist(err) {
 			return removed, err
 		}
 		removed++
@@ -38,6 +41,9 @@ func (s *Shard) Trim(cutoff int64) (removed int, err error) {
 func (s *Shard) detachExpired(cutoff int64) []*seg {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil // a closed handle's files belong to whoever reopened them
+	}
 	keep := 1 // the active segment, or a closed shard's last one (it holds the sequence floor)
 	n := 0
 	for n < len(s.segs)-keep && s.segs[n].frames > 0 && s.segs[n].maxTs < cutoff {

@@ -42,11 +42,8 @@ func (s *Store) CreateStream(ctx context.Context, in CreateStreamInput) error {
 	if _, ok := s.streams[in.Name]; ok {
 		return errorf(ErrStreamExists, fmt.Sprintf("Stream %s under account %s already exists.", in.Name, s.opts.AccountID))
 	}
-	if open := s.openShardsLocked(); open+in.ShardCount > s.opts.ShardLimit {
-		return errorf(ErrLimitExceeded, fmt.Sprintf("This request would exceed the shard limit for the account %s in {region}. "+
-			"Current shard count for the account: %d. Limit: %d. Number of additional shards that would have resulted from this request: %d. "+
-			"Refer to the AWS Service Limits page (https://docs.aws.amazon.com/kinesis/latest/dev/service-sizes-and-limits.html) for current limits and how to request higher limits.",
-			s.opts.AccountID, open, s.opts.ShardLimit, in.ShardCount))
+	if err := s.checkShardLimitLocked(in.ShardCount); err != nil {
+		return err
 	}
 	m := s.newStreamMeta(in)
 	if err := s.persist(m); err != nil {

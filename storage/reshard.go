@@ -416,6 +416,9 @@ func (s *Store) discardChildren(st *stream, kids map[uint32]*shard.Shard) {
 		}
 		s.idx.Submit(index.Update{Shard: key, Drop: true})
 	}
+	if err := s.opts.FS.SyncDir(filepath.Join(s.streamsDir(), st.dir)); err != nil {
+		s.log.Warn("cannot sync the stream directory", "stream", st.name, "error", err)
+	}
 }
 
 func closeAll(shards map[uint32]*shard.Shard) {
@@ -432,11 +435,26 @@ type planner struct {
 	sealed []shardMeta // shards open before the plan that it closes
 	added  []shardMeta // shards the plan creates (some closed again by it)
 	acct   string
+	// rng caches parsed hash ranges: parsing the decimal strings on every
+	// probe made planning quadratic in big.Int work (4 s at 1,000 shards,
+	// under the store lock).
+	rng map[uint32]hashkey.Range
+}
+
+// rangeOf is sm's hash range, parsed once per plan.
+func (p *planner) rangeOf(sm shardMeta) hashkey.Range {
+	r, ok := p.rng[sm.Index]
+	if !ok {
+		r = sm.hashRange()
+		p.rng[sm.Index] = r
+	}
+	return r
 }
 
 func (s *Store) newPlanner(st *stream) *planner {
 	now := s.opts.Now()
-	return &planner{m: st.meta.clone(), now: now, epoch: max(now.Unix(), s.maxEpochLocked()+1), acct: s.opts.AccountID}
+	return &planner{m: st.meta.clone(), now: now, epoch: max(now.Unix(), s.maxEpochLocked()+1), acct: s.opts.AccountID,
+		rng: map[uint32]hashkey.Range{}}
 }
 
 // openShard resolves a client's shard id to an open shard, with AWS's errors.
@@ -509,6 +527,7 @@ func (p *planner) add(r hashkey.Range, epoch int64, parent, adj uint32, merged b
 	if merged {
 		sm.AdjParent = shardID(adj)
 	}
+	p.rng[sm.Index] = r
 	p.m.NextShardIndex++
 	p.m.Shards = append(p.m.Shards, sm)
 	p.added = append(p.added, sm)
@@ -517,7 +536,7 @@ func (p *planner) add(r hashkey.Range, epoch int64, parent, adj uint32, merged b
 
 // split closes idx and adds its two children; k is the upper child's start.
 func (p *planner) split(idx uint32, k hashkey.Key) (lo, hi uint32) {
-	r := p.m.Shards[p.find(idx)].hashRange()
+	r := p.rangeOf(p.m.Shards[p.find(idx)])
 	e := p.close(idx)
 	lo = p.add(hashkey.Range{Start: r.Start, End: k.Sub(1)}, e, idx, 0, false)
 	hi = p.add(hashkey.Range{Start: k, End: r.End}, e, idx, 0, false)
@@ -526,7 +545,7 @@ func (p *planner) split(idx uint32, k hashkey.Key) (lo, hi uint32) {
 
 // merge closes a and b (adjacent) and adds their union.
 func (p *planner) merge(a, b uint32) uint32 {
-	ra, rb := p.m.Shards[p.find(a)].hashRange(), p.m.Shards[p.find(b)].hashRange()
+	ra, rb := p.rangeOf(p.m.Shards[p.find(a)]), p.rangeOf(p.m.Shards[p.find(b)])
 	r := hashkey.Range{Start: ra.Start, End: rb.End}
 	if rb.Start.Cmp(ra.Start) < 0 {
 		r = hashkey.Range{Start: rb.Start, End: ra.End}
@@ -542,7 +561,7 @@ func (p *planner) merge(a, b uint32) uint32 {
 func (p *planner) uniform(target int) {
 	ranges := hashkey.Split(target)
 	for _, r := range ranges[1:] {
-		if sm, ok := p.openContaining(r.Start); ok && sm.hashRange().Start != r.Start {
+		if sm, ok := p.openContaining(r.Start); ok && p.rangeOf(sm).Start != r.Start {
 			p.split(sm.Index, r.Start)
 		}
 	}
@@ -557,7 +576,7 @@ func (p *planner) uniform(target int) {
 
 func (p *planner) openContaining(k hashkey.Key) (shardMeta, bool) {
 	for _, sm := range p.m.Shards {
-		if !sm.Closed && sm.hashRange().Contains(k) {
+		if !sm.Closed && p.rangeOf(sm).Contains(k) {
 			return sm, true
 		}
 	}
@@ -574,7 +593,7 @@ func (p *planner) openWithin(r hashkey.Range) []uint32 {
 			return out
 		}
 		out = append(out, sm.Index)
-		end := sm.hashRange().End
+		end := p.rangeOf(sm).End
 		if end.Cmp(r.End) >= 0 {
 			return out
 		}
