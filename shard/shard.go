@@ -66,6 +66,10 @@ type Options struct {
 	MaxFrameBytes int           // group-commit cap on a frame's raw size; default 4 MiB
 	Sync          SyncMode
 	SyncInterval  time.Duration
+	// CacheWindow is how many bytes of the newest synced data the shard
+	// leaves in the OS page cache; older synced pages are dropped (see
+	// cacheWindow). 0 means the default, 32 MiB; negative never drops.
+	CacheWindow int64
 
 	// ReadOnly opens a closed shard: it is recovered and readable, but gets no
 	// writer and no new segment.
@@ -91,6 +95,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.SyncInterval == 0 {
 		o.SyncInterval = 50 * time.Millisecond
+	}
+	if o.CacheWindow == 0 {
+		o.CacheWindow = 32 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
@@ -123,7 +130,8 @@ type Shard struct {
 	full      bool            // writer goroutine only: out of space; s.w must be replaced
 	inflight  chan *flight    // SyncAlways: written frames awaiting the syncer
 	syncDone  chan struct{}
-	sinceSeek int64 // publishing goroutine only: stored bytes since the last seek point
+	sinceSeek int64       // publishing goroutine only: stored bytes since the last seek point
+	cache     cacheWindow // publishing goroutine only
 
 	adm atomic.Pointer[ratelimit.Shard] // nil: unlimited
 

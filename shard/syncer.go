@@ -106,6 +106,7 @@ func (s *Shard) settle(group []*flight, syncErr error) {
 		}
 		s.publish(fl)
 		s.reply(fl.batch, nil)
+		s.cache.synced(fl.sg.path, fl.fi.Offset+fl.fi.Size())
 	}
 }
 

@@ -97,6 +97,7 @@ func (s *Shard) startWriter() {
 	s.quit = make(chan struct{})
 	s.done = make(chan struct{})
 	s.wNext, s.wTs = s.next, s.lastTs
+	s.cache = cacheWindow{fs: s.opts.FS, limit: s.opts.CacheWindow}
 	if s.opts.Sync == SyncAlways {
 		s.inflight = make(chan *flight, maxInflight)
 		s.syncDone = make(chan struct{})
@@ -184,7 +185,7 @@ func (s *Shard) onTick() {
 			s.poison(err)
 			return
 		}
-		s.flushSeeks()
+		s.afterIntervalSync()
 	}
 	s.mu.RLock()
 	active := s.segs[len(s.segs)-1]
@@ -387,7 +388,7 @@ func (s *Shard) roll() error {
 	if err := s.w.Sync(); err != nil {
 		return err
 	}
-	s.flushSeeksIfInterval()
+	s.afterIntervalSync()
 	w, sg, err := s.createSegment()
 	if err != nil {
 		return err
@@ -403,8 +404,12 @@ func (s *Shard) roll() error {
 	return nil
 }
 
-func (s *Shard) flushSeeksIfInterval() {
+// afterIntervalSync does under SyncInterval what the syncer does after each
+// fdatasync under SyncAlways: index the synced seek points and let the cache
+// window see the synced bytes.
+func (s *Shard) afterIntervalSync() {
 	if s.opts.Sync == SyncInterval {
 		s.flushSeeks()
+		s.cache.synced(s.w.Path(), s.w.Committed())
 	}
 }

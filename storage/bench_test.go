@@ -3,7 +3,10 @@ package storage
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,6 +105,50 @@ func BenchmarkReadShard(b *testing.B) {
 		if err != nil || len(recs) != 64<<10 {
 			b.Fatal(len(recs), err)
 		}
+	}
+}
+
+// BenchmarkReadShardCold is BenchmarkReadShard for a consumer further behind
+// than the page-cache window: before each pass every segment's pages are
+// dropped (timer stopped), so the pass reads from disk.
+func BenchmarkReadShardCold(b *testing.B) {
+	dir := b.TempDir()
+	s, err := Open(context.Background(), Options{Dir: dir, FS: vfs.OS{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	if err := s.CreateStream(context.Background(), CreateStreamInput{Name: "b", ShardCount: 1}); err != nil {
+		b.Fatal(err)
+	}
+	total := fill(b, s, 64<<10, jsonRecord)
+	b.SetBytes(total)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		dropSegmentPages(b, dir)
+		b.StartTimer()
+		recs, err := readShardPages(s, "b", "shardId-000000000000", 10000)
+		if err != nil || len(recs) != 64<<10 {
+			b.Fatal(len(recs), err)
+		}
+	}
+}
+
+func dropSegmentPages(b *testing.B, dir string) {
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !strings.HasSuffix(p, ".seg") {
+			return err
+		}
+		f, err := vfs.OS{}.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return f.DropCache(0, 0) // 0 length: to the end of the file
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
 }
 

@@ -51,8 +51,12 @@ type Options struct {
 	Sync         string
 	SyncInterval time.Duration
 
-	SegmentSize    int64
-	SegmentAge     time.Duration
+	SegmentSize int64
+	SegmentAge  time.Duration
+	// CacheWindow is how many bytes of each shard's newest synced data are
+	// left in the OS page cache; older pages are dropped once on disk.
+	// 0 means 32 MiB; negative leaves the page cache to the kernel.
+	CacheWindow    int64
 	IndexInterval  time.Duration // index.db batch commit period; default 250ms
 	RetentionEvery time.Duration // how often retention runs; default 1m
 

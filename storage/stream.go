@@ -209,7 +209,7 @@ func (s *Store) openShard(st *stream, sm shardMeta) (*shard.Shard, error) {
 	return shard.Open(shard.Options{
 		FS: s.opts.FS, Dir: filepath.Join(s.streamsDir(), key), IndexKey: key, ShardKey: h.Sum64(),
 		Index: s.idx, Compressor: s.comp, Logger: s.log, Now: s.opts.Now,
-		SegmentSize: s.opts.SegmentSize, SegmentAge: s.opts.SegmentAge,
+		SegmentSize: s.opts.SegmentSize, SegmentAge: s.opts.SegmentAge, CacheWindow: s.opts.CacheWindow,
 		Sync: s.opts.syncMode(), SyncInterval: s.opts.SyncInterval,
 		ReadOnly: sm.Closed, FirstOrdinal: firstOrdinal, Limits: s.limitsFor(st.meta),
 	})

@@ -34,6 +34,15 @@ type MemFS struct {
 	shortNext bool
 	failSync  error
 	writes    int // total successful WriteAt calls, for tests that crash "mid-way"
+	drops     []CacheDrop
+}
+
+// CacheDrop is one DropCache call, with how many bytes of the file were
+// synced at the time, so tests can check that only durable data is dropped.
+type CacheDrop struct {
+	Path        string
+	Off, N      int64
+	SyncedBytes int64
 }
 
 type inode struct {
@@ -100,6 +109,13 @@ func (m *MemFS) Writes() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.writes
+}
+
+// CacheDrops returns every DropCache call so far, oldest first.
+func (m *MemFS) CacheDrops() []CacheDrop {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]CacheDrop(nil), m.drops...)
 }
 
 // TearMode says what Crash leaves of a file's unsynced bytes.
@@ -439,6 +455,17 @@ func (f *memFile) Size() (int64, error) {
 		return 0, errDead
 	}
 	return int64(len(f.ino.data)), nil
+}
+
+// DropCache only records the call: MemFS has no page cache.
+func (f *memFile) DropCache(off, n int64) error {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if f.ino.dead {
+		return errDead
+	}
+	f.fs.drops = append(f.fs.drops, CacheDrop{Path: f.name, Off: off, N: n, SyncedBytes: int64(len(f.ino.synced))})
+	return nil
 }
 
 func (f *memFile) Close() error { return nil }

@@ -18,6 +18,12 @@ func (o osFile) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p
 func (o osFile) Truncate(size int64) error                { return o.f.Truncate(size) }
 func (o osFile) Close() error                             { return o.f.Close() }
 
+// DropCache drops the range's clean pages from the page cache; dirty pages
+// are only scheduled for writeback, never discarded.
+func (o osFile) DropCache(off, n int64) error {
+	return unix.Fadvise(int(o.f.Fd()), off, n, unix.FADV_DONTNEED)
+}
+
 // Sync uses fdatasync: the data and the metadata needed to read it back (the
 // file size) are flushed, but not timestamps.
 func (o osFile) Sync() error {

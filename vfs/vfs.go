@@ -23,6 +23,10 @@ type File interface {
 	Sync() error
 	Truncate(size int64) error
 	Size() (int64, error)
+	// DropCache tells the OS that the range is not needed in memory soon
+	// (posix_fadvise DONTNEED on Linux). It is a hint: the data, durable or
+	// not, is unaffected, and a failure can be ignored.
+	DropCache(off, n int64) error
 	Close() error
 }
 

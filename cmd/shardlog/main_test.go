@@ -32,7 +32,7 @@ type countingCloser struct{ n atomic.Int32 }
 func (c *countingCloser) Close() error { c.n.Add(1); return nil }
 
 func testOptions() serveOptions {
-	return serveOptions{listen: "127.0.0.1:0", dataDir: "unused", accountID: "000000000000", region: "us-east-1", shardLimit: 500, sync: "always", throttleMultiplier: 1, segmentSize: 64 << 20, segmentAge: time.Hour, scalingPerDay: 10}
+	return serveOptions{listen: "127.0.0.1:0", dataDir: "unused", accountID: "000000000000", region: "us-east-1", shardLimit: 500, sync: "always", throttleMultiplier: 1, segmentSize: 64 << 20, segmentAge: time.Hour, scalingPerDay: 10, cacheWindow: 32 << 20}
 }
 
 func TestServeHealthAndShutdown(t *testing.T) {
@@ -97,6 +97,7 @@ func TestServeFlags(t *testing.T) {
 		"listen": "127.0.0.1:4567", "data-dir": "./shardlog-data", "create-stream-delay": "500ms",
 		"delete-stream-delay": "500ms", "update-stream-delay": "500ms", "shard-limit": "500",
 		"account-id": "000000000000", "region": "us-east-1", "log-level": "info", "log-format": "text", "sync": "always",
+		"cache-window": "33554432",
 	}
 	for name, def := range want {
 		f := cmd.Flags().Lookup(name)
@@ -118,6 +119,8 @@ func TestOptionsCheck(t *testing.T) {
 		func(o *serveOptions) { o.region = "" },
 		func(o *serveOptions) { o.throttleMultiplier = 0 },
 		func(o *serveOptions) { o.injectThrottleRate = 1.5 },
+		func(o *serveOptions) { o.cacheWindow = 0 },
+		func(o *serveOptions) { o.cacheWindow = -2 },
 	} {
 		o := testOptions()
 		mut(&o)
@@ -126,6 +129,11 @@ func TestOptionsCheck(t *testing.T) {
 		}
 	}
 	if err := testOptions().check(); err != nil {
+		t.Fatal(err)
+	}
+	never := testOptions()
+	never.cacheWindow = -1
+	if err := never.check(); err != nil {
 		t.Fatal(err)
 	}
 }

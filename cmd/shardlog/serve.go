@@ -31,6 +31,7 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 
 		SegmentSize: o.segmentSize,
 		SegmentAge:  o.segmentAge,
+		CacheWindow: o.cacheWindow,
 
 		RetentionEvery: o.retentionEvery,
 		Now:            o.now,

@@ -37,6 +37,7 @@ type serveOptions struct {
 
 	segmentSize int64
 	segmentAge  time.Duration
+	cacheWindow int64
 
 	// Test hooks, hidden from --help: the crash test uses them to make
 	// retention delete segments while the server is being killed.
@@ -94,6 +95,7 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.IntVar(&o.scalingPerDay, "scaling-calls-per-day", 10, "UpdateShardCount calls allowed per stream in any 24 hours (AWS: 10)")
 	f.Int64Var(&o.segmentSize, "segment-size", 64<<20, "roll a shard's segment file when it would exceed this many bytes")
 	f.DurationVar(&o.segmentAge, "segment-age", time.Hour, "roll a non-empty segment file this old")
+	f.Int64Var(&o.cacheWindow, "cache-window", 32<<20, "bytes of each shard's newest synced data left in the OS page cache; older pages are dropped (-1: never drop)")
 	f.DurationVar(&o.clockOffset, "debug-clock-offset", 0, "shift the server's clock (tests only)")
 	f.DurationVar(&o.retentionEvery, "debug-retention-interval", time.Minute, "how often retention runs (tests only)")
 	f.MarkHidden("debug-clock-offset")
@@ -119,6 +121,8 @@ func (o serveOptions) check() error {
 		return fmt.Errorf("--scaling-calls-per-day must be at least 1, got %d", o.scalingPerDay)
 	case o.segmentSize < 4<<10 || o.segmentAge <= 0:
 		return fmt.Errorf("--segment-size must be at least 4096 and --segment-age positive")
+	case o.cacheWindow != -1 && o.cacheWindow < 1<<20:
+		return fmt.Errorf("--cache-window must be -1 or at least 1048576, got %d", o.cacheWindow)
 	case !(o.throttleMultiplier > 0): // also refuses NaN
 		return fmt.Errorf("--throttle-multiplier must be positive, got %v", o.throttleMultiplier)
 	case !(o.injectThrottleRate >= 0 && o.injectThrottleRate <= 1): // also refuses NaN
