@@ -262,3 +262,66 @@ func TestWriterPowerLoss(t *testing.T) {
 		}
 	}
 }
+
+// TestWriterAdaptiveCompression: incompressible frames stop paying for
+// compression attempts after a streak (then one probe per skip period), and
+// compression resumes within a skip period once the data compresses again.
+func TestWriterAdaptiveCompression(t *testing.T) {
+	c := newTestCompressor(t)
+	_, w := newWriter(t, c)
+	rng := rand.New(rand.NewPCG(3, 4))
+	seq := uint64(100)
+	appendBatch := func(recs []Record) FrameInfo {
+		t.Helper()
+		fi, err := w.Append(recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq += uint64(len(recs))
+		return fi
+	}
+	const random = rawStreakToSkip + 10*(skipFrames+1)
+	for range random {
+		if fi := appendBatch(randomBatch(rng, seq, int64(seq), 4, 256)); fi.Codec != CodecNone {
+			t.Fatalf("random data stored as codec %d", fi.Codec)
+		}
+	}
+	if want := rawStreakToSkip + 10; w.probes != want {
+		t.Errorf("compression tried on %d of %d incompressible frames, want %d", w.probes, random, want)
+	}
+	for i := range skipFrames + 1 {
+		if appendBatch(jsonBatch(rng, seq, int64(seq), 16, 512)).Codec == CodecZstd {
+			return
+		}
+		if i == skipFrames {
+			t.Fatalf("compressible frames still stored raw after %d frames", skipFrames+1)
+		}
+	}
+}
+
+func TestWriterAdoptHistory(t *testing.T) {
+	c := newTestCompressor(t)
+	_, w := newWriter(t, c)
+	rng := rand.New(rand.NewPCG(5, 6))
+	seq := uint64(100)
+	for range rawStreakToSkip {
+		if _, err := w.Append(randomBatch(rng, seq, int64(seq), 4, 256)); err != nil {
+			t.Fatal(err)
+		}
+		seq += 4
+	}
+	fs := vfs.NewMemFS()
+	fs.MkdirAll("/next")
+	next, err := Create(fs, "/next/x.seg", FileHeader{SegmentID: 43, FirstSeq: seq, Codec: CodecZstd}, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	next.AdoptHistory(w)
+	if _, err := next.Append(randomBatch(rng, seq, int64(seq), 4, 256)); err != nil {
+		t.Fatal(err)
+	}
+	if next.probes != 0 {
+		t.Errorf("the next segment tried compression %d times right after a raw streak", next.probes)
+	}
+}

@@ -393,6 +393,7 @@ func (s *Shard) roll() error {
 	if err != nil {
 		return err
 	}
+	w.AdoptHistory(s.w)
 	s.w.Close()
 	s.w = w
 	s.mu.Lock()
