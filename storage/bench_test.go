@@ -6,11 +6,13 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/vfs"
 )
 
@@ -50,7 +52,7 @@ func BenchmarkAppend(b *testing.B) {
 				s := benchStore(b, shards)
 				var seed atomic.Uint64
 				b.SetBytes(int64(1024 * batch))
-				b.SetParallelism(32) // 64 writers on 2 cores
+				b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0))) // 64 writers however many Ps
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
 					rng := rand.New(rand.NewPCG(seed.Add(1), 1))
@@ -70,8 +72,29 @@ func BenchmarkAppend(b *testing.B) {
 					}
 				})
 				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
+				reportFrames(b, s)
 			})
 		}
+	}
+}
+
+// reportFrames reports what the disk saw: stored (compressed) bytes per
+// second and the mean stored frame, the write size to compare with dd.
+func reportFrames(b *testing.B, s *Store) {
+	var frames, stored int64
+	s.mu.RLock()
+	for _, st := range s.streams {
+		for _, sh := range st.shards {
+			for _, sg := range sh.Segments() {
+				frames += sg.Frames
+				stored += sg.End - segment.FileHeaderSize
+			}
+		}
+	}
+	s.mu.RUnlock()
+	if frames > 0 {
+		b.ReportMetric(float64(stored)/b.Elapsed().Seconds()/1e6, "disk-MB/s")
+		b.ReportMetric(float64(stored)/float64(frames)/1024, "frame-KiB")
 	}
 }
 
@@ -264,4 +287,6 @@ func BenchmarkAppendIncompressible(b *testing.B) {
 			}
 		}
 	})
+	b.StopTimer()
+	reportFrames(b, s)
 }

@@ -121,6 +121,7 @@ func TestOptionsCheck(t *testing.T) {
 		func(o *serveOptions) { o.injectThrottleRate = 1.5 },
 		func(o *serveOptions) { o.cacheWindow = 0 },
 		func(o *serveOptions) { o.cacheWindow = -2 },
+		func(o *serveOptions) { o.gomaxprocs = -1 },
 	} {
 		o := testOptions()
 		mut(&o)
@@ -163,5 +164,27 @@ func TestVersionCommand(t *testing.T) {
 	root.SetArgs([]string{"version"})
 	if err := root.Execute(); err != nil || !strings.HasPrefix(out.String(), "shardlog ") {
 		t.Fatalf("version: %q %v", out.String(), err)
+	}
+}
+
+func TestSchedulerProcs(t *testing.T) {
+	tests := []struct {
+		flag    int
+		envSet  bool
+		current int
+		want    int
+	}{
+		{flag: 0, envSet: false, current: 2, want: 8},
+		{flag: 0, envSet: false, current: 32, want: 32},
+		{flag: 0, envSet: true, current: 2, want: 2},
+		{flag: 3, envSet: true, current: 2, want: 3},
+		{flag: 1, envSet: false, current: 16, want: 1},
+	}
+	for _, tt := range tests {
+		o := testOptions()
+		o.gomaxprocs = tt.flag
+		if got := o.schedulerProcs(tt.envSet, tt.current); got != tt.want {
+			t.Errorf("flag %d, env set %v, runtime %d: got %d, want %d", tt.flag, tt.envSet, tt.current, got, tt.want)
+		}
 	}
 }
