@@ -12,9 +12,9 @@ import "github.com/shardlog/shardlog/vfs"
 // kernel reclaims it. Dropping pages that are already on disk hands the same
 // warm pages back to the next writes. On this project's Firecracker VM, whose
 // free memory is returned to the host (free page reporting), writing into
-// fresh pages cost 3-4 ms of CPU per MiB-sized write and capped fdatasync'd
-// appends at 260-300 MB/s; recycling them gave 1.1-1.5 GB/s (BENCHMARKS.md,
-// "Page-cache window"). Elsewhere it keeps shardlog from filling memory with
+// fresh pages cost 2-4 ms of system CPU per MiB written and held 4 MiB
+// fdatasync'd appends to 240-430 MB/s; recycling them gave 1.0-1.5 GB/s
+// (BENCHMARKS.md, "Against the disk at the frame size"). Elsewhere it keeps shardlog from filling memory with
 // cold log pages. The cost: a consumer more than the window behind the tip
 // reads from disk instead of memory.
 //
