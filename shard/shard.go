@@ -135,6 +135,7 @@ type Shard struct {
 
 	adm atomic.Pointer[ratelimit.Shard] // nil: unlimited
 
+	stopMu   sync.Mutex   // serializes stopping the writer (Close, Seal); guards quit's writes with mu
 	sendMu   sync.RWMutex // held shared while queueing an append, exclusively by Close
 	stopping bool         // under sendMu: no more appends may be queued
 
@@ -272,32 +273,75 @@ func (s *Shard) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
-	var err error
-	if s.quit != nil {
-		// No append can be queued after this, and the writer answers every
-		// one queued before it (drainOnQuit).
-		s.sendMu.Lock()
-		s.stopping = true
-		s.sendMu.Unlock()
-		close(s.quit)
-		<-s.done
-		if s.w != nil {
-			if !s.full {
-				err = s.w.Sync()
-			}
-			s.w.Close()
-		}
-	}
+	err := s.stopWriter()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	upd := index.Update{Shard: s.opts.IndexKey}
 	for _, sg := range s.segs {
-		upd.Segments = append(upd.Segments, sg.catalog())
 		sg.removed = true
 		s.maybeCloseReaderLocked(sg)
 	}
 	if err == nil && s.werr == nil {
-		s.opts.Index.Submit(upd)
+		s.opts.Index.Submit(s.catalogLocked())
 	}
 	return err
+}
+
+// Seal turns a writable shard into a read-only one in place, as a reshard
+// does to the shards it closes: the writer commits every queued append and
+// stops, the active segment is synced, and the final catalog goes to the
+// index. Readers keep reading throughout, and nothing is re-read from disk,
+// which reopening with ReadOnly would do (a CRC scan of the whole active
+// segment). Later Appends get ErrClosed. Sealing a shard without a writer
+// does nothing.
+func (s *Shard) Seal() error {
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	err := s.stopWriter()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil && s.werr == nil {
+		s.opts.Index.Submit(s.catalogLocked())
+	}
+	return err
+}
+
+// stopWriter stops the writer, if there is one, after it has answered every
+// queued append, and syncs and closes the active segment. No append can be
+// queued once it starts (see enqueue). Only the first call does anything;
+// afterwards quit is nil, so writableLocked answers ErrClosed.
+func (s *Shard) stopWriter() error {
+	s.stopMu.Lock()
+	defer s.stopMu.Unlock()
+	if s.quit == nil {
+		return nil
+	}
+	s.sendMu.Lock()
+	s.stopping = true
+	s.sendMu.Unlock()
+	close(s.quit)
+	<-s.done
+	var err error
+	if s.w != nil {
+		if !s.full {
+			err = s.w.Sync()
+		}
+		s.w.Close()
+		s.w = nil
+	}
+	s.mu.Lock()
+	s.quit = nil
+	s.mu.Unlock()
+	return err
+}
+
+func (s *Shard) catalogLocked() index.Update {
+	upd := index.Update{Shard: s.opts.IndexKey}
+	for _, sg := range s.segs {
+		upd.Segments = append(upd.Segments, sg.catalog())
+	}
+	return upd
 }

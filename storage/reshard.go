@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shardlog/shardlog/hashkey"
@@ -20,10 +21,11 @@ import (
 // and then applied as one unit:
 //
 //  1. under the store lock (so no new Put reads the old routing table) and
-//     the stream's gate (so no Append is in flight), the parents' writers
-//     are closed, which commits every queued append; the parents are
-//     reopened read-only. A Put that read the old table meets a closed
-//     parent and is re-routed to the children (Store.rerouteClosed);
+//     the stream's gate (so no Append is in flight), the parents are sealed
+//     in place (shard.Seal): their writers commit every queued append and
+//     stop, and they go on serving reads. A Put that read the old table
+//     meets a sealed parent and is re-routed to the children
+//     (Store.rerouteClosed);
 //  2. the children are opened, which creates their directories and first
 //     segments (a crash here leaves empty, unlisted directories under
 //     indexes not yet taken; the next reshard removes them first);
@@ -291,30 +293,26 @@ func (s *Store) install(st *stream, m *streamMeta, sealed, kids map[uint32]*shar
 	s.resumePending(st)
 }
 
-// sealParents stops the writers of the shards about to close and reopens
-// them read-only. Close commits every append already queued, so each record
-// acknowledged by a parent is in its files before the parent is sealed; an
-// append that arrives later fails with shard.ErrClosed and Put re-routes it.
+// sealParents seals the shards about to close in place (shard.Seal): each
+// commits every append already queued, so each record acknowledged by a
+// parent is in its files before the parent is sealed, and keeps serving
+// reads; an append that arrives later fails with shard.ErrClosed and Put
+// re-routes it. (Closing and reopening them read-only, as a first version
+// did, re-read every parent's active segment with CRCs under the store lock.)
 func (s *Store) sealParents(st *stream, parents []shardMeta) (map[uint32]*shard.Shard, error) {
-	if err := closeGated(st, parents); err != nil {
-		return nil, err
-	}
-	// Close submitted the parents' final catalogs; make them current before
-	// the read-only reopen loads them.
-	if err := s.idx.Flush(); err != nil {
-		return nil, err
-	}
+	st.gate.Lock()
+	defer st.gate.Unlock()
+	errs := make([]error, len(parents))
+	forEachParallel(len(parents), func(i int) {
+		if err := st.shards[parents[i].Index].Seal(); err != nil {
+			errs[i] = fmt.Errorf("seal %s: %w", shardID(parents[i].Index), err)
+		}
+	})
 	out := map[uint32]*shard.Shard{}
 	for _, sm := range parents {
-		sm.Closed = true
-		sh, err := s.openShard(st, sm)
-		if err != nil {
-			closeAll(out)
-			return nil, fmt.Errorf("reopen %s read-only: %w", shardID(sm.Index), err)
-		}
-		out[sm.Index] = sh
+		out[sm.Index] = st.shards[sm.Index]
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // closeGated closes shards once no Append is in flight (see stream.gate);
@@ -346,21 +344,51 @@ func (s *Store) reopenWritable(st *stream, parents []shardMeta) error {
 }
 
 // openChildren opens (creating) the plan's new shards; intermediate shards,
-// closed within the plan, are opened read-only and stay empty.
+// closed within the plan, are opened read-only and stay empty. Creating a
+// shard costs three fsyncs (segment header, two directories), so they are
+// opened reshardParallel at a time: one after the other, 128 -> 256 shards
+// took 220 ms, all under the store lock.
 func (s *Store) openChildren(st *stream, m *streamMeta, added []shardMeta) (map[uint32]*shard.Shard, error) {
 	if err := s.removeLeftovers(st, added); err != nil {
 		return nil, err
 	}
-	out := map[uint32]*shard.Shard{}
-	for _, sm := range added {
-		sh, err := s.openShardFor(st, m, sm)
-		if err != nil {
-			closeAll(out)
-			return nil, fmt.Errorf("open %s: %w", shardID(sm.Index), err)
+	out := make([]*shard.Shard, len(added))
+	errs := make([]error, len(added))
+	forEachParallel(len(added), func(i int) {
+		out[i], errs[i] = s.openShardFor(st, m, added[i])
+		if errs[i] != nil {
+			errs[i] = fmt.Errorf("open %s: %w", shardID(added[i].Index), errs[i])
 		}
-		out[sm.Index] = sh
+	})
+	kids := map[uint32]*shard.Shard{}
+	for i, sh := range out {
+		if sh != nil {
+			kids[added[i].Index] = sh
+		}
 	}
-	return out, s.opts.FS.SyncDir(filepath.Join(s.streamsDir(), st.dir))
+	if err := errors.Join(errs...); err != nil {
+		closeAll(kids)
+		return nil, err
+	}
+	return kids, s.opts.FS.SyncDir(filepath.Join(s.streamsDir(), st.dir))
+}
+
+// reshardParallel bounds the shards a reshard creates or seals at once.
+const reshardParallel = 16
+
+// forEachParallel calls fn(0..n-1), at most reshardParallel at a time.
+func forEachParallel(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, reshardParallel)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
 }
 
 // removeLeftovers deletes what a reshard that crashed before its commit
