@@ -111,8 +111,15 @@ func (s *Shard) recoverSegments(files []segFile, catalog []index.Segment, seeks 
 	for i, f := range files {
 		s.nextSeg = max(s.nextSeg, f.id+1)
 		sg := &seg{id: f.id, firstSeq: f.firstSeq, path: s.segPath(f.firstSeq, f.id)}
+		// A closed shard's newest segment is as final as a sealed one: it was
+		// synced before the reshard's commit closed the shard. Its catalog is
+		// trusted when it agrees, rather than CRC-scanning the whole file at
+		// every start; when it does not (index.db behind or gone, or a tail
+		// left by a write that failed for lack of space), it is scanned as a
+		// tail.
+		sealed := i < len(files)-1 || s.opts.ReadOnly
 		var err error
-		if c, ok := byID[f.id]; ok && i < len(files)-1 && s.catalogAgrees(sg, c) {
+		if c, ok := byID[f.id]; ok && sealed && s.catalogAgrees(sg, c) {
 			s.fromCatalog(sg, c, seeks)
 		} else if i < len(files)-1 {
 			err = s.scanSealed(sg)
