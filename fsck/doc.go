@@ -43,4 +43,14 @@
 // lower bound) so that the chain holds across files too. Every original is kept,
 // renamed to <name>.broken, and index.db is moved aside so the server rebuilds
 // it. The report names the exact sequence ranges lost.
+//
+// Repair never makes the server assign a sequence number twice. The server
+// starts a shard after its newest segment's last frame (or at the FirstSeq of
+// an empty newest segment), so dropping the frames that hold a shard's
+// highest seqs would hand them out again, and the segment chain leaves no
+// file that could carry the floor above the last kept frame. Such a shard is
+// left as it is, and a NOTE gives its sequence floor: one above the highest
+// seq in any segment name, valid frame or intact frame at corrupt damage
+// (floor.go). A torn tail of the newest segment does not count: it was never
+// acknowledged, and the server cuts it and reuses its seqs itself.
 package fsck

@@ -19,7 +19,9 @@ import (
 // and moves index.db aside so the server rebuilds it. Every original is kept
 // as <name>.broken. It then verifies the result: the returned report holds
 // that verification's findings, the actions taken and the sequence ranges
-// lost. With dryRun it changes nothing and reports what it would do.
+// lost. With dryRun it changes nothing and reports what it would do. A shard
+// whose repair would lower its sequence floor is left as it is, with a note
+// (floor.go).
 //
 // Repair takes the data directory's LOCK exclusively, as the server does, and
 // fails with ErrInUse beside a running server. Stream and Shard are ignored:
@@ -126,6 +128,10 @@ func (r *repairer) shard(sh *shardCheck) error {
 	if err != nil {
 		return err
 	}
+	if why := lowersFloor(sh, plans, lost); why != "" {
+		r.note("%s: not repaired: %s", sh.rel, why)
+		return nil
+	}
 	r.out.Lost = append(r.out.Lost, lost...)
 	ids := newIDs(sh)
 	for _, p := range plans {
@@ -179,6 +185,19 @@ type segPlan struct {
 	why    string
 }
 
+// nextAfter is the first seq the segment after the planned one must start
+// at (shard/recover.go seg.nextAfter): one above its last kept frame, or its
+// first seq if it keeps none.
+func (p segPlan) nextAfter() uint64 {
+	if n := len(p.frames); n > 0 {
+		return p.frames[n-1].LastSeq + 1
+	}
+	if p.whole && p.sc.frames() > 0 {
+		return p.sc.lastSeq() + 1
+	}
+	return p.first
+}
+
 // keptFrame is a valid frame to write. Frames before a segment's first damage
 // are copied byte for byte (their prevCRC chain starts at the file's start,
 // as in the new file); frames after it are re-encoded, chained to the frame
@@ -214,12 +233,7 @@ func (r *repairer) plan(sh *shardCheck) ([]segPlan, []LostRange, error) {
 			p.first = chainNext
 		}
 		p.rewrite = p.rewrite || p.first != sc.firstSeq
-		chainNext = p.first
-		if n := len(p.frames); n > 0 {
-			chainNext = p.frames[n-1].LastSeq + 1
-		} else if p.whole && sc.frames() > 0 {
-			chainNext = sc.lastSeq() + 1
-		}
+		chainNext = p.nextAfter()
 		plans = append(plans, p)
 		prev = sc
 	}

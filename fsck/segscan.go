@@ -37,6 +37,10 @@ type region struct {
 	res   segment.ScanResult
 	cause Code   // for a damaged end (Tail != TailClean): what is wrong at BadOffset
 	next  uint64 // the lowest seq a frame at BadOffset could have had
+	// badLast is the LastSeq of the frame at BadOffset if its CRC holds (0
+	// if not, or no damage): the server wrote those seqs, so they count
+	// toward the shard's sequence floor even if the frame is dropped.
+	badLast uint64
 	// tsBack: this region's first frame arrives before the previous region's
 	// last frame (only checked across damage; Scan checks it within a region).
 	tsBack bool
@@ -148,7 +152,7 @@ func (sc *segCheck) scanRegions(r io.ReaderAt, deep bool, comp *segment.Compress
 			reg.tsBack = res.MinTs < sc.maxTs()
 		}
 		if res.Tail != segment.TailClean {
-			if reg.cause, err = diagnose(r, sc.size, reg, deep, comp); err != nil {
+			if reg.cause, reg.badLast, err = diagnose(r, sc.size, reg, deep, comp); err != nil {
 				return err
 			}
 		}
@@ -266,33 +270,34 @@ func (sc *segCheck) summary() SegmentSummary {
 // diagnose names what is wrong at a region's BadOffset. Scan has already
 // decided torn against corrupt; this re-derives the first failing check, in
 // Scan's order (frame on its own, then against its predecessor, then --deep),
-// so the code agrees with Scan's BadErr.
-func diagnose(r io.ReaderAt, size int64, reg region, deep bool, comp *segment.Compressor) (Code, error) {
+// so the code agrees with Scan's BadErr. badLast is the frame's LastSeq if
+// its CRC holds, else 0.
+func diagnose(r io.ReaderAt, size int64, reg region, deep bool, comp *segment.Compressor) (code Code, badLast uint64, err error) {
 	off := reg.res.BadOffset
 	n := min(size-off, segment.FrameHeaderSize)
 	b := make([]byte, n)
 	if _, err := r.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
-		return "", err
+		return "", 0, err
 	}
 	if allZero(b) {
-		return EZeroRange, nil
+		return EZeroRange, 0, nil
 	}
 	h, err := segment.DecodeFrameHeader(b)
 	if err != nil || off+h.Size() > size {
-		return EFrameHeader, nil
+		return EFrameHeader, 0, nil
 	}
 	frame := make([]byte, h.Size())
 	if _, err := r.ReadAt(frame, off); err != nil && !errors.Is(err, io.EOF) {
-		return "", err
+		return "", 0, err
 	}
 	stored := frame[segment.FrameHeaderSize : segment.FrameHeaderSize+int(h.StoredLen)]
 	switch {
 	case segment.FrameCRC(frame, stored) != h.CRC:
-		return EFrameCRC, nil
+		return EFrameCRC, 0, nil
 	case !allZero(frame[segment.FrameHeaderSize+len(stored):]):
-		return EFramePadding, nil
+		return EFramePadding, h.LastSeq, nil
 	}
-	return diagnoseOrder(reg, h, frame, stored, deep, comp), nil
+	return diagnoseOrder(reg, h, frame, stored, deep, comp), h.LastSeq, nil
 }
 
 // diagnoseOrder checks an intact frame against its predecessor, then decodes.
