@@ -111,15 +111,16 @@ func (s *Shard) recoverSegments(files []segFile, catalog []index.Segment, seeks 
 	for i, f := range files {
 		s.nextSeg = max(s.nextSeg, f.id+1)
 		sg := &seg{id: f.id, firstSeq: f.firstSeq, path: s.segPath(f.firstSeq, f.id)}
-		// A closed shard's newest segment is as final as a sealed one: it was
-		// synced before the reshard's commit closed the shard. Its catalog is
-		// trusted when it agrees, rather than CRC-scanning the whole file at
-		// every start; when it does not (index.db behind or gone, or a tail
-		// left by a write that failed for lack of space), it is scanned as a
-		// tail.
-		sealed := i < len(files)-1 || s.opts.ReadOnly
+		// A catalog entry that agrees with the file is final, the newest
+		// segment's too: the writer submits one with a frame-holding End only
+		// after its last sync, when the shard is closed or sealed (at a roll
+		// it submits End = the header). So after a clean shutdown, or for a
+		// shard a reshard closed, nothing is CRC-scanned again, and a damaged
+		// last frame is left for fsck and reads to report instead of being
+		// cut as if torn. After a crash the entry disagrees (index.db lags or
+		// is gone) and the newest segment is scanned as a tail.
 		var err error
-		if c, ok := byID[f.id]; ok && sealed && s.catalogAgrees(sg, c) {
+		if c, ok := byID[f.id]; ok && s.catalogAgrees(sg, c) {
 			s.fromCatalog(sg, c, seeks)
 		} else if i < len(files)-1 {
 			err = s.scanSealed(sg)
