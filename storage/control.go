@@ -82,7 +82,7 @@ func (s *Store) newStreamMeta(in CreateStreamInput) *streamMeta {
 // streams never coincide even when both were created in the same second, and
 // a number from another stream is recognised as such.
 func (s *Store) maxEpochLocked() int64 {
-	var e int64
+	e := s.reservedEpoch
 	for _, st := range s.streams {
 		for _, sm := range st.meta.Shards {
 			e = max(e, sm.CreateSecs)
@@ -138,13 +138,19 @@ func (s *Store) finishPendingLocked(st *stream) {
 	}
 }
 
-// DeleteStream marks the stream DELETING; its files go after DeleteDelay.
+// DeleteStream marks the stream DELETING; its files go after DeleteDelay. It
+// first waits for a reshard of the stream to finish its file work.
 func (s *Store) DeleteStream(ctx context.Context, name string) error {
+	s.awaitReshard(ctx, name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, err := s.lookupLocked(name)
 	if err != nil {
 		return err
+	}
+	if st.resharding != nil { // another reshard began since awaitReshard
+		return errorf(ErrResourceInUse, fmt.Sprintf("Stream %s under account %s not ACTIVE, instead in state %s",
+			name, s.opts.AccountID, st.meta.Status))
 	}
 	if st.meta.Status == StatusDeleting {
 		return nil

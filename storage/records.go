@@ -60,6 +60,7 @@ func (s *Store) rerouteClosed(ctx context.Context, name string, entries []PutEnt
 	if len(idx) == 0 {
 		return
 	}
+	s.awaitReshard(ctx, name) // the reshard that sealed the shard installs the children
 	st, routes, err := s.writableStream(name)
 	if err != nil {
 		return // shutting down or gone: the entries keep their failure

@@ -170,7 +170,7 @@ func recentScalings(ns []int64, now time.Time) []int64 {
 // checkShardLimitLocked fails when add more open shards would exceed the
 // account's shard limit.
 func (s *Store) checkShardLimitLocked(add int) error {
-	open := s.openShardsLocked()
+	open := s.openShardsLocked() + s.reservedShards
 	if add <= 0 || open+add <= s.opts.ShardLimit {
 		return nil
 	}
@@ -180,25 +180,48 @@ func (s *Store) checkShardLimitLocked(add int) error {
 		s.opts.AccountID, open, s.opts.ShardLimit, add))
 }
 
-// reshard plans a change under the store lock and applies it.
+// reshard plans a change under the store lock, does its file work (sealing
+// parents, creating children) without it, so that requests to other streams
+// go on, and commits under it again. During the file work the stream is
+// UPDATING in memory, so other reshards and metadata changes of this stream
+// get ResourceInUse as AWS answers for an UPDATING stream, and st.resharding
+// is set: DeleteStream and Close wait for it, retention skips the stream, and
+// a Put that meets a sealed parent waits for it before re-routing.
 func (s *Store) reshard(name string, plan func(p *planner) error) error {
 	s.mu.Lock()
+	st, p, err := s.planLocked(name, plan)
+	if err != nil || p == nil {
+		s.mu.Unlock()
+		return err
+	}
+	s.beginReshardLocked(st, p)
+	s.mu.Unlock()
+	sealed, kids, err := s.prepare(st, p)
+	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.endReshardLocked(st, p)
+	return s.commitLocked(st, p, sealed, kids, err)
+}
+
+// planLocked plans a reshard. A plan that adds no shard (UpdateShardCount to
+// the current count) only records the call; it returns a nil planner.
+func (s *Store) planLocked(name string, plan func(p *planner) error) (*stream, *planner, error) {
 	st, err := s.reshardableLocked(name)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	p := s.newPlanner(st)
 	if err := plan(p); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if len(p.added) == 0 {
 		if len(p.m.ScalingNs) != len(st.meta.ScalingNs) {
-			return s.persistLocked(st, p.m)
+			return nil, nil, s.persistLocked(st, p.m)
 		}
-		return nil
+		return nil, nil, nil
 	}
-	return s.applyLocked(st, p)
+	p.m.Status, p.m.PendingUntilNs = StatusUpdating, p.now.Add(s.opts.UpdateDelay).UnixNano()
+	return st, p, nil
 }
 
 func (s *Store) persistLocked(st *stream, m *streamMeta) error {
@@ -224,31 +247,58 @@ func (s *Store) reshardableLocked(name string) (*stream, error) {
 	return st, nil
 }
 
-// applyLocked carries out a plan; see the comment at the top of this file.
-// A failure before the commit restores the old shard set; a hook's
-// simulated crash (errCrashStop) leaves everything as it is.
-func (s *Store) applyLocked(st *stream, p *planner) error {
-	m := p.m
-	m.Status, m.PendingUntilNs = StatusUpdating, p.now.Add(s.opts.UpdateDelay).UnixNano()
-	if err := runHook("begin"); err != nil {
-		return err
+// beginReshardLocked claims the stream for p. The UPDATING status is not
+// persisted: a crash before the commit leaves the stream ACTIVE with its old
+// shards. The children's epochs and shard count are reserved, so a stream
+// created meanwhile takes a later epoch and the account limit holds.
+func (s *Store) beginReshardLocked(st *stream, p *planner) {
+	p.prev = st.meta
+	cur := st.meta.clone()
+	cur.Status = StatusUpdating
+	st.meta = cur
+	st.resharding = make(chan struct{})
+	for _, sm := range p.added {
+		s.reservedEpoch = max(s.reservedEpoch, sm.CreateSecs)
 	}
-	sealed, err := s.sealParents(st, p.sealed)
+	p.reserved = max(0, p.openCount()-len(st.routes))
+	s.reservedShards += p.reserved
+}
+
+func (s *Store) endReshardLocked(st *stream, p *planner) {
+	s.reservedShards -= p.reserved
+	close(st.resharding)
+	st.resharding = nil
+}
+
+// prepare does a reshard's file work, without the store lock; see the
+// comment at the top of this file.
+func (s *Store) prepare(st *stream, p *planner) (sealed, kids map[uint32]*shard.Shard, err error) {
+	if err := runHook("begin"); err != nil {
+		return nil, nil, err
+	}
+	sealed, err = s.sealParents(st, p.sealed)
 	if err == nil {
 		err = runHook("sealed")
 	}
 	if err != nil {
-		closeAll(sealed)
-		return s.rollback(st, p, err)
+		return sealed, nil, err
 	}
-	kids, err := s.openChildren(st, m, p.added)
+	kids, err = s.openChildren(st, p.m, p.added)
 	if err == nil {
 		err = runHook("children")
 	}
+	return sealed, kids, err
+}
+
+// commitLocked commits a prepared reshard (one meta.db transaction) and
+// installs it, or undoes it after a failure before the commit; a hook's
+// simulated crash (errCrashStop) leaves the files as they are.
+func (s *Store) commitLocked(st *stream, p *planner, sealed, kids map[uint32]*shard.Shard, err error) error {
 	if err == nil {
-		err = s.persist(m)
+		err = s.persist(p.m)
 	}
 	if err != nil {
+		st.meta = p.prev
 		closeAll(sealed)
 		if errors.Is(err, errCrashStop) {
 			closeAll(kids)
@@ -262,16 +312,12 @@ func (s *Store) applyLocked(st *stream, p *planner) error {
 		closeAll(sealed)
 		return err
 	}
-	s.install(st, m, sealed, kids)
+	s.install(st, p.m, sealed, kids)
 	return nil
 }
 
-// rollback reopens the parents writable after a failure before the commit,
-// unless the failure is a simulated crash.
+// rollback reopens the parents writable after a failure before the commit.
 func (s *Store) rollback(st *stream, p *planner, err error) error {
-	if errors.Is(err, errCrashStop) {
-		return err
-	}
 	err = errors.Join(err, s.reopenWritable(st, p.sealed))
 	st.rebuildRoutes() // to the new handles
 	return err
@@ -291,6 +337,23 @@ func (s *Store) install(st *stream, m *streamMeta, sealed, kids map[uint32]*shar
 		st.timer.Stop()
 	}
 	s.resumePending(st)
+}
+
+// awaitReshard waits until no reshard of the named stream is doing its file
+// work, or ctx ends.
+func (s *Store) awaitReshard(ctx context.Context, name string) {
+	s.mu.RLock()
+	var ch chan struct{}
+	if st, ok := s.streams[name]; ok {
+		ch = st.resharding
+	}
+	s.mu.RUnlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+	}
 }
 
 // sealParents seals the shards about to close in place (shard.Seal): each
@@ -463,6 +526,10 @@ type planner struct {
 	sealed []shardMeta // shards open before the plan that it closes
 	added  []shardMeta // shards the plan creates (some closed again by it)
 	acct   string
+	prev   *streamMeta // the stream's metadata before the plan (beginReshardLocked)
+	// reserved is how many open shards the plan adds to the account while
+	// it runs (endReshardLocked returns them).
+	reserved int
 	// rng caches parsed hash ranges: parsing the decimal strings on every
 	// probe made planning quadratic in big.Int work (4 s at 1,000 shards,
 	// under the store lock).

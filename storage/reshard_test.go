@@ -14,6 +14,7 @@ import (
 
 	"github.com/shardlog/shardlog/hashkey"
 	"github.com/shardlog/shardlog/seqnum"
+	"github.com/shardlog/shardlog/shard"
 	"github.com/shardlog/shardlog/vfs"
 )
 
@@ -620,5 +621,70 @@ func TestReshardFailureRollsBack(t *testing.T) {
 			}
 			putKeys(t, s, "r", "e", "f")
 		})
+	}
+}
+
+// TestReshardFileWorkRunsWithoutStoreLock: while a reshard seals its parents
+// and creates its children, the store lock is free, so other streams are
+// served; the resharded stream shows UPDATING, a second reshard of it is
+// refused, a Put that meets a sealed parent waits and lands on a child, and
+// Close waits for a reshard in progress to commit.
+func TestReshardFileWorkRunsWithoutStoreLock(t *testing.T) {
+	s, _ := newTestStore(t, 1)
+	mustCreate(t, s, "other", 1)
+	var rerouted chan []PutResult
+	var closed chan error
+	reshardHook = func(at string) error {
+		if at != "sealed" {
+			return nil
+		}
+		if !s.mu.TryLock() {
+			t.Error("the store lock is held while the reshard seals and creates shards")
+			return nil
+		}
+		s.mu.Unlock()
+		if closed != nil { // the second reshard
+			go func() { closed <- s.Close() }()
+			return nil
+		}
+		putKeys(t, s, "other", "a", "b")
+		info, err := s.DescribeStream(context.Background(), "s")
+		if err != nil || info.Status != StatusUpdating {
+			t.Errorf("during the reshard: status %v, %v; want UPDATING", info.Status, err)
+		}
+		if err := s.SplitShard(context.Background(), "s", "shardId-000000000000", "1"); !errors.Is(err, ErrResourceInUse) {
+			t.Errorf("second reshard during the first: %v, want ResourceInUse", err)
+		}
+		rerouted = make(chan []PutResult, 1)
+		go func() {
+			res, err := s.Put(context.Background(), "s", []PutEntry{{PartitionKey: "k", Data: []byte("x")}})
+			if err != nil {
+				t.Error(err)
+			}
+			rerouted <- res
+		}()
+		return nil
+	}
+	defer func() { reshardHook = nil }()
+	split := func(id string, at hashkey.Key) error {
+		return s.SplitShard(context.Background(), "s", id, at.String())
+	}
+	if err := split("shardId-000000000000", hashkey.Split(2)[1].Start); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-rerouted; len(res) != 1 || res[0].Err != nil || res[0].ShardID == "shardId-000000000000" {
+		t.Fatalf("put that met the sealed parent: %+v, want it stored on a child", res)
+	}
+	closed = make(chan error, 1)
+	if err := split("shardId-000000000001", hashkey.Split(4)[1].Start); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("Close during the reshard: %v", err)
+	}
+	for i, sh := range s.streams["s"].shards { // the children too: Close waited for them
+		if _, err := sh.Append(context.Background(), []shard.Entry{{PartitionKey: "k", Data: []byte("x")}}, 0); !errors.Is(err, shard.ErrClosed) {
+			t.Errorf("shard %d after Close: %v, want closed", i, err)
+		}
 	}
 }

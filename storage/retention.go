@@ -54,7 +54,8 @@ func (s *Store) EnforceRetention() {
 func (s *Store) expireClosedShards(st *stream) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur, ok := s.streams[st.name]; !ok || cur != st || s.closed || st.meta.Status == StatusDeleting || st.meta.Status == StatusCreating {
+	if cur, ok := s.streams[st.name]; !ok || cur != st || s.closed || st.resharding != nil ||
+		st.meta.Status == StatusDeleting || st.meta.Status == StatusCreating {
 		return nil
 	}
 	cutoff := s.opts.Now().Add(-time.Duration(st.meta.RetentionHours) * time.Hour).UnixMilli()

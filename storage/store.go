@@ -133,6 +133,11 @@ type Store struct {
 	mu      sync.RWMutex
 	streams map[string]*stream
 	closed  bool
+	// reservedEpoch and reservedShards are held by reshards doing their file
+	// work (beginReshardLocked): the children's newest epoch and how many
+	// open shards they add. Guarded by mu.
+	reservedEpoch  int64
+	reservedShards int
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -222,10 +227,17 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	streams := make([]*stream, 0, len(s.streams))
+	var reshards []chan struct{}
 	for _, st := range s.streams {
 		streams = append(streams, st)
+		if st.resharding != nil {
+			reshards = append(reshards, st.resharding)
+		}
 	}
 	s.mu.Unlock()
+	for _, ch := range reshards { // a reshard started before Close commits or undoes itself
+		<-ch
+	}
 	s.cancel()
 	s.wg.Wait()
 	var errs []error

@@ -64,6 +64,9 @@ type stream struct {
 	// reshard closes shards: an Append racing a shard's Close could be queued
 	// after the writer's final drain and never answered, so none may race it.
 	gate sync.RWMutex
+	// resharding is non-nil while a reshard does its file work without the
+	// store lock, and closed when it is done; guarded by Store.mu.
+	resharding chan struct{}
 }
 
 type route struct {
