@@ -25,6 +25,24 @@
 //	+------+-------+------+--------+--------+-------+----------+---------+-------+-------+---------+--------+
 //	  0      1       2      4        8        12      16         24        32      40      48        52
 //
+// flags is a bit set; a reader rejects a file with a bit it does not know
+// (ErrVersion), since each changes what the file means. Version 1 defines one:
+//
+//   - 1 (FlagSeqFloor): a sequence floor. The sequences below this segment's
+//     firstSeq that no earlier segment holds were given out once and lost (a
+//     repair dropped them), so they must never be given out again, and the gap
+//     before this segment is intentional, not a missing file. Without the
+//     flag, a segment that starts above the previous one's end (its last
+//     frame's lastSeq+1, or its firstSeq if it has no frames) means a segment
+//     is missing. A floor segment is usually empty: its header is its content.
+//     Whoever starts a segment above the end of the last segment that holds
+//     frames sets the flag again, so the floor outlives the file that
+//     declared it.
+//
+// A file written before the flag existed has flags 0 and reads unchanged; a
+// build older than the flag rejects a floor segment, which is right, since it
+// could not honour the floor.
+//
 // type is 1 (records); 0 means "no frame here" (end of data). codec is 0 (raw)
 // or 1 (zstd); a frame is stored raw when compression does not make it smaller.
 // The CRC32C (Castagnoli) covers header bytes 0-51 and the stored payload, so a

@@ -81,7 +81,8 @@ var (
 	// ErrTorn means the data stops inside a structure: EOF inside a header or a
 	// frame, as an interrupted write leaves it.
 	ErrTorn = errors.New("segment: torn write")
-	// ErrVersion means a file header of a format version this build cannot read.
+	// ErrVersion means a file header of a format version this build cannot
+	// read, or with a flag this build does not know.
 	ErrVersion = errors.New("segment: unsupported version")
 	// ErrEndOfData means there is no frame here: an all-zero frame header, or
 	// EOF exactly at a frame boundary.
@@ -106,6 +107,20 @@ const (
 	fhCRC       = 60
 )
 
+// File header flags (doc.go). A reader rejects any bit it does not know
+// (ErrVersion): a flag changes what the file means, so ignoring one could be
+// wrong.
+const (
+	// FlagSeqFloor declares the gap before the segment intentional: the
+	// sequences below its FirstSeq that no earlier segment holds were given
+	// out once and lost (a repair dropped them), so they must never be given
+	// out again, and no segment is missing there. Without it such a gap is a
+	// missing segment.
+	FlagSeqFloor uint32 = 1 << 0
+
+	knownFlags = FlagSeqFloor
+)
+
 // FileHeader is the first 64 bytes of a segment file, written once at creation.
 type FileHeader struct {
 	SegmentID uint64
@@ -119,15 +134,19 @@ type FileHeader struct {
 	// Codec is the default codec of the file's frames; each frame still names
 	// its own, since incompressible frames are stored raw.
 	Codec Codec
+	// Flags are FlagSeqFloor or 0.
+	Flags uint32
 }
 
-// Encode returns the header's 64 bytes, CRC included. Flags, the dictionary ID
-// and the reserved bytes are zero in version 1.
+// Encode returns the header's 64 bytes, CRC included. The dictionary ID and
+// the reserved bytes are zero in version 1. Flags are written as given;
+// DecodeFileHeader rejects unknown ones.
 func (h FileHeader) Encode() [FileHeaderSize]byte {
 	var b [FileHeaderSize]byte
 	copy(b[:], Magic[:])
 	binary.LittleEndian.PutUint16(b[fhVersion:], Version)
 	binary.LittleEndian.PutUint16(b[fhHdrLen:], FileHeaderSize)
+	binary.LittleEndian.PutUint32(b[fhFlags:], h.Flags)
 	binary.LittleEndian.PutUint64(b[fhSegmentID:], h.SegmentID)
 	binary.LittleEndian.PutUint64(b[fhFirstSeq:], h.FirstSeq)
 	binary.LittleEndian.PutUint64(b[fhShardKey:], h.ShardKey)
@@ -138,8 +157,8 @@ func (h FileHeader) Encode() [FileHeaderSize]byte {
 }
 
 // DecodeFileHeader parses and validates a file header: magic, version, header
-// length, CRC, known codec and zero flags, dictionary ID and reserved bytes.
-// Fewer than FileHeaderSize bytes is ErrTorn.
+// length, CRC, known codec, no unknown flag, and zero dictionary ID and
+// reserved bytes. Fewer than FileHeaderSize bytes is ErrTorn.
 func DecodeFileHeader(b []byte) (FileHeader, error) {
 	if len(b) < FileHeaderSize {
 		return FileHeader{}, fmt.Errorf("%w: file header is %d bytes, want %d", ErrTorn, len(b), FileHeaderSize)
@@ -159,8 +178,15 @@ func DecodeFileHeader(b []byte) (FileHeader, error) {
 	if got, want := crc32.Checksum(b[:fhCRC], castagnoli), binary.LittleEndian.Uint32(b[fhCRC:]); got != want {
 		return FileHeader{}, fmt.Errorf("%w: file header CRC %08x, stored %08x", ErrCorrupt, got, want)
 	}
-	if !allZero(b[fhFlags:fhSegmentID]) || !allZero(b[fhRsvd1:fhCRC]) {
-		return FileHeader{}, fmt.Errorf("%w: nonzero flags, dictionary ID or reserved bytes in file header", ErrCorrupt)
+	// The CRC holds, so an unknown flag was written on purpose, by a build
+	// that gave it a meaning this one cannot honour: ErrVersion, not
+	// ErrCorrupt, so that fsck does not "repair" it away.
+	flags := binary.LittleEndian.Uint32(b[fhFlags:])
+	if unknown := flags &^ knownFlags; unknown != 0 {
+		return FileHeader{}, fmt.Errorf("%w: file header flags %#x unknown to this build", ErrVersion, unknown)
+	}
+	if !allZero(b[fhRsvd1:fhCRC]) {
+		return FileHeader{}, fmt.Errorf("%w: nonzero dictionary ID or reserved bytes in file header", ErrCorrupt)
 	}
 	h := FileHeader{
 		SegmentID: binary.LittleEndian.Uint64(b[fhSegmentID:]),
@@ -168,6 +194,7 @@ func DecodeFileHeader(b []byte) (FileHeader, error) {
 		ShardKey:  binary.LittleEndian.Uint64(b[fhShardKey:]),
 		CreatedNs: int64(binary.LittleEndian.Uint64(b[fhCreated:])),
 		Codec:     Codec(b[fhCodec]),
+		Flags:     flags,
 	}
 	if !h.Codec.valid() {
 		return FileHeader{}, fmt.Errorf("%w: file header codec %d", ErrCorrupt, b[fhCodec])

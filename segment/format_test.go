@@ -18,6 +18,7 @@ func TestFileHeaderRoundTrip(t *testing.T) {
 		{"zero", FileHeader{}},
 		{"typical", FileHeader{SegmentID: 0x2a, FirstSeq: 100, ShardKey: 0xdeadbeefcafe, CreatedNs: 1_700_000_000_000_000_000, Codec: CodecZstd}},
 		{"extremes", FileHeader{SegmentID: math.MaxUint64, FirstSeq: math.MaxUint64, ShardKey: math.MaxUint64, CreatedNs: math.MinInt64, Codec: CodecNone}},
+		{"sequence floor", FileHeader{SegmentID: 9, FirstSeq: 79, ShardKey: 0xdeadbeefcafe, CreatedNs: 1, Codec: CodecZstd, Flags: FlagSeqFloor}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,7 +59,10 @@ func TestDecodeFileHeaderErrors(t *testing.T) {
 		{"header length", func(b []byte) []byte { b[fhHdrLen] = 128; return b }, true, ErrCorrupt},
 		{"bad CRC", func(b []byte) []byte { b[fhFirstSeq] ^= 1; return b }, false, ErrCorrupt},
 		{"CRC bit flip", func(b []byte) []byte { b[fhCRC+3] ^= 0x80; return b }, false, ErrCorrupt},
-		{"flags", func(b []byte) []byte { b[fhFlags] = 1; return b }, true, ErrCorrupt},
+		{"unknown flag next to the floor flag", func(b []byte) []byte { b[fhFlags] = 2; return b }, true, ErrVersion},
+		{"floor flag with an unknown one", func(b []byte) []byte { b[fhFlags] = 3; return b }, true, ErrVersion},
+		{"unknown flag in the high byte", func(b []byte) []byte { b[fhFlags+3] = 0x80; return b }, true, ErrVersion},
+		{"floor flag set without a new CRC", func(b []byte) []byte { b[fhFlags] = 1; return b }, false, ErrCorrupt},
 		{"reserved after codec", func(b []byte) []byte { b[fhRsvd1+1] = 1; return b }, true, ErrCorrupt},
 		{"dictionary ID", func(b []byte) []byte { b[fhDictID] = 9; return b }, true, ErrCorrupt},
 		{"reserved before CRC", func(b []byte) []byte { b[fhRsvd2] = 1; return b }, true, ErrCorrupt},
@@ -76,6 +80,25 @@ func TestDecodeFileHeaderErrors(t *testing.T) {
 				t.Fatalf("got %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestFileHeaderFlagsLayout pins the flags field: a little-endian uint32 at
+// bytes 12-15, zero in every file written before flags existed, so those
+// files encode (and decode) exactly as they did.
+func TestFileHeaderFlagsLayout(t *testing.T) {
+	plain := FileHeader{SegmentID: 1, FirstSeq: 2, ShardKey: 3, CreatedNs: 4, Codec: CodecZstd}
+	floor := plain
+	floor.Flags = FlagSeqFloor
+	pb, fb := plain.Encode(), floor.Encode()
+	if !allZero(pb[fhFlags:fhSegmentID]) {
+		t.Fatalf("flags 0 encoded as %x", pb[fhFlags:fhSegmentID])
+	}
+	if want := []byte{1, 0, 0, 0}; !bytes.Equal(fb[fhFlags:fhSegmentID], want) {
+		t.Fatalf("FlagSeqFloor encoded as %x, want %x", fb[fhFlags:fhSegmentID], want)
+	}
+	if !bytes.Equal(pb[:fhFlags], fb[:fhFlags]) || !bytes.Equal(pb[fhSegmentID:fhCRC], fb[fhSegmentID:fhCRC]) {
+		t.Fatal("the flag changed bytes outside the flags field and the CRC")
 	}
 }
 
