@@ -22,7 +22,9 @@ import (
 //     corruption of acknowledged data: it is never cut here; the shard goes
 //     read-only and serves what precedes the damage until `fsck repair`.
 //  4. Segment first sequences must chain with no gap; a missing segment in the
-//     middle is corruption. A missing prefix is retention.
+//     middle is corruption. A missing prefix is retention. A gap before a
+//     segment whose header declares a sequence floor (segment.FlagSeqFloor)
+//     is a loss fsck repair recorded: its seqs are never assigned again.
 //  5. A new segment is started at the next ordinal (never appending after a
 //     region that was once torn), and the index is rewritten for the shard.
 func Open(opts Options) (*Shard, error) {
@@ -144,6 +146,7 @@ var errDropped = errors.New("dropped")
 // catalogAgrees checks the catalog against the file: a sealed segment never
 // changes, so a matching size and a valid header that names this shard are
 // the cheap sanity check (Kafka's). Frame damage inside is fsck's to find.
+// When it agrees, sg takes the header's flags, which the catalog lacks.
 func (s *Shard) catalogAgrees(sg *seg, c index.Segment) bool {
 	f, err := s.opts.FS.Open(sg.path)
 	if err != nil {
@@ -159,7 +162,11 @@ func (s *Shard) catalogAgrees(sg *seg, c index.Segment) bool {
 		return false
 	}
 	h, err := segment.DecodeFileHeader(b[:])
-	return err == nil && h.FirstSeq == sg.firstSeq && h.SegmentID == sg.id && h.ShardKey == s.opts.ShardKey
+	if err != nil || h.FirstSeq != sg.firstSeq || h.SegmentID != sg.id || h.ShardKey != s.opts.ShardKey {
+		return false
+	}
+	sg.seqFloor = h.Flags&segment.FlagSeqFloor != 0
+	return true
 }
 
 func (s *Shard) fromCatalog(sg *seg, c index.Segment, seeks []index.Seek) {
@@ -243,6 +250,7 @@ func (s *Shard) scan(sg *seg, verify bool) (segment.ScanResult, error) {
 			segment.ErrCorrupt, res.Header.FirstSeq, res.Header.SegmentID, res.Header.ShardKey)
 	}
 	sg.lastSeq, sg.minTs, sg.maxTs, sg.frames, sg.recs = res.LastSeq, res.MinTs, res.MaxTs, int64(res.Frames), res.Records
+	sg.seqFloor = res.Header.Flags&segment.FlagSeqFloor != 0
 	sg.end = res.ValidEnd
 	if res.Tail == segment.TailCorrupt {
 		sg.end = res.BadOffset
@@ -282,21 +290,30 @@ func (s *Shard) markCorrupt(err error) error {
 	return nil
 }
 
-// checkChain verifies that each segment starts where the previous one ended.
+// checkChain verifies that each segment starts where the previous one ended,
+// or above it if its header declares the gap a sequence floor: those seqs
+// were lost, and the floor only keeps them from being assigned again. Any
+// other gap is a missing segment, and an overlap is corruption too.
 func (s *Shard) checkChain() error {
 	for i := 1; i < len(s.segs); i++ {
 		prev, cur := s.segs[i-1], s.segs[i]
-		if cur.firstSeq != prev.nextAfter() {
+		want := prev.nextAfter()
+		switch {
+		case cur.firstSeq == want:
+		case cur.firstSeq > want && cur.seqFloor:
+			s.log.Info("sequence floor: seqs below it were lost by a repair and are never assigned again",
+				"segment", cur.path, "lost", fmt.Sprintf("%d..%d", want, cur.firstSeq-1))
+		default:
 			s.markCorrupt(fmt.Errorf("segment %s starts at seq %d, but the previous segment ends before %d: a segment is missing",
-				cur.path, cur.firstSeq, prev.nextAfter()))
+				cur.path, cur.firstSeq, want))
 		}
 	}
 	return nil
 }
 
 // startActive creates the segment new writes go to, then removes earlier
-// segments that hold no frames: their only content, the sequence floor, is
-// now carried by the new segment's header.
+// segments that hold no frames: their only content, the sequence floor (and
+// a floor segment's flag), is now carried by the new segment's header.
 func (s *Shard) startActive() error {
 	w, sg, err := s.createSegment()
 	if err != nil {
@@ -324,17 +341,41 @@ func (s *Shard) startActive() error {
 	return nil
 }
 
+// createSegment creates a segment starting at s.next. Callers append it to
+// s.segs.
 func (s *Shard) createSegment() (*segment.Writer, *seg, error) {
 	id := s.nextSeg
 	s.nextSeg++
 	now := s.opts.Now()
-	sg := &seg{id: id, firstSeq: s.next, path: s.segPath(s.next, id), created: now, end: segment.FileHeaderSize}
-	w, err := segment.Create(s.opts.FS, sg.path, segment.FileHeader{SegmentID: id, FirstSeq: s.next,
-		ShardKey: s.opts.ShardKey, CreatedNs: now.UnixNano(), Codec: segment.CodecZstd}, s.opts.Compressor)
+	sg := &seg{id: id, firstSeq: s.next, path: s.segPath(s.next, id), created: now, end: segment.FileHeaderSize,
+		seqFloor: s.aboveFrames(s.next)}
+	hdr := segment.FileHeader{SegmentID: id, FirstSeq: s.next, ShardKey: s.opts.ShardKey, CreatedNs: now.UnixNano(),
+		Codec: segment.CodecZstd}
+	if sg.seqFloor {
+		hdr.Flags = segment.FlagSeqFloor
+	}
+	w, err := segment.Create(s.opts.FS, sg.path, hdr, s.opts.Compressor)
 	if err != nil {
 		return nil, nil, err
 	}
 	return w, sg, nil
+}
+
+// aboveFrames reports whether a segment starting at first leaves a gap after
+// the newest segment that holds frames. Only those are sure to stay:
+// startActive removes empty segments once the new one exists, so a floor
+// segment's gap must be declared again in the new header, or the next open
+// would find a segment missing. Declaring it where an empty segment still
+// sits in between (leaveFull) is harmless.
+func (s *Shard) aboveFrames(first uint64) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for i := len(s.segs) - 1; i >= 0; i-- {
+		if s.segs[i].frames > 0 {
+			return first > s.segs[i].nextAfter()
+		}
+	}
+	return false
 }
 
 func (s *Shard) submitReplace() {

@@ -162,6 +162,9 @@ type seg struct {
 	id, firstSeq uint64
 	path         string
 	created      time.Time
+	// seqFloor: the header has segment.FlagSeqFloor, so a gap before firstSeq
+	// is a declared loss, not a missing segment (checkChain).
+	seqFloor bool
 
 	lastSeq      uint64
 	minTs, maxTs int64
