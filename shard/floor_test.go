@@ -26,13 +26,14 @@ type floorRig struct {
 	floorAt string // the floor segment's path
 }
 
-func newFloorRig(t *testing.T, flags uint32) *floorRig {
-	r := newRig(t, nil)
+func newFloorRig(t *testing.T, flags uint32, tweak func(*Options)) *floorRig {
+	r := newRig(t, tweak)
 	var acked []uint64
 	for i := range 4 {
 		acked = append(acked, r.append(3, string(rune('a'+i)))...)
 	}
-	fr := &floorRig{rig: r, ceiling: acked[len(acked)-1], data: r.segFiles()[0]}
+	files := r.segFiles()
+	fr := &floorRig{rig: r, ceiling: acked[len(acked)-1], data: files[len(files)-1]}
 	r.stop()
 	frames := r.frames(fr.data)
 	last := frames[len(frames)-1]
@@ -135,10 +136,11 @@ func (failRemoveFS) Remove(string) error { return vfs.ErrInjected }
 // missing segment.
 func TestSequenceFloor(t *testing.T) {
 	tests := []struct {
-		name string
-		run  func(t *testing.T, r *floorRig)
+		name  string
+		tweak func(*Options)
+		run   func(t *testing.T, r *floorRig)
 	}{
-		{"floor segment after a gap: accepted, writable, new ordinals start at the floor", func(t *testing.T, r *floorRig) {
+		{"floor segment after a gap: accepted, writable, new ordinals start at the floor", nil, func(t *testing.T, r *floorRig) {
 			r.boot()
 			if err := r.sh.Corrupt(); err != nil {
 				t.Fatalf("floor segment refused: %v", err)
@@ -154,7 +156,7 @@ func TestSequenceFloor(t *testing.T) {
 				t.Fatalf("read %v, want %v", got, want)
 			}
 		}},
-		{"restarts after the floor segment was replaced: the new active segment declares the floor", func(t *testing.T, r *floorRig) {
+		{"restarts after the floor segment was replaced: the new active segment declares the floor", nil, func(t *testing.T, r *floorRig) {
 			r.boot()
 			if _, err := r.fs.Open(r.floorAt); !vfs.IsNotExist(err) {
 				t.Fatalf("the empty floor segment was kept: %v", err)
@@ -170,7 +172,7 @@ func TestSequenceFloor(t *testing.T) {
 			r.restart() // the segment after the gap now holds frames
 			r.checkAbove(kept, kept[len(kept)-1], "after one more restart")
 		}},
-		{"power cuts right after the floor segment is written and right after the server replaced it", func(t *testing.T, r *floorRig) {
+		{"power cuts right after the floor segment is written and right after the server replaced it", nil, func(t *testing.T, r *floorRig) {
 			for seed := range uint64(4) {
 				rng := rand.New(rand.NewPCG(seed, 1))
 				mode := vfs.TearMode(1 + seed%2)
@@ -183,7 +185,7 @@ func TestSequenceFloor(t *testing.T) {
 				r.stop()
 			}
 		}},
-		{"power cut between creating the new active segment and removing the floor segment", func(t *testing.T, r *floorRig) {
+		{"power cut between creating the new active segment and removing the floor segment", nil, func(t *testing.T, r *floorRig) {
 			idx, _, err := index.Open(filepath.Join(r.dir, "index.db"), time.Hour)
 			if err != nil {
 				t.Fatal(err)
@@ -203,7 +205,7 @@ func TestSequenceFloor(t *testing.T) {
 			r.restart()
 			r.checkAbove(kept, kept[len(kept)-1], "after a restart")
 		}},
-		{"power cut after writes above the floor, the last one torn", func(t *testing.T, r *floorRig) {
+		{"power cut after writes above the floor, the last one torn", nil, func(t *testing.T, r *floorRig) {
 			r.boot()
 			kept := r.checkAbove(r.kept, r.ceiling, "above the floor")
 			r.fs.FailNextSync(nil)
@@ -214,10 +216,48 @@ func TestSequenceFloor(t *testing.T) {
 			r.boot()
 			r.checkAbove(kept, kept[len(kept)-1], "after the power cut")
 		}},
+		{"disk full on the first write above the floor, then space comes back and the shard restarts", nil, func(t *testing.T, r *floorRig) {
+			r.boot()
+			r.fs.SetCapacity(r.fs.Used() + 10)
+			if _, err := r.sh.Append(context.Background(), []Entry{{PartitionKey: "k", Data: make([]byte, 200)}}, 0); !errors.Is(err, ErrDiskFull) {
+				t.Fatalf("append on a full disk: %v", err)
+			}
+			r.fs.SetCapacity(0)
+			// The segment leaveFull starts follows an empty one at the same
+			// seq; the one before the gap is older. Once a restart removes
+			// the empty one, only its own flag declares the gap.
+			kept := r.checkAbove(r.kept, r.ceiling, "after space came back")
+			r.restart()
+			r.checkAbove(kept, kept[len(kept)-1], "after a restart")
+		}},
+		{"segment rolls above the floor: only the segment after the gap declares it", func(o *Options) { o.SegmentSize = 400 }, func(t *testing.T, r *floorRig) {
+			r.boot()
+			kept := r.kept
+			for i := range 6 {
+				kept = r.checkAbove(kept, kept[len(kept)-1], string(rune('p'+i)))
+			}
+			r.restart()
+			r.checkAbove(kept, kept[len(kept)-1], "after a restart")
+			if n := len(r.segFiles()); n < 4 {
+				t.Fatalf("want rolls above the floor, have %d segments", n)
+			}
+			flagged := 0
+			for _, p := range r.segFiles() {
+				if h := r.header(p); h.Flags&segment.FlagSeqFloor != 0 {
+					flagged++
+					if h.FirstSeq != r.floor {
+						t.Fatalf("segment %s declares a floor at %d; the only gap is before %d", p, h.FirstSeq, r.floor)
+					}
+				}
+			}
+			if flagged != 1 {
+				t.Fatalf("%d segments declare a floor, want 1 (of %d)", flagged, len(r.segFiles()))
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.run(t, newFloorRig(t, segment.FlagSeqFloor))
+			tt.run(t, newFloorRig(t, segment.FlagSeqFloor, tt.tweak))
 		})
 	}
 }
@@ -231,7 +271,7 @@ func TestUndeclaredGapIsMissingSegment(t *testing.T) {
 		setup func(t *testing.T) *rig
 	}{
 		{"empty segment above the last frame without the floor flag", func(t *testing.T) *rig {
-			return newFloorRig(t, 0).rig
+			return newFloorRig(t, 0, nil).rig
 		}},
 		{"segment deleted from the middle", func(t *testing.T) *rig {
 			r := newRig(t, func(o *Options) { o.SegmentSize = 400 })
