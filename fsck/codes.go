@@ -41,8 +41,9 @@ const (
 
 // Segments of a shard.
 const (
-	// ESeqGap: a segment does not start where the previous one ended: a
-	// segment is missing from the middle of the shard.
+	// ESeqGap: a segment does not start where the previous one ended, and
+	// its header declares no sequence floor: a segment is missing from the
+	// middle of the shard.
 	ESeqGap Code = "E_SEQ_GAP"
 	// WTsOrder: a segment's first arrival time is before the previous
 	// segment's last. Reads by timestamp may start late.
@@ -53,6 +54,10 @@ const (
 	// IBrokenCopy: an original kept by `fsck repair`; delete it once the
 	// repair is confirmed.
 	IBrokenCopy Code = "I_BROKEN_COPY"
+	// ISeqFloor: a segment starts above the previous one's end and its header
+	// declares the gap a sequence floor (segment.FlagSeqFloor): the seqs in
+	// the gap were lost earlier, and the server never assigns them again.
+	ISeqFloor Code = "I_SEQ_FLOOR"
 )
 
 // index.db (derived: the server rebuilds it, but trusts its catalog for

@@ -15,8 +15,10 @@
 // order; --deep also decodes every record); how each segment ends (clean, torn
 // or corrupt, and past corrupt damage, the frames that follow it); the chain of
 // segments (each starts at the previous one's LastSeq+1, or at its FirstSeq if
-// it has no frames); index.db against the segments; meta.db against the
-// directories; and stray files. Each problem has a stable code (codes.go).
+// it has no frames, or above that if its header declares a sequence floor,
+// reported as I_SEQ_FLOOR with the seqs it keeps from reuse); index.db against
+// the segments; meta.db against the directories; and stray files. Each problem
+// has a stable code (codes.go).
 //
 // Text output is one line per problem,
 //
@@ -24,7 +26,8 @@
 //
 // (OFFSET and SEQ are "-" when they do not apply), then one summary line per
 // segment and per shard, then a verdict: "OK" or "N errors, M warnings". INFO
-// lines (kept .broken originals, a missing index.db) do not count.
+// lines (kept .broken originals, a missing index.db, declared sequence floors)
+// do not count.
 //
 // Exit codes: 0 clean, 1 warnings only, 2 errors, 3 repaired, 4 fsck itself
 // failed.
@@ -47,10 +50,19 @@
 // Repair never makes the server assign a sequence number twice. The server
 // starts a shard after its newest segment's last frame (or at the FirstSeq of
 // an empty newest segment), so dropping the frames that hold a shard's
-// highest seqs would hand them out again, and the segment chain leaves no
-// file that could carry the floor above the last kept frame. Such a shard is
-// left as it is, and a NOTE gives its sequence floor: one above the highest
-// seq in any segment name, valid frame or intact frame at corrupt damage
-// (floor.go). A torn tail of the newest segment does not count: it was never
-// acknowledged, and the server cuts it and reuses its seqs itself.
+// highest seqs would hand them out again. Repair computes the shard's floor
+// (floor.go): one above the highest seq in any segment name, valid frame or
+// intact frame at corrupt damage. Where the repaired shard would start below
+// it, repair first writes an empty segment at the floor whose header has
+// segment.FlagSeqFloor (action "floor"), synced, renamed into place with an
+// ID above every other and the directory synced, before it changes any other
+// file of the shard: a crash at any later step leaves the server a shard it
+// refuses (read-only) or starts above the floor. The server accepts the gap
+// before a flagged segment instead of calling it a missing segment, starts at
+// its FirstSeq, and sets the flag in the next segment it starts. The dropped
+// seqs are reported lost. A torn tail of the newest segment does not count
+// toward the floor: it was never acknowledged, and the server cuts it and
+// reuses its seqs itself. A segment that declares a floor keeps its first seq
+// in later repairs (it is never rebased below it), and the gap before it is
+// neither repaired nor reported lost again.
 package fsck

@@ -139,15 +139,26 @@ func (d *dumper) body(sc *segCheck, frames []segment.FrameInfo) error {
 	return nil
 }
 
+// header prints a segment's file header. A sequence floor is shown only where
+// it is declared, so the dump of an ordinary segment reads as before.
 func (d *dumper) header(sc *segCheck) {
+	floor := sc.hdr.Flags&segment.FlagSeqFloor != 0
 	if d.opts.JSON {
-		d.json(map[string]any{"type": "segment", "file": sc.path, "size": sc.size, "id": sc.hdr.SegmentID, "first_seq": sc.hdr.FirstSeq,
+		m := map[string]any{"type": "segment", "file": sc.path, "size": sc.size, "id": sc.hdr.SegmentID, "first_seq": sc.hdr.FirstSeq,
 			"shard_key": fmt.Sprintf("%016x", sc.hdr.ShardKey), "created_ns": sc.hdr.CreatedNs, "codec": sc.hdr.Codec.String(),
-			"header_problem": problemText(sc)})
+			"header_problem": problemText(sc)}
+		if floor {
+			m["seq_floor"] = true
+		}
+		d.json(m)
 		return
 	}
-	d.printf("segment %s size=%d id=%016x first_seq=%d shard_key=%016x created=%s codec=%s\n", sc.path, sc.size,
-		sc.hdr.SegmentID, sc.hdr.FirstSeq, sc.hdr.ShardKey, time.Unix(0, sc.hdr.CreatedNs).UTC().Format(time.RFC3339Nano), sc.hdr.Codec)
+	flags := ""
+	if floor {
+		flags = " seq_floor"
+	}
+	d.printf("segment %s size=%d id=%016x first_seq=%d shard_key=%016x created=%s codec=%s%s\n", sc.path, sc.size,
+		sc.hdr.SegmentID, sc.hdr.FirstSeq, sc.hdr.ShardKey, time.Unix(0, sc.hdr.CreatedNs).UTC().Format(time.RFC3339Nano), sc.hdr.Codec, flags)
 	if t := problemText(sc); t != "" {
 		d.printf("header %s\n", t)
 	}

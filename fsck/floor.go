@@ -2,7 +2,8 @@ package fsck
 
 import (
 	"fmt"
-	"strings"
+	"path"
+	"path/filepath"
 
 	"github.com/shardlog/shardlog/segment"
 )
@@ -13,27 +14,24 @@ import (
 // server ever assigned, and a new record under it would be skipped as
 // already read. On open the server starts at its newest segment's nextAfter,
 // so a repair that drops the shard's newest frames would make it assign
-// their seqs again. The floor cannot be kept in the rewritten files: the
-// server's chain check (shard/recover.go checkChain) requires every segment,
-// an empty newest one included, to start exactly where the one before it
-// ends, and a frame cannot be written without records. So such a shard is
-// left as it is (the server keeps it read-only if it sees the damage), and
-// the report names its floor for a human to decide.
+// their seqs again. Repair then writes an empty segment at the floor with
+// segment.FlagSeqFloor: the server accepts the gap before such a segment
+// (shard/recover.go checkChain), starts at its FirstSeq, and declares the
+// floor again in the header of the segment it starts next. The floor
+// segment goes in first, before any file of the shard changes, so a crash
+// in the middle of the repair leaves the server no way to start below it.
 
-// lowersFloor says why plans must not be carried out, or "" if the server
-// would start the repaired shard at or above its floor.
-func lowersFloor(sh *shardCheck, plans []segPlan, lost []LostRange) string {
-	floor, next := floorBefore(sh), floorAfter(plans)
-	if next >= floor {
-		return ""
-	}
-	var ranges []string
-	for _, l := range lost {
-		ranges = append(ranges, l.Range())
-	}
-	return fmt.Sprintf("repairing it would lose seqs %s and make the server assign seqs %d..%d again (sequence floor %d); "+
-		"no segment the server accepts can carry a floor above the last kept frame, so the shard is left as it is",
-		strings.Join(ranges, ", "), next, floor-1, floor)
+// floorSeg is the floor segment a repair must write.
+type floorSeg struct {
+	first uint64 // the floor: floorBefore
+	from  uint64 // where the server would start the repaired shard without it: floorAfter
+}
+
+// needFloor says whether plans would make the server start the repaired
+// shard below its floor, and if so, which floor segment prevents it.
+func needFloor(sh *shardCheck, plans []segPlan) (floorSeg, bool) {
+	fl := floorSeg{first: floorBefore(sh), from: floorAfter(plans)}
+	return fl, fl.from < fl.first
 }
 
 // floorBefore is one above the highest seq the shard's files show: in a
@@ -68,4 +66,49 @@ func floorAfter(plans []segPlan) uint64 {
 		}
 	}
 	return 0
+}
+
+// writeFloor puts the floor segment in place durably, with an ID above every
+// segment ID in the directory (kept originals included), so it sorts after
+// every segment the plans leave: they all start at or below fl.from.
+func (r *repairer) writeFloor(sh *shardCheck, fl floorSeg, ids *idAlloc) error {
+	id := ids.take()
+	name := segment.FileName(fl.first, id)
+	r.act(Action{Kind: "floor", File: sh.rel, NewFile: path.Join(sh.rel, name), Message: fmt.Sprintf(
+		"empty segment with sequence floor %d, so that the server never assigns seqs %d..%d again (they were assigned before, and are lost)",
+		fl.first, fl.from, fl.first-1)})
+	if r.dry {
+		return nil
+	}
+	hdr := segment.FileHeader{SegmentID: id, FirstSeq: fl.first, ShardKey: sh.ref.shardKey, CreatedNs: newestCreated(sh),
+		Codec: segment.CodecZstd, Flags: segment.FlagSeqFloor}
+	if err := r.placeEmpty(filepath.Join(sh.dir, name), hdr); err != nil {
+		return err
+	}
+	if err := r.fs.SyncDir(sh.dir); err != nil {
+		return fmt.Errorf("fsck: %w", err)
+	}
+	return nil
+}
+
+// placeEmpty writes an empty segment with hdr to final through a synced
+// temporary file. The caller syncs the directory.
+func (r *repairer) placeEmpty(final string, hdr segment.FileHeader) error {
+	if err := r.writeSegment(final+tmpExt, "", hdr, segPlan{}); err != nil {
+		return err
+	}
+	if err := r.fs.Rename(final+tmpExt, final); err != nil {
+		return fmt.Errorf("fsck: %w", err)
+	}
+	return nil
+}
+
+// newestCreated is the latest creation time in the shard's headers: a
+// deterministic stand-in for "now" that is no earlier than the data.
+func newestCreated(sh *shardCheck) int64 {
+	var ns int64
+	for _, sc := range sh.segs {
+		ns = max(ns, sc.hdr.CreatedNs)
+	}
+	return ns
 }

@@ -2,9 +2,11 @@ package fsck_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/seqnum"
 	"github.com/shardlog/shardlog/storage"
+	"github.com/shardlog/shardlog/vfs"
 )
 
 // restart opens and closes the store, as a server start and stop does: the
@@ -70,6 +73,7 @@ func shiftTs(h []byte, d int64) {
 var floorFaults = []struct {
 	name  string
 	fault fault
+	floor bool // repair must write a floor segment (all but the torn newest tail)
 }{
 	{"restart, then a torn write at the end of the sealed segment before the empty newest", func(t *testing.T, f *fixture) []rec {
 		restart(t, f)
@@ -77,39 +81,39 @@ var floorFaults = []struct {
 		last := lastFrame(t, f, rel)
 		edit(t, f, rel, func(b []byte) []byte { return b[:last.Offset+last.Size()/2] })
 		return nil
-	}},
+	}, true},
 	{"restart, then bit rot in the last frame of the sealed segment before the empty newest", func(t *testing.T, f *fixture) []rec {
 		restart(t, f)
 		rel := lastData(t, f, pickShard(f))
 		flip(t, f, rel, lastFrame(t, f, rel).Offset+segment.FrameHeaderSize+3, 2)
 		return nil
-	}},
+	}, true},
 	{"restart, then the sealed segment before the empty newest is cut inside its file header", func(t *testing.T, f *fixture) []rec {
 		restart(t, f)
 		edit(t, f, lastData(t, f, pickShard(f)), func(b []byte) []byte { return b[:30] })
 		return nil
-	}},
+	}, true},
 	{"restart, then the sealed segment before the empty newest is deleted", func(t *testing.T, f *fixture) []rec {
 		restart(t, f)
 		if err := f.fs.Remove(f.abs(lastData(t, f, pickShard(f)))); err != nil {
 			t.Fatal(err)
 		}
 		return nil
-	}},
+	}, true},
 	{"arrival time goes backwards in the newest segment's last frame, CRC intact", func(t *testing.T, f *fixture) []rec {
 		rel := lastData(t, f, pickShard(f))
 		frs := f.frames(t, rel)
 		last, prev := frs[len(frs)-1], frs[len(frs)-2]
 		rewriteFrame(t, f, rel, last, func(h []byte) { shiftTs(h, last.MinTs-prev.MaxTs+5) })
 		return nil
-	}},
+	}, true},
 	{"sequence numbers go backwards in the newest segment's last frame, CRC intact", func(t *testing.T, f *fixture) []rec {
 		rel := lastData(t, f, pickShard(f))
 		frs := f.frames(t, rel)
 		last, prev := frs[len(frs)-1], frs[len(frs)-2]
 		rewriteFrame(t, f, rel, last, func(h []byte) { binary.LittleEndian.PutUint64(h[16:], prev.LastSeq) })
 		return nil
-	}},
+	}, true},
 	{"record count does not match in the newest segment's last frame, CRC intact", func(t *testing.T, f *fixture) []rec {
 		rel := lastData(t, f, pickShard(f))
 		last := lastFrame(t, f, rel)
@@ -120,7 +124,7 @@ var floorFaults = []struct {
 			binary.LittleEndian.PutUint64(h[24:], last.LastSeq+1)
 		})
 		return nil
-	}},
+	}, true},
 	{"bit rot in the newest segment, and the frame after it arrives before the damage", func(t *testing.T, f *fixture) []rec {
 		rel := lastData(t, f, pickShard(f))
 		frs := f.frames(t, rel)
@@ -129,44 +133,140 @@ var floorFaults = []struct {
 		flip(t, f, rel, frs[n-2].Offset+segment.FrameHeaderSize+3, 2)
 		rewriteFrame(t, f, rel, last, func(h []byte) { shiftTs(h, last.MinTs-before.MaxTs+5) })
 		return nil
-	}},
+	}, true},
 	{"torn write at the end of the newest segment (never acknowledged)", func(t *testing.T, f *fixture) []rec {
 		rel := lastData(t, f, pickShard(f))
 		last := lastFrame(t, f, rel)
 		edit(t, f, rel, func(b []byte) []byte { return b[:last.Offset+last.Size()/2] })
 		return recsOf(f, pickShard(f), last)
-	}},
+	}, false},
 }
 
 // TestRepairKeepsSequenceFloor: whatever repair drops at the end of a shard,
 // the server must not hand out those sequences again. A consumer may hold
 // any acknowledged sequence; a new record under it would be skipped as
-// already read. Either new records get sequences above every acknowledged
-// one, or the shard takes no writes and the report says why.
+// already read. Repair writes an empty segment that declares the floor: the
+// shard takes writes again, with sequences above every acknowledged one,
+// across restarts too (each start replaces the empty newest segment, and the
+// new one must declare the floor again), and a second repair finds nothing
+// to do. A torn newest tail is the control: it was never acknowledged, the
+// server reuses its sequences itself, and repair writes no floor.
 func TestRepairKeepsSequenceFloor(t *testing.T) {
 	base := newFixture(t, defaultStreams)
 	for _, tc := range floorFaults {
 		t.Run(tc.name, func(t *testing.T) {
 			f := base.clone(t)
 			shard := pickShard(f)
+			unacked := tc.fault(t, f)
+			ceiling := highestAck(f, shard, unacked)
+			rep := checkRepair(t, f, unacked, -1)
+			if got := hasFloorAction(rep, shard); got != tc.floor {
+				t.Fatalf("floor segment written: %v, want %v:\n%s", got, tc.floor, outcome(t, rep))
+			}
+			for start := range 3 {
+				s := openStore(t, f)
+				seqs, refused := appendTo(t, f, s, shard)
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if refused {
+					t.Fatalf("start %d: the repaired shard refuses writes:\n%s", start, outcome(t, rep))
+				}
+				for _, seq := range seqs {
+					if seq <= ceiling {
+						t.Fatalf("start %d: new record got seq %d, but seqs up to %d were acknowledged before:\n%s", start, seq, ceiling, outcome(t, rep))
+					}
+					ceiling = max(ceiling, seq)
+				}
+			}
+			v := verify(t, f.opts())
+			if declared := slices.Contains(codes(v), string(fsck.ISeqFloor)); v.ExitCode() != fsck.ExitOK || declared != tc.floor {
+				t.Fatalf("verify after restarts: want exit 0 and a declared floor %v:\n%s", tc.floor, text(t, v))
+			}
+			if shown := strings.Contains(dump(t, f, fsck.DumpOptions{Path: shard}), " seq_floor\n"); shown != tc.floor {
+				t.Fatalf("dump shows a declared floor: %v, want %v", shown, tc.floor)
+			}
+			again, err := fsck.Repair(f.opts(), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.Repaired() || len(again.Lost) != 0 || again.ExitCode() != fsck.ExitOK {
+				t.Fatalf("second repair:\n%s", outcome(t, again))
+			}
+		})
+	}
+}
+
+// TestRepairInterruptedAfterFloor: repair puts the floor segment in place
+// before it changes any other file of the shard, so a power cut at any later
+// step leaves a directory where the server either refuses the shard's writes
+// or assigns above the floor, never below it; and a repair run again then
+// completes.
+func TestRepairInterruptedAfterFloor(t *testing.T) {
+	base := newFixture(t, defaultStreams)
+	tc := floorFaults[1] // bit rot in the last frame before the empty newest: salvage, rebase and floor
+	for renames := range 5 {
+		t.Run(fmt.Sprintf("power cut at rename %d", renames+1), func(t *testing.T) {
+			f := base.clone(t)
+			shard := pickShard(f)
 			ceiling := highestAck(f, shard, tc.fault(t, f))
+			o := f.opts()
+			o.FS = &failRenameFS{FS: f.fs, left: renames}
+			if _, err := fsck.Repair(o, false); !errors.Is(err, vfs.ErrInjected) {
+				t.Fatalf("repair with rename %d failing: %v", renames+1, err)
+			}
+			f.fs.Crash(nil, vfs.TearNone)
+			s := openStore(t, f)
+			seqs, _ := appendTo(t, f, s, shard)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for _, seq := range seqs {
+				if seq <= ceiling {
+					t.Fatalf("after the interrupted repair, a new record got seq %d; seqs up to %d were acknowledged", seq, ceiling)
+				}
+				ceiling = max(ceiling, seq)
+			}
 			rep, err := fsck.Repair(f.opts(), false)
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := openStore(t, f)
+			s = openStore(t, f)
 			defer s.Close()
 			seqs, refused := appendTo(t, f, s, shard)
+			if refused {
+				t.Fatalf("the shard refuses writes after the second repair:\n%s", outcome(t, rep))
+			}
 			for _, seq := range seqs {
 				if seq <= ceiling {
-					t.Fatalf("new record got seq %d, but seqs up to %d were acknowledged before the repair:\n%s", seq, ceiling, outcome(t, rep))
+					t.Fatalf("after the second repair, a new record got seq %d; seqs up to %d were assigned:\n%s", seq, ceiling, outcome(t, rep))
 				}
-			}
-			if floor, ok := notedFloor(rep, shard); refused && (!ok || floor <= ceiling) {
-				t.Fatalf("the shard refuses writes, but the report names no sequence floor above %d:\n%s", ceiling, outcome(t, rep))
 			}
 		})
 	}
+}
+
+// failRenameFS lets left renames through, then fails every one.
+type failRenameFS struct {
+	vfs.FS
+	left int
+}
+
+func (f *failRenameFS) Rename(from, to string) error {
+	if f.left == 0 {
+		return vfs.ErrInjected
+	}
+	f.left--
+	return f.FS.Rename(from, to)
+}
+
+func hasFloorAction(rep *fsck.Report, shard string) bool {
+	for _, a := range rep.Actions {
+		if a.Kind == "floor" && a.File == shard {
+			return true
+		}
+	}
+	return false
 }
 
 // highestAck is the highest acknowledged sequence of shard, leaving out the
@@ -215,20 +315,6 @@ func appendTo(t *testing.T, f *fixture, s *storage.Store, shard string) (seqs []
 		t.Fatalf("no probe record landed on %s", shard)
 	}
 	return seqs, refused
-}
-
-// notedFloor is the sequence floor a note of the report gives for shard.
-func notedFloor(rep *fsck.Report, shard string) (uint64, bool) {
-	for _, n := range rep.Notes {
-		_, after, found := strings.Cut(n, "sequence floor ")
-		var floor uint64
-		if strings.HasPrefix(n, shard+":") && found {
-			if _, err := fmt.Sscan(after, &floor); err == nil {
-				return floor, true
-			}
-		}
-	}
-	return 0, false
 }
 
 // outcome is the report without its segment and shard summaries.

@@ -217,7 +217,7 @@ func TestCorruptionMatrix(t *testing.T) {
 	}
 }
 
-func checkRepair(t *testing.T, f *fixture, unacked []rec, wantLost int) {
+func checkRepair(t *testing.T, f *fixture, unacked []rec, wantLost int) *fsck.Report {
 	t.Helper()
 	dry, err := fsck.Repair(f.opts(), true)
 	if err != nil {
@@ -246,6 +246,7 @@ func checkRepair(t *testing.T, f *fixture, unacked []rec, wantLost int) {
 	if v := verify(t, f.opts()); v.ExitCode() != fsck.ExitOK {
 		t.Fatalf("verify after the server reopened the repaired directory:\n%s", text(t, v))
 	}
+	return rep
 }
 
 // checkServed opens the repaired directory with the server and checks that

@@ -19,9 +19,9 @@ import (
 // and moves index.db aside so the server rebuilds it. Every original is kept
 // as <name>.broken. It then verifies the result: the returned report holds
 // that verification's findings, the actions taken and the sequence ranges
-// lost. With dryRun it changes nothing and reports what it would do. A shard
-// whose repair would lower its sequence floor is left as it is, with a note
-// (floor.go).
+// lost. With dryRun it changes nothing and reports what it would do. Where
+// the repair would let the server assign seqs again, it first writes an empty
+// segment that keeps the shard's sequence floor (floor.go).
 //
 // Repair takes the data directory's LOCK exclusively, as the server does, and
 // fails with ErrInUse beside a running server. Stream and Shard are ignored:
@@ -128,12 +128,13 @@ func (r *repairer) shard(sh *shardCheck) error {
 	if err != nil {
 		return err
 	}
-	if why := lowersFloor(sh, plans, lost); why != "" {
-		r.note("%s: not repaired: %s", sh.rel, why)
-		return nil
-	}
 	r.out.Lost = append(r.out.Lost, lost...)
 	ids := newIDs(sh)
+	if fl, ok := needFloor(sh, plans); ok {
+		if err := r.writeFloor(sh, fl, ids); err != nil {
+			return err
+		}
+	}
 	for _, p := range plans {
 		if err := r.execute(sh, p, ids); err != nil {
 			return err
@@ -164,7 +165,7 @@ func unrepairable(sh *shardCheck) string {
 func needsRepair(sh *shardCheck) bool {
 	var prev *segCheck
 	for _, sc := range sh.segs {
-		if sc.hdrCode != "" || sc.tornCreate || sc.damaged() || prev != nil && sc.firstSeq != prev.nextAfter() {
+		if sc.hdrCode != "" || sc.tornCreate || sc.damaged() || prev != nil && sc.firstSeq != prev.nextAfter() && !declaredGap(prev, sc) {
 			return true
 		}
 		prev = sc
@@ -223,13 +224,15 @@ func (r *repairer) plan(sh *shardCheck) ([]segPlan, []LostRange, error) {
 		if prev == nil {
 			lt.from = sc.firstSeq
 		} else {
-			lt.boundary(sc.firstSeq, sc.firstSeq > prev.nextAfter() && !prevEndsDamaged(prev), prev.nextAfter())
+			lt.boundary(sc.firstSeq, sc.firstSeq > prev.nextAfter() && !prevEndsDamaged(prev) && !declaredGap(prev, sc), prev.nextAfter())
 		}
 		p, err := r.planSegment(sh, sc, newest, &lt)
 		if err != nil {
 			return nil, nil, err
 		}
-		if prev != nil {
+		if prev != nil && !(sc.declaresFloor() && sc.firstSeq > chainNext) {
+			// A declared floor stays: rebasing the segment below it would
+			// let the server assign the seqs it keeps from reuse.
 			p.first = chainNext
 		}
 		p.rewrite = p.rewrite || p.first != sc.firstSeq
@@ -462,7 +465,8 @@ func (r *repairer) execute(sh *shardCheck, p segPlan, ids *idAlloc) error {
 	if r.dry {
 		return nil
 	}
-	hdr := segment.FileHeader{SegmentID: id, FirstSeq: p.first, ShardKey: sh.ref.shardKey, CreatedNs: sc.hdr.CreatedNs, Codec: sc.hdr.Codec}
+	hdr := segment.FileHeader{SegmentID: id, FirstSeq: p.first, ShardKey: sh.ref.shardKey, CreatedNs: sc.hdr.CreatedNs, Codec: sc.hdr.Codec,
+		Flags: sc.hdr.Flags}
 	final := filepath.Join(sh.dir, name)
 	if err := r.writeSegment(final+tmpExt, sc.path, hdr, p); err != nil {
 		return err
@@ -574,12 +578,8 @@ func (r *repairer) recreateDir(sh *shardCheck) error {
 	}
 	if known {
 		hdr := segment.FileHeader{SegmentID: lastID + 1, FirstSeq: floor, ShardKey: sh.ref.shardKey, Codec: segment.CodecZstd}
-		final := filepath.Join(sh.dir, segment.FileName(floor, lastID+1))
-		if err := r.writeSegment(final+tmpExt, "", hdr, segPlan{}); err != nil {
+		if err := r.placeEmpty(filepath.Join(sh.dir, segment.FileName(floor, lastID+1)), hdr); err != nil {
 			return err
-		}
-		if err := r.fs.Rename(final+tmpExt, final); err != nil {
-			return fmt.Errorf("fsck: %w", err)
 		}
 	}
 	// MkdirAll may have made the stream directory too: sync every level

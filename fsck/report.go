@@ -67,7 +67,7 @@ type ShardSummary struct {
 
 // Action is one change repair made (or, with DryRun, would make).
 type Action struct {
-	Kind    string `json:"kind"` // salvage, rebase, remove-tmp, mkdir, index-aside
+	Kind    string `json:"kind"` // salvage, rebase, move-aside, floor, remove-tmp, mkdir, index-aside
 	File    string `json:"file"`
 	NewFile string `json:"new_file,omitempty"`
 	Kept    string `json:"kept,omitempty"` // where the original went

@@ -219,6 +219,19 @@ func (sc *segCheck) nextAfter() uint64 {
 	return sc.lastSeq() + 1
 }
 
+// declaresFloor reports whether the header, read intact and matching the
+// file, has segment.FlagSeqFloor: the gap before the segment is a declared
+// loss. A header rebuilt from the name declares nothing.
+func (sc *segCheck) declaresFloor() bool {
+	return sc.hdrCode == "" && sc.hdr.Flags&segment.FlagSeqFloor != 0
+}
+
+// declaredGap reports whether sc starts above prev's end and declares the
+// gap (shard/recover.go checkChain).
+func declaredGap(prev, sc *segCheck) bool {
+	return sc.firstSeq > prev.nextAfter() && sc.declaresFloor()
+}
+
 // damaged reports whether the frames have damage (the header aside).
 func (sc *segCheck) damaged() bool {
 	n := len(sc.regions)

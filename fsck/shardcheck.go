@@ -187,7 +187,8 @@ func (s *seekCheck) report(rep *Report, sc *segCheck) {
 
 // checkChain applies shard/recover.go's chain rule: each segment's first seq
 // (its name) is the previous segment's LastSeq+1, or the previous segment's
-// first seq if it has no frames.
+// first seq if it has no frames, or above that if its header declares a
+// sequence floor.
 func (v *verifier) checkChain(sh *shardCheck) {
 	var prev *segCheck
 	for i, sc := range sh.segs {
@@ -210,6 +211,10 @@ func (v *verifier) chainPair(prev, sc *segCheck) {
 	switch {
 	case sc.firstSeq > want && prevEndsDamaged(prev):
 		// The lost end of prev explains the gap; its damage is reported.
+	case declaredGap(prev, sc):
+		v.rep.add(Problem{Code: ISeqFloor, File: sc.rel, Seq: u64p(want), Message: fmt.Sprintf(
+			"segment declares a sequence floor at %d: seqs %d..%d were assigned once and are lost (a repair declared so); the server never assigns them again",
+			sc.firstSeq, want, sc.firstSeq-1)})
 	case sc.firstSeq > want:
 		v.rep.add(Problem{Code: ESeqGap, File: sc.rel, Seq: u64p(want), Message: fmt.Sprintf(
 			"segment starts at seq %d, but the previous one ends where seq %d would start: seqs %d..%d are missing (a segment is gone)",
