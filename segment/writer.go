@@ -24,9 +24,11 @@ var (
 //
 // A frame is written with one WriteAt and is durable, and may be acknowledged,
 // only once Sync returns nil. The first write or sync failure is sticky: the
-// Writer returns it from every later Append and Sync, because after a failed
-// fsync the kernel may already have dropped the dirty pages, so a retried
-// fsync that succeeds proves nothing. The shard must go through recovery.
+// Writer returns it from every later Append, and a sync failure from every
+// later Sync, because after a failed fsync the kernel may already have
+// dropped the dirty pages, so a retried fsync that succeeds proves nothing.
+// The shard must go through recovery. (Sync after a failed write is allowed:
+// it makes the whole frames before it durable.)
 type Writer struct {
 	f    vfs.File
 	path string
@@ -39,7 +41,8 @@ type Writer struct {
 	lastSeq uint64 // LastSeq of the last frame written
 	maxTs   int64  // MaxTs of the last frame written
 	frames  int
-	err     error // sticky
+	err     error // sticky: the first write or sync failure, or ErrClosed
+	syncErr error // sticky: the first sync failure
 
 	rawStreak int // frames in a row stored raw because they did not compress
 	skip      int // frames still to store raw without trying compression
@@ -181,16 +184,24 @@ func (w *Writer) checkBatch(recs []Record) error {
 }
 
 // Sync makes every frame appended so far durable (fdatasync) and then
-// publishes the new end as Committed.
+// publishes the new end as Committed. It still works after a failed write
+// (the frames before it are whole; the failed one is past Size, for recovery
+// or the caller to cut): a shard that ran out of space must still make the
+// frames it acknowledged under SyncInterval durable. After a failed sync, or
+// once closed, it returns that error.
 func (w *Writer) Sync() error {
-	if w.err != nil {
+	if w.syncErr != nil {
+		return w.syncErr
+	}
+	if w.f == nil {
 		return w.err
 	}
 	if w.end == w.committed.Load() {
 		return nil
 	}
 	if err := w.f.Sync(); err != nil {
-		w.err = fmt.Errorf("segment: sync %s: %w", w.path, err)
+		w.syncErr = fmt.Errorf("segment: sync %s: %w", w.path, err)
+		w.err = w.syncErr
 		return w.err
 	}
 	w.committed.Store(w.end)

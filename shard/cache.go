@@ -21,7 +21,7 @@ import "github.com/shardlog/shardlog/vfs"
 // Only synced bytes are ever dropped (DONTNEED would merely start writeback
 // of dirty ones, but the window makes no such claims). Used by one goroutine
 // at a time: the one that acknowledges frames (the syncer under SyncAlways,
-// the writer under SyncInterval), then Close.
+// the writer under SyncInterval).
 type cacheWindow struct {
 	fs     vfs.FS
 	limit  int64       // < 0: never drop

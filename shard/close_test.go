@@ -4,9 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/shardlog/shardlog/index"
+	"github.com/shardlog/shardlog/segment"
+	"github.com/shardlog/shardlog/vfs"
 )
 
 // TestAppendRacingCloseAlwaysReturns: an append whose checks pass just before
@@ -95,6 +104,53 @@ func TestSealRacingCloseAndAppends(t *testing.T) {
 			if !got[s] {
 				t.Fatalf("acknowledged ordinal %d lost", s)
 			}
+		}
+	}
+}
+
+// TestIdleShardReleasesRolledSegment: after an age roll on a shard that then
+// stays idle, no descriptor is left on the old segment, so when retention
+// deletes it its space is freed (checked on the real filesystem through
+// /proc/self/fd). The roll comes from the writer's once-a-second tick.
+func TestIdleShardReleasesRolledSegment(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	dir := t.TempDir()
+	comp, err := segment.NewCompressor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer comp.Close()
+	idx, _, err := index.Open(filepath.Join(dir, "index.db"), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+	var now atomic.Int64
+	now.Store(1_700_000_000_000)
+	sh, err := Open(Options{FS: vfs.OS{}, Dir: filepath.Join(dir, "shard"), IndexKey: "k", ShardKey: 1, Index: idx,
+		Compressor: comp, Now: func() time.Time { return time.UnixMilli(now.Load()) }, FirstOrdinal: 1, SegmentAge: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	if _, err := sh.Append(context.Background(), []Entry{{PartitionKey: "k", Data: []byte("x")}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	first := sh.Segments()[0]
+	now.Add(2 * time.Hour.Milliseconds())
+	for len(sh.Segments()) < 2 { // the next tick rolls the aged segment
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n, err := sh.Trim(now.Load() - time.Hour.Milliseconds()); err != nil || n != 1 {
+		t.Fatalf("retention removed %d segments (%v), want 1", n, err)
+	}
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, fd := range fds {
+		target, _ := os.Readlink("/proc/self/fd/" + fd.Name())
+		if strings.Contains(target, segment.FileName(first.FirstSeq, first.ID)) {
+			t.Errorf("the deleted segment is still open: fd %s -> %s", fd.Name(), target)
 		}
 	}
 }

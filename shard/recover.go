@@ -15,12 +15,15 @@ import (
 //
 // Recovery, per storage-design §4.6:
 //  1. Stray *.tmp files are deleted; files that are not segments are left alone.
-//  2. Sealed segments (all but the newest) are trusted from the index catalog
-//     when it agrees with the file, else their frame headers are walked.
-//  3. The newest segment is scanned frame by frame with CRCs. A torn tail (an
-//     unacknowledged last write) is cut. Damage followed by valid frames is
-//     corruption of acknowledged data: it is never cut here; the shard goes
-//     read-only and serves what precedes the damage until `fsck repair`.
+//  2. A segment whose index catalog entry agrees with the file (size and
+//     header) is trusted without reading its frames: every sealed segment
+//     normally, and the newest too after a clean shutdown (see
+//     recoverSegments). Other sealed segments have their frame headers walked.
+//  3. Otherwise the newest segment (after a crash) is scanned frame by frame
+//     with CRCs. A torn tail (an unacknowledged last write) is cut. Damage
+//     followed by valid frames is corruption of acknowledged data: it is never
+//     cut here; the shard goes read-only and serves what precedes the damage
+//     until `fsck repair`.
 //  4. Segment first sequences must chain with no gap; a missing segment in the
 //     middle is corruption. A missing prefix is retention. A gap before a
 //     segment whose header declares a sequence floor (segment.FlagSeqFloor)

@@ -190,6 +190,14 @@ func (s *seg) catalog() index.Segment {
 		End: s.end, Frames: s.frames, Records: s.recs}
 }
 
+// Failed returns the error that stopped the shard's writer for good (a
+// failed fsync or write), or nil. Only a restart lifts it.
+func (s *Shard) Failed() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.werr
+}
+
 // Corrupt returns the corruption found at open, or nil.
 func (s *Shard) Corrupt() error {
 	s.mu.RLock()
@@ -291,8 +299,8 @@ func (s *Shard) Close() error {
 
 // Seal turns a writable shard into a read-only one in place, as a reshard
 // does to the shards it closes: the writer commits every queued append and
-// stops, the active segment is synced, and the final catalog goes to the
-// index. Readers keep reading throughout, and nothing is re-read from disk,
+// stops, the active segment is synced (a failed sync poisons the shard and
+// is returned), and the final catalog goes to the index. Readers keep reading throughout, and nothing is re-read from disk,
 // which reopening with ReadOnly would do (a CRC scan of the whole active
 // segment). Later Appends get ErrClosed. Sealing a shard without a writer
 // does nothing.
@@ -329,8 +337,14 @@ func (s *Shard) stopWriter() error {
 	<-s.done
 	var err error
 	if s.w != nil {
-		if !s.full {
-			err = s.w.Sync()
+		// Also when the disk is full: Sync still covers the whole frames
+		// before the failed write, which SyncInterval acknowledged. A failure
+		// poisons the shard, so neither Close nor Seal submits a catalog
+		// that claims the frames, and a reshard does not reopen it writable.
+		if err = s.w.Sync(); err != nil {
+			s.poison(err)
+		} else if s.opts.Sync == SyncInterval {
+			s.flushSeeks()
 		}
 		s.w.Close()
 		s.w = nil

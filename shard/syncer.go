@@ -51,6 +51,13 @@ func (s *Shard) syncLoop() {
 			}
 		}
 		if fl.barrier != nil {
+			// Rolls and disk-full recovery send a barrier before they switch
+			// segments: letting go of the descriptor here keeps an idle
+			// shard from holding a segment that retention deletes later.
+			if f != nil {
+				f.Close()
+				f, fileOf = nil, nil
+			}
 			close(fl.barrier)
 			continue
 		}

@@ -177,15 +177,20 @@ func (s *Shard) drainOnQuit() {
 }
 
 func (s *Shard) onTick() {
-	if s.writerErr() != nil || s.full {
+	if s.writerErr() != nil {
 		return
 	}
-	if s.opts.Sync == SyncInterval && s.w.Committed() < s.w.Size() {
+	// Frames acknowledged under SyncInterval are synced on time even while
+	// the disk is full: Sync still works after the failed write.
+	if s.opts.Sync == SyncInterval && s.w != nil && s.w.Committed() < s.w.Size() {
 		if err := s.w.Sync(); err != nil {
 			s.poison(err)
 			return
 		}
 		s.afterIntervalSync()
+	}
+	if s.full {
+		return
 	}
 	s.mu.RLock()
 	active := s.segs[len(s.segs)-1]
@@ -257,16 +262,8 @@ func (s *Shard) leaveFull() bool {
 	if s.writerErr() != nil {
 		return false
 	}
-	if s.w != nil {
-		active := s.activeSeg()
-		s.mu.RLock()
-		end := active.end
-		s.mu.RUnlock()
-		s.w.Close()
-		s.w = nil
-		if err := s.truncateIfLonger(active.path, end); err != nil {
-			s.log.Warn("still cannot cut the segment after disk full", "error", err)
-		}
+	if s.w != nil && !s.cutAfterFull() {
+		return false
 	}
 	s.wNext, s.wTs = s.writtenFloor()
 	w, sg, err := s.createSegment()
@@ -279,6 +276,31 @@ func (s *Shard) leaveFull() bool {
 	s.mu.Unlock()
 	s.full = false
 	s.log.Info("space is available again; writes resume", "segment", sg.path)
+	return true
+}
+
+// cutAfterFull settles the segment a failed write left behind: the frames
+// acknowledged before it are synced (SyncInterval acknowledges on write), and
+// the file is cut back to them. Either failing poisons the shard: a failed
+// fsync is never retried, and a half frame left inside a segment that is no
+// longer the newest would read as corruption at the next start; a restart's
+// recovery cuts it. It reports whether writing may go on.
+func (s *Shard) cutAfterFull() bool {
+	if err := s.w.Sync(); err != nil {
+		s.poison(err)
+		return false
+	}
+	s.afterIntervalSync()
+	active := s.activeSeg()
+	s.mu.RLock()
+	end := active.end
+	s.mu.RUnlock()
+	if err := s.truncateIfLonger(active.path, end); err != nil {
+		s.poison(fmt.Errorf("cut %s back to %d after disk full: %w", active.path, end, err))
+		return false
+	}
+	s.w.Close()
+	s.w = nil
 	return true
 }
 
@@ -373,7 +395,9 @@ func (s *Shard) reply(batch []*appendReq, err error) {
 func (s *Shard) poison(err error) {
 	s.log.Error("shard writer failed; refusing writes until restart", "error", err)
 	s.mu.Lock()
-	s.werr = err
+	if s.werr == nil { // the first failure is the cause
+		s.werr = err
+	}
 	s.mu.Unlock()
 }
 

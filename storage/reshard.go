@@ -299,12 +299,12 @@ func (s *Store) commitLocked(st *stream, p *planner, sealed, kids map[uint32]*sh
 	}
 	if err != nil {
 		st.meta = p.prev
-		closeAll(sealed)
 		if errors.Is(err, errCrashStop) {
+			closeAll(sealed)
 			closeAll(kids)
 			return err
 		}
-		s.discardChildren(st, kids)
+		s.discardChildren(st, p.added, kids)
 		return s.rollback(st, p, err)
 	}
 	if err := runHook("committed"); err != nil {
@@ -316,9 +316,18 @@ func (s *Store) commitLocked(st *stream, p *planner, sealed, kids map[uint32]*sh
 	return nil
 }
 
-// rollback reopens the parents writable after a failure before the commit.
+// rollback reopens the sealed parents writable after a failure before the
+// commit, except those whose writer failed (a Seal whose fsync failed): a
+// failed fsync is never retried, so they stay as they are, readable and
+// refusing writes, until a restart re-reads the disk.
 func (s *Store) rollback(st *stream, p *planner, err error) error {
-	err = errors.Join(err, s.reopenWritable(st, p.sealed))
+	var healthy []shardMeta
+	for _, sm := range p.sealed {
+		if st.shards[sm.Index].Failed() == nil {
+			healthy = append(healthy, sm)
+		}
+	}
+	err = errors.Join(err, s.reopenWritable(st, healthy))
 	st.rebuildRoutes() // to the new handles
 	return err
 }
@@ -408,9 +417,9 @@ func (s *Store) reopenWritable(st *stream, parents []shardMeta) error {
 
 // openChildren opens (creating) the plan's new shards; intermediate shards,
 // closed within the plan, are opened read-only and stay empty. Creating a
-// shard costs three fsyncs (segment header, two directories), so they are
-// opened reshardParallel at a time: one after the other, 128 -> 256 shards
-// took 220 ms, all under the store lock.
+// shard costs two fsyncs (its first segment and its directory), so they are
+// opened reshardParallel at a time (one after the other, 128 -> 256 shards
+// took 220 ms); the stream directory is synced once, after all of them.
 func (s *Store) openChildren(st *stream, m *streamMeta, added []shardMeta) (map[uint32]*shard.Shard, error) {
 	if err := s.removeLeftovers(st, added); err != nil {
 		return nil, err
@@ -430,8 +439,7 @@ func (s *Store) openChildren(st *stream, m *streamMeta, added []shardMeta) (map[
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		closeAll(kids)
-		return nil, err
+		return kids, err // the caller discards the ones that opened
 	}
 	return kids, s.opts.FS.SyncDir(filepath.Join(s.streamsDir(), st.dir))
 }
@@ -497,11 +505,12 @@ func (s *Store) openShardFor(st *stream, m *streamMeta, sm shardMeta) (*shard.Sh
 	return sh, err
 }
 
-// discardChildren removes children that were never committed.
-func (s *Store) discardChildren(st *stream, kids map[uint32]*shard.Shard) {
+// discardChildren removes the children of a plan that was never committed:
+// those that opened, and what a child that failed half-way left on disk.
+func (s *Store) discardChildren(st *stream, added []shardMeta, kids map[uint32]*shard.Shard) {
 	closeAll(kids)
-	for i := range kids {
-		key := st.dir + "/" + shardID(i)
+	for _, sm := range added {
+		key := st.dir + "/" + shardID(sm.Index)
 		if err := s.opts.FS.RemoveAll(filepath.Join(s.streamsDir(), key)); err != nil {
 			s.log.Warn("cannot remove uncommitted shard", "shard", key, "error", err)
 		}

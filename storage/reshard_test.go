@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -581,16 +583,18 @@ func TestClosedShardExpires(t *testing.T) {
 }
 
 // TestReshardFailureRollsBack: a failure at any step before the commit
-// leaves the old shard set, writable, with its records; the next reshard
+// leaves the old shard set, writable, with its records, and no trace of the
+// children (the one that failed half-way included); the next reshard
 // succeeds.
 func TestReshardFailureRollsBack(t *testing.T) {
-	for _, step := range []string{"sealed", "children", "close-fails"} {
+	for _, step := range []string{"sealed", "children", "child-create-fails"} {
 		t.Run(step, func(t *testing.T) {
 			ctx := context.Background()
-			fs := vfs.NewMemFS()
+			mem := vfs.NewMemFS()
+			fs := &failCreateFS{FS: mem, match: "shardId-000000000002/"}
 			s := openReshardStore(t, Options{FS: fs})
 			mustCreate(t, s, "r", 1)
-			putKeys(t, s, "r", "a", "b")
+			putKeys(t, s, "r", "a", "b", "c")
 			injected := errors.New("injected")
 			reshardHook = func(at string) error {
 				if at == step {
@@ -599,28 +603,92 @@ func TestReshardFailureRollsBack(t *testing.T) {
 				return nil
 			}
 			defer func() { reshardHook = nil }()
-			if step == "close-fails" {
-				putKeys(t, s, "r", "c")
-				fs.FailNextSync(nil)
-			}
+			fs.on = step == "child-create-fails"
 			mid := hashkey.Split(2)[1].Start.String()
 			if err := s.SplitShard(ctx, "r", "shardId-000000000000", mid); err == nil {
 				t.Fatal("split succeeded")
 			}
-			reshardHook = nil
+			reshardHook, fs.on = nil, false
 			info, _ := s.DescribeStream(ctx, "r")
 			if len(info.Shards) != 1 || !info.Shards[0].Open() || info.Status != StatusActive {
 				t.Fatalf("after a failed split: %+v", info)
 			}
+			checkNoChildren(t, s, mem, "r")
 			putKeys(t, s, "r", "d")
-			if recs, _ := readShard(s, "r", "shardId-000000000000"); len(recs) < 3 {
-				t.Fatalf("records after rollback: %d", len(recs))
+			if recs, _ := readShard(s, "r", "shardId-000000000000"); len(recs) != 4 {
+				t.Fatalf("records after rollback: %d, want 4", len(recs))
 			}
 			if err := s.SplitShard(ctx, "r", "shardId-000000000000", mid); err != nil {
 				t.Fatal(err)
 			}
 			putKeys(t, s, "r", "e", "f")
 		})
+	}
+}
+
+// TestReshardSealFsyncFailureNeedsRestart: crash scenario "fdatasync fails
+// while a reshard seals the parent". The split fails, and the parent is not
+// reopened writable in the same process (a failed fsync is never retried):
+// it refuses writes and serves its records until a restart, after which it
+// is writable and can be split.
+func TestReshardSealFsyncFailureNeedsRestart(t *testing.T) {
+	ctx := context.Background()
+	fs := vfs.NewMemFS()
+	dir := t.TempDir()
+	s := openReshardStore(t, Options{FS: fs, Dir: dir})
+	mustCreate(t, s, "r", 1)
+	putKeys(t, s, "r", "a", "b")
+	fs.FailNextSync(nil)
+	mid := hashkey.Split(2)[1].Start.String()
+	if err := s.SplitShard(ctx, "r", "shardId-000000000000", mid); err == nil {
+		t.Fatal("split succeeded despite a failed fsync")
+	}
+	res, err := s.Put(ctx, "r", []PutEntry{{PartitionKey: "z", Data: []byte("after")}})
+	if err != nil || !errors.Is(res[0].Err, ErrShardReadOnly) {
+		t.Fatalf("put after the failed fsync: %v %+v, want the shard read-only", err, res)
+	}
+	if recs, _ := readShard(s, "r", "shardId-000000000000"); len(recs) != 2 {
+		t.Fatalf("records served after the failed fsync: %d, want 2", len(recs))
+	}
+	s.Close()
+	s = openReshardStore(t, Options{FS: fs, Dir: dir})
+	putKeys(t, s, "r", "c")
+	if err := s.SplitShard(ctx, "r", "shardId-000000000000", mid); err != nil {
+		t.Fatalf("split after restart: %v", err)
+	}
+}
+
+// failCreateFS fails creating files whose path contains match while on.
+type failCreateFS struct {
+	vfs.FS
+	match string
+	on    bool
+}
+
+func (f *failCreateFS) Create(name string) (vfs.File, error) {
+	if f.on && strings.Contains(name, f.match) {
+		return nil, errors.New("injected create failure")
+	}
+	return f.FS.Create(name)
+}
+
+// checkNoChildren: no shard directory but shardId-000000000000 is left in
+// the stream's directory, and index.db knows no other shard of it.
+func checkNoChildren(t *testing.T, s *Store, mem *vfs.MemFS, stream string) {
+	t.Helper()
+	st := s.streams[stream]
+	names, _ := mem.ReadDir(filepath.Join(s.streamsDir(), st.dir))
+	if !slices.Equal(names, []string{"shardId-000000000000/"}) {
+		t.Errorf("stream directory after a failed split: %v", names)
+	}
+	if err := s.idx.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := s.idx.Shards()
+	for _, k := range keys {
+		if strings.HasPrefix(k, st.dir+"/") && k != st.dir+"/shardId-000000000000" {
+			t.Errorf("index.db keeps the uncommitted child %s", k)
+		}
 	}
 }
 
