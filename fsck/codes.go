@@ -60,8 +60,8 @@ const (
 	ISeqFloor Code = "I_SEQ_FLOOR"
 )
 
-// index.db (derived: the server rebuilds it, but trusts its catalog for
-// sealed segments whose size matches).
+// index.db (derived: the server rebuilds it, but trusts its catalog entry
+// for any segment whose size and header match, the newest one included).
 const (
 	EIndexPastEnd        Code = "E_INDEX_PAST_END"        // a catalog End or seek point beyond a segment's valid data
 	EIndexMissingSegment Code = "E_INDEX_MISSING_SEGMENT" // an entry for a segment that is gone, not by retention
