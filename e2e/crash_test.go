@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +26,9 @@ import (
 // TestCrashLoop is `make crash-test`: the real binary is started over one
 // data directory, driven by concurrent PutRecord and PutRecords clients that
 // log every acknowledgement, and killed with SIGKILL at a random moment,
-// again and again. After every restart, every acknowledged record must be
+// again and again (every fourth cycle it is stopped with SIGTERM instead, so
+// starts after clean shutdowns, which trust the segment catalogs they wrote,
+// mix with starts after crashes). After every restart, every acknowledged record must be
 // readable exactly once at its sequence number, in per-shard order; nothing
 // that was rejected or never sent may appear; sequence numbers never repeat;
 // and the server takes writes again.
@@ -169,6 +172,15 @@ func startProcess(t *testing.T, bin, dir string, extra ...string) *process {
 	}
 }
 
+// terminate sends SIGTERM (drain, sync, close) and reaps the process.
+func (p *process) terminate() {
+	if p.cmd.ProcessState == nil {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		p.cmd.Wait()
+	}
+	p.tr.CloseIdleConnections()
+}
+
 // kill sends SIGKILL (no drain, no sync, no close) and reaps the process. It
 // may be called again once the process is gone.
 func (p *process) kill() {
@@ -243,7 +255,11 @@ func (cl *crashLog) drive(c *kinesis.Client, p *process, cycle int) {
 		go c.CreateStream(context.Background(), &kinesis.CreateStreamInput{StreamName: aws.String(fmt.Sprintf("extra-%d", cycle)), ShardCount: aws.Int32(2)})
 	}
 	time.Sleep(killAfter)
-	p.kill()
+	if cycle%4 == 1 {
+		p.terminate() // a clean shutdown now and then: the next start trusts the catalogs it wrote
+	} else {
+		p.kill()
+	}
 	close(stop)
 	wg.Wait()
 }
