@@ -290,3 +290,54 @@ func BenchmarkAppendIncompressible(b *testing.B) {
 	b.StopTimer()
 	reportFrames(b, s)
 }
+
+// BenchmarkReshardStall measures UpdateShardCount 128 -> 256 on a stream
+// whose shards hold about 1 MiB each, and the longest Put to another stream
+// while it runs (one writer putting back to back).
+func BenchmarkReshardStall(b *testing.B) {
+	ctx := context.Background()
+	for range b.N {
+		b.StopTimer()
+		s, err := Open(ctx, Options{Dir: b.TempDir(), FS: vfs.OS{}, ShardLimit: 1000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range []CreateStreamInput{{Name: "busy", ShardCount: 1}, {Name: "b", ShardCount: 128}} {
+			if err := s.CreateStream(ctx, c); err != nil {
+				b.Fatal(err)
+			}
+		}
+		fill(b, s, 128<<10, jsonRecord)
+		var worst atomic.Int64
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				t0 := time.Now()
+				s.Put(ctx, "busy", []PutEntry{{PartitionKey: "a", Data: []byte("x")}})
+				if d := int64(time.Since(t0)); d > worst.Load() {
+					worst.Store(d)
+				}
+			}
+		}()
+		time.Sleep(50 * time.Millisecond)
+		worst.Store(0)
+		b.StartTimer()
+		t0 := time.Now()
+		if _, err := s.UpdateShardCount(ctx, "b", 256); err != nil {
+			b.Fatal(err)
+		}
+		reshard := time.Since(t0)
+		b.StopTimer()
+		close(stop)
+		<-done
+		b.ReportMetric(float64(reshard.Microseconds())/1e3, "ms/reshard")
+		b.ReportMetric(float64(worst.Load())/1e6, "max-other-put-ms")
+		s.Close()
+	}
+}
