@@ -11,7 +11,7 @@ CRASH_SEEDS ?= 20000
 CYCLES    ?= 100
 SEED      ?= 1
 
-.PHONY: build run test test-short vet bench fuzz powerloss-long crash-test clean
+.PHONY: build run test test-short vet bench bench-disk fuzz powerloss-long crash-test clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/shardlog
@@ -32,6 +32,10 @@ test-short:
 
 bench:
 	$(GO) test -run=NONE -bench=. -benchmem ./...
+
+# The engine's durable append bandwidth against dd and fio, in turns (needs fio).
+bench-disk:
+	ROUNDS=$(or $(ROUNDS),10) ./scripts/disk-vs-engine.sh
 
 # Long randomized power-loss run on the fault-injecting filesystem.
 powerloss-long:
