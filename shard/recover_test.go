@@ -5,9 +5,14 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/shardlog/shardlog/vfs"
 )
@@ -415,4 +420,48 @@ func TestFailedSealPoisonsShard(t *testing.T) {
 			t.Errorf("index.db claims %d frames (end %d) whose fsync failed", c.Frames, c.End)
 		}
 	}
+}
+
+// TestAgeRollOnFullDiskIsRecoverable: crash scenario "the disk is full when
+// an idle shard's segment is old enough to roll". The roll cannot create the
+// new segment; like a write that finds no space, that leaves the shard full,
+// not poisoned, and it writes again once space is freed.
+func TestAgeRollOnFullDiskIsRecoverable(t *testing.T) {
+	var now atomic.Int64
+	now.Store(1_700_000_000_000)
+	logs := &lockedBuffer{}
+	r := newRig(t, func(o *Options) {
+		o.Sync, o.SyncInterval = SyncInterval, 5*time.Millisecond
+		o.SegmentAge = time.Minute
+		o.Now = func() time.Time { return time.UnixMilli(now.Load()) }
+		o.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Warn})
+	})
+	r.append(1, "a")
+	r.fs.SetCapacity(r.fs.Used())           // full: not one more byte
+	now.Add(2 * time.Minute.Milliseconds()) // the next tick tries to roll
+	for r.sh.Failed() == nil && !strings.Contains(logs.String(), "disk full") {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := r.sh.Failed(); err != nil {
+		t.Fatalf("the age roll on a full disk poisoned the shard: %v", err)
+	}
+	r.fs.SetCapacity(0)
+	r.append(1, "b")
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

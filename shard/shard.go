@@ -314,10 +314,44 @@ func (s *Shard) Seal() error {
 	err := s.stopWriter()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err == nil && s.werr == nil {
+	if err == nil && s.werr != nil {
+		err = fmt.Errorf("%w: %v", ErrReadOnly, s.werr) // poisoned earlier: not sealed cleanly
+	}
+	if err == nil {
 		s.opts.Index.Submit(s.catalogLocked())
 	}
 	return err
+}
+
+// Unseal undoes Seal after a reshard failed before its commit: the writer
+// starts again on the same handle, with nothing re-read from disk, and its
+// first append starts a new segment, exactly as after a full disk; so if the
+// disk is still full, writes are refused only until space is freed, and
+// reads never stop. A shard whose writer failed stays sealed: a failed fsync
+// is never retried before a restart.
+func (s *Shard) Unseal() error {
+	s.stopMu.Lock()
+	defer s.stopMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return ErrClosed
+	case s.werr != nil:
+		return fmt.Errorf("%w: %v", ErrReadOnly, s.werr)
+	case s.corrupt != nil:
+		return fmt.Errorf("%w: %v", ErrReadOnly, s.corrupt)
+	case s.quit != nil:
+		return nil // not sealed
+	}
+	s.full = true // no active segment: the first commit creates one (leaveFull)
+	// The new request channel exists before appends may be queued again
+	// (enqueue reads it under sendMu, after seeing stopping false).
+	s.startWriter()
+	s.sendMu.Lock()
+	s.stopping = false
+	s.sendMu.Unlock()
+	return nil
 }
 
 // stopWriter stops the writer, if there is one, after it has answered every

@@ -198,9 +198,22 @@ func (s *Shard) onTick() {
 	s.mu.RUnlock()
 	if old {
 		if err := s.roll(); err != nil {
-			s.poison(err)
+			s.rollFailed(err)
 		}
 	}
+}
+
+// rollFailed handles a roll that did not happen. No space for the new
+// segment is what a failed write is on the append path: recoverable, the
+// shard is full until leaveFull can create one. Anything else (a failed
+// sync above all) poisons the shard.
+func (s *Shard) rollFailed(err error) {
+	if errors.Is(err, syscall.ENOSPC) && s.w != nil && s.w.Err() == nil {
+		s.log.Warn("disk full; refusing writes until space is freed", "error", err)
+		s.full = true
+		return
+	}
+	s.poison(err)
 }
 
 func (s *Shard) commit(batch []*appendReq) {

@@ -188,38 +188,49 @@ func (s *Store) writeError(err error) error {
 }
 
 // shardOf returns a stream and the metadata of one of its shards.
-func (s *Store) shardOf(name, id string) (*stream, shardMeta, *shard.Shard, error) {
+// shardRef is a shard as a request found it. meta is the stream's metadata
+// at that moment: metadata is replaced, never changed in place, so it may be
+// read after the store lock is released (st.meta may not).
+type shardRef struct {
+	st   *stream
+	meta *streamMeta
+	sm   shardMeta
+	sh   *shard.Shard
+}
+
+func (s *Store) shardOf(name, id string) (shardRef, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	st, err := s.lookupLocked(name)
 	if err != nil {
-		return nil, shardMeta{}, nil, err
+		return shardRef{}, err
 	}
 	if st.meta.Status != StatusActive && st.meta.Status != StatusUpdating {
-		return nil, shardMeta{}, nil, s.notFound(name)
+		return shardRef{}, s.notFound(name)
 	}
 	idx, ok := parseShardID(id)
 	if !ok {
-		return nil, shardMeta{}, nil, errorf(ErrShardNotFound, fmt.Sprintf("Could not find shard %s in stream %s under account %s.", id, name, s.opts.AccountID))
+		return shardRef{}, errorf(ErrShardNotFound, fmt.Sprintf("Could not find shard %s in stream %s under account %s.", id, name, s.opts.AccountID))
 	}
 	for _, sm := range st.meta.Shards {
 		if sm.Index == idx && st.shards[idx] != nil {
-			return st, sm, st.shards[idx], nil
+			return shardRef{st: st, meta: st.meta, sm: sm, sh: st.shards[idx]}, nil
 		}
 	}
-	return nil, shardMeta{}, nil, errorf(ErrShardNotFound, fmt.Sprintf("Shard %s in stream %s under account %s does not exist", shardID(idx), name, s.opts.AccountID))
+	return shardRef{}, errorf(ErrShardNotFound, fmt.Sprintf("Shard %s in stream %s under account %s does not exist", shardID(idx), name, s.opts.AccountID))
 }
 
 // Position resolves a GetShardIterator request to a reader position.
 func (s *Store) Position(ctx context.Context, name, id string, typ IteratorType, startSeq string, ts time.Time) (Position, error) {
-	st, sm, sh, err := s.shardOf(name, id)
+	ref, err := s.shardOf(name, id)
 	if err != nil {
 		return Position{}, err
 	}
+	st, sm, sh := ref.st, ref.sm, ref.sh
 	if err := s.admitIterator(name, sm.Index, sh); err != nil {
 		return Position{}, err
 	}
-	pos := Position{Stream: name, StreamCreated: st.meta.CreatedNs, ShardIndex: sm.Index}
+	pos := Position{Stream: name, StreamCreated: ref.meta.CreatedNs, ShardIndex: sm.Index}
 	switch typ {
 	case TrimHorizon:
 		pos.Ordinal = 0
@@ -276,17 +287,18 @@ func (s *Store) Read(ctx context.Context, pos Position, maxRecords, maxBytes int
 }
 
 func (s *Store) readOnce(ctx context.Context, pos Position, maxRecords, maxBytes int) (ReadResult, error) {
-	st, sm, sh, err := s.shardOf(pos.Stream, shardID(pos.ShardIndex))
+	ref, err := s.shardOf(pos.Stream, shardID(pos.ShardIndex))
 	if err != nil {
 		return ReadResult{}, err
 	}
-	if st.meta.CreatedNs != pos.StreamCreated {
+	sm, sh := ref.sm, ref.sh
+	if ref.meta.CreatedNs != pos.StreamCreated {
 		return ReadResult{}, s.notFound(pos.Stream)
 	}
 	if err := s.admitRead(pos.Stream, sm.Index, sh); err != nil {
 		return ReadResult{}, err
 	}
-	horizon := s.opts.Now().Add(-time.Duration(st.meta.RetentionHours) * time.Hour).UnixMilli()
+	horizon := s.opts.Now().Add(-time.Duration(ref.meta.RetentionHours) * time.Hour).UnixMilli()
 	r, err := sh.Read(pos.Ordinal, maxRecords, maxBytes, horizon)
 	s.chargeRead(sh, r.Bytes)
 	if err != nil {

@@ -20,19 +20,23 @@ import (
 // (one parent, two children) or a merge (two adjacent parents, one child),
 // and then applied as one unit:
 //
-//  1. under the store lock (so no new Put reads the old routing table) and
-//     the stream's gate (so no Append is in flight), the parents are sealed
-//     in place (shard.Seal): their writers commit every queued append and
-//     stop, and they go on serving reads. A Put that read the old table
-//     meets a sealed parent and is re-routed to the children
+//  0. under the store lock the plan is made, and the stream is claimed (see
+//     Store.reshard); steps 1 and 2 run without the store lock;
+//  1. under the stream's gate (so no Append is in flight), the parents are
+//     sealed in place (shard.Seal): their writers commit every queued
+//     append and stop, and they go on serving reads. A Put that meets a
+//     sealed parent waits for the reshard and is re-routed to the children
 //     (Store.rerouteClosed);
 //  2. the children are opened, which creates their directories and first
 //     segments (a crash here leaves empty, unlisted directories under
 //     indexes not yet taken; the next reshard removes them first);
-//  3. one meta.db transaction closes the parents, adds the children and puts
-//     the stream in UPDATING: this is the commit point, so after a crash the
-//     stream has either its old shard set or the new one;
-//  4. the new handles and routing table are installed.
+//  3. under the store lock again, one meta.db transaction closes the
+//     parents, adds the children and puts the stream in UPDATING: this is
+//     the commit point, so after a crash the stream has either its old shard
+//     set or the new one;
+//  4. the new handles and routing table are installed. A failure before the
+//     commit unseals the parents instead (shard.Unseal) and removes the
+//     children.
 //
 // The shard change is visible as soon as the operation returns, at the start
 // of UPDATING; the stream turns ACTIVE after Options.UpdateDelay (and on
@@ -253,6 +257,10 @@ func (s *Store) reshardableLocked(name string) (*stream, error) {
 // created meanwhile takes a later epoch and the account limit holds.
 func (s *Store) beginReshardLocked(st *stream, p *planner) {
 	p.prev = st.meta
+	p.parents = map[uint32]*shard.Shard{}
+	for _, sm := range p.sealed {
+		p.parents[sm.Index] = st.shards[sm.Index]
+	}
 	cur := st.meta.clone()
 	cur.Status = StatusUpdating
 	st.meta = cur
@@ -276,7 +284,7 @@ func (s *Store) prepare(st *stream, p *planner) (sealed, kids map[uint32]*shard.
 	if err := runHook("begin"); err != nil {
 		return nil, nil, err
 	}
-	sealed, err = s.sealParents(st, p.sealed)
+	sealed, err = s.sealParents(st, p)
 	if err == nil {
 		err = runHook("sealed")
 	}
@@ -316,20 +324,18 @@ func (s *Store) commitLocked(st *stream, p *planner, sealed, kids map[uint32]*sh
 	return nil
 }
 
-// rollback reopens the sealed parents writable after a failure before the
-// commit, except those whose writer failed (a Seal whose fsync failed): a
-// failed fsync is never retried, so they stay as they are, readable and
-// refusing writes, until a restart re-reads the disk.
+// rollback unseals the parents after a failure before the commit
+// (shard.Unseal: the same handles, nothing re-read, writable again even if
+// the failure was a full disk). A parent whose writer failed (a Seal whose
+// fsync failed) stays sealed, readable and refusing writes, until a restart.
 func (s *Store) rollback(st *stream, p *planner, err error) error {
-	var healthy []shardMeta
+	errs := []error{err}
 	for _, sm := range p.sealed {
-		if st.shards[sm.Index].Failed() == nil {
-			healthy = append(healthy, sm)
+		if uerr := st.shards[sm.Index].Unseal(); uerr != nil && !errors.Is(uerr, shard.ErrReadOnly) {
+			errs = append(errs, fmt.Errorf("unseal %s: %w", shardID(sm.Index), uerr))
 		}
 	}
-	err = errors.Join(err, s.reopenWritable(st, healthy))
-	st.rebuildRoutes() // to the new handles
-	return err
+	return errors.Join(errs...)
 }
 
 // install makes a committed plan live.
@@ -371,48 +377,16 @@ func (s *Store) awaitReshard(ctx context.Context, name string) {
 // reads; an append that arrives later fails with shard.ErrClosed and Put
 // re-routes it. (Closing and reopening them read-only, as a first version
 // did, re-read every parent's active segment with CRCs under the store lock.)
-func (s *Store) sealParents(st *stream, parents []shardMeta) (map[uint32]*shard.Shard, error) {
+func (s *Store) sealParents(st *stream, p *planner) (map[uint32]*shard.Shard, error) {
 	st.gate.Lock()
 	defer st.gate.Unlock()
-	errs := make([]error, len(parents))
-	forEachParallel(len(parents), func(i int) {
-		if err := st.shards[parents[i].Index].Seal(); err != nil {
-			errs[i] = fmt.Errorf("seal %s: %w", shardID(parents[i].Index), err)
+	errs := make([]error, len(p.sealed))
+	forEachParallel(len(p.sealed), func(i int) {
+		if err := p.parents[p.sealed[i].Index].Seal(); err != nil {
+			errs[i] = fmt.Errorf("seal %s: %w", shardID(p.sealed[i].Index), err)
 		}
 	})
-	out := map[uint32]*shard.Shard{}
-	for _, sm := range parents {
-		out[sm.Index] = st.shards[sm.Index]
-	}
-	return out, errors.Join(errs...)
-}
-
-// closeGated closes shards once no Append is in flight (see stream.gate);
-// Appends that start later find them closed.
-func closeGated(st *stream, shards []shardMeta) error {
-	st.gate.Lock()
-	defer st.gate.Unlock()
-	var errs []error
-	for _, sm := range shards {
-		if err := st.shards[sm.Index].Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close %s: %w", shardID(sm.Index), err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// reopenWritable undoes sealParents after a failure before the commit.
-func (s *Store) reopenWritable(st *stream, parents []shardMeta) error {
-	errs := []error{closeGated(st, parents)}
-	for _, sm := range parents {
-		sh, err := s.openShard(st, sm)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("reopen %s: %w", shardID(sm.Index), err))
-			continue
-		}
-		st.shards[sm.Index] = sh
-	}
-	return errors.Join(errs...)
+	return p.parents, errors.Join(errs...)
 }
 
 // openChildren opens (creating) the plan's new shards; intermediate shards,
@@ -427,7 +401,7 @@ func (s *Store) openChildren(st *stream, m *streamMeta, added []shardMeta) (map[
 	out := make([]*shard.Shard, len(added))
 	errs := make([]error, len(added))
 	forEachParallel(len(added), func(i int) {
-		out[i], errs[i] = s.openShardFor(st, m, added[i])
+		out[i], errs[i] = s.openShard(st, m, added[i])
 		if errs[i] != nil {
 			errs[i] = fmt.Errorf("open %s: %w", shardID(added[i].Index), errs[i])
 		}
@@ -496,15 +470,6 @@ func (s *Store) removeLeftovers(st *stream, added []shardMeta) error {
 	return s.idx.Flush()
 }
 
-// openShardFor opens sm with the limits of the new metadata m.
-func (s *Store) openShardFor(st *stream, m *streamMeta, sm shardMeta) (*shard.Shard, error) {
-	sh, err := s.openShard(st, sm)
-	if err == nil {
-		sh.SetLimits(s.limitsFor(m))
-	}
-	return sh, err
-}
-
 // discardChildren removes the children of a plan that was never committed:
 // those that opened, and what a child that failed half-way left on disk.
 func (s *Store) discardChildren(st *stream, added []shardMeta, kids map[uint32]*shard.Shard) {
@@ -536,6 +501,9 @@ type planner struct {
 	added  []shardMeta // shards the plan creates (some closed again by it)
 	acct   string
 	prev   *streamMeta // the stream's metadata before the plan (beginReshardLocked)
+	// parents are the handles of the shards the plan seals, taken under the
+	// store lock, so the file work never reads st.shards without it.
+	parents map[uint32]*shard.Shard
 	// reserved is how many open shards the plan adds to the account while
 	// it runs (endReshardLocked returns them).
 	reserved int

@@ -756,3 +756,60 @@ func TestReshardFileWorkRunsWithoutStoreLock(t *testing.T) {
 		}
 	}
 }
+
+// TestReshardOnFullDiskKeepsParentServing: crash scenario "the disk is full
+// when a split creates its children". The split fails and the parent is
+// unsealed in place: it serves reads all along, refuses writes only while
+// the disk is full, and takes them again once space is freed, without a
+// restart.
+func TestReshardOnFullDiskKeepsParentServing(t *testing.T) {
+	ctx := context.Background()
+	mem := vfs.NewMemFS()
+	s := openReshardStore(t, Options{FS: mem})
+	mustCreate(t, s, "r", 1)
+	putKeys(t, s, "r", "a", "b", "c")
+	mem.SetCapacity(mem.Used())
+	if err := s.SplitShard(ctx, "r", "shardId-000000000000", hashkey.Split(2)[1].Start.String()); err == nil {
+		t.Fatal("split succeeded on a full disk")
+	}
+	if recs, err := readShard(s, "r", "shardId-000000000000"); err != nil || len(recs) != 3 {
+		t.Fatalf("reads on a full disk after the failed split: %d records, %v", len(recs), err)
+	}
+	mem.SetCapacity(0)
+	putKeys(t, s, "r", "d")
+	if recs, err := readShard(s, "r", "shardId-000000000000"); err != nil || len(recs) != 4 {
+		t.Fatalf("after space was freed: %d records, %v; want 4", len(recs), err)
+	}
+}
+
+// TestReadsDoNotRaceMetadataChanges: GetShardIterator and GetRecords run
+// while a reshard and a tag change replace the stream's metadata (the race
+// detector checks that reads use the metadata they looked up under the lock).
+func TestReadsDoNotRaceMetadataChanges(t *testing.T) {
+	ctx := context.Background()
+	s := openReshardStore(t, Options{})
+	mustCreate(t, s, "r", 1)
+	putKeys(t, s, "r", "a", "b", "c")
+	var stop atomic.Bool
+	started, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; !stop.Load(); i++ {
+			if pos, err := s.Position(ctx, "r", "shardId-000000000000", TrimHorizon, "", time.Time{}); err == nil {
+				s.Read(ctx, pos, 10, 1<<20)
+			}
+			if i == 0 {
+				close(started)
+			}
+		}
+	}()
+	<-started
+	if err := s.SplitShard(ctx, "r", "shardId-000000000000", hashkey.Split(2)[1].Start.String()); err != nil {
+		t.Error(err)
+	}
+	if err := s.AddTags(ctx, "r", map[string]string{"x": "y"}); err != nil && !errors.Is(err, ErrResourceInUse) {
+		t.Error(err)
+	}
+	stop.Store(true)
+	<-done
+}

@@ -133,9 +133,10 @@ type Store struct {
 	mu      sync.RWMutex
 	streams map[string]*stream
 	closed  bool
-	// reservedEpoch and reservedShards are held by reshards doing their file
-	// work (beginReshardLocked): the children's newest epoch and how many
-	// open shards they add. Guarded by mu.
+	// reservedEpoch is the newest epoch a reshard has given children, even
+	// before its commit (beginReshardLocked), so no stream created meanwhile
+	// takes it; it only grows. reservedShards counts the open shards that
+	// reshards doing their file work will add. Guarded by mu.
 	reservedEpoch  int64
 	reservedShards int
 

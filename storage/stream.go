@@ -186,7 +186,7 @@ func (s *Store) openShards(ctx context.Context, st *stream) error {
 		sem <- struct{}{}
 		go func(sm shardMeta) {
 			defer func() { <-sem; wg.Done() }()
-			sh, err := s.openShard(st, sm)
+			sh, err := s.openShard(st, st.meta, sm)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -205,7 +205,9 @@ func (s *Store) openShards(ctx context.Context, st *stream) error {
 	return s.opts.FS.SyncDir(filepath.Join(s.streamsDir(), st.dir))
 }
 
-func (s *Store) openShard(st *stream, sm shardMeta) (*shard.Shard, error) {
+// openShard opens sm of st with the admission limits m calls for. (m, not
+// st.meta: a reshard opens children without the store lock.)
+func (s *Store) openShard(st *stream, m *streamMeta, sm shardMeta) (*shard.Shard, error) {
 	key := st.dir + "/" + shardID(sm.Index)
 	h := fnv.New64a()
 	h.Write([]byte(key))
@@ -214,7 +216,7 @@ func (s *Store) openShard(st *stream, sm shardMeta) (*shard.Shard, error) {
 		Index: s.idx, Compressor: s.comp, Logger: s.log, Now: s.opts.Now,
 		SegmentSize: s.opts.SegmentSize, SegmentAge: s.opts.SegmentAge, CacheWindow: s.opts.CacheWindow,
 		Sync: s.opts.syncMode(), SyncInterval: s.opts.SyncInterval,
-		ReadOnly: sm.Closed, FirstOrdinal: firstOrdinal, Limits: s.limitsFor(st.meta),
+		ReadOnly: sm.Closed, FirstOrdinal: firstOrdinal, Limits: s.limitsFor(m),
 	})
 }
 
