@@ -42,8 +42,8 @@ const (
 // Segments of a shard.
 const (
 	// ESeqGap: a segment does not start where the previous one ended, and
-	// its header declares no sequence floor: a segment is missing from the
-	// middle of the shard.
+	// its header declares no sequence floor, or one with a shorter gap: a
+	// segment is missing from the middle of the shard.
 	ESeqGap Code = "E_SEQ_GAP"
 	// WTsOrder: a segment's first arrival time is before the previous
 	// segment's last. Reads by timestamp may start late.

@@ -15,8 +15,9 @@
 // order; --deep also decodes every record); how each segment ends (clean, torn
 // or corrupt, and past corrupt damage, the frames that follow it); the chain of
 // segments (each starts at the previous one's LastSeq+1, or at its FirstSeq if
-// it has no frames, or above that if its header declares a sequence floor,
-// reported as I_SEQ_FLOOR with the seqs it keeps from reuse); index.db against
+// it has no frames, or above that if its header declares a sequence floor
+// with that gap, reported as I_SEQ_FLOOR with the seqs it keeps from reuse;
+// a floor with a shorter recorded gap is E_SEQ_GAP); index.db against
 // the segments; meta.db against the directories; and stray files. Each problem
 // has a stable code (codes.go).
 //
@@ -54,7 +55,7 @@
 // (floor.go): one above the highest seq in any segment name, valid frame or
 // intact frame at corrupt damage. Where the repaired shard would start below
 // it, repair first writes an empty segment at the floor whose header has
-// segment.FlagSeqFloor (action "floor"), synced, renamed into place with an
+// segment.FlagSeqFloor and the gap's size (action "floor"), synced, renamed into place with an
 // ID above every other and the directory synced, before it changes any other
 // file of the shard: a crash at any later step leaves the server a shard it
 // refuses (read-only) or starts above the floor. The server accepts the gap

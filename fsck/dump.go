@@ -139,8 +139,9 @@ func (d *dumper) body(sc *segCheck, frames []segment.FrameInfo) error {
 	return nil
 }
 
-// header prints a segment's file header. A sequence floor is shown only where
-// it is declared, so the dump of an ordinary segment reads as before.
+// header prints a segment's file header. A sequence floor and its gap
+// (floor_gap, 0: not recorded) are shown only where a floor is declared, so
+// the dump of an ordinary segment reads as before.
 func (d *dumper) header(sc *segCheck) {
 	floor := sc.hdr.Flags&segment.FlagSeqFloor != 0
 	if d.opts.JSON {
@@ -149,13 +150,14 @@ func (d *dumper) header(sc *segCheck) {
 			"header_problem": problemText(sc)}
 		if floor {
 			m["seq_floor"] = true
+			m["floor_gap"] = sc.hdr.FloorGap
 		}
 		d.json(m)
 		return
 	}
 	flags := ""
 	if floor {
-		flags = " seq_floor"
+		flags = fmt.Sprintf(" seq_floor floor_gap=%d", sc.hdr.FloorGap)
 	}
 	d.printf("segment %s size=%d id=%016x first_seq=%d shard_key=%016x created=%s codec=%s%s\n", sc.path, sc.size,
 		sc.hdr.SegmentID, sc.hdr.FirstSeq, sc.hdr.ShardKey, time.Unix(0, sc.hdr.CreatedNs).UTC().Format(time.RFC3339Nano), sc.hdr.Codec, flags)

@@ -80,8 +80,10 @@ func (r *repairer) writeFloor(sh *shardCheck, fl floorSeg, ids *idAlloc) error {
 	if r.dry {
 		return nil
 	}
+	// The floor sorts right after the newest segment the plans leave, which
+	// ends at fl.from: the gap recorded is exactly the lost seqs.
 	hdr := segment.FileHeader{SegmentID: id, FirstSeq: fl.first, ShardKey: sh.ref.shardKey, CreatedNs: newestCreated(sh),
-		Codec: segment.CodecZstd, Flags: segment.FlagSeqFloor}
+		Codec: segment.CodecZstd, Flags: segment.FlagSeqFloor, FloorGap: segment.FloorGapOf(fl.first, fl.from)}
 	if err := r.placeEmpty(filepath.Join(sh.dir, name), hdr); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -183,8 +184,8 @@ func TestRepairKeepsSequenceFloor(t *testing.T) {
 			if declared := slices.Contains(codes(v), string(fsck.ISeqFloor)); v.ExitCode() != fsck.ExitOK || declared != tc.floor {
 				t.Fatalf("verify after restarts: want exit 0 and a declared floor %v:\n%s", tc.floor, text(t, v))
 			}
-			if shown := strings.Contains(dump(t, f, fsck.DumpOptions{Path: shard}), " seq_floor\n"); shown != tc.floor {
-				t.Fatalf("dump shows a declared floor: %v, want %v", shown, tc.floor)
+			if shown := floorShown.MatchString(dump(t, f, fsck.DumpOptions{Path: shard})); shown != tc.floor {
+				t.Fatalf("dump shows a declared floor with its gap: %v, want %v", shown, tc.floor)
 			}
 			again, err := fsck.Repair(f.opts(), false)
 			if err != nil {
@@ -195,6 +196,101 @@ func TestRepairKeepsSequenceFloor(t *testing.T) {
 			}
 		})
 	}
+}
+
+// floorShown matches dump's header line of a segment that declares a floor
+// and records its gap.
+var floorShown = regexp.MustCompile(` seq_floor floor_gap=[1-9][0-9]*\n`)
+
+// TestFloorAfterDeletedSegment: a floor declares only the gap it records.
+// After a repair wrote one and the server carried it into the segment it
+// started next, the segment before that one is deleted: the gap grows by
+// seqs no repair declared lost, so verify reports a missing segment
+// (E_SEQ_GAP, not I_SEQ_FLOOR) and the server refuses writes. Repair then
+// reports those seqs lost and records the wider gap, after which the shard
+// verifies clean and assigns above every seq it assigned before.
+func TestFloorAfterDeletedSegment(t *testing.T) {
+	f := newFixture(t, defaultStreams)
+	shard := pickShard(f)
+	ceiling := highestAck(f, shard, floorFaults[1].fault(t, f))
+	checkRepair(t, f, nil, -1)
+	for range 2 {
+		s := openStore(t, f)
+		seqs, _ := appendTo(t, f, s, shard)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		ceiling = max(ceiling, slices.Max(seqs))
+	}
+	segs := f.segments(t, shard)
+	i := floorIndex(t, f, shard, segs)
+	if i < 2 || len(f.frames(t, filepath.Join(shard, segs[i-1]))) == 0 {
+		t.Fatalf("want a frame-holding segment before the floor at %d, after another one: %v", i, segs)
+	}
+	pred := filepath.Join(shard, segs[i-1])
+	predFirst, _, _ := segment.ParseFileName(segs[i-1])
+	predLast := lastFrame(t, f, pred).LastSeq
+	if err := f.fs.Remove(f.abs(pred)); err != nil {
+		t.Fatal(err)
+	}
+	v := verify(t, f.opts())
+	if got := codes(v); v.ExitCode() == fsck.ExitOK || !slices.Contains(got, string(fsck.ESeqGap)) || slices.Contains(got, string(fsck.ISeqFloor)) {
+		t.Fatalf("verify after the segment before the floor was deleted: want E_SEQ_GAP and no I_SEQ_FLOOR:\n%s", text(t, v))
+	}
+	s := openStore(t, f)
+	if _, refused := appendTo(t, f, s, shard); !refused {
+		t.Fatal("the server took writes with a segment missing before the floor")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := fsck.Repair(f.opts(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the deleted segment's seqs are lost now: the first repair
+	// reported the ones the floor declared.
+	want := []fsck.LostRange{{Shard: shard, From: predFirst, To: predLast}}
+	if got := lostRanges(rep); rep.ExitCode() != fsck.ExitRepaired || !slices.Equal(got, want) {
+		t.Fatalf("repair: want exit 3 and lost %v, got %v:\n%s", want, got, text(t, rep))
+	}
+	if v := verify(t, f.opts()); v.ExitCode() != fsck.ExitOK || !slices.Contains(codes(v), string(fsck.ISeqFloor)) {
+		t.Fatalf("verify after repair: want exit 0 and a declared floor:\n%s", text(t, v))
+	}
+	s = openStore(t, f)
+	defer s.Close()
+	seqs, refused := appendTo(t, f, s, shard)
+	if refused || slices.Min(seqs) <= ceiling {
+		t.Fatalf("after repair: refused %v, seqs %v, want all above %d:\n%s", refused, seqs, ceiling, outcome(t, rep))
+	}
+}
+
+// floorIndex is the index in segs of the one segment of shard whose header
+// declares a sequence floor.
+func floorIndex(t *testing.T, f *fixture, shard string, segs []string) int {
+	t.Helper()
+	at := -1
+	for i, n := range segs {
+		b, err := f.fs.Bytes(f.abs(filepath.Join(shard, n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := segment.DecodeFileHeader(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Flags&segment.FlagSeqFloor == 0 {
+			continue
+		}
+		if at >= 0 || h.FloorGap == 0 {
+			t.Fatalf("%s: a second floor, or one without its gap (%d)", n, h.FloorGap)
+		}
+		at = i
+	}
+	if at < 0 {
+		t.Fatalf("no segment of %s declares a floor: %v", shard, segs)
+	}
+	return at
 }
 
 // TestRepairInterruptedAfterFloor: repair puts the floor segment in place
@@ -326,4 +422,14 @@ func outcome(t *testing.T, rep *fsck.Report) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// lostRanges is rep.Lost without the reasons.
+func lostRanges(rep *fsck.Report) []fsck.LostRange {
+	var out []fsck.LostRange
+	for _, l := range rep.Lost {
+		l.Reason = ""
+		out = append(out, l)
+	}
+	return out
 }

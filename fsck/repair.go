@@ -184,6 +184,8 @@ type segPlan struct {
 	whole  bool
 	frames []keptFrame
 	why    string
+	// floorGap is the new header's FloorGap (0 without FlagSeqFloor).
+	floorGap uint32
 }
 
 // nextAfter is the first seq the segment after the planned one must start
@@ -224,7 +226,7 @@ func (r *repairer) plan(sh *shardCheck) ([]segPlan, []LostRange, error) {
 		if prev == nil {
 			lt.from = sc.firstSeq
 		} else {
-			lt.boundary(sc.firstSeq, sc.firstSeq > prev.nextAfter() && !prevEndsDamaged(prev) && !declaredGap(prev, sc), prev.nextAfter())
+			lt.boundary(missingTo(prev, sc), sc.firstSeq > prev.nextAfter() && !prevEndsDamaged(prev) && !declaredGap(prev, sc), prev.nextAfter())
 		}
 		p, err := r.planSegment(sh, sc, newest, &lt)
 		if err != nil {
@@ -236,12 +238,28 @@ func (r *repairer) plan(sh *shardCheck) ([]segPlan, []LostRange, error) {
 			p.first = chainNext
 		}
 		p.rewrite = p.rewrite || p.first != sc.firstSeq
+		p.setFloorGap(prev != nil, chainNext)
 		chainNext = p.nextAfter()
 		plans = append(plans, p)
 		prev = sc
 	}
 	lt.finish()
 	return plans, lt.out, nil
+}
+
+// setFloorGap keeps the header's FloorGap, except for a floor kept above the
+// previous segment's planned end (chainNext): its new header records the gap
+// to that end, which a loss before it (a damaged end, a missing segment) may
+// have widened. A recorded gap that no longer matches would read as a
+// missing segment, so it forces a rewrite; an unrecorded one (0) does not.
+func (p *segPlan) setFloorGap(hasPrev bool, chainNext uint64) {
+	sc := p.sc
+	p.floorGap = sc.hdr.FloorGap
+	if !hasPrev || !sc.declaresFloor() || p.first <= chainNext {
+		return
+	}
+	p.floorGap = segment.FloorGapOf(p.first, chainNext)
+	p.rewrite = p.rewrite || sc.hdr.FloorGap != 0 && sc.hdr.FloorGap != p.floorGap
 }
 
 // planSegment picks the frames of one segment to keep. An intact segment is
@@ -458,7 +476,7 @@ func (r *repairer) execute(sh *shardCheck, p segPlan, ids *idAlloc) error {
 	name := segment.FileName(p.first, id)
 	a.NewFile = path.Join(sh.rel, name)
 	if p.why == "" {
-		a.Kind, a.Message = "rebase", fmt.Sprintf("first seq %d -> %d, so the segment chain holds after the loss before it", sc.firstSeq, p.first)
+		a.Kind, a.Message = "rebase", rebaseWhy(p)
 	}
 	a.Message = strings.TrimPrefix(fmt.Sprintf("%s; %s", a.Message, r.frameCounts(p)), "; ")
 	r.act(a)
@@ -466,12 +484,21 @@ func (r *repairer) execute(sh *shardCheck, p segPlan, ids *idAlloc) error {
 		return nil
 	}
 	hdr := segment.FileHeader{SegmentID: id, FirstSeq: p.first, ShardKey: sh.ref.shardKey, CreatedNs: sc.hdr.CreatedNs, Codec: sc.hdr.Codec,
-		Flags: sc.hdr.Flags}
+		Flags: sc.hdr.Flags, FloorGap: p.floorGap}
 	final := filepath.Join(sh.dir, name)
 	if err := r.writeSegment(final+tmpExt, sc.path, hdr, p); err != nil {
 		return err
 	}
 	return r.moveAside(sh, final+tmpExt, final, sc.path, kept)
+}
+
+// rebaseWhy describes the header change of an intact segment rewritten
+// whole: a new first seq, or else a sequence floor's new gap.
+func rebaseWhy(p segPlan) string {
+	if sc := p.sc; p.first == sc.firstSeq {
+		return fmt.Sprintf("sequence floor gap %d -> %d, so the segment chain holds after the loss before it", sc.hdr.FloorGap, p.floorGap)
+	}
+	return fmt.Sprintf("first seq %d -> %d, so the segment chain holds after the loss before it", p.sc.firstSeq, p.first)
 }
 
 func (r *repairer) frameCounts(p segPlan) string {

@@ -226,10 +226,24 @@ func (sc *segCheck) declaresFloor() bool {
 	return sc.hdrCode == "" && sc.hdr.Flags&segment.FlagSeqFloor != 0
 }
 
-// declaredGap reports whether sc starts above prev's end and declares the
-// gap (shard/recover.go checkChain).
+// declaredGap reports whether sc starts above prev's end and declares that
+// very gap (shard/recover.go checkChain): a floor whose recorded gap is
+// shorter was declared after a segment that is gone too.
 func declaredGap(prev, sc *segCheck) bool {
-	return sc.firstSeq > prev.nextAfter() && sc.declaresFloor()
+	return sc.firstSeq > prev.nextAfter() && sc.declaresFloor() &&
+		segment.GapDeclared(sc.firstSeq, sc.hdr.FloorGap, prev.nextAfter())
+}
+
+// missingTo is one past the seqs a gap between prev and sc leaves
+// unexplained: sc's first seq, or, for a floor whose recorded gap is
+// shorter than the gap, where its declared loss begins (that loss was
+// reported by the repair that declared it).
+func missingTo(prev, sc *segCheck) uint64 {
+	want, gap := prev.nextAfter(), uint64(sc.hdr.FloorGap)
+	if sc.declaresFloor() && gap != 0 && sc.firstSeq > want && sc.firstSeq-want > gap {
+		return sc.firstSeq - gap
+	}
+	return sc.firstSeq
 }
 
 // damaged reports whether the frames have damage (the header aside).

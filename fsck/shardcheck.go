@@ -188,7 +188,7 @@ func (s *seekCheck) report(rep *Report, sc *segCheck) {
 // checkChain applies shard/recover.go's chain rule: each segment's first seq
 // (its name) is the previous segment's LastSeq+1, or the previous segment's
 // first seq if it has no frames, or above that if its header declares a
-// sequence floor.
+// sequence floor with that gap (or records no gap's size).
 func (v *verifier) checkChain(sh *shardCheck) {
 	var prev *segCheck
 	for i, sc := range sh.segs {
@@ -215,6 +215,10 @@ func (v *verifier) chainPair(prev, sc *segCheck) {
 		v.rep.add(Problem{Code: ISeqFloor, File: sc.rel, Seq: u64p(want), Message: fmt.Sprintf(
 			"segment declares a sequence floor at %d: seqs %d..%d were assigned once and are lost (a repair declared so); the server never assigns them again",
 			sc.firstSeq, want, sc.firstSeq-1)})
+	case sc.firstSeq > want && sc.declaresFloor():
+		v.rep.add(Problem{Code: ESeqGap, File: sc.rel, Seq: u64p(want), Message: fmt.Sprintf(
+			"segment declares a sequence floor at %d after a gap of %d seqs, but the previous one ends where seq %d would start, %d seqs below it: a segment is missing (seqs %d..%d)",
+			sc.firstSeq, sc.hdr.FloorGap, want, sc.firstSeq-want, want, missingTo(prev, sc)-1)})
 	case sc.firstSeq > want:
 		v.rep.add(Problem{Code: ESeqGap, File: sc.rel, Seq: u64p(want), Message: fmt.Sprintf(
 			"segment starts at seq %d, but the previous one ends where seq %d would start: seqs %d..%d are missing (a segment is gone)",

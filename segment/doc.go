@@ -12,11 +12,14 @@
 // without a new version number.
 //
 //	File header (64 bytes)
-//	+--------+-------+-------+-------+--------+----------+----------+---------+-------+-------+-------+-------+
-//	| magic  |version|hdrlen | flags | seg ID | firstSeq | shardKey | created | codec | rsvd  | dict  | rsvd  | CRC32C
-//	|   8    |   2   |   2   |   4   |   8    |    8     |    8     |   8 ns  |   1   |   3   |   4   |   4   | 4 (bytes 0-59)
-//	+--------+-------+-------+-------+--------+----------+----------+---------+-------+-------+-------+-------+
-//	  0        8       10      12      16       24         32         40        48      49      52      56      60
+//	+--------+-------+-------+-------+--------+----------+----------+---------+-------+-------+-------+-----------+
+//	| magic  |version|hdrlen | flags | seg ID | firstSeq | shardKey | created | codec | rsvd  | dict  | floor gap | CRC32C
+//	|   8    |   2   |   2   |   4   |   8    |    8     |    8     |   8 ns  |   1   |   3   |   4   |     4     | 4 (bytes 0-59)
+//	+--------+-------+-------+-------+--------+----------+----------+---------+-------+-------+-------+-----------+
+//	  0        8       10      12      16       24         32         40        48      49      52      56          60
+//
+// floor gap: with FlagSeqFloor, the declared gap's size (see below); else 0,
+// like the reserved bytes. dict (the dictionary ID) is 0 in version 1.
 //
 //	Frame header (56 bytes), then the stored payload, then zero padding to 8 bytes
 //	+------+-------+------+--------+--------+-------+----------+---------+-------+-------+---------+--------+
@@ -39,9 +42,19 @@
 //     frames sets the flag again, so the floor outlives the file that
 //     declared it.
 //
+//     floor gap (uint32, bytes 56-59) records the size of the declared gap:
+//     firstSeq minus the first lost seq, which is the previous segment's end.
+//     A gap of any other size is still a missing segment: a floor does not
+//     excuse the loss of the segment it was declared after. 0 means not
+//     recorded (a gap too large for 32 bits, or a file written before the
+//     field existed, when these bytes were reserved): then any gap before
+//     the segment is the declared one. Without the flag the field is 0.
+//
 // A file written before the flag existed has flags 0 and reads unchanged; a
 // build older than the flag rejects a floor segment, which is right, since it
-// could not honour the floor.
+// could not honour the floor. A build that has the flag but not the floor gap
+// reads a nonzero floor gap as corrupt reserved bytes (ErrCorrupt), so its
+// fsck must not repair files this build wrote.
 //
 // type is 1 (records); 0 means "no frame here" (end of data). codec is 0 (raw)
 // or 1 (zstd); a frame is stored raw when compression does not make it smaller.

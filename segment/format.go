@@ -103,7 +103,7 @@ const (
 	fhCodec     = 48
 	fhRsvd1     = 49 // 3 bytes
 	fhDictID    = 52
-	fhRsvd2     = 56
+	fhFloorGap  = 56 // reserved (zero) without FlagSeqFloor
 	fhCRC       = 60
 )
 
@@ -136,11 +136,35 @@ type FileHeader struct {
 	Codec Codec
 	// Flags are FlagSeqFloor or 0.
 	Flags uint32
+	// FloorGap, with FlagSeqFloor, is the size of the declared gap: FirstSeq
+	// minus the first lost seq, which is where the previous segment ends.
+	// 0 means not recorded (a gap too large for 32 bits, or a file written
+	// before the field existed): then any gap is the declared one. Without
+	// the flag it is 0.
+	FloorGap uint32
+}
+
+// FloorGapOf is the FloorGap of a floor at first whose lost seqs start at
+// from (first > from): first-from, or 0 (not recorded) if that does not fit.
+func FloorGapOf(first, from uint64) uint32 {
+	if gap := first - from; gap <= math.MaxUint32 {
+		return uint32(gap)
+	}
+	return 0
+}
+
+// GapDeclared reports whether a floor header's gap (FirstSeq first, FloorGap
+// gap) is the one between the previous segment's end and first (first >
+// end). Any other gap hides a missing segment: the one the floor was
+// declared after is gone too.
+func GapDeclared(first uint64, gap uint32, end uint64) bool {
+	return gap == 0 || first-end == uint64(gap)
 }
 
 // Encode returns the header's 64 bytes, CRC included. The dictionary ID and
-// the reserved bytes are zero in version 1. Flags are written as given;
-// DecodeFileHeader rejects unknown ones.
+// the reserved bytes are zero in version 1. Flags and FloorGap are written
+// as given; DecodeFileHeader rejects unknown flags, and a FloorGap without
+// FlagSeqFloor.
 func (h FileHeader) Encode() [FileHeaderSize]byte {
 	var b [FileHeaderSize]byte
 	copy(b[:], Magic[:])
@@ -152,13 +176,15 @@ func (h FileHeader) Encode() [FileHeaderSize]byte {
 	binary.LittleEndian.PutUint64(b[fhShardKey:], h.ShardKey)
 	binary.LittleEndian.PutUint64(b[fhCreated:], uint64(h.CreatedNs))
 	b[fhCodec] = byte(h.Codec)
+	binary.LittleEndian.PutUint32(b[fhFloorGap:], h.FloorGap)
 	binary.LittleEndian.PutUint32(b[fhCRC:], crc32.Checksum(b[:fhCRC], castagnoli))
 	return b
 }
 
 // DecodeFileHeader parses and validates a file header: magic, version, header
-// length, CRC, known codec, no unknown flag, and zero dictionary ID and
-// reserved bytes. Fewer than FileHeaderSize bytes is ErrTorn.
+// length, CRC, known codec, no unknown flag, zero dictionary ID and
+// reserved bytes, and a zero floor gap unless FlagSeqFloor is set. Fewer
+// than FileHeaderSize bytes is ErrTorn.
 func DecodeFileHeader(b []byte) (FileHeader, error) {
 	if len(b) < FileHeaderSize {
 		return FileHeader{}, fmt.Errorf("%w: file header is %d bytes, want %d", ErrTorn, len(b), FileHeaderSize)
@@ -185,8 +211,14 @@ func DecodeFileHeader(b []byte) (FileHeader, error) {
 	if unknown := flags &^ knownFlags; unknown != 0 {
 		return FileHeader{}, fmt.Errorf("%w: file header flags %#x unknown to this build", ErrVersion, unknown)
 	}
-	if !allZero(b[fhRsvd1:fhCRC]) {
+	if !allZero(b[fhRsvd1:fhFloorGap]) {
 		return FileHeader{}, fmt.Errorf("%w: nonzero dictionary ID or reserved bytes in file header", ErrCorrupt)
+	}
+	// Without the flag the floor gap bytes are reserved, as they were before
+	// the field existed.
+	gap := binary.LittleEndian.Uint32(b[fhFloorGap:])
+	if gap != 0 && flags&FlagSeqFloor == 0 {
+		return FileHeader{}, fmt.Errorf("%w: floor gap %d in a file header without FlagSeqFloor", ErrCorrupt, gap)
 	}
 	h := FileHeader{
 		SegmentID: binary.LittleEndian.Uint64(b[fhSegmentID:]),
@@ -195,6 +227,7 @@ func DecodeFileHeader(b []byte) (FileHeader, error) {
 		CreatedNs: int64(binary.LittleEndian.Uint64(b[fhCreated:])),
 		Codec:     Codec(b[fhCodec]),
 		Flags:     flags,
+		FloorGap:  gap,
 	}
 	if !h.Codec.valid() {
 		return FileHeader{}, fmt.Errorf("%w: file header codec %d", ErrCorrupt, b[fhCodec])

@@ -19,6 +19,8 @@ func TestFileHeaderRoundTrip(t *testing.T) {
 		{"typical", FileHeader{SegmentID: 0x2a, FirstSeq: 100, ShardKey: 0xdeadbeefcafe, CreatedNs: 1_700_000_000_000_000_000, Codec: CodecZstd}},
 		{"extremes", FileHeader{SegmentID: math.MaxUint64, FirstSeq: math.MaxUint64, ShardKey: math.MaxUint64, CreatedNs: math.MinInt64, Codec: CodecNone}},
 		{"sequence floor", FileHeader{SegmentID: 9, FirstSeq: 79, ShardKey: 0xdeadbeefcafe, CreatedNs: 1, Codec: CodecZstd, Flags: FlagSeqFloor}},
+		{"sequence floor with its gap", FileHeader{SegmentID: 9, FirstSeq: 79, ShardKey: 0xdeadbeefcafe, CreatedNs: 1, Codec: CodecZstd, Flags: FlagSeqFloor, FloorGap: 7}},
+		{"sequence floor with the largest gap", FileHeader{SegmentID: 9, FirstSeq: math.MaxUint64, Codec: CodecZstd, Flags: FlagSeqFloor, FloorGap: math.MaxUint32}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,7 +67,9 @@ func TestDecodeFileHeaderErrors(t *testing.T) {
 		{"floor flag set without a new CRC", func(b []byte) []byte { b[fhFlags] = 1; return b }, false, ErrCorrupt},
 		{"reserved after codec", func(b []byte) []byte { b[fhRsvd1+1] = 1; return b }, true, ErrCorrupt},
 		{"dictionary ID", func(b []byte) []byte { b[fhDictID] = 9; return b }, true, ErrCorrupt},
-		{"reserved before CRC", func(b []byte) []byte { b[fhRsvd2] = 1; return b }, true, ErrCorrupt},
+		{"floor gap without the floor flag", func(b []byte) []byte { b[fhFloorGap] = 1; return b }, true, ErrCorrupt},
+		{"floor gap high byte without the floor flag", func(b []byte) []byte { b[fhFloorGap+3] = 0x80; return b }, true, ErrCorrupt},
+		{"floor gap changed without a new CRC", func(b []byte) []byte { b[fhFlags] = 1; b[fhFloorGap] = 1; resealFile(b); b[fhFloorGap] = 2; return b }, false, ErrCorrupt},
 		{"unknown codec", func(b []byte) []byte { b[fhCodec] = 7; return b }, true, ErrCorrupt},
 	}
 	for _, tt := range tests {
@@ -99,6 +103,53 @@ func TestFileHeaderFlagsLayout(t *testing.T) {
 	}
 	if !bytes.Equal(pb[:fhFlags], fb[:fhFlags]) || !bytes.Equal(pb[fhSegmentID:fhCRC], fb[fhSegmentID:fhCRC]) {
 		t.Fatal("the flag changed bytes outside the flags field and the CRC")
+	}
+}
+
+// TestFileHeaderFloorGapLayout pins the floor gap: a little-endian uint32 at
+// bytes 56-59, where a header without it (gap 0) has the zero reserved bytes
+// of files written before the field existed.
+func TestFileHeaderFloorGapLayout(t *testing.T) {
+	floor := FileHeader{SegmentID: 1, FirstSeq: 2, ShardKey: 3, CreatedNs: 4, Codec: CodecZstd, Flags: FlagSeqFloor}
+	gapped := floor
+	gapped.FloorGap = 0x01020304
+	fb, gb := floor.Encode(), gapped.Encode()
+	if !allZero(fb[fhFloorGap:fhCRC]) {
+		t.Fatalf("floor gap 0 encoded as %x", fb[fhFloorGap:fhCRC])
+	}
+	if want := []byte{4, 3, 2, 1}; !bytes.Equal(gb[fhFloorGap:fhCRC], want) {
+		t.Fatalf("floor gap encoded as %x, want %x", gb[fhFloorGap:fhCRC], want)
+	}
+	if !bytes.Equal(fb[:fhFloorGap], gb[:fhFloorGap]) {
+		t.Fatal("the floor gap changed bytes outside its field and the CRC")
+	}
+}
+
+func TestFloorGap(t *testing.T) {
+	for _, tt := range []struct {
+		first, from uint64
+		want        uint32
+	}{{10, 3, 7}, {1 << 40, 1<<40 - math.MaxUint32, math.MaxUint32}, {1 << 40, 1<<40 - math.MaxUint32 - 1, 0}, {math.MaxUint64, 0, 0}} {
+		if got := FloorGapOf(tt.first, tt.from); got != tt.want {
+			t.Errorf("FloorGapOf(%d, %d) = %d, want %d", tt.first, tt.from, got, tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		first uint64
+		gap   uint32
+		end   uint64
+		want  bool
+	}{
+		{10, 7, 3, true},
+		{10, 7, 2, false}, // the segment the floor followed is gone: a bigger gap
+		{10, 7, 4, false},
+		{10, 0, 2, true}, // not recorded
+		{math.MaxUint64, 0, 0, true},
+		{5, math.MaxUint32, 1, false}, // a gap larger than FirstSeq cannot match
+	} {
+		if got := GapDeclared(tt.first, tt.gap, tt.end); got != tt.want {
+			t.Errorf("GapDeclared(%d, %d, %d) = %v, want %v", tt.first, tt.gap, tt.end, got, tt.want)
+		}
 	}
 }
 

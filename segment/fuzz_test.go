@@ -127,7 +127,9 @@ func FuzzDecodeFileHeader(f *testing.F) {
 	plain := FileHeader{SegmentID: 42, FirstSeq: 100, ShardKey: 7, CreatedNs: 1e18, Codec: CodecZstd}
 	floor := plain
 	floor.Flags = FlagSeqFloor
-	for _, h := range []FileHeader{plain, floor, {}} {
+	gapped := floor
+	gapped.FloorGap = 58
+	for _, h := range []FileHeader{plain, floor, gapped, {}} {
 		b := h.Encode()
 		f.Add(b[:], false)
 		f.Add(b[:], true)
@@ -148,6 +150,9 @@ func FuzzDecodeFileHeader(f *testing.F) {
 		}
 		if h.Flags&^FlagSeqFloor != 0 {
 			t.Fatalf("accepted unknown flags %#x", h.Flags)
+		}
+		if h.FloorGap != 0 && h.Flags&FlagSeqFloor == 0 {
+			t.Fatalf("accepted floor gap %d without FlagSeqFloor", h.FloorGap)
 		}
 		if b := h.Encode(); !bytes.Equal(b[:], data[:FileHeaderSize]) {
 			t.Fatalf("decoded %+v, which encodes to\n%x, not\n%x", h, b, data[:FileHeaderSize])

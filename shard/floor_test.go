@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,12 +17,14 @@ import (
 
 // floorRig is a stopped shard after what `fsck repair` does when the frame
 // holding the shard's highest ordinals is damaged: the frame is dropped, and
-// an empty segment starting above it (the floor) is written, with flags.
+// an empty segment starting above it (the floor) is written, with flags and,
+// with FlagSeqFloor, the exact gap.
 type floorRig struct {
 	*rig
 	kept    []uint64 // acknowledged ordinals still stored
 	ceiling uint64   // the highest ordinal ever acknowledged (dropped)
 	floor   uint64
+	lostAt  uint64 // the first lost ordinal: data's end after the drop
 	data    string // the segment that held the dropped frame
 	floorAt string // the floor segment's path
 }
@@ -41,7 +44,15 @@ func newFloorRig(t *testing.T, flags uint32, tweak func(*Options)) *floorRig {
 	r.fs.SetBytes(fr.data, b[:last.Offset])
 	fr.kept = acked[:len(acked)-int(last.Count)]
 	fr.floor = fr.ceiling + 1
-	fr.floorAt = r.writeSegment(fr.floor, flags)
+	fr.lostAt = r.header(fr.data).FirstSeq
+	if n := len(frames); n > 1 {
+		fr.lostAt = frames[n-2].LastSeq + 1
+	}
+	var gap uint32
+	if flags&segment.FlagSeqFloor != 0 {
+		gap = segment.FloorGapOf(fr.floor, fr.lostAt)
+	}
+	fr.floorAt = r.writeSegment(fr.floor, flags, gap)
 	return fr
 }
 
@@ -55,7 +66,7 @@ func (r *rig) stop() {
 
 // writeSegment writes a durable, empty segment at first with an ID above
 // every other, as fsck repair does, and returns its path.
-func (r *rig) writeSegment(first uint64, flags uint32) string {
+func (r *rig) writeSegment(first uint64, flags, floorGap uint32) string {
 	r.t.Helper()
 	var id uint64
 	for _, p := range r.segFiles() {
@@ -64,7 +75,7 @@ func (r *rig) writeSegment(first uint64, flags uint32) string {
 	}
 	p := filepath.Join(shardDir, segment.FileName(first, id))
 	w, err := segment.Create(r.fs, p, segment.FileHeader{SegmentID: id, FirstSeq: first, ShardKey: r.opts.ShardKey,
-		CreatedNs: r.now.UnixNano(), Codec: segment.CodecZstd, Flags: flags}, r.comp)
+		CreatedNs: r.now.UnixNano(), Codec: segment.CodecZstd, Flags: flags, FloorGap: floorGap}, r.comp)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -163,8 +174,8 @@ func TestSequenceFloor(t *testing.T) {
 			}
 			files := r.segFiles()
 			active := files[len(files)-1]
-			if h := r.header(active); h.FirstSeq != r.floor || h.Flags&segment.FlagSeqFloor == 0 {
-				t.Fatalf("new active segment header %+v: want first seq %d with FlagSeqFloor", h, r.floor)
+			if h := r.header(active); h.FirstSeq != r.floor || h.Flags&segment.FlagSeqFloor == 0 || uint64(h.FloorGap) != r.floor-r.lostAt {
+				t.Fatalf("new active segment header %+v: want first seq %d with FlagSeqFloor and gap %d", h, r.floor, r.floor-r.lostAt)
 			}
 			r.restart() // the new active segment is empty again: replaced once more
 			r.restart()
@@ -245,8 +256,8 @@ func TestSequenceFloor(t *testing.T) {
 			for _, p := range r.segFiles() {
 				if h := r.header(p); h.Flags&segment.FlagSeqFloor != 0 {
 					flagged++
-					if h.FirstSeq != r.floor {
-						t.Fatalf("segment %s declares a floor at %d; the only gap is before %d", p, h.FirstSeq, r.floor)
+					if h.FirstSeq != r.floor || uint64(h.FloorGap) != r.floor-r.lostAt {
+						t.Fatalf("segment %s declares a floor at %d with gap %d; the only gap is %d..%d", p, h.FirstSeq, h.FloorGap, r.lostAt, r.floor-1)
 					}
 				}
 			}
@@ -258,6 +269,69 @@ func TestSequenceFloor(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.run(t, newFloorRig(t, segment.FlagSeqFloor, tt.tweak))
+		})
+	}
+}
+
+// TestFloorWithoutRecordedGap: a floor segment whose header does not record
+// the gap's size (FloorGap 0: written before the field existed) accepts any
+// gap before it, as the flag alone did, and the segment the server starts
+// next records the gap.
+func TestFloorWithoutRecordedGap(t *testing.T) {
+	r := newFloorRig(t, segment.FlagSeqFloor, nil)
+	if err := r.fs.Remove(r.floorAt); err != nil {
+		t.Fatal(err)
+	}
+	r.writeSegment(r.floor, segment.FlagSeqFloor, 0)
+	r.boot()
+	kept := r.checkAbove(r.kept, r.ceiling, "above a floor without its gap")
+	files := r.segFiles()
+	if h := r.header(files[len(files)-1]); uint64(h.FloorGap) != r.floor-r.lostAt {
+		t.Fatalf("segment after the gap records gap %d, want %d", h.FloorGap, r.floor-r.lostAt)
+	}
+	r.restart()
+	r.checkAbove(kept, kept[len(kept)-1], "after a restart")
+}
+
+// TestFloorAfterMissingSegment: a floor declares only the gap it recorded.
+// When the segment before it goes too, the gap grows by that segment's
+// seqs, which no repair declared lost: a missing segment, as without the
+// flag. Each setup deletes the newest frame-holding segment before the
+// floor and leaves an older one, so the gap is not a retention prefix.
+func TestFloorAfterMissingSegment(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, r *floorRig)
+	}{
+		{"the segment before the floor segment repair wrote is deleted", func(t *testing.T, r *floorRig) {}},
+		{"the segment before the one that declared the floor again is deleted", func(t *testing.T, r *floorRig) {
+			r.boot()
+			r.checkAbove(r.kept, r.ceiling, "above the floor")
+			r.restart()
+			r.stop()
+			if _, err := r.fs.Open(r.floorAt); !vfs.IsNotExist(err) {
+				t.Fatalf("the floor segment repair wrote is still there: %v", err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newFloorRig(t, segment.FlagSeqFloor, func(o *Options) { o.SegmentSize = 800 })
+			tt.setup(t, r)
+			if files := r.segFiles(); files[0] == r.data || len(r.frames(r.data)) == 0 {
+				t.Fatalf("want a frame-holding segment %s after another one, have %v", r.data, files)
+			}
+			if err := r.fs.Remove(r.data); err != nil {
+				t.Fatal(err)
+			}
+			before := r.segFiles()
+			r.boot()
+			if err := r.sh.Corrupt(); err == nil || !strings.Contains(err.Error(), "a segment is missing") {
+				t.Fatalf("a floor after a deleted segment: corrupt = %v, want a missing segment", err)
+			}
+			if after := r.segFiles(); !slices.Equal(after, before) {
+				t.Fatalf("segments changed from %v to %v", before, after)
+			}
 		})
 	}
 }

@@ -168,8 +168,15 @@ func (s *Shard) catalogAgrees(sg *seg, c index.Segment) bool {
 	if err != nil || h.FirstSeq != sg.firstSeq || h.SegmentID != sg.id || h.ShardKey != s.opts.ShardKey {
 		return false
 	}
-	sg.seqFloor = h.Flags&segment.FlagSeqFloor != 0
+	sg.takeFloor(h)
 	return true
+}
+
+// takeFloor copies the header's sequence floor declaration, which the
+// catalog lacks.
+func (sg *seg) takeFloor(h segment.FileHeader) {
+	sg.seqFloor = h.Flags&segment.FlagSeqFloor != 0
+	sg.floorGap = h.FloorGap
 }
 
 func (s *Shard) fromCatalog(sg *seg, c index.Segment, seeks []index.Seek) {
@@ -253,7 +260,7 @@ func (s *Shard) scan(sg *seg, verify bool) (segment.ScanResult, error) {
 			segment.ErrCorrupt, res.Header.FirstSeq, res.Header.SegmentID, res.Header.ShardKey)
 	}
 	sg.lastSeq, sg.minTs, sg.maxTs, sg.frames, sg.recs = res.LastSeq, res.MinTs, res.MaxTs, int64(res.Frames), res.Records
-	sg.seqFloor = res.Header.Flags&segment.FlagSeqFloor != 0
+	sg.takeFloor(res.Header)
 	sg.end = res.ValidEnd
 	if res.Tail == segment.TailCorrupt {
 		sg.end = res.BadOffset
@@ -294,16 +301,18 @@ func (s *Shard) markCorrupt(err error) error {
 }
 
 // checkChain verifies that each segment starts where the previous one ended,
-// or above it if its header declares the gap a sequence floor: those seqs
-// were lost, and the floor only keeps them from being assigned again. Any
-// other gap is a missing segment, and an overlap is corruption too.
+// or above it if its header declares that very gap a sequence floor: those
+// seqs were lost, and the floor only keeps them from being assigned again.
+// Any other gap is a missing segment (a floor whose recorded gap is shorter
+// was declared after a segment that is gone too), and an overlap is
+// corruption too.
 func (s *Shard) checkChain() error {
 	for i := 1; i < len(s.segs); i++ {
 		prev, cur := s.segs[i-1], s.segs[i]
 		want := prev.nextAfter()
 		switch {
 		case cur.firstSeq == want:
-		case cur.firstSeq > want && cur.seqFloor:
+		case cur.firstSeq > want && cur.seqFloor && segment.GapDeclared(cur.firstSeq, cur.floorGap, want):
 			s.log.Info("sequence floor: seqs below it were lost by a repair and are never assigned again",
 				"segment", cur.path, "lost", fmt.Sprintf("%d..%d", want, cur.firstSeq-1))
 		default:
@@ -350,10 +359,12 @@ func (s *Shard) createSegment() (*segment.Writer, *seg, error) {
 	id := s.nextSeg
 	s.nextSeg++
 	now := s.opts.Now()
-	sg := &seg{id: id, firstSeq: s.next, path: s.segPath(s.next, id), created: now, end: segment.FileHeaderSize,
-		seqFloor: s.aboveFrames(s.next)}
+	sg := &seg{id: id, firstSeq: s.next, path: s.segPath(s.next, id), created: now, end: segment.FileHeaderSize}
+	if from, ok := s.framesEnd(); ok && s.next > from {
+		sg.seqFloor, sg.floorGap = true, segment.FloorGapOf(s.next, from)
+	}
 	hdr := segment.FileHeader{SegmentID: id, FirstSeq: s.next, ShardKey: s.opts.ShardKey, CreatedNs: now.UnixNano(),
-		Codec: segment.CodecZstd}
+		Codec: segment.CodecZstd, FloorGap: sg.floorGap}
 	if sg.seqFloor {
 		hdr.Flags = segment.FlagSeqFloor
 	}
@@ -364,21 +375,23 @@ func (s *Shard) createSegment() (*segment.Writer, *seg, error) {
 	return w, sg, nil
 }
 
-// aboveFrames reports whether a segment starting at first leaves a gap after
-// the newest segment that holds frames. Only those are sure to stay:
-// startActive removes empty segments once the new one exists, so a floor
-// segment's gap must be declared again in the new header, or the next open
-// would find a segment missing. Declaring it where an empty segment still
-// sits in between (leaveFull) is harmless.
-func (s *Shard) aboveFrames(first uint64) bool {
+// framesEnd is the nextAfter of the newest segment that holds frames, if
+// any. A new segment that starts above it declares the gap a floor, exactly
+// as long as that (createSegment): only frame-holding segments are sure to
+// stay, since startActive removes empty segments once the new one exists,
+// so a floor segment's gap must be declared again in the new header, or the
+// next open would find a segment missing. Declaring it where an empty
+// segment still sits in between (leaveFull) is harmless: that one starts
+// where the new one does, so checkChain sees no gap there.
+func (s *Shard) framesEnd() (uint64, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for i := len(s.segs) - 1; i >= 0; i-- {
 		if s.segs[i].frames > 0 {
-			return first > s.segs[i].nextAfter()
+			return s.segs[i].nextAfter(), true
 		}
 	}
-	return false
+	return 0, false
 }
 
 func (s *Shard) submitReplace() {

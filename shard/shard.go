@@ -163,8 +163,10 @@ type seg struct {
 	path         string
 	created      time.Time
 	// seqFloor: the header has segment.FlagSeqFloor, so a gap before firstSeq
-	// is a declared loss, not a missing segment (checkChain).
+	// is a declared loss, not a missing segment (checkChain), if it is
+	// floorGap seqs long (the header's FloorGap; 0: any length).
 	seqFloor bool
+	floorGap uint32
 
 	lastSeq      uint64
 	minTs, maxTs int64
