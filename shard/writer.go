@@ -197,23 +197,10 @@ func (s *Shard) onTick() {
 	old := active.frames > 0 && s.opts.Now().Sub(active.created) >= s.opts.SegmentAge
 	s.mu.RUnlock()
 	if old {
-		if err := s.roll(); err != nil {
-			s.rollFailed(err)
+		if err := s.roll(); err != nil && !s.enterFull(err) {
+			s.poison(err)
 		}
 	}
-}
-
-// rollFailed handles a roll that did not happen. No space for the new
-// segment is what a failed write is on the append path: recoverable, the
-// shard is full until leaveFull can create one. Anything else (a failed
-// sync above all) poisons the shard.
-func (s *Shard) rollFailed(err error) {
-	if errors.Is(err, syscall.ENOSPC) && s.w != nil && s.w.Err() == nil {
-		s.log.Warn("disk full; refusing writes until space is freed", "error", err)
-		s.full = true
-		return
-	}
-	s.poison(err)
 }
 
 func (s *Shard) commit(batch []*appendReq) {
@@ -251,17 +238,29 @@ func (s *Shard) commit(batch []*appendReq) {
 	s.reply(batch, nil)
 }
 
-// fail answers a batch whose write failed. Running out of space is
-// recoverable (see leaveFull); any other write failure poisons the shard.
+// fail answers a batch whose write (or roll) failed. Running out of space is
+// recoverable; any other failure poisons the shard.
 func (s *Shard) fail(batch []*appendReq, err error) {
-	if errors.Is(err, syscall.ENOSPC) {
-		s.log.Warn("disk full; refusing writes until space is freed", "error", err)
-		s.full = true
+	if s.enterFull(err) {
 		s.reply(batch, fmt.Errorf("%w: %v", ErrDiskFull, err))
 		return
 	}
 	s.poison(err)
 	s.reply(batch, fmt.Errorf("%w: %v", ErrReadOnly, err))
+}
+
+// enterFull makes the shard refuse writes until leaveFull can start a new
+// segment, if err is a lack of space (a failed write, or a roll that could
+// not create its segment). It reports whether it did. A sync that failed for
+// lack of space is sticky in the Writer, so leaveFull's sync poisons the
+// shard then.
+func (s *Shard) enterFull(err error) bool {
+	if !errors.Is(err, syscall.ENOSPC) {
+		return false
+	}
+	s.log.Warn("disk full; refusing writes until space is freed", "error", err)
+	s.full = true
+	return true
 }
 
 // leaveFull tries to resume writing after ENOSPC. Every frame before the
