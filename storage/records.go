@@ -43,14 +43,24 @@ func (s *Store) Put(ctx context.Context, name string, entries []PutEntry) ([]Put
 	}
 	results := make([]PutResult, len(entries))
 	s.putGroups(ctx, name, groups, results)
-	s.rerouteClosed(ctx, name, entries, results)
+	for range maxReroutes {
+		if !s.rerouteClosed(ctx, name, entries, results) {
+			break
+		}
+	}
 	return results, nil
 }
 
-// rerouteClosed retries, once, the entries whose shard a reshard closed
-// while they were on their way: the routing table read now (after the
-// reshard released the store lock) sends them to the open children.
-func (s *Store) rerouteClosed(ctx context.Context, name string, entries []PutEntry, results []PutResult) {
+// maxReroutes bounds how often one Put follows reshards: each retry waits
+// for the reshard that closed its shard, so only reshards started back to
+// back (UpdateShardCount with no UPDATING delay) need more than one.
+const maxReroutes = 3
+
+// rerouteClosed retries the entries whose shard a reshard closed while they
+// were on their way: the routing table read now (after the reshard
+// installed its children) sends them to the open children. It reports
+// whether it retried any.
+func (s *Store) rerouteClosed(ctx context.Context, name string, entries []PutEntry, results []PutResult) bool {
 	var idx []int
 	for i, r := range results {
 		if errors.Is(r.Err, ErrClosed) {
@@ -58,12 +68,12 @@ func (s *Store) rerouteClosed(ctx context.Context, name string, entries []PutEnt
 		}
 	}
 	if len(idx) == 0 {
-		return
+		return false
 	}
 	s.awaitReshard(ctx, name) // the reshard that sealed the shard installs the children
 	st, routes, err := s.writableStream(name)
 	if err != nil {
-		return // shutting down or gone: the entries keep their failure
+		return false // shutting down or gone: the entries keep their failure
 	}
 	sub := make([]PutEntry, len(idx))
 	for j, i := range idx {
@@ -71,13 +81,14 @@ func (s *Store) rerouteClosed(ctx context.Context, name string, entries []PutEnt
 	}
 	groups, err := s.groupByShard(st, routes, sub)
 	if err != nil {
-		return
+		return false
 	}
 	subRes := make([]PutResult, len(sub))
 	s.putGroups(ctx, name, groups, subRes)
 	for j, i := range idx {
 		results[i] = subRes[j]
 	}
+	return true
 }
 
 // putGroups stores each group on its shard, concurrently.
