@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/shardlog/shardlog/hashkey"
@@ -381,7 +380,7 @@ func (s *Store) sealParents(st *stream, p *planner) (map[uint32]*shard.Shard, er
 	st.gate.Lock()
 	defer st.gate.Unlock()
 	errs := make([]error, len(p.sealed))
-	forEachParallel(len(p.sealed), func(i int) {
+	forEachParallel(len(p.sealed), reshardParallel, func(i int) {
 		if err := p.parents[p.sealed[i].Index].Seal(); err != nil {
 			errs[i] = fmt.Errorf("seal %s: %w", shardID(p.sealed[i].Index), err)
 		}
@@ -400,7 +399,7 @@ func (s *Store) openChildren(st *stream, m *streamMeta, added []shardMeta) (map[
 	}
 	out := make([]*shard.Shard, len(added))
 	errs := make([]error, len(added))
-	forEachParallel(len(added), func(i int) {
+	forEachParallel(len(added), reshardParallel, func(i int) {
 		out[i], errs[i] = s.openShard(st, m, added[i])
 		if errs[i] != nil {
 			errs[i] = fmt.Errorf("open %s: %w", shardID(added[i].Index), errs[i])
@@ -420,21 +419,6 @@ func (s *Store) openChildren(st *stream, m *streamMeta, added []shardMeta) (map[
 
 // reshardParallel bounds the shards a reshard creates or seals at once.
 const reshardParallel = 16
-
-// forEachParallel calls fn(0..n-1), at most reshardParallel at a time.
-func forEachParallel(n int, fn func(i int)) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, reshardParallel)
-	for i := range n {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			fn(i)
-		}()
-	}
-	wg.Wait()
-}
 
 // removeLeftovers deletes what a reshard that crashed before its commit
 // left of the new shards (directories and catalog entries under the same

@@ -174,35 +174,48 @@ func (s *Store) loadStreams(ctx context.Context) error {
 
 // openShards recovers all of a stream's shards, a few at a time.
 func (s *Store) openShards(ctx context.Context, st *stream) error {
-	var mu sync.Mutex
-	var errs []error
-	sem := make(chan struct{}, 4)
-	var wg sync.WaitGroup
-	for _, sm := range st.meta.Shards {
-		if err := ctx.Err(); err != nil {
-			return err
+	shards := st.meta.Shards
+	opened := make([]*shard.Shard, len(shards))
+	errs := make([]error, len(shards))
+	forEachParallel(len(shards), openParallel, func(i int) {
+		if errs[i] = ctx.Err(); errs[i] != nil {
+			return
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(sm shardMeta) {
-			defer func() { <-sem; wg.Done() }()
-			sh, err := s.openShard(st, st.meta, sm)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("stream %s %s: %w", st.name, shardID(sm.Index), err))
-				return
-			}
-			st.shards[sm.Index] = sh
-		}(sm)
+		opened[i], errs[i] = s.openShard(st, st.meta, shards[i])
+		if errs[i] != nil {
+			errs[i] = fmt.Errorf("stream %s %s: %w", st.name, shardID(shards[i].Index), errs[i])
+		}
+	})
+	for i, sh := range opened {
+		if sh != nil {
+			st.shards[shards[i].Index] = sh
+		}
 	}
-	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		st.closeShards()
 		return err
 	}
 	st.rebuildRoutes()
 	return s.opts.FS.SyncDir(filepath.Join(s.streamsDir(), st.dir))
+}
+
+// openParallel bounds the shards a stream opens at once: recovery reads
+// files, and at start every stream opens in turn.
+const openParallel = 4
+
+// forEachParallel calls fn(0..n-1), at most limit at a time.
+func forEachParallel(n, limit int, fn func(i int)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, limit)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
 }
 
 // openShard opens sm of st with the admission limits m calls for. (m, not
