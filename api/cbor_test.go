@@ -7,7 +7,15 @@ import (
 	"testing"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/shardlog/shardlog/api/wire"
 )
+
+// cborError is an error body in CBOR.
+type cborError struct {
+	Type    string `cbor:"__type"`
+	Message string `cbor:"message,omitempty"`
+}
 
 // callCBOR sends a CBOR request built from in and decodes the answer into out
 // (if the status is 200) or returns the error body.
@@ -20,10 +28,10 @@ func (h *harness) callCBOR(op string, in any, out any) (int, cborError) {
 	req := newRequest(op, "")
 	req.Body = httpBody(body)
 	req.ContentLength = int64(len(body))
-	req.Header.Set("Content-Type", ctCBOR11)
+	req.Header.Set("Content-Type", wire.ContentTypeCBOR11)
 	w := httptest.NewRecorder()
 	h.srv.ServeHTTP(w, req)
-	if ct := w.Header().Get("Content-Type"); ct != ctCBOR11 {
+	if ct := w.Header().Get("Content-Type"); ct != wire.ContentTypeCBOR11 {
 		h.t.Fatalf("%s: Content-Type %q", op, ct)
 	}
 	var e cborError
@@ -48,7 +56,7 @@ func TestCBORRoundTrip(t *testing.T) {
 	}
 	var put struct {
 		FailedRecordCount int
-		Records           []cborPutResult
+		Records           []wire.PutResult
 	}
 	recs := []map[string]any{{"PartitionKey": "k", "Data": []byte{0, 1, 2}}, {"PartitionKey": "k2", "Data": "YWJj"}}
 	if code, e := h.callCBOR("PutRecords", map[string]any{"StreamName": "c", "Records": recs}, &put); code != 200 || len(put.Records) != 2 || put.Records[0].ShardId != "shardId-000000000000" {
@@ -91,7 +99,7 @@ func TestCBORRoundTrip(t *testing.T) {
 func TestCBORErrors(t *testing.T) {
 	h := newHarness(t)
 	code, e := h.callCBOR("DescribeStream", map[string]any{}, nil)
-	if code != 400 || e.Type != typeInvalidArgument {
+	if code != 400 || e.Type != wire.TypeInvalidArgument {
 		t.Fatalf("got %d %+v", code, e)
 	}
 	code, e = h.callCBOR("CreateStream", map[string]any{"ShardCount": 1}, nil)
@@ -108,7 +116,7 @@ func TestCBORErrors(t *testing.T) {
 		{[]int{1}, "Request body must be a CBOR map"},
 	} {
 		code, e := h.callCBOR("DescribeStream", tc.in, nil)
-		if code != 400 || e.Type != typeSerialization || e.Message != tc.msg {
+		if code != 400 || e.Type != wire.TypeSerialization || e.Message != tc.msg {
 			t.Errorf("%v: got %d %+v, want %q", tc.in, code, e, tc.msg)
 		}
 	}

@@ -2,48 +2,10 @@ package api
 
 import (
 	"errors"
-	"net/http"
 
+	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/storage"
 )
-
-// AWS error type names used by this package.
-const (
-	typeAccessDenied        = "AccessDeniedException"
-	typeUnknownOperation    = "UnknownOperationException"
-	typeMissingAuth         = "MissingAuthenticationTokenException"
-	typeIncompleteSignature = "IncompleteSignatureException"
-	typeInvalidSignature    = "InvalidSignatureException"
-	typeSerialization       = "SerializationException"
-	typeValidation          = "ValidationException"
-	typeInvalidArgument     = "InvalidArgumentException"
-	typeResourceNotFound    = "ResourceNotFoundException"
-	typeResourceInUse       = "ResourceInUseException"
-	typeLimitExceeded       = "LimitExceededException"
-	typeThroughput          = "ProvisionedThroughputExceededException"
-	typeExpiredIterator     = "ExpiredIteratorException"
-	typeExpiredNextToken    = "ExpiredNextTokenException"
-	typeInternalFailure     = "InternalFailure"
-	typeTooLarge            = "RequestEntityTooLargeException"
-)
-
-// apiError is an error as the client sees it: AWS's __type, message and HTTP
-// status. Every failure leaves the handler as one of these.
-type apiError struct {
-	Type    string
-	Message string
-	Status  int
-}
-
-func (e *apiError) Error() string { return e.Type + ": " + e.Message }
-
-func clientError(typ, msg string) *apiError {
-	return &apiError{Type: typ, Message: msg, Status: http.StatusBadRequest}
-}
-
-func invalidArgument(msg string) *apiError { return clientError(typeInvalidArgument, msg) }
-
-func serializationError(msg string) *apiError { return clientError(typeSerialization, msg) }
 
 // errorTable is the one place where storage's sentinel errors become AWS error
 // types. Messages come from storage.Error.Msg, which is already AWS's wording.
@@ -51,15 +13,15 @@ var errorTable = []struct {
 	kind error
 	typ  string
 }{
-	{storage.ErrStreamNotFound, typeResourceNotFound},
-	{storage.ErrShardNotFound, typeResourceNotFound},
-	{storage.ErrStreamExists, typeResourceInUse},
-	{storage.ErrResourceInUse, typeResourceInUse},
-	{storage.ErrInvalidArgument, typeInvalidArgument},
-	{storage.ErrLimitExceeded, typeLimitExceeded},
-	{storage.ErrThrottled, typeThroughput},
-	{storage.ErrExpired, typeExpiredIterator},
-	{storage.ErrValidation, typeValidation},
+	{storage.ErrStreamNotFound, wire.TypeResourceNotFound},
+	{storage.ErrShardNotFound, wire.TypeResourceNotFound},
+	{storage.ErrStreamExists, wire.TypeResourceInUse},
+	{storage.ErrResourceInUse, wire.TypeResourceInUse},
+	{storage.ErrInvalidArgument, wire.TypeInvalidArgument},
+	{storage.ErrLimitExceeded, wire.TypeLimitExceeded},
+	{storage.ErrThrottled, wire.TypeThroughput},
+	{storage.ErrExpired, wire.TypeExpiredIterator},
+	{storage.ErrValidation, wire.TypeValidation},
 }
 
 // internalCauses are storage failures that are the server's fault: they become
@@ -68,22 +30,20 @@ var internalCauses = []error{storage.ErrShardReadOnly, storage.ErrDiskFull, stor
 
 // toAPIError maps any error to what the client sees. Unknown errors are
 // InternalFailure; their text names the cause but they are never a panic.
-func toAPIError(err error) *apiError {
-	var ae *apiError
+func toAPIError(err error) *wire.Error {
+	var ae *wire.Error
 	if errors.As(err, &ae) {
 		return ae
 	}
 	for _, row := range errorTable {
 		if errors.Is(err, row.kind) {
-			return clientError(row.typ, storage.Message(err))
+			return wire.ClientError(row.typ, storage.Message(err))
 		}
 	}
 	return internalFailure(err)
 }
 
-func internalFailure(err error) *apiError {
-	return &apiError{Type: typeInternalFailure, Message: "Internal Service Failure: " + internalCause(err), Status: http.StatusInternalServerError}
-}
+func internalFailure(err error) *wire.Error { return wire.InternalFailure(internalCause(err)) }
 
 func internalCause(err error) string {
 	if cause, ok := knownCause(err); ok {
@@ -109,12 +69,10 @@ func knownCause(err error) (string, bool) {
 // read-only shard), so an operator can act on it.
 func recordErrorCode(err error) (code, msg string) {
 	if errors.Is(err, storage.ErrThrottled) {
-		return typeThroughput, storage.Message(err)
+		return wire.TypeThroughput, storage.Message(err)
 	}
-	if cause, ok := knownCause(err); ok {
-		return typeInternalFailure, "Internal Service Failure: " + cause
-	}
-	return typeInternalFailure, "Internal Service Failure"
+	cause, _ := knownCause(err)
+	return wire.TypeInternalFailure, wire.InternalFailure(cause).Message
 }
 
 // errResultCount means the Backend broke its contract of one result per entry.

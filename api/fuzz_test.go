@@ -10,6 +10,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
+	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -85,51 +86,6 @@ func FuzzIterator(f *testing.F) {
 	})
 }
 
-// FuzzPutRecordsFastPath checks the fast PutRecords decoder against
-// encoding/json: whenever it accepts a body, the slow path decodes the same.
-func FuzzPutRecordsFastPath(f *testing.F) {
-	for _, s := range []string{
-		`{"StreamName":"s","Records":[{"Data":"YWJj","PartitionKey":"k"}]}`,
-		` { "Records" : [ { "PartitionKey" : "k" , "Data" : "" , "ExplicitHashKey" : null } ] , "StreamARN" : null } `,
-		`{"Records":[]}`, `{"Records":null}`, `{}`, `{"Records":[{}]}`,
-		`{"Records":[{"Data":"YQ=="},{"Data":"YWI="}],"StreamName":"é"}`,
-		`{"StreamName":"a","StreamName":"b"}`, `{"Records":[{"Data":"YR=="}]}`, `{"StreamName":"\u0041"}`,
-		// A repeated key: encoding/json merges the arrays (found in review).
-		`{"Records":[{"Data":"AA==","PartitionKey":"a"}],"Records":[{"Data":"AA=="}],"StreamName":"s"}`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		var fast, slow putRecordsInput
-		if !decodePutRecordsFast(body, &fast) {
-			return
-		}
-		if err := jsonAmz.decode(body, &slow); err != nil {
-			t.Fatalf("fast path accepted %q, encoding/json refused it: %v", body, err)
-		}
-		if !equalPutRecordsInput(fast, slow) {
-			t.Fatalf("%q: fast %+v, slow %+v", body, fast, slow)
-		}
-	})
-}
-
-func equalPutRecordsInput(a, b putRecordsInput) bool {
-	if !equalStrPtr(a.StreamName, b.StreamName) || !equalStrPtr(a.StreamARN, b.StreamARN) ||
-		(a.Records == nil) != (b.Records == nil) || len(a.Records) != len(b.Records) {
-		return false
-	}
-	for i := range a.Records {
-		x, y := a.Records[i], b.Records[i]
-		if (x.Data == nil) != (y.Data == nil) || string(x.Data) != string(y.Data) ||
-			!equalStrPtr(x.PartitionKey, y.PartitionKey) || !equalStrPtr(x.ExplicitHashKey, y.ExplicitHashKey) {
-			return false
-		}
-	}
-	return true
-}
-
-func equalStrPtr(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
-
 // FuzzDecodeCBORRequest is FuzzDecodeRequest for CBOR bodies.
 func FuzzDecodeCBORRequest(f *testing.F) {
 	for i, s := range []string{
@@ -146,7 +102,7 @@ func FuzzDecodeCBORRequest(f *testing.F) {
 		req := newRequest(ops[int(op)%len(ops)], "")
 		req.Body = httpBody(body)
 		req.ContentLength = int64(len(body))
-		req.Header.Set("Content-Type", ctCBOR11)
+		req.Header.Set("Content-Type", wire.ContentTypeCBOR11)
 		w := httptest.NewRecorder()
 		h.srv.ServeHTTP(w, req)
 		if w.Code == http.StatusInternalServerError {

@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shardlog/shardlog/api/wire"
 )
 
 const testAuth = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/eu-west-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=abcdef"
@@ -66,7 +69,7 @@ func (h *harness) do(req *http.Request) response {
 
 func newRequest(op, body string) *http.Request {
 	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
-	req.Header.Set("Content-Type", ctJSON11)
+	req.Header.Set("Content-Type", wire.ContentTypeJSON11)
 	if op != "" {
 		req.Header.Set("X-Amz-Target", targetPrefix+op)
 	}
@@ -98,7 +101,7 @@ func wantError(t testing.TB, r response, status int, typ, msg string) {
 
 func (h *harness) createStream(name string, shards int) {
 	h.t.Helper()
-	h.ok("CreateStream", `{"StreamName":"`+name+`","ShardCount":`+itoa(shards)+`}`)
+	h.ok("CreateStream", `{"StreamName":"`+name+`","ShardCount":`+strconv.Itoa(shards)+`}`)
 }
 
 func str(v any) string { s, _ := v.(string); return s }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -12,22 +13,21 @@ import (
 var iteratorTypes = []string{"AFTER_SEQUENCE_NUMBER", "LATEST", "AT_TIMESTAMP", "AT_SEQUENCE_NUMBER", "TRIM_HORIZON"}
 
 type getShardIteratorInput struct {
-	StreamName             *string
+	wire.StreamSelector
 	ShardId                *string
 	ShardIteratorType      *string
 	StartingSequenceNumber *string
-	Timestamp              optTime
-	StreamARN              *string
+	Timestamp              wire.OptTime
 }
 
 func (s *Server) getShardIterator(rc *reqCtx, body []byte) (any, error) {
 	var in getShardIteratorInput
-	stream, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
-		v.reqStr("shardId", in.ShardId, patternName, 1, 128)
-		if v.notNull("shardIteratorType", in.ShardIteratorType != nil) {
-			v.enum("shardIteratorType", in.ShardIteratorType, iteratorTypes)
+	stream, err := s.streamRequest(rc, body, &in, func(v *wire.Validator) {
+		v.ReqStr("shardId", in.ShardId, wire.PatternName, 1, 128)
+		if v.NotNull("shardIteratorType", in.ShardIteratorType != nil) {
+			v.Enum("shardIteratorType", in.ShardIteratorType, iteratorTypes)
 		}
-		v.str("startingSequenceNumber", in.StartingSequenceNumber, patternSequence, 0, -1)
+		v.Str("startingSequenceNumber", in.StartingSequenceNumber, wire.PatternSequence, 0, -1)
 	})
 	if err != nil {
 		return nil, err
@@ -55,20 +55,20 @@ func (s *Server) getShardIterator(rc *reqCtx, body []byte) (any, error) {
 
 // iteratorArgError checks that the iterator type and its arguments agree,
 // with AWS's messages.
-func iteratorArgError(typ storage.IteratorType, hasSeq bool, ts optTime, now time.Time) error {
+func iteratorArgError(typ storage.IteratorType, hasSeq bool, ts wire.OptTime, now time.Time) error {
 	const either = "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified "
 	bySeq := typ == storage.AtSequenceNumber || typ == storage.AfterSequenceNumber
 	switch {
 	case hasSeq && !bySeq:
-		return invalidArgument(either + string(typ) + " and also a StartingSequenceNumber.")
+		return wire.InvalidArgument(either + string(typ) + " and also a StartingSequenceNumber.")
 	case !hasSeq && bySeq:
-		return invalidArgument(either + string(typ) + " and no StartingSequenceNumber.")
+		return wire.InvalidArgument(either + string(typ) + " and no StartingSequenceNumber.")
 	case typ != storage.AtTimestamp:
 		return nil
 	case !ts.Set:
-		return invalidArgument("Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
+		return wire.InvalidArgument("Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
 	case ts.T.UnixMilli() > now.UnixMilli():
-		return invalidArgument("The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: " +
+		return wire.InvalidArgument("The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: " +
 			strconv.FormatInt(ts.T.UnixMilli(), 10) + ", currentTimestampInMillis: " + strconv.FormatInt(now.UnixMilli(), 10))
 	}
 	return nil
@@ -79,7 +79,7 @@ func iteratorArgError(typ storage.IteratorType, hasSeq bool, ts optTime, now tim
 // and the ordinal; the MAC makes it unforgeable, so a client can only read
 // positions the server handed out.
 func (s *Server) encodeIterator(pos storage.Position, now time.Time) string {
-	return s.keys.seal(tokenKindIterator, now.UnixMilli(), iteratorPayload(pos))
+	return s.keys.Seal(wire.TokenIterator, now.UnixMilli(), iteratorPayload(pos))
 }
 
 func iteratorPayload(pos storage.Position) []byte {
@@ -87,7 +87,7 @@ func iteratorPayload(pos storage.Position) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(pos.StreamCreated))
 	b = binary.BigEndian.AppendUint32(b, pos.ShardIndex)
 	b = binary.BigEndian.AppendUint64(b, pos.Ordinal)
-	return appendStr(b, pos.Stream)
+	return wire.AppendStr(b, pos.Stream)
 }
 
 // decodeIterator verifies and opens a shard iterator. Malformed, tampered
@@ -96,10 +96,10 @@ func iteratorPayload(pos storage.Position) []byte {
 func (s *Server) decodeIterator(tok string, now time.Time) (storage.Position, error) {
 	pos, issued, ok := s.openIterator(tok)
 	if !ok {
-		return pos, invalidArgument("Invalid ShardIterator.")
+		return pos, wire.InvalidArgument("Invalid ShardIterator.")
 	}
-	if expired(issued, now.UnixMilli()) {
-		return pos, clientError(typeExpiredIterator, "Iterator expired. The iterator was created at time "+javaDate(issued)+
+	if wire.Expired(issued, now.UnixMilli()) {
+		return pos, wire.ClientError(wire.TypeExpiredIterator, "Iterator expired. The iterator was created at time "+javaDate(issued)+
 			" while right now it is "+javaDate(now.UnixMilli())+" which is further in the future than the tolerated delay of 300000 milliseconds.")
 	}
 	return pos, nil
@@ -107,13 +107,13 @@ func (s *Server) decodeIterator(tok string, now time.Time) (storage.Position, er
 
 // openIterator verifies the MAC and parses the payload.
 func (s *Server) openIterator(tok string) (pos storage.Position, issued int64, ok bool) {
-	issued, payload, err := s.keys.open(tokenKindIterator, tok)
+	issued, payload, err := s.keys.Open(wire.TokenIterator, tok)
 	if err != nil {
 		return pos, 0, false
 	}
-	r := newPayloadReader(payload)
-	pos = storage.Position{StreamCreated: int64(r.u64()), ShardIndex: r.u32(), Ordinal: r.u64(), Stream: r.str()}
-	return pos, issued, r.done()
+	r := wire.NewPayloadReader(payload)
+	pos = storage.Position{StreamCreated: int64(r.U64()), ShardIndex: r.U32(), Ordinal: r.U64(), Stream: r.Str()}
+	return pos, issued, r.Done()
 }
 
 // javaDate renders unix ms as Java's Date.toString does in UTC:

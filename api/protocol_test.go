@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/shardlog/shardlog/api/wire"
 )
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
@@ -19,67 +21,67 @@ func TestPreDispatchChecks(t *testing.T) {
 		typ    string
 		msg    string
 	}{
-		{"unknown operation", func() *http.Request { return newRequest("Frobnicate", `{}`) }, 400, typeUnknownOperation, ""},
-		{"unimplemented operation", func() *http.Request { return newRequest("RegisterStreamConsumer", `{}`) }, 400, typeUnknownOperation, ""},
-		{"no target", func() *http.Request { return newRequest("", `{}`) }, 400, typeUnknownOperation, ""},
+		{"unknown operation", func() *http.Request { return newRequest("Frobnicate", `{}`) }, 400, wire.TypeUnknownOperation, ""},
+		{"unimplemented operation", func() *http.Request { return newRequest("RegisterStreamConsumer", `{}`) }, 400, wire.TypeUnknownOperation, ""},
+		{"no target", func() *http.Request { return newRequest("", `{}`) }, 400, wire.TypeUnknownOperation, ""},
 		{"wrong service", func() *http.Request {
 			r := newRequest("", `{}`)
 			r.Header.Set("X-Amz-Target", "DynamoDB_20120810.ListTables")
 			return r
-		}, 400, typeUnknownOperation, ""},
+		}, 400, wire.TypeUnknownOperation, ""},
 		{"unknown op before auth", func() *http.Request {
 			r := newRequest("Nope", `{}`)
 			r.Header.Del("Authorization")
 			return r
-		}, 400, typeUnknownOperation, ""},
-		{"GET", func() *http.Request { return httptest.NewRequest(http.MethodGet, "/", nil) }, 403, typeAccessDenied, "Unable to determine service/operation name to be authorized"},
+		}, 400, wire.TypeUnknownOperation, ""},
+		{"GET", func() *http.Request { return httptest.NewRequest(http.MethodGet, "/", nil) }, 403, wire.TypeAccessDenied, "Unable to determine service/operation name to be authorized"},
 		{"missing auth", func() *http.Request {
 			r := newRequest("ListStreams", `{}`)
 			r.Header.Del("Authorization")
 			return r
-		}, 400, typeMissingAuth, "Missing Authentication Token"},
+		}, 400, wire.TypeMissingAuth, "Missing Authentication Token"},
 		{"incomplete auth", func() *http.Request {
 			r := newRequest("ListStreams", `{}`)
 			r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=a/b/c/kinesis/aws4_request")
 			r.Header.Del("X-Amz-Date")
 			return r
-		}, 400, typeIncompleteSignature, "Authorization header requires 'Signature' parameter. Authorization header requires 'SignedHeaders' parameter. " +
+		}, 400, wire.TypeIncompleteSignature, "Authorization header requires 'Signature' parameter. Authorization header requires 'SignedHeaders' parameter. " +
 			"Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. Authorization=AWS4-HMAC-SHA256 Credential=a/b/c/kinesis/aws4_request"},
 		{"garbage auth", func() *http.Request {
 			r := newRequest("ListStreams", `{}`)
 			r.Header.Set("Authorization", ", ,")
 			return r
-		}, 400, typeIncompleteSignature, ""},
+		}, 400, wire.TypeIncompleteSignature, ""},
 		{"short credential", func() *http.Request {
 			r := newRequest("ListStreams", `{}`)
 			r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKID/20240101, SignedHeaders=host, Signature=x")
 			return r
-		}, 400, typeIncompleteSignature, "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got 'AKID/20240101'"},
+		}, 400, wire.TypeIncompleteSignature, "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got 'AKID/20240101'"},
 		{"wrong service scope", func() *http.Request {
 			r := newRequest("ListStreams", `{}`)
 			r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=x")
 			return r
-		}, 400, typeInvalidSignature, "Credential should be scoped to correct service: 'kinesis'. "},
+		}, 400, wire.TypeInvalidSignature, "Credential should be scoped to correct service: 'kinesis'. "},
 		{"both auths", func() *http.Request {
 			r := newRequest("ListStreams", `{}`)
 			r.URL.RawQuery = "X-Amz-Algorithm=AWS4-HMAC-SHA256"
 			return r
-		}, 400, typeInvalidSignature, "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header."},
+		}, 400, wire.TypeInvalidSignature, "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header."},
 		{"incomplete presigned", func() *http.Request {
 			r := newRequest("ListStreams", `{}`)
 			r.Header.Del("Authorization")
 			r.URL.RawQuery = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=x&X-Amz-SignedHeaders=host"
 			return r
-		}, 400, typeIncompleteSignature, "AWS query-string parameters must include 'X-Amz-Credential'. AWS query-string parameters must include 'X-Amz-Signature'. Re-examine the query-string parameters."},
+		}, 400, wire.TypeIncompleteSignature, "AWS query-string parameters must include 'X-Amz-Credential'. AWS query-string parameters must include 'X-Amz-Signature'. Re-examine the query-string parameters."},
 		{"auth before body", func() *http.Request {
 			r := newRequest("ListStreams", `not json`)
 			r.Header.Del("Authorization")
 			return r
-		}, 400, typeMissingAuth, ""},
-		{"empty body", func() *http.Request { return newRequest("ListStreams", ``) }, 400, typeSerialization, ""},
+		}, 400, wire.TypeMissingAuth, ""},
+		{"empty body", func() *http.Request { return newRequest("ListStreams", ``) }, 400, wire.TypeSerialization, ""},
 		{"body too large", func() *http.Request {
 			return newRequest("PutRecords", `{"Records":[{"Data":"`+strings.Repeat("A", DefaultMaxBodyBytes)+`"}]}`)
-		}, 413, typeTooLarge, ""},
+		}, 413, wire.TypeTooLarge, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,13 +159,13 @@ func TestCORS(t *testing.T) {
 
 func TestContentTypes(t *testing.T) {
 	h := newHarness(t)
-	for _, ct := range []string{ctJSON11, ctJSON, ""} {
+	for _, ct := range []string{wire.ContentTypeJSON11, wire.ContentTypeJSON, ""} {
 		req := newRequest("ListStreams", `{}`)
 		req.Header.Set("Content-Type", ct)
 		r := h.do(req)
 		want := ct
 		if ct == "" {
-			want = ctJSON11
+			want = wire.ContentTypeJSON11
 		}
 		if r.status != 200 || r.header.Get("Content-Type") != want {
 			t.Errorf("Content-Type %q: %d %q", ct, r.status, r.header.Get("Content-Type"))
@@ -205,7 +207,7 @@ func TestSerializationErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.op+" "+tc.body, func(t *testing.T) {
-			wantError(t, h.call(tc.op, tc.body), 400, typeSerialization, tc.msg)
+			wantError(t, h.call(tc.op, tc.body), 400, wire.TypeSerialization, tc.msg)
 		})
 	}
 }
@@ -218,7 +220,7 @@ func TestLenientScalars(t *testing.T) {
 	if n := len(r.body["StreamDescription"].(map[string]any)["Shards"].([]any)); n != 1 {
 		t.Fatalf("shards = %d", n)
 	}
-	wantError(t, h.call("ListStreams", `{"Limit":99999999999}`), 400, typeValidation,
+	wantError(t, h.call("ListStreams", `{"Limit":99999999999}`), 400, wire.TypeValidation,
 		"1 validation error detected: Value '2147483647' at 'limit' failed to satisfy constraint: Member must have value less than or equal to 10000")
 	h.ok("DeleteStream", `{"StreamName":"s","EnforceConsumerDeletion":"true"}`)
 	// Unknown members are ignored; escaped base64 is still base64.
@@ -228,3 +230,10 @@ func TestLenientScalars(t *testing.T) {
 		t.Fatalf("data = %q", got)
 	}
 }
+
+// AWS's texts for a value of the wrong JSON kind, spelled out here so that a
+// change to the encoder's wording fails the tests.
+const (
+	msgStartOfStruct = "Start of structure or map found where not expected."
+	msgStartOfList   = "Start of list found where not expected"
+)

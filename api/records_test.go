@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -102,7 +103,7 @@ func TestPutRecordsPartialFailure(t *testing.T) {
 	if r.body["FailedRecordCount"] != 2.0 || len(recs) != 3 {
 		t.Fatalf("partial: %s", r.raw)
 	}
-	if e := recs[1].(map[string]any); e["ErrorCode"] != typeThroughput || !strings.HasPrefix(str(e["ErrorMessage"]), "Rate exceeded for shard") {
+	if e := recs[1].(map[string]any); e["ErrorCode"] != wire.TypeThroughput || !strings.HasPrefix(str(e["ErrorMessage"]), "Rate exceeded for shard") {
 		t.Fatalf("throttled entry: %v", e)
 	}
 	// AWS's text, then the server-side cause an operator can act on.
@@ -110,25 +111,25 @@ func TestPutRecordsPartialFailure(t *testing.T) {
 		t.Fatalf("failed entry: %v", e)
 	}
 	h.fake.recordErrs = map[int]error{0: &storage.Error{Kind: storage.ErrThrottled, Msg: "Rate exceeded"}}
-	wantError(t, h.call("PutRecord", `{"StreamName":"s","PartitionKey":"a","Data":""}`), 400, typeThroughput, "Rate exceeded")
+	wantError(t, h.call("PutRecord", `{"StreamName":"s","PartitionKey":"a","Data":""}`), 400, wire.TypeThroughput, "Rate exceeded")
 }
 
 func TestPutRecordErrors(t *testing.T) {
 	h := newHarness(t)
 	h.createStream("s", 1)
-	wantError(t, h.call("PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":"","ExplicitHashKey":"340282366920938463463374607431768211456"}`), 400, typeInvalidArgument,
+	wantError(t, h.call("PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":"","ExplicitHashKey":"340282366920938463463374607431768211456"}`), 400, wire.TypeInvalidArgument,
 		"Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was 340282366920938463463374607431768211456")
-	wantError(t, h.call("PutRecord", `{"StreamName":"nope","PartitionKey":"k","Data":""}`), 400, typeResourceNotFound, "Stream nope under account 123456789012 not found.")
+	wantError(t, h.call("PutRecord", `{"StreamName":"nope","PartitionKey":"k","Data":""}`), 400, wire.TypeResourceNotFound, "Stream nope under account 123456789012 not found.")
 	data := base64.StdEncoding.EncodeToString(make([]byte, maxRecordBytes))
-	wantError(t, h.call("PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":"`+data+`"}`), 400, typeInvalidArgument,
+	wantError(t, h.call("PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":"`+data+`"}`), 400, wire.TypeInvalidArgument,
 		"Record size (data + partition key) of 1048577 bytes exceeds the maximum record size of 1048576 bytes.")
 	// 5 records of 1 MiB - 1 byte of data plus a 1-byte key are 5 MiB exactly; a 6th byte of key tips it over.
 	chunk := base64.StdEncoding.EncodeToString(make([]byte, maxRecordBytes-1))
 	recs := strings.Repeat(`{"PartitionKey":"k","Data":"`+chunk+`"},`, 5)
 	h.ok("PutRecords", `{"StreamName":"s","Records":[`+recs[:len(recs)-1]+`]}`)
-	wantError(t, h.call("PutRecords", `{"StreamName":"s","Records":[`+recs+`{"PartitionKey":"k","Data":""}]}`), 400, typeInvalidArgument, "Records size exceeds 5 MB limit")
+	wantError(t, h.call("PutRecords", `{"StreamName":"s","Records":[`+recs+`{"PartitionKey":"k","Data":""}]}`), 400, wire.TypeInvalidArgument, "Records size exceeds 5 MB limit")
 	h.fake.putErr = &storage.Error{Kind: storage.ErrDiskFull, Msg: "ENOSPC"}
-	wantError(t, h.call("PutRecords", `{"StreamName":"s","Records":[{"PartitionKey":"k","Data":""}]}`), 500, typeInternalFailure, "Internal Service Failure: no space left on device")
+	wantError(t, h.call("PutRecords", `{"StreamName":"s","Records":[{"PartitionKey":"k","Data":""}]}`), 500, wire.TypeInternalFailure, "Internal Service Failure: no space left on device")
 }
 
 func TestGetShardIteratorArguments(t *testing.T) {
@@ -136,14 +137,14 @@ func TestGetShardIteratorArguments(t *testing.T) {
 	h.createStream("s", 1)
 	const either = "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified "
 	tests := []struct{ body, typ, msg string }{
-		{`"ShardId":"0","ShardIteratorType":"LATEST","StartingSequenceNumber":"1"`, typeInvalidArgument, either + "LATEST and also a StartingSequenceNumber."},
-		{`"ShardId":"0","ShardIteratorType":"AT_SEQUENCE_NUMBER"`, typeInvalidArgument, either + "AT_SEQUENCE_NUMBER and no StartingSequenceNumber."},
-		{`"ShardId":"0","ShardIteratorType":"AT_TIMESTAMP"`, typeInvalidArgument, "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter."},
-		{`"ShardId":"0","ShardIteratorType":"AT_TIMESTAMP","Timestamp":1795694401.25`, typeInvalidArgument,
+		{`"ShardId":"0","ShardIteratorType":"LATEST","StartingSequenceNumber":"1"`, wire.TypeInvalidArgument, either + "LATEST and also a StartingSequenceNumber."},
+		{`"ShardId":"0","ShardIteratorType":"AT_SEQUENCE_NUMBER"`, wire.TypeInvalidArgument, either + "AT_SEQUENCE_NUMBER and no StartingSequenceNumber."},
+		{`"ShardId":"0","ShardIteratorType":"AT_TIMESTAMP"`, wire.TypeInvalidArgument, "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter."},
+		{`"ShardId":"0","ShardIteratorType":"AT_TIMESTAMP","Timestamp":1795694401.25`, wire.TypeInvalidArgument,
 			"The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: 1795694401250, currentTimestampInMillis: 1795694400000"},
 		// A missing shard is reported before a bad argument combination.
-		{`"ShardId":"7","ShardIteratorType":"LATEST","StartingSequenceNumber":"1"`, typeResourceNotFound, ""},
-		{`"ShardId":"0","ShardIteratorType":"AT_SEQUENCE_NUMBER","StartingSequenceNumber":"1"`, typeInvalidArgument, "StartingSequenceNumber 1 used in GetShardIterator on shard 0 is invalid."},
+		{`"ShardId":"7","ShardIteratorType":"LATEST","StartingSequenceNumber":"1"`, wire.TypeResourceNotFound, ""},
+		{`"ShardId":"0","ShardIteratorType":"AT_SEQUENCE_NUMBER","StartingSequenceNumber":"1"`, wire.TypeInvalidArgument, "StartingSequenceNumber 1 used in GetShardIterator on shard 0 is invalid."},
 	}
 	for _, tc := range tests {
 		wantError(t, h.call("GetShardIterator", `{"StreamName":"s",`+tc.body+`}`), 400, tc.typ, tc.msg)
@@ -161,29 +162,29 @@ func TestIteratorSecurity(t *testing.T) {
 	for i := range raw {
 		bad := append([]byte(nil), raw...)
 		bad[i] ^= 0x01
-		wantError(t, h.call("GetRecords", `{"ShardIterator":"`+base64.StdEncoding.EncodeToString(bad)+`"}`), 400, typeInvalidArgument, "Invalid ShardIterator.")
+		wantError(t, h.call("GetRecords", `{"ShardIterator":"`+base64.StdEncoding.EncodeToString(bad)+`"}`), 400, wire.TypeInvalidArgument, "Invalid ShardIterator.")
 	}
 	for _, tok := range []string{"x", "AAAA", it + "A", strings.Repeat("A", 512), it[:len(it)-4]} {
-		wantError(t, h.call("GetRecords", `{"ShardIterator":"`+tok+`"}`), 400, typeInvalidArgument, "Invalid ShardIterator.")
+		wantError(t, h.call("GetRecords", `{"ShardIterator":"`+tok+`"}`), 400, wire.TypeInvalidArgument, "Invalid ShardIterator.")
 	}
 	// A token of another kind with the same key does not open as an iterator.
-	forged := h.srv.keys.seal(tokenKindListShards, h.now.UnixMilli(), iteratorPayload(storage.Position{Stream: "other"}))
-	wantError(t, h.call("GetRecords", `{"ShardIterator":"`+forged+`"}`), 400, typeInvalidArgument, "Invalid ShardIterator.")
+	forged := h.srv.keys.Seal(wire.TokenListShards, h.now.UnixMilli(), iteratorPayload(storage.Position{Stream: "other"}))
+	wantError(t, h.call("GetRecords", `{"ShardIterator":"`+forged+`"}`), 400, wire.TypeInvalidArgument, "Invalid ShardIterator.")
 
 	// StreamARN must name the iterator's stream.
-	wantError(t, h.call("GetRecords", `{"ShardIterator":"`+it+`","StreamARN":"arn:aws:kinesis:eu-west-1:123456789012:stream/other"}`), 400, typeInvalidArgument, "")
+	wantError(t, h.call("GetRecords", `{"ShardIterator":"`+it+`","StreamARN":"arn:aws:kinesis:eu-west-1:123456789012:stream/other"}`), 400, wire.TypeInvalidArgument, "")
 	h.ok("GetRecords", `{"ShardIterator":"`+it+`","StreamARN":"arn:aws:kinesis:eu-west-1:123456789012:stream/s"}`)
 
 	// A recreated stream does not honour iterators of the old one.
 	h.ok("DeleteStream", `{"StreamName":"s"}`)
 	h.advance(time.Second)
 	h.createStream("s", 1)
-	wantError(t, h.call("GetRecords", `{"ShardIterator":"`+it+`"}`), 400, typeResourceNotFound, "")
+	wantError(t, h.call("GetRecords", `{"ShardIterator":"`+it+`"}`), 400, wire.TypeResourceNotFound, "")
 
 	// Five minutes later it has expired, with AWS's message.
 	it = h.iterator("s", "0", "LATEST", "")
 	h.advance(300*time.Second + time.Millisecond)
-	wantError(t, h.call("GetRecords", `{"ShardIterator":"`+it+`"}`), 400, typeExpiredIterator,
+	wantError(t, h.call("GetRecords", `{"ShardIterator":"`+it+`"}`), 400, wire.TypeExpiredIterator,
 		"Iterator expired. The iterator was created at time Thu Nov 26 12:00:01 UTC 2026 while right now it is Thu Nov 26 12:05:01 UTC 2026 which is further in the future than the tolerated delay of 300000 milliseconds.")
 }
 

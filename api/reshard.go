@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -28,24 +29,21 @@ var _ Resharder = (*storage.Store)(nil)
 var scalingTypes = []string{"UNIFORM_SCALING"}
 
 type splitShardInput struct {
-	StreamName         *string
+	wire.StreamSelector
 	ShardToSplit       *string
 	NewStartingHashKey *string
-	StreamARN          *string
 }
 
 type mergeShardsInput struct {
-	StreamName           *string
+	wire.StreamSelector
 	ShardToMerge         *string
 	AdjacentShardToMerge *string
-	StreamARN            *string
 }
 
 type updateShardCountInput struct {
-	StreamName       *string
-	TargetShardCount optInt
+	wire.StreamSelector
+	TargetShardCount wire.OptInt
 	ScalingType      *string
-	StreamARN        *string
 }
 
 type updateShardCountOutput struct {
@@ -58,7 +56,7 @@ type updateShardCountOutput struct {
 func (s *Server) resharder(rc *reqCtx) (Resharder, error) {
 	r, ok := s.b.(Resharder)
 	if !ok {
-		return nil, clientError(typeUnknownOperation, "")
+		return nil, wire.ClientError(wire.TypeUnknownOperation, "")
 	}
 	return r, nil
 }
@@ -69,9 +67,9 @@ func (s *Server) splitShard(rc *reqCtx, body []byte) (any, error) {
 		return nil, err
 	}
 	var in splitShardInput
-	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
-		v.reqStr("shardToSplit", in.ShardToSplit, patternName, 1, 128)
-		v.reqStr("newStartingHashKey", in.NewStartingHashKey, patternHashKey, 0, -1)
+	name, err := s.streamRequest(rc, body, &in, func(v *wire.Validator) {
+		v.ReqStr("shardToSplit", in.ShardToSplit, wire.PatternName, 1, 128)
+		v.ReqStr("newStartingHashKey", in.NewStartingHashKey, wire.PatternHashKey, 0, -1)
 	})
 	if err != nil {
 		return nil, err
@@ -85,9 +83,9 @@ func (s *Server) mergeShards(rc *reqCtx, body []byte) (any, error) {
 		return nil, err
 	}
 	var in mergeShardsInput
-	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
-		v.reqStr("shardToMerge", in.ShardToMerge, patternName, 1, 128)
-		v.reqStr("adjacentShardToMerge", in.AdjacentShardToMerge, patternName, 1, 128)
+	name, err := s.streamRequest(rc, body, &in, func(v *wire.Validator) {
+		v.ReqStr("shardToMerge", in.ShardToMerge, wire.PatternName, 1, 128)
+		v.ReqStr("adjacentShardToMerge", in.AdjacentShardToMerge, wire.PatternName, 1, 128)
 	})
 	if err != nil {
 		return nil, err
@@ -101,12 +99,12 @@ func (s *Server) updateShardCount(rc *reqCtx, body []byte) (any, error) {
 		return nil, err
 	}
 	var in updateShardCountInput
-	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
-		if v.notNull("targetShardCount", in.TargetShardCount.Set) {
-			v.intRange("targetShardCount", in.TargetShardCount, 1, 100000)
+	name, err := s.streamRequest(rc, body, &in, func(v *wire.Validator) {
+		if v.NotNull("targetShardCount", in.TargetShardCount.Set) {
+			v.IntRange("targetShardCount", in.TargetShardCount, 1, 100000)
 		}
-		if v.notNull("scalingType", in.ScalingType != nil) {
-			v.enum("scalingType", in.ScalingType, scalingTypes)
+		if v.NotNull("scalingType", in.ScalingType != nil) {
+			v.Enum("scalingType", in.ScalingType, scalingTypes)
 		}
 	})
 	if err != nil {

@@ -3,8 +3,10 @@ package api
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"testing"
 
+	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -26,7 +28,7 @@ func (f *reshardFake) MergeShards(ctx context.Context, stream, a, b string) erro
 }
 
 func (f *reshardFake) UpdateShardCount(ctx context.Context, stream string, n int) (storage.UpdateShardCountResult, error) {
-	f.calls = append(f.calls, "scale "+stream+" "+itoa(n))
+	f.calls = append(f.calls, "scale "+stream+" "+strconv.Itoa(n))
 	return storage.UpdateShardCountResult{Current: 2, Target: n}, f.err
 }
 
@@ -41,12 +43,12 @@ func TestReshardValidation(t *testing.T) {
 	h, f := newReshardHarness(t)
 	for _, tc := range []struct{ op, body, msg string }{
 		{"SplitShard", `{"StreamName":"s","NewStartingHashKey":"5"}`, "1 validation error detected: Value null at 'shardToSplit' failed to satisfy constraint: Member must not be null"},
-		{"SplitShard", `{"StreamName":"s","ShardToSplit":"shardId-000000000000","NewStartingHashKey":"05"}`, "1 validation error detected: Value '05' at 'newStartingHashKey' failed to satisfy constraint: Member must satisfy regular expression pattern: " + patternHashKey},
-		{"MergeShards", `{"StreamName":"s","ShardToMerge":"a b","AdjacentShardToMerge":"x"}`, "1 validation error detected: Value 'a b' at 'shardToMerge' failed to satisfy constraint: Member must satisfy regular expression pattern: " + patternName},
+		{"SplitShard", `{"StreamName":"s","ShardToSplit":"shardId-000000000000","NewStartingHashKey":"05"}`, "1 validation error detected: Value '05' at 'newStartingHashKey' failed to satisfy constraint: Member must satisfy regular expression pattern: " + wire.PatternHashKey},
+		{"MergeShards", `{"StreamName":"s","ShardToMerge":"a b","AdjacentShardToMerge":"x"}`, "1 validation error detected: Value 'a b' at 'shardToMerge' failed to satisfy constraint: Member must satisfy regular expression pattern: " + wire.PatternName},
 		{"UpdateShardCount", `{"StreamName":"s","TargetShardCount":2}`, "1 validation error detected: Value null at 'scalingType' failed to satisfy constraint: Member must not be null"},
 		{"UpdateShardCount", `{"StreamName":"s","TargetShardCount":0,"ScalingType":"X"}`, "2 validation errors detected: Value '0' at 'targetShardCount' failed to satisfy constraint: Member must have value greater than or equal to 1; Value 'X' at 'scalingType' failed to satisfy constraint: Member must satisfy enum value set: [UNIFORM_SCALING]"},
 	} {
-		wantError(t, h.call(tc.op, tc.body), http.StatusBadRequest, typeValidation, tc.msg)
+		wantError(t, h.call(tc.op, tc.body), http.StatusBadRequest, wire.TypeValidation, tc.msg)
 	}
 	if len(f.calls) != 0 {
 		t.Fatalf("invalid requests reached the backend: %v", f.calls)
@@ -68,9 +70,9 @@ func TestReshardCalls(t *testing.T) {
 	}
 	f.err = &storage.Error{Kind: storage.ErrLimitExceeded, Msg: "limit for the account 000000000000 in {region}."}
 	wantError(t, h.call("UpdateShardCount", `{"StreamName":"s","TargetShardCount":3,"ScalingType":"UNIFORM_SCALING"}`),
-		http.StatusBadRequest, typeLimitExceeded, "limit for the account 000000000000 in eu-west-1.")
+		http.StatusBadRequest, wire.TypeLimitExceeded, "limit for the account 000000000000 in eu-west-1.")
 	f.err = &storage.Error{Kind: storage.ErrValidation, Msg: "on demand"}
-	wantError(t, h.call("SplitShard", `{"StreamName":"s","ShardToSplit":"0","NewStartingHashKey":"5"}`), http.StatusBadRequest, typeValidation, "on demand")
+	wantError(t, h.call("SplitShard", `{"StreamName":"s","ShardToSplit":"0","NewStartingHashKey":"5"}`), http.StatusBadRequest, wire.TypeValidation, "on demand")
 }
 
-func fmtList(l []string) string { return renderList(l) }
+func fmtList(l []string) string { return wire.RenderList(l) }

@@ -1,6 +1,9 @@
-// Package api is shardlog's Kinesis Data Streams HTTP API: the JSON 1.1 wire
-// protocol, AWS's pre-dispatch checks and error formats, request validation,
-// and the data- and control-plane operations, all on top of a Backend.
+// Package api is shardlog's Kinesis Data Streams HTTP API: the data- and
+// control-plane operations on top of a Backend (storage), run after AWS's
+// pre-dispatch checks. Everything about AWS's bytes (codecs, error bodies,
+// validation texts, tokens) is in package wire; this package decides what
+// each operation does, and maps storage's results and errors to wire's shapes
+// (errors.go is the one place storage errors become AWS error types).
 package api
 
 import (
@@ -9,21 +12,22 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/shardlog/shardlog/api/wire"
 )
 
 // Server is an http.Handler speaking the Kinesis API (Kinesis_20131202).
 type Server struct {
 	cfg  Config
 	b    Backend
-	keys tokenKeys
+	keys wire.TokenKeys
 }
 
 // New returns a Server over b. b.IteratorKey() is read once: it keys the shard
 // iterators and pagination tokens.
 func New(cfg Config, b Backend) *Server {
-	return &Server{cfg: cfg.withDefaults(b), b: b, keys: deriveTokenKeys(b.IteratorKey())}
+	return &Server{cfg: cfg.withDefaults(b), b: b, keys: wire.DeriveTokenKeys(b.IteratorKey())}
 }
 
 const targetPrefix = "Kinesis_20131202."
@@ -63,7 +67,7 @@ type reqCtx struct {
 	id     string
 	op     string
 	region string
-	codec  codec
+	codec  wire.Codec
 	start  time.Time
 	status int
 	errMsg string
@@ -71,7 +75,7 @@ type reqCtx struct {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rc := &reqCtx{ctx: r.Context(), w: w, r: r, id: newRequestID(), codec: jsonAmz, start: time.Now(), region: s.cfg.Region}
+	rc := &reqCtx{ctx: r.Context(), w: w, r: r, id: wire.NewRequestID(), codec: wire.JSON11, start: time.Now(), region: s.cfg.Region}
 	defer s.finish(rc)
 	s.serve(rc)
 }
@@ -79,30 +83,34 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve runs AWS's checks in AWS's order, then the operation.
 func (s *Server) serve(rc *reqCtx) {
 	r := rc.r
-	setRequestIDs(rc)
+	wire.SetRequestIDs(rc.w.Header(), r, rc.id)
 	if r.Method == http.MethodGet && r.URL.Path == "/health" {
 		s.health(rc)
 		return
 	}
-	if s.handleCORS(rc) {
+	if wire.CORS(rc.w.Header(), r) {
+		rc.status, rc.wrote = http.StatusOK, true
+		rc.w.WriteHeader(http.StatusOK)
 		return
 	}
 	if r.Method != http.MethodPost {
-		s.writeError(rc, &apiError{Type: typeAccessDenied, Message: "Unable to determine service/operation name to be authorized", Status: http.StatusForbidden})
+		s.writeError(rc, &wire.Error{Type: wire.TypeAccessDenied, Message: "Unable to determine service/operation name to be authorized", Status: http.StatusForbidden})
 		return
 	}
-	rc.codec = codecFor(r.Header.Get("Content-Type"))
+	rc.codec = wire.CodecFor(r.Header.Get("Content-Type"))
 	op, ok := lookupOperation(r.Header.Get("X-Amz-Target"))
 	if !ok {
-		s.writeError(rc, clientError(typeUnknownOperation, ""))
+		s.writeError(rc, wire.ClientError(wire.TypeUnknownOperation, ""))
 		return
 	}
 	rc.op = strings.TrimPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
-	if aerr := checkAuth(rc); aerr != nil {
+	region, aerr := wire.CheckAuth(r)
+	if aerr != nil {
 		s.writeError(rc, aerr)
 		return
 	}
-	body, release, aerr := s.readBody(rc)
+	rc.region = region
+	body, release, aerr := wire.ReadBody(rc.w, r, s.cfg.MaxBodyBytes)
 	if aerr != nil {
 		s.writeError(rc, aerr)
 		return
@@ -169,8 +177,3 @@ func (s *Server) admit(rc *reqCtx, req AdmissionRequest) error {
 }
 
 func (s *Server) now() time.Time { return s.cfg.Now() }
-
-// bodyPool recycles request-body buffers. Decoded requests never alias the
-// body (strings are copied and blobs decoded into fresh slices), so a buffer
-// is reusable as soon as the operation returns.
-var bodyPool = sync.Pool{New: func() any { return new([]byte) }}

@@ -6,13 +6,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shardlog/shardlog/api/wire"
+	"github.com/shardlog/shardlog/hashkey"
 	"github.com/shardlog/shardlog/seqnum"
 	"github.com/shardlog/shardlog/storage"
 )
 
-type hashKeyRange struct {
-	StartingHashKey string
-	EndingHashKey   string
+func hashKeyRange(r hashkey.Range) wire.HashKeyRange {
+	return wire.HashKeyRange{StartingHashKey: r.Start.String(), EndingHashKey: r.End.String()}
 }
 
 type sequenceNumberRange struct {
@@ -24,7 +25,7 @@ type shardOut struct {
 	ShardId               string
 	ParentShardId         string `json:",omitempty"`
 	AdjacentParentShardId string `json:",omitempty"`
-	HashKeyRange          hashKeyRange
+	HashKeyRange          wire.HashKeyRange
 	SequenceNumberRange   sequenceNumberRange
 }
 
@@ -34,7 +35,7 @@ func shardsOut(shards []storage.ShardInfo) []shardOut {
 	for i, sh := range shards {
 		out[i] = shardOut{
 			ShardId: sh.ID, ParentShardId: sh.Parent, AdjacentParentShardId: sh.AdjacentParent,
-			HashKeyRange:        hashKeyRange{sh.HashRange.Start.String(), sh.HashRange.End.String()},
+			HashKeyRange:        hashKeyRange(sh.HashRange),
 			SequenceNumberRange: sequenceNumberRange{sh.StartingSeq, sh.EndingSeq},
 		}
 	}
@@ -83,17 +84,16 @@ var shardFilterTypes = []string{"AFTER_SHARD_ID", "AT_TRIM_HORIZON", "FROM_TRIM_
 type shardFilterIn struct {
 	Type      *string
 	ShardId   *string
-	Timestamp optTime
+	Timestamp wire.OptTime
 }
 
 type listShardsInput struct {
-	StreamName              *string
+	wire.StreamSelector
 	NextToken               *string
 	ExclusiveStartShardId   *string
-	MaxResults              optInt
-	StreamCreationTimestamp optTime
+	MaxResults              wire.OptInt
+	StreamCreationTimestamp wire.OptTime
 	ShardFilter             *shardFilterIn
-	StreamARN               *string
 }
 
 type listShardsOutput struct {
@@ -140,19 +140,19 @@ func (s *Server) listShards(rc *reqCtx, body []byte) (any, error) {
 }
 
 func validateListShards(in *listShardsInput) error {
-	var v validator
-	v.streamName("streamName", in.StreamName)
-	v.str("nextToken", in.NextToken, "", 1, 1048576)
-	v.str("exclusiveStartShardId", in.ExclusiveStartShardId, patternName, 1, 128)
-	v.intRange("maxResults", in.MaxResults, 1, 10000)
+	var v wire.Validator
+	v.StreamName("streamName", in.StreamName)
+	v.Str("nextToken", in.NextToken, "", 1, 1048576)
+	v.Str("exclusiveStartShardId", in.ExclusiveStartShardId, wire.PatternName, 1, 128)
+	v.IntRange("maxResults", in.MaxResults, 1, 10000)
 	if f := in.ShardFilter; f != nil {
-		if v.notNull("shardFilter.type", f.Type != nil) {
-			v.enum("shardFilter.type", f.Type, shardFilterTypes)
+		if v.NotNull("shardFilter.type", f.Type != nil) {
+			v.Enum("shardFilter.type", f.Type, shardFilterTypes)
 		}
-		v.str("shardFilter.shardId", f.ShardId, patternName, 1, 128)
+		v.Str("shardFilter.shardId", f.ShardId, wire.PatternName, 1, 128)
 	}
-	v.streamARN("streamARN", in.StreamARN)
-	return v.err()
+	v.StreamARN("streamARN", in.StreamARN)
+	return v.Err()
 }
 
 // shardQueryFor builds the query from a NextToken or from the request.
@@ -160,11 +160,11 @@ func (s *Server) shardQueryFor(rc *reqCtx, in *listShardsInput) (shardQuery, err
 	if in.NextToken != nil {
 		switch {
 		case in.StreamName != nil || in.StreamARN != nil:
-			return shardQuery{}, invalidArgument("NextToken and StreamName cannot be provided together.")
+			return shardQuery{}, wire.InvalidArgument("NextToken and StreamName cannot be provided together.")
 		case in.ExclusiveStartShardId != nil:
-			return shardQuery{}, invalidArgument("NextToken and ExclusiveStartShardId cannot be provided together.")
+			return shardQuery{}, wire.InvalidArgument("NextToken and ExclusiveStartShardId cannot be provided together.")
 		case in.StreamCreationTimestamp.Set:
-			return shardQuery{}, invalidArgument("NextToken and StreamCreationTimestamp cannot be provided together.")
+			return shardQuery{}, wire.InvalidArgument("NextToken and StreamCreationTimestamp cannot be provided together.")
 		}
 		q, err := s.openShardsToken(*in.NextToken)
 		if err != nil {
@@ -173,9 +173,9 @@ func (s *Server) shardQueryFor(rc *reqCtx, in *listShardsInput) (shardQuery, err
 		return q, s.admit(rc, AdmissionRequest{Stream: q.stream})
 	}
 	if in.StreamName == nil && in.StreamARN == nil {
-		return shardQuery{}, invalidArgument("Either NextToken or StreamName should be provided.")
+		return shardQuery{}, wire.InvalidArgument("Either NextToken or StreamName should be provided.")
 	}
-	stream, err := s.resolveStream(in.StreamName, in.StreamARN)
+	stream, err := s.resolveStream(in.StreamSelector)
 	if err != nil {
 		return shardQuery{}, err
 	}
@@ -199,13 +199,13 @@ func filterQuery(stream string, in *listShardsInput) (shardQuery, error) {
 	q.filter = *f.Type
 	switch {
 	case q.filter == "AFTER_SHARD_ID" && f.ShardId == nil:
-		return q, invalidArgument("ShardId must be specified when the ShardFilter type is AFTER_SHARD_ID.")
+		return q, wire.InvalidArgument("ShardId must be specified when the ShardFilter type is AFTER_SHARD_ID.")
 	case q.filter != "AFTER_SHARD_ID" && f.ShardId != nil:
-		return q, invalidArgument("ShardId can only be specified when the ShardFilter type is AFTER_SHARD_ID.")
+		return q, wire.InvalidArgument("ShardId can only be specified when the ShardFilter type is AFTER_SHARD_ID.")
 	case (q.filter == "AT_TIMESTAMP" || q.filter == "FROM_TIMESTAMP") && !f.Timestamp.Set:
-		return q, invalidArgument("Timestamp must be specified when the ShardFilter type is " + q.filter + ".")
+		return q, wire.InvalidArgument("Timestamp must be specified when the ShardFilter type is " + q.filter + ".")
 	case q.filter != "AT_TIMESTAMP" && q.filter != "FROM_TIMESTAMP" && f.Timestamp.Set:
-		return q, invalidArgument("Timestamp can only be specified when the ShardFilter type is AT_TIMESTAMP or FROM_TIMESTAMP.")
+		return q, wire.InvalidArgument("Timestamp can only be specified when the ShardFilter type is AT_TIMESTAMP or FROM_TIMESTAMP.")
 	}
 	if f.ShardId != nil {
 		q.after = max(q.after, startIndex(*f.ShardId))
@@ -226,15 +226,15 @@ func startIndex(id string) int64 {
 // checkIncarnation pins the query to one incarnation of the stream name:
 // StreamCreationTimestamp (millisecond precision) or the token's creation
 // time must match. A stream still CREATING has no shards to list.
-func checkIncarnation(info storage.StreamInfo, q *shardQuery, created optTime, account string) error {
-	notFound := clientError(typeResourceNotFound, "Stream "+info.Name+" under account "+account+" not found.")
+func checkIncarnation(info storage.StreamInfo, q *shardQuery, created wire.OptTime, account string) error {
+	notFound := wire.ClientError(wire.TypeResourceNotFound, "Stream "+info.Name+" under account "+account+" not found.")
 	switch {
 	case q.created != 0 && q.created != info.Created.UnixNano():
 		return notFound
 	case created.Set && created.T.UnixMilli() != info.Created.UnixMilli():
 		return notFound
 	case info.Status == storage.StatusCreating:
-		return clientError(typeResourceInUse, "Stream "+info.Name+" under account "+account+" not ACTIVE, instead in state CREATING")
+		return wire.ClientError(wire.TypeResourceInUse, "Stream "+info.Name+" under account "+account+" not ACTIVE, instead in state CREATING")
 	}
 	q.created = info.Created.UnixNano()
 	return nil
@@ -258,7 +258,7 @@ func (s *Server) shardPage(info storage.StreamInfo, q shardQuery, limit int) lis
 	out := listShardsOutput{Shards: shardsOut(page)}
 	if more {
 		q.after = int64(page[len(page)-1].Index)
-		out.NextToken = s.keys.seal(tokenKindListShards, now.UnixMilli(), q.payload())
+		out.NextToken = s.keys.Seal(wire.TokenListShards, now.UnixMilli(), q.payload())
 	}
 	return out
 }
@@ -333,22 +333,22 @@ func (q shardQuery) payload() []byte {
 	b := binary.BigEndian.AppendUint64(nil, uint64(q.created))
 	b = binary.BigEndian.AppendUint64(b, uint64(q.after))
 	b = binary.BigEndian.AppendUint64(b, uint64(q.ts))
-	b = appendStr(b, q.filter)
-	return appendStr(b, q.stream)
+	b = wire.AppendStr(b, q.filter)
+	return wire.AppendStr(b, q.stream)
 }
 
 func (s *Server) openShardsToken(tok string) (shardQuery, error) {
-	issued, payload, err := s.keys.open(tokenKindListShards, tok)
+	issued, payload, err := s.keys.Open(wire.TokenListShards, tok)
 	if err != nil {
-		return shardQuery{}, invalidArgument("Invalid NextToken.")
+		return shardQuery{}, wire.InvalidArgument("Invalid NextToken.")
 	}
-	if expired(issued, s.now().UnixMilli()) {
-		return shardQuery{}, clientError(typeExpiredNextToken, "The NextToken has expired. Tokens expire 300 seconds after they are issued.")
+	if wire.Expired(issued, s.now().UnixMilli()) {
+		return shardQuery{}, wire.ClientError(wire.TypeExpiredNextToken, "The NextToken has expired. Tokens expire 300 seconds after they are issued.")
 	}
-	r := newPayloadReader(payload)
-	q := shardQuery{created: int64(r.u64()), after: int64(r.u64()), ts: int64(r.u64()), filter: r.str(), stream: r.str()}
-	if !r.done() {
-		return shardQuery{}, invalidArgument("Invalid NextToken.")
+	r := wire.NewPayloadReader(payload)
+	q := shardQuery{created: int64(r.U64()), after: int64(r.U64()), ts: int64(r.U64()), filter: r.Str(), stream: r.Str()}
+	if !r.Done() {
+		return shardQuery{}, wire.InvalidArgument("Invalid NextToken.")
 	}
 	return q, nil
 }

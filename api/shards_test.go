@@ -3,6 +3,8 @@ package api
 import (
 	"testing"
 	"time"
+
+	"github.com/shardlog/shardlog/api/wire"
 )
 
 func shardIDs(r response) []string {
@@ -72,32 +74,32 @@ func TestListShardsPagination(t *testing.T) {
 	}
 	r = h.ok("ListShards", `{"StreamName":"s","MaxResults":4}`)
 	tok := str(r.body["NextToken"])
-	wantError(t, h.call("ListShards", `{"NextToken":"`+tok+`","StreamName":"s"}`), 400, typeInvalidArgument, "NextToken and StreamName cannot be provided together.")
-	wantError(t, h.call("ListShards", `{}`), 400, typeInvalidArgument, "Either NextToken or StreamName should be provided.")
-	wantError(t, h.call("ListShards", `{"NextToken":"AAAA"}`), 400, typeInvalidArgument, "Invalid NextToken.")
+	wantError(t, h.call("ListShards", `{"NextToken":"`+tok+`","StreamName":"s"}`), 400, wire.TypeInvalidArgument, "NextToken and StreamName cannot be provided together.")
+	wantError(t, h.call("ListShards", `{}`), 400, wire.TypeInvalidArgument, "Either NextToken or StreamName should be provided.")
+	wantError(t, h.call("ListShards", `{"NextToken":"AAAA"}`), 400, wire.TypeInvalidArgument, "Invalid NextToken.")
 
 	// A token for a stream that was recreated finds nothing.
 	h.ok("DeleteStream", `{"StreamName":"s"}`)
 	h.advance(time.Second)
 	h.createStream("s", 5)
-	wantError(t, h.call("ListShards", `{"NextToken":"`+tok+`"}`), 400, typeResourceNotFound, "")
+	wantError(t, h.call("ListShards", `{"NextToken":"`+tok+`"}`), 400, wire.TypeResourceNotFound, "")
 
 	r = h.ok("ListShards", `{"StreamName":"s","MaxResults":4}`)
 	tok = str(r.body["NextToken"])
 	h.advance(301 * time.Second)
-	wantError(t, h.call("ListShards", `{"NextToken":"`+tok+`"}`), 400, typeExpiredNextToken, "")
+	wantError(t, h.call("ListShards", `{"NextToken":"`+tok+`"}`), 400, wire.TypeExpiredNextToken, "")
 }
 
 func TestListShardsErrors(t *testing.T) {
 	h := newHarness(t)
 	h.createStream("s", 1)
 	tests := []struct{ body, typ string }{
-		{`{"StreamName":"s","ShardFilter":{"Type":"AFTER_SHARD_ID"}}`, typeInvalidArgument},
-		{`{"StreamName":"s","ShardFilter":{"Type":"AT_TIMESTAMP"}}`, typeInvalidArgument},
-		{`{"StreamName":"s","ShardFilter":{"Type":"AT_LATEST","ShardId":"1"}}`, typeInvalidArgument},
-		{`{"StreamName":"s","ShardFilter":{"Type":"AT_LATEST","Timestamp":5}}`, typeInvalidArgument},
-		{`{"StreamName":"s","StreamCreationTimestamp":5}`, typeResourceNotFound},
-		{`{"StreamName":"nope"}`, typeResourceNotFound},
+		{`{"StreamName":"s","ShardFilter":{"Type":"AFTER_SHARD_ID"}}`, wire.TypeInvalidArgument},
+		{`{"StreamName":"s","ShardFilter":{"Type":"AT_TIMESTAMP"}}`, wire.TypeInvalidArgument},
+		{`{"StreamName":"s","ShardFilter":{"Type":"AT_LATEST","ShardId":"1"}}`, wire.TypeInvalidArgument},
+		{`{"StreamName":"s","ShardFilter":{"Type":"AT_LATEST","Timestamp":5}}`, wire.TypeInvalidArgument},
+		{`{"StreamName":"s","StreamCreationTimestamp":5}`, wire.TypeResourceNotFound},
+		{`{"StreamName":"nope"}`, wire.TypeResourceNotFound},
 	}
 	for _, tc := range tests {
 		wantError(t, h.call("ListShards", tc.body), 400, tc.typ, "")
@@ -120,9 +122,9 @@ func TestTags(t *testing.T) {
 	if _, ok := h.fake.streams["s"].info.Tags["a"]; ok {
 		t.Fatal("tag a not removed")
 	}
-	wantError(t, h.call("AddTagsToStream", `{"StreamName":"s","Tags":{"k":"v#"}}`), 400, typeInvalidArgument, msgInvalidTagChars)
-	wantError(t, h.call("AddTagsToStream", `{"StreamName":"s","Tags":{"aws:x":"v"}}`), 400, typeInvalidArgument, "")
-	wantError(t, h.call("AddTagsToStream", `{"StreamName":"s"}`), 400, typeValidation,
+	wantError(t, h.call("AddTagsToStream", `{"StreamName":"s","Tags":{"k":"v#"}}`), 400, wire.TypeInvalidArgument, msgInvalidTagChars)
+	wantError(t, h.call("AddTagsToStream", `{"StreamName":"s","Tags":{"aws:x":"v"}}`), 400, wire.TypeInvalidArgument, "")
+	wantError(t, h.call("AddTagsToStream", `{"StreamName":"s"}`), 400, wire.TypeValidation,
 		"1 validation error detected: Value null at 'tags' failed to satisfy constraint: Member must not be null")
 	h.ok("AddTagsToStream", `{"StreamName":"s","Tags":{"Ünïcødé 1":"a/b=c+d-e%f@g:h"}}`)
 }

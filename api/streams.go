@@ -3,13 +3,14 @@ package api
 import (
 	"sort"
 
+	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/storage"
 )
 
 // decodeInput decodes body into in, returning a SerializationException on
 // failure. (It returns error, never a typed nil.)
 func decodeInput(rc *reqCtx, body []byte, in any) error {
-	if e := rc.codec.decode(body, in); e != nil {
+	if e := rc.codec.Decode(body, in); e != nil {
 		return e
 	}
 	return nil
@@ -26,11 +27,11 @@ type streamModeIn struct {
 }
 
 type createStreamInput struct {
-	ShardCount         optInt
+	ShardCount         wire.OptInt
 	StreamName         *string
 	StreamModeDetails  *streamModeIn
 	Tags               map[string]string
-	MaxRecordSizeInKiB optInt // accepted and checked; records stay at most 1 MiB
+	MaxRecordSizeInKiB wire.OptInt // accepted and checked; records stay at most 1 MiB
 }
 
 func (s *Server) createStream(rc *reqCtx, body []byte) (any, error) {
@@ -38,15 +39,15 @@ func (s *Server) createStream(rc *reqCtx, body []byte) (any, error) {
 	if err := decodeInput(rc, body, &in); err != nil {
 		return nil, err
 	}
-	var v validator
-	v.intRange("shardCount", in.ShardCount, 1, 1<<31-1)
-	v.reqStr("streamName", in.StreamName, patternName, 1, 128)
-	if in.StreamModeDetails != nil && v.notNull("streamModeDetails.streamMode", in.StreamModeDetails.StreamMode != nil) {
-		v.enum("streamModeDetails.streamMode", in.StreamModeDetails.StreamMode, streamModes)
+	var v wire.Validator
+	v.IntRange("shardCount", in.ShardCount, 1, 1<<31-1)
+	v.ReqStr("streamName", in.StreamName, wire.PatternName, 1, 128)
+	if in.StreamModeDetails != nil && v.NotNull("streamModeDetails.streamMode", in.StreamModeDetails.StreamMode != nil) {
+		v.Enum("streamModeDetails.streamMode", in.StreamModeDetails.StreamMode, streamModes)
 	}
-	v.tagMap("tags", in.Tags, in.Tags != nil)
-	v.intRange("maxRecordSizeInKiB", in.MaxRecordSizeInKiB, 1024, 10240)
-	if err := v.err(); err != nil {
+	v.TagMap("tags", in.Tags, in.Tags != nil)
+	v.IntRange("maxRecordSizeInKiB", in.MaxRecordSizeInKiB, 1024, 10240)
+	if err := v.Err(); err != nil {
 		return nil, err
 	}
 	csi, err := createInput(in)
@@ -68,53 +69,56 @@ func createInput(in createStreamInput) (storage.CreateStreamInput, error) {
 	out := storage.CreateStreamInput{Name: *in.StreamName, Mode: mode, Tags: in.Tags}
 	switch {
 	case mode == storage.ModeProvisioned && !in.ShardCount.Set:
-		return out, invalidArgument("ShardCount cannot be null when creating stream in PROVISIONED StreamMode")
+		return out, wire.InvalidArgument("ShardCount cannot be null when creating stream in PROVISIONED StreamMode")
 	case mode == storage.ModeOnDemand && in.ShardCount.Set:
-		return out, invalidArgument("ShardCount must not be specified when creating stream in ON_DEMAND StreamMode")
+		return out, wire.InvalidArgument("ShardCount must not be specified when creating stream in ON_DEMAND StreamMode")
 	case mode == storage.ModeOnDemand:
 		out.ShardCount = onDemandShards
 	default:
 		out.ShardCount = int(in.ShardCount.Val)
 	}
 	if len(in.Tags) > maxTagsPerStream {
-		return out, invalidArgument("Failed to create stream " + out.Name + " because a given stream cannot have more than 50 tags associated with it.")
+		return out, wire.InvalidArgument("Failed to create stream " + out.Name + " because a given stream cannot have more than 50 tags associated with it.")
 	}
 	return out, checkTags(in.Tags)
 }
 
 type deleteStreamInput struct {
-	StreamName              *string
-	EnforceConsumerDeletion optBool // no consumers exist yet, so there is nothing to enforce
-	StreamARN               *string
+	wire.StreamSelector
+	EnforceConsumerDeletion wire.OptBool // no consumers exist yet, so there is nothing to enforce
 }
 
 func (s *Server) deleteStream(rc *reqCtx, body []byte) (any, error) {
 	var in deleteStreamInput
-	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, nil)
+	name, err := s.streamRequest(rc, body, &in, nil)
 	if err != nil {
 		return nil, err
 	}
 	return nil, s.b.DeleteStream(rc.ctx, name)
 }
 
+// streamTargeted is a request that names a stream (it embeds a selector).
+type streamTargeted interface {
+	Selector() *wire.StreamSelector
+}
+
 // streamRequest is the common prologue of stream-targeted operations: decode,
-// validate (check adds operation-specific rules before the selectors, in AWS's
-// order), resolve StreamName/StreamARN, and admit.
-func (s *Server) streamRequest(rc *reqCtx, body []byte, in any, selectors func() (*string, *string), check func(*validator)) (string, error) {
+// validate (check adds operation-specific rules before the selector's, in
+// AWS's order), resolve StreamName/StreamARN, and admit.
+func (s *Server) streamRequest(rc *reqCtx, body []byte, in streamTargeted, check func(*wire.Validator)) (string, error) {
 	if err := decodeInput(rc, body, in); err != nil {
 		return "", err
 	}
-	var v validator
+	var v wire.Validator
 	if check != nil {
 		check(&v)
 	}
-	name, arn := selectors()
-	v.streamName("streamName", name)
-	v.streamARN("streamARN", arn)
-	if err := v.err(); err != nil {
+	sel := in.Selector()
+	sel.Validate(&v)
+	if err := v.Err(); err != nil {
 		return "", err
 	}
-	stream, err := s.resolveStream(name, arn)
+	stream, err := s.resolveStream(*sel)
 	if err != nil {
 		return "", err
 	}
@@ -141,16 +145,15 @@ type streamDescription struct {
 	Shards                  []shardOut
 	HasMoreShards           bool
 	RetentionPeriodHours    int
-	StreamCreationTimestamp epochTime
+	StreamCreationTimestamp wire.EpochTime
 	EnhancedMonitoring      []enhancedMetrics
 	EncryptionType          string
 }
 
 type describeStreamInput struct {
-	StreamName            *string
-	Limit                 optInt
+	wire.StreamSelector
+	Limit                 wire.OptInt
 	ExclusiveStartShardId *string
-	StreamARN             *string
 }
 
 // describeStreamMax is the most shards DescribeStream returns in one call.
@@ -158,9 +161,9 @@ const describeStreamMax = 100
 
 func (s *Server) describeStream(rc *reqCtx, body []byte) (any, error) {
 	var in describeStreamInput
-	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
-		v.intRange("limit", in.Limit, 1, 10000)
-		v.str("exclusiveStartShardId", in.ExclusiveStartShardId, patternName, 1, 128)
+	name, err := s.streamRequest(rc, body, &in, func(v *wire.Validator) {
+		v.IntRange("limit", in.Limit, 1, 10000)
+		v.Str("exclusiveStartShardId", in.ExclusiveStartShardId, wire.PatternName, 1, 128)
 	})
 	if err != nil {
 		return nil, err
@@ -184,15 +187,14 @@ func (s *Server) describeStream(rc *reqCtx, body []byte) (any, error) {
 	d := streamDescription{
 		StreamName: info.Name, StreamARN: s.arnFor(rc, info.Name), StreamStatus: string(info.Status),
 		StreamModeDetails: streamModeDetails{string(info.Mode)}, Shards: shardsOut(shards), HasMoreShards: more,
-		RetentionPeriodHours: info.RetentionHours, StreamCreationTimestamp: epochTime(info.Created),
+		RetentionPeriodHours: info.RetentionHours, StreamCreationTimestamp: wire.EpochTime(info.Created),
 		EnhancedMonitoring: noEnhancedMonitoring, EncryptionType: "NONE",
 	}
 	return struct{ StreamDescription streamDescription }{d}, nil
 }
 
 type streamSummaryInput struct {
-	StreamName *string
-	StreamARN  *string
+	wire.StreamSelector
 }
 
 type streamDescriptionSummary struct {
@@ -201,7 +203,7 @@ type streamDescriptionSummary struct {
 	StreamStatus            string
 	StreamModeDetails       streamModeDetails
 	RetentionPeriodHours    int
-	StreamCreationTimestamp epochTime
+	StreamCreationTimestamp wire.EpochTime
 	EnhancedMonitoring      []enhancedMetrics
 	EncryptionType          string
 	OpenShardCount          int
@@ -211,7 +213,7 @@ type streamDescriptionSummary struct {
 
 func (s *Server) describeStreamSummary(rc *reqCtx, body []byte) (any, error) {
 	var in streamSummaryInput
-	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, nil)
+	name, err := s.streamRequest(rc, body, &in, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -222,14 +224,14 @@ func (s *Server) describeStreamSummary(rc *reqCtx, body []byte) (any, error) {
 	d := streamDescriptionSummary{
 		StreamName: info.Name, StreamARN: s.arnFor(rc, info.Name), StreamStatus: string(info.Status),
 		StreamModeDetails: streamModeDetails{string(info.Mode)}, RetentionPeriodHours: info.RetentionHours,
-		StreamCreationTimestamp: epochTime(info.Created), EnhancedMonitoring: noEnhancedMonitoring,
+		StreamCreationTimestamp: wire.EpochTime(info.Created), EnhancedMonitoring: noEnhancedMonitoring,
 		EncryptionType: "NONE", OpenShardCount: info.OpenShardCount(), MaxRecordSizeInKiB: maxRecordBytes >> 10,
 	}
 	return struct{ StreamDescriptionSummary streamDescriptionSummary }{d}, nil
 }
 
 type listStreamsInput struct {
-	Limit                    optInt
+	Limit                    wire.OptInt
 	ExclusiveStartStreamName *string
 	NextToken                *string
 }
@@ -239,7 +241,7 @@ type streamSummary struct {
 	StreamARN               string
 	StreamStatus            string
 	StreamModeDetails       streamModeDetails
-	StreamCreationTimestamp epochTime
+	StreamCreationTimestamp wire.EpochTime
 }
 
 type listStreamsOutput struct {
@@ -257,11 +259,11 @@ func (s *Server) listStreams(rc *reqCtx, body []byte) (any, error) {
 	if err := decodeInput(rc, body, &in); err != nil {
 		return nil, err
 	}
-	var v validator
-	v.intRange("limit", in.Limit, 1, 10000)
-	v.streamName("exclusiveStartStreamName", in.ExclusiveStartStreamName)
-	v.str("nextToken", in.NextToken, "", 1, 1048576)
-	if err := v.err(); err != nil {
+	var v wire.Validator
+	v.IntRange("limit", in.Limit, 1, 10000)
+	v.StreamName("exclusiveStartStreamName", in.ExclusiveStartStreamName)
+	v.Str("nextToken", in.NextToken, "", 1, 1048576)
+	if err := v.Err(); err != nil {
 		return nil, err
 	}
 	after, err := s.listStreamsStart(in)
@@ -287,7 +289,7 @@ func (s *Server) listStreams(rc *reqCtx, body []byte) (any, error) {
 func (s *Server) listStreamsStart(in listStreamsInput) (string, error) {
 	switch {
 	case in.NextToken != nil && in.ExclusiveStartStreamName != nil:
-		return "", invalidArgument("NextToken and ExclusiveStartStreamName cannot be provided together.")
+		return "", wire.InvalidArgument("NextToken and ExclusiveStartStreamName cannot be provided together.")
 	case in.NextToken != nil:
 		return s.openListStreamsToken(*in.NextToken)
 	case in.ExclusiveStartStreamName != nil:
@@ -307,27 +309,27 @@ func (s *Server) listStreamsPage(rc *reqCtx, streams []storage.StreamInfo, after
 		out.StreamNames = append(out.StreamNames, st.Name)
 		out.StreamSummaries = append(out.StreamSummaries, streamSummary{
 			StreamName: st.Name, StreamARN: s.arnFor(rc, st.Name), StreamStatus: string(st.Status),
-			StreamModeDetails: streamModeDetails{string(st.Mode)}, StreamCreationTimestamp: epochTime(st.Created),
+			StreamModeDetails: streamModeDetails{string(st.Mode)}, StreamCreationTimestamp: wire.EpochTime(st.Created),
 		})
 	}
 	if out.HasMoreStreams {
-		out.NextToken = s.keys.seal(tokenKindListStreams, s.now().UnixMilli(), appendStr(nil, streams[len(streams)-1].Name))
+		out.NextToken = s.keys.Seal(wire.TokenListStreams, s.now().UnixMilli(), wire.AppendStr(nil, streams[len(streams)-1].Name))
 	}
 	return out
 }
 
 func (s *Server) openListStreamsToken(tok string) (string, error) {
-	issued, payload, err := s.keys.open(tokenKindListStreams, tok)
+	issued, payload, err := s.keys.Open(wire.TokenListStreams, tok)
 	if err != nil {
-		return "", invalidArgument("Invalid NextToken.")
+		return "", wire.InvalidArgument("Invalid NextToken.")
 	}
-	if expired(issued, s.now().UnixMilli()) {
-		return "", clientError(typeExpiredNextToken, "The NextToken has expired. Tokens expire 300 seconds after they are issued.")
+	if wire.Expired(issued, s.now().UnixMilli()) {
+		return "", wire.ClientError(wire.TypeExpiredNextToken, "The NextToken has expired. Tokens expire 300 seconds after they are issued.")
 	}
-	r := newPayloadReader(payload)
-	name := r.str()
-	if !r.done() {
-		return "", invalidArgument("Invalid NextToken.")
+	r := wire.NewPayloadReader(payload)
+	name := r.Str()
+	if !r.Done() {
+		return "", wire.InvalidArgument("Invalid NextToken.")
 	}
 	return name, nil
 }
@@ -369,9 +371,8 @@ func (s *Server) describeLimits(rc *reqCtx, body []byte) (any, error) {
 }
 
 type retentionInput struct {
-	StreamName           *string
-	RetentionPeriodHours optInt
-	StreamARN            *string
+	wire.StreamSelector
+	RetentionPeriodHours wire.OptInt
 }
 
 func (s *Server) increaseRetention(rc *reqCtx, body []byte) (any, error) {
@@ -384,8 +385,8 @@ func (s *Server) decreaseRetention(rc *reqCtx, body []byte) (any, error) {
 
 func (s *Server) setRetention(rc *reqCtx, body []byte, increase bool) (any, error) {
 	var in retentionInput
-	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
-		v.notNull("retentionPeriodHours", in.RetentionPeriodHours.Set)
+	name, err := s.streamRequest(rc, body, &in, func(v *wire.Validator) {
+		v.NotNull("retentionPeriodHours", in.RetentionPeriodHours.Set)
 	})
 	if err != nil {
 		return nil, err

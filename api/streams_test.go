@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -15,7 +16,7 @@ var epochRE = regexp.MustCompile(`"StreamCreationTimestamp":\d+\.\d{3}[,}]`)
 func TestCreateDescribeDelete(t *testing.T) {
 	h := newHarness(t)
 	h.ok("CreateStream", `{"StreamName":"orders","ShardCount":3,"Tags":{"team":"a"}}`)
-	wantError(t, h.call("CreateStream", `{"StreamName":"orders","ShardCount":1}`), 400, typeResourceInUse,
+	wantError(t, h.call("CreateStream", `{"StreamName":"orders","ShardCount":1}`), 400, wire.TypeResourceInUse,
 		"Stream orders under account 123456789012 already exists.")
 
 	r := h.ok("DescribeStream", `{"StreamName":"orders"}`)
@@ -48,7 +49,7 @@ func TestCreateDescribeDelete(t *testing.T) {
 	}
 
 	h.ok("DeleteStream", `{"StreamName":"orders"}`)
-	wantError(t, h.call("DescribeStream", `{"StreamName":"orders"}`), 400, typeResourceNotFound, "Stream orders under account 123456789012 not found.")
+	wantError(t, h.call("DescribeStream", `{"StreamName":"orders"}`), 400, wire.TypeResourceNotFound, "Stream orders under account 123456789012 not found.")
 }
 
 func TestCreateStreamModes(t *testing.T) {
@@ -57,9 +58,9 @@ func TestCreateStreamModes(t *testing.T) {
 	if got := h.fake.streams["od"].info.OpenShardCount(); got != onDemandShards {
 		t.Fatalf("on-demand shards = %d", got)
 	}
-	wantError(t, h.call("CreateStream", `{"StreamName":"p"}`), 400, typeInvalidArgument, "ShardCount cannot be null when creating stream in PROVISIONED StreamMode")
-	wantError(t, h.call("CreateStream", `{"StreamName":"p","ShardCount":2,"StreamModeDetails":{"StreamMode":"ON_DEMAND"}}`), 400, typeInvalidArgument, "")
-	wantError(t, h.call("CreateStream", `{"StreamName":"p","ShardCount":2,"Tags":{"a!":"b"}}`), 400, typeInvalidArgument, msgInvalidTagChars)
+	wantError(t, h.call("CreateStream", `{"StreamName":"p"}`), 400, wire.TypeInvalidArgument, "ShardCount cannot be null when creating stream in PROVISIONED StreamMode")
+	wantError(t, h.call("CreateStream", `{"StreamName":"p","ShardCount":2,"StreamModeDetails":{"StreamMode":"ON_DEMAND"}}`), 400, wire.TypeInvalidArgument, "")
+	wantError(t, h.call("CreateStream", `{"StreamName":"p","ShardCount":2,"Tags":{"a!":"b"}}`), 400, wire.TypeInvalidArgument, msgInvalidTagChars)
 	r := h.ok("DescribeLimits", `{}`)
 	if r.body["OnDemandStreamCount"] != 1.0 || r.body["OpenShardCount"] != 4.0 || r.body["ShardLimit"] != 500.0 || r.body["OnDemandStreamCountLimit"] != 50.0 {
 		t.Fatalf("limits: %s", r.raw)
@@ -69,7 +70,7 @@ func TestCreateStreamModes(t *testing.T) {
 func TestShardLimitMessageGetsRegion(t *testing.T) {
 	h := newHarness(t)
 	h.fake.shardLimit = 2
-	wantError(t, h.call("CreateStream", `{"StreamName":"big","ShardCount":3}`), 400, typeLimitExceeded,
+	wantError(t, h.call("CreateStream", `{"StreamName":"big","ShardCount":3}`), 400, wire.TypeLimitExceeded,
 		"This request would exceed the shard limit for the account 123456789012 in eu-west-1. Current shard count for the account: 0.")
 }
 
@@ -95,10 +96,10 @@ func TestListStreamsPagination(t *testing.T) {
 	if got := r.body["StreamNames"].([]any); len(got) != 2 || got[0] != "c" {
 		t.Fatalf("exclusive start: %s", r.raw)
 	}
-	wantError(t, h.call("ListStreams", `{"NextToken":"bogus"}`), 400, typeInvalidArgument, "Invalid NextToken.")
-	wantError(t, h.call("ListStreams", `{"NextToken":"`+tok+`","ExclusiveStartStreamName":"a"}`), 400, typeInvalidArgument, "")
+	wantError(t, h.call("ListStreams", `{"NextToken":"bogus"}`), 400, wire.TypeInvalidArgument, "Invalid NextToken.")
+	wantError(t, h.call("ListStreams", `{"NextToken":"`+tok+`","ExclusiveStartStreamName":"a"}`), 400, wire.TypeInvalidArgument, "")
 	h.advance(301e9)
-	wantError(t, h.call("ListStreams", `{"NextToken":"`+tok+`"}`), 400, typeExpiredNextToken, "")
+	wantError(t, h.call("ListStreams", `{"NextToken":"`+tok+`"}`), 400, wire.TypeExpiredNextToken, "")
 	r = h.ok("ListStreams", `{}`)
 	if !strings.Contains(r.raw, `"HasMoreStreams":false`) {
 		t.Fatalf("empty: %s", r.raw)
@@ -111,11 +112,11 @@ func TestStreamAddressing(t *testing.T) {
 	const arn = "arn:aws:kinesis:us-east-1:123456789012:stream/s"
 	h.ok("DescribeStreamSummary", `{"StreamARN":"`+arn+`"}`)
 	h.ok("DescribeStreamSummary", `{"StreamName":"s","StreamARN":"`+arn+`"}`)
-	wantError(t, h.call("DescribeStreamSummary", `{}`), 400, typeInvalidArgument, "Either StreamName or StreamARN must be provided.")
-	wantError(t, h.call("DescribeStreamSummary", `{"StreamName":"t","StreamARN":"`+arn+`"}`), 400, typeInvalidArgument, "")
-	wantError(t, h.call("DescribeStreamSummary", `{"StreamARN":"arn:aws:kinesis:us-east-1:999999999999:stream/s"}`), 400, typeResourceNotFound,
+	wantError(t, h.call("DescribeStreamSummary", `{}`), 400, wire.TypeInvalidArgument, "Either StreamName or StreamARN must be provided.")
+	wantError(t, h.call("DescribeStreamSummary", `{"StreamName":"t","StreamARN":"`+arn+`"}`), 400, wire.TypeInvalidArgument, "")
+	wantError(t, h.call("DescribeStreamSummary", `{"StreamARN":"arn:aws:kinesis:us-east-1:999999999999:stream/s"}`), 400, wire.TypeResourceNotFound,
 		"Stream s under account 999999999999 not found.")
-	wantError(t, h.call("PutRecord", `{"StreamARN":"arn:aws-cn:kinesis:cn-north-1:123456789012:stream/nope","PartitionKey":"k","Data":""}`), 400, typeResourceNotFound,
+	wantError(t, h.call("PutRecord", `{"StreamARN":"arn:aws-cn:kinesis:cn-north-1:123456789012:stream/nope","PartitionKey":"k","Data":""}`), 400, wire.TypeResourceNotFound,
 		"Stream nope under account 123456789012 not found.")
 }
 
@@ -123,7 +124,7 @@ func TestRetention(t *testing.T) {
 	h := newHarness(t)
 	h.createStream("s", 1)
 	h.ok("IncreaseStreamRetentionPeriod", `{"StreamName":"s","RetentionPeriodHours":48}`)
-	wantError(t, h.call("IncreaseStreamRetentionPeriod", `{"StreamName":"s","RetentionPeriodHours":48}`), 400, typeInvalidArgument, "wrong direction")
+	wantError(t, h.call("IncreaseStreamRetentionPeriod", `{"StreamName":"s","RetentionPeriodHours":48}`), 400, wire.TypeInvalidArgument, "wrong direction")
 	h.ok("DecreaseStreamRetentionPeriod", `{"StreamName":"s","RetentionPeriodHours":24}`)
 	if got := h.fake.streams["s"].info.RetentionHours; got != 24 {
 		t.Fatalf("retention = %d", got)
@@ -137,14 +138,14 @@ func TestStorageErrorMapping(t *testing.T) {
 		typ    string
 		msg    string
 	}{
-		{&storage.Error{Kind: storage.ErrResourceInUse, Msg: "busy"}, 400, typeResourceInUse, "busy"},
-		{&storage.Error{Kind: storage.ErrShardNotFound, Msg: "no shard"}, 400, typeResourceNotFound, "no shard"},
-		{&storage.Error{Kind: storage.ErrThrottled, Msg: "Rate exceeded"}, 400, typeThroughput, "Rate exceeded"},
-		{&storage.Error{Kind: storage.ErrLimitExceeded, Msg: "too many"}, 400, typeLimitExceeded, "too many"},
-		{&storage.Error{Kind: storage.ErrDiskFull, Msg: "write segment: ENOSPC"}, 500, typeInternalFailure, "Internal Service Failure: no space left on device"},
-		{&storage.Error{Kind: storage.ErrShardReadOnly, Msg: "fsync failed"}, 500, typeInternalFailure, "Internal Service Failure: shard refuses writes"},
-		{storage.ErrClosed, 500, typeInternalFailure, "Internal Service Failure: store closed"},
-		{errors.New("disk on fire"), 500, typeInternalFailure, "Internal Service Failure: disk on fire"},
+		{&storage.Error{Kind: storage.ErrResourceInUse, Msg: "busy"}, 400, wire.TypeResourceInUse, "busy"},
+		{&storage.Error{Kind: storage.ErrShardNotFound, Msg: "no shard"}, 400, wire.TypeResourceNotFound, "no shard"},
+		{&storage.Error{Kind: storage.ErrThrottled, Msg: "Rate exceeded"}, 400, wire.TypeThroughput, "Rate exceeded"},
+		{&storage.Error{Kind: storage.ErrLimitExceeded, Msg: "too many"}, 400, wire.TypeLimitExceeded, "too many"},
+		{&storage.Error{Kind: storage.ErrDiskFull, Msg: "write segment: ENOSPC"}, 500, wire.TypeInternalFailure, "Internal Service Failure: no space left on device"},
+		{&storage.Error{Kind: storage.ErrShardReadOnly, Msg: "fsync failed"}, 500, wire.TypeInternalFailure, "Internal Service Failure: shard refuses writes"},
+		{storage.ErrClosed, 500, wire.TypeInternalFailure, "Internal Service Failure: store closed"},
+		{errors.New("disk on fire"), 500, wire.TypeInternalFailure, "Internal Service Failure: disk on fire"},
 	}
 	for _, tc := range tests {
 		h := newHarness(t)
@@ -156,7 +157,7 @@ func TestStorageErrorMapping(t *testing.T) {
 func TestPanicBecomesInternalFailure(t *testing.T) {
 	h := newHarness(t)
 	h.fake.panicMsg = "boom"
-	wantError(t, h.call("ListStreams", `{}`), 500, typeInternalFailure, "Internal Service Failure: boom")
+	wantError(t, h.call("ListStreams", `{}`), 500, wire.TypeInternalFailure, "Internal Service Failure: boom")
 }
 
 type refuseAll struct{ seen []AdmissionRequest }
@@ -171,7 +172,7 @@ func TestAdmissionHook(t *testing.T) {
 	h.createStream("s", 1)
 	adm := &refuseAll{}
 	h.srv.cfg.Admission = adm
-	wantError(t, h.call("PutRecords", `{"StreamName":"s","Records":[{"PartitionKey":"k","Data":"YWJj"}]}`), 400, typeThroughput, "Rate exceeded for stream s under account 123456789012.")
+	wantError(t, h.call("PutRecords", `{"StreamName":"s","Records":[{"PartitionKey":"k","Data":"YWJj"}]}`), 400, wire.TypeThroughput, "Rate exceeded for stream s under account 123456789012.")
 	if len(adm.seen) != 1 || adm.seen[0] != (AdmissionRequest{Operation: "PutRecords", Region: "eu-west-1", Stream: "s", Records: 1, Bytes: 4}) {
 		t.Fatalf("admission saw %+v", adm.seen)
 	}

@@ -2,8 +2,10 @@ package api
 
 import (
 	"sort"
+	"strconv"
 	"strings"
-	"unicode"
+
+	"github.com/shardlog/shardlog/api/wire"
 )
 
 // maxTagsPerStream is AWS's limit on tags per stream.
@@ -11,34 +13,29 @@ const maxTagsPerStream = 50
 
 const msgInvalidTagChars = "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @."
 
-func isTagRune(r rune) bool {
-	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsSpace(r) || unicode.IsMark(r) || strings.ContainsRune("_./=+-%@:", r)
-}
-
 // checkTags applies AWS's character rules and the reserved aws: prefix.
 func checkTags(tags map[string]string) error {
 	for k, v := range tags {
-		if !validTagText(k) || !validTagText(v) {
-			return invalidArgument(msgInvalidTagChars)
+		if !wire.ValidTagText(k) || !wire.ValidTagText(v) {
+			return wire.InvalidArgument(msgInvalidTagChars)
 		}
 		if strings.HasPrefix(strings.ToLower(k), "aws:") {
-			return invalidArgument("Tag key " + k + " is invalid: the aws: prefix is reserved for AWS use.")
+			return wire.InvalidArgument("Tag key " + k + " is invalid: the aws: prefix is reserved for AWS use.")
 		}
 	}
 	return nil
 }
 
 type addTagsInput struct {
-	StreamName *string
-	Tags       map[string]string
-	StreamARN  *string
+	wire.StreamSelector
+	Tags map[string]string
 }
 
 func (s *Server) addTags(rc *reqCtx, body []byte) (any, error) {
 	var in addTagsInput
-	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
-		if v.notNull("tags", in.Tags != nil) {
-			v.tagMap("tags", in.Tags, true)
+	name, err := s.streamRequest(rc, body, &in, func(v *wire.Validator) {
+		if v.NotNull("tags", in.Tags != nil) {
+			v.TagMap("tags", in.Tags, true)
 		}
 	})
 	if err != nil {
@@ -51,15 +48,14 @@ func (s *Server) addTags(rc *reqCtx, body []byte) (any, error) {
 }
 
 type removeTagsInput struct {
-	StreamName *string
-	TagKeys    []string
-	StreamARN  *string
+	wire.StreamSelector
+	TagKeys []string
 }
 
 func (s *Server) removeTags(rc *reqCtx, body []byte) (any, error) {
 	var in removeTagsInput
-	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
-		if v.notNull("tagKeys", in.TagKeys != nil) {
+	name, err := s.streamRequest(rc, body, &in, func(v *wire.Validator) {
+		if v.NotNull("tagKeys", in.TagKeys != nil) {
 			checkTagKeyList(v, in.TagKeys)
 		}
 	})
@@ -67,26 +63,25 @@ func (s *Server) removeTags(rc *reqCtx, body []byte) (any, error) {
 		return nil, err
 	}
 	for _, k := range in.TagKeys {
-		if !validTagText(k) {
-			return nil, invalidArgument(msgInvalidTagChars)
+		if !wire.ValidTagText(k) {
+			return nil, wire.InvalidArgument(msgInvalidTagChars)
 		}
 	}
 	return nil, s.b.RemoveTags(rc.ctx, name, in.TagKeys)
 }
 
 // checkTagKeyList checks a TagKeyList: 1..50 keys of 1..128 characters.
-func checkTagKeyList(v *validator, keys []string) {
-	v.length(quoted(renderList(keys)), "tagKeys", len(keys), 1, 50)
+func checkTagKeyList(v *wire.Validator, keys []string) {
+	v.Length(wire.Quoted(wire.RenderList(keys)), "tagKeys", len(keys), 1, 50)
 	for i, k := range keys {
-		v.length(quoted(k), "tagKeys."+itoa(i+1)+".member", javaLen(k), 1, 128)
+		v.Length(wire.Quoted(k), "tagKeys."+strconv.Itoa(i+1)+".member", wire.JavaLen(k), 1, 128)
 	}
 }
 
 type listTagsInput struct {
-	StreamName           *string
+	wire.StreamSelector
 	ExclusiveStartTagKey *string
-	Limit                optInt
-	StreamARN            *string
+	Limit                wire.OptInt
 }
 
 type tagOut struct {
@@ -101,9 +96,9 @@ type listTagsOutput struct {
 
 func (s *Server) listTags(rc *reqCtx, body []byte) (any, error) {
 	var in listTagsInput
-	name, err := s.streamRequest(rc, body, &in, func() (*string, *string) { return in.StreamName, in.StreamARN }, func(v *validator) {
-		v.intRange("limit", in.Limit, 1, 50)
-		v.str("exclusiveStartTagKey", in.ExclusiveStartTagKey, "", 1, 128)
+	name, err := s.streamRequest(rc, body, &in, func(v *wire.Validator) {
+		v.IntRange("limit", in.Limit, 1, 50)
+		v.Str("exclusiveStartTagKey", in.ExclusiveStartTagKey, "", 1, 128)
 	})
 	if err != nil {
 		return nil, err

@@ -3,6 +3,8 @@ package api
 import (
 	"strings"
 	"testing"
+
+	"github.com/shardlog/shardlog/api/wire"
 )
 
 func TestValidationMessages(t *testing.T) {
@@ -63,7 +65,7 @@ func TestValidationMessages(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.op+" "+tc.body[:min(len(tc.body), 60)], func(t *testing.T) {
-			wantError(t, h.call(tc.op, tc.body), 400, typeValidation, tc.msg)
+			wantError(t, h.call(tc.op, tc.body), 400, wire.TypeValidation, tc.msg)
 		})
 	}
 }
@@ -72,7 +74,7 @@ func TestValidationCapsAtTen(t *testing.T) {
 	h := newHarness(t)
 	recs := strings.Repeat(`{},`, 20)
 	r := h.call("PutRecords", `{"StreamName":"s","Records":[`+recs[:len(recs)-1]+`]}`)
-	wantError(t, r, 400, typeValidation, "")
+	wantError(t, r, 400, wire.TypeValidation, "")
 	if !strings.HasPrefix(r.message(), "10 validation errors detected: ") || strings.Count(r.message(), "; ") != 9 {
 		t.Fatalf("message: %s", r.message())
 	}
@@ -82,14 +84,6 @@ func TestOversizeData(t *testing.T) {
 	h := newHarness(t)
 	h.createStream("s", 1)
 	data := strings.Repeat("A", (maxRecordBytes+3)/3*4) // 1 MiB + 2 bytes once decoded
-	wantError(t, h.call("PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":"`+data+`"}`), 400, typeValidation,
+	wantError(t, h.call("PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":"`+data+`"}`), 400, wire.TypeValidation,
 		"1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim=1048578 cap=1048578]' at 'data' failed to satisfy constraint: Member must have length less than or equal to 1048576")
-}
-
-func TestJavaLen(t *testing.T) {
-	for s, want := range map[string]int{"": 0, "abc": 3, "é": 1, "日本": 2, "😀": 2} {
-		if got := javaLen(s); got != want {
-			t.Errorf("javaLen(%q) = %d, want %d", s, got, want)
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package api
+package wire
 
 import (
 	"bytes"
@@ -8,72 +8,72 @@ import (
 	"strings"
 )
 
-// codec is one wire format: JSON 1.1 (jsonCodec) or CBOR 1.1 (cborCodec). Both
+// Codec is one wire format: JSON 1.1 (jsonCodec) or CBOR 1.1 (cborCodec). Both
 // decode into the same request structs, whose field types (blob, optInt,
-// optTime, ...) implement each format's rules, and encode the same outputs.
-type codec interface {
-	contentType() string
+// OptTime, ...) implement each format's rules, and encode the same outputs.
+type Codec interface {
+	ContentType() string
 	// decode parses body into v, a pointer to a request struct. Any failure
 	// is a SerializationException, worded as AWS words it.
-	decode(body []byte, v any) *apiError
+	Decode(body []byte, v any) *Error
 	// encode renders an output value or an error body.
-	encode(v any) ([]byte, error)
-	encodeError(e *apiError) []byte
+	Encode(v any) ([]byte, error)
+	EncodeError(e *Error) []byte
 }
 
-// jsonAppender is implemented by hot-path outputs (PutRecords, GetRecords)
+// JSONAppender is implemented by hot-path outputs (PutRecords, GetRecords)
 // that render themselves without reflection.
-type jsonAppender interface {
-	appendJSON(b []byte) []byte
+type JSONAppender interface {
+	AppendJSON(b []byte) []byte
 }
 
 type jsonCodec struct{ ct string }
 
 const (
-	ctJSON11 = "application/x-amz-json-1.1"
-	ctJSON   = "application/json"
-	ctCBOR11 = "application/x-amz-cbor-1.1"
+	ContentTypeJSON11 = "application/x-amz-json-1.1"
+	ContentTypeJSON   = "application/json"
+	ContentTypeCBOR11 = "application/x-amz-cbor-1.1"
 )
 
 var (
-	jsonAmz   codec = jsonCodec{ct: ctJSON11}
-	jsonPlain codec = jsonCodec{ct: ctJSON}
+	JSON11    Codec = jsonCodec{ct: ContentTypeJSON11}
+	jsonPlain Codec = jsonCodec{ct: ContentTypeJSON}
 )
 
-// codecFor picks the codec from Content-Type. application/json is accepted
+// CodecFor picks the codec from Content-Type. application/json is accepted
 // leniently as JSON 1.1 (AWS itself answers it with a Coral envelope), and so
 // is a missing or unknown type, so curl users get JSON errors they can read.
-func codecFor(contentType string) codec {
+func CodecFor(contentType string) Codec {
 	ct, _, _ := strings.Cut(contentType, ";")
 	switch strings.TrimSpace(strings.ToLower(ct)) {
-	case ctJSON:
+	case ContentTypeJSON:
 		return jsonPlain
-	case ctCBOR11:
+	case ContentTypeCBOR11:
 		return cborAmz
 	}
-	return jsonAmz
+	return JSON11
 }
 
-func (c jsonCodec) contentType() string { return c.ct }
+func (c jsonCodec) ContentType() string { return c.ct }
 
-func (c jsonCodec) decode(body []byte, v any) *apiError {
+func (c jsonCodec) Decode(body []byte, v any) *Error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return serializationError("Request body must be a JSON object")
+		return SerializationError("Request body must be a JSON object")
 	}
 	err := json.Unmarshal(trimmed, v)
 	if err == nil {
 		return nil
 	}
-	var ae *apiError
+	var ae *Error
 	if errors.As(err, &ae) {
 		return ae
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return serializationError(typeErrorMessage(te))
+		return SerializationError(typeErrorMessage(te))
 	}
-	return serializationError("Malformed JSON: " + err.Error())
+	return SerializationError("Malformed JSON: " + err.Error())
 }
 
 // typeErrorMessage words a JSON kind mismatch the way AWS's deserializer does,
@@ -115,21 +115,21 @@ func typeErrorMessage(te *json.UnmarshalTypeError) string {
 	return "Unexpected " + jsonKind + " value"
 }
 
-func (c jsonCodec) encode(v any) ([]byte, error) {
-	if a, ok := v.(jsonAppender); ok {
-		return a.appendJSON(make([]byte, 0, 256)), nil
+func (c jsonCodec) Encode(v any) ([]byte, error) {
+	if a, ok := v.(JSONAppender); ok {
+		return a.AppendJSON(make([]byte, 0, 256)), nil
 	}
 	return json.Marshal(v)
 }
 
-// encodeError renders {"__type":..., "message":...}; the message is left out
+// EncodeError renders {"__type":..., "message":...}; the message is left out
 // when AWS sends none (e.g. UnknownOperationException).
-func (c jsonCodec) encodeError(e *apiError) []byte {
+func (c jsonCodec) EncodeError(e *Error) []byte {
 	b := append(make([]byte, 0, 64+len(e.Message)), `{"__type":`...)
-	b = appendJSONString(b, e.Type)
+	b = AppendString(b, e.Type)
 	if e.Message != "" {
 		b = append(b, `,"message":`...)
-		b = appendJSONString(b, e.Message)
+		b = AppendString(b, e.Message)
 	}
 	return append(b, '}')
 }

@@ -1,4 +1,4 @@
-package api
+package wire
 
 import (
 	"bytes"
@@ -19,34 +19,34 @@ const (
 // scalarTypeError is the SerializationException for a JSON value of the wrong
 // kind where a scalar of javaType was expected. first is the value's first
 // byte, which identifies its JSON kind.
-func scalarTypeError(first byte, javaType, article string) *apiError {
+func scalarTypeError(first byte, javaType, article string) *Error {
 	switch first {
 	case '{':
-		return serializationError(msgStartOfStruct)
+		return SerializationError(msgStartOfStruct)
 	case '[':
-		return serializationError(msgStartOfList)
+		return SerializationError(msgStartOfList)
 	case 't', 'f':
-		return serializationError("class java.lang.Boolean can not be converted to " + article + " " + javaType)
+		return SerializationError("class java.lang.Boolean can not be converted to " + article + " " + javaType)
 	case '"':
-		return serializationError("class java.lang.String can not be converted to " + article + " " + javaType)
+		return SerializationError("class java.lang.String can not be converted to " + article + " " + javaType)
 	}
-	return serializationError("class java.math.BigDecimal can not be converted to " + article + " " + javaType)
+	return SerializationError("class java.math.BigDecimal can not be converted to " + article + " " + javaType)
 }
 
-// optInt is an optional Integer member. Like AWS it truncates fractions and
+// OptInt is an optional Integer member. Like AWS it truncates fractions and
 // clamps to the int32 range rather than rejecting them.
-type optInt struct {
+type OptInt struct {
 	Val int64
 	Set bool
 }
 
-func (n *optInt) UnmarshalJSON(data []byte) error {
+func (n *OptInt) UnmarshalJSON(data []byte) error {
 	switch data[0] {
 	case 'n':
-		*n = optInt{}
+		*n = OptInt{}
 		return nil
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-		*n = optInt{Val: clampInt32(string(data)), Set: true}
+		*n = OptInt{Val: clampInt32(string(data)), Set: true}
 		return nil
 	}
 	return scalarTypeError(data[0], "Integer", "an")
@@ -61,77 +61,77 @@ func clampInt32(num string) int64 {
 	return int64(max(math.MinInt32, min(math.MaxInt32, f)))
 }
 
-// optBool is an optional Boolean member. AWS converts a few strings.
-type optBool struct {
+// OptBool is an optional Boolean member. AWS converts a few strings.
+type OptBool struct {
 	Val bool
 	Set bool
 }
 
-func (b *optBool) UnmarshalJSON(data []byte) error {
+func (b *OptBool) UnmarshalJSON(data []byte) error {
 	switch data[0] {
 	case 'n':
-		*b = optBool{}
+		*b = OptBool{}
 		return nil
 	case 't', 'f':
-		*b = optBool{Val: data[0] == 't', Set: true}
+		*b = OptBool{Val: data[0] == 't', Set: true}
 		return nil
 	case '"':
 		var s string
 		if err := json.Unmarshal(data, &s); err != nil {
-			return serializationError(err.Error())
+			return SerializationError(err.Error())
 		}
 		switch strings.ToUpper(s) {
 		case "TRUE", "1", "YES":
-			*b = optBool{Val: true, Set: true}
+			*b = OptBool{Val: true, Set: true}
 			return nil
 		case "FALSE", "0", "NO":
-			*b = optBool{Set: true}
+			*b = OptBool{Set: true}
 			return nil
 		}
-		return serializationError("'" + strings.ToUpper(s) + "' can not be converted to an Boolean")
+		return SerializationError("'" + strings.ToUpper(s) + "' can not be converted to an Boolean")
 	}
 	return scalarTypeError(data[0], "Boolean", "an")
 }
 
-// optTime is an optional Timestamp member: epoch seconds with a millisecond
+// OptTime is an optional Timestamp member: epoch seconds with a millisecond
 // fraction as a JSON number, or (as some clients send) a string holding either
 // that number or an ISO 8601 date.
-type optTime struct {
+type OptTime struct {
 	T   time.Time
 	Set bool
 }
 
-func (t *optTime) UnmarshalJSON(data []byte) error {
+func (t *OptTime) UnmarshalJSON(data []byte) error {
 	switch data[0] {
 	case 'n':
-		*t = optTime{}
+		*t = OptTime{}
 		return nil
 	case '"':
 		var s string
 		if err := json.Unmarshal(data, &s); err != nil {
-			return serializationError(err.Error())
+			return SerializationError(err.Error())
 		}
 		return t.parseString(s)
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
 		f, _ := strconv.ParseFloat(string(data), 64)
-		*t = optTime{T: epochSeconds(f), Set: true}
+		*t = OptTime{T: epochSeconds(f), Set: true}
 		return nil
 	}
 	return scalarTypeError(data[0], "Date", "a")
 }
 
-func (t *optTime) parseString(s string) error {
+func (t *OptTime) parseString(s string) error {
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		*t = optTime{T: epochSeconds(f), Set: true}
+		*t = OptTime{T: epochSeconds(f), Set: true}
 		return nil
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700", "2006-01-02T15:04:05.999999999"} {
 		if v, err := time.Parse(layout, s); err == nil {
-			*t = optTime{T: v.Truncate(time.Millisecond), Set: true}
+			*t = OptTime{T: v.Truncate(time.Millisecond), Set: true}
 			return nil
 		}
 	}
-	return serializationError("'" + s + "' can not be converted to a Timestamp")
+	return SerializationError("'" + s + "' can not be converted to a Timestamp")
 }
 
 // epochSeconds converts epoch seconds to a time at millisecond precision, the
@@ -145,11 +145,11 @@ func epochSeconds(f float64) time.Time {
 	return time.UnixMilli(int64(ms)).UTC()
 }
 
-// blob is a Blob member: base64 text in JSON. nil means absent or null; an
+// Blob is a Blob member: base64 text in JSON. nil means absent or null; an
 // empty string is a present, empty blob.
-type blob []byte
+type Blob []byte
 
-func (b *blob) UnmarshalJSON(data []byte) error {
+func (b *Blob) UnmarshalJSON(data []byte) error {
 	if data[0] == 'n' {
 		*b = nil
 		return nil
@@ -161,7 +161,7 @@ func (b *blob) UnmarshalJSON(data []byte) error {
 	if bytes.IndexByte(text, '\\') >= 0 {
 		var s string
 		if err := json.Unmarshal(data, &s); err != nil {
-			return serializationError(err.Error())
+			return SerializationError(err.Error())
 		}
 		text = []byte(s)
 	}
@@ -189,29 +189,29 @@ func decodeBase64(text []byte) ([]byte, error) {
 }
 
 // base64Error explains why text is not a Blob, in AWS's words and order.
-func base64Error(text []byte) *apiError {
+func base64Error(text []byte) *Error {
 	prefix := "'" + string(text) + "' can not be converted to a Blob: "
 	if len(text)%4 != 0 {
-		return serializationError(prefix + "Base64 encoded length is expected a multiple of 4 bytes but found: " + strconv.Itoa(len(text)))
+		return SerializationError(prefix + "Base64 encoded length is expected a multiple of 4 bytes but found: " + strconv.Itoa(len(text)))
 	}
 	for i, c := range text {
 		valid := c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '='
 		if !valid || (c == '=' && i+1 < len(text) && text[i+1] != '=') {
-			return serializationError(prefix + "Invalid Base64 character: '" + string(rune(c)) + "'")
+			return SerializationError(prefix + "Invalid Base64 character: '" + string(rune(c)) + "'")
 		}
 	}
-	return serializationError(prefix + "Invalid last non-pad Base64 character dectected")
+	return SerializationError(prefix + "Invalid last non-pad Base64 character dectected")
 }
 
-// epochTime is an output timestamp: epoch seconds with exactly three decimals
+// EpochTime is an output timestamp: epoch seconds with exactly three decimals
 // (never exponent notation), as AWS's JSON protocol writes them.
-type epochTime time.Time
+type EpochTime time.Time
 
-func (t epochTime) MarshalJSON() ([]byte, error) {
-	return appendEpoch(nil, time.Time(t)), nil
+func (t EpochTime) MarshalJSON() ([]byte, error) {
+	return AppendEpoch(nil, time.Time(t)), nil
 }
 
-func appendEpoch(b []byte, t time.Time) []byte {
+func AppendEpoch(b []byte, t time.Time) []byte {
 	ms := t.UnixMilli()
 	sec, frac := ms/1000, ms%1000
 	if frac < 0 {

@@ -1,4 +1,4 @@
-package api
+package wire
 
 import (
 	"encoding/base64"
@@ -12,9 +12,9 @@ import (
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
+// AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
 // as encoding/json does.
-func appendJSONString(b []byte, s string) []byte {
+func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -66,11 +66,11 @@ func appendEscape(b []byte, c byte) []byte {
 	return append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 }
 
-// appendBase64 appends data as a quoted standard base64 string.
-func appendBase64(b []byte, data []byte) []byte {
+// AppendBase64 appends data as a quoted standard base64 string.
+func AppendBase64(b []byte, data []byte) []byte {
 	b = append(b, '"')
 	b = base64.StdEncoding.AppendEncode(b, data)
 	return append(b, '"')
 }
 
-func appendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
+func AppendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }

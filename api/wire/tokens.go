@@ -1,4 +1,4 @@
-package api
+package wire
 
 import (
 	"crypto/hmac"
@@ -24,11 +24,11 @@ import (
 // canonical text, so decode(encode(x)) == x and encode(decode(s)) == s.
 
 const (
-	tokenKindIterator    byte = 1
-	tokenKindListShards  byte = 2
-	tokenKindListStreams byte = 3
+	TokenIterator    byte = 1
+	TokenListShards  byte = 2
+	TokenListStreams byte = 3
 
-	tokenTTLMillis = 300_000 // 5 minutes, for iterators and NextTokens alike
+	TokenTTLMillis = 300_000 // 5 minutes, for iterators and NextTokens alike
 
 	tokenHeader = 8 + 1 + 8
 	macSize     = sha256.Size
@@ -36,17 +36,17 @@ const (
 
 var tokenMagic = [8]byte{0, 0, 0, 0, 0, 0, 0, 1}
 
-var errBadToken = errors.New("api: invalid token")
+var ErrBadToken = errors.New("api: invalid token")
 
-// tokenKeys holds one HMAC key per token kind.
-type tokenKeys map[byte][]byte
+// TokenKeys holds one HMAC key per token kind.
+type TokenKeys map[byte][]byte
 
-func deriveTokenKeys(secret []byte) tokenKeys {
-	keys := tokenKeys{}
+func DeriveTokenKeys(secret []byte) TokenKeys {
+	keys := TokenKeys{}
 	for kind, label := range map[byte]string{
-		tokenKindIterator:    "shardlog shard iterator v1",
-		tokenKindListShards:  "shardlog ListShards NextToken v1",
-		tokenKindListStreams: "shardlog ListStreams NextToken v1",
+		TokenIterator:    "shardlog shard iterator v1",
+		TokenListShards:  "shardlog ListShards NextToken v1",
+		TokenListStreams: "shardlog ListStreams NextToken v1",
 	} {
 		m := hmac.New(sha256.New, secret)
 		m.Write([]byte(label))
@@ -55,8 +55,8 @@ func deriveTokenKeys(secret []byte) tokenKeys {
 	return keys
 }
 
-// seal builds a token of kind with issue time issued (unix ms) and payload.
-func (k tokenKeys) seal(kind byte, issued int64, payload []byte) string {
+// Seal builds a token of kind with issue time issued (unix ms) and payload.
+func (k TokenKeys) Seal(kind byte, issued int64, payload []byte) string {
 	raw := make([]byte, 0, tokenHeader+len(payload)+macSize)
 	raw = append(raw, tokenMagic[:]...)
 	raw = append(raw, kind)
@@ -70,37 +70,37 @@ func (k tokenKeys) seal(kind byte, issued int64, payload []byte) string {
 
 // open verifies a token of kind and returns its issue time and payload. It
 // never panics on any input; every failure is errBadToken.
-func (k tokenKeys) open(kind byte, tok string) (issued int64, payload []byte, err error) {
+func (k TokenKeys) Open(kind byte, tok string) (issued int64, payload []byte, err error) {
 	if len(tok) > 4096 || strings.ContainsAny(tok, "\r\n") {
-		return 0, nil, errBadToken
+		return 0, nil, ErrBadToken
 	}
 	raw, err := strictBase64.DecodeString(tok)
 	if err != nil || len(raw) < tokenHeader+macSize {
-		return 0, nil, errBadToken
+		return 0, nil, ErrBadToken
 	}
 	body, mac := raw[:len(raw)-macSize], raw[len(raw)-macSize:]
 	m := hmac.New(sha256.New, k[kind])
 	m.Write(body)
 	if !hmac.Equal(mac, m.Sum(nil)) || [8]byte(body[:8]) != tokenMagic || body[8] != kind {
-		return 0, nil, errBadToken
+		return 0, nil, ErrBadToken
 	}
 	return int64(binary.BigEndian.Uint64(body[9:17])), body[tokenHeader:], nil
 }
 
-// expired reports whether a token issued at issued (unix ms) is past its
+// Expired reports whether a token issued at issued (unix ms) is past its
 // lifetime at now (unix ms).
-func expired(issued, now int64) bool { return now-issued > tokenTTLMillis }
+func Expired(issued, now int64) bool { return now-issued > TokenTTLMillis }
 
-// payloadReader decodes a token payload field by field; any short read marks
+// PayloadReader decodes a token payload field by field; any short read marks
 // it bad, so callers check ok once at the end.
-type payloadReader struct {
+type PayloadReader struct {
 	b  []byte
 	ok bool
 }
 
-func newPayloadReader(b []byte) *payloadReader { return &payloadReader{b: b, ok: true} }
+func NewPayloadReader(b []byte) *PayloadReader { return &PayloadReader{b: b, ok: true} }
 
-func (r *payloadReader) take(n int) []byte {
+func (r *PayloadReader) Take(n int) []byte {
 	if !r.ok || len(r.b) < n {
 		r.ok = false
 		return make([]byte, n)
@@ -110,17 +110,17 @@ func (r *payloadReader) take(n int) []byte {
 	return out
 }
 
-func (r *payloadReader) u8() byte    { return r.take(1)[0] }
-func (r *payloadReader) u32() uint32 { return binary.BigEndian.Uint32(r.take(4)) }
-func (r *payloadReader) u64() uint64 { return binary.BigEndian.Uint64(r.take(8)) }
+func (r *PayloadReader) U8() byte    { return r.Take(1)[0] }
+func (r *PayloadReader) U32() uint32 { return binary.BigEndian.Uint32(r.Take(4)) }
+func (r *PayloadReader) U64() uint64 { return binary.BigEndian.Uint64(r.Take(8)) }
 
 // str reads a length-prefixed (one byte) string.
-func (r *payloadReader) str() string { return string(r.take(int(r.u8()))) }
+func (r *PayloadReader) Str() string { return string(r.Take(int(r.U8()))) }
 
 // done reports whether every field was present and nothing is left over.
-func (r *payloadReader) done() bool { return r.ok && len(r.b) == 0 }
+func (r *PayloadReader) Done() bool { return r.ok && len(r.b) == 0 }
 
-func appendStr(b []byte, s string) []byte {
+func AppendStr(b []byte, s string) []byte {
 	if len(s) > 255 {
 		s = s[:255] // callers pass validated names (at most 128 bytes)
 	}

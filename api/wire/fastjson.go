@@ -1,4 +1,4 @@
-package api
+package wire
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 // produces the result or the exact SerializationException. Invariant (checked
 // by FuzzPutRecordsFastPath): when it returns true, in equals what
 // encoding/json would have decoded.
-func decodePutRecordsFast(body []byte, in *putRecordsInput) bool {
+func decodePutRecordsFast(body []byte, in *PutRecordsInput) bool {
 	s := scanner{b: body, arena: make([]byte, 0, len(body)/4*3+4)}
 	if !s.expect('{') {
 		return false
@@ -142,7 +142,7 @@ func plainText(b []byte) bool {
 	return utf8.Valid(b)
 }
 
-func (s *scanner) records(dst *[]putRecordsEntry) bool {
+func (s *scanner) records(dst *[]PutRecordsEntry) bool {
 	if s.null() {
 		*dst = nil
 		return true
@@ -150,13 +150,13 @@ func (s *scanner) records(dst *[]putRecordsEntry) bool {
 	if !s.expect('[') {
 		return false
 	}
-	out := make([]putRecordsEntry, 0, 500)
+	out := make([]PutRecordsEntry, 0, 500)
 	if s.expect(']') {
 		*dst = out
 		return true
 	}
 	for {
-		var e putRecordsEntry
+		var e PutRecordsEntry
 		if !s.record(&e) {
 			return false
 		}
@@ -171,7 +171,7 @@ func (s *scanner) records(dst *[]putRecordsEntry) bool {
 	}
 }
 
-func (s *scanner) record(e *putRecordsEntry) bool {
+func (s *scanner) record(e *PutRecordsEntry) bool {
 	if !s.expect('{') {
 		return false
 	}
@@ -185,7 +185,7 @@ func (s *scanner) record(e *putRecordsEntry) bool {
 		}
 		switch string(key) {
 		case "Data":
-			ok = s.blob(&e.Data)
+			ok = s.blobValue(&e.Data)
 		case "PartitionKey":
 			ok = s.optText(&e.PartitionKey)
 		case "ExplicitHashKey":
@@ -205,9 +205,9 @@ func (s *scanner) record(e *putRecordsEntry) bool {
 	}
 }
 
-// blob decodes canonical base64 into the arena; anything the strict decoder
+// Blob decodes canonical base64 into the arena; anything the strict decoder
 // refuses (or skips, like CR and LF) goes to the slow path.
-func (s *scanner) blob(dst *blob) bool {
+func (s *scanner) blobValue(dst *Blob) bool {
 	if s.null() {
 		*dst = nil
 		return true
@@ -227,6 +227,6 @@ func (s *scanner) blob(dst *blob) bool {
 		return false
 	}
 	s.arena = s.arena[:start+m]
-	*dst = blob(s.arena[start : start+m : start+m])
+	*dst = Blob(s.arena[start : start+m : start+m])
 	return true
 }

@@ -1,4 +1,4 @@
-package api
+package wire
 
 import (
 	"encoding/base64"
@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Response headers, in AWS's spelling (assigned directly to keep the case).
@@ -18,9 +19,9 @@ const (
 	hdrID2       = "x-amz-id-2"
 )
 
-// newRequestID returns a random (version 4) UUID. Request ids need to be
+// NewRequestID returns a random (version 4) UUID. Request ids need to be
 // unique, not secret, so the fast non-cryptographic generator is enough.
-func newRequestID() string {
+func NewRequestID() string {
 	var b [16]byte
 	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
 	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
@@ -39,12 +40,11 @@ func newRequestID() string {
 	return string(out[:])
 }
 
-// setRequestIDs sets x-amzn-RequestId on every response, and x-amz-id-2 (72
+// SetRequestIDs sets x-amzn-RequestId on every response, and x-amz-id-2 (72
 // random bytes in base64) except on CORS preflights, as AWS does.
-func setRequestIDs(rc *reqCtx) {
-	h := rc.w.Header()
-	h[hdrRequestID] = []string{rc.id}
-	if rc.r.Method == http.MethodOptions && rc.r.Header.Get("Origin") != "" {
+func SetRequestIDs(h http.Header, r *http.Request, id string) {
+	h[hdrRequestID] = []string{id}
+	if r.Method == http.MethodOptions && r.Header.Get("Origin") != "" {
 		return
 	}
 	var id2 [72]byte
@@ -54,11 +54,11 @@ func setRequestIDs(rc *reqCtx) {
 	h[hdrID2] = []string{base64.StdEncoding.EncodeToString(id2[:])}
 }
 
-// handleCORS answers browsers as AWS does: any request with Origin gets
+// CORS sets the headers AWS sends browsers: any request with Origin gets
 // Access-Control-Allow-Origin: *; a preflight (OPTIONS) echoes the requested
-// headers and method and ends here.
-func (s *Server) handleCORS(rc *reqCtx) bool {
-	r, h := rc.r, rc.w.Header()
+// headers and method. It reports a preflight, which the caller answers with an
+// empty 200 and nothing else.
+func CORS(h http.Header, r *http.Request) (preflight bool) {
 	if r.Header.Get("Origin") == "" {
 		return false
 	}
@@ -75,16 +75,13 @@ func (s *Server) handleCORS(rc *reqCtx) bool {
 	}
 	h.Set("Access-Control-Max-Age", "172800")
 	h.Set("Content-Length", "0")
-	rc.status, rc.wrote = http.StatusOK, true
-	rc.w.WriteHeader(http.StatusOK)
 	return true
 }
 
-// checkAuth requires SigV4 authentication to be present and well formed (it
-// does not verify the signature) and takes the region from the credential
+// CheckAuth requires SigV4 authentication to be present and well formed (it
+// does not verify the signature) and returns the region of the credential
 // scope. Messages are AWS's.
-func checkAuth(rc *reqCtx) *apiError {
-	r := rc.r
+func CheckAuth(r *http.Request) (region string, e *Error) {
 	header := r.Header.Get("Authorization")
 	var query map[string][]string
 	if r.URL.RawQuery != "" {
@@ -93,16 +90,16 @@ func checkAuth(rc *reqCtx) *apiError {
 	_, presigned := query["X-Amz-Algorithm"]
 	switch {
 	case header != "" && presigned:
-		return clientError(typeInvalidSignature, "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header.")
+		return "", ClientError(TypeInvalidSignature, "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header.")
 	case header == "" && !presigned:
-		return clientError(typeMissingAuth, "Missing Authentication Token")
+		return "", ClientError(TypeMissingAuth, "Missing Authentication Token")
 	case header != "":
-		return checkAuthHeader(rc, header)
+		return checkAuthHeader(r, header)
 	}
-	return checkAuthQuery(rc, query)
+	return checkAuthQuery(query)
 }
 
-func checkAuthHeader(rc *reqCtx, header string) *apiError {
+func checkAuthHeader(r *http.Request, header string) (string, *Error) {
 	fields := strings.FieldsFunc(header, func(r rune) bool { return r == ',' || r == ' ' })
 	if len(fields) == 0 {
 		fields = []string{""}
@@ -118,19 +115,19 @@ func checkAuthHeader(rc *reqCtx, header string) *apiError {
 			msg.WriteString("Authorization header requires '" + p + "' parameter. ")
 		}
 	}
-	if rc.r.Header.Get("X-Amz-Date") == "" && rc.r.Header.Get("Date") == "" {
+	if r.Header.Get("X-Amz-Date") == "" && r.Header.Get("Date") == "" {
 		msg.WriteString("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ")
 	}
 	if msg.Len() > 0 {
-		return clientError(typeIncompleteSignature, msg.String()+"Authorization="+header)
+		return "", ClientError(TypeIncompleteSignature, msg.String()+"Authorization="+header)
 	}
 	if fields[0] != "AWS4-HMAC-SHA256" {
-		return clientError(typeIncompleteSignature, "Unsupported AWS 'algorithm': '"+fields[0]+"'. Authorization="+header)
+		return "", ClientError(TypeIncompleteSignature, "Unsupported AWS 'algorithm': '"+fields[0]+"'. Authorization="+header)
 	}
-	return checkScope(rc, params["Credential"])
+	return checkScope(params["Credential"])
 }
 
-func checkAuthQuery(rc *reqCtx, query map[string][]string) *apiError {
+func checkAuthQuery(query map[string][]string) (string, *Error) {
 	var msg strings.Builder
 	for _, p := range []string{"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature", "X-Amz-SignedHeaders", "X-Amz-Date"} {
 		if len(query[p]) == 0 || query[p][0] == "" {
@@ -138,37 +135,41 @@ func checkAuthQuery(rc *reqCtx, query map[string][]string) *apiError {
 		}
 	}
 	if msg.Len() > 0 {
-		return clientError(typeIncompleteSignature, msg.String()+"Re-examine the query-string parameters.")
+		return "", ClientError(TypeIncompleteSignature, msg.String()+"Re-examine the query-string parameters.")
 	}
-	return checkScope(rc, query["X-Amz-Credential"][0])
+	return checkScope(query["X-Amz-Credential"][0])
 }
 
-// checkScope parses keyid/date/region/service/aws4_request and keeps the
-// region for ARNs and messages.
-func checkScope(rc *reqCtx, credential string) *apiError {
+// checkScope parses keyid/date/region/service/aws4_request and returns the
+// region, for ARNs and messages.
+func checkScope(credential string) (string, *Error) {
 	parts := strings.Split(credential, "/")
 	if len(parts) != 5 {
-		return clientError(typeIncompleteSignature, "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got '"+credential+"'")
+		return "", ClientError(TypeIncompleteSignature, "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got '"+credential+"'")
 	}
 	if parts[4] != "aws4_request" {
-		return clientError(typeIncompleteSignature, "Credential should be scoped with a valid terminator: 'aws4_request', not '"+parts[4]+"'.")
+		return "", ClientError(TypeIncompleteSignature, "Credential should be scoped with a valid terminator: 'aws4_request', not '"+parts[4]+"'.")
 	}
 	if parts[3] != "kinesis" {
-		return clientError(typeInvalidSignature, "Credential should be scoped to correct service: 'kinesis'. ")
+		return "", ClientError(TypeInvalidSignature, "Credential should be scoped to correct service: 'kinesis'. ")
 	}
 	if parts[2] == "" {
-		return clientError(typeInvalidSignature, "Credential should be scoped to a valid region. ")
+		return "", ClientError(TypeInvalidSignature, "Credential should be scoped to a valid region. ")
 	}
-	rc.region = parts[2]
-	return nil
+	return parts[2], nil
 }
 
-// readBody reads the request body into a pooled buffer, refusing bodies over
-// the cap (413) before reading them when Content-Length says so.
-func (s *Server) readBody(rc *reqCtx) ([]byte, func(), *apiError) {
-	limit := s.cfg.MaxBodyBytes
-	if rc.r.ContentLength > limit {
-		return nil, nil, bodyTooLarge(rc.r.ContentLength, limit)
+// bodyPool recycles request-body buffers. Decoded requests never alias the
+// body (strings are copied and blobs decoded into fresh slices), so a buffer
+// is reusable as soon as the operation returns.
+var bodyPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// ReadBody reads the request body into a pooled buffer, refusing bodies over
+// limit (413) before reading them when Content-Length says so. The caller
+// calls release once nothing refers to the body any more.
+func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, func(), *Error) {
+	if r.ContentLength > limit {
+		return nil, nil, bodyTooLarge(r.ContentLength, limit)
 	}
 	bp := bodyPool.Get().(*[]byte)
 	release := func() { bodyPool.Put(bp) }
@@ -176,10 +177,10 @@ func (s *Server) readBody(rc *reqCtx) ([]byte, func(), *apiError) {
 	// One spare byte lets the read see EOF without growing the buffer. The
 	// up-front reservation is capped: a client that declares a large body and
 	// then stalls must not pin 11 MiB (pooled buffers keep their size anyway).
-	if n := rc.r.ContentLength; n > 0 && int64(cap(buf)) < n+1 {
+	if n := r.ContentLength; n > 0 && int64(cap(buf)) < n+1 {
 		buf = make([]byte, 0, min(n+1, 1<<20))
 	}
-	buf, err := readAll(http.MaxBytesReader(rc.w, rc.r.Body, limit), buf)
+	buf, err := readAll(http.MaxBytesReader(w, r.Body, limit), buf)
 	*bp = buf
 	if err != nil {
 		release()
@@ -187,7 +188,7 @@ func (s *Server) readBody(rc *reqCtx) ([]byte, func(), *apiError) {
 		if errors.As(err, &mbe) {
 			return nil, nil, bodyTooLarge(-1, limit)
 		}
-		return nil, nil, serializationError("Could not read the request body: " + err.Error())
+		return nil, nil, SerializationError("Could not read the request body: " + err.Error())
 	}
 	return buf, release, nil
 }
@@ -209,39 +210,10 @@ func readAll(r io.Reader, b []byte) ([]byte, error) {
 	}
 }
 
-func bodyTooLarge(n, limit int64) *apiError {
+func bodyTooLarge(n, limit int64) *Error {
 	msg := "Request body exceeds the limit of " + strconv.FormatInt(limit, 10) + " bytes"
 	if n >= 0 {
 		msg = "Request body of " + strconv.FormatInt(n, 10) + " bytes exceeds the limit of " + strconv.FormatInt(limit, 10) + " bytes"
 	}
-	return &apiError{Type: typeTooLarge, Message: msg, Status: http.StatusRequestEntityTooLarge}
-}
-
-// writeOutput sends a successful result; nil means an empty 200 body, as AWS
-// answers operations without output members.
-func (s *Server) writeOutput(rc *reqCtx, out any) {
-	if out == nil {
-		s.writeBody(rc, http.StatusOK, nil)
-		return
-	}
-	body, err := rc.codec.encode(out)
-	if err != nil {
-		s.writeError(rc, internalFailure(err))
-		return
-	}
-	s.writeBody(rc, http.StatusOK, body)
-}
-
-func (s *Server) writeError(rc *reqCtx, e *apiError) {
-	rc.errMsg = e.Type + ": " + e.Message
-	s.writeBody(rc, e.Status, rc.codec.encodeError(e))
-}
-
-func (s *Server) writeBody(rc *reqCtx, status int, body []byte) {
-	h := rc.w.Header()
-	h.Set("Content-Type", rc.codec.contentType())
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	rc.status, rc.wrote = status, true
-	rc.w.WriteHeader(status)
-	_, _ = rc.w.Write(body)
+	return &Error{Type: TypeTooLarge, Message: msg, Status: http.StatusRequestEntityTooLarge}
 }

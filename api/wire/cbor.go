@@ -1,4 +1,4 @@
-package api
+package wire
 
 import (
 	"errors"
@@ -16,7 +16,7 @@ import (
 
 type cborCodec struct{}
 
-var cborAmz codec = cborCodec{}
+var cborAmz Codec = cborCodec{}
 
 var (
 	cborDec = mustDecMode(cbor.DecOptions{
@@ -44,25 +44,25 @@ func mustEncMode(o cbor.EncOptions) cbor.EncMode {
 	return m
 }
 
-func (cborCodec) contentType() string { return ctCBOR11 }
+func (cborCodec) ContentType() string { return ContentTypeCBOR11 }
 
-func (cborCodec) decode(body []byte, v any) *apiError {
+func (cborCodec) Decode(body []byte, v any) *Error {
 	if len(body) == 0 || body[0]>>5 != 5 {
-		return serializationError("Request body must be a CBOR map")
+		return SerializationError("Request body must be a CBOR map")
 	}
 	err := cborDec.Unmarshal(body, v)
 	if err == nil {
 		return nil
 	}
-	var ae *apiError
+	var ae *Error
 	if errors.As(err, &ae) {
 		return ae
 	}
 	var te *cbor.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return serializationError(cborTypeMessage(te))
+		return SerializationError(cborTypeMessage(te))
 	}
-	return serializationError("Malformed CBOR: " + err.Error())
+	return SerializationError("Malformed CBOR: " + err.Error())
 }
 
 // cborTypeMessage words a CBOR kind mismatch like the JSON one.
@@ -101,15 +101,15 @@ func cborJavaClass(cborType string) string {
 	return "com.amazon.coral.value.json.numbers.TruncatingBigNumber"
 }
 
-// cborValuer is implemented by outputs whose CBOR form differs from the
+// CBORValuer is implemented by outputs whose CBOR form differs from the
 // value itself (the JSON hot-path outputs).
-type cborValuer interface {
-	cborValue() any
+type CBORValuer interface {
+	CBORValue() any
 }
 
-func (cborCodec) encode(v any) ([]byte, error) {
-	if c, ok := v.(cborValuer); ok {
-		v = c.cborValue()
+func (cborCodec) Encode(v any) ([]byte, error) {
+	if c, ok := v.(CBORValuer); ok {
+		v = c.CBORValue()
 	}
 	return cborEnc.Marshal(v)
 }
@@ -119,7 +119,7 @@ type cborError struct {
 	Message string `cbor:"message,omitempty"`
 }
 
-func (cborCodec) encodeError(e *apiError) []byte {
+func (cborCodec) EncodeError(e *Error) []byte {
 	b, err := cborEnc.Marshal(cborError{Type: e.Type, Message: e.Message})
 	if err != nil {
 		panic(err) // two strings always encode
@@ -167,9 +167,9 @@ func cborNumber(data []byte) (i int64, f float64, isInt, ok bool) {
 	return 0, 0, false, false
 }
 
-func (n *optInt) UnmarshalCBOR(data []byte) error {
+func (n *OptInt) UnmarshalCBOR(data []byte) error {
 	if isCBORNull(data) {
-		*n = optInt{}
+		*n = OptInt{}
 		return nil
 	}
 	i, f, isInt, ok := cborNumber(data)
@@ -182,22 +182,22 @@ func (n *optInt) UnmarshalCBOR(data []byte) error {
 		}
 		i = int64(max(math.MinInt32, min(math.MaxInt32, math.Floor(f))))
 	}
-	*n = optInt{Val: max(math.MinInt32, min(math.MaxInt32, i)), Set: true}
+	*n = OptInt{Val: max(math.MinInt32, min(math.MaxInt32, i)), Set: true}
 	return nil
 }
 
-func (b *optBool) UnmarshalCBOR(data []byte) error {
+func (b *OptBool) UnmarshalCBOR(data []byte) error {
 	switch {
 	case isCBORNull(data):
-		*b = optBool{}
+		*b = OptBool{}
 		return nil
 	case data[0] == 0xf4 || data[0] == 0xf5:
-		*b = optBool{Val: data[0] == 0xf5, Set: true}
+		*b = OptBool{Val: data[0] == 0xf5, Set: true}
 		return nil
 	case data[0]>>5 == 3:
 		var s string
 		if err := cborDec.Unmarshal(data, &s); err != nil {
-			return serializationError(err.Error())
+			return SerializationError(err.Error())
 		}
 		q, _ := jsonQuote(s)
 		return b.UnmarshalJSON(q)
@@ -207,9 +207,9 @@ func (b *optBool) UnmarshalCBOR(data []byte) error {
 
 // UnmarshalCBOR reads tag 1 (or a bare number): an integer is epoch
 // milliseconds, as the AWS SDKs send it; a float is epoch seconds.
-func (t *optTime) UnmarshalCBOR(data []byte) error {
+func (t *OptTime) UnmarshalCBOR(data []byte) error {
 	if isCBORNull(data) {
-		*t = optTime{}
+		*t = OptTime{}
 		return nil
 	}
 	if data[0] == 0xc1 && len(data) > 1 {
@@ -218,7 +218,7 @@ func (t *optTime) UnmarshalCBOR(data []byte) error {
 	if data[0]>>5 == 3 {
 		var s string
 		if err := cborDec.Unmarshal(data, &s); err != nil {
-			return serializationError(err.Error())
+			return SerializationError(err.Error())
 		}
 		return t.parseString(s)
 	}
@@ -227,15 +227,15 @@ func (t *optTime) UnmarshalCBOR(data []byte) error {
 	case !ok:
 		return scalarTypeError(cborFirst(data[0]), "Date", "a")
 	case isInt:
-		*t = optTime{T: time.UnixMilli(max(-9.2e15, min(9.2e15, i))).UTC(), Set: true}
+		*t = OptTime{T: time.UnixMilli(max(-9.2e15, min(9.2e15, i))).UTC(), Set: true}
 	default:
-		*t = optTime{T: epochSeconds(f), Set: true}
+		*t = OptTime{T: epochSeconds(f), Set: true}
 	}
 	return nil
 }
 
 // UnmarshalCBOR takes a byte string, or base64 text as in JSON.
-func (b *blob) UnmarshalCBOR(data []byte) error {
+func (b *Blob) UnmarshalCBOR(data []byte) error {
 	switch {
 	case isCBORNull(data):
 		*b = nil
@@ -243,7 +243,7 @@ func (b *blob) UnmarshalCBOR(data []byte) error {
 	case data[0]>>5 == 2:
 		var raw []byte // the decoder copies: nothing aliases the pooled body
 		if err := cborDec.Unmarshal(data, &raw); err != nil {
-			return serializationError(err.Error())
+			return SerializationError(err.Error())
 		}
 		if raw == nil {
 			raw = []byte{}
@@ -253,7 +253,7 @@ func (b *blob) UnmarshalCBOR(data []byte) error {
 	case data[0]>>5 == 3:
 		var s string
 		if err := cborDec.Unmarshal(data, &s); err != nil {
-			return serializationError(err.Error())
+			return SerializationError(err.Error())
 		}
 		out, err := decodeBase64([]byte(s))
 		if err != nil {
@@ -266,69 +266,6 @@ func (b *blob) UnmarshalCBOR(data []byte) error {
 }
 
 // MarshalCBOR writes tag 1 around epoch milliseconds.
-func (t epochTime) MarshalCBOR() ([]byte, error) {
+func (t EpochTime) MarshalCBOR() ([]byte, error) {
 	return cborEnc.Marshal(cbor.Tag{Number: 1, Content: time.Time(t).UnixMilli()})
-}
-
-type cborPutResult struct {
-	SequenceNumber string `json:",omitempty"`
-	ShardId        string `json:",omitempty"`
-	ErrorCode      string `json:",omitempty"`
-	ErrorMessage   string `json:",omitempty"`
-}
-
-func (o putRecordsOutput) cborValue() any {
-	out := struct {
-		FailedRecordCount int
-		Records           []cborPutResult
-	}{Records: make([]cborPutResult, len(o))}
-	for i, r := range o {
-		if r.Err != nil {
-			out.FailedRecordCount++
-			out.Records[i].ErrorCode, out.Records[i].ErrorMessage = recordErrorCode(r.Err)
-			continue
-		}
-		out.Records[i] = cborPutResult{SequenceNumber: r.SequenceNumber, ShardId: r.ShardID}
-	}
-	return out
-}
-
-type cborRecord struct {
-	SequenceNumber              string
-	ApproximateArrivalTimestamp epochTime
-	Data                        []byte
-	PartitionKey                string
-}
-
-type childShardOut struct {
-	ShardId      string
-	ParentShards []string
-	HashKeyRange hashKeyRange
-}
-
-func (o getRecordsOutput) cborValue() any {
-	out := struct {
-		Records            []cborRecord
-		NextShardIterator  *string `json:",omitempty"`
-		MillisBehindLatest int64
-		ChildShards        *[]childShardOut `json:",omitempty"`
-	}{Records: make([]cborRecord, len(o.res.Records)), MillisBehindLatest: o.res.MillisBehindLatest}
-	for i, r := range o.res.Records {
-		data := r.Data
-		if data == nil {
-			data = []byte{}
-		}
-		out.Records[i] = cborRecord{r.SequenceNumber, epochTime(r.Arrival), data, r.PartitionKey}
-	}
-	if o.res.Next != nil {
-		out.NextShardIterator = &o.next
-		return out
-	}
-	children := make([]childShardOut, len(o.res.ChildShards))
-	for i, c := range o.res.ChildShards {
-		parents := append([]string{}, c.ParentShards...)
-		children[i] = childShardOut{c.ShardID, parents, hashKeyRange{c.HashRange.Start.String(), c.HashRange.End.String()}}
-	}
-	out.ChildShards = &children
-	return out
 }

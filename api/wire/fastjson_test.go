@@ -1,0 +1,48 @@
+package wire
+
+import "testing"
+
+// FuzzPutRecordsFastPath checks the fast PutRecords decoder against
+// encoding/json: whenever it accepts a body, the slow path decodes the same.
+func FuzzPutRecordsFastPath(f *testing.F) {
+	for _, s := range []string{
+		`{"StreamName":"s","Records":[{"Data":"YWJj","PartitionKey":"k"}]}`,
+		` { "Records" : [ { "PartitionKey" : "k" , "Data" : "" , "ExplicitHashKey" : null } ] , "StreamARN" : null } `,
+		`{"Records":[]}`, `{"Records":null}`, `{}`, `{"Records":[{}]}`,
+		`{"Records":[{"Data":"YQ=="},{"Data":"YWI="}],"StreamName":"é"}`,
+		`{"StreamName":"a","StreamName":"b"}`, `{"Records":[{"Data":"YR=="}]}`, `{"StreamName":"\u0041"}`,
+		// A repeated key: encoding/json merges the arrays (found in review).
+		`{"Records":[{"Data":"AA==","PartitionKey":"a"}],"Records":[{"Data":"AA=="}],"StreamName":"s"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var fast, slow PutRecordsInput
+		if !decodePutRecordsFast(body, &fast) {
+			return
+		}
+		if err := JSON11.Decode(body, &slow); err != nil {
+			t.Fatalf("fast path accepted %q, encoding/json refused it: %v", body, err)
+		}
+		if !equalPutRecordsInput(fast, slow) {
+			t.Fatalf("%q: fast %+v, slow %+v", body, fast, slow)
+		}
+	})
+}
+
+func equalPutRecordsInput(a, b PutRecordsInput) bool {
+	if !equalStrPtr(a.StreamName, b.StreamName) || !equalStrPtr(a.StreamARN, b.StreamARN) ||
+		(a.Records == nil) != (b.Records == nil) || len(a.Records) != len(b.Records) {
+		return false
+	}
+	for i := range a.Records {
+		x, y := a.Records[i], b.Records[i]
+		if (x.Data == nil) != (y.Data == nil) || string(x.Data) != string(y.Data) ||
+			!equalStrPtr(x.PartitionKey, y.PartitionKey) || !equalStrPtr(x.ExplicitHashKey, y.ExplicitHashKey) {
+			return false
+		}
+	}
+	return true
+}
+
+func equalStrPtr(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }

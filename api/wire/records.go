@@ -1,0 +1,188 @@
+package wire
+
+import (
+	"time"
+)
+
+// The data plane's hot shapes: PutRecords' request and response, and
+// GetRecords' response, in both protocols. JSON renders them without
+// reflection (AppendJSON); CBOR encodes the same structs (CBORValue), whose
+// json tags the CBOR encoder honours.
+
+// PutRecordsEntry is one record of a PutRecords request.
+type PutRecordsEntry struct {
+	Data            Blob
+	ExplicitHashKey *string
+	PartitionKey    *string
+}
+
+// PutRecordsInput is a PutRecords request. JSON bodies are decoded by
+// DecodePutRecords' fast path when they are plain (fastjson.go).
+type PutRecordsInput struct {
+	Records []PutRecordsEntry
+	StreamSelector
+}
+
+// DecodePutRecords decodes a PutRecords body with c. A JSON body goes through
+// the non-reflective decoder first; anything it does not handle falls back to
+// c, which words the errors.
+func DecodePutRecords(c Codec, body []byte, in *PutRecordsInput) *Error {
+	if _, isJSON := c.(jsonCodec); isJSON && decodePutRecordsFast(body, in) {
+		return nil
+	}
+	*in = PutRecordsInput{}
+	return c.Decode(body, in)
+}
+
+// PutResult is one PutRecords result: SequenceNumber and ShardId for a stored
+// record, ErrorCode and ErrorMessage for a failed one.
+type PutResult struct {
+	SequenceNumber string `json:",omitempty"`
+	ShardId        string `json:",omitempty"`
+	ErrorCode      string `json:",omitempty"`
+	ErrorMessage   string `json:",omitempty"`
+}
+
+// PutRecordsOutput renders {"FailedRecordCount":n,"Records":[...]} with one
+// result per request record, in request order.
+type PutRecordsOutput []PutResult
+
+func (o PutRecordsOutput) failed() int {
+	n := 0
+	for i := range o {
+		if o[i].ErrorCode != "" {
+			n++
+		}
+	}
+	return n
+}
+
+func (o PutRecordsOutput) AppendJSON(b []byte) []byte {
+	b = append(b, `{"FailedRecordCount":`...)
+	b = AppendInt(b, int64(o.failed()))
+	b = append(b, `,"Records":[`...)
+	for i := range o {
+		r := &o[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if r.ErrorCode != "" {
+			b = append(b, `{"ErrorCode":`...)
+			b = AppendString(b, r.ErrorCode)
+			b = append(b, `,"ErrorMessage":`...)
+			b = AppendString(b, r.ErrorMessage)
+		} else {
+			b = append(b, `{"SequenceNumber":`...)
+			b = AppendString(b, r.SequenceNumber)
+			b = append(b, `,"ShardId":`...)
+			b = AppendString(b, r.ShardId)
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+func (o PutRecordsOutput) CBORValue() any {
+	return struct {
+		FailedRecordCount int
+		Records           []PutResult
+	}{o.failed(), o}
+}
+
+// Record is one record of a GetRecords response. Data is never nil: AWS sends
+// an empty blob, not a null.
+type Record struct {
+	SequenceNumber              string
+	ApproximateArrivalTimestamp EpochTime
+	Data                        []byte
+	PartitionKey                string
+}
+
+// HashKeyRange is a shard's range of hash keys, in decimal.
+type HashKeyRange struct {
+	StartingHashKey string
+	EndingHashKey   string
+}
+
+// ChildShard is a child of a closed shard, listed at the parent's end.
+type ChildShard struct {
+	ShardId      string
+	ParentShards []string
+	HashKeyRange HashKeyRange
+}
+
+// GetRecordsOutput is one GetRecords page. ChildShards is set (possibly to an
+// empty list) exactly when NextShardIterator is nil: the shard is closed and
+// read to its end.
+type GetRecordsOutput struct {
+	Records            []Record
+	NextShardIterator  *string `json:",omitempty"`
+	MillisBehindLatest int64
+	ChildShards        *[]ChildShard `json:",omitempty"`
+	// SizeHint is the records' data and partition-key bytes, to size the
+	// JSON buffer once.
+	SizeHint int `json:"-"`
+}
+
+func (o GetRecordsOutput) AppendJSON(b []byte) []byte {
+	if need := o.SizeHint*4/3 + len(o.Records)*192 + 512; cap(b) < need {
+		b = make([]byte, 0, need)
+	}
+	b = append(b, `{"Records":[`...)
+	for i := range o.Records {
+		r := &o.Records[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"SequenceNumber":`...)
+		b = AppendString(b, r.SequenceNumber)
+		b = append(b, `,"ApproximateArrivalTimestamp":`...)
+		b = AppendEpoch(b, time.Time(r.ApproximateArrivalTimestamp))
+		b = append(b, `,"Data":`...)
+		b = AppendBase64(b, r.Data)
+		b = append(b, `,"PartitionKey":`...)
+		b = AppendString(b, r.PartitionKey)
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	if o.NextShardIterator != nil {
+		b = append(b, `,"NextShardIterator":`...)
+		b = AppendString(b, *o.NextShardIterator)
+	}
+	b = append(b, `,"MillisBehindLatest":`...)
+	b = AppendInt(b, o.MillisBehindLatest)
+	if o.NextShardIterator == nil {
+		var children []ChildShard
+		if o.ChildShards != nil {
+			children = *o.ChildShards
+		}
+		b = appendChildShards(b, children)
+	}
+	return append(b, '}')
+}
+
+func (o GetRecordsOutput) CBORValue() any { return o }
+
+func appendChildShards(b []byte, children []ChildShard) []byte {
+	b = append(b, `,"ChildShards":[`...)
+	for i, c := range children {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"ShardId":`...)
+		b = AppendString(b, c.ShardId)
+		b = append(b, `,"ParentShards":[`...)
+		for j, p := range c.ParentShards {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = AppendString(b, p)
+		}
+		b = append(b, `],"HashKeyRange":{"StartingHashKey":`...)
+		b = AppendString(b, c.HashKeyRange.StartingHashKey)
+		b = append(b, `,"EndingHashKey":`...)
+		b = AppendString(b, c.HashKeyRange.EndingHashKey)
+		b = append(b, "}}"...)
+	}
+	return append(b, ']')
+}
