@@ -17,7 +17,7 @@ func (s *Server) resolveStream(sel wire.StreamSelector) (string, error) {
 	if name != nil && *name != parts.Name {
 		return "", wire.InvalidArgument("StreamName " + *name + " and StreamARN " + *arn + " do not refer to the same stream.")
 	}
-	if parts.Account != s.cfg.AccountID || !wire.IsName(parts.Name) || len(parts.Name) > 128 {
+	if parts.Account != s.account || !wire.IsName(parts.Name) || len(parts.Name) > 128 {
 		return "", wire.ClientError(wire.TypeResourceNotFound, "Stream "+parts.Name+" under account "+parts.Account+" not found.")
 	}
 	return parts.Name, nil
@@ -25,5 +25,5 @@ func (s *Server) resolveStream(sel wire.StreamSelector) (string, error) {
 
 // arnFor renders the ARN of a stream of this account in the request's region.
 func (s *Server) arnFor(rc *reqCtx, name string) string {
-	return wire.FormatStreamARN(rc.region, s.cfg.AccountID, name)
+	return wire.FormatStreamARN(rc.region, s.account, name)
 }

@@ -38,7 +38,10 @@ type Backend interface {
 	// IteratorKey is a 32-byte secret kept in the data directory, so tokens
 	// survive restarts and cannot be forged.
 	IteratorKey() []byte
+	// AccountID is the account in ARNs and messages.
 	AccountID() string
+	// ShardLimit is the account's open-shard limit (DescribeLimits).
+	ShardLimit() int
 }
 
 // Admission is the seam for rate limiting. When Config.Admission is set, every

@@ -8,16 +8,8 @@ import (
 
 // Config configures the HTTP API server.
 type Config struct {
-	// Listen is the address the server binds (used by the command; the
-	// Handler itself does not listen).
-	Listen string
-	// AccountID is the account in ARNs and messages. It should equal
-	// Backend.AccountID(); when empty, the Backend's is used.
-	AccountID string
 	// Region is used when a request carries no SigV4 credential scope.
 	Region string
-	// ShardLimit is reported by DescribeLimits (storage enforces it).
-	ShardLimit int
 	// MaxBodyBytes caps request bodies; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// Logger receives request and failure logs; nil means no logging.
@@ -35,21 +27,14 @@ const DefaultMaxBodyBytes = 10<<20 + 1<<20
 
 // Defaults for zero Config fields.
 const (
-	DefaultRegion     = "us-east-1"
-	DefaultShardLimit = 500
+	DefaultRegion = "us-east-1"
 	// OnDemandStreamCountLimit is AWS's default quota of on-demand streams.
 	OnDemandStreamCountLimit = 50
 )
 
-func (c Config) withDefaults(b Backend) Config {
-	if c.AccountID == "" {
-		c.AccountID = b.AccountID()
-	}
+func (c Config) withDefaults() Config {
 	if c.Region == "" {
 		c.Region = DefaultRegion
-	}
-	if c.ShardLimit == 0 {
-		c.ShardLimit = DefaultShardLimit
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes

@@ -42,6 +42,7 @@ func newFake() *fakeBackend {
 
 func (f *fakeBackend) IteratorKey() []byte { return f.key }
 func (f *fakeBackend) AccountID() string   { return f.account }
+func (f *fakeBackend) ShardLimit() int     { return 500 }
 
 func (f *fakeBackend) enter() error {
 	if f.panicMsg != "" {

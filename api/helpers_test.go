@@ -27,7 +27,7 @@ type harness struct {
 func newHarness(t testing.TB) *harness {
 	h := &harness{t: t, fake: newFake(), now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
 	h.fake.clock = h.clock
-	h.srv = New(Config{ShardLimit: 500, Now: h.clock}, h.fake)
+	h.srv = New(Config{Now: h.clock}, h.fake)
 	return h
 }
 

@@ -268,7 +268,7 @@ func (s *Server) checkIteratorARN(pos storage.Position, arn *string) error {
 		return nil
 	}
 	parts, _ := wire.ParseStreamARN(*arn)
-	if parts.Account != s.cfg.AccountID || parts.Name != pos.Stream {
+	if parts.Account != s.account || parts.Name != pos.Stream {
 		return wire.InvalidArgument("StreamARN " + *arn + " does not match the stream of the ShardIterator.")
 	}
 	return nil

@@ -35,7 +35,7 @@ func (f *reshardFake) UpdateShardCount(ctx context.Context, stream string, n int
 func newReshardHarness(t *testing.T) (*harness, *reshardFake) {
 	h := newHarness(t)
 	f := &reshardFake{fakeBackend: h.fake}
-	h.srv = New(Config{ShardLimit: 500, Now: h.clock}, f)
+	h.srv = New(Config{Now: h.clock}, f)
 	return h, f
 }
 

@@ -19,15 +19,16 @@ import (
 
 // Server is an http.Handler speaking the Kinesis API (Kinesis_20131202).
 type Server struct {
-	cfg  Config
-	b    Backend
-	keys wire.TokenKeys
+	cfg     Config
+	b       Backend
+	keys    wire.TokenKeys
+	account string // b.AccountID(), read once
 }
 
 // New returns a Server over b. b.IteratorKey() is read once: it keys the shard
 // iterators and pagination tokens.
 func New(cfg Config, b Backend) *Server {
-	return &Server{cfg: cfg.withDefaults(b), b: b, keys: wire.DeriveTokenKeys(b.IteratorKey())}
+	return &Server{cfg: cfg.withDefaults(), b: b, keys: wire.DeriveTokenKeys(b.IteratorKey()), account: b.AccountID()}
 }
 
 const targetPrefix = "Kinesis_20131202."

@@ -129,7 +129,7 @@ func (s *Server) listShards(rc *reqCtx, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkIncarnation(info, &q, in.StreamCreationTimestamp, s.cfg.AccountID); err != nil {
+	if err := checkIncarnation(info, &q, in.StreamCreationTimestamp, s.account); err != nil {
 		return nil, err
 	}
 	limit := listShardsMax

@@ -19,9 +19,6 @@ func decodeInput(rc *reqCtx, body []byte, in any) error {
 // Stream modes in the order AWS lists them in enum messages.
 var streamModes = []string{string(storage.ModeProvisioned), string(storage.ModeOnDemand)}
 
-// onDemandShards is the shard count of a new on-demand stream (4 MB/s write).
-const onDemandShards = 4
-
 type streamModeIn struct {
 	StreamMode *string
 }
@@ -73,11 +70,11 @@ func createInput(in createStreamInput) (storage.CreateStreamInput, error) {
 	case mode == storage.ModeOnDemand && in.ShardCount.Set:
 		return out, wire.InvalidArgument("ShardCount must not be specified when creating stream in ON_DEMAND StreamMode")
 	case mode == storage.ModeOnDemand:
-		out.ShardCount = onDemandShards
+		out.ShardCount = storage.OnDemandShards
 	default:
 		out.ShardCount = int(in.ShardCount.Val)
 	}
-	if len(in.Tags) > maxTagsPerStream {
+	if len(in.Tags) > storage.MaxTagsPerStream {
 		return out, wire.InvalidArgument("Failed to create stream " + out.Name + " because a given stream cannot have more than 50 tags associated with it.")
 	}
 	return out, checkTags(in.Tags)
@@ -353,7 +350,7 @@ func (s *Server) describeLimits(rc *reqCtx, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := describeLimitsOutput{ShardLimit: s.cfg.ShardLimit, OnDemandStreamCountLimit: OnDemandStreamCountLimit}
+	out := describeLimitsOutput{ShardLimit: s.b.ShardLimit(), OnDemandStreamCountLimit: OnDemandStreamCountLimit}
 	for _, st := range streams {
 		if st.Mode == storage.ModeOnDemand {
 			out.OnDemandStreamCount++

@@ -55,7 +55,7 @@ func TestCreateDescribeDelete(t *testing.T) {
 func TestCreateStreamModes(t *testing.T) {
 	h := newHarness(t)
 	h.ok("CreateStream", `{"StreamName":"od","StreamModeDetails":{"StreamMode":"ON_DEMAND"}}`)
-	if got := h.fake.streams["od"].info.OpenShardCount(); got != onDemandShards {
+	if got := h.fake.streams["od"].info.OpenShardCount(); got != 4 {
 		t.Fatalf("on-demand shards = %d", got)
 	}
 	wantError(t, h.call("CreateStream", `{"StreamName":"p"}`), 400, wire.TypeInvalidArgument, "ShardCount cannot be null when creating stream in PROVISIONED StreamMode")

@@ -6,10 +6,8 @@ import (
 	"strings"
 
 	"github.com/shardlog/shardlog/api/wire"
+	"github.com/shardlog/shardlog/storage"
 )
-
-// maxTagsPerStream is AWS's limit on tags per stream.
-const maxTagsPerStream = 50
 
 const msgInvalidTagChars = "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @."
 
@@ -107,7 +105,7 @@ func (s *Server) listTags(rc *reqCtx, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	limit := maxTagsPerStream
+	limit := storage.MaxTagsPerStream
 	if in.Limit.Set {
 		limit = int(in.Limit.Val)
 	}

@@ -80,12 +80,19 @@ type Options struct {
 	Limits *ratelimit.Limits
 }
 
+// Defaults for zero Options fields; the server's flags use them too.
+const (
+	DefaultSegmentSize = 64 << 20
+	DefaultSegmentAge  = time.Hour
+	DefaultCacheWindow = 32 << 20
+)
+
 func (o *Options) setDefaults() {
 	if o.SegmentSize == 0 {
-		o.SegmentSize = 64 << 20
+		o.SegmentSize = DefaultSegmentSize
 	}
 	if o.SegmentAge == 0 {
-		o.SegmentAge = time.Hour
+		o.SegmentAge = DefaultSegmentAge
 	}
 	if o.SeekInterval == 0 {
 		o.SeekInterval = 64 << 10
@@ -97,7 +104,7 @@ func (o *Options) setDefaults() {
 		o.SyncInterval = 50 * time.Millisecond
 	}
 	if o.CacheWindow == 0 {
-		o.CacheWindow = 32 << 20
+		o.CacheWindow = DefaultCacheWindow
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()

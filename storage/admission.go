@@ -13,9 +13,9 @@ import (
 // e.g. "shardlog.throughput-multiplier" = "4" for four times the capacity.
 const MultiplierTag = "shardlog.throughput-multiplier"
 
-// onDemandShards is the minimum capacity of an ON_DEMAND stream, in shards'
-// worth (4 MB/s write, 8 MB/s read).
-const onDemandShards = 4
+// OnDemandShards is the shard count of a new ON_DEMAND stream, and its
+// minimum capacity in shards' worth (4 MB/s write, 8 MB/s read).
+const OnDemandShards = 4
 
 // limitsFor computes a stream's per-shard limits; nil when throttling is off.
 func (s *Store) limitsFor(m *streamMeta) *ratelimit.Limits {
@@ -33,7 +33,7 @@ func (s *Store) limitsFor(m *streamMeta) *ratelimit.Limits {
 				open++
 			}
 		}
-		f *= max(1, float64(onDemandShards)/float64(max(open, 1)))
+		f *= max(1, float64(OnDemandShards)/float64(max(open, 1)))
 	}
 	l := ratelimit.Kinesis.Scale(f)
 	return &l

@@ -37,7 +37,7 @@ type Options struct {
 	FS  vfs.FS // where segment files live; vfs.OS{} in production
 
 	AccountID   string
-	ShardLimit  int           // account-wide open-shard limit; default 500
+	ShardLimit  int           // account-wide open-shard limit; default DefaultShardLimit
 	CreateDelay time.Duration // CREATING -> ACTIVE
 	DeleteDelay time.Duration // DELETING -> gone
 	UpdateDelay time.Duration // UPDATING -> ACTIVE
@@ -74,15 +74,25 @@ type Options struct {
 	Now    func() time.Time
 }
 
+// Defaults for zero Options fields. Each has its one home here or in package
+// shard; the server's flags and the api read them from here.
+const (
+	DefaultAccountID   = "000000000000"
+	DefaultShardLimit  = 500
+	DefaultSegmentSize = shard.DefaultSegmentSize
+	DefaultSegmentAge  = shard.DefaultSegmentAge
+	DefaultCacheWindow = shard.DefaultCacheWindow
+)
+
 func (o *Options) setDefaults() error {
 	if o.FS == nil {
 		o.FS = vfs.OS{}
 	}
 	if o.AccountID == "" {
-		o.AccountID = "000000000000"
+		o.AccountID = DefaultAccountID
 	}
 	if o.ShardLimit == 0 {
-		o.ShardLimit = 500
+		o.ShardLimit = DefaultShardLimit
 	}
 	if o.ScalingCallsPerDay == 0 {
 		o.ScalingCallsPerDay = DefaultScalingCallsPerDay
@@ -214,6 +224,9 @@ func (s *Store) streamsDir() string { return filepath.Join(s.opts.Dir, "streams"
 // IteratorKey is the 32-byte secret persisted in meta.db that signs shard
 // iterators and pagination tokens.
 func (s *Store) IteratorKey() []byte { return s.secret }
+
+// ShardLimit is the account's open-shard limit, which DescribeLimits reports.
+func (s *Store) ShardLimit() int { return s.opts.ShardLimit }
 
 // AccountID is the account every stream belongs to.
 func (s *Store) AccountID() string { return s.opts.AccountID }

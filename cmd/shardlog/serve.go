@@ -13,6 +13,15 @@ import (
 	"github.com/shardlog/shardlog/vfs"
 )
 
+// The storage engine's defaults, which the serve flags show.
+const (
+	defaultAccountID   = storage.DefaultAccountID
+	defaultShardLimit  = storage.DefaultShardLimit
+	defaultSegmentSize = storage.DefaultSegmentSize
+	defaultSegmentAge  = storage.DefaultSegmentAge
+	defaultCacheWindow = storage.DefaultCacheWindow
+)
+
 // openStore opens (or creates) the data directory. The returned Closer syncs
 // and closes the store; runServe calls it after the last request finished.
 func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backend, io.Closer, error) {

@@ -90,16 +90,16 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.DurationVar(&o.createDelay, "create-stream-delay", 500*time.Millisecond, "time a new stream stays CREATING (0 allowed)")
 	f.DurationVar(&o.deleteDelay, "delete-stream-delay", 500*time.Millisecond, "time a deleted stream stays DELETING (0 allowed)")
 	f.DurationVar(&o.updateDelay, "update-stream-delay", 500*time.Millisecond, "time an updated stream stays UPDATING (0 allowed)")
-	f.IntVar(&o.shardLimit, "shard-limit", 500, "open shards allowed in the account")
-	f.StringVar(&o.accountID, "account-id", "000000000000", "12-digit account id used in ARNs and messages")
+	f.IntVar(&o.shardLimit, "shard-limit", defaultShardLimit, "open shards allowed in the account")
+	f.StringVar(&o.accountID, "account-id", defaultAccountID, "12-digit account id used in ARNs and messages")
 	f.StringVar(&o.region, "region", api.DefaultRegion, "region for requests without a SigV4 credential scope")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: json or text")
 	f.StringVar(&o.sync, "sync", "always", "durability policy: always (ack after fdatasync) or interval (ack on write, sync every 50ms)")
 	f.IntVar(&o.scalingPerDay, "scaling-calls-per-day", 10, "UpdateShardCount calls allowed per stream in any 24 hours (AWS: 10)")
-	f.Int64Var(&o.segmentSize, "segment-size", 64<<20, "roll a shard's segment file when it would exceed this many bytes")
-	f.DurationVar(&o.segmentAge, "segment-age", time.Hour, "roll a non-empty segment file this old")
-	f.Int64Var(&o.cacheWindow, "cache-window", 32<<20, "bytes of each shard's newest synced data left in the OS page cache; older pages are dropped (-1: never drop)")
+	f.Int64Var(&o.segmentSize, "segment-size", defaultSegmentSize, "roll a shard's segment file when it would exceed this many bytes")
+	f.DurationVar(&o.segmentAge, "segment-age", defaultSegmentAge, "roll a non-empty segment file this old")
+	f.Int64Var(&o.cacheWindow, "cache-window", defaultCacheWindow, "bytes of each shard's newest synced data left in the OS page cache; older pages are dropped (-1: never drop)")
 	f.DurationVar(&o.clockOffset, "debug-clock-offset", 0, "shift the server's clock (tests only)")
 	f.DurationVar(&o.retentionEvery, "debug-retention-interval", time.Minute, "how often retention runs (tests only)")
 	f.MarkHidden("debug-clock-offset")
@@ -219,7 +219,7 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 // within 10 s) and serves HTTP/1.1 plus cleartext HTTP/2, which the Java
 // SDK's async client speaks.
 func newHTTPServer(o serveOptions, store api.Backend, log hclog.Logger) *http.Server {
-	cfg := api.Config{Listen: o.listen, AccountID: o.accountID, Region: o.region, ShardLimit: o.shardLimit, Logger: log.Named("api"),
+	cfg := api.Config{Region: o.region, Logger: log.Named("api"),
 		Now: o.now}
 	if o.controlPlaneLimits {
 		cfg.Admission = api.NewControlPlaneLimits(ratelimit.KinesisControl, o.accountID, nil)
