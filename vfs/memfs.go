@@ -300,6 +300,9 @@ func (m *MemFS) Rename(oldname, newname string) error {
 	if !ok {
 		return &os.PathError{Op: "rename", Path: oldname, Err: os.ErrNotExist}
 	}
+	if !m.dirs[path.Dir(newname)] {
+		return &os.PathError{Op: "rename", Path: newname, Err: os.ErrNotExist}
+	}
 	delete(m.files, oldname)
 	m.files[newname] = ino
 	return nil
