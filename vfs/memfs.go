@@ -248,7 +248,15 @@ func (m *MemFS) Remove(name string) error {
 	name = clean(name)
 	if _, ok := m.files[name]; !ok {
 		if m.dirs[name] && !m.hasChildrenLocked(name) {
+			// The removal is durable at once, as directories are, so the
+			// unlinks that emptied it must be too: a file cannot outlive
+			// its directory in the post-crash namespace.
 			delete(m.dirs, name)
+			for n := range m.durable {
+				if strings.HasPrefix(n, name+"/") {
+					delete(m.durable, n)
+				}
+			}
 			return nil
 		}
 		return &os.PathError{Op: "remove", Path: name, Err: os.ErrNotExist}
