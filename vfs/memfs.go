@@ -279,9 +279,10 @@ func (m *MemFS) hasChildrenLocked(dir string) bool {
 	return false
 }
 
-// RemoveAll removes dir and everything below it. Like a real unlink, the removal
-// of the files is not durable until SyncDir of their directories; removing the
-// directory tree itself is treated as durable at once (directories are).
+// RemoveAll removes dir and everything below it, durably at once: MemFS treats
+// directories as durable (see MemFS), and a file's name cannot outlive its
+// directory, so SyncDir does not govern a RemoveAll here. Real filesystems need
+// the SyncDir of the parent (see FS.RemoveAll); TestMemFSSyncDir pins this.
 func (m *MemFS) RemoveAll(dir string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
