@@ -15,11 +15,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -67,7 +69,7 @@ func openBolt(path string, readOnly bool) (*bolt.DB, error) {
 			return nil, err
 		}
 	}
-	db, err := bolt.Open(path, 0o644, opts)
+	db, err := boltOpen(path, opts)
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 	}
@@ -75,6 +77,62 @@ func openBolt(path string, readOnly bool) (*bolt.DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return db, nil
+}
+
+// ErrDamaged means a bbolt file is cut short or its pages are unreadable.
+var ErrDamaged = errors.New("index: damaged database file")
+
+// boltOpen is bolt.Open made safe against a damaged file. bbolt trusts the
+// meta page: a file cut short makes it fault reading past the end of its
+// mapping, or panic on a garbage freelist page, which would kill the process
+// rather than fail the open; and a file shorter than the meta page's
+// high-water mark would fault later, on the first read past its end. All of
+// these become ErrDamaged. After a panic bbolt has no DB to close, so the
+// file it opened is unlocked and closed here; its mapping of the file is
+// leaked (and would hold the lock, were it not released explicitly).
+func boltOpen(path string, opts *bolt.Options) (db *bolt.DB, err error) {
+	var file *os.File
+	o := *opts
+	o.OpenFile = func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		file = f
+		return f, err
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if file != nil {
+				unix.Flock(int(file.Fd()), unix.LOCK_UN)
+				file.Close()
+			}
+			db, err = nil, fmt.Errorf("%w: %s: %v", ErrDamaged, path, r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o644, &o)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSize(db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// checkSize fails if the file ends before the pages its meta page counts.
+// bbolt grows the file (and syncs the growth) before a commit that uses the
+// new pages, so a whole file never does.
+func checkSize(db *bolt.DB) error {
+	st, err := os.Stat(db.Path())
+	if err != nil {
+		return err
+	}
+	return db.View(func(tx *bolt.Tx) error {
+		if tx.Size() > st.Size() {
+			return fmt.Errorf("%w: %s is %d bytes, its meta page counts %d", ErrDamaged, db.Path(), st.Size(), tx.Size())
+		}
+		return nil
+	})
 }
 
 func safeInit(path string, opts *bolt.Options) error {

@@ -248,7 +248,15 @@ func (m *MemFS) Remove(name string) error {
 	name = clean(name)
 	if _, ok := m.files[name]; !ok {
 		if m.dirs[name] && !m.hasChildrenLocked(name) {
+			// The removal is durable at once, as directories are, so the
+			// unlinks that emptied it must be too: a file cannot outlive
+			// its directory in the post-crash namespace.
 			delete(m.dirs, name)
+			for n := range m.durable {
+				if strings.HasPrefix(n, name+"/") {
+					delete(m.durable, n)
+				}
+			}
 			return nil
 		}
 		return &os.PathError{Op: "remove", Path: name, Err: os.ErrNotExist}
@@ -271,9 +279,10 @@ func (m *MemFS) hasChildrenLocked(dir string) bool {
 	return false
 }
 
-// RemoveAll removes dir and everything below it. Like a real unlink, the removal
-// of the files is not durable until SyncDir of their directories; removing the
-// directory tree itself is treated as durable at once (directories are).
+// RemoveAll removes dir and everything below it, durably at once: MemFS treats
+// directories as durable (see MemFS), and a file's name cannot outlive its
+// directory, so SyncDir does not govern a RemoveAll here. Real filesystems need
+// the SyncDir of the parent (see FS.RemoveAll); TestMemFSSyncDir pins this.
 func (m *MemFS) RemoveAll(dir string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -299,6 +308,9 @@ func (m *MemFS) Rename(oldname, newname string) error {
 	ino, ok := m.files[oldname]
 	if !ok {
 		return &os.PathError{Op: "rename", Path: oldname, Err: os.ErrNotExist}
+	}
+	if !m.dirs[path.Dir(newname)] {
+		return &os.PathError{Op: "rename", Path: newname, Err: os.ErrNotExist}
 	}
 	delete(m.files, oldname)
 	m.files[newname] = ino

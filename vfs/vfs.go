@@ -5,6 +5,13 @@
 // last write, flips bits, fills up (ENOSPC) and fails fsync on demand. The bbolt
 // files are the one exception: bbolt opens its own *os.File, and both bbolt files
 // are synced on every commit, so they carry no unsynced state to lose.
+//
+// Fault injection stays in MemFS rather than in a wrapper over any FS (as
+// pebble's errorfs is): the faults act on MemFS's own state (a short write
+// lands half its bytes in the file, ENOSPC counts MemFS's bytes, a failed
+// fsync leaves bytes unsynced for Crash to drop), and the tests of segment,
+// shard, storage and fsck arm them on a *MemFS. A wrapper would change every
+// one of those callers and add no fault. TestMemFSFaults is the rule table.
 package vfs
 
 import (
