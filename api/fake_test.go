@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/hashkey"
 	"github.com/shardlog/shardlog/seqnum"
 	"github.com/shardlog/shardlog/storage"
@@ -270,7 +271,7 @@ func (f *fakeBackend) Position(ctx context.Context, stream, shard string, typ st
 	if err != nil {
 		return storage.Position{}, err
 	}
-	idx, ok := parseShardIndex(shard)
+	idx, ok := datadir.ParseShardID(shard)
 	if !ok || int(idx) >= len(st.info.Shards) {
 		return storage.Position{}, &storage.Error{Kind: storage.ErrShardNotFound, Msg: "Shard " + shard + " in stream " + stream + " under account " + f.account + " does not exist"}
 	}

@@ -2,11 +2,10 @@ package api
 
 import (
 	"encoding/binary"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/shardlog/shardlog/api/wire"
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/hashkey"
 	"github.com/shardlog/shardlog/seqnum"
 	"github.com/shardlog/shardlog/storage"
@@ -42,34 +41,11 @@ func shardsOut(shards []storage.ShardInfo) []shardOut {
 	return out
 }
 
-// parseShardIndex reads a shard id as AWS does: the text after the first '-'
-// (or all of it) must be a decimal in [0, 2^31-1]. So "shardId-000000000001",
-// "shardId-1" and "1" are the same shard.
-func parseShardIndex(id string) (uint32, bool) {
-	if _, after, ok := strings.Cut(id, "-"); ok {
-		id = after
-	}
-	if !isDigits(id) {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(id, 10, 31)
-	return uint32(n), err == nil
-}
-
-func isDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return s != ""
-}
-
 // shardsAfter returns the shards that follow start in shard order. An id that
 // does not parse is compared as text, which orders the canonical zero-padded
 // ids the same way.
 func shardsAfter(shards []storage.ShardInfo, start string) []storage.ShardInfo {
-	idx, ok := parseShardIndex(start)
+	idx, ok := datadir.ParseShardID(start)
 	for i, sh := range shards {
 		if ok && sh.Index > idx || !ok && sh.ID > start {
 			return shards[i:]
@@ -217,7 +193,7 @@ func filterQuery(stream string, in *listShardsInput) (shardQuery, error) {
 // startIndex is the index to list after for an exclusive start shard id; an
 // id that does not parse names no shard, so listing starts at the beginning.
 func startIndex(id string) int64 {
-	if idx, ok := parseShardIndex(id); ok {
+	if idx, ok := datadir.ParseShardID(id); ok {
 		return int64(idx)
 	}
 	return -1

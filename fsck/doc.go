@@ -3,10 +3,9 @@
 //
 // Layering: fsck reads segments with package segment (Scan is the single
 // validator, shared with the server's recovery) and the bbolt files with
-// package index. It does not import storage or shard; the few layout rules it
-// needs (directory names, index keys, shard keys, the meta.db JSON fields) are
-// restated in layout.go and must agree with storage/store.go, storage/stream.go
-// and shard/recover.go.
+// package index. It does not import storage or shard; the layout rules it
+// needs (directory names, index keys, shard keys, meta.db's records, LOCK)
+// come from package datadir, which the server writes the directory with.
 //
 // # Verify
 //

@@ -8,9 +8,9 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/vfs"
 )
@@ -82,14 +82,15 @@ func (d *dumper) path() error {
 	return d.err
 }
 
-// shardKeyOfPath derives the shard key of ".../<stream dir>/shardId-...", or
+// shardKeyOfPath derives the shard key of ".../<stream dir>/<shard dir>", or
 // 0 (unchecked) for a path of another shape.
 func shardKeyOfPath(dir string) uint64 {
-	shard, stream := filepath.Base(dir), filepath.Base(filepath.Dir(dir))
-	if _, ok := streamNameOf(stream); !ok || !strings.HasPrefix(shard, shardPrefix) {
+	stream := filepath.Base(filepath.Dir(dir))
+	shard, ok := datadir.ParseShardDir(filepath.Base(dir))
+	if _, _, isStream := datadir.ParseStreamDir(stream); !ok || !isStream {
 		return 0
 	}
-	return shardKeyOf(stream + "/" + shard)
+	return datadir.ShardKey(datadir.IndexKey(stream, shard))
 }
 
 func (d *dumper) segment(p string, shardKey uint64) error {

@@ -5,6 +5,7 @@ import (
 	"path"
 	"path/filepath"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/segment"
 )
 
@@ -96,10 +97,10 @@ func (r *repairer) writeFloor(sh *shardCheck, fl floorSeg, ids *idAlloc) error {
 // placeEmpty writes an empty segment with hdr to final through a synced
 // temporary file. The caller syncs the directory.
 func (r *repairer) placeEmpty(final string, hdr segment.FileHeader) error {
-	if err := r.writeSegment(final+tmpExt, "", hdr, segPlan{}); err != nil {
+	if err := r.writeSegment(final+datadir.TmpExt, "", hdr, segPlan{}); err != nil {
 		return err
 	}
-	if err := r.fs.Rename(final+tmpExt, final); err != nil {
+	if err := r.fs.Rename(final+datadir.TmpExt, final); err != nil {
 		return fmt.Errorf("fsck: %w", err)
 	}
 	return nil

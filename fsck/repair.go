@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/vfs"
 )
@@ -33,7 +34,7 @@ func Repair(opts Options, dryRun bool) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer lock.release()
+	defer lock.Release()
 	pre, err := verifyLocked(opts)
 	if err != nil {
 		return nil, err
@@ -51,9 +52,9 @@ func Repair(opts Options, dryRun bool) (*Report, error) {
 	return r.finish(opts)
 }
 
-func repairLock(dir string, dryRun bool) (dirLock, error) {
+func repairLock(dir string, dryRun bool) (*datadir.Lock, error) {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return dirLock{}, fmt.Errorf("%w: %s", ErrNotDataDir, dir)
+		return nil, fmt.Errorf("%w: %s", ErrNotDataDir, dir)
 	}
 	if !dryRun {
 		return lockExclusive(dir)
@@ -443,7 +444,7 @@ func (a *idAlloc) take() uint64 { a.next++; return a.next - 1 }
 
 // parseBrokenName parses "<segment>.broken" and "<segment>.<n>.broken".
 func parseBrokenName(n string) (first, id uint64, ok bool) {
-	base, found := strings.CutSuffix(n, brokenExt)
+	base, found := strings.CutSuffix(n, datadir.BrokenExt)
 	if !found {
 		return 0, 0, false
 	}
@@ -486,10 +487,10 @@ func (r *repairer) execute(sh *shardCheck, p segPlan, ids *idAlloc) error {
 	hdr := segment.FileHeader{SegmentID: id, FirstSeq: p.first, ShardKey: sh.ref.shardKey, CreatedNs: sc.hdr.CreatedNs, Codec: sc.hdr.Codec,
 		Flags: sc.hdr.Flags, FloorGap: p.floorGap}
 	final := filepath.Join(sh.dir, name)
-	if err := r.writeSegment(final+tmpExt, sc.path, hdr, p); err != nil {
+	if err := r.writeSegment(final+datadir.TmpExt, sc.path, hdr, p); err != nil {
 		return err
 	}
-	return r.moveAside(sh, final+tmpExt, final, sc.path, kept)
+	return r.moveAside(sh, final+datadir.TmpExt, final, sc.path, kept)
 }
 
 // rebaseWhy describes the header change of an intact segment rewritten
@@ -521,9 +522,9 @@ func (r *repairer) frameCounts(p segPlan) string {
 func (r *repairer) keptName(p string) (string, error) {
 	base := strings.TrimSuffix(p, segment.FileExt) + segment.FileExt
 	for n := 0; n < 1000; n++ {
-		cand := base + brokenExt
+		cand := base + datadir.BrokenExt
 		if n > 0 {
-			cand = fmt.Sprintf("%s.%d%s", base, n, brokenExt)
+			cand = fmt.Sprintf("%s.%d%s", base, n, datadir.BrokenExt)
 		}
 		f, err := r.fs.Open(cand)
 		if vfs.IsNotExist(err) {
@@ -563,7 +564,7 @@ func (r *repairer) moveAside(sh *shardCheck, tmp, final, orig, kept string) erro
 // unfinished writes, never data.
 func (r *repairer) removeTmp(sh *shardCheck) error {
 	for _, n := range sh.others {
-		if !strings.HasSuffix(n, tmpExt) {
+		if !strings.HasSuffix(n, datadir.TmpExt) {
 			continue
 		}
 		r.act(Action{Kind: "remove-tmp", File: path.Join(sh.rel, n), Message: "unfinished temporary file"})
@@ -657,15 +658,15 @@ func (r *repairer) indexAside() error {
 	if len(r.out.Actions) == 0 && !indexBad {
 		return nil
 	}
-	src := filepath.Join(r.v.opts.Dir, indexFile)
+	src := datadir.IndexPath(r.v.opts.Dir)
 	if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	dst, err := uniqueOSName(src + brokenExt)
+	dst, err := uniqueOSName(src + datadir.BrokenExt)
 	if err != nil {
 		return err
 	}
-	r.act(Action{Kind: "index-aside", File: indexFile, Kept: filepath.Base(dst), Message: "the server rebuilds index.db from the segments on open"})
+	r.act(Action{Kind: "index-aside", File: datadir.IndexFile, Kept: filepath.Base(dst), Message: "the server rebuilds index.db from the segments on open"})
 	if r.dry {
 		return nil
 	}
@@ -677,7 +678,10 @@ func (r *repairer) indexAside() error {
 	if err := os.Rename(src, dst); err != nil {
 		return fmt.Errorf("fsck: %w", err)
 	}
-	return syncOSDir(r.v.opts.Dir)
+	if err := datadir.SyncDir(r.v.opts.Dir); err != nil {
+		return fmt.Errorf("fsck: %w", err)
+	}
+	return nil
 }
 
 func uniqueOSName(p string) (string, error) {
@@ -691,16 +695,4 @@ func uniqueOSName(p string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("fsck: too many kept copies of %s", p)
-}
-
-func syncOSDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsck: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsck: sync %s: %w", dir, err)
-	}
-	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/index"
 	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/vfs"
@@ -24,7 +25,7 @@ type shardCheck struct {
 }
 
 func (v *verifier) checkShard(ref shardRef) error {
-	sh := &shardCheck{ref: ref, rel: path.Join(streamsDir, ref.key), dir: filepath.Join(v.opts.Dir, streamsDir, ref.key)}
+	sh := &shardCheck{ref: ref, rel: path.Join(datadir.StreamsDir, ref.key), dir: datadir.ShardPath(v.opts.Dir, ref.key)}
 	v.shards = append(v.shards, sh)
 	if err := v.loadIndex(sh); err != nil {
 		return err
@@ -280,11 +281,11 @@ func (v *verifier) trimmed(sh *shardCheck, seq uint64) bool {
 
 func (v *verifier) missingSegment(sh *shardCheck, id uint64, stale bool, seq uint64) {
 	if stale {
-		v.rep.add(Problem{Code: WIndexStale, File: indexFile, Seq: u64p(seq), Message: fmt.Sprintf(
+		v.rep.add(Problem{Code: WIndexStale, File: datadir.IndexFile, Seq: u64p(seq), Message: fmt.Sprintf(
 			"%s: entries for segment %016x, removed by retention or as empty; the server drops them on open", sh.rel, id)})
 		return
 	}
-	v.rep.add(Problem{Code: EIndexMissingSegment, File: indexFile, Seq: u64p(seq), Message: fmt.Sprintf(
+	v.rep.add(Problem{Code: EIndexMissingSegment, File: datadir.IndexFile, Seq: u64p(seq), Message: fmt.Sprintf(
 		"%s: entries for segment %016x (from seq %d), whose file is missing", sh.rel, id, seq)})
 }
 

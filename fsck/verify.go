@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/index"
 	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/vfs"
@@ -55,9 +56,9 @@ type verifier struct {
 	opts     Options
 	rep      *Report
 	shardDir string // filter: shard directory name, "" for all
-	lock     dirLock
+	lock     *datadir.Lock
 	live     bool
-	meta     []streamMeta
+	meta     []datadir.StreamRecord
 	metaOK   bool
 	ix       *index.Index
 	comp     *segment.Compressor
@@ -99,7 +100,7 @@ func (v *verifier) close() {
 	if v.ownComp {
 		v.comp.Close()
 	}
-	v.lock.release()
+	v.lock.Release()
 }
 
 func (v *verifier) filtered() bool { return v.opts.Stream != "" || v.shardDir != "" }
@@ -117,7 +118,7 @@ func (v *verifier) run() error {
 		}
 	}
 	if v.live {
-		v.rep.add(Problem{Code: WInUse, File: lockFile, Message: "the directory is in use by a running server; results may be stale, and meta.db and index.db were not checked"})
+		v.rep.add(Problem{Code: WInUse, File: datadir.LockFile, Message: "the directory is in use by a running server; results may be stale, and meta.db and index.db were not checked"})
 	}
 	refs, err := v.shardRefs()
 	if err != nil {
@@ -141,7 +142,7 @@ func (v *verifier) run() error {
 // (another process holds them despite LOCK being free) degrades to the live
 // mode rather than failing.
 func (v *verifier) openBolt() error {
-	metaPath := filepath.Join(v.opts.Dir, metaFile)
+	metaPath := datadir.MetaPath(v.opts.Dir)
 	if _, err := os.Stat(metaPath); err == nil {
 		m, err := index.OpenMetaReadOnly(metaPath)
 		if errors.Is(err, index.ErrLocked) {
@@ -162,9 +163,9 @@ func (v *verifier) openBolt() error {
 }
 
 func (v *verifier) openIndex() error {
-	p := filepath.Join(v.opts.Dir, indexFile)
+	p := datadir.IndexPath(v.opts.Dir)
 	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
-		v.rep.add(Problem{Code: INoIndex, File: indexFile, Message: "no index.db; the server rebuilds it from the segments on open"})
+		v.rep.add(Problem{Code: INoIndex, File: datadir.IndexFile, Message: "no index.db; the server rebuilds it from the segments on open"})
 		return nil
 	}
 	ix, err := index.OpenReadOnly(p)
@@ -173,16 +174,16 @@ func (v *verifier) openIndex() error {
 		v.live = true
 		return nil
 	case err != nil:
-		v.rep.add(Problem{Code: WIndexUnreadable, File: indexFile, Message: fmt.Sprintf("%v; the server moves it aside and rebuilds it", err)})
+		v.rep.add(Problem{Code: WIndexUnreadable, File: datadir.IndexFile, Message: fmt.Sprintf("%v; the server moves it aside and rebuilds it", err)})
 		return nil
 	}
 	v.ix = ix
 	for i, cerr := range ix.Check() {
 		if i == 10 {
-			v.rep.add(Problem{Code: EIndexCheck, File: indexFile, Message: "more bbolt check errors not shown"})
+			v.rep.add(Problem{Code: EIndexCheck, File: datadir.IndexFile, Message: "more bbolt check errors not shown"})
 			break
 		}
-		v.rep.add(Problem{Code: EIndexCheck, File: indexFile, Message: cerr.Error()})
+		v.rep.add(Problem{Code: EIndexCheck, File: datadir.IndexFile, Message: cerr.Error()})
 	}
 	return nil
 }
@@ -191,18 +192,18 @@ func (v *verifier) openIndex() error {
 // reporting either side without the other.
 func (v *verifier) shardRefs() ([]shardRef, error) {
 	byKey := map[string]*shardRef{}
-	metaDirs := map[string]string{} // stream dir -> status
+	metaDirs := map[string]datadir.StreamStatus{} // stream dir -> status
 	for _, sm := range v.meta {
 		if v.opts.Stream != "" && sm.Name != v.opts.Stream {
 			continue
 		}
-		sdir := streamDirName(sm.Name, sm.CreatedNs)
+		sdir := sm.Dir()
 		metaDirs[sdir] = sm.Status
 		for _, sh := range sm.Shards {
-			if v.shardDir != "" && shardDirName(sh.Index) != v.shardDir {
+			if v.shardDir != "" && datadir.ShardID(sh.Index) != v.shardDir {
 				continue
 			}
-			key := sdir + "/" + shardDirName(sh.Index)
+			key := datadir.IndexKey(sdir, sh.Index)
 			byKey[key] = &shardRef{key: key, inMeta: true, status: sm.Status}
 		}
 	}
@@ -211,7 +212,7 @@ func (v *verifier) shardRefs() ([]shardRef, error) {
 	}
 	refs := make([]shardRef, 0, len(byKey))
 	for _, r := range byKey {
-		r.shardKey = shardKeyOf(r.key)
+		r.shardKey = datadir.ShardKey(r.key)
 		refs = append(refs, *r)
 	}
 	sort.Slice(refs, func(i, j int) bool { return refs[i].key < refs[j].key })
@@ -226,20 +227,20 @@ func (v *verifier) metaWithoutDir(r shardRef) {
 		return
 	}
 	code, why := EMetaNoDir, "its records are gone"
-	if r.status == "CREATING" || r.status == "DELETING" {
+	if r.status == datadir.StatusCreating || r.status == datadir.StatusDeleting {
 		code, why = WMetaNoDir, fmt.Sprintf("the stream is %s (a crash mid-way); the server finishes the job", r.status)
 	}
-	v.rep.add(Problem{Code: code, File: path.Join(streamsDir, r.key), Message: "meta.db lists this shard but its directory is missing: " + why})
+	v.rep.add(Problem{Code: code, File: path.Join(datadir.StreamsDir, r.key), Message: "meta.db lists this shard but its directory is missing: " + why})
 }
 
 // scanStreamsDir lists streams/<stream dir>/<shard dir>/ and marks what it
 // finds in byKey, adding directories meta.db does not know.
-func (v *verifier) scanStreamsDir(byKey map[string]*shardRef, metaDirs map[string]string) error {
-	root := filepath.Join(v.opts.Dir, streamsDir)
+func (v *verifier) scanStreamsDir(byKey map[string]*shardRef, metaDirs map[string]datadir.StreamStatus) error {
+	root := datadir.StreamsPath(v.opts.Dir)
 	names, err := v.opts.FS.ReadDir(root)
 	if vfs.IsNotExist(err) {
 		if !v.metaOK && !v.live {
-			return fmt.Errorf("%w: %s has neither %s nor %s/", ErrNotDataDir, v.opts.Dir, metaFile, streamsDir)
+			return fmt.Errorf("%w: %s has neither %s nor %s/", ErrNotDataDir, v.opts.Dir, datadir.MetaFile, datadir.StreamsDir)
 		}
 		return nil
 	}
@@ -247,11 +248,11 @@ func (v *verifier) scanStreamsDir(byKey map[string]*shardRef, metaDirs map[strin
 		return fmt.Errorf("fsck: list %s: %w", root, err)
 	}
 	if !v.metaOK && !v.live && len(names) > 0 {
-		v.rep.add(Problem{Code: EMetaMissing, File: metaFile, Message: "streams exist on disk but meta.db is missing: the server would not see them"})
+		v.rep.add(Problem{Code: EMetaMissing, File: datadir.MetaFile, Message: "streams exist on disk but meta.db is missing: the server would not see them"})
 	}
 	for _, n := range names {
 		if !strings.HasSuffix(n, "/") {
-			v.stray(path.Join(streamsDir, n))
+			v.stray(path.Join(datadir.StreamsDir, n))
 			continue
 		}
 		sdir := strings.TrimSuffix(n, "/")
@@ -262,24 +263,24 @@ func (v *verifier) scanStreamsDir(byKey map[string]*shardRef, metaDirs map[strin
 	return nil
 }
 
-func (v *verifier) scanStreamDir(sdir string, byKey map[string]*shardRef, metaDirs map[string]string) error {
-	name, ok := streamNameOf(sdir)
+func (v *verifier) scanStreamDir(sdir string, byKey map[string]*shardRef, metaDirs map[string]datadir.StreamStatus) error {
+	name, _, ok := datadir.ParseStreamDir(sdir)
 	if v.opts.Stream != "" && (!ok || name != v.opts.Stream) {
 		return nil
 	}
 	_, known := metaDirs[sdir]
 	if v.metaOK && !known && v.shardDir == "" {
-		v.rep.add(Problem{Code: WDirNoMeta, File: path.Join(streamsDir, sdir), Message: "stream directory not in meta.db (a deleted stream's leftovers?); the server ignores it"})
+		v.rep.add(Problem{Code: WDirNoMeta, File: path.Join(datadir.StreamsDir, sdir), Message: "stream directory not in meta.db (a deleted stream's leftovers?); the server ignores it"})
 	}
-	names, err := v.opts.FS.ReadDir(filepath.Join(v.opts.Dir, streamsDir, sdir))
+	names, err := v.opts.FS.ReadDir(filepath.Join(datadir.StreamsPath(v.opts.Dir), sdir))
 	if err != nil {
 		return fmt.Errorf("fsck: list %s: %w", sdir, err)
 	}
 	for _, n := range names {
 		d := strings.TrimSuffix(n, "/")
-		if d == n || !strings.HasPrefix(d, shardPrefix) {
+		if _, isShard := datadir.ParseShardDir(d); d == n || !isShard {
 			if v.shardDir == "" {
-				v.stray(path.Join(streamsDir, sdir, n))
+				v.stray(path.Join(datadir.StreamsDir, sdir, n))
 			}
 			continue
 		}
@@ -292,7 +293,7 @@ func (v *verifier) scanStreamDir(sdir string, byKey map[string]*shardRef, metaDi
 			r = &shardRef{key: key}
 			byKey[key] = r
 			if v.metaOK && known {
-				v.rep.add(Problem{Code: WDirNoMeta, File: path.Join(streamsDir, key), Message: "shard directory not in meta.db; the server ignores it"})
+				v.rep.add(Problem{Code: WDirNoMeta, File: path.Join(datadir.StreamsDir, key), Message: "shard directory not in meta.db; the server ignores it"})
 			}
 		}
 		r.hasDir = true
@@ -314,9 +315,9 @@ func (v *verifier) rootStrays() {
 	for _, e := range ents {
 		n := e.Name()
 		switch {
-		case strings.HasSuffix(n, brokenExt), strings.HasSuffix(n, tmpExt):
+		case strings.HasSuffix(n, datadir.BrokenExt), strings.HasSuffix(n, datadir.TmpExt):
 			v.stray(n)
-		case strings.HasSuffix(n, ".corrupt"):
+		case strings.HasSuffix(n, datadir.CorruptExt):
 			v.rep.add(Problem{Code: WStrayFile, File: n, Message: "a damaged bbolt file the server moved aside"})
 		}
 	}
@@ -329,7 +330,7 @@ func (v *verifier) indexOrphans(refs []shardRef) {
 	}
 	keys, err := v.ix.Shards()
 	if err != nil {
-		v.rep.add(Problem{Code: EIndexCheck, File: indexFile, Message: err.Error()})
+		v.rep.add(Problem{Code: EIndexCheck, File: datadir.IndexFile, Message: err.Error()})
 		return
 	}
 	known := make(map[string]bool, len(refs))
@@ -338,7 +339,7 @@ func (v *verifier) indexOrphans(refs []shardRef) {
 	}
 	for _, k := range keys {
 		if !known[k] {
-			v.rep.add(Problem{Code: WIndexOrphan, File: indexFile, Message: fmt.Sprintf("entries for shard %s, which does not exist", k)})
+			v.rep.add(Problem{Code: WIndexOrphan, File: datadir.IndexFile, Message: fmt.Sprintf("entries for shard %s, which does not exist", k)})
 		}
 	}
 }

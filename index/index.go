@@ -9,6 +9,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/shardlog/shardlog/datadir"
 )
 
 // Segment is the catalog entry of one segment file.
@@ -70,7 +72,7 @@ type Index struct {
 func Open(path string, interval time.Duration) (ix *Index, rebuilt bool, err error) {
 	db, err := openBolt(path, false)
 	if err != nil && !errors.Is(err, ErrLocked) {
-		if rerr := os.Rename(path, path+".corrupt"); rerr != nil {
+		if rerr := os.Rename(path, path+datadir.CorruptExt); rerr != nil {
 			return nil, false, fmt.Errorf("%w (and moving it aside failed: %v)", err, rerr)
 		}
 		db, err = openBolt(path, false)

@@ -22,6 +22,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sys/unix"
+
+	"github.com/shardlog/shardlog/datadir"
 )
 
 var (
@@ -136,7 +138,7 @@ func checkSize(db *bolt.DB) error {
 }
 
 func safeInit(path string, opts *bolt.Options) error {
-	tmp := path + ".tmp"
+	tmp := path + datadir.TmpExt
 	os.Remove(tmp)
 	db, err := bolt.Open(tmp, 0o644, opts)
 	if err != nil {
@@ -148,16 +150,7 @@ func safeInit(path string, opts *bolt.Options) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return datadir.SyncDir(filepath.Dir(path))
 }
 
 // OpenMetaReadOnly opens meta.db for inspection (fsck). It fails with

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/index"
 	"github.com/shardlog/shardlog/segment"
 )
@@ -89,7 +90,7 @@ func (s *Shard) listSegments() ([]segFile, error) {
 	}
 	var files []segFile
 	for _, n := range names {
-		if strings.HasSuffix(n, ".tmp") {
+		if strings.HasSuffix(n, datadir.TmpExt) {
 			if err := s.opts.FS.Remove(s.opts.Dir + "/" + n); err != nil {
 				return nil, err
 			}

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/hashkey"
 	"github.com/shardlog/shardlog/index"
 	"github.com/shardlog/shardlog/shard"
@@ -49,7 +49,7 @@ func (s *Store) CreateStream(ctx context.Context, in CreateStreamInput) error {
 	if err := s.persist(m); err != nil {
 		return err
 	}
-	st := &stream{name: m.Name, dir: streamDir(m), meta: m, shards: map[uint32]*shard.Shard{}}
+	st := &stream{name: m.Name, dir: m.Dir(), meta: m, shards: map[uint32]*shard.Shard{}}
 	if err := s.openShards(ctx, st); err != nil {
 		return err
 	}
@@ -124,7 +124,7 @@ func (s *Store) resumePending(st *stream) {
 func (s *Store) finishPendingLocked(st *stream) {
 	switch st.meta.Status {
 	case StatusCreating, StatusUpdating:
-		m := st.meta.clone()
+		m := st.meta.Clone()
 		m.Status, m.PendingUntilNs = StatusActive, 0
 		if err := s.persist(m); err != nil {
 			s.log.Error("cannot activate stream", "stream", st.name, "error", err)
@@ -155,7 +155,7 @@ func (s *Store) DeleteStream(ctx context.Context, name string) error {
 	if st.meta.Status == StatusDeleting {
 		return nil
 	}
-	m := st.meta.clone()
+	m := st.meta.Clone()
 	m.Status, m.PendingUntilNs = StatusDeleting, s.opts.Now().Add(s.opts.DeleteDelay).UnixNano()
 	if err := s.persist(m); err != nil {
 		return err
@@ -183,7 +183,7 @@ func (s *Store) removeStreamLocked(st *stream) error {
 		return err
 	}
 	for _, sm := range st.meta.Shards {
-		s.idx.Submit(index.Update{Shard: st.dir + "/" + shardID(sm.Index), Drop: true})
+		s.idx.Submit(index.Update{Shard: datadir.IndexKey(st.dir, sm.Index), Drop: true})
 	}
 	if err := s.meta.DeleteStream(st.name); err != nil {
 		return err
@@ -200,7 +200,7 @@ func (s *Store) DescribeStream(ctx context.Context, name string) (StreamInfo, er
 	if err != nil {
 		return StreamInfo{}, err
 	}
-	return st.meta.info(true), nil
+	return streamInfoOf(st.meta, true), nil
 }
 
 // ListStreams returns every stream, sorted by name, without shards.
@@ -208,7 +208,7 @@ func (s *Store) ListStreams(ctx context.Context) ([]StreamInfo, error) {
 	out := []StreamInfo{}
 	for _, st := range s.sortedStreams() {
 		s.mu.RLock()
-		out = append(out, st.meta.info(false))
+		out = append(out, streamInfoOf(st.meta, false))
 		s.mu.RUnlock()
 	}
 	return out, nil
@@ -226,7 +226,7 @@ func (s *Store) updateMeta(name string, change func(m *streamMeta) error) error 
 		return errorf(ErrResourceInUse, fmt.Sprintf("Stream %s under account %s not ACTIVE, instead in state %s",
 			name, s.opts.AccountID, st.meta.Status))
 	}
-	old, m := st.meta, st.meta.clone()
+	old, m := st.meta, st.meta.Clone()
 	if err := change(m); err != nil {
 		return err
 	}
@@ -289,26 +289,4 @@ func (s *Store) RemoveTags(ctx context.Context, name string, keys []string) erro
 		}
 		return nil
 	})
-}
-
-// parseShardID resolves a shard id leniently, as AWS does: the text after
-// the first '-' (or all of it) is a decimal integer in 0..2147483647.
-func parseShardID(id string) (uint32, bool) {
-	if i := strings.IndexByte(id, '-'); i >= 0 {
-		id = id[i+1:]
-	}
-	if id == "" || len(id) > 20 {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range id {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + uint64(c-'0')
-		if n > 2147483647 {
-			return 0, false
-		}
-	}
-	return uint32(n), true
 }

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/hashkey"
 	"github.com/shardlog/shardlog/seqnum"
 	"github.com/shardlog/shardlog/shard"
@@ -219,7 +220,7 @@ func (s *Store) shardOf(name, id string) (shardRef, error) {
 	if st.meta.Status != StatusActive && st.meta.Status != StatusUpdating {
 		return shardRef{}, s.notFound(name)
 	}
-	idx, ok := parseShardID(id)
+	idx, ok := datadir.ParseShardID(id)
 	if !ok {
 		return shardRef{}, errorf(ErrShardNotFound, fmt.Sprintf("Could not find shard %s in stream %s under account %s.", id, name, s.opts.AccountID))
 	}
@@ -350,7 +351,7 @@ func (s *Store) children(name, id string) []ChildShard {
 			if sm.AdjParent != "" {
 				parents = append(parents, sm.AdjParent)
 			}
-			out = append(out, ChildShard{ShardID: shardID(sm.Index), ParentShards: parents, HashRange: sm.hashRange()})
+			out = append(out, ChildShard{ShardID: shardID(sm.Index), ParentShards: parents, HashRange: hashRangeOf(sm)})
 		}
 	}
 	return out

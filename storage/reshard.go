@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/hashkey"
 	"github.com/shardlog/shardlog/index"
 	"github.com/shardlog/shardlog/shard"
@@ -85,7 +86,7 @@ func (s *Store) SplitShard(ctx context.Context, name, shardToSplit, newStart str
 		if err != nil {
 			return err
 		}
-		r := sm.hashRange()
+		r := hashRangeOf(sm)
 		k, err := hashkey.Parse(newStart)
 		if err != nil || k.Cmp(r.Start) <= 0 || k.Cmp(r.End) > 0 {
 			return errorf(ErrInvalidArgument, fmt.Sprintf("NewStartingHashKey %s used in SplitShard() on shard %s in stream %s under account %s is not both greater than one plus the shard's StartingHashKey %s and less than the shard's EndingHashKey %s.",
@@ -111,7 +112,7 @@ func (s *Store) MergeShards(ctx context.Context, name, shardToMerge, adjacentSha
 		if err != nil {
 			return err
 		}
-		ra, rb := a.hashRange(), b.hashRange()
+		ra, rb := hashRangeOf(a), hashRangeOf(b)
 		if !adjacent(ra, rb) && !adjacent(rb, ra) {
 			return errorf(ErrInvalidArgument, fmt.Sprintf("Shards %s and %s in stream %s under account %s are not an adjacent pair of shards eligible for merging",
 				shardID(a.Index), shardID(b.Index), name, s.opts.AccountID))
@@ -260,7 +261,7 @@ func (s *Store) beginReshardLocked(st *stream, p *planner) {
 	for _, sm := range p.sealed {
 		p.parents[sm.Index] = st.shards[sm.Index]
 	}
-	cur := st.meta.clone()
+	cur := st.meta.Clone()
 	cur.Status = StatusUpdating
 	st.meta = cur
 	st.resharding = make(chan struct{})
@@ -440,7 +441,7 @@ func (s *Store) removeLeftovers(st *stream, added []shardMeta) error {
 			if err := s.opts.FS.RemoveAll(filepath.Join(dir, id)); err != nil {
 				return err
 			}
-			s.idx.Submit(index.Update{Shard: st.dir + "/" + id, Drop: true})
+			s.idx.Submit(index.Update{Shard: datadir.IndexKey(st.dir, sm.Index), Drop: true})
 			found = true
 		}
 	}
@@ -459,7 +460,7 @@ func (s *Store) removeLeftovers(st *stream, added []shardMeta) error {
 func (s *Store) discardChildren(st *stream, added []shardMeta, kids map[uint32]*shard.Shard) {
 	closeAll(kids)
 	for _, sm := range added {
-		key := st.dir + "/" + shardID(sm.Index)
+		key := datadir.IndexKey(st.dir, sm.Index)
 		if err := s.opts.FS.RemoveAll(filepath.Join(s.streamsDir(), key)); err != nil {
 			s.log.Warn("cannot remove uncommitted shard", "shard", key, "error", err)
 		}
@@ -501,7 +502,7 @@ type planner struct {
 func (p *planner) rangeOf(sm shardMeta) hashkey.Range {
 	r, ok := p.rng[sm.Index]
 	if !ok {
-		r = sm.hashRange()
+		r = hashRangeOf(sm)
 		p.rng[sm.Index] = r
 	}
 	return r
@@ -509,13 +510,13 @@ func (p *planner) rangeOf(sm shardMeta) hashkey.Range {
 
 func (s *Store) newPlanner(st *stream) *planner {
 	now := s.opts.Now()
-	return &planner{m: st.meta.clone(), now: now, epoch: max(now.Unix(), s.maxEpochLocked()+1), acct: s.opts.AccountID,
+	return &planner{m: st.meta.Clone(), now: now, epoch: max(now.Unix(), s.maxEpochLocked()+1), acct: s.opts.AccountID,
 		rng: map[uint32]hashkey.Range{}}
 }
 
 // openShard resolves a client's shard id to an open shard, with AWS's errors.
 func (p *planner) openShard(id string) (shardMeta, error) {
-	idx, ok := parseShardID(id)
+	idx, ok := datadir.ParseShardID(id)
 	if !ok {
 		return shardMeta{}, errorf(ErrShardNotFound, fmt.Sprintf("Could not find shard %s in stream %s under account %s.", id, p.m.Name, p.acct))
 	}

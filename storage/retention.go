@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/index"
 	"github.com/shardlog/shardlog/shard"
 )
@@ -59,7 +60,7 @@ func (s *Store) expireClosedShards(st *stream) error {
 		return nil
 	}
 	cutoff := s.opts.Now().Add(-time.Duration(st.meta.RetentionHours) * time.Hour).UnixMilli()
-	m := st.meta.clone()
+	m := st.meta.Clone()
 	m.Shards = m.Shards[:0]
 	var expired []uint32
 	for _, sm := range st.meta.Shards {
@@ -81,7 +82,7 @@ func (s *Store) expireClosedShards(st *stream) error {
 			sh.Close()
 		}
 		delete(st.shards, i)
-		key := st.dir + "/" + shardID(i)
+		key := datadir.IndexKey(st.dir, i)
 		if err := s.opts.FS.RemoveAll(filepath.Join(s.streamsDir(), key)); err != nil {
 			return err
 		}

@@ -1,15 +1,6 @@
 // Package storage is shardlog's engine: streams made of shards, stored under
-// one data directory, recovered when opened.
-//
-// Layout of the data directory:
-//
-//	LOCK                         flock: one process at a time
-//	meta.db                      authoritative stream and shard metadata (bbolt)
-//	index.db                     derived segment catalog and seek points (bbolt)
-//	streams/<name>-<id>/<shardId>/<firstSeq>-<segId>.seg
-//
-// <id> is the stream's creation time in hex nanoseconds, so a deleted and
-// recreated stream never shares files (or iterators) with its predecessor.
+// one data directory, recovered when opened. Package datadir defines the
+// directory's layout and meta.db's records.
 package storage
 
 import (
@@ -17,14 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/index"
 	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/shard"
@@ -134,7 +124,7 @@ func (o *Options) syncMode() shard.SyncMode {
 type Store struct {
 	opts   Options
 	log    hclog.Logger
-	lock   *os.File
+	lock   *datadir.Lock
 	meta   *index.Meta
 	idx    *index.Index
 	comp   *segment.Compressor
@@ -180,19 +170,19 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 }
 
 func (s *Store) openFiles() error {
-	lock, err := lockDir(s.opts.Dir)
+	lock, err := datadir.LockExclusive(s.opts.Dir)
 	if err != nil {
 		return err
 	}
 	s.lock = lock
-	if s.meta, err = index.OpenMeta(filepath.Join(s.opts.Dir, "meta.db")); err != nil {
+	if s.meta, err = index.OpenMeta(datadir.MetaPath(s.opts.Dir)); err != nil {
 		return err
 	}
 	if s.secret, err = s.meta.Secret(); err != nil {
 		return err
 	}
 	var rebuilt bool
-	if s.idx, rebuilt, err = index.Open(filepath.Join(s.opts.Dir, "index.db"), s.opts.IndexInterval); err != nil {
+	if s.idx, rebuilt, err = index.Open(datadir.IndexPath(s.opts.Dir), s.opts.IndexInterval); err != nil {
 		return err
 	}
 	if rebuilt {
@@ -205,21 +195,9 @@ func (s *Store) openFiles() error {
 }
 
 // ErrLocked means another process holds the data directory.
-var ErrLocked = errors.New("data directory is in use by another process")
+var ErrLocked = datadir.ErrLocked
 
-func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
-	}
-	return f, nil
-}
-
-func (s *Store) streamsDir() string { return filepath.Join(s.opts.Dir, "streams") }
+func (s *Store) streamsDir() string { return datadir.StreamsPath(s.opts.Dir) }
 
 // IteratorKey is the 32-byte secret persisted in meta.db that signs shard
 // iterators and pagination tokens.
@@ -274,7 +252,7 @@ func (s *Store) closeFiles() error {
 		s.comp.Close()
 	}
 	if s.lock != nil {
-		errs = append(errs, s.lock.Close())
+		errs = append(errs, s.lock.Release())
 	}
 	return errors.Join(errs...)
 }

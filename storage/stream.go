@@ -5,47 +5,27 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/hashkey"
 	"github.com/shardlog/shardlog/seqnum"
 	"github.com/shardlog/shardlog/shard"
 )
 
-// streamMeta is a stream's record in meta.db. Changing it is one bbolt
-// transaction, so a stream's shards, their ranges and lineage change
-// atomically.
-type streamMeta struct {
-	Name           string            `json:"name"`
-	CreatedNs      int64             `json:"created_ns"`
-	Status         StreamStatus      `json:"status"`
-	Mode           StreamMode        `json:"mode"`
-	RetentionHours int               `json:"retention_hours"`
-	Tags           map[string]string `json:"tags,omitempty"`
-	Shards         []shardMeta       `json:"shards"`
-	NextShardIndex uint32            `json:"next_shard_index"`
-	// PendingUntilNs is when a CREATING, UPDATING or DELETING status completes.
-	PendingUntilNs int64 `json:"pending_until_ns,omitempty"`
-	// ScalingNs are the times of UpdateShardCount calls in the last 24 hours.
-	ScalingNs []int64 `json:"scaling_ns,omitempty"`
-}
+// streamMeta and shardMeta are meta.db's records; datadir defines them, so
+// that fsck reads exactly what storage writes.
+type (
+	streamMeta = datadir.StreamRecord
+	shardMeta  = datadir.ShardRecord
+)
 
-type shardMeta struct {
-	Index      uint32 `json:"index"`
-	Parent     string `json:"parent,omitempty"`
-	AdjParent  string `json:"adjacent_parent,omitempty"`
-	HashStart  string `json:"hash_start"`
-	HashEnd    string `json:"hash_end"`
-	CreateSecs int64  `json:"create_secs"` // the sequence-number epoch of this shard
-	Closed     bool   `json:"closed,omitempty"`
-	ClosedMs   int64  `json:"closed_ms,omitempty"`
-}
-
-func shardID(i uint32) string { return fmt.Sprintf("shardId-%012d", i) }
+// shardID is the canonical shard ID (datadir.ShardID), which is also the
+// shard's directory name.
+func shardID(i uint32) string { return datadir.ShardID(i) }
 
 // firstOrdinal is the ordinal of a shard's first record. Ordinal 0 is the
 // shard's StartingSequenceNumber, which AWS makes smaller than any record's.
@@ -76,8 +56,6 @@ type route struct {
 	epoch int64
 }
 
-func streamDir(m *streamMeta) string { return fmt.Sprintf("%s-%016x", m.Name, m.CreatedNs) }
-
 // rebuildRoutes makes a new routing table: Put uses the old one without the
 // lock, so it is never modified in place.
 func (st *stream) rebuildRoutes() {
@@ -86,7 +64,7 @@ func (st *stream) rebuildRoutes() {
 		if sm.Closed {
 			continue
 		}
-		st.routes = append(st.routes, route{rng: sm.hashRange(), index: sm.Index, sh: st.shards[sm.Index], epoch: sm.CreateSecs})
+		st.routes = append(st.routes, route{rng: hashRangeOf(sm), index: sm.Index, sh: st.shards[sm.Index], epoch: sm.CreateSecs})
 	}
 	sort.Slice(st.routes, func(i, j int) bool { return st.routes[i].rng.Start.Cmp(st.routes[j].rng.Start) < 0 })
 }
@@ -101,14 +79,14 @@ func findRoute(rs []route, k hashkey.Key) (route, bool) {
 	return route{}, false
 }
 
-func (sm shardMeta) hashRange() hashkey.Range {
+func hashRangeOf(sm shardMeta) hashkey.Range {
 	a, _ := hashkey.Parse(sm.HashStart)
 	b, _ := hashkey.Parse(sm.HashEnd)
 	return hashkey.Range{Start: a, End: b}
 }
 
-func (sm shardMeta) info() ShardInfo {
-	si := ShardInfo{ID: shardID(sm.Index), Index: sm.Index, Parent: sm.Parent, AdjacentParent: sm.AdjParent, HashRange: sm.hashRange(),
+func shardInfoOf(sm shardMeta) ShardInfo {
+	si := ShardInfo{ID: shardID(sm.Index), Index: sm.Index, Parent: sm.Parent, AdjacentParent: sm.AdjParent, HashRange: hashRangeOf(sm),
 		StartingSeq: seqnum.Seq{ShardCreateSecs: sm.CreateSecs, ShardIndex: sm.Index, ArrivalSecs: sm.CreateSecs}.String()}
 	if sm.Closed {
 		si.EndingSeq = seqnum.Seq{ShardCreateSecs: sm.CreateSecs, ShardIndex: sm.Index, Ordinal: seqnum.MaxOrdinal, ArrivalSecs: sm.ClosedMs / 1000}.String()
@@ -116,12 +94,12 @@ func (sm shardMeta) info() ShardInfo {
 	return si
 }
 
-func (m *streamMeta) info(withShards bool) StreamInfo {
+func streamInfoOf(m *streamMeta, withShards bool) StreamInfo {
 	si := StreamInfo{Name: m.Name, Created: time.Unix(0, m.CreatedNs), Status: m.Status, Mode: m.Mode, RetentionHours: m.RetentionHours, Tags: copyTags(m.Tags)}
 	if withShards && m.Status != StatusCreating {
 		si.Shards = make([]ShardInfo, 0, len(m.Shards))
 		for _, sm := range m.Shards {
-			si.Shards = append(si.Shards, sm.info())
+			si.Shards = append(si.Shards, shardInfoOf(sm))
 		}
 	}
 	return si
@@ -133,13 +111,6 @@ func copyTags(t map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
-}
-
-func (m *streamMeta) clone() *streamMeta {
-	c := *m
-	c.Tags = copyTags(m.Tags)
-	c.Shards = append([]shardMeta(nil), m.Shards...)
-	return &c
 }
 
 func (s *Store) persist(m *streamMeta) error {
@@ -162,7 +133,7 @@ func (s *Store) loadStreams(ctx context.Context) error {
 		if err := json.Unmarshal(r.Value, &m); err != nil {
 			return fmt.Errorf("meta.db: stream %q: %w", r.Name, err)
 		}
-		st := &stream{name: m.Name, dir: streamDir(&m), meta: &m, shards: map[uint32]*shard.Shard{}}
+		st := &stream{name: m.Name, dir: m.Dir(), meta: &m, shards: map[uint32]*shard.Shard{}}
 		if err := s.openShards(ctx, st); err != nil {
 			return err
 		}
@@ -221,11 +192,9 @@ func forEachParallel(n, limit int, fn func(i int)) {
 // openShard opens sm of st with the admission limits m calls for. (m, not
 // st.meta: a reshard opens children without the store lock.)
 func (s *Store) openShard(st *stream, m *streamMeta, sm shardMeta) (*shard.Shard, error) {
-	key := st.dir + "/" + shardID(sm.Index)
-	h := fnv.New64a()
-	h.Write([]byte(key))
+	key := datadir.IndexKey(st.dir, sm.Index)
 	return shard.Open(shard.Options{
-		FS: s.opts.FS, Dir: filepath.Join(s.streamsDir(), key), IndexKey: key, ShardKey: h.Sum64(),
+		FS: s.opts.FS, Dir: datadir.ShardPath(s.opts.Dir, key), IndexKey: key, ShardKey: datadir.ShardKey(key),
 		Index: s.idx, Compressor: s.comp, Logger: s.log, Now: s.opts.Now,
 		SegmentSize: s.opts.SegmentSize, SegmentAge: s.opts.SegmentAge, CacheWindow: s.opts.CacheWindow,
 		Sync: s.opts.syncMode(), SyncInterval: s.opts.SyncInterval,

@@ -3,25 +3,30 @@ package storage
 import (
 	"time"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/hashkey"
 )
 
-// StreamStatus is a stream's lifecycle state, as Kinesis names it.
-type StreamStatus string
-
-const (
-	StatusCreating StreamStatus = "CREATING"
-	StatusActive   StreamStatus = "ACTIVE"
-	StatusUpdating StreamStatus = "UPDATING"
-	StatusDeleting StreamStatus = "DELETING"
+// StreamStatus and StreamMode are stored in meta.db's records, so datadir
+// defines them; these aliases keep storage.StatusActive and the rest the
+// names storage and its callers use.
+type (
+	// StreamStatus is a stream's lifecycle state, as Kinesis names it.
+	StreamStatus = datadir.StreamStatus
+	// StreamMode is the capacity mode.
+	StreamMode = datadir.StreamMode
 )
 
-// StreamMode is the capacity mode.
-type StreamMode string
+const (
+	StatusCreating = datadir.StatusCreating
+	StatusActive   = datadir.StatusActive
+	StatusUpdating = datadir.StatusUpdating
+	StatusDeleting = datadir.StatusDeleting
+)
 
 const (
-	ModeProvisioned StreamMode = "PROVISIONED"
-	ModeOnDemand    StreamMode = "ON_DEMAND"
+	ModeProvisioned = datadir.ModeProvisioned
+	ModeOnDemand    = datadir.ModeOnDemand
 )
 
 // Retention bounds, in hours.

@@ -2,10 +2,11 @@ package vfs
 
 import (
 	"os"
-	"path/filepath"
 	"sort"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shardlog/shardlog/datadir"
 )
 
 // OS is the real filesystem.
@@ -94,14 +95,4 @@ func (OS) ReadDir(dir string) ([]string, error) {
 
 // SyncDir fsyncs the directory itself, which is what makes a create, rename or
 // unlink inside it survive power loss on Linux filesystems.
-func (OS) SyncDir(dir string) error {
-	d, err := os.Open(filepath.Clean(dir))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return &os.PathError{Op: "fsync dir", Path: dir, Err: err}
-	}
-	return nil
-}
+func (OS) SyncDir(dir string) error { return datadir.SyncDir(dir) }

@@ -1,0 +1,77 @@
+package datadir
+
+// The types here are meta.db's schema: a StreamRecord is stored as JSON under
+// the stream's name in meta.db's streams bucket. The JSON names are on disk
+// and must never change; new fields must be optional (omitempty), since
+// readers ignore what they do not know.
+//
+// StreamStatus and StreamMode are defined here, not in storage, because
+// their values are stored; storage declares aliases of them (and of the
+// constants), so storage and its callers keep using storage.StreamStatus
+// unchanged while the records are one definition.
+
+// StreamStatus is a stream's lifecycle state, as Kinesis names it.
+type StreamStatus string
+
+const (
+	StatusCreating StreamStatus = "CREATING"
+	StatusActive   StreamStatus = "ACTIVE"
+	StatusUpdating StreamStatus = "UPDATING"
+	StatusDeleting StreamStatus = "DELETING"
+)
+
+// StreamMode is the capacity mode.
+type StreamMode string
+
+const (
+	ModeProvisioned StreamMode = "PROVISIONED"
+	ModeOnDemand    StreamMode = "ON_DEMAND"
+)
+
+// StreamRecord is a stream's record in meta.db. Changing it is one bbolt
+// transaction, so a stream's shards, their ranges and lineage change
+// atomically.
+type StreamRecord struct {
+	Name           string            `json:"name"`
+	CreatedNs      int64             `json:"created_ns"`
+	Status         StreamStatus      `json:"status"`
+	Mode           StreamMode        `json:"mode"`
+	RetentionHours int               `json:"retention_hours"`
+	Tags           map[string]string `json:"tags,omitempty"`
+	Shards         []ShardRecord     `json:"shards"`
+	NextShardIndex uint32            `json:"next_shard_index"`
+	// PendingUntilNs is when a CREATING, UPDATING or DELETING status completes.
+	PendingUntilNs int64 `json:"pending_until_ns,omitempty"`
+	// ScalingNs are the times of UpdateShardCount calls in the last 24 hours.
+	ScalingNs []int64 `json:"scaling_ns,omitempty"`
+}
+
+// ShardRecord is one shard of a StreamRecord, open or closed. Parent and
+// AdjParent are shard IDs (ShardID); the hash range is in decimal.
+type ShardRecord struct {
+	Index      uint32 `json:"index"`
+	Parent     string `json:"parent,omitempty"`
+	AdjParent  string `json:"adjacent_parent,omitempty"`
+	HashStart  string `json:"hash_start"`
+	HashEnd    string `json:"hash_end"`
+	CreateSecs int64  `json:"create_secs"` // the sequence-number epoch of this shard
+	Closed     bool   `json:"closed,omitempty"`
+	ClosedMs   int64  `json:"closed_ms,omitempty"`
+}
+
+// Dir is the name of the stream's directory.
+func (r *StreamRecord) Dir() string { return StreamDir(r.Name, r.CreatedNs) }
+
+// Clone copies r so that the copy can be changed without changing r: the
+// server replaces a stream's record, never mutates it, because readers use
+// the old one without a lock. Tags of the copy is never nil.
+func (r *StreamRecord) Clone() *StreamRecord {
+	c := *r
+	c.Tags = make(map[string]string, len(r.Tags))
+	for k, v := range r.Tags {
+		c.Tags[k] = v
+	}
+	c.Shards = append([]ShardRecord(nil), r.Shards...)
+	c.ScalingNs = append([]int64(nil), r.ScalingNs...)
+	return &c
+}

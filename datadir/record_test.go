@@ -1,0 +1,78 @@
+package datadir
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"reflect"
+	"testing"
+)
+
+// TestStreamRecordRoundTrip: meta.db records written by the server before
+// the record moved here decode, and encode back byte for byte, so an
+// existing meta.db reads and rewrites unchanged. testdata/stream_record.json
+// is a record storage wrote (tags, a split, a merge, an UpdateShardCount
+// still pending); the other sample is the shape of a fresh stream's record,
+// every optional field absent.
+func TestStreamRecordRoundTrip(t *testing.T) {
+	written, err := os.ReadFile("testdata/stream_record.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := []byte(`{"name":"events","created_ns":1709294400000000000,"status":"ACTIVE","mode":"ON_DEMAND","retention_hours":24,` +
+		`"shards":[{"index":0,"hash_start":"0","hash_end":"340282366920938463463374607431768211455","create_secs":1709294400}],"next_shard_index":1}`)
+	for _, sample := range [][]byte{written, fresh} {
+		var r StreamRecord
+		if err := json.Unmarshal(sample, &r); err != nil {
+			t.Fatal(err)
+		}
+		got, err := json.Marshal(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, sample) {
+			t.Fatalf("re-encoded record differs:\n got %s\nwant %s", got, sample)
+		}
+	}
+}
+
+// TestStreamRecordFields: the written sample decodes into the fields its
+// JSON names, so a renamed tag cannot pass as an ignored field.
+func TestStreamRecordFields(t *testing.T) {
+	b, err := os.ReadFile("testdata/stream_record.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r StreamRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Name != "orders" || r.CreatedNs != 1796183838075648609 || r.Status != StatusUpdating || r.Mode != ModeProvisioned ||
+		r.RetentionHours != 24 || r.Tags["team"] != "billing" || r.NextShardIndex != 10 ||
+		r.PendingUntilNs != 1796187438092828953 || !reflect.DeepEqual(r.ScalingNs, []int64{1796183838092828953}) {
+		t.Fatalf("stream fields: %+v", r)
+	}
+	if r.Dir() != "orders-18ed53af23cbfa61" {
+		t.Fatalf("Dir() = %q", r.Dir())
+	}
+	want := ShardRecord{Index: 4, Parent: "shardId-000000000002", AdjParent: "shardId-000000000003", HashStart: "0",
+		HashEnd: "170141183460469231731687303715884105727", CreateSecs: 1796183840, Closed: true, ClosedMs: 1796183838092}
+	if len(r.Shards) != 10 || r.Shards[4] != want {
+		t.Fatalf("shard 4: %+v, want %+v", r.Shards[4], want)
+	}
+}
+
+// TestClone: changing a clone's tags, shards or scaling times leaves the
+// original as it was.
+func TestClone(t *testing.T) {
+	orig := &StreamRecord{Name: "s", Tags: map[string]string{"a": "1"}, Shards: []ShardRecord{{Index: 0}}, ScalingNs: []int64{5}}
+	c := orig.Clone()
+	c.Tags["a"], c.Shards[0].Closed, c.ScalingNs[0] = "2", true, 6
+	c.Shards = append(c.Shards, ShardRecord{Index: 1})
+	if orig.Tags["a"] != "1" || orig.Shards[0].Closed || orig.ScalingNs[0] != 5 || len(orig.Shards) != 1 {
+		t.Fatalf("the original changed: %+v", orig)
+	}
+	if (&StreamRecord{}).Clone().Tags == nil {
+		t.Fatal("a clone's Tags is nil")
+	}
+}
