@@ -69,26 +69,28 @@ func floorAfter(plans []segPlan) uint64 {
 	return 0
 }
 
-// writeFloor puts the floor segment in place durably, with an ID above every
-// segment ID in the directory (kept originals included), so it sorts after
-// every segment the plans leave: they all start at or below fl.from.
-func (r *repairer) writeFloor(sh *shardCheck, fl floorSeg, ids *idAlloc) error {
+// newFloorStep plans the floor segment, with an ID above every segment ID
+// in the directory (kept originals included), so it sorts after every
+// segment the plans leave: they all start at or below fl.from.
+func newFloorStep(sh *shardCheck, fl floorSeg, ids *idAlloc) floorStep {
 	id := ids.take()
 	name := segment.FileName(fl.first, id)
-	r.act(Action{Kind: "floor", File: sh.rel, NewFile: path.Join(sh.rel, name), Message: fmt.Sprintf(
+	act := Action{Kind: "floor", File: sh.rel, NewFile: path.Join(sh.rel, name), Message: fmt.Sprintf(
 		"empty segment with sequence floor %d, so that the server never assigns seqs %d..%d again (they were assigned before, and are lost)",
-		fl.first, fl.from, fl.first-1)})
-	if r.dry {
-		return nil
-	}
+		fl.first, fl.from, fl.first-1)}
 	// The floor sorts right after the newest segment the plans leave, which
 	// ends at fl.from: the gap recorded is exactly the lost seqs.
 	hdr := segment.FileHeader{SegmentID: id, FirstSeq: fl.first, ShardKey: sh.ref.shardKey, CreatedNs: newestCreated(sh),
 		Codec: segment.CodecZstd, Flags: segment.FlagSeqFloor, FloorGap: segment.FloorGapOf(fl.first, fl.from)}
-	if err := r.placeEmpty(filepath.Join(sh.dir, name), hdr); err != nil {
+	return floorStep{stepAction{act}, sh.dir, name, hdr}
+}
+
+// apply puts the floor segment in place durably.
+func (s floorStep) apply(r *repairer) error {
+	if err := r.placeEmpty(filepath.Join(s.dir, s.name), s.hdr); err != nil {
 		return err
 	}
-	if err := r.fs.SyncDir(sh.dir); err != nil {
+	if err := r.fs.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("fsck: %w", err)
 	}
 	return nil

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/shardlog/shardlog/datadir"
-	"github.com/shardlog/shardlog/hashkey"
 	"github.com/shardlog/shardlog/index"
 	"github.com/shardlog/shardlog/shard"
 )
@@ -20,8 +18,10 @@ import (
 // (one parent, two children) or a merge (two adjacent parents, one child),
 // and then applied as one unit:
 //
-//  0. under the store lock the plan is made, and the stream is claimed (see
-//     Store.reshard); steps 1 and 2 run without the store lock;
+//  0. under the store lock the plan is made (reshard_plan.go: pure
+//     functions of the stream's metadata, the clock and the limits), and
+//     the stream is claimed (see Store.reshard); steps 1 and 2 run without
+//     the store lock;
 //  1. under the stream's gate (so no Append is in flight), the parents are
 //     sealed in place (shard.Seal): their writers commit every queued
 //     append and stop, and they go on serving reads. A Put that meets a
@@ -76,112 +76,59 @@ type UpdateShardCountResult struct {
 	Current, Target int
 }
 
-// SplitShard splits an open shard at newStart: the children are [start,
-// newStart-1] and [newStart, end], so newStart must be above start and at
-// most end (neither child empty). AWS words the refusal as requiring
-// start+1 < newStart < end; the text is AWS's, the bound the looser one.
+// SplitShard splits an open shard at newStart (planSplit).
 func (s *Store) SplitShard(ctx context.Context, name, shardToSplit, newStart string) error {
-	return s.reshard(name, func(p *planner) error {
-		sm, err := p.openShard(shardToSplit)
-		if err != nil {
-			return err
-		}
-		r := hashRangeOf(sm)
-		k, err := hashkey.Parse(newStart)
-		if err != nil || k.Cmp(r.Start) <= 0 || k.Cmp(r.End) > 0 {
-			return errorf(ErrInvalidArgument, fmt.Sprintf("NewStartingHashKey %s used in SplitShard() on shard %s in stream %s under account %s is not both greater than one plus the shard's StartingHashKey %s and less than the shard's EndingHashKey %s.",
-				newStart, shardID(sm.Index), name, s.opts.AccountID, sm.HashStart, sm.HashEnd))
-		}
-		if err := s.checkShardLimitLocked(1); err != nil {
-			return err
-		}
-		p.split(sm.Index, k)
-		return nil
+	return s.reshard(name, func(in planInput) (*reshardPlan, error) {
+		return planSplit(in, shardToSplit, newStart)
 	})
 }
 
-// MergeShards merges two adjacent open shards. The child's ParentShardId is
-// shardToMerge and its AdjacentParentShardId is adjacentShard.
+// MergeShards merges two adjacent open shards (planMerge).
 func (s *Store) MergeShards(ctx context.Context, name, shardToMerge, adjacentShard string) error {
-	return s.reshard(name, func(p *planner) error {
-		a, err := p.openShard(shardToMerge)
-		if err != nil {
-			return err
-		}
-		b, err := p.openShard(adjacentShard)
-		if err != nil {
-			return err
-		}
-		ra, rb := hashRangeOf(a), hashRangeOf(b)
-		if !adjacent(ra, rb) && !adjacent(rb, ra) {
-			return errorf(ErrInvalidArgument, fmt.Sprintf("Shards %s and %s in stream %s under account %s are not an adjacent pair of shards eligible for merging",
-				shardID(a.Index), shardID(b.Index), name, s.opts.AccountID))
-		}
-		p.merge(a.Index, b.Index)
-		return nil
+	return s.reshard(name, func(in planInput) (*reshardPlan, error) {
+		return planMerge(in, shardToMerge, adjacentShard)
 	})
 }
 
-// adjacent reports whether b starts right after a ends.
-func adjacent(a, b hashkey.Range) bool { return a.End != hashkey.Max && a.End.Add(1) == b.Start }
-
-// UpdateShardCount reshards the open shards into target uniform ranges (as
-// CreateStream would lay them out) by splits, then merges, committed as one
-// transaction. Short-lived intermediate shards may appear, closed and empty,
-// as on AWS; every shard created names at most two parents.
+// UpdateShardCount reshards the open shards into target uniform ranges
+// (planUpdateShardCount), committed as one transaction.
 func (s *Store) UpdateShardCount(ctx context.Context, name string, target int) (UpdateShardCountResult, error) {
 	var res UpdateShardCountResult
-	err := s.reshard(name, func(p *planner) error {
-		cur := p.openCount()
-		res = UpdateShardCountResult{Current: cur, Target: target}
-		if err := s.checkScaling(p, cur, target); err != nil {
-			return err
-		}
-		p.m.ScalingNs = append(recentScalings(p.m.ScalingNs, p.now), p.now.UnixNano())
-		p.uniform(target)
-		return nil
+	err := s.reshard(name, func(in planInput) (*reshardPlan, error) {
+		plan, r, err := planUpdateShardCount(in, target)
+		res = r
+		return plan, err
 	})
 	return res, err
-}
-
-// checkScaling applies UpdateShardCount's limits in kinesalite's (AWS's) order.
-func (s *Store) checkScaling(p *planner, cur, target int) error {
-	counts := fmt.Sprintf("Current open shard count: %d, Target shard count: %d", cur, target)
-	switch {
-	case target > MaxShardsPerStream:
-		return errorf(ErrLimitExceeded, fmt.Sprintf("Target shard count or number of open shards cannot be greater than %d. %s", MaxShardsPerStream, counts))
-	case target > 2*cur:
-		return errorf(ErrLimitExceeded, "UpdateShardCount cannot scale up over double your current open shard count. "+counts)
-	case 2*target < cur:
-		return errorf(ErrLimitExceeded, "UpdateShardCount cannot scale down below half your current open shard count. "+counts)
-	case len(recentScalings(p.m.ScalingNs, p.now)) >= s.opts.ScalingCallsPerDay:
-		return errorf(ErrLimitExceeded, fmt.Sprintf("Exceeded the limit of %d UpdateShardCount calls per rolling 24 hours for stream %s under account %s.", s.opts.ScalingCallsPerDay, p.m.Name, s.opts.AccountID))
-	}
-	return s.checkShardLimitLocked(target - cur)
-}
-
-// recentScalings keeps the UpdateShardCount call times of the last 24 hours.
-func recentScalings(ns []int64, now time.Time) []int64 {
-	var out []int64
-	for _, t := range ns {
-		if t > now.Add(-24*time.Hour).UnixNano() {
-			out = append(out, t)
-		}
-	}
-	return out
 }
 
 // checkShardLimitLocked fails when add more open shards would exceed the
 // account's shard limit.
 func (s *Store) checkShardLimitLocked(add int) error {
-	open := s.openShardsLocked() + s.reservedShards
-	if add <= 0 || open+add <= s.opts.ShardLimit {
-		return nil
-	}
-	return errorf(ErrLimitExceeded, fmt.Sprintf("This request would exceed the shard limit for the account %s in {region}. "+
-		"Current shard count for the account: %d. Limit: %d. Number of additional shards that would have resulted from this request: %d. "+
-		"Refer to the AWS Service Limits page (https://docs.aws.amazon.com/kinesis/latest/dev/service-sizes-and-limits.html) for current limits and how to request higher limits.",
-		s.opts.AccountID, open, s.opts.ShardLimit, add))
+	return checkShardLimit(s.limitsLocked(), add, s.opts.AccountID)
+}
+
+func (s *Store) limitsLocked() planLimits {
+	return planLimits{shardLimit: s.opts.ShardLimit, openShards: s.openShardsLocked() + s.reservedShards,
+		scalingCallsPerDay: s.opts.ScalingCallsPerDay}
+}
+
+// planInputLocked is what the planners may read of the store, now.
+func (s *Store) planInputLocked(st *stream) planInput {
+	return planInput{meta: st.meta, now: s.opts.Now(), account: s.opts.AccountID, minEpoch: s.maxEpochLocked() + 1,
+		limits: s.limitsLocked()}
+}
+
+// reshardRun is a plan being carried out.
+type reshardRun struct {
+	*reshardPlan
+	prev *streamMeta // the stream's metadata before the plan (beginReshardLocked)
+	// parents are the handles of the shards the plan seals, taken under the
+	// store lock, so the file work never reads st.shards without it.
+	parents map[uint32]*shard.Shard
+	// reserved is how many open shards the plan adds to the account while
+	// it runs (endReshardLocked returns them).
+	reserved int
 }
 
 // reshard plans a change under the store lock, does its file work (sealing
@@ -191,7 +138,7 @@ func (s *Store) checkShardLimitLocked(add int) error {
 // get ResourceInUse as AWS answers for an UPDATING stream, and st.resharding
 // is set: DeleteStream and Close wait for it, retention skips the stream, and
 // a Put that meets a sealed parent waits for it before re-routing.
-func (s *Store) reshard(name string, plan func(p *planner) error) error {
+func (s *Store) reshard(name string, plan func(in planInput) (*reshardPlan, error)) error {
 	s.mu.Lock()
 	st, p, err := s.planLocked(name, plan)
 	if err != nil || p == nil {
@@ -208,24 +155,25 @@ func (s *Store) reshard(name string, plan func(p *planner) error) error {
 }
 
 // planLocked plans a reshard. A plan that adds no shard (UpdateShardCount to
-// the current count) only records the call; it returns a nil planner.
-func (s *Store) planLocked(name string, plan func(p *planner) error) (*stream, *planner, error) {
-	st, err := s.reshardableLocked(name)
+// the current count) only records the call; it returns a nil run.
+func (s *Store) planLocked(name string, plan func(in planInput) (*reshardPlan, error)) (*stream, *reshardRun, error) {
+	st, err := s.lookupLocked(name)
 	if err != nil {
 		return nil, nil, err
 	}
-	p := s.newPlanner(st)
-	if err := plan(p); err != nil {
+	in := s.planInputLocked(st)
+	p, err := plan(in)
+	if err != nil {
 		return nil, nil, err
 	}
 	if len(p.added) == 0 {
-		if len(p.m.ScalingNs) != len(st.meta.ScalingNs) {
-			return nil, nil, s.persistLocked(st, p.m)
+		if len(p.meta.ScalingNs) != len(st.meta.ScalingNs) {
+			return nil, nil, s.persistLocked(st, p.meta)
 		}
 		return nil, nil, nil
 	}
-	p.m.Status, p.m.PendingUntilNs = StatusUpdating, p.now.Add(s.opts.UpdateDelay).UnixNano()
-	return st, p, nil
+	p.meta.Status, p.meta.PendingUntilNs = StatusUpdating, in.now.Add(s.opts.UpdateDelay).UnixNano()
+	return st, &reshardRun{reshardPlan: p}, nil
 }
 
 func (s *Store) persistLocked(st *stream, m *streamMeta) error {
@@ -236,26 +184,11 @@ func (s *Store) persistLocked(st *stream, m *streamMeta) error {
 	return nil
 }
 
-// reshardableLocked returns a stream that may be resharded now.
-func (s *Store) reshardableLocked(name string) (*stream, error) {
-	st, err := s.lookupLocked(name)
-	if err != nil {
-		return nil, err
-	}
-	if st.meta.Mode == ModeOnDemand {
-		return nil, errorf(ErrValidation, fmt.Sprintf("Resharding is not supported for stream %s under account %s because it is in ON_DEMAND capacity mode.", name, s.opts.AccountID))
-	}
-	if st.meta.Status != StatusActive {
-		return nil, errorf(ErrResourceInUse, fmt.Sprintf("Stream %s under account %s not ACTIVE, instead in state %s", name, s.opts.AccountID, st.meta.Status))
-	}
-	return st, nil
-}
-
 // beginReshardLocked claims the stream for p. The UPDATING status is not
 // persisted: a crash before the commit leaves the stream ACTIVE with its old
 // shards. The children's epochs and shard count are reserved, so a stream
 // created meanwhile takes a later epoch and the account limit holds.
-func (s *Store) beginReshardLocked(st *stream, p *planner) {
+func (s *Store) beginReshardLocked(st *stream, p *reshardRun) {
 	p.prev = st.meta
 	p.parents = map[uint32]*shard.Shard{}
 	for _, sm := range p.sealed {
@@ -268,11 +201,11 @@ func (s *Store) beginReshardLocked(st *stream, p *planner) {
 	for _, sm := range p.added {
 		s.reservedEpoch = max(s.reservedEpoch, sm.CreateSecs)
 	}
-	p.reserved = max(0, p.openCount()-len(st.routes))
+	p.reserved = max(0, openCount(p.meta)-len(st.routes))
 	s.reservedShards += p.reserved
 }
 
-func (s *Store) endReshardLocked(st *stream, p *planner) {
+func (s *Store) endReshardLocked(st *stream, p *reshardRun) {
 	s.reservedShards -= p.reserved
 	close(st.resharding)
 	st.resharding = nil
@@ -280,7 +213,7 @@ func (s *Store) endReshardLocked(st *stream, p *planner) {
 
 // prepare does a reshard's file work, without the store lock; see the
 // comment at the top of this file.
-func (s *Store) prepare(st *stream, p *planner) (sealed, kids map[uint32]*shard.Shard, err error) {
+func (s *Store) prepare(st *stream, p *reshardRun) (sealed, kids map[uint32]*shard.Shard, err error) {
 	if err := runHook("begin"); err != nil {
 		return nil, nil, err
 	}
@@ -291,7 +224,7 @@ func (s *Store) prepare(st *stream, p *planner) (sealed, kids map[uint32]*shard.
 	if err != nil {
 		return sealed, nil, err
 	}
-	kids, err = s.openChildren(st, p.m, p.added)
+	kids, err = s.openChildren(st, p.meta, p.added)
 	if err == nil {
 		err = runHook("children")
 	}
@@ -301,9 +234,9 @@ func (s *Store) prepare(st *stream, p *planner) (sealed, kids map[uint32]*shard.
 // commitLocked commits a prepared reshard (one meta.db transaction) and
 // installs it, or undoes it after a failure before the commit; a hook's
 // simulated crash (errCrashStop) leaves the files as they are.
-func (s *Store) commitLocked(st *stream, p *planner, sealed, kids map[uint32]*shard.Shard, err error) error {
+func (s *Store) commitLocked(st *stream, p *reshardRun, sealed, kids map[uint32]*shard.Shard, err error) error {
 	if err == nil {
-		err = s.persist(p.m)
+		err = s.persist(p.meta)
 	}
 	if err != nil {
 		st.meta = p.prev
@@ -320,7 +253,7 @@ func (s *Store) commitLocked(st *stream, p *planner, sealed, kids map[uint32]*sh
 		closeAll(sealed)
 		return err
 	}
-	s.install(st, p.m, sealed, kids)
+	s.install(st, p.meta, sealed, kids)
 	return nil
 }
 
@@ -328,7 +261,7 @@ func (s *Store) commitLocked(st *stream, p *planner, sealed, kids map[uint32]*sh
 // (shard.Unseal: the same handles, nothing re-read, writable again even if
 // the failure was a full disk). A parent whose writer failed (a Seal whose
 // fsync failed) stays sealed, readable and refusing writes, until a restart.
-func (s *Store) rollback(st *stream, p *planner, err error) error {
+func (s *Store) rollback(st *stream, p *reshardRun, err error) error {
 	errs := []error{err}
 	for _, sm := range p.sealed {
 		if uerr := st.shards[sm.Index].Unseal(); uerr != nil && !errors.Is(uerr, shard.ErrReadOnly) {
@@ -377,7 +310,7 @@ func (s *Store) awaitReshard(ctx context.Context, name string) {
 // reads; an append that arrives later fails with shard.ErrClosed and Put
 // re-routes it. (Closing and reopening them read-only, as a first version
 // did, re-read every parent's active segment with CRCs under the store lock.)
-func (s *Store) sealParents(st *stream, p *planner) (map[uint32]*shard.Shard, error) {
+func (s *Store) sealParents(st *stream, p *reshardRun) (map[uint32]*shard.Shard, error) {
 	st.gate.Lock()
 	defer st.gate.Unlock()
 	errs := make([]error, len(p.sealed))
@@ -474,186 +407,5 @@ func (s *Store) discardChildren(st *stream, added []shardMeta, kids map[uint32]*
 func closeAll(shards map[uint32]*shard.Shard) {
 	for _, sh := range shards {
 		sh.Close()
-	}
-}
-
-// planner builds a reshard on a copy of the stream's metadata.
-type planner struct {
-	m      *streamMeta
-	now    time.Time
-	epoch  int64       // the least epoch a new shard may take
-	sealed []shardMeta // shards open before the plan that it closes
-	added  []shardMeta // shards the plan creates (some closed again by it)
-	acct   string
-	prev   *streamMeta // the stream's metadata before the plan (beginReshardLocked)
-	// parents are the handles of the shards the plan seals, taken under the
-	// store lock, so the file work never reads st.shards without it.
-	parents map[uint32]*shard.Shard
-	// reserved is how many open shards the plan adds to the account while
-	// it runs (endReshardLocked returns them).
-	reserved int
-	// rng caches parsed hash ranges: parsing the decimal strings on every
-	// probe made planning quadratic in big.Int work (4 s at 1,000 shards,
-	// under the store lock).
-	rng map[uint32]hashkey.Range
-}
-
-// rangeOf is sm's hash range, parsed once per plan.
-func (p *planner) rangeOf(sm shardMeta) hashkey.Range {
-	r, ok := p.rng[sm.Index]
-	if !ok {
-		r = hashRangeOf(sm)
-		p.rng[sm.Index] = r
-	}
-	return r
-}
-
-func (s *Store) newPlanner(st *stream) *planner {
-	now := s.opts.Now()
-	return &planner{m: st.meta.Clone(), now: now, epoch: max(now.Unix(), s.maxEpochLocked()+1), acct: s.opts.AccountID,
-		rng: map[uint32]hashkey.Range{}}
-}
-
-// openShard resolves a client's shard id to an open shard, with AWS's errors.
-func (p *planner) openShard(id string) (shardMeta, error) {
-	idx, ok := datadir.ParseShardID(id)
-	if !ok {
-		return shardMeta{}, errorf(ErrShardNotFound, fmt.Sprintf("Could not find shard %s in stream %s under account %s.", id, p.m.Name, p.acct))
-	}
-	i := p.find(idx)
-	if i < 0 {
-		return shardMeta{}, errorf(ErrShardNotFound, fmt.Sprintf("Shard %s in stream %s under account %s does not exist", shardID(idx), p.m.Name, p.acct))
-	}
-	if p.m.Shards[i].Closed {
-		return shardMeta{}, errorf(ErrInvalidArgument, fmt.Sprintf("Shard %s in stream %s under account %s has already been merged or split, and thus is not eligible for merging or splitting.", shardID(idx), p.m.Name, p.acct))
-	}
-	return p.m.Shards[i], nil
-}
-
-func (p *planner) find(idx uint32) int {
-	for i, sm := range p.m.Shards {
-		if sm.Index == idx {
-			return i
-		}
-	}
-	return -1
-}
-
-func (p *planner) openCount() int {
-	n := 0
-	for _, sm := range p.m.Shards {
-		if !sm.Closed {
-			n++
-		}
-	}
-	return n
-}
-
-// close marks a shard closed and returns the least epoch of its children.
-func (p *planner) close(idx uint32) int64 {
-	i := p.find(idx)
-	sm := &p.m.Shards[i]
-	if !p.isNew(idx) {
-		p.sealed = append(p.sealed, *sm)
-	}
-	sm.Closed, sm.ClosedMs = true, p.now.UnixMilli()
-	p.markAdded(*sm)
-	return max(p.epoch, sm.CreateSecs+1)
-}
-
-func (p *planner) isNew(idx uint32) bool {
-	for _, sm := range p.added {
-		if sm.Index == idx {
-			return true
-		}
-	}
-	return false
-}
-
-// markAdded refreshes the copy of a new shard in added after a change.
-func (p *planner) markAdded(sm shardMeta) {
-	for i := range p.added {
-		if p.added[i].Index == sm.Index {
-			p.added[i] = sm
-		}
-	}
-}
-
-func (p *planner) add(r hashkey.Range, epoch int64, parent, adj uint32, merged bool) uint32 {
-	sm := shardMeta{Index: p.m.NextShardIndex, Parent: shardID(parent), HashStart: r.Start.String(), HashEnd: r.End.String(), CreateSecs: epoch}
-	if merged {
-		sm.AdjParent = shardID(adj)
-	}
-	p.rng[sm.Index] = r
-	p.m.NextShardIndex++
-	p.m.Shards = append(p.m.Shards, sm)
-	p.added = append(p.added, sm)
-	return sm.Index
-}
-
-// split closes idx and adds its two children; k is the upper child's start.
-func (p *planner) split(idx uint32, k hashkey.Key) (lo, hi uint32) {
-	r := p.rangeOf(p.m.Shards[p.find(idx)])
-	e := p.close(idx)
-	lo = p.add(hashkey.Range{Start: r.Start, End: k.Sub(1)}, e, idx, 0, false)
-	hi = p.add(hashkey.Range{Start: k, End: r.End}, e, idx, 0, false)
-	return lo, hi
-}
-
-// merge closes a and b (adjacent) and adds their union.
-func (p *planner) merge(a, b uint32) uint32 {
-	ra, rb := p.rangeOf(p.m.Shards[p.find(a)]), p.rangeOf(p.m.Shards[p.find(b)])
-	r := hashkey.Range{Start: ra.Start, End: rb.End}
-	if rb.Start.Cmp(ra.Start) < 0 {
-		r = hashkey.Range{Start: rb.Start, End: ra.End}
-	}
-	e := max(p.close(a), p.close(b))
-	return p.add(r, e, a, b, true)
-}
-
-// uniform reshapes the open shards into hashkey.Split(target): first every
-// open shard is split at each target boundary strictly inside it, so every
-// open shard lies within one target range; then the pieces of each target
-// range are merged left to right.
-func (p *planner) uniform(target int) {
-	ranges := hashkey.Split(target)
-	for _, r := range ranges[1:] {
-		if sm, ok := p.openContaining(r.Start); ok && p.rangeOf(sm).Start != r.Start {
-			p.split(sm.Index, r.Start)
-		}
-	}
-	for _, r := range ranges {
-		pieces := p.openWithin(r)
-		acc := pieces[0]
-		for _, next := range pieces[1:] {
-			acc = p.merge(acc, next)
-		}
-	}
-}
-
-func (p *planner) openContaining(k hashkey.Key) (shardMeta, bool) {
-	for _, sm := range p.m.Shards {
-		if !sm.Closed && p.rangeOf(sm).Contains(k) {
-			return sm, true
-		}
-	}
-	return shardMeta{}, false
-}
-
-// openWithin lists the open shards inside r by range start.
-func (p *planner) openWithin(r hashkey.Range) []uint32 {
-	var out []uint32
-	k := r.Start
-	for {
-		sm, ok := p.openContaining(k)
-		if !ok {
-			return out
-		}
-		out = append(out, sm.Index)
-		end := p.rangeOf(sm).End
-		if end.Cmp(r.End) >= 0 {
-			return out
-		}
-		k = end.Add(1)
 	}
 }

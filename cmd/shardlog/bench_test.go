@@ -5,17 +5,14 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
-	"math"
 	"net"
-	"net/http"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/shardlog/shardlog/loadgen"
 )
 
 // startBenchEndpoint runs the real server (storage engine on a temporary
@@ -45,10 +42,10 @@ func startBenchEndpoint(t *testing.T) string {
 	return ""
 }
 
-func smallBench(endpoint string) benchOptions {
-	return benchOptions{
-		endpoint: endpoint, region: "us-east-1", stream: "bench-test", shards: 2, op: opAll,
-		clients: 2, batch: 50, recordSize: 256, duration: time.Second, seed: 7,
+func smallBench(endpoint string) loadgen.Config {
+	return loadgen.Config{
+		Endpoint: endpoint, Region: "us-east-1", Stream: "bench-test", Shards: 2, Op: loadgen.OpAll,
+		Clients: 2, Batch: 50, RecordSize: 256, Duration: time.Second, Seed: 7,
 	}
 }
 
@@ -58,7 +55,7 @@ func smallBench(endpoint string) benchOptions {
 // every shard to its tip.
 func TestBenchAllOps(t *testing.T) {
 	o := smallBench(startBenchEndpoint(t))
-	rep, err := runBench(context.Background(), o, nil)
+	rep, err := loadgen.Run(context.Background(), o, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +71,8 @@ func TestBenchAllOps(t *testing.T) {
 	if put.Bytes != put.Records*256 || one.Bytes != one.Records*256 {
 		t.Errorf("bytes: putrecords %+v putrecord %+v", put, one)
 	}
-	o.op, o.duration = opGetRecords, time.Minute
-	rep, err = runBench(context.Background(), o, nil)
+	o.Op, o.Duration = loadgen.OpGetRecords, time.Minute
+	rep, err = loadgen.Run(context.Background(), o, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +90,8 @@ func TestBenchAllOps(t *testing.T) {
 // exactly that many records written, and bounds a read-back.
 func TestBenchRecordsBudget(t *testing.T) {
 	o := smallBench(startBenchEndpoint(t))
-	o.records, o.duration = 120, time.Minute
-	rep, err := runBench(context.Background(), o, nil)
+	o.Records, o.Duration = 120, time.Minute
+	rep, err := loadgen.Run(context.Background(), o, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,75 +122,12 @@ func TestBenchCommandJSON(t *testing.T) {
 	if err := root.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	var rep benchReport
+	var rep loadgen.Report
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatalf("%v: %s", err, out.String())
 	}
 	if len(rep.Results) != 1 || rep.Results[0].Records != 30 || rep.Results[0].Bytes != 3000 || errOut.Len() != 0 {
 		t.Fatalf("report %+v, stderr %q", rep, errOut.String())
-	}
-}
-
-func TestBenchTextSummary(t *testing.T) {
-	rep := &benchReport{Endpoint: "http://x", Stream: "s", Shards: 1, Batch: 500, RecordSize: 1024,
-		Results: []benchResult{{Op: opPutRecords, Clients: 4, Records: 1000, Errors: 1, FirstError: "boom"},
-			{Op: opGetRecords, Clients: 4, ReadBack: &readBack{Shards: 4, ShardsAtTip: 3}}}}
-	var out bytes.Buffer
-	if err := rep.write(&out, false); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"putrecords", "records/s", "p99 ms", "throttled", "first error: boom", "3 of 4 shards read to the tip"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("summary lacks %q:\n%s", want, out.String())
-		}
-	}
-}
-
-func TestBenchOptionsCheck(t *testing.T) {
-	ok := smallBench("http://127.0.0.1:1")
-	if err := ok.check(); err != nil {
-		t.Fatal(err)
-	}
-	bad := map[string]func(*benchOptions){
-		"op":       func(o *benchOptions) { o.op = "listshards" },
-		"batch":    func(o *benchOptions) { o.batch = 501 },
-		"size":     func(o *benchOptions) { o.recordSize = 1 << 20 },
-		"5MiB":     func(o *benchOptions) { o.batch, o.recordSize = 500, 20000 },
-		"clients":  func(o *benchOptions) { o.clients = 0 },
-		"duration": func(o *benchOptions) { o.duration = 0 },
-		"endpoint": func(o *benchOptions) { o.endpoint = "" },
-	}
-	for name, mutate := range bad {
-		o := ok
-		mutate(&o)
-		if o.check() == nil {
-			t.Errorf("%s: accepted %+v", name, o)
-		}
-	}
-}
-
-// TestHistogram checks bucket round trips and that percentiles are within
-// the histogram's 1/64 precision.
-func TestHistogram(t *testing.T) {
-	for _, v := range []uint64{0, 1, 63, 64, 127, 128, 1000, 123456789, math.MaxInt64} {
-		got := histValue(histBucket(v))
-		if diff := math.Abs(float64(got) - float64(v)); diff > float64(v)/64+1 {
-			t.Errorf("histValue(histBucket(%d)) = %d", v, got)
-		}
-	}
-	var h, other histogram
-	for i := 1; i <= 1000; i++ {
-		h.record(time.Duration(i) * time.Microsecond)
-		other.record(time.Duration(i) * time.Microsecond)
-	}
-	h.merge(&other)
-	for q, want := range map[float64]time.Duration{0.5: 500 * time.Microsecond, 0.99: 990 * time.Microsecond} {
-		if got := h.quantile(q); math.Abs(float64(got-want)) > float64(want)/64 {
-			t.Errorf("quantile(%v) = %v, want %v", q, got, want)
-		}
-	}
-	if h.max != time.Millisecond || h.n != 2000 || new(histogram).quantile(0.5) != 0 {
-		t.Errorf("max %v n %d", h.max, h.n)
 	}
 }
 
@@ -217,41 +151,5 @@ func TestServeForProfiling(t *testing.T) {
 	defer cancel()
 	if err := runServe(ctx, o, openStore, hclog.NewNullLogger(), nil); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// closingBody fails reads after Close, like smithy-go's request body.
-type closingBody struct {
-	r      io.Reader
-	closed bool
-}
-
-func (b *closingBody) Read(p []byte) (int, error) {
-	if b.closed {
-		return 0, errors.New("read after close")
-	}
-	return b.r.Read(p)
-}
-
-func (b *closingBody) Close() error { b.closed = true; return nil }
-
-type clientFunc func(*http.Request) (*http.Response, error)
-
-func (f clientFunc) Do(r *http.Request) (*http.Response, error) { return f(r) }
-
-// TestOwnBodyClient checks that the transport's copy of the request body
-// stays readable after the SDK closes the original.
-func TestOwnBodyClient(t *testing.T) {
-	orig := &closingBody{r: strings.NewReader("payload")}
-	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:1/", orig)
-	var got []byte
-	c := ownBodyClient{clientFunc(func(r *http.Request) (*http.Response, error) {
-		orig.Close() // the SDK closing its body while the transport writes
-		var err error
-		got, err = io.ReadAll(r.Body)
-		return nil, err
-	})}
-	if _, err := c.Do(req); err != nil || string(got) != "payload" {
-		t.Fatalf("body %q, err %v", got, err)
 	}
 }

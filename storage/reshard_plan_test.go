@@ -1,0 +1,513 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shardlog/shardlog/datadir"
+	"github.com/shardlog/shardlog/hashkey"
+)
+
+// The reshard planners are pure: these tests give them metadata, a clock and
+// limits, and pin the plans (every shard of the new metadata, the shards
+// sealed and added) and the refusals, messages included.
+
+const (
+	planAcct  = "000000000000"
+	planEpoch = int64(1_700_000_000) // the stream's shards' epoch
+)
+
+var planNow = time.Unix(planEpoch+100, 5e8)
+
+// planStream is a stream of n uniform open shards, as CreateStream lays
+// them out, with shard epoch planEpoch.
+func planStream(n int) *streamMeta {
+	m := &streamMeta{Name: "s", Status: StatusActive, Mode: ModeProvisioned, NextShardIndex: uint32(n)}
+	for i, r := range hashkey.Split(n) {
+		m.Shards = append(m.Shards, shardMeta{Index: uint32(i), HashStart: r.Start.String(), HashEnd: r.End.String(), CreateSecs: planEpoch})
+	}
+	return m
+}
+
+func planIn(m *streamMeta) planInput {
+	return planInput{meta: m, now: planNow, account: planAcct, minEpoch: planEpoch + 1,
+		limits: planLimits{shardLimit: 500, openShards: openCount(m), scalingCallsPerDay: DefaultScalingCallsPerDay}}
+}
+
+// keyLabel names k by the uniform layouts the tests use: "i/n" is the start
+// of range i of hashkey.Split(n), "i/n-1" the key before it; other keys are
+// printed in decimal.
+func keyLabel(k hashkey.Key) string {
+	if k == hashkey.Max {
+		return "max"
+	}
+	for _, n := range []int{1, 2, 3, 4, 5, 8} {
+		for i, r := range hashkey.Split(n) {
+			switch {
+			case k == r.Start && i == 0:
+				return "0"
+			case k == r.Start:
+				return fmt.Sprintf("%d/%d", i, n)
+			case i > 0 && k.Add(1) == r.Start:
+				return fmt.Sprintf("%d/%d-1", i, n)
+			}
+		}
+	}
+	return k.String()
+}
+
+// describe renders a shard as "index [start,end] <parent+adjacent e+epoch
+// closed": epochs relative to planEpoch, and ClosedMs shown only when it is
+// not planNow.
+func describe(sm shardMeta) string {
+	r := hashRangeOf(sm)
+	s := fmt.Sprintf("%d [%s,%s]", sm.Index, keyLabel(r.Start), keyLabel(r.End))
+	if sm.Parent != "" {
+		p, _ := datadir.ParseShardID(sm.Parent)
+		s += fmt.Sprintf(" <%d", p)
+		if sm.AdjParent != "" {
+			a, _ := datadir.ParseShardID(sm.AdjParent)
+			s += fmt.Sprintf("+%d", a)
+		}
+	}
+	s += fmt.Sprintf(" e+%d", sm.CreateSecs-planEpoch)
+	if sm.Closed {
+		s += " closed"
+		if sm.ClosedMs != planNow.UnixMilli() {
+			s += fmt.Sprintf("@%d", sm.ClosedMs)
+		}
+	}
+	return s
+}
+
+func indexes(sms []shardMeta) []uint32 {
+	out := []uint32{}
+	for _, sm := range sms {
+		out = append(out, sm.Index)
+	}
+	return out
+}
+
+// planWant is a pinned plan.
+type planWant struct {
+	shards []string // describe of every shard of the new metadata
+	sealed []uint32
+	added  []uint32
+}
+
+func checkPlan(t *testing.T, in planInput, p *reshardPlan, want planWant) {
+	t.Helper()
+	var got []string
+	for _, sm := range p.meta.Shards {
+		got = append(got, describe(sm))
+	}
+	if !slices.Equal(got, want.shards) {
+		t.Errorf("shards:\n\t%s\nwant\n\t%s", strings.Join(got, "\n\t"), strings.Join(want.shards, "\n\t"))
+	}
+	if s, a := indexes(p.sealed), indexes(p.added); !slices.Equal(s, want.sealed) || !slices.Equal(a, want.added) {
+		t.Errorf("sealed %v added %v, want %v and %v", s, a, want.sealed, want.added)
+	}
+	if n := uint32(len(in.meta.Shards) + len(want.added)); p.meta.NextShardIndex != in.meta.NextShardIndex+uint32(len(want.added)) || uint32(len(p.meta.Shards)) != n {
+		t.Errorf("NextShardIndex %d, %d shards", p.meta.NextShardIndex, len(p.meta.Shards))
+	}
+	checkAddedMatch(t, p)
+}
+
+// checkAddedMatch checks that added holds the new shards as the metadata
+// has them (closed again if the plan closed them), and sealed the closed
+// parents as they were before the plan.
+func checkAddedMatch(t *testing.T, p *reshardPlan) {
+	t.Helper()
+	byIndex := map[uint32]shardMeta{}
+	for _, sm := range p.meta.Shards {
+		byIndex[sm.Index] = sm
+	}
+	for _, sm := range p.added {
+		if byIndex[sm.Index] != sm {
+			t.Errorf("added %+v, metadata has %+v", sm, byIndex[sm.Index])
+		}
+	}
+	for _, sm := range p.sealed {
+		if sm.Closed || !byIndex[sm.Index].Closed {
+			t.Errorf("sealed %+v: closed before the plan, or open after it", sm)
+		}
+	}
+}
+
+// checkRefusal checks err's kind and exact message.
+func checkRefusal(t *testing.T, err, kind error, msg string) {
+	t.Helper()
+	if !errors.Is(err, kind) || Message(err) != msg {
+		t.Errorf("error %v, want %v: %q", err, kind, msg)
+	}
+}
+
+// splitStream is planStream(1) after a split at 1/2: shard 0 closed, its
+// children 1 and 2 open, with epoch planEpoch+1.
+func splitStream() *streamMeta {
+	m := planStream(1)
+	m.Shards[0].Closed, m.Shards[0].ClosedMs = true, planNow.UnixMilli()
+	for i, r := range hashkey.Split(2) {
+		m.Shards = append(m.Shards, shardMeta{Index: uint32(i + 1), Parent: shardID(0), HashStart: r.Start.String(), HashEnd: r.End.String(), CreateSecs: planEpoch + 1})
+	}
+	m.NextShardIndex = 3
+	return m
+}
+
+// planCase is one planner call: on meta (with tweak applied to the input),
+// either the plan want or the refusal kind with message msg.
+type planCase struct {
+	name  string
+	meta  *streamMeta
+	tweak func(in *planInput)
+	plan  func(in planInput) (*reshardPlan, error)
+	want  planWant
+	kind  error
+	msg   string
+}
+
+func runPlanCases(t *testing.T, cases []planCase) {
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			in := planIn(c.meta)
+			if c.tweak != nil {
+				c.tweak(&in)
+			}
+			before := in.meta.Clone()
+			p, err := c.plan(in)
+			if !reflect.DeepEqual(in.meta.Clone(), before) {
+				t.Errorf("the planner changed its input:\n%+v\nwas\n%+v", in.meta, before)
+			}
+			if c.kind != nil {
+				if p != nil {
+					t.Errorf("plan %+v with a refusal", p)
+				}
+				checkRefusal(t, err, c.kind, c.msg)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkPlan(t, in, p, c.want)
+		})
+	}
+}
+
+func split(shard, key string) func(planInput) (*reshardPlan, error) {
+	return func(in planInput) (*reshardPlan, error) { return planSplit(in, shard, key) }
+}
+
+func merge(a, b string) func(planInput) (*reshardPlan, error) {
+	return func(in planInput) (*reshardPlan, error) { return planMerge(in, a, b) }
+}
+
+const (
+	half      = "170141183460469231731687303715884105728" // 2^127, the start of range 1/2
+	halfLess1 = "170141183460469231731687303715884105727" // the end of range 0/2
+	halfLess2 = "170141183460469231731687303715884105726"
+	maxKey    = "340282366920938463463374607431768211455" // 2^128-1
+	maxLess1  = "340282366920938463463374607431768211454"
+	overMax   = "340282366920938463463374607431768211456" // 2^128
+)
+
+const (
+	msgLimit1 = "This request would exceed the shard limit for the account 000000000000 in {region}. " +
+		"Current shard count for the account: 500. Limit: 500. Number of additional shards that would have resulted from this request: 1. " +
+		"Refer to the AWS Service Limits page (https://docs.aws.amazon.com/kinesis/latest/dev/service-sizes-and-limits.html) for current limits and how to request higher limits."
+	msgOnDemand = "Resharding is not supported for stream s under account 000000000000 because it is in ON_DEMAND capacity mode."
+	msgUpdating = "Stream s under account 000000000000 not ACTIVE, instead in state UPDATING"
+	msgClosed0  = "Shard shardId-000000000000 in stream s under account 000000000000 has already been merged or split, and thus is not eligible for merging or splitting."
+)
+
+func badSplitKey(key, start, end string) string {
+	return "NewStartingHashKey " + key + " used in SplitShard() on shard shardId-000000000000 in stream s under account 000000000000 is not both greater than one plus the shard's StartingHashKey " +
+		start + " and less than the shard's EndingHashKey " + end + "."
+}
+
+func TestPlanSplit(t *testing.T) {
+	parentsOfOne := []string{"0 [0,max] e+0 closed"}
+	runPlanCases(t, []planCase{
+		{name: "middle", meta: planStream(1), plan: split("shardId-000000000000", half),
+			want: planWant{shards: append(parentsOfOne, "1 [0,1/2-1] <0 e+100", "2 [1/2,max] <0 e+100"), sealed: []uint32{0}, added: []uint32{1, 2}}},
+		{name: "StartingHashKey+1", meta: planStream(1), plan: split("shardId-000000000000", "1"),
+			want: planWant{shards: append(parentsOfOne, "1 [0,0] <0 e+100", "2 [1,max] <0 e+100"), sealed: []uint32{0}, added: []uint32{1, 2}}},
+		{name: "EndingHashKey", meta: planStream(1), plan: split("shardId-000000000000", maxKey),
+			want: planWant{shards: append(parentsOfOne, "1 [0,"+maxLess1+"] <0 e+100", "2 [max,max] <0 e+100"), sealed: []uint32{0}, added: []uint32{1, 2}}},
+		{name: "EndingHashKey below max", meta: planStream(2), plan: split("0", halfLess1),
+			want: planWant{shards: []string{"0 [0,1/2-1] e+0 closed", "1 [1/2,max] e+0", "2 [0," + halfLess2 + "] <0 e+100", "3 [1/2-1,1/2-1] <0 e+100"},
+				sealed: []uint32{0}, added: []uint32{2, 3}}},
+		{name: "a child of a split", meta: splitStream(), plan: split("shardId-000000000002", "255211775190703847597530955573826158592" /* 3/4 */),
+			want: planWant{shards: []string{"0 [0,max] e+0 closed", "1 [0,1/2-1] <0 e+1", "2 [1/2,max] <0 e+1 closed", "3 [1/2,3/4-1] <2 e+100", "4 [3/4,max] <2 e+100"},
+				sealed: []uint32{2}, added: []uint32{3, 4}}},
+		{name: "epoch above now", meta: planStream(1), plan: split("0", half), tweak: func(in *planInput) { in.minEpoch = planEpoch + 200 },
+			want: planWant{shards: append(parentsOfOne, "1 [0,1/2-1] <0 e+200", "2 [1/2,max] <0 e+200"), sealed: []uint32{0}, added: []uint32{1, 2}}},
+		{name: "parent newer than now", meta: planStream(1), plan: split("0", half), tweak: func(in *planInput) { in.meta.Shards[0].CreateSecs = planEpoch + 150 },
+			want: planWant{shards: []string{"0 [0,max] e+150 closed", "1 [0,1/2-1] <0 e+151", "2 [1/2,max] <0 e+151"}, sealed: []uint32{0}, added: []uint32{1, 2}}},
+		{name: "at the account limit", meta: planStream(1), plan: split("0", half), tweak: func(in *planInput) { in.limits.openShards = 499 },
+			want: planWant{shards: append(parentsOfOne, "1 [0,1/2-1] <0 e+100", "2 [1/2,max] <0 e+100"), sealed: []uint32{0}, added: []uint32{1, 2}}},
+
+		{name: "StartingHashKey", meta: planStream(1), plan: split("0", "0"), kind: ErrInvalidArgument, msg: badSplitKey("0", "0", maxKey)},
+		{name: "EndingHashKey+1", meta: planStream(2), plan: split("0", half), kind: ErrInvalidArgument, msg: badSplitKey(half, "0", halfLess1)},
+		{name: "above the key space", meta: planStream(1), plan: split("0", overMax), kind: ErrInvalidArgument, msg: badSplitKey(overMax, "0", maxKey)},
+		{name: "not a number", meta: planStream(1), plan: split("0", "x1"), kind: ErrInvalidArgument, msg: badSplitKey("x1", "0", maxKey)},
+		{name: "closed", meta: splitStream(), plan: split("shardId-000000000000", half), kind: ErrInvalidArgument, msg: msgClosed0},
+		{name: "missing", meta: planStream(1), plan: split("shardId-000000000007", half), kind: ErrShardNotFound,
+			msg: "Shard shardId-000000000007 in stream s under account 000000000000 does not exist"},
+		{name: "malformed id", meta: planStream(1), plan: split("shardId-x", half), kind: ErrShardNotFound,
+			msg: "Could not find shard shardId-x in stream s under account 000000000000."},
+		{name: "over the account limit", meta: planStream(1), plan: split("0", half), tweak: func(in *planInput) { in.limits.openShards = 500 },
+			kind: ErrLimitExceeded, msg: msgLimit1},
+		{name: "bad key before the limit", meta: planStream(1), plan: split("0", "0"), tweak: func(in *planInput) { in.limits.openShards = 500 },
+			kind: ErrInvalidArgument, msg: badSplitKey("0", "0", maxKey)},
+		{name: "ON_DEMAND", meta: planStream(1), plan: split("0", half), tweak: func(in *planInput) { in.meta.Mode = ModeOnDemand },
+			kind: ErrValidation, msg: msgOnDemand},
+		{name: "ON_DEMAND before status", meta: planStream(1), plan: split("0", half),
+			tweak: func(in *planInput) { in.meta.Mode, in.meta.Status = ModeOnDemand, StatusUpdating }, kind: ErrValidation, msg: msgOnDemand},
+		{name: "UPDATING", meta: planStream(1), plan: split("0", half), tweak: func(in *planInput) { in.meta.Status = StatusUpdating },
+			kind: ErrResourceInUse, msg: msgUpdating},
+	})
+}
+
+func notAdjacent(a, b string) string {
+	return "Shards shardId-00000000000" + a + " and shardId-00000000000" + b + " in stream s under account 000000000000 are not an adjacent pair of shards eligible for merging"
+}
+
+func TestPlanMerge(t *testing.T) {
+	three := []string{"0 [0,1/3-1] e+0 closed", "1 [1/3,2/3-1] e+0 closed", "2 [2/3,max] e+0"}
+	runPlanCases(t, []planCase{
+		{name: "adjacent", meta: planStream(3), plan: merge("shardId-000000000000", "shardId-000000000001"),
+			want: planWant{shards: append(three, "3 [0,2/3-1] <0+1 e+100"), sealed: []uint32{0, 1}, added: []uint32{3}}},
+		{name: "adjacent, upper first", meta: planStream(3), plan: merge("1", "0"),
+			want: planWant{shards: append(three, "3 [0,2/3-1] <1+0 e+100"), sealed: []uint32{1, 0}, added: []uint32{3}}},
+		{name: "children of a split", meta: splitStream(), plan: merge("2", "1"),
+			want: planWant{shards: []string{"0 [0,max] e+0 closed", "1 [0,1/2-1] <0 e+1 closed", "2 [1/2,max] <0 e+1 closed", "3 [0,max] <2+1 e+100"},
+				sealed: []uint32{2, 1}, added: []uint32{3}}},
+		{name: "newest parent's epoch", meta: planStream(2), plan: merge("0", "1"), tweak: func(in *planInput) { in.meta.Shards[1].CreateSecs = planEpoch + 300 },
+			want: planWant{shards: []string{"0 [0,1/2-1] e+0 closed", "1 [1/2,max] e+300 closed", "2 [0,max] <0+1 e+301"}, sealed: []uint32{0, 1}, added: []uint32{2}}},
+		{name: "over the account limit", meta: planStream(2), plan: merge("0", "1"), tweak: func(in *planInput) { in.limits.openShards = 600 },
+			want: planWant{shards: []string{"0 [0,1/2-1] e+0 closed", "1 [1/2,max] e+0 closed", "2 [0,max] <0+1 e+100"}, sealed: []uint32{0, 1}, added: []uint32{2}}},
+
+		{name: "not adjacent", meta: planStream(3), plan: merge("0", "2"), kind: ErrInvalidArgument, msg: notAdjacent("0", "2")},
+		{name: "itself", meta: planStream(3), plan: merge("1", "1"), kind: ErrInvalidArgument, msg: notAdjacent("1", "1")},
+		{name: "closed first", meta: splitStream(), plan: merge("0", "1"), kind: ErrInvalidArgument, msg: msgClosed0},
+		{name: "closed second", meta: splitStream(), plan: merge("1", "0"), kind: ErrInvalidArgument, msg: msgClosed0},
+		{name: "missing second", meta: planStream(2), plan: merge("0", "9"), kind: ErrShardNotFound,
+			msg: "Shard shardId-000000000009 in stream s under account 000000000000 does not exist"},
+		{name: "ON_DEMAND", meta: planStream(2), plan: merge("0", "1"), tweak: func(in *planInput) { in.meta.Mode = ModeOnDemand },
+			kind: ErrValidation, msg: msgOnDemand},
+		{name: "UPDATING", meta: planStream(2), plan: merge("0", "1"), tweak: func(in *planInput) { in.meta.Status = StatusUpdating },
+			kind: ErrResourceInUse, msg: msgUpdating},
+	})
+}
+
+func scale(target int) func(planInput) (*reshardPlan, error) {
+	return func(in planInput) (*reshardPlan, error) {
+		p, _, err := planUpdateShardCount(in, target)
+		return p, err
+	}
+}
+
+// TestPlanUpdateShardCount pins the uniform scaling: every open shard is
+// split at each new boundary inside it, then the pieces of each new range
+// are merged left to right, so short-lived shards appear (created and closed
+// by the same plan, as on AWS), and each new shard has at most two parents.
+func TestPlanUpdateShardCount(t *testing.T) {
+	runPlanCases(t, []planCase{
+		{name: "1 to 2", meta: planStream(1), plan: scale(2), want: planWant{shards: []string{
+			"0 [0,max] e+0 closed",
+			"1 [0,1/2-1] <0 e+100",
+			"2 [1/2,max] <0 e+100",
+		}, sealed: []uint32{0}, added: []uint32{1, 2}}},
+		{name: "2 to 1", meta: planStream(2), plan: scale(1), want: planWant{shards: []string{
+			"0 [0,1/2-1] e+0 closed",
+			"1 [1/2,max] e+0 closed",
+			"2 [0,max] <0+1 e+100",
+		}, sealed: []uint32{0, 1}, added: []uint32{2}}},
+		{name: "2 to 4, double", meta: planStream(2), plan: scale(4), want: planWant{shards: []string{
+			"0 [0,1/2-1] e+0 closed",
+			"1 [1/2,max] e+0 closed",
+			"2 [0,1/4-1] <0 e+100",
+			"3 [1/4,1/2-1] <0 e+100",
+			"4 [1/2,3/4-1] <1 e+100",
+			"5 [3/4,max] <1 e+100",
+		}, sealed: []uint32{0, 1}, added: []uint32{2, 3, 4, 5}}},
+		{name: "4 to 2, half", meta: planStream(4), plan: scale(2), want: planWant{shards: []string{
+			"0 [0,1/4-1] e+0 closed",
+			"1 [1/4,1/2-1] e+0 closed",
+			"2 [1/2,3/4-1] e+0 closed",
+			"3 [3/4,max] e+0 closed",
+			"4 [0,1/2-1] <0+1 e+100",
+			"5 [1/2,max] <2+3 e+100",
+		}, sealed: []uint32{0, 1, 2, 3}, added: []uint32{4, 5}}},
+		{name: "2 to 3", meta: planStream(2), plan: scale(3), want: planWant{shards: []string{
+			"0 [0,1/2-1] e+0 closed",
+			"1 [1/2,max] e+0 closed",
+			"2 [0,1/3-1] <0 e+100",
+			"3 [1/3,1/2-1] <0 e+100 closed",
+			"4 [1/2,2/3-1] <1 e+100 closed",
+			"5 [2/3,max] <1 e+100",
+			"6 [1/3,2/3-1] <3+4 e+101",
+		}, sealed: []uint32{0, 1}, added: []uint32{2, 3, 4, 5, 6}}},
+		{name: "3 to 2", meta: planStream(3), plan: scale(2), want: planWant{shards: []string{
+			"0 [0,1/3-1] e+0 closed",
+			"1 [1/3,2/3-1] e+0 closed",
+			"2 [2/3,max] e+0 closed",
+			"3 [1/3,1/2-1] <1 e+100 closed",
+			"4 [1/2,2/3-1] <1 e+100 closed",
+			"5 [0,1/2-1] <0+3 e+101",
+			"6 [1/2,max] <4+2 e+101",
+		}, sealed: []uint32{1, 0, 2}, added: []uint32{3, 4, 5, 6}}},
+		{name: "4 to 3", meta: planStream(4), plan: scale(3), want: planWant{shards: []string{
+			"0 [0,1/4-1] e+0 closed",
+			"1 [1/4,1/2-1] e+0 closed",
+			"2 [1/2,3/4-1] e+0 closed",
+			"3 [3/4,max] e+0 closed",
+			"4 [1/4,1/3-1] <1 e+100 closed",
+			"5 [1/3,1/2-1] <1 e+100 closed",
+			"6 [1/2,2/3-1] <2 e+100 closed",
+			"7 [2/3,3/4-1] <2 e+100 closed",
+			"8 [0,1/3-1] <0+4 e+101",
+			"9 [1/3,2/3-1] <5+6 e+101",
+			"10 [2/3,max] <7+3 e+101",
+		}, sealed: []uint32{1, 2, 0, 3}, added: []uint32{4, 5, 6, 7, 8, 9, 10}}},
+		// A piece split off a new shard, and a merge of a merged shard: the
+		// epochs climb one second per generation within the plan.
+		{name: "3 to 5", meta: planStream(3), plan: scale(5), want: planWant{shards: []string{
+			"0 [0,1/3-1] e+0 closed",
+			"1 [1/3,2/3-1] e+0 closed",
+			"2 [2/3,max] e+0 closed",
+			"3 [0,1/5-1] <0 e+100",
+			"4 [1/5,1/3-1] <0 e+100 closed",
+			"5 [1/3,2/5-1] <1 e+100 closed",
+			"6 [2/5,2/3-1] <1 e+100 closed",
+			"7 [2/5,3/5-1] <6 e+101",
+			"8 [3/5,2/3-1] <6 e+101 closed",
+			"9 [2/3,4/5-1] <2 e+100 closed",
+			"10 [4/5,max] <2 e+100",
+			"11 [1/5,2/5-1] <4+5 e+101",
+			"12 [3/5,4/5-1] <8+9 e+102",
+		}, sealed: []uint32{0, 1, 2}, added: []uint32{3, 4, 5, 6, 7, 8, 9, 10, 11, 12}}},
+		{name: "5 to 3", meta: planStream(5), plan: scale(3), want: planWant{shards: []string{
+			"0 [0,1/5-1] e+0 closed",
+			"1 [1/5,2/5-1] e+0 closed",
+			"2 [2/5,3/5-1] e+0 closed",
+			"3 [3/5,4/5-1] e+0 closed",
+			"4 [4/5,max] e+0 closed",
+			"5 [1/5,1/3-1] <1 e+100 closed",
+			"6 [1/3,2/5-1] <1 e+100 closed",
+			"7 [3/5,2/3-1] <3 e+100 closed",
+			"8 [2/3,4/5-1] <3 e+100 closed",
+			"9 [0,1/3-1] <0+5 e+101",
+			"10 [1/3,3/5-1] <6+2 e+101 closed",
+			"11 [1/3,2/3-1] <10+7 e+102",
+			"12 [2/3,max] <8+4 e+101",
+		}, sealed: []uint32{1, 3, 0, 2, 4}, added: []uint32{5, 6, 7, 8, 9, 10, 11, 12}}},
+		{name: "open shards only", meta: splitStream(), plan: scale(1), want: planWant{shards: []string{
+			"0 [0,max] e+0 closed",
+			"1 [0,1/2-1] <0 e+1 closed",
+			"2 [1/2,max] <0 e+1 closed",
+			"3 [0,max] <1+2 e+100",
+		}, sealed: []uint32{1, 2}, added: []uint32{3}}},
+		{name: "to the same count", meta: planStream(2), plan: scale(2), want: planWant{shards: []string{
+			"0 [0,1/2-1] e+0",
+			"1 [1/2,max] e+0",
+		}, sealed: []uint32{}, added: []uint32{}}},
+		{name: "scale-down over the account limit", meta: planStream(2), plan: scale(1), tweak: func(in *planInput) { in.limits.openShards = 600 },
+			want: planWant{shards: []string{"0 [0,1/2-1] e+0 closed", "1 [1/2,max] e+0 closed", "2 [0,max] <0+1 e+100"}, sealed: []uint32{0, 1}, added: []uint32{2}}},
+
+		{name: "over MaxShardsPerStream", meta: planStream(1), plan: scale(10001), kind: ErrLimitExceeded,
+			msg: "Target shard count or number of open shards cannot be greater than 10000. Current open shard count: 1, Target shard count: 10001"},
+		{name: "over double", meta: planStream(2), plan: scale(5), kind: ErrLimitExceeded,
+			msg: "UpdateShardCount cannot scale up over double your current open shard count. Current open shard count: 2, Target shard count: 5"},
+		{name: "under half", meta: planStream(5), plan: scale(2), kind: ErrLimitExceeded,
+			msg: "UpdateShardCount cannot scale down below half your current open shard count. Current open shard count: 5, Target shard count: 2"},
+		{name: "over the account limit", meta: planStream(1), plan: scale(2), tweak: func(in *planInput) { in.limits.openShards = 500 },
+			kind: ErrLimitExceeded, msg: msgLimit1},
+		{name: "calls per day", meta: planStream(1), plan: scale(2), tweak: func(in *planInput) { in.meta.ScalingNs = callTimes(10, time.Hour) },
+			kind: ErrLimitExceeded, msg: "Exceeded the limit of 10 UpdateShardCount calls per rolling 24 hours for stream s under account 000000000000."},
+		{name: "calls per day before the account limit", meta: planStream(1), plan: scale(2),
+			tweak: func(in *planInput) {
+				in.meta.ScalingNs, in.limits.openShards = callTimes(3, time.Hour), 500
+				in.limits.scalingCallsPerDay = 3
+			},
+			kind: ErrLimitExceeded, msg: "Exceeded the limit of 3 UpdateShardCount calls per rolling 24 hours for stream s under account 000000000000."},
+		{name: "ON_DEMAND", meta: planStream(1), plan: scale(2), tweak: func(in *planInput) { in.meta.Mode = ModeOnDemand },
+			kind: ErrValidation, msg: msgOnDemand},
+		{name: "UPDATING", meta: planStream(1), plan: scale(2), tweak: func(in *planInput) { in.meta.Status = StatusUpdating },
+			kind: ErrResourceInUse, msg: msgUpdating},
+	})
+}
+
+// callTimes is n UpdateShardCount call times, the newest age before
+// planNow and each earlier one a minute before the next.
+func callTimes(n int, age time.Duration) []int64 {
+	var out []int64
+	for i := n - 1; i >= 0; i-- {
+		out = append(out, planNow.Add(-age-time.Duration(i)*time.Minute).UnixNano())
+	}
+	return out
+}
+
+// TestPlanUpdateShardCountCalls checks the rolling 24 hours: calls older
+// than that are forgotten, and the new call is recorded, even when the
+// target is the current count.
+func TestPlanUpdateShardCountCalls(t *testing.T) {
+	now := planNow.UnixNano()
+	cases := []struct {
+		name   string
+		before []int64
+		target int
+		want   []int64
+	}{
+		{"first call", nil, 2, []int64{now}},
+		{"same count", nil, 1, []int64{now}},
+		{"9 recent", callTimes(9, time.Hour), 2, append(callTimes(9, time.Hour), now)},
+		{"10 exactly a day old", callTimes(10, 24*time.Hour), 2, []int64{now}},
+		{"old and recent", append(callTimes(2, 25*time.Hour), callTimes(1, time.Second)...), 2, append(callTimes(1, time.Second), now)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := planStream(1)
+			m.ScalingNs = c.before
+			p, res, err := planUpdateShardCount(planIn(m), c.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(p.meta.ScalingNs, c.want) || res != (UpdateShardCountResult{Current: 1, Target: c.target}) {
+				t.Errorf("ScalingNs %v, result %+v; want %v", p.meta.ScalingNs, res, c.want)
+			}
+		})
+	}
+}
+
+// TestPlanUpdateShardCountResult checks that the answer carries the counts
+// once the open count is known, refusals included.
+func TestPlanUpdateShardCountResult(t *testing.T) {
+	cases := []struct {
+		name  string
+		mode  StreamMode
+		from  int
+		to    int
+		want  UpdateShardCountResult
+		fails bool
+	}{
+		{"scaled", ModeProvisioned, 2, 3, UpdateShardCountResult{Current: 2, Target: 3}, false},
+		{"over double", ModeProvisioned, 2, 5, UpdateShardCountResult{Current: 2, Target: 5}, true},
+		{"ON_DEMAND", ModeOnDemand, 2, 3, UpdateShardCountResult{}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := planStream(c.from)
+			m.Mode = c.mode
+			_, res, err := planUpdateShardCount(planIn(m), c.to)
+			if res != c.want || (err != nil) != c.fails {
+				t.Errorf("result %+v, error %v; want %+v", res, err, c.want)
+			}
+		})
+	}
+}
