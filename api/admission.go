@@ -2,11 +2,10 @@ package api
 
 import (
 	"context"
-	"fmt"
 	"time"
 
+	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/ratelimit"
-	"github.com/shardlog/shardlog/storage"
 )
 
 // ControlPlaneLimits is an Admission that enforces AWS's control-plane rates
@@ -32,6 +31,5 @@ func (l *ControlPlaneLimits) Admit(_ context.Context, req AdmissionRequest) erro
 	if l.c.Admit(l.now(), req.Operation, req.Stream) {
 		return nil
 	}
-	return &storage.Error{Kind: storage.ErrLimitExceeded,
-		Msg: fmt.Sprintf("Rate exceeded for operation %s under account %s.", req.Operation, l.account)}
+	return wire.ClientError(wire.TypeLimitExceeded, "Rate exceeded for operation "+req.Operation+" under account "+l.account+".")
 }

@@ -2,13 +2,12 @@ package api
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/ratelimit"
-	"github.com/shardlog/shardlog/storage"
 )
 
 func TestControlPlaneLimits(t *testing.T) {
@@ -24,7 +23,7 @@ func TestControlPlaneLimits(t *testing.T) {
 	if admitted != 10 {
 		t.Fatalf("DescribeStream admitted %d at once, want AWS's 10", admitted)
 	}
-	if !errors.Is(last, storage.ErrLimitExceeded) || !strings.HasPrefix(storage.Message(last), "Rate exceeded") {
+	if e, ok := last.(*wire.Error); !ok || e.Type != wire.TypeLimitExceeded || !strings.HasPrefix(e.Message, "Rate exceeded") {
 		t.Fatalf("refusal: %v", last)
 	}
 	if err := l.Admit(context.Background(), AdmissionRequest{Operation: "PutRecords", Stream: "s"}); err != nil {

@@ -8,12 +8,11 @@ import (
 )
 
 // Backend is what the API needs from the storage engine. *storage.Store
-// satisfies it; tests use a fake. Errors are *storage.Error values wrapping
-// storage's sentinels, whose messages are already AWS's wording; the api maps
-// the sentinels to AWS error types in errors.go and nowhere else.
+// satisfies it; tests use a fake. Errors are *storage.Error values: a
+// sentinel, a Reason and the Facts. The api maps the sentinels to AWS error
+// types in errors.go and words each Reason in messages.go, and nowhere else.
 type Backend interface {
-	// CreateStream fails with ErrStreamExists or ErrLimitExceeded (whose
-	// message may contain "{region}", which the api fills in).
+	// CreateStream fails with ErrStreamExists or ErrLimitExceeded.
 	CreateStream(ctx context.Context, in storage.CreateStreamInput) error
 	DeleteStream(ctx context.Context, name string) error
 	// ListStreams returns every stream that is not gone, sorted by name.
@@ -46,10 +45,9 @@ type Backend interface {
 
 // Admission is the seam for rate limiting. When Config.Admission is set, every
 // operation calls Admit after the request has been decoded and validated and
-// before the Backend is touched. A non-nil error ends the request; it is
-// mapped like a storage error (e.g. storage.ErrThrottled becomes
-// ProvisionedThroughputExceededException, storage.ErrLimitExceeded becomes
-// LimitExceededException), so return a *storage.Error with AWS's message.
+// before the Backend is touched. A non-nil error ends the request: return a
+// *wire.Error with AWS's type and message, or a *storage.Error, which is
+// mapped and worded like any other.
 type Admission interface {
 	Admit(ctx context.Context, req AdmissionRequest) error
 }

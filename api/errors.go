@@ -8,7 +8,7 @@ import (
 )
 
 // errorTable is the one place where storage's sentinel errors become AWS error
-// types. Messages come from storage.Error.Msg, which is already AWS's wording.
+// types. Messages come from messages.go.
 var errorTable = []struct {
 	kind error
 	typ  string
@@ -25,51 +25,63 @@ var errorTable = []struct {
 }
 
 // internalCauses are storage failures that are the server's fault: they become
-// InternalFailure (500) with a message naming the cause.
-var internalCauses = []error{storage.ErrShardReadOnly, storage.ErrDiskFull, storage.ErrClosed}
+// InternalFailure (500), whose message names the cause so an operator (or a
+// client that retries) knows what happened. Other errors name themselves.
+var internalCauses = []struct {
+	kind  error
+	cause string
+}{
+	{storage.ErrShardReadOnly, "shard refuses writes"},
+	{storage.ErrDiskFull, "no space left on device"},
+	{storage.ErrClosed, "the server is shutting down"},
+	{storage.ErrShardClosed, "the shard was closed by a reshard while the request was on its way; retry it"},
+}
 
 // toAPIError maps any error to what the client sees. Unknown errors are
 // InternalFailure; their text names the cause but they are never a panic.
-func toAPIError(err error) *wire.Error {
+// region fills the texts that name it.
+func toAPIError(err error, region string) *wire.Error {
 	var ae *wire.Error
 	if errors.As(err, &ae) {
 		return ae
 	}
-	for _, row := range errorTable {
-		if errors.Is(err, row.kind) {
-			return wire.ClientError(row.typ, storage.Message(err))
+	var se *storage.Error
+	if errors.As(err, &se) {
+		for _, row := range errorTable {
+			if errors.Is(se.Kind, row.kind) {
+				return wire.ClientError(row.typ, storageMessage(se, region))
+			}
 		}
 	}
 	return internalFailure(err)
 }
 
-func internalFailure(err error) *wire.Error { return wire.InternalFailure(internalCause(err)) }
-
-func internalCause(err error) string {
+func internalFailure(err error) *wire.Error {
 	if cause, ok := knownCause(err); ok {
-		return cause
+		return wire.InternalFailure(cause)
 	}
-	return storage.Message(err)
+	return wire.InternalFailure(err.Error())
 }
 
 // knownCause names err's server-side cause if it is one of internalCauses.
 func knownCause(err error) (string, bool) {
-	for _, kind := range internalCauses {
-		if errors.Is(err, kind) {
-			return kind.Error(), true
+	for _, row := range internalCauses {
+		if errors.Is(err, row.kind) {
+			return row.cause, true
 		}
 	}
 	return "", false
 }
 
 // recordErrorCode is the PutRecords per-record ErrorCode/ErrorMessage for err:
-// throttling keeps storage's message (it names account, stream and shard);
-// anything else is InternalFailure "Internal Service Failure" as AWS sends it,
-// followed by the cause when it is a known server-side one (disk full, a
-// read-only shard), so an operator can act on it.
+// throttling names account, stream and shard as AWS does; anything else is
+// InternalFailure "Internal Service Failure" as AWS sends it, followed by the
+// cause when it is a known server-side one (disk full, a read-only shard), so
+// an operator can act on it.
 func recordErrorCode(err error) (code, msg string) {
-	if errors.Is(err, storage.ErrThrottled) {
-		return wire.TypeThroughput, storage.Message(err)
+	var se *storage.Error
+	if errors.As(err, &se) && errors.Is(se.Kind, storage.ErrThrottled) {
+		return wire.TypeThroughput, storageMessage(se, "")
 	}
 	cause, _ := knownCause(err)
 	return wire.TypeInternalFailure, wire.InternalFailure(cause).Message

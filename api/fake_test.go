@@ -43,7 +43,7 @@ func newFake() *fakeBackend {
 
 func (f *fakeBackend) IteratorKey() []byte { return f.key }
 func (f *fakeBackend) AccountID() string   { return f.account }
-func (f *fakeBackend) ShardLimit() int     { return 500 }
+func (f *fakeBackend) ShardLimit() int     { return f.shardLimit }
 
 func (f *fakeBackend) enter() error {
 	if f.panicMsg != "" {
@@ -53,7 +53,7 @@ func (f *fakeBackend) enter() error {
 }
 
 func (f *fakeBackend) notFound(name string) error {
-	return &storage.Error{Kind: storage.ErrStreamNotFound, Msg: "Stream " + name + " under account " + f.account + " not found."}
+	return &storage.Error{Kind: storage.ErrStreamNotFound, Reason: storage.ReasonStreamNotFound, Facts: storage.Facts{Account: f.account, Stream: name}}
 }
 
 func (f *fakeBackend) CreateStream(ctx context.Context, in storage.CreateStreamInput) error {
@@ -63,14 +63,14 @@ func (f *fakeBackend) CreateStream(ctx context.Context, in storage.CreateStreamI
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.streams[in.Name]; ok {
-		return &storage.Error{Kind: storage.ErrStreamExists, Msg: "Stream " + in.Name + " under account " + f.account + " already exists."}
+		return &storage.Error{Kind: storage.ErrStreamExists, Reason: storage.ReasonStreamExists, Facts: storage.Facts{Account: f.account, Stream: in.Name}}
 	}
 	open := 0
 	for _, st := range f.streams {
 		open += st.info.OpenShardCount()
 	}
 	if open+in.ShardCount > f.shardLimit {
-		return &storage.Error{Kind: storage.ErrLimitExceeded, Msg: "This request would exceed the shard limit for the account " + f.account + " in {region}. Current shard count for the account: " + strconv.Itoa(open) + "."}
+		return &storage.Error{Kind: storage.ErrLimitExceeded, Reason: storage.ReasonShardLimit, Facts: storage.Facts{Account: f.account, Current: int64(open), Limit: int64(f.shardLimit), N: int64(in.ShardCount)}}
 	}
 	now := f.clock()
 	st := &fakeStream{info: storage.StreamInfo{Name: in.Name, Created: now, Status: storage.StatusActive, Mode: in.Mode, RetentionHours: 24, Tags: map[string]string{}}}
@@ -180,7 +180,11 @@ func (f *fakeBackend) SetRetention(ctx context.Context, name string, hours int, 
 		return err
 	}
 	if increase && hours <= st.info.RetentionHours || !increase && hours >= st.info.RetentionHours {
-		return &storage.Error{Kind: storage.ErrInvalidArgument, Msg: "wrong direction"}
+		reason := storage.ReasonRetentionLower
+		if !increase {
+			reason = storage.ReasonRetentionRaise
+		}
+		return &storage.Error{Kind: storage.ErrInvalidArgument, Reason: reason, Facts: storage.Facts{Account: f.account, Stream: name, N: int64(hours), Current: int64(st.info.RetentionHours)}}
 	}
 	st.info.RetentionHours = hours
 	return nil
@@ -273,7 +277,7 @@ func (f *fakeBackend) Position(ctx context.Context, stream, shard string, typ st
 	}
 	idx, ok := datadir.ParseShardID(shard)
 	if !ok || int(idx) >= len(st.info.Shards) {
-		return storage.Position{}, &storage.Error{Kind: storage.ErrShardNotFound, Msg: "Shard " + shard + " in stream " + stream + " under account " + f.account + " does not exist"}
+		return storage.Position{}, &storage.Error{Kind: storage.ErrShardNotFound, Reason: storage.ReasonShardGone, Facts: storage.Facts{Account: f.account, Stream: stream, Shard: shard}}
 	}
 	pos := storage.Position{Stream: stream, StreamCreated: st.info.Created.UnixNano(), ShardIndex: idx}
 	recs := st.records[idx]
@@ -283,7 +287,7 @@ func (f *fakeBackend) Position(ctx context.Context, stream, shard string, typ st
 	case storage.AtSequenceNumber, storage.AfterSequenceNumber:
 		s, err := seqnum.Parse(startSeq)
 		if err != nil || s.ShardIndex != idx {
-			return pos, &storage.Error{Kind: storage.ErrInvalidArgument, Msg: "StartingSequenceNumber " + startSeq + " used in GetShardIterator on shard " + shard + " is invalid."}
+			return pos, &storage.Error{Kind: storage.ErrInvalidArgument, Reason: storage.ReasonStartSeq, Facts: storage.Facts{Account: f.account, Stream: stream, Shard: shard, Given: startSeq}}
 		}
 		pos.Ordinal = s.Ordinal - 1
 		if typ == storage.AfterSequenceNumber {
@@ -303,7 +307,7 @@ func (f *fakeBackend) Read(ctx context.Context, pos storage.Position, maxRecords
 	defer f.mu.Unlock()
 	st, ok := f.streams[pos.Stream]
 	if !ok || st.info.Created.UnixNano() != pos.StreamCreated || int(pos.ShardIndex) >= len(st.records) {
-		return storage.ReadResult{}, &storage.Error{Kind: storage.ErrShardNotFound, Msg: "Shard " + shardID(pos.ShardIndex) + " in stream " + pos.Stream + " under account " + f.account + " does not exist"}
+		return storage.ReadResult{}, &storage.Error{Kind: storage.ErrShardNotFound, Reason: storage.ReasonShardGone, Facts: storage.Facts{Account: f.account, Stream: pos.Stream, Shard: shardID(pos.ShardIndex)}}
 	}
 	recs := st.records[pos.ShardIndex]
 	var res storage.ReadResult

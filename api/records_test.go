@@ -95,8 +95,8 @@ func TestPutRecordsPartialFailure(t *testing.T) {
 	h := newHarness(t)
 	h.createStream("s", 2)
 	h.fake.recordErrs = map[int]error{
-		1: &storage.Error{Kind: storage.ErrThrottled, Msg: "Rate exceeded for shard shardId-000000000001 in stream s under account 123456789012."},
-		2: &storage.Error{Kind: storage.ErrShardReadOnly, Msg: "fsync"},
+		1: &storage.Error{Kind: storage.ErrThrottled, Reason: storage.ReasonThrottled, Facts: storage.Facts{Account: "123456789012", Stream: "s", Shard: "shardId-000000000001"}},
+		2: &storage.Error{Kind: storage.ErrShardReadOnly, Reason: storage.ReasonReadOnly, Facts: storage.Facts{Detail: "fsync"}},
 	}
 	r := h.ok("PutRecords", `{"StreamName":"s","Records":[{"PartitionKey":"a","Data":""},{"PartitionKey":"b","Data":""},{"PartitionKey":"c","Data":""}]}`)
 	recs := r.body["Records"].([]any)
@@ -110,8 +110,9 @@ func TestPutRecordsPartialFailure(t *testing.T) {
 	if e := recs[2].(map[string]any); e["ErrorCode"] != "InternalFailure" || e["ErrorMessage"] != "Internal Service Failure: shard refuses writes" {
 		t.Fatalf("failed entry: %v", e)
 	}
-	h.fake.recordErrs = map[int]error{0: &storage.Error{Kind: storage.ErrThrottled, Msg: "Rate exceeded"}}
-	wantError(t, h.call("PutRecord", `{"StreamName":"s","PartitionKey":"a","Data":""}`), 400, wire.TypeThroughput, "Rate exceeded")
+	h.fake.recordErrs = map[int]error{0: &storage.Error{Kind: storage.ErrThrottled, Reason: storage.ReasonThrottled, Facts: storage.Facts{Account: "123456789012", Stream: "s", Shard: "shardId-000000000000"}}}
+	wantError(t, h.call("PutRecord", `{"StreamName":"s","PartitionKey":"a","Data":""}`), 400, wire.TypeThroughput,
+		"Rate exceeded for shard shardId-000000000000 in stream s under account 123456789012.")
 }
 
 func TestPutRecordErrors(t *testing.T) {
@@ -128,7 +129,7 @@ func TestPutRecordErrors(t *testing.T) {
 	recs := strings.Repeat(`{"PartitionKey":"k","Data":"`+chunk+`"},`, 5)
 	h.ok("PutRecords", `{"StreamName":"s","Records":[`+recs[:len(recs)-1]+`]}`)
 	wantError(t, h.call("PutRecords", `{"StreamName":"s","Records":[`+recs+`{"PartitionKey":"k","Data":""}]}`), 400, wire.TypeInvalidArgument, "Records size exceeds 5 MB limit")
-	h.fake.putErr = &storage.Error{Kind: storage.ErrDiskFull, Msg: "ENOSPC"}
+	h.fake.putErr = &storage.Error{Kind: storage.ErrDiskFull, Reason: storage.ReasonDiskFull, Facts: storage.Facts{Detail: "ENOSPC"}}
 	wantError(t, h.call("PutRecords", `{"StreamName":"s","Records":[{"PartitionKey":"k","Data":""}]}`), 500, wire.TypeInternalFailure, "Internal Service Failure: no space left on device")
 }
 
@@ -144,7 +145,7 @@ func TestGetShardIteratorArguments(t *testing.T) {
 			"The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: 1795694401250, currentTimestampInMillis: 1795694400000"},
 		// A missing shard is reported before a bad argument combination.
 		{`"ShardId":"7","ShardIteratorType":"LATEST","StartingSequenceNumber":"1"`, wire.TypeResourceNotFound, ""},
-		{`"ShardId":"0","ShardIteratorType":"AT_SEQUENCE_NUMBER","StartingSequenceNumber":"1"`, wire.TypeInvalidArgument, "StartingSequenceNumber 1 used in GetShardIterator on shard 0 is invalid."},
+		{`"ShardId":"0","ShardIteratorType":"AT_SEQUENCE_NUMBER","StartingSequenceNumber":"1"`, wire.TypeInvalidArgument, "StartingSequenceNumber 1 used in GetShardIterator on shard 0 in stream s under account 123456789012 is invalid."},
 	}
 	for _, tc := range tests {
 		wantError(t, h.call("GetShardIterator", `{"StreamName":"s",`+tc.body+`}`), 400, tc.typ, tc.msg)

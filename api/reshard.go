@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"strings"
 
 	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/storage"
@@ -13,11 +12,10 @@ import (
 // still satisfy Backend: their resharding requests get
 // UnknownOperationException, as if the operations did not exist.
 type Resharder interface {
-	// SplitShard, MergeShards and UpdateShardCount produce AWS's errors:
+	// SplitShard, MergeShards and UpdateShardCount fail as AWS does:
 	// ErrValidation for an ON_DEMAND stream, ErrResourceInUse when the stream
 	// is not ACTIVE, ErrShardNotFound, ErrInvalidArgument (bad hash key, a
-	// closed or non-adjacent shard) and ErrLimitExceeded (whose message may
-	// contain "{region}", which the api fills in).
+	// closed or non-adjacent shard) and ErrLimitExceeded.
 	SplitShard(ctx context.Context, stream, shardToSplit, newStartingHashKey string) error
 	MergeShards(ctx context.Context, stream, shardToMerge, adjacentShardToMerge string) error
 	UpdateShardCount(ctx context.Context, stream string, target int) (storage.UpdateShardCountResult, error)
@@ -74,7 +72,7 @@ func (s *Server) splitShard(rc *reqCtx, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return nil, regionalError(rc, r.SplitShard(rc.ctx, name, *in.ShardToSplit, *in.NewStartingHashKey))
+	return nil, r.SplitShard(rc.ctx, name, *in.ShardToSplit, *in.NewStartingHashKey)
 }
 
 func (s *Server) mergeShards(rc *reqCtx, body []byte) (any, error) {
@@ -90,7 +88,7 @@ func (s *Server) mergeShards(rc *reqCtx, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return nil, regionalError(rc, r.MergeShards(rc.ctx, name, *in.ShardToMerge, *in.AdjacentShardToMerge))
+	return nil, r.MergeShards(rc.ctx, name, *in.ShardToMerge, *in.AdjacentShardToMerge)
 }
 
 func (s *Server) updateShardCount(rc *reqCtx, body []byte) (any, error) {
@@ -112,18 +110,7 @@ func (s *Server) updateShardCount(rc *reqCtx, body []byte) (any, error) {
 	}
 	res, err := r.UpdateShardCount(rc.ctx, name, int(in.TargetShardCount.Val))
 	if err != nil {
-		return nil, regionalError(rc, err)
+		return nil, err
 	}
 	return updateShardCountOutput{StreamName: name, CurrentShardCount: res.Current, TargetShardCount: res.Target, StreamARN: s.arnFor(rc, name)}, nil
-}
-
-// regionalError fills the request's region into a storage message that
-// names it (the shard-limit message).
-func regionalError(rc *reqCtx, err error) error {
-	if err == nil {
-		return nil
-	}
-	ae := *toAPIError(err)
-	ae.Message = strings.ReplaceAll(ae.Message, "{region}", rc.region)
-	return &ae
 }

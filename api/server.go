@@ -119,7 +119,7 @@ func (s *Server) serve(rc *reqCtx) {
 	defer release()
 	out, err := op(s, rc, body)
 	if err != nil {
-		s.writeError(rc, toAPIError(err))
+		s.writeError(rc, toAPIError(err, rc.region))
 		return
 	}
 	s.writeOutput(rc, out)

@@ -54,7 +54,7 @@ func (s *Server) createStream(rc *reqCtx, body []byte) (any, error) {
 	if err := s.admit(rc, AdmissionRequest{Stream: csi.Name}); err != nil {
 		return nil, err
 	}
-	return nil, regionalError(rc, s.b.CreateStream(rc.ctx, csi))
+	return nil, s.b.CreateStream(rc.ctx, csi)
 }
 
 // createInput applies CreateStream's cross-field rules.

@@ -71,7 +71,8 @@ func TestShardLimitMessageGetsRegion(t *testing.T) {
 	h := newHarness(t)
 	h.fake.shardLimit = 2
 	wantError(t, h.call("CreateStream", `{"StreamName":"big","ShardCount":3}`), 400, wire.TypeLimitExceeded,
-		"This request would exceed the shard limit for the account 123456789012 in eu-west-1. Current shard count for the account: 0.")
+		"This request would exceed the shard limit for the account 123456789012 in eu-west-1. Current shard count for the account: 0. Limit: 2. "+
+			"Number of additional shards that would have resulted from this request: 3. Refer to the AWS Service Limits page (https://docs.aws.amazon.com/kinesis/latest/dev/service-sizes-and-limits.html) for current limits and how to request higher limits.")
 }
 
 func TestListStreamsPagination(t *testing.T) {
@@ -124,7 +125,8 @@ func TestRetention(t *testing.T) {
 	h := newHarness(t)
 	h.createStream("s", 1)
 	h.ok("IncreaseStreamRetentionPeriod", `{"StreamName":"s","RetentionPeriodHours":48}`)
-	wantError(t, h.call("IncreaseStreamRetentionPeriod", `{"StreamName":"s","RetentionPeriodHours":48}`), 400, wire.TypeInvalidArgument, "wrong direction")
+	wantError(t, h.call("IncreaseStreamRetentionPeriod", `{"StreamName":"s","RetentionPeriodHours":48}`), 400, wire.TypeInvalidArgument,
+		"Requested retention period (48 hours) for stream s can not be shorter than existing retention period (48 hours). Use DecreaseRetentionPeriod API.")
 	h.ok("DecreaseStreamRetentionPeriod", `{"StreamName":"s","RetentionPeriodHours":24}`)
 	if got := h.fake.streams["s"].info.RetentionHours; got != 24 {
 		t.Fatalf("retention = %d", got)
@@ -138,13 +140,19 @@ func TestStorageErrorMapping(t *testing.T) {
 		typ    string
 		msg    string
 	}{
-		{&storage.Error{Kind: storage.ErrResourceInUse, Msg: "busy"}, 400, wire.TypeResourceInUse, "busy"},
-		{&storage.Error{Kind: storage.ErrShardNotFound, Msg: "no shard"}, 400, wire.TypeResourceNotFound, "no shard"},
-		{&storage.Error{Kind: storage.ErrThrottled, Msg: "Rate exceeded"}, 400, wire.TypeThroughput, "Rate exceeded"},
-		{&storage.Error{Kind: storage.ErrLimitExceeded, Msg: "too many"}, 400, wire.TypeLimitExceeded, "too many"},
-		{&storage.Error{Kind: storage.ErrDiskFull, Msg: "write segment: ENOSPC"}, 500, wire.TypeInternalFailure, "Internal Service Failure: no space left on device"},
-		{&storage.Error{Kind: storage.ErrShardReadOnly, Msg: "fsync failed"}, 500, wire.TypeInternalFailure, "Internal Service Failure: shard refuses writes"},
-		{storage.ErrClosed, 500, wire.TypeInternalFailure, "Internal Service Failure: store closed"},
+		{&storage.Error{Kind: storage.ErrResourceInUse, Reason: storage.ReasonNotActive, Facts: storage.Facts{Account: "1", Stream: "s", State: storage.StatusUpdating}},
+			400, wire.TypeResourceInUse, "Stream s under account 1 not ACTIVE, instead in state UPDATING"},
+		{&storage.Error{Kind: storage.ErrShardNotFound, Reason: storage.ReasonShardGone, Facts: storage.Facts{Account: "1", Stream: "s", Shard: "shardId-000000000002"}},
+			400, wire.TypeResourceNotFound, "Shard shardId-000000000002 in stream s under account 1 does not exist"},
+		{&storage.Error{Kind: storage.ErrThrottled, Reason: storage.ReasonThrottled, Facts: storage.Facts{Account: "1", Stream: "s", Shard: "shardId-000000000002"}},
+			400, wire.TypeThroughput, "Rate exceeded for shard shardId-000000000002 in stream s under account 1."},
+		{&storage.Error{Kind: storage.ErrLimitExceeded, Reason: storage.ReasonScalingCalls, Facts: storage.Facts{Account: "1", Stream: "s", Limit: 10}},
+			400, wire.TypeLimitExceeded, "Exceeded the limit of 10 UpdateShardCount calls per rolling 24 hours for stream s under account 1."},
+		{&storage.Error{Kind: storage.ErrDiskFull, Reason: storage.ReasonDiskFull, Facts: storage.Facts{Detail: "write segment: ENOSPC"}}, 500, wire.TypeInternalFailure, "Internal Service Failure: no space left on device"},
+		{&storage.Error{Kind: storage.ErrShardReadOnly, Reason: storage.ReasonReadOnly, Facts: storage.Facts{Detail: "fsync failed"}}, 500, wire.TypeInternalFailure, "Internal Service Failure: shard refuses writes"},
+		{storage.ErrClosed, 500, wire.TypeInternalFailure, "Internal Service Failure: the server is shutting down"},
+		{&storage.Error{Kind: storage.ErrShardClosed, Reason: storage.ReasonShardClosed}, 500, wire.TypeInternalFailure,
+			"Internal Service Failure: the shard was closed by a reshard while the request was on its way; retry it"},
 		{errors.New("disk on fire"), 500, wire.TypeInternalFailure, "Internal Service Failure: disk on fire"},
 	}
 	for _, tc := range tests {
@@ -164,7 +172,7 @@ type refuseAll struct{ seen []AdmissionRequest }
 
 func (r *refuseAll) Admit(_ context.Context, req AdmissionRequest) error {
 	r.seen = append(r.seen, req)
-	return &storage.Error{Kind: storage.ErrThrottled, Msg: "Rate exceeded for stream s under account 123456789012."}
+	return &storage.Error{Kind: storage.ErrThrottled, Reason: storage.ReasonThrottled, Facts: storage.Facts{Account: "123456789012", Stream: "s", Shard: "shardId-000000000000"}}
 }
 
 func TestAdmissionHook(t *testing.T) {
@@ -172,7 +180,7 @@ func TestAdmissionHook(t *testing.T) {
 	h.createStream("s", 1)
 	adm := &refuseAll{}
 	h.srv.cfg.Admission = adm
-	wantError(t, h.call("PutRecords", `{"StreamName":"s","Records":[{"PartitionKey":"k","Data":"YWJj"}]}`), 400, wire.TypeThroughput, "Rate exceeded for stream s under account 123456789012.")
+	wantError(t, h.call("PutRecords", `{"StreamName":"s","Records":[{"PartitionKey":"k","Data":"YWJj"}]}`), 400, wire.TypeThroughput, "Rate exceeded for shard shardId-000000000000 in stream s under account 123456789012.")
 	if len(adm.seen) != 1 || adm.seen[0] != (AdmissionRequest{Operation: "PutRecords", Region: "eu-west-1", Stream: "s", Records: 1, Bytes: 4}) {
 		t.Fatalf("admission saw %+v", adm.seen)
 	}

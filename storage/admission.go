@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"strconv"
 
@@ -48,7 +47,7 @@ func (s *Store) applyLimits(st *stream) {
 }
 
 func (s *Store) throttled(stream string, index uint32) error {
-	return errorf(ErrThrottled, fmt.Sprintf("Rate exceeded for shard %s in stream %s under account %s.", shardID(index), stream, s.opts.AccountID))
+	return s.fail(ErrThrottled, ReasonThrottled, Facts{Stream: stream, Shard: shardID(index)})
 }
 
 // injected reports whether fault injection throttles this call or record.

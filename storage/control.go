@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"time"
 
@@ -15,14 +14,20 @@ import (
 // MaxTagsPerStream is AWS's limit on tags on one stream.
 const MaxTagsPerStream = 50
 
+// notActive is the ResourceInUseException of an operation that needs an
+// ACTIVE stream.
+func (s *Store) notActive(name string, state StreamStatus) error {
+	return s.fail(ErrResourceInUse, ReasonNotActive, Facts{Stream: name, State: state})
+}
+
 func (s *Store) notFound(name string) error {
-	return errorf(ErrStreamNotFound, fmt.Sprintf("Stream %s under account %s not found.", name, s.opts.AccountID))
+	return s.fail(ErrStreamNotFound, ReasonStreamNotFound, Facts{Stream: name})
 }
 
 // lookup returns a stream's current metadata. Callers hold s.mu.
 func (s *Store) lookupLocked(name string) (*stream, error) {
 	if s.closed {
-		return nil, errorf(ErrClosed, "the server is shutting down")
+		return nil, s.fail(ErrClosed, ReasonShutdown, Facts{})
 	}
 	st, ok := s.streams[name]
 	if !ok {
@@ -37,10 +42,10 @@ func (s *Store) CreateStream(ctx context.Context, in CreateStreamInput) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return errorf(ErrClosed, "the server is shutting down")
+		return s.fail(ErrClosed, ReasonShutdown, Facts{})
 	}
 	if _, ok := s.streams[in.Name]; ok {
-		return errorf(ErrStreamExists, fmt.Sprintf("Stream %s under account %s already exists.", in.Name, s.opts.AccountID))
+		return s.fail(ErrStreamExists, ReasonStreamExists, Facts{Stream: in.Name})
 	}
 	if err := s.checkShardLimitLocked(in.ShardCount); err != nil {
 		return err
@@ -149,8 +154,7 @@ func (s *Store) DeleteStream(ctx context.Context, name string) error {
 		return err
 	}
 	if st.resharding != nil { // another reshard began since awaitReshard
-		return errorf(ErrResourceInUse, fmt.Sprintf("Stream %s under account %s not ACTIVE, instead in state %s",
-			name, s.opts.AccountID, st.meta.Status))
+		return s.notActive(name, st.meta.Status)
 	}
 	if st.meta.Status == StatusDeleting {
 		return nil
@@ -223,8 +227,7 @@ func (s *Store) updateMeta(name string, change func(m *streamMeta) error) error 
 		return err
 	}
 	if st.meta.Status != StatusActive {
-		return errorf(ErrResourceInUse, fmt.Sprintf("Stream %s under account %s not ACTIVE, instead in state %s",
-			name, s.opts.AccountID, st.meta.Status))
+		return s.notActive(name, st.meta.Status)
 	}
 	old, m := st.meta, st.meta.Clone()
 	if err := change(m); err != nil {
@@ -246,13 +249,13 @@ func (s *Store) SetRetention(ctx context.Context, name string, hours int, increa
 		cur := m.RetentionHours
 		switch {
 		case hours < MinRetentionHours:
-			return errorf(ErrInvalidArgument, fmt.Sprintf("Minimum allowed retention period is %d hours. Requested retention period (%d hours) is too short.", MinRetentionHours, hours))
+			return s.fail(ErrInvalidArgument, ReasonRetentionMin, Facts{Stream: name, N: int64(hours), Limit: MinRetentionHours})
 		case hours > MaxRetentionHours:
-			return errorf(ErrInvalidArgument, fmt.Sprintf("Maximum allowed retention period is %d hours. Requested retention period (%d hours) is too long.", MaxRetentionHours, hours))
+			return s.fail(ErrInvalidArgument, ReasonRetentionMax, Facts{Stream: name, N: int64(hours), Limit: MaxRetentionHours})
 		case increase && hours < cur:
-			return errorf(ErrInvalidArgument, fmt.Sprintf("Requested retention period (%d hours) for stream %s can not be shorter than existing retention period (%d hours). Use DecreaseRetentionPeriod API.", hours, name, cur))
+			return s.fail(ErrInvalidArgument, ReasonRetentionLower, Facts{Stream: name, N: int64(hours), Current: int64(cur)})
 		case !increase && hours > cur:
-			return errorf(ErrInvalidArgument, fmt.Sprintf("Requested retention period (%d hours) for stream %s can not be longer than existing retention period (%d hours). Use IncreaseRetentionPeriod API.", hours, name, cur))
+			return s.fail(ErrInvalidArgument, ReasonRetentionRaise, Facts{Stream: name, N: int64(hours), Current: int64(cur)})
 		}
 		m.RetentionHours = hours
 		return nil
@@ -269,7 +272,7 @@ func (s *Store) AddTags(ctx context.Context, name string, tags map[string]string
 			}
 		}
 		if n > MaxTagsPerStream {
-			return errorf(ErrInvalidArgument, fmt.Sprintf("Failed to add tags to stream %s under account %s because a given stream cannot have more than %d tags associated with it.", name, s.opts.AccountID, MaxTagsPerStream))
+			return s.fail(ErrInvalidArgument, ReasonTooManyTags, Facts{Stream: name, Limit: MaxTagsPerStream})
 		}
 		if m.Tags == nil {
 			m.Tags = map[string]string{}

@@ -1,6 +1,10 @@
 package storage
 
-import "errors"
+import (
+	"errors"
+	"strconv"
+	"strings"
+)
 
 // Sentinel errors. Every error the Store returns for a caller's mistake or a
 // resource state wraps exactly one of these in an *Error; the api package maps
@@ -10,36 +14,113 @@ var (
 	ErrStreamExists    = errors.New("stream already exists")
 	ErrResourceInUse   = errors.New("resource in use") // e.g. stream not ACTIVE for this operation
 	ErrShardNotFound   = errors.New("shard not found")
-	ErrInvalidArgument = errors.New("invalid argument")     // Msg carries AWS's wording
+	ErrInvalidArgument = errors.New("invalid argument")
 	ErrLimitExceeded   = errors.New("limit exceeded")       // shard limit, etc.
 	ErrThrottled       = errors.New("throughput exceeded")  // per-shard admission control
 	ErrShardReadOnly   = errors.New("shard refuses writes") // corrupt, or a failed fsync poisoned it
 	ErrExpired         = errors.New("position expired")     // trimmed away by retention
 	ErrClosed          = errors.New("store closed")
-	ErrDiskFull        = errors.New("no space left on device")
-	ErrValidation      = errors.New("validation failed") // e.g. resharding an ON_DEMAND stream
+	// ErrShardClosed means a record met a shard that a reshard closed while
+	// the record was on its way, and the reshards that followed left no time
+	// to route it to a child. Retrying the request routes it again.
+	ErrShardClosed = errors.New("shard closed by a reshard")
+	ErrDiskFull    = errors.New("no space left on device")
+	ErrValidation  = errors.New("validation failed") // e.g. resharding an ON_DEMAND stream
 )
 
-// Error is a storage error with a message fit for a client. Kind is one of the
-// sentinels above; Msg is AWS's exact wording, including the account id the
-// Store was opened with (e.g. "Stream foo under account 000000000000 not
-// found."), so the api layer can send it as it is.
-type Error struct {
-	Kind error
-	Msg  string
+// Reason says which situation an Error reports, within its Kind. Storage
+// words no message for clients: package api renders each Reason, with the
+// Facts, in AWS's words (api/messages.go), so every text has one home.
+type Reason string
+
+// Reasons, grouped by the sentinel they come with.
+const (
+	ReasonStreamNotFound Reason = "stream not found" // ErrStreamNotFound
+	ReasonStreamExists   Reason = "stream exists"    // ErrStreamExists
+
+	ReasonNotActive   Reason = "stream not active"                // ErrResourceInUse; State
+	ReasonNoOpenShard Reason = "no open shard for hash key"       // ErrResourceInUse; Given: the key
+	ReasonOnDemand    Reason = "reshard of an on-demand stream"   // ErrValidation
+	ReasonShardClosed Reason = "shard closed by a reshard"        // ErrShardClosed
+	ReasonShutdown    Reason = "server shutting down"             // ErrClosed
+	ReasonDiskFull    Reason = "no space left on device"          // ErrDiskFull; Detail
+	ReasonReadOnly    Reason = "shard refuses writes"             // ErrShardReadOnly; Detail
+	ReasonThrottled   Reason = "shard rate exceeded"              // ErrThrottled; Shard
+	ReasonMerged      Reason = "shard already merged or split"    // ErrInvalidArgument; Shard
+	ReasonShardGone   Reason = "shard does not exist"             // ErrShardNotFound; Shard
+	ReasonBadShardID  Reason = "shard id does not resolve"        // ErrShardNotFound; Given: the id as sent
+	ReasonTooManyTags Reason = "too many tags"                    // ErrInvalidArgument; Limit
+	ReasonBadSplitKey Reason = "split key outside the shard"      // ErrInvalidArgument; Given, Shard, Start, End
+	ReasonNotAdjacent Reason = "shards not adjacent"              // ErrInvalidArgument; Shard, Shard2
+	ReasonOrderingSeq Reason = "bad SequenceNumberForOrdering"    // ErrInvalidArgument; Given
+	ReasonIterType    Reason = "bad shard iterator type"          // ErrInvalidArgument; Given
+	ReasonFutureTime  Reason = "timestamp in the future"          // ErrInvalidArgument; N: the time, Limit: now (ms)
+	ReasonStartSeq    Reason = "bad starting sequence number"     // ErrInvalidArgument; Given, Shard
+	ReasonSeqShard    Reason = "sequence number of another shard" // ErrInvalidArgument; Shard2: encoded, Shard
+	ReasonSeqStream   Reason = "sequence number of another stream"
+	ReasonSeqMax      Reason = "sequence number at its maximum" // ErrInvalidArgument
+
+	ReasonRetentionMin   Reason = "retention below the minimum"   // ErrInvalidArgument; N, Limit
+	ReasonRetentionMax   Reason = "retention above the maximum"   // ErrInvalidArgument; N, Limit
+	ReasonRetentionLower Reason = "increase to a lower retention" // ErrInvalidArgument; N, Current
+	ReasonRetentionRaise Reason = "decrease to a higher retention"
+
+	ReasonMaxShards    Reason = "shard count above the stream maximum" // ErrLimitExceeded; Limit, Current, Target
+	ReasonScaleUp      Reason = "scale up over double"                 // ErrLimitExceeded; Current, Target
+	ReasonScaleDown    Reason = "scale down below half"                // ErrLimitExceeded; Current, Target
+	ReasonScalingCalls Reason = "UpdateShardCount calls per day"       // ErrLimitExceeded; Limit
+	ReasonShardLimit   Reason = "account shard limit"                  // ErrLimitExceeded; Current, Limit, N: shards added
+)
+
+// Facts are what a client's message names. Which fields a Reason fills is
+// listed beside it; the rest stay zero.
+type Facts struct {
+	Account string
+	Stream  string
+	State   StreamStatus
+	Shard   string // a shard's id as AWS renders it (shardId-%012d)
+	Shard2  string // the other shard of a pair
+	Given   string // a value as the client sent it
+	Start   string // a shard's hash-key range, in decimal
+	End     string
+	N       int64  // a requested quantity
+	Limit   int64  // the bound it broke
+	Current int64  // the present quantity
+	Target  int64  // a requested shard count
+	Detail  string // a server-side failure's cause, for operators
 }
 
-func (e *Error) Error() string { return e.Kind.Error() + ": " + e.Msg }
+// Error is a storage error: a sentinel Kind, the Reason within it, and the
+// Facts the client's message names.
+type Error struct {
+	Kind   error
+	Reason Reason
+	Facts
+}
+
+// Error renders the error for logs, not for clients.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Kind.Error())
+	if e.Reason != "" && string(e.Reason) != e.Kind.Error() {
+		b.WriteString(": " + string(e.Reason))
+	}
+	f := e.Facts
+	for _, kv := range [][2]string{{"stream", f.Stream}, {"state", string(f.State)}, {"shard", f.Shard}, {"shard2", f.Shard2},
+		{"given", f.Given}, {"detail", f.Detail}} {
+		if kv[1] != "" {
+			b.WriteString(" " + kv[0] + "=" + strconv.Quote(kv[1]))
+		}
+	}
+	return b.String()
+}
+
 func (e *Error) Unwrap() error { return e.Kind }
 
-func errorf(kind error, msg string) error { return &Error{Kind: kind, Msg: msg} }
+func newError(kind error, r Reason, f Facts) error { return &Error{Kind: kind, Reason: r, Facts: f} }
 
-// Message returns the client-facing message of err: Msg for an *Error, or
-// err.Error() otherwise.
-func Message(err error) string {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Msg
-	}
-	return err.Error()
+// fail builds an *Error of the store's account.
+func (s *Store) fail(kind error, r Reason, f Facts) error {
+	f.Account = s.opts.AccountID
+	return newError(kind, r, f)
 }

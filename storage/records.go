@@ -64,7 +64,7 @@ const maxReroutes = 3
 func (s *Store) rerouteClosed(ctx context.Context, name string, entries []PutEntry, results []PutResult) bool {
 	var idx []int
 	for i, r := range results {
-		if errors.Is(r.Err, ErrClosed) {
+		if errors.Is(r.Err, ErrShardClosed) {
 			idx = append(idx, i)
 		}
 	}
@@ -128,7 +128,7 @@ func (s *Store) groupByShard(st *stream, routes []route, entries []PutEntry) ([]
 		}
 		r, ok := findRoute(routes, k)
 		if !ok {
-			return nil, errorf(ErrResourceInUse, fmt.Sprintf("Stream %s under account %s has no open shard for hash key %s.", st.name, s.opts.AccountID, k))
+			return nil, s.fail(ErrResourceInUse, ReasonNoOpenShard, Facts{Stream: st.name, Given: k.String()})
 		}
 		g := byShard[r.index]
 		if g == nil {
@@ -156,7 +156,7 @@ func (s *Store) groupByShard(st *stream, routes []route, entries []PutEntry) ([]
 func (s *Store) orderingFloor(st *stream, r route, seq string) (uint64, error) {
 	p, err := seqnum.Parse(seq)
 	if err != nil || p.Ordinal >= seqnum.MaxOrdinal-1<<32 {
-		return 0, errorf(ErrInvalidArgument, fmt.Sprintf("ExclusiveMinimumSequenceNumber %s used in PutRecord on stream %s under account %s is invalid.", seq, st.name, s.opts.AccountID))
+		return 0, s.fail(ErrInvalidArgument, ReasonOrderingSeq, Facts{Stream: st.name, Given: seq})
 	}
 	if p.ShardIndex != r.index || p.ShardCreateSecs != r.epoch {
 		return 0, nil
@@ -190,11 +190,13 @@ func (s *Store) putGroup(ctx context.Context, stream string, g *group, results [
 func (s *Store) writeError(err error) error {
 	switch {
 	case errors.Is(err, shard.ErrDiskFull), errors.Is(err, syscall.ENOSPC):
-		return errorf(ErrDiskFull, fmt.Sprintf("write failed: no space left on device (%v)", err))
+		return s.fail(ErrDiskFull, ReasonDiskFull, Facts{Detail: err.Error()})
 	case errors.Is(err, shard.ErrReadOnly):
-		return errorf(ErrShardReadOnly, err.Error())
+		return s.fail(ErrShardReadOnly, ReasonReadOnly, Facts{Detail: err.Error()})
+	case errors.Is(err, shard.ErrClosed) && s.isClosed():
+		return s.fail(ErrClosed, ReasonShutdown, Facts{Detail: err.Error()})
 	case errors.Is(err, shard.ErrClosed):
-		return errorf(ErrClosed, "the shard is closed")
+		return s.fail(ErrShardClosed, ReasonShardClosed, Facts{Detail: err.Error()})
 	}
 	return err
 }
@@ -222,14 +224,14 @@ func (s *Store) shardOf(name, id string) (shardRef, error) {
 	}
 	idx, ok := datadir.ParseShardID(id)
 	if !ok {
-		return shardRef{}, errorf(ErrShardNotFound, fmt.Sprintf("Could not find shard %s in stream %s under account %s.", id, name, s.opts.AccountID))
+		return shardRef{}, s.fail(ErrShardNotFound, ReasonBadShardID, Facts{Stream: name, Given: id})
 	}
 	for _, sm := range st.meta.Shards {
 		if sm.Index == idx && st.shards[idx] != nil {
 			return shardRef{st: st, meta: st.meta, sm: sm, sh: st.shards[idx]}, nil
 		}
 	}
-	return shardRef{}, errorf(ErrShardNotFound, fmt.Sprintf("Shard %s in stream %s under account %s does not exist", shardID(idx), name, s.opts.AccountID))
+	return shardRef{}, s.fail(ErrShardNotFound, ReasonShardGone, Facts{Stream: name, Shard: shardID(idx)})
 }
 
 // Position resolves a GetShardIterator request to a reader position.
@@ -253,23 +255,24 @@ func (s *Store) Position(ctx context.Context, name, id string, typ IteratorType,
 	case AtTimestamp:
 		pos.Ordinal, err = s.timePosition(sh, ts)
 	default:
-		err = errorf(ErrInvalidArgument, fmt.Sprintf("Invalid ShardIteratorType %s.", typ))
+		err = s.fail(ErrInvalidArgument, ReasonIterType, Facts{Stream: name, Given: string(typ)})
 	}
 	return pos, err
 }
 
 func (s *Store) seqPosition(st *stream, sm shardMeta, typ IteratorType, seq string) (uint64, error) {
-	where := fmt.Sprintf("used in GetShardIterator on shard %s in stream %s under account %s", shardID(sm.Index), st.name, s.opts.AccountID)
+	f := Facts{Stream: st.name, Shard: shardID(sm.Index), Given: seq}
 	p, err := seqnum.Parse(seq)
 	switch {
 	case err != nil:
-		return 0, errorf(ErrInvalidArgument, fmt.Sprintf("StartingSequenceNumber %s %s is invalid.", seq, where))
+		return 0, s.fail(ErrInvalidArgument, ReasonStartSeq, f)
 	case p.ShardIndex != sm.Index:
-		return 0, errorf(ErrInvalidArgument, fmt.Sprintf("Invalid StartingSequenceNumber. It encodes %s, while it was used in a call to a shard with %s", shardID(p.ShardIndex), shardID(sm.Index)))
+		f.Shard2 = shardID(p.ShardIndex)
+		return 0, s.fail(ErrInvalidArgument, ReasonSeqShard, f)
 	case p.ShardCreateSecs != sm.CreateSecs:
-		return 0, errorf(ErrInvalidArgument, fmt.Sprintf("StartingSequenceNumber %s %s is invalid because it did not come from this stream.", seq, where))
+		return 0, s.fail(ErrInvalidArgument, ReasonSeqStream, f)
 	case typ == AfterSequenceNumber && p.Ordinal == seqnum.MaxOrdinal:
-		return 0, errorf(ErrInvalidArgument, "Invalid SequenceNumber for ShardIteratorType AFTER_SEQUENCE_NUMBER, SequenceNumber has reached max possible value for the shard.")
+		return 0, s.fail(ErrInvalidArgument, ReasonSeqMax, f)
 	case typ == AfterSequenceNumber:
 		return p.Ordinal + 1, nil
 	}
@@ -279,7 +282,7 @@ func (s *Store) seqPosition(st *stream, sm shardMeta, typ IteratorType, seq stri
 func (s *Store) timePosition(sh *shard.Shard, ts time.Time) (uint64, error) {
 	now := s.opts.Now()
 	if ts.After(now) {
-		return 0, errorf(ErrInvalidArgument, fmt.Sprintf("The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: %d, currentTimestampInMillis: %d", ts.UnixMilli(), now.UnixMilli()))
+		return 0, s.fail(ErrInvalidArgument, ReasonFutureTime, Facts{N: ts.UnixMilli(), Limit: now.UnixMilli()})
 	}
 	ord, err := sh.OrdinalAt(ts.UnixMilli())
 	if err != nil {

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/shardlog/shardlog/hashkey"
@@ -61,8 +60,8 @@ func planSplit(in planInput, shardToSplit, newStart string) (*reshardPlan, error
 	r := hashRangeOf(sm)
 	k, err := hashkey.Parse(newStart)
 	if err != nil || k.Cmp(r.Start) <= 0 || k.Cmp(r.End) > 0 {
-		return nil, errorf(ErrInvalidArgument, fmt.Sprintf("NewStartingHashKey %s used in SplitShard() on shard %s in stream %s under account %s is not both greater than one plus the shard's StartingHashKey %s and less than the shard's EndingHashKey %s.",
-			newStart, shardID(sm.Index), in.meta.Name, in.account, sm.HashStart, sm.HashEnd))
+		return nil, newError(ErrInvalidArgument, ReasonBadSplitKey, Facts{Account: in.account, Stream: in.meta.Name,
+			Shard: shardID(sm.Index), Given: newStart, Start: sm.HashStart, End: sm.HashEnd})
 	}
 	if err := checkShardLimit(in.limits, 1, in.account); err != nil {
 		return nil, err
@@ -88,8 +87,8 @@ func planMerge(in planInput, shardToMerge, adjacentShard string) (*reshardPlan, 
 	}
 	ra, rb := hashRangeOf(a), hashRangeOf(b)
 	if !adjacent(ra, rb) && !adjacent(rb, ra) {
-		return nil, errorf(ErrInvalidArgument, fmt.Sprintf("Shards %s and %s in stream %s under account %s are not an adjacent pair of shards eligible for merging",
-			shardID(a.Index), shardID(b.Index), in.meta.Name, in.account))
+		return nil, newError(ErrInvalidArgument, ReasonNotAdjacent, Facts{Account: in.account, Stream: in.meta.Name,
+			Shard: shardID(a.Index), Shard2: shardID(b.Index)})
 	}
 	p.merge(a.Index, b.Index)
 	return p.result(), nil
@@ -123,26 +122,28 @@ func planUpdateShardCount(in planInput, target int) (*reshardPlan, UpdateShardCo
 // checkReshardable refuses a stream that may not be resharded now.
 func checkReshardable(m *streamMeta, account string) error {
 	if m.Mode == ModeOnDemand {
-		return errorf(ErrValidation, fmt.Sprintf("Resharding is not supported for stream %s under account %s because it is in ON_DEMAND capacity mode.", m.Name, account))
+		return newError(ErrValidation, ReasonOnDemand, Facts{Account: account, Stream: m.Name})
 	}
 	if m.Status != StatusActive {
-		return errorf(ErrResourceInUse, fmt.Sprintf("Stream %s under account %s not ACTIVE, instead in state %s", m.Name, account, m.Status))
+		return newError(ErrResourceInUse, ReasonNotActive, Facts{Account: account, Stream: m.Name, State: m.Status})
 	}
 	return nil
 }
 
 // checkScaling applies UpdateShardCount's limits in kinesalite's (AWS's) order.
 func checkScaling(in planInput, cur, target int) error {
-	counts := fmt.Sprintf("Current open shard count: %d, Target shard count: %d", cur, target)
+	f := Facts{Account: in.account, Stream: in.meta.Name, Current: int64(cur), Target: int64(target)}
 	switch {
 	case target > MaxShardsPerStream:
-		return errorf(ErrLimitExceeded, fmt.Sprintf("Target shard count or number of open shards cannot be greater than %d. %s", MaxShardsPerStream, counts))
+		f.Limit = MaxShardsPerStream
+		return newError(ErrLimitExceeded, ReasonMaxShards, f)
 	case target > 2*cur:
-		return errorf(ErrLimitExceeded, "UpdateShardCount cannot scale up over double your current open shard count. "+counts)
+		return newError(ErrLimitExceeded, ReasonScaleUp, f)
 	case 2*target < cur:
-		return errorf(ErrLimitExceeded, "UpdateShardCount cannot scale down below half your current open shard count. "+counts)
+		return newError(ErrLimitExceeded, ReasonScaleDown, f)
 	case len(recentScalings(in.meta.ScalingNs, in.now)) >= in.limits.scalingCallsPerDay:
-		return errorf(ErrLimitExceeded, fmt.Sprintf("Exceeded the limit of %d UpdateShardCount calls per rolling 24 hours for stream %s under account %s.", in.limits.scalingCallsPerDay, in.meta.Name, in.account))
+		f.Limit = int64(in.limits.scalingCallsPerDay)
+		return newError(ErrLimitExceeded, ReasonScalingCalls, f)
 	}
 	return checkShardLimit(in.limits, target-cur, in.account)
 }
@@ -164,10 +165,8 @@ func checkShardLimit(l planLimits, add int, account string) error {
 	if add <= 0 || l.openShards+add <= l.shardLimit {
 		return nil
 	}
-	return errorf(ErrLimitExceeded, fmt.Sprintf("This request would exceed the shard limit for the account %s in {region}. "+
-		"Current shard count for the account: %d. Limit: %d. Number of additional shards that would have resulted from this request: %d. "+
-		"Refer to the AWS Service Limits page (https://docs.aws.amazon.com/kinesis/latest/dev/service-sizes-and-limits.html) for current limits and how to request higher limits.",
-		account, l.openShards, l.shardLimit, add))
+	return newError(ErrLimitExceeded, ReasonShardLimit, Facts{Account: account,
+		Current: int64(l.openShards), Limit: int64(l.shardLimit), N: int64(add)})
 }
 
 // openCount counts m's open shards.

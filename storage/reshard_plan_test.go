@@ -139,11 +139,12 @@ func checkAddedMatch(t *testing.T, p *reshardPlan) {
 	}
 }
 
-// checkRefusal checks err's kind and exact message.
-func checkRefusal(t *testing.T, err, kind error, msg string) {
+// checkRefusal checks err's kind, reason and facts.
+func checkRefusal(t *testing.T, err, kind error, want *Error) {
 	t.Helper()
-	if !errors.Is(err, kind) || Message(err) != msg {
-		t.Errorf("error %v, want %v: %q", err, kind, msg)
+	var e *Error
+	if !errors.Is(err, kind) || !errors.As(err, &e) || e.Reason != want.Reason || e.Facts != want.Facts {
+		t.Errorf("error %#v, want %v: %#v", err, kind, want)
 	}
 }
 
@@ -168,7 +169,7 @@ type planCase struct {
 	plan  func(in planInput) (*reshardPlan, error)
 	want  planWant
 	kind  error
-	msg   string
+	msg   *Error // the refusal's reason and facts
 }
 
 func runPlanCases(t *testing.T, cases []planCase) {
@@ -215,18 +216,26 @@ const (
 	overMax   = "340282366920938463463374607431768211456" // 2^128
 )
 
-const (
-	msgLimit1 = "This request would exceed the shard limit for the account 000000000000 in {region}. " +
-		"Current shard count for the account: 500. Limit: 500. Number of additional shards that would have resulted from this request: 1. " +
-		"Refer to the AWS Service Limits page (https://docs.aws.amazon.com/kinesis/latest/dev/service-sizes-and-limits.html) for current limits and how to request higher limits."
-	msgOnDemand = "Resharding is not supported for stream s under account 000000000000 because it is in ON_DEMAND capacity mode."
-	msgUpdating = "Stream s under account 000000000000 not ACTIVE, instead in state UPDATING"
-	msgClosed0  = "Shard shardId-000000000000 in stream s under account 000000000000 has already been merged or split, and thus is not eligible for merging or splitting."
+var (
+	msgLimit1   = &Error{Reason: ReasonShardLimit, Facts: Facts{Account: planAcct, Current: 500, Limit: 500, N: 1}}
+	msgOnDemand = &Error{Reason: ReasonOnDemand, Facts: Facts{Account: planAcct, Stream: "s"}}
+	msgUpdating = &Error{Reason: ReasonNotActive, Facts: Facts{Account: planAcct, Stream: "s", State: StatusUpdating}}
+	msgClosed0  = &Error{Reason: ReasonMerged, Facts: Facts{Account: planAcct, Stream: "s", Shard: "shardId-000000000000"}}
 )
 
-func badSplitKey(key, start, end string) string {
-	return "NewStartingHashKey " + key + " used in SplitShard() on shard shardId-000000000000 in stream s under account 000000000000 is not both greater than one plus the shard's StartingHashKey " +
-		start + " and less than the shard's EndingHashKey " + end + "."
+// The refusals carry facts, not texts (api/messages.go words them; its tests
+// pin the texts).
+
+func badSplitKey(key, start, end string) *Error {
+	return &Error{Reason: ReasonBadSplitKey, Facts: Facts{Account: planAcct, Stream: "s", Shard: "shardId-000000000000", Given: key, Start: start, End: end}}
+}
+
+func shardGone(id string) *Error {
+	return &Error{Reason: ReasonShardGone, Facts: Facts{Account: planAcct, Stream: "s", Shard: id}}
+}
+
+func scalingRefusal(r Reason, limit, cur, target int64) *Error {
+	return &Error{Reason: r, Facts: Facts{Account: planAcct, Stream: "s", Limit: limit, Current: cur, Target: target}}
 }
 
 func TestPlanSplit(t *testing.T) {
@@ -257,9 +266,9 @@ func TestPlanSplit(t *testing.T) {
 		{name: "not a number", meta: planStream(1), plan: split("0", "x1"), kind: ErrInvalidArgument, msg: badSplitKey("x1", "0", maxKey)},
 		{name: "closed", meta: splitStream(), plan: split("shardId-000000000000", half), kind: ErrInvalidArgument, msg: msgClosed0},
 		{name: "missing", meta: planStream(1), plan: split("shardId-000000000007", half), kind: ErrShardNotFound,
-			msg: "Shard shardId-000000000007 in stream s under account 000000000000 does not exist"},
+			msg: shardGone("shardId-000000000007")},
 		{name: "malformed id", meta: planStream(1), plan: split("shardId-x", half), kind: ErrShardNotFound,
-			msg: "Could not find shard shardId-x in stream s under account 000000000000."},
+			msg: &Error{Reason: ReasonBadShardID, Facts: Facts{Account: planAcct, Stream: "s", Given: "shardId-x"}}},
 		{name: "over the account limit", meta: planStream(1), plan: split("0", half), tweak: func(in *planInput) { in.limits.openShards = 500 },
 			kind: ErrLimitExceeded, msg: msgLimit1},
 		{name: "bad key before the limit", meta: planStream(1), plan: split("0", "0"), tweak: func(in *planInput) { in.limits.openShards = 500 },
@@ -273,8 +282,8 @@ func TestPlanSplit(t *testing.T) {
 	})
 }
 
-func notAdjacent(a, b string) string {
-	return "Shards shardId-00000000000" + a + " and shardId-00000000000" + b + " in stream s under account 000000000000 are not an adjacent pair of shards eligible for merging"
+func notAdjacent(a, b string) *Error {
+	return &Error{Reason: ReasonNotAdjacent, Facts: Facts{Account: planAcct, Stream: "s", Shard: "shardId-00000000000" + a, Shard2: "shardId-00000000000" + b}}
 }
 
 func TestPlanMerge(t *testing.T) {
@@ -297,7 +306,7 @@ func TestPlanMerge(t *testing.T) {
 		{name: "closed first", meta: splitStream(), plan: merge("0", "1"), kind: ErrInvalidArgument, msg: msgClosed0},
 		{name: "closed second", meta: splitStream(), plan: merge("1", "0"), kind: ErrInvalidArgument, msg: msgClosed0},
 		{name: "missing second", meta: planStream(2), plan: merge("0", "9"), kind: ErrShardNotFound,
-			msg: "Shard shardId-000000000009 in stream s under account 000000000000 does not exist"},
+			msg: shardGone("shardId-000000000009")},
 		{name: "ON_DEMAND", meta: planStream(2), plan: merge("0", "1"), tweak: func(in *planInput) { in.meta.Mode = ModeOnDemand },
 			kind: ErrValidation, msg: msgOnDemand},
 		{name: "UPDATING", meta: planStream(2), plan: merge("0", "1"), tweak: func(in *planInput) { in.meta.Status = StatusUpdating },
@@ -421,21 +430,21 @@ func TestPlanUpdateShardCount(t *testing.T) {
 			want: planWant{shards: []string{"0 [0,1/2-1] e+0 closed", "1 [1/2,max] e+0 closed", "2 [0,max] <0+1 e+100"}, sealed: []uint32{0, 1}, added: []uint32{2}}},
 
 		{name: "over MaxShardsPerStream", meta: planStream(1), plan: scale(10001), kind: ErrLimitExceeded,
-			msg: "Target shard count or number of open shards cannot be greater than 10000. Current open shard count: 1, Target shard count: 10001"},
+			msg: scalingRefusal(ReasonMaxShards, 10000, 1, 10001)},
 		{name: "over double", meta: planStream(2), plan: scale(5), kind: ErrLimitExceeded,
-			msg: "UpdateShardCount cannot scale up over double your current open shard count. Current open shard count: 2, Target shard count: 5"},
+			msg: scalingRefusal(ReasonScaleUp, 0, 2, 5)},
 		{name: "under half", meta: planStream(5), plan: scale(2), kind: ErrLimitExceeded,
-			msg: "UpdateShardCount cannot scale down below half your current open shard count. Current open shard count: 5, Target shard count: 2"},
+			msg: scalingRefusal(ReasonScaleDown, 0, 5, 2)},
 		{name: "over the account limit", meta: planStream(1), plan: scale(2), tweak: func(in *planInput) { in.limits.openShards = 500 },
 			kind: ErrLimitExceeded, msg: msgLimit1},
 		{name: "calls per day", meta: planStream(1), plan: scale(2), tweak: func(in *planInput) { in.meta.ScalingNs = callTimes(10, time.Hour) },
-			kind: ErrLimitExceeded, msg: "Exceeded the limit of 10 UpdateShardCount calls per rolling 24 hours for stream s under account 000000000000."},
+			kind: ErrLimitExceeded, msg: scalingRefusal(ReasonScalingCalls, 10, 1, 2)},
 		{name: "calls per day before the account limit", meta: planStream(1), plan: scale(2),
 			tweak: func(in *planInput) {
 				in.meta.ScalingNs, in.limits.openShards = callTimes(3, time.Hour), 500
 				in.limits.scalingCallsPerDay = 3
 			},
-			kind: ErrLimitExceeded, msg: "Exceeded the limit of 3 UpdateShardCount calls per rolling 24 hours for stream s under account 000000000000."},
+			kind: ErrLimitExceeded, msg: scalingRefusal(ReasonScalingCalls, 3, 1, 2)},
 		{name: "ON_DEMAND", meta: planStream(1), plan: scale(2), tweak: func(in *planInput) { in.meta.Mode = ModeOnDemand },
 			kind: ErrValidation, msg: msgOnDemand},
 		{name: "UPDATING", meta: planStream(1), plan: scale(2), tweak: func(in *planInput) { in.meta.Status = StatusUpdating },

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/shardlog/shardlog/datadir"
@@ -50,14 +49,14 @@ func (p *planner) result() *reshardPlan {
 func (p *planner) openShard(id string) (shardMeta, error) {
 	idx, ok := datadir.ParseShardID(id)
 	if !ok {
-		return shardMeta{}, errorf(ErrShardNotFound, fmt.Sprintf("Could not find shard %s in stream %s under account %s.", id, p.m.Name, p.acct))
+		return shardMeta{}, newError(ErrShardNotFound, ReasonBadShardID, Facts{Account: p.acct, Stream: p.m.Name, Given: id})
 	}
 	i := p.find(idx)
 	if i < 0 {
-		return shardMeta{}, errorf(ErrShardNotFound, fmt.Sprintf("Shard %s in stream %s under account %s does not exist", shardID(idx), p.m.Name, p.acct))
+		return shardMeta{}, newError(ErrShardNotFound, ReasonShardGone, Facts{Account: p.acct, Stream: p.m.Name, Shard: shardID(idx)})
 	}
 	if p.m.Shards[i].Closed {
-		return shardMeta{}, errorf(ErrInvalidArgument, fmt.Sprintf("Shard %s in stream %s under account %s has already been merged or split, and thus is not eligible for merging or splitting.", shardID(idx), p.m.Name, p.acct))
+		return shardMeta{}, newError(ErrInvalidArgument, ReasonMerged, Facts{Account: p.acct, Stream: p.m.Name, Shard: shardID(idx)})
 	}
 	return p.m.Shards[i], nil
 }

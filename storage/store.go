@@ -203,6 +203,14 @@ func (s *Store) streamsDir() string { return datadir.StreamsPath(s.opts.Dir) }
 // iterators and pagination tokens.
 func (s *Store) IteratorKey() []byte { return s.secret }
 
+// isClosed reports whether Close has begun: a shard closed since then was
+// closed by the shutdown, not by a reshard.
+func (s *Store) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
 // ShardLimit is the account's open-shard limit, which DescribeLimits reports.
 func (s *Store) ShardLimit() int { return s.opts.ShardLimit }
 

@@ -1,0 +1,120 @@
+package api
+
+import (
+	"fmt"
+
+	"github.com/shardlog/shardlog/storage"
+)
+
+// messageTemplates are AWS's texts for storage's errors, one per Reason: the
+// one home of every message a storage error becomes. Each template reads the
+// Facts the Reason fills (storage/errors.go lists them) and the request's
+// region. Punctuation is AWS's: some texts end with a period, some do not.
+var messageTemplates = map[storage.Reason]func(f storage.Facts, region string) string{
+	storage.ReasonStreamNotFound: func(f storage.Facts, _ string) string {
+		return "Stream " + f.Stream + " under account " + f.Account + " not found."
+	},
+	storage.ReasonStreamExists: func(f storage.Facts, _ string) string {
+		return "Stream " + f.Stream + " under account " + f.Account + " already exists."
+	},
+	storage.ReasonNotActive: func(f storage.Facts, _ string) string {
+		return "Stream " + f.Stream + " under account " + f.Account + " not ACTIVE, instead in state " + string(f.State)
+	},
+	storage.ReasonNoOpenShard: func(f storage.Facts, _ string) string {
+		return "Stream " + f.Stream + " under account " + f.Account + " has no open shard for hash key " + f.Given + "."
+	},
+	storage.ReasonOnDemand: func(f storage.Facts, _ string) string {
+		return "Resharding is not supported for stream " + f.Stream + " under account " + f.Account + " because it is in ON_DEMAND capacity mode."
+	},
+	storage.ReasonThrottled: func(f storage.Facts, _ string) string {
+		return "Rate exceeded for shard " + f.Shard + " in stream " + f.Stream + " under account " + f.Account + "."
+	},
+	storage.ReasonMerged: func(f storage.Facts, _ string) string {
+		return "Shard " + f.Shard + " in stream " + f.Stream + " under account " + f.Account +
+			" has already been merged or split, and thus is not eligible for merging or splitting."
+	},
+	storage.ReasonShardGone: func(f storage.Facts, _ string) string {
+		return "Shard " + f.Shard + " in stream " + f.Stream + " under account " + f.Account + " does not exist"
+	},
+	storage.ReasonBadShardID: func(f storage.Facts, _ string) string {
+		return "Could not find shard " + f.Given + " in stream " + f.Stream + " under account " + f.Account + "."
+	},
+	storage.ReasonTooManyTags: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Failed to add tags to stream %s under account %s because a given stream cannot have more than %d tags associated with it.", f.Stream, f.Account, f.Limit)
+	},
+	storage.ReasonBadSplitKey: func(f storage.Facts, _ string) string {
+		return "NewStartingHashKey " + f.Given + " used in SplitShard() on shard " + f.Shard + " in stream " + f.Stream + " under account " + f.Account +
+			" is not both greater than one plus the shard's StartingHashKey " + f.Start + " and less than the shard's EndingHashKey " + f.End + "."
+	},
+	storage.ReasonNotAdjacent: func(f storage.Facts, _ string) string {
+		return "Shards " + f.Shard + " and " + f.Shard2 + " in stream " + f.Stream + " under account " + f.Account + " are not an adjacent pair of shards eligible for merging"
+	},
+	storage.ReasonOrderingSeq: func(f storage.Facts, _ string) string {
+		return "ExclusiveMinimumSequenceNumber " + f.Given + " used in PutRecord on stream " + f.Stream + " under account " + f.Account + " is invalid."
+	},
+	storage.ReasonIterType: func(f storage.Facts, _ string) string {
+		return "Invalid ShardIteratorType " + f.Given + "."
+	},
+	storage.ReasonFutureTime: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: %d, currentTimestampInMillis: %d", f.N, f.Limit)
+	},
+	storage.ReasonStartSeq: func(f storage.Facts, _ string) string {
+		return "StartingSequenceNumber " + f.Given + " " + usedInIterator(f) + " is invalid."
+	},
+	storage.ReasonSeqShard: func(f storage.Facts, _ string) string {
+		return "Invalid StartingSequenceNumber. It encodes " + f.Shard2 + ", while it was used in a call to a shard with " + f.Shard
+	},
+	storage.ReasonSeqStream: func(f storage.Facts, _ string) string {
+		return "StartingSequenceNumber " + f.Given + " " + usedInIterator(f) + " is invalid because it did not come from this stream."
+	},
+	storage.ReasonSeqMax: func(storage.Facts, string) string {
+		return "Invalid SequenceNumber for ShardIteratorType AFTER_SEQUENCE_NUMBER, SequenceNumber has reached max possible value for the shard."
+	},
+	storage.ReasonRetentionMin: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Minimum allowed retention period is %d hours. Requested retention period (%d hours) is too short.", f.Limit, f.N)
+	},
+	storage.ReasonRetentionMax: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Maximum allowed retention period is %d hours. Requested retention period (%d hours) is too long.", f.Limit, f.N)
+	},
+	storage.ReasonRetentionLower: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Requested retention period (%d hours) for stream %s can not be shorter than existing retention period (%d hours). Use DecreaseRetentionPeriod API.", f.N, f.Stream, f.Current)
+	},
+	storage.ReasonRetentionRaise: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Requested retention period (%d hours) for stream %s can not be longer than existing retention period (%d hours). Use IncreaseRetentionPeriod API.", f.N, f.Stream, f.Current)
+	},
+	storage.ReasonMaxShards: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Target shard count or number of open shards cannot be greater than %d. %s", f.Limit, shardCounts(f))
+	},
+	storage.ReasonScaleUp: func(f storage.Facts, _ string) string {
+		return "UpdateShardCount cannot scale up over double your current open shard count. " + shardCounts(f)
+	},
+	storage.ReasonScaleDown: func(f storage.Facts, _ string) string {
+		return "UpdateShardCount cannot scale down below half your current open shard count. " + shardCounts(f)
+	},
+	storage.ReasonScalingCalls: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Exceeded the limit of %d UpdateShardCount calls per rolling 24 hours for stream %s under account %s.", f.Limit, f.Stream, f.Account)
+	},
+	storage.ReasonShardLimit: func(f storage.Facts, region string) string {
+		return fmt.Sprintf("This request would exceed the shard limit for the account %s in %s. "+
+			"Current shard count for the account: %d. Limit: %d. Number of additional shards that would have resulted from this request: %d. "+
+			"Refer to the AWS Service Limits page (https://docs.aws.amazon.com/kinesis/latest/dev/service-sizes-and-limits.html) for current limits and how to request higher limits.",
+			f.Account, region, f.Current, f.Limit, f.N)
+	},
+}
+
+// usedInIterator is the "where" of GetShardIterator's sequence-number texts.
+func usedInIterator(f storage.Facts) string {
+	return "used in GetShardIterator on shard " + f.Shard + " in stream " + f.Stream + " under account " + f.Account
+}
+
+func shardCounts(f storage.Facts) string {
+	return fmt.Sprintf("Current open shard count: %d, Target shard count: %d", f.Current, f.Target)
+}
+
+// storageMessage is the client's text for a storage error.
+func storageMessage(e *storage.Error, region string) string {
+	if t, ok := messageTemplates[e.Reason]; ok {
+		return t(e.Facts, region)
+	}
+	return e.Error()
+}
