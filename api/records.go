@@ -147,15 +147,21 @@ func (s *Server) putRecords(rc *reqCtx, body []byte) (any, error) {
 
 // putRecordsOutput renders storage's results, one per request record.
 func putRecordsOutput(res []storage.PutResult) wire.PutRecordsOutput {
-	out := make(wire.PutRecordsOutput, len(res))
-	for i, r := range res {
-		if r.Err != nil {
-			out[i].ErrorCode, out[i].ErrorMessage = recordErrorCode(r.Err)
-			continue
-		}
-		out[i].SequenceNumber, out[i].ShardId = r.SequenceNumber, r.ShardID
+	return wire.PutRecordsOutput{Results: putResults(res)}
+}
+
+// putResults shows storage's results to the wire encoder without copying.
+type putResults []storage.PutResult
+
+func (p putResults) Len() int { return len(p) }
+
+func (p putResults) At(i int) wire.PutResult {
+	r := &p[i]
+	if r.Err != nil {
+		code, msg := recordErrorCode(r.Err)
+		return wire.PutResult{ErrorCode: code, ErrorMessage: msg}
 	}
-	return out
+	return wire.PutResult{SequenceNumber: r.SequenceNumber, ShardId: r.ShardID}
 }
 
 func validatePutRecords(in *wire.PutRecordsInput) error {
@@ -240,18 +246,7 @@ func (s *Server) getRecords(rc *reqCtx, body []byte) (any, error) {
 
 // getRecordsOutput renders a page; the caller sets NextShardIterator.
 func getRecordsOutput(res storage.ReadResult) wire.GetRecordsOutput {
-	out := wire.GetRecordsOutput{
-		Records:            make([]wire.Record, len(res.Records)),
-		MillisBehindLatest: res.MillisBehindLatest,
-		SizeHint:           res.Bytes,
-	}
-	for i, r := range res.Records {
-		data := r.Data
-		if data == nil {
-			data = []byte{}
-		}
-		out.Records[i] = wire.Record{SequenceNumber: r.SequenceNumber, ApproximateArrivalTimestamp: wire.EpochTime(r.Arrival), Data: data, PartitionKey: r.PartitionKey}
-	}
+	out := wire.GetRecordsOutput{Records: records(res.Records), MillisBehindLatest: res.MillisBehindLatest, SizeHint: res.Bytes}
 	if res.Next == nil {
 		children := make([]wire.ChildShard, len(res.ChildShards))
 		for i, c := range res.ChildShards {
@@ -260,6 +255,20 @@ func getRecordsOutput(res storage.ReadResult) wire.GetRecordsOutput {
 		out.ChildShards = &children
 	}
 	return out
+}
+
+// records shows storage's records to the wire encoder without copying.
+type records []storage.Record
+
+func (r records) Len() int { return len(r) }
+
+func (r records) At(i int) wire.Record {
+	x := &r[i]
+	data := x.Data
+	if data == nil {
+		data = []byte{}
+	}
+	return wire.Record{SequenceNumber: x.SequenceNumber, ApproximateArrivalTimestamp: wire.EpochTime(x.Arrival), Data: data, PartitionKey: x.PartitionKey}
 }
 
 // checkIteratorARN requires an optional StreamARN to name the iterator's stream.

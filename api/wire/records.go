@@ -43,14 +43,21 @@ type PutResult struct {
 	ErrorMessage   string `json:",omitempty"`
 }
 
-// PutRecordsOutput renders {"FailedRecordCount":n,"Records":[...]} with one
-// result per request record, in request order.
-type PutRecordsOutput []PutResult
+// PutResults are a PutRecords request's results, one per request record, in
+// request order. The api implements it over storage's results, so the hot
+// JSON path copies none of them.
+type PutResults interface {
+	Len() int
+	At(i int) PutResult
+}
+
+// PutRecordsOutput renders {"FailedRecordCount":n,"Records":[...]}.
+type PutRecordsOutput struct{ Results PutResults }
 
 func (o PutRecordsOutput) failed() int {
 	n := 0
-	for i := range o {
-		if o[i].ErrorCode != "" {
+	for i := range o.Results.Len() {
+		if o.Results.At(i).ErrorCode != "" {
 			n++
 		}
 	}
@@ -61,8 +68,8 @@ func (o PutRecordsOutput) AppendJSON(b []byte) []byte {
 	b = append(b, `{"FailedRecordCount":`...)
 	b = AppendInt(b, int64(o.failed()))
 	b = append(b, `,"Records":[`...)
-	for i := range o {
-		r := &o[i]
+	for i := range o.Results.Len() {
+		r := o.Results.At(i)
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -83,10 +90,14 @@ func (o PutRecordsOutput) AppendJSON(b []byte) []byte {
 }
 
 func (o PutRecordsOutput) CBORValue() any {
+	records := make([]PutResult, o.Results.Len())
+	for i := range records {
+		records[i] = o.Results.At(i)
+	}
 	return struct {
 		FailedRecordCount int
 		Records           []PutResult
-	}{o.failed(), o}
+	}{o.failed(), records}
 }
 
 // Record is one record of a GetRecords response. Data is never nil: AWS sends
@@ -111,26 +122,34 @@ type ChildShard struct {
 	HashKeyRange HashKeyRange
 }
 
+// Records are a GetRecords page's records. The api implements it over
+// storage's records, so the hot JSON path copies none of them.
+type Records interface {
+	Len() int
+	At(i int) Record
+}
+
 // GetRecordsOutput is one GetRecords page. ChildShards is set (possibly to an
 // empty list) exactly when NextShardIterator is nil: the shard is closed and
 // read to its end.
 type GetRecordsOutput struct {
-	Records            []Record
-	NextShardIterator  *string `json:",omitempty"`
+	Records            Records
+	NextShardIterator  *string
 	MillisBehindLatest int64
-	ChildShards        *[]ChildShard `json:",omitempty"`
+	ChildShards        *[]ChildShard
 	// SizeHint is the records' data and partition-key bytes, to size the
 	// JSON buffer once.
-	SizeHint int `json:"-"`
+	SizeHint int
 }
 
 func (o GetRecordsOutput) AppendJSON(b []byte) []byte {
-	if need := o.SizeHint*4/3 + len(o.Records)*192 + 512; cap(b) < need {
+	n := o.Records.Len()
+	if need := o.SizeHint*4/3 + n*192 + 512; cap(b) < need {
 		b = make([]byte, 0, need)
 	}
 	b = append(b, `{"Records":[`...)
-	for i := range o.Records {
-		r := &o.Records[i]
+	for i := range n {
+		r := o.Records.At(i)
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -161,7 +180,18 @@ func (o GetRecordsOutput) AppendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-func (o GetRecordsOutput) CBORValue() any { return o }
+func (o GetRecordsOutput) CBORValue() any {
+	records := make([]Record, o.Records.Len())
+	for i := range records {
+		records[i] = o.Records.At(i)
+	}
+	return struct {
+		Records            []Record
+		NextShardIterator  *string `json:",omitempty"`
+		MillisBehindLatest int64
+		ChildShards        *[]ChildShard `json:",omitempty"`
+	}{records, o.NextShardIterator, o.MillisBehindLatest, o.ChildShards}
+}
 
 func appendChildShards(b []byte, children []ChildShard) []byte {
 	b = append(b, `,"ChildShards":[`...)
