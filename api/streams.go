@@ -2,6 +2,7 @@ package api
 
 import (
 	"sort"
+	"strconv"
 
 	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/storage"
@@ -75,7 +76,7 @@ func createInput(in createStreamInput) (storage.CreateStreamInput, error) {
 		out.ShardCount = int(in.ShardCount.Val)
 	}
 	if len(in.Tags) > storage.MaxTagsPerStream {
-		return out, wire.InvalidArgument("Failed to create stream " + out.Name + " because a given stream cannot have more than 50 tags associated with it.")
+		return out, wire.InvalidArgument("Failed to create stream " + out.Name + " because a given stream cannot have more than " + strconv.Itoa(storage.MaxTagsPerStream) + " tags associated with it.")
 	}
 	return out, checkTags(in.Tags)
 }
