@@ -1,6 +1,9 @@
 package api
 
-import "github.com/shardlog/shardlog/api/wire"
+import (
+	"github.com/shardlog/shardlog/api/wire"
+	"github.com/shardlog/shardlog/storage"
+)
 
 // resolveStream turns the StreamName/StreamARN pair every stream-targeted
 // operation accepts into a stream name. Both have passed model validation.
@@ -18,7 +21,7 @@ func (s *Server) resolveStream(sel wire.StreamSelector) (string, error) {
 		return "", wire.InvalidArgument("StreamName " + *name + " and StreamARN " + *arn + " do not refer to the same stream.")
 	}
 	if parts.Account != s.account || !wire.IsName(parts.Name) || len(parts.Name) > 128 {
-		return "", wire.ClientError(wire.TypeResourceNotFound, "Stream "+parts.Name+" under account "+parts.Account+" not found.")
+		return "", reasonError(wire.TypeResourceNotFound, storage.ReasonStreamNotFound, storage.Facts{Account: parts.Account, Stream: parts.Name})
 	}
 	return parts.Name, nil
 }

@@ -33,7 +33,7 @@ var internalCauses = []struct {
 }{
 	{storage.ErrShardReadOnly, "shard refuses writes"},
 	{storage.ErrDiskFull, "no space left on device"},
-	{storage.ErrClosed, "the server is shutting down"},
+	{storage.ErrClosed, "store closed"},
 	{storage.ErrShardClosed, "the shard was closed by a reshard while the request was on its way; retry it"},
 }
 
@@ -45,15 +45,22 @@ func toAPIError(err error, region string) *wire.Error {
 	if errors.As(err, &ae) {
 		return ae
 	}
-	var se *storage.Error
-	if errors.As(err, &se) {
-		for _, row := range errorTable {
-			if errors.Is(se.Kind, row.kind) {
-				return wire.ClientError(row.typ, storageMessage(se, region))
-			}
+	for _, row := range errorTable {
+		if errors.Is(err, row.kind) {
+			return wire.ClientError(row.typ, clientMessage(err, region))
 		}
 	}
 	return internalFailure(err)
+}
+
+// clientMessage words err: a *storage.Error by its Reason; a bare sentinel
+// (an Admission hook or another Backend may return one) by its own text.
+func clientMessage(err error, region string) string {
+	var se *storage.Error
+	if errors.As(err, &se) {
+		return storageMessage(se, region)
+	}
+	return err.Error()
 }
 
 func internalFailure(err error) *wire.Error {
@@ -79,9 +86,8 @@ func knownCause(err error) (string, bool) {
 // cause when it is a known server-side one (disk full, a read-only shard), so
 // an operator can act on it.
 func recordErrorCode(err error) (code, msg string) {
-	var se *storage.Error
-	if errors.As(err, &se) && errors.Is(se.Kind, storage.ErrThrottled) {
-		return wire.TypeThroughput, storageMessage(se, "")
+	if errors.Is(err, storage.ErrThrottled) {
+		return wire.TypeThroughput, clientMessage(err, "")
 	}
 	cause, _ := knownCause(err)
 	return wire.TypeInternalFailure, wire.InternalFailure(cause).Message

@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/binary"
-	"strconv"
 	"time"
 
 	"github.com/shardlog/shardlog/api/wire"
@@ -68,8 +67,7 @@ func iteratorArgError(typ storage.IteratorType, hasSeq bool, ts wire.OptTime, no
 	case !ts.Set:
 		return wire.InvalidArgument("Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
 	case ts.T.UnixMilli() > now.UnixMilli():
-		return wire.InvalidArgument("The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: " +
-			strconv.FormatInt(ts.T.UnixMilli(), 10) + ", currentTimestampInMillis: " + strconv.FormatInt(now.UnixMilli(), 10))
+		return reasonError(wire.TypeInvalidArgument, storage.ReasonFutureTime, storage.Facts{N: ts.T.UnixMilli(), Limit: now.UnixMilli()})
 	}
 	return nil
 }
@@ -100,7 +98,7 @@ func (s *Server) decodeIterator(tok string, now time.Time) (storage.Position, er
 	}
 	if wire.Expired(issued, now.UnixMilli()) {
 		return pos, wire.ClientError(wire.TypeExpiredIterator, "Iterator expired. The iterator was created at time "+javaDate(issued)+
-			" while right now it is "+javaDate(now.UnixMilli())+" which is further in the future than the tolerated delay of 300000 milliseconds.")
+			" while right now it is "+javaDate(now.UnixMilli())+msgIteratorDelay)
 	}
 	return pos, nil
 }

@@ -2,7 +2,9 @@ package api
 
 import (
 	"fmt"
+	"strconv"
 
+	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -101,6 +103,19 @@ var messageTemplates = map[storage.Reason]func(f storage.Facts, region string) s
 			f.Account, region, f.Current, f.Limit, f.N)
 	},
 }
+
+// reasonError is the error a storage Reason would be, for the api's own
+// checks that find the same situation (a foreign ARN, a stale token), so the
+// text keeps its one home above.
+func reasonError(typ string, r storage.Reason, f storage.Facts) *wire.Error {
+	return wire.ClientError(typ, messageTemplates[r](f, ""))
+}
+
+// The expiry texts of sealed tokens, from their one lifetime.
+var (
+	msgNextTokenExpired = "The NextToken has expired. Tokens expire " + strconv.Itoa(wire.TokenTTLMillis/1000) + " seconds after they are issued."
+	msgIteratorDelay    = " which is further in the future than the tolerated delay of " + strconv.Itoa(wire.TokenTTLMillis) + " milliseconds."
+)
 
 // usedInIterator is the "where" of GetShardIterator's sequence-number texts.
 func usedInIterator(f storage.Facts) string {

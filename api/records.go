@@ -155,6 +155,16 @@ type putResults []storage.PutResult
 
 func (p putResults) Len() int { return len(p) }
 
+func (p putResults) Failed() int {
+	n := 0
+	for i := range p {
+		if p[i].Err != nil {
+			n++
+		}
+	}
+	return n
+}
+
 func (p putResults) At(i int) wire.PutResult {
 	r := &p[i]
 	if r.Err != nil {

@@ -203,14 +203,15 @@ func startIndex(id string) int64 {
 // StreamCreationTimestamp (millisecond precision) or the token's creation
 // time must match. A stream still CREATING has no shards to list.
 func checkIncarnation(info storage.StreamInfo, q *shardQuery, created wire.OptTime, account string) error {
-	notFound := wire.ClientError(wire.TypeResourceNotFound, "Stream "+info.Name+" under account "+account+" not found.")
+	facts := storage.Facts{Account: account, Stream: info.Name, State: info.Status}
+	notFound := reasonError(wire.TypeResourceNotFound, storage.ReasonStreamNotFound, facts)
 	switch {
 	case q.created != 0 && q.created != info.Created.UnixNano():
 		return notFound
 	case created.Set && created.T.UnixMilli() != info.Created.UnixMilli():
 		return notFound
 	case info.Status == storage.StatusCreating:
-		return wire.ClientError(wire.TypeResourceInUse, "Stream "+info.Name+" under account "+account+" not ACTIVE, instead in state CREATING")
+		return reasonError(wire.TypeResourceInUse, storage.ReasonNotActive, facts)
 	}
 	q.created = info.Created.UnixNano()
 	return nil
@@ -319,7 +320,7 @@ func (s *Server) openShardsToken(tok string) (shardQuery, error) {
 		return shardQuery{}, wire.InvalidArgument("Invalid NextToken.")
 	}
 	if wire.Expired(issued, s.now().UnixMilli()) {
-		return shardQuery{}, wire.ClientError(wire.TypeExpiredNextToken, "The NextToken has expired. Tokens expire 300 seconds after they are issued.")
+		return shardQuery{}, wire.ClientError(wire.TypeExpiredNextToken, msgNextTokenExpired)
 	}
 	r := wire.NewPayloadReader(payload)
 	q := shardQuery{created: int64(r.U64()), after: int64(r.U64()), ts: int64(r.U64()), filter: r.Str(), stream: r.Str()}

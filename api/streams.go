@@ -322,7 +322,7 @@ func (s *Server) openListStreamsToken(tok string) (string, error) {
 		return "", wire.InvalidArgument("Invalid NextToken.")
 	}
 	if wire.Expired(issued, s.now().UnixMilli()) {
-		return "", wire.ClientError(wire.TypeExpiredNextToken, "The NextToken has expired. Tokens expire 300 seconds after they are issued.")
+		return "", wire.ClientError(wire.TypeExpiredNextToken, msgNextTokenExpired)
 	}
 	r := wire.NewPayloadReader(payload)
 	name := r.Str()

@@ -150,7 +150,7 @@ func TestStorageErrorMapping(t *testing.T) {
 			400, wire.TypeLimitExceeded, "Exceeded the limit of 10 UpdateShardCount calls per rolling 24 hours for stream s under account 1."},
 		{&storage.Error{Kind: storage.ErrDiskFull, Reason: storage.ReasonDiskFull, Facts: storage.Facts{Detail: "write segment: ENOSPC"}}, 500, wire.TypeInternalFailure, "Internal Service Failure: no space left on device"},
 		{&storage.Error{Kind: storage.ErrShardReadOnly, Reason: storage.ReasonReadOnly, Facts: storage.Facts{Detail: "fsync failed"}}, 500, wire.TypeInternalFailure, "Internal Service Failure: shard refuses writes"},
-		{storage.ErrClosed, 500, wire.TypeInternalFailure, "Internal Service Failure: the server is shutting down"},
+		{storage.ErrClosed, 500, wire.TypeInternalFailure, "Internal Service Failure: store closed"},
 		{&storage.Error{Kind: storage.ErrShardClosed, Reason: storage.ReasonShardClosed}, 500, wire.TypeInternalFailure,
 			"Internal Service Failure: the shard was closed by a reshard while the request was on its way; retry it"},
 		{errors.New("disk on fire"), 500, wire.TypeInternalFailure, "Internal Service Failure: disk on fire"},

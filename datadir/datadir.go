@@ -68,6 +68,10 @@ func StreamsPath(dir string) string { return filepath.Join(dir, StreamsDir) }
 // ShardPath is the directory of the shard with index key key in dir.
 func ShardPath(dir, key string) string { return filepath.Join(StreamsPath(dir), key) }
 
+// StreamPath is the directory of the stream whose directory name (StreamDir)
+// is streamDir.
+func StreamPath(dir, streamDir string) string { return filepath.Join(StreamsPath(dir), streamDir) }
+
 // SyncDir fsyncs the directory itself, which is what makes a create, rename
 // or unlink inside it survive power loss on Linux filesystems.
 func SyncDir(dir string) error {

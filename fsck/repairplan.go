@@ -325,7 +325,7 @@ func (pl *repairPlanner) removeTmp(sh *shardCheck) {
 // If index.db still knows how far the shard got, repair writes an empty
 // segment there instead, which carries that sequence floor.
 func (pl *repairPlanner) recreateDir(sh *shardCheck) {
-	if !sh.ref.inMeta || sh.ref.status == "CREATING" || sh.ref.status == "DELETING" {
+	if !sh.ref.inMeta || sh.ref.status == datadir.StatusCreating || sh.ref.status == datadir.StatusDeleting {
 		return // the server finishes creating or deleting it
 	}
 	floor, lastID, known := catalogFloor(sh)

@@ -278,7 +278,8 @@ func (v *verifier) scanStreamDir(sdir string, byKey map[string]*shardRef, metaDi
 	}
 	for _, n := range names {
 		d := strings.TrimSuffix(n, "/")
-		if _, isShard := datadir.ParseShardDir(d); d == n || !isShard {
+		idx, isShard := datadir.ParseShardDir(d)
+		if d == n || !isShard {
 			if v.shardDir == "" {
 				v.stray(path.Join(datadir.StreamsDir, sdir, n))
 			}
@@ -287,7 +288,7 @@ func (v *verifier) scanStreamDir(sdir string, byKey map[string]*shardRef, metaDi
 		if v.shardDir != "" && d != v.shardDir {
 			continue
 		}
-		key := sdir + "/" + d
+		key := datadir.IndexKey(sdir, idx)
 		r := byKey[key]
 		if r == nil {
 			r = &shardRef{key: key}

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"path/filepath"
 	"time"
 
 	"github.com/shardlog/shardlog/datadir"
@@ -179,7 +178,7 @@ func (s *Store) DeleteStream(ctx context.Context, name string) error {
 // crash in between leaves the DELETING record, and Open finishes the job.
 func (s *Store) removeStreamLocked(st *stream) error {
 	st.closeShards()
-	dir := filepath.Join(s.streamsDir(), st.dir)
+	dir := datadir.StreamPath(s.opts.Dir, st.dir)
 	if err := s.opts.FS.RemoveAll(dir); err != nil {
 		return err
 	}

@@ -74,7 +74,12 @@ func (s *Store) rerouteClosed(ctx context.Context, name string, entries []PutEnt
 	s.awaitReshard(ctx, name) // the reshard that sealed the shard installs the children
 	st, routes, err := s.writableStream(name)
 	if err != nil {
-		return false // shutting down or gone: the entries keep their failure
+		// Not a reshard after all: the stream was deleted, or the store is
+		// closing. The entries fail with that, not with a reshard's answer.
+		for _, i := range idx {
+			results[i].Err = err
+		}
+		return false
 	}
 	sub := make([]PutEntry, len(idx))
 	for j, i := range idx {

@@ -348,7 +348,7 @@ func (s *Store) openChildren(st *stream, m *streamMeta, added []shardMeta) (map[
 	if err := errors.Join(errs...); err != nil {
 		return kids, err // the caller discards the ones that opened
 	}
-	return kids, s.opts.FS.SyncDir(filepath.Join(s.streamsDir(), st.dir))
+	return kids, s.opts.FS.SyncDir(datadir.StreamPath(s.opts.Dir, st.dir))
 }
 
 // reshardParallel bounds the shards a reshard creates or seals at once.
@@ -359,7 +359,7 @@ const reshardParallel = 16
 // indexes, which were never listed and never took a record), so every new
 // shard starts empty.
 func (s *Store) removeLeftovers(st *stream, added []shardMeta) error {
-	dir := filepath.Join(s.streamsDir(), st.dir)
+	dir := datadir.StreamPath(s.opts.Dir, st.dir)
 	names, err := s.opts.FS.ReadDir(dir)
 	if err != nil {
 		return err
@@ -394,12 +394,12 @@ func (s *Store) discardChildren(st *stream, added []shardMeta, kids map[uint32]*
 	closeAll(kids)
 	for _, sm := range added {
 		key := datadir.IndexKey(st.dir, sm.Index)
-		if err := s.opts.FS.RemoveAll(filepath.Join(s.streamsDir(), key)); err != nil {
+		if err := s.opts.FS.RemoveAll(datadir.ShardPath(s.opts.Dir, key)); err != nil {
 			s.log.Warn("cannot remove uncommitted shard", "shard", key, "error", err)
 		}
 		s.idx.Submit(index.Update{Shard: key, Drop: true})
 	}
-	if err := s.opts.FS.SyncDir(filepath.Join(s.streamsDir(), st.dir)); err != nil {
+	if err := s.opts.FS.SyncDir(datadir.StreamPath(s.opts.Dir, st.dir)); err != nil {
 		s.log.Warn("cannot sync the stream directory", "stream", st.name, "error", err)
 	}
 }

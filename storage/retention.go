@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"path/filepath"
 	"time"
 
 	"github.com/shardlog/shardlog/datadir"
@@ -83,10 +82,10 @@ func (s *Store) expireClosedShards(st *stream) error {
 		}
 		delete(st.shards, i)
 		key := datadir.IndexKey(st.dir, i)
-		if err := s.opts.FS.RemoveAll(filepath.Join(s.streamsDir(), key)); err != nil {
+		if err := s.opts.FS.RemoveAll(datadir.ShardPath(s.opts.Dir, key)); err != nil {
 			return err
 		}
 		s.idx.Submit(index.Update{Shard: key, Drop: true})
 	}
-	return s.opts.FS.SyncDir(filepath.Join(s.streamsDir(), st.dir))
+	return s.opts.FS.SyncDir(datadir.StreamPath(s.opts.Dir, st.dir))
 }

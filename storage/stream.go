@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -167,7 +166,7 @@ func (s *Store) openShards(ctx context.Context, st *stream) error {
 		return err
 	}
 	st.rebuildRoutes()
-	return s.opts.FS.SyncDir(filepath.Join(s.streamsDir(), st.dir))
+	return s.opts.FS.SyncDir(datadir.StreamPath(s.opts.Dir, st.dir))
 }
 
 // openParallel bounds the shards a stream opens at once: recovery reads

@@ -9,14 +9,14 @@ import (
 )
 
 // Codec is one wire format: JSON 1.1 (jsonCodec) or CBOR 1.1 (cborCodec). Both
-// decode into the same request structs, whose field types (blob, optInt,
+// decode into the same request structs, whose field types (Blob, OptInt,
 // OptTime, ...) implement each format's rules, and encode the same outputs.
 type Codec interface {
 	ContentType() string
-	// decode parses body into v, a pointer to a request struct. Any failure
+	// Decode parses body into v, a pointer to a request struct. Any failure
 	// is a SerializationException, worded as AWS words it.
 	Decode(body []byte, v any) *Error
-	// encode renders an output value or an error body.
+	// Encode renders an output value or an error body.
 	Encode(v any) ([]byte, error)
 	EncodeError(e *Error) []byte
 }

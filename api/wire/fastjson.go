@@ -205,7 +205,7 @@ func (s *scanner) record(e *PutRecordsEntry) bool {
 	}
 }
 
-// Blob decodes canonical base64 into the arena; anything the strict decoder
+// blobValue decodes canonical base64 into the arena; anything the strict decoder
 // refuses (or skips, like CR and LF) goes to the slow path.
 func (s *scanner) blobValue(dst *Blob) bool {
 	if s.null() {

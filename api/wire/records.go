@@ -5,9 +5,10 @@ import (
 )
 
 // The data plane's hot shapes: PutRecords' request and response, and
-// GetRecords' response, in both protocols. JSON renders them without
-// reflection (AppendJSON); CBOR encodes the same structs (CBORValue), whose
-// json tags the CBOR encoder honours.
+// GetRecords' response, in both protocols. JSON renders the responses without
+// reflection (AppendJSON) straight from the api's views of storage's results;
+// CBOR copies them into plain structs (CBORValue), whose json tags the CBOR
+// encoder honours.
 
 // PutRecordsEntry is one record of a PutRecords request.
 type PutRecordsEntry struct {
@@ -49,24 +50,16 @@ type PutResult struct {
 type PutResults interface {
 	Len() int
 	At(i int) PutResult
+	// Failed counts the results with an ErrorCode.
+	Failed() int
 }
 
 // PutRecordsOutput renders {"FailedRecordCount":n,"Records":[...]}.
-type PutRecordsOutput struct{ Results PutResults }
-
-func (o PutRecordsOutput) failed() int {
-	n := 0
-	for i := range o.Results.Len() {
-		if o.Results.At(i).ErrorCode != "" {
-			n++
-		}
-	}
-	return n
-}
+type PutRecordsOutput struct{ Results PutResults } // Results is required
 
 func (o PutRecordsOutput) AppendJSON(b []byte) []byte {
 	b = append(b, `{"FailedRecordCount":`...)
-	b = AppendInt(b, int64(o.failed()))
+	b = AppendInt(b, int64(o.Results.Failed()))
 	b = append(b, `,"Records":[`...)
 	for i := range o.Results.Len() {
 		r := o.Results.At(i)
@@ -97,7 +90,7 @@ func (o PutRecordsOutput) CBORValue() any {
 	return struct {
 		FailedRecordCount int
 		Records           []PutResult
-	}{o.failed(), records}
+	}{o.Results.Failed(), records}
 }
 
 // Record is one record of a GetRecords response. Data is never nil: AWS sends

@@ -14,7 +14,7 @@ import (
 //
 //	magic [8]byte = 00 00 00 00 00 00 00 01   (AWS iterators start so: "AAAAAAAAAAE")
 //	kind  byte                                (what the token is for)
-//	issued int64, unix milliseconds           (tokens expire after tokenTTL)
+//	issued int64, unix milliseconds           (tokens expire after TokenTTLMillis)
 //	payload                                   (kind-specific)
 //	mac   [32]byte = HMAC-SHA256(kindKey, everything before it)
 //
@@ -36,7 +36,7 @@ const (
 
 var tokenMagic = [8]byte{0, 0, 0, 0, 0, 0, 0, 1}
 
-var ErrBadToken = errors.New("api: invalid token")
+var ErrBadToken = errors.New("wire: invalid token")
 
 // TokenKeys holds one HMAC key per token kind.
 type TokenKeys map[byte][]byte
@@ -68,8 +68,8 @@ func (k TokenKeys) Seal(kind byte, issued int64, payload []byte) string {
 	return base64.StdEncoding.EncodeToString(raw)
 }
 
-// open verifies a token of kind and returns its issue time and payload. It
-// never panics on any input; every failure is errBadToken.
+// Open verifies a token of kind and returns its issue time and payload. It
+// never panics on any input; every failure is ErrBadToken.
 func (k TokenKeys) Open(kind byte, tok string) (issued int64, payload []byte, err error) {
 	if len(tok) > 4096 || strings.ContainsAny(tok, "\r\n") {
 		return 0, nil, ErrBadToken
@@ -114,10 +114,10 @@ func (r *PayloadReader) U8() byte    { return r.Take(1)[0] }
 func (r *PayloadReader) U32() uint32 { return binary.BigEndian.Uint32(r.Take(4)) }
 func (r *PayloadReader) U64() uint64 { return binary.BigEndian.Uint64(r.Take(8)) }
 
-// str reads a length-prefixed (one byte) string.
+// Str reads a length-prefixed (one byte) string.
 func (r *PayloadReader) Str() string { return string(r.Take(int(r.U8()))) }
 
-// done reports whether every field was present and nothing is left over.
+// Done reports whether every field was present and nothing is left over.
 func (r *PayloadReader) Done() bool { return r.ok && len(r.b) == 0 }
 
 func AppendStr(b []byte, s string) []byte {

@@ -75,7 +75,7 @@ func (v *Validator) NotNull(path string, present bool) bool {
 	return present
 }
 
-// str checks an optional string member: length bounds (max < 0 means none)
+// Str checks an optional string member: length bounds (max < 0 means none)
 // and, if pattern is not "", the pattern. Rules are checked in AWS's order:
 // pattern, then minimum length, then maximum length.
 func (v *Validator) Str(path string, s *string, pattern string, min, max int) {
@@ -97,7 +97,7 @@ func (v *Validator) Length(value, path string, n, min, max int) {
 	}
 }
 
-// ReqStr is str for a required member.
+// ReqStr is Str for a required member.
 func (v *Validator) ReqStr(path string, s *string, pattern string, min, max int) {
 	if v.NotNull(path, s != nil) {
 		v.Str(path, s, pattern, min, max)
@@ -118,7 +118,7 @@ func (v *Validator) IntRange(path string, n OptInt, min, max int64) {
 	}
 }
 
-// enum checks an optional member against AWS's value set; values are listed
+// Enum checks an optional member against AWS's value set; values are listed
 // in the order AWS prints them.
 func (v *Validator) Enum(path string, s *string, values []string) {
 	if s == nil {
@@ -132,7 +132,7 @@ func (v *Validator) Enum(path string, s *string, values []string) {
 	v.Fail(Quoted(*s), path, "Member must satisfy enum value set: ["+strings.Join(values, ", ")+"]")
 }
 
-// StreamName and streamARN are the two stream selectors every stream-targeted
+// StreamName and StreamARN are the two stream selectors every stream-targeted
 // operation accepts.
 func (v *Validator) StreamName(path string, s *string) { v.Str(path, s, PatternName, 1, 128) }
 func (v *Validator) StreamARN(path string, s *string)  { v.Str(path, s, PatternARN, 1, 2048) }

@@ -20,6 +20,8 @@ const (
 	defaultSegmentSize = storage.DefaultSegmentSize
 	defaultSegmentAge  = storage.DefaultSegmentAge
 	defaultCacheWindow = storage.DefaultCacheWindow
+
+	defaultScalingPerDay = storage.DefaultScalingCallsPerDay
 )
 
 // openStore opens (or creates) the data directory. The returned Closer syncs

@@ -96,7 +96,7 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: json or text")
 	f.StringVar(&o.sync, "sync", "always", "durability policy: always (ack after fdatasync) or interval (ack on write, sync every 50ms)")
-	f.IntVar(&o.scalingPerDay, "scaling-calls-per-day", 10, "UpdateShardCount calls allowed per stream in any 24 hours (AWS: 10)")
+	f.IntVar(&o.scalingPerDay, "scaling-calls-per-day", defaultScalingPerDay, "UpdateShardCount calls allowed per stream in any 24 hours (AWS: 10)")
 	f.Int64Var(&o.segmentSize, "segment-size", defaultSegmentSize, "roll a shard's segment file when it would exceed this many bytes")
 	f.DurationVar(&o.segmentAge, "segment-age", defaultSegmentAge, "roll a non-empty segment file this old")
 	f.Int64Var(&o.cacheWindow, "cache-window", defaultCacheWindow, "bytes of each shard's newest synced data left in the OS page cache; older pages are dropped (-1: never drop)")
