@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -88,14 +87,7 @@ func (f *fakeBackend) CreateStream(ctx context.Context, in storage.CreateStreamI
 	return nil
 }
 
-func shardID(i uint32) string { return "shardId-" + leftPad(strconv.Itoa(int(i)), 12) }
-
-func leftPad(s string, n int) string {
-	for len(s) < n {
-		s = "0" + s
-	}
-	return s
-}
+func shardID(i uint32) string { return datadir.ShardID(i) }
 
 // closeShard closes shard idx and adds a child with the same range.
 func (f *fakeBackend) closeShard(name string, idx uint32) {
