@@ -11,10 +11,13 @@ import (
 	"github.com/shardlog/shardlog/api/wire"
 )
 
-// cborError is an error body in CBOR.
+// cborError is an error body in CBOR. The decoder matches keys exactly when
+// a field's name is exact, so each key lands in its own field.
 type cborError struct {
 	Type    string `cbor:"__type"`
 	Message string `cbor:"message,omitempty"`
+	// SerMessage is a SerializationException's text, under "Message".
+	SerMessage string `cbor:"Message,omitempty"`
 }
 
 // callCBOR sends a CBOR request built from in and decodes the answer into out
@@ -107,17 +110,24 @@ func TestCBORErrors(t *testing.T) {
 		t.Fatalf("got %d %+v", code, e)
 	}
 	for _, tc := range []struct {
+		op  string
 		in  any
 		msg string
 	}{
-		{map[string]any{"StreamName": 5}, "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an String"},
-		{map[string]any{"StreamName": []string{"a"}}, msgStartOfList},
-		{map[string]any{"StreamName": "s", "Limit": "x"}, "class java.lang.String can not be converted to an Integer"},
-		{[]int{1}, "Request body must be a CBOR map"},
+		{"DescribeStream", map[string]any{"StreamName": 5}, "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an String"},
+		{"DescribeStream", map[string]any{"StreamName": []string{"a"}}, msgStartOfList},
+		{"DescribeStream", map[string]any{"StreamName": "s", "Limit": "x"}, "class java.lang.String can not be converted to an Integer"},
+		{"DescribeStream", []int{1}, ""},
+		{"PutRecord", map[string]any{"StreamName": "s", "PartitionKey": "k", "Data": 12}, msgNumberToBlob},
+		{"PutRecord", map[string]any{"StreamName": "s", "PartitionKey": "k", "Data": 3.5}, msgNumberToBlob},
+		// Timestamps: tag 1 or a number, nothing else (aws-fidelity A2).
+		{"GetShardIterator", map[string]any{"StreamName": "s", "ShardId": "0", "ShardIteratorType": "AT_TIMESTAMP", "Timestamp": "23"},
+			"class java.lang.String can not be converted to milliseconds since epoch"},
+		{"ListShards", map[string]any{"StreamName": "s", "StreamCreationTimestamp": true}, "class java.lang.Boolean can not be converted to milliseconds since epoch"},
 	} {
-		code, e := h.callCBOR("DescribeStream", tc.in, nil)
-		if code != 400 || e.Type != wire.TypeSerialization || e.Message != tc.msg {
-			t.Errorf("%v: got %d %+v, want %q", tc.in, code, e, tc.msg)
+		code, e := h.callCBOR(tc.op, tc.in, nil)
+		if code != 400 || e.Type != wire.TypeSerialization || e.SerMessage != tc.msg || e.Message != "" {
+			t.Errorf("%v: got %d %+v, want %q under Message", tc.in, code, e, tc.msg)
 		}
 	}
 }

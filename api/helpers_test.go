@@ -13,6 +13,8 @@ import (
 	"github.com/shardlog/shardlog/api/wire"
 )
 
+const targetPrefix = "Kinesis_20131202."
+
 const testAuth = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/eu-west-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=abcdef"
 
 // harness is a Server over a fake backend with a controllable clock.
@@ -52,7 +54,17 @@ type response struct {
 }
 
 func (r response) errType() string { s, _ := r.body["__type"].(string); return s }
-func (r response) message() string { s, _ := r.body["message"].(string); return s }
+
+// message is the error text under AWS's key for the type: "Message" for a
+// SerializationException, "message" for every other.
+func (r response) message() string { s, _ := r.body[messageKey(r.errType())].(string); return s }
+
+func messageKey(typ string) string {
+	if typ == wire.TypeSerialization {
+		return "Message"
+	}
+	return "message"
+}
 
 // do sends a raw request through the handler.
 func (h *harness) do(req *http.Request) response {
@@ -91,11 +103,17 @@ func (h *harness) ok(op, body string) response {
 	return r
 }
 
-// wantError checks an error answer's status, type and (if msg != "") message.
+// wantError checks an error answer's status, type and (if msg != "") message,
+// and that the message is under AWS's key for the type.
 func wantError(t testing.TB, r response, status int, typ, msg string) {
 	t.Helper()
 	if r.status != status || r.errType() != typ || (msg != "" && r.message() != msg) {
 		t.Fatalf("got %d %s %q; want %d %s %q", r.status, r.errType(), r.message(), status, typ, msg)
+	}
+	for key := range r.body {
+		if key != "__type" && key != messageKey(typ) {
+			t.Fatalf("%s body has the key %q: %s", typ, key, r.raw)
+		}
 	}
 }
 

@@ -34,7 +34,6 @@ func TestPreDispatchChecks(t *testing.T) {
 			r.Header.Del("Authorization")
 			return r
 		}, 400, wire.TypeUnknownOperation, ""},
-		{"GET", func() *http.Request { return httptest.NewRequest(http.MethodGet, "/", nil) }, 403, wire.TypeAccessDenied, "Unable to determine service/operation name to be authorized"},
 		{"missing auth", func() *http.Request {
 			r := newRequest("ListStreams", `{}`)
 			r.Header.Del("Authorization")
@@ -73,11 +72,18 @@ func TestPreDispatchChecks(t *testing.T) {
 			r.URL.RawQuery = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=x&X-Amz-SignedHeaders=host"
 			return r
 		}, 400, wire.TypeIncompleteSignature, "AWS query-string parameters must include 'X-Amz-Credential'. AWS query-string parameters must include 'X-Amz-Signature'. Re-examine the query-string parameters."},
-		{"auth before body", func() *http.Request {
+		{"body before auth", func() *http.Request {
 			r := newRequest("ListStreams", `not json`)
 			r.Header.Del("Authorization")
 			return r
-		}, 400, wire.TypeMissingAuth, ""},
+		}, 400, wire.TypeSerialization, ""},
+		{"malformed object before auth", func() *http.Request {
+			r := newRequest("ListStreams", `{"Limit":`)
+			r.Header.Del("Authorization")
+			return r
+		}, 400, wire.TypeSerialization, ""},
+		{"body before target", func() *http.Request { return newRequest("Nope", `{"a":1`) }, 400, wire.TypeSerialization, ""},
+		{"empty body, unknown target", func() *http.Request { return newRequest("Nope", ``) }, 400, wire.TypeUnknownOperation, ""},
 		{"empty body", func() *http.Request { return newRequest("ListStreams", ``) }, 400, wire.TypeSerialization, ""},
 		{"body too large", func() *http.Request {
 			return newRequest("PutRecords", `{"Records":[{"Data":"`+strings.Repeat("A", DefaultMaxBodyBytes)+`"}]}`)
@@ -157,18 +163,88 @@ func TestCORS(t *testing.T) {
 	}
 }
 
+// TestPreDispatchAnswers pins AWS's answers that are not error bodies of
+// the request's protocol, byte for byte (aws-fidelity A4).
+func TestPreDispatchAnswers(t *testing.T) {
+	const (
+		xmlDenied   = "<AccessDeniedException>\n  <Message>Unable to determine service/operation name to be authorized</Message>\n</AccessDeniedException>\n"
+		xmlUnknown  = "<UnknownOperationException/>\n"
+		envSer      = `{"Output":{"__type":"com.amazon.coral.service#SerializationException"},"Version":"1.0"}`
+		envUnknown  = `{"Output":{"__type":"com.amazon.coral.service#UnknownOperationException"},"Version":"1.0"}`
+		cborUnknown = "\xbf\x66__type\x78\x19UnknownOperationException\xff"
+		cborSer     = "\xbf\x66__type\x76SerializationException\xff"
+	)
+	h := newHarness(t)
+	tests := []struct {
+		name, method, ct, op, body string
+		status                     int
+		wantCT, wantBody           string // wantCT "": no Content-Type header
+	}{
+		{"GET", http.MethodGet, wire.ContentTypeJSON11, "ListStreams", "", 403, "", xmlDenied},
+		{"PUT", http.MethodPut, wire.ContentTypeJSON11, "ListStreams", "{}", 403, "", xmlDenied},
+		{"DELETE", http.MethodDelete, "", "", "", 403, "", xmlDenied},
+		{"no Content-Type, no target", http.MethodPost, "", "", "{}", 403, "", xmlDenied},
+		{"unknown type, target without operation", http.MethodPost, "text/plain", ".", "{}", 403, "", xmlDenied},
+		{"no Content-Type", http.MethodPost, "", "ListStreams", "{}", 404, "", xmlUnknown},
+		{"JSON 1.0", http.MethodPost, "application/x-amz-json-1.0", "Nope", "{}", 404, "", xmlUnknown},
+		{"application/json", http.MethodPost, wire.ContentTypeJSON, "ListStreams", "{}", 404, wire.ContentTypeJSON, envUnknown},
+		{"application/json, no target", http.MethodPost, "application/json; charset=utf-8", "", "{}", 404, wire.ContentTypeJSON, envUnknown},
+		{"application/json, not an object", http.MethodPost, wire.ContentTypeJSON, "ListStreams", "[]", 400, wire.ContentTypeJSON, envSer},
+		{"application/json, malformed", http.MethodPost, wire.ContentTypeJSON, "Nope", `{"a"`, 400, wire.ContentTypeJSON, envSer},
+		{"empty, JSON 1.1", http.MethodPost, wire.ContentTypeJSON11, "ListStreams", "", 400, wire.ContentTypeJSON11, `{"__type":"SerializationException"}`},
+		{"empty, JSON 1.1, unknown target", http.MethodPost, " application/x-amz-json-1.1 ;x", "", "", 400, wire.ContentTypeJSON11, `{"__type":"UnknownOperationException"}`},
+		{"empty, no Content-Type", http.MethodPost, "", "", "", 400, wire.ContentTypeCBOR11, cborUnknown},
+		{"empty, application/json", http.MethodPost, wire.ContentTypeJSON, "ListStreams", "", 400, wire.ContentTypeCBOR11, cborSer},
+		{"empty, CBOR", http.MethodPost, wire.ContentTypeCBOR11, "ListStreams", "", 400, wire.ContentTypeCBOR11, cborSer},
+		{"CBOR, not a map", http.MethodPost, wire.ContentTypeCBOR11, "ListStreams", "\x81\x01", 400, wire.ContentTypeCBOR11, cborSer},
+		{"CBOR, malformed map, unknown target", http.MethodPost, wire.ContentTypeCBOR11, "Nope", "\xa1\x61", 400, wire.ContentTypeCBOR11, cborSer},
+		{"CBOR, unknown target", http.MethodPost, wire.ContentTypeCBOR11, "Nope", "\xa0", 400, wire.ContentTypeCBOR11, cborUnknown},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := newRequest(tc.op, tc.body)
+			req.Method = tc.method
+			req.Header.Del("Content-Type")
+			if tc.ct != "" {
+				req.Header.Set("Content-Type", tc.ct)
+			}
+			if tc.op == "." {
+				req.Header.Set("X-Amz-Target", "Kinesis_20131202.")
+			}
+			r := h.do(req)
+			if r.status != tc.status || r.raw != tc.wantBody {
+				t.Fatalf("got %d %q, want %d %q", r.status, r.raw, tc.status, tc.wantBody)
+			}
+			if got := r.header.Values("Content-Type"); (tc.wantCT == "" && len(got) != 0) || (tc.wantCT != "" && (len(got) != 1 || got[0] != tc.wantCT)) {
+				t.Fatalf("Content-Type %q, want %q", got, tc.wantCT)
+			}
+			if !uuidRE.MatchString(r.hdr("x-amzn-RequestId")) || r.hdr("x-amz-id-2") == "" {
+				t.Fatalf("request ids: %v", r.header)
+			}
+		})
+	}
+}
+
+// TestContentTypes: the two AWS protocols are served whatever the
+// parameters and case of their Content-Type; other types never reach an
+// operation.
 func TestContentTypes(t *testing.T) {
 	h := newHarness(t)
-	for _, ct := range []string{wire.ContentTypeJSON11, wire.ContentTypeJSON, ""} {
+	for _, tc := range []struct {
+		ct, wantCT string
+		status     int
+	}{
+		{wire.ContentTypeJSON11, wire.ContentTypeJSON11, 200},
+		{"application/x-amz-json-1.1; charset=utf-8", wire.ContentTypeJSON11, 200},
+		{"Application/X-Amz-JSON-1.1", wire.ContentTypeJSON11, 200},
+		{wire.ContentTypeJSON, wire.ContentTypeJSON, 404},
+		{"", "", 404},
+	} {
 		req := newRequest("ListStreams", `{}`)
-		req.Header.Set("Content-Type", ct)
+		req.Header.Set("Content-Type", tc.ct)
 		r := h.do(req)
-		want := ct
-		if ct == "" {
-			want = wire.ContentTypeJSON11
-		}
-		if r.status != 200 || r.header.Get("Content-Type") != want {
-			t.Errorf("Content-Type %q: %d %q", ct, r.status, r.header.Get("Content-Type"))
+		if r.status != tc.status || r.header.Get("Content-Type") != tc.wantCT {
+			t.Errorf("Content-Type %q: %d %q", tc.ct, r.status, r.header.Get("Content-Type"))
 		}
 	}
 }
@@ -180,8 +256,10 @@ func TestSerializationErrors(t *testing.T) {
 		op, body, msg string
 	}{
 		{"ListStreams", `not json`, ""},
-		{"ListStreams", `[]`, "Request body must be a JSON object"},
-		{"ListStreams", `null`, "Request body must be a JSON object"},
+		{"ListStreams", `[]`, ""},
+		{"ListStreams", `null`, ""},
+		{"ListStreams", `{"Limit":5`, ""},
+		{"ListStreams", `{} {}`, ""},
 		{"ListStreams", `{"Limit":"5"}`, "class java.lang.String can not be converted to an Integer"},
 		{"ListStreams", `{"Limit":true}`, "class java.lang.Boolean can not be converted to an Integer"},
 		{"ListStreams", `{"Limit":{}}`, msgStartOfStruct},
@@ -200,14 +278,27 @@ func TestSerializationErrors(t *testing.T) {
 		{"PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":"a=bc"}`, "'a=bc' can not be converted to a Blob: Invalid Base64 character: '='"},
 		{"PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":"YR=="}`, "'YR==' can not be converted to a Blob: Invalid last non-pad Base64 character dectected"},
 		{"PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":true}`, "class java.lang.Boolean can not be converted to a Blob"},
-		{"PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":12}`, "class java.math.BigDecimal can not be converted to a Blob"},
+		{"PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":12}`, msgNumberToBlob},
+		{"PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":-2147483648}`, msgNumberToBlob},
+		{"PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":34.56}`, msgNumberToBlob},
+		{"PutRecords", `{"StreamName":"s","Records":[{"PartitionKey":"k","Data":2147483648}]}`, msgNumberToBlob},
 		{"PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":[1,2]}`, msgStartOfList},
 		{"DeleteStream", `{"StreamName":"s","EnforceConsumerDeletion":"maybe"}`, "'MAYBE' can not be converted to an Boolean"},
-		{"GetShardIterator", `{"StreamName":"s","ShardId":"0","ShardIteratorType":"AT_TIMESTAMP","Timestamp":"yesterday"}`, "'yesterday' can not be converted to a Timestamp"},
+		{"DeleteStream", `{"StreamName":"s","EnforceConsumerDeletion":1}`, "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an Boolean"},
+		{"GetShardIterator", `{"StreamName":"s","ShardId":"0","ShardIteratorType":"AT_TIMESTAMP","Timestamp":"yesterday"}`, "class java.lang.String can not be converted to milliseconds since epoch"},
+		{"GetShardIterator", `{"StreamName":"s","ShardId":"0","ShardIteratorType":"AT_TIMESTAMP","Timestamp":"23"}`, "class java.lang.String can not be converted to milliseconds since epoch"},
+		{"GetShardIterator", `{"StreamName":"s","ShardId":"0","ShardIteratorType":"AT_TIMESTAMP","Timestamp":true}`, "class java.lang.Boolean can not be converted to milliseconds since epoch"},
+		{"GetShardIterator", `{"StreamName":"s","ShardId":"0","ShardIteratorType":"AT_TIMESTAMP","Timestamp":[]}`, msgStartOfList},
+		{"ListShards", `{"StreamName":"s","StreamCreationTimestamp":{}}`, msgStartOfStruct},
+		{"ListShards", `{"StreamName":"s","ShardFilter":{"Type":"AT_TIMESTAMP","Timestamp":"2020-01-01T00:00:00Z"}}`, "class java.lang.String can not be converted to milliseconds since epoch"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.op+" "+tc.body, func(t *testing.T) {
-			wantError(t, h.call(tc.op, tc.body), 400, wire.TypeSerialization, tc.msg)
+			r := h.call(tc.op, tc.body)
+			wantError(t, r, 400, wire.TypeSerialization, tc.msg)
+			if tc.msg == "" && r.raw != `{"__type":"SerializationException"}` {
+				t.Fatalf("want the bare body, got %s", r.raw)
+			}
 		})
 	}
 }
@@ -236,4 +327,5 @@ func TestLenientScalars(t *testing.T) {
 const (
 	msgStartOfStruct = "Start of structure or map found where not expected."
 	msgStartOfList   = "Start of list found where not expected"
+	msgNumberToBlob  = "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to a Blob"
 )

@@ -177,7 +177,9 @@ func (p putResults) At(i int) wire.PutResult {
 func validatePutRecords(in *wire.PutRecordsInput) error {
 	var v wire.Validator
 	if v.NotNull("records", in.Records != nil) {
-		v.Length(wire.Quoted("["+strconv.Itoa(len(in.Records))+" records]"), "records", len(in.Records), 1, maxPutRecords)
+		if n := len(in.Records); n < 1 || n > maxPutRecords { // rendered only when it fails
+			v.Length(wire.Quoted(wire.RenderPutRecordsEntries(n)), "records", n, 1, maxPutRecords)
+		}
 		for i := range in.Records {
 			r := &in.Records[i]
 			checkRecord(&v, i, r.PartitionKey, r.ExplicitHashKey, r.Data)

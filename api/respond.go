@@ -23,13 +23,27 @@ func (s *Server) writeOutput(rc *reqCtx, out any) {
 }
 
 func (s *Server) writeError(rc *reqCtx, e *wire.Error) {
-	rc.errMsg = e.Type + ": " + e.Message
-	s.writeBody(rc, e.Status, rc.codec.EncodeError(e))
+	s.writeReply(rc, wire.ErrorReply(rc.codec, e))
+}
+
+// writeReply sends an answer whose bytes wire has decided, Content-Type
+// included (none at all when it is "").
+func (s *Server) writeReply(rc *reqCtx, rep *wire.Reply) {
+	rc.errMsg = rep.Type + ": " + rep.Message
+	s.send(rc, rep.Status, rep.ContentType, rep.Body)
 }
 
 func (s *Server) writeBody(rc *reqCtx, status int, body []byte) {
+	s.send(rc, status, rc.codec.ContentType(), body)
+}
+
+func (s *Server) send(rc *reqCtx, status int, contentType string, body []byte) {
 	h := rc.w.Header()
-	h.Set("Content-Type", rc.codec.ContentType())
+	if contentType == "" {
+		h["Content-Type"] = nil // present but empty: net/http then sniffs none
+	} else {
+		h.Set("Content-Type", contentType)
+	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	rc.status, rc.wrote = status, true
 	rc.w.WriteHeader(status)

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"github.com/shardlog/shardlog/api/wire"
@@ -30,8 +29,6 @@ type Server struct {
 func New(cfg Config, b Backend) *Server {
 	return &Server{cfg: cfg.withDefaults(), b: b, keys: wire.DeriveTokenKeys(b.IteratorKey()), account: b.AccountID()}
 }
-
-const targetPrefix = "Kinesis_20131202."
 
 type opFunc func(s *Server, rc *reqCtx, body []byte) (any, error)
 
@@ -81,7 +78,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.serve(rc)
 }
 
-// serve runs AWS's checks in AWS's order, then the operation.
+// serve runs AWS's pre-dispatch checks in AWS's order (wire.Front lists
+// them), then the operation. shardlog's own GET /health comes first: it is
+// outside the AWS surface.
 func (s *Server) serve(rc *reqCtx) {
 	r := rc.r
 	wire.SetRequestIDs(rc.w.Header(), r, rc.id)
@@ -95,29 +94,24 @@ func (s *Server) serve(rc *reqCtx) {
 		return
 	}
 	if r.Method != http.MethodPost {
-		s.writeError(rc, &wire.Error{Type: wire.TypeAccessDenied, Message: "Unable to determine service/operation name to be authorized", Status: http.StatusForbidden})
+		s.writeReply(rc, wire.AccessDenied())
 		return
 	}
-	rc.codec = wire.CodecFor(r.Header.Get("Content-Type"))
-	op, ok := lookupOperation(r.Header.Get("X-Amz-Target"))
-	if !ok {
-		s.writeError(rc, wire.ClientError(wire.TypeUnknownOperation, ""))
-		return
-	}
-	rc.op = strings.TrimPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
-	region, aerr := wire.CheckAuth(r)
-	if aerr != nil {
-		s.writeError(rc, aerr)
-		return
-	}
-	rc.region = region
+	front := wire.ReadFront(r.Header, isOperation)
+	rc.codec = front.Codec
 	body, release, aerr := wire.ReadBody(rc.w, r, s.cfg.MaxBodyBytes)
 	if aerr != nil {
 		s.writeError(rc, aerr)
 		return
 	}
 	defer release()
-	out, err := op(s, rc, body)
+	region, authErr := wire.CheckAuth(r)
+	if rep := front.Check(body, authErr); rep != nil {
+		s.writeReply(rc, rep)
+		return
+	}
+	rc.op, rc.region = front.Op, region
+	out, err := operations[rc.op](s, rc, body)
 	if err != nil {
 		s.writeError(rc, toAPIError(err, rc.region))
 		return
@@ -125,13 +119,9 @@ func (s *Server) serve(rc *reqCtx) {
 	s.writeOutput(rc, out)
 }
 
-func lookupOperation(target string) (opFunc, bool) {
-	name, ok := strings.CutPrefix(target, targetPrefix)
-	if !ok {
-		return nil, false
-	}
-	op, ok := operations[name]
-	return op, ok
+func isOperation(name string) bool {
+	_, ok := operations[name]
+	return ok
 }
 
 // health answers GET /health while the server is serving.

@@ -2,7 +2,6 @@ package api
 
 import (
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/shardlog/shardlog/api/wire"
@@ -68,12 +67,10 @@ func (s *Server) removeTags(rc *reqCtx, body []byte) (any, error) {
 	return nil, s.b.RemoveTags(rc.ctx, name, in.TagKeys)
 }
 
-// checkTagKeyList checks a TagKeyList: 1..50 keys of 1..128 characters.
+// checkTagKeyList checks a TagKeyList: 1..50 keys of 1..128 characters,
+// the keys' lengths reported once, at tagKeys.
 func checkTagKeyList(v *wire.Validator, keys []string) {
-	v.Length(wire.Quoted(wire.RenderList(keys)), "tagKeys", len(keys), 1, 50)
-	for i, k := range keys {
-		v.Length(wire.Quoted(k), "tagKeys."+strconv.Itoa(i+1)+".member", wire.JavaLen(k), 1, 128)
-	}
+	v.StrList("tagKeys", keys, 1, 50, 1, 128)
 }
 
 type listTagsInput struct {

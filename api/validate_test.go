@@ -7,6 +7,12 @@ import (
 	"github.com/shardlog/shardlog/api/wire"
 )
 
+// AWS's texts for list values (aws-fidelity A10, A11).
+const (
+	putRecordsEntry = "com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@c965e310"
+	tagKeysMembers  = "Member must satisfy constraint: [Member must have length less than or equal to 128, Member must have length greater than or equal to 1]"
+)
+
 func TestValidationMessages(t *testing.T) {
 	h := newHarness(t)
 	h.createStream("s", 1)
@@ -45,7 +51,9 @@ func TestValidationMessages(t *testing.T) {
 			"2 validation errors detected: Value '" + strings.Repeat("k", 257) + "' at 'partitionKey' failed to satisfy constraint: Member must have length less than or equal to 256; " +
 				"Value 'x' at 'explicitHashKey' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})"},
 		{"PutRecords", `{"StreamName":"s","Records":[]}`,
-			"1 validation error detected: Value '[0 records]' at 'records' failed to satisfy constraint: Member must have length greater than or equal to 1"},
+			"1 validation error detected: Value '[]' at 'records' failed to satisfy constraint: Member must have length greater than or equal to 1"},
+		{"PutRecords", `{"StreamName":"s","Records":[` + strings.Repeat(`{"PartitionKey":"k","Data":""},`, 500) + `{"PartitionKey":"k","Data":""}]}`,
+			"1 validation error detected: Value '[" + strings.Repeat(putRecordsEntry+", ", 500) + putRecordsEntry + "]' at 'records' failed to satisfy constraint: Member must have length less than or equal to 500"},
 		{"PutRecords", `{"StreamName":"s","Records":[{"PartitionKey":"a","Data":""},{"Data":"","PartitionKey":""}]}`,
 			"1 validation error detected: Value '' at 'records.2.member.partitionKey' failed to satisfy constraint: Member must have length greater than or equal to 1"},
 		{"PutRecords", `{"Records":null}`,
@@ -57,7 +65,11 @@ func TestValidationMessages(t *testing.T) {
 			"2 validation errors detected: Value '51' at 'limit' failed to satisfy constraint: Member must have value less than or equal to 50; " +
 				"Value '' at 'exclusiveStartTagKey' failed to satisfy constraint: Member must have length greater than or equal to 1"},
 		{"RemoveTagsFromStream", `{"StreamName":"s","TagKeys":["a",""]}`,
-			"1 validation error detected: Value '' at 'tagKeys.2.member' failed to satisfy constraint: Member must have length greater than or equal to 1"},
+			"1 validation error detected: Value '[a, ]' at 'tagKeys' failed to satisfy constraint: " + tagKeysMembers},
+		{"RemoveTagsFromStream", `{"StreamName":"s","TagKeys":["a","` + long + `","b",""]}`,
+			"1 validation error detected: Value '[a, " + long + ", b, ]' at 'tagKeys' failed to satisfy constraint: " + tagKeysMembers},
+		{"RemoveTagsFromStream", `{"StreamName":"s","TagKeys":[]}`,
+			"1 validation error detected: Value '[]' at 'tagKeys' failed to satisfy constraint: Member must have length greater than or equal to 1"},
 		{"IncreaseStreamRetentionPeriod", `{"StreamName":"s"}`,
 			"1 validation error detected: Value null at 'retentionPeriodHours' failed to satisfy constraint: Member must not be null"},
 		{"ListShards", `{"StreamName":"s","ShardFilter":{"Type":"SOME"}}`,

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/binary"
 	"errors"
 	"math"
 	"strings"
@@ -46,9 +47,12 @@ func mustEncMode(o cbor.EncOptions) cbor.EncMode {
 
 func (cborCodec) ContentType() string { return ContentTypeCBOR11 }
 
+// Decode answers a body that is not a CBOR map, or not well-formed CBOR,
+// with the bare SerializationException of the pre-dispatch checks, as the
+// JSON codec does.
 func (cborCodec) Decode(body []byte, v any) *Error {
-	if len(body) == 0 || body[0]>>5 != 5 {
-		return SerializationError("Request body must be a CBOR map")
+	if !isCBORMap(body) {
+		return SerializationError("")
 	}
 	err := cborDec.Unmarshal(body, v)
 	if err == nil {
@@ -62,8 +66,12 @@ func (cborCodec) Decode(body []byte, v any) *Error {
 	if errors.As(err, &te) {
 		return SerializationError(cborTypeMessage(te))
 	}
-	return SerializationError("Malformed CBOR: " + err.Error())
+	return SerializationError("")
 }
+
+// isCBORMap reports whether body's first item is a map (major type 5). It
+// does not check the rest of the body.
+func isCBORMap(body []byte) bool { return len(body) > 0 && body[0]>>5 == 5 }
 
 // cborTypeMessage words a CBOR kind mismatch like the JSON one.
 func cborTypeMessage(te *cbor.UnmarshalTypeError) string {
@@ -114,17 +122,38 @@ func (cborCodec) Encode(v any) ([]byte, error) {
 	return cborEnc.Marshal(v)
 }
 
-type cborError struct {
-	Type    string `cbor:"__type"`
-	Message string `cbor:"message,omitempty"`
+// EncodeError writes the map {"__type": ..., "message": ...} ("Message" for
+// a SerializationException, no message when AWS sends none) with an
+// indefinite length, as AWS's CBOR writer does: the bare pre-dispatch bodies
+// are then byte for byte AWS's (bf 66 "__type" 76 "SerializationException" ff).
+func (cborCodec) EncodeError(e *Error) []byte {
+	b := make([]byte, 0, 32+len(e.Type)+len(e.Message))
+	b = append(b, 0xbf)
+	b = appendCBORText(b, "__type")
+	b = appendCBORText(b, e.Type)
+	if e.Message != "" {
+		b = appendCBORText(b, messageKey(e.Type))
+		b = appendCBORText(b, e.Message)
+	}
+	return append(b, 0xff)
 }
 
-func (cborCodec) EncodeError(e *Error) []byte {
-	b, err := cborEnc.Marshal(cborError{Type: e.Type, Message: e.Message})
-	if err != nil {
-		panic(err) // two strings always encode
+// appendCBORText appends s as a definite-length text string (major type 3).
+func appendCBORText(b []byte, s string) []byte {
+	const major = 3 << 5
+	switch n := uint64(len(s)); {
+	case n < 24:
+		b = append(b, major|byte(n))
+	case n <= math.MaxUint8:
+		b = append(b, major|24, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, major|25), uint16(n))
+	case n <= math.MaxUint32:
+		b = binary.BigEndian.AppendUint32(append(b, major|26), uint32(n))
+	default:
+		b = binary.BigEndian.AppendUint64(append(b, major|27), n)
 	}
-	return b
+	return append(b, s...)
 }
 
 // cborFirst maps a CBOR item's initial byte to the first byte of the JSON
@@ -174,11 +203,11 @@ func (n *OptInt) UnmarshalCBOR(data []byte) error {
 	}
 	i, f, isInt, ok := cborNumber(data)
 	if !ok {
-		return scalarTypeError(cborFirst(data[0]), "Integer", "an")
+		return scalarTypeError(cborFirst(data[0]), "an Integer")
 	}
 	if !isInt {
 		if math.IsNaN(f) { // NaN converts to a CPU-dependent int64
-			return scalarTypeError(cborFirst(data[0]), "Integer", "an")
+			return scalarTypeError(cborFirst(data[0]), "an Integer")
 		}
 		i = int64(max(math.MinInt32, min(math.MaxInt32, math.Floor(f))))
 	}
@@ -202,11 +231,12 @@ func (b *OptBool) UnmarshalCBOR(data []byte) error {
 		q, _ := jsonQuote(s)
 		return b.UnmarshalJSON(q)
 	}
-	return scalarTypeError(cborFirst(data[0]), "Boolean", "an")
+	return scalarTypeError(cborFirst(data[0]), "an Boolean")
 }
 
 // UnmarshalCBOR reads tag 1 (or a bare number): an integer is epoch
-// milliseconds, as the AWS SDKs send it; a float is epoch seconds.
+// milliseconds, as the AWS SDKs send it; a float is epoch seconds. Any other
+// kind, text included, is refused with the JSON protocol's texts.
 func (t *OptTime) UnmarshalCBOR(data []byte) error {
 	if isCBORNull(data) {
 		*t = OptTime{}
@@ -215,17 +245,10 @@ func (t *OptTime) UnmarshalCBOR(data []byte) error {
 	if data[0] == 0xc1 && len(data) > 1 {
 		data = data[1:]
 	}
-	if data[0]>>5 == 3 {
-		var s string
-		if err := cborDec.Unmarshal(data, &s); err != nil {
-			return SerializationError(err.Error())
-		}
-		return t.parseString(s)
-	}
 	i, f, isInt, ok := cborNumber(data)
 	switch {
 	case !ok:
-		return scalarTypeError(cborFirst(data[0]), "Date", "a")
+		return scalarTypeError(cborFirst(data[0]), msgToEpochMillis)
 	case isInt:
 		*t = OptTime{T: time.UnixMilli(max(-9.2e15, min(9.2e15, i))).UTC(), Set: true}
 	default:
@@ -262,7 +285,7 @@ func (b *Blob) UnmarshalCBOR(data []byte) error {
 		*b = out
 		return nil
 	}
-	return scalarTypeError(cborFirst(data[0]), "Blob", "a")
+	return scalarTypeError(cborFirst(data[0]), "a Blob")
 }
 
 // MarshalCBOR writes tag 1 around epoch milliseconds.

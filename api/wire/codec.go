@@ -1,11 +1,9 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
-	"strings"
 )
 
 // Codec is one wire format: JSON 1.1 (jsonCodec) or CBOR 1.1 (cborCodec). Both
@@ -27,41 +25,29 @@ type JSONAppender interface {
 	AppendJSON(b []byte) []byte
 }
 
-type jsonCodec struct{ ct string }
+type jsonCodec struct{}
 
+// The Content-Types of AWS's protocols. application/json is not one: AWS
+// answers it with Coral envelopes before any operation runs (protocol.go).
 const (
 	ContentTypeJSON11 = "application/x-amz-json-1.1"
 	ContentTypeJSON   = "application/json"
 	ContentTypeCBOR11 = "application/x-amz-cbor-1.1"
 )
 
-var (
-	JSON11    Codec = jsonCodec{ct: ContentTypeJSON11}
-	jsonPlain Codec = jsonCodec{ct: ContentTypeJSON}
-)
+var JSON11 Codec = jsonCodec{}
 
-// CodecFor picks the codec from Content-Type. application/json is accepted
-// leniently as JSON 1.1 (AWS itself answers it with a Coral envelope), and so
-// is a missing or unknown type, so curl users get JSON errors they can read.
-func CodecFor(contentType string) Codec {
-	ct, _, _ := strings.Cut(contentType, ";")
-	switch strings.TrimSpace(strings.ToLower(ct)) {
-	case ContentTypeJSON:
-		return jsonPlain
-	case ContentTypeCBOR11:
-		return cborAmz
+func (jsonCodec) ContentType() string { return ContentTypeJSON11 }
+
+// Decode reports a body that is not a JSON object, or not JSON at all, with
+// the bare SerializationException of the pre-dispatch checks (step 5 there
+// looks only at the first byte on the common path, and leaves the rest to
+// this decoder); member type errors are worded as AWS words them.
+func (jsonCodec) Decode(body []byte, v any) *Error {
+	if !isJSONObject(body) {
+		return SerializationError("")
 	}
-	return JSON11
-}
-
-func (c jsonCodec) ContentType() string { return c.ct }
-
-func (c jsonCodec) Decode(body []byte, v any) *Error {
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return SerializationError("Request body must be a JSON object")
-	}
-	err := json.Unmarshal(trimmed, v)
+	err := json.Unmarshal(body, v)
 	if err == nil {
 		return nil
 	}
@@ -73,7 +59,20 @@ func (c jsonCodec) Decode(body []byte, v any) *Error {
 	if errors.As(err, &te) {
 		return SerializationError(typeErrorMessage(te))
 	}
-	return SerializationError("Malformed JSON: " + err.Error())
+	return SerializationError("")
+}
+
+// isJSONObject reports whether body's first non-blank byte opens an object.
+// It does not check the rest of the text.
+func isJSONObject(body []byte) bool {
+	for _, c := range body {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		}
+		return c == '{'
+	}
+	return false
 }
 
 // typeErrorMessage words a JSON kind mismatch the way AWS's deserializer does,
@@ -115,20 +114,23 @@ func typeErrorMessage(te *json.UnmarshalTypeError) string {
 	return "Unexpected " + jsonKind + " value"
 }
 
-func (c jsonCodec) Encode(v any) ([]byte, error) {
+func (jsonCodec) Encode(v any) ([]byte, error) {
 	if a, ok := v.(JSONAppender); ok {
 		return a.AppendJSON(make([]byte, 0, 256)), nil
 	}
 	return json.Marshal(v)
 }
 
-// EncodeError renders {"__type":..., "message":...}; the message is left out
-// when AWS sends none (e.g. UnknownOperationException).
-func (c jsonCodec) EncodeError(e *Error) []byte {
+// EncodeError renders {"__type":..., "message":...} ("Message" for a
+// SerializationException); the message is left out when AWS sends none
+// (e.g. UnknownOperationException).
+func (jsonCodec) EncodeError(e *Error) []byte {
 	b := append(make([]byte, 0, 64+len(e.Message)), `{"__type":`...)
 	b = AppendString(b, e.Type)
 	if e.Message != "" {
-		b = append(b, `,"message":`...)
+		b = append(b, `,"`...)
+		b = append(b, messageKey(e.Type)...)
+		b = append(b, `":`...)
 		b = AppendString(b, e.Message)
 	}
 	return append(b, '}')

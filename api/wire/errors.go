@@ -42,7 +42,17 @@ func ClientError(typ, msg string) *Error {
 func InvalidArgument(msg string) *Error { return ClientError(TypeInvalidArgument, msg) }
 
 // SerializationError is a SerializationException: the body does not decode.
+// An empty msg gives AWS's bare body, {"__type":"SerializationException"}.
 func SerializationError(msg string) *Error { return ClientError(TypeSerialization, msg) }
+
+// messageKey is the key of an error body's text: AWS's deserializer writes
+// "Message" for a SerializationException, every other type has "message".
+func messageKey(typ string) string {
+	if typ == TypeSerialization {
+		return "Message"
+	}
+	return "message"
+}
 
 // InternalFailure is AWS's 500 "Internal Service Failure", followed by cause
 // when there is one to name.

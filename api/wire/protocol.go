@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -76,6 +77,170 @@ func CORS(h http.Header, r *http.Request) (preflight bool) {
 	h.Set("Access-Control-Max-Age", "172800")
 	h.Set("Content-Length", "0")
 	return true
+}
+
+// Reply is a whole answer in AWS's bytes: the pre-dispatch answers, some of
+// which are not error bodies of the request's protocol (XML, Coral envelopes).
+type Reply struct {
+	Status int
+	// ContentType "" means no Content-Type header at all, as AWS sends the
+	// XML and 404 answers.
+	ContentType string
+	Body        []byte
+	// Type and Message are for the log only.
+	Type, Message string
+}
+
+// ErrorReply renders e in codec c.
+func ErrorReply(c Codec, e *Error) *Reply {
+	return &Reply{Status: e.Status, ContentType: c.ContentType(), Body: c.EncodeError(e), Type: e.Type, Message: e.Message}
+}
+
+// AWS's pre-dispatch answers that are not in the request's protocol.
+const (
+	xmlAccessDenied    = "<AccessDeniedException>\n  <Message>Unable to determine service/operation name to be authorized</Message>\n</AccessDeniedException>\n"
+	xmlUnknownOp       = "<UnknownOperationException/>\n"
+	coralSerialization = `{"Output":{"__type":"com.amazon.coral.service#SerializationException"},"Version":"1.0"}`
+	coralUnknownOp     = `{"Output":{"__type":"com.amazon.coral.service#UnknownOperationException"},"Version":"1.0"}`
+)
+
+// AccessDenied is AWS's answer to a method other than POST (step 2 below),
+// and to a body of an unsupported Content-Type whose target lacks a part.
+func AccessDenied() *Reply {
+	return &Reply{Status: http.StatusForbidden, Body: []byte(xmlAccessDenied), Type: TypeAccessDenied}
+}
+
+// mediaType is the Content-Type as AWS's front end classifies it.
+type mediaType int
+
+const (
+	mediaUnsupported mediaType = iota
+	mediaJSON11
+	mediaCBOR11
+	mediaPlainJSON // application/json: answered with Coral envelopes only
+)
+
+// Front is what AWS's front end reads of a POST before it dispatches it: the
+// Content-Type and X-Amz-Target. Its Check runs AWS's checks in AWS's order
+// (aws-fidelity A4; the first match answers):
+//
+//  1. CORS and 2. the method (the caller, before reading the body);
+//  3. an empty body: a bare SerializationException if the target is valid,
+//     else UnknownOperationException, in JSON 1.1 for that Content-Type and
+//     in CBOR for any other (none included);
+//  4. an unsupported Content-Type: 403 XML AccessDenied if the target lacks
+//     a part, else 404 <UnknownOperationException/>, no Content-Type;
+//  5. a body that is not a JSON object (CBOR map): the Coral
+//     SerializationException envelope for application/json, else a bare
+//     SerializationException;
+//  6. application/json: the Coral UnknownOperationException envelope (404),
+//     whatever the target;
+//  7. a target that is not valid: a bare UnknownOperationException;
+//  8. authentication (CheckAuth).
+//
+// Captured from AWS responses (2018–2020, Kinesis and Firehose);
+// unverified against the current service. SDKs always send a body and a
+// Content-Type, so real clients do not reach steps 3–6.
+type Front struct {
+	media mediaType
+	// Op is the operation named by a valid target (service Kinesis_20131202
+	// and an operation the server implements), else "".
+	Op string
+	// bothParts: X-Amz-Target has non-empty text on each side of its first '.'.
+	bothParts bool
+	// Codec answers in the request's protocol: CBOR for CBOR, else JSON 1.1
+	// (also for errors such as 413 met before Check decides).
+	Codec Codec
+}
+
+// ReadFront reads h; isOp reports whether the server implements an operation.
+// Unimplemented Kinesis operations are unknown, as everywhere in shardlog.
+func ReadFront(h http.Header, isOp func(string) bool) Front {
+	f := Front{media: classifyMedia(h.Get("Content-Type")), Codec: JSON11}
+	if f.media == mediaCBOR11 {
+		f.Codec = cborAmz
+	}
+	target := h.Get("X-Amz-Target")
+	service, op, _ := strings.Cut(target, ".")
+	f.bothParts = service != "" && op != ""
+	if service == "Kinesis_20131202" && isOp(op) {
+		f.Op = op
+	}
+	return f
+}
+
+// classifyMedia looks at the Content-Type up to its first ';', trimmed.
+// AWS's case handling was not captured; media types are case-insensitive
+// (RFC 9110), so case is folded.
+func classifyMedia(contentType string) mediaType {
+	ct, _, _ := strings.Cut(contentType, ";")
+	switch strings.ToLower(strings.TrimSpace(ct)) {
+	case ContentTypeJSON11:
+		return mediaJSON11
+	case ContentTypeCBOR11:
+		return mediaCBOR11
+	case ContentTypeJSON:
+		return mediaPlainJSON
+	}
+	return mediaUnsupported
+}
+
+// Check runs steps 3 to 8 on body; authErr is CheckAuth's verdict. It returns
+// nil when the operation is to run.
+func (f *Front) Check(body []byte, authErr *Error) *Reply {
+	switch {
+	case len(body) == 0:
+		return f.emptyBody()
+	case f.media == mediaUnsupported:
+		if !f.bothParts {
+			return AccessDenied()
+		}
+		return &Reply{Status: http.StatusNotFound, Body: []byte(xmlUnknownOp), Type: TypeUnknownOperation}
+	}
+	// Step 5 checks the whole text only when a later step rejects the
+	// request anyway. Otherwise the first byte is enough: the operation's
+	// decoder answers any other syntax error with the same bare body, and
+	// the hot path (PutRecords) is spared a second pass over the body.
+	if !f.isObject(body, f.media == mediaPlainJSON || f.Op == "" || authErr != nil) {
+		if f.media == mediaPlainJSON {
+			return coralEnvelope(http.StatusBadRequest, coralSerialization, TypeSerialization)
+		}
+		return ErrorReply(f.Codec, SerializationError(""))
+	}
+	switch {
+	case f.media == mediaPlainJSON:
+		return coralEnvelope(http.StatusNotFound, coralUnknownOp, TypeUnknownOperation)
+	case f.Op == "":
+		return ErrorReply(f.Codec, ClientError(TypeUnknownOperation, ""))
+	case authErr != nil:
+		return ErrorReply(f.Codec, authErr)
+	}
+	return nil
+}
+
+// emptyBody is step 3: JSON 1.1 answers in JSON, every other Content-Type in CBOR.
+func (f *Front) emptyBody() *Reply {
+	c := cborAmz
+	if f.media == mediaJSON11 {
+		c = JSON11
+	}
+	if f.Op == "" {
+		return ErrorReply(c, ClientError(TypeUnknownOperation, ""))
+	}
+	return ErrorReply(c, SerializationError(""))
+}
+
+// isObject reports whether body is a JSON object (a CBOR map for CBOR):
+// fully checked when full, else by its first byte.
+func (f *Front) isObject(body []byte, full bool) bool {
+	if f.media == mediaCBOR11 {
+		return isCBORMap(body) && (!full || cborDec.Wellformed(body) == nil)
+	}
+	return isJSONObject(body) && (!full || json.Valid(body))
+}
+
+func coralEnvelope(status int, body, typ string) *Reply {
+	return &Reply{Status: status, ContentType: ContentTypeJSON, Body: []byte(body), Type: typ}
 }
 
 // CheckAuth requires SigV4 authentication to be present and well formed (it

@@ -17,20 +17,22 @@ const (
 )
 
 // scalarTypeError is the SerializationException for a JSON value of the wrong
-// kind where a scalar of javaType was expected. first is the value's first
-// byte, which identifies its JSON kind.
-func scalarTypeError(first byte, javaType, article string) *Error {
+// kind where a scalar was expected; target is what AWS names it after
+// "converted to" ("an Integer", "a Blob", "milliseconds since epoch"). first
+// is the value's first byte, which identifies its JSON kind. A number is
+// Coral's TruncatingBigNumber, as AWS words it for String and Blob members.
+func scalarTypeError(first byte, target string) *Error {
 	switch first {
 	case '{':
 		return SerializationError(msgStartOfStruct)
 	case '[':
 		return SerializationError(msgStartOfList)
 	case 't', 'f':
-		return SerializationError("class java.lang.Boolean can not be converted to " + article + " " + javaType)
+		return SerializationError("class java.lang.Boolean can not be converted to " + target)
 	case '"':
-		return SerializationError("class java.lang.String can not be converted to " + article + " " + javaType)
+		return SerializationError("class java.lang.String can not be converted to " + target)
 	}
-	return SerializationError("class java.math.BigDecimal can not be converted to " + article + " " + javaType)
+	return SerializationError("class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to " + target)
 }
 
 // OptInt is an optional Integer member. Like AWS it truncates fractions and
@@ -49,7 +51,7 @@ func (n *OptInt) UnmarshalJSON(data []byte) error {
 		*n = OptInt{Val: clampInt32(string(data)), Set: true}
 		return nil
 	}
-	return scalarTypeError(data[0], "Integer", "an")
+	return scalarTypeError(data[0], "an Integer")
 }
 
 func clampInt32(num string) int64 {
@@ -90,48 +92,31 @@ func (b *OptBool) UnmarshalJSON(data []byte) error {
 		}
 		return SerializationError("'" + strings.ToUpper(s) + "' can not be converted to an Boolean")
 	}
-	return scalarTypeError(data[0], "Boolean", "an")
+	return scalarTypeError(data[0], "an Boolean")
 }
 
-// OptTime is an optional Timestamp member: epoch seconds with a millisecond
-// fraction as a JSON number, or (as some clients send) a string holding either
-// that number or an ISO 8601 date.
+// OptTime is an optional Timestamp member: in JSON, epoch seconds with a
+// millisecond fraction, as a number only. AWS refuses strings (even numeric
+// ones) and every other kind with a SerializationException.
 type OptTime struct {
 	T   time.Time
 	Set bool
 }
+
+// msgToEpochMillis is what AWS names a Timestamp in a type error.
+const msgToEpochMillis = "milliseconds since epoch"
 
 func (t *OptTime) UnmarshalJSON(data []byte) error {
 	switch data[0] {
 	case 'n':
 		*t = OptTime{}
 		return nil
-	case '"':
-		var s string
-		if err := json.Unmarshal(data, &s); err != nil {
-			return SerializationError(err.Error())
-		}
-		return t.parseString(s)
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
 		f, _ := strconv.ParseFloat(string(data), 64)
 		*t = OptTime{T: epochSeconds(f), Set: true}
 		return nil
 	}
-	return scalarTypeError(data[0], "Date", "a")
-}
-
-func (t *OptTime) parseString(s string) error {
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		*t = OptTime{T: epochSeconds(f), Set: true}
-		return nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700", "2006-01-02T15:04:05.999999999"} {
-		if v, err := time.Parse(layout, s); err == nil {
-			*t = OptTime{T: v.Truncate(time.Millisecond), Set: true}
-			return nil
-		}
-	}
-	return SerializationError("'" + s + "' can not be converted to a Timestamp")
+	return scalarTypeError(data[0], msgToEpochMillis)
 }
 
 // epochSeconds converts epoch seconds to a time at millisecond precision, the
@@ -155,7 +140,7 @@ func (b *Blob) UnmarshalJSON(data []byte) error {
 		return nil
 	}
 	if data[0] != '"' {
-		return scalarTypeError(data[0], "Blob", "a")
+		return scalarTypeError(data[0], "a Blob")
 	}
 	text := data[1 : len(data)-1]
 	if bytes.IndexByte(text, '\\') >= 0 {

@@ -157,6 +157,21 @@ func (v *Validator) TagMap(path string, m map[string]string, present bool) {
 	}
 }
 
+// StrList checks a list of strings: its length, then its members' lengths.
+// AWS reports the members once, at the list, with the whole list as the
+// value and both bounds in the brackets (maximum first), however many fail.
+func (v *Validator) StrList(path string, l []string, min, max, memberMin, memberMax int) {
+	val := Quoted(RenderList(l))
+	v.Length(val, path, len(l), min, max)
+	for _, s := range l {
+		if n := JavaLen(s); n < memberMin || n > memberMax {
+			v.Fail(val, path, "Member must satisfy constraint: [Member must have length less than or equal to "+itoa(memberMax)+
+				", Member must have length greater than or equal to "+itoa(memberMin)+"]")
+			return
+		}
+	}
+}
+
 // RenderMap prints a map as Java's AbstractMap.toString does, keys sorted so
 // the message is deterministic.
 func RenderMap(m map[string]string) string {
@@ -177,7 +192,40 @@ func RenderMap(m map[string]string) string {
 	return b.String()
 }
 
+// RenderList prints a list of strings as Java's List.toString does: members
+// unquoted, joined by ", ".
 func RenderList(l []string) string { return "[" + strings.Join(l, ", ") + "]" }
+
+// maxRenderedEntries bounds RenderPutRecordsEntries: a body at the size cap
+// can hold millions of {} entries, and AWS's rendering would make a message
+// 20 times the body's size. Past this many entries shardlog ends the list
+// with ", ...]" (no client can rely on the rest).
+const maxRenderedEntries = 10000
+
+// RenderPutRecordsEntries prints n PutRecords entries as Java's
+// List.toString does: "[]", or each entry's Object.toString joined by ", ".
+// The hash after '@' is the entry's Java hashCode, which depends on its
+// contents in ways shardlog cannot reproduce; c965e310 is the one AWS
+// returned for entries {"PartitionKey":"","Data":""} and stands in for every
+// entry. Captured from AWS responses; unverified against the current service.
+func RenderPutRecordsEntries(n int) string {
+	const entry = "com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@c965e310"
+	shown := min(n, maxRenderedEntries)
+	var b strings.Builder
+	b.Grow(2 + shown*(len(entry)+2) + 5)
+	b.WriteByte('[')
+	for i := range shown {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(entry)
+	}
+	if n > shown {
+		b.WriteString(", ...")
+	}
+	b.WriteByte(']')
+	return b.String()
+}
 
 func RenderBlob(n int) string {
 	s := strconv.Itoa(n)
