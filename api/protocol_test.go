@@ -161,6 +161,12 @@ func TestCORS(t *testing.T) {
 	if r.header.Get("Access-Control-Allow-Origin") != "*" || !strings.Contains(r.header.Get("Access-Control-Expose-Headers"), "x-amzn-RequestId") {
 		t.Errorf("CORS POST headers: %v", r.header)
 	}
+	// CORS comes before the method check: a GET with Origin is refused with the headers.
+	get := httptest.NewRequest(http.MethodGet, "/", nil)
+	get.Header.Set("Origin", "http://example.com")
+	if r = h.do(get); r.status != 403 || r.header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("CORS GET: %d %v", r.status, r.header)
+	}
 }
 
 // TestPreDispatchAnswers pins AWS's answers that are not error bodies of
