@@ -808,7 +808,7 @@ func TestReadsDoNotRaceMetadataChanges(t *testing.T) {
 	if err := s.SplitShard(ctx, "r", "shardId-000000000000", hashkey.Split(2)[1].Start.String()); err != nil {
 		t.Error(err)
 	}
-	if err := s.AddTags(ctx, "r", map[string]string{"x": "y"}); err != nil && !errors.Is(err, ErrResourceInUse) {
+	if err := s.AddTags(ctx, "r", map[string]string{"x": "y"}, nil); err != nil && !errors.Is(err, ErrResourceInUse) {
 		t.Error(err)
 	}
 	stop.Store(true)
