@@ -23,16 +23,18 @@ type Backend interface {
 	// SetRetention produces AWS's InvalidArgument texts for the direction and
 	// the bounds, and ErrResourceInUse when the stream is not ACTIVE.
 	SetRetention(ctx context.Context, name string, hours int, increase bool) error
-	AddTags(ctx context.Context, name string, tags map[string]string) error
-	RemoveTags(ctx context.Context, name string, keys []string) error
+	// AddTags and RemoveTags run check (when not nil) once the stream is
+	// found, before anything else, and fail with its error.
+	AddTags(ctx context.Context, name string, tags map[string]string, check storage.TagCheck) error
+	RemoveTags(ctx context.Context, name string, keys []string, check storage.TagCheck) error
 	// Put stores entries in order of the request. A returned error fails the
 	// whole request; PutResult.Err fails one record.
 	Put(ctx context.Context, stream string, entries []storage.PutEntry) ([]storage.PutResult, error)
 	// Position resolves a GetShardIterator request; shardID is the client's
 	// text (parsed leniently by storage).
 	Position(ctx context.Context, stream, shardID string, typ storage.IteratorType, startSeq string, ts time.Time) (storage.Position, error)
-	// Read returns records from pos on. It fails with ErrStreamNotFound or
-	// ErrShardNotFound when the stream is gone or was recreated.
+	// Read returns records from pos on. It fails with ErrShardNotFound when
+	// the stream is gone or was recreated.
 	Read(ctx context.Context, pos storage.Position, maxRecords, maxBytes int) (storage.ReadResult, error)
 	// IteratorKey is a 32-byte secret kept in the data directory, so tokens
 	// survive restarts and cannot be forged.

@@ -182,7 +182,7 @@ func (f *fakeBackend) SetRetention(ctx context.Context, name string, hours int, 
 	return nil
 }
 
-func (f *fakeBackend) AddTags(ctx context.Context, name string, tags map[string]string) error {
+func (f *fakeBackend) AddTags(ctx context.Context, name string, tags map[string]string, check storage.TagCheck) error {
 	if err := f.enter(); err != nil {
 		return err
 	}
@@ -191,6 +191,11 @@ func (f *fakeBackend) AddTags(ctx context.Context, name string, tags map[string]
 	st, err := f.get(name)
 	if err != nil {
 		return err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
 	}
 	for k, v := range tags {
 		st.info.Tags[k] = v
@@ -198,7 +203,7 @@ func (f *fakeBackend) AddTags(ctx context.Context, name string, tags map[string]
 	return nil
 }
 
-func (f *fakeBackend) RemoveTags(ctx context.Context, name string, keys []string) error {
+func (f *fakeBackend) RemoveTags(ctx context.Context, name string, keys []string, check storage.TagCheck) error {
 	if err := f.enter(); err != nil {
 		return err
 	}
@@ -207,6 +212,11 @@ func (f *fakeBackend) RemoveTags(ctx context.Context, name string, keys []string
 	st, err := f.get(name)
 	if err != nil {
 		return err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
 	}
 	for _, k := range keys {
 		delete(st.info.Tags, k)

@@ -41,6 +41,9 @@ var messageTemplates = map[storage.Reason]func(f storage.Facts, region string) s
 	storage.ReasonBadShardID: func(f storage.Facts, _ string) string {
 		return "Could not find shard " + f.Given + " in stream " + f.Stream + " under account " + f.Account + "."
 	},
+	storage.ReasonNoSuchShard: func(f storage.Facts, _ string) string {
+		return "Could not find shard " + f.Shard + " in stream " + f.Stream + " under account " + f.Account + "."
+	},
 	storage.ReasonTooManyTags: func(f storage.Facts, _ string) string {
 		return fmt.Sprintf("Failed to add tags to stream %s under account %s because a given stream cannot have more than %d tags associated with it.", f.Stream, f.Account, f.Limit)
 	},
@@ -96,10 +99,13 @@ var messageTemplates = map[storage.Reason]func(f storage.Facts, region string) s
 	storage.ReasonScalingCalls: func(f storage.Facts, _ string) string {
 		return fmt.Sprintf("Exceeded the limit of %d UpdateShardCount calls per rolling 24 hours for stream %s under account %s.", f.Limit, f.Stream, f.Account)
 	},
+	// The URL is the only one ever captured from AWS responses; confidence
+	// is low that the current service still sends it (unverified against
+	// the current service). Replace it if someone captures today's text.
 	storage.ReasonShardLimit: func(f storage.Facts, region string) string {
 		return fmt.Sprintf("This request would exceed the shard limit for the account %s in %s. "+
 			"Current shard count for the account: %d. Limit: %d. Number of additional shards that would have resulted from this request: %d. "+
-			"Refer to the AWS Service Limits page (https://docs.aws.amazon.com/kinesis/latest/dev/service-sizes-and-limits.html) for current limits and how to request higher limits.",
+			"Refer to the AWS Service Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits.",
 			f.Account, region, f.Current, f.Limit, f.N)
 	},
 }

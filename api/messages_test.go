@@ -10,7 +10,7 @@ import (
 	"github.com/shardlog/shardlog/storage"
 )
 
-const limitsPage = " Refer to the AWS Service Limits page (https://docs.aws.amazon.com/kinesis/latest/dev/service-sizes-and-limits.html) for current limits and how to request higher limits."
+const limitsPage = " Refer to the AWS Service Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits."
 
 // TestStorageMessages pins AWS's text for every storage Reason, as the
 // storage layer worded them before the texts moved here.
@@ -37,6 +37,7 @@ func TestStorageMessages(t *testing.T) {
 		{storage.ReasonMerged, f(nil), "Shard shardId-000000000001 in stream s under account 123456789012 has already been merged or split, and thus is not eligible for merging or splitting."},
 		{storage.ReasonShardGone, f(nil), "Shard shardId-000000000001 in stream s under account 123456789012 does not exist"},
 		{storage.ReasonBadShardID, f(func(x *storage.Facts) { x.Given = "shardId-x" }), "Could not find shard shardId-x in stream s under account 123456789012."},
+		{storage.ReasonNoSuchShard, f(nil), "Could not find shard shardId-000000000001 in stream s under account 123456789012."},
 		{storage.ReasonTooManyTags, f(func(x *storage.Facts) { x.Limit = 50 }), "Failed to add tags to stream s under account 123456789012 because a given stream cannot have more than 50 tags associated with it."},
 		{storage.ReasonBadSplitKey, f(func(x *storage.Facts) { x.Given, x.Start, x.End = "0", "0", "99" }),
 			"NewStartingHashKey 0 used in SplitShard() on shard shardId-000000000001 in stream s under account 123456789012 is not both greater than one plus the shard's StartingHashKey 0 and less than the shard's EndingHashKey 99."},

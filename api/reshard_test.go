@@ -71,7 +71,7 @@ func TestReshardCalls(t *testing.T) {
 	f.err = &storage.Error{Kind: storage.ErrLimitExceeded, Reason: storage.ReasonShardLimit, Facts: storage.Facts{Account: "000000000000", Current: 499, Limit: 500, N: 2}}
 	wantError(t, h.call("UpdateShardCount", `{"StreamName":"s","TargetShardCount":3,"ScalingType":"UNIFORM_SCALING"}`),
 		http.StatusBadRequest, wire.TypeLimitExceeded, "This request would exceed the shard limit for the account 000000000000 in eu-west-1. "+
-			"Current shard count for the account: 499. Limit: 500. Number of additional shards that would have resulted from this request: 2. Refer to the AWS Service Limits page (https://docs.aws.amazon.com/kinesis/latest/dev/service-sizes-and-limits.html) for current limits and how to request higher limits.")
+			"Current shard count for the account: 499. Limit: 500. Number of additional shards that would have resulted from this request: 2. Refer to the AWS Service Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits.")
 	f.err = &storage.Error{Kind: storage.ErrValidation, Reason: storage.ReasonOnDemand, Facts: storage.Facts{Account: "000000000000", Stream: "s"}}
 	wantError(t, h.call("SplitShard", `{"StreamName":"s","ShardToSplit":"0","NewStartingHashKey":"5"}`), http.StatusBadRequest, wire.TypeValidation,
 		"Resharding is not supported for stream s under account 000000000000 because it is in ON_DEMAND capacity mode.")

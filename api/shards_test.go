@@ -126,5 +126,43 @@ func TestTags(t *testing.T) {
 	wantError(t, h.call("AddTagsToStream", `{"StreamName":"s","Tags":{"aws:x":"v"}}`), 400, wire.TypeInvalidArgument, "")
 	wantError(t, h.call("AddTagsToStream", `{"StreamName":"s"}`), 400, wire.TypeValidation,
 		"1 validation error detected: Value null at 'tags' failed to satisfy constraint: Member must not be null")
-	h.ok("AddTagsToStream", `{"StreamName":"s","Tags":{"Ünïcødé 1":"a/b=c+d-e%f@g:h"}}`)
+	h.ok("AddTagsToStream", `{"StreamName":"s","Tags":{"Ünïcødé 1":"a/b=c+d-e_f@g:h"}}`)
+}
+
+// TestTagCharacters: AWS's two character checks (white space is Unicode
+// category Z; then no '%'), after the stream lookup.
+func TestTagCharacters(t *testing.T) {
+	const acct = "123456789012"
+	addPct := msgTagPercent("add tags to", "s", acct)
+	tests := []struct {
+		op, body string
+		typ, msg string // "" for success
+	}{
+		{"AddTagsToStream", `{"StreamName":"s","Tags":{"k\t":"v"}}`, wire.TypeInvalidArgument, msgInvalidTagChars},
+		{"AddTagsToStream", `{"StreamName":"s","Tags":{"k":"a\nb"}}`, wire.TypeInvalidArgument, msgInvalidTagChars},
+		{"AddTagsToStream", `{"StreamName":"s","Tags":{"k":"a\rb"}}`, wire.TypeInvalidArgument, msgInvalidTagChars},
+		{"AddTagsToStream", `{"StreamName":"s","Tags":{"a%":"x","b\t":"y"}}`, wire.TypeInvalidArgument, msgInvalidTagChars},
+		{"AddTagsToStream", `{"StreamName":"s","Tags":{"k%":"v"}}`, wire.TypeInvalidArgument, addPct},
+		{"AddTagsToStream", `{"StreamName":"s","Tags":{"k":"50%"}}`, wire.TypeInvalidArgument, addPct},
+		{"AddTagsToStream", `{"StreamName":"nope","Tags":{";":"v"}}`, wire.TypeResourceNotFound, "Stream nope under account " + acct + " not found."},
+		{"AddTagsToStream", `{"StreamName":"s","Tags":{"ü0 _.":"ü0 _./=+-@","/=+-@":"","a\u00a0b":"c\u2003d"}}`, "", ""},
+		{"RemoveTagsFromStream", `{"StreamName":"s","TagKeys":["a","b\t"]}`, wire.TypeInvalidArgument, msgInvalidTagChars},
+		{"RemoveTagsFromStream", `{"StreamName":"s","TagKeys":["a%"]}`, wire.TypeInvalidArgument, msgTagPercent("remove tags from", "s", acct)},
+		{"RemoveTagsFromStream", `{"StreamName":"nope","TagKeys":[";"]}`, wire.TypeResourceNotFound, "Stream nope under account " + acct + " not found."},
+		{"RemoveTagsFromStream", `{"StreamName":"s","TagKeys":["a\u00a0b","x y"]}`, "", ""},
+		{"CreateStream", `{"StreamName":"c","ShardCount":1,"Tags":{"k\n":"v"}}`, wire.TypeInvalidArgument, msgInvalidTagChars},
+		{"CreateStream", `{"StreamName":"c","ShardCount":1,"Tags":{"k":"%"}}`, wire.TypeInvalidArgument, msgTagPercent("add tags to", "c", acct)},
+	}
+	h := newHarness(t)
+	h.createStream("s", 1)
+	for _, tc := range tests {
+		if tc.typ == "" {
+			h.ok(tc.op, tc.body)
+			continue
+		}
+		wantError(t, h.call(tc.op, tc.body), 400, tc.typ, tc.msg)
+	}
+	if tags := h.fake.streams["s"].info.Tags; len(tags) != 2 || tags["ü0 _."] != "ü0 _./=+-@" || tags["/=+-@"] != "" {
+		t.Fatalf("tags %q", tags)
+	}
 }

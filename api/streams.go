@@ -48,7 +48,7 @@ func (s *Server) createStream(rc *reqCtx, body []byte) (any, error) {
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	csi, err := createInput(in)
+	csi, err := createInput(in, s.account)
 	if err != nil {
 		return nil, err
 	}
@@ -58,8 +58,9 @@ func (s *Server) createStream(rc *reqCtx, body []byte) (any, error) {
 	return nil, s.b.CreateStream(rc.ctx, csi)
 }
 
-// createInput applies CreateStream's cross-field rules.
-func createInput(in createStreamInput) (storage.CreateStreamInput, error) {
+// createInput applies CreateStream's cross-field rules and its tags'
+// character checks.
+func createInput(in createStreamInput, account string) (storage.CreateStreamInput, error) {
 	mode := storage.ModeProvisioned
 	if in.StreamModeDetails != nil {
 		mode = storage.StreamMode(*in.StreamModeDetails.StreamMode)
@@ -78,7 +79,7 @@ func createInput(in createStreamInput) (storage.CreateStreamInput, error) {
 	if len(in.Tags) > storage.MaxTagsPerStream {
 		return out, wire.InvalidArgument("Failed to create stream " + out.Name + " because a given stream cannot have more than " + strconv.Itoa(storage.MaxTagsPerStream) + " tags associated with it.")
 	}
-	return out, checkTags(in.Tags)
+	return out, checkTags(in.Tags, out.Name, account)
 }
 
 type deleteStreamInput struct {

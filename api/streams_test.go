@@ -72,7 +72,7 @@ func TestShardLimitMessageGetsRegion(t *testing.T) {
 	h.fake.shardLimit = 2
 	wantError(t, h.call("CreateStream", `{"StreamName":"big","ShardCount":3}`), 400, wire.TypeLimitExceeded,
 		"This request would exceed the shard limit for the account 123456789012 in eu-west-1. Current shard count for the account: 0. Limit: 2. "+
-			"Number of additional shards that would have resulted from this request: 3. Refer to the AWS Service Limits page (https://docs.aws.amazon.com/kinesis/latest/dev/service-sizes-and-limits.html) for current limits and how to request higher limits.")
+			"Number of additional shards that would have resulted from this request: 3. Refer to the AWS Service Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits.")
 }
 
 func TestListStreamsPagination(t *testing.T) {

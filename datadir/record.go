@@ -44,6 +44,9 @@ type StreamRecord struct {
 	PendingUntilNs int64 `json:"pending_until_ns,omitempty"`
 	// ScalingNs are the times of UpdateShardCount calls in the last 24 hours.
 	ScalingNs []int64 `json:"scaling_ns,omitempty"`
+	// DeletedCreating marks a stream deleted while it was CREATING: AWS
+	// lists no shards for it while it is DELETING.
+	DeletedCreating bool `json:"deleted_creating,omitempty"`
 }
 
 // ShardRecord is one shard of a StreamRecord, open or closed. Parent and

@@ -394,7 +394,7 @@ func TestReshardErrorsWithTheSDK(t *testing.T) {
 			"NewStartingHashKey " + half.String() + " used in SplitShard() on shard shardId-000000000001 in stream e under account " + account + " is not both greater than one plus the shard's StartingHashKey"},
 		{"hash key past the shard's end", splitReq("e", "shardId-000000000000", half.String()), "InvalidArgumentException", "is not both greater than one plus"},
 		{"hash key not a number", splitReq("e", "shardId-000000000000", "12x"), "ValidationException", "newStartingHashKey"},
-		{"missing shard", splitReq("e", "shardId-000000000009", "5"), "ResourceNotFoundException", "Shard shardId-000000000009 in stream e under account " + account + " does not exist"},
+		{"missing shard", splitReq("e", "shardId-000000000009", "5"), "ResourceNotFoundException", "Could not find shard shardId-000000000009 in stream e under account " + account + "."},
 		{"missing stream", splitReq("nope", "shardId-000000000000", "5"), "ResourceNotFoundException", "Stream nope under account " + account + " not found."},
 		{"on-demand stream", splitReq("od", "shardId-000000000000", "5"), "ValidationException", "ON_DEMAND"},
 		{"merge with itself", mergeReq("shardId-000000000000", "shardId-000000000000"), "InvalidArgumentException", "are not an adjacent pair of shards eligible for merging"},

@@ -91,7 +91,7 @@ func TestThrottleMultiplierTag(t *testing.T) {
 	if got := accepted(); got != 500 { // half a second of 1,000 records/s
 		t.Fatalf("idle shard admitted %d records at once, want 500", got)
 	}
-	if err := s.AddTags(ctx, "s", map[string]string{MultiplierTag: "4"}); err != nil {
+	if err := s.AddTags(ctx, "s", map[string]string{MultiplierTag: "4"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := accepted(); got != 2000 {

@@ -159,6 +159,7 @@ func (s *Store) DeleteStream(ctx context.Context, name string) error {
 		return nil
 	}
 	m := st.meta.Clone()
+	m.DeletedCreating = st.meta.Status == StatusCreating
 	m.Status, m.PendingUntilNs = StatusDeleting, s.opts.Now().Add(s.opts.DeleteDelay).UnixNano()
 	if err := s.persist(m); err != nil {
 		return err
@@ -217,13 +218,29 @@ func (s *Store) ListStreams(ctx context.Context) ([]StreamInfo, error) {
 	return out, nil
 }
 
+// TagCheck is a caller's check of the tags of AddTags or RemoveTags (their
+// characters), which storage runs once the stream is found; its error is
+// returned as it is. AWS reports a missing stream before bad characters
+// (captured from AWS responses; unverified against the current service), so
+// the check cannot run before the lookup; running it under the same lock as
+// the lookup and the change, rather than after a separate existence check,
+// means no second lookup, and no tags are stored that were not checked.
+type TagCheck func() error
+
 // updateMeta applies change to an ACTIVE stream's metadata and persists it.
-func (s *Store) updateMeta(name string, change func(m *streamMeta) error) error {
+// check, when not nil, runs once the stream is found, before its status is
+// looked at.
+func (s *Store) updateMeta(name string, check TagCheck, change func(m *streamMeta) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, err := s.lookupLocked(name)
 	if err != nil {
 		return err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
 	}
 	if st.meta.Status != StatusActive {
 		return s.notActive(name, st.meta.Status)
@@ -244,7 +261,7 @@ func (s *Store) updateMeta(name string, change func(m *streamMeta) error) error 
 
 // SetRetention is Increase/DecreaseStreamRetentionPeriod.
 func (s *Store) SetRetention(ctx context.Context, name string, hours int, increase bool) error {
-	return s.updateMeta(name, func(m *streamMeta) error {
+	return s.updateMeta(name, nil, func(m *streamMeta) error {
 		cur := m.RetentionHours
 		switch {
 		case hours < MinRetentionHours:
@@ -261,9 +278,10 @@ func (s *Store) SetRetention(ctx context.Context, name string, hours int, increa
 	})
 }
 
-// AddTags adds or overwrites tags.
-func (s *Store) AddTags(ctx context.Context, name string, tags map[string]string) error {
-	return s.updateMeta(name, func(m *streamMeta) error {
+// AddTags adds or overwrites tags. check (may be nil) runs after the
+// stream lookup and before the 50-tag limit.
+func (s *Store) AddTags(ctx context.Context, name string, tags map[string]string, check TagCheck) error {
+	return s.updateMeta(name, check, func(m *streamMeta) error {
 		n := len(m.Tags)
 		for k := range tags {
 			if _, ok := m.Tags[k]; !ok {
@@ -283,9 +301,10 @@ func (s *Store) AddTags(ctx context.Context, name string, tags map[string]string
 	})
 }
 
-// RemoveTags removes tags; absent keys are ignored.
-func (s *Store) RemoveTags(ctx context.Context, name string, keys []string) error {
-	return s.updateMeta(name, func(m *streamMeta) error {
+// RemoveTags removes tags; absent keys are ignored. check (may be nil) runs
+// after the stream lookup.
+func (s *Store) RemoveTags(ctx context.Context, name string, keys []string, check TagCheck) error {
+	return s.updateMeta(name, check, func(m *streamMeta) error {
 		for _, k := range keys {
 			delete(m.Tags, k)
 		}

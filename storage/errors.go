@@ -47,8 +47,9 @@ const (
 	ReasonReadOnly    Reason = "shard refuses writes"             // ErrShardReadOnly; Detail
 	ReasonThrottled   Reason = "shard rate exceeded"              // ErrThrottled; Shard
 	ReasonMerged      Reason = "shard already merged or split"    // ErrInvalidArgument; Shard
-	ReasonShardGone   Reason = "shard does not exist"             // ErrShardNotFound; Shard
+	ReasonShardGone   Reason = "shard does not exist"             // ErrShardNotFound; Shard (also for a stream missing, CREATING or gone)
 	ReasonBadShardID  Reason = "shard id does not resolve"        // ErrShardNotFound; Given: the id as sent
+	ReasonNoSuchShard Reason = "no shard with that index"         // ErrShardNotFound; Shard (MergeShards, SplitShard)
 	ReasonTooManyTags Reason = "too many tags"                    // ErrInvalidArgument; Limit
 	ReasonBadSplitKey Reason = "split key outside the shard"      // ErrInvalidArgument; Given, Shard, Start, End
 	ReasonNotAdjacent Reason = "shards not adjacent"              // ErrInvalidArgument; Shard, Shard2

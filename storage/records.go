@@ -206,7 +206,6 @@ func (s *Store) writeError(err error) error {
 	return err
 }
 
-// shardOf returns a stream and the metadata of one of its shards.
 // shardRef is a shard as a request found it. meta is the stream's metadata
 // at that moment: metadata is replaced, never changed in place, so it may be
 // read after the store lock is released (st.meta may not).
@@ -217,26 +216,40 @@ type shardRef struct {
 	sh   *shard.Shard
 }
 
+// shardOf returns a stream and the metadata of one of its shards, for
+// GetShardIterator and GetRecords. As on AWS (captured from AWS responses;
+// unverified against the current service), the id resolves first, so an
+// unresolvable id is reported as sent even when the stream is missing; then
+// a stream that is missing, or not ACTIVE or UPDATING, is reported as the
+// shard not existing, like a shard the stream lacks.
 func (s *Store) shardOf(name, id string) (shardRef, error) {
+	idx, ok := datadir.ParseShardID(id)
+	if !ok {
+		return shardRef{}, s.fail(ErrShardNotFound, ReasonBadShardID, Facts{Stream: name, Given: id})
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	st, err := s.lookupLocked(name)
+	if errors.Is(err, ErrStreamNotFound) {
+		return shardRef{}, s.shardGone(name, idx)
+	}
 	if err != nil {
 		return shardRef{}, err
 	}
 	if st.meta.Status != StatusActive && st.meta.Status != StatusUpdating {
-		return shardRef{}, s.notFound(name)
-	}
-	idx, ok := datadir.ParseShardID(id)
-	if !ok {
-		return shardRef{}, s.fail(ErrShardNotFound, ReasonBadShardID, Facts{Stream: name, Given: id})
+		return shardRef{}, s.shardGone(name, idx)
 	}
 	for _, sm := range st.meta.Shards {
 		if sm.Index == idx && st.shards[idx] != nil {
 			return shardRef{st: st, meta: st.meta, sm: sm, sh: st.shards[idx]}, nil
 		}
 	}
-	return shardRef{}, s.fail(ErrShardNotFound, ReasonShardGone, Facts{Stream: name, Shard: shardID(idx)})
+	return shardRef{}, s.shardGone(name, idx)
+}
+
+// shardGone is GetShardIterator's and GetRecords' not-found error.
+func (s *Store) shardGone(name string, idx uint32) error {
+	return s.fail(ErrShardNotFound, ReasonShardGone, Facts{Stream: name, Shard: shardID(idx)})
 }
 
 // Position resolves a GetShardIterator request to a reader position.
@@ -312,8 +325,8 @@ func (s *Store) readOnce(ctx context.Context, pos Position, maxRecords, maxBytes
 		return ReadResult{}, err
 	}
 	sm, sh := ref.sm, ref.sh
-	if ref.meta.CreatedNs != pos.StreamCreated {
-		return ReadResult{}, s.notFound(pos.Stream)
+	if ref.meta.CreatedNs != pos.StreamCreated { // deleted and created again
+		return ReadResult{}, s.shardGone(pos.Stream, pos.ShardIndex)
 	}
 	if err := s.admitRead(pos.Stream, sm.Index, sh); err != nil {
 		return ReadResult{}, err

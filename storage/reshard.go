@@ -76,15 +76,23 @@ type UpdateShardCountResult struct {
 	Current, Target int
 }
 
-// SplitShard splits an open shard at newStart (planSplit).
+// SplitShard splits an open shard at newStart (planSplit). The id resolves
+// before the stream is looked up, as on AWS.
 func (s *Store) SplitShard(ctx context.Context, name, shardToSplit, newStart string) error {
+	if err := resolveShardIDs(s.opts.AccountID, name, shardToSplit); err != nil {
+		return err
+	}
 	return s.reshard(name, func(in planInput) (*reshardPlan, error) {
 		return planSplit(in, shardToSplit, newStart)
 	})
 }
 
-// MergeShards merges two adjacent open shards (planMerge).
+// MergeShards merges two adjacent open shards (planMerge). The ids resolve
+// before the stream is looked up, as on AWS.
 func (s *Store) MergeShards(ctx context.Context, name, shardToMerge, adjacentShard string) error {
+	if err := resolveShardIDs(s.opts.AccountID, name, shardToMerge, adjacentShard); err != nil {
+		return err
+	}
 	return s.reshard(name, func(in planInput) (*reshardPlan, error) {
 		return planMerge(in, shardToMerge, adjacentShard)
 	})

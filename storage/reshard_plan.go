@@ -45,10 +45,13 @@ type reshardPlan struct {
 }
 
 // planSplit plans SplitShard: the children are [start, newStart-1] and
-// [newStart, end], so newStart must be above start and at most end (neither
-// child empty). AWS words the refusal as requiring start+1 < newStart < end;
-// the text is AWS's, the bound the looser one.
+// [newStart, end]. AWS accepts only start+1 < newStart < end, so each child
+// holds at least two keys. Checks run in AWS's order: the id resolves, the
+// stream may be resharded, the shard exists and is open, the key is inside.
 func planSplit(in planInput, shardToSplit, newStart string) (*reshardPlan, error) {
+	if err := resolveShardIDs(in.account, in.meta.Name, shardToSplit); err != nil {
+		return nil, err
+	}
 	p, err := newPlanner(in)
 	if err != nil {
 		return nil, err
@@ -57,9 +60,8 @@ func planSplit(in planInput, shardToSplit, newStart string) (*reshardPlan, error
 	if err != nil {
 		return nil, err
 	}
-	r := hashRangeOf(sm)
 	k, err := hashkey.Parse(newStart)
-	if err != nil || k.Cmp(r.Start) <= 0 || k.Cmp(r.End) > 0 {
+	if err != nil || !splitsInside(hashRangeOf(sm), k) {
 		return nil, newError(ErrInvalidArgument, ReasonBadSplitKey, Facts{Account: in.account, Stream: in.meta.Name,
 			Shard: shardID(sm.Index), Given: newStart, Start: sm.HashStart, End: sm.HashEnd})
 	}
@@ -70,9 +72,22 @@ func planSplit(in planInput, shardToSplit, newStart string) (*reshardPlan, error
 	return p.result(), nil
 }
 
-// planMerge plans MergeShards of two adjacent open shards. The child's
-// ParentShardId is shardToMerge and its AdjacentParentShardId adjacentShard.
+// splitsInside reports whether k may split r: r.Start+1 < k < r.End. (k-1
+// is computed only once k > r.Start, so it cannot wrap.)
+func splitsInside(r hashkey.Range, k hashkey.Key) bool {
+	return k.Cmp(r.Start) > 0 && k.Sub(1).Cmp(r.Start) > 0 && k.Cmp(r.End) < 0
+}
+
+// planMerge plans MergeShards of two adjacent open shards: adjacentShard
+// must start right after shardToMerge ends (AWS refuses the pair in the
+// other order; captured from AWS responses, unverified against the current
+// service). The child's ParentShardId is shardToMerge and its
+// AdjacentParentShardId adjacentShard. Both ids resolve before anything
+// else is checked, then the stream, then each shard in turn.
 func planMerge(in planInput, shardToMerge, adjacentShard string) (*reshardPlan, error) {
+	if err := resolveShardIDs(in.account, in.meta.Name, shardToMerge, adjacentShard); err != nil {
+		return nil, err
+	}
 	p, err := newPlanner(in)
 	if err != nil {
 		return nil, err
@@ -85,8 +100,7 @@ func planMerge(in planInput, shardToMerge, adjacentShard string) (*reshardPlan, 
 	if err != nil {
 		return nil, err
 	}
-	ra, rb := hashRangeOf(a), hashRangeOf(b)
-	if !adjacent(ra, rb) && !adjacent(rb, ra) {
+	if !adjacent(hashRangeOf(a), hashRangeOf(b)) {
 		return nil, newError(ErrInvalidArgument, ReasonNotAdjacent, Facts{Account: in.account, Stream: in.meta.Name,
 			Shard: shardID(a.Index), Shard2: shardID(b.Index)})
 	}

@@ -211,8 +211,10 @@ const (
 	half      = "170141183460469231731687303715884105728" // 2^127, the start of range 1/2
 	halfLess1 = "170141183460469231731687303715884105727" // the end of range 0/2
 	halfLess2 = "170141183460469231731687303715884105726"
+	halfLess3 = "170141183460469231731687303715884105725"
 	maxKey    = "340282366920938463463374607431768211455" // 2^128-1
 	maxLess1  = "340282366920938463463374607431768211454"
+	maxLess2  = "340282366920938463463374607431768211453"
 	overMax   = "340282366920938463463374607431768211456" // 2^128
 )
 
@@ -230,8 +232,12 @@ func badSplitKey(key, start, end string) *Error {
 	return &Error{Reason: ReasonBadSplitKey, Facts: Facts{Account: planAcct, Stream: "s", Shard: "shardId-000000000000", Given: key, Start: start, End: end}}
 }
 
-func shardGone(id string) *Error {
-	return &Error{Reason: ReasonShardGone, Facts: Facts{Account: planAcct, Stream: "s", Shard: id}}
+func noSuchShard(id string) *Error {
+	return &Error{Reason: ReasonNoSuchShard, Facts: Facts{Account: planAcct, Stream: "s", Shard: id}}
+}
+
+func badShardID(given string) *Error {
+	return &Error{Reason: ReasonBadShardID, Facts: Facts{Account: planAcct, Stream: "s", Given: given}}
 }
 
 func scalingRefusal(r Reason, limit, cur, target int64) *Error {
@@ -243,12 +249,12 @@ func TestPlanSplit(t *testing.T) {
 	runPlanCases(t, []planCase{
 		{name: "middle", meta: planStream(1), plan: split("shardId-000000000000", half),
 			want: planWant{shards: append(parentsOfOne, "1 [0,1/2-1] <0 e+100", "2 [1/2,max] <0 e+100"), sealed: []uint32{0}, added: []uint32{1, 2}}},
-		{name: "StartingHashKey+1", meta: planStream(1), plan: split("shardId-000000000000", "1"),
-			want: planWant{shards: append(parentsOfOne, "1 [0,0] <0 e+100", "2 [1,max] <0 e+100"), sealed: []uint32{0}, added: []uint32{1, 2}}},
-		{name: "EndingHashKey", meta: planStream(1), plan: split("shardId-000000000000", maxKey),
-			want: planWant{shards: append(parentsOfOne, "1 [0,"+maxLess1+"] <0 e+100", "2 [max,max] <0 e+100"), sealed: []uint32{0}, added: []uint32{1, 2}}},
-		{name: "EndingHashKey below max", meta: planStream(2), plan: split("0", halfLess1),
-			want: planWant{shards: []string{"0 [0,1/2-1] e+0 closed", "1 [1/2,max] e+0", "2 [0," + halfLess2 + "] <0 e+100", "3 [1/2-1,1/2-1] <0 e+100"},
+		{name: "StartingHashKey+2", meta: planStream(1), plan: split("shardId-000000000000", "2"),
+			want: planWant{shards: append(parentsOfOne, "1 [0,1] <0 e+100", "2 [2,max] <0 e+100"), sealed: []uint32{0}, added: []uint32{1, 2}}},
+		{name: "EndingHashKey-1", meta: planStream(1), plan: split("shardId-000000000000", maxLess1),
+			want: planWant{shards: append(parentsOfOne, "1 [0,"+maxLess2+"] <0 e+100", "2 ["+maxLess1+",max] <0 e+100"), sealed: []uint32{0}, added: []uint32{1, 2}}},
+		{name: "EndingHashKey-1 below max", meta: planStream(2), plan: split("0", halfLess2),
+			want: planWant{shards: []string{"0 [0,1/2-1] e+0 closed", "1 [1/2,max] e+0", "2 [0," + halfLess3 + "] <0 e+100", "3 [" + halfLess2 + ",1/2-1] <0 e+100"},
 				sealed: []uint32{0}, added: []uint32{2, 3}}},
 		{name: "a child of a split", meta: splitStream(), plan: split("shardId-000000000002", "255211775190703847597530955573826158592" /* 3/4 */),
 			want: planWant{shards: []string{"0 [0,max] e+0 closed", "1 [0,1/2-1] <0 e+1", "2 [1/2,max] <0 e+1 closed", "3 [1/2,3/4-1] <2 e+100", "4 [3/4,max] <2 e+100"},
@@ -261,14 +267,24 @@ func TestPlanSplit(t *testing.T) {
 			want: planWant{shards: append(parentsOfOne, "1 [0,1/2-1] <0 e+100", "2 [1/2,max] <0 e+100"), sealed: []uint32{0}, added: []uint32{1, 2}}},
 
 		{name: "StartingHashKey", meta: planStream(1), plan: split("0", "0"), kind: ErrInvalidArgument, msg: badSplitKey("0", "0", maxKey)},
+		{name: "StartingHashKey+1", meta: planStream(1), plan: split("0", "1"), kind: ErrInvalidArgument, msg: badSplitKey("1", "0", maxKey)},
+		{name: "EndingHashKey", meta: planStream(1), plan: split("0", maxKey), kind: ErrInvalidArgument, msg: badSplitKey(maxKey, "0", maxKey)},
+		{name: "EndingHashKey below max", meta: planStream(2), plan: split("0", halfLess1), kind: ErrInvalidArgument, msg: badSplitKey(halfLess1, "0", halfLess1)},
+		{name: "one-key shard", meta: planStream(1), plan: split("0", maxKey), tweak: func(in *planInput) { in.meta.Shards[0].HashStart = maxKey },
+			kind: ErrInvalidArgument, msg: badSplitKey(maxKey, maxKey, maxKey)},
+		{name: "two-key shard", meta: planStream(1), plan: split("0", maxKey), tweak: func(in *planInput) { in.meta.Shards[0].HashStart = maxLess1 },
+			kind: ErrInvalidArgument, msg: badSplitKey(maxKey, maxLess1, maxKey)},
 		{name: "EndingHashKey+1", meta: planStream(2), plan: split("0", half), kind: ErrInvalidArgument, msg: badSplitKey(half, "0", halfLess1)},
 		{name: "above the key space", meta: planStream(1), plan: split("0", overMax), kind: ErrInvalidArgument, msg: badSplitKey(overMax, "0", maxKey)},
 		{name: "not a number", meta: planStream(1), plan: split("0", "x1"), kind: ErrInvalidArgument, msg: badSplitKey("x1", "0", maxKey)},
 		{name: "closed", meta: splitStream(), plan: split("shardId-000000000000", half), kind: ErrInvalidArgument, msg: msgClosed0},
 		{name: "missing", meta: planStream(1), plan: split("shardId-000000000007", half), kind: ErrShardNotFound,
-			msg: shardGone("shardId-000000000007")},
-		{name: "malformed id", meta: planStream(1), plan: split("shardId-x", half), kind: ErrShardNotFound,
-			msg: &Error{Reason: ReasonBadShardID, Facts: Facts{Account: planAcct, Stream: "s", Given: "shardId-x"}}},
+			msg: noSuchShard("shardId-000000000007")},
+		{name: "missing before the key", meta: planStream(1), plan: split("shardId-7", "1"), kind: ErrShardNotFound,
+			msg: noSuchShard("shardId-000000000007")},
+		{name: "malformed id", meta: planStream(1), plan: split("shardId-x", half), kind: ErrShardNotFound, msg: badShardID("shardId-x")},
+		{name: "malformed id before status", meta: planStream(1), plan: split("2147483648", half), tweak: func(in *planInput) { in.meta.Status = StatusCreating },
+			kind: ErrShardNotFound, msg: badShardID("2147483648")},
 		{name: "over the account limit", meta: planStream(1), plan: split("0", half), tweak: func(in *planInput) { in.limits.openShards = 500 },
 			kind: ErrLimitExceeded, msg: msgLimit1},
 		{name: "bad key before the limit", meta: planStream(1), plan: split("0", "0"), tweak: func(in *planInput) { in.limits.openShards = 500 },
@@ -291,22 +307,29 @@ func TestPlanMerge(t *testing.T) {
 	runPlanCases(t, []planCase{
 		{name: "adjacent", meta: planStream(3), plan: merge("shardId-000000000000", "shardId-000000000001"),
 			want: planWant{shards: append(three, "3 [0,2/3-1] <0+1 e+100"), sealed: []uint32{0, 1}, added: []uint32{3}}},
-		{name: "adjacent, upper first", meta: planStream(3), plan: merge("1", "0"),
-			want: planWant{shards: append(three, "3 [0,2/3-1] <1+0 e+100"), sealed: []uint32{1, 0}, added: []uint32{3}}},
-		{name: "children of a split", meta: splitStream(), plan: merge("2", "1"),
-			want: planWant{shards: []string{"0 [0,max] e+0 closed", "1 [0,1/2-1] <0 e+1 closed", "2 [1/2,max] <0 e+1 closed", "3 [0,max] <2+1 e+100"},
-				sealed: []uint32{2, 1}, added: []uint32{3}}},
+		{name: "children of a split", meta: splitStream(), plan: merge("1", "2"),
+			want: planWant{shards: []string{"0 [0,max] e+0 closed", "1 [0,1/2-1] <0 e+1 closed", "2 [1/2,max] <0 e+1 closed", "3 [0,max] <1+2 e+100"},
+				sealed: []uint32{1, 2}, added: []uint32{3}}},
 		{name: "newest parent's epoch", meta: planStream(2), plan: merge("0", "1"), tweak: func(in *planInput) { in.meta.Shards[1].CreateSecs = planEpoch + 300 },
 			want: planWant{shards: []string{"0 [0,1/2-1] e+0 closed", "1 [1/2,max] e+300 closed", "2 [0,max] <0+1 e+301"}, sealed: []uint32{0, 1}, added: []uint32{2}}},
 		{name: "over the account limit", meta: planStream(2), plan: merge("0", "1"), tweak: func(in *planInput) { in.limits.openShards = 600 },
 			want: planWant{shards: []string{"0 [0,1/2-1] e+0 closed", "1 [1/2,max] e+0 closed", "2 [0,max] <0+1 e+100"}, sealed: []uint32{0, 1}, added: []uint32{2}}},
 
+		{name: "adjacent, upper first", meta: planStream(3), plan: merge("x-1", "x-0"), kind: ErrInvalidArgument, msg: notAdjacent("1", "0")},
+		{name: "children of a split, upper first", meta: splitStream(), plan: merge("2", "1"), kind: ErrInvalidArgument, msg: notAdjacent("2", "1")},
 		{name: "not adjacent", meta: planStream(3), plan: merge("0", "2"), kind: ErrInvalidArgument, msg: notAdjacent("0", "2")},
+		{name: "last and first", meta: planStream(3), plan: merge("2", "0"), kind: ErrInvalidArgument, msg: notAdjacent("2", "0")},
 		{name: "itself", meta: planStream(3), plan: merge("1", "1"), kind: ErrInvalidArgument, msg: notAdjacent("1", "1")},
 		{name: "closed first", meta: splitStream(), plan: merge("0", "1"), kind: ErrInvalidArgument, msg: msgClosed0},
 		{name: "closed second", meta: splitStream(), plan: merge("1", "0"), kind: ErrInvalidArgument, msg: msgClosed0},
 		{name: "missing second", meta: planStream(2), plan: merge("0", "9"), kind: ErrShardNotFound,
-			msg: shardGone("shardId-000000000009")},
+			msg: noSuchShard("shardId-000000000009")},
+		{name: "missing first", meta: planStream(2), plan: merge("shardId-5", "0"), kind: ErrShardNotFound,
+			msg: noSuchShard("shardId-000000000005")},
+		{name: "malformed second before missing first", meta: planStream(2), plan: merge("9", "a-b"), kind: ErrShardNotFound, msg: badShardID("a-b")},
+		{name: "malformed first before malformed second", meta: planStream(2), plan: merge("2.14E4", "x"), kind: ErrShardNotFound, msg: badShardID("2.14E4")},
+		{name: "malformed before status", meta: planStream(2), plan: merge("0", "x"), tweak: func(in *planInput) { in.meta.Status = StatusCreating },
+			kind: ErrShardNotFound, msg: badShardID("x")},
 		{name: "ON_DEMAND", meta: planStream(2), plan: merge("0", "1"), tweak: func(in *planInput) { in.meta.Mode = ModeOnDemand },
 			kind: ErrValidation, msg: msgOnDemand},
 		{name: "UPDATING", meta: planStream(2), plan: merge("0", "1"), tweak: func(in *planInput) { in.meta.Status = StatusUpdating },
@@ -518,5 +541,35 @@ func TestPlanUpdateShardCountResult(t *testing.T) {
 				t.Errorf("result %+v, error %v; want %+v", res, err, c.want)
 			}
 		})
+	}
+}
+
+// TestPlanUpdateShardCountOneKeyPiece: where two uniform layouts round
+// differently a target boundary can be a shard's EndingHashKey (3 to 6) or
+// its StartingHashKey+1 (6 to 3), keys SplitShard refuses. The plan's
+// internal split still cuts there, making a one-key piece that the same
+// plan merges away (closed, empty); the open shards are the target layout.
+func TestPlanUpdateShardCountOneKeyPiece(t *testing.T) {
+	for _, c := range []struct{ from, to int }{{3, 6}, {6, 3}} {
+		in := planIn(planStream(c.from))
+		p, _, err := planUpdateShardCount(in, c.to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var open []hashkey.Range
+		oneKey := 0
+		for _, sm := range p.meta.Shards {
+			r := hashRangeOf(sm)
+			switch {
+			case !sm.Closed:
+				open = append(open, r)
+			case r.Start == r.End:
+				oneKey++
+			}
+		}
+		slices.SortFunc(open, func(a, b hashkey.Range) int { return a.Start.Cmp(b.Start) })
+		if oneKey != 1 || !slices.Equal(open, hashkey.Split(c.to)) {
+			t.Errorf("%d to %d: %d one-key pieces, open %v", c.from, c.to, oneKey, open)
+		}
 	}
 }

@@ -45,7 +45,23 @@ func (p *planner) result() *reshardPlan {
 	return &reshardPlan{meta: p.m, sealed: p.sealed, added: p.added}
 }
 
-// openShard resolves a client's shard id to an open shard, with AWS's errors.
+// resolveShardIDs checks, in order, that every id names a shard index
+// (datadir.ParseShardID), and reports the first that does not, as sent.
+// MergeShards and SplitShard run it before anything else, the stream lookup
+// included: AWS reports an unresolvable id ahead of a missing or non-ACTIVE
+// stream (captured from AWS responses; unverified against the current
+// service).
+func resolveShardIDs(account, stream string, ids ...string) error {
+	for _, id := range ids {
+		if _, ok := datadir.ParseShardID(id); !ok {
+			return newError(ErrShardNotFound, ReasonBadShardID, Facts{Account: account, Stream: stream, Given: id})
+		}
+	}
+	return nil
+}
+
+// openShard finds the open shard a client's id names, with AWS's errors;
+// the id resolves (resolveShardIDs ran first).
 func (p *planner) openShard(id string) (shardMeta, error) {
 	idx, ok := datadir.ParseShardID(id)
 	if !ok {
@@ -53,7 +69,7 @@ func (p *planner) openShard(id string) (shardMeta, error) {
 	}
 	i := p.find(idx)
 	if i < 0 {
-		return shardMeta{}, newError(ErrShardNotFound, ReasonShardGone, Facts{Account: p.acct, Stream: p.m.Name, Shard: shardID(idx)})
+		return shardMeta{}, newError(ErrShardNotFound, ReasonNoSuchShard, Facts{Account: p.acct, Stream: p.m.Name, Shard: shardID(idx)})
 	}
 	if p.m.Shards[i].Closed {
 		return shardMeta{}, newError(ErrInvalidArgument, ReasonMerged, Facts{Account: p.acct, Stream: p.m.Name, Shard: shardID(idx)})
@@ -123,13 +139,12 @@ func (p *planner) split(idx uint32, k hashkey.Key) (lo, hi uint32) {
 	return lo, hi
 }
 
-// merge closes a and b (adjacent) and adds their union.
+// merge closes a and b and adds their union. b starts right after a ends
+// (adjacent(a, b)): AWS merges only in that direction, so a is the lower
+// shard here too, and becomes the child's ParentShardId.
 func (p *planner) merge(a, b uint32) uint32 {
 	ra, rb := p.rangeOf(p.m.Shards[p.find(a)]), p.rangeOf(p.m.Shards[p.find(b)])
 	r := hashkey.Range{Start: ra.Start, End: rb.End}
-	if rb.Start.Cmp(ra.Start) < 0 {
-		r = hashkey.Range{Start: rb.Start, End: ra.End}
-	}
 	e := max(p.close(a), p.close(b))
 	return p.add(r, e, a, b, true)
 }
@@ -137,7 +152,13 @@ func (p *planner) merge(a, b uint32) uint32 {
 // uniform reshapes the open shards into hashkey.Split(target): first every
 // open shard is split at each target boundary strictly inside it, so every
 // open shard lies within one target range; then the pieces of each target
-// range are merged left to right.
+// range are merged left to right, the accumulated lower piece always the
+// ShardToMerge, as MergeShards requires. These internal splits are not held
+// to SplitShard's bound (start+1 < k < end): a boundary may fall one key
+// after a shard's start or at its end (after user splits, or where two
+// uniform layouts round differently), making a one-key piece. Such a piece
+// is never split (no boundary lies strictly inside it) and is merged away
+// by the same plan.
 func (p *planner) uniform(target int) {
 	ranges := hashkey.Split(target)
 	for _, r := range ranges[1:] {

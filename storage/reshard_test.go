@@ -120,12 +120,12 @@ func TestSplitThenMerge(t *testing.T) {
 	if len(recs) != 3 || len(end) != 2 {
 		t.Fatalf("parent read: %d records, children %+v", len(recs), end)
 	}
-	if err := s.MergeShards(ctx, "r", "shardId-000000000002", "shardId-000000000001"); err != nil {
+	if err := s.MergeShards(ctx, "r", "shardId-000000000001", "shardId-000000000002"); err != nil {
 		t.Fatal(err)
 	}
 	info, _ = s.DescribeStream(ctx, "r")
 	m := shardByID(t, info, "shardId-000000000003")
-	if m.Parent != "shardId-000000000002" || m.AdjacentParent != "shardId-000000000001" || m.HashRange != hashkey.Split(1)[0] {
+	if m.Parent != "shardId-000000000001" || m.AdjacentParent != "shardId-000000000002" || m.HashRange != hashkey.Split(1)[0] {
 		t.Fatalf("merge child: %+v", m)
 	}
 	_, end = readToEnd(t, s, "r", "shardId-000000000001")
@@ -177,8 +177,9 @@ func TestReshardErrors(t *testing.T) {
 	mustCreate(t, s, "one", 1)
 	_, err = s.UpdateShardCount(ctx, "r", 4)
 	wantKind(t, err, ErrLimitExceeded, "account shard limit")
-	if err := s.SplitShard(ctx, "r", "shardId-000000000000", r0.End.String()); err != nil {
-		t.Fatal(err) // a one-key upper child is allowed
+	wantKind(t, s.SplitShard(ctx, "r", "shardId-000000000000", r0.End.String()), ErrInvalidArgument, "a one-key upper child")
+	if err := s.SplitShard(ctx, "r", "shardId-000000000000", r0.End.Sub(1).String()); err != nil {
+		t.Fatal(err) // a two-key upper child is allowed
 	}
 	wantKind(t, s.SplitShard(ctx, "r", "shardId-000000000001", "5"), ErrResourceInUse, "stream UPDATING")
 	s2 := openReshardStore(t, Options{})
@@ -807,7 +808,7 @@ func TestReadsDoNotRaceMetadataChanges(t *testing.T) {
 	if err := s.SplitShard(ctx, "r", "shardId-000000000000", hashkey.Split(2)[1].Start.String()); err != nil {
 		t.Error(err)
 	}
-	if err := s.AddTags(ctx, "r", map[string]string{"x": "y"}); err != nil && !errors.Is(err, ErrResourceInUse) {
+	if err := s.AddTags(ctx, "r", map[string]string{"x": "y"}, nil); err != nil && !errors.Is(err, ErrResourceInUse) {
 		t.Error(err)
 	}
 	stop.Store(true)

@@ -95,7 +95,7 @@ func shardInfoOf(sm shardMeta) ShardInfo {
 
 func streamInfoOf(m *streamMeta, withShards bool) StreamInfo {
 	si := StreamInfo{Name: m.Name, Created: time.Unix(0, m.CreatedNs), Status: m.Status, Mode: m.Mode, RetentionHours: m.RetentionHours, Tags: copyTags(m.Tags)}
-	if withShards && m.Status != StatusCreating {
+	if withShards && m.Status != StatusCreating && !m.DeletedCreating {
 		si.Shards = make([]ShardInfo, 0, len(m.Shards))
 		for _, sm := range m.Shards {
 			si.Shards = append(si.Shards, shardInfoOf(sm))
