@@ -138,6 +138,43 @@ func Parse(str string) (Seq, error) {
 	return s, nil
 }
 
+// Legacy is a sequence number of one of AWS's older layouts, which Parse
+// refuses: shardlog never issues them, but AWS still reads them.
+type Legacy struct {
+	Version int // 0 or 1
+	// ShardIndex is, for version 0, the shard the number names: its low 16
+	// bits. Version 1's layout is not known well enough to read one.
+	ShardIndex uint32
+}
+
+// legacyBound is 2^124: AWS reads a smaller number as a version-0 number by
+// adding it, which leaves the low bits (the shard index) as they are.
+var legacyBound = new(big.Int).Lsh(big.NewInt(1), 124)
+
+// ParseLegacy recognises the older layouts AWS still accepts (captured from
+// AWS responses; unverified against the current service):
+//
+//   - version 0: any number below 2^124, whose low 16 bits are a shard index;
+//   - version 1: 47 hex digits, the first 2 and the last 1 (the last digit is
+//     the layout version: version 2 ends in 2, and 3 and 4 are refused).
+//
+// str must be a valid number by AWS's pattern 0|[1-9]\d{0,128}.
+func ParseLegacy(str string) (Legacy, bool) {
+	if len(str) == 0 || len(str) > 129 || (str[0] == '0' && str != "0") || strings.TrimLeft(str, "0123456789") != "" {
+		return Legacy{}, false
+	}
+	b, ok := new(big.Int).SetString(str, 10)
+	switch {
+	case !ok:
+		return Legacy{}, false
+	case b.Cmp(legacyBound) < 0:
+		return Legacy{Version: 0, ShardIndex: uint32(b.Uint64() & 0xffff)}, true
+	case b.BitLen() == 186 && b.Bit(185) == 1 && b.Bit(184) == 0 && b.Uint64()&0xf == 1:
+		return Legacy{Version: 1}, true // BitLen 186 with bit 185 set, 184 clear: the top hex digit is 2
+	}
+	return Legacy{}, false
+}
+
 // Compare orders two sequence numbers as the integers they render to.
 func Compare(a, b Seq) int {
 	ka := [...]uint64{uint64(a.ShardCreateSecs) & secsMask, uint64(a.ShardIndex & 0xf), a.Ordinal, uint64(a.ArrivalSecs) & secsMask, uint64(a.ShardIndex)}
