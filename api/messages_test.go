@@ -5,8 +5,8 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"strconv"
 	"net/http"
+	"strconv"
 	"testing"
 
 	"github.com/shardlog/shardlog/api/wire"
