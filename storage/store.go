@@ -135,7 +135,8 @@ type Store struct {
 	closed  bool
 	// reservedEpoch is the newest epoch a reshard has given children, even
 	// before its commit (beginReshardLocked), so no stream created meanwhile
-	// takes it; it only grows. reservedShards counts the open shards that
+	// takes it, or a CreateStream its shards, so a stream deleted and created
+	// again in this process gets a new epoch; it only grows. reservedShards counts the open shards that
 	// reshards doing their file work will add. Guarded by mu.
 	reservedEpoch  int64
 	reservedShards int

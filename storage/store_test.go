@@ -333,3 +333,54 @@ func removeIndex(tb testing.TB, dir string) {
 		tb.Fatal(err)
 	}
 }
+
+// TestInitialEpochIsBackdated: a new stream's shards carry a creation second
+// about 3 s before the request (AWS's lies 2-7 s before its reply), distinct
+// from a deleted stream of the same name, and a reshard's children still sort
+// above their parents.
+func TestInitialEpochIsBackdated(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{time.Date(2026, 3, 1, 12, 0, 0, 999e6, time.UTC)}
+	s := openTest(t, vfs.NewMemFS(), t.TempDir(), c)
+	defer s.Close()
+	epochs := func(name string) []int64 {
+		t.Helper()
+		info, err := s.DescribeStream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int64
+		for _, sh := range info.Shards {
+			p, err := seqnum.Parse(sh.StartingSeq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, p.ShardCreateSecs)
+		}
+		return out
+	}
+	if err := s.CreateStream(ctx, CreateStreamInput{Name: "f", ShardCount: 2}); err != nil {
+		t.Fatal(err)
+	}
+	first := epochs("f")
+	if want := c.t.Unix() - 3; first[0] != want || first[1] != want {
+		t.Fatalf("initial epochs %v, want %d (3 s before the request)", first, want)
+	}
+	if err := s.DeleteStream(ctx, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateStream(ctx, CreateStreamInput{Name: "f", ShardCount: 2}); err != nil {
+		t.Fatal(err)
+	}
+	again := epochs("f")
+	if again[0] <= first[0] {
+		t.Fatalf("re-created stream's epoch %d, not above the deleted one's %d", again[0], first[0])
+	}
+	if err := s.SplitShard(ctx, "f", "shardId-000000000000", "5"); err != nil {
+		t.Fatal(err)
+	}
+	all := epochs("f")
+	if all[2] <= again[0] || all[3] <= again[0] {
+		t.Fatalf("children's epochs %v not above their parent's %d", all[2:], again[0])
+	}
+}
