@@ -1,9 +1,10 @@
 // Package seqnum renders and parses Kinesis sequence numbers.
 //
 // Inside shardlog a record's position is a per-shard ordinal (uint64, strictly
-// increasing). At the API edge it is rendered in the layout AWS uses (reverse
-// engineered by kinesalite, "version 2"), 47 hex digits read as one integer and
-// printed in decimal, which gives the familiar 56-digit strings:
+// increasing within the shard; see "The shared counter" below). At the API
+// edge it is rendered in the layout AWS uses (reverse engineered by
+// kinesalite, "version 2"), 47 hex digits read as one integer and printed in
+// decimal, which gives the familiar 56-digit strings:
 //
 //	"2" | shardCreateSecs (9 hex) | shardIndex&0xf (1 hex) | ordinal (16 hex, top bit 0)
 //	    | "00" (2 hex) | arrivalSecs (9 hex) | shardIndex (8 hex) | "2"
@@ -12,6 +13,36 @@
 // a number names the shard it came from, and numbers from one shard compare in
 // ordinal order. A child shard created after its parents gets a later creation
 // second, so its numbers are greater than every number of its parents.
+//
+// # The shared counter
+//
+// AWS fills the 16-hex-digit field from a counter shared by a group of shards
+// (0-4, 5-9, ...): records put one after another to shards 0 and 1 get
+// consecutive values. shardlog does the same without a second number per
+// record: the field is the record's ordinal, and the ordinals of a group's
+// writable shards are taken from one counter (shard.Counter; storage makes
+// one per group of a stream). So a shard's ordinals are no longer dense: it
+// skips the values its group's other shards took. The ordinal is still the
+// shard's own record position, stored with every record in its frame and
+// keyed in the index, so reads, iterators, retention, recovery and fsck are
+// unchanged: the segment format has always allowed gaps
+// (SequenceNumberForOrdering makes them too), and a new segment still starts
+// at the previous one's end.
+//
+// Durability needs nothing new. The counter is never written anywhere:
+//
+//   - Order within a shard: the shard's single writer takes each request's
+//     ordinals from the counter, never below its own next ordinal, so they
+//     strictly increase in the order records are written.
+//   - No reuse after kill -9 or power loss: what a shard acknowledged is on
+//     disk with its ordinal (under --sync always), and recovery sets the
+//     shard's next ordinal above it; reopening the shard raises the counter
+//     to that, before the writer starts. So no acknowledged sequence number,
+//     nor even its index within the group, is given out again. Ordinals
+//     taken but never acknowledged (a torn tail, a failed write) may be taken
+//     again, as a lone shard's always could; no client ever saw them.
+//   - Numbers stay unique across shards anyway: they carry the shard index
+//     and its creation second.
 package seqnum
 
 import (
