@@ -47,8 +47,8 @@ type stream struct {
 	// store lock, and closed when it is done; guarded by Store.mu.
 	resharding chan struct{}
 	// counters are the sequence counters of the stream's shard groups, by
-	// group (seqGroup); guarded by counterMu, since a reshard opens shards
-	// without the store lock.
+	// group (index / seqGroupSize); guarded by counterMu, since a reshard
+	// opens shards without the store lock.
 	counterMu sync.Mutex
 	counters  map[uint32]*shard.Counter
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // Sealed tokens: shard iterators and pagination NextTokens are opaque to
-// clients and verified by the server. Layout (then standard base64, padded):
+// clients and verified by the server. Layout (then standard base64, with '='):
 //
 //	magic [8]byte = 00 00 00 00 00 00 00 01   (AWS iterators start so: "AAAAAAAAAAE")
 //	kind  byte                                (what the token is for)
