@@ -60,6 +60,13 @@ type Options struct {
 	// PutRecords records) at random, for testing clients' backoff.
 	InjectThrottleRate float64
 
+	// SeqGroupSize is how many shards (by index: 0..n-1, n..2n-1, ...) share
+	// a sequence counter; 0 means AWS's DefaultSeqGroupSize. 1 gives every
+	// shard its own, so its ordinals depend on its own writes alone (the
+	// fsck fixture's goldens need that: concurrent puts to several shards
+	// interleave on a shared counter in no fixed order).
+	SeqGroupSize int
+
 	Logger hclog.Logger
 	Now    func() time.Time
 }
@@ -98,6 +105,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.RetentionEvery == 0 {
 		o.RetentionEvery = time.Minute
+	}
+	if o.SeqGroupSize <= 0 {
+		o.SeqGroupSize = DefaultSeqGroupSize
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
