@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"net/http"
 
 	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/storage"
@@ -44,6 +45,11 @@ func toAPIError(err error, region string) *wire.Error {
 	var ae *wire.Error
 	if errors.As(err, &ae) {
 		return ae
+	}
+	if errors.Is(err, storage.ErrServiceFault) {
+		// AWS's own fault: a 500 InternalFailure worded as AWS words it
+		// (often with no message at all), with no shardlog cause appended.
+		return &wire.Error{Type: wire.TypeInternalFailure, Message: clientMessage(err, region), Status: http.StatusInternalServerError}
 	}
 	for _, row := range errorTable {
 		if errors.Is(err, row.kind) {

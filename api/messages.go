@@ -75,6 +75,9 @@ var messageTemplates = map[storage.Reason]func(f storage.Facts, region string) s
 	storage.ReasonSeqMax: func(storage.Facts, string) string {
 		return "Invalid SequenceNumber for ShardIteratorType AFTER_SEQUENCE_NUMBER, SequenceNumber has reached max possible value for the shard."
 	},
+	storage.ReasonSeqLegacy: func(storage.Facts, string) string {
+		return "" // AWS's 500 InternalFailure for it has no message (captured; unverified against the current service)
+	},
 	storage.ReasonRetentionMin: func(f storage.Facts, _ string) string {
 		return fmt.Sprintf("Minimum allowed retention period is %d hours. Requested retention period (%d hours) is too short.", f.Limit, f.N)
 	},

@@ -1,12 +1,15 @@
 package api
 
 import (
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"net/http"
 	"strconv"
 	"testing"
 
+	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -53,6 +56,9 @@ func TestStorageMessages(t *testing.T) {
 			"Invalid StartingSequenceNumber. It encodes shardId-000000000005, while it was used in a call to a shard with shardId-000000000001"},
 		{storage.ReasonSeqStream, f(func(x *storage.Facts) { x.Given = "5" }),
 			"StartingSequenceNumber 5 used in GetShardIterator on shard shardId-000000000001 in stream s under account 123456789012 is invalid because it did not come from this stream."},
+		{storage.ReasonSeqShard, f(func(x *storage.Facts) { x.Shard2 = "shardId--02147483648" }),
+			"Invalid StartingSequenceNumber. It encodes shardId--02147483648, while it was used in a call to a shard with shardId-000000000001"},
+		{storage.ReasonSeqLegacy, f(func(x *storage.Facts) { x.Given = "1" }), ""},
 		{storage.ReasonSeqMax, f(nil), "Invalid SequenceNumber for ShardIteratorType AFTER_SEQUENCE_NUMBER, SequenceNumber has reached max possible value for the shard."},
 		{storage.ReasonRetentionMin, f(func(x *storage.Facts) { x.N, x.Limit = 1, 24 }), "Minimum allowed retention period is 24 hours. Requested retention period (1 hours) is too short."},
 		{storage.ReasonRetentionMax, f(func(x *storage.Facts) { x.N, x.Limit = 9000, 8760 }), "Maximum allowed retention period is 8760 hours. Requested retention period (9000 hours) is too long."},
@@ -108,5 +114,17 @@ func TestEveryReasonIsWorded(t *testing.T) {
 	}
 	if n < 30 {
 		t.Fatalf("found %d Reason constants in storage/errors.go; the parse missed them", n)
+	}
+}
+
+// TestServiceFault: a request AWS fails on its side is a 500 InternalFailure
+// worded by its template alone (for a version-0 number, no message at all).
+func TestServiceFault(t *testing.T) {
+	err := fmt.Errorf("position: %w", &storage.Error{Kind: storage.ErrServiceFault, Reason: storage.ReasonSeqLegacy,
+		Facts: storage.Facts{Given: "0", Shard: "shardId-000000000000"}})
+	got := toAPIError(err, "us-east-1")
+	want := wire.Error{Type: wire.TypeInternalFailure, Status: http.StatusInternalServerError}
+	if *got != want {
+		t.Fatalf("toAPIError = %+v, want %+v", *got, want)
 	}
 }

@@ -47,6 +47,12 @@ func ParseStreamDir(dir string) (name string, createdNs int64, ok bool) {
 // name of its directory.
 func ShardID(i uint32) string { return fmt.Sprintf("%s%012d", ShardPrefix, i) }
 
+// EncodedShardID renders a shard index read from a sequence number as AWS's
+// messages name it: the 32-bit field is a signed int in Java, and %012d keeps
+// the sign (0x80000000 is "shardId--02147483648"). Go's %012d pads the same
+// way, the sign first. For the indexes of real shards it equals ShardID.
+func EncodedShardID(i uint32) string { return fmt.Sprintf("%s%012d", ShardPrefix, int32(i)) }
+
 // MaxShardIndex is the largest shard index a shard ID can name: AWS reads
 // the number as a signed 32-bit integer.
 const MaxShardIndex = math.MaxInt32

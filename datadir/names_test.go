@@ -65,6 +65,25 @@ func TestShardIDRoundTrip(t *testing.T) {
 	}
 }
 
+// TestEncodedShardID: a sequence number's shard field is a signed int32 in
+// AWS's messages; real shard indexes render as ShardID does.
+func TestEncodedShardID(t *testing.T) {
+	for _, tt := range []struct {
+		i    uint32
+		want string
+	}{
+		{0, "shardId-000000000000"},
+		{5, "shardId-000000000005"},
+		{MaxShardIndex, "shardId-002147483647"},
+		{0x80000000, "shardId--02147483648"},
+		{0xffffffff, "shardId--00000000001"},
+	} {
+		if got := EncodedShardID(tt.i); got != tt.want {
+			t.Errorf("EncodedShardID(%#x) = %q, want %q", tt.i, got, tt.want)
+		}
+	}
+}
+
 // TestParseShardDir: a directory name is a canonical shard ID only, so two
 // directories never name one shard.
 func TestParseShardDir(t *testing.T) {

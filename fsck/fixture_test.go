@@ -63,7 +63,9 @@ type fixture struct {
 func (f *fixture) opts() fsck.Options { return fsck.Options{Dir: f.dir, FS: f.fs} }
 
 func (f *fixture) storeOpts() storage.Options {
-	return storage.Options{Dir: f.dir, FS: f.fs, Now: f.clk.now, SegmentSize: 2 << 10, IndexInterval: time.Millisecond}
+	// One sequence counter per shard: shared ones would interleave the
+	// fixture's concurrent puts at random, and the goldens need fixed ordinals.
+	return storage.Options{Dir: f.dir, FS: f.fs, Now: f.clk.now, SegmentSize: 2 << 10, IndexInterval: time.Millisecond, SeqGroupSize: 1}
 }
 
 func openStore(t testing.TB, f *fixture) *storage.Store {

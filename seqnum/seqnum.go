@@ -1,9 +1,10 @@
 // Package seqnum renders and parses Kinesis sequence numbers.
 //
 // Inside shardlog a record's position is a per-shard ordinal (uint64, strictly
-// increasing). At the API edge it is rendered in the layout AWS uses (reverse
-// engineered by kinesalite, "version 2"), 47 hex digits read as one integer and
-// printed in decimal, which gives the familiar 56-digit strings:
+// increasing within the shard; see "The shared counter" below). At the API
+// edge it is rendered in the layout AWS uses (reverse engineered by
+// kinesalite, "version 2"), 47 hex digits read as one integer and printed in
+// decimal, which gives the familiar 56-digit strings:
 //
 //	"2" | shardCreateSecs (9 hex) | shardIndex&0xf (1 hex) | ordinal (16 hex, top bit 0)
 //	    | "00" (2 hex) | arrivalSecs (9 hex) | shardIndex (8 hex) | "2"
@@ -12,6 +13,36 @@
 // a number names the shard it came from, and numbers from one shard compare in
 // ordinal order. A child shard created after its parents gets a later creation
 // second, so its numbers are greater than every number of its parents.
+//
+// # The shared counter
+//
+// AWS fills the 16-hex-digit field from a counter shared by a group of shards
+// (0-4, 5-9, ...): records put one after another to shards 0 and 1 get
+// consecutive values. shardlog does the same without a second number per
+// record: the field is the record's ordinal, and the ordinals of a group's
+// writable shards are taken from one counter (shard.Counter; storage makes
+// one per group of a stream). So a shard's ordinals are no longer dense: it
+// skips the values its group's other shards took. The ordinal is still the
+// shard's own record position, stored with every record in its frame and
+// keyed in the index, so reads, iterators, retention, recovery and fsck are
+// unchanged: the segment format has always allowed gaps
+// (SequenceNumberForOrdering makes them too), and a new segment still starts
+// at the previous one's end.
+//
+// Durability needs nothing new. The counter is never written anywhere:
+//
+//   - Order within a shard: the shard's single writer takes each request's
+//     ordinals from the counter, never below its own next ordinal, so they
+//     strictly increase in the order records are written.
+//   - No reuse after kill -9 or power loss: what a shard acknowledged is on
+//     disk with its ordinal (under --sync always), and recovery sets the
+//     shard's next ordinal above it; reopening the shard raises the counter
+//     to that, before the writer starts. So no acknowledged sequence number,
+//     nor even its index within the group, is given out again. Ordinals
+//     taken but never acknowledged (a torn tail, a failed write) may be taken
+//     again, as a lone shard's always could; no client ever saw them.
+//   - Numbers stay unique across shards anyway: they carry the shard index
+//     and its creation second.
 package seqnum
 
 import (
@@ -136,6 +167,43 @@ func Parse(str string) (Seq, error) {
 		return Seq{}, ErrSyntax
 	}
 	return s, nil
+}
+
+// Legacy is a sequence number of one of AWS's older layouts, which Parse
+// refuses: shardlog never issues them, but AWS still reads them.
+type Legacy struct {
+	Version int // 0 or 1
+	// ShardIndex is, for version 0, the shard the number names: its low 16
+	// bits. Version 1's layout is not known well enough to read one.
+	ShardIndex uint32
+}
+
+// legacyBound is 2^124: AWS reads a smaller number as a version-0 number by
+// adding it, which leaves the low bits (the shard index) as they are.
+var legacyBound = new(big.Int).Lsh(big.NewInt(1), 124)
+
+// ParseLegacy recognises the older layouts AWS still accepts (captured from
+// AWS responses; unverified against the current service):
+//
+//   - version 0: any number below 2^124, whose low 16 bits are a shard index;
+//   - version 1: 47 hex digits, the first 2 and the last 1 (the last digit is
+//     the layout version: version 2 ends in 2, and 3 and 4 are refused).
+//
+// str must be a valid number by AWS's pattern 0|[1-9]\d{0,128}.
+func ParseLegacy(str string) (Legacy, bool) {
+	if len(str) == 0 || len(str) > 129 || (str[0] == '0' && str != "0") || strings.TrimLeft(str, "0123456789") != "" {
+		return Legacy{}, false
+	}
+	b, ok := new(big.Int).SetString(str, 10)
+	switch {
+	case !ok:
+		return Legacy{}, false
+	case b.Cmp(legacyBound) < 0:
+		return Legacy{Version: 0, ShardIndex: uint32(b.Uint64() & 0xffff)}, true
+	case b.BitLen() == 186 && b.Bit(185) == 1 && b.Bit(184) == 0 && b.Uint64()&0xf == 1:
+		return Legacy{Version: 1}, true // BitLen 186 with bit 185 set, 184 clear: the top hex digit is 2
+	}
+	return Legacy{}, false
 }
 
 // Compare orders two sequence numbers as the integers they render to.

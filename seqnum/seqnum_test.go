@@ -3,6 +3,7 @@ package seqnum
 import (
 	"math/big"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -108,5 +109,42 @@ func BenchmarkString(b *testing.B) {
 	s := Seq{ShardCreateSecs: 1732600000, ShardIndex: 3, Ordinal: 123456789, ArrivalSecs: 1732600100}
 	for range b.N {
 		_ = s.String()
+	}
+}
+
+func TestParseLegacy(t *testing.T) {
+	hex := func(h string) string {
+		b, _ := new(big.Int).SetString(h, 16)
+		return b.String()
+	}
+	tests := []struct {
+		name string
+		in   string
+		want Legacy
+		ok   bool
+	}{
+		{"zero is version 0 of shard 0", "0", Legacy{Version: 0, ShardIndex: 0}, true},
+		{"5 names shard 5", "5", Legacy{Version: 0, ShardIndex: 5}, true},
+		{"only the low 16 bits name the shard", "65541", Legacy{Version: 0, ShardIndex: 5}, true},
+		{"just below 2^124", hex("f" + strings.Repeat("f", 30)), Legacy{Version: 0, ShardIndex: 0xffff}, true},
+		{"2^124 is not version 0", hex("1" + strings.Repeat("0", 31)), Legacy{}, false},
+		{"version 1", "49039857307708443467467104868809893875799651909875269633", Legacy{Version: 1}, true},
+		{"version 1 with fields", hex("2" + strings.Repeat("3", 45) + "1"), Legacy{Version: 1}, true},
+		{"version 2 is Parse's", Seq{ShardCreateSecs: 5, ShardIndex: 3, Ordinal: 9}.String(), Legacy{}, false},
+		{"version 3", hex("2" + strings.Repeat("0", 45) + "3"), Legacy{}, false},
+		{"version 4", hex("2" + strings.Repeat("0", 45) + "4"), Legacy{}, false},
+		{"47 digits starting 3", hex("3" + strings.Repeat("0", 45) + "1"), Legacy{}, false},
+		{"48 digits", hex("2" + strings.Repeat("0", 46) + "1"), Legacy{}, false},
+		{"leading zero", "05", Legacy{}, false},
+		{"not a number", "x", Legacy{}, false},
+		{"empty", "", Legacy{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := ParseLegacy(tt.in)
+			if got != tt.want || ok != tt.ok {
+				t.Fatalf("ParseLegacy(%s) = %+v, %v; want %+v, %v", tt.in, got, ok, tt.want, tt.ok)
+			}
+		})
 	}
 }

@@ -72,6 +72,12 @@ func Open(opts Options) (*Shard, error) {
 		}
 	}
 	s.submitReplace()
+	if opts.Counter != nil {
+		// Above every ordinal this shard acknowledged, before its writer
+		// takes one; read-only shards too, so the group's open shards never
+		// take one of theirs again either.
+		opts.Counter.Raise(s.next)
+	}
 	if !opts.ReadOnly && s.corrupt == nil {
 		s.startWriter()
 	}

@@ -76,6 +76,10 @@ type Options struct {
 	ReadOnly bool
 	// FirstOrdinal is the ordinal of a brand-new shard's first record.
 	FirstOrdinal uint64
+	// Counter, if set, is shared with other shards, and the writer takes
+	// its ordinals from it (see Counter); nil: the shard counts alone,
+	// without gaps but those SequenceNumberForOrdering makes.
+	Counter *Counter
 	// Limits are the shard's admission rates; nil means unlimited.
 	Limits *ratelimit.Limits
 }

@@ -267,7 +267,8 @@ func (s *Shard) enterFull(err error) bool {
 // failed one is settled first (acknowledged or failed); the active segment
 // is cut back to the last published frame, because a failed write may have
 // left part of a frame behind it; then a new segment is started. The
-// ordinals the failed batch took are reused: it was never acknowledged.
+// ordinals the failed batch took are reused (with a shared Counter, only as
+// far as the counter gives them again): it was never acknowledged.
 // It reports whether the shard can write again.
 func (s *Shard) leaveFull() bool {
 	s.barrier()
@@ -335,7 +336,9 @@ func (s *Shard) activeSeg() *seg {
 	return s.segs[len(s.segs)-1]
 }
 
-// assign gives every entry its ordinal and arrival time. Arrival never goes
+// assign gives every entry its ordinal and arrival time, from the shared
+// Counter if there is one; either way each request's first ordinal is at
+// least the shard's next and its minFirst. Arrival never goes
 // backwards within a shard, even if the clock does, so time ranges of frames
 // and segments stay sorted.
 func (s *Shard) assign(batch []*appendReq) ([]segment.Record, uint64, int64) {
@@ -348,6 +351,11 @@ func (s *Shard) assign(batch []*appendReq) ([]segment.Record, uint64, int64) {
 	recs := make([]segment.Record, 0, n)
 	for _, r := range batch {
 		next = max(next, r.minFirst)
+		if s.opts.Counter != nil {
+			// One take per request: its entries stay consecutive, and
+			// requests to other shards of the group fall in between.
+			next = s.opts.Counter.Take(next, len(r.entries))
+		}
 		r.res = Appended{First: next, ArrivalMs: ts}
 		for _, e := range r.entries {
 			recs = append(recs, segment.Record{Seq: next, ArrivalMs: ts, PartitionKey: e.PartitionKey, Data: e.Data})

@@ -74,12 +74,23 @@ func (s *Store) newStreamMeta(in CreateStreamInput) *streamMeta {
 	m := &streamMeta{Name: in.Name, CreatedNs: now.UnixNano(), Status: StatusCreating, Mode: mode,
 		RetentionHours: DefaultRetentionHours, Tags: copyTags(in.Tags), NextShardIndex: uint32(in.ShardCount),
 		PendingUntilNs: now.Add(s.opts.CreateDelay).UnixNano()}
-	epoch := max(now.Unix(), s.maxEpochLocked()+1)
+	epoch := max(now.Unix()-initialEpochLag, s.maxEpochLocked()+1)
+	s.reservedEpoch = max(s.reservedEpoch, epoch) // outlives the stream: a re-created one gets another
 	for i, r := range hashkey.Split(in.ShardCount) {
 		m.Shards = append(m.Shards, shardMeta{Index: uint32(i), HashStart: r.Start.String(), HashEnd: r.End.String(), CreateSecs: epoch})
 	}
 	return m
 }
+
+// initialEpochLag back-dates a new stream's first shards: AWS's creation
+// second inside their StartingSequenceNumbers lies 2 to 7 seconds before the
+// CreateStream reply (captured from AWS responses; unverified against the
+// current service). Three seconds before the request's arrival second puts it
+// there whatever the fraction of the second. It stays above every epoch the
+// store has given out (maxEpochLocked), so epochs remain unique and a
+// reshard's children, whose epochs are at least the reshard's own second,
+// still sort above their parents.
+const initialEpochLag = 3
 
 // maxEpochLocked is the newest shard epoch of any stream. A new stream's
 // epoch is above it, so sequence numbers (which carry the epoch) from two

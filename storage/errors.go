@@ -26,6 +26,9 @@ var (
 	ErrShardClosed = errors.New("shard closed by a reshard")
 	ErrDiskFull    = errors.New("no space left on device")
 	ErrValidation  = errors.New("validation failed") // e.g. resharding an ON_DEMAND stream
+	// ErrServiceFault is a request AWS itself fails with a bare 500
+	// InternalFailure that has no message; shardlog answers it the same way.
+	ErrServiceFault = errors.New("request AWS answers with a service fault")
 )
 
 // Reason says which situation an Error reports, within its Kind. Storage
@@ -59,7 +62,8 @@ const (
 	ReasonStartSeq    Reason = "bad starting sequence number"     // ErrInvalidArgument; Given, Shard
 	ReasonSeqShard    Reason = "sequence number of another shard" // ErrInvalidArgument; Shard2: encoded, Shard
 	ReasonSeqStream   Reason = "sequence number of another stream"
-	ReasonSeqMax      Reason = "sequence number at its maximum" // ErrInvalidArgument
+	ReasonSeqMax      Reason = "sequence number at its maximum"       // ErrInvalidArgument
+	ReasonSeqLegacy   Reason = "version-0 number of the shard itself" // ErrServiceFault; Given, Shard
 
 	ReasonRetentionMin   Reason = "retention below the minimum"   // ErrInvalidArgument; N, Limit
 	ReasonRetentionMax   Reason = "retention above the maximum"   // ErrInvalidArgument; N, Limit

@@ -160,6 +160,14 @@ func (s *Store) groupByShard(st *stream, routes []route, entries []PutEntry) ([]
 // partition key maps to one open shard at a time.
 func (s *Store) orderingFloor(st *stream, r route, seq string) (uint64, error) {
 	p, err := seqnum.Parse(seq)
+	if err != nil {
+		if l, ok := seqnum.ParseLegacy(seq); ok && l.Version == 1 {
+			// AWS accepts a version-1 number here (captured from AWS
+			// responses; unverified against the current service). shardlog
+			// never issued one, so it cannot constrain the new number.
+			return 0, nil
+		}
+	}
 	if err != nil || p.Ordinal >= seqnum.MaxOrdinal-1<<32 {
 		return 0, s.fail(ErrInvalidArgument, ReasonOrderingSeq, Facts{Stream: st.name, Given: seq})
 	}
@@ -283,9 +291,9 @@ func (s *Store) seqPosition(st *stream, sm shardMeta, typ IteratorType, seq stri
 	p, err := seqnum.Parse(seq)
 	switch {
 	case err != nil:
-		return 0, s.fail(ErrInvalidArgument, ReasonStartSeq, f)
+		return s.legacyPosition(sm, f)
 	case p.ShardIndex != sm.Index:
-		f.Shard2 = shardID(p.ShardIndex)
+		f.Shard2 = datadir.EncodedShardID(p.ShardIndex)
 		return 0, s.fail(ErrInvalidArgument, ReasonSeqShard, f)
 	case p.ShardCreateSecs != sm.CreateSecs:
 		return 0, s.fail(ErrInvalidArgument, ReasonSeqStream, f)
@@ -295,6 +303,24 @@ func (s *Store) seqPosition(st *stream, sm shardMeta, typ IteratorType, seq stri
 		return p.Ordinal + 1, nil
 	}
 	return p.Ordinal, nil
+}
+
+// legacyPosition answers a StartingSequenceNumber that is not in the layout
+// shardlog issues. AWS reads a number below 2^124 as a version-0 number whose
+// low 16 bits name a shard: another shard's is refused by name, and the
+// shard's own gets a bare 500 InternalFailure (captured from AWS responses;
+// unverified against the current service, and a fault on AWS's side that may
+// have been fixed since). Anything else is invalid.
+func (s *Store) legacyPosition(sm shardMeta, f Facts) (uint64, error) {
+	l, ok := seqnum.ParseLegacy(f.Given)
+	switch {
+	case !ok || l.Version != 0:
+		return 0, s.fail(ErrInvalidArgument, ReasonStartSeq, f)
+	case l.ShardIndex != sm.Index:
+		f.Shard2 = datadir.EncodedShardID(l.ShardIndex)
+		return 0, s.fail(ErrInvalidArgument, ReasonSeqShard, f)
+	}
+	return 0, s.fail(ErrServiceFault, ReasonSeqLegacy, f)
 }
 
 func (s *Store) timePosition(sh *shard.Shard, ts time.Time) (uint64, error) {

@@ -60,6 +60,13 @@ type Options struct {
 	// PutRecords records) at random, for testing clients' backoff.
 	InjectThrottleRate float64
 
+	// SeqGroupSize is how many shards (by index: 0..n-1, n..2n-1, ...) share
+	// a sequence counter; 0 means AWS's DefaultSeqGroupSize. 1 gives every
+	// shard its own, so its ordinals depend on its own writes alone (the
+	// fsck fixture's goldens need that: concurrent puts to several shards
+	// interleave on a shared counter in no fixed order).
+	SeqGroupSize int
+
 	Logger hclog.Logger
 	Now    func() time.Time
 }
@@ -99,6 +106,9 @@ func (o *Options) setDefaults() error {
 	if o.RetentionEvery == 0 {
 		o.RetentionEvery = time.Minute
 	}
+	if o.SeqGroupSize <= 0 {
+		o.SeqGroupSize = DefaultSeqGroupSize
+	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
@@ -135,7 +145,8 @@ type Store struct {
 	closed  bool
 	// reservedEpoch is the newest epoch a reshard has given children, even
 	// before its commit (beginReshardLocked), so no stream created meanwhile
-	// takes it; it only grows. reservedShards counts the open shards that
+	// takes it, or a CreateStream its shards, so a stream deleted and created
+	// again in this process gets a new epoch; it only grows. reservedShards counts the open shards that
 	// reshards doing their file work will add. Guarded by mu.
 	reservedEpoch  int64
 	reservedShards int

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -331,5 +333,116 @@ func removeIndex(tb testing.TB, dir string) {
 	tb.Helper()
 	if err := os.Remove(dir + "/index.db"); err != nil {
 		tb.Fatal(err)
+	}
+}
+
+// TestInitialEpochIsBackdated: a new stream's shards carry a creation second
+// about 3 s before the request (AWS's lies 2-7 s before its reply), distinct
+// from a deleted stream of the same name, and a reshard's children still sort
+// above their parents.
+func TestInitialEpochIsBackdated(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{time.Date(2026, 3, 1, 12, 0, 0, 999e6, time.UTC)}
+	s := openTest(t, vfs.NewMemFS(), t.TempDir(), c)
+	defer s.Close()
+	epochs := func(name string) []int64 {
+		t.Helper()
+		info, err := s.DescribeStream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int64
+		for _, sh := range info.Shards {
+			p, err := seqnum.Parse(sh.StartingSeq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, p.ShardCreateSecs)
+		}
+		return out
+	}
+	if err := s.CreateStream(ctx, CreateStreamInput{Name: "f", ShardCount: 2}); err != nil {
+		t.Fatal(err)
+	}
+	first := epochs("f")
+	if want := c.t.Unix() - 3; first[0] != want || first[1] != want {
+		t.Fatalf("initial epochs %v, want %d (3 s before the request)", first, want)
+	}
+	if err := s.DeleteStream(ctx, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateStream(ctx, CreateStreamInput{Name: "f", ShardCount: 2}); err != nil {
+		t.Fatal(err)
+	}
+	again := epochs("f")
+	if again[0] <= first[0] {
+		t.Fatalf("re-created stream's epoch %d, not above the deleted one's %d", again[0], first[0])
+	}
+	if err := s.SplitShard(ctx, "f", "shardId-000000000000", "5"); err != nil {
+		t.Fatal(err)
+	}
+	all := epochs("f")
+	if all[2] <= again[0] || all[3] <= again[0] {
+		t.Fatalf("children's epochs %v not above their parent's %d", all[2:], again[0])
+	}
+}
+
+// TestSharedSequenceCounter: shards 0-4 number their records from one
+// counter, 5-9 from the next, as AWS does: puts to shards 0 and 1, one after
+// another or concurrently, get consecutive indexes with no gap and no
+// repeat; shard 5 counts apart; and after a restart the counter goes on
+// above every acknowledged index.
+func TestSharedSequenceCounter(t *testing.T) {
+	ctx := context.Background()
+	fs, dir, c := vfs.NewMemFS(), t.TempDir(), &clock{time.Now()}
+	s := openTest(t, fs, dir, c)
+	if err := s.CreateStream(ctx, CreateStreamInput{Name: "s", ShardCount: 6}); err != nil {
+		t.Fatal(err)
+	}
+	ranges := hashkey.Split(6)
+	putTo := func(s *Store, shard int) seqnum.Seq {
+		t.Helper()
+		k := ranges[shard].Start
+		r := put(t, s, PutEntry{PartitionKey: "k", ExplicitHashKey: &k, Data: []byte("x")})[0]
+		p, err := seqnum.Parse(r.SequenceNumber)
+		if err != nil || p.ShardIndex != uint32(shard) {
+			t.Fatalf("put to shard %d: %s, %+v, %v", shard, r.ShardID, p, err)
+		}
+		return p
+	}
+	var seen []uint64
+	for i := range 10 {
+		seen = append(seen, putTo(s, i%2).Ordinal)
+	}
+	if five := putTo(s, 5).Ordinal; five != firstOrdinal {
+		t.Fatalf("shard 5's first index %d: it shares a counter with shards 0-4", five)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for range 100 {
+		for shard := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o := putTo(s, shard).Ordinal
+				mu.Lock()
+				seen = append(seen, o)
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	slices.Sort(seen)
+	for i, o := range seen {
+		if o != firstOrdinal+uint64(i) {
+			t.Fatalf("index %d is %d: a gap or a repeat among shards 0 and 1", i, o)
+		}
+	}
+	s.Close()
+	s = openTest(t, fs, dir, c)
+	defer s.Close()
+	last := seen[len(seen)-1]
+	if o := putTo(s, 2).Ordinal; o != last+1 {
+		t.Fatalf("after a restart shard 2 got index %d, want %d (one above the group's last)", o, last+1)
 	}
 }

@@ -46,6 +46,35 @@ type stream struct {
 	// resharding is non-nil while a reshard does its file work without the
 	// store lock, and closed when it is done; guarded by Store.mu.
 	resharding chan struct{}
+	// counters are the sequence counters of the stream's shard groups, by
+	// group (index / Options.SeqGroupSize); guarded by counterMu, since a
+	// reshard opens shards without the store lock.
+	counterMu sync.Mutex
+	counters  map[uint32]*shard.Counter
+}
+
+// DefaultSeqGroupSize is how many shards share a sequence counter: AWS
+// numbers the records of shards 0-4 from one counter, 5-9 from the next, and
+// so on. Captured from AWS responses (shards 0 and 1 shared one; the group
+// size of five is the established model, not itself captured); unverified
+// against the current service.
+const DefaultSeqGroupSize = 5
+
+// counter returns the sequence counter of the group of size shards that
+// shard index i belongs to.
+func (st *stream) counter(i uint32, size int) *shard.Counter {
+	st.counterMu.Lock()
+	defer st.counterMu.Unlock()
+	g := i / uint32(size)
+	c := st.counters[g]
+	if c == nil {
+		if st.counters == nil {
+			st.counters = map[uint32]*shard.Counter{}
+		}
+		c = shard.NewCounter(firstOrdinal)
+		st.counters[g] = c
+	}
+	return c
 }
 
 type route struct {
@@ -197,7 +226,7 @@ func (s *Store) openShard(st *stream, m *streamMeta, sm shardMeta) (*shard.Shard
 		Index: s.idx, Compressor: s.comp, Logger: s.log, Now: s.opts.Now,
 		SegmentSize: s.opts.SegmentSize, SegmentAge: s.opts.SegmentAge, CacheWindow: s.opts.CacheWindow,
 		Sync: s.opts.syncMode(), SyncInterval: s.opts.SyncInterval,
-		ReadOnly: sm.Closed, FirstOrdinal: firstOrdinal, Limits: s.limitsFor(m),
+		ReadOnly: sm.Closed, FirstOrdinal: firstOrdinal, Counter: st.counter(sm.Index, s.opts.SeqGroupSize), Limits: s.limitsFor(m),
 	})
 }
 

@@ -10,18 +10,28 @@ import (
 )
 
 // Sealed tokens: shard iterators and pagination NextTokens are opaque to
-// clients and verified by the server. Layout (then standard base64):
+// clients and verified by the server. Layout (then standard base64, with '='):
 //
 //	magic [8]byte = 00 00 00 00 00 00 00 01   (AWS iterators start so: "AAAAAAAAAAE")
 //	kind  byte                                (what the token is for)
 //	issued int64, unix milliseconds           (tokens expire after TokenTTLMillis)
+//	[iterators only: payload length, uint16]
 //	payload                                   (kind-specific)
+//	[iterators only: zero padding]
 //	mac   [32]byte = HMAC-SHA256(kindKey, everything before it)
+//
+// A shard iterator takes AWS's size: everything after the magic is padded
+// to a multiple of 16 bytes, at least 144, so an iterator is 152 + 16k
+// bytes, as AWS's are (k grows with the stream name: up to 200 bytes, 268
+// base64 characters, for a 128-character name; the model allows 512
+// characters). NextTokens keep the unpadded layout: AWS's look nothing like
+// its iterators, and nothing pins their size.
 //
 // Each kind has its own key, derived from the data directory's secret, so a
 // token of one kind never verifies as another. Tokens are deterministic: the
 // same fields always seal to the same text, and a token decodes only from its
-// canonical text, so decode(encode(x)) == x and encode(decode(s)) == s.
+// canonical text (its padding, too, is checked), so decode(encode(x)) == x
+// and encode(decode(s)) == s.
 
 const (
 	TokenIterator    byte = 1
@@ -32,6 +42,12 @@ const (
 
 	tokenHeader = 8 + 1 + 8
 	macSize     = sha256.Size
+
+	// iterBlock and iterMinSealed shape an iterator: what follows the magic
+	// is a multiple of iterBlock bytes, and at least iterMinSealed.
+	iterBlock     = 16
+	iterMinSealed = 144
+	iterLenSize   = 2 // the payload length
 )
 
 var tokenMagic = [8]byte{0, 0, 0, 0, 0, 0, 0, 1}
@@ -44,7 +60,7 @@ type TokenKeys map[byte][]byte
 func DeriveTokenKeys(secret []byte) TokenKeys {
 	keys := TokenKeys{}
 	for kind, label := range map[byte]string{
-		TokenIterator:    "shardlog shard iterator v1",
+		TokenIterator:    "shardlog shard iterator v2", // v2: the padded layout
 		TokenListShards:  "shardlog ListShards NextToken v1",
 		TokenListStreams: "shardlog ListStreams NextToken v1",
 	} {
@@ -55,13 +71,30 @@ func DeriveTokenKeys(secret []byte) TokenKeys {
 	return keys
 }
 
+// padded reports whether tokens of kind take the iterator layout.
+func padded(kind byte) bool { return kind == TokenIterator }
+
+// iterPad is the zero padding after an iterator payload of n bytes.
+func iterPad(n int) int {
+	sealed := 1 + 8 + iterLenSize + n + macSize
+	size := max(iterMinSealed, (sealed+iterBlock-1)/iterBlock*iterBlock)
+	return size - sealed
+}
+
 // Seal builds a token of kind with issue time issued (unix ms) and payload.
+// An iterator payload is at most 65535 bytes (callers pass a few hundred).
 func (k TokenKeys) Seal(kind byte, issued int64, payload []byte) string {
-	raw := make([]byte, 0, tokenHeader+len(payload)+macSize)
+	raw := make([]byte, 0, tokenHeader+iterLenSize+len(payload)+iterMinSealed)
 	raw = append(raw, tokenMagic[:]...)
 	raw = append(raw, kind)
 	raw = binary.BigEndian.AppendUint64(raw, uint64(issued))
-	raw = append(raw, payload...)
+	if padded(kind) {
+		raw = binary.BigEndian.AppendUint16(raw, uint16(len(payload)))
+		raw = append(raw, payload...)
+		raw = append(raw, make([]byte, iterPad(len(payload)))...)
+	} else {
+		raw = append(raw, payload...)
+	}
 	m := hmac.New(sha256.New, k[kind])
 	m.Write(raw)
 	raw = m.Sum(raw)
@@ -84,7 +117,32 @@ func (k TokenKeys) Open(kind byte, tok string) (issued int64, payload []byte, er
 	if !hmac.Equal(mac, m.Sum(nil)) || [8]byte(body[:8]) != tokenMagic || body[8] != kind {
 		return 0, nil, ErrBadToken
 	}
-	return int64(binary.BigEndian.Uint64(body[9:17])), body[tokenHeader:], nil
+	payload = body[tokenHeader:]
+	if padded(kind) {
+		if payload, err = unpad(payload); err != nil {
+			return 0, nil, err
+		}
+	}
+	return int64(binary.BigEndian.Uint64(body[9:17])), payload, nil
+}
+
+// unpad returns the payload of an iterator's length-prefixed, zero-padded
+// part, if the padding is exactly what Seal writes.
+func unpad(b []byte) ([]byte, error) {
+	if len(b) < iterLenSize {
+		return nil, ErrBadToken
+	}
+	n := int(binary.BigEndian.Uint16(b))
+	b = b[iterLenSize:]
+	if n > len(b) || len(b)-n != iterPad(n) {
+		return nil, ErrBadToken
+	}
+	for _, c := range b[n:] {
+		if c != 0 {
+			return nil, ErrBadToken
+		}
+	}
+	return b[:n], nil
 }
 
 // Expired reports whether a token issued at issued (unix ms) is past its
