@@ -372,62 +372,152 @@ func checkLineageRead(t *testing.T, s *Store, stream string, acks [][]ack) {
 	t.Logf("%d records across %d shards", n, len(info.Shards))
 }
 
-// TestReshardCrashAtEachStep: a power cut at each step of a split (while
-// writers write) leaves, after reopening, either the old shard set or the
-// new one, with every acknowledged record readable; the stream ends ACTIVE
-// and can be resharded again.
+// TestReshardCrashAtEachStep: crash scenarios of a split (a power cut while
+// writers write, then a reopen), with no UPDATING delay (the split takes
+// effect within the call) and with one (it takes effect when the delay ends,
+// which the test brings about by moving the clock and firing the timer's
+// function). Wherever the cut comes, the stream reopens with the old shard
+// set or the new one, never a mix, every acknowledged record readable:
+//   - "accept", before the plan is stored: the old set, ACTIVE (the call
+//     never answered);
+//   - "updating", during UPDATING before the change: the old set, still
+//     UPDATING and writable, if the delay has not passed at the restart, and
+//     the change happens when it does; the new set at Open if the delay
+//     passed while the server was down ("updating-passed");
+//   - "begin", "sealed", "children", "committed" (each step of the change),
+//     "none" (after it): the new set, ACTIVE (the accepted plan is carried out
+//     again at Open).
+//
+// Afterwards the stream can be resharded again.
 func TestReshardCrashAtEachStep(t *testing.T) {
-	for _, step := range []string{"begin", "sealed", "children", "committed", "none"} {
-		for seed := range uint64(5) {
-			t.Run(fmt.Sprintf("%s/%d", step, seed), func(t *testing.T) { crashReshard(t, step, seed) })
+	for _, delayed := range []bool{false, true} {
+		steps := []string{"accept", "begin", "sealed", "children", "committed", "none"}
+		if delayed {
+			steps = append(steps, "updating", "updating-passed")
+		}
+		for _, step := range steps {
+			for seed := range uint64(5) {
+				name := fmt.Sprintf("delay=%v/%s/%d", delayed, step, seed)
+				t.Run(name, func(t *testing.T) { crashReshard(t, step, delayed, seed) })
+			}
 		}
 	}
 }
 
-func crashReshard(t *testing.T, step string, seed uint64) {
+// crashClock is a settable clock.
+type crashClock struct{ ns atomic.Int64 }
+
+func (c *crashClock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *crashClock) add(d time.Duration) { c.ns.Add(int64(d)) }
+func newCrashClock() *crashClock          { c := &crashClock{}; c.ns.Store(time.Now().UnixNano()); return c }
+func crashOpts(dir string, fs vfs.FS, c *crashClock, delay time.Duration) Options {
+	return Options{Dir: dir, FS: fs, IndexInterval: time.Millisecond, SegmentSize: 2048, Now: c.now, UpdateDelay: delay}
+}
+
+func crashReshard(t *testing.T, step string, delayed bool, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	fs := vfs.NewMemFS()
-	dir := t.TempDir()
-	opts := Options{Dir: dir, FS: fs, IndexInterval: time.Millisecond, SegmentSize: 2048}
+	clock := newCrashClock()
+	delay := time.Duration(0)
+	if delayed {
+		delay = time.Hour // the timer never fires by itself during the test
+	}
+	opts := crashOpts(t.TempDir(), fs, clock, delay)
 	s, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustCreate(t, s, "pl", 2)
 	var crashed atomic.Bool
+	powerCut := func() {
+		crashed.Store(true) // first: a Put that returns after this is not trusted
+		fs.Crash(rng, vfs.TearMode(rng.IntN(3)))
+		s.idx.Discard()
+	}
 	reshardHook = func(at string) error {
 		if at != step {
 			return nil
 		}
-		crashed.Store(true) // first: a Put that returns after this is not trusted
-		fs.Crash(rng, vfs.TearMode(rng.IntN(3)))
-		s.idx.Discard()
+		powerCut()
 		return errCrashStop
 	}
 	defer func() { reshardHook = nil }()
 	acks, attempted := writeDuring(s, &crashed, func() error {
-		return s.SplitShard(context.Background(), "pl", "shardId-000000000001", hashkey.Split(4)[3].Start.String())
+		err := s.SplitShard(context.Background(), "pl", "shardId-000000000001", hashkey.Split(4)[3].Start.String())
+		if err != nil || !delayed {
+			return err
+		}
+		time.Sleep(5 * time.Millisecond) // writers write to the parents during UPDATING
+		if strings.HasPrefix(step, "updating") {
+			powerCut()
+			return nil
+		}
+		clock.add(2 * delay)
+		return endUpdating(s, "pl") // what the timer does when UPDATING ends
 	}, t)
 	if step == "none" {
-		fs.Crash(rng, vfs.TearMode(rng.IntN(3)))
-		s.idx.Discard()
+		powerCut()
 	}
 	s.Close()
 	reshardHook = nil
 
+	if step == "updating-passed" {
+		clock.add(2 * delay)
+	}
 	s, err = Open(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
 	defer s.Close()
-	checkOldOrNew(t, s, step)
 	if err := verifyAcked(s, acks, attempted); err != nil {
 		t.Fatal(err)
 	}
+	if step == "updating" {
+		checkShardSet(t, s, false, StatusUpdating)
+		res := putKeys(t, s, "pl", "x", "y", "z") // writes during UPDATING land in the old shards
+		for _, r := range res {
+			if r.ShardID != "shardId-000000000000" && r.ShardID != "shardId-000000000001" {
+				t.Fatalf("put during UPDATING after the restart landed on %s", r.ShardID)
+			}
+		}
+		acks = append(acks, acksOf(res, "x", "y", "z")...)
+		attempted["d-x"], attempted["d-y"], attempted["d-z"] = true, true, true
+		clock.add(2 * delay)
+		if err := endUpdating(s, "pl"); err != nil {
+			t.Fatal(err)
+		}
+		if err := verifyAcked(s, acks, attempted); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkShardSet(t, s, step != "accept", StatusActive)
 	if err := s.SplitShard(context.Background(), "pl", "shardId-000000000000", "5"); err != nil {
 		t.Fatalf("reshard after recovery: %v", err)
 	}
+	if delayed {
+		clock.add(2 * delay)
+		if err := endUpdating(s, "pl"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	putKeys(t, s, "pl", "x", "y", "z")
+}
+
+// endUpdating does what the UPDATING timer of the named stream does when it
+// fires.
+func endUpdating(s *Store, name string) error {
+	s.mu.RLock()
+	st := s.streams[name]
+	s.mu.RUnlock()
+	return s.endUpdating(st)
+}
+
+func acksOf(res []PutResult, keys ...string) []ack {
+	out := make([]ack, len(res))
+	for i, r := range res {
+		out[i] = ack{r.ShardID, r.SequenceNumber, "d-" + keys[i]}
+	}
+	return out
 }
 
 // writeDuring runs two writers while op runs and until crashed is set (or
@@ -472,10 +562,10 @@ func writeDuring(s *Store, crashed *atomic.Bool, op func() error, t *testing.T) 
 	return acks, attempted
 }
 
-// checkOldOrNew asserts the shard set is entirely the old one (two open
-// shards) or entirely the new one (shard 1 closed, children 2 and 3), and
-// that the stream is ACTIVE.
-func checkOldOrNew(t *testing.T, s *Store, step string) {
+// checkShardSet asserts the shard set is entirely the old one (two open
+// shards) or entirely the new one (shard 1 closed, children 2 and 3), and the
+// stream's status.
+func checkShardSet(t *testing.T, s *Store, wantNew bool, status StreamStatus) {
 	t.Helper()
 	info, err := s.DescribeStream(context.Background(), "pl")
 	if err != nil {
@@ -485,17 +575,15 @@ func checkOldOrNew(t *testing.T, s *Store, step string) {
 	for _, sh := range info.Shards {
 		got = append(got, fmt.Sprintf("%s:%v:%s", sh.ID, sh.Open(), sh.Parent))
 	}
-	old := "[shardId-000000000000:true: shardId-000000000001:true:]"
-	neu := "[shardId-000000000000:true: shardId-000000000001:false: shardId-000000000002:true:shardId-000000000001 shardId-000000000003:true:shardId-000000000001]"
-	want := old
-	if step == "committed" || step == "none" {
-		want = neu
+	want := "[shardId-000000000000:true: shardId-000000000001:true:]"
+	if wantNew {
+		want = "[shardId-000000000000:true: shardId-000000000001:false: shardId-000000000002:true:shardId-000000000001 shardId-000000000003:true:shardId-000000000001]"
 	}
 	if fmt.Sprint(got) != want {
-		t.Fatalf("crash at %s: shards %v, want %v", step, got, want)
+		t.Fatalf("shards %v, want %v", got, want)
 	}
-	if info.Status != StatusActive {
-		t.Fatalf("status %s after recovery", info.Status)
+	if info.Status != status {
+		t.Fatalf("status %s after recovery, want %s", info.Status, status)
 	}
 }
 
