@@ -62,10 +62,11 @@ import (
 // (ACTIVE, old shards). During UPDATING, the plan in meta.db, the parents
 // open and writable, no children: after a restart the stream is still
 // UPDATING until PendingUntilNs, and the change happens then (at Open if the
-// time has passed). During steps 0-2, the same (sealing a parent
-// leaves nothing on disk but its synced records) plus perhaps leftover child
+// time has passed). During steps 0-2, the same (sealing a parent leaves
+// nothing on disk but its synced records) plus perhaps leftover child
 // directories, which the next attempt removes; Open carries the change out
-// again, so an accepted reshard is never lost. After step 3, the new shard set, ACTIVE. Every record a parent
+// again (C is then the restart's second), so an accepted reshard is never
+// lost. After step 3, the new shard set, ACTIVE. Every record a parent
 // acknowledged is in its files before it is sealed, so none is lost either
 // way.
 //
