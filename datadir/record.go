@@ -47,6 +47,20 @@ type StreamRecord struct {
 	// DeletedCreating marks a stream deleted while it was CREATING: AWS
 	// lists no shards for it while it is DELETING.
 	DeletedCreating bool `json:"deleted_creating,omitempty"`
+	// Reshard is a reshard accepted but not yet carried out: it is set only
+	// while the stream is UPDATING, and Shards are the old ones until it takes
+	// effect, when UPDATING ends.
+	Reshard *ReshardRecord `json:"reshard,omitempty"`
+}
+
+// ReshardRecord is an accepted reshard, waiting for its stream's UPDATING to
+// end. When it takes effect, one transaction closes the shards of Seal, appends
+// Add (with their epochs and ClosedMs set then), sets NextShardIndex, clears
+// Reshard and makes the stream ACTIVE.
+type ReshardRecord struct {
+	Seal           []uint32      `json:"seal"`
+	Add            []ShardRecord `json:"add"` // CreateSecs and ClosedMs are 0 until it takes effect
+	NextShardIndex uint32        `json:"next_shard_index"`
 }
 
 // ShardRecord is one shard of a StreamRecord, open or closed. Parent and
@@ -76,5 +90,11 @@ func (r *StreamRecord) Clone() *StreamRecord {
 	}
 	c.Shards = append([]ShardRecord(nil), r.Shards...)
 	c.ScalingNs = append([]int64(nil), r.ScalingNs...)
+	if r.Reshard != nil {
+		rr := *r.Reshard
+		rr.Seal = append([]uint32(nil), rr.Seal...)
+		rr.Add = append([]ShardRecord(nil), rr.Add...)
+		c.Reshard = &rr
+	}
 	return &c
 }

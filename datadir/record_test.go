@@ -62,14 +62,17 @@ func TestStreamRecordFields(t *testing.T) {
 	}
 }
 
-// TestClone: changing a clone's tags, shards or scaling times leaves the
-// original as it was.
+// TestClone: changing a clone's tags, shards, scaling times or pending
+// reshard leaves the original as it was.
 func TestClone(t *testing.T) {
-	orig := &StreamRecord{Name: "s", Tags: map[string]string{"a": "1"}, Shards: []ShardRecord{{Index: 0}}, ScalingNs: []int64{5}}
+	orig := &StreamRecord{Name: "s", Tags: map[string]string{"a": "1"}, Shards: []ShardRecord{{Index: 0}}, ScalingNs: []int64{5},
+		Reshard: &ReshardRecord{Seal: []uint32{0}, Add: []ShardRecord{{Index: 1}}, NextShardIndex: 2}}
 	c := orig.Clone()
 	c.Tags["a"], c.Shards[0].Closed, c.ScalingNs[0] = "2", true, 6
 	c.Shards = append(c.Shards, ShardRecord{Index: 1})
-	if orig.Tags["a"] != "1" || orig.Shards[0].Closed || orig.ScalingNs[0] != 5 || len(orig.Shards) != 1 {
+	c.Reshard.Seal[0], c.Reshard.Add[0].Closed, c.Reshard.NextShardIndex = 9, true, 3
+	if orig.Tags["a"] != "1" || orig.Shards[0].Closed || orig.ScalingNs[0] != 5 || len(orig.Shards) != 1 ||
+		orig.Reshard.Seal[0] != 0 || orig.Reshard.Add[0].Closed || orig.Reshard.NextShardIndex != 2 {
 		t.Fatalf("the original changed: %+v", orig)
 	}
 	if (&StreamRecord{}).Clone().Tags == nil {

@@ -13,12 +13,14 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
 
+	"github.com/shardlog/shardlog/seqnum"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -49,7 +51,13 @@ import (
 // "body" (exact bytes), "body_hex", "body_regex" (a full match), or
 // "body_json" (decoded from JSON or CBOR and compared as values; a string
 // "$any" matches anything and "$re:<regexp>" a string it fully matches; an
-// object with "$partial": true ignores members it does not name). In every
+// object with "$partial": true ignores members it does not name; a string
+// "$seq:<field>=<term>,..." matches a sequence number whose decoded fields
+// (create, index, ordinal, time: seqnum.Seq's ShardCreateSecs, ShardIndex,
+// Ordinal, ArrivalSecs) equal the terms, each a number (0x for hex) or a
+// variable with an optional offset ("C", "C+1"), bound on first use and shared
+// by the whole response body, so "time=C" and "create=C+1" relate two
+// numbers whatever the clock said). In every
 // expected string "{account}" and "{region}" stand for 000000000000 and
 // us-east-1. A step whose response is absent must answer 200.
 
@@ -381,7 +389,7 @@ func checkBodyJSON(body []byte, wantRaw json.RawMessage, contentType string) str
 	} else if err := json.Unmarshal(body, &got); err != nil {
 		return "JSON body does not decode: " + err.Error()
 	}
-	if path, ok := matchValue(got, want, "$"); !ok {
+	if path, ok := matchValue(got, want, "$", map[string]int64{}); !ok {
 		return "body differs at " + path
 	}
 	return ""
@@ -419,7 +427,7 @@ func fromCBOR(v any) any {
 	return v
 }
 
-func matchValue(got, want any, path string) (string, bool) {
+func matchValue(got, want any, path string, vars map[string]int64) (string, bool) {
 	switch w := want.(type) {
 	case string:
 		w = expand(w)
@@ -429,6 +437,9 @@ func matchValue(got, want any, path string) (string, bool) {
 		if re, ok := strings.CutPrefix(w, "$re:"); ok {
 			s, isStr := got.(string)
 			return path, isStr && regexp.MustCompile(`^(?s:`+re+`)$`).MatchString(s)
+		}
+		if pat, ok := strings.CutPrefix(w, "$seq:"); ok {
+			return path, matchSeq(got, pat, vars)
 		}
 		return path, got == w
 	case map[string]any:
@@ -448,7 +459,7 @@ func matchValue(got, want any, path string) (string, bool) {
 			if !present {
 				return path + "." + k + " (missing)", false
 			}
-			if p, ok := matchValue(gv, wv, path+"."+k); !ok {
+			if p, ok := matchValue(gv, wv, path+"."+k, vars); !ok {
 				return p, false
 			}
 		}
@@ -459,13 +470,55 @@ func matchValue(got, want any, path string) (string, bool) {
 			return path + " (length)", false
 		}
 		for i := range w {
-			if p, ok := matchValue(g[i], w[i], fmt.Sprintf("%s[%d]", path, i)); !ok {
+			if p, ok := matchValue(g[i], w[i], fmt.Sprintf("%s[%d]", path, i), vars); !ok {
 				return p, false
 			}
 		}
 		return "", true
 	}
 	return path, reflect.DeepEqual(got, want)
+}
+
+// matchSeq matches a sequence number against "$seq:" terms (see the top of
+// this file), binding unbound variables.
+func matchSeq(got any, pat string, vars map[string]int64) bool {
+	s, ok := got.(string)
+	if !ok {
+		return false
+	}
+	p, err := seqnum.Parse(s)
+	if err != nil {
+		return false
+	}
+	fields := map[string]int64{"create": p.ShardCreateSecs, "index": int64(p.ShardIndex), "ordinal": int64(p.Ordinal), "time": p.ArrivalSecs}
+	for _, term := range strings.Split(pat, ",") {
+		name, expr, _ := strings.Cut(term, "=")
+		v, known := fields[name]
+		if !known || !matchTerm(v, expr, vars) {
+			return false
+		}
+	}
+	return true
+}
+
+// matchTerm matches v against a number or "X", "X+n", "X-n".
+func matchTerm(v int64, expr string, vars map[string]int64) bool {
+	if n, err := strconv.ParseInt(expr, 0, 64); err == nil {
+		return v == n
+	}
+	name, off := expr, int64(0)
+	if i := strings.IndexAny(expr, "+-"); i > 0 {
+		n, err := strconv.ParseInt(expr[i:], 10, 64)
+		if err != nil {
+			return false
+		}
+		name, off = expr[:i], n
+	}
+	if bound, ok := vars[name]; ok {
+		return v == bound+off
+	}
+	vars[name] = v - off
+	return true
 }
 
 func keys(m map[string]any) []string {

@@ -421,33 +421,39 @@ func wantAPIError(t *testing.T, err error, code, msg string) {
 	}
 }
 
-// TestReshardRestartDuringUpdating: a restart while a split's UPDATING is
-// pending keeps the new shard set and finishes: the stream turns ACTIVE, and
-// records written before the split and after the restart are all there.
+// TestReshardRestartDuringUpdating: crash scenario "restart while a split is
+// UPDATING". The split takes effect when UPDATING ends, restart or not: after
+// the restart the stream is still UPDATING with its old shard (open, taking
+// writes), then turns ACTIVE with the children; records written before the
+// split, during UPDATING and after are all there.
 func TestReshardRestartDuringUpdating(t *testing.T) {
-	srv := startServerWith(t, t.TempDir(), storage.Options{UpdateDelay: 2 * time.Second})
+	srv := startServerWith(t, t.TempDir(), storage.Options{UpdateDelay: 3 * time.Second}) // longer than a restart takes
 	c := srv.client(1)
 	ctx := context.Background()
 	createStream(t, c, "u", 1)
-	put := func(d string) {
+	put := func(d, wantShard string) {
 		t.Helper()
-		if _, err := c.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String("u"), PartitionKey: aws.String(d), Data: []byte(d)}); err != nil {
+		out, err := c.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String("u"), PartitionKey: aws.String(d), Data: []byte(d), ExplicitHashKey: aws.String("1")})
+		if err != nil {
 			t.Fatal(err)
 		}
+		if aws.ToString(out.ShardId) != wantShard {
+			t.Fatalf("put %s landed on %s, want %s", d, aws.ToString(out.ShardId), wantShard)
+		}
 	}
-	put("before")
+	put("before", "shardId-000000000000")
 	if _, err := c.SplitShard(ctx, &kinesis.SplitShardInput{StreamName: aws.String("u"), ShardToSplit: aws.String("shardId-000000000000"), NewStartingHashKey: aws.String(hashkey.Split(2)[1].Start.String())}); err != nil {
 		t.Fatal(err)
 	}
 	srv.restart()
 	c = srv.client(1)
 	sum, err := c.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String("u")})
-	if err != nil || sum.StreamDescriptionSummary.StreamStatus != types.StreamStatusUpdating || aws.ToInt32(sum.StreamDescriptionSummary.OpenShardCount) != 2 {
-		t.Fatalf("after restart: %v %+v", err, sum)
+	if err != nil || sum.StreamDescriptionSummary.StreamStatus != types.StreamStatusUpdating || aws.ToInt32(sum.StreamDescriptionSummary.OpenShardCount) != 1 {
+		t.Fatalf("after restart: %v %+v, want UPDATING with the one old shard open", err, sum.StreamDescriptionSummary)
 	}
-	put("during")
+	put("during", "shardId-000000000000")
 	waitActive(t, c, "u")
-	put("after")
+	put("after", "shardId-000000000001")
 	read := followLineage(t, srv.reader(), "u")
 	var got []string
 	for _, r := range read {

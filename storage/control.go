@@ -106,23 +106,30 @@ func (s *Store) maxEpochLocked() int64 {
 	return e
 }
 
+// openShardsLocked counts the account's open shards, with those that pending
+// reshards will add.
 func (s *Store) openShardsLocked() int {
 	n := 0
 	for _, st := range s.streams {
 		if st.meta.Status != StatusDeleting {
-			n += len(st.routes)
+			n += len(st.routes) + pendingGrowth(st.meta)
 		}
 	}
 	return n
 }
 
-// resumePending schedules the completion of a pending status change. Callers
-// hold s.mu (or own st exclusively during Open).
+// resumePending schedules the completion of a pending status change: for an
+// UPDATING stream with a pending reshard, the reshard taking effect
+// (endUpdating). Callers hold s.mu (or own st exclusively during Open).
 func (s *Store) resumePending(st *stream) {
 	if st.meta.Status == StatusActive {
 		return
 	}
-	wait := time.Until(time.Unix(0, st.meta.PendingUntilNs))
+	wait := time.Unix(0, st.meta.PendingUntilNs).Sub(s.opts.Now())
+	if st.meta.Reshard != nil { // taking effect needs the store lock released
+		st.timer = time.AfterFunc(max(wait, 0), func() { s.endUpdating(st) })
+		return
+	}
 	if wait <= 0 && st.meta.Status != StatusDeleting {
 		s.finishPendingLocked(st)
 		return
@@ -153,25 +160,21 @@ func (s *Store) finishPendingLocked(st *stream) {
 	}
 }
 
-// DeleteStream marks the stream DELETING; its files go after DeleteDelay. It
-// first waits for a reshard of the stream to finish its file work.
+// DeleteStream marks the stream DELETING; its files go after DeleteDelay. A
+// pending reshard is dropped; one taking effect is waited for first.
 func (s *Store) DeleteStream(ctx context.Context, name string) error {
-	s.awaitReshard(ctx, name)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, err := s.lookupLocked(name)
+	st, err := s.lockIdleStream(ctx, name)
 	if err != nil {
 		return err
 	}
-	if st.resharding != nil { // another reshard began since awaitReshard
-		return s.notActive(name, st.meta.Status)
-	}
+	defer s.mu.Unlock()
 	if st.meta.Status == StatusDeleting {
 		return nil
 	}
 	m := st.meta.Clone()
 	m.DeletedCreating = st.meta.Status == StatusCreating
 	m.Status, m.PendingUntilNs = StatusDeleting, s.opts.Now().Add(s.opts.DeleteDelay).UnixNano()
+	m.Reshard = nil
 	if err := s.persist(m); err != nil {
 		return err
 	}
@@ -184,6 +187,29 @@ func (s *Store) DeleteStream(ctx context.Context, name string) error {
 	}
 	s.resumePending(st)
 	return nil
+}
+
+// lockIdleStream returns the named stream with the store lock held once no
+// reshard of it is taking effect (it waits for one that is); on error the
+// lock is not held.
+func (s *Store) lockIdleStream(ctx context.Context, name string) (*stream, error) {
+	for {
+		s.awaitReshard(ctx, name)
+		s.mu.Lock()
+		st, err := s.lookupLocked(name)
+		if err == nil && st.resharding != nil { // another began since awaitReshard
+			err = ctx.Err()
+			if err == nil {
+				s.mu.Unlock()
+				continue
+			}
+		}
+		if err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
+		return st, nil
+	}
 }
 
 // removeStreamLocked deletes a DELETING stream's files, then its metadata. A

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/index"
@@ -15,32 +16,66 @@ import (
 // Resharding: SplitShard, MergeShards and UpdateShardCount.
 //
 // Every reshard is planned in memory as a sequence of steps, each a split
-// (one parent, two children) or a merge (two adjacent parents, one child),
-// and then applied as one unit:
+// (one parent, two children) or a merge (two adjacent parents, one child).
+// As on AWS, it takes effect when the stream's UPDATING ends, not when the
+// call returns (captured from AWS responses, aws-fidelity.md F1; unverified
+// against the current service). It has two moments:
 //
-//  0. under the store lock the plan is made (reshard_plan.go: pure
-//     functions of the stream's metadata, the clock and the limits), and
-//     the stream is claimed (see Store.reshard); steps 1 and 2 run without
-//     the store lock;
+// Accepted (the call, under the store lock): the plan is made (reshard_plan.go:
+// pure functions of the stream's metadata, the clock and the limits) and one
+// meta.db transaction stores the stream as UPDATING until now +
+// Options.UpdateDelay (PendingUntilNs), with the plan as its pending reshard
+// (StreamRecord.Reshard: the shards to seal, the shards to add, the next
+// shard index; pendingOf) and the UpdateShardCount call recorded. Nothing
+// else changes: DescribeStream, ListShards and GetRecords show the old
+// shards, parents open, and writes go on landing in them. Another reshard or
+// metadata change is refused with ResourceInUse (UPDATING); the account's
+// shard limit reserves the open shards the plan will add (pendingGrowth).
+//
+// Taking effect (when UPDATING ends: the timer resumePending set, or Open if
+// the time passed while the server was down, or at once within the call when
+// UpdateDelay is 0, so that a client sees no UPDATING):
+//
+//  0. under the store lock the plan is stamped with the clock (stampReshard:
+//     parents close now, children's epochs are now's second + 1) and the
+//     stream is claimed (st.resharding); steps 1 and 2 run without the store
+//     lock, so requests to other streams go on;
 //  1. under the stream's gate (so no Append is in flight), the parents are
 //     sealed in place (shard.Seal): their writers commit every queued
 //     append and stop, and they go on serving reads. A Put that meets a
 //     sealed parent waits for the reshard and is re-routed to the children
 //     (Store.rerouteClosed);
 //  2. the children are opened, which creates their directories and first
-//     segments (a crash here leaves empty, unlisted directories under
-//     indexes not yet taken; the next reshard removes them first);
+//     segments, 16 at a time (a crash here leaves empty, unlisted directories
+//     under indexes not yet taken; the next attempt removes them first);
 //  3. under the store lock again, one meta.db transaction closes the
-//     parents, adds the children and puts the stream in UPDATING: this is
-//     the commit point, so after a crash the stream has either its old shard
-//     set or the new one;
+//     parents, adds the children, clears the pending reshard and makes the
+//     stream ACTIVE: this is the commit point;
 //  4. the new handles and routing table are installed. A failure before the
 //     commit unseals the parents instead (shard.Unseal) and removes the
-//     children.
+//     children: the stream stays UPDATING with the plan pending, parents
+//     writable, and the change is tried again after reshardRetry; within a
+//     call (UpdateDelay 0) the call fails instead and the stream is restored
+//     as it was before it (ACTIVE, no plan).
 //
-// The shard change is visible as soon as the operation returns, at the start
-// of UPDATING; the stream turns ACTIVE after Options.UpdateDelay (and on
-// restart, resumePending finishes an interrupted UPDATING the same way).
+// What a crash leaves: before the acceptance commits, the stream as it was
+// (ACTIVE, old shards). During UPDATING, the plan in meta.db, the parents
+// open and writable, no children: after a restart the stream is still
+// UPDATING until PendingUntilNs, and the change happens then (at Open if the
+// time has passed). During steps 0-2, the same (sealing a parent leaves
+// nothing on disk but its synced records) plus perhaps leftover child
+// directories, which the next attempt removes; Open carries the change out
+// again (C is then the restart's second), so an accepted reshard is never
+// lost. After step 3, the new shard set, ACTIVE. Every record a parent
+// acknowledged is in its files before it is sealed, so none is lost either
+// way.
+//
+// DeleteStream during UPDATING deletes the stream and drops the pending
+// reshard (it waits only for one that is taking effect). Close leaves a pending
+// reshard in meta.db for the next Open (it waits for one that is taking
+// effect). Retention goes on during UPDATING (the plan names open shards only,
+// which retention never removes) but skips a stream whose reshard is taking
+// effect.
 //
 // A closed parent's EndingSequenceNumber carries the largest ordinal, and
 // every child's epoch (the creation second in its sequence numbers) is above
@@ -55,10 +90,11 @@ const DefaultScalingCallsPerDay = 10
 const MaxShardsPerStream = 10000
 
 // reshardHook, when set (by tests), runs between the steps of a reshard
-// ("begin", "sealed", "children", "committed"). An error it returns fails
-// the reshard like a real failure at that point (rolled back before the
-// commit), except errCrashStop, which stops it at once with nothing rolled
-// back, as a crash would.
+// ("accept" before the plan is stored; "begin", "sealed", "children",
+// "committed" while it takes effect). An error it returns fails the reshard
+// like a real failure at that point (rolled back before the commit), except
+// errCrashStop, which stops it at once with nothing rolled back, as a crash
+// would.
 var reshardHook func(step string) error
 
 // errCrashStop is what a test hook returns to simulate a crash.
@@ -70,6 +106,10 @@ func runHook(step string) error {
 	}
 	return reshardHook(step)
 }
+
+// reshardRetry is how long a pending reshard whose taking effect failed (a
+// full disk, say) waits before it is tried again.
+const reshardRetry = time.Second
 
 // UpdateShardCountResult is UpdateShardCount's answer.
 type UpdateShardCountResult struct {
@@ -99,7 +139,7 @@ func (s *Store) MergeShards(ctx context.Context, name, shardToMerge, adjacentSha
 }
 
 // UpdateShardCount reshards the open shards into target uniform ranges
-// (planUpdateShardCount), committed as one transaction.
+// (planUpdateShardCount), taking effect as one transaction.
 func (s *Store) UpdateShardCount(ctx context.Context, name string, target int) (UpdateShardCountResult, error) {
 	var res UpdateShardCountResult
 	err := s.reshard(name, func(in planInput) (*reshardPlan, error) {
@@ -117,7 +157,7 @@ func (s *Store) checkShardLimitLocked(add int) error {
 }
 
 func (s *Store) limitsLocked() planLimits {
-	return planLimits{shardLimit: s.opts.ShardLimit, openShards: s.openShardsLocked() + s.reservedShards,
+	return planLimits{shardLimit: s.opts.ShardLimit, openShards: s.openShardsLocked(),
 		scalingCallsPerDay: s.opts.ScalingCallsPerDay}
 }
 
@@ -127,50 +167,54 @@ func (s *Store) planInputLocked(st *stream) planInput {
 		limits: s.limitsLocked()}
 }
 
-// reshardRun is a plan being carried out.
+// reshardRun is a reshard taking effect.
 type reshardRun struct {
 	*reshardPlan
-	prev *streamMeta // the stream's metadata before the plan (beginReshardLocked)
 	// parents are the handles of the shards the plan seals, taken under the
 	// store lock, so the file work never reads st.shards without it.
 	parents map[uint32]*shard.Shard
-	// reserved is how many open shards the plan adds to the account while
-	// it runs (endReshardLocked returns them).
-	reserved int
+	// prev, set when the reshard takes effect within its call, is the
+	// stream's metadata before the call, restored if it fails.
+	prev *streamMeta
 }
 
-// reshard plans a change under the store lock, does its file work (sealing
-// parents, creating children) without it, so that requests to other streams
-// go on, and commits under it again. During the file work the stream is
-// UPDATING in memory, so other reshards and metadata changes of this stream
-// get ResourceInUse as AWS answers for an UPDATING stream, and st.resharding
-// is set: DeleteStream and Close wait for it, retention skips the stream, and
-// a Put that meets a sealed parent waits for it before re-routing.
+// reshard accepts a change (see the top of this file): it plans and stores
+// it under the store lock, and the stream is UPDATING until it takes effect.
+// With no UPDATING delay it takes effect before the call returns.
 func (s *Store) reshard(name string, plan func(in planInput) (*reshardPlan, error)) error {
 	s.mu.Lock()
 	st, p, err := s.planLocked(name, plan)
+	if err == nil && p != nil {
+		err = runHook("accept")
+	}
 	if err != nil || p == nil {
 		s.mu.Unlock()
 		return err
 	}
-	s.beginReshardLocked(st, p)
+	prev := st.meta
+	if err := s.acceptLocked(st, p); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	if s.opts.UpdateDelay > 0 {
+		s.resumePending(st)
+		s.mu.Unlock()
+		return nil
+	}
+	run := s.beginEffectLocked(st)
+	run.prev = prev
 	s.mu.Unlock()
-	sealed, kids, err := s.prepare(st, p)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	defer s.endReshardLocked(st, p)
-	return s.commitLocked(st, p, sealed, kids, err)
+	return s.takeEffect(st, run)
 }
 
 // planLocked plans a reshard. A plan that adds no shard (UpdateShardCount to
-// the current count) only records the call; it returns a nil run.
-func (s *Store) planLocked(name string, plan func(in planInput) (*reshardPlan, error)) (*stream, *reshardRun, error) {
+// the current count) only records the call; it returns a nil plan.
+func (s *Store) planLocked(name string, plan func(in planInput) (*reshardPlan, error)) (*stream, *reshardPlan, error) {
 	st, err := s.lookupLocked(name)
 	if err != nil {
 		return nil, nil, err
 	}
-	in := s.planInputLocked(st)
-	p, err := plan(in)
+	p, err := plan(s.planInputLocked(st))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -180,8 +224,18 @@ func (s *Store) planLocked(name string, plan func(in planInput) (*reshardPlan, e
 		}
 		return nil, nil, nil
 	}
-	p.meta.Status, p.meta.PendingUntilNs = StatusUpdating, in.now.Add(s.opts.UpdateDelay).UnixNano()
-	return st, &reshardRun{reshardPlan: p}, nil
+	return st, p, nil
+}
+
+// acceptLocked stores p as st's pending reshard: the stream turns UPDATING
+// with its shards unchanged, and the UpdateShardCount call (if it is one) is
+// recorded.
+func (s *Store) acceptLocked(st *stream, p *reshardPlan) error {
+	m := st.meta.Clone()
+	m.Status, m.PendingUntilNs = StatusUpdating, s.opts.Now().Add(s.opts.UpdateDelay).UnixNano()
+	m.ScalingNs = p.meta.ScalingNs
+	m.Reshard = pendingOf(p)
+	return s.persistLocked(st, m)
 }
 
 func (s *Store) persistLocked(st *stream, m *streamMeta) error {
@@ -192,29 +246,52 @@ func (s *Store) persistLocked(st *stream, m *streamMeta) error {
 	return nil
 }
 
-// beginReshardLocked claims the stream for p. The UPDATING status is not
-// persisted: a crash before the commit leaves the stream ACTIVE with its old
-// shards. The children's epochs and shard count are reserved, so a stream
-// created meanwhile takes a later epoch and the account limit holds.
-func (s *Store) beginReshardLocked(st *stream, p *reshardRun) {
-	p.prev = st.meta
-	p.parents = map[uint32]*shard.Shard{}
-	for _, sm := range p.sealed {
-		p.parents[sm.Index] = st.shards[sm.Index]
+// endUpdating makes st's pending reshard take effect, when its UPDATING ends
+// (resumePending's timer; Open when the time passed while the server was
+// down). A failure leaves it pending, to be tried again after reshardRetry.
+func (s *Store) endUpdating(st *stream) error {
+	s.mu.Lock()
+	run := s.beginEffectLocked(st)
+	s.mu.Unlock()
+	if run == nil {
+		return nil
 	}
-	cur := st.meta.Clone()
-	cur.Status = StatusUpdating
-	st.meta = cur
+	return s.takeEffect(st, run)
+}
+
+// beginEffectLocked stamps st's pending reshard with the clock and claims the
+// stream for it; it returns nil when there is nothing to do (the stream was
+// deleted, the store is closing, or the reshard is taking effect already).
+// The children's epochs are reserved, so a stream created meanwhile takes a
+// later one.
+func (s *Store) beginEffectLocked(st *stream) *reshardRun {
+	if cur, ok := s.streams[st.name]; !ok || cur != st || s.closed || st.resharding != nil ||
+		st.meta.Reshard == nil || st.meta.Status != StatusUpdating {
+		return nil
+	}
+	p := stampReshard(st.meta, s.opts.Now(), s.maxEpochLocked()+1)
+	run := &reshardRun{reshardPlan: p, parents: map[uint32]*shard.Shard{}}
+	for _, sm := range p.sealed {
+		run.parents[sm.Index] = st.shards[sm.Index]
+	}
 	st.resharding = make(chan struct{})
 	for _, sm := range p.added {
 		s.reservedEpoch = max(s.reservedEpoch, sm.CreateSecs)
 	}
-	p.reserved = max(0, openCount(p.meta)-len(st.routes))
-	s.reservedShards += p.reserved
+	return run
 }
 
-func (s *Store) endReshardLocked(st *stream, p *reshardRun) {
-	s.reservedShards -= p.reserved
+// takeEffect does a claimed reshard's file work without the store lock, then
+// commits it under the lock.
+func (s *Store) takeEffect(st *stream, run *reshardRun) error {
+	sealed, kids, err := s.prepare(st, run)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer s.endReshardLocked(st)
+	return s.commitLocked(st, run, sealed, kids, err)
+}
+
+func (s *Store) endReshardLocked(st *stream) {
 	close(st.resharding)
 	st.resharding = nil
 }
@@ -247,14 +324,13 @@ func (s *Store) commitLocked(st *stream, p *reshardRun, sealed, kids map[uint32]
 		err = s.persist(p.meta)
 	}
 	if err != nil {
-		st.meta = p.prev
 		if errors.Is(err, errCrashStop) {
 			closeAll(sealed)
 			closeAll(kids)
 			return err
 		}
 		s.discardChildren(st, p.added, kids)
-		return s.rollback(st, p, err)
+		return s.afterFailureLocked(st, p, s.rollback(st, p, err))
 	}
 	if err := runHook("committed"); err != nil {
 		closeAll(kids)
@@ -263,6 +339,34 @@ func (s *Store) commitLocked(st *stream, p *reshardRun, sealed, kids map[uint32]
 	}
 	s.install(st, p.meta, sealed, kids)
 	return nil
+}
+
+// afterFailureLocked decides what becomes of a reshard that failed to take
+// effect (its parents rolled back): within its call the stream is restored as
+// it was before the call, and the call fails; otherwise it stays pending and
+// is tried again after reshardRetry.
+func (s *Store) afterFailureLocked(st *stream, p *reshardRun, err error) error {
+	if p.prev != nil {
+		if perr := s.persistLocked(st, p.prev); perr != nil {
+			s.retryLocked(st) // the plan is still stored; it will take effect
+			return errors.Join(err, perr)
+		}
+		return err
+	}
+	s.log.Error("reshard could not take effect; it stays pending and will be tried again", "stream", st.name,
+		"retry", reshardRetry, "error", err)
+	s.retryLocked(st)
+	return err
+}
+
+func (s *Store) retryLocked(st *stream) {
+	if s.closed {
+		return
+	}
+	if st.timer != nil {
+		st.timer.Stop()
+	}
+	st.timer = time.AfterFunc(reshardRetry, func() { s.endUpdating(st) })
 }
 
 // rollback unseals the parents after a failure before the commit
@@ -279,7 +383,7 @@ func (s *Store) rollback(st *stream, p *reshardRun, err error) error {
 	return errors.Join(errs...)
 }
 
-// install makes a committed plan live.
+// install makes a committed reshard live: the stream is ACTIVE.
 func (s *Store) install(st *stream, m *streamMeta, sealed, kids map[uint32]*shard.Shard) {
 	st.meta = m
 	for i, sh := range sealed {
@@ -292,11 +396,10 @@ func (s *Store) install(st *stream, m *streamMeta, sealed, kids map[uint32]*shar
 	if st.timer != nil {
 		st.timer.Stop()
 	}
-	s.resumePending(st)
 }
 
-// awaitReshard waits until no reshard of the named stream is doing its file
-// work, or ctx ends.
+// awaitReshard waits until no reshard of the named stream is taking effect,
+// or ctx ends.
 func (s *Store) awaitReshard(ctx context.Context, name string) {
 	s.mu.RLock()
 	var ch chan struct{}

@@ -373,62 +373,152 @@ func checkLineageRead(t *testing.T, s *Store, stream string, acks [][]ack) {
 	t.Logf("%d records across %d shards", n, len(info.Shards))
 }
 
-// TestReshardCrashAtEachStep: a power cut at each step of a split (while
-// writers write) leaves, after reopening, either the old shard set or the
-// new one, with every acknowledged record readable; the stream ends ACTIVE
-// and can be resharded again.
+// TestReshardCrashAtEachStep: crash scenarios of a split (a power cut while
+// writers write, then a reopen), with no UPDATING delay (the split takes
+// effect within the call) and with one (it takes effect when the delay ends,
+// which the test brings about by moving the clock and firing the timer's
+// function). Wherever the cut comes, the stream reopens with the old shard
+// set or the new one, never a mix, every acknowledged record readable:
+//   - "accept", before the plan is stored: the old set, ACTIVE (the call
+//     never answered);
+//   - "updating", during UPDATING before the change: the old set, still
+//     UPDATING and writable, if the delay has not passed at the restart, and
+//     the change happens when it does; the new set at Open if the delay
+//     passed while the server was down ("updating-passed");
+//   - "begin", "sealed", "children", "committed" (each step of the change),
+//     "none" (after it): the new set, ACTIVE (the accepted plan is carried out
+//     again at Open).
+//
+// Afterwards the stream can be resharded again.
 func TestReshardCrashAtEachStep(t *testing.T) {
-	for _, step := range []string{"begin", "sealed", "children", "committed", "none"} {
-		for seed := range uint64(5) {
-			t.Run(fmt.Sprintf("%s/%d", step, seed), func(t *testing.T) { crashReshard(t, step, seed) })
+	for _, delayed := range []bool{false, true} {
+		steps := []string{"accept", "begin", "sealed", "children", "committed", "none"}
+		if delayed {
+			steps = append(steps, "updating", "updating-passed")
+		}
+		for _, step := range steps {
+			for seed := range uint64(5) {
+				name := fmt.Sprintf("delay=%v/%s/%d", delayed, step, seed)
+				t.Run(name, func(t *testing.T) { crashReshard(t, step, delayed, seed) })
+			}
 		}
 	}
 }
 
-func crashReshard(t *testing.T, step string, seed uint64) {
+// crashClock is a settable clock.
+type crashClock struct{ ns atomic.Int64 }
+
+func (c *crashClock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *crashClock) add(d time.Duration) { c.ns.Add(int64(d)) }
+func newCrashClock() *crashClock          { c := &crashClock{}; c.ns.Store(time.Now().UnixNano()); return c }
+func crashOpts(dir string, fs vfs.FS, c *crashClock, delay time.Duration) Options {
+	return Options{Dir: dir, FS: fs, IndexInterval: time.Millisecond, SegmentSize: 2048, Now: c.now, UpdateDelay: delay}
+}
+
+func crashReshard(t *testing.T, step string, delayed bool, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	fs := vfs.NewMemFS()
-	dir := t.TempDir()
-	opts := Options{Dir: dir, FS: fs, IndexInterval: time.Millisecond, SegmentSize: 2048}
+	clock := newCrashClock()
+	delay := time.Duration(0)
+	if delayed {
+		delay = time.Hour // the timer never fires by itself during the test
+	}
+	opts := crashOpts(t.TempDir(), fs, clock, delay)
 	s, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustCreate(t, s, "pl", 2)
 	var crashed atomic.Bool
+	powerCut := func() {
+		crashed.Store(true) // first: a Put that returns after this is not trusted
+		fs.Crash(rng, vfs.TearMode(rng.IntN(3)))
+		s.idx.Discard()
+	}
 	reshardHook = func(at string) error {
 		if at != step {
 			return nil
 		}
-		crashed.Store(true) // first: a Put that returns after this is not trusted
-		fs.Crash(rng, vfs.TearMode(rng.IntN(3)))
-		s.idx.Discard()
+		powerCut()
 		return errCrashStop
 	}
 	defer func() { reshardHook = nil }()
 	acks, attempted := writeDuring(s, &crashed, func() error {
-		return s.SplitShard(context.Background(), "pl", "shardId-000000000001", hashkey.Split(4)[3].Start.String())
+		err := s.SplitShard(context.Background(), "pl", "shardId-000000000001", hashkey.Split(4)[3].Start.String())
+		if err != nil || !delayed {
+			return err
+		}
+		time.Sleep(5 * time.Millisecond) // writers write to the parents during UPDATING
+		if strings.HasPrefix(step, "updating") {
+			powerCut()
+			return nil
+		}
+		clock.add(2 * delay)
+		return endUpdating(s, "pl") // what the timer does when UPDATING ends
 	}, t)
 	if step == "none" {
-		fs.Crash(rng, vfs.TearMode(rng.IntN(3)))
-		s.idx.Discard()
+		powerCut()
 	}
 	s.Close()
 	reshardHook = nil
 
+	if step == "updating-passed" {
+		clock.add(2 * delay)
+	}
 	s, err = Open(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
 	defer s.Close()
-	checkOldOrNew(t, s, step)
 	if err := verifyAcked(s, acks, attempted); err != nil {
 		t.Fatal(err)
 	}
+	if step == "updating" {
+		checkShardSet(t, s, false, StatusUpdating)
+		res := putKeys(t, s, "pl", "x", "y", "z") // writes during UPDATING land in the old shards
+		for _, r := range res {
+			if r.ShardID != "shardId-000000000000" && r.ShardID != "shardId-000000000001" {
+				t.Fatalf("put during UPDATING after the restart landed on %s", r.ShardID)
+			}
+		}
+		acks = append(acks, acksOf(res, "x", "y", "z")...)
+		attempted["d-x"], attempted["d-y"], attempted["d-z"] = true, true, true
+		clock.add(2 * delay)
+		if err := endUpdating(s, "pl"); err != nil {
+			t.Fatal(err)
+		}
+		if err := verifyAcked(s, acks, attempted); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkShardSet(t, s, step != "accept", StatusActive)
 	if err := s.SplitShard(context.Background(), "pl", "shardId-000000000000", "5"); err != nil {
 		t.Fatalf("reshard after recovery: %v", err)
 	}
+	if delayed {
+		clock.add(2 * delay)
+		if err := endUpdating(s, "pl"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	putKeys(t, s, "pl", "x", "y", "z")
+}
+
+// endUpdating does what the UPDATING timer of the named stream does when it
+// fires.
+func endUpdating(s *Store, name string) error {
+	s.mu.RLock()
+	st := s.streams[name]
+	s.mu.RUnlock()
+	return s.endUpdating(st)
+}
+
+func acksOf(res []PutResult, keys ...string) []ack {
+	out := make([]ack, len(res))
+	for i, r := range res {
+		out[i] = ack{r.ShardID, r.SequenceNumber, "d-" + keys[i]}
+	}
+	return out
 }
 
 // writeDuring runs two writers while op runs and until crashed is set (or
@@ -473,10 +563,10 @@ func writeDuring(s *Store, crashed *atomic.Bool, op func() error, t *testing.T) 
 	return acks, attempted
 }
 
-// checkOldOrNew asserts the shard set is entirely the old one (two open
-// shards) or entirely the new one (shard 1 closed, children 2 and 3), and
-// that the stream is ACTIVE.
-func checkOldOrNew(t *testing.T, s *Store, step string) {
+// checkShardSet asserts the shard set is entirely the old one (two open
+// shards) or entirely the new one (shard 1 closed, children 2 and 3), and the
+// stream's status.
+func checkShardSet(t *testing.T, s *Store, wantNew bool, status StreamStatus) {
 	t.Helper()
 	info, err := s.DescribeStream(context.Background(), "pl")
 	if err != nil {
@@ -486,17 +576,15 @@ func checkOldOrNew(t *testing.T, s *Store, step string) {
 	for _, sh := range info.Shards {
 		got = append(got, fmt.Sprintf("%s:%v:%s", sh.ID, sh.Open(), sh.Parent))
 	}
-	old := "[shardId-000000000000:true: shardId-000000000001:true:]"
-	neu := "[shardId-000000000000:true: shardId-000000000001:false: shardId-000000000002:true:shardId-000000000001 shardId-000000000003:true:shardId-000000000001]"
-	want := old
-	if step == "committed" || step == "none" {
-		want = neu
+	want := "[shardId-000000000000:true: shardId-000000000001:true:]"
+	if wantNew {
+		want = "[shardId-000000000000:true: shardId-000000000001:false: shardId-000000000002:true:shardId-000000000001 shardId-000000000003:true:shardId-000000000001]"
 	}
 	if fmt.Sprint(got) != want {
-		t.Fatalf("crash at %s: shards %v, want %v", step, got, want)
+		t.Fatalf("shards %v, want %v", got, want)
 	}
-	if info.Status != StatusActive {
-		t.Fatalf("status %s after recovery", info.Status)
+	if info.Status != status {
+		t.Fatalf("status %s after recovery, want %s", info.Status, status)
 	}
 }
 
@@ -813,4 +901,279 @@ func TestReadsDoNotRaceMetadataChanges(t *testing.T) {
 	}
 	stop.Store(true)
 	<-done
+}
+
+// openDelayed opens a store on a settable clock whose UPDATING lasts an hour
+// (the timer never fires by itself during a test; endUpdating stands for it).
+func openUpdatingStore(t *testing.T, o Options) (*Store, *crashClock) {
+	t.Helper()
+	c := newCrashClock()
+	o.Now, o.UpdateDelay = c.now, time.Hour
+	return openReshardStore(t, o), c
+}
+
+// TestReshardTakesEffectWhenUpdatingEnds (aws-fidelity.md F1): while a merge
+// or a split is UPDATING, descriptions, reads and writes see the old shards,
+// and another reshard is refused; when UPDATING ends the parents close, the
+// children appear with the next indexes and writes go to them.
+func TestReshardTakesEffectWhenUpdatingEnds(t *testing.T) {
+	merge := func(s *Store) error {
+		return s.MergeShards(context.Background(), "r", "shardId-000000000000", "shardId-000000000001")
+	}
+	split := func(s *Store) error {
+		return s.SplitShard(context.Background(), "r", "shardId-000000000000", hashkey.Split(2)[1].Start.String())
+	}
+	third := hashkey.Split(3)[1].Start
+	tests := []struct {
+		name         string
+		shards       int
+		reshard      func(*Store) error
+		key          hashkey.Key
+		parent, kid  string
+		after        []string // shard ids and open flags once it took effect
+		childParents int
+	}{
+		{"merge", 3, merge, third, "shardId-000000000001", "shardId-000000000003",
+			[]string{"shardId-000000000000:false", "shardId-000000000001:false", "shardId-000000000002:true", "shardId-000000000003:true"}, 2},
+		{"split", 1, split, hashkey.Key{}.Add(1), "shardId-000000000000", "shardId-000000000001",
+			[]string{"shardId-000000000000:false", "shardId-000000000001:true", "shardId-000000000002:true"}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, clock := openUpdatingStore(t, Options{})
+			mustCreate(t, s, "r", tt.shards)
+			if err := tt.reshard(s); err != nil {
+				t.Fatal(err)
+			}
+			before := shardStates(t, s)
+			if info, _ := s.DescribeStream(ctx, "r"); info.Status != StatusUpdating || len(info.Shards) != tt.shards || info.OpenShardCount() != tt.shards {
+				t.Fatalf("during UPDATING: %s %v, want UPDATING with the %d old shards open", info.Status, before, tt.shards)
+			}
+			putOn(t, s, tt.key, tt.parent)
+			if _, children := readAll(t, s, tt.parent); children != nil {
+				t.Fatalf("an open parent read to its tip lists children %+v", children)
+			}
+			wantKind(t, merge(s), ErrResourceInUse, "merge during UPDATING")
+			wantKind(t, split(s), ErrResourceInUse, "split during UPDATING")
+			clock.add(2 * time.Hour)
+			if err := endUpdating(s, "r"); err != nil {
+				t.Fatal(err)
+			}
+			if got := shardStates(t, s); fmt.Sprint(got) != fmt.Sprint(tt.after) {
+				t.Fatalf("after UPDATING: %v, want %v", got, tt.after)
+			}
+			if info, _ := s.DescribeStream(ctx, "r"); info.Status != StatusActive {
+				t.Fatalf("status %s after UPDATING", info.Status)
+			}
+			putOn(t, s, tt.key, tt.kid)
+			recs, children := readAll(t, s, tt.parent)
+			if len(recs) != 1 || len(children) == 0 || len(children[0].ParentShards) != tt.childParents {
+				t.Fatalf("parent read to its end: %d records, children %+v", len(recs), children)
+			}
+		})
+	}
+}
+
+func shardStates(t *testing.T, s *Store) []string {
+	t.Helper()
+	info, err := s.DescribeStream(context.Background(), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, sh := range info.Shards {
+		out = append(out, fmt.Sprintf("%s:%v", sh.ID, sh.Open()))
+	}
+	return out
+}
+
+// putOn puts one record at hash key k and checks the shard it landed on.
+func putOn(t *testing.T, s *Store, k hashkey.Key, want string) {
+	t.Helper()
+	res, err := s.Put(context.Background(), "r", []PutEntry{{PartitionKey: "p", ExplicitHashKey: &k, Data: []byte("x")}})
+	if err != nil || res[0].Err != nil || res[0].ShardID != want {
+		t.Fatalf("put at %s: %v %+v, want it on %s", k.String(), err, res, want)
+	}
+}
+
+// readAll reads a shard from its start until its end or tip.
+func readAll(t *testing.T, s *Store, id string) ([]Record, []ChildShard) {
+	t.Helper()
+	pos, err := s.Position(context.Background(), "r", id, TrimHorizon, "", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []Record
+	for range 100 {
+		res, err := s.Read(context.Background(), pos, 100, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, res.Records...)
+		if res.Next == nil {
+			return out, res.ChildShards
+		}
+		if len(res.Records) == 0 {
+			return out, nil
+		}
+		pos = *res.Next
+	}
+	t.Fatalf("%s never ended", id)
+	return nil, nil
+}
+
+// TestReshardSequenceTimes (aws-fidelity.md F2): with C the second the
+// reshard takes effect, every parent's EndingSequenceNumber keeps its
+// creation second and index, with the largest sequence index and time C;
+// every child's StartingSequenceNumber has creation second and time C + 1 and
+// sequence index 0.
+func TestReshardSequenceTimes(t *testing.T) {
+	tests := []struct {
+		name    string
+		shards  int
+		reshard func(*Store) error
+		parents []string
+		kids    []string
+	}{
+		{"merge", 2, func(s *Store) error {
+			return s.MergeShards(context.Background(), "r", "shardId-000000000000", "shardId-000000000001")
+		}, []string{"shardId-000000000000", "shardId-000000000001"}, []string{"shardId-000000000002"}},
+		{"split", 1, func(s *Store) error {
+			return s.SplitShard(context.Background(), "r", "shardId-000000000000", "5")
+		}, []string{"shardId-000000000000"}, []string{"shardId-000000000001", "shardId-000000000002"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, clock := openUpdatingStore(t, Options{})
+			mustCreate(t, s, "r", tt.shards)
+			clock.add(10 * time.Second)
+			if err := tt.reshard(s); err != nil {
+				t.Fatal(err)
+			}
+			clock.add(2*time.Hour + 500*time.Millisecond)
+			c := clock.now().Unix()
+			if err := endUpdating(s, "r"); err != nil {
+				t.Fatal(err)
+			}
+			info, _ := s.DescribeStream(context.Background(), "r")
+			for _, id := range tt.parents {
+				sh := shardByID(t, info, id)
+				// The parent's creation second, as its first number says (a new
+				// stream's is back-dated, aws-fidelity.md F4).
+				created := seqOf(t, sh.StartingSeq).ShardCreateSecs
+				want := seqnum.Seq{ShardCreateSecs: created, ShardIndex: sh.Index, Ordinal: seqnum.MaxOrdinal, ArrivalSecs: c}
+				if got := seqOf(t, sh.EndingSeq); got != want {
+					t.Errorf("%s EndingSequenceNumber %+v, want %+v", id, got, want)
+				}
+			}
+			for _, id := range tt.kids {
+				sh := shardByID(t, info, id)
+				want := seqnum.Seq{ShardCreateSecs: c + 1, ShardIndex: sh.Index, ArrivalSecs: c + 1}
+				if got := seqOf(t, sh.StartingSeq); got != want {
+					t.Errorf("%s StartingSequenceNumber %+v, want %+v", id, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestPendingReshardDecisions: what happens to a pending reshard (UPDATING,
+// not yet in effect) when other things happen to its stream or account.
+func TestPendingReshardDecisions(t *testing.T) {
+	ctx := context.Background()
+	split := func(s *Store) error { return s.SplitShard(ctx, "r", "shardId-000000000000", "5") }
+	tests := []struct {
+		name  string
+		opts  Options
+		check func(t *testing.T, s *Store, clock *crashClock)
+	}{
+		{"the account shard limit reserves the shards a pending split adds", Options{ShardLimit: 3}, func(t *testing.T, s *Store, _ *crashClock) {
+			err := s.CreateStream(ctx, CreateStreamInput{Name: "other", ShardCount: 1})
+			wantKind(t, err, ErrLimitExceeded, "a stream beyond the reserved shards")
+		}},
+		{"DeleteStream drops the pending reshard", Options{}, func(t *testing.T, s *Store, clock *crashClock) {
+			if err := s.DeleteStream(ctx, "r"); err != nil {
+				t.Fatal(err)
+			}
+			mustCreate(t, s, "r", 2)
+			clock.add(2 * time.Hour)
+			if err := endUpdating(s, "r"); err != nil {
+				t.Fatal(err)
+			}
+			if got := shardStates(t, s); fmt.Sprint(got) != "[shardId-000000000000:true shardId-000000000001:true]" {
+				t.Fatalf("recreated stream: %v", got)
+			}
+		}},
+		{"DeleteStream with a delay drops it too", Options{DeleteDelay: time.Hour}, func(t *testing.T, s *Store, clock *crashClock) {
+			if err := s.DeleteStream(ctx, "r"); err != nil {
+				t.Fatal(err)
+			}
+			clock.add(30 * time.Minute)
+			if err := endUpdating(s, "r"); err != nil {
+				t.Fatal(err)
+			}
+			if info, _ := s.DescribeStream(ctx, "r"); info.Status != StatusDeleting || len(info.Shards) != 2 || s.streams["r"].meta.Reshard != nil {
+				t.Fatalf("deleting stream: %+v", info)
+			}
+		}},
+		{"a failure to take effect leaves it pending, parents writable, and it is retried", Options{}, func(t *testing.T, s *Store, clock *crashClock) {
+			reshardHook = func(at string) error {
+				if at == "children" {
+					return errors.New("injected")
+				}
+				return nil
+			}
+			defer func() { reshardHook = nil }()
+			clock.add(2 * time.Hour)
+			if err := endUpdating(s, "r"); err == nil {
+				t.Fatal("no failure")
+			}
+			if info, _ := s.DescribeStream(ctx, "r"); info.Status != StatusUpdating || fmt.Sprint(shardStates(t, s)) != "[shardId-000000000000:true shardId-000000000001:true]" {
+				t.Fatalf("after a failure: %s %v", info.Status, shardStates(t, s))
+			}
+			putOn(t, s, hashkey.Key{}, "shardId-000000000000")
+			s.mu.RLock()
+			retry := s.streams["r"].timer != nil
+			s.mu.RUnlock()
+			if !retry {
+				t.Fatal("no retry scheduled")
+			}
+			reshardHook = nil
+			if err := endUpdating(s, "r"); err != nil { // what the retry does
+				t.Fatal(err)
+			}
+			if info, _ := s.DescribeStream(ctx, "r"); info.Status != StatusActive || info.OpenShardCount() != 3 {
+				t.Fatalf("after the retry: %s %v", info.Status, shardStates(t, s))
+			}
+		}},
+		{"Close keeps it for the next Open", Options{}, func(t *testing.T, s *Store, clock *crashClock) {
+			s.Close()
+			s2, err := Open(ctx, s.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s2.Close()
+			if info, _ := s2.DescribeStream(ctx, "r"); info.Status != StatusUpdating || info.OpenShardCount() != 2 {
+				t.Fatalf("reopened before the delay ended: %s %v", info.Status, shardStates(t, s2))
+			}
+			clock.add(2 * time.Hour)
+			if err := endUpdating(s2, "r"); err != nil {
+				t.Fatal(err)
+			}
+			if info, _ := s2.DescribeStream(ctx, "r"); info.Status != StatusActive || info.OpenShardCount() != 3 {
+				t.Fatalf("after the delay: %s %v", info.Status, shardStates(t, s2))
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, clock := openUpdatingStore(t, tt.opts)
+			mustCreate(t, s, "r", 2)
+			if err := split(s); err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, s, clock)
+		})
+	}
 }

@@ -144,12 +144,10 @@ type Store struct {
 	streams map[string]*stream
 	closed  bool
 	// reservedEpoch is the newest epoch a reshard has given children, even
-	// before its commit (beginReshardLocked), so no stream created meanwhile
+	// before its commit (beginEffectLocked), so no stream created meanwhile
 	// takes it, or a CreateStream its shards, so a stream deleted and created
-	// again in this process gets a new epoch; it only grows. reservedShards counts the open shards that
-	// reshards doing their file work will add. Guarded by mu.
-	reservedEpoch  int64
-	reservedShards int
+	// again in this process gets a new epoch; it only grows. Guarded by mu.
+	reservedEpoch int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -246,7 +244,7 @@ func (s *Store) Close() error {
 		}
 	}
 	s.mu.Unlock()
-	for _, ch := range reshards { // a reshard started before Close commits or undoes itself
+	for _, ch := range reshards { // a reshard taking effect before Close commits or undoes itself
 		<-ch
 	}
 	s.cancel()

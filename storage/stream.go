@@ -150,7 +150,7 @@ func (s *Store) persist(m *streamMeta) error {
 }
 
 // loadStreams opens every stream in meta.db, recovering its shards, and
-// resumes any status transition that was pending at the crash.
+// resumes any status transition that was pending at the crash or shutdown.
 func (s *Store) loadStreams(ctx context.Context) error {
 	recs, err := s.meta.Streams()
 	if err != nil {
@@ -166,6 +166,12 @@ func (s *Store) loadStreams(ctx context.Context) error {
 			return err
 		}
 		s.streams[m.Name] = st
+		if st.meta.Reshard != nil && !time.Unix(0, st.meta.PendingUntilNs).After(s.opts.Now()) {
+			// UPDATING ended while the server was down: the reshard takes
+			// effect before Open returns (a failure leaves it pending, retried).
+			s.endUpdating(st)
+			continue
+		}
 		s.resumePending(st)
 	}
 	return nil
