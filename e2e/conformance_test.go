@@ -56,8 +56,10 @@ import (
 // (create, index, ordinal, time: seqnum.Seq's ShardCreateSecs, ShardIndex,
 // Ordinal, ArrivalSecs) equal the terms, each a number (0x for hex) or a
 // variable with an optional offset ("C", "C+1"), bound on first use and shared
-// by the whole response body, so "time=C" and "create=C+1" relate two
-// numbers whatever the clock said). In every
+// by every step of the case, so "time=C" and "create=C+1" relate two numbers
+// whatever the clock said; a term may also be "<field><<term>" or
+// "<field>><term>" with a bound variable, and NOW is the second (Unix time)
+// at which the step's response arrived). In every
 // expected string "{account}" and "{region}" stand for 000000000000 and
 // us-east-1. A step whose response is absent must answer 200.
 
@@ -151,6 +153,7 @@ func runCase(t *testing.T, c confCase, protocol string) {
 	opts := storage.Options{CreateDelay: duration(t, c.Server.CreateDelay), DeleteDelay: duration(t, c.Server.DeleteDelay),
 		UpdateDelay: duration(t, c.Server.UpdateDelay)}
 	srv := startServerWith(t, t.TempDir(), opts)
+	vars := map[string]int64{}
 	for i, st := range c.Steps {
 		if st.SleepMs > 0 {
 			time.Sleep(time.Duration(st.SleepMs) * time.Millisecond)
@@ -169,7 +172,8 @@ func runCase(t *testing.T, c confCase, protocol string) {
 		if want == nil {
 			want = &confResponse{}
 		}
-		if msg := checkResponse(resp, body, *want, protocol); msg != "" {
+		vars["NOW"] = time.Now().Unix()
+		if msg := checkResponse(resp, body, *want, protocol, vars); msg != "" {
 			t.Errorf("%s %s, step %d (%s %s): %s\nbody: %q", c.ID, c.Name, i, req.Method, req.Header.Get("X-Amz-Target"), msg, body)
 		}
 	}
@@ -316,7 +320,7 @@ func fromMarkers(v any) any {
 	return v
 }
 
-func checkResponse(resp *http.Response, body []byte, want confResponse, protocol string) string {
+func checkResponse(resp *http.Response, body []byte, want confResponse, protocol string, vars map[string]int64) string {
 	status := want.Status
 	if status == 0 {
 		status = http.StatusOK
@@ -341,7 +345,7 @@ func checkResponse(resp *http.Response, body []byte, want confResponse, protocol
 			return fmt.Sprintf("body does not match %s", want.BodyRegex)
 		}
 	case want.BodyJSON != nil:
-		return checkBodyJSON(body, want.BodyJSON, resp.Header.Get("Content-Type"))
+		return checkBodyJSON(body, want.BodyJSON, resp.Header.Get("Content-Type"), vars)
 	}
 	return ""
 }
@@ -374,7 +378,7 @@ func checkContentType(resp *http.Response, want confResponse, protocol string) s
 	return ""
 }
 
-func checkBodyJSON(body []byte, wantRaw json.RawMessage, contentType string) string {
+func checkBodyJSON(body []byte, wantRaw json.RawMessage, contentType string, vars map[string]int64) string {
 	var want any
 	if err := json.Unmarshal(wantRaw, &want); err != nil {
 		return "bad body_json in the case: " + err.Error()
@@ -389,7 +393,7 @@ func checkBodyJSON(body []byte, wantRaw json.RawMessage, contentType string) str
 	} else if err := json.Unmarshal(body, &got); err != nil {
 		return "JSON body does not decode: " + err.Error()
 	}
-	if path, ok := matchValue(got, want, "$", map[string]int64{}); !ok {
+	if path, ok := matchValue(got, want, "$", vars); !ok {
 		return "body differs at " + path
 	}
 	return ""
@@ -492,19 +496,32 @@ func matchSeq(got any, pat string, vars map[string]int64) bool {
 	}
 	fields := map[string]int64{"create": p.ShardCreateSecs, "index": int64(p.ShardIndex), "ordinal": int64(p.Ordinal), "time": p.ArrivalSecs}
 	for _, term := range strings.Split(pat, ",") {
-		name, expr, _ := strings.Cut(term, "=")
-		v, known := fields[name]
-		if !known || !matchTerm(v, expr, vars) {
+		i := strings.IndexAny(term, "=<>")
+		if i < 0 {
+			return false
+		}
+		v, known := fields[term[:i]]
+		if !known || !matchTerm(v, term[i], term[i+1:], vars) {
 			return false
 		}
 	}
 	return true
 }
 
-// matchTerm matches v against a number or "X", "X+n", "X-n".
-func matchTerm(v int64, expr string, vars map[string]int64) bool {
+// matchTerm compares v (op '=', '<' or '>') with a number or "X", "X+n",
+// "X-n"; '=' binds an unbound X to make the term true.
+func matchTerm(v int64, op byte, expr string, vars map[string]int64) bool {
+	cmp := func(w int64) bool {
+		switch op {
+		case '<':
+			return v < w
+		case '>':
+			return v > w
+		}
+		return v == w
+	}
 	if n, err := strconv.ParseInt(expr, 0, 64); err == nil {
-		return v == n
+		return cmp(n)
 	}
 	name, off := expr, int64(0)
 	if i := strings.IndexAny(expr, "+-"); i > 0 {
@@ -515,7 +532,10 @@ func matchTerm(v int64, expr string, vars map[string]int64) bool {
 		name, off = expr[:i], n
 	}
 	if bound, ok := vars[name]; ok {
-		return v == bound+off
+		return cmp(bound + off)
+	}
+	if op != '=' {
+		return false
 	}
 	vars[name] = v - off
 	return true
