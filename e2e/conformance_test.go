@@ -50,7 +50,8 @@ import (
 // protocol's; null: no Content-Type header at all); and at most one of
 // "body" (exact bytes), "body_hex", "body_regex" (a full match), or
 // "body_json" (decoded from JSON or CBOR and compared as values; a string
-// "$any" matches anything and "$re:<regexp>" a string it fully matches; an
+// "$any" matches anything, "$save:<NAME>" anything and keeps it for later
+// requests, whose strings "{{NAME}}" it replaces, and "$re:<regexp>" a string it fully matches; an
 // object with "$partial": true ignores members it does not name; a string
 // "$seq:<field>=<term>,..." matches a sequence number whose decoded fields
 // (create, index, ordinal, time: seqnum.Seq's ShardCreateSecs, ShardIndex,
@@ -153,12 +154,12 @@ func runCase(t *testing.T, c confCase, protocol string) {
 	opts := storage.Options{CreateDelay: duration(t, c.Server.CreateDelay), DeleteDelay: duration(t, c.Server.DeleteDelay),
 		UpdateDelay: duration(t, c.Server.UpdateDelay)}
 	srv := startServerWith(t, t.TempDir(), opts)
-	vars := map[string]int64{}
+	env := &confEnv{ints: map[string]int64{}, saved: map[string]string{}}
 	for i, st := range c.Steps {
 		if st.SleepMs > 0 {
 			time.Sleep(time.Duration(st.SleepMs) * time.Millisecond)
 		}
-		req := buildRequest(t, srv.endpoint, st.Request, protocol)
+		req := buildRequest(t, srv.endpoint, st.Request, protocol, env.saved)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatalf("step %d: %v", i, err)
@@ -172,8 +173,8 @@ func runCase(t *testing.T, c confCase, protocol string) {
 		if want == nil {
 			want = &confResponse{}
 		}
-		vars["NOW"] = time.Now().Unix()
-		if msg := checkResponse(resp, body, *want, protocol, vars); msg != "" {
+		env.ints["NOW"] = time.Now().Unix()
+		if msg := checkResponse(resp, body, *want, protocol, env); msg != "" {
 			t.Errorf("%s %s, step %d (%s %s): %s\nbody: %q", c.ID, c.Name, i, req.Method, req.Header.Get("X-Amz-Target"), msg, body)
 		}
 	}
@@ -190,7 +191,7 @@ func duration(t *testing.T, s string) time.Duration {
 	return d
 }
 
-func buildRequest(t *testing.T, endpoint string, r confRequest, protocol string) *http.Request {
+func buildRequest(t *testing.T, endpoint string, r confRequest, protocol string, saved map[string]string) *http.Request {
 	method := r.Method
 	if method == "" {
 		method = http.MethodPost
@@ -199,7 +200,7 @@ func buildRequest(t *testing.T, endpoint string, r confRequest, protocol string)
 	if path == "" {
 		path = "/"
 	}
-	body := requestBody(t, r, protocol)
+	body := requestBody(t, r, protocol, saved)
 	req, err := http.NewRequest(method, endpoint+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +228,7 @@ func buildRequest(t *testing.T, endpoint string, r confRequest, protocol string)
 	return req
 }
 
-func requestBody(t *testing.T, r confRequest, protocol string) []byte {
+func requestBody(t *testing.T, r confRequest, protocol string, saved map[string]string) []byte {
 	switch {
 	case r.Body != nil:
 		return []byte(*r.Body)
@@ -239,20 +240,21 @@ func requestBody(t *testing.T, r confRequest, protocol string) []byte {
 		return b
 	case r.BodyJSON == nil:
 		return nil
-	case protocol == "cbor":
-		var v any
-		if err := json.Unmarshal(r.BodyJSON, &v); err != nil {
-			t.Fatal(err)
-		}
+	}
+	text := string(r.BodyJSON)
+	for name, v := range saved {
+		text = strings.ReplaceAll(text, "{{"+name+"}}", v)
+	}
+	var v any
+	if err := json.Unmarshal([]byte(text), &v); err != nil {
+		t.Fatal(err)
+	}
+	if protocol == "cbor" {
 		b, err := cbor.Marshal(toCBOR(v))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
-	}
-	var v any
-	if err := json.Unmarshal(r.BodyJSON, &v); err != nil {
-		t.Fatal(err)
 	}
 	b, _ := json.Marshal(fromMarkers(v))
 	return b
@@ -320,7 +322,7 @@ func fromMarkers(v any) any {
 	return v
 }
 
-func checkResponse(resp *http.Response, body []byte, want confResponse, protocol string, vars map[string]int64) string {
+func checkResponse(resp *http.Response, body []byte, want confResponse, protocol string, env *confEnv) string {
 	status := want.Status
 	if status == 0 {
 		status = http.StatusOK
@@ -345,7 +347,7 @@ func checkResponse(resp *http.Response, body []byte, want confResponse, protocol
 			return fmt.Sprintf("body does not match %s", want.BodyRegex)
 		}
 	case want.BodyJSON != nil:
-		return checkBodyJSON(body, want.BodyJSON, resp.Header.Get("Content-Type"), vars)
+		return checkBodyJSON(body, want.BodyJSON, resp.Header.Get("Content-Type"), env)
 	}
 	return ""
 }
@@ -378,7 +380,7 @@ func checkContentType(resp *http.Response, want confResponse, protocol string) s
 	return ""
 }
 
-func checkBodyJSON(body []byte, wantRaw json.RawMessage, contentType string, vars map[string]int64) string {
+func checkBodyJSON(body []byte, wantRaw json.RawMessage, contentType string, env *confEnv) string {
 	var want any
 	if err := json.Unmarshal(wantRaw, &want); err != nil {
 		return "bad body_json in the case: " + err.Error()
@@ -393,7 +395,7 @@ func checkBodyJSON(body []byte, wantRaw json.RawMessage, contentType string, var
 	} else if err := json.Unmarshal(body, &got); err != nil {
 		return "JSON body does not decode: " + err.Error()
 	}
-	if path, ok := matchValue(got, want, "$", vars); !ok {
+	if path, ok := matchValue(got, want, "$", env); !ok {
 		return "body differs at " + path
 	}
 	return ""
@@ -431,19 +433,31 @@ func fromCBOR(v any) any {
 	return v
 }
 
-func matchValue(got, want any, path string, vars map[string]int64) (string, bool) {
+// confEnv is what the steps of one case share: sequence-number variables and
+// saved values.
+type confEnv struct {
+	ints  map[string]int64
+	saved map[string]string
+}
+
+func matchValue(got, want any, path string, env *confEnv) (string, bool) {
 	switch w := want.(type) {
 	case string:
 		w = expand(w)
 		if w == "$any" {
 			return "", true
 		}
+		if name, ok := strings.CutPrefix(w, "$save:"); ok {
+			s, isStr := got.(string)
+			env.saved[name] = s
+			return path, isStr
+		}
 		if re, ok := strings.CutPrefix(w, "$re:"); ok {
 			s, isStr := got.(string)
 			return path, isStr && regexp.MustCompile(`^(?s:`+re+`)$`).MatchString(s)
 		}
 		if pat, ok := strings.CutPrefix(w, "$seq:"); ok {
-			return path, matchSeq(got, pat, vars)
+			return path, matchSeq(got, pat, env.ints)
 		}
 		return path, got == w
 	case map[string]any:
@@ -463,7 +477,7 @@ func matchValue(got, want any, path string, vars map[string]int64) (string, bool
 			if !present {
 				return path + "." + k + " (missing)", false
 			}
-			if p, ok := matchValue(gv, wv, path+"."+k, vars); !ok {
+			if p, ok := matchValue(gv, wv, path+"."+k, env); !ok {
 				return p, false
 			}
 		}
@@ -474,7 +488,7 @@ func matchValue(got, want any, path string, vars map[string]int64) (string, bool
 			return path + " (length)", false
 		}
 		for i := range w {
-			if p, ok := matchValue(g[i], w[i], fmt.Sprintf("%s[%d]", path, i), vars); !ok {
+			if p, ok := matchValue(g[i], w[i], fmt.Sprintf("%s[%d]", path, i), env); !ok {
 				return p, false
 			}
 		}
