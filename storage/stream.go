@@ -51,6 +51,10 @@ type stream struct {
 	// reshard opens shards without the store lock.
 	counterMu sync.Mutex
 	counters  map[uint32]*shard.Counter
+	// gone holds a channel per consumer incarnation that ActiveConsumer has
+	// handed out, closed when the consumer goes (consumers.go); guarded by
+	// Store.mu.
+	gone map[goneKey]chan struct{}
 }
 
 // DefaultSeqGroupSize is how many shards share a sequence counter: AWS
@@ -170,9 +174,11 @@ func (s *Store) loadStreams(ctx context.Context) error {
 			// UPDATING ended while the server was down: the reshard takes
 			// effect before Open returns (a failure leaves it pending, retried).
 			s.endUpdating(st)
+			s.resumeConsumersLocked(st)
 			continue
 		}
 		s.resumePending(st)
+		s.resumeConsumersLocked(st)
 	}
 	return nil
 }
