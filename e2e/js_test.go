@@ -16,10 +16,21 @@ const jsDir = "js"
 // TestJavaScriptSDK runs e2e/js/kinesis.test.mjs, the AWS SDK for JavaScript
 // v3 driving a stream's life over HTTP/2, against an in-process server. The
 // script's assertions (node:test) are the test; its report is logged.
+//
+// subscribe.test.mjs is enhanced fan-out: RegisterStreamConsumer and
+// SubscribeToShard's event stream (records stored before, records arriving,
+// resubscription after a ContinuationSequenceNumber, AWS's errors).
 func TestJavaScriptSDK(t *testing.T) {
 	node := requireNodeSDK(t)
-	s := startServerWith(t, t.TempDir(), storage.Options{})
-	runNode(t, node, "kinesis.test.mjs", "SHARDLOG_ENDPOINT="+s.endpoint)
+	for _, script := range []string{"kinesis.test.mjs", "subscribe.test.mjs"} {
+		t.Run(script, func(t *testing.T) {
+			s := startServerWith(t, t.TempDir(), storage.Options{})
+			if script == "subscribe.test.mjs" {
+				skipUnlessSubscribeServed(t, s.client(1))
+			}
+			runNode(t, node, script, "SHARDLOG_ENDPOINT="+s.endpoint)
+		})
+	}
 }
 
 // requireNodeSDK returns the node binary, or skips the test when node or the

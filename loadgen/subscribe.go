@@ -77,6 +77,8 @@ func runSubscribe(ctx context.Context, c *kinesis.Client, o Config, rep *Report,
 	defer stopReaders()
 	rs, err := startReaders(readCtx, c, o, shards, consumers)
 	if err != nil {
+		stopReaders()
+		rs.wg.Wait()
 		return err
 	}
 	usage := startUsage(o.ServerPID)
