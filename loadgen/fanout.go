@@ -68,9 +68,7 @@ func (r *reader) failed(err error) {
 func (r *reader) subscribe(ctx context.Context, c *kinesis.Client, consumerARN string, ready chan<- error) {
 	pos := &types.StartingPosition{Type: types.ShardIteratorTypeLatest}
 	for first := true; ctx.Err() == nil; first = false {
-		out, err := c.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{
-			ConsumerARN: aws.String(consumerARN), ShardId: aws.String(r.shard.id), StartingPosition: pos,
-		})
+		out, err := c.SubscribeToShard(ctx, subscribeInput(consumerARN, r.shard.id, pos))
 		if first {
 			ready <- err
 			if err != nil {
@@ -89,6 +87,10 @@ func (r *reader) subscribe(ctx context.Context, c *kinesis.Client, consumerARN s
 			pause(ctx, resubscribePause)
 		}
 	}
+}
+
+func subscribeInput(consumerARN, shard string, pos *types.StartingPosition) *kinesis.SubscribeToShardInput {
+	return &kinesis.SubscribeToShardInput{ConsumerARN: aws.String(consumerARN), ShardId: aws.String(shard), StartingPosition: pos}
 }
 
 // readEvents reads one subscription's events until it ends and returns the
