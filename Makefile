@@ -11,7 +11,7 @@ CRASH_SEEDS ?= 20000
 CYCLES    ?= 100
 SEED      ?= 1
 
-.PHONY: build run test test-short vet bench bench-disk fuzz powerloss-long crash-test clean
+.PHONY: build run test test-short vet bench bench-disk fuzz powerloss-long crash-test crash-test-efo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/shardlog
@@ -46,6 +46,12 @@ powerloss-long:
 crash-test:
 	SHARDLOG_CRASH_CYCLES=$(CYCLES) SHARDLOG_CRASH_SEED=$(SEED) $(GO) test -count=1 -run TestCrashLoop -v -timeout 3h ./e2e/ \
 		| grep -E 'crash-test:|^(--- |ok|FAIL|panic)|_test.go'
+
+# kill -9 loop with enhanced fan-out subscribers: CYCLES restarts, SEED.
+# `make test` runs 4 cycles.
+crash-test-efo:
+	SHARDLOG_EFO_CRASH_CYCLES=$(CYCLES) SHARDLOG_CRASH_SEED=$(SEED) $(GO) test -count=1 -run TestSubscribeCrash -v -timeout 3h ./e2e/ \
+		| grep -E 'efo crash test:|^(--- |ok|FAIL|panic)|_test.go'
 
 # Each fuzz target for FUZZTIME (default 60s).
 fuzz:

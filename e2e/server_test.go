@@ -64,7 +64,11 @@ func (s *server) start() {
 		s.t.Fatal(err)
 	}
 	s.store = st
-	s.http = &http.Server{Handler: api.New(api.Config{Now: func() time.Time { return s.now() }}, st)}
+	s.http = &http.Server{Handler: api.New(api.Config{Now: func() time.Time { return s.now() }}, st), Protocols: new(http.Protocols)}
+	// As `shardlog serve`: HTTP/1.1 and cleartext HTTP/2 with prior knowledge
+	// (the JavaScript SDK's Kinesis client speaks only HTTP/2).
+	s.http.Protocols.SetHTTP1(true)
+	s.http.Protocols.SetUnencryptedHTTP2(true)
 	s.endpoint = "http://" + ln.Addr().String()
 	go s.http.Serve(ln)
 }

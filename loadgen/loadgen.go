@@ -29,6 +29,10 @@ const (
 	OpPutRecord  = "putrecord"
 	OpGetRecords = "getrecords"
 	OpAll        = "all" // the three above, in that order
+	// OpSubscribe is the enhanced fan-out run (subscribe.go): paced writers,
+	// SubscribeToShard consumers and, on the same load, GetRecords pollers,
+	// measuring send-to-receive latency.
+	OpSubscribe = "subscribe"
 )
 
 // RecordsOnlyDuration bounds a run given only a record budget (the command
@@ -71,6 +75,12 @@ type Config struct {
 	Duration   time.Duration // how long each operation runs
 	Records    int64         // stop each operation after this many records (0: no limit)
 	Seed       uint64        // seed for record data and partition keys
+
+	// Subscribe mode (OpSubscribe) only.
+	Consumers int  // registered consumers; each subscribes to every shard
+	Rate      int  // records per second written to each shard
+	Poll      bool // also poll every shard with GetRecords, 5 calls/s
+	ServerPID int  // a local server process whose CPU and RSS to sample from /proc (0: none)
 }
 
 // Check refuses a setup the run cannot honour, naming the flag at fault.
@@ -78,8 +88,8 @@ func (o Config) Check() error {
 	switch {
 	case o.Endpoint == "" || o.Region == "" || o.Stream == "":
 		return errors.New("--endpoint, --region and --stream must not be empty")
-	case o.Op != OpPutRecords && o.Op != OpPutRecord && o.Op != OpGetRecords && o.Op != OpAll:
-		return fmt.Errorf("--op must be putrecords, putrecord, getrecords or all, got %q", o.Op)
+	case o.Op != OpPutRecords && o.Op != OpPutRecord && o.Op != OpGetRecords && o.Op != OpAll && o.Op != OpSubscribe:
+		return fmt.Errorf("--op must be putrecords, putrecord, getrecords, all or subscribe, got %q", o.Op)
 	case o.Shards < 1 || o.Shards > 10000 || o.Clients < 1:
 		return errors.New("--shards must be 1-10000 and --clients at least 1")
 	case o.Batch < 1 || o.Batch > 500:
@@ -90,6 +100,23 @@ func (o Config) Check() error {
 		return errors.New("--batch × --record-size exceeds the 5 MiB PutRecords limit")
 	case o.Duration <= 0 || o.Records < 0:
 		return errors.New("--duration must be positive and --records not negative")
+	case o.Op == OpSubscribe:
+		return o.checkSubscribe()
+	}
+	return nil
+}
+
+// checkSubscribe refuses a subscribe-mode setup the run cannot honour.
+func (o Config) checkSubscribe() error {
+	switch {
+	case o.Consumers < 1 || o.Consumers > maxConsumers:
+		return fmt.Errorf("--consumers must be 1-%d (AWS's consumers per stream), got %d", maxConsumers, o.Consumers)
+	case o.Rate < 1:
+		return fmt.Errorf("--rate must be at least 1 record/s per shard, got %d", o.Rate)
+	case o.RecordSize < stampSize:
+		return fmt.Errorf("--record-size must be at least %d in subscribe mode (each record carries its send time), got %d", stampSize, o.RecordSize)
+	case o.ServerPID < 0:
+		return errors.New("--server-pid must not be negative")
 	}
 	return nil
 }
@@ -111,6 +138,14 @@ func Run(ctx context.Context, o Config, progress io.Writer) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Endpoint: o.Endpoint, Stream: o.Stream, Shards: shards, Batch: o.Batch, RecordSize: o.RecordSize}
+	if o.Op == OpSubscribe {
+		rep.Batch = 0 // writers batch whatever is due
+		err := runSubscribe(ctx, c, o, rep, progress)
+		if err != nil {
+			return nil, err
+		}
+		return rep, nil
+	}
 	for _, op := range o.ops() {
 		if ctx.Err() != nil {
 			break

@@ -18,6 +18,8 @@ type Report struct {
 	Batch      int      `json:"batch"`
 	RecordSize int      `json:"record_size"`
 	Results    []Result `json:"results"`
+	// Server is the sampled server process (subscribe mode with --server-pid).
+	Server *ServerUsage `json:"server,omitempty"`
 }
 
 // Result is one operation's summary. Throttled counts records refused
@@ -38,6 +40,7 @@ type Result struct {
 	Errors        int64      `json:"errors"`
 	FirstError    string     `json:"first_error,omitempty"`
 	ReadBack      *ReadBack  `json:"read_back,omitempty"` // getrecords only
+	Delivery      *Delivery  `json:"delivery,omitempty"`  // subscribe and getrecords-poll only
 	hist          *histogram // nil in a decoded report
 }
 
@@ -46,6 +49,20 @@ type Result struct {
 type ReadBack struct {
 	Shards      int `json:"shards"`
 	ShardsAtTip int `json:"shards_at_tip"`
+}
+
+// Delivery is what a subscribe run's readers (subscriptions, one per
+// consumer and shard, or pollers, one per shard) received of the records
+// their shards acknowledged. Their Result's latency is send-to-receive.
+type Delivery struct {
+	Readers      int     `json:"readers"`
+	KeptUp       int     `json:"kept_up"`   // readers that received every acknowledged record of their shard
+	Expected     int64   `json:"expected"`  // acknowledged records, once per reader of their shard
+	Delivered    int64   `json:"delivered"` // of them, received (once each, in order)
+	Disorder     int64   `json:"duplicated_or_reordered"`
+	Foreign      int64   `json:"foreign,omitempty"` // records without this run's stamp
+	Resubscribes int64   `json:"resubscribes,omitempty"`
+	DrainSeconds float64 `json:"drain_s"` // after the writers stopped, until every reader had caught up (or gave up)
 }
 
 // LatencyMS is per-request latency of the calls that got an answer.
@@ -79,9 +96,17 @@ func (rep *Report) Write(out io.Writer, asJSON bool) error {
 		if r.ReadBack != nil {
 			fmt.Fprintf(out, "%s: %d of %d shards read to the tip\n", r.Op, r.ReadBack.ShardsAtTip, r.ReadBack.Shards)
 		}
+		if d := r.Delivery; d != nil {
+			fmt.Fprintf(out, "%s: %d of %d readers kept up, %d of %d records delivered, %d duplicated or reordered, %d resubscribes, drained in %.2fs (latency: send to receive)\n",
+				r.Op, d.KeptUp, d.Readers, d.Delivered, d.Expected, d.Disorder, d.Resubscribes, d.DrainSeconds)
+		}
 		if r.FirstError != "" {
 			fmt.Fprintf(out, "%s: first error: %s\n", r.Op, r.FirstError)
 		}
+	}
+	if s := rep.Server; s != nil {
+		fmt.Fprintf(out, "server pid %d: %.1f CPU s in %.1f s (%.0f%% of a core), RSS peak %.1f MiB, at end %.1f MiB\n",
+			s.PID, s.CPUSeconds, s.Seconds, s.CPUPercent, s.RSSPeakMiB, s.RSSEndMiB)
 	}
 	return nil
 }
