@@ -91,7 +91,7 @@ type efoCrash struct {
 func (ec *efoCrash) setUp(c *kinesis.Client) {
 	ec.t.Helper()
 	createStream(ec.t, c, efoStream, 2)
-	ec.consumerARN = registerConsumer(ec.t, c, efoStream, efoConsumer)
+	ec.consumerARN = registerActiveConsumer(ec.t, c, efoStream, efoConsumer)
 	out, err := c.ListShards(context.Background(), &kinesis.ListShardsInput{StreamName: aws.String(efoStream)})
 	if err != nil {
 		ec.t.Fatal(err)
@@ -102,7 +102,7 @@ func (ec *efoCrash) setUp(c *kinesis.Client) {
 }
 
 // registerConsumer registers a consumer on stream and waits until it is ACTIVE.
-func registerConsumer(t *testing.T, c *kinesis.Client, stream, name string) string {
+func registerActiveConsumer(t *testing.T, c *kinesis.Client, stream, name string) string {
 	t.Helper()
 	ctx := context.Background()
 	sum, err := c.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
