@@ -168,3 +168,27 @@ func TestReadSharedDecodesOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestReadFullAtBatchEdge: a page whose byte budget is used up exactly at
+// the end of a decoded batch (or overdrawn by its one record) continues
+// from the next record, not from the tip.
+func TestReadFullAtBatchEdge(t *testing.T) {
+	r := newRig(t, nil)
+	var seqs []uint64
+	for range 3 {
+		seqs = append(seqs, r.append(1, "x")...) // one frame each
+	}
+	first, err := r.sh.Read(0, 100, 1<<20, 0)
+	if err != nil || len(first.Records) != 3 {
+		t.Fatalf("read: %d records, %v", len(first.Records), err)
+	}
+	size := len(first.Records[0].Data) + len(first.Records[0].PartitionKey)
+	for _, maxBytes := range []int{1, size} {
+		for name, read := range map[string]func(uint64, int, int, int64) (ReadResult, error){"Read": r.sh.Read, "ReadShared": r.sh.ReadShared} {
+			res, err := read(0, 100, maxBytes, 0)
+			if err != nil || len(res.Records) != 1 || res.Next != seqs[1] || res.AtTip {
+				t.Fatalf("%s maxBytes %d: %d records, next %d (want %d), at tip %v, %v", name, maxBytes, len(res.Records), res.Next, seqs[1], res.AtTip, err)
+			}
+		}
+	}
+}

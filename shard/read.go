@@ -98,6 +98,12 @@ func (s *Shard) readSegment(v view, from uint64, maxRecords, maxBytes int, minTs
 	defer s.release(v.sg)
 	for off := seekOffset(v.seeks, from); off < v.end; {
 		budget := pageBudget{records: maxRecords - len(res.Records), bytes: maxBytes - res.Bytes}
+		if budget.records <= 0 || budget.bytes <= 0 {
+			// Full at a batch's edge: pickFrames would pick nothing, and
+			// the page must not read as "at the tip", which would move
+			// Next past the records not yet returned.
+			return true, nil
+		}
 		offs, next, err := pickFrames(r, off, v.end, from, minTs, budget)
 		if err != nil || len(offs) == 0 {
 			return false, err
