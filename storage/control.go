@@ -179,6 +179,7 @@ func (s *Store) DeleteStream(ctx context.Context, name string) error {
 		return err
 	}
 	st.meta = m
+	st.wake() // subscriptions end
 	if st.timer != nil {
 		st.timer.Stop()
 	}
@@ -230,6 +231,7 @@ func (s *Store) removeStreamLocked(st *stream) error {
 		return err
 	}
 	delete(s.streams, st.name)
+	st.wake()
 	return nil
 }
 
