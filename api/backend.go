@@ -14,7 +14,9 @@ import (
 type Backend interface {
 	// CreateStream fails with ErrStreamExists or ErrLimitExceeded.
 	CreateStream(ctx context.Context, in storage.CreateStreamInput) error
-	DeleteStream(ctx context.Context, name string) error
+	// DeleteStreamWith fails with ErrResourceInUse when the stream has
+	// registered consumers, unless o.EnforceConsumerDeletion.
+	DeleteStreamWith(ctx context.Context, name string, o storage.DeleteOptions) error
 	// ListStreams returns every stream that is not gone, sorted by name.
 	// Shards may be nil.
 	ListStreams(ctx context.Context) ([]storage.StreamInfo, error)
@@ -36,6 +38,13 @@ type Backend interface {
 	// Read returns records from pos on. It fails with ErrShardNotFound when
 	// the stream is gone or was recreated.
 	Read(ctx context.Context, pos storage.Position, maxRecords, maxBytes int) (storage.ReadResult, error)
+	// RegisterConsumer, DescribeConsumer, ListConsumers and
+	// DeregisterConsumer are the enhanced fan-out consumers of a stream
+	// (storage/consumers.go has their rules and errors).
+	RegisterConsumer(ctx context.Context, stream, name string, tags map[string]string) (storage.ConsumerInfo, error)
+	DescribeConsumer(ctx context.Context, stream, name string) (storage.ConsumerInfo, error)
+	ListConsumers(ctx context.Context, stream string) ([]storage.ConsumerInfo, error)
+	DeregisterConsumer(ctx context.Context, stream, name string) error
 	// IteratorKey is a 32-byte secret kept in the data directory, so tokens
 	// survive restarts and cannot be forged.
 	IteratorKey() []byte

@@ -32,8 +32,9 @@ type fakeBackend struct {
 }
 
 type fakeStream struct {
-	info    storage.StreamInfo
-	records [][]storage.Record // per shard index
+	consumers []storage.ConsumerInfo // ACTIVE at once; registration order
+	info      storage.StreamInfo
+	records   [][]storage.Record // per shard index
 }
 
 func newFake() *fakeBackend {
@@ -113,14 +114,18 @@ func (f *fakeBackend) get(name string) (*fakeStream, error) {
 	return st, nil
 }
 
-func (f *fakeBackend) DeleteStream(ctx context.Context, name string) error {
+func (f *fakeBackend) DeleteStreamWith(ctx context.Context, name string, o storage.DeleteOptions) error {
 	if err := f.enter(); err != nil {
 		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, err := f.get(name); err != nil {
+	st, err := f.get(name)
+	if err != nil {
 		return err
+	}
+	if len(st.consumers) > 0 && !o.EnforceConsumerDeletion {
+		return &storage.Error{Kind: storage.ErrResourceInUse, Reason: storage.ReasonHasConsumers, Facts: storage.Facts{Account: f.account, Stream: name, Current: int64(len(st.consumers))}}
 	}
 	delete(f.streams, name)
 	return nil

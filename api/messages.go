@@ -111,6 +111,42 @@ var messageTemplates = map[storage.Reason]func(f storage.Facts, region string) s
 			"Refer to the AWS Service Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits.",
 			f.Account, region, f.Current, f.Limit, f.N)
 	},
+	// The consumer texts below are shardlog's, in AWS's style: AWS's own were
+	// never captured (unverified), except ReasonConsumerNotActive's, whose
+	// wording is AWS's as a user quoted it (aws-cloudformation/
+	// cloudformation-coverage-roadmap#2442) with the timestamp redacted; it
+	// is rendered here as the creation second the consumer's ARN ends with.
+	storage.ReasonConsumerNotFound: func(f storage.Facts, _ string) string {
+		return "Consumer " + f.Consumer + " under stream " + f.Stream + " and account " + f.Account + " not found."
+	},
+	storage.ReasonConsumerExists: func(f storage.Facts, _ string) string {
+		return "Consumer " + f.Consumer + " under stream " + f.Stream + " and account " + f.Account + " already exists."
+	},
+	storage.ReasonConsumerNotActive: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Consumer %s with creation timestamp %d under stream %s and account %s is not in ACTIVE status.", f.Consumer, f.N/1000, f.Stream, f.Account)
+	},
+	storage.ReasonConsumerLimit: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Stream %s under account %s already has the maximum of %d registered consumers.", f.Stream, f.Account, f.Limit)
+	},
+	storage.ReasonConsumersCreating: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Stream %s under account %s already has %d consumers in CREATING status. Only %d consumers can be created at the same time.", f.Stream, f.Account, f.Limit, f.Limit)
+	},
+	storage.ReasonHasConsumers: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Stream %s under account %s has %d registered consumers. Set EnforceConsumerDeletion to delete the stream together with its consumers.", f.Stream, f.Account, f.Current)
+	},
+}
+
+// The api's own consumer texts (unverified: AWS's were never captured).
+const (
+	msgConsumerSelector = "Either ConsumerARN or both StreamARN and ConsumerName must be provided."
+	msgConsumerMismatch = "ConsumerARN does not refer to the consumer that StreamARN and ConsumerName name."
+)
+
+// msgTooManyConsumerTags is CreateStream's text for too many tags, worded for
+// a consumer (unverified).
+func msgTooManyConsumerTags(consumer, stream, account string) string {
+	return "Failed to register consumer " + consumer + " with stream " + stream + " under account " + account +
+		" because a given consumer cannot have more than " + strconv.Itoa(storage.MaxTagsPerConsumer) + " tags associated with it."
 }
 
 // reasonError is the error a storage Reason would be, for the api's own

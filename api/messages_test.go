@@ -76,6 +76,16 @@ func TestStorageMessages(t *testing.T) {
 		{storage.ReasonShardLimit, f(func(x *storage.Facts) { x.Current, x.Limit, x.N = 500, 500, 1 }),
 			"This request would exceed the shard limit for the account 123456789012 in eu-west-1. Current shard count for the account: 500. Limit: 500. " +
 				"Number of additional shards that would have resulted from this request: 1." + limitsPage},
+		// Consumer texts: shardlog's in AWS's style, unverified (messages.go).
+		{storage.ReasonConsumerNotFound, f(func(x *storage.Facts) { x.Consumer = "c" }), "Consumer c under stream s and account 123456789012 not found."},
+		{storage.ReasonConsumerExists, f(func(x *storage.Facts) { x.Consumer = "c" }), "Consumer c under stream s and account 123456789012 already exists."},
+		{storage.ReasonConsumerNotActive, f(func(x *storage.Facts) { x.Consumer, x.N = "c", 1700000000123 }),
+			"Consumer c with creation timestamp 1700000000 under stream s and account 123456789012 is not in ACTIVE status."},
+		{storage.ReasonConsumerLimit, f(func(x *storage.Facts) { x.Limit = 20 }), "Stream s under account 123456789012 already has the maximum of 20 registered consumers."},
+		{storage.ReasonConsumersCreating, f(func(x *storage.Facts) { x.Limit = 5 }),
+			"Stream s under account 123456789012 already has 5 consumers in CREATING status. Only 5 consumers can be created at the same time."},
+		{storage.ReasonHasConsumers, f(func(x *storage.Facts) { x.Current = 2 }),
+			"Stream s under account 123456789012 has 2 registered consumers. Set EnforceConsumerDeletion to delete the stream together with its consumers."},
 	}
 	for _, tc := range tests {
 		if got := storageMessage(&storage.Error{Reason: tc.reason, Facts: tc.facts}, "eu-west-1"); got != tc.want {

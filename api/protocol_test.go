@@ -22,7 +22,7 @@ func TestPreDispatchChecks(t *testing.T) {
 		msg    string
 	}{
 		{"unknown operation", func() *http.Request { return newRequest("Frobnicate", `{}`) }, 400, wire.TypeUnknownOperation, ""},
-		{"unimplemented operation", func() *http.Request { return newRequest("RegisterStreamConsumer", `{}`) }, 400, wire.TypeUnknownOperation, ""},
+		{"unimplemented operation", func() *http.Request { return newRequest("StartStreamEncryption", `{}`) }, 400, wire.TypeUnknownOperation, ""},
 		{"no target", func() *http.Request { return newRequest("", `{}`) }, 400, wire.TypeUnknownOperation, ""},
 		{"wrong service", func() *http.Request {
 			r := newRequest("", `{}`)

@@ -33,8 +33,8 @@ func New(cfg Config, b Backend) *Server {
 type opFunc func(s *Server, rc *reqCtx, body []byte) (any, error)
 
 // operations are the Kinesis operations shardlog implements. Any other target,
-// including Kinesis operations not implemented yet (consumers,
-// SubscribeToShard, encryption, policies), is answered UnknownOperationException.
+// including Kinesis operations not implemented yet (encryption, policies),
+// is answered UnknownOperationException.
 var operations = map[string]opFunc{
 	"CreateStream":                  (*Server).createStream,
 	"DeleteStream":                  (*Server).deleteStream,
@@ -55,6 +55,10 @@ var operations = map[string]opFunc{
 	"SplitShard":                    (*Server).splitShard,
 	"MergeShards":                   (*Server).mergeShards,
 	"UpdateShardCount":              (*Server).updateShardCount,
+	"RegisterStreamConsumer":        (*Server).registerConsumer,
+	"DescribeStreamConsumer":        (*Server).describeConsumer,
+	"ListStreamConsumers":           (*Server).listConsumers,
+	"DeregisterStreamConsumer":      (*Server).deregisterConsumer,
 }
 
 // reqCtx is the state of one request.

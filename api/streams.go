@@ -84,7 +84,7 @@ func createInput(in createStreamInput, account string) (storage.CreateStreamInpu
 
 type deleteStreamInput struct {
 	wire.StreamSelector
-	EnforceConsumerDeletion wire.OptBool // no consumers exist yet, so there is nothing to enforce
+	EnforceConsumerDeletion wire.OptBool
 }
 
 func (s *Server) deleteStream(rc *reqCtx, body []byte) (any, error) {
@@ -93,7 +93,7 @@ func (s *Server) deleteStream(rc *reqCtx, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return nil, s.b.DeleteStream(rc.ctx, name)
+	return nil, s.b.DeleteStreamWith(rc.ctx, name, storage.DeleteOptions{EnforceConsumerDeletion: in.EnforceConsumerDeletion.Val})
 }
 
 // streamTargeted is a request that names a stream (it embeds a selector).
@@ -224,7 +224,7 @@ func (s *Server) describeStreamSummary(rc *reqCtx, body []byte) (any, error) {
 		StreamName: info.Name, StreamARN: s.arnFor(rc, info.Name), StreamStatus: string(info.Status),
 		StreamModeDetails: streamModeDetails{string(info.Mode)}, RetentionPeriodHours: info.RetentionHours,
 		StreamCreationTimestamp: wire.EpochTime(info.Created), EnhancedMonitoring: noEnhancedMonitoring,
-		EncryptionType: "NONE", OpenShardCount: info.OpenShardCount(), MaxRecordSizeInKiB: maxRecordBytes >> 10,
+		EncryptionType: "NONE", OpenShardCount: info.OpenShardCount(), ConsumerCount: info.ConsumerCount, MaxRecordSizeInKiB: maxRecordBytes >> 10,
 	}
 	return struct{ StreamDescriptionSummary streamDescriptionSummary }{d}, nil
 }

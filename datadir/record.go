@@ -51,6 +51,38 @@ type StreamRecord struct {
 	// while the stream is UPDATING, and Shards are the old ones until it takes
 	// effect, when UPDATING ends.
 	Reshard *ReshardRecord `json:"reshard,omitempty"`
+	// Consumers are the stream's enhanced fan-out consumers, in registration
+	// order. They live in the stream's record so that they change in the
+	// same transaction as the stream and go with it.
+	Consumers []ConsumerRecord `json:"consumers,omitempty"`
+	// RetiredConsumers maps the name of a consumer that was removed to its
+	// creation second, kept only while that second is the current one: a
+	// consumer registered again under the name in the same second gets a
+	// later second, so its ARN differs from the removed one's.
+	RetiredConsumers map[string]int64 `json:"retired_consumers,omitempty"`
+}
+
+// ConsumerStatus is an enhanced fan-out consumer's lifecycle state, as
+// Kinesis names it.
+type ConsumerStatus string
+
+const (
+	ConsumerCreating ConsumerStatus = "CREATING"
+	ConsumerActive   ConsumerStatus = "ACTIVE"
+	ConsumerDeleting ConsumerStatus = "DELETING"
+)
+
+// ConsumerRecord is one consumer of a StreamRecord. CreatedMs is its
+// ConsumerCreationTimestamp (unix milliseconds); CreatedMs/1000 is the
+// creation second in its ARN, unique per name within the stream's record.
+type ConsumerRecord struct {
+	Name      string         `json:"name"`
+	CreatedMs int64          `json:"created_ms"`
+	Status    ConsumerStatus `json:"status"`
+	// PendingUntilNs is when CREATING becomes ACTIVE, or DELETING ends and
+	// the consumer is removed.
+	PendingUntilNs int64             `json:"pending_until_ns,omitempty"`
+	Tags           map[string]string `json:"tags,omitempty"`
 }
 
 // ReshardRecord is an accepted reshard, waiting for its stream's UPDATING to
@@ -95,6 +127,15 @@ func (r *StreamRecord) Clone() *StreamRecord {
 		rr.Seal = append([]uint32(nil), rr.Seal...)
 		rr.Add = append([]ShardRecord(nil), rr.Add...)
 		c.Reshard = &rr
+	}
+	// A consumer's Tags map is never changed once stored (a change stores a
+	// new map), so copies may share it.
+	c.Consumers = append([]ConsumerRecord(nil), r.Consumers...)
+	if r.RetiredConsumers != nil {
+		c.RetiredConsumers = make(map[string]int64, len(r.RetiredConsumers))
+		for k, v := range r.RetiredConsumers {
+			c.RetiredConsumers[k] = v
+		}
 	}
 	return &c
 }

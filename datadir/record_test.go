@@ -79,3 +79,14 @@ func TestClone(t *testing.T) {
 		t.Fatal("a clone's Tags is nil")
 	}
 }
+
+// TestCloneConsumers: changing a clone's consumers or retired consumers
+// leaves the original as it was.
+func TestCloneConsumers(t *testing.T) {
+	orig := &StreamRecord{Consumers: []ConsumerRecord{{Name: "c", Status: ConsumerCreating}}, RetiredConsumers: map[string]int64{"d": 1}}
+	c := orig.Clone()
+	c.Consumers[0].Status, c.RetiredConsumers["d"] = ConsumerActive, 2
+	if orig.Consumers[0].Status != ConsumerCreating || orig.RetiredConsumers["d"] != 1 {
+		t.Fatalf("the original changed: %+v", orig)
+	}
+}

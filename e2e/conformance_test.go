@@ -34,7 +34,7 @@ import (
 //	{
 //	  "id": "A4", "name": "what it checks",
 //	  "protocols": ["json", "cbor"],     // or ["raw"] (default): bodies sent as written
-//	  "server": {"update_delay": "1h", "delete_delay": "1h", "create_delay": "1h"},
+//	  "server": {"update_delay": "1h", "delete_delay": "1h", "create_delay": "1h", "consumer_delay": "1h"},
 //	  "steps": [{"request": {...}, "response": {...}}, ...]
 //	}
 //
@@ -76,6 +76,8 @@ type confServer struct {
 	CreateDelay string `json:"create_delay"`
 	DeleteDelay string `json:"delete_delay"`
 	UpdateDelay string `json:"update_delay"`
+	// ConsumerDelay is how long consumers stay CREATING and DELETING.
+	ConsumerDelay string `json:"consumer_delay"`
 }
 
 type confStep struct {
@@ -152,7 +154,7 @@ func readCase(t *testing.T, file string) confCase {
 
 func runCase(t *testing.T, c confCase, protocol string) {
 	opts := storage.Options{CreateDelay: duration(t, c.Server.CreateDelay), DeleteDelay: duration(t, c.Server.DeleteDelay),
-		UpdateDelay: duration(t, c.Server.UpdateDelay)}
+		UpdateDelay: duration(t, c.Server.UpdateDelay), ConsumerDelay: duration(t, c.Server.ConsumerDelay)}
 	srv := startServerWith(t, t.TempDir(), opts)
 	env := &confEnv{ints: map[string]int64{}, saved: map[string]string{}}
 	for i, st := range c.Steps {

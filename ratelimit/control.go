@@ -9,17 +9,20 @@ import (
 // control-plane rates in calls/s, by operation name.
 type ControlLimits map[string]float64
 
-// KinesisControl is AWS's documented control-plane TPS. ListShards is per
-// stream; every other entry is per account.
+// KinesisControl is AWS's documented control-plane TPS. The operations in
+// perStream are per stream; every other entry is per account.
 var KinesisControl = ControlLimits{
 	"CreateStream": 5, "DeleteStream": 5, "DescribeStream": 10, "DescribeStreamSummary": 20,
 	"ListStreams": 5, "ListShards": 1000, "SplitShard": 5, "MergeShards": 5, "UpdateShardCount": 10,
 	"DescribeLimits": 1, "AddTagsToStream": 5, "RemoveTagsFromStream": 5, "ListTagsForStream": 5,
 	"IncreaseStreamRetentionPeriod": 5, "DecreaseStreamRetentionPeriod": 5,
+	"RegisterStreamConsumer": 5, "DeregisterStreamConsumer": 5, "DescribeStreamConsumer": 20, "ListStreamConsumers": 5,
 }
 
 // perStream lists the operations whose limit applies to each stream apart.
-var perStream = map[string]bool{"ListShards": true}
+// AWS documents RegisterStreamConsumer's 5 TPS per account, the other
+// consumer operations' per stream.
+var perStream = map[string]bool{"ListShards": true, "DeregisterStreamConsumer": true, "DescribeStreamConsumer": true, "ListStreamConsumers": true}
 
 // Control admits control-plane calls. A nil *Control admits everything.
 type Control struct {

@@ -160,9 +160,24 @@ func (s *Store) finishPendingLocked(st *stream) {
 	}
 }
 
-// DeleteStream marks the stream DELETING; its files go after DeleteDelay. A
-// pending reshard is dropped; one taking effect is waited for first.
+// DeleteStream marks the stream DELETING with its consumers, as AWS's
+// DeleteStream with EnforceConsumerDeletion does; see DeleteStreamWith.
 func (s *Store) DeleteStream(ctx context.Context, name string) error {
+	return s.DeleteStreamWith(ctx, name, DeleteOptions{EnforceConsumerDeletion: true})
+}
+
+// DeleteOptions are DeleteStream's options.
+type DeleteOptions struct {
+	// EnforceConsumerDeletion deletes a stream that has registered consumers
+	// (CREATING or ACTIVE) with them; without it such a stream is
+	// ErrResourceInUse, as on AWS.
+	EnforceConsumerDeletion bool
+}
+
+// DeleteStreamWith marks the stream DELETING; its files go after
+// DeleteDelay. A pending reshard is dropped; one taking effect is waited for
+// first. Its consumers' subscriptions end at once.
+func (s *Store) DeleteStreamWith(ctx context.Context, name string, o DeleteOptions) error {
 	st, err := s.lockIdleStream(ctx, name)
 	if err != nil {
 		return err
@@ -170,6 +185,9 @@ func (s *Store) DeleteStream(ctx context.Context, name string) error {
 	defer s.mu.Unlock()
 	if st.meta.Status == StatusDeleting {
 		return nil
+	}
+	if !o.EnforceConsumerDeletion && liveConsumers(st.meta) > 0 {
+		return s.fail(ErrResourceInUse, ReasonHasConsumers, Facts{Stream: name, Current: int64(liveConsumers(st.meta))})
 	}
 	m := st.meta.Clone()
 	m.DeletedCreating = st.meta.Status == StatusCreating
@@ -180,6 +198,7 @@ func (s *Store) DeleteStream(ctx context.Context, name string) error {
 	}
 	st.meta = m
 	st.wake() // subscriptions end
+	st.closeGoneLocked("")
 	if st.timer != nil {
 		st.timer.Stop()
 	}
@@ -216,6 +235,7 @@ func (s *Store) lockIdleStream(ctx context.Context, name string) (*stream, error
 // removeStreamLocked deletes a DELETING stream's files, then its metadata. A
 // crash in between leaves the DELETING record, and Open finishes the job.
 func (s *Store) removeStreamLocked(st *stream) error {
+	st.closeGoneLocked("")
 	st.closeShards()
 	dir := datadir.StreamPath(s.opts.Dir, st.dir)
 	if err := s.opts.FS.RemoveAll(dir); err != nil {

@@ -10,16 +10,19 @@ import (
 // resource state wraps exactly one of these in an *Error; the api package maps
 // them to AWS error types (and nowhere else does that mapping happen).
 var (
-	ErrStreamNotFound  = errors.New("stream not found")
-	ErrStreamExists    = errors.New("stream already exists")
-	ErrResourceInUse   = errors.New("resource in use") // e.g. stream not ACTIVE for this operation
-	ErrShardNotFound   = errors.New("shard not found")
-	ErrInvalidArgument = errors.New("invalid argument")
-	ErrLimitExceeded   = errors.New("limit exceeded")       // shard limit, etc.
-	ErrThrottled       = errors.New("throughput exceeded")  // per-shard admission control
-	ErrShardReadOnly   = errors.New("shard refuses writes") // corrupt, or a failed fsync poisoned it
-	ErrExpired         = errors.New("position expired")     // trimmed away by retention
-	ErrClosed          = errors.New("store closed")
+	ErrStreamNotFound = errors.New("stream not found")
+	ErrStreamExists   = errors.New("stream already exists")
+	// ErrConsumerNotFound means no consumer of that name (and, looked up by
+	// ARN, that creation second) is registered with the stream.
+	ErrConsumerNotFound = errors.New("consumer not found")
+	ErrResourceInUse    = errors.New("resource in use") // e.g. stream not ACTIVE for this operation
+	ErrShardNotFound    = errors.New("shard not found")
+	ErrInvalidArgument  = errors.New("invalid argument")
+	ErrLimitExceeded    = errors.New("limit exceeded")       // shard limit, etc.
+	ErrThrottled        = errors.New("throughput exceeded")  // per-shard admission control
+	ErrShardReadOnly    = errors.New("shard refuses writes") // corrupt, or a failed fsync poisoned it
+	ErrExpired          = errors.New("position expired")     // trimmed away by retention
+	ErrClosed           = errors.New("store closed")
 	// ErrShardClosed means a record met a shard that a reshard closed while
 	// the record was on its way, and the reshards that followed left no time
 	// to route it to a child. Retrying the request routes it again.
@@ -75,6 +78,13 @@ const (
 	ReasonScaleDown    Reason = "scale down below half"                // ErrLimitExceeded; Current, Target
 	ReasonScalingCalls Reason = "UpdateShardCount calls per day"       // ErrLimitExceeded; Limit
 	ReasonShardLimit   Reason = "account shard limit"                  // ErrLimitExceeded; Current, Limit, N: shards added
+
+	ReasonConsumerNotFound  Reason = "consumer not found"              // ErrConsumerNotFound; Stream, Consumer
+	ReasonConsumerExists    Reason = "consumer exists"                 // ErrResourceInUse; Stream, Consumer
+	ReasonConsumerNotActive Reason = "consumer not active"             // ErrResourceInUse; Stream, Consumer, N: its creation (unix ms)
+	ReasonConsumerLimit     Reason = "consumers per stream"            // ErrLimitExceeded; Stream, Consumer, Limit
+	ReasonConsumersCreating Reason = "consumers creating at once"      // ErrLimitExceeded; Stream, Consumer, Limit
+	ReasonHasConsumers      Reason = "stream has registered consumers" // ErrResourceInUse; Stream, Current: how many
 )
 
 // Reasons of SubscribeToShard's push path.
@@ -93,14 +103,16 @@ type Facts struct {
 	State   StreamStatus
 	Shard   string // a shard's id as AWS renders it (shardId-%012d)
 	Shard2  string // the other shard of a pair
-	Given   string // a value as the client sent it
-	Start   string // a shard's hash-key range, in decimal
-	End     string
-	N       int64  // a requested quantity
-	Limit   int64  // the bound it broke
-	Current int64  // the present quantity
-	Target  int64  // a requested shard count
-	Detail  string // a server-side failure's cause, for operators
+	// Consumer is an enhanced fan-out consumer's name.
+	Consumer string
+	Given    string // a value as the client sent it
+	Start    string // a shard's hash-key range, in decimal
+	End      string
+	N        int64  // a requested quantity
+	Limit    int64  // the bound it broke
+	Current  int64  // the present quantity
+	Target   int64  // a requested shard count
+	Detail   string // a server-side failure's cause, for operators
 }
 
 // Error is a storage error: a sentinel Kind, the Reason within it, and the
@@ -119,7 +131,7 @@ func (e *Error) Error() string {
 		b.WriteString(": " + string(e.Reason))
 	}
 	f := e.Facts
-	for _, kv := range [][2]string{{"stream", f.Stream}, {"state", string(f.State)}, {"shard", f.Shard}, {"shard2", f.Shard2},
+	for _, kv := range [][2]string{{"stream", f.Stream}, {"state", string(f.State)}, {"shard", f.Shard}, {"shard2", f.Shard2}, {"consumer", f.Consumer},
 		{"given", f.Given}, {"detail", f.Detail}} {
 		if kv[1] != "" {
 			b.WriteString(" " + kv[0] + "=" + strconv.Quote(kv[1]))

@@ -31,6 +31,8 @@ type Options struct {
 	CreateDelay time.Duration // CREATING -> ACTIVE
 	DeleteDelay time.Duration // DELETING -> gone
 	UpdateDelay time.Duration // UPDATING -> ACTIVE
+	// ConsumerDelay is how long a consumer stays CREATING, and DELETING.
+	ConsumerDelay time.Duration
 	// ScalingCallsPerDay limits UpdateShardCount calls per stream per rolling
 	// 24 hours; default DefaultScalingCallsPerDay (10, as AWS).
 	ScalingCallsPerDay int
@@ -238,6 +240,7 @@ func (s *Store) Close() error {
 	streams := make([]*stream, 0, len(s.streams))
 	var reshards []chan struct{}
 	for _, st := range s.streams {
+		st.closeGoneLocked("") // subscriptions end before the shards close
 		streams = append(streams, st)
 		if st.resharding != nil {
 			reshards = append(reshards, st.resharding)

@@ -51,6 +51,10 @@ type stream struct {
 	// reshard opens shards without the store lock.
 	counterMu sync.Mutex
 	counters  map[uint32]*shard.Counter
+	// gone holds a channel per consumer incarnation that ActiveConsumer has
+	// handed out, closed when the consumer goes (consumers.go); guarded by
+	// Store.mu.
+	gone map[goneKey]chan struct{}
 	// changed wakes subscribers when the stream's shard set or status
 	// changes (a reshard's commit, DeleteStream, removal): closed and
 	// dropped by wake, made by watch. Guarded by chMu, not Store.mu, so
@@ -151,7 +155,8 @@ func shardInfoOf(sm shardMeta) ShardInfo {
 }
 
 func streamInfoOf(m *streamMeta, withShards bool) StreamInfo {
-	si := StreamInfo{Name: m.Name, Created: time.Unix(0, m.CreatedNs), Status: m.Status, Mode: m.Mode, RetentionHours: m.RetentionHours, Tags: copyTags(m.Tags)}
+	si := StreamInfo{Name: m.Name, Created: time.Unix(0, m.CreatedNs), Status: m.Status, Mode: m.Mode, RetentionHours: m.RetentionHours, Tags: copyTags(m.Tags),
+		ConsumerCount: len(m.Consumers)}
 	if withShards && m.Status != StatusCreating && !m.DeletedCreating {
 		si.Shards = make([]ShardInfo, 0, len(m.Shards))
 		for _, sm := range m.Shards {
@@ -198,9 +203,11 @@ func (s *Store) loadStreams(ctx context.Context) error {
 			// UPDATING ended while the server was down: the reshard takes
 			// effect before Open returns (a failure leaves it pending, retried).
 			s.endUpdating(st)
+			s.resumeConsumersLocked(st)
 			continue
 		}
 		s.resumePending(st)
+		s.resumeConsumersLocked(st)
 	}
 	return nil
 }

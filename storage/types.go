@@ -59,6 +59,7 @@ type StreamInfo struct {
 	RetentionHours int
 	Shards         []ShardInfo // all shards not yet expired, in index order
 	Tags           map[string]string
+	ConsumerCount  int // registered consumers, in any state
 }
 
 // OpenShardCount counts the shards that take writes.

@@ -1,6 +1,9 @@
 package wire
 
-import "regexp"
+import (
+	"regexp"
+	"strconv"
+)
 
 // FormatStreamARN is the ARN AWS gives a stream.
 func FormatStreamARN(region, account, name string) string {
@@ -44,4 +47,39 @@ func (s *StreamSelector) Selector() *StreamSelector { return s }
 func (s *StreamSelector) Validate(v *Validator) {
 	v.StreamName("streamName", s.StreamName)
 	v.StreamARN("streamARN", s.StreamARN)
+}
+
+// FormatConsumerARN is the ARN AWS gives a consumer:
+// arn:aws:kinesis:REGION:ACCOUNT:stream/NAME/consumer/CONSUMERNAME:CREATIONEPOCH,
+// the epoch being the consumer's creation second.
+func FormatConsumerARN(region, account, stream, consumer string, createdSecs int64) string {
+	return FormatStreamARN(region, account, stream) + "/consumer/" + consumer + ":" + strconv.FormatInt(createdSecs, 10)
+}
+
+// ConsumerARNParts is a parsed consumer ARN. CreatedSecs is -1 when the
+// epoch does not fit an int64 (the ARN then names no consumer).
+type ConsumerARNParts struct {
+	Region, Account, Stream, Consumer string
+	CreatedSecs                       int64
+}
+
+// consumerARNPattern is AWS's ConsumerARN pattern,
+// ^(arn):aws.*:kinesis:.*:\d{12}:.*stream\/[a-zA-Z0-9_.-]+\/consumer\/[a-zA-Z0-9_.-]+:[0-9]+
+// as a full match (Java's matches()), capturing region, account, stream,
+// consumer and epoch. The greedy region makes the account the last
+// ":<12 digits>:" that a "stream/" follows, as for stream ARNs.
+var consumerARNPattern = regexp.MustCompile(`^arn:aws.*:kinesis:(.*):(\d{12}):.*stream/([a-zA-Z0-9_.-]+)/consumer/([a-zA-Z0-9_.-]+):([0-9]+)$`)
+
+// ParseConsumerARN matches AWS's ConsumerARN pattern and splits out its parts;
+// false means the text does not match the pattern.
+func ParseConsumerARN(s string) (ConsumerARNParts, bool) {
+	m := consumerARNPattern.FindStringSubmatch(s)
+	if m == nil {
+		return ConsumerARNParts{}, false
+	}
+	secs, err := strconv.ParseInt(m[5], 10, 64)
+	if err != nil {
+		secs = -1
+	}
+	return ConsumerARNParts{Region: m[1], Account: m[2], Stream: m[3], Consumer: m[4], CreatedSecs: secs}, true
 }

@@ -37,6 +37,8 @@ const (
 	TokenIterator    byte = 1
 	TokenListShards  byte = 2
 	TokenListStreams byte = 3
+	// TokenListConsumers is a ListStreamConsumers NextToken.
+	TokenListConsumers byte = 4
 
 	TokenTTLMillis = 300_000 // 5 minutes, for iterators and NextTokens alike
 
@@ -60,9 +62,10 @@ type TokenKeys map[byte][]byte
 func DeriveTokenKeys(secret []byte) TokenKeys {
 	keys := TokenKeys{}
 	for kind, label := range map[byte]string{
-		TokenIterator:    "shardlog shard iterator v2", // v2: the padded layout
-		TokenListShards:  "shardlog ListShards NextToken v1",
-		TokenListStreams: "shardlog ListStreams NextToken v1",
+		TokenIterator:      "shardlog shard iterator v2", // v2: the padded layout
+		TokenListShards:    "shardlog ListShards NextToken v1",
+		TokenListStreams:   "shardlog ListStreams NextToken v1",
+		TokenListConsumers: "shardlog ListStreamConsumers NextToken v1",
 	} {
 		m := hmac.New(sha256.New, secret)
 		m.Write([]byte(label))

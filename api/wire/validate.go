@@ -20,6 +20,8 @@ const (
 	PatternHashKey  = `0|([1-9]\d{0,38})`
 	PatternSequence = `0|([1-9]\d{0,128})`
 	PatternARN      = `arn:aws.*:kinesis:.*:\d{12}:stream/\S+`
+	// PatternConsumerARN is the model's ConsumerARN pattern, as AWS prints it.
+	PatternConsumerARN = `^(arn):aws.*:kinesis:.*:\d{12}:.*stream\/[a-zA-Z0-9_.-]+\/consumer\/[a-zA-Z0-9_.-]+:[0-9]+`
 )
 
 // Validator collects model-constraint violations in AWS's format:
@@ -137,6 +139,9 @@ func (v *Validator) Enum(path string, s *string, values []string) {
 func (v *Validator) StreamName(path string, s *string) { v.Str(path, s, PatternName, 1, 128) }
 func (v *Validator) StreamARN(path string, s *string)  { v.Str(path, s, PatternARN, 1, 2048) }
 
+// ConsumerARN checks an optional ConsumerARN member.
+func (v *Validator) ConsumerARN(path string, s *string) { v.Str(path, s, PatternConsumerARN, 1, 2048) }
+
 // TagMap checks a TagMap: 1..200 entries, keys 1..128, values 0..256.
 func (v *Validator) TagMap(path string, m map[string]string, present bool) {
 	if !present {
@@ -244,6 +249,9 @@ func matchPattern(pattern, s string) bool {
 		return IsDecimal(s, 129)
 	case PatternARN:
 		_, ok := ParseStreamARN(s)
+		return ok
+	case PatternConsumerARN:
+		_, ok := ParseConsumerARN(s)
 		return ok
 	}
 	panic("api: unknown pattern " + pattern)

@@ -95,7 +95,7 @@ func TestServeFlags(t *testing.T) {
 	cmd := newServeCmd(nil)
 	want := map[string]string{
 		"listen": "127.0.0.1:4567", "data-dir": "./shardlog-data", "create-stream-delay": "500ms",
-		"delete-stream-delay": "500ms", "update-stream-delay": "500ms", "shard-limit": "500",
+		"delete-stream-delay": "500ms", "update-stream-delay": "500ms", "consumer-delay": "500ms", "shard-limit": "500",
 		"account-id": "000000000000", "region": "us-east-1", "log-level": "info", "log-format": "text", "sync": "always",
 		"cache-window": "33554432",
 	}
@@ -116,6 +116,7 @@ func TestOptionsCheck(t *testing.T) {
 		func(o *serveOptions) { o.accountID = "12345678901x" },
 		func(o *serveOptions) { o.shardLimit = 0 },
 		func(o *serveOptions) { o.createDelay = -time.Second },
+		func(o *serveOptions) { o.consumerDelay = -time.Second },
 		func(o *serveOptions) { o.region = "" },
 		func(o *serveOptions) { o.throttleMultiplier = 0 },
 		func(o *serveOptions) { o.injectThrottleRate = 1.5 },

@@ -35,8 +35,10 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 		CreateDelay: o.createDelay,
 		DeleteDelay: o.deleteDelay,
 		UpdateDelay: o.updateDelay,
-		Sync:        o.sync,
-		Logger:      log.Named("storage"),
+
+		ConsumerDelay: o.consumerDelay,
+		Sync:          o.sync,
+		Logger:        log.Named("storage"),
 
 		ScalingCallsPerDay: o.scalingPerDay,
 

@@ -27,12 +27,14 @@ type serveOptions struct {
 	createDelay time.Duration
 	deleteDelay time.Duration
 	updateDelay time.Duration
-	shardLimit  int
-	accountID   string
-	region      string
-	logLevel    string
-	logFormat   string
-	sync        string
+	// consumerDelay is how long a consumer stays CREATING, and DELETING.
+	consumerDelay time.Duration
+	shardLimit    int
+	accountID     string
+	region        string
+	logLevel      string
+	logFormat     string
+	sync          string
 
 	scalingPerDay int
 
@@ -90,6 +92,7 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.DurationVar(&o.createDelay, "create-stream-delay", 500*time.Millisecond, "time a new stream stays CREATING (0 allowed)")
 	f.DurationVar(&o.deleteDelay, "delete-stream-delay", 500*time.Millisecond, "time a deleted stream stays DELETING (0 allowed)")
 	f.DurationVar(&o.updateDelay, "update-stream-delay", 500*time.Millisecond, "time an updated stream stays UPDATING (0 allowed)")
+	f.DurationVar(&o.consumerDelay, "consumer-delay", 500*time.Millisecond, "time a registered consumer stays CREATING, and a deregistered one DELETING (0 allowed)")
 	f.IntVar(&o.shardLimit, "shard-limit", defaultShardLimit, "open shards allowed in the account")
 	f.StringVar(&o.accountID, "account-id", defaultAccountID, "12-digit account id used in ARNs and messages")
 	f.StringVar(&o.region, "region", api.DefaultRegion, "region for requests without a SigV4 credential scope")
@@ -118,8 +121,8 @@ func (o serveOptions) check() error {
 		return fmt.Errorf("--account-id must be 12 digits, got %q", o.accountID)
 	case o.shardLimit < 1:
 		return fmt.Errorf("--shard-limit must be at least 1, got %d", o.shardLimit)
-	case o.createDelay < 0 || o.deleteDelay < 0 || o.updateDelay < 0:
-		return errors.New("stream delays must not be negative")
+	case o.createDelay < 0 || o.deleteDelay < 0 || o.updateDelay < 0 || o.consumerDelay < 0:
+		return errors.New("stream and consumer delays must not be negative")
 	case o.region == "":
 		return errors.New("--region must not be empty")
 	case o.scalingPerDay < 1:
