@@ -87,14 +87,6 @@ const (
 	ReasonHasConsumers      Reason = "stream has registered consumers" // ErrResourceInUse; Stream, Current: how many
 )
 
-// Reasons of SubscribeToShard's push path.
-const (
-	// ReasonConsumerGone: the consumer was deregistered (or its stream
-	// deleted) while its subscription ran. Stream, Shard; the api names the
-	// consumer.
-	ReasonConsumerGone Reason = "consumer gone during a subscription"
-)
-
 // Facts are what a client's message names. Which fields a Reason fills is
 // listed beside it; the rest stay zero.
 type Facts struct {

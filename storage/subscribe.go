@@ -30,6 +30,9 @@ type SubscribeInput struct {
 	Type            IteratorType // all five
 	StartSeq        string       // AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER
 	Timestamp       time.Time    // AT_TIMESTAMP
+	// Consumer is the subscribing consumer's name, which the error of a
+	// consumer gone mid-stream names.
+	Consumer string
 }
 
 // SubscribeEvent is one SubscribeToShardEvent.
@@ -57,15 +60,16 @@ var errSubscriptionEnded = errors.New("subscription ended")
 // Subscription is one subscriber's position in a shard. Next and Close may
 // be called from different goroutines; Next from one at a time.
 type Subscription struct {
-	s       *Store
-	st      *stream
-	name    string
-	created int64 // the stream's CreatedNs: a re-created stream is another stream
-	index   uint32
-	epoch   int64 // the shard's creation second, in its sequence numbers
-	gone    <-chan struct{}
-	done    chan struct{} // closed by Close
-	once    sync.Once
+	s        *Store
+	st       *stream
+	name     string
+	created  int64 // the stream's CreatedNs: a re-created stream is another stream
+	index    uint32
+	epoch    int64 // the shard's creation second, in its sequence numbers
+	gone     <-chan struct{}
+	consumer string
+	done     chan struct{} // closed by Close
+	once     sync.Once
 
 	next  uint64 // the next ordinal to deliver
 	cont  string // the continuation sequence number so far
@@ -86,7 +90,7 @@ func (s *Store) Subscribe(ctx context.Context, in SubscribeInput, gone <-chan st
 		return nil, err
 	}
 	sub := &Subscription{s: s, st: ref.st, name: in.Stream, created: ref.meta.CreatedNs, index: ref.sm.Index,
-		epoch: ref.sm.CreateSecs, gone: gone, done: make(chan struct{}), next: ord}
+		epoch: ref.sm.CreateSecs, gone: gone, consumer: in.Consumer, done: make(chan struct{}), next: ord}
 	sub.cont = sub.seqBefore(ord, ref.sh.Tip().LastTs)
 	return sub, nil
 }
@@ -110,7 +114,7 @@ func (sub *Subscription) Close() { sub.once.Do(func() { close(sub.done) }) }
 // elapses (then an event without records, the continuation unchanged), or
 // the shard ends (ChildShards, ContinuationSequenceNumber ""), and returns
 // at most maxBytes of records (at least one record if any). It fails with a
-// *Error (ErrShardNotFound for a deleted stream, ReasonConsumerGone for a
+// *Error (ErrShardNotFound for a deleted stream, ErrConsumerNotFound for a
 // gone consumer, ErrClosed when the store closes) or with ctx's error.
 func (sub *Subscription) Next(ctx context.Context, maxBytes int, idle time.Duration) (SubscribeEvent, error) {
 	timer := time.NewTimer(idle)
@@ -152,7 +156,7 @@ func (sub *Subscription) check(ctx context.Context) error {
 	case <-sub.done:
 		return errSubscriptionEnded
 	case <-sub.gone:
-		return sub.s.fail(ErrStreamNotFound, ReasonConsumerGone, Facts{Stream: sub.name, Shard: shardID(sub.index)})
+		return sub.s.fail(ErrConsumerNotFound, ReasonConsumerNotFound, Facts{Stream: sub.name, Consumer: sub.consumer})
 	default:
 	}
 	if sub.ended {

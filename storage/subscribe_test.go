@@ -205,10 +205,7 @@ func TestSubscribeEnds(t *testing.T) {
 			s.DeleteStream(context.Background(), "s")
 		}, func(err error) bool { return errors.Is(err, ErrShardNotFound) }},
 		{"consumer gone", 0, func(_ *Store, gone chan struct{}, _ func(), _ *Subscription) { close(gone) },
-			func(err error) bool {
-				var e *Error
-				return errors.As(err, &e) && e.Reason == ReasonConsumerGone
-			}},
+			func(err error) bool { return errors.Is(err, ErrConsumerNotFound) }},
 		{"ctx canceled", 0, func(_ *Store, _ chan struct{}, cancel func(), _ *Subscription) { cancel() },
 			func(err error) bool { return errors.Is(err, context.Canceled) }},
 		{"Close", 0, func(_ *Store, _ chan struct{}, _ func(), sub *Subscription) { sub.Close() },
