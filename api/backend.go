@@ -45,6 +45,12 @@ type Backend interface {
 	DescribeConsumer(ctx context.Context, stream, name string) (storage.ConsumerInfo, error)
 	ListConsumers(ctx context.Context, stream string) ([]storage.ConsumerInfo, error)
 	DeregisterConsumer(ctx context.Context, stream, name string) error
+	// ActiveConsumer resolves SubscribeToShard's consumer: it must exist
+	// with this creation second and be ACTIVE; gone is closed when it goes.
+	ActiveConsumer(ctx context.Context, stream, name string, created time.Time) (storage.ConsumerInfo, <-chan struct{}, error)
+	// Subscribe opens a subscription (storage/subscribe.go has its rules and
+	// errors). It does not count against the shard's GetRecords limits.
+	Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-chan struct{}) (*storage.Subscription, error)
 	// IteratorKey is a 32-byte secret kept in the data directory, so tokens
 	// survive restarts and cannot be forged.
 	IteratorKey() []byte
@@ -70,4 +76,10 @@ type AdmissionRequest struct {
 	Stream    string // "" for account-level operations (ListStreams, DescribeLimits)
 	Records   int    // records in a put
 	Bytes     int    // data + partition-key bytes in a put
+}
+
+// Subscription is what the api uses of a *storage.Subscription.
+type Subscription interface {
+	Next(ctx context.Context, maxBytes int, idle time.Duration) (storage.SubscribeEvent, error)
+	Close()
 }

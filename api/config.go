@@ -16,6 +16,14 @@ type Config struct {
 	Logger hclog.Logger
 	// Admission, if set, may refuse requests (rate limiting).
 	Admission Admission
+	// SubscriptionLifetime is how long a SubscribeToShard stream lasts
+	// before the server ends it cleanly; 0 means DefaultSubscriptionLifetime
+	// (AWS's 5 minutes).
+	SubscriptionLifetime time.Duration
+	// SubscribeRate paces each SubscribeToShard stream (a consumer-shard
+	// pair) to this many record bytes per second; 0 means
+	// DefaultSubscribeRate (AWS's dedicated 2 MiB/s), negative unlimited.
+	SubscribeRate float64
 	// Now is the clock; nil means time.Now. Tests move it to expire tokens.
 	Now func() time.Time
 }
@@ -30,6 +38,11 @@ const (
 	DefaultRegion = "us-east-1"
 	// OnDemandStreamCountLimit is AWS's default quota of on-demand streams.
 	OnDemandStreamCountLimit = 50
+	// DefaultSubscriptionLifetime is AWS's SubscribeToShard lifetime.
+	DefaultSubscriptionLifetime = 5 * time.Minute
+	// DefaultSubscribeRate is an enhanced fan-out consumer's dedicated
+	// throughput per shard, in bytes per second.
+	DefaultSubscribeRate = 2 << 20
 )
 
 func (c Config) withDefaults() Config {
@@ -41,6 +54,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
+	}
+	if c.SubscriptionLifetime <= 0 {
+		c.SubscriptionLifetime = DefaultSubscriptionLifetime
+	}
+	if c.SubscribeRate == 0 {
+		c.SubscribeRate = DefaultSubscribeRate
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/shardlog/shardlog/storage"
 )
@@ -80,4 +82,12 @@ func (f *fakeBackend) DeregisterConsumer(ctx context.Context, stream, name strin
 		}
 	}
 	return f.consumerErr(storage.ErrConsumerNotFound, storage.ReasonConsumerNotFound, stream, name)
+}
+
+func (f *fakeBackend) ActiveConsumer(ctx context.Context, stream, name string, created time.Time) (storage.ConsumerInfo, <-chan struct{}, error) {
+	return storage.ConsumerInfo{}, nil, errors.New("fake backend: no SubscribeToShard")
+}
+
+func (f *fakeBackend) Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-chan struct{}) (*storage.Subscription, error) {
+	return nil, errors.New("fake backend: no SubscribeToShard")
 }

@@ -178,3 +178,10 @@ func storageMessage(e *storage.Error, region string) string {
 	}
 	return e.Error()
 }
+
+// msgSubscriptionInUse is SubscribeToShard's ResourceInUseException for a
+// consumer and shard that have a subscription running, or started one less
+// than 5 s ago. AWS's exact text was never captured (unverified).
+func msgSubscriptionInUse(consumerARN, shardID string) string {
+	return "Another active subscription exists for consumer " + consumerARN + " on shard " + shardID + ", or one started less than 5 seconds ago."
+}

@@ -260,13 +260,19 @@ func (s *Server) getRecords(rc *reqCtx, body []byte) (any, error) {
 func getRecordsOutput(res storage.ReadResult) wire.GetRecordsOutput {
 	out := wire.GetRecordsOutput{Records: records(res.Records), MillisBehindLatest: res.MillisBehindLatest, SizeHint: res.Bytes}
 	if res.Next == nil {
-		children := make([]wire.ChildShard, len(res.ChildShards))
-		for i, c := range res.ChildShards {
-			children[i] = wire.ChildShard{ShardId: c.ShardID, ParentShards: append([]string{}, c.ParentShards...), HashKeyRange: hashKeyRange(c.HashRange)}
-		}
+		children := childShardsOut(res.ChildShards)
 		out.ChildShards = &children
 	}
 	return out
+}
+
+// childShardsOut renders a closed shard's children (never nil).
+func childShardsOut(cs []storage.ChildShard) []wire.ChildShard {
+	children := make([]wire.ChildShard, len(cs))
+	for i, c := range cs {
+		children[i] = wire.ChildShard{ShardId: c.ShardID, ParentShards: append([]string{}, c.ParentShards...), HashKeyRange: hashKeyRange(c.HashRange)}
+	}
+	return children
 }
 
 // records shows storage's records to the wire encoder without copying.

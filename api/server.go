@@ -22,12 +22,14 @@ type Server struct {
 	b       Backend
 	keys    wire.TokenKeys
 	account string // b.AccountID(), read once
+	subs    *subscriptions
 }
 
 // New returns a Server over b. b.IteratorKey() is read once: it keys the shard
 // iterators and pagination tokens.
 func New(cfg Config, b Backend) *Server {
-	return &Server{cfg: cfg.withDefaults(), b: b, keys: wire.DeriveTokenKeys(b.IteratorKey()), account: b.AccountID()}
+	return &Server{cfg: cfg.withDefaults(), b: b, keys: wire.DeriveTokenKeys(b.IteratorKey()), account: b.AccountID(),
+		subs: newSubscriptions()}
 }
 
 type opFunc func(s *Server, rc *reqCtx, body []byte) (any, error)
@@ -59,6 +61,7 @@ var operations = map[string]opFunc{
 	"DescribeStreamConsumer":        (*Server).describeConsumer,
 	"ListStreamConsumers":           (*Server).listConsumers,
 	"DeregisterStreamConsumer":      (*Server).deregisterConsumer,
+	"SubscribeToShard":              (*Server).subscribeToShard,
 }
 
 // reqCtx is the state of one request.
@@ -118,6 +121,9 @@ func (s *Server) serve(rc *reqCtx) {
 	out, err := operations[rc.op](s, rc, body)
 	if err != nil {
 		s.writeError(rc, toAPIError(err, rc.region))
+		return
+	}
+	if _, done := out.(streamed); done {
 		return
 	}
 	s.writeOutput(rc, out)

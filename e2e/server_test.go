@@ -33,6 +33,7 @@ type server struct {
 	http     *http.Server
 	endpoint string
 	now      func() time.Time
+	cfg      api.Config // the API's configuration (Now is set by start)
 }
 
 func startServer(t *testing.T, dir string) *server {
@@ -64,11 +65,16 @@ func (s *server) start() {
 		s.t.Fatal(err)
 	}
 	s.store = st
-	s.http = &http.Server{Handler: api.New(api.Config{Now: func() time.Time { return s.now() }}, st), Protocols: new(http.Protocols)}
-	// As `shardlog serve`: HTTP/1.1 and cleartext HTTP/2 with prior knowledge
-	// (the JavaScript SDK's Kinesis client speaks only HTTP/2).
+	cfg := s.cfg
+	cfg.Now = func() time.Time { return s.now() }
+	h := api.New(cfg, st)
+	// As cmd/shardlog serves: HTTP/1.1 and cleartext HTTP/2 with prior knowledge
+	// (the JavaScript SDK's Kinesis client speaks only HTTP/2), and shutdown
+	// ends subscriptions.
+	s.http = &http.Server{Handler: h, Protocols: new(http.Protocols)}
 	s.http.Protocols.SetHTTP1(true)
 	s.http.Protocols.SetUnencryptedHTTP2(true)
+	s.http.RegisterOnShutdown(h.Close)
 	s.endpoint = "http://" + ln.Addr().String()
 	go s.http.Serve(ln)
 }

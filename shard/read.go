@@ -50,6 +50,15 @@ func (s *Shard) snapshot(from uint64) ([]view, uint64) {
 // (at least one record is returned if any is available). It reads only what
 // the writer has published.
 func (s *Shard) Read(from uint64, maxRecords, maxBytes int, minTs int64) (ReadResult, error) {
+	return s.read(from, maxRecords, maxBytes, minTs, func(r *segment.Reader, _ uint64, offs []int64) []decoded {
+		return decodeFrames(r, offs)
+	})
+}
+
+// frameDecoder decodes the frames at offs of segment segID, in order.
+type frameDecoder func(r *segment.Reader, segID uint64, offs []int64) []decoded
+
+func (s *Shard) read(from uint64, maxRecords, maxBytes int, minTs int64, dec frameDecoder) (ReadResult, error) {
 	views, next := s.snapshot(from)
 	res := ReadResult{Next: from}
 	full := false
@@ -58,7 +67,7 @@ func (s *Shard) Read(from uint64, maxRecords, maxBytes int, minTs int64) (ReadRe
 			continue
 		}
 		var err error
-		full, err = s.readSegment(v, from, maxRecords, maxBytes, minTs, &res)
+		full, err = s.readSegment(v, from, maxRecords, maxBytes, minTs, dec, &res)
 		if err != nil {
 			return res, err
 		}
@@ -81,7 +90,7 @@ const readAhead = 4
 
 // readSegment appends matching records of one segment to res. It reports
 // whether the page is full.
-func (s *Shard) readSegment(v view, from uint64, maxRecords, maxBytes int, minTs int64, res *ReadResult) (bool, error) {
+func (s *Shard) readSegment(v view, from uint64, maxRecords, maxBytes int, minTs int64, dec frameDecoder, res *ReadResult) (bool, error) {
 	r, err := s.acquire(v.sg)
 	if err != nil {
 		return false, err
@@ -89,11 +98,17 @@ func (s *Shard) readSegment(v view, from uint64, maxRecords, maxBytes int, minTs
 	defer s.release(v.sg)
 	for off := seekOffset(v.seeks, from); off < v.end; {
 		budget := pageBudget{records: maxRecords - len(res.Records), bytes: maxBytes - res.Bytes}
+		if budget.records <= 0 || budget.bytes <= 0 {
+			// Full at a batch's edge: pickFrames would pick nothing, and
+			// the page must not read as "at the tip", which would move
+			// Next past the records not yet returned.
+			return true, nil
+		}
 		offs, next, err := pickFrames(r, off, v.end, from, minTs, budget)
 		if err != nil || len(offs) == 0 {
 			return false, err
 		}
-		for _, f := range decodeFrames(r, offs) {
+		for _, f := range dec(r, v.sg.id, offs) {
 			if f.err != nil {
 				return false, f.err
 			}

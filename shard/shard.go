@@ -150,7 +150,50 @@ type Shard struct {
 	sendMu   sync.RWMutex // held shared while queueing an append, exclusively by Close
 	stopping bool         // under sendMu: no more appends may be queued
 
+	// changed is the channel Changed hands out: closed (and dropped, so the
+	// next Changed makes a new one) when the published tip moves or the
+	// writer stops; nil while nobody waits, so a shard without subscribers
+	// pays nothing. ended: the shard is closed, and changed stays closed.
+	chMu    sync.Mutex
+	changed chan struct{}
+	ended   bool
+	frames  frameCache // decoded newest frames shared by ReadShared's callers
+
 	beforeEnqueue func() // test hook: runs between an append's checks and its queueing
+}
+
+// Changed returns a channel that is closed when the shard's acknowledged
+// (published, and under SyncAlways durable) tip next moves, or when the
+// shard is sealed, unsealed or closed. Call it again after each wake-up
+// (close-and-replace); after Close it returns a closed channel. Call it
+// before reading the tip, so a move between the two is never missed. It
+// costs the writer one channel close per frame, and only while someone
+// waits.
+func (s *Shard) Changed() <-chan struct{} {
+	s.chMu.Lock()
+	defer s.chMu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+		if s.ended {
+			close(s.changed)
+		}
+	}
+	return s.changed
+}
+
+// wake closes the channel Changed handed out, if any. final (Close) keeps
+// every later Changed closed.
+func (s *Shard) wake(final bool) {
+	s.chMu.Lock()
+	defer s.chMu.Unlock()
+	if s.ended {
+		return
+	}
+	if s.changed != nil {
+		close(s.changed)
+	}
+	s.changed = nil
+	s.ended = final
 }
 
 // Admission is the shard's admission controller, or nil if it is unlimited.
@@ -298,6 +341,7 @@ func (s *Shard) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	err := s.stopWriter()
+	defer s.wake(true)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sg := range s.segs {
@@ -325,6 +369,7 @@ func (s *Shard) Seal() error {
 		return ErrClosed
 	}
 	err := s.stopWriter()
+	defer s.wake(false) // waiters re-read: the tip is final unless Unseal
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err == nil && s.werr != nil {
@@ -364,6 +409,7 @@ func (s *Shard) Unseal() error {
 	s.sendMu.Lock()
 	s.stopping = false
 	s.sendMu.Unlock()
+	s.wake(false)
 	return nil
 }
 

@@ -387,6 +387,7 @@ func (s *Shard) publish(fl *flight) {
 	}
 	s.sinceSeek += fi.Size()
 	s.mu.Unlock()
+	s.wake(false) // after the tip moved: a waiter that re-reads sees it
 	if sk != nil && s.opts.Sync == SyncAlways {
 		s.opts.Index.Submit(index.Update{Shard: s.opts.IndexKey, Seeks: []index.Seek{*sk}})
 	}

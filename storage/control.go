@@ -197,6 +197,7 @@ func (s *Store) DeleteStreamWith(ctx context.Context, name string, o DeleteOptio
 		return err
 	}
 	st.meta = m
+	st.wake() // subscriptions end
 	st.closeGoneLocked("")
 	if st.timer != nil {
 		st.timer.Stop()
@@ -250,6 +251,7 @@ func (s *Store) removeStreamLocked(st *stream) error {
 		return err
 	}
 	delete(s.streams, st.name)
+	st.wake()
 	return nil
 }
 

@@ -271,19 +271,24 @@ func (s *Store) Position(ctx context.Context, name, id string, typ IteratorType,
 		return Position{}, err
 	}
 	pos := Position{Stream: name, StreamCreated: ref.meta.CreatedNs, ShardIndex: sm.Index}
+	pos.Ordinal, err = s.startOrdinal(st, sm, sh, typ, startSeq, ts)
+	return pos, err
+}
+
+// startOrdinal resolves a starting position (GetShardIterator's,
+// SubscribeToShard's) to the first ordinal to return.
+func (s *Store) startOrdinal(st *stream, sm shardMeta, sh *shard.Shard, typ IteratorType, startSeq string, ts time.Time) (uint64, error) {
 	switch typ {
 	case TrimHorizon:
-		pos.Ordinal = 0
+		return 0, nil
 	case Latest:
-		pos.Ordinal = sh.Tip().Next
+		return sh.Tip().Next, nil
 	case AtSequenceNumber, AfterSequenceNumber:
-		pos.Ordinal, err = s.seqPosition(st, sm, typ, startSeq)
+		return s.seqPosition(st, sm, typ, startSeq)
 	case AtTimestamp:
-		pos.Ordinal, err = s.timePosition(sh, ts)
-	default:
-		err = s.fail(ErrInvalidArgument, ReasonIterType, Facts{Stream: name, Given: string(typ)})
+		return s.timePosition(sh, ts)
 	}
-	return pos, err
+	return 0, s.fail(ErrInvalidArgument, ReasonIterType, Facts{Stream: st.name, Given: string(typ)})
 }
 
 func (s *Store) seqPosition(st *stream, sm shardMeta, typ IteratorType, seq string) (uint64, error) {
@@ -363,13 +368,7 @@ func (s *Store) readOnce(ctx context.Context, pos Position, maxRecords, maxBytes
 	if err != nil {
 		return ReadResult{}, fmt.Errorf("read %s/%s: %w", pos.Stream, shardID(pos.ShardIndex), err)
 	}
-	out := ReadResult{Records: make([]Record, len(r.Records)), Bytes: r.Bytes}
-	for i, rec := range r.Records {
-		out.Records[i] = Record{
-			SequenceNumber: seqnum.Seq{ShardCreateSecs: sm.CreateSecs, ShardIndex: sm.Index, Ordinal: rec.Seq, ArrivalSecs: rec.ArrivalMs / 1000}.String(),
-			Arrival:        time.UnixMilli(rec.ArrivalMs), PartitionKey: rec.PartitionKey, Data: rec.Data,
-		}
-	}
+	out := ReadResult{Records: recordsOf(sm, r.Records), Bytes: r.Bytes}
 	if r.AtTip && sm.Closed {
 		out.ChildShards = s.children(pos.Stream, shardID(sm.Index))
 		return out, nil

@@ -396,6 +396,7 @@ func (s *Store) install(st *stream, m *streamMeta, sealed, kids map[uint32]*shar
 	if st.timer != nil {
 		st.timer.Stop()
 	}
+	st.wake() // subscribers at a parent's end now see it closed
 }
 
 // awaitReshard waits until no reshard of the named stream is taking effect,

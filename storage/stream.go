@@ -55,6 +55,34 @@ type stream struct {
 	// handed out, closed when the consumer goes (consumers.go); guarded by
 	// Store.mu.
 	gone map[goneKey]chan struct{}
+	// changed wakes subscribers when the stream's shard set or status
+	// changes (a reshard's commit, DeleteStream, removal): closed and
+	// dropped by wake, made by watch. Guarded by chMu, not Store.mu, so
+	// watching needs no store lock.
+	chMu    sync.Mutex
+	changed chan struct{}
+}
+
+// watch returns a channel closed at the stream's next metadata change. Call
+// it before reading the metadata.
+func (st *stream) watch() <-chan struct{} {
+	st.chMu.Lock()
+	defer st.chMu.Unlock()
+	if st.changed == nil {
+		st.changed = make(chan struct{})
+	}
+	return st.changed
+}
+
+// wake tells the stream's watchers that its metadata changed; call it after
+// the change is visible.
+func (st *stream) wake() {
+	st.chMu.Lock()
+	defer st.chMu.Unlock()
+	if st.changed != nil {
+		close(st.changed)
+		st.changed = nil
+	}
 }
 
 // DefaultSeqGroupSize is how many shards share a sequence counter: AWS

@@ -136,6 +136,25 @@ type GetRecordsOutput struct {
 }
 
 func (o GetRecordsOutput) AppendJSON(b []byte) []byte {
+	b = o.appendRecords(b)
+	if o.NextShardIterator != nil {
+		b = append(b, `,"NextShardIterator":`...)
+		b = AppendString(b, *o.NextShardIterator)
+	}
+	b = append(b, `,"MillisBehindLatest":`...)
+	b = AppendInt(b, o.MillisBehindLatest)
+	if o.NextShardIterator == nil {
+		var children []ChildShard
+		if o.ChildShards != nil {
+			children = *o.ChildShards
+		}
+		b = appendChildShards(b, children)
+	}
+	return append(b, '}')
+}
+
+// appendRecords opens the output object and writes its "Records" member.
+func (o GetRecordsOutput) appendRecords(b []byte) []byte {
 	n := o.Records.Len()
 	if need := o.SizeHint*4/3 + n*192 + 512; cap(b) < need {
 		b = make([]byte, 0, need)
@@ -156,21 +175,7 @@ func (o GetRecordsOutput) AppendJSON(b []byte) []byte {
 		b = AppendString(b, r.PartitionKey)
 		b = append(b, '}')
 	}
-	b = append(b, ']')
-	if o.NextShardIterator != nil {
-		b = append(b, `,"NextShardIterator":`...)
-		b = AppendString(b, *o.NextShardIterator)
-	}
-	b = append(b, `,"MillisBehindLatest":`...)
-	b = AppendInt(b, o.MillisBehindLatest)
-	if o.NextShardIterator == nil {
-		var children []ChildShard
-		if o.ChildShards != nil {
-			children = *o.ChildShards
-		}
-		b = appendChildShards(b, children)
-	}
-	return append(b, '}')
+	return append(b, ']')
 }
 
 func (o GetRecordsOutput) CBORValue() any {

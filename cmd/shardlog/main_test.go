@@ -32,7 +32,7 @@ type countingCloser struct{ n atomic.Int32 }
 func (c *countingCloser) Close() error { c.n.Add(1); return nil }
 
 func testOptions() serveOptions {
-	return serveOptions{listen: "127.0.0.1:0", dataDir: "unused", accountID: "000000000000", region: "us-east-1", shardLimit: 500, sync: "always", throttleMultiplier: 1, segmentSize: 64 << 20, segmentAge: time.Hour, scalingPerDay: 10, cacheWindow: 32 << 20}
+	return serveOptions{listen: "127.0.0.1:0", dataDir: "unused", accountID: "000000000000", region: "us-east-1", shardLimit: 500, sync: "always", throttleMultiplier: 1, segmentSize: 64 << 20, segmentAge: time.Hour, scalingPerDay: 10, cacheWindow: 32 << 20, subscriptionLifetime: 5 * time.Minute}
 }
 
 func TestServeHealthAndShutdown(t *testing.T) {
@@ -117,6 +117,7 @@ func TestOptionsCheck(t *testing.T) {
 		func(o *serveOptions) { o.shardLimit = 0 },
 		func(o *serveOptions) { o.createDelay = -time.Second },
 		func(o *serveOptions) { o.consumerDelay = -time.Second },
+		func(o *serveOptions) { o.subscriptionLifetime = 0 },
 		func(o *serveOptions) { o.region = "" },
 		func(o *serveOptions) { o.throttleMultiplier = 0 },
 		func(o *serveOptions) { o.injectThrottleRate = 1.5 },

@@ -29,12 +29,14 @@ type serveOptions struct {
 	updateDelay time.Duration
 	// consumerDelay is how long a consumer stays CREATING, and DELETING.
 	consumerDelay time.Duration
-	shardLimit    int
-	accountID     string
-	region        string
-	logLevel      string
-	logFormat     string
-	sync          string
+	// subscriptionLifetime is how long a SubscribeToShard stream lasts.
+	subscriptionLifetime time.Duration
+	shardLimit           int
+	accountID            string
+	region               string
+	logLevel             string
+	logFormat            string
+	sync                 string
 
 	scalingPerDay int
 
@@ -92,6 +94,7 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.DurationVar(&o.createDelay, "create-stream-delay", 500*time.Millisecond, "time a new stream stays CREATING (0 allowed)")
 	f.DurationVar(&o.deleteDelay, "delete-stream-delay", 500*time.Millisecond, "time a deleted stream stays DELETING (0 allowed)")
 	f.DurationVar(&o.updateDelay, "update-stream-delay", 500*time.Millisecond, "time an updated stream stays UPDATING (0 allowed)")
+	f.DurationVar(&o.subscriptionLifetime, "subscription-lifetime", api.DefaultSubscriptionLifetime, "how long a SubscribeToShard stream lasts before the server ends it (AWS: 5m)")
 	f.DurationVar(&o.consumerDelay, "consumer-delay", 500*time.Millisecond, "time a registered consumer stays CREATING, and a deregistered one DELETING (0 allowed)")
 	f.IntVar(&o.shardLimit, "shard-limit", defaultShardLimit, "open shards allowed in the account")
 	f.StringVar(&o.accountID, "account-id", defaultAccountID, "12-digit account id used in ARNs and messages")
@@ -121,6 +124,8 @@ func (o serveOptions) check() error {
 		return fmt.Errorf("--account-id must be 12 digits, got %q", o.accountID)
 	case o.shardLimit < 1:
 		return fmt.Errorf("--shard-limit must be at least 1, got %d", o.shardLimit)
+	case o.subscriptionLifetime <= 0:
+		return fmt.Errorf("--subscription-lifetime must be positive, got %v", o.subscriptionLifetime)
 	case o.createDelay < 0 || o.deleteDelay < 0 || o.updateDelay < 0 || o.consumerDelay < 0:
 		return errors.New("stream and consumer delays must not be negative")
 	case o.region == "":
@@ -223,7 +228,7 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 // SDK's async client speaks.
 func newHTTPServer(o serveOptions, store api.Backend, log hclog.Logger) *http.Server {
 	cfg := api.Config{Region: o.region, Logger: log.Named("api"),
-		Now: o.now}
+		Now: o.now, SubscriptionLifetime: o.subscriptionLifetime, SubscribeRate: o.subscribeRate()}
 	if o.controlPlaneLimits {
 		cfg.Admission = api.NewControlPlaneLimits(ratelimit.KinesisControl, o.accountID, nil)
 	}
@@ -237,6 +242,9 @@ func newHTTPServer(o serveOptions, store api.Backend, log hclog.Logger) *http.Se
 		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 		Protocols:         new(http.Protocols),
 	}
+	// Shutdown waits for handlers but cancels none: subscriptions, which
+	// would run out their lifetime, are ended here.
+	srv.RegisterOnShutdown(handler.Close)
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)
 	return srv
@@ -252,4 +260,13 @@ func newLogger(level, format string, out io.Writer) (hclog.Logger, error) {
 		return nil, fmt.Errorf("--log-format must be json or text, got %q", format)
 	}
 	return hclog.New(&hclog.LoggerOptions{Name: "shardlog", Level: lvl, JSONFormat: format == "json", Output: out}), nil
+}
+
+// subscribeRate is each SubscribeToShard stream's pace: AWS's dedicated
+// 2 MiB/s scaled like the per-shard rates, or unlimited without throttling.
+func (o serveOptions) subscribeRate() float64 {
+	if !o.throttle {
+		return -1
+	}
+	return api.DefaultSubscribeRate * o.throttleMultiplier
 }
