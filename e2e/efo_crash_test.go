@@ -40,7 +40,6 @@ func TestSubscribeCrash(t *testing.T) {
 		p := startProcess(t, bin, dir, "--consumer-delay", "0")
 		c := p.client()
 		if cycle == 0 {
-			skipUnlessSubscribeServed(t, c)
 			ec.setUp(c)
 		}
 		done := ec.subscribeAll(c, nil)
@@ -296,18 +295,3 @@ func (ec *efoCrash) delivered() int {
 	return n
 }
 
-// skipUnlessSubscribeServed skips a test while the server answers
-// SubscribeToShard with UnknownOperationException: on a branch without the
-// enhanced fan-out glue (api's SubscribeToShard). Once the glue is merged
-// the probe always passes; remove it then.
-func skipUnlessSubscribeServed(t *testing.T, c *kinesis.Client) {
-	t.Helper()
-	_, err := c.SubscribeToShard(context.Background(), &kinesis.SubscribeToShardInput{
-		ConsumerARN:      aws.String("arn:aws:kinesis:us-east-1:000000000000:stream/probe/consumer/probe:1700000000"),
-		ShardId:          aws.String("shardId-000000000000"),
-		StartingPosition: &types.StartingPosition{Type: types.ShardIteratorTypeLatest},
-	})
-	if apiErr(err) == "UnknownOperationException" {
-		t.Skip("SubscribeToShard is not served on this branch (UnknownOperationException): the enhanced fan-out glue is not merged")
-	}
-}

@@ -25,9 +25,6 @@ func TestJavaScriptSDK(t *testing.T) {
 	for _, script := range []string{"kinesis.test.mjs", "subscribe.test.mjs"} {
 		t.Run(script, func(t *testing.T) {
 			s := startServerWith(t, t.TempDir(), storage.Options{})
-			if script == "subscribe.test.mjs" {
-				skipUnlessSubscribeServed(t, s.client(1))
-			}
 			runNode(t, node, script, "SHARDLOG_ENDPOINT="+s.endpoint)
 		})
 	}

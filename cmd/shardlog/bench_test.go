@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"net"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -162,9 +161,6 @@ func TestBenchSubscribe(t *testing.T) {
 	o := smallBench(startBenchEndpoint(t))
 	o.Op, o.Consumers, o.Rate, o.Poll, o.ServerPID = loadgen.OpSubscribe, 2, 200, true, os.Getpid()
 	rep, err := loadgen.Run(context.Background(), o, nil)
-	if err != nil && strings.Contains(err.Error(), "UnknownOperationException") {
-		t.Skip("SubscribeToShard is not served on this branch: the enhanced fan-out glue is not merged")
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
