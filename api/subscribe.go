@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shardlog/shardlog/api/wire"
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/ratelimit"
 	"github.com/shardlog/shardlog/storage"
 )
@@ -139,6 +140,9 @@ func (s *Server) subscribeToShard(rc *reqCtx, body []byte) (any, error) {
 		return nil, err
 	}
 	key := subKey{stream: p.Stream, consumer: p.Consumer, secs: p.CreatedSecs, shard: *in.ShardId}
+	if idx, ok := datadir.ParseShardID(*in.ShardId); ok {
+		key.shard = datadir.ShardID(idx) // "1" and "shardId-000000000001" are one shard
+	}
 	if !s.subs.claim(key, s.now()) {
 		return nil, wire.ClientError(wire.TypeResourceInUse, msgSubscriptionInUse(*in.ConsumerARN, *in.ShardId))
 	}

@@ -294,4 +294,3 @@ func (ec *efoCrash) delivered() int {
 	}
 	return n
 }
-
