@@ -154,6 +154,10 @@ func (ec *efoCrash) subscribe(c *kinesis.Client, sh *efoShard, ready chan<- erro
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), efoCatchUp)
 	defer cancel()
+	// A client of its own per subscription: the SDK's JSON protocol keeps one
+	// event-stream decode buffer per client (a data race between concurrent
+	// subscriptions inside smithy-go); New makes a new one.
+	c = kinesis.New(c.Options())
 	out, err := c.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{ConsumerARN: aws.String(ec.consumerARN), ShardId: aws.String(sh.id), StartingPosition: pos})
 	ready <- err
 	if err != nil {

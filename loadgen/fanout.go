@@ -66,6 +66,10 @@ func (r *reader) failed(err error) {
 // when the server ends a subscription (its 5-minute lifetime) or it fails.
 // The first call's outcome goes to ready; if it failed, subscribe returns.
 func (r *reader) subscribe(ctx context.Context, c *kinesis.Client, consumerARN string, ready chan<- error) {
+	// A client of its own: the SDK's JSON protocol keeps one event-stream
+	// decode buffer per client, which concurrent subscriptions would share
+	// (the race detector flags it inside smithy-go); New makes a new one.
+	c = kinesis.New(c.Options())
 	pos := &types.StartingPosition{Type: types.ShardIteratorTypeLatest}
 	for first := true; ctx.Err() == nil; first = false {
 		out, err := c.SubscribeToShard(ctx, subscribeInput(consumerARN, r.shard.id, pos))
