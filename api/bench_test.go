@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shardlog/shardlog/storage"
 )
@@ -43,13 +44,29 @@ func putRecordsBody(n, size int) []byte {
 
 // BenchmarkPutRecords is the hot path: 500 records of 1 KiB through the
 // handler (decode, validate, encode), without storage.
-func BenchmarkPutRecords(b *testing.B) {
-	srv := New(Config{}, nullBackend{newFake()})
+func BenchmarkPutRecords(b *testing.B) { benchPutRecords(b, false) }
+
+// BenchmarkPutRecordsVerified is BenchmarkPutRecords with SigV4 verification
+// (--auth-file): each request carries a real signature, checked by hashing
+// the body and re-signing. The difference between the two is the
+// verification's cost (BENCHMARKS.md).
+func BenchmarkPutRecordsVerified(b *testing.B) { benchPutRecords(b, true) }
+
+func benchPutRecords(b *testing.B, verify bool) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	cfg := Config{Now: func() time.Time { return at }}
+	if verify {
+		cfg.Auth = testVerifier(b)
+	}
+	srv := New(cfg, nullBackend{newFake()})
 	body := putRecordsBody(500, 1024)
+	// Signing is the client's work: sign once, replay the headers.
+	signed := signRequest(b, newRequest("PutRecords", string(body)), body, "admin-secret", at)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
 		req := newRequest("PutRecords", "")
+		req.Header = signed.Header.Clone()
 		req.Body = httpBody(body)
 		req.ContentLength = int64(len(body))
 		w := httptest.NewRecorder()

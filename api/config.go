@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/shardlog/shardlog/api/auth"
 )
 
 // Config configures the HTTP API server.
@@ -24,6 +26,10 @@ type Config struct {
 	// pair) to this many record bytes per second; 0 means
 	// DefaultSubscribeRate (AWS's dedicated 2 MiB/s), negative unlimited.
 	SubscribeRate float64
+	// Auth, if set, verifies every request's SigV4 signature against the
+	// auth file's credentials (--auth-file); nil accepts any well-formed
+	// signature, as before.
+	Auth *auth.Verifier
 	// Now is the clock; nil means time.Now. Tests move it to expire tokens.
 	Now func() time.Time
 }

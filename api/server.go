@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/shardlog/shardlog/api/auth"
 	"github.com/shardlog/shardlog/api/wire"
 )
 
@@ -77,6 +78,9 @@ type reqCtx struct {
 	status int
 	errMsg string
 	wrote  bool
+	// identity is who signed the request, verified against Config.Auth;
+	// nil when verification is off.
+	identity *auth.Identity
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -118,6 +122,14 @@ func (s *Server) serve(rc *reqCtx) {
 		return
 	}
 	rc.op, rc.region = front.Op, region
+	if s.cfg.Auth != nil {
+		id, aerr := s.cfg.Auth.Verify(r, body, s.now())
+		if aerr != nil {
+			s.writeError(rc, aerr)
+			return
+		}
+		rc.identity = id
+	}
 	out, err := operations[rc.op](s, rc, body)
 	if err != nil {
 		s.writeError(rc, toAPIError(err, rc.region))

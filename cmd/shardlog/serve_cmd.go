@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shardlog/shardlog/api"
+	"github.com/shardlog/shardlog/api/auth"
 	"github.com/shardlog/shardlog/ratelimit"
 )
 
@@ -54,6 +55,10 @@ type serveOptions struct {
 	injectThrottleRate float64
 	controlPlaneLimits bool
 	gomaxprocs         int
+
+	// authFile, if set, is the --auth-file whose credentials every
+	// request's SigV4 signature is verified against.
+	authFile string
 }
 
 // storeOpener opens the storage engine: the Backend the API serves and the
@@ -114,6 +119,7 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.Float64Var(&o.throttleMultiplier, "throttle-multiplier", 1, "scale every per-shard rate by this factor")
 	f.Float64Var(&o.injectThrottleRate, "inject-throttle-rate", 0, "throttle this fraction (0-1) of data-plane calls at random, to test clients' backoff")
 	f.IntVar(&o.gomaxprocs, "gomaxprocs", 0, "Go scheduler threads (GOMAXPROCS); 0: the CPU count but at least 8, unless the GOMAXPROCS variable is set")
+	f.StringVar(&o.authFile, "auth-file", "", "verify every request's SigV4 signature against the access keys in this YAML or JSON file (reloaded on SIGHUP); unset: any credentials work")
 	f.BoolVar(&o.controlPlaneLimits, "control-plane-limits", false, "enforce AWS's control-plane rates (e.g. DescribeStream 10/s) with LimitExceededException")
 	return cmd
 }
@@ -188,6 +194,10 @@ func allDigits(s string) bool {
 // lets in-flight requests finish, and closes the store. ready, if set, is
 // told the bound address once the server accepts connections.
 func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.Logger, ready func(net.Addr)) (err error) {
+	verifier, err := loadAuth(o)
+	if err != nil {
+		return err
+	}
 	store, closer, err := open(ctx, o, log)
 	if err != nil {
 		return fmt.Errorf("open data directory %s: %w", o.dataDir, err)
@@ -201,9 +211,14 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 	if err != nil {
 		return err
 	}
-	srv := newHTTPServer(o, store, log)
+	srv := newHTTPServer(o, store, verifier, log)
+	stopHangups := handleHangups(log, reloaders(verifier))
+	defer stopHangups()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if verifier != nil {
+		log.Info("verifying SigV4 signatures", "auth_file", o.authFile, "credentials", verifier.Len())
+	}
 	log.Info("serving the Kinesis API", "listen", ln.Addr().String(), "data_dir", o.dataDir, "version", versionString(), "gomaxprocs", runtime.GOMAXPROCS(0))
 	if ready != nil {
 		ready(ln.Addr())
@@ -226,8 +241,8 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 // newHTTPServer sets timeouts against slow clients (headers must arrive
 // within 10 s) and serves HTTP/1.1 plus cleartext HTTP/2, which the Java
 // SDK's async client speaks.
-func newHTTPServer(o serveOptions, store api.Backend, log hclog.Logger) *http.Server {
-	cfg := api.Config{Region: o.region, Logger: log.Named("api"),
+func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, log hclog.Logger) *http.Server {
+	cfg := api.Config{Region: o.region, Logger: log.Named("api"), Auth: verifier,
 		Now: o.now, SubscriptionLifetime: o.subscriptionLifetime, SubscribeRate: o.subscribeRate()}
 	if o.controlPlaneLimits {
 		cfg.Admission = api.NewControlPlaneLimits(ratelimit.KinesisControl, o.accountID, nil)
