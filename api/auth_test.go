@@ -22,6 +22,8 @@ const authFile = `credentials:
   - access_key_id: AKIDADMIN
     secret_access_key: admin-secret
     user: admin
+    policies:   # authorization (part 2) denies a key without policies
+      - {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kinesis:*", "Resource": "*"}]}
 `
 
 func testVerifier(t testing.TB) *auth.Verifier {

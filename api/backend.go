@@ -76,6 +76,12 @@ type AdmissionRequest struct {
 	Stream    string // "" for account-level operations (ListStreams, DescribeLimits)
 	Records   int    // records in a put
 	Bytes     int    // data + partition-key bytes in a put
+	// ResourceARN is the resource authorized: the stream's ARN, a
+	// consumer's ARN, or "*" for account-level operations. Operations on a
+	// stream may leave it empty (admit fills it in).
+	ResourceARN string
+	// target names the resource's policy, nil for account-level operations.
+	target *storage.PolicyTarget
 }
 
 // Subscription is what the api uses of a *storage.Subscription.

@@ -160,7 +160,7 @@ func (s *Server) consumerRequest(rc *reqCtx, body []byte) (consumerRef, error) {
 	if err != nil {
 		return ref, err
 	}
-	return ref, s.admit(rc, AdmissionRequest{Stream: ref.stream})
+	return ref, s.admit(rc, s.consumerAdmission(rc, ref))
 }
 
 func (s *Server) describeConsumer(rc *reqCtx, body []byte) (any, error) {

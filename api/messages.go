@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/shardlog/shardlog/api/wire"
+	"github.com/shardlog/shardlog/policy"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -184,4 +185,31 @@ func storageMessage(e *storage.Error, region string) string {
 // than 5 s ago. AWS's exact text was never captured (unverified).
 func msgSubscriptionInUse(consumerARN, shardID string) string {
 	return "Another active subscription exists for consumer " + consumerARN + " on shard " + shardID + ", or one started less than 5 seconds ago."
+}
+
+// msgAccessDenied is AWS's AccessDeniedException text for a request that the
+// policies refuse, in IAM's shape: the principal, the action, the resource
+// and why.
+func msgAccessDenied(principalARN, action, resource string, by policy.DeniedBy) string {
+	why := "because no identity-based policy allows the " + action + " action"
+	switch by {
+	case policy.IdentityDeny:
+		why = "with an explicit deny in an identity-based policy"
+	case policy.ResourceDeny:
+		why = "with an explicit deny in a resource-based policy"
+	}
+	return "User: " + principalARN + " is not authorized to perform: " + action + " on resource: " + resource + " " + why
+}
+
+// msgInvalidPolicy is PutResourcePolicy's InvalidArgumentException for a
+// policy document that does not parse or breaks IAM's rules; detail says
+// what (shardlog's wording: AWS's text was never captured, unverified).
+func msgInvalidPolicy(detail string) string {
+	return "Invalid policy document: " + detail
+}
+
+// msgInvalidResourceARN answers a ResourceARN that fits the model's pattern
+// but is neither a stream's nor a consumer's ARN (unverified).
+func msgInvalidResourceARN(arn string) string {
+	return "ResourceARN " + arn + " is neither a stream ARN nor a consumer ARN."
 }

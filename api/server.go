@@ -24,6 +24,11 @@ type Server struct {
 	keys    wire.TokenKeys
 	account string // b.AccountID(), read once
 	subs    *subscriptions
+	// policies caches parsed identity and resource policies (authz.go).
+	policies policyCache
+	// identify, when set, gives each request its identity; tests set it
+	// (SigV4 verification sets rc.identity once it exists).
+	identify identityHook
 }
 
 // New returns a Server over b. b.IteratorKey() is read once: it keys the shard
@@ -36,7 +41,7 @@ func New(cfg Config, b Backend) *Server {
 type opFunc func(s *Server, rc *reqCtx, body []byte) (any, error)
 
 // operations are the Kinesis operations shardlog implements. Any other target,
-// including Kinesis operations not implemented yet (encryption, policies),
+// including Kinesis operations not implemented yet (encryption),
 // is answered UnknownOperationException.
 var operations = map[string]opFunc{
 	"CreateStream":                  (*Server).createStream,
@@ -50,6 +55,9 @@ var operations = map[string]opFunc{
 	"ListShards":                    (*Server).listShards,
 	"PutRecord":                     (*Server).putRecord,
 	"PutRecords":                    (*Server).putRecords,
+	"PutResourcePolicy":             (*Server).putResourcePolicy,
+	"GetResourcePolicy":             (*Server).getResourcePolicy,
+	"DeleteResourcePolicy":          (*Server).deleteResourcePolicy,
 	"GetShardIterator":              (*Server).getShardIterator,
 	"GetRecords":                    (*Server).getRecords,
 	"AddTagsToStream":               (*Server).addTags,
@@ -79,7 +87,7 @@ type reqCtx struct {
 	errMsg string
 	wrote  bool
 	// identity is who signed the request, verified against Config.Auth;
-	// nil when verification is off.
+	// nil when verification is off, and then every operation is allowed.
 	identity *auth.Identity
 }
 
@@ -129,6 +137,8 @@ func (s *Server) serve(rc *reqCtx) {
 			return
 		}
 		rc.identity = id
+	} else if s.identify != nil {
+		rc.identity = s.identify(r)
 	}
 	out, err := operations[rc.op](s, rc, body)
 	if err != nil {
@@ -180,8 +190,21 @@ func (s *Server) logRequest(rc *reqCtx) {
 	}
 }
 
-// admit consults the Admission hook, if any.
+// admit authorizes the request (authz.go), then consults the Admission
+// hook, if any. req.ResourceARN defaults to the stream's ARN, or "*" for
+// an account-level operation.
 func (s *Server) admit(rc *reqCtx, req AdmissionRequest) error {
+	if req.ResourceARN == "" {
+		req.ResourceARN = "*"
+		if req.Stream != "" {
+			req.ResourceARN = s.arnFor(rc, req.Stream)
+			req.target = streamTarget(req.Stream)
+		}
+	}
+	if err := s.authorize(rc, req); err != nil {
+		return err
+	}
+	req.target = nil // authorization's alone
 	if s.cfg.Admission == nil {
 		return nil
 	}

@@ -181,7 +181,8 @@ func TestAdmissionHook(t *testing.T) {
 	adm := &refuseAll{}
 	h.srv.cfg.Admission = adm
 	wantError(t, h.call("PutRecords", `{"StreamName":"s","Records":[{"PartitionKey":"k","Data":"YWJj"}]}`), 400, wire.TypeThroughput, "Rate exceeded for shard shardId-000000000000 in stream s under account 123456789012.")
-	if len(adm.seen) != 1 || adm.seen[0] != (AdmissionRequest{Operation: "PutRecords", Region: "eu-west-1", Stream: "s", Records: 1, Bytes: 4}) {
+	if len(adm.seen) != 1 || adm.seen[0] != (AdmissionRequest{Operation: "PutRecords", Region: "eu-west-1", Stream: "s", Records: 1, Bytes: 4,
+		ResourceARN: "arn:aws:kinesis:eu-west-1:123456789012:stream/s"}) {
 		t.Fatalf("admission saw %+v", adm.seen)
 	}
 	if h.fake.lastPut != nil {

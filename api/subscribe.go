@@ -127,7 +127,7 @@ func (s *Server) subscribeToShard(rc *reqCtx, body []byte) (any, error) {
 		return nil, reasonError(wire.TypeResourceNotFound, storage.ReasonConsumerNotFound,
 			storage.Facts{Account: p.Account, Stream: p.Stream, Consumer: p.Consumer})
 	}
-	if err := s.admit(rc, AdmissionRequest{Stream: p.Stream}); err != nil {
+	if err := s.admit(rc, s.consumerAdmission(rc, consumerRef{stream: p.Stream, name: p.Consumer, secs: p.CreatedSecs})); err != nil {
 		return nil, err
 	}
 	sp := in.StartingPosition

@@ -60,6 +60,9 @@ type StreamRecord struct {
 	// consumer registered again under the name in the same second gets a
 	// later second, so its ARN differs from the removed one's.
 	RetiredConsumers map[string]int64 `json:"retired_consumers,omitempty"`
+	// Policy is the stream's resource-based policy (PutResourcePolicy's
+	// JSON text, as given), "" when it has none.
+	Policy string `json:"policy,omitempty"`
 }
 
 // ConsumerStatus is an enhanced fan-out consumer's lifecycle state, as
@@ -83,6 +86,9 @@ type ConsumerRecord struct {
 	// the consumer is removed.
 	PendingUntilNs int64             `json:"pending_until_ns,omitempty"`
 	Tags           map[string]string `json:"tags,omitempty"`
+	// Policy is the consumer's resource-based policy, "" when it has none;
+	// it goes with the consumer.
+	Policy string `json:"policy,omitempty"`
 }
 
 // ReshardRecord is an accepted reshard, waiting for its stream's UPDATING to

@@ -63,6 +63,9 @@ type ConsumerARNParts struct {
 	CreatedSecs                       int64
 }
 
+// resourceARNPattern is the model's ResourceARN pattern as a full match.
+var resourceARNPattern = regexp.MustCompile(`^arn:aws.*:kinesis:.*:\d{12}:.*stream/\S+$`)
+
 // consumerARNPattern is AWS's ConsumerARN pattern,
 // ^(arn):aws.*:kinesis:.*:\d{12}:.*stream\/[a-zA-Z0-9_.-]+\/consumer\/[a-zA-Z0-9_.-]+:[0-9]+
 // as a full match (Java's matches()), capturing region, account, stream,

@@ -22,6 +22,9 @@ const (
 	PatternARN      = `arn:aws.*:kinesis:.*:\d{12}:stream/\S+`
 	// PatternConsumerARN is the model's ConsumerARN pattern, as AWS prints it.
 	PatternConsumerARN = `^(arn):aws.*:kinesis:.*:\d{12}:.*stream\/[a-zA-Z0-9_.-]+\/consumer\/[a-zA-Z0-9_.-]+:[0-9]+`
+	// PatternResourceARN is the model's ResourceARN (resource policies): a
+	// stream's or a consumer's ARN.
+	PatternResourceARN = `arn:aws.*:kinesis:.*:\d{12}:.*stream/\S+`
 )
 
 // Validator collects model-constraint violations in AWS's format:
@@ -253,6 +256,8 @@ func matchPattern(pattern, s string) bool {
 	case PatternConsumerARN:
 		_, ok := ParseConsumerARN(s)
 		return ok
+	case PatternResourceARN:
+		return resourceARNPattern.MatchString(s)
 	}
 	panic("api: unknown pattern " + pattern)
 }

@@ -197,7 +197,8 @@ func TestAuthFileReloadOnSIGHUP(t *testing.T) {
 	if _, err := newKey.ListStreams(ctx, &kinesis.ListStreamsInput{}); errorCode(err) != "UnrecognizedClientException" {
 		t.Fatalf("before SIGHUP: %v", err)
 	}
-	added := authYAML + "  - access_key_id: AKIDNEW\n    secret_access_key: new-secret\n    user: new\n"
+	added := authYAML + "  - access_key_id: AKIDNEW\n    secret_access_key: new-secret\n    user: new\n" +
+		"    policies: ['{\"Statement\": {\"Effect\": \"Allow\", \"Action\": \"kinesis:*\", \"Resource\": \"*\"}}']\n"
 	if err := os.WriteFile(path, []byte(added), 0o600); err != nil {
 		t.Fatal(err)
 	}
