@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"net/http"
 	"sync"
 
 	"github.com/shardlog/shardlog/api/auth"
@@ -150,7 +149,3 @@ func (c *policyCache) identity(id *auth.Identity) []*policy.Document {
 func (c *policyCache) resource(text string) *policy.Document {
 	return c.get(text, policy.Resource)
 }
-
-// identityHook lets tests stand in for SigV4 verification until it exists:
-// it returns the identity of a request, nil for none.
-type identityHook func(r *http.Request) *auth.Identity

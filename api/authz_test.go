@@ -2,14 +2,20 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/smithy-go"
@@ -20,9 +26,8 @@ import (
 	"github.com/shardlog/shardlog/vfs"
 )
 
-// The identities of the authorization tests, by access key (and user name).
-// Until SigV4 verification exists, the server's identify hook trusts the
-// access key a request's Authorization header names.
+// The identities of the authorization tests, by access key (and user name);
+// authFileOf makes them an auth file, so requests are really verified.
 var testIdentities = map[string][]string{
 	"admin":  {`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kinesis:*","Resource":"*"}]}`},
 	"none":   nil,
@@ -44,22 +49,37 @@ const (
 		{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/carol"},"Action":"kinesis:DescribeStreamSummary"}]}`
 )
 
-func identifyByKey(r *http.Request) *auth.Identity {
-	a := r.Header.Get("Authorization")
-	_, rest, ok := strings.Cut(a, "Credential=")
-	if !ok {
-		return nil
+// authFileOf writes testIdentities as an auth file (secret "secret" for
+// every key), so the table runs through real SigV4 verification.
+func authFileOf(t *testing.T) *auth.Verifier {
+	t.Helper()
+	type cred struct {
+		Key      string            `json:"access_key_id"`
+		Secret   string            `json:"secret_access_key"`
+		User     string            `json:"user"`
+		Policies []json.RawMessage `json:"policies,omitempty"`
 	}
-	key, _, _ := strings.Cut(rest, "/")
-	pols, known := testIdentities[key]
-	if !known {
-		return nil
+	var creds []cred
+	for key, pols := range testIdentities {
+		c := cred{Key: key, Secret: "secret", User: key}
+		for _, p := range pols {
+			c.Policies = append(c.Policies, json.RawMessage(p))
+		}
+		creds = append(creds, c)
 	}
-	id := &auth.Identity{AccessKeyID: key, User: key}
-	for _, p := range pols {
-		id.Policies = append(id.Policies, json.RawMessage(p))
+	b, err := json.Marshal(map[string]any{"credentials": creds})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return id
+	path := filepath.Join(t.TempDir(), "auth.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.Load(path, acctID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // authzRig is the api over a real store with streams orders and logs, an
@@ -86,8 +106,7 @@ func newAuthzRig(t *testing.T) authzRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Config{}, st)
-	srv.identify = identifyByKey
+	srv := New(Config{Auth: authFileOf(t)}, st)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	rig := authzRig{url: hs.URL, consumerARN: wire.FormatConsumerARN("us-east-1", acctID, "orders", "app", c.Created.Unix())}
@@ -300,8 +319,11 @@ func TestEveryOperationAuthorizes(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodPost, rig.url, strings.NewReader(body))
 			req.Header.Set("Content-Type", wire.ContentTypeJSON11)
 			req.Header.Set("X-Amz-Target", targetPrefix+op)
-			req.Header.Set("X-Amz-Date", "20240101T000000Z")
-			req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=none/20240101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=0")
+			sum := sha256.Sum256([]byte(body))
+			creds := aws.Credentials{AccessKeyID: "none", SecretAccessKey: "secret"}
+			if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "kinesis", "us-east-1", time.Now()); err != nil {
+				t.Fatal(err)
+			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)

@@ -26,9 +26,6 @@ type Server struct {
 	subs    *subscriptions
 	// policies caches parsed identity and resource policies (authz.go).
 	policies policyCache
-	// identify, when set, gives each request its identity; tests set it
-	// (SigV4 verification sets rc.identity once it exists).
-	identify identityHook
 }
 
 // New returns a Server over b. b.IteratorKey() is read once: it keys the shard
@@ -137,8 +134,6 @@ func (s *Server) serve(rc *reqCtx) {
 			return
 		}
 		rc.identity = id
-	} else if s.identify != nil {
-		rc.identity = s.identify(r)
 	}
 	out, err := operations[rc.op](s, rc, body)
 	if err != nil {
