@@ -32,7 +32,7 @@ type countingCloser struct{ n atomic.Int32 }
 func (c *countingCloser) Close() error { c.n.Add(1); return nil }
 
 func testOptions() serveOptions {
-	return serveOptions{listen: "127.0.0.1:0", dataDir: "unused", accountID: "000000000000", region: "us-east-1", shardLimit: 500, sync: "always", throttleMultiplier: 1, segmentSize: 64 << 20, segmentAge: time.Hour, scalingPerDay: 10, cacheWindow: 32 << 20, subscriptionLifetime: 5 * time.Minute}
+	return serveOptions{listen: "127.0.0.1:0", dataDir: "unused", accountID: "000000000000", region: "us-east-1", shardLimit: 500, sync: "always", throttleMultiplier: 1, segmentSize: 64 << 20, segmentAge: time.Hour, scalingPerDay: 10, cacheWindow: 32 << 20, subscriptionLifetime: 5 * time.Minute, hardening: defaultHardening()}
 }
 
 func TestServeHealthAndShutdown(t *testing.T) {
@@ -44,7 +44,7 @@ func TestServeHealthAndShutdown(t *testing.T) {
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- runServe(ctx, testOptions(), open, hclog.NewNullLogger(), func(a net.Addr) { addrc <- a })
+		done <- runServe(ctx, testOptions(), open, hclog.NewNullLogger(), func(e endpoints) { addrc <- e.plain })
 	}()
 	addr := <-addrc
 
