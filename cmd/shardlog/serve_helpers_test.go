@@ -156,7 +156,10 @@ func createActiveStream(t *testing.T, c *kinesis.Client, name string) {
 	if _, err := c.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(name), ShardCount: aws.Int32(1)}); err != nil {
 		t.Fatal(err)
 	}
-	w := kinesis.NewStreamExistsWaiter(c, func(o *kinesis.StreamExistsWaiterOptions) { o.MinDelay = 20 * time.Millisecond; o.MaxDelay = 100 * time.Millisecond })
+	w := kinesis.NewStreamExistsWaiter(c, func(o *kinesis.StreamExistsWaiterOptions) {
+		o.MinDelay = 20 * time.Millisecond
+		o.MaxDelay = 100 * time.Millisecond
+	})
 	if err := w.Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String(name)}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
