@@ -117,8 +117,8 @@ func TestMisbehavingClientsCutOff(t *testing.T) {
 	}{
 		{"slowloris", dialPlain, "POST / HTTP/1.1\r\nHost: localhost\r\n", endless},
 		{"slowloris over TLS", dialTLS, "POST / HTTP/1.1\r\nHost: localhost\r\n", endless},
-		{"slow body", dialPlain, requestHead(len(body)) + body[:4], body[4:len(body)-1]},
-		{"slow body over TLS", dialTLS, requestHead(len(body)) + body[:4], body[4:len(body)-1]},
+		{"slow body", dialPlain, requestHead(len(body)) + body[:4], body[4 : len(body)-1]},
+		{"slow body over TLS", dialTLS, requestHead(len(body)) + body[:4], body[4 : len(body)-1]},
 		{"no TLS handshake", func(t *testing.T) net.Conn {
 			conn, err := net.Dial("tcp", ep.tls.String())
 			if err != nil {
