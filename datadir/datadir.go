@@ -10,6 +10,7 @@
 //	meta.db      authoritative stream and shard records (bbolt; StreamRecord)
 //	index.db     derived segment catalog and seek points (bbolt)
 //	streams/<name>-<createdNs %016x>/shardId-%012d/<firstSeq>-<segId>.seg
+//	tls/         ca.crt, server.crt, server.key of serve --tls-self-signed
 //
 // A stream's directory carries its creation time in hex nanoseconds, so a
 // deleted and recreated stream never shares files (or iterators) with its
@@ -37,6 +38,16 @@ const (
 	MetaFile   = "meta.db"
 	IndexFile  = "index.db"
 	StreamsDir = "streams"
+	// TLSDir holds the certificate `serve --tls-self-signed` generates
+	// (TLSCAFile, TLSCertFile, TLSKeyFile); nothing else reads it.
+	TLSDir = "tls"
+)
+
+// Names of the files in TLSDir.
+const (
+	TLSCAFile   = "ca.crt"
+	TLSCertFile = "server.crt"
+	TLSKeyFile  = "server.key"
 )
 
 // Suffixes of the files that recovery and repair leave or clean up.

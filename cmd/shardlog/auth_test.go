@@ -49,7 +49,9 @@ func startAuthServer(t *testing.T, content string) (endpoint, path string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, o, openStore, hclog.NewNullLogger(), func(a net.Addr) { addrc <- a }) }()
+	go func() {
+		done <- runServe(ctx, o, openStore, hclog.NewNullLogger(), func(e endpoints) { addrc <- e.plain })
+	}()
 	select {
 	case a := <-addrc:
 		endpoint = "http://" + a.String()

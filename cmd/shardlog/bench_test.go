@@ -26,7 +26,9 @@ func startBenchEndpoint(t *testing.T) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, o, openStore, hclog.NewNullLogger(), func(a net.Addr) { addrc <- a }) }()
+	go func() {
+		done <- runServe(ctx, o, openStore, hclog.NewNullLogger(), func(e endpoints) { addrc <- e.plain })
+	}()
 	select {
 	case a := <-addrc:
 		t.Cleanup(func() {

@@ -32,7 +32,7 @@ type countingCloser struct{ n atomic.Int32 }
 func (c *countingCloser) Close() error { c.n.Add(1); return nil }
 
 func testOptions() serveOptions {
-	return serveOptions{listen: "127.0.0.1:0", dataDir: "unused", accountID: "000000000000", region: "us-east-1", shardLimit: 500, sync: "always", throttleMultiplier: 1, segmentSize: 64 << 20, segmentAge: time.Hour, scalingPerDay: 10, cacheWindow: 32 << 20, subscriptionLifetime: 5 * time.Minute}
+	return serveOptions{listen: "127.0.0.1:0", dataDir: "unused", accountID: "000000000000", region: "us-east-1", shardLimit: 500, sync: "always", throttleMultiplier: 1, segmentSize: 64 << 20, segmentAge: time.Hour, scalingPerDay: 10, cacheWindow: 32 << 20, subscriptionLifetime: 5 * time.Minute, hardening: defaultHardening()}
 }
 
 func TestServeHealthAndShutdown(t *testing.T) {
@@ -44,7 +44,7 @@ func TestServeHealthAndShutdown(t *testing.T) {
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- runServe(ctx, testOptions(), open, hclog.NewNullLogger(), func(a net.Addr) { addrc <- a })
+		done <- runServe(ctx, testOptions(), open, hclog.NewNullLogger(), func(e endpoints) { addrc <- e.plain })
 	}()
 	addr := <-addrc
 
@@ -97,7 +97,9 @@ func TestServeFlags(t *testing.T) {
 		"listen": "127.0.0.1:4567", "data-dir": "./shardlog-data", "create-stream-delay": "500ms",
 		"delete-stream-delay": "500ms", "update-stream-delay": "500ms", "consumer-delay": "500ms", "shard-limit": "500",
 		"account-id": "000000000000", "region": "us-east-1", "log-level": "info", "log-format": "text", "sync": "always",
-		"cache-window": "33554432",
+		"cache-window": "33554432", "tls-listen": "127.0.0.1:4568", "tls-only": "false", "tls-self-signed": "false",
+		"read-header-timeout": "10s", "read-timeout": "2m0s", "idle-timeout": "2m0s", "max-connections": "0",
+		"max-header-bytes": "65536", "http2-max-streams": "250",
 	}
 	for name, def := range want {
 		f := cmd.Flags().Lookup(name)
@@ -124,6 +126,16 @@ func TestOptionsCheck(t *testing.T) {
 		func(o *serveOptions) { o.cacheWindow = 0 },
 		func(o *serveOptions) { o.cacheWindow = -2 },
 		func(o *serveOptions) { o.gomaxprocs = -1 },
+		func(o *serveOptions) { o.tls.cert = "c.pem" },
+		func(o *serveOptions) { o.tls.key = "k.pem" },
+		func(o *serveOptions) { o.tls = tlsOptions{cert: "c", key: "k", selfSigned: true} },
+		func(o *serveOptions) { o.tls.only = true },
+		func(o *serveOptions) { o.hardening.readHeaderTimeout = 0 },
+		func(o *serveOptions) { o.hardening.readTimeout = -time.Second },
+		func(o *serveOptions) { o.hardening.idleTimeout = 0 },
+		func(o *serveOptions) { o.hardening.maxConnections = -1 },
+		func(o *serveOptions) { o.hardening.maxHeaderBytes = 100 },
+		func(o *serveOptions) { o.hardening.http2MaxStreams = 0 },
 	} {
 		o := testOptions()
 		mut(&o)

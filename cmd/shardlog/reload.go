@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -10,12 +11,6 @@ import (
 
 	"github.com/shardlog/shardlog/api/auth"
 )
-
-// reloader is something SIGHUP re-reads from disk.
-type reloader struct {
-	name   string
-	reload func() error
-}
 
 // loadAuth loads --auth-file, if given; nil means no verification.
 func loadAuth(o serveOptions) (*auth.Verifier, error) {
@@ -29,49 +24,52 @@ func loadAuth(o serveOptions) (*auth.Verifier, error) {
 	return v, nil
 }
 
-// reloaders lists what SIGHUP reloads: the auth file when there is one.
-func reloaders(v *auth.Verifier) []reloader {
-	var rs []reloader
-	if v != nil {
-		rs = append(rs, reloader{name: "auth file", reload: v.Reload})
-	}
-	return rs
+// reloader re-reads one piece of the server's configuration (certificates,
+// credentials) from its files. A reload that fails must leave the previous
+// state in force and say why.
+type reloader struct {
+	name   string
+	reload func() error
 }
 
-// handleHangups is the one place SIGHUP is handled: each signal reloads
-// every reloader in turn and logs the outcome (a reloader that fails keeps
-// what it had). With nothing to reload SIGHUP is left alone. The returned
-// function stops the handling.
-func handleHangups(log hclog.Logger, rs []reloader) (stop func()) {
-	if len(rs) == 0 {
+// reloadOnSIGHUP calls every reloader each time the process receives
+// SIGHUP, until ctx ends. It is the one place the server handles SIGHUP;
+// a new reloadable file adds a reloader to the list runServe builds. With
+// no reloaders SIGHUP keeps its default effect (it ends the process).
+// The returned func stops listening; call it before runServe returns.
+func reloadOnSIGHUP(ctx context.Context, log hclog.Logger, reloaders []reloader) (stop func()) {
+	if len(reloaders) == 0 {
 		return func() {}
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGHUP)
-	done := make(chan struct{})
-	finished := make(chan struct{})
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGHUP)
+	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
-		defer close(finished)
+		defer close(done)
 		for {
 			select {
-			case <-done:
+			case <-ctx.Done():
 				return
-			case <-sig:
-				reloadAll(log, rs)
+			case <-quit:
+				return
+			case <-sigc:
+				reloadAll(log, reloaders)
 			}
 		}
 	}()
 	return func() {
-		signal.Stop(sig)
-		close(done)
-		<-finished
+		signal.Stop(sigc)
+		close(quit)
+		<-done
 	}
 }
 
-func reloadAll(log hclog.Logger, rs []reloader) {
-	for _, r := range rs {
+// reloadAll runs each reloader once and logs its outcome; one failing does
+// not stop the others.
+func reloadAll(log hclog.Logger, reloaders []reloader) {
+	for _, r := range reloaders {
 		if err := r.reload(); err != nil {
-			log.Error("SIGHUP: reload failed; the previous contents stay in force", "what", r.name, "error", err)
+			log.Error("SIGHUP: reload failed; keeping the previous one", "what", r.name, "error", err)
 			continue
 		}
 		log.Info("SIGHUP: reloaded", "what", r.name)

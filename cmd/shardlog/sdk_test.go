@@ -25,7 +25,9 @@ func startServer(t testing.TB) *kinesis.Client {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, o, openStore, hclog.NewNullLogger(), func(a net.Addr) { addrc <- a }) }()
+	go func() {
+		done <- runServe(ctx, o, openStore, hclog.NewNullLogger(), func(e endpoints) { addrc <- e.plain })
+	}()
 	var addr net.Addr
 	select {
 	case addr = <-addrc:

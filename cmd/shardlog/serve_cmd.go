@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
+	"golang.org/x/net/netutil"
 
 	"github.com/shardlog/shardlog/api"
 	"github.com/shardlog/shardlog/api/auth"
@@ -56,9 +57,32 @@ type serveOptions struct {
 	controlPlaneLimits bool
 	gomaxprocs         int
 
+	tls       tlsOptions
+	hardening hardeningOptions
 	// authFile, if set, is the --auth-file whose credentials every
 	// request's SigV4 signature is verified against.
 	authFile string
+}
+
+// tlsOptions are the TLS flags. TLS is on with a certificate and key or
+// with selfSigned; plain HTTP stays on --listen unless only is set.
+type tlsOptions struct {
+	cert, key  string
+	selfSigned bool
+	listen     string
+	only       bool
+}
+
+func (t tlsOptions) enabled() bool { return t.cert != "" || t.selfSigned }
+
+// hardeningOptions bound what one client can make the server hold.
+type hardeningOptions struct {
+	readHeaderTimeout time.Duration // a request's headers (and a TLS handshake)
+	readTimeout       time.Duration // a whole request, body included
+	idleTimeout       time.Duration // a keep-alive connection between requests
+	maxConnections    int           // per listener; 0: unlimited
+	maxHeaderBytes    int           // HTTP/1.1 header bytes; HTTP/2 header list size
+	http2MaxStreams   uint32        // concurrent streams per HTTP/2 connection
 }
 
 // storeOpener opens the storage engine: the Backend the API serves and the
@@ -119,9 +143,42 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.Float64Var(&o.throttleMultiplier, "throttle-multiplier", 1, "scale every per-shard rate by this factor")
 	f.Float64Var(&o.injectThrottleRate, "inject-throttle-rate", 0, "throttle this fraction (0-1) of data-plane calls at random, to test clients' backoff")
 	f.IntVar(&o.gomaxprocs, "gomaxprocs", 0, "Go scheduler threads (GOMAXPROCS); 0: the CPU count but at least 8, unless the GOMAXPROCS variable is set")
-	f.StringVar(&o.authFile, "auth-file", "", "verify every request's SigV4 signature against the access keys in this YAML or JSON file (reloaded on SIGHUP); unset: any credentials work")
 	f.BoolVar(&o.controlPlaneLimits, "control-plane-limits", false, "enforce AWS's control-plane rates (e.g. DescribeStream 10/s) with LimitExceededException")
+	f.StringVar(&o.authFile, "auth-file", "", "verify every request's SigV4 signature against the access keys in this YAML or JSON file (reloaded on SIGHUP); unset: any credentials work")
+	addTLSFlags(cmd, &o.tls)
+	addHardeningFlags(cmd, &o.hardening)
 	return cmd
+}
+
+func addTLSFlags(cmd *cobra.Command, t *tlsOptions) {
+	f := cmd.Flags()
+	f.StringVar(&t.cert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS (h2 and http/1.1) on --tls-listen; reloaded on SIGHUP")
+	f.StringVar(&t.key, "tls-key", "", "PEM private key file of --tls-cert; reloaded on SIGHUP")
+	f.BoolVar(&t.selfSigned, "tls-self-signed", false, "serve HTTPS with a localhost certificate generated into <data-dir>/tls (trust <data-dir>/tls/ca.crt)")
+	f.StringVar(&t.listen, "tls-listen", defaultTLSListen, "address to serve HTTPS on")
+	f.BoolVar(&t.only, "tls-only", false, "serve HTTPS only: no plain HTTP on --listen")
+}
+
+func addHardeningFlags(cmd *cobra.Command, h *hardeningOptions) {
+	d := defaultHardening()
+	f := cmd.Flags()
+	f.DurationVar(&h.readHeaderTimeout, "read-header-timeout", d.readHeaderTimeout, "time a client has to send a request's headers (and finish a TLS handshake)")
+	f.DurationVar(&h.readTimeout, "read-timeout", d.readTimeout, "time a client has to send a whole request, body included (SubscribeToShard streams are exempt once the request is read)")
+	f.DurationVar(&h.idleTimeout, "idle-timeout", d.idleTimeout, "time an idle keep-alive connection stays open")
+	f.IntVar(&h.maxConnections, "max-connections", d.maxConnections, "connections served at once on each listener; more wait to be accepted (0: unlimited)")
+	f.IntVar(&h.maxHeaderBytes, "max-header-bytes", d.maxHeaderBytes, "largest request header block (HTTP/1.1 headers, HTTP/2 header list)")
+	f.Uint32Var(&h.http2MaxStreams, "http2-max-streams", d.http2MaxStreams, "concurrent streams a client may open on one HTTP/2 connection")
+}
+
+// defaultTLSListen is --tls-listen's default: next to --listen's port.
+const defaultTLSListen = "127.0.0.1:4568"
+
+// defaultHardening are the hardening flags' defaults: generous for real
+// clients (a 10 MiB PutRecords body on a slow link), short for a client
+// that only holds a connection.
+func defaultHardening() hardeningOptions {
+	return hardeningOptions{readHeaderTimeout: 10 * time.Second, readTimeout: 2 * time.Minute,
+		idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10, http2MaxStreams: 250}
 }
 
 func (o serveOptions) check() error {
@@ -148,6 +205,35 @@ func (o serveOptions) check() error {
 		return fmt.Errorf("--throttle-multiplier must be positive, got %v", o.throttleMultiplier)
 	case !(o.injectThrottleRate >= 0 && o.injectThrottleRate <= 1): // also refuses NaN
 		return fmt.Errorf("--inject-throttle-rate must be between 0 and 1, got %v", o.injectThrottleRate)
+	}
+	if err := o.tls.check(); err != nil {
+		return err
+	}
+	return o.hardening.check()
+}
+
+func (t tlsOptions) check() error {
+	switch {
+	case (t.cert == "") != (t.key == ""):
+		return errors.New("--tls-cert and --tls-key go together")
+	case t.selfSigned && t.cert != "":
+		return errors.New("--tls-self-signed and --tls-cert exclude each other")
+	case t.only && !t.enabled():
+		return errors.New("--tls-only needs --tls-cert and --tls-key, or --tls-self-signed")
+	}
+	return nil
+}
+
+func (h hardeningOptions) check() error {
+	switch {
+	case h.readHeaderTimeout <= 0 || h.readTimeout <= 0 || h.idleTimeout <= 0:
+		return errors.New("--read-header-timeout, --read-timeout and --idle-timeout must be positive")
+	case h.maxConnections < 0:
+		return fmt.Errorf("--max-connections must not be negative, got %d", h.maxConnections)
+	case h.maxHeaderBytes < 4<<10:
+		return fmt.Errorf("--max-header-bytes must be at least 4096, got %d", h.maxHeaderBytes)
+	case h.http2MaxStreams < 1:
+		return errors.New("--http2-max-streams must be at least 1")
 	}
 	return nil
 }
@@ -190,10 +276,18 @@ func allDigits(s string) bool {
 	return true
 }
 
+// endpoints are the addresses the server listens on; plain or tls is nil
+// when that listener is off. caFile, with --tls-self-signed, is the CA
+// certificate clients trust.
+type endpoints struct {
+	plain, tls net.Addr
+	caFile     string
+}
+
 // runServe opens the store, serves until ctx is done, then stops accepting,
 // lets in-flight requests finish, and closes the store. ready, if set, is
-// told the bound address once the server accepts connections.
-func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.Logger, ready func(net.Addr)) (err error) {
+// told the bound addresses once the server accepts connections.
+func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.Logger, ready func(endpoints)) (err error) {
 	verifier, err := loadAuth(o)
 	if err != nil {
 		return err
@@ -207,40 +301,128 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 			err = fmt.Errorf("close store: %w", cerr)
 		}
 	}()
-	ln, err := net.Listen("tcp", o.listen)
+	// After the store: its LOCK keeps two servers from generating at once.
+	certs, caFile, err := o.tls.certificates(o.dataDir, log)
+	if err != nil {
+		return err
+	}
+	plain, tlsLn, err := o.listeners()
 	if err != nil {
 		return err
 	}
 	srv := newHTTPServer(o, store, verifier, log)
-	stopHangups := handleHangups(log, reloaders(verifier))
-	defer stopHangups()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	var reloaders []reloader
 	if verifier != nil {
+		reloaders = append(reloaders, reloader{name: "auth file", reload: verifier.Reload})
 		log.Info("verifying SigV4 signatures", "auth_file", o.authFile, "credentials", verifier.Len())
 	}
-	log.Info("serving the Kinesis API", "listen", ln.Addr().String(), "data_dir", o.dataDir, "version", versionString(), "gomaxprocs", runtime.GOMAXPROCS(0))
+	if certs != nil {
+		srv.TLSConfig = tlsConfig(certs)
+		reloaders = append(reloaders, reloader{name: "TLS certificate", reload: certs.Reload})
+	}
+	stopReloads := reloadOnSIGHUP(ctx, log, reloaders)
+	defer stopReloads()
+	errc := make(chan error, 2)
+	ep := endpoints{caFile: caFile}
+	if plain != nil {
+		ep.plain = plain.Addr()
+		go func() { errc <- srv.Serve(plain) }()
+	}
+	if tlsLn != nil {
+		ep.tls = tlsLn.Addr()
+		go func() { errc <- srv.ServeTLS(tlsLn, "", "") }()
+	}
+	log.Info("serving the Kinesis API", "listen", addrString(ep.plain), "tls_listen", addrString(ep.tls), "data_dir", o.dataDir, "version", versionString(), "gomaxprocs", runtime.GOMAXPROCS(0))
 	if ready != nil {
-		ready(ln.Addr())
+		ready(ep)
 	}
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
 	case <-ctx.Done():
+		log.Info("shutting down: finishing in-flight requests")
 	}
-	log.Info("shutting down: finishing in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	if serveErr != nil {
+		return serveErr
+	}
 	log.Info("stopped serving; closing the store")
 	return nil
 }
 
-// newHTTPServer sets timeouts against slow clients (headers must arrive
-// within 10 s) and serves HTTP/1.1 plus cleartext HTTP/2, which the Java
-// SDK's async client speaks.
+func addrString(a net.Addr) string {
+	if a == nil {
+		return "off"
+	}
+	return a.String()
+}
+
+// certificates loads the TLS certificate, generating the self-signed one
+// first if asked; nil when TLS is off. caFile is the generated CA.
+func (t tlsOptions) certificates(dataDir string, log hclog.Logger) (src *certSource, caFile string, err error) {
+	certFile, keyFile := t.cert, t.key
+	if t.selfSigned {
+		files, made, err := ensureSelfSigned(dataDir, time.Now())
+		if err != nil {
+			return nil, "", fmt.Errorf("--tls-self-signed: %w", err)
+		}
+		verb := "reusing the"
+		if made {
+			verb = "generated a new"
+		}
+		log.Info(verb+" self-signed localhost certificate; clients must trust its CA (e.g. aws --ca-bundle "+files.ca+")", "ca", files.ca)
+		certFile, keyFile, caFile = files.cert, files.key, files.ca
+	}
+	if certFile == "" {
+		return nil, "", nil
+	}
+	src, err = newCertSource(certFile, keyFile)
+	return src, caFile, err
+}
+
+// listeners opens the plain listener unless --tls-only, and the TLS one
+// (still TCP: ServeTLS wraps it) when TLS is on; each is capped at
+// --max-connections. On error none is left open.
+func (o serveOptions) listeners() (plain, tlsLn net.Listener, err error) {
+	if !o.tls.only {
+		if plain, err = o.hardening.listen(o.listen); err != nil {
+			return nil, nil, err
+		}
+	}
+	if o.tls.enabled() {
+		if tlsLn, err = o.hardening.listen(o.tls.listen); err != nil {
+			if plain != nil {
+				plain.Close()
+			}
+			return nil, nil, fmt.Errorf("--tls-listen: %w", err)
+		}
+	}
+	return plain, tlsLn, nil
+}
+
+// listen opens a TCP listener that accepts at most maxConnections
+// connections at once: beyond that, new connections wait in the kernel's
+// backlog until one closes, costing the server nothing.
+func (h hardeningOptions) listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil || h.maxConnections == 0 {
+		return ln, err
+	}
+	return netutil.LimitListener(ln, h.maxConnections), nil
+}
+
+// newHTTPServer serves HTTP/1.1, cleartext HTTP/2 (which the Java SDK's
+// async client speaks) and, over TLS, h2 and http/1.1 by ALPN, with the
+// hardening flags' limits. There is no write timeout: a SubscribeToShard
+// stream writes for minutes (it ends its writes itself, see api).
+//
+// Requests reach a shard's writer only after their body is read whole
+// (wire.ReadBody), so a slow client holds a handler goroutine and a
+// connection, bounded by these timeouts, never a shard.
 func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, log hclog.Logger) *http.Server {
 	cfg := api.Config{Region: o.region, Logger: log.Named("api"), Auth: verifier,
 		Now: o.now, SubscriptionLifetime: o.subscriptionLifetime, SubscribeRate: o.subscribeRate()}
@@ -248,20 +430,28 @@ func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, l
 		cfg.Admission = api.NewControlPlaneLimits(ratelimit.KinesisControl, o.accountID, nil)
 	}
 	handler := api.New(cfg, store)
+	h := o.hardening
 	srv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: h.readHeaderTimeout,
+		ReadTimeout:       h.readTimeout,
+		IdleTimeout:       h.idleTimeout,
+		MaxHeaderBytes:    h.maxHeaderBytes,
 		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 		Protocols:         new(http.Protocols),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: int(h.http2MaxStreams),
+			// HPACK's default table: a client cannot make the decoder
+			// keep more state than every HTTP/2 peer expects.
+			MaxDecoderHeaderTableSize: 4096,
+		},
 	}
 	// Shutdown waits for handlers but cancels none: subscriptions, which
 	// would run out their lifetime, are ended here.
 	srv.RegisterOnShutdown(handler.Close)
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)
+	srv.Protocols.SetHTTP2(true)
 	return srv
 }
 
