@@ -30,6 +30,13 @@ type Config struct {
 	// auth file's credentials (--auth-file); nil accepts any well-formed
 	// signature, as before.
 	Auth *auth.Verifier
+	// Metrics receives the API's instrumentation; nil means a fresh
+	// NewMetrics() (still served on GET /metrics).
+	Metrics *Metrics
+	// MetricsElsewhere stops GET /metrics on this handler (it is served on
+	// --metrics-listen instead); /metrics is then answered as AWS answers
+	// any GET.
+	MetricsElsewhere bool
 	// Now is the clock; nil means time.Now. Tests move it to expire tokens.
 	Now func() time.Time
 }
@@ -66,6 +73,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SubscribeRate == 0 {
 		c.SubscribeRate = DefaultSubscribeRate
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics()
 	}
 	if c.Now == nil {
 		c.Now = time.Now

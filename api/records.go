@@ -2,6 +2,7 @@ package api
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/hashkey"
@@ -53,6 +54,13 @@ func (s *Server) putRecord(rc *reqCtx, body []byte) (any, error) {
 	if in.SequenceNumberForOrdering != nil {
 		entry.SequenceNumberForOrdering = *in.SequenceNumberForOrdering
 	}
+	out, err := s.putOne(rc, stream, entry, size)
+	s.metrics.stream(stream).putRecordDone(err, size, time.Since(rc.start))
+	return out, err
+}
+
+// putOne admits and stores PutRecord's entry.
+func (s *Server) putOne(rc *reqCtx, stream string, entry storage.PutEntry, size int) (any, error) {
 	if err := s.admit(rc, AdmissionRequest{Stream: stream, Records: 1, Bytes: size}); err != nil {
 		return nil, err
 	}
@@ -132,6 +140,16 @@ func (s *Server) putRecords(rc *reqCtx, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	res, err := s.putMany(rc, stream, entries, total)
+	s.metrics.stream(stream).putRecordsDone(entries, res, err, time.Since(rc.start))
+	if err != nil {
+		return nil, err
+	}
+	return putRecordsOutput(res), nil
+}
+
+// putMany admits and stores PutRecords' entries: one result per entry.
+func (s *Server) putMany(rc *reqCtx, stream string, entries []storage.PutEntry, total int) ([]storage.PutResult, error) {
 	if err := s.admit(rc, AdmissionRequest{Stream: stream, Records: len(entries), Bytes: total}); err != nil {
 		return nil, err
 	}
@@ -142,7 +160,7 @@ func (s *Server) putRecords(rc *reqCtx, body []byte) (any, error) {
 	if len(res) != len(entries) {
 		return nil, internalFailure(errResultCount)
 	}
-	return putRecordsOutput(res), nil
+	return res, nil
 }
 
 // putRecordsOutput renders storage's results, one per request record.
@@ -235,14 +253,12 @@ func (s *Server) getRecords(rc *reqCtx, body []byte) (any, error) {
 	if err := s.checkIteratorARN(pos, in.StreamARN); err != nil {
 		return nil, err
 	}
-	if err := s.admit(rc, AdmissionRequest{Stream: pos.Stream}); err != nil {
-		return nil, err
-	}
 	limit := maxGetRecords
 	if in.Limit.Set {
 		limit = int(in.Limit.Val)
 	}
-	res, err := s.b.Read(rc.ctx, pos, limit, maxGetRecordsBytes)
+	res, err := s.read(rc, pos, limit)
+	s.metrics.stream(pos.Stream).getRecordsDone(res, err, time.Since(rc.start))
 	if err != nil {
 		return nil, err
 	}
@@ -254,6 +270,14 @@ func (s *Server) getRecords(rc *reqCtx, body []byte) (any, error) {
 		out.NextShardIterator = &next
 	}
 	return out, nil
+}
+
+// read admits and runs GetRecords' read.
+func (s *Server) read(rc *reqCtx, pos storage.Position, limit int) (storage.ReadResult, error) {
+	if err := s.admit(rc, AdmissionRequest{Stream: pos.Stream}); err != nil {
+		return storage.ReadResult{}, err
+	}
+	return s.b.Read(rc.ctx, pos, limit, maxGetRecordsBytes)
 }
 
 // getRecordsOutput renders a page; the caller sets NextShardIterator.

@@ -30,6 +30,7 @@ func (s *Server) writeError(rc *reqCtx, e *wire.Error) {
 // included (none at all when it is "").
 func (s *Server) writeReply(rc *reqCtx, rep *wire.Reply) {
 	rc.errMsg = rep.Type + ": " + rep.Message
+	rc.errType = rep.Type
 	s.send(rc, rep.Status, rep.ContentType, rep.Body)
 }
 

@@ -26,13 +26,15 @@ type Server struct {
 	subs    *subscriptions
 	// policies caches parsed identity and resource policies (authz.go).
 	policies policyCache
+	metrics  *Metrics
 }
 
 // New returns a Server over b. b.IteratorKey() is read once: it keys the shard
 // iterators and pagination tokens.
 func New(cfg Config, b Backend) *Server {
-	return &Server{cfg: cfg.withDefaults(), b: b, keys: wire.DeriveTokenKeys(b.IteratorKey()), account: b.AccountID(),
-		subs: newSubscriptions()}
+	cfg = cfg.withDefaults()
+	return &Server{cfg: cfg, b: b, keys: wire.DeriveTokenKeys(b.IteratorKey()), account: b.AccountID(),
+		subs: newSubscriptions(), metrics: cfg.Metrics}
 }
 
 type opFunc func(s *Server, rc *reqCtx, body []byte) (any, error)
@@ -82,7 +84,12 @@ type reqCtx struct {
 	start  time.Time
 	status int
 	errMsg string
-	wrote  bool
+	// errType is the AWS error type answered, "" on success.
+	errType string
+	wrote   bool
+	// ours marks shardlog's own endpoints (/health, /metrics): outside the
+	// AWS surface, they are not counted as requests.
+	ours bool
 	// identity is who signed the request, verified against Config.Auth;
 	// nil when verification is off, and then every operation is allowed.
 	identity *auth.Identity
@@ -90,6 +97,7 @@ type reqCtx struct {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc := &reqCtx{ctx: r.Context(), w: w, r: r, id: wire.NewRequestID(), codec: wire.JSON11, start: time.Now(), region: s.cfg.Region}
+	s.metrics.inFlight.Inc()
 	defer s.finish(rc)
 	s.serve(rc)
 }
@@ -102,6 +110,10 @@ func (s *Server) serve(rc *reqCtx) {
 	wire.SetRequestIDs(rc.w.Header(), r, rc.id)
 	if r.Method == http.MethodGet && r.URL.Path == "/health" {
 		s.health(rc)
+		return
+	}
+	if r.Method == http.MethodGet && r.URL.Path == "/metrics" && !s.cfg.MetricsElsewhere {
+		s.serveMetrics(rc)
 		return
 	}
 	if wire.CORS(rc.w.Header(), r) {
@@ -153,12 +165,34 @@ func isOperation(name string) bool {
 
 // health answers GET /health while the server is serving.
 func (s *Server) health(rc *reqCtx) {
+	rc.ours = true
 	rc.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	rc.status = http.StatusOK
 	rc.wrote = true
 	rc.w.WriteHeader(http.StatusOK)
 	_, _ = rc.w.Write([]byte("ok\n"))
 }
+
+// serveMetrics answers GET /metrics with the registry's exposition.
+func (s *Server) serveMetrics(rc *reqCtx) {
+	rc.ours = true
+	rw := &statusRecorder{ResponseWriter: rc.w, status: http.StatusOK}
+	s.metrics.Handler().ServeHTTP(rw, rc.r)
+	rc.status, rc.wrote = rw.status, true
+}
+
+// statusRecorder notes the status a wrapped handler answers.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // finish recovers a panicking operation (answering InternalFailure if nothing
 // was written yet) and logs the request.
@@ -171,6 +205,10 @@ func (s *Server) finish(rc *reqCtx) {
 		if !rc.wrote {
 			s.writeError(rc, internalFailure(fmt.Errorf("%v", p)))
 		}
+	}
+	s.metrics.inFlight.Dec()
+	if !rc.ours {
+		s.metrics.request(rc.op, rc.errType, time.Since(rc.start))
 	}
 	s.logRequest(rc)
 }

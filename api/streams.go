@@ -93,7 +93,11 @@ func (s *Server) deleteStream(rc *reqCtx, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return nil, s.b.DeleteStreamWith(rc.ctx, name, storage.DeleteOptions{EnforceConsumerDeletion: in.EnforceConsumerDeletion.Val})
+	if err := s.b.DeleteStreamWith(rc.ctx, name, storage.DeleteOptions{EnforceConsumerDeletion: in.EnforceConsumerDeletion.Val}); err != nil {
+		return nil, err
+	}
+	s.metrics.forgetStream(name)
+	return nil, nil
 }
 
 // streamTargeted is a request that names a stream (it embeds a selector).

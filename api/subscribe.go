@@ -157,7 +157,9 @@ func (s *Server) subscribeToShard(rc *reqCtx, body []byte) (any, error) {
 	}
 	defer sub.Close()
 	s.subs.started(key, s.now())
-	s.stream(rc, sub)
+	sm := s.metrics.stream(p.Stream)
+	sm.subscribeSuccess.Inc()
+	s.stream(rc, sub, sm)
 	return streamed{}, nil
 }
 
@@ -181,7 +183,7 @@ func validateSubscribe(in *subscribeToShardInput) error {
 }
 
 // stream writes the event stream until the subscription ends.
-func (s *Server) stream(rc *reqCtx, sub Subscription) {
+func (s *Server) stream(rc *reqCtx, sub Subscription, sm *streamMetrics) {
 	ctx, cancel := context.WithTimeout(rc.ctx, s.cfg.SubscriptionLifetime)
 	defer cancel()
 	stopOnClose := context.AfterFunc(s.subs.ctx, cancel)
@@ -215,8 +217,12 @@ func (s *Server) stream(rc *reqCtx, sub Subscription) {
 			return
 		}
 		pace.Charge(s.now(), float64(ev.Bytes))
-		if ew.Event(eventOut(ev)) != nil || ctl.Flush() != nil || ev.End() {
-			return // the client went, or the shard ended
+		if ew.Event(eventOut(ev)) != nil || ctl.Flush() != nil {
+			return // the client went
+		}
+		sm.eventSent(ev)
+		if ev.End() {
+			return // the shard ended
 		}
 	}
 }
