@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -170,7 +171,7 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 func (m *Metrics) Handler() http.Handler { return m.handler }
 
 // ConnState counts open connections; set it as http.Server.ConnState.
-func (m *Metrics) ConnState(_ any, state http.ConnState) {
+func (m *Metrics) ConnState(_ net.Conn, state http.ConnState) {
 	switch state {
 	case http.StateNew:
 		m.conns.Inc()

@@ -62,6 +62,9 @@ type serveOptions struct {
 	// authFile, if set, is the --auth-file whose credentials every
 	// request's SigV4 signature is verified against.
 	authFile string
+	// metricsListen, if set, serves GET /metrics there instead of on the
+	// API listeners.
+	metricsListen string
 }
 
 // tlsOptions are the TLS flags. TLS is on with a certificate and key or
@@ -145,6 +148,7 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.IntVar(&o.gomaxprocs, "gomaxprocs", 0, "Go scheduler threads (GOMAXPROCS); 0: the CPU count but at least 8, unless the GOMAXPROCS variable is set")
 	f.BoolVar(&o.controlPlaneLimits, "control-plane-limits", false, "enforce AWS's control-plane rates (e.g. DescribeStream 10/s) with LimitExceededException")
 	f.StringVar(&o.authFile, "auth-file", "", "verify every request's SigV4 signature against the access keys in this YAML or JSON file (reloaded on SIGHUP); unset: any credentials work")
+	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics (GET /metrics) on this address instead of on the API listeners")
 	addTLSFlags(cmd, &o.tls)
 	addHardeningFlags(cmd, &o.hardening)
 	return cmd
@@ -281,6 +285,7 @@ func allDigits(s string) bool {
 // certificate clients trust.
 type endpoints struct {
 	plain, tls net.Addr
+	metrics    net.Addr // nil unless --metrics-listen
 	caFile     string
 }
 
@@ -310,7 +315,13 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 	if err != nil {
 		return err
 	}
-	srv := newHTTPServer(o, store, verifier, log)
+	metrics := api.NewMetrics()
+	msrv, mln, err := o.metricsServer(metrics, log)
+	if err != nil {
+		closeAll(plain, tlsLn)
+		return err
+	}
+	srv := newHTTPServer(o, store, verifier, metrics, log)
 	var reloaders []reloader
 	if verifier != nil {
 		reloaders = append(reloaders, reloader{name: "auth file", reload: verifier.Reload})
@@ -322,8 +333,13 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 	}
 	stopReloads := reloadOnSIGHUP(ctx, log, reloaders)
 	defer stopReloads()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	ep := endpoints{caFile: caFile}
+	if mln != nil {
+		ep.metrics = mln.Addr()
+		go func() { errc <- msrv.Serve(mln) }()
+		defer msrv.Close() // scrapes are short: no graceful wait
+	}
 	if plain != nil {
 		ep.plain = plain.Addr()
 		go func() { errc <- srv.Serve(plain) }()
@@ -332,7 +348,7 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 		ep.tls = tlsLn.Addr()
 		go func() { errc <- srv.ServeTLS(tlsLn, "", "") }()
 	}
-	log.Info("serving the Kinesis API", "listen", addrString(ep.plain), "tls_listen", addrString(ep.tls), "data_dir", o.dataDir, "version", versionString(), "gomaxprocs", runtime.GOMAXPROCS(0))
+	log.Info("serving the Kinesis API", "listen", addrString(ep.plain), "tls_listen", addrString(ep.tls), "metrics_listen", addrString(ep.metrics), "data_dir", o.dataDir, "version", versionString(), "gomaxprocs", runtime.GOMAXPROCS(0))
 	if ready != nil {
 		ready(ep)
 	}
@@ -352,6 +368,15 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 	}
 	log.Info("stopped serving; closing the store")
 	return nil
+}
+
+// closeAll closes the listeners that are open.
+func closeAll(lns ...net.Listener) {
+	for _, ln := range lns {
+		if ln != nil {
+			ln.Close()
+		}
+	}
 }
 
 func addrString(a net.Addr) string {
@@ -423,9 +448,10 @@ func (h hardeningOptions) listen(addr string) (net.Listener, error) {
 // Requests reach a shard's writer only after their body is read whole
 // (wire.ReadBody), so a slow client holds a handler goroutine and a
 // connection, bounded by these timeouts, never a shard.
-func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, log hclog.Logger) *http.Server {
+func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, metrics *api.Metrics, log hclog.Logger) *http.Server {
 	cfg := api.Config{Region: o.region, Logger: log.Named("api"), Auth: verifier,
-		Now: o.now, SubscriptionLifetime: o.subscriptionLifetime, SubscribeRate: o.subscribeRate()}
+		Now: o.now, SubscriptionLifetime: o.subscriptionLifetime, SubscribeRate: o.subscribeRate(),
+		Metrics: metrics, MetricsElsewhere: o.metricsListen != ""}
 	if o.controlPlaneLimits {
 		cfg.Admission = api.NewControlPlaneLimits(ratelimit.KinesisControl, o.accountID, nil)
 	}
@@ -438,6 +464,7 @@ func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, l
 		IdleTimeout:       h.idleTimeout,
 		MaxHeaderBytes:    h.maxHeaderBytes,
 		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		ConnState:         metrics.ConnState,
 		Protocols:         new(http.Protocols),
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: int(h.http2MaxStreams),
@@ -453,6 +480,24 @@ func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, l
 	srv.Protocols.SetUnencryptedHTTP2(true)
 	srv.Protocols.SetHTTP2(true)
 	return srv
+}
+
+// metricsServer listens on --metrics-listen and serves GET /metrics there;
+// all nil when the flag is unset.
+func (o serveOptions) metricsServer(m *api.Metrics, log hclog.Logger) (*http.Server, net.Listener, error) {
+	if o.metricsListen == "" {
+		return nil, nil, nil
+	}
+	ln, err := net.Listen("tcp", o.metricsListen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	h := o.hardening
+	return &http.Server{Handler: mux, ReadHeaderTimeout: h.readHeaderTimeout, ReadTimeout: h.readTimeout,
+		IdleTimeout: h.idleTimeout, MaxHeaderBytes: h.maxHeaderBytes,
+		ErrorLog: log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}, ln, nil
 }
 
 // newLogger builds the hclog logger for --log-level and --log-format.
