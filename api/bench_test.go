@@ -44,21 +44,30 @@ func putRecordsBody(n, size int) []byte {
 
 // BenchmarkPutRecords is the hot path: 500 records of 1 KiB through the
 // handler (decode, validate, encode), without storage.
-func BenchmarkPutRecords(b *testing.B) { benchPutRecords(b, false) }
+func BenchmarkPutRecords(b *testing.B) { benchPutRecords(b, false, false) }
+
+// BenchmarkPutRecordsScraped is BenchmarkPutRecords while /metrics is
+// scraped every 10ms (1,500 times Prometheus's default 15s interval): the
+// difference is what scraping costs the write path (BENCHMARKS.md).
+func BenchmarkPutRecordsScraped(b *testing.B) { benchPutRecords(b, false, true) }
 
 // BenchmarkPutRecordsVerified is BenchmarkPutRecords with SigV4 verification
 // (--auth-file): each request carries a real signature, checked by hashing
 // the body and re-signing. The difference between the two is the
 // verification's cost (BENCHMARKS.md).
-func BenchmarkPutRecordsVerified(b *testing.B) { benchPutRecords(b, true) }
+func BenchmarkPutRecordsVerified(b *testing.B) { benchPutRecords(b, true, false) }
 
-func benchPutRecords(b *testing.B, verify bool) {
+func benchPutRecords(b *testing.B, verify, scraped bool) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	cfg := Config{Now: func() time.Time { return at }}
 	if verify {
 		cfg.Auth = testVerifier(b)
 	}
 	srv := New(cfg, nullBackend{newFake()})
+	if scraped {
+		stop := scrapeEvery(b, srv, 10*time.Millisecond)
+		defer stop()
+	}
 	body := putRecordsBody(500, 1024)
 	// Signing is the client's work: sign once, replay the headers.
 	signed := signRequest(b, newRequest("PutRecords", string(body)), body, "admin-secret", at)
@@ -96,8 +105,51 @@ func BenchmarkGetRecords(b *testing.B) {
 	b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "records/s")
 }
 
+// scrapeEvery GETs srv's /metrics every interval until stop is called.
+func scrapeEvery(b *testing.B, srv *Server, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			w := httptest.NewRecorder()
+			srv.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+			if w.Code != http.StatusOK {
+				b.Errorf("scrape: status %d", w.Code)
+				return
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
 type bodyReader struct{ *bytes.Reader }
 
 func (bodyReader) Close() error { return nil }
 
 func httpBody(b []byte) bodyReader { return bodyReader{bytes.NewReader(b)} }
+
+// BenchmarkScrape is one GET /metrics with 10 streams' series, the Go
+// runtime and process collectors included: its CPU time over the scrape
+// interval is what scraping costs the server.
+func BenchmarkScrape(b *testing.B) {
+	srv := New(Config{}, nullBackend{newFake()})
+	for i := range 10 {
+		srv.metrics.stream(fmt.Sprintf("stream-%d", i)).incomingRecords.Inc()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		if w.Code != http.StatusOK {
+			b.Fatalf("status %d", w.Code)
+		}
+	}
+}
