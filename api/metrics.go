@@ -313,6 +313,9 @@ func (sm *streamMetrics) eventSent(ev storage.SubscribeEvent) {
 // isThrottle reports whether err is a throughput refusal: storage's per-shard
 // limits (or --inject-throttle-rate), or an Admission hook's.
 func isThrottle(err error) bool {
-	var we *wire.Error
-	return errors.Is(err, storage.ErrThrottled) || (errors.As(err, &we) && we.Type == wire.TypeThroughput)
+	if errors.Is(err, storage.ErrThrottled) {
+		return true
+	}
+	we, ok := errors.AsType[*wire.Error](err) // unlike errors.As, allocates nothing
+	return ok && we.Type == wire.TypeThroughput
 }
