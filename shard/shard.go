@@ -82,6 +82,8 @@ type Options struct {
 	Counter *Counter
 	// Limits are the shard's admission rates; nil means unlimited.
 	Limits *ratelimit.Limits
+	// Observer, if set, is told of commits and fdatasyncs (metrics).
+	Observer Observer
 }
 
 // Defaults for zero Options fields; the server's flags use them too.
@@ -115,6 +117,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
 	}
 }
 

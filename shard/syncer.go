@@ -76,7 +76,7 @@ func (s *Shard) syncLoop() {
 			}
 			fileOf = fl.sg
 		}
-		s.settle(group, f.Sync())
+		s.settle(group, s.timedSync(f.Sync))
 	}
 }
 

@@ -183,7 +183,7 @@ func (s *Shard) onTick() {
 	// Frames acknowledged under SyncInterval are synced on time even while
 	// the disk is full: Sync still works after the failed write.
 	if s.opts.Sync == SyncInterval && s.w != nil && s.w.Committed() < s.w.Size() {
-		if err := s.w.Sync(); err != nil {
+		if err := s.timedSync(s.w.Sync); err != nil {
 			s.poison(err)
 			return
 		}
@@ -229,6 +229,7 @@ func (s *Shard) commit(batch []*appendReq) {
 		return
 	}
 	s.wNext, s.wTs = next, ts
+	s.opts.Observer.Committed(int(fi.Count), int(fi.RawLen), int(fi.StoredLen))
 	fl := &flight{batch: batch, sg: s.activeSeg(), fi: fi, next: next, ts: ts}
 	if s.inflight != nil {
 		s.inflight <- fl // the syncer acknowledges it after its fdatasync

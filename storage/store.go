@@ -61,6 +61,9 @@ type Options struct {
 	// InjectThrottleRate throttles this fraction of data-plane calls (and of
 	// PutRecords records) at random, for testing clients' backoff.
 	InjectThrottleRate float64
+	// Observer, if set, is told of every shard's commits and fdatasyncs
+	// (the server's engine metrics).
+	Observer shard.Observer
 
 	// SeqGroupSize is how many shards (by index: 0..n-1, n..2n-1, ...) share
 	// a sequence counter; 0 means AWS's DefaultSeqGroupSize. 1 gives every

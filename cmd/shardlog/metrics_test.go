@@ -121,7 +121,9 @@ func TestMetricsMatchWhatWasDone(t *testing.T) {
 		if _, err := c.DescribeStream(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String("missing")}); err == nil {
 			t.Fatal("DescribeStream of a missing stream succeeded")
 		}
-		checkMetrics(t, scrape(t, "http://"+ep.plain.String()+"/metrics"), []expect{
+		families := scrape(t, "http://"+ep.plain.String()+"/metrics")
+		checkEngine(t, families, 8)
+		checkMetrics(t, families, []expect{
 			{"shardlog_stream_incoming_records_total", stream, 8},
 			{"shardlog_stream_incoming_bytes_total", stream, 3*4 + 5*7},
 			{"shardlog_stream_put_record_success_total", stream, 3},
@@ -205,4 +207,20 @@ func get(t *testing.T, url string) answer {
 		t.Fatal(err)
 	}
 	return answer{resp.StatusCode, string(b)}
+}
+
+// checkEngine checks the engine's metrics after records were committed with
+// --sync always: every record is in a commit, and commits were synced.
+func checkEngine(t *testing.T, families map[string]*dto.MetricFamily, records float64) {
+	t.Helper()
+	commits := families["shardlog_commit_records"].GetMetric()
+	if len(commits) != 1 || commits[0].GetHistogram().GetSampleSum() != records {
+		t.Errorf("shardlog_commit_records = %v, want a sum of %v records", commits, records)
+	}
+	if n := value(families, "shardlog_fdatasync_duration_seconds", nil); n < 1 {
+		t.Errorf("shardlog_fdatasync_duration_seconds has %v samples, want at least 1", n)
+	}
+	if raw, stored := value(families, "shardlog_commit_raw_bytes_total", nil), value(families, "shardlog_commit_stored_bytes_total", nil); raw <= 0 || stored <= 0 {
+		t.Errorf("committed bytes raw %v, stored %v: want both positive", raw, stored)
+	}
 }

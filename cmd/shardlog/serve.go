@@ -52,6 +52,7 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 		Throttle:           o.throttle,
 		ThrottleMultiplier: o.throttleMultiplier,
 		InjectThrottleRate: o.injectThrottleRate,
+		Observer:           o.engine,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -20,6 +20,7 @@ import (
 	"github.com/shardlog/shardlog/api"
 	"github.com/shardlog/shardlog/api/auth"
 	"github.com/shardlog/shardlog/ratelimit"
+	"github.com/shardlog/shardlog/shard"
 )
 
 // serveOptions are the flags of `shardlog serve`.
@@ -65,6 +66,8 @@ type serveOptions struct {
 	// metricsListen, if set, serves GET /metrics there instead of on the
 	// API listeners.
 	metricsListen string
+	// engine, set by runServe, observes the storage engine for /metrics.
+	engine shard.Observer
 }
 
 // tlsOptions are the TLS flags. TLS is on with a certificate and key or
@@ -297,6 +300,8 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 	if err != nil {
 		return err
 	}
+	metrics := api.NewMetrics()
+	o.engine = metrics.Engine()
 	store, closer, err := open(ctx, o, log)
 	if err != nil {
 		return fmt.Errorf("open data directory %s: %w", o.dataDir, err)
@@ -315,7 +320,6 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 	if err != nil {
 		return err
 	}
-	metrics := api.NewMetrics()
 	msrv, mln, err := o.metricsServer(metrics, log)
 	if err != nil {
 		closeAll(plain, tlsLn)
