@@ -127,8 +127,12 @@ const shard0 = "shardId-000000000000"
 func TestSubscribeToShardStartingPositions(t *testing.T) {
 	e := startEFO(t, api.Config{}, storage.Options{}, 1, "th", "at", "after", "ts", "latest")
 	seqs := e.put(t, "r0", "r1")
+	// Arrival times and the request's timestamp are both whole milliseconds
+	// on the wire: mid must fall in a later millisecond than r1's arrival and
+	// an earlier one than r2's, so it is taken between two pauses.
+	time.Sleep(2 * time.Millisecond)
 	mid := time.Now()
-	time.Sleep(2 * time.Millisecond) // r2 arrives after mid, whatever the clock's step
+	time.Sleep(2 * time.Millisecond)
 	e.put(t, "r2")
 	h2 := kinesis.New(e.c.Options(), func(o *kinesis.Options) {
 		tr := &http.Transport{Protocols: new(http.Protocols)}
