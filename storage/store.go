@@ -260,7 +260,7 @@ func (s *Store) Close() error {
 		}
 	}
 	s.mu.Unlock()
-	s.channels.wake() // deliverers stop
+	s.channels.wake()             // deliverers stop
 	for _, ch := range reshards { // a reshard taking effect before Close commits or undoes itself
 		<-ch
 	}
