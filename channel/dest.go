@@ -84,7 +84,9 @@ func (d Dir) Remove(ctx context.Context, bucket, key string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(p); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	return syncDir(filepath.Dir(p))
