@@ -6,13 +6,13 @@ import (
 	"context"
 	"errors"
 	"io"
-	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/shardlog/shardlog/api"
 	"github.com/shardlog/shardlog/channel"
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/storage"
 	"github.com/shardlog/shardlog/vfs"
 )
@@ -65,7 +65,7 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 	}
 	dir := o.channels.dir
 	if dir == "" {
-		dir = filepath.Join(o.dataDir, "channels-out")
+		dir = datadir.ChannelsOutPath(o.dataDir)
 	}
 	m := channel.Start(store, channel.Options{Dest: channel.Dir(dir), FlushEvery: o.channels.flushEvery, Logger: log.Named("channel")})
 	return store, closers{m, store}, nil
