@@ -278,6 +278,7 @@ func TestEveryOperationAuthorizes(t *testing.T) {
 		t.Fatal(err)
 	}
 	sel := `"StreamName":"orders"`
+	const channelARN = "arn:aws:kinesis:us-east-1:000000000000:channel/ch"
 	bodies := map[string]string{
 		"CreateStream":                  `{"StreamName":"orders","ShardCount":1}`,
 		"DeleteStream":                  `{` + sel + `}`,
@@ -306,8 +307,16 @@ func TestEveryOperationAuthorizes(t *testing.T) {
 		"ListStreamConsumers":           `{"StreamARN":"` + ordersARN + `"}`,
 		"DeregisterStreamConsumer":      `{"ConsumerARN":"` + rig.consumerARN + `"}`,
 		"SubscribeToShard":              `{"ConsumerARN":"` + rig.consumerARN + `","ShardId":"shardId-000000000000","StartingPosition":{"Type":"LATEST"}}`,
+		"CreateChannel": `{"ChannelName":"ch","ServiceExecutionRoleARN":"arn:aws:iam::000000000000:role/r",` +
+			`"StreamConfigurationList":[{"StreamARN":"` + ordersARN + `","RecordConfiguration":{"RecordFormatType":"JSON"}}],` +
+			`"S3DestinationConfiguration":{"StorageConfiguration":{"BucketARN":"arn:aws:s3:::bkt","CompressionType":"NONE","ExpectedBucketOwner":"000000000000"}}}`,
+		"DescribeChannel": `{"ChannelARN":"` + channelARN + `"}`,
+		"UpdateChannel":   `{"ChannelARN":"` + channelARN + `","S3DestinationConfiguration":{"DataFreshnessInSeconds":600}}`,
+		"DeleteChannel":   `{"ChannelARN":"` + channelARN + `"}`,
+		"ListChannels":    `{}`,
 	}
-	resources := map[string]string{"ListStreams": "*", "DescribeLimits": "*", "DescribeStreamConsumer": rig.consumerARN,
+	resources := map[string]string{"ListStreams": "*", "DescribeLimits": "*", "ListChannels": "*", "CreateChannel": channelARN,
+		"DescribeChannel": channelARN, "UpdateChannel": channelARN, "DeleteChannel": channelARN, "DescribeStreamConsumer": rig.consumerARN,
 		"DeregisterStreamConsumer": rig.consumerARN, "SubscribeToShard": rig.consumerARN, "DeleteResourcePolicy": rig.consumerARN}
 	for op := range operations {
 		body, ok := bodies[op]

@@ -17,6 +17,7 @@ var errorTable = []struct {
 	{storage.ErrStreamNotFound, wire.TypeResourceNotFound},
 	{storage.ErrShardNotFound, wire.TypeResourceNotFound},
 	{storage.ErrConsumerNotFound, wire.TypeResourceNotFound},
+	{storage.ErrChannelNotFound, wire.TypeResourceNotFound},
 	{storage.ErrStreamExists, wire.TypeResourceInUse},
 	{storage.ErrResourceInUse, wire.TypeResourceInUse},
 	{storage.ErrInvalidArgument, wire.TypeInvalidArgument},

@@ -132,6 +132,25 @@ var messageTemplates = map[storage.Reason]func(f storage.Facts, region string) s
 	storage.ReasonConsumersCreating: func(f storage.Facts, _ string) string {
 		return fmt.Sprintf("Stream %s under account %s already has %d consumers in CREATING status. Only %d consumers can be created at the same time.", f.Stream, f.Account, f.Limit, f.Limit)
 	},
+	// Channel texts: AWS's were never captured; these are in AWS's style.
+	storage.ReasonChannelNotFound: func(f storage.Facts, _ string) string {
+		return "Channel " + f.Channel + " under account " + f.Account + " not found."
+	},
+	storage.ReasonChannelExists: func(f storage.Facts, _ string) string {
+		return "Channel " + f.Channel + " under account " + f.Account + " already exists."
+	},
+	storage.ReasonChannelNotActive: func(f storage.Facts, _ string) string {
+		return "Channel " + f.Channel + " under account " + f.Account + " not ACTIVE, instead in state " + f.Given
+	},
+	storage.ReasonChannelLimit: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Stream %s under account %s already has %d channel, the most a stream can have.", f.Stream, f.Account, f.Limit)
+	},
+	storage.ReasonChannelMode: func(f storage.Facts, _ string) string {
+		return "Channels are supported only for streams in ON_DEMAND capacity mode. Stream " + f.Stream + " under account " + f.Account + " is not."
+	},
+	storage.ReasonHasChannels: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Stream %s under account %s has %d channels. Delete its channels before deleting the stream.", f.Stream, f.Account, f.Current)
+	},
 	storage.ReasonHasConsumers: func(f storage.Facts, _ string) string {
 		return fmt.Sprintf("Stream %s under account %s has %d registered consumers. Set EnforceConsumerDeletion to delete the stream together with its consumers.", f.Stream, f.Account, f.Current)
 	},
@@ -142,6 +161,26 @@ const (
 	msgConsumerSelector = "Either ConsumerARN or both StreamARN and ConsumerName must be provided."
 	msgConsumerMismatch = "ConsumerARN does not refer to the consumer that StreamARN and ConsumerName name."
 )
+
+// Channel texts that are not storage's (shardlog's, in AWS's style).
+const (
+	msgChannelDestination  = "You must specify either S3DestinationConfiguration or S3TablesDestinationConfiguration, but not both."
+	msgS3TablesUnsupported = "shardlog does not deliver to S3 Tables: use S3DestinationConfiguration."
+	msgGSRJSONForS3        = "RecordFormatType GSR_JSON is supported only for S3 Tables destinations."
+)
+
+func msgBadKeyTemplate(t string, err error) string {
+	return "OutputKeyTemplate " + t + " is invalid: " + err.Error() + "."
+}
+
+func msgBadErrorPrefix(p string, err error) string {
+	return "ErrorOutputPrefix " + p + " is invalid: " + err.Error() + "."
+}
+
+func msgTooManyChannelTags(channel, account string) string {
+	return "Failed to create channel " + channel + " under account " + account +
+		" because a given channel cannot have more than " + strconv.Itoa(maxChannelTags) + " tags associated with it."
+}
 
 // msgTooManyConsumerTags is CreateStream's text for too many tags, worded for
 // a consumer (unverified).

@@ -70,6 +70,11 @@ var operations = map[string]opFunc{
 	"ListStreamConsumers":           (*Server).listConsumers,
 	"DeregisterStreamConsumer":      (*Server).deregisterConsumer,
 	"SubscribeToShard":              (*Server).subscribeToShard,
+	"CreateChannel":                 (*Server).createChannel,
+	"DescribeChannel":               (*Server).describeChannel,
+	"ListChannels":                  (*Server).listChannels,
+	"UpdateChannel":                 (*Server).updateChannel,
+	"DeleteChannel":                 (*Server).deleteChannel,
 }
 
 // reqCtx is the state of one request.

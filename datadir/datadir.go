@@ -38,6 +38,9 @@ const (
 	MetaFile   = "meta.db"
 	IndexFile  = "index.db"
 	StreamsDir = "streams"
+	// ChannelsOutDir is where channels deliver their objects unless
+	// `serve --channel-dir` names another directory; nothing else reads it.
+	ChannelsOutDir = "channels-out"
 	// TLSDir holds the certificate `serve --tls-self-signed` generates
 	// (TLSCAFile, TLSCertFile, TLSKeyFile); nothing else reads it.
 	TLSDir = "tls"
@@ -75,6 +78,9 @@ func IndexPath(dir string) string { return filepath.Join(dir, IndexFile) }
 
 // StreamsPath is the directory that holds the stream directories of dir.
 func StreamsPath(dir string) string { return filepath.Join(dir, StreamsDir) }
+
+// ChannelsOutPath is the default directory of channels' objects in dir.
+func ChannelsOutPath(dir string) string { return filepath.Join(dir, ChannelsOutDir) }
 
 // ShardPath is the directory of the shard with index key key in dir.
 func ShardPath(dir, key string) string { return filepath.Join(StreamsPath(dir), key) }

@@ -63,6 +63,11 @@ type StreamRecord struct {
 	// Policy is the stream's resource-based policy (PutResourcePolicy's
 	// JSON text, as given), "" when it has none.
 	Policy string `json:"policy,omitempty"`
+	// Channels are the channels delivering the stream's records (a channel
+	// has one source stream). They live in the stream's record so that they
+	// change in the same transaction as the stream, and their delivery
+	// progress names the stream's shards.
+	Channels []ChannelRecord `json:"channels,omitempty"`
 }
 
 // ConsumerStatus is an enhanced fan-out consumer's lifecycle state, as
@@ -137,6 +142,8 @@ func (r *StreamRecord) Clone() *StreamRecord {
 	// A consumer's Tags map is never changed once stored (a change stores a
 	// new map), so copies may share it.
 	c.Consumers = append([]ConsumerRecord(nil), r.Consumers...)
+	// Likewise a channel's Tags and Progress are replaced, never changed.
+	c.Channels = append([]ChannelRecord(nil), r.Channels...)
 	if r.RetiredConsumers != nil {
 		c.RetiredConsumers = make(map[string]int64, len(r.RetiredConsumers))
 		for k, v := range r.RetiredConsumers {

@@ -12,6 +12,9 @@ import (
 var (
 	ErrStreamNotFound = errors.New("stream not found")
 	ErrStreamExists   = errors.New("stream already exists")
+	// ErrChannelNotFound means no channel of that name exists in the
+	// account (channel names are unique per account and region).
+	ErrChannelNotFound = errors.New("channel not found")
 	// ErrConsumerNotFound means no consumer of that name (and, looked up by
 	// ARN, that creation second) is registered with the stream.
 	ErrConsumerNotFound = errors.New("consumer not found")
@@ -85,6 +88,13 @@ const (
 	ReasonConsumerLimit     Reason = "consumers per stream"            // ErrLimitExceeded; Stream, Consumer, Limit
 	ReasonConsumersCreating Reason = "consumers creating at once"      // ErrLimitExceeded; Stream, Consumer, Limit
 	ReasonHasConsumers      Reason = "stream has registered consumers" // ErrResourceInUse; Stream, Current: how many
+
+	ReasonChannelNotFound  Reason = "channel not found"               // ErrChannelNotFound; Channel
+	ReasonChannelExists    Reason = "channel exists"                  // ErrResourceInUse; Channel
+	ReasonChannelNotActive Reason = "channel not active"              // ErrResourceInUse; Channel, Given: its status
+	ReasonChannelLimit     Reason = "channels per stream"             // ErrLimitExceeded; Stream, Channel, Limit
+	ReasonChannelMode      Reason = "channel of a provisioned stream" // ErrInvalidArgument; Stream
+	ReasonHasChannels      Reason = "stream has channels"             // ErrResourceInUse; Stream, Current: how many
 )
 
 // Facts are what a client's message names. Which fields a Reason fills is
@@ -97,6 +107,7 @@ type Facts struct {
 	Shard2  string // the other shard of a pair
 	// Consumer is an enhanced fan-out consumer's name.
 	Consumer string
+	Channel  string // a channel's name
 	Given    string // a value as the client sent it
 	Start    string // a shard's hash-key range, in decimal
 	End      string
@@ -123,7 +134,7 @@ func (e *Error) Error() string {
 		b.WriteString(": " + string(e.Reason))
 	}
 	f := e.Facts
-	for _, kv := range [][2]string{{"stream", f.Stream}, {"state", string(f.State)}, {"shard", f.Shard}, {"shard2", f.Shard2}, {"consumer", f.Consumer},
+	for _, kv := range [][2]string{{"stream", f.Stream}, {"state", string(f.State)}, {"shard", f.Shard}, {"shard2", f.Shard2}, {"consumer", f.Consumer}, {"channel", f.Channel},
 		{"given", f.Given}, {"detail", f.Detail}} {
 		if kv[1] != "" {
 			b.WriteString(" " + kv[0] + "=" + strconv.Quote(kv[1]))

@@ -33,6 +33,12 @@ type Options struct {
 	UpdateDelay time.Duration // UPDATING -> ACTIVE
 	// ConsumerDelay is how long a consumer stays CREATING, and DELETING.
 	ConsumerDelay time.Duration
+	// ChannelDelay is how long a channel stays CREATING, UPDATING and
+	// DELETING.
+	ChannelDelay time.Duration
+	// ChannelAnyMode lets channels read PROVISIONED streams too; AWS
+	// delivers only from ON_DEMAND streams.
+	ChannelAnyMode bool
 	// ScalingCallsPerDay limits UpdateShardCount calls per stream per rolling
 	// 24 hours; default DefaultScalingCallsPerDay (10, as AWS).
 	ScalingCallsPerDay int
@@ -154,6 +160,10 @@ type Store struct {
 	// again in this process gets a new epoch; it only grows. Guarded by mu.
 	reservedEpoch int64
 
+	// channels wakes the channel deliverers when any channel changes
+	// (channels.go).
+	channels watcher
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -250,6 +260,7 @@ func (s *Store) Close() error {
 		}
 	}
 	s.mu.Unlock()
+	s.channels.wake()             // deliverers stop
 	for _, ch := range reshards { // a reshard taking effect before Close commits or undoes itself
 		<-ch
 	}

@@ -204,10 +204,12 @@ func (s *Store) loadStreams(ctx context.Context) error {
 			// effect before Open returns (a failure leaves it pending, retried).
 			s.endUpdating(st)
 			s.resumeConsumersLocked(st)
+			s.resumeChannelsLocked(st)
 			continue
 		}
 		s.resumePending(st)
 		s.resumeConsumersLocked(st)
+		s.resumeChannelsLocked(st)
 	}
 	return nil
 }

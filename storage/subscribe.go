@@ -100,11 +100,16 @@ func (s *Store) Subscribe(ctx context.Context, in SubscribeInput, gone <-chan st
 // StartingSequenceNumber at ordinal 0. Its arrival second (which orders
 // nothing: the ordinal is more significant) is the newest record's.
 func (sub *Subscription) seqBefore(ord uint64, lastTs int64) string {
+	return seqBefore(sub.epoch, sub.index, ord, lastTs)
+}
+
+// seqBefore is Subscription.seqBefore for shard index of epoch.
+func seqBefore(epoch int64, index uint32, ord uint64, lastTs int64) string {
 	if ord == 0 {
-		return seqnum.Seq{ShardCreateSecs: sub.epoch, ShardIndex: sub.index, ArrivalSecs: sub.epoch}.String()
+		return seqnum.Seq{ShardCreateSecs: epoch, ShardIndex: index, ArrivalSecs: epoch}.String()
 	}
-	return seqnum.Seq{ShardCreateSecs: sub.epoch, ShardIndex: sub.index, Ordinal: ord - 1,
-		ArrivalSecs: max(sub.epoch, lastTs/1000)}.String()
+	return seqnum.Seq{ShardCreateSecs: epoch, ShardIndex: index, Ordinal: ord - 1,
+		ArrivalSecs: max(epoch, lastTs/1000)}.String()
 }
 
 // Close ends the subscription; a Next waiting returns.

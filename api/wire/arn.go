@@ -86,3 +86,33 @@ func ParseConsumerARN(s string) (ConsumerARNParts, bool) {
 	}
 	return ConsumerARNParts{Region: m[1], Account: m[2], Stream: m[3], Consumer: m[4], CreatedSecs: secs}, true
 }
+
+// FormatChannelARN is a channel's ARN: arn:aws:kinesis:REGION:ACCOUNT:channel/NAME.
+// (AWS's examples end with an ID-like text; whether that is the name or the
+// ChannelId is not documented, and shardlog uses the name, which is unique
+// in the account.)
+func FormatChannelARN(region, account, name string) string {
+	return "arn:aws:kinesis:" + region + ":" + account + ":channel/" + name
+}
+
+// channelARNPattern is PatternChannelARN as a full match, capturing region,
+// account and name.
+var channelARNPattern = regexp.MustCompile(`^arn:aws.*:kinesis:(.*):(\d{12}):channel/(\S+)$`)
+
+// ParseChannelARN matches PatternChannelARN and splits out region, account
+// and channel name.
+func ParseChannelARN(s string) (ARNParts, bool) {
+	m := channelARNPattern.FindStringSubmatch(s)
+	if m == nil {
+		return ARNParts{}, false
+	}
+	return ARNParts{Region: m[1], Account: m[2], Name: m[3]}, true
+}
+
+// channelPatterns are the channel operations' patterns as full matches.
+var channelPatterns = map[string]*regexp.Regexp{
+	PatternChannelARN: channelARNPattern,
+	PatternRoleARN:    regexp.MustCompile(`^` + PatternRoleARN + `$`),
+	PatternBucketARN:  regexp.MustCompile(`^` + PatternBucketARN + `$`),
+	PatternAccountID:  regexp.MustCompile(`^` + PatternAccountID + `$`),
+}

@@ -39,6 +39,8 @@ const (
 	TokenListStreams byte = 3
 	// TokenListConsumers is a ListStreamConsumers NextToken.
 	TokenListConsumers byte = 4
+	// TokenListChannels is a ListChannels NextToken.
+	TokenListChannels byte = 9
 
 	TokenTTLMillis = 300_000 // 5 minutes, for iterators and NextTokens alike
 
@@ -66,6 +68,7 @@ func DeriveTokenKeys(secret []byte) TokenKeys {
 		TokenListShards:    "shardlog ListShards NextToken v1",
 		TokenListStreams:   "shardlog ListStreams NextToken v1",
 		TokenListConsumers: "shardlog ListStreamConsumers NextToken v1",
+		TokenListChannels:  "shardlog ListChannels NextToken v1",
 	} {
 		m := hmac.New(sha256.New, secret)
 		m.Write([]byte(label))

@@ -25,6 +25,14 @@ const (
 	// PatternResourceARN is the model's ResourceARN (resource policies): a
 	// stream's or a consumer's ARN.
 	PatternResourceARN = `arn:aws.*:kinesis:.*:\d{12}:.*stream/\S+`
+	// The channel operations' patterns. PatternChannelARN is the one AWS
+	// documents; the model's other patterns were never captured, and these
+	// are shardlog's (IAM role and S3 bucket ARNs, account IDs as AWS forms
+	// them).
+	PatternChannelARN = `arn:aws.*:kinesis:.*:\d{12}:channel/\S+`
+	PatternRoleARN    = `arn:aws.*:iam::\d{12}:role/\S+`
+	PatternBucketARN  = `arn:aws.*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]`
+	PatternAccountID  = `\d{12}`
 )
 
 // Validator collects model-constraint violations in AWS's format:
@@ -258,6 +266,8 @@ func matchPattern(pattern, s string) bool {
 		return ok
 	case PatternResourceARN:
 		return resourceARNPattern.MatchString(s)
+	case PatternChannelARN, PatternRoleARN, PatternBucketARN, PatternAccountID:
+		return channelPatterns[pattern].MatchString(s)
 	}
 	panic("api: unknown pattern " + pattern)
 }

@@ -100,6 +100,7 @@ func TestServeFlags(t *testing.T) {
 		"cache-window": "33554432", "tls-listen": "127.0.0.1:4568", "tls-only": "false", "tls-self-signed": "false",
 		"read-header-timeout": "10s", "read-timeout": "2m0s", "idle-timeout": "2m0s", "max-connections": "0",
 		"max-header-bytes": "65536", "http2-max-streams": "250",
+		"channel-delay": "500ms", "channel-dir": "", "channel-flush-every": "0s", "channel-any-mode": "false",
 	}
 	for name, def := range want {
 		f := cmd.Flags().Lookup(name)

@@ -4,11 +4,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/shardlog/shardlog/api"
+	"github.com/shardlog/shardlog/channel"
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/storage"
 	"github.com/shardlog/shardlog/vfs"
 )
@@ -36,9 +40,11 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 		DeleteDelay: o.deleteDelay,
 		UpdateDelay: o.updateDelay,
 
-		ConsumerDelay: o.consumerDelay,
-		Sync:          o.sync,
-		Logger:        log.Named("storage"),
+		ConsumerDelay:  o.consumerDelay,
+		ChannelDelay:   o.channels.delay,
+		ChannelAnyMode: o.channels.anyMode,
+		Sync:           o.sync,
+		Logger:         log.Named("storage"),
 
 		ScalingCallsPerDay: o.scalingPerDay,
 
@@ -57,5 +63,29 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 	if err != nil {
 		return nil, nil, err
 	}
-	return store, store, nil
+	dir := o.channels.dir
+	if dir == "" {
+		dir = datadir.ChannelsOutPath(o.dataDir)
+	}
+	m := channel.Start(store, channel.Options{Dest: channel.Dir(dir), FlushEvery: o.channels.flushEvery, Logger: log.Named("channel")})
+	return store, closers{m, store}, nil
+}
+
+// channelOptions are the serve flags of channel delivery.
+type channelOptions struct {
+	delay      time.Duration
+	dir        string
+	flushEvery time.Duration
+	anyMode    bool
+}
+
+// closers closes each in turn (channel delivery stops before the store).
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	var errs []error
+	for _, c := range cs {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
 }

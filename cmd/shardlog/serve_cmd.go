@@ -32,6 +32,8 @@ type serveOptions struct {
 	updateDelay time.Duration
 	// consumerDelay is how long a consumer stays CREATING, and DELETING.
 	consumerDelay time.Duration
+	// channels configures channel delivery (serve.go).
+	channels channelOptions
 	// subscriptionLifetime is how long a SubscribeToShard stream lasts.
 	subscriptionLifetime time.Duration
 	shardLimit           int
@@ -131,6 +133,10 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.DurationVar(&o.updateDelay, "update-stream-delay", 500*time.Millisecond, "time an updated stream stays UPDATING (0 allowed)")
 	f.DurationVar(&o.subscriptionLifetime, "subscription-lifetime", api.DefaultSubscriptionLifetime, "how long a SubscribeToShard stream lasts before the server ends it (AWS: 5m)")
 	f.DurationVar(&o.consumerDelay, "consumer-delay", 500*time.Millisecond, "time a registered consumer stays CREATING, and a deregistered one DELETING (0 allowed)")
+	f.DurationVar(&o.channels.delay, "channel-delay", 500*time.Millisecond, "time a channel stays CREATING, UPDATING and DELETING (0 allowed)")
+	f.StringVar(&o.channels.dir, "channel-dir", "", "directory channels deliver to: object KEY of bucket B is DIR/B/KEY (default <data-dir>/channels-out)")
+	f.DurationVar(&o.channels.flushEvery, "channel-flush-every", 0, "deliver a channel's batch once its oldest record waited this long, if sooner than its DataFreshnessInSeconds (0: the channel's own)")
+	f.BoolVar(&o.channels.anyMode, "channel-any-mode", false, "let channels read PROVISIONED streams too (AWS: ON_DEMAND streams only)")
 	f.IntVar(&o.shardLimit, "shard-limit", defaultShardLimit, "open shards allowed in the account")
 	f.StringVar(&o.accountID, "account-id", defaultAccountID, "12-digit account id used in ARNs and messages")
 	f.StringVar(&o.region, "region", api.DefaultRegion, "region for requests without a SigV4 credential scope")
@@ -196,8 +202,10 @@ func (o serveOptions) check() error {
 		return fmt.Errorf("--shard-limit must be at least 1, got %d", o.shardLimit)
 	case o.subscriptionLifetime <= 0:
 		return fmt.Errorf("--subscription-lifetime must be positive, got %v", o.subscriptionLifetime)
-	case o.createDelay < 0 || o.deleteDelay < 0 || o.updateDelay < 0 || o.consumerDelay < 0:
-		return errors.New("stream and consumer delays must not be negative")
+	case o.createDelay < 0 || o.deleteDelay < 0 || o.updateDelay < 0 || o.consumerDelay < 0 || o.channels.delay < 0:
+		return errors.New("stream, consumer and channel delays must not be negative")
+	case o.channels.flushEvery < 0:
+		return errors.New("--channel-flush-every must not be negative")
 	case o.region == "":
 		return errors.New("--region must not be empty")
 	case o.scalingPerDay < 1:
