@@ -306,9 +306,16 @@ func TestEveryOperationAuthorizes(t *testing.T) {
 		"ListStreamConsumers":           `{"StreamARN":"` + ordersARN + `"}`,
 		"DeregisterStreamConsumer":      `{"ConsumerARN":"` + rig.consumerARN + `"}`,
 		"SubscribeToShard":              `{"ConsumerARN":"` + rig.consumerARN + `","ShardId":"shardId-000000000000","StartingPosition":{"Type":"LATEST"}}`,
+
+		"TagResource":         `{"ResourceARN":"` + rig.consumerARN + `","Tags":{"a":"b"}}`,
+		"UntagResource":       `{"ResourceARN":"` + ordersARN + `","TagKeys":["a"]}`,
+		"ListTagsForResource": `{"ResourceARN":"` + rig.consumerARN + `"}`,
+
+		"UpdateStreamRecordDistributionStrategy": `{"StreamARN":"` + ordersARN + `","RecordDistributionStrategy":"AUTO"}`,
 	}
 	resources := map[string]string{"ListStreams": "*", "DescribeLimits": "*", "DescribeStreamConsumer": rig.consumerARN,
-		"DeregisterStreamConsumer": rig.consumerARN, "SubscribeToShard": rig.consumerARN, "DeleteResourcePolicy": rig.consumerARN}
+		"DeregisterStreamConsumer": rig.consumerARN, "SubscribeToShard": rig.consumerARN, "DeleteResourcePolicy": rig.consumerARN,
+		"TagResource": rig.consumerARN, "ListTagsForResource": rig.consumerARN}
 	for op := range operations {
 		body, ok := bodies[op]
 		if !ok {

@@ -70,6 +70,14 @@ var operations = map[string]opFunc{
 	"ListStreamConsumers":           (*Server).listConsumers,
 	"DeregisterStreamConsumer":      (*Server).deregisterConsumer,
 	"SubscribeToShard":              (*Server).subscribeToShard,
+
+	// Tags by ResourceARN (resource_tags.go) and record distribution
+	// (distribution.go).
+	"TagResource":         (*Server).tagResource,
+	"UntagResource":       (*Server).untagResource,
+	"ListTagsForResource": (*Server).listTagsForResource,
+
+	"UpdateStreamRecordDistributionStrategy": (*Server).updateDistribution,
 }
 
 // reqCtx is the state of one request.
