@@ -16,7 +16,8 @@ import (
 // reference lists per action: the stream's ARN for stream operations
 // (CreateStream, RegisterStreamConsumer and ListStreamConsumers included),
 // the consumer's ARN for DescribeStreamConsumer, DeregisterStreamConsumer and
-// SubscribeToShard, the ResourceARN for the resource-policy operations, and
+// SubscribeToShard, the ResourceARN for the resource-policy operations and
+// TagResource, UntagResource and ListTagsForResource, and
 // "*" for account-level operations (ListStreams, DescribeLimits). Without an
 // identity (no --auth-file) everything is allowed.
 

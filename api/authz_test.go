@@ -314,10 +314,17 @@ func TestEveryOperationAuthorizes(t *testing.T) {
 		"UpdateChannel":   `{"ChannelARN":"` + channelARN + `","S3DestinationConfiguration":{"DataFreshnessInSeconds":600}}`,
 		"DeleteChannel":   `{"ChannelARN":"` + channelARN + `"}`,
 		"ListChannels":    `{}`,
+
+		"TagResource":         `{"ResourceARN":"` + rig.consumerARN + `","Tags":{"a":"b"}}`,
+		"UntagResource":       `{"ResourceARN":"` + ordersARN + `","TagKeys":["a"]}`,
+		"ListTagsForResource": `{"ResourceARN":"` + rig.consumerARN + `"}`,
+
+		"UpdateStreamRecordDistributionStrategy": `{"StreamARN":"` + ordersARN + `","RecordDistributionStrategy":"AUTO"}`,
 	}
 	resources := map[string]string{"ListStreams": "*", "DescribeLimits": "*", "ListChannels": "*", "CreateChannel": channelARN,
 		"DescribeChannel": channelARN, "UpdateChannel": channelARN, "DeleteChannel": channelARN, "DescribeStreamConsumer": rig.consumerARN,
-		"DeregisterStreamConsumer": rig.consumerARN, "SubscribeToShard": rig.consumerARN, "DeleteResourcePolicy": rig.consumerARN}
+		"DeregisterStreamConsumer": rig.consumerARN, "SubscribeToShard": rig.consumerARN, "DeleteResourcePolicy": rig.consumerARN,
+		"TagResource": rig.consumerARN, "ListTagsForResource": rig.consumerARN}
 	for op := range operations {
 		body, ok := bodies[op]
 		if !ok {

@@ -29,6 +29,10 @@ type Backend interface {
 	// found, before anything else, and fail with its error.
 	AddTags(ctx context.Context, name string, tags map[string]string, check storage.TagCheck) error
 	RemoveTags(ctx context.Context, name string, keys []string, check storage.TagCheck) error
+	// SetRecordDistribution is UpdateStreamRecordDistributionStrategy: it
+	// fails with ErrInvalidArgument for AUTO on a stream that is not
+	// ON_DEMAND, and ErrResourceInUse when the stream is not ACTIVE.
+	SetRecordDistribution(ctx context.Context, name string, d storage.RecordDistribution) error
 	// Put stores entries in order of the request. A returned error fails the
 	// whole request; PutResult.Err fails one record.
 	Put(ctx context.Context, stream string, entries []storage.PutEntry) ([]storage.PutResult, error)

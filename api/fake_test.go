@@ -73,7 +73,12 @@ func (f *fakeBackend) CreateStream(ctx context.Context, in storage.CreateStreamI
 		return &storage.Error{Kind: storage.ErrLimitExceeded, Reason: storage.ReasonShardLimit, Facts: storage.Facts{Account: f.account, Current: int64(open), Limit: int64(f.shardLimit), N: int64(in.ShardCount)}}
 	}
 	now := f.clock()
-	st := &fakeStream{info: storage.StreamInfo{Name: in.Name, Created: now, Status: storage.StatusActive, Mode: in.Mode, RetentionHours: 24, Tags: map[string]string{}}}
+	dist := in.Distribution
+	if dist == "" {
+		dist = storage.DistributionUserKey
+	}
+	st := &fakeStream{info: storage.StreamInfo{Name: in.Name, Created: now, Status: storage.StatusActive, Mode: in.Mode, RetentionHours: 24, Tags: map[string]string{},
+		Distribution: dist}}
 	for i, r := range hashkey.Split(in.ShardCount) {
 		st.info.Shards = append(st.info.Shards, storage.ShardInfo{
 			ID: shardID(uint32(i)), Index: uint32(i), HashRange: r,
@@ -226,6 +231,23 @@ func (f *fakeBackend) RemoveTags(ctx context.Context, name string, keys []string
 	for _, k := range keys {
 		delete(st.info.Tags, k)
 	}
+	return nil
+}
+
+func (f *fakeBackend) SetRecordDistribution(ctx context.Context, name string, d storage.RecordDistribution) error {
+	if err := f.enter(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, err := f.get(name)
+	if err != nil {
+		return err
+	}
+	if d == storage.DistributionAuto && st.info.Mode != storage.ModeOnDemand {
+		return &storage.Error{Kind: storage.ErrInvalidArgument, Reason: storage.ReasonAutoProvisioned, Facts: storage.Facts{Account: f.account, Stream: name}}
+	}
+	st.info.Distribution = d
 	return nil
 }
 

@@ -48,6 +48,17 @@ var messageTemplates = map[storage.Reason]func(f storage.Facts, region string) s
 	storage.ReasonTooManyTags: func(f storage.Facts, _ string) string {
 		return fmt.Sprintf("Failed to add tags to stream %s under account %s because a given stream cannot have more than %d tags associated with it.", f.Stream, f.Account, f.Limit)
 	},
+	// The texts of the newer operations' errors are shardlog's, in AWS's
+	// style: AWS's were never captured (unverified).
+	storage.ReasonTooManyConsumerTags: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Failed to add tags to consumer %s under stream %s and account %s because a given consumer cannot have more than %d tags associated with it.", f.Consumer, f.Stream, f.Account, f.Limit)
+	},
+	storage.ReasonAutoProvisioned: func(f storage.Facts, _ string) string {
+		return "Record distribution strategy AUTO is not supported for stream " + f.Stream + " under account " + f.Account + " because it is in PROVISIONED capacity mode."
+	},
+	storage.ReasonOrderingAuto: func(f storage.Facts, _ string) string {
+		return "SequenceNumberForOrdering is not supported for stream " + f.Stream + " under account " + f.Account + " because it uses the AUTO record distribution strategy."
+	},
 	storage.ReasonBadSplitKey: func(f storage.Facts, _ string) string {
 		return "NewStartingHashKey " + f.Given + " used in SplitShard() on shard " + f.Shard + " in stream " + f.Stream + " under account " + f.Account +
 			" is not both greater than one plus the shard's StartingHashKey " + f.Start + " and less than the shard's EndingHashKey " + f.End + "."

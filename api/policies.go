@@ -25,30 +25,53 @@ type resourcePolicyInput struct {
 	StreamId    *string // reserved by AWS; accepted and ignored
 }
 
-// policyRequest is the policy operations' prologue: decode, validate,
-// resolve the ResourceARN, admit.
+func (in *resourcePolicyInput) resourceARN() *string { return in.ResourceARN }
+
+// policyRequest is the policy operations' prologue (resourceRequest).
 func (s *Server) policyRequest(rc *reqCtx, body []byte, withPolicy bool) (PolicyStore, *storage.PolicyTarget, *resourcePolicyInput, error) {
 	ps, ok := s.b.(PolicyStore)
 	if !ok {
 		return nil, nil, nil, wire.ClientError(wire.TypeUnknownOperation, "")
 	}
 	in := new(resourcePolicyInput)
+	target, err := s.resourceRequest(rc, body, in, func(v *wire.Validator) {
+		checkResourceARN(v, in.ResourceARN)
+		if withPolicy {
+			v.NotNull("policy", in.Policy != nil)
+		}
+	})
+	return ps, target, in, err
+}
+
+// resourceTargeted is a request on a ResourceARN: a resource policy
+// operation, or a tag operation on a stream or consumer.
+type resourceTargeted interface {
+	resourceARN() *string
+}
+
+// resourceRequest is the prologue of the operations on a ResourceARN:
+// decode, validate (validate checks every member, checkResourceARN among
+// them, in AWS's order), resolve the ResourceARN, admit. It returns the
+// resource the ARN names.
+func (s *Server) resourceRequest(rc *reqCtx, body []byte, in resourceTargeted, validate func(*wire.Validator)) (*storage.PolicyTarget, error) {
 	if err := decodeInput(rc, body, in); err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	var v wire.Validator
-	v.ReqStr("resourceARN", in.ResourceARN, wire.PatternResourceARN, 1, 2048)
-	if withPolicy {
-		v.NotNull("policy", in.Policy != nil)
-	}
+	validate(&v)
 	if err := v.Err(); err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	req, err := s.resolveResource(rc, *in.ResourceARN)
+	req, err := s.resolveResource(rc, *in.resourceARN())
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	return ps, req.target, in, s.admit(rc, req)
+	return req.target, s.admit(rc, req)
+}
+
+// checkResourceARN checks the required ResourceARN member.
+func checkResourceARN(v *wire.Validator, arn *string) {
+	v.ReqStr("resourceARN", arn, wire.PatternResourceARN, 1, 2048)
 }
 
 // resolveResource turns a ResourceARN into the admission of a request on

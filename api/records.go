@@ -36,18 +36,21 @@ func (s *Server) putRecord(rc *reqCtx, body []byte) (any, error) {
 	if err := decodeInput(rc, body, &in); err != nil {
 		return nil, err
 	}
-	var v wire.Validator
-	v.Str("sequenceNumberForOrdering", in.SequenceNumberForOrdering, wire.PatternSequence, 0, -1)
-	checkRecord(&v, -1, in.PartitionKey, in.ExplicitHashKey, in.Data)
-	in.StreamSelector.Validate(&v)
-	if err := v.Err(); err != nil {
+	check := func(keyOptional bool) error {
+		var v wire.Validator
+		v.Str("sequenceNumberForOrdering", in.SequenceNumberForOrdering, wire.PatternSequence, 0, -1)
+		checkRecord(&v, -1, in.PartitionKey, in.ExplicitHashKey, in.Data, keyOptional)
+		in.StreamSelector.Validate(&v)
+		return v.Err()
+	}
+	if err := s.validateRecords(rc, in.StreamSelector, in.PartitionKey == nil, check); err != nil {
 		return nil, err
 	}
 	stream, err := s.resolveStream(in.StreamSelector)
 	if err != nil {
 		return nil, err
 	}
-	entry, size, err := makeEntry(*in.PartitionKey, in.ExplicitHashKey, in.Data, -1)
+	entry, size, err := makeEntry(in.PartitionKey, in.ExplicitHashKey, in.Data, -1)
 	if err != nil {
 		return nil, err
 	}
@@ -77,33 +80,75 @@ func (s *Server) putOne(rc *reqCtx, stream string, entry storage.PutEntry, size 
 	return putRecordOutput{ShardId: res[0].ShardID, SequenceNumber: res[0].SequenceNumber}, nil
 }
 
+// validateRecords runs check, the model validation of a put, with partition
+// keys required; when that fails and some key is missing (keyMissing), it
+// runs check again with keys optional if the stream distributes records by
+// AUTO. AWS's current model no longer requires PartitionKey, since AUTO
+// streams ignore it, but a USER_PARTITION_KEY stream needs one: for it
+// shardlog keeps the captured "must not be null" validation text (AWS's
+// answer there since the model changed was never captured, unverified).
+// Only a request that fails the first check looks its stream up.
+func (s *Server) validateRecords(rc *reqCtx, sel wire.StreamSelector, keyMissing bool, check func(keyOptional bool) error) error {
+	err := check(false)
+	if err == nil || !keyMissing || !s.autoDistributed(rc, sel) {
+		return err
+	}
+	return check(true)
+}
+
+// autoDistributed reports whether a put's stream exists with AUTO record
+// distribution; a selector that does not resolve is not.
+func (s *Server) autoDistributed(rc *reqCtx, sel wire.StreamSelector) bool {
+	var v wire.Validator
+	sel.Validate(&v)
+	if v.Err() != nil {
+		return false
+	}
+	name, err := s.resolveStream(sel)
+	if err != nil {
+		return false
+	}
+	info, err := s.b.DescribeStream(rc.ctx, name)
+	return err == nil && info.Distribution == storage.DistributionAuto
+}
+
 // checkRecord applies the model constraints of one record, in AWS's order:
 // partitionKey, explicitHashKey, data. index is the record's position in a
 // PutRecords request (paths "records.N.member.x"), or -1 for PutRecord.
-func checkRecord(v *wire.Validator, index int, pk, ehk *string, data wire.Blob) {
-	if recordValid(pk, ehk, data) {
+// keyOptional allows a missing partition key (validateRecords).
+func checkRecord(v *wire.Validator, index int, pk, ehk *string, data wire.Blob, keyOptional bool) {
+	if recordValid(pk, ehk, data, keyOptional) {
 		return // the common case, without building paths
 	}
 	prefix := ""
 	if index >= 0 {
 		prefix = "records." + strconv.Itoa(index+1) + ".member."
 	}
-	v.ReqStr(prefix+"partitionKey", pk, "", 1, 256)
+	if keyOptional {
+		v.Str(prefix+"partitionKey", pk, "", 1, 256)
+	} else {
+		v.ReqStr(prefix+"partitionKey", pk, "", 1, 256)
+	}
 	v.Str(prefix+"explicitHashKey", ehk, wire.PatternHashKey, 0, -1)
 	if v.NotNull(prefix+"data", data != nil) && len(data) > maxRecordBytes {
 		v.Fail(wire.RenderBlob(len(data)), prefix+"data", "Member must have length less than or equal to "+strconv.Itoa(maxRecordBytes))
 	}
 }
 
-func recordValid(pk, ehk *string, data wire.Blob) bool {
-	return pk != nil && *pk != "" && (len(*pk) <= 256 || wire.JavaLen(*pk) <= 256) &&
+func recordValid(pk, ehk *string, data wire.Blob, keyOptional bool) bool {
+	return (pk == nil && keyOptional || pk != nil && *pk != "" && (len(*pk) <= 256 || wire.JavaLen(*pk) <= 256)) &&
 		(ehk == nil || wire.IsDecimal(*ehk, 39)) && data != nil && len(data) <= maxRecordBytes
 }
 
 // makeEntry applies the semantic record checks (hash key range, record size)
 // and returns the entry and its size (data + partition-key bytes). index is
-// the record's position in a PutRecords request, or -1 for PutRecord.
-func makeEntry(pk string, ehk *string, data wire.Blob, index int) (storage.PutEntry, int, error) {
+// the record's position in a PutRecords request, or -1 for PutRecord. A
+// missing partition key (allowed on AUTO streams only) is stored as "".
+func makeEntry(pkp *string, ehk *string, data wire.Blob, index int) (storage.PutEntry, int, error) {
+	var pk string
+	if pkp != nil {
+		pk = *pkp
+	}
 	e := storage.PutEntry{PartitionKey: pk, Data: data}
 	if ehk != nil {
 		k, err := hashkey.Parse(*ehk)
@@ -129,7 +174,11 @@ func (s *Server) putRecords(rc *reqCtx, body []byte) (any, error) {
 	if e := wire.DecodePutRecords(rc.codec, body, &in); e != nil {
 		return nil, e
 	}
-	if err := validatePutRecords(&in); err != nil {
+	keyMissing := false
+	for i := range in.Records {
+		keyMissing = keyMissing || in.Records[i].PartitionKey == nil
+	}
+	if err := s.validateRecords(rc, in.StreamSelector, keyMissing, func(keyOptional bool) error { return validatePutRecords(&in, keyOptional) }); err != nil {
 		return nil, err
 	}
 	stream, err := s.resolveStream(in.StreamSelector)
@@ -192,7 +241,7 @@ func (p putResults) At(i int) wire.PutResult {
 	return wire.PutResult{SequenceNumber: r.SequenceNumber, ShardId: r.ShardID}
 }
 
-func validatePutRecords(in *wire.PutRecordsInput) error {
+func validatePutRecords(in *wire.PutRecordsInput, keyOptional bool) error {
 	var v wire.Validator
 	if v.NotNull("records", in.Records != nil) {
 		if n := len(in.Records); n < 1 || n > maxPutRecords { // rendered only when it fails
@@ -200,7 +249,7 @@ func validatePutRecords(in *wire.PutRecordsInput) error {
 		}
 		for i := range in.Records {
 			r := &in.Records[i]
-			checkRecord(&v, i, r.PartitionKey, r.ExplicitHashKey, r.Data)
+			checkRecord(&v, i, r.PartitionKey, r.ExplicitHashKey, r.Data, keyOptional)
 			if v.Full() {
 				break
 			}
@@ -215,7 +264,7 @@ func makeEntries(records []wire.PutRecordsEntry) ([]storage.PutEntry, int, error
 	entries := make([]storage.PutEntry, len(records))
 	total := 0
 	for i, r := range records {
-		e, size, err := makeEntry(*r.PartitionKey, r.ExplicitHashKey, r.Data, i)
+		e, size, err := makeEntry(r.PartitionKey, r.ExplicitHashKey, r.Data, i)
 		if err != nil {
 			return nil, 0, err
 		}

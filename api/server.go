@@ -75,6 +75,14 @@ var operations = map[string]opFunc{
 	"ListChannels":                  (*Server).listChannels,
 	"UpdateChannel":                 (*Server).updateChannel,
 	"DeleteChannel":                 (*Server).deleteChannel,
+
+	// Tags by ResourceARN (resource_tags.go) and record distribution
+	// (distribution.go).
+	"TagResource":         (*Server).tagResource,
+	"UntagResource":       (*Server).untagResource,
+	"ListTagsForResource": (*Server).listTagsForResource,
+
+	"UpdateStreamRecordDistributionStrategy": (*Server).updateDistribution,
 }
 
 // reqCtx is the state of one request.

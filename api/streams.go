@@ -30,6 +30,8 @@ type createStreamInput struct {
 	StreamModeDetails  *streamModeIn
 	Tags               map[string]string
 	MaxRecordSizeInKiB wire.OptInt // accepted and checked; records stay at most 1 MiB
+	// RecordDistributionStrategy AUTO needs ON_DEMAND (distribution.go).
+	RecordDistributionStrategy *string
 }
 
 func (s *Server) createStream(rc *reqCtx, body []byte) (any, error) {
@@ -45,6 +47,7 @@ func (s *Server) createStream(rc *reqCtx, body []byte) (any, error) {
 	}
 	v.TagMap("tags", in.Tags, in.Tags != nil)
 	v.IntRange("maxRecordSizeInKiB", in.MaxRecordSizeInKiB, 1024, 10240)
+	v.Enum("recordDistributionStrategy", in.RecordDistributionStrategy, recordDistributions)
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
@@ -75,6 +78,14 @@ func createInput(in createStreamInput, account string) (storage.CreateStreamInpu
 		out.ShardCount = storage.OnDemandShards
 	default:
 		out.ShardCount = int(in.ShardCount.Val)
+	}
+	if in.RecordDistributionStrategy != nil {
+		out.Distribution = storage.RecordDistribution(*in.RecordDistributionStrategy)
+	}
+	// AWS documents AUTO as supported on ON_DEMAND streams only; its check's
+	// place in CreateStream's order is a guess (unverified).
+	if out.Distribution == storage.DistributionAuto && mode != storage.ModeOnDemand {
+		return out, reasonError(wire.TypeInvalidArgument, storage.ReasonAutoProvisioned, storage.Facts{Account: account, Stream: out.Name})
 	}
 	if len(in.Tags) > storage.MaxTagsPerStream {
 		return out, wire.InvalidArgument("Failed to create stream " + out.Name + " because a given stream cannot have more than " + strconv.Itoa(storage.MaxTagsPerStream) + " tags associated with it.")
@@ -212,6 +223,8 @@ type streamDescriptionSummary struct {
 	OpenShardCount          int
 	ConsumerCount           int
 	MaxRecordSizeInKiB      int
+	// RecordDistributionStrategy is set for ON_DEMAND streams only.
+	RecordDistributionStrategy string `json:",omitempty"`
 }
 
 func (s *Server) describeStreamSummary(rc *reqCtx, body []byte) (any, error) {
@@ -229,6 +242,7 @@ func (s *Server) describeStreamSummary(rc *reqCtx, body []byte) (any, error) {
 		StreamModeDetails: streamModeDetails{string(info.Mode)}, RetentionPeriodHours: info.RetentionHours,
 		StreamCreationTimestamp: wire.EpochTime(info.Created), EnhancedMonitoring: noEnhancedMonitoring,
 		EncryptionType: "NONE", OpenShardCount: info.OpenShardCount(), ConsumerCount: info.ConsumerCount, MaxRecordSizeInKiB: maxRecordBytes >> 10,
+		RecordDistributionStrategy: summaryDistribution(info),
 	}
 	return struct{ StreamDescriptionSummary streamDescriptionSummary }{d}, nil
 }

@@ -148,6 +148,16 @@ func (s *Server) listTags(rc *reqCtx, body []byte) (any, error) {
 
 // tagPage lists tags in key order after the exclusive start key.
 func tagPage(tags map[string]string, after string, limit int) listTagsOutput {
+	out := listTagsOutput{Tags: sortedTags(tags, after)}
+	if len(out.Tags) > limit {
+		out.Tags, out.HasMoreTags = out.Tags[:limit], true
+	}
+	return out
+}
+
+// sortedTags lists the tags whose keys sort after after, in key order
+// (never nil: AWS answers an empty list).
+func sortedTags(tags map[string]string, after string) []tagOut {
 	keys := make([]string, 0, len(tags))
 	for k := range tags {
 		if k > after {
@@ -155,12 +165,9 @@ func tagPage(tags map[string]string, after string, limit int) listTagsOutput {
 		}
 	}
 	sort.Strings(keys)
-	out := listTagsOutput{Tags: []tagOut{}}
-	if len(keys) > limit {
-		keys, out.HasMoreTags = keys[:limit], true
-	}
+	out := make([]tagOut, 0, len(keys))
 	for _, k := range keys {
-		out.Tags = append(out.Tags, tagOut{Key: k, Value: tags[k]})
+		out = append(out, tagOut{Key: k, Value: tags[k]})
 	}
 	return out
 }

@@ -28,6 +28,20 @@ const (
 	ModeOnDemand    StreamMode = "ON_DEMAND"
 )
 
+// RecordDistribution is how a stream places records on its shards
+// (UpdateStreamRecordDistributionStrategy). "" is DistributionUserKey, the
+// default, so records written before the field existed read as it.
+type RecordDistribution string
+
+const (
+	// DistributionUserKey places a record by its partition key's MD5 (or its
+	// ExplicitHashKey).
+	DistributionUserKey RecordDistribution = "USER_PARTITION_KEY"
+	// DistributionAuto spreads records evenly over the open shards, ignoring
+	// partition keys and explicit hash keys.
+	DistributionAuto RecordDistribution = "AUTO"
+)
+
 // StreamRecord is a stream's record in meta.db. Changing it is one bbolt
 // transaction, so a stream's shards, their ranges and lineage change
 // atomically.
@@ -68,6 +82,9 @@ type StreamRecord struct {
 	// change in the same transaction as the stream, and their delivery
 	// progress names the stream's shards.
 	Channels []ChannelRecord `json:"channels,omitempty"`
+	// Distribution is the stream's record distribution strategy; "" is
+	// DistributionUserKey.
+	Distribution RecordDistribution `json:"record_distribution,omitempty"`
 }
 
 // ConsumerStatus is an enhanced fan-out consumer's lifecycle state, as

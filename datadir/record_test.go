@@ -12,8 +12,8 @@ import (
 // the record moved here decode, and encode back byte for byte, so an
 // existing meta.db reads and rewrites unchanged. testdata/stream_record.json
 // is a record storage wrote (tags, a split, a merge, an UpdateShardCount
-// still pending); the other sample is the shape of a fresh stream's record,
-// every optional field absent.
+// still pending); the others are the shape of a fresh stream's record,
+// every optional field absent, and of one with AUTO record distribution.
 func TestStreamRecordRoundTrip(t *testing.T) {
 	written, err := os.ReadFile("testdata/stream_record.json")
 	if err != nil {
@@ -21,7 +21,9 @@ func TestStreamRecordRoundTrip(t *testing.T) {
 	}
 	fresh := []byte(`{"name":"events","created_ns":1709294400000000000,"status":"ACTIVE","mode":"ON_DEMAND","retention_hours":24,` +
 		`"shards":[{"index":0,"hash_start":"0","hash_end":"340282366920938463463374607431768211455","create_secs":1709294400}],"next_shard_index":1}`)
-	for _, sample := range [][]byte{written, fresh} {
+	auto := []byte(`{"name":"auto","created_ns":1709294400000000000,"status":"ACTIVE","mode":"ON_DEMAND","retention_hours":24,` +
+		`"shards":[],"next_shard_index":0,"record_distribution":"AUTO"}`)
+	for _, sample := range [][]byte{written, fresh, auto} {
 		var r StreamRecord
 		if err := json.Unmarshal(sample, &r); err != nil {
 			t.Fatal(err)

@@ -73,6 +73,7 @@ func (s *Store) newStreamMeta(in CreateStreamInput) *streamMeta {
 	}
 	m := &streamMeta{Name: in.Name, CreatedNs: now.UnixNano(), Status: StatusCreating, Mode: mode,
 		RetentionHours: DefaultRetentionHours, Tags: copyTags(in.Tags), NextShardIndex: uint32(in.ShardCount),
+		Distribution:   storedDistribution(in.Distribution),
 		PendingUntilNs: now.Add(s.opts.CreateDelay).UnixNano()}
 	epoch := max(now.Unix()-initialEpochLag, s.maxEpochLocked()+1)
 	s.reservedEpoch = max(s.reservedEpoch, epoch) // outlives the stream: a re-created one gets another
@@ -295,14 +296,25 @@ type TagCheck func() error
 // check, when not nil, runs once the stream is found, before its status is
 // looked at.
 func (s *Store) updateMeta(name string, check TagCheck, change func(m *streamMeta) error) error {
+	var pre func(*streamMeta) error
+	if check != nil {
+		pre = func(*streamMeta) error { return check() }
+	}
+	return s.updateMetaWith(name, pre, change)
+}
+
+// updateMetaWith is updateMeta with a check that sees the stream's current
+// metadata (read only), so it can look up what the request names inside the
+// stream (a consumer) before the stream's status is looked at.
+func (s *Store) updateMetaWith(name string, pre func(m *streamMeta) error, change func(m *streamMeta) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, err := s.lookupLocked(name)
 	if err != nil {
 		return err
 	}
-	if check != nil {
-		if err := check(); err != nil {
+	if pre != nil {
+		if err := pre(st.meta); err != nil {
 			return err
 		}
 	}

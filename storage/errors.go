@@ -97,6 +97,17 @@ const (
 	ReasonHasChannels      Reason = "stream has channels"             // ErrResourceInUse; Stream, Current: how many
 )
 
+// Reasons of the tag-by-resource and record-distribution operations.
+const (
+	ReasonTooManyConsumerTags Reason = "too many tags on a consumer" // ErrInvalidArgument; Stream, Consumer, Limit
+	// ReasonAutoProvisioned is AUTO record distribution asked of a stream
+	// that is not ON_DEMAND.
+	ReasonAutoProvisioned Reason = "AUTO distribution on a provisioned stream" // ErrInvalidArgument; Stream
+	// ReasonOrderingAuto is PutRecord's SequenceNumberForOrdering on a
+	// stream with AUTO record distribution.
+	ReasonOrderingAuto Reason = "SequenceNumberForOrdering with AUTO distribution" // ErrInvalidArgument; Stream
+)
+
 // Facts are what a client's message names. Which fields a Reason fills is
 // listed beside it; the rest stay zero.
 type Facts struct {

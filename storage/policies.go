@@ -8,7 +8,8 @@ import "context"
 // created again under the name starts without one. Storage keeps the text as
 // given; the api parses and validates it.
 
-// PolicyTarget names a stream (Consumer "") or one of its consumers.
+// PolicyTarget names a stream (Consumer "") or one of its consumers: the
+// resource of a resource policy, or of tags (tags.go).
 // ConsumerSecs, when not negative, is the creation second a consumer ARN
 // ends with: a consumer of that name created at another second is not the
 // one named.

@@ -14,31 +14,38 @@ import (
 	"github.com/shardlog/shardlog/shard"
 )
 
-// writableStream returns the routing table of a stream that takes writes.
+// placement is how one Put places its records: the stream's routing table
+// and strategy, read together.
+type placement struct {
+	routes []route
+	auto   bool // DistributionAuto
+}
+
+// writableStream returns the placement of a stream that takes writes.
 // Kinesis answers a write to a stream that is not ACTIVE or UPDATING as if
 // the stream did not exist.
-func (s *Store) writableStream(name string) (*stream, []route, error) {
+func (s *Store) writableStream(name string) (*stream, placement, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	st, err := s.lookupLocked(name)
 	if err != nil {
-		return nil, nil, err
+		return nil, placement{}, err
 	}
 	if st.meta.Status != StatusActive && st.meta.Status != StatusUpdating {
-		return nil, nil, s.notFound(name)
+		return nil, placement{}, s.notFound(name)
 	}
-	return st, st.routes, nil
+	return st, placement{routes: st.routes, auto: st.meta.Distribution == DistributionAuto}, nil
 }
 
 // Put stores entries. Whole-request problems are returned as the error;
 // otherwise every entry gets a PutResult, in order, each either stored or
 // failed on its own (its shard failed).
 func (s *Store) Put(ctx context.Context, name string, entries []PutEntry) ([]PutResult, error) {
-	st, routes, err := s.writableStream(name)
+	st, pl, err := s.writableStream(name)
 	if err != nil {
 		return nil, err
 	}
-	groups, err := s.groupByShard(st, routes, entries)
+	groups, err := s.groupByShard(st, pl, entries)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +79,7 @@ func (s *Store) rerouteClosed(ctx context.Context, name string, entries []PutEnt
 		return false
 	}
 	s.awaitReshard(ctx, name) // the reshard that sealed the shard installs the children
-	st, routes, err := s.writableStream(name)
+	st, pl, err := s.writableStream(name)
 	if err != nil {
 		// Not a reshard after all: the stream was deleted, or the store is
 		// closing. The entries fail with that, not with a reshard's answer.
@@ -85,7 +92,7 @@ func (s *Store) rerouteClosed(ctx context.Context, name string, entries []PutEnt
 	for j, i := range idx {
 		sub[j] = entries[i]
 	}
-	groups, err := s.groupByShard(st, routes, sub)
+	groups, err := s.groupByShard(st, pl, sub)
 	if err != nil {
 		return false
 	}
@@ -123,17 +130,17 @@ type group struct {
 	minFirst uint64
 }
 
-func (s *Store) groupByShard(st *stream, routes []route, entries []PutEntry) ([]*group, error) {
+func (s *Store) groupByShard(st *stream, pl placement, entries []PutEntry) ([]*group, error) {
+	turn, err := s.autoTurns(st, pl, entries)
+	if err != nil {
+		return nil, err
+	}
 	byShard := map[uint32]*group{}
 	var order []*group
 	for i, e := range entries {
-		k := hashkey.FromPartitionKey(e.PartitionKey)
-		if e.ExplicitHashKey != nil {
-			k = *e.ExplicitHashKey
-		}
-		r, ok := findRoute(routes, k)
-		if !ok {
-			return nil, s.fail(ErrResourceInUse, ReasonNoOpenShard, Facts{Stream: st.name, Given: k.String()})
+		r, err := s.place(st, pl, turn+uint64(i), &entries[i])
+		if err != nil {
+			return nil, err
 		}
 		g := byShard[r.index]
 		if g == nil {
@@ -152,6 +159,38 @@ func (s *Store) groupByShard(st *stream, routes []route, entries []PutEntry) ([]
 		}
 	}
 	return order, nil
+}
+
+// autoTurns takes a Put's turns when the stream distributes records by
+// AUTO (0 otherwise). Such a stream refuses SequenceNumberForOrdering, as
+// AWS documents: ordering does not apply there.
+func (s *Store) autoTurns(st *stream, pl placement, entries []PutEntry) (uint64, error) {
+	if !pl.auto {
+		return 0, nil
+	}
+	for i := range entries {
+		if entries[i].SequenceNumberForOrdering != "" {
+			return 0, s.fail(ErrInvalidArgument, ReasonOrderingAuto, Facts{Stream: st.name})
+		}
+	}
+	return st.takeTurns(len(entries)), nil
+}
+
+// place finds an entry's open shard: by turn with AUTO distribution, else by
+// its hash key.
+func (s *Store) place(st *stream, pl placement, turn uint64, e *PutEntry) (route, error) {
+	if pl.auto && len(pl.routes) > 0 {
+		return pl.routes[turn%uint64(len(pl.routes))], nil
+	}
+	k := hashkey.FromPartitionKey(e.PartitionKey)
+	if e.ExplicitHashKey != nil {
+		k = *e.ExplicitHashKey
+	}
+	r, ok := findRoute(pl.routes, k)
+	if !ok {
+		return route{}, s.fail(ErrResourceInUse, ReasonNoOpenShard, Facts{Stream: st.name, Given: k.String()})
+	}
+	return r, nil
 }
 
 // orderingFloor turns SequenceNumberForOrdering into the least ordinal the

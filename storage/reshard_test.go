@@ -594,7 +594,7 @@ func TestPutReroutedAfterSplit(t *testing.T) {
 	ctx := context.Background()
 	s := openReshardStore(t, Options{})
 	mustCreate(t, s, "r", 1)
-	st, routes, err := s.writableStream("r")
+	st, pl, err := s.writableStream("r")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -605,7 +605,7 @@ func TestPutReroutedAfterSplit(t *testing.T) {
 	for i := range 20 {
 		entries = append(entries, PutEntry{PartitionKey: fmt.Sprint(i), Data: []byte{byte(i)}})
 	}
-	groups, err := s.groupByShard(st, routes, entries)
+	groups, err := s.groupByShard(st, pl, entries)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shardlog/shardlog/datadir"
@@ -61,6 +62,11 @@ type stream struct {
 	// watching needs no store lock.
 	chMu    sync.Mutex
 	changed chan struct{}
+	// autoTurn counts the records placed by DistributionAuto: record n goes
+	// to open shard n mod len(routes). A Put takes its turns in one atomic
+	// step, so concurrent Puts never share a turn and a stream's records
+	// spread evenly (a restart starts the count again).
+	autoTurn atomic.Uint64
 }
 
 // watch returns a channel closed at the stream's next metadata change. Call
@@ -156,7 +162,7 @@ func shardInfoOf(sm shardMeta) ShardInfo {
 
 func streamInfoOf(m *streamMeta, withShards bool) StreamInfo {
 	si := StreamInfo{Name: m.Name, Created: time.Unix(0, m.CreatedNs), Status: m.Status, Mode: m.Mode, RetentionHours: m.RetentionHours, Tags: copyTags(m.Tags),
-		ConsumerCount: len(m.Consumers)}
+		ConsumerCount: len(m.Consumers), Distribution: distributionOf(m)}
 	if withShards && m.Status != StatusCreating && !m.DeletedCreating {
 		si.Shards = make([]ShardInfo, 0, len(m.Shards))
 		for _, sm := range m.Shards {
@@ -164,6 +170,14 @@ func streamInfoOf(m *streamMeta, withShards bool) StreamInfo {
 		}
 	}
 	return si
+}
+
+// distributionOf is m's record distribution strategy, never "".
+func distributionOf(m *streamMeta) RecordDistribution {
+	if m.Distribution == "" {
+		return DistributionUserKey
+	}
+	return m.Distribution
 }
 
 func copyTags(t map[string]string) map[string]string {

@@ -29,6 +29,15 @@ const (
 	ModeOnDemand    = datadir.ModeOnDemand
 )
 
+// RecordDistribution is a stream's record distribution strategy; it is
+// stored, so datadir defines it.
+type RecordDistribution = datadir.RecordDistribution
+
+const (
+	DistributionUserKey = datadir.DistributionUserKey
+	DistributionAuto    = datadir.DistributionAuto
+)
+
 // Retention bounds, in hours.
 const (
 	MinRetentionHours     = 24
@@ -60,6 +69,8 @@ type StreamInfo struct {
 	Shards         []ShardInfo // all shards not yet expired, in index order
 	Tags           map[string]string
 	ConsumerCount  int // registered consumers, in any state
+	// Distribution is the record distribution strategy, never "".
+	Distribution RecordDistribution
 }
 
 // OpenShardCount counts the shards that take writes.
@@ -80,10 +91,16 @@ type CreateStreamInput struct {
 	ShardCount int
 	Mode       StreamMode
 	Tags       map[string]string
+	// Distribution is the record distribution strategy; "" is
+	// DistributionUserKey. The api allows DistributionAuto only for
+	// ON_DEMAND streams.
+	Distribution RecordDistribution
 }
 
 // PutEntry is one record to store. The api layer has checked lengths and
-// syntax; ExplicitHashKey, if set, overrides the partition key's hash.
+// syntax; ExplicitHashKey, if set, overrides the partition key's hash. On a
+// stream with DistributionAuto both are ignored for placement, and
+// PartitionKey may be "": the record has none, and is read back without one.
 type PutEntry struct {
 	PartitionKey    string
 	ExplicitHashKey *hashkey.Key

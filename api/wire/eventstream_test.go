@@ -144,3 +144,40 @@ func TestEventRecordEncoding(t *testing.T) {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
 }
+
+// TestKeylessRecordEncoding: a record written without a partition key (AUTO
+// record distribution) has no PartitionKey member in GetRecords' output or
+// in an event, in JSON and in CBOR, as AWS documents.
+func TestKeylessRecordEncoding(t *testing.T) {
+	recs := recordList{{SequenceNumber: "1", Data: []byte("a")}, {SequenceNumber: "2", Data: []byte("b"), PartitionKey: "k"}}
+	outputs := map[string]interface {
+		AppendJSON([]byte) []byte
+		CBORValue() any
+	}{
+		"GetRecords":            GetRecordsOutput{Records: recs},
+		"SubscribeToShardEvent": SubscribeToShardEvent{Records: recs},
+	}
+	for name, out := range outputs {
+		var fromJSON, fromCBOR map[string]any
+		if err := json.Unmarshal(out.AppendJSON(nil), &fromJSON); err != nil {
+			t.Fatalf("%s JSON: %v", name, err)
+		}
+		b, err := cborEnc.Marshal(out.CBORValue())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dm, _ := cbor.DecOptions{DefaultMapType: reflect.TypeOf(map[string]any{})}.DecMode()
+		if err := dm.Unmarshal(b, &fromCBOR); err != nil {
+			t.Fatalf("%s CBOR: %v", name, err)
+		}
+		for codec, m := range map[string]map[string]any{"JSON": fromJSON, "CBOR": fromCBOR} {
+			rs := m["Records"].([]any)
+			if _, has := rs[0].(map[string]any)["PartitionKey"]; has {
+				t.Errorf("%s %s: a keyless record has a PartitionKey: %v", name, codec, rs[0])
+			}
+			if k := rs[1].(map[string]any)["PartitionKey"]; k != "k" {
+				t.Errorf("%s %s: PartitionKey %v, want k", name, codec, k)
+			}
+		}
+	}
+}

@@ -94,12 +94,13 @@ func (o PutRecordsOutput) CBORValue() any {
 }
 
 // Record is one record of a GetRecords response. Data is never nil: AWS sends
-// an empty blob, not a null.
+// an empty blob, not a null. PartitionKey is "" for a record written without
+// one (AUTO record distribution), and then left out, as AWS documents.
 type Record struct {
 	SequenceNumber              string
 	ApproximateArrivalTimestamp EpochTime
 	Data                        []byte
-	PartitionKey                string
+	PartitionKey                string `json:",omitempty"`
 }
 
 // HashKeyRange is a shard's range of hash keys, in decimal.
@@ -171,8 +172,10 @@ func (o GetRecordsOutput) appendRecords(b []byte) []byte {
 		b = AppendEpoch(b, time.Time(r.ApproximateArrivalTimestamp))
 		b = append(b, `,"Data":`...)
 		b = AppendBase64(b, r.Data)
-		b = append(b, `,"PartitionKey":`...)
-		b = AppendString(b, r.PartitionKey)
+		if r.PartitionKey != "" {
+			b = append(b, `,"PartitionKey":`...)
+			b = AppendString(b, r.PartitionKey)
+		}
 		b = append(b, '}')
 	}
 	return append(b, ']')
