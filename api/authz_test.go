@@ -38,6 +38,8 @@ var testIdentities = map[string][]string{
 	},
 	"bob":   nil, // allowed by the resource policies only
 	"carol": {`{"Statement":{"Effect":"Allow","Action":"kinesis:*","Resource":"*"}}`},
+	// scraper may GET /metrics under MetricsAuth, and nothing else.
+	"scraper": {`{"Statement":{"Effect":"Allow","Action":"shardlog:GetMetrics","Resource":"*"}}`},
 }
 
 const (
@@ -306,6 +308,8 @@ func TestEveryOperationAuthorizes(t *testing.T) {
 		"ListStreamConsumers":           `{"StreamARN":"` + ordersARN + `"}`,
 		"DeregisterStreamConsumer":      `{"ConsumerARN":"` + rig.consumerARN + `"}`,
 		"SubscribeToShard":              `{"ConsumerARN":"` + rig.consumerARN + `","ShardId":"shardId-000000000000","StartingPosition":{"Type":"LATEST"}}`,
+		"EnableEnhancedMonitoring":      `{` + sel + `,"ShardLevelMetrics":["ALL"]}`,
+		"DisableEnhancedMonitoring":     `{` + sel + `,"ShardLevelMetrics":["ALL"]}`,
 	}
 	resources := map[string]string{"ListStreams": "*", "DescribeLimits": "*", "DescribeStreamConsumer": rig.consumerARN,
 		"DeregisterStreamConsumer": rig.consumerARN, "SubscribeToShard": rig.consumerARN, "DeleteResourcePolicy": rig.consumerARN}

@@ -63,6 +63,9 @@ type StreamRecord struct {
 	// Policy is the stream's resource-based policy (PutResourcePolicy's
 	// JSON text, as given), "" when it has none.
 	Policy string `json:"policy,omitempty"`
+	// ShardLevelMetrics are the enhanced monitoring metrics enabled
+	// (EnableEnhancedMonitoring), by their Kinesis names; none when empty.
+	ShardLevelMetrics []string `json:"shard_level_metrics,omitempty"`
 }
 
 // ConsumerStatus is an enhanced fan-out consumer's lifecycle state, as
@@ -128,6 +131,7 @@ func (r *StreamRecord) Clone() *StreamRecord {
 	}
 	c.Shards = append([]ShardRecord(nil), r.Shards...)
 	c.ScalingNs = append([]int64(nil), r.ScalingNs...)
+	c.ShardLevelMetrics = append([]string(nil), r.ShardLevelMetrics...)
 	if r.Reshard != nil {
 		rr := *r.Reshard
 		rr.Seal = append([]uint32(nil), rr.Seal...)

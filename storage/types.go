@@ -60,6 +60,9 @@ type StreamInfo struct {
 	Shards         []ShardInfo // all shards not yet expired, in index order
 	Tags           map[string]string
 	ConsumerCount  int // registered consumers, in any state
+	// ShardLevelMetrics are the enhanced monitoring metrics enabled, in
+	// ShardLevelMetricNames' order; empty when none.
+	ShardLevelMetrics []string
 }
 
 // OpenShardCount counts the shards that take writes.
