@@ -282,42 +282,78 @@ func (sm *streamMetrics) putRecordShard(set *shardSet, err error, size int, shar
 }
 
 // putRecordsShards records a PutRecords call's results on their shards.
-// Consecutive records of one shard are added up before touching its
-// series; nothing is allocated.
+// Each shard's records are added up first, so its series are touched once
+// per call rather than once per record; nothing is allocated (the tallies
+// live on the stack).
 func (sm *streamMetrics) putRecordsShards(set *shardSet, entries []storage.PutEntry, res []storage.PutResult) {
-	var t shardTally
-	var curID string
+	var ts shardTallies
 	for i := range res {
 		r := &res[i]
-		if r.ShardID != curID || t.ss == nil {
-			t.flush()
-			curID = r.ShardID
-			t.ss = nil
-			if idx, ok := datadir.ParseShardID(r.ShardID); ok {
-				t.ss = sm.level.shard(set, idx)
+		t := ts.find(r.ShardID)
+		if t == nil {
+			if ts.n == len(ts.ids) { // more shards in one call than slots: this record alone
+				one := shardTally{ss: sm.seriesOf(set, r.ShardID)}
+				one.add(r, &entries[i])
+				one.flush()
+				continue
 			}
+			ts.ids[ts.n] = r.ShardID
+			t = &ts.t[ts.n]
+			t.ss = sm.seriesOf(set, r.ShardID)
+			ts.n++
 		}
-		switch {
-		case r.Err == nil:
-			t.records++
-			t.bytes += len(entries[i].Data) + len(entries[i].PartitionKey)
-		case isThrottle(r.Err):
-			t.throttled++
-		}
+		t.add(r, &entries[i])
 	}
-	t.flush()
+	for i := range ts.n {
+		ts.t[i].flush()
+	}
 }
 
-// shardTally adds up consecutive records of one shard.
+// seriesOf returns the series of the shard named id, nil if none.
+func (sm *streamMetrics) seriesOf(set *shardSet, id string) *shardSeries {
+	if idx, ok := datadir.ParseShardID(id); ok {
+		return sm.level.shard(set, idx)
+	}
+	return nil
+}
+
+// shardTallies add up one call's records per shard, for up to 8 shards
+// (a call's records usually reach few; storage gives one shard's results
+// the same ID string, so finding it is mostly a pointer comparison).
+type shardTallies struct {
+	n   int
+	ids [8]string
+	t   [8]shardTally
+}
+
+func (ts *shardTallies) find(id string) *shardTally {
+	for i := range ts.n {
+		if ts.ids[i] == id {
+			return &ts.t[i]
+		}
+	}
+	return nil
+}
+
+// shardTally adds up records of one shard.
 type shardTally struct {
 	ss                        *shardSeries
 	records, bytes, throttled int
 }
 
+func (t *shardTally) add(r *storage.PutResult, e *storage.PutEntry) {
+	switch {
+	case r.Err == nil:
+		t.records++
+		t.bytes += len(e.Data) + len(e.PartitionKey)
+	case isThrottle(r.Err):
+		t.throttled++
+	}
+}
+
 func (t *shardTally) flush() {
 	t.ss.incoming(t.records, t.bytes)
 	t.ss.writesThrottled(t.throttled)
-	t.records, t.bytes, t.throttled = 0, 0, 0
 }
 
 // getRecordsShard records a GetRecords call with a valid iterator on its shard.
