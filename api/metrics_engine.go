@@ -110,7 +110,7 @@ func b2i(b bool) int {
 // syncShardLevel asks storage for its Stats and makes every stream export
 // the shard-level metrics storage has enabled for it, for the shards it
 // has: series of disabled metrics and of gone shards are dropped. A stream
-// storage no longer has exports none.
+// storage no longer has, or is deleting, exports none.
 func (m *Metrics) syncShardLevel() {
 	e := &m.engineStats
 	e.mu.Lock()
@@ -124,6 +124,9 @@ func (m *Metrics) syncShardLevelLocked() {
 	st := m.engineStats.src.Stats()
 	seen := make(map[string]bool, len(st.Streams))
 	for _, s := range st.Streams {
+		if s.Status == storage.StatusDeleting {
+			continue // deleted: DeleteStream forgot its series, and none come back
+		}
 		seen[s.Name] = true
 		level := levelOf(s.ShardLevelMetrics)
 		sm, known := m.streams.Load(s.Name)

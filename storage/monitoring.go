@@ -87,7 +87,8 @@ type Stats struct {
 
 // StreamStats are one stream's numbers.
 type StreamStats struct {
-	Name string
+	Name   string
+	Status StreamStatus
 	// ShardLevelMetrics are its enabled enhanced monitoring metrics, in
 	// ShardLevelMetricNames' order.
 	ShardLevelMetrics []string
@@ -132,7 +133,7 @@ func (s *Store) Stats() Stats {
 			}
 		}
 		s.mu.RUnlock()
-		ss := StreamStats{Name: st.name, ShardLevelMetrics: slices.Clone(meta.ShardLevelMetrics), Shards: make([]ShardStats, 0, len(handles))}
+		ss := StreamStats{Name: st.name, Status: meta.Status, ShardLevelMetrics: slices.Clone(meta.ShardLevelMetrics), Shards: make([]ShardStats, 0, len(handles))}
 		for _, h := range handles {
 			segs, bytes := h.sh.DiskUsage()
 			ss.Shards = append(ss.Shards, ShardStats{ID: h.id, Segments: segs, Bytes: bytes,
