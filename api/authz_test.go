@@ -38,6 +38,8 @@ var testIdentities = map[string][]string{
 	},
 	"bob":   nil, // allowed by the resource policies only
 	"carol": {`{"Statement":{"Effect":"Allow","Action":"kinesis:*","Resource":"*"}}`},
+	// scraper may GET /metrics under MetricsAuth, and nothing else.
+	"scraper": {`{"Statement":{"Effect":"Allow","Action":"shardlog:GetMetrics","Resource":"*"}}`},
 }
 
 const (
@@ -320,6 +322,8 @@ func TestEveryOperationAuthorizes(t *testing.T) {
 		"ListTagsForResource": `{"ResourceARN":"` + rig.consumerARN + `"}`,
 
 		"UpdateStreamRecordDistributionStrategy": `{"StreamARN":"` + ordersARN + `","RecordDistributionStrategy":"AUTO"}`,
+		"EnableEnhancedMonitoring":               `{` + sel + `,"ShardLevelMetrics":["ALL"]}`,
+		"DisableEnhancedMonitoring":              `{` + sel + `,"ShardLevelMetrics":["ALL"]}`,
 	}
 	resources := map[string]string{"ListStreams": "*", "DescribeLimits": "*", "ListChannels": "*", "CreateChannel": channelARN,
 		"DescribeChannel": channelARN, "UpdateChannel": channelARN, "DeleteChannel": channelARN, "DescribeStreamConsumer": rig.consumerARN,

@@ -14,16 +14,23 @@ import (
 	"github.com/shardlog/shardlog/storage"
 )
 
-// nullBackend acknowledges every put with a fixed result, so benchmarks
-// measure the API layer alone.
+// nullBackend acknowledges every put with fixed results, the records
+// spread over four shards in turn (the worst case for shard-level metrics,
+// which add up runs of one shard), so benchmarks measure the API layer
+// alone.
 type nullBackend struct{ *fakeBackend }
 
-var fixedResult = storage.PutResult{ShardID: "shardId-000000000003", SequenceNumber: "49590338271490256608559692538361571095921575989136588850"}
+var fixedResults = []storage.PutResult{
+	{ShardID: "shardId-000000000000", SequenceNumber: "49590338271490256608559692538361571095921575989136588850"},
+	{ShardID: "shardId-000000000001", SequenceNumber: "49590338271490256608559692538361571095921575989136588850"},
+	{ShardID: "shardId-000000000002", SequenceNumber: "49590338271490256608559692538361571095921575989136588850"},
+	{ShardID: "shardId-000000000003", SequenceNumber: "49590338271490256608559692538361571095921575989136588850"},
+}
 
 func (nullBackend) Put(_ context.Context, _ string, entries []storage.PutEntry) ([]storage.PutResult, error) {
 	out := make([]storage.PutResult, len(entries))
 	for i := range out {
-		out[i] = fixedResult
+		out[i] = fixedResults[i%len(fixedResults)]
 	}
 	return out, nil
 }
@@ -46,6 +53,12 @@ func putRecordsBody(n, size int) []byte {
 // handler (decode, validate, encode), without storage.
 func BenchmarkPutRecords(b *testing.B) { benchPutRecords(b, false, false) }
 
+// BenchmarkPutRecordsShardLevel is BenchmarkPutRecords with every
+// shard-level metric enabled on the stream (EnableEnhancedMonitoring ALL):
+// the difference is what shard-level metrics cost the write path
+// (BENCHMARKS.md).
+func BenchmarkPutRecordsShardLevel(b *testing.B) { benchPutRecordsWith(b, false, false, true) }
+
 // BenchmarkPutRecordsScraped is BenchmarkPutRecords while /metrics is
 // scraped every 10ms (1,500 times Prometheus's default 15s interval): the
 // difference is what scraping costs the write path (BENCHMARKS.md).
@@ -58,12 +71,19 @@ func BenchmarkPutRecordsScraped(b *testing.B) { benchPutRecords(b, false, true) 
 func BenchmarkPutRecordsVerified(b *testing.B) { benchPutRecords(b, true, false) }
 
 func benchPutRecords(b *testing.B, verify, scraped bool) {
+	benchPutRecordsWith(b, verify, scraped, false)
+}
+
+func benchPutRecordsWith(b *testing.B, verify, scraped, shardLevel bool) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	cfg := Config{Now: func() time.Time { return at }}
 	if verify {
 		cfg.Auth = testVerifier(b)
 	}
 	srv := New(cfg, nullBackend{newFake()})
+	if shardLevel {
+		srv.metrics.stream("bench").level.reshape(levelOf(storage.ShardLevelMetricNames), nil)
+	}
 	if scraped {
 		stop := scrapeEvery(b, srv, 10*time.Millisecond)
 		defer stop()
@@ -151,5 +171,36 @@ func BenchmarkScrape(b *testing.B) {
 		if w.Code != http.StatusOK {
 			b.Fatalf("status %d", w.Code)
 		}
+	}
+}
+
+// BenchmarkRecordPutRecords is the metrics' own work for one PutRecords call
+// of 500 records spread over four shards: the stream series alone, then
+// with every shard-level metric enabled. Its difference, over
+// BenchmarkPutRecords' time per call, is the shard-level metrics' share of
+// the API layer's cost, without the noise of a whole request
+// (BENCHMARKS.md).
+func BenchmarkRecordPutRecords(b *testing.B) {
+	entries := make([]storage.PutEntry, 500)
+	res := make([]storage.PutResult, 500)
+	for i := range entries {
+		entries[i] = storage.PutEntry{PartitionKey: "partition-key", Data: make([]byte, 1024)}
+		res[i] = fixedResults[i%len(fixedResults)]
+	}
+	for _, shardLevel := range []bool{false, true} {
+		name := "stream"
+		if shardLevel {
+			name = "shard-level-all"
+		}
+		b.Run(name, func(b *testing.B) {
+			sm := NewMetrics().stream("bench")
+			if shardLevel {
+				sm.level.reshape(levelOf(storage.ShardLevelMetricNames), nil)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				sm.putRecordsDone(entries, res, nil, time.Millisecond)
+			}
+		})
 	}
 }

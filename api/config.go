@@ -37,6 +37,10 @@ type Config struct {
 	// --metrics-listen instead); /metrics is then answered as AWS answers
 	// any GET.
 	MetricsElsewhere bool
+	// MetricsAuth, with Auth set, makes GET /metrics on this handler
+	// require a valid SigV4 signature whose signer is allowed MetricsAction
+	// (--metrics-auth); without it /metrics is open.
+	MetricsAuth bool
 	// Now is the clock; nil means time.Now. Tests move it to expire tokens.
 	Now func() time.Time
 }

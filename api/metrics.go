@@ -53,6 +53,10 @@ type Metrics struct {
 	streams                                        sync.Map             // stream name → *streamMetrics
 	ops                                            map[string]opMetrics // pre-resolved per known operation
 	streamVecs                                     []deleter
+	shardVecs                                      shardVecs
+	// engineStats, once attached, syncs shard-level metrics with storage
+	// and reports the engine's numbers on every scrape (metrics_engine.go).
+	engineStats engineStats
 }
 
 // opMetrics are one operation's pre-resolved successful-request series.
@@ -83,6 +87,8 @@ type streamMetrics struct {
 	subscribeSuccess, subscribeEvents                 prometheus.Counter
 	subscribeEventRecords, subscribeEventB            prometheus.Counter
 	subscribeMillisBehind                             prometheus.Gauge
+	// level is the stream's shard-level metrics (metrics_shard.go).
+	level shardLevelState
 }
 
 // latencyBuckets span a page-cache read (100µs) to a slow fdatasync (2.5s).
@@ -103,8 +109,15 @@ func NewMetrics() *Metrics {
 		m.ops[op] = opMetrics{ok: m.requests.WithLabelValues(op, ""), duration: m.duration.WithLabelValues(op)}
 	}
 	m.newStreamVecs()
+	m.newShardVecs()
 	m.engine = m.newEngine()
-	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	exposition := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	m.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Before the registry is gathered, so that this scrape already
+		// shows no series of a shard, or a metric, that has gone.
+		m.syncShardLevel()
+		exposition.ServeHTTP(w, r)
+	})
 	return m
 }
 
@@ -192,6 +205,12 @@ func (m *Metrics) stream(name string) *streamMetrics {
 }
 
 func (m *Metrics) resolve(s string) *streamMetrics {
+	sm := m.resolveStream(s)
+	sm.level.name, sm.level.vecs = s, &m.shardVecs
+	return sm
+}
+
+func (m *Metrics) resolveStream(s string) *streamMetrics {
 	return &streamMetrics{
 		incomingRecords: m.incomingRecords.WithLabelValues(s), incomingBytes: m.incomingBytes.WithLabelValues(s),
 		putRecordSuccess: m.putRecordSuccess.WithLabelValues(s), putRecordFailure: m.putRecordFailure.WithLabelValues(s),
@@ -214,7 +233,9 @@ func (m *Metrics) resolve(s string) *streamMetrics {
 // A request still holding the old series updates counters no longer
 // exported, which is harmless.
 func (m *Metrics) forgetStream(name string) {
-	m.streams.Delete(name)
+	if sm, ok := m.streams.LoadAndDelete(name); ok {
+		sm.(*streamMetrics).level.forget()
+	}
 	for _, v := range m.streamVecs {
 		v.DeleteLabelValues(name)
 	}
@@ -233,8 +254,12 @@ func (m *Metrics) request(op, errType string, d time.Duration) {
 	}
 }
 
-// putRecordDone records a PutRecord call on a known stream.
-func (sm *streamMetrics) putRecordDone(err error, size int, d time.Duration) {
+// putRecordDone records a PutRecord call on a known stream; shard is the
+// record's shard, "" if none was chosen.
+func (sm *streamMetrics) putRecordDone(err error, size int, d time.Duration, shard string) {
+	if set := sm.level.set.Load(); set != nil {
+		sm.putRecordShard(set, err, size, shard)
+	}
 	sm.putRecordLatency.Observe(d.Seconds())
 	if err != nil {
 		sm.putRecordFailure.Inc()
@@ -286,10 +311,17 @@ func (sm *streamMetrics) putRecordsDone(entries []storage.PutEntry, res []storag
 	sm.putRecordsB.Add(float64(bytes))
 	sm.incomingRecords.Add(float64(ok))
 	sm.incomingBytes.Add(float64(bytes))
+	if set := sm.level.set.Load(); set != nil {
+		sm.putRecordsShards(set, entries, res)
+	}
 }
 
-// getRecordsDone records a GetRecords call with a valid iterator.
-func (sm *streamMetrics) getRecordsDone(res storage.ReadResult, err error, d time.Duration) {
+// getRecordsDone records a GetRecords call with a valid iterator on shard
+// index idx.
+func (sm *streamMetrics) getRecordsDone(idx uint32, res storage.ReadResult, err error, d time.Duration) {
+	if set := sm.level.set.Load(); set != nil {
+		sm.getRecordsShard(set, idx, res, err)
+	}
 	sm.getRecordsLatency.Observe(d.Seconds())
 	if err != nil {
 		sm.getRecordsFailure.Inc()
@@ -304,8 +336,12 @@ func (sm *streamMetrics) getRecordsDone(res storage.ReadResult, err error, d tim
 	sm.iteratorAge.Set(float64(res.MillisBehindLatest))
 }
 
-// eventSent records one SubscribeToShard event written to the consumer.
-func (sm *streamMetrics) eventSent(ev storage.SubscribeEvent) {
+// eventSent records one SubscribeToShard event written to the consumer
+// from shard index idx.
+func (sm *streamMetrics) eventSent(idx uint32, ev storage.SubscribeEvent) {
+	if set := sm.level.set.Load(); set != nil {
+		sm.level.shard(set, idx).outgoing(len(ev.Records), ev.Bytes)
+	}
 	sm.subscribeEvents.Inc()
 	sm.subscribeEventRecords.Add(float64(len(ev.Records)))
 	sm.subscribeEventB.Add(float64(ev.Bytes))
@@ -332,6 +368,10 @@ type EngineMetrics struct {
 	frameRaw     prometheus.Histogram
 	rawBytes     prometheus.Counter
 	storedBytes  prometheus.Counter
+	cacheDrops   prometheus.Counter
+	cacheDropped prometheus.Counter
+	trimmedSegs  prometheus.Counter
+	trimmedBytes prometheus.Counter
 }
 
 func (m *Metrics) newEngine() *EngineMetrics {
@@ -348,8 +388,17 @@ func (m *Metrics) newEngine() *EngineMetrics {
 			Help: "Payload bytes committed before compression; over shardlog_commit_stored_bytes_total it is the compression ratio."}),
 		storedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "shardlog_commit_stored_bytes_total",
 			Help: "Payload bytes written to segments after compression."}),
+		cacheDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "shardlog_page_cache_drops_total",
+			Help: "posix_fadvise(DONTNEED) calls dropping synced segment data older than --cache-window from the OS page cache."}),
+		cacheDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "shardlog_page_cache_dropped_bytes_total",
+			Help: "Bytes of synced segment data dropped from the OS page cache."}),
+		trimmedSegs: prometheus.NewCounter(prometheus.CounterOpts{Name: "shardlog_retention_deleted_segments_total",
+			Help: "Segment files deleted by retention (expired segments, and the segments of closed shards that expired whole)."}),
+		trimmedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "shardlog_retention_deleted_bytes_total",
+			Help: "Bytes of the segment files deleted by retention."}),
 	}
-	m.reg.MustRegister(e.syncs, e.syncFailures, e.frameRecords, e.frameRaw, e.rawBytes, e.storedBytes)
+	m.reg.MustRegister(e.syncs, e.syncFailures, e.frameRecords, e.frameRaw, e.rawBytes, e.storedBytes,
+		e.cacheDrops, e.cacheDropped, e.trimmedSegs, e.trimmedBytes)
 	return e
 }
 
@@ -370,4 +419,16 @@ func (e *EngineMetrics) Synced(d time.Duration, err error) {
 	if err != nil {
 		e.syncFailures.Inc()
 	}
+}
+
+// DroppedCache implements shard.Observer.
+func (e *EngineMetrics) DroppedCache(bytes int64) {
+	e.cacheDrops.Inc()
+	e.cacheDropped.Add(float64(bytes))
+}
+
+// Trimmed implements shard.Observer.
+func (e *EngineMetrics) Trimmed(segments int, bytes int64) {
+	e.trimmedSegs.Add(float64(segments))
+	e.trimmedBytes.Add(float64(bytes))
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -31,6 +33,71 @@ func TestPutRecordsMetricsDoNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { sm.putRecordsDone(entries, res, nil, 0) }); n != 0 {
 		t.Errorf("putRecordsDone allocates %v times per call", n)
 	}
+}
+
+// TestShardLevelMetricsDoNotAllocate: with every shard-level metric
+// enabled, recording PutRecords (records spread over four shards, some
+// throttled) and GetRecords calls allocates nothing once each shard has
+// been seen.
+func TestShardLevelMetricsDoNotAllocate(t *testing.T) {
+	sm := NewMetrics().stream("s")
+	sm.level.reshape(levelOf(storage.ShardLevelMetricNames), nil)
+	entries := make([]storage.PutEntry, 500)
+	res := make([]storage.PutResult, 500)
+	ids := []string{"shardId-000000000000", "shardId-000000000001", "shardId-000000000002", "shardId-000000000003"}
+	for i := range entries {
+		entries[i] = storage.PutEntry{PartitionKey: "k", Data: []byte("data")}
+		res[i].ShardID = ids[i%len(ids)]
+		if i%5 == 1 {
+			res[i].Err = storage.ErrThrottled
+		}
+	}
+	read := storage.ReadResult{Records: make([]storage.Record, 3), Bytes: 30}
+	sm.putRecordsDone(entries, res, nil, 0) // each shard's first sight resolves its series
+	for i := range ids {
+		sm.getRecordsDone(uint32(i), read, nil, 0)
+	}
+	calls := 1
+	if n := testing.AllocsPerRun(100, func() {
+		sm.putRecordsDone(entries, res, nil, 0)
+		sm.getRecordsDone(2, read, nil, 0)
+		calls++
+	}); n != 0 {
+		t.Errorf("recording allocates %v times per call", n)
+	}
+	set := sm.level.set.Load()
+	if len(set.byIndex) != 4 {
+		t.Fatalf("%d shards resolved, want 4", len(set.byIndex))
+	}
+	// Shard 1 has records i ≡ 1 (mod 4): 125 per call, of which those
+	// with i ≡ 1 (mod 20) are throttled: 25.
+	checks := []struct {
+		c    prometheus.Collector
+		want int
+	}{
+		{set.byIndex[1].incomingRecords, 100 * calls},
+		{set.byIndex[1].incomingBytes, 100 * 5 * calls},
+		{set.byIndex[1].writeExceeded, 25 * calls},
+		{set.byIndex[2].outgoingRecords, 3 * calls},
+		{set.byIndex[3].outgoingRecords, 3},
+	}
+	for i, c := range checks {
+		if got := counterValue(t, c.c); got != float64(c.want) {
+			t.Errorf("check %d: %v, want %d", i, got, c.want)
+		}
+	}
+}
+
+// counterValue reads one counter's value.
+func counterValue(t *testing.T, c prometheus.Collector) float64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 1)
+	c.Collect(ch)
+	var m dto.Metric
+	if err := (<-ch).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }
 
 // TestMetricsEndpoint: /metrics parses with Prometheus's parser on the API

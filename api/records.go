@@ -58,26 +58,32 @@ func (s *Server) putRecord(rc *reqCtx, body []byte) (any, error) {
 		entry.SequenceNumberForOrdering = *in.SequenceNumberForOrdering
 	}
 	out, err := s.putOne(rc, stream, entry, size)
-	s.metrics.stream(stream).putRecordDone(err, size, time.Since(rc.start))
-	return out, err
-}
-
-// putOne admits and stores PutRecord's entry.
-func (s *Server) putOne(rc *reqCtx, stream string, entry storage.PutEntry, size int) (any, error) {
-	if err := s.admit(rc, AdmissionRequest{Stream: stream, Records: 1, Bytes: size}); err != nil {
-		return nil, err
-	}
-	res, err := s.b.Put(rc.ctx, stream, []storage.PutEntry{entry})
+	s.metrics.stream(stream).putRecordDone(err, size, time.Since(rc.start), out.ShardId)
 	if err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// putOne admits and stores PutRecord's entry. On a failure of the record
+// itself, out names its shard (for the shard-level metrics).
+func (s *Server) putOne(rc *reqCtx, stream string, entry storage.PutEntry, size int) (out putRecordOutput, err error) {
+	if err := s.admit(rc, AdmissionRequest{Stream: stream, Records: 1, Bytes: size}); err != nil {
+		return out, err
+	}
+	res, err := s.b.Put(rc.ctx, stream, []storage.PutEntry{entry})
+	if err != nil {
+		return out, err
+	}
 	if len(res) != 1 {
-		return nil, internalFailure(errResultCount)
+		return out, internalFailure(errResultCount)
 	}
+	out.ShardId = res[0].ShardID
 	if res[0].Err != nil {
-		return nil, res[0].Err // a lone record's failure is the request's
+		return out, res[0].Err // a lone record's failure is the request's
 	}
-	return putRecordOutput{ShardId: res[0].ShardID, SequenceNumber: res[0].SequenceNumber}, nil
+	out.SequenceNumber = res[0].SequenceNumber
+	return out, nil
 }
 
 // validateRecords runs check, the model validation of a put, with partition
@@ -307,7 +313,7 @@ func (s *Server) getRecords(rc *reqCtx, body []byte) (any, error) {
 		limit = int(in.Limit.Val)
 	}
 	res, err := s.read(rc, pos, limit)
-	s.metrics.stream(pos.Stream).getRecordsDone(res, err, time.Since(rc.start))
+	s.metrics.stream(pos.Stream).getRecordsDone(pos.ShardIndex, res, err, time.Since(rc.start))
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shardlog/shardlog/api/auth"
 	"github.com/shardlog/shardlog/api/wire"
+	"github.com/shardlog/shardlog/policy"
 )
 
 // Server is an http.Handler speaking the Kinesis API (Kinesis_20131202).
@@ -33,6 +34,9 @@ type Server struct {
 // iterators and pagination tokens.
 func New(cfg Config, b Backend) *Server {
 	cfg = cfg.withDefaults()
+	if src, ok := b.(StatsSource); ok {
+		cfg.Metrics.attach(src)
+	}
 	return &Server{cfg: cfg, b: b, keys: wire.DeriveTokenKeys(b.IteratorKey()), account: b.AccountID(),
 		subs: newSubscriptions(), metrics: cfg.Metrics}
 }
@@ -83,6 +87,8 @@ var operations = map[string]opFunc{
 	"ListTagsForResource": (*Server).listTagsForResource,
 
 	"UpdateStreamRecordDistributionStrategy": (*Server).updateDistribution,
+	"EnableEnhancedMonitoring":               (*Server).enableEnhancedMonitoring,
+	"DisableEnhancedMonitoring":              (*Server).disableEnhancedMonitoring,
 }
 
 // reqCtx is the state of one request.
@@ -186,12 +192,41 @@ func (s *Server) health(rc *reqCtx) {
 	_, _ = rc.w.Write([]byte("ok\n"))
 }
 
-// serveMetrics answers GET /metrics with the registry's exposition.
+// serveMetrics answers GET /metrics with the registry's exposition; with
+// Config.MetricsAuth, only to a signed request that may scrape.
 func (s *Server) serveMetrics(rc *reqCtx) {
 	rc.ours = true
+	if s.cfg.Auth != nil && s.cfg.MetricsAuth {
+		if e := s.authorizeMetrics(rc); e != nil {
+			s.writeError(rc, e)
+			return
+		}
+	}
 	rw := &statusRecorder{ResponseWriter: rc.w, status: http.StatusOK}
 	s.metrics.Handler().ServeHTTP(rw, rc.r)
 	rc.status, rc.wrote = rw.status, true
+}
+
+// MetricsAction is the IAM action a signed GET /metrics needs under
+// Config.MetricsAuth, on resource "*". It is shardlog's own, not Kinesis's,
+// so "kinesis:*" does not grant it: metrics name every stream, and a key
+// allowed to write one stream need not see them all.
+const MetricsAction = "shardlog:GetMetrics"
+
+// authorizeMetrics verifies a GET /metrics' SigV4 signature (service
+// kinesis, like every request; a GET has no body) and its signer's right to
+// MetricsAction.
+func (s *Server) authorizeMetrics(rc *reqCtx) *wire.Error {
+	id, e := s.cfg.Auth.Verify(rc.r, nil, s.now())
+	if e != nil {
+		return e
+	}
+	who := principalOf(id, s.account)
+	res := policy.Evaluate(s.policies.identity(id), nil, policy.Request{Principal: who, Action: MetricsAction, Resource: "*"})
+	if !res.Allowed {
+		return wire.ClientError(wire.TypeAccessDenied, msgAccessDenied(who.ARN, MetricsAction, "*", res.By))
+	}
+	return nil
 }
 
 // statusRecorder notes the status a wrapped handler answers.

@@ -147,9 +147,15 @@ type enhancedMetrics struct {
 	ShardLevelMetrics []string
 }
 
-// noEnhancedMonitoring is what AWS reports for a stream without shard-level
-// metrics: one entry with an empty list.
-var noEnhancedMonitoring = []enhancedMetrics{{ShardLevelMetrics: []string{}}}
+// enhancedMonitoring is what AWS reports of a stream's shard-level metrics:
+// always one entry, whose list is empty when none is enabled.
+func enhancedMonitoring(info storage.StreamInfo) []enhancedMetrics {
+	l := info.ShardLevelMetrics
+	if l == nil {
+		l = []string{}
+	}
+	return []enhancedMetrics{{ShardLevelMetrics: l}}
+}
 
 type streamDescription struct {
 	StreamName              string
@@ -202,7 +208,7 @@ func (s *Server) describeStream(rc *reqCtx, body []byte) (any, error) {
 		StreamName: info.Name, StreamARN: s.arnFor(rc, info.Name), StreamStatus: string(info.Status),
 		StreamModeDetails: streamModeDetails{string(info.Mode)}, Shards: shardsOut(shards), HasMoreShards: more,
 		RetentionPeriodHours: info.RetentionHours, StreamCreationTimestamp: wire.EpochTime(info.Created),
-		EnhancedMonitoring: noEnhancedMonitoring, EncryptionType: "NONE",
+		EnhancedMonitoring: enhancedMonitoring(info), EncryptionType: "NONE",
 	}
 	return struct{ StreamDescription streamDescription }{d}, nil
 }
@@ -240,7 +246,7 @@ func (s *Server) describeStreamSummary(rc *reqCtx, body []byte) (any, error) {
 	d := streamDescriptionSummary{
 		StreamName: info.Name, StreamARN: s.arnFor(rc, info.Name), StreamStatus: string(info.Status),
 		StreamModeDetails: streamModeDetails{string(info.Mode)}, RetentionPeriodHours: info.RetentionHours,
-		StreamCreationTimestamp: wire.EpochTime(info.Created), EnhancedMonitoring: noEnhancedMonitoring,
+		StreamCreationTimestamp: wire.EpochTime(info.Created), EnhancedMonitoring: enhancedMonitoring(info),
 		EncryptionType: "NONE", OpenShardCount: info.OpenShardCount(), ConsumerCount: info.ConsumerCount, MaxRecordSizeInKiB: maxRecordBytes >> 10,
 		RecordDistributionStrategy: summaryDistribution(info),
 	}

@@ -159,7 +159,8 @@ func (s *Server) subscribeToShard(rc *reqCtx, body []byte) (any, error) {
 	s.subs.started(key, s.now())
 	sm := s.metrics.stream(p.Stream)
 	sm.subscribeSuccess.Inc()
-	s.stream(rc, sub, sm)
+	idx, _ := datadir.ParseShardID(*in.ShardId) // it resolved: the subscription exists
+	s.stream(rc, sub, sm, idx)
 	return streamed{}, nil
 }
 
@@ -183,7 +184,7 @@ func validateSubscribe(in *subscribeToShardInput) error {
 }
 
 // stream writes the event stream until the subscription ends.
-func (s *Server) stream(rc *reqCtx, sub Subscription, sm *streamMetrics) {
+func (s *Server) stream(rc *reqCtx, sub Subscription, sm *streamMetrics, shard uint32) {
 	ctx, cancel := context.WithTimeout(rc.ctx, s.cfg.SubscriptionLifetime)
 	defer cancel()
 	stopOnClose := context.AfterFunc(s.subs.ctx, cancel)
@@ -220,7 +221,7 @@ func (s *Server) stream(rc *reqCtx, sub Subscription, sm *streamMetrics) {
 		if ew.Event(eventOut(ev)) != nil || ctl.Flush() != nil {
 			return // the client went
 		}
-		sm.eventSent(ev)
+		sm.eventSent(shard, ev)
 		if ev.End() {
 			return // the shard ended
 		}

@@ -85,6 +85,9 @@ type StreamRecord struct {
 	// Distribution is the stream's record distribution strategy; "" is
 	// DistributionUserKey.
 	Distribution RecordDistribution `json:"record_distribution,omitempty"`
+	// ShardLevelMetrics are the enhanced monitoring metrics enabled
+	// (EnableEnhancedMonitoring), by their Kinesis names; none when empty.
+	ShardLevelMetrics []string `json:"shard_level_metrics,omitempty"`
 }
 
 // ConsumerStatus is an enhanced fan-out consumer's lifecycle state, as
@@ -150,6 +153,7 @@ func (r *StreamRecord) Clone() *StreamRecord {
 	}
 	c.Shards = append([]ShardRecord(nil), r.Shards...)
 	c.ScalingNs = append([]int64(nil), r.ScalingNs...)
+	c.ShardLevelMetrics = append([]string(nil), r.ShardLevelMetrics...)
 	if r.Reshard != nil {
 		rr := *r.Reshard
 		rr.Seal = append([]uint32(nil), rr.Seal...)

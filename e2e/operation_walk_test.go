@@ -21,8 +21,7 @@ var notYetBuilt = map[string]bool{
 	"DescribeAccountSettings": true, "UpdateAccountSettings": true,
 	"UpdateStreamMode": true, "UpdateStreamWarmThroughput": true, "UpdateMaxRecordSize": true,
 	// enhanced monitoring and encryption
-	"EnableEnhancedMonitoring": true, "DisableEnhancedMonitoring": true,
-	"StartStreamEncryption": true, "StopStreamEncryption": true,
+		"StartStreamEncryption": true, "StopStreamEncryption": true,
 }
 
 // sdkOperations lists the operations of the SDK's Kinesis model: the

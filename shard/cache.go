@@ -24,6 +24,7 @@ import "github.com/shardlog/shardlog/vfs"
 // the writer under SyncInterval).
 type cacheWindow struct {
 	fs     vfs.FS
+	obs    Observer    // told of each drop; nil: nobody
 	limit  int64       // < 0: never drop
 	spans  []cacheSpan // oldest first
 	cached int64       // bytes in spans
@@ -68,7 +69,9 @@ func (c *cacheWindow) drop(n int64) {
 		sp := &c.spans[0]
 		if k := min(n, sp.to-sp.from); k > 0 {
 			if f, err := c.fs.Open(sp.path); err == nil {
-				f.DropCache(sp.from, k)
+				if f.DropCache(sp.from, k) == nil && c.obs != nil {
+					c.obs.DroppedCache(k)
+				}
 				f.Close()
 			}
 			sp.from += k

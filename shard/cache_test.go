@@ -56,16 +56,22 @@ func TestCacheWindowDropsOldestSyncedBytes(t *testing.T) {
 				}
 				f.Close()
 			}
-			c := cacheWindow{fs: fs, limit: tt.limit}
+			obs := &dropCounter{}
+			c := cacheWindow{fs: fs, obs: obs, limit: tt.limit}
 			for _, s := range tt.syncs {
 				c.synced(s.path, s.end)
 			}
 			var got []vfs.CacheDrop
+			var bytes int64
 			for _, d := range fs.CacheDrops() {
 				got = append(got, vfs.CacheDrop{Path: d.Path, Off: d.Off, N: d.N})
+				bytes += d.N
 			}
 			if !slices.Equal(got, tt.drops) {
 				t.Errorf("drops = %+v, want %+v", got, tt.drops)
+			}
+			if obs.drops != len(got) || obs.bytes != bytes {
+				t.Errorf("observer told of %d drops, %d bytes; want %d, %d", obs.drops, obs.bytes, len(got), bytes)
 			}
 			if c.cached != tt.cached {
 				t.Errorf("cached = %d, want %d", c.cached, tt.cached)
@@ -73,6 +79,15 @@ func TestCacheWindowDropsOldestSyncedBytes(t *testing.T) {
 		})
 	}
 }
+
+// dropCounter is an Observer counting page-cache drops.
+type dropCounter struct {
+	nopObserver
+	drops int
+	bytes int64
+}
+
+func (d *dropCounter) DroppedCache(n int64) { d.drops++; d.bytes += n }
 
 // TestShardDropsOnlySyncedPages appends well past a 1 MiB window under both
 // policies and checks every drop the shard made: it covered synced bytes

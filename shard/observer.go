@@ -12,6 +12,11 @@ type Observer interface {
 	// Synced reports one fdatasync of a segment and how long it took; err is
 	// its failure, if any.
 	Synced(d time.Duration, err error)
+	// DroppedCache reports bytes of synced segment data dropped from the
+	// OS page cache (cacheWindow).
+	DroppedCache(bytes int64)
+	// Trimmed reports whole segments deleted by retention and their bytes.
+	Trimmed(segments int, bytes int64)
 }
 
 // nopObserver is the Observer of a shard given none.
@@ -19,6 +24,8 @@ type nopObserver struct{}
 
 func (nopObserver) Committed(int, int, int)     {}
 func (nopObserver) Synced(time.Duration, error) {}
+func (nopObserver) DroppedCache(int64)          {}
+func (nopObserver) Trimmed(int, int64)          {}
 
 // timedSync runs sync and reports its duration to the Observer.
 func (s *Shard) timedSync(sync func() error) error {

@@ -27,6 +27,8 @@ func (s *Shard) Trim(cutoff int64) (removed int, err error) {
 		upd.Remove = append(upd.Remove, sg.id)
 	}
 	s.opts.Index.Submit(upd)
+	var bytes int64
+	defer func() { s.opts.Observer.Trimmed(removed, bytes) }()
 	for _, sg := range victims {
 		// Already gone is fine: another handle on this directory (a reshard
 		// reopened the shard) may have removed it.
@@ -34,8 +36,21 @@ func (s *Shard) Trim(cutoff int64) (removed int, err error) {
 			return removed, err
 		}
 		removed++
+		bytes += sg.end // a sealed segment's size is its end (recovery cuts the rest)
 	}
 	return removed, s.opts.FS.SyncDir(s.opts.Dir)
+}
+
+// DiskUsage is the shard's live segments and their bytes: each segment's
+// readable end, which for every segment but the active one is its size.
+// Cheap: one read lock, no I/O.
+func (s *Shard) DiskUsage() (segments int, bytes int64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, sg := range s.segs {
+		bytes += sg.end
+	}
+	return len(s.segs), bytes
 }
 
 func (s *Shard) detachExpired(cutoff int64) []*seg {

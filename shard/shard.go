@@ -164,6 +164,8 @@ type Shard struct {
 	ended   bool
 	frames  frameCache // decoded newest frames shared by ReadShared's callers
 
+	recovery Recovery // set by Open, read-only afterwards
+
 	beforeEnqueue func() // test hook: runs between an append's checks and its queueing
 }
 

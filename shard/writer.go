@@ -97,7 +97,7 @@ func (s *Shard) startWriter() {
 	s.quit = make(chan struct{})
 	s.done = make(chan struct{})
 	s.wNext, s.wTs = s.next, s.lastTs
-	s.cache = cacheWindow{fs: s.opts.FS, limit: s.opts.CacheWindow}
+	s.cache = cacheWindow{fs: s.opts.FS, obs: s.opts.Observer, limit: s.opts.CacheWindow}
 	if s.opts.Sync == SyncAlways {
 		s.inflight = make(chan *flight, maxInflight)
 		s.syncDone = make(chan struct{})

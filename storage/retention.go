@@ -77,13 +77,19 @@ func (s *Store) expireClosedShards(st *stream) error {
 	}
 	st.meta = m
 	for _, i := range expired {
+		var segs int
+		var bytes int64
 		if sh := st.shards[i]; sh != nil {
 			sh.Close()
+			segs, bytes = sh.DiskUsage()
 		}
 		delete(st.shards, i)
 		key := datadir.IndexKey(st.dir, i)
 		if err := s.opts.FS.RemoveAll(datadir.ShardPath(s.opts.Dir, key)); err != nil {
 			return err
+		}
+		if s.opts.Observer != nil && segs > 0 {
+			s.opts.Observer.Trimmed(segs, bytes) // retention deleted the whole shard
 		}
 		s.idx.Submit(index.Update{Shard: key, Drop: true})
 	}

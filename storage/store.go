@@ -159,6 +159,8 @@ type Store struct {
 	// takes it, or a CreateStream its shards, so a stream deleted and created
 	// again in this process gets a new epoch; it only grows. Guarded by mu.
 	reservedEpoch int64
+	// recovery is what Open read, set before Open returns.
+	recovery RecoveryStats
 
 	// channels wakes the channel deliverers when any channel changes
 	// (channels.go).
@@ -184,10 +186,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.closeFiles()
 		return nil, err
 	}
+	start := time.Now() // the real clock: opts.Now may be a test's
 	if err := s.loadStreams(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
+	s.recovery = s.recoveryStats(time.Since(start))
 	s.wg.Add(1)
 	go s.retentionLoop()
 	return s, nil
@@ -216,6 +220,22 @@ func (s *Store) openFiles() error {
 		return err
 	}
 	return s.opts.FS.MkdirAll(s.streamsDir())
+}
+
+// recoveryStats sums what opening every shard read.
+func (s *Store) recoveryStats(d time.Duration) RecoveryStats {
+	out := RecoveryStats{Duration: d}
+	s.mu.RLock() // timers resumed by loadStreams may already be changing streams
+	defer s.mu.RUnlock()
+	for _, st := range s.streams {
+		for _, sh := range st.shards {
+			r := sh.Recovery()
+			out.TrustedSegments += r.Trusted
+			out.ScannedSegments += r.Scanned
+			out.ScannedBytes += r.ScannedBytes
+		}
+	}
+	return out
 }
 
 // ErrLocked means another process holds the data directory.

@@ -71,6 +71,9 @@ type StreamInfo struct {
 	ConsumerCount  int // registered consumers, in any state
 	// Distribution is the record distribution strategy, never "".
 	Distribution RecordDistribution
+	// ShardLevelMetrics are the enhanced monitoring metrics enabled, in
+	// ShardLevelMetricNames' order; empty when none.
+	ShardLevelMetrics []string
 }
 
 // OpenShardCount counts the shards that take writes.

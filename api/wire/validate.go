@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -183,6 +184,22 @@ func (v *Validator) StrList(path string, l []string, min, max, memberMin, member
 		if n := JavaLen(s); n < memberMin || n > memberMax {
 			v.Fail(val, path, "Member must satisfy constraint: [Member must have length less than or equal to "+itoa(memberMax)+
 				", Member must have length greater than or equal to "+itoa(memberMin)+"]")
+			return
+		}
+	}
+}
+
+// EnumList checks a list of enum values: its length, then its members.
+// As with StrList, AWS reports the members once, at the list, with the
+// whole list as the value; the rule nests the member's enum rule
+// ("Member must satisfy constraint: [Member must satisfy enum value set:
+// [...]]"), values listed in the order given.
+func (v *Validator) EnumList(path string, l []string, min, max int, values []string) {
+	val := Quoted(RenderList(l))
+	v.Length(val, path, len(l), min, max)
+	for _, s := range l {
+		if !slices.Contains(values, s) {
+			v.Fail(val, path, "Member must satisfy constraint: [Member must satisfy enum value set: ["+strings.Join(values, ", ")+"]]")
 			return
 		}
 	}

@@ -137,6 +137,8 @@ func TestOptionsCheck(t *testing.T) {
 		func(o *serveOptions) { o.hardening.maxConnections = -1 },
 		func(o *serveOptions) { o.hardening.maxHeaderBytes = 100 },
 		func(o *serveOptions) { o.hardening.http2MaxStreams = 0 },
+		func(o *serveOptions) { o.metricsAuth = true },                                                       // no --auth-file
+		func(o *serveOptions) { o.metricsAuth, o.authFile, o.metricsListen = true, "a.yaml", "127.0.0.1:0" }, // served elsewhere, open
 	} {
 		o := testOptions()
 		mut(&o)

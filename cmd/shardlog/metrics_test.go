@@ -2,11 +2,17 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	dto "github.com/prometheus/client_model/go"
@@ -223,4 +229,120 @@ func checkEngine(t *testing.T, families map[string]*dto.MetricFamily, records fl
 	if raw, stored := value(families, "shardlog_commit_raw_bytes_total", nil), value(families, "shardlog_commit_stored_bytes_total", nil); raw <= 0 || stored <= 0 {
 		t.Errorf("committed bytes raw %v, stored %v: want both positive", raw, stored)
 	}
+}
+
+// authWithScraper is authYAML plus a key that may only scrape /metrics.
+const authWithScraper = authYAML + `  - access_key_id: AKIDSCRAPER
+    secret_access_key: scraper-secret
+    account_id: "111122223333"
+    user: prometheus
+    policies:
+      - {"Statement": [{"Effect": "Allow", "Action": "shardlog:GetMetrics", "Resource": "*"}]}
+`
+
+// TestMetricsAuthShardLevel runs the server with --auth-file and
+// --metrics-auth: the Go SDK enables enhanced monitoring and puts records;
+// an unsigned GET /metrics and one by a key without shardlog:GetMetrics are
+// refused; a signed one parses, and its shard-level series count exactly
+// the records put, per shard, until DisableEnhancedMonitoring removes them.
+func TestMetricsAuthShardLevel(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "auth.yaml")
+	if err := os.WriteFile(path, []byte(authWithScraper), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := fastOptions()
+	o.authFile, o.metricsAuth = path, true
+	ep := serveFor(t, o, nil)
+	url := "http://" + ep.plain.String() + "/metrics"
+	c := client("http://"+ep.plain.String(), "AKIDADMIN", "admin-secret")
+	ctx := context.Background()
+	if _, err := c.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("watched"), ShardCount: aws.Int32(2)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.EnableEnhancedMonitoring(ctx, &kinesis.EnableEnhancedMonitoringInput{StreamName: aws.String("watched"),
+		ShardLevelMetrics: []types.MetricsName{types.MetricsNameIncomingRecords, types.MetricsNameIncomingBytes}}); err != nil {
+		t.Fatal(err)
+	}
+	shards, err := c.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String("watched")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	perShard := map[string]int{}
+	for i := range 6 {
+		out, err := c.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String("watched"), PartitionKey: aws.String(fmt.Sprint("key-", i)), Data: []byte("abc")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		perShard[aws.ToString(out.ShardId)]++
+	}
+	for _, tc := range []struct {
+		name        string
+		key, secret string
+		want        int
+	}{
+		{"unsigned", "", "", http.StatusBadRequest},
+		{"no shardlog:GetMetrics", "AKIDADMIN", "admin-secret", http.StatusBadRequest},
+		{"wrong secret", "AKIDSCRAPER", "nope", http.StatusBadRequest},
+	} {
+		if got := signedGet(t, url, tc.key, tc.secret); got.status != tc.want {
+			t.Errorf("%s: GET /metrics = %d %s, want %d", tc.name, got.status, got.body, tc.want)
+		}
+	}
+	fams := parseMetrics(t, signedGet(t, url, "AKIDSCRAPER", "scraper-secret"))
+	for _, sh := range shards.Shards {
+		id := aws.ToString(sh.ShardId)
+		labels := map[string]string{"stream": "watched", "shard": id}
+		checkMetrics(t, fams, []expect{
+			{"shardlog_shard_incoming_records_total", labels, float64(perShard[id])},
+			{"shardlog_shard_incoming_bytes_total", labels, float64(perShard[id] * (len("key-0") + 3))},
+			{"shardlog_shard_outgoing_records_total", labels, -1}, // not enabled
+		})
+	}
+	if _, err := c.DisableEnhancedMonitoring(ctx, &kinesis.DisableEnhancedMonitoringInput{StreamName: aws.String("watched"),
+		ShardLevelMetrics: []types.MetricsName{types.MetricsNameAll}}); err != nil {
+		t.Fatal(err)
+	}
+	fams = parseMetrics(t, signedGet(t, url, "AKIDSCRAPER", "scraper-secret"))
+	if f := fams["shardlog_shard_incoming_records_total"]; len(f.GetMetric()) != 0 {
+		t.Errorf("shard-level series after DisableEnhancedMonitoring: %v", f.GetMetric())
+	}
+}
+
+// signedGet GETs url signed with key and secret (SigV4, service kinesis),
+// or unsigned when key is "".
+func signedGet(t *testing.T, url, key, secret string) answer {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		creds := aws.Credentials{AccessKeyID: key, SecretAccessKey: secret}
+		if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, v4Hash(nil), "kinesis", "eu-central-1", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answer{resp.StatusCode, string(b)}
+}
+
+func parseMetrics(t *testing.T, a answer) map[string]*dto.MetricFamily {
+	t.Helper()
+	if a.status != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %s", a.status, a.body)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(a.body))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	return fams
 }

@@ -68,6 +68,9 @@ type serveOptions struct {
 	// metricsListen, if set, serves GET /metrics there instead of on the
 	// API listeners.
 	metricsListen string
+	// metricsAuth makes GET /metrics on the API listeners need a SigV4
+	// signature (with --auth-file) allowed api.MetricsAction.
+	metricsAuth bool
 	// engine, set by runServe, observes the storage engine for /metrics.
 	engine shard.Observer
 }
@@ -158,6 +161,7 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.BoolVar(&o.controlPlaneLimits, "control-plane-limits", false, "enforce AWS's control-plane rates (e.g. DescribeStream 10/s) with LimitExceededException")
 	f.StringVar(&o.authFile, "auth-file", "", "verify every request's SigV4 signature against the access keys in this YAML or JSON file (reloaded on SIGHUP); unset: any credentials work")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics (GET /metrics) on this address instead of on the API listeners")
+	f.BoolVar(&o.metricsAuth, "metrics-auth", false, "with --auth-file: GET /metrics on the API listeners needs a SigV4 signature (service kinesis) by a key allowed the action "+api.MetricsAction)
 	addTLSFlags(cmd, &o.tls)
 	addHardeningFlags(cmd, &o.hardening)
 	return cmd
@@ -220,6 +224,12 @@ func (o serveOptions) check() error {
 		return fmt.Errorf("--throttle-multiplier must be positive, got %v", o.throttleMultiplier)
 	case !(o.injectThrottleRate >= 0 && o.injectThrottleRate <= 1): // also refuses NaN
 		return fmt.Errorf("--inject-throttle-rate must be between 0 and 1, got %v", o.injectThrottleRate)
+	case o.metricsAuth && o.authFile == "":
+		return errors.New("--metrics-auth needs --auth-file (it checks signatures against its keys)")
+	case o.metricsAuth && o.metricsListen != "":
+		// --metrics-listen serves /metrics unauthenticated, elsewhere: the
+		// pair would suggest a protection that is not there.
+		return errors.New("--metrics-auth protects /metrics on the API listeners; with --metrics-listen it is served there instead, without authentication")
 	}
 	if err := o.tls.check(); err != nil {
 		return err
@@ -463,7 +473,7 @@ func (h hardeningOptions) listen(addr string) (net.Listener, error) {
 func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, metrics *api.Metrics, log hclog.Logger) *http.Server {
 	cfg := api.Config{Region: o.region, Logger: log.Named("api"), Auth: verifier,
 		Now: o.now, SubscriptionLifetime: o.subscriptionLifetime, SubscribeRate: o.subscribeRate(),
-		Metrics: metrics, MetricsElsewhere: o.metricsListen != ""}
+		Metrics: metrics, MetricsElsewhere: o.metricsListen != "", MetricsAuth: o.metricsAuth}
 	if o.controlPlaneLimits {
 		cfg.Admission = api.NewControlPlaneLimits(ratelimit.KinesisControl, o.accountID, nil)
 	}
