@@ -20,8 +20,8 @@ var notYetBuilt = map[string]bool{
 	// account settings, on-demand and records up to 10 MiB
 	"DescribeAccountSettings": true, "UpdateAccountSettings": true,
 	"UpdateStreamMode": true, "UpdateStreamWarmThroughput": true, "UpdateMaxRecordSize": true,
-	// enhanced monitoring and encryption
-		"StartStreamEncryption": true, "StopStreamEncryption": true,
+	// encryption
+	"StartStreamEncryption": true, "StopStreamEncryption": true,
 }
 
 // sdkOperations lists the operations of the SDK's Kinesis model: the
