@@ -71,6 +71,9 @@ type StreamInfo struct {
 	ConsumerCount  int // registered consumers, in any state
 	// Distribution is the record distribution strategy, never "".
 	Distribution RecordDistribution
+	// MaxRecordSizeKiB is the largest record (data + partition key) the
+	// stream takes now, in KiB.
+	MaxRecordSizeKiB int
 }
 
 // OpenShardCount counts the shards that take writes.
@@ -95,6 +98,9 @@ type CreateStreamInput struct {
 	// DistributionUserKey. The api allows DistributionAuto only for
 	// ON_DEMAND streams.
 	Distribution RecordDistribution
+	// MaxRecordSizeKiB is the stream's maximum record size in KiB, within
+	// [MinMaxRecordSizeKiB, MaxMaxRecordSizeKiB]; 0 means the default.
+	MaxRecordSizeKiB int
 }
 
 // PutEntry is one record to store. The api layer has checked lengths and
