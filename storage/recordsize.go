@@ -3,6 +3,8 @@ package storage
 import (
 	"context"
 	"fmt"
+
+	"github.com/shardlog/shardlog/segment"
 )
 
 // A stream's maximum record size (data + partition key), in KiB: AWS's
@@ -12,6 +14,12 @@ const (
 	MinMaxRecordSizeKiB     = 1024
 	MaxMaxRecordSizeKiB     = 10240
 )
+
+// The largest request, a PutRecords of 10 MiB of data and keys in at most
+// 500 records, is written as one frame (a shard never splits a request), so
+// it must fit segment.MaxFramePayload; each record adds a few varints, far
+// below the 1 KiB allowed here. This does not compile if the cap shrinks.
+const _ = uint(segment.MaxFramePayload - (MaxMaxRecordSizeKiB<<10 + 500<<10))
 
 // recordSizeKiB is the stream's maximum record size in effect, in KiB.
 func recordSizeKiB(m *streamMeta) int {
