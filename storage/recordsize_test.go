@@ -212,3 +212,27 @@ func TestLargeRecordBurstPerStream(t *testing.T) {
 		t.Fatalf("second 10 MiB record at once: %v, want throttled", err)
 	}
 }
+
+// TestMaxRecordSizeTimer: the UPDATING timer itself (not a restart) puts a
+// pending size into effect.
+func TestMaxRecordSizeTimer(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Dir: t.TempDir(), FS: vfs.NewMemFS(), UpdateDelay: 10 * time.Millisecond, IndexInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.CreateStream(ctx, CreateStreamInput{Name: "s", ShardCount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateMaxRecordSize(ctx, "s", 2048); err != nil {
+		t.Fatal(err)
+	}
+	for range 3000 { // waits for the timer; no bound on how long it takes is asserted
+		if info, _ := s.DescribeStream(ctx, "s"); info.Status == StatusActive {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	wantLimit(t, s, "s", 2<<20, StatusActive)
+}
