@@ -304,6 +304,7 @@ func TestEveryOperationAuthorizes(t *testing.T) {
 		"SplitShard":                    `{` + sel + `,"ShardToSplit":"shardId-000000000000","NewStartingHashKey":"100"}`,
 		"MergeShards":                   `{` + sel + `,"ShardToMerge":"shardId-000000000000","AdjacentShardToMerge":"shardId-000000000001"}`,
 		"UpdateShardCount":              `{` + sel + `,"TargetShardCount":2,"ScalingType":"UNIFORM_SCALING"}`,
+		"UpdateMaxRecordSize":           `{"StreamARN":"` + ordersARN + `","MaxRecordSizeInKiB":2048}`,
 		"RegisterStreamConsumer":        `{"StreamARN":"` + ordersARN + `","ConsumerName":"x"}`,
 		"DescribeStreamConsumer":        `{"StreamARN":"` + ordersARN + `","ConsumerName":"app"}`,
 		"ListStreamConsumers":           `{"StreamARN":"` + ordersARN + `"}`,

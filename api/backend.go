@@ -36,6 +36,13 @@ type Backend interface {
 	// Put stores entries in order of the request. A returned error fails the
 	// whole request; PutResult.Err fails one record.
 	Put(ctx context.Context, stream string, entries []storage.PutEntry) ([]storage.PutResult, error)
+	// RecordLimit is the largest record (data + partition-key bytes) the
+	// stream takes now. It fails as Put does for a stream that takes no
+	// writes.
+	RecordLimit(ctx context.Context, stream string) (int, error)
+	// UpdateMaxRecordSize sets the stream's maximum record size in KiB
+	// (validated: 1024-10240); ErrResourceInUse when it is not ACTIVE.
+	UpdateMaxRecordSize(ctx context.Context, stream string, kib int) error
 	// Position resolves a GetShardIterator request; shardID is the client's
 	// text (parsed leniently by storage).
 	Position(ctx context.Context, stream, shardID string, typ storage.IteratorType, startSeq string, ts time.Time) (storage.Position, error)

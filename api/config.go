@@ -45,10 +45,14 @@ type Config struct {
 	Now func() time.Time
 }
 
-// DefaultMaxBodyBytes fits the largest legal request (PutRecords: 5 MiB of
-// data, base64-inflated to 6.7 MiB, plus 500 partition keys) with room for
-// records of up to 10 MiB later.
-const DefaultMaxBodyBytes = 10<<20 + 1<<20
+// DefaultMaxBodyBytes fits the largest legal request for any stream: a
+// PutRecords (or a PutRecord of one 10 MiB record) of 10 MiB of data and
+// partition keys, its data base64-inflated to 13.3 MiB, its 500 keys
+// escaped in JSON at up to 6 bytes a byte (0.7 MiB more), with their
+// hash keys and punctuation. The cap is one for all streams: the per-stream
+// maximum record size is the operation's check, and PutRecords takes 10 MiB
+// on every stream, so no stream's clients could be held to a smaller body.
+const DefaultMaxBodyBytes = 15 << 20
 
 // Defaults for zero Config fields.
 const (

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sort"
@@ -78,7 +79,7 @@ func (f *fakeBackend) CreateStream(ctx context.Context, in storage.CreateStreamI
 		dist = storage.DistributionUserKey
 	}
 	st := &fakeStream{info: storage.StreamInfo{Name: in.Name, Created: now, Status: storage.StatusActive, Mode: in.Mode, RetentionHours: 24, Tags: map[string]string{},
-		Distribution: dist}}
+		Distribution: dist, MaxRecordSizeKiB: cmp.Or(in.MaxRecordSizeKiB, storage.DefaultMaxRecordSizeKiB)}}
 	for i, r := range hashkey.Split(in.ShardCount) {
 		st.info.Shards = append(st.info.Shards, storage.ShardInfo{
 			ID: shardID(uint32(i)), Index: uint32(i), HashRange: r,
@@ -274,6 +275,34 @@ func (f *fakeBackend) Put(ctx context.Context, stream string, entries []storage.
 		out[i] = f.append(st, e)
 	}
 	return out, nil
+}
+
+func (f *fakeBackend) RecordLimit(ctx context.Context, stream string) (int, error) {
+	if err := f.enter(); err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, err := f.get(stream)
+	if err != nil {
+		return 0, err
+	}
+	return st.info.MaxRecordSizeKiB << 10, nil
+}
+
+// UpdateMaxRecordSize takes effect at once; the stream stays ACTIVE.
+func (f *fakeBackend) UpdateMaxRecordSize(ctx context.Context, stream string, kib int) error {
+	if err := f.enter(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, err := f.get(stream)
+	if err != nil {
+		return err
+	}
+	st.info.MaxRecordSizeKiB = kib
+	return nil
 }
 
 func (f *fakeBackend) append(st *fakeStream, e storage.PutEntry) storage.PutResult {

@@ -9,10 +9,19 @@ import (
 	"github.com/shardlog/shardlog/storage"
 )
 
-// Record limits.
+// Record limits. A record's own limit (data + partition key, UTF-8) is its
+// stream's maximum record size, 1 to 10 MiB (storage.RecordLimit); the model
+// caps Data alone at the largest any stream may have.
 const (
-	maxRecordBytes     = 1 << 20 // data + partition key (UTF-8) of one record
-	maxPutRecordsBytes = 5 << 20 // all records of a PutRecords request, keys included
+	maxDataBytes = storage.MaxMaxRecordSizeKiB << 10 // the model's Data length maximum, 10485760
+	// minRecordLimit is the smallest maximum record size a stream can have:
+	// a request whose records all fit it needs no look-up of the stream's.
+	minRecordLimit = storage.MinMaxRecordSizeKiB << 10
+	// maxPutRecordsBytes is all records of a PutRecords request, keys
+	// included: 10 MiB on every stream since AWS raised it from 5 MiB with
+	// large records (the SDK's PutRecords doc: "up to a limit of 10 MiB for
+	// the entire request, including partition keys").
+	maxPutRecordsBytes = 10 << 20
 	maxPutRecords      = 500
 	maxGetRecords      = 10000
 	maxGetRecordsBytes = 10 << 20
@@ -50,7 +59,7 @@ func (s *Server) putRecord(rc *reqCtx, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	entry, size, err := makeEntry(in.PartitionKey, in.ExplicitHashKey, in.Data, -1)
+	entry, size, err := makeEntry(in.PartitionKey, in.ExplicitHashKey, in.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -69,6 +78,9 @@ func (s *Server) putRecord(rc *reqCtx, body []byte) (any, error) {
 // itself, out names its shard (for the shard-level metrics).
 func (s *Server) putOne(rc *reqCtx, stream string, entry storage.PutEntry, size int) (out putRecordOutput, err error) {
 	if err := s.admit(rc, AdmissionRequest{Stream: stream, Records: 1, Bytes: size}); err != nil {
+		return out, err
+	}
+	if err := s.checkRecordSizes(rc, stream, []storage.PutEntry{entry}, size, false); err != nil {
 		return out, err
 	}
 	res, err := s.b.Put(rc.ctx, stream, []storage.PutEntry{entry})
@@ -136,21 +148,21 @@ func checkRecord(v *wire.Validator, index int, pk, ehk *string, data wire.Blob, 
 		v.ReqStr(prefix+"partitionKey", pk, "", 1, 256)
 	}
 	v.Str(prefix+"explicitHashKey", ehk, wire.PatternHashKey, 0, -1)
-	if v.NotNull(prefix+"data", data != nil) && len(data) > maxRecordBytes {
-		v.Fail(wire.RenderBlob(len(data)), prefix+"data", "Member must have length less than or equal to "+strconv.Itoa(maxRecordBytes))
+	if v.NotNull(prefix+"data", data != nil) && len(data) > maxDataBytes {
+		v.Fail(wire.RenderBlob(len(data)), prefix+"data", "Member must have length less than or equal to "+strconv.Itoa(maxDataBytes))
 	}
 }
 
 func recordValid(pk, ehk *string, data wire.Blob, keyOptional bool) bool {
 	return (pk == nil && keyOptional || pk != nil && *pk != "" && (len(*pk) <= 256 || wire.JavaLen(*pk) <= 256)) &&
-		(ehk == nil || wire.IsDecimal(*ehk, 39)) && data != nil && len(data) <= maxRecordBytes
+		(ehk == nil || wire.IsDecimal(*ehk, 39)) && data != nil && len(data) <= maxDataBytes
 }
 
-// makeEntry applies the semantic record checks (hash key range, record size)
-// and returns the entry and its size (data + partition-key bytes). index is
-// the record's position in a PutRecords request, or -1 for PutRecord. A
-// missing partition key (allowed on AUTO streams only) is stored as "".
-func makeEntry(pkp *string, ehk *string, data wire.Blob, index int) (storage.PutEntry, int, error) {
+// makeEntry applies the hash-key range check and returns the entry and its
+// size (data + partition-key bytes), which checkRecordSizes holds to the
+// stream's limit. A missing partition key (allowed on AUTO streams only) is
+// stored as "".
+func makeEntry(pkp *string, ehk *string, data wire.Blob) (storage.PutEntry, int, error) {
 	var pk string
 	if pkp != nil {
 		pk = *pkp
@@ -163,16 +175,42 @@ func makeEntry(pkp *string, ehk *string, data wire.Blob, index int) (storage.Put
 		}
 		e.ExplicitHashKey = &k
 	}
-	size := len(data) + len(pk)
-	if size > maxRecordBytes {
-		where := ""
-		if index >= 0 {
-			where = " in record " + strconv.Itoa(index)
-		}
-		return e, 0, wire.InvalidArgument("Record size" + where + " (data + partition key) of " + strconv.Itoa(size) +
-			" bytes exceeds the maximum record size of " + strconv.Itoa(maxRecordBytes) + " bytes.")
+	return e, len(data) + len(pk), nil
+}
+
+// checkRecordSizes refuses a request that holds a record larger than the
+// stream's maximum record size (InvalidArgumentException). largest is the
+// largest record's size; a request whose records all fit the smallest
+// limit a stream can have skips the look-up. The limit is the stream's, so
+// it is checked once the stream is known to exist and the caller is
+// admitted: a missing stream is ResourceNotFoundException whatever the
+// record sizes. many words the message for PutRecords, naming the record.
+func (s *Server) checkRecordSizes(rc *reqCtx, stream string, entries []storage.PutEntry, largest int, many bool) error {
+	if largest <= minRecordLimit {
+		return nil
 	}
-	return e, size, nil
+	limit, err := s.b.RecordLimit(rc.ctx, stream)
+	if err != nil {
+		return err
+	}
+	for i, e := range entries {
+		if size := len(e.Data) + len(e.PartitionKey); size > limit {
+			return recordTooLarge(size, limit, i, many)
+		}
+	}
+	return nil
+}
+
+// recordTooLarge is the InvalidArgumentException of a record over its
+// stream's limit, which the text names in bytes. AWS's text was never
+// captured; this one names what a client needs to act on.
+func recordTooLarge(size, limit, index int, many bool) error {
+	where := ""
+	if many {
+		where = " in record " + strconv.Itoa(index)
+	}
+	return wire.InvalidArgument("Record size" + where + " (data + partition key) of " + strconv.Itoa(size) +
+		" bytes exceeds the maximum record size of " + strconv.Itoa(limit) + " bytes.")
 }
 
 func (s *Server) putRecords(rc *reqCtx, body []byte) (any, error) {
@@ -191,11 +229,11 @@ func (s *Server) putRecords(rc *reqCtx, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries, total, err := makeEntries(in.Records)
+	entries, total, largest, err := makeEntries(in.Records)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.putMany(rc, stream, entries, total)
+	res, err := s.putMany(rc, stream, entries, total, largest)
 	s.metrics.stream(stream).putRecordsDone(entries, res, err, time.Since(rc.start))
 	if err != nil {
 		return nil, err
@@ -204,8 +242,11 @@ func (s *Server) putRecords(rc *reqCtx, body []byte) (any, error) {
 }
 
 // putMany admits and stores PutRecords' entries: one result per entry.
-func (s *Server) putMany(rc *reqCtx, stream string, entries []storage.PutEntry, total int) ([]storage.PutResult, error) {
+func (s *Server) putMany(rc *reqCtx, stream string, entries []storage.PutEntry, total, largest int) ([]storage.PutResult, error) {
 	if err := s.admit(rc, AdmissionRequest{Stream: stream, Records: len(entries), Bytes: total}); err != nil {
+		return nil, err
+	}
+	if err := s.checkRecordSizes(rc, stream, entries, largest, true); err != nil {
 		return nil, err
 	}
 	res, err := s.b.Put(rc.ctx, stream, entries)
@@ -265,22 +306,26 @@ func validatePutRecords(in *wire.PutRecordsInput, keyOptional bool) error {
 	return v.Err()
 }
 
-// makeEntries converts validated records, enforcing the 5 MiB request limit.
-func makeEntries(records []wire.PutRecordsEntry) ([]storage.PutEntry, int, error) {
+// makeEntries converts validated records, enforcing the request limit; it
+// returns the entries, their total size and the largest one's.
+func makeEntries(records []wire.PutRecordsEntry) ([]storage.PutEntry, int, int, error) {
 	entries := make([]storage.PutEntry, len(records))
-	total := 0
+	total, largest := 0, 0
 	for i, r := range records {
-		e, size, err := makeEntry(r.PartitionKey, r.ExplicitHashKey, r.Data, i)
+		e, size, err := makeEntry(r.PartitionKey, r.ExplicitHashKey, r.Data)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
 		entries[i] = e
 		total += size
+		largest = max(largest, size)
 	}
 	if total > maxPutRecordsBytes {
-		return nil, 0, wire.InvalidArgument("Records size exceeds 5 MB limit")
+		// AWS's text for its former 5 MiB limit was "Records size exceeds 5
+		// MB limit" (captured); the 10 MiB one's is assumed to follow it.
+		return nil, 0, 0, wire.InvalidArgument("Records size exceeds 10 MB limit")
 	}
-	return entries, total, nil
+	return entries, total, largest, nil
 }
 
 type getRecordsInput struct {

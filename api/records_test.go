@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/base64"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -123,16 +124,66 @@ func TestPutRecordErrors(t *testing.T) {
 	wantError(t, h.call("PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":"","ExplicitHashKey":"340282366920938463463374607431768211456"}`), 400, wire.TypeInvalidArgument,
 		"Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was 340282366920938463463374607431768211456")
 	wantError(t, h.call("PutRecord", `{"StreamName":"nope","PartitionKey":"k","Data":""}`), 400, wire.TypeResourceNotFound, "Stream nope under account 123456789012 not found.")
-	data := base64.StdEncoding.EncodeToString(make([]byte, maxRecordBytes))
-	wantError(t, h.call("PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":"`+data+`"}`), 400, wire.TypeInvalidArgument,
-		"Record size (data + partition key) of 1048577 bytes exceeds the maximum record size of 1048576 bytes.")
-	// 5 records of 1 MiB - 1 byte of data plus a 1-byte key are 5 MiB exactly; a 6th byte of key tips it over.
-	chunk := base64.StdEncoding.EncodeToString(make([]byte, maxRecordBytes-1))
-	recs := strings.Repeat(`{"PartitionKey":"k","Data":"`+chunk+`"},`, 5)
-	h.ok("PutRecords", `{"StreamName":"s","Records":[`+recs[:len(recs)-1]+`]}`)
-	wantError(t, h.call("PutRecords", `{"StreamName":"s","Records":[`+recs+`{"PartitionKey":"k","Data":""}]}`), 400, wire.TypeInvalidArgument, "Records size exceeds 5 MB limit")
 	h.fake.putErr = &storage.Error{Kind: storage.ErrDiskFull, Reason: storage.ReasonDiskFull, Facts: storage.Facts{Detail: "ENOSPC"}}
 	wantError(t, h.call("PutRecords", `{"StreamName":"s","Records":[{"PartitionKey":"k","Data":""}]}`), 500, wire.TypeInternalFailure, "Internal Service Failure: no space left on device")
+}
+
+// b64 is n zero bytes in base64.
+func b64(n int) string { return base64.StdEncoding.EncodeToString(make([]byte, n)) }
+
+// TestRecordSizeLimits: a record's data + partition key is held to its
+// stream's maximum record size (1 MiB by default, up to 10 MiB), Data alone
+// to the model's 10 MiB, and a PutRecords request to 10 MiB in all.
+func TestRecordSizeLimits(t *testing.T) {
+	h := newHarness(t)
+	h.createStream("s", 1)
+	h.ok("CreateStream", `{"StreamName":"big","ShardCount":1,"MaxRecordSizeInKiB":10240}`)
+	const mib = 1 << 20
+	tooLarge := func(where string, size, limit int) string {
+		return "Record size" + where + " (data + partition key) of " + strconv.Itoa(size) + " bytes exceeds the maximum record size of " + strconv.Itoa(limit) + " bytes."
+	}
+	recs := func(n, data int, last string) string { // n records of data bytes and key "k", then last
+		return `[` + strings.Repeat(`{"PartitionKey":"k","Data":"`+b64(data)+`"},`, n) + last + `]`
+	}
+	tests := []struct {
+		name, op, body string
+		status         int
+		typ, msg       string
+	}{
+		{"1 MiB exactly on a default stream", "PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":"` + b64(mib-1) + `"}`, 200, "", ""},
+		{"1 MiB + 1 on a default stream", "PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":"` + b64(mib) + `"}`, 400,
+			wire.TypeInvalidArgument, tooLarge("", mib+1, mib)},
+		{"the key counts in UTF-8 bytes", "PutRecord", `{"StreamName":"s","PartitionKey":"é","Data":"` + b64(mib-1) + `"}`, 400,
+			wire.TypeInvalidArgument, tooLarge("", mib+1, mib)},
+		{"PutRecords names the record", "PutRecords", `{"StreamName":"s","Records":` + recs(1, 1, `{"PartitionKey":"k","Data":"`+b64(mib)+`"}`) + `}`, 400,
+			wire.TypeInvalidArgument, tooLarge(" in record 1", mib+1, mib)},
+		{"a missing stream is reported before the size", "PutRecord", `{"StreamName":"nope","PartitionKey":"k","Data":"` + b64(2*mib) + `"}`, 400,
+			wire.TypeResourceNotFound, "Stream nope under account 123456789012 not found."},
+		{"10 MiB exactly on a 10 MiB stream", "PutRecord", `{"StreamName":"big","PartitionKey":"k","Data":"` + b64(10*mib-1) + `"}`, 200, "", ""},
+		{"10 MiB + 1 on a 10 MiB stream", "PutRecord", `{"StreamName":"big","PartitionKey":"k","Data":"` + b64(10*mib) + `"}`, 400,
+			wire.TypeInvalidArgument, tooLarge("", 10*mib+1, 10*mib)},
+		{"Data over the model's 10 MiB", "PutRecord", `{"StreamName":"big","PartitionKey":"k","Data":"` + b64(10*mib+1) + `"}`, 400,
+			wire.TypeValidation, "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim=10485761 cap=10485761]' at 'data' failed to satisfy constraint: Member must have length less than or equal to 10485760"},
+		{"PutRecords Data over the model's 10 MiB", "PutRecords", `{"StreamName":"big","Records":[{"PartitionKey":"k","Data":"` + b64(10*mib+1) + `"}]}`, 400,
+			wire.TypeValidation, "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim=10485761 cap=10485761]' at 'records.1.member.data' failed to satisfy constraint: Member must have length less than or equal to 10485760"},
+		// 10 records of 1 MiB - 1 byte of data plus a 1-byte key are 10 MiB
+		// exactly, on any stream; one byte more of key tips it over.
+		{"PutRecords of 10 MiB", "PutRecords", `{"StreamName":"s","Records":` + recs(9, mib-1, `{"PartitionKey":"k","Data":"`+b64(mib-1)+`"}`) + `}`, 200, "", ""},
+		{"PutRecords over 10 MiB", "PutRecords", `{"StreamName":"s","Records":` + recs(10, mib-1, `{"PartitionKey":"k","Data":""}`) + `}`, 400,
+			wire.TypeInvalidArgument, "Records size exceeds 10 MB limit"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.call(tc.op, tc.body)
+			if tc.status == 200 {
+				if r.status != 200 {
+					t.Fatalf("%d %s", r.status, r.raw)
+				}
+				return
+			}
+			wantError(t, r, tc.status, tc.typ, tc.msg)
+		})
+	}
 }
 
 func TestGetShardIteratorArguments(t *testing.T) {

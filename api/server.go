@@ -69,6 +69,7 @@ var operations = map[string]opFunc{
 	"SplitShard":                    (*Server).splitShard,
 	"MergeShards":                   (*Server).mergeShards,
 	"UpdateShardCount":              (*Server).updateShardCount,
+	"UpdateMaxRecordSize":           (*Server).updateMaxRecordSize,
 	"RegisterStreamConsumer":        (*Server).registerConsumer,
 	"DescribeStreamConsumer":        (*Server).describeConsumer,
 	"ListStreamConsumers":           (*Server).listConsumers,

@@ -29,7 +29,7 @@ type createStreamInput struct {
 	StreamName         *string
 	StreamModeDetails  *streamModeIn
 	Tags               map[string]string
-	MaxRecordSizeInKiB wire.OptInt // accepted and checked; records stay at most 1 MiB
+	MaxRecordSizeInKiB wire.OptInt
 	// RecordDistributionStrategy AUTO needs ON_DEMAND (distribution.go).
 	RecordDistributionStrategy *string
 }
@@ -46,7 +46,7 @@ func (s *Server) createStream(rc *reqCtx, body []byte) (any, error) {
 		v.Enum("streamModeDetails.streamMode", in.StreamModeDetails.StreamMode, streamModes)
 	}
 	v.TagMap("tags", in.Tags, in.Tags != nil)
-	v.IntRange("maxRecordSizeInKiB", in.MaxRecordSizeInKiB, 1024, 10240)
+	v.IntRange("maxRecordSizeInKiB", in.MaxRecordSizeInKiB, storage.MinMaxRecordSizeKiB, storage.MaxMaxRecordSizeKiB)
 	v.Enum("recordDistributionStrategy", in.RecordDistributionStrategy, recordDistributions)
 	if err := v.Err(); err != nil {
 		return nil, err
@@ -68,7 +68,7 @@ func createInput(in createStreamInput, account string) (storage.CreateStreamInpu
 	if in.StreamModeDetails != nil {
 		mode = storage.StreamMode(*in.StreamModeDetails.StreamMode)
 	}
-	out := storage.CreateStreamInput{Name: *in.StreamName, Mode: mode, Tags: in.Tags}
+	out := storage.CreateStreamInput{Name: *in.StreamName, Mode: mode, Tags: in.Tags, MaxRecordSizeKiB: int(in.MaxRecordSizeInKiB.Val)}
 	switch {
 	case mode == storage.ModeProvisioned && !in.ShardCount.Set:
 		return out, wire.InvalidArgument("ShardCount cannot be null when creating stream in PROVISIONED StreamMode")
@@ -247,7 +247,7 @@ func (s *Server) describeStreamSummary(rc *reqCtx, body []byte) (any, error) {
 		StreamName: info.Name, StreamARN: s.arnFor(rc, info.Name), StreamStatus: string(info.Status),
 		StreamModeDetails: streamModeDetails{string(info.Mode)}, RetentionPeriodHours: info.RetentionHours,
 		StreamCreationTimestamp: wire.EpochTime(info.Created), EnhancedMonitoring: enhancedMonitoring(info),
-		EncryptionType: "NONE", OpenShardCount: info.OpenShardCount(), ConsumerCount: info.ConsumerCount, MaxRecordSizeInKiB: maxRecordBytes >> 10,
+		EncryptionType: "NONE", OpenShardCount: info.OpenShardCount(), ConsumerCount: info.ConsumerCount, MaxRecordSizeInKiB: info.MaxRecordSizeKiB,
 		RecordDistributionStrategy: summaryDistribution(info),
 	}
 	return struct{ StreamDescriptionSummary streamDescriptionSummary }{d}, nil

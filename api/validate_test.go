@@ -91,11 +91,3 @@ func TestValidationCapsAtTen(t *testing.T) {
 		t.Fatalf("message: %s", r.message())
 	}
 }
-
-func TestOversizeData(t *testing.T) {
-	h := newHarness(t)
-	h.createStream("s", 1)
-	data := strings.Repeat("A", (maxRecordBytes+3)/3*4) // 1 MiB + 2 bytes once decoded
-	wantError(t, h.call("PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":"`+data+`"}`), 400, wire.TypeValidation,
-		"1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim=1048578 cap=1048578]' at 'data' failed to satisfy constraint: Member must have length less than or equal to 1048576")
-}

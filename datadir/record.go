@@ -88,6 +88,14 @@ type StreamRecord struct {
 	// ShardLevelMetrics are the enhanced monitoring metrics enabled
 	// (EnableEnhancedMonitoring), by their Kinesis names; none when empty.
 	ShardLevelMetrics []string `json:"shard_level_metrics,omitempty"`
+	// MaxRecordSizeKiB is the largest record (data + partition key) the
+	// stream takes, in KiB; 0 means the default, 1024 (every stream
+	// created before the field existed has 0).
+	MaxRecordSizeKiB int `json:"max_record_size_kib,omitempty"`
+	// PendingMaxRecordSizeKiB is an accepted UpdateMaxRecordSize that has
+	// not taken effect: set only while the stream is UPDATING, it becomes
+	// MaxRecordSizeKiB in the transaction that ends UPDATING.
+	PendingMaxRecordSizeKiB int `json:"pending_max_record_size_kib,omitempty"`
 }
 
 // ConsumerStatus is an enhanced fan-out consumer's lifecycle state, as

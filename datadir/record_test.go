@@ -92,3 +92,22 @@ func TestCloneConsumers(t *testing.T) {
 		t.Fatalf("the original changed: %+v", orig)
 	}
 }
+
+// TestMaxRecordSizeFields: the maximum record size and a pending one are
+// stored under their own JSON names, and absent (0: the default) when unset.
+func TestMaxRecordSizeFields(t *testing.T) {
+	var r StreamRecord
+	if err := json.Unmarshal([]byte(`{"max_record_size_kib":10240,"pending_max_record_size_kib":2048}`), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.MaxRecordSizeKiB != 10240 || r.PendingMaxRecordSizeKiB != 2048 {
+		t.Fatalf("decoded %+v", r)
+	}
+	b, err := json.Marshal(&StreamRecord{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("max_record_size")) {
+		t.Fatalf("unset sizes are written: %s", b)
+	}
+}

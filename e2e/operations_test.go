@@ -193,13 +193,13 @@ func TestErrorsWithTheSDK(t *testing.T) {
 			return err
 		}, "", "500"},
 		{"too many bytes in a batch", func() error {
-			recs := make([]types.PutRecordsRequestEntry, 6)
+			recs := make([]types.PutRecordsRequestEntry, 11) // 11 MB: over PutRecords' 10 MiB
 			for i := range recs {
 				recs[i] = types.PutRecordsRequestEntry{PartitionKey: aws.String("k"), Data: bytes.Repeat([]byte{2}, 1000*1000)}
 			}
 			_, err := c.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String("errs"), Records: recs})
 			return err
-		}, "InvalidArgumentException", ""},
+		}, "InvalidArgumentException", "Records size exceeds 10 MB limit"},
 		{"bad explicit hash key", func() error {
 			_, err := c.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String("errs"), PartitionKey: aws.String("k"), Data: []byte("x"),
 				ExplicitHashKey: aws.String("340282366920938463463374607431768211456")})

@@ -84,6 +84,9 @@ func (b *Bucket) take(n float64) bool {
 
 func (b *Bucket) open() bool { return b.rate <= 0 || b.bal >= 0 }
 
+// holds reports whether the balance is at least n (n >= 0).
+func (b *Bucket) holds(n float64) bool { return b.rate <= 0 || b.bal >= n }
+
 func (b *Bucket) charge(n float64) {
 	if b.rate > 0 {
 		b.bal -= n

@@ -178,3 +178,65 @@ func BenchmarkAdmitWrites(b *testing.B) {
 		s.AdmitWrites(now, sizes)
 	}
 }
+
+// TestLargeRecordBurst: on a shard of a 10 MiB stream (LargeRecordBurst
+// 9 MiB) an idle bucket takes one 10 MiB record, smaller records follow as
+// it refills, and the next 10 MiB record waits until the bucket holds 9 MiB.
+func TestLargeRecordBurst(t *testing.T) {
+	const mib = 1 << 20
+	big := Kinesis
+	big.LargeRecordBurst = 9 * mib
+	type step struct {
+		at    time.Duration
+		size  int
+		admit bool
+	}
+	tests := []struct {
+		name   string
+		limits Limits
+		steps  []step
+	}{
+		{"an idle shard takes one 10 MiB record, then 0.5 s of nothing", big, []step{
+			{0, 10 * mib, true}, {0, 1, false}, {499 * time.Millisecond, 1, false}, {501 * time.Millisecond, 100 << 10, true}}},
+		{"small records go on as the bucket refills", big, []step{
+			{0, 10 * mib, true}, {time.Second, 768 << 10, true}, {1100 * time.Millisecond, 1, false}, {1251 * time.Millisecond, 256 << 10, true}}},
+		{"the next 10 MiB record waits for 9 MiB of credit", big, []step{
+			{0, 10 * mib, true}, {5 * time.Second, 10 * mib, false}, {9499 * time.Millisecond, 10 * mib, false}, {9501 * time.Millisecond, 10 * mib, true}}},
+		{"two idle seconds are not enough for a 10 MiB record after one", big, []step{
+			{0, 10 * mib, true}, {2 * time.Second, 10 * mib, false}, {2 * time.Second, mib, true}}},
+		{"a 1 MiB record needs only a non-negative balance", big, []step{
+			{0, 10 * mib, true}, {501 * time.Millisecond, mib, true}, {1400 * time.Millisecond, 1, false}, {1502 * time.Millisecond, 1, true}}},
+		{"a default shard is unchanged: 0.5 MiB of credit, overdrawn by a 1 MiB record", Kinesis, []step{
+			{0, mib, true}, {499 * time.Millisecond, 1, false}, {501 * time.Millisecond, 1, true}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewShard(tt.limits)
+			for i, st := range tt.steps {
+				if got := s.AdmitWrites(at(st.at), []int{st.size})[0]; got != st.admit {
+					t.Fatalf("step %d (%v, %d bytes): admitted %v, want %v", i, st.at, st.size, got, st.admit)
+				}
+			}
+		})
+	}
+}
+
+// TestLargeRecordRate: offered 10 MiB records back to back for a minute, a
+// 10 MiB stream's shard takes its bucket plus 1 MiB/s, never more.
+func TestLargeRecordRate(t *testing.T) {
+	const mib = 1 << 20
+	l := Kinesis
+	l.LargeRecordBurst = 9 * mib
+	s := NewShard(l)
+	taken := 0
+	for ms := 0; ms <= 60_000; ms += 10 {
+		if s.AdmitWrites(at(time.Duration(ms)*time.Millisecond), []int{10 * mib})[0] {
+			taken++
+		}
+	}
+	// 9.5 MiB of credit plus 60 MiB of refill is 6.95 records' worth: one
+	// at 0 s, then one every 9.5 s (when 9 MiB of credit is back).
+	if taken != 7 {
+		t.Fatalf("took %d 10 MiB records in 60 s, want 7", taken)
+	}
+}

@@ -22,8 +22,9 @@ const (
 	Version = 1
 	// MaxFramePayload caps both the stored and the raw length of a frame. A
 	// header claiming more is corrupt, which bounds what a reader allocates for
-	// damaged bytes. The shard caps frames far lower (about 1 MiB raw plus one
-	// record).
+	// damaged bytes. The shard gathers requests into frames of up to 4 MiB
+	// raw, and a single request, which is never split, is at most 10 MiB of
+	// records (a PutRecords, or one 10 MiB record) plus their headers.
 	MaxFramePayload = 16 << 20
 )
 

@@ -35,6 +35,7 @@ func (s *Store) limitsFor(m *streamMeta) *ratelimit.Limits {
 		f *= max(1, float64(OnDemandShards)/float64(max(open, 1)))
 	}
 	l := ratelimit.Kinesis.Scale(f)
+	l.LargeRecordBurst = float64(recordSizeBytes(m) - DefaultMaxRecordSizeKiB<<10)
 	return &l
 }
 

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/shardlog/shardlog/datadir"
@@ -46,6 +47,9 @@ func (s *Store) CreateStream(ctx context.Context, in CreateStreamInput) error {
 	if _, ok := s.streams[in.Name]; ok {
 		return s.fail(ErrStreamExists, ReasonStreamExists, Facts{Stream: in.Name})
 	}
+	if k := in.MaxRecordSizeKiB; k != 0 && (k < MinMaxRecordSizeKiB || k > MaxMaxRecordSizeKiB) {
+		return fmt.Errorf("storage: max record size %d KiB outside [%d, %d]", k, MinMaxRecordSizeKiB, MaxMaxRecordSizeKiB)
+	}
 	if err := s.checkShardLimitLocked(in.ShardCount); err != nil {
 		return err
 	}
@@ -74,7 +78,7 @@ func (s *Store) newStreamMeta(in CreateStreamInput) *streamMeta {
 	m := &streamMeta{Name: in.Name, CreatedNs: now.UnixNano(), Status: StatusCreating, Mode: mode,
 		RetentionHours: DefaultRetentionHours, Tags: copyTags(in.Tags), NextShardIndex: uint32(in.ShardCount),
 		Distribution:   storedDistribution(in.Distribution),
-		PendingUntilNs: now.Add(s.opts.CreateDelay).UnixNano()}
+		PendingUntilNs: now.Add(s.opts.CreateDelay).UnixNano(), MaxRecordSizeKiB: in.MaxRecordSizeKiB}
 	epoch := max(now.Unix()-initialEpochLag, s.maxEpochLocked()+1)
 	s.reservedEpoch = max(s.reservedEpoch, epoch) // outlives the stream: a re-created one gets another
 	for i, r := range hashkey.Split(in.ShardCount) {
@@ -149,11 +153,15 @@ func (s *Store) finishPendingLocked(st *stream) {
 	case StatusCreating, StatusUpdating:
 		m := st.meta.Clone()
 		m.Status, m.PendingUntilNs = StatusActive, 0
+		resized := applyPendingRecordSize(m)
 		if err := s.persist(m); err != nil {
 			s.log.Error("cannot activate stream", "stream", st.name, "error", err)
 			return
 		}
 		st.meta = m
+		if resized {
+			s.applyLimits(st)
+		}
 	case StatusDeleting:
 		if err := s.removeStreamLocked(st); err != nil {
 			s.log.Error("cannot finish deleting stream", "stream", st.name, "error", err)

@@ -162,7 +162,8 @@ func shardInfoOf(sm shardMeta) ShardInfo {
 
 func streamInfoOf(m *streamMeta, withShards bool) StreamInfo {
 	si := StreamInfo{Name: m.Name, Created: time.Unix(0, m.CreatedNs), Status: m.Status, Mode: m.Mode, RetentionHours: m.RetentionHours, Tags: copyTags(m.Tags),
-		ConsumerCount: len(m.Consumers), Distribution: distributionOf(m), ShardLevelMetrics: append([]string{}, m.ShardLevelMetrics...)}
+		ConsumerCount: len(m.Consumers), Distribution: distributionOf(m), MaxRecordSizeKiB: recordSizeKiB(m),
+		ShardLevelMetrics: append([]string{}, m.ShardLevelMetrics...)}
 	if withShards && m.Status != StatusCreating && !m.DeletedCreating {
 		si.Shards = make([]ShardInfo, 0, len(m.Shards))
 		for _, sm := range m.Shards {

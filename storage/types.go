@@ -74,6 +74,9 @@ type StreamInfo struct {
 	// ShardLevelMetrics are the enhanced monitoring metrics enabled, in
 	// ShardLevelMetricNames' order; empty when none.
 	ShardLevelMetrics []string
+	// MaxRecordSizeKiB is the largest record (data + partition key) the
+	// stream takes now, in KiB.
+	MaxRecordSizeKiB int
 }
 
 // OpenShardCount counts the shards that take writes.
@@ -98,6 +101,9 @@ type CreateStreamInput struct {
 	// DistributionUserKey. The api allows DistributionAuto only for
 	// ON_DEMAND streams.
 	Distribution RecordDistribution
+	// MaxRecordSizeKiB is the stream's maximum record size in KiB, within
+	// [MinMaxRecordSizeKiB, MaxMaxRecordSizeKiB]; 0 means the default.
+	MaxRecordSizeKiB int
 }
 
 // PutEntry is one record to store. The api layer has checked lengths and

@@ -341,7 +341,7 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, func
 	buf := (*bp)[:0]
 	// One spare byte lets the read see EOF without growing the buffer. The
 	// up-front reservation is capped: a client that declares a large body and
-	// then stalls must not pin 11 MiB (pooled buffers keep their size anyway).
+	// then stalls must not pin 15 MiB (pooled buffers keep their size anyway).
 	if n := r.ContentLength; n > 0 && int64(cap(buf)) < n+1 {
 		buf = make([]byte, 0, min(n+1, 1<<20))
 	}
