@@ -46,6 +46,9 @@ func (s *Store) CreateStream(ctx context.Context, in CreateStreamInput) error {
 	if _, ok := s.streams[in.Name]; ok {
 		return s.fail(ErrStreamExists, ReasonStreamExists, Facts{Stream: in.Name})
 	}
+	if err := s.checkCreateOnDemandLocked(&in); err != nil {
+		return err
+	}
 	if err := s.checkShardLimitLocked(in.ShardCount); err != nil {
 		return err
 	}
@@ -65,6 +68,25 @@ func (s *Store) CreateStream(ctx context.Context, in CreateStreamInput) error {
 	return nil
 }
 
+// checkCreateOnDemandLocked applies the on-demand rules to a CreateStream:
+// the account's ON_DEMAND stream limit, then a warm throughput's (checkWarm),
+// which raises the shard count to it.
+func (s *Store) checkCreateOnDemandLocked(in *CreateStreamInput) error {
+	if in.Mode == ModeOnDemand {
+		if err := s.checkOnDemandLimitLocked(); err != nil {
+			return err
+		}
+	}
+	if in.WarmMiBps == nil {
+		return nil
+	}
+	if err := s.checkWarm(&streamMeta{Name: in.Name, Mode: in.Mode}, *in.WarmMiBps); err != nil {
+		return err
+	}
+	in.ShardCount = max(in.ShardCount, *in.WarmMiBps)
+	return nil
+}
+
 func (s *Store) newStreamMeta(in CreateStreamInput) *streamMeta {
 	now := s.opts.Now()
 	mode := in.Mode
@@ -74,6 +96,9 @@ func (s *Store) newStreamMeta(in CreateStreamInput) *streamMeta {
 	m := &streamMeta{Name: in.Name, CreatedNs: now.UnixNano(), Status: StatusCreating, Mode: mode,
 		RetentionHours: DefaultRetentionHours, Tags: copyTags(in.Tags), NextShardIndex: uint32(in.ShardCount),
 		PendingUntilNs: now.Add(s.opts.CreateDelay).UnixNano()}
+	if in.WarmMiBps != nil {
+		m.WarmMiBps = *in.WarmMiBps
+	}
 	epoch := max(now.Unix()-initialEpochLag, s.maxEpochLocked()+1)
 	s.reservedEpoch = max(s.reservedEpoch, epoch) // outlives the stream: a re-created one gets another
 	for i, r := range hashkey.Split(in.ShardCount) {

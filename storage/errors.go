@@ -85,6 +85,13 @@ const (
 	ReasonConsumerLimit     Reason = "consumers per stream"            // ErrLimitExceeded; Stream, Consumer, Limit
 	ReasonConsumersCreating Reason = "consumers creating at once"      // ErrLimitExceeded; Stream, Consumer, Limit
 	ReasonHasConsumers      Reason = "stream has registered consumers" // ErrResourceInUse; Stream, Current: how many
+
+	ReasonSameMode        Reason = "stream already in that mode"             // ErrInvalidArgument; Stream, Given: the mode
+	ReasonModeSwitches    Reason = "UpdateStreamMode calls per day"          // ErrLimitExceeded; Stream, Limit
+	ReasonOnDemandLimit   Reason = "account on-demand stream limit"          // ErrLimitExceeded; Current, Limit
+	ReasonWarmProvisioned Reason = "warm throughput of a provisioned stream" // ErrInvalidArgument; Stream
+	ReasonNoCommitment    Reason = "warm throughput without commitment"      // ErrInvalidArgument; Stream
+	ReasonWarmMax         Reason = "warm throughput above the maximum"       // ErrLimitExceeded; Stream, N, Limit
 )
 
 // Facts are what a client's message names. Which fields a Reason fills is

@@ -61,6 +61,10 @@ type stream struct {
 	// watching needs no store lock.
 	chMu    sync.Mutex
 	changed chan struct{}
+	// traffic counts each open shard's admitted writes for the on-demand
+	// scaler (ondemand.go); the map is guarded by Store.mu, the counters are
+	// atomic.
+	traffic map[uint32]*traffic
 }
 
 // watch returns a channel closed at the stream's next metadata change. Call
@@ -110,10 +114,11 @@ func (st *stream) counter(i uint32, size int) *shard.Counter {
 }
 
 type route struct {
-	rng   hashkey.Range
-	index uint32
-	sh    *shard.Shard
-	epoch int64
+	rng     hashkey.Range
+	index   uint32
+	sh      *shard.Shard
+	epoch   int64
+	traffic *traffic
 }
 
 // rebuildRoutes makes a new routing table: Put uses the old one without the
@@ -122,9 +127,11 @@ func (st *stream) rebuildRoutes() {
 	st.routes = nil
 	for _, sm := range st.meta.Shards {
 		if sm.Closed {
+			delete(st.traffic, sm.Index)
 			continue
 		}
-		st.routes = append(st.routes, route{rng: hashRangeOf(sm), index: sm.Index, sh: st.shards[sm.Index], epoch: sm.CreateSecs})
+		st.routes = append(st.routes, route{rng: hashRangeOf(sm), index: sm.Index, sh: st.shards[sm.Index], epoch: sm.CreateSecs,
+			traffic: st.trafficOf(sm.Index)})
 	}
 	sort.Slice(st.routes, func(i, j int) bool { return st.routes[i].rng.Start.Cmp(st.routes[j].rng.Start) < 0 })
 }
@@ -156,7 +163,7 @@ func shardInfoOf(sm shardMeta) ShardInfo {
 
 func streamInfoOf(m *streamMeta, withShards bool) StreamInfo {
 	si := StreamInfo{Name: m.Name, Created: time.Unix(0, m.CreatedNs), Status: m.Status, Mode: m.Mode, RetentionHours: m.RetentionHours, Tags: copyTags(m.Tags),
-		ConsumerCount: len(m.Consumers)}
+		ConsumerCount: len(m.Consumers), WarmMiBps: m.WarmMiBps}
 	if withShards && m.Status != StatusCreating && !m.DeletedCreating {
 		si.Shards = make([]ShardInfo, 0, len(m.Shards))
 		for _, sm := range m.Shards {

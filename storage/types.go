@@ -60,6 +60,8 @@ type StreamInfo struct {
 	Shards         []ShardInfo // all shards not yet expired, in index order
 	Tags           map[string]string
 	ConsumerCount  int // registered consumers, in any state
+	// WarmMiBps is an ON_DEMAND stream's warm throughput target, 0 if none.
+	WarmMiBps int
 }
 
 // OpenShardCount counts the shards that take writes.
@@ -80,6 +82,9 @@ type CreateStreamInput struct {
 	ShardCount int
 	Mode       StreamMode
 	Tags       map[string]string
+	// WarmMiBps, if set, is the warm throughput of an ON_DEMAND stream: it
+	// starts with that many shards (at least OnDemandShards).
+	WarmMiBps *int
 }
 
 // PutEntry is one record to store. The api layer has checked lengths and
