@@ -46,7 +46,9 @@ type Commitment struct {
 
 // InForce reports whether warm throughput may be used: the commitment is
 // enabled, or disabled but not yet ended.
-func (c Commitment) InForce() bool { return c.Status == CommitmentEnabled || c.Status == CommitmentEnding }
+func (c Commitment) InForce() bool {
+	return c.Status == CommitmentEnabled || c.Status == CommitmentEnding
+}
 
 func (s *Store) loadAccount() error {
 	b, err := s.meta.Account()
