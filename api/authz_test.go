@@ -306,8 +306,12 @@ func TestEveryOperationAuthorizes(t *testing.T) {
 		"ListStreamConsumers":           `{"StreamARN":"` + ordersARN + `"}`,
 		"DeregisterStreamConsumer":      `{"ConsumerARN":"` + rig.consumerARN + `"}`,
 		"SubscribeToShard":              `{"ConsumerARN":"` + rig.consumerARN + `","ShardId":"shardId-000000000000","StartingPosition":{"Type":"LATEST"}}`,
+		"UpdateStreamMode":              `{"StreamARN":"` + ordersARN + `","StreamModeDetails":{"StreamMode":"ON_DEMAND"}}`,
+		"UpdateStreamWarmThroughput":    `{` + sel + `,"WarmThroughputMiBps":8}`,
+		"DescribeAccountSettings":       `{}`,
+		"UpdateAccountSettings":         `{"MinimumThroughputBillingCommitment":{"Status":"ENABLED"}}`,
 	}
-	resources := map[string]string{"ListStreams": "*", "DescribeLimits": "*", "DescribeStreamConsumer": rig.consumerARN,
+	resources := map[string]string{"ListStreams": "*", "DescribeLimits": "*", "DescribeAccountSettings": "*", "UpdateAccountSettings": "*", "DescribeStreamConsumer": rig.consumerARN,
 		"DeregisterStreamConsumer": rig.consumerARN, "SubscribeToShard": rig.consumerARN, "DeleteResourcePolicy": rig.consumerARN}
 	for op := range operations {
 		body, ok := bodies[op]

@@ -70,6 +70,10 @@ var operations = map[string]opFunc{
 	"ListStreamConsumers":           (*Server).listConsumers,
 	"DeregisterStreamConsumer":      (*Server).deregisterConsumer,
 	"SubscribeToShard":              (*Server).subscribeToShard,
+	"UpdateStreamMode":              (*Server).updateStreamMode,
+	"UpdateStreamWarmThroughput":    (*Server).updateStreamWarmThroughput,
+	"DescribeAccountSettings":       (*Server).describeAccountSettings,
+	"UpdateAccountSettings":         (*Server).updateAccountSettings,
 }
 
 // reqCtx is the state of one request.

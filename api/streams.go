@@ -30,6 +30,9 @@ type createStreamInput struct {
 	StreamModeDetails  *streamModeIn
 	Tags               map[string]string
 	MaxRecordSizeInKiB wire.OptInt // accepted and checked; records stay at most 1 MiB
+	// WarmThroughputMiBps pre-scales an ON_DEMAND stream (storage checks
+	// the mode and the account's commitment).
+	WarmThroughputMiBps wire.OptInt
 }
 
 func (s *Server) createStream(rc *reqCtx, body []byte) (any, error) {
@@ -45,6 +48,7 @@ func (s *Server) createStream(rc *reqCtx, body []byte) (any, error) {
 	}
 	v.TagMap("tags", in.Tags, in.Tags != nil)
 	v.IntRange("maxRecordSizeInKiB", in.MaxRecordSizeInKiB, 1024, 10240)
+	v.IntRange("warmThroughputMiBps", in.WarmThroughputMiBps, 0, warmIntMax)
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
@@ -65,7 +69,7 @@ func createInput(in createStreamInput, account string) (storage.CreateStreamInpu
 	if in.StreamModeDetails != nil {
 		mode = storage.StreamMode(*in.StreamModeDetails.StreamMode)
 	}
-	out := storage.CreateStreamInput{Name: *in.StreamName, Mode: mode, Tags: in.Tags}
+	out := storage.CreateStreamInput{Name: *in.StreamName, Mode: mode, Tags: in.Tags, WarmMiBps: optInt(in.WarmThroughputMiBps)}
 	switch {
 	case mode == storage.ModeProvisioned && !in.ShardCount.Set:
 		return out, wire.InvalidArgument("ShardCount cannot be null when creating stream in PROVISIONED StreamMode")
@@ -212,6 +216,7 @@ type streamDescriptionSummary struct {
 	OpenShardCount          int
 	ConsumerCount           int
 	MaxRecordSizeInKiB      int
+	WarmThroughput          *warmThroughputOut `json:",omitempty"`
 }
 
 func (s *Server) describeStreamSummary(rc *reqCtx, body []byte) (any, error) {
@@ -229,6 +234,7 @@ func (s *Server) describeStreamSummary(rc *reqCtx, body []byte) (any, error) {
 		StreamModeDetails: streamModeDetails{string(info.Mode)}, RetentionPeriodHours: info.RetentionHours,
 		StreamCreationTimestamp: wire.EpochTime(info.Created), EnhancedMonitoring: noEnhancedMonitoring,
 		EncryptionType: "NONE", OpenShardCount: info.OpenShardCount(), ConsumerCount: info.ConsumerCount, MaxRecordSizeInKiB: maxRecordBytes >> 10,
+		WarmThroughput: s.warmThroughputOf(rc.ctx, info),
 	}
 	return struct{ StreamDescriptionSummary streamDescriptionSummary }{d}, nil
 }
@@ -356,7 +362,7 @@ func (s *Server) describeLimits(rc *reqCtx, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := describeLimitsOutput{ShardLimit: s.b.ShardLimit(), OnDemandStreamCountLimit: OnDemandStreamCountLimit}
+	out := describeLimitsOutput{ShardLimit: s.b.ShardLimit(), OnDemandStreamCountLimit: s.onDemandStreamLimit()}
 	for _, st := range streams {
 		if st.Mode == storage.ModeOnDemand {
 			out.OnDemandStreamCount++
