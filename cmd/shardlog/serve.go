@@ -22,6 +22,13 @@ const (
 	defaultCacheWindow = storage.DefaultCacheWindow
 
 	defaultScalingPerDay = storage.DefaultScalingCallsPerDay
+
+	defaultOnDemandStreamLimit = storage.DefaultOnDemandStreamLimit
+	defaultScaleInterval       = storage.DefaultScaleInterval
+	defaultScaleWindow         = storage.DefaultScaleWindow
+	defaultScaleSplitAt        = storage.DefaultScaleSplitAt
+	defaultScaleMergeBelow     = storage.DefaultScaleMergeBelow
+	defaultScaleMergeAfter     = storage.DefaultScaleMergeAfter
 )
 
 // openStore opens (or creates) the data directory. The returned Closer syncs
@@ -42,6 +49,9 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 
 		ScalingCallsPerDay: o.scalingPerDay,
 
+		OnDemandStreamLimit: o.onDemand.streamLimit,
+		OnDemand:            o.onDemand.scaler(),
+
 		SegmentSize: o.segmentSize,
 		SegmentAge:  o.segmentAge,
 		CacheWindow: o.cacheWindow,
@@ -58,4 +68,14 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 		return nil, nil, err
 	}
 	return store, store, nil
+}
+
+// scaler is the on-demand flags as storage takes them; an interval of 0
+// turns the scaler off.
+func (o onDemandOptions) scaler() storage.ScalerOptions {
+	interval := o.interval
+	if interval == 0 {
+		interval = -1
+	}
+	return storage.ScalerOptions{Interval: interval, Window: o.window, SplitAt: o.splitAt, MergeBelow: o.mergeBelow, MergeAfter: o.mergeAfter}
 }
