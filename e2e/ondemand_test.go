@@ -18,9 +18,11 @@ import (
 // 100 ms at half a second of writes, splits a shard at 30% of 1 MiB/s and
 // merges pairs under 15% after half a second. The account's shard limit
 // bounds the splits at 16 shards.
-var rampOptions = storage.Options{UpdateDelay: 50 * time.Millisecond, ShardLimit: 16,
-	OnDemand: storage.ScalerOptions{Interval: 100 * time.Millisecond, Window: 500 * time.Millisecond, SplitAt: 0.3, MergeBelow: 0.15,
-		MergeAfter: 500 * time.Millisecond}}
+func rampOptions() storage.Options {
+	return storage.Options{UpdateDelay: 50 * time.Millisecond, ShardLimit: 16,
+		OnDemand: storage.ScalerOptions{Interval: 100 * time.Millisecond, Window: 500 * time.Millisecond, SplitAt: 0.3, MergeBelow: 0.15,
+			MergeAfter: 500 * time.Millisecond}}
+}
 
 // TestOnDemandRampWithTheSDK ramps an ON_DEMAND stream's writes 1 → 2 → 4 →
 // 8 MiB/s and back, a second at each rate, then stops: the scaler splits
@@ -30,7 +32,7 @@ var rampOptions = storage.Options{UpdateDelay: 50 * time.Millisecond, ShardLimit
 // lineage (ChildShards). The rates are the writers' targets: on a slow
 // machine they fall short, and the thresholds leave room for that.
 func TestOnDemandRampWithTheSDK(t *testing.T) {
-	srv := startServerWith(t, t.TempDir(), rampOptions)
+	srv := startServerWith(t, t.TempDir(), rampOptions())
 	c := srv.client(3)
 	ctx := context.Background()
 	if _, err := c.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("od"),
@@ -47,12 +49,12 @@ func TestOnDemandRampWithTheSDK(t *testing.T) {
 	// The stream settles back at 4 open shards once its idle pairs merged.
 	var shards []types.Shard
 	for i := 0; ; i++ {
-		shards = listAllShards(t, c, "od")
-		if open(shards) == 4 && merged(shards) > 0 && r.settled(c) {
+		shards = odShards(t, c, "od")
+		if odOpen(shards) == 4 && odMerged(shards) > 0 && r.settled(c) {
 			break
 		}
 		if i == 600 {
-			t.Fatalf("never settled at 4 open shards after merges: %d open, %d merge children", open(shards), merged(shards))
+			t.Fatalf("never settled at 4 open shards after merges: %d open, %d merge children", odOpen(shards), odMerged(shards))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -155,7 +157,7 @@ func (r *ramp) settled(c *kinesis.Client) bool {
 	return err == nil && out.StreamDescriptionSummary.StreamStatus == types.StreamStatusActive
 }
 
-func listAllShards(t *testing.T, c *kinesis.Client, stream string) []types.Shard {
+func odShards(t *testing.T, c *kinesis.Client, stream string) []types.Shard {
 	t.Helper()
 	var out []types.Shard
 	in := &kinesis.ListShardsInput{StreamName: aws.String(stream)}
@@ -172,7 +174,7 @@ func listAllShards(t *testing.T, c *kinesis.Client, stream string) []types.Shard
 	}
 }
 
-func open(shards []types.Shard) int {
+func odOpen(shards []types.Shard) int {
 	n := 0
 	for _, sh := range shards {
 		if sh.SequenceNumberRange.EndingSequenceNumber == nil {
@@ -182,8 +184,8 @@ func open(shards []types.Shard) int {
 	return n
 }
 
-// merged counts merge children: shards with two parents.
-func merged(shards []types.Shard) int {
+// odMerged counts merge children: shards with two parents.
+func odMerged(shards []types.Shard) int {
 	n := 0
 	for _, sh := range shards {
 		if sh.AdjacentParentShardId != nil {
@@ -231,20 +233,20 @@ func TestCapacityOperationsWithTheSDK(t *testing.T) {
 		}
 		return err
 	}
-	wantAPIErr(t, "same mode", mode(types.StreamModeProvisioned, nil), "InvalidArgumentException")
+	odWantErr(t, "same mode", mode(types.StreamModeProvisioned, nil), "InvalidArgumentException")
 	if err := mode(types.StreamModeOnDemand, nil); err != nil {
 		t.Fatal(err)
 	}
-	sum := summary(t, c, "p")
+	sum := odSummary(t, c, "p")
 	if sum.StreamModeDetails.StreamMode != types.StreamModeOnDemand || aws.ToInt32(sum.OpenShardCount) != 2 {
 		t.Fatalf("after the switch: %+v", sum)
 	}
 	_, err := c.SplitShard(ctx, &kinesis.SplitShardInput{StreamName: aws.String("p"), ShardToSplit: aws.String("shardId-000000000000"), NewStartingHashKey: aws.String("5")})
-	wantAPIErr(t, "split an on-demand stream", err, "ValidationException")
+	odWantErr(t, "split an on-demand stream", err, "ValidationException")
 	if err := mode(types.StreamModeProvisioned, nil); err != nil {
 		t.Fatal(err)
 	}
-	wantAPIErr(t, "third switch in a day", mode(types.StreamModeOnDemand, nil), "LimitExceededException")
+	odWantErr(t, "third switch in a day", mode(types.StreamModeOnDemand, nil), "LimitExceededException")
 
 	// Warm throughput needs the account's commitment.
 	if _, err := c.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("od"),
@@ -256,7 +258,7 @@ func TestCapacityOperationsWithTheSDK(t *testing.T) {
 		return c.UpdateStreamWarmThroughput(ctx, &kinesis.UpdateStreamWarmThroughputInput{StreamName: aws.String("od"), WarmThroughputMiBps: aws.Int32(n)})
 	}
 	_, err = warm(8)
-	wantAPIErr(t, "warm throughput without a commitment", err, "InvalidArgumentException")
+	odWantErr(t, "warm throughput without a commitment", err, "InvalidArgumentException")
 	acct, err := c.DescribeAccountSettings(ctx, &kinesis.DescribeAccountSettingsInput{})
 	if err != nil || acct.MinimumThroughputBillingCommitment.Status != types.MinimumThroughputBillingCommitmentOutputStatusDisabled {
 		t.Fatalf("account settings: %+v, %v", acct, err)
@@ -276,21 +278,21 @@ func TestCapacityOperationsWithTheSDK(t *testing.T) {
 		t.Fatalf("warm 8: %+v, %v", out, err)
 	}
 	waitActive(t, c, "od")
-	sum = summary(t, c, "od")
+	sum = odSummary(t, c, "od")
 	if aws.ToInt32(sum.OpenShardCount) != 8 || sum.WarmThroughput == nil || aws.ToInt32(sum.WarmThroughput.TargetMiBps) != 8 ||
 		aws.ToInt32(sum.WarmThroughput.CurrentMiBps) != 8 {
 		t.Fatalf("after warm 8: %+v", sum)
 	}
-	checkListings := listAllShards(t, c, "od")
-	if open(checkListings) != 8 || len(checkListings) <= 8 {
-		t.Fatalf("pre-scaling left no lineage: %d shards, %d open", len(checkListings), open(checkListings))
+	lineage := odShards(t, c, "od")
+	if odOpen(lineage) != 8 || len(lineage) <= 8 {
+		t.Fatalf("pre-scaling left no lineage: %d shards, %d open", len(lineage), odOpen(lineage))
 	}
 	if _, err := c.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("w"), WarmThroughputMiBps: aws.Int32(6),
 		StreamModeDetails: &types.StreamModeDetails{StreamMode: types.StreamModeOnDemand}}); err != nil {
 		t.Fatal(err)
 	}
 	waitActive(t, c, "w")
-	if n := aws.ToInt32(summary(t, c, "w").OpenShardCount); n != 6 {
+	if n := aws.ToInt32(odSummary(t, c, "w").OpenShardCount); n != 6 {
 		t.Fatalf("created with warm 6: %d shards", n)
 	}
 	_, err = c.UpdateAccountSettings(ctx, &kinesis.UpdateAccountSettingsInput{MinimumThroughputBillingCommitment: &types.MinimumThroughputBillingCommitmentInput{
@@ -313,10 +315,10 @@ func TestCapacityOperationsWithTheSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("y"), StreamModeDetails: onDemand})
-	wantAPIErr(t, "a fourth on-demand stream", err, "LimitExceededException")
+	odWantErr(t, "a fourth on-demand stream", err, "LimitExceededException")
 }
 
-func summary(t *testing.T, c *kinesis.Client, name string) *types.StreamDescriptionSummary {
+func odSummary(t *testing.T, c *kinesis.Client, name string) *types.StreamDescriptionSummary {
 	t.Helper()
 	out, err := c.DescribeStreamSummary(context.Background(), &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
 	if err != nil {
@@ -325,7 +327,7 @@ func summary(t *testing.T, c *kinesis.Client, name string) *types.StreamDescript
 	return out.StreamDescriptionSummary
 }
 
-func wantAPIErr(t *testing.T, what string, err error, code string) {
+func odWantErr(t *testing.T, what string, err error, code string) {
 	t.Helper()
 	if apiErr(err) != code {
 		t.Fatalf("%s: %v, want %s", what, err, code)
