@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,16 +12,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/shardlog/shardlog/fsck"
 	"github.com/shardlog/shardlog/storage"
 )
 
 // rampOptions make the on-demand scaler act within seconds: it looks every
-// 100 ms at half a second of writes, splits a shard at 30% of 1 MiB/s and
-// merges pairs under 15% after half a second. The account's shard limit
-// bounds the splits at 16 shards.
+// 100 ms at half a second of writes, splits a shard at 20% of 1 MiB/s (so a
+// machine too loaded to reach the ramp's rates still sees splits) and merges
+// pairs under 10% after half a second. The account's shard limit bounds the
+// splits at 16 shards.
 func rampOptions() storage.Options {
 	return storage.Options{UpdateDelay: 50 * time.Millisecond, ShardLimit: 16,
-		OnDemand: storage.ScalerOptions{Interval: 100 * time.Millisecond, Window: 500 * time.Millisecond, SplitAt: 0.3, MergeBelow: 0.15,
+		OnDemand: storage.ScalerOptions{Interval: 100 * time.Millisecond, Window: 500 * time.Millisecond, SplitAt: 0.2, MergeBelow: 0.1,
 			MergeAfter: 500 * time.Millisecond}}
 }
 
@@ -61,6 +64,18 @@ func TestOnDemandRampWithTheSDK(t *testing.T) {
 	checkSplitsThenMerges(t, shards)
 	read := followLineage(t, srv.reader(), "od")
 	checkExactlyOnce(t, read, acked, attempted)
+
+	// The scaler's reshards leave a data directory clean to fsck.
+	srv.stop()
+	rep, err := fsck.Verify(fsck.Options{Dir: srv.dir, Deep: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Errors+rep.Warnings > 0 {
+		var b strings.Builder
+		rep.WriteText(&b)
+		t.Fatalf("fsck after on-demand scaling: %s", b.String())
+	}
 }
 
 // ramp writes 8 KiB records (each starting with its number, so each is
