@@ -325,11 +325,15 @@ func TestEveryOperationAuthorizes(t *testing.T) {
 		"UpdateStreamRecordDistributionStrategy": `{"StreamARN":"` + ordersARN + `","RecordDistributionStrategy":"AUTO"}`,
 		"EnableEnhancedMonitoring":               `{` + sel + `,"ShardLevelMetrics":["ALL"]}`,
 		"DisableEnhancedMonitoring":              `{` + sel + `,"ShardLevelMetrics":["ALL"]}`,
+		"UpdateStreamMode":                       `{"StreamARN":"` + ordersARN + `","StreamModeDetails":{"StreamMode":"ON_DEMAND"}}`,
+		"UpdateStreamWarmThroughput":             `{` + sel + `,"WarmThroughputMiBps":8}`,
+		"DescribeAccountSettings":                `{}`,
+		"UpdateAccountSettings":                  `{"MinimumThroughputBillingCommitment":{"Status":"ENABLED"}}`,
 	}
 	resources := map[string]string{"ListStreams": "*", "DescribeLimits": "*", "ListChannels": "*", "CreateChannel": channelARN,
 		"DescribeChannel": channelARN, "UpdateChannel": channelARN, "DeleteChannel": channelARN, "DescribeStreamConsumer": rig.consumerARN,
 		"DeregisterStreamConsumer": rig.consumerARN, "SubscribeToShard": rig.consumerARN, "DeleteResourcePolicy": rig.consumerARN,
-		"TagResource": rig.consumerARN, "ListTagsForResource": rig.consumerARN}
+		"TagResource": rig.consumerARN, "ListTagsForResource": rig.consumerARN, "DescribeAccountSettings": "*", "UpdateAccountSettings": "*"}
 	for op := range operations {
 		body, ok := bodies[op]
 		if !ok {

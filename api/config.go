@@ -57,8 +57,6 @@ const DefaultMaxBodyBytes = 15 << 20
 // Defaults for zero Config fields.
 const (
 	DefaultRegion = "us-east-1"
-	// OnDemandStreamCountLimit is AWS's default quota of on-demand streams.
-	OnDemandStreamCountLimit = 50
 	// DefaultSubscriptionLifetime is AWS's SubscribeToShard lifetime.
 	DefaultSubscriptionLifetime = 5 * time.Minute
 	// DefaultSubscribeRate is an enhanced fan-out consumer's dedicated

@@ -165,6 +165,29 @@ var messageTemplates = map[storage.Reason]func(f storage.Facts, region string) s
 	storage.ReasonHasConsumers: func(f storage.Facts, _ string) string {
 		return fmt.Sprintf("Stream %s under account %s has %d registered consumers. Set EnforceConsumerDeletion to delete the stream together with its consumers.", f.Stream, f.Account, f.Current)
 	},
+	// The capacity-mode texts below are shardlog's, in AWS's style: AWS's
+	// own were never captured (unverified). ReasonModeSwitches is worded as
+	// the captured UpdateShardCount limit is (ReasonScalingCalls), and
+	// ReasonOnDemandLimit as the captured shard limit is (ReasonShardLimit).
+	storage.ReasonSameMode: func(f storage.Facts, _ string) string {
+		return "Stream " + f.Stream + " under account " + f.Account + " is already in " + f.Given + " capacity mode."
+	},
+	storage.ReasonModeSwitches: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Exceeded the limit of %d UpdateStreamMode calls per rolling 24 hours for stream %s under account %s.", f.Limit, f.Stream, f.Account)
+	},
+	storage.ReasonOnDemandLimit: func(f storage.Facts, region string) string {
+		return fmt.Sprintf("This request would exceed the on-demand stream limit for the account %s in %s. "+
+			"Current on-demand stream count for the account: %d. Limit: %d.", f.Account, region, f.Current, f.Limit)
+	},
+	storage.ReasonWarmProvisioned: func(f storage.Facts, _ string) string {
+		return "Warm throughput is only supported for streams in ON_DEMAND capacity mode. Stream " + f.Stream + " under account " + f.Account + " is not."
+	},
+	storage.ReasonNoCommitment: func(f storage.Facts, _ string) string {
+		return "Warm throughput is only supported in accounts with MinimumThroughputBillingCommitment enabled. Account " + f.Account + " does not have it enabled."
+	},
+	storage.ReasonWarmMax: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Requested warm throughput of %d MiBps for stream %s under account %s exceeds the maximum of %d MiBps.", f.N, f.Stream, f.Account, f.Limit)
+	},
 }
 
 // The api's own consumer texts (unverified: AWS's were never captured).

@@ -90,6 +90,10 @@ var operations = map[string]opFunc{
 	"UpdateStreamRecordDistributionStrategy": (*Server).updateDistribution,
 	"EnableEnhancedMonitoring":               (*Server).enableEnhancedMonitoring,
 	"DisableEnhancedMonitoring":              (*Server).disableEnhancedMonitoring,
+	"UpdateStreamMode":                       (*Server).updateStreamMode,
+	"UpdateStreamWarmThroughput":             (*Server).updateStreamWarmThroughput,
+	"DescribeAccountSettings":                (*Server).describeAccountSettings,
+	"UpdateAccountSettings":                  (*Server).updateAccountSettings,
 }
 
 // reqCtx is the state of one request.

@@ -32,6 +32,9 @@ type createStreamInput struct {
 	MaxRecordSizeInKiB wire.OptInt
 	// RecordDistributionStrategy AUTO needs ON_DEMAND (distribution.go).
 	RecordDistributionStrategy *string
+	// WarmThroughputMiBps pre-scales an ON_DEMAND stream (storage checks
+	// the mode and the account's commitment).
+	WarmThroughputMiBps wire.OptInt
 }
 
 func (s *Server) createStream(rc *reqCtx, body []byte) (any, error) {
@@ -48,6 +51,7 @@ func (s *Server) createStream(rc *reqCtx, body []byte) (any, error) {
 	v.TagMap("tags", in.Tags, in.Tags != nil)
 	v.IntRange("maxRecordSizeInKiB", in.MaxRecordSizeInKiB, storage.MinMaxRecordSizeKiB, storage.MaxMaxRecordSizeKiB)
 	v.Enum("recordDistributionStrategy", in.RecordDistributionStrategy, recordDistributions)
+	v.IntRange("warmThroughputMiBps", in.WarmThroughputMiBps, 0, warmIntMax)
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
@@ -68,7 +72,7 @@ func createInput(in createStreamInput, account string) (storage.CreateStreamInpu
 	if in.StreamModeDetails != nil {
 		mode = storage.StreamMode(*in.StreamModeDetails.StreamMode)
 	}
-	out := storage.CreateStreamInput{Name: *in.StreamName, Mode: mode, Tags: in.Tags, MaxRecordSizeKiB: int(in.MaxRecordSizeInKiB.Val)}
+	out := storage.CreateStreamInput{Name: *in.StreamName, Mode: mode, Tags: in.Tags, MaxRecordSizeKiB: int(in.MaxRecordSizeInKiB.Val), WarmMiBps: optInt(in.WarmThroughputMiBps)}
 	switch {
 	case mode == storage.ModeProvisioned && !in.ShardCount.Set:
 		return out, wire.InvalidArgument("ShardCount cannot be null when creating stream in PROVISIONED StreamMode")
@@ -230,7 +234,8 @@ type streamDescriptionSummary struct {
 	ConsumerCount           int
 	MaxRecordSizeInKiB      int
 	// RecordDistributionStrategy is set for ON_DEMAND streams only.
-	RecordDistributionStrategy string `json:",omitempty"`
+	RecordDistributionStrategy string             `json:",omitempty"`
+	WarmThroughput             *warmThroughputOut `json:",omitempty"`
 }
 
 func (s *Server) describeStreamSummary(rc *reqCtx, body []byte) (any, error) {
@@ -249,6 +254,7 @@ func (s *Server) describeStreamSummary(rc *reqCtx, body []byte) (any, error) {
 		StreamCreationTimestamp: wire.EpochTime(info.Created), EnhancedMonitoring: enhancedMonitoring(info),
 		EncryptionType: "NONE", OpenShardCount: info.OpenShardCount(), ConsumerCount: info.ConsumerCount, MaxRecordSizeInKiB: info.MaxRecordSizeKiB,
 		RecordDistributionStrategy: summaryDistribution(info),
+		WarmThroughput:             s.warmThroughputOf(rc.ctx, info),
 	}
 	return struct{ StreamDescriptionSummary streamDescriptionSummary }{d}, nil
 }
@@ -376,7 +382,7 @@ func (s *Server) describeLimits(rc *reqCtx, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := describeLimitsOutput{ShardLimit: s.b.ShardLimit(), OnDemandStreamCountLimit: OnDemandStreamCountLimit}
+	out := describeLimitsOutput{ShardLimit: s.b.ShardLimit(), OnDemandStreamCountLimit: s.onDemandStreamLimit()}
 	for _, st := range streams {
 		if st.Mode == storage.ModeOnDemand {
 			out.OnDemandStreamCount++

@@ -96,6 +96,49 @@ type StreamRecord struct {
 	// not taken effect: set only while the stream is UPDATING, it becomes
 	// MaxRecordSizeKiB in the transaction that ends UPDATING.
 	PendingMaxRecordSizeKiB int `json:"pending_max_record_size_kib,omitempty"`
+	// WritePeaks are an ON_DEMAND stream's peak write rates, one per UTC day
+	// of the last 30, oldest first: its capacity is twice the highest.
+	WritePeaks []PeakRecord `json:"write_peaks,omitempty"`
+	// ModeSwitchNs are the times of UpdateStreamMode calls in the last 24
+	// hours.
+	ModeSwitchNs []int64 `json:"mode_switch_ns,omitempty"`
+	// WarmMiBps is an ON_DEMAND stream's warm throughput target
+	// (UpdateStreamWarmThroughput, or CreateStream's), 0 when none is set.
+	WarmMiBps int `json:"warm_mibps,omitempty"`
+}
+
+// PeakRecord is the highest write rate a stream took during one UTC day
+// (Day: days since the Unix epoch), in data + partition-key bytes per second
+// and records per second, each measured over the on-demand scaler's window.
+type PeakRecord struct {
+	Day     int64 `json:"day"`
+	Bytes   int64 `json:"bytes"`
+	Records int64 `json:"records"`
+}
+
+// MetaAccountKey is the key of the AccountRecord in meta.db's server bucket.
+const MetaAccountKey = "account"
+
+// CommitmentStatus is the account's MinimumThroughputBillingCommitment
+// status, as Kinesis names it.
+type CommitmentStatus string
+
+const (
+	CommitmentEnabled  CommitmentStatus = "ENABLED"
+	CommitmentDisabled CommitmentStatus = "DISABLED"
+	// CommitmentEnding is a commitment disabled before its earliest allowed
+	// end: it stays in force until then.
+	CommitmentEnding CommitmentStatus = "ENABLED_UNTIL_EARLIEST_ALLOWED_END"
+)
+
+// AccountRecord is the account's settings (DescribeAccountSettings), stored
+// as JSON under MetaAccountKey. Times are unix milliseconds, 0 when unset.
+// An absent record is a DISABLED commitment that never started.
+type AccountRecord struct {
+	Commitment           CommitmentStatus `json:"commitment,omitempty"`
+	StartedMs            int64            `json:"started_ms,omitempty"`
+	EndedMs              int64            `json:"ended_ms,omitempty"`
+	EarliestAllowedEndMs int64            `json:"earliest_allowed_end_ms,omitempty"`
 }
 
 // ConsumerStatus is an enhanced fan-out consumer's lifecycle state, as
@@ -162,6 +205,8 @@ func (r *StreamRecord) Clone() *StreamRecord {
 	c.Shards = append([]ShardRecord(nil), r.Shards...)
 	c.ScalingNs = append([]int64(nil), r.ScalingNs...)
 	c.ShardLevelMetrics = append([]string(nil), r.ShardLevelMetrics...)
+	c.WritePeaks = append([]PeakRecord(nil), r.WritePeaks...)
+	c.ModeSwitchNs = append([]int64(nil), r.ModeSwitchNs...)
 	if r.Reshard != nil {
 		rr := *r.Reshard
 		rr.Seal = append([]uint32(nil), rr.Seal...)

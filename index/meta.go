@@ -221,3 +221,23 @@ func (m *Meta) Secret() ([]byte, error) {
 	})
 	return secret, err
 }
+
+// Account returns the account's settings record (datadir.AccountRecord's
+// JSON), nil when none was ever stored. The value is a copy.
+func (m *Meta) Account() ([]byte, error) {
+	var out []byte
+	err := m.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketServer).Get([]byte(datadir.MetaAccountKey)); v != nil {
+			out = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PutAccount stores the account's settings record, durably.
+func (m *Meta) PutAccount(value []byte) error {
+	return m.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketServer).Put([]byte(datadir.MetaAccountKey), value)
+	})
+}

@@ -17,6 +17,7 @@ var KinesisControl = ControlLimits{
 	"DescribeLimits": 1, "AddTagsToStream": 5, "RemoveTagsFromStream": 5, "ListTagsForStream": 5,
 	"IncreaseStreamRetentionPeriod": 5, "DecreaseStreamRetentionPeriod": 5,
 	"RegisterStreamConsumer": 5, "DeregisterStreamConsumer": 5, "DescribeStreamConsumer": 20, "ListStreamConsumers": 5,
+	"UpdateStreamWarmThroughput": 5, "DescribeAccountSettings": 5, "UpdateAccountSettings": 5,
 }
 
 // perStream lists the operations whose limit applies to each stream apart.

@@ -17,26 +17,33 @@ const MultiplierTag = "shardlog.throughput-multiplier"
 const OnDemandShards = 4
 
 // limitsFor computes a stream's per-shard limits; nil when throttling is off.
+// An ON_DEMAND stream's capacity (ondemand.go) is spread over its open
+// shards: each takes at least its own rates, more when the capacity exceeds
+// what the shards give.
 func (s *Store) limitsFor(m *streamMeta) *ratelimit.Limits {
 	if !s.opts.Throttle {
 		return nil
 	}
+	l := s.baseLimits(m)
+	if m.Mode == ModeOnDemand {
+		open := float64(max(openCount(m), 1))
+		cb, cr := onDemandCapacity(m, l, s.opts.Now())
+		fb, fr := max(1, cb/(open*l.WriteBytes)), max(1, cr/(open*l.WriteRecords))
+		l.WriteBytes, l.ReadBytes, l.ReadCalls, l.IteratorCalls = l.WriteBytes*fb, l.ReadBytes*fb, l.ReadCalls*fb, l.IteratorCalls*fb
+		l.WriteRecords *= fr
+	}
+	l.LargeRecordBurst = float64(recordSizeBytes(m) - DefaultMaxRecordSizeKiB<<10)
+	return &l
+}
+
+// baseLimits are one shard's rates for m, whether enforced or not: AWS's,
+// times ThrottleMultiplier and the stream's multiplier tag.
+func (s *Store) baseLimits(m *streamMeta) ratelimit.Limits {
 	f := s.opts.ThrottleMultiplier
 	if v, err := strconv.ParseFloat(m.Tags[MultiplierTag], 64); err == nil && v > 0 {
 		f *= v
 	}
-	if m.Mode == ModeOnDemand {
-		open := 0
-		for _, sm := range m.Shards {
-			if !sm.Closed {
-				open++
-			}
-		}
-		f *= max(1, float64(OnDemandShards)/float64(max(open, 1)))
-	}
-	l := ratelimit.Kinesis.Scale(f)
-	l.LargeRecordBurst = float64(recordSizeBytes(m) - DefaultMaxRecordSizeKiB<<10)
-	return &l
+	return ratelimit.Kinesis.Scale(f)
 }
 
 // applyLimits gives every shard of st the limits its metadata calls for.

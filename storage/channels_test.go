@@ -18,7 +18,8 @@ func openChannelStore(t *testing.T, fs vfs.FS, dir string, c *clock) *Store {
 	return s
 }
 
-func createOnDemand(t *testing.T, s *Store, name string) {
+// createChannelSource creates a 2-shard ON_DEMAND stream, a channel's source.
+func createChannelSource(t *testing.T, s *Store, name string) {
 	t.Helper()
 	if err := s.CreateStream(context.Background(), CreateStreamInput{Name: name, ShardCount: 2, Mode: ModeOnDemand}); err != nil {
 		t.Fatal(err)
@@ -54,7 +55,7 @@ func TestChannelLifecycle(t *testing.T) {
 	c := &clock{time.Now()}
 	s := openChannelStore(t, vfs.NewMemFS(), t.TempDir(), c)
 	defer s.Close()
-	createOnDemand(t, s, "s")
+	createChannelSource(t, s, "s")
 	put(t, s, PutEntry{PartitionKey: "a", Data: []byte("{}")})
 	info, err := s.CreateChannel(ctx, CreateChannelInput{Name: "ch", Stream: "s", Config: s3Config})
 	if err != nil || info.Status != ChannelCreating || info.Progress != nil {
@@ -114,8 +115,8 @@ func TestCreateChannelErrors(t *testing.T) {
 	c := &clock{time.Now()}
 	s := openChannelStore(t, vfs.NewMemFS(), t.TempDir(), c)
 	defer s.Close()
-	createOnDemand(t, s, "a")
-	createOnDemand(t, s, "b")
+	createChannelSource(t, s, "a")
+	createChannelSource(t, s, "b")
 	if err := s.CreateStream(ctx, CreateStreamInput{Name: "p", ShardCount: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +155,7 @@ func TestChannelSurvivesRestart(t *testing.T) {
 	fs, dir := vfs.NewMemFS(), t.TempDir()
 	c := &clock{time.Now()}
 	s := openChannelStore(t, fs, dir, c)
-	createOnDemand(t, s, "s")
+	createChannelSource(t, s, "s")
 	in := CreateChannelInput{Name: "ch", Stream: "s", Config: s3Config, Tags: map[string]string{"k": "v"}}
 	created, err := s.CreateChannel(ctx, in)
 	if err != nil {

@@ -50,6 +50,9 @@ func (s *Store) CreateStream(ctx context.Context, in CreateStreamInput) error {
 	if k := in.MaxRecordSizeKiB; k != 0 && (k < MinMaxRecordSizeKiB || k > MaxMaxRecordSizeKiB) {
 		return fmt.Errorf("storage: max record size %d KiB outside [%d, %d]", k, MinMaxRecordSizeKiB, MaxMaxRecordSizeKiB)
 	}
+	if err := s.checkCreateOnDemandLocked(&in); err != nil {
+		return err
+	}
 	if err := s.checkShardLimitLocked(in.ShardCount); err != nil {
 		return err
 	}
@@ -69,6 +72,25 @@ func (s *Store) CreateStream(ctx context.Context, in CreateStreamInput) error {
 	return nil
 }
 
+// checkCreateOnDemandLocked applies the on-demand rules to a CreateStream:
+// the account's ON_DEMAND stream limit, then a warm throughput's (checkWarm),
+// which raises the shard count to it.
+func (s *Store) checkCreateOnDemandLocked(in *CreateStreamInput) error {
+	if in.Mode == ModeOnDemand {
+		if err := s.checkOnDemandLimitLocked(); err != nil {
+			return err
+		}
+	}
+	if in.WarmMiBps == nil {
+		return nil
+	}
+	if err := s.checkWarm(&streamMeta{Name: in.Name, Mode: in.Mode}, *in.WarmMiBps); err != nil {
+		return err
+	}
+	in.ShardCount = max(in.ShardCount, *in.WarmMiBps)
+	return nil
+}
+
 func (s *Store) newStreamMeta(in CreateStreamInput) *streamMeta {
 	now := s.opts.Now()
 	mode := in.Mode
@@ -79,6 +101,9 @@ func (s *Store) newStreamMeta(in CreateStreamInput) *streamMeta {
 		RetentionHours: DefaultRetentionHours, Tags: copyTags(in.Tags), NextShardIndex: uint32(in.ShardCount),
 		Distribution:   storedDistribution(in.Distribution),
 		PendingUntilNs: now.Add(s.opts.CreateDelay).UnixNano(), MaxRecordSizeKiB: in.MaxRecordSizeKiB}
+	if in.WarmMiBps != nil {
+		m.WarmMiBps = *in.WarmMiBps
+	}
 	epoch := max(now.Unix()-initialEpochLag, s.maxEpochLocked()+1)
 	s.reservedEpoch = max(s.reservedEpoch, epoch) // outlives the stream: a re-created one gets another
 	for i, r := range hashkey.Split(in.ShardCount) {

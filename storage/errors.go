@@ -105,7 +105,13 @@ const (
 	ReasonAutoProvisioned Reason = "AUTO distribution on a provisioned stream" // ErrInvalidArgument; Stream
 	// ReasonOrderingAuto is PutRecord's SequenceNumberForOrdering on a
 	// stream with AUTO record distribution.
-	ReasonOrderingAuto Reason = "SequenceNumberForOrdering with AUTO distribution" // ErrInvalidArgument; Stream
+	ReasonOrderingAuto    Reason = "SequenceNumberForOrdering with AUTO distribution" // ErrInvalidArgument; Stream
+	ReasonSameMode        Reason = "stream already in that mode"                      // ErrInvalidArgument; Stream, Given: the mode
+	ReasonModeSwitches    Reason = "UpdateStreamMode calls per day"                   // ErrLimitExceeded; Stream, Limit
+	ReasonOnDemandLimit   Reason = "account on-demand stream limit"                   // ErrLimitExceeded; Current, Limit
+	ReasonWarmProvisioned Reason = "warm throughput of a provisioned stream"          // ErrInvalidArgument; Stream
+	ReasonNoCommitment    Reason = "warm throughput without commitment"               // ErrInvalidArgument; Stream
+	ReasonWarmMax         Reason = "warm throughput above the maximum"                // ErrLimitExceeded; Stream, N, Limit
 )
 
 // Facts are what a client's message names. Which fields a Reason fills is

@@ -227,6 +227,8 @@ func (s *Store) putGroup(ctx context.Context, stream string, g *group, results [
 	g.gate.RUnlock()
 	if err != nil {
 		err = s.writeError(err)
+	} else {
+		g.r.traffic.add(groupBytes(g.entries), len(g.entries))
 	}
 	for j, i := range g.idx {
 		if err != nil {
@@ -236,6 +238,16 @@ func (s *Store) putGroup(ctx context.Context, stream string, g *group, results [
 		seq := seqnum.Seq{ShardCreateSecs: g.r.epoch, ShardIndex: g.r.index, Ordinal: res.First + uint64(j), ArrivalSecs: res.ArrivalMs / 1000}
 		results[i] = PutResult{ShardID: id, SequenceNumber: seq.String()}
 	}
+}
+
+// groupBytes is what entries count against a shard's write rate: data plus
+// partition key.
+func groupBytes(entries []shard.Entry) int {
+	n := 0
+	for _, e := range entries {
+		n += len(e.Data) + len(e.PartitionKey)
+	}
+	return n
 }
 
 // writeError classifies a shard's write failure for the api layer.

@@ -182,8 +182,14 @@ type reshardRun struct {
 // it under the store lock, and the stream is UPDATING until it takes effect.
 // With no UPDATING delay it takes effect before the call returns.
 func (s *Store) reshard(name string, plan func(in planInput) (*reshardPlan, error)) error {
+	return s.reshardWith(name, false, plan)
+}
+
+// reshardWith is reshard; internal plans may reshard an ON_DEMAND stream
+// (planInput.internal).
+func (s *Store) reshardWith(name string, internal bool, plan func(in planInput) (*reshardPlan, error)) error {
 	s.mu.Lock()
-	st, p, err := s.planLocked(name, plan)
+	st, p, err := s.planLocked(name, internal, plan)
 	if err == nil && p != nil {
 		err = runHook("accept")
 	}
@@ -209,12 +215,14 @@ func (s *Store) reshard(name string, plan func(in planInput) (*reshardPlan, erro
 
 // planLocked plans a reshard. A plan that adds no shard (UpdateShardCount to
 // the current count) only records the call; it returns a nil plan.
-func (s *Store) planLocked(name string, plan func(in planInput) (*reshardPlan, error)) (*stream, *reshardPlan, error) {
+func (s *Store) planLocked(name string, internal bool, plan func(in planInput) (*reshardPlan, error)) (*stream, *reshardPlan, error) {
 	st, err := s.lookupLocked(name)
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := plan(s.planInputLocked(st))
+	in := s.planInputLocked(st)
+	in.internal = internal
+	p, err := plan(in)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -393,6 +401,9 @@ func (s *Store) install(st *stream, m *streamMeta, sealed, kids map[uint32]*shar
 		st.shards[i] = sh
 	}
 	st.rebuildRoutes()
+	if m.Mode == ModeOnDemand { // its capacity is spread over a new number of shards
+		s.applyLimits(st)
+	}
 	if st.timer != nil {
 		st.timer.Stop()
 	}

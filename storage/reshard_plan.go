@@ -25,6 +25,10 @@ type planInput struct {
 	// above every epoch in the store (reserved ones included).
 	minEpoch int64
 	limits   planLimits
+	// internal marks a reshard the server makes itself (the on-demand
+	// scaler, warm throughput): it may reshard an ON_DEMAND stream, which
+	// users may not.
+	internal bool
 }
 
 // planLimits are the account's and the stream's limits on a reshard.
@@ -134,8 +138,8 @@ func planUpdateShardCount(in planInput, target int) (*reshardPlan, UpdateShardCo
 }
 
 // checkReshardable refuses a stream that may not be resharded now.
-func checkReshardable(m *streamMeta, account string) error {
-	if m.Mode == ModeOnDemand {
+func checkReshardable(m *streamMeta, account string, internal bool) error {
+	if m.Mode == ModeOnDemand && !internal {
 		return newError(ErrValidation, ReasonOnDemand, Facts{Account: account, Stream: m.Name})
 	}
 	if m.Status != StatusActive {

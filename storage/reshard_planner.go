@@ -34,7 +34,7 @@ func (p *planner) rangeOf(sm shardMeta) hashkey.Range {
 // newPlanner starts a plan on a copy of in.meta, once the stream may be
 // resharded.
 func newPlanner(in planInput) (*planner, error) {
-	if err := checkReshardable(in.meta, in.account); err != nil {
+	if err := checkReshardable(in.meta, in.account, in.internal); err != nil {
 		return nil, err
 	}
 	return &planner{m: in.meta.Clone(), now: in.now, epoch: max(in.now.Unix(), in.minEpoch), acct: in.account,

@@ -71,6 +71,12 @@ type Options struct {
 	// (the server's engine metrics).
 	Observer shard.Observer
 
+	// OnDemandStreamLimit is how many ON_DEMAND streams the account may
+	// have; default DefaultOnDemandStreamLimit (50, as AWS).
+	OnDemandStreamLimit int
+	// OnDemand configures the on-demand scaler (ondemand.go).
+	OnDemand ScalerOptions
+
 	// SeqGroupSize is how many shards (by index: 0..n-1, n..2n-1, ...) share
 	// a sequence counter; 0 means AWS's DefaultSeqGroupSize. 1 gives every
 	// shard its own, so its ordinals depend on its own writes alone (the
@@ -90,6 +96,9 @@ const (
 	DefaultSegmentSize = shard.DefaultSegmentSize
 	DefaultSegmentAge  = shard.DefaultSegmentAge
 	DefaultCacheWindow = shard.DefaultCacheWindow
+	// DefaultOnDemandStreamLimit is AWS's default quota of ON_DEMAND streams
+	// per account.
+	DefaultOnDemandStreamLimit = 50
 )
 
 func (o *Options) setDefaults() error {
@@ -102,6 +111,10 @@ func (o *Options) setDefaults() error {
 	if o.ShardLimit == 0 {
 		o.ShardLimit = DefaultShardLimit
 	}
+	if o.OnDemandStreamLimit == 0 {
+		o.OnDemandStreamLimit = DefaultOnDemandStreamLimit
+	}
+	o.OnDemand.setDefaults()
 	if o.ScalingCallsPerDay == 0 {
 		o.ScalingCallsPerDay = DefaultScalingCallsPerDay
 	}
@@ -166,6 +179,13 @@ type Store struct {
 	// (channels.go).
 	channels watcher
 
+	// scale is the on-demand scaler's memory (ondemand.go).
+	scale scaler
+	// account is the account's settings (account.go), guarded by acctMu,
+	// which is never held while taking mu.
+	acctMu  sync.Mutex
+	account datadir.AccountRecord
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -180,7 +200,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, log: opts.Logger, streams: map[string]*stream{}}
+	s := &Store{opts: opts, log: opts.Logger, streams: map[string]*stream{}, scale: scaler{streams: map[*stream]*streamScale{}}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.openFiles(); err != nil {
 		s.closeFiles()
@@ -194,6 +214,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.recovery = s.recoveryStats(time.Since(start))
 	s.wg.Add(1)
 	go s.retentionLoop()
+	if s.opts.OnDemand.Interval > 0 {
+		s.wg.Add(1)
+		go s.scaleLoop()
+	}
 	return s, nil
 }
 
@@ -207,6 +231,9 @@ func (s *Store) openFiles() error {
 		return err
 	}
 	if s.secret, err = s.meta.Secret(); err != nil {
+		return err
+	}
+	if err := s.loadAccount(); err != nil {
 		return err
 	}
 	var rebuilt bool
@@ -257,6 +284,10 @@ func (s *Store) isClosed() bool {
 
 // ShardLimit is the account's open-shard limit, which DescribeLimits reports.
 func (s *Store) ShardLimit() int { return s.opts.ShardLimit }
+
+// OnDemandStreamLimit is the account's limit of ON_DEMAND streams, which
+// DescribeLimits reports.
+func (s *Store) OnDemandStreamLimit() int { return s.opts.OnDemandStreamLimit }
 
 // AccountID is the account every stream belongs to.
 func (s *Store) AccountID() string { return s.opts.AccountID }

@@ -67,6 +67,10 @@ type stream struct {
 	// step, so concurrent Puts never share a turn and a stream's records
 	// spread evenly (a restart starts the count again).
 	autoTurn atomic.Uint64
+	// traffic counts each open shard's admitted writes for the on-demand
+	// scaler (ondemand.go); the map is guarded by Store.mu, the counters are
+	// atomic.
+	traffic map[uint32]*traffic
 }
 
 // watch returns a channel closed at the stream's next metadata change. Call
@@ -116,10 +120,11 @@ func (st *stream) counter(i uint32, size int) *shard.Counter {
 }
 
 type route struct {
-	rng   hashkey.Range
-	index uint32
-	sh    *shard.Shard
-	epoch int64
+	rng     hashkey.Range
+	index   uint32
+	sh      *shard.Shard
+	epoch   int64
+	traffic *traffic
 }
 
 // rebuildRoutes makes a new routing table: Put uses the old one without the
@@ -128,9 +133,11 @@ func (st *stream) rebuildRoutes() {
 	st.routes = nil
 	for _, sm := range st.meta.Shards {
 		if sm.Closed {
+			delete(st.traffic, sm.Index)
 			continue
 		}
-		st.routes = append(st.routes, route{rng: hashRangeOf(sm), index: sm.Index, sh: st.shards[sm.Index], epoch: sm.CreateSecs})
+		st.routes = append(st.routes, route{rng: hashRangeOf(sm), index: sm.Index, sh: st.shards[sm.Index], epoch: sm.CreateSecs,
+			traffic: st.trafficOf(sm.Index)})
 	}
 	sort.Slice(st.routes, func(i, j int) bool { return st.routes[i].rng.Start.Cmp(st.routes[j].rng.Start) < 0 })
 }
@@ -163,7 +170,7 @@ func shardInfoOf(sm shardMeta) ShardInfo {
 func streamInfoOf(m *streamMeta, withShards bool) StreamInfo {
 	si := StreamInfo{Name: m.Name, Created: time.Unix(0, m.CreatedNs), Status: m.Status, Mode: m.Mode, RetentionHours: m.RetentionHours, Tags: copyTags(m.Tags),
 		ConsumerCount: len(m.Consumers), Distribution: distributionOf(m), MaxRecordSizeKiB: recordSizeKiB(m),
-		ShardLevelMetrics: append([]string{}, m.ShardLevelMetrics...)}
+		ShardLevelMetrics: append([]string{}, m.ShardLevelMetrics...), WarmMiBps: m.WarmMiBps}
 	if withShards && m.Status != StatusCreating && !m.DeletedCreating {
 		si.Shards = make([]ShardInfo, 0, len(m.Shards))
 		for _, sm := range m.Shards {

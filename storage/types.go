@@ -77,6 +77,8 @@ type StreamInfo struct {
 	// MaxRecordSizeKiB is the largest record (data + partition key) the
 	// stream takes now, in KiB.
 	MaxRecordSizeKiB int
+	// WarmMiBps is an ON_DEMAND stream's warm throughput target, 0 if none.
+	WarmMiBps int
 }
 
 // OpenShardCount counts the shards that take writes.
@@ -104,6 +106,9 @@ type CreateStreamInput struct {
 	// MaxRecordSizeKiB is the stream's maximum record size in KiB, within
 	// [MinMaxRecordSizeKiB, MaxMaxRecordSizeKiB]; 0 means the default.
 	MaxRecordSizeKiB int
+	// WarmMiBps, if set, is the warm throughput of an ON_DEMAND stream: it
+	// starts with that many shards (at least OnDemandShards).
+	WarmMiBps *int
 }
 
 // PutEntry is one record to store. The api layer has checked lengths and

@@ -32,7 +32,7 @@ type countingCloser struct{ n atomic.Int32 }
 func (c *countingCloser) Close() error { c.n.Add(1); return nil }
 
 func testOptions() serveOptions {
-	return serveOptions{listen: "127.0.0.1:0", dataDir: "unused", accountID: "000000000000", region: "us-east-1", shardLimit: 500, sync: "always", throttleMultiplier: 1, segmentSize: 64 << 20, segmentAge: time.Hour, scalingPerDay: 10, cacheWindow: 32 << 20, subscriptionLifetime: 5 * time.Minute, hardening: defaultHardening()}
+	return serveOptions{listen: "127.0.0.1:0", dataDir: "unused", accountID: "000000000000", region: "us-east-1", shardLimit: 500, sync: "always", throttleMultiplier: 1, segmentSize: 64 << 20, segmentAge: time.Hour, scalingPerDay: 10, cacheWindow: 32 << 20, subscriptionLifetime: 5 * time.Minute, hardening: defaultHardening(), onDemand: defaultOnDemand()}
 }
 
 func TestServeHealthAndShutdown(t *testing.T) {
@@ -101,6 +101,8 @@ func TestServeFlags(t *testing.T) {
 		"read-header-timeout": "10s", "read-timeout": "2m0s", "idle-timeout": "2m0s", "max-connections": "0",
 		"max-header-bytes": "65536", "http2-max-streams": "250",
 		"channel-delay": "500ms", "channel-dir": "", "channel-flush-every": "0s", "channel-any-mode": "false",
+		"on-demand-stream-limit": "50", "on-demand-scale-interval": "10s", "on-demand-window": "1m0s", "on-demand-split-at": "0.8",
+		"on-demand-merge-below": "0.4", "on-demand-merge-after": "15m0s",
 	}
 	for name, def := range want {
 		f := cmd.Flags().Lookup(name)
@@ -139,6 +141,12 @@ func TestOptionsCheck(t *testing.T) {
 		func(o *serveOptions) { o.hardening.http2MaxStreams = 0 },
 		func(o *serveOptions) { o.metricsAuth = true },                                                       // no --auth-file
 		func(o *serveOptions) { o.metricsAuth, o.authFile, o.metricsListen = true, "a.yaml", "127.0.0.1:0" }, // served elsewhere, open
+		func(o *serveOptions) { o.onDemand.streamLimit = 0 },
+		func(o *serveOptions) { o.onDemand.interval = -time.Second },
+		func(o *serveOptions) { o.onDemand.window = 0 },
+		func(o *serveOptions) { o.onDemand.mergeAfter = 0 },
+		func(o *serveOptions) { o.onDemand.splitAt = 0 },
+		func(o *serveOptions) { o.onDemand.mergeBelow = o.onDemand.splitAt },
 	} {
 		o := testOptions()
 		mut(&o)
@@ -203,5 +211,20 @@ func TestSchedulerProcs(t *testing.T) {
 		if got := o.schedulerProcs(tt.envSet, tt.current); got != tt.want {
 			t.Errorf("flag %d, env set %v, runtime %d: got %d, want %d", tt.flag, tt.envSet, tt.current, got, tt.want)
 		}
+	}
+}
+
+// TestOnDemandScalerOptions: the flags reach storage as they are, and an
+// interval of 0 turns the scaler off.
+func TestOnDemandScalerOptions(t *testing.T) {
+	o := defaultOnDemand()
+	got := o.scaler()
+	want := storage.ScalerOptions{Interval: 10 * time.Second, Window: time.Minute, SplitAt: 0.8, MergeBelow: 0.4, MergeAfter: 15 * time.Minute}
+	if got != want {
+		t.Fatalf("scaler options %+v, want %+v", got, want)
+	}
+	o.interval = 0
+	if got := o.scaler(); got.Interval >= 0 {
+		t.Fatalf("interval 0 gave %v, want the scaler off (negative)", got.Interval)
 	}
 }

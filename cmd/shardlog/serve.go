@@ -26,6 +26,13 @@ const (
 	defaultCacheWindow = storage.DefaultCacheWindow
 
 	defaultScalingPerDay = storage.DefaultScalingCallsPerDay
+
+	defaultOnDemandStreamLimit = storage.DefaultOnDemandStreamLimit
+	defaultScaleInterval       = storage.DefaultScaleInterval
+	defaultScaleWindow         = storage.DefaultScaleWindow
+	defaultScaleSplitAt        = storage.DefaultScaleSplitAt
+	defaultScaleMergeBelow     = storage.DefaultScaleMergeBelow
+	defaultScaleMergeAfter     = storage.DefaultScaleMergeAfter
 )
 
 // openStore opens (or creates) the data directory. The returned Closer syncs
@@ -47,6 +54,9 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 		Logger:         log.Named("storage"),
 
 		ScalingCallsPerDay: o.scalingPerDay,
+
+		OnDemandStreamLimit: o.onDemand.streamLimit,
+		OnDemand:            o.onDemand.scaler(),
 
 		SegmentSize: o.segmentSize,
 		SegmentAge:  o.segmentAge,
@@ -88,4 +98,14 @@ func (cs closers) Close() error {
 		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// scaler is the on-demand flags as storage takes them; an interval of 0
+// turns the scaler off.
+func (o onDemandOptions) scaler() storage.ScalerOptions {
+	interval := o.interval
+	if interval == 0 {
+		interval = -1
+	}
+	return storage.ScalerOptions{Interval: interval, Window: o.window, SplitAt: o.splitAt, MergeBelow: o.mergeBelow, MergeAfter: o.mergeAfter}
 }

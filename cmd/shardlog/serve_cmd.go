@@ -44,6 +44,9 @@ type serveOptions struct {
 	sync                 string
 
 	scalingPerDay int
+	// onDemand are the on-demand flags: the account's ON_DEMAND stream
+	// limit and the scaler's policy.
+	onDemand onDemandOptions
 
 	segmentSize int64
 	segmentAge  time.Duration
@@ -73,6 +76,46 @@ type serveOptions struct {
 	metricsAuth bool
 	// engine, set by runServe, observes the storage engine for /metrics.
 	engine shard.Observer
+}
+
+// onDemandOptions are the on-demand flags (storage/ondemand.go has the
+// policy they tune).
+type onDemandOptions struct {
+	streamLimit int
+	interval    time.Duration // 0: the scaler is off
+	window      time.Duration
+	splitAt     float64
+	mergeBelow  float64
+	mergeAfter  time.Duration
+}
+
+// defaultOnDemand are the on-demand flags' defaults: storage's.
+func defaultOnDemand() onDemandOptions {
+	return onDemandOptions{streamLimit: defaultOnDemandStreamLimit, interval: defaultScaleInterval, window: defaultScaleWindow,
+		splitAt: defaultScaleSplitAt, mergeBelow: defaultScaleMergeBelow, mergeAfter: defaultScaleMergeAfter}
+}
+
+func addOnDemandFlags(cmd *cobra.Command, o *onDemandOptions) {
+	d := defaultOnDemand()
+	f := cmd.Flags()
+	f.IntVar(&o.streamLimit, "on-demand-stream-limit", d.streamLimit, "ON_DEMAND streams allowed in the account (AWS: 50)")
+	f.DurationVar(&o.interval, "on-demand-scale-interval", d.interval, "how often the on-demand scaler looks at the ON_DEMAND streams (0: never, the shards stay as they are)")
+	f.DurationVar(&o.window, "on-demand-window", d.window, "how far back the on-demand scaler averages each shard's write rate")
+	f.Float64Var(&o.splitAt, "on-demand-split-at", d.splitAt, "split an ON_DEMAND stream's shard whose write rate reaches this fraction of one shard's (1 MiB/s or 1,000 records/s)")
+	f.Float64Var(&o.mergeBelow, "on-demand-merge-below", d.mergeBelow, "merge two adjacent shards whose write rates together stay below this fraction of one shard's for --on-demand-merge-after")
+	f.DurationVar(&o.mergeAfter, "on-demand-merge-after", d.mergeAfter, "how long an ON_DEMAND stream must have cold adjacent shards before they are merged")
+}
+
+func (o onDemandOptions) check() error {
+	switch {
+	case o.streamLimit < 1:
+		return fmt.Errorf("--on-demand-stream-limit must be at least 1, got %d", o.streamLimit)
+	case o.interval < 0 || o.window <= 0 || o.mergeAfter <= 0:
+		return errors.New("--on-demand-scale-interval must not be negative, --on-demand-window and --on-demand-merge-after must be positive")
+	case !(o.splitAt > 0) || !(o.mergeBelow > 0) || o.mergeBelow >= o.splitAt: // also refuses NaN
+		return fmt.Errorf("--on-demand-split-at and --on-demand-merge-below must be positive, merge-below under split-at (got %v, %v)", o.splitAt, o.mergeBelow)
+	}
+	return nil
 }
 
 // tlsOptions are the TLS flags. TLS is on with a certificate and key or
@@ -162,6 +205,7 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.StringVar(&o.authFile, "auth-file", "", "verify every request's SigV4 signature against the access keys in this YAML or JSON file (reloaded on SIGHUP); unset: any credentials work")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics (GET /metrics) on this address instead of on the API listeners")
 	f.BoolVar(&o.metricsAuth, "metrics-auth", false, "with --auth-file: GET /metrics on the API listeners needs a SigV4 signature (service kinesis) by a key allowed the action "+api.MetricsAction)
+	addOnDemandFlags(cmd, &o.onDemand)
 	addTLSFlags(cmd, &o.tls)
 	addHardeningFlags(cmd, &o.hardening)
 	return cmd
@@ -230,6 +274,9 @@ func (o serveOptions) check() error {
 		// --metrics-listen serves /metrics unauthenticated, elsewhere: the
 		// pair would suggest a protection that is not there.
 		return errors.New("--metrics-auth protects /metrics on the API listeners; with --metrics-listen it is served there instead, without authentication")
+	}
+	if err := o.onDemand.check(); err != nil {
+		return err
 	}
 	if err := o.tls.check(); err != nil {
 		return err
