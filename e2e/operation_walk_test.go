@@ -17,9 +17,6 @@ import (
 // answers anything else, so the list only ever says what is true: remove an
 // operation from it when it is built.
 var notYetBuilt = map[string]bool{
-	// account settings and on-demand
-	"DescribeAccountSettings": true, "UpdateAccountSettings": true,
-	"UpdateStreamMode": true, "UpdateStreamWarmThroughput": true,
 	// encryption
 	"StartStreamEncryption": true, "StopStreamEncryption": true,
 }
