@@ -442,6 +442,9 @@ type Record struct {
 	ArrivalMs    int64
 	PartitionKey string
 	Data         []byte
+	// Sealed is set on decoding a record of a sealed frame (it was stored
+	// encrypted); encoding ignores it.
+	Sealed bool
 }
 
 // RawSize is the exact length AppendRecords adds for recs, for callers that
@@ -544,7 +547,7 @@ func (d *recordDecoder) next(first bool) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	var r Record
+	r := Record{Sealed: d.h.Sealed}
 	switch {
 	case first && gap != 0:
 		return Record{}, fmt.Errorf("first record has seq gap %d", gap)
