@@ -155,7 +155,7 @@ type Shard struct {
 	sinceSeek int64       // publishing goroutine only: stored bytes since the last seek point
 	cache     cacheWindow // publishing goroutine only
 
-	adm atomic.Pointer[ratelimit.Shard] // nil: unlimited
+	adm atomic.Pointer[ratelimit.Shard]   // nil: unlimited
 	enc atomic.Pointer[segment.MasterKey] // of new segments; nil: plaintext
 
 	stopMu   sync.Mutex   // serializes stopping the writer (Close, Seal); guards quit's writes with mu
