@@ -63,6 +63,17 @@ type StreamRecord struct {
 	// Policy is the stream's resource-based policy (PutResourcePolicy's
 	// JSON text, as given), "" when it has none.
 	Policy string `json:"policy,omitempty"`
+	// EncryptionType is "KMS" once StartStreamEncryption was accepted (and
+	// until StopStreamEncryption); "" means NONE. KeyID is the KeyId as
+	// the client gave it, which DescribeStream reports; KeyFingerprint (hex)
+	// names the master key it resolved to, so that the stream keeps its key
+	// across restarts even if the keyring renames it.
+	EncryptionType string `json:"encryption_type,omitempty"`
+	KeyID          string `json:"key_id,omitempty"`
+	KeyFingerprint string `json:"key_fingerprint,omitempty"`
+	// KeyChangesNs are the times of StartStreamEncryption calls in the last
+	// 24 hours (AWS allows 25).
+	KeyChangesNs []int64 `json:"key_changes_ns,omitempty"`
 }
 
 // ConsumerStatus is an enhanced fan-out consumer's lifecycle state, as
@@ -128,6 +139,7 @@ func (r *StreamRecord) Clone() *StreamRecord {
 	}
 	c.Shards = append([]ShardRecord(nil), r.Shards...)
 	c.ScalingNs = append([]int64(nil), r.ScalingNs...)
+	c.KeyChangesNs = append([]int64(nil), r.KeyChangesNs...)
 	if r.Reshard != nil {
 		rr := *r.Reshard
 		rr.Seal = append([]uint32(nil), rr.Seal...)

@@ -12,8 +12,8 @@
 //	    material: 3q2+7w...                           # base64 of 32 random bytes (openssl rand -base64 32)
 //	    state: Enabled                                # optional: Enabled, Disabled or PendingDeletion
 //
-// ARNs resolve only in the server's region and account: a key of another
-// account is not found, as it is on AWS without a grant. Without a keyring
+// ARNs resolve only in the request's region and the server's account: a key
+// of another account is not found, as it is on AWS without a grant. Without a keyring
 // entry for alias/aws/kinesis, that alias (AWS's Kinesis-owned key) uses a
 // key shardlog generates once in the data directory (datadir.DefaultKeyFile,
 // mode 0600, fsynced before it is used).
@@ -64,9 +64,9 @@ type Options struct {
 	File string
 	// DataDir holds the generated alias/aws/kinesis key.
 	DataDir string
-	// Region and Account qualify ARNs: only ARNs of this region and account
-	// resolve.
-	Region, Account string
+	// Account qualifies ARNs: only ARNs of this account (and of the
+	// request's region) resolve.
+	Account string
 }
 
 // Keyring is safe for concurrent use. Reload swaps the file's keys in
@@ -117,11 +117,11 @@ func (k *Keyring) Reload() error {
 	return nil
 }
 
-// Resolve finds the master key a StartStreamEncryption KeyId names. It fails
-// with ErrNotFound, ErrDisabled or ErrInvalidState, or an I/O error making
-// the default key.
-func (k *Keyring) Resolve(keyID string) (segment.MasterKey, error) {
-	name, ok := k.normalize(keyID)
+// Resolve finds the master key a StartStreamEncryption KeyId names, for a
+// request to region. It fails with ErrNotFound, ErrDisabled or
+// ErrInvalidState, or an I/O error making the default key.
+func (k *Keyring) Resolve(keyID, region string) (segment.MasterKey, error) {
+	name, ok := k.normalize(keyID, region)
 	if !ok {
 		return segment.MasterKey{}, fmt.Errorf("%w: %s", ErrNotFound, keyID)
 	}
@@ -155,14 +155,14 @@ func (k *Keyring) Keys() segment.Keys {
 	}
 }
 
-// normalize turns a KeyId into a key ID or an alias name: ARNs of this
-// region and account lose their prefix. ok is false for an ARN elsewhere.
-func (k *Keyring) normalize(keyID string) (string, bool) {
+// normalize turns a KeyId into a key ID or an alias name: ARNs of region
+// and the account lose their prefix. ok is false for an ARN elsewhere.
+func (k *Keyring) normalize(keyID, region string) (string, bool) {
 	if !strings.HasPrefix(keyID, "arn:") {
 		return keyID, true
 	}
 	parts := strings.SplitN(keyID, ":", 6)
-	if len(parts) != 6 || parts[1] != "aws" || parts[2] != "kms" || parts[3] != k.opts.Region || parts[4] != k.opts.Account {
+	if len(parts) != 6 || parts[1] != "aws" || parts[2] != "kms" || parts[3] != region || parts[4] != k.opts.Account {
 		return "", false
 	}
 	res := parts[5]

@@ -52,7 +52,7 @@ keys:
     material: `+material(3)+`
     state: PendingDeletion
 `)
-	k, err := Open(Options{File: p, DataDir: dir, Region: "us-east-1", Account: "111122223333"})
+	k, err := Open(Options{File: p, DataDir: dir, Account: "111122223333"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestResolve(t *testing.T) {
 		{"doomed", segment.Fingerprint{}, ErrInvalidState},
 	}
 	for _, tt := range tests {
-		m, err := k.Resolve(tt.keyID)
+		m, err := k.Resolve(tt.keyID, "us-east-1")
 		if !errors.Is(err, tt.err) || (tt.err == nil && m.ID != tt.want) {
 			t.Errorf("Resolve(%q) = %s, %v; want %s, %v", tt.keyID, m.ID, err, tt.want, tt.err)
 		}
@@ -105,18 +105,18 @@ func TestResolve(t *testing.T) {
 // once (0600, no temporary left), which later keyrings and restarts reuse.
 func TestDefaultKey(t *testing.T) {
 	dir := t.TempDir()
-	k, err := Open(Options{DataDir: dir, Region: "us-east-1", Account: "111122223333"})
+	k, err := Open(Options{DataDir: dir, Account: "111122223333"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := k.Keys()(fingerprint(t, 1)); !errors.Is(err, segment.ErrNoKey) {
 		t.Fatalf("Keys before any key exists: %v", err)
 	}
-	m, err := k.Resolve("alias/aws/kinesis")
+	m, err := k.Resolve("alias/aws/kinesis", "us-east-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m2, err := k.Resolve("arn:aws:kms:us-east-1:111122223333:alias/aws/kinesis"); err != nil || m2.ID != m.ID {
+	if m2, err := k.Resolve("arn:aws:kms:us-east-1:111122223333:alias/aws/kinesis", "us-east-1"); err != nil || m2.ID != m.ID {
 		t.Fatalf("alias ARN: %v", err)
 	}
 	fi, err := os.Stat(datadir.DefaultKeyPath(dir))
@@ -126,7 +126,7 @@ func TestDefaultKey(t *testing.T) {
 	if _, err := os.Stat(datadir.DefaultKeyPath(dir) + datadir.TmpExt); !os.IsNotExist(err) {
 		t.Fatalf("temporary file left: %v", err)
 	}
-	if _, err := k.Resolve(uuidA); !errors.Is(err, ErrNotFound) {
+	if _, err := k.Resolve(uuidA, "us-east-1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("no keyring, a key ID: %v", err)
 	}
 	again, err := Open(Options{DataDir: dir, File: writeFile(t, dir, "keys: []\n")})
@@ -136,7 +136,7 @@ func TestDefaultKey(t *testing.T) {
 	if got, err := again.Keys()(m.ID); err != nil || got.ID != m.ID {
 		t.Fatalf("reopened: %v", err)
 	}
-	if got, err := again.Resolve("alias/aws/kinesis"); err != nil || got.ID != m.ID {
+	if got, err := again.Resolve("alias/aws/kinesis", "us-east-1"); err != nil || got.ID != m.ID {
 		t.Fatalf("reopened Resolve: %v", err)
 	}
 }
@@ -147,17 +147,17 @@ func TestReload(t *testing.T) {
 	if err := k.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.Resolve(uuidB); err != nil {
+	if _, err := k.Resolve(uuidB, "us-east-1"); err != nil {
 		t.Fatalf("reloaded key: %v", err)
 	}
-	if _, err := k.Resolve(uuidA); !errors.Is(err, ErrNotFound) {
+	if _, err := k.Resolve(uuidA, "us-east-1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("removed key: %v", err)
 	}
 	writeFile(t, dir, "keys: [{key_id: x, material: short}]\n")
 	if err := k.Reload(); !errors.Is(err, ErrFile) {
 		t.Fatalf("bad file: %v", err)
 	}
-	if _, err := k.Resolve(uuidB); err != nil {
+	if _, err := k.Resolve(uuidB, "us-east-1"); err != nil {
 		t.Fatalf("a bad reload dropped the keys in use: %v", err)
 	}
 }
