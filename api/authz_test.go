@@ -306,6 +306,8 @@ func TestEveryOperationAuthorizes(t *testing.T) {
 		"ListStreamConsumers":           `{"StreamARN":"` + ordersARN + `"}`,
 		"DeregisterStreamConsumer":      `{"ConsumerARN":"` + rig.consumerARN + `"}`,
 		"SubscribeToShard":              `{"ConsumerARN":"` + rig.consumerARN + `","ShardId":"shardId-000000000000","StartingPosition":{"Type":"LATEST"}}`,
+		"StartStreamEncryption":         `{` + sel + `,"EncryptionType":"KMS","KeyId":"alias/aws/kinesis"}`,
+		"StopStreamEncryption":          `{` + sel + `,"EncryptionType":"KMS","KeyId":"alias/aws/kinesis"}`,
 	}
 	resources := map[string]string{"ListStreams": "*", "DescribeLimits": "*", "DescribeStreamConsumer": rig.consumerARN,
 		"DeregisterStreamConsumer": rig.consumerARN, "SubscribeToShard": rig.consumerARN, "DeleteResourcePolicy": rig.consumerARN}

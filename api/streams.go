@@ -151,6 +151,7 @@ type streamDescription struct {
 	StreamCreationTimestamp wire.EpochTime
 	EnhancedMonitoring      []enhancedMetrics
 	EncryptionType          string
+	KeyId                   string `json:",omitempty"`
 }
 
 type describeStreamInput struct {
@@ -191,7 +192,7 @@ func (s *Server) describeStream(rc *reqCtx, body []byte) (any, error) {
 		StreamName: info.Name, StreamARN: s.arnFor(rc, info.Name), StreamStatus: string(info.Status),
 		StreamModeDetails: streamModeDetails{string(info.Mode)}, Shards: shardsOut(shards), HasMoreShards: more,
 		RetentionPeriodHours: info.RetentionHours, StreamCreationTimestamp: wire.EpochTime(info.Created),
-		EnhancedMonitoring: noEnhancedMonitoring, EncryptionType: "NONE",
+		EnhancedMonitoring: noEnhancedMonitoring, EncryptionType: encryptionTypeOf(info), KeyId: info.KeyID,
 	}
 	return struct{ StreamDescription streamDescription }{d}, nil
 }
@@ -209,6 +210,7 @@ type streamDescriptionSummary struct {
 	StreamCreationTimestamp wire.EpochTime
 	EnhancedMonitoring      []enhancedMetrics
 	EncryptionType          string
+	KeyId                   string `json:",omitempty"`
 	OpenShardCount          int
 	ConsumerCount           int
 	MaxRecordSizeInKiB      int
@@ -228,7 +230,7 @@ func (s *Server) describeStreamSummary(rc *reqCtx, body []byte) (any, error) {
 		StreamName: info.Name, StreamARN: s.arnFor(rc, info.Name), StreamStatus: string(info.Status),
 		StreamModeDetails: streamModeDetails{string(info.Mode)}, RetentionPeriodHours: info.RetentionHours,
 		StreamCreationTimestamp: wire.EpochTime(info.Created), EnhancedMonitoring: noEnhancedMonitoring,
-		EncryptionType: "NONE", OpenShardCount: info.OpenShardCount(), ConsumerCount: info.ConsumerCount, MaxRecordSizeInKiB: maxRecordBytes >> 10,
+		EncryptionType: encryptionTypeOf(info), KeyId: info.KeyID, OpenShardCount: info.OpenShardCount(), ConsumerCount: info.ConsumerCount, MaxRecordSizeInKiB: maxRecordBytes >> 10,
 	}
 	return struct{ StreamDescriptionSummary streamDescriptionSummary }{d}, nil
 }
