@@ -183,6 +183,9 @@ func (k *Keyring) defaultKey(create bool) (segment.MasterKey, error) {
 	if k.def != nil {
 		return *k.def, nil
 	}
+	if k.opts.DataDir == "" {
+		return segment.MasterKey{}, fmt.Errorf("%w: no data directory for the generated %s key", ErrNotFound, DefaultAlias)
+	}
 	path := datadir.DefaultKeyPath(k.opts.DataDir)
 	m, err := readKeyFile(path)
 	if errors.Is(err, os.ErrNotExist) && create {

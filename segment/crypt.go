@@ -233,3 +233,15 @@ func inPlace(stored []byte) []byte {
 	}
 	return stored[nonceSize:nonceSize]
 }
+
+// SalvageKeyBlock reads the key block of header bytes b whose own header is
+// damaged: ok if b's flags field has FlagEncrypted and the key block after
+// it is intact (its CRC holds), so that a repair that rebuilds the header can
+// keep the data key and, with it, every frame.
+func SalvageKeyBlock(b []byte) (KeyBlock, bool) {
+	if len(b) < MaxFileHeaderSize || binary.LittleEndian.Uint32(b[fhFlags:])&FlagEncrypted == 0 {
+		return KeyBlock{}, false
+	}
+	kb, err := decodeKeyBlock(b)
+	return kb, err == nil
+}
