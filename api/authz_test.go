@@ -329,6 +329,8 @@ func TestEveryOperationAuthorizes(t *testing.T) {
 		"UpdateStreamWarmThroughput":             `{` + sel + `,"WarmThroughputMiBps":8}`,
 		"DescribeAccountSettings":                `{}`,
 		"UpdateAccountSettings":                  `{"MinimumThroughputBillingCommitment":{"Status":"ENABLED"}}`,
+		"StartStreamEncryption":                  `{` + sel + `,"EncryptionType":"KMS","KeyId":"alias/aws/kinesis"}`,
+		"StopStreamEncryption":                   `{` + sel + `,"EncryptionType":"KMS","KeyId":"alias/aws/kinesis"}`,
 	}
 	resources := map[string]string{"ListStreams": "*", "DescribeLimits": "*", "ListChannels": "*", "CreateChannel": channelARN,
 		"DescribeChannel": channelARN, "UpdateChannel": channelARN, "DeleteChannel": channelARN, "DescribeStreamConsumer": rig.consumerARN,

@@ -41,15 +41,15 @@ func (s *Server) channels() (ChannelStore, error) {
 
 // Enum values in the order the SDK's model lists them.
 var (
-	recordFormats     = []string{"GSR_JSON", "JSON", "STRING", "BYTE_ARRAY"}
-	compressionTypes  = []string{"NONE", "GZIP", "ZSTD"}
-	storageClasses    = []string{"STANDARD", "INTELLIGENT_TIERING", "GLACIER_IR"}
-	encryptionTypes   = []string{"KMS"}
-	freshnessMin      = int64(300) // AWS: 300 to 900 seconds, default 300
-	freshnessMax      = int64(900)
-	freshnessDefault  = 300
-	maxChannelTags    = 50
-	listChannelsLimit = 100
+	recordFormats          = []string{"GSR_JSON", "JSON", "STRING", "BYTE_ARRAY"}
+	compressionTypes       = []string{"NONE", "GZIP", "ZSTD"}
+	storageClasses         = []string{"STANDARD", "INTELLIGENT_TIERING", "GLACIER_IR"}
+	channelEncryptionTypes = []string{"KMS"}
+	freshnessMin           = int64(300) // AWS: 300 to 900 seconds, default 300
+	freshnessMax           = int64(900)
+	freshnessDefault       = 300
+	maxChannelTags         = 50
+	listChannelsLimit      = 100
 )
 
 type recordConfiguration struct {
@@ -125,7 +125,7 @@ func (in *createChannelInput) validate(v *wire.Validator) {
 	}
 	if e := in.EncryptionConfiguration; e != nil {
 		v.NotNull("encryptionConfiguration.encryptionType", e.EncryptionType != nil)
-		v.Enum("encryptionConfiguration.encryptionType", e.EncryptionType, encryptionTypes)
+		v.Enum("encryptionConfiguration.encryptionType", e.EncryptionType, channelEncryptionTypes)
 		v.ReqStr("encryptionConfiguration.keyId", e.KeyId, "", 1, 2048)
 	}
 	if l := in.LoggingConfiguration; l != nil && v.NotNull("loggingConfiguration.cloudWatchLogs", l.CloudWatchLogs != nil) {

@@ -25,6 +25,9 @@ var errorTable = []struct {
 	{storage.ErrThrottled, wire.TypeThroughput},
 	{storage.ErrExpired, wire.TypeExpiredIterator},
 	{storage.ErrValidation, wire.TypeValidation},
+	{storage.ErrKMSNotFound, wire.TypeKMSNotFound},
+	{storage.ErrKMSDisabled, wire.TypeKMSDisabled},
+	{storage.ErrKMSInvalidState, wire.TypeKMSInvalidState},
 }
 
 // internalCauses are storage failures that are the server's fault: they become

@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/shardlog/shardlog/api/wire"
 	"github.com/shardlog/shardlog/policy"
@@ -187,8 +188,51 @@ var messageTemplates = map[storage.Reason]func(f storage.Facts, region string) s
 	},
 	storage.ReasonWarmMax: func(f storage.Facts, _ string) string {
 		return fmt.Sprintf("Requested warm throughput of %d MiBps for stream %s under account %s exceeds the maximum of %d MiBps.", f.N, f.Stream, f.Account, f.Limit)
+
+	},
+	// The encryption texts: the KMS ones are KMS's own (NotFoundException,
+	// DisabledException, KMSInvalidStateException), which Kinesis is assumed
+	// to pass on, with the key named by its ARN; the limit's follows
+	// UpdateShardCount's. None was captured from Kinesis (unverified).
+	storage.ReasonKeyChanges: func(f storage.Facts, _ string) string {
+		return fmt.Sprintf("Exceeded the limit of %d encryption key changes per rolling 24 hours for stream %s under account %s.", f.Limit, f.Stream, f.Account)
+	},
+	storage.ReasonKMSNotFound: func(f storage.Facts, region string) string {
+		arn := kmsARN(f.Given, f.Account, region)
+		if isAliasARN(arn) {
+			return "Alias " + arn + " is not found."
+		}
+		return "Key '" + arn + "' does not exist"
+	},
+	storage.ReasonKMSDisabled: func(f storage.Facts, region string) string {
+		return kmsARN(f.Given, f.Account, region) + " is disabled."
+	},
+	storage.ReasonKMSInvalidState: func(f storage.Facts, region string) string {
+		return kmsARN(f.Given, f.Account, region) + " is pending deletion."
 	},
 }
+
+// kmsARN is the ARN KMS names a KeyId by: an ARN as given, an alias name or
+// a key ID qualified with the account and region.
+func kmsARN(keyID, account, region string) string {
+	switch {
+	case strings.HasPrefix(keyID, "arn:"):
+		return keyID
+	case strings.HasPrefix(keyID, "alias/"):
+		return "arn:aws:kms:" + region + ":" + account + ":" + keyID
+	}
+	return "arn:aws:kms:" + region + ":" + account + ":key/" + keyID
+}
+
+func isAliasARN(arn string) bool {
+	parts := strings.SplitN(arn, ":", 6)
+	return len(parts) == 6 && strings.HasPrefix(parts[5], "alias/")
+}
+
+// msgEncryptionTypeNone answers Start/StopStreamEncryption with
+// EncryptionType NONE, which the model's enum allows and the operation does
+// not (shardlog's wording; AWS's text was never captured, unverified).
+const msgEncryptionTypeNone = "EncryptionType NONE is not valid here: the only valid value is KMS."
 
 // The api's own consumer texts (unverified: AWS's were never captured).
 const (

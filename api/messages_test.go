@@ -86,6 +86,14 @@ func TestStorageMessages(t *testing.T) {
 			"Stream s under account 123456789012 already has 5 consumers in CREATING status. Only 5 consumers can be created at the same time."},
 		{storage.ReasonHasConsumers, f(func(x *storage.Facts) { x.Current = 2 }),
 			"Stream s under account 123456789012 has 2 registered consumers. Set EnforceConsumerDeletion to delete the stream together with its consumers."},
+		// Encryption texts: KMS's own wording, unverified for Kinesis (messages.go).
+		{storage.ReasonKeyChanges, f(func(x *storage.Facts) { x.Limit = 25 }), "Exceeded the limit of 25 encryption key changes per rolling 24 hours for stream s under account 123456789012."},
+		{storage.ReasonKMSNotFound, f(func(x *storage.Facts) { x.Given = "alias/nope" }), "Alias arn:aws:kms:eu-west-1:123456789012:alias/nope is not found."},
+		{storage.ReasonKMSNotFound, f(func(x *storage.Facts) { x.Given = "arn:aws:kms:us-east-1:1:alias/nope" }), "Alias arn:aws:kms:us-east-1:1:alias/nope is not found."},
+		{storage.ReasonKMSNotFound, f(func(x *storage.Facts) { x.Given = "1234" }), "Key 'arn:aws:kms:eu-west-1:123456789012:key/1234' does not exist"},
+		{storage.ReasonKMSNotFound, f(func(x *storage.Facts) { x.Given = "arn:aws:kms:us-east-1:1:key/1234" }), "Key 'arn:aws:kms:us-east-1:1:key/1234' does not exist"},
+		{storage.ReasonKMSDisabled, f(func(x *storage.Facts) { x.Given = "1234" }), "arn:aws:kms:eu-west-1:123456789012:key/1234 is disabled."},
+		{storage.ReasonKMSInvalidState, f(func(x *storage.Facts) { x.Given = "alias/x" }), "arn:aws:kms:eu-west-1:123456789012:alias/x is pending deletion."},
 	}
 	for _, tc := range tests {
 		if got := storageMessage(&storage.Error{Reason: tc.reason, Facts: tc.facts}, "eu-west-1"); got != tc.want {

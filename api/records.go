@@ -38,6 +38,9 @@ type putRecordInput struct {
 type putRecordOutput struct {
 	ShardId        string
 	SequenceNumber string
+	// EncryptionType is KMS for a record stored encrypted; AWS leaves it
+	// out otherwise.
+	EncryptionType string `json:",omitempty"`
 }
 
 func (s *Server) putRecord(rc *reqCtx, body []byte) (any, error) {
@@ -95,6 +98,9 @@ func (s *Server) putOne(rc *reqCtx, stream string, entry storage.PutEntry, size 
 		return out, res[0].Err // a lone record's failure is the request's
 	}
 	out.SequenceNumber = res[0].SequenceNumber
+	if res[0].Encrypted {
+		out.EncryptionType = storage.EncryptionKMS
+	}
 	return out, nil
 }
 
@@ -259,9 +265,19 @@ func (s *Server) putMany(rc *reqCtx, stream string, entries []storage.PutEntry, 
 	return res, nil
 }
 
-// putRecordsOutput renders storage's results, one per request record.
+// putRecordsOutput renders storage's results, one per request record. Its
+// EncryptionType is KMS when a record was stored encrypted (in a request
+// that met StartStreamEncryption half way, some were); AWS reports one
+// value for the request.
 func putRecordsOutput(res []storage.PutResult) wire.PutRecordsOutput {
-	return wire.PutRecordsOutput{Results: putResults(res)}
+	out := wire.PutRecordsOutput{Results: putResults(res)}
+	for i := range res {
+		if res[i].Err == nil && res[i].Encrypted {
+			out.EncryptionType = storage.EncryptionKMS
+			break
+		}
+	}
+	return out
 }
 
 // putResults shows storage's results to the wire encoder without copying.
@@ -410,7 +426,11 @@ func (r records) At(i int) wire.Record {
 	if data == nil {
 		data = []byte{}
 	}
-	return wire.Record{SequenceNumber: x.SequenceNumber, ApproximateArrivalTimestamp: wire.EpochTime(x.Arrival), Data: data, PartitionKey: x.PartitionKey}
+	rec := wire.Record{SequenceNumber: x.SequenceNumber, ApproximateArrivalTimestamp: wire.EpochTime(x.Arrival), Data: data, PartitionKey: x.PartitionKey}
+	if x.Encrypted {
+		rec.EncryptionType = storage.EncryptionKMS
+	}
+	return rec
 }
 
 // checkIteratorARN requires an optional StreamARN to name the iterator's stream.

@@ -44,8 +44,8 @@ func New(cfg Config, b Backend) *Server {
 type opFunc func(s *Server, rc *reqCtx, body []byte) (any, error)
 
 // operations are the Kinesis operations shardlog implements. Any other target,
-// including Kinesis operations not implemented yet (encryption),
-// is answered UnknownOperationException.
+// including Kinesis operations not implemented yet, is answered
+// UnknownOperationException.
 var operations = map[string]opFunc{
 	"CreateStream":                  (*Server).createStream,
 	"DeleteStream":                  (*Server).deleteStream,
@@ -94,6 +94,8 @@ var operations = map[string]opFunc{
 	"UpdateStreamWarmThroughput":             (*Server).updateStreamWarmThroughput,
 	"DescribeAccountSettings":                (*Server).describeAccountSettings,
 	"UpdateAccountSettings":                  (*Server).updateAccountSettings,
+	"StartStreamEncryption":                  (*Server).startEncryption,
+	"StopStreamEncryption":                   (*Server).stopEncryption,
 }
 
 // reqCtx is the state of one request.

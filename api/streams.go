@@ -172,6 +172,7 @@ type streamDescription struct {
 	StreamCreationTimestamp wire.EpochTime
 	EnhancedMonitoring      []enhancedMetrics
 	EncryptionType          string
+	KeyId                   string `json:",omitempty"`
 }
 
 type describeStreamInput struct {
@@ -212,7 +213,7 @@ func (s *Server) describeStream(rc *reqCtx, body []byte) (any, error) {
 		StreamName: info.Name, StreamARN: s.arnFor(rc, info.Name), StreamStatus: string(info.Status),
 		StreamModeDetails: streamModeDetails{string(info.Mode)}, Shards: shardsOut(shards), HasMoreShards: more,
 		RetentionPeriodHours: info.RetentionHours, StreamCreationTimestamp: wire.EpochTime(info.Created),
-		EnhancedMonitoring: enhancedMonitoring(info), EncryptionType: "NONE",
+		EnhancedMonitoring: enhancedMonitoring(info), EncryptionType: encryptionTypeOf(info), KeyId: info.KeyID,
 	}
 	return struct{ StreamDescription streamDescription }{d}, nil
 }
@@ -230,6 +231,7 @@ type streamDescriptionSummary struct {
 	StreamCreationTimestamp wire.EpochTime
 	EnhancedMonitoring      []enhancedMetrics
 	EncryptionType          string
+	KeyId                   string `json:",omitempty"`
 	OpenShardCount          int
 	ConsumerCount           int
 	MaxRecordSizeInKiB      int
@@ -252,7 +254,7 @@ func (s *Server) describeStreamSummary(rc *reqCtx, body []byte) (any, error) {
 		StreamName: info.Name, StreamARN: s.arnFor(rc, info.Name), StreamStatus: string(info.Status),
 		StreamModeDetails: streamModeDetails{string(info.Mode)}, RetentionPeriodHours: info.RetentionHours,
 		StreamCreationTimestamp: wire.EpochTime(info.Created), EnhancedMonitoring: enhancedMonitoring(info),
-		EncryptionType: "NONE", OpenShardCount: info.OpenShardCount(), ConsumerCount: info.ConsumerCount, MaxRecordSizeInKiB: info.MaxRecordSizeKiB,
+		EncryptionType: encryptionTypeOf(info), KeyId: info.KeyID, OpenShardCount: info.OpenShardCount(), ConsumerCount: info.ConsumerCount, MaxRecordSizeInKiB: info.MaxRecordSizeKiB,
 		RecordDistributionStrategy: summaryDistribution(info),
 		WarmThroughput:             s.warmThroughputOf(rc.ctx, info),
 	}

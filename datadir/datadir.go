@@ -11,6 +11,7 @@
 //	index.db     derived segment catalog and seek points (bbolt)
 //	streams/<name>-<createdNs %016x>/shardId-%012d/<firstSeq>-<segId>.seg
 //	tls/         ca.crt, server.crt, server.key of serve --tls-self-signed
+//	kinesis-default.key  the master key of alias/aws/kinesis when no keyring maps it (0600)
 //
 // A stream's directory carries its creation time in hex nanoseconds, so a
 // deleted and recreated stream never shares files (or iterators) with its
@@ -44,6 +45,9 @@ const (
 	// TLSDir holds the certificate `serve --tls-self-signed` generates
 	// (TLSCAFile, TLSCertFile, TLSKeyFile); nothing else reads it.
 	TLSDir = "tls"
+	// DefaultKeyFile is the master key shardlog generates, once, for
+	// alias/aws/kinesis when no keyring maps that alias (package keyring).
+	DefaultKeyFile = "kinesis-default.key"
 )
 
 // Names of the files in TLSDir.
@@ -69,6 +73,9 @@ const (
 
 // LockPath is the LOCK file of data directory dir.
 func LockPath(dir string) string { return filepath.Join(dir, LockFile) }
+
+// DefaultKeyPath is the generated alias/aws/kinesis master key of dir.
+func DefaultKeyPath(dir string) string { return filepath.Join(dir, DefaultKeyFile) }
 
 // MetaPath is meta.db of data directory dir.
 func MetaPath(dir string) string { return filepath.Join(dir, MetaFile) }

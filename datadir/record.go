@@ -105,6 +105,17 @@ type StreamRecord struct {
 	// WarmMiBps is an ON_DEMAND stream's warm throughput target
 	// (UpdateStreamWarmThroughput, or CreateStream's), 0 when none is set.
 	WarmMiBps int `json:"warm_mibps,omitempty"`
+	// EncryptionType is "KMS" once StartStreamEncryption was accepted (and
+	// until StopStreamEncryption); "" means NONE. KeyID is the KeyId as
+	// the client gave it, which DescribeStream reports; KeyFingerprint (hex)
+	// names the master key it resolved to, so that the stream keeps its key
+	// across restarts even if the keyring renames it.
+	EncryptionType string `json:"encryption_type,omitempty"`
+	KeyID          string `json:"key_id,omitempty"`
+	KeyFingerprint string `json:"key_fingerprint,omitempty"`
+	// KeyChangesNs are the times of StartStreamEncryption calls in the last
+	// 24 hours (AWS allows 25).
+	KeyChangesNs []int64 `json:"key_changes_ns,omitempty"`
 }
 
 // PeakRecord is the highest write rate a stream took during one UTC day
@@ -207,6 +218,7 @@ func (r *StreamRecord) Clone() *StreamRecord {
 	c.ShardLevelMetrics = append([]string(nil), r.ShardLevelMetrics...)
 	c.WritePeaks = append([]PeakRecord(nil), r.WritePeaks...)
 	c.ModeSwitchNs = append([]int64(nil), r.ModeSwitchNs...)
+	c.KeyChangesNs = append([]int64(nil), r.KeyChangesNs...)
 	if r.Reshard != nil {
 		rr := *r.Reshard
 		rr.Seal = append([]uint32(nil), rr.Seal...)

@@ -58,6 +58,10 @@ const (
 	// declares the gap a sequence floor (segment.FlagSeqFloor): the seqs in
 	// the gap were lost earlier, and the server never assigns them again.
 	ISeqFloor Code = "I_SEQ_FLOOR"
+	// INotDecoded: --deep could not decode an encrypted segment's records,
+	// for want of its master key (pass --keyring); its frames were checked
+	// without decoding (CRCs cover the ciphertext).
+	INotDecoded Code = "I_NOT_DECODED"
 )
 
 // index.db (derived: the server rebuilds it, but trusts its catalog entry

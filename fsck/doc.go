@@ -20,6 +20,14 @@
 // the segments; meta.db against the directories; and stray files. Each problem
 // has a stable code (codes.go).
 //
+// Encrypted segments (segment.FlagEncrypted) are checked without keys: CRCs
+// cover the ciphertext. --deep and repairs that re-encode frames need the
+// segment's master key (Options.Keys); without it --deep reports
+// I_NOT_DECODED and checks the frames without decoding, and repair fails
+// rather than drop a frame it cannot re-encode. A repaired encrypted segment
+// keeps its key block (and so its data key); a header rebuilt from the name
+// keeps the key block too when its own CRC holds.
+//
 // Text output is one line per problem,
 //
 //	SEVERITY CODE FILE OFFSET SEQ MESSAGE

@@ -28,6 +28,10 @@ type DumpOptions struct {
 	JSON bool
 	// Compressor decodes records; one is made (and closed) if nil and needed.
 	Compressor *segment.Compressor
+	// Keys finds the master keys of encrypted segments, to print their
+	// records; without the key a segment's frames are printed, and its
+	// records are said to need the keyring.
+	Keys segment.Keys
 }
 
 // previewLen is how many bytes of a record's data dump shows.
@@ -61,6 +65,10 @@ type dumper struct {
 	opts DumpOptions
 	w    io.Writer
 	err  error // first write error
+	// ci opens the current segment's frames (nil: plaintext); noKey says
+	// why an encrypted one's records cannot be printed.
+	ci    *segment.Cipher
+	noKey error
 }
 
 func (d *dumper) path() error {
@@ -80,6 +88,21 @@ func (d *dumper) path() error {
 		}
 	}
 	return d.err
+}
+
+// DataDirOf is the data directory a segment file or shard directory of
+// the layout ".../streams/<stream dir>/<shard dir>[/<segment>]" lies in, or
+// "" for a path of another shape.
+func DataDirOf(p string) string {
+	p = filepath.Clean(p)
+	if _, ok := datadir.ParseShardDir(filepath.Base(p)); !ok {
+		p = filepath.Dir(p) // a segment file
+	}
+	streams := filepath.Dir(filepath.Dir(p))
+	if shardKeyOfPath(p) == 0 || filepath.Base(streams) != datadir.StreamsDir {
+		return ""
+	}
+	return filepath.Dir(streams)
 }
 
 // shardKeyOfPath derives the shard key of ".../<stream dir>/<shard dir>", or
@@ -110,6 +133,10 @@ func (d *dumper) segment(p string, shardKey uint64) error {
 	})
 	if sc.readErr != nil {
 		return fmt.Errorf("fsck: %s: %w", p, sc.readErr)
+	}
+	d.ci, d.noKey = nil, nil
+	if sc.hdr.Encrypted() {
+		d.ci, d.noKey = sc.hdr.Key.Open(d.opts.Keys)
 	}
 	d.header(sc)
 	if err := d.body(sc, frames); err != nil {
@@ -153,6 +180,13 @@ func (d *dumper) header(sc *segCheck) {
 			m["seq_floor"] = true
 			m["floor_gap"] = sc.hdr.FloorGap
 		}
+		if sc.hdr.Encrypted() {
+			m["encrypted"] = true
+			m["master_key"] = sc.hdr.Key.Master.String()
+			if d.noKey != nil && d.opts.Records {
+				m["records_error"] = d.noKeyText()
+			}
+		}
 		d.json(m)
 		return
 	}
@@ -160,11 +194,22 @@ func (d *dumper) header(sc *segCheck) {
 	if floor {
 		flags = fmt.Sprintf(" seq_floor floor_gap=%d", sc.hdr.FloorGap)
 	}
+	if sc.hdr.Encrypted() {
+		flags += " encrypted master_key=" + sc.hdr.Key.Master.String()
+	}
 	d.printf("segment %s size=%d id=%016x first_seq=%d shard_key=%016x created=%s codec=%s%s\n", sc.path, sc.size,
 		sc.hdr.SegmentID, sc.hdr.FirstSeq, sc.hdr.ShardKey, time.Unix(0, sc.hdr.CreatedNs).UTC().Format(time.RFC3339Nano), sc.hdr.Codec, flags)
 	if t := problemText(sc); t != "" {
 		d.printf("header %s\n", t)
 	}
+	if sc.hdr.Encrypted() && d.noKey != nil && d.opts.Records {
+		d.printf("records %s\n", d.noKeyText())
+	}
+}
+
+// noKeyText says why an encrypted segment's records are not printed.
+func (d *dumper) noKeyText() string {
+	return fmt.Sprintf("not shown: the segment is encrypted and its master key is not available (%v); pass --keyring with the key", d.noKey)
 }
 
 // problemText describes a header problem, "" if none.
@@ -194,7 +239,7 @@ func (d *dumper) frame(r io.ReaderAt, f segment.FrameInfo, crc string) error {
 		d.printf("frame offset=%d size=%d stored=%d raw=%d codec=%s records=%d seq=%d..%d time=%s..%s crc=%s\n",
 			f.Offset, f.Size(), f.StoredLen, f.RawLen, f.Codec, f.Count, f.FirstSeq, f.LastSeq, fmtMs(f.MinTs), fmtMs(f.MaxTs), crc)
 	}
-	if !d.opts.Records || crc != "ok" {
+	if !d.opts.Records || crc != "ok" || d.noKey != nil {
 		return nil
 	}
 	return d.records(r, f)
@@ -206,7 +251,7 @@ func (d *dumper) records(r io.ReaderAt, f segment.FrameInfo) error {
 		return fmt.Errorf("fsck: read frame at %d: %w", f.Offset, err)
 	}
 	stored := b[segment.FrameHeaderSize : segment.FrameHeaderSize+int(f.StoredLen)]
-	_, err := d.opts.Compressor.DecodeFrame(b[:segment.FrameHeaderSize], stored, func(rec segment.Record) bool {
+	_, err := d.opts.Compressor.DecodeFrameWith(b[:segment.FrameHeaderSize], stored, d.ci, func(rec segment.Record) bool {
 		if rec.Seq >= d.opts.FromSeq {
 			d.record(rec)
 		}

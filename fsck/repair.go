@@ -37,7 +37,7 @@ func Repair(opts Options, dryRun bool) (*Report, error) {
 		return nil, err
 	}
 	defer pre.close()
-	plan, err := planRepair(pre.shards, pre.rep.Problems, pre.opts.Dir, dirInspector{fs: pre.opts.FS, comp: pre.comp})
+	plan, err := planRepair(pre.shards, pre.rep.Problems, pre.opts.Dir, dirInspector{fs: pre.opts.FS, dec: pre.dec})
 	if err != nil {
 		return nil, err
 	}

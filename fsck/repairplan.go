@@ -39,15 +39,15 @@ type inspector interface {
 
 // dirInspector reads the directory being repaired.
 type dirInspector struct {
-	fs   vfs.FS
-	comp *segment.Compressor
+	fs  vfs.FS
+	dec *decoder
 }
 
 // frames scans the segment again the way verify did (same options, so the
 // same regions).
 func (d dirInspector) frames(sh *shardCheck, sc *segCheck) ([]segment.FrameInfo, error) {
 	var out []segment.FrameInfo
-	again := analyzeSegment(d.fs, sc.path, sc.rel, sc.segName, sh.ref.shardKey, true, d.comp, func(f segment.FrameInfo) error {
+	again := analyzeSegment(d.fs, sc.path, sc.rel, sc.segName, sh.ref.shardKey, true, d.dec, func(f segment.FrameInfo) error {
 		out = append(out, f)
 		return nil
 	})
@@ -253,7 +253,7 @@ func (pl *repairPlanner) segStep(sh *shardCheck, p segPlan, ids *idAlloc) error 
 	id := ids.take()
 	s.name = segment.FileName(p.first, id)
 	s.hdr = segment.FileHeader{SegmentID: id, FirstSeq: p.first, ShardKey: sh.ref.shardKey, CreatedNs: sc.hdr.CreatedNs, Codec: sc.hdr.Codec,
-		Flags: sc.hdr.Flags, FloorGap: p.floorGap}
+		Flags: sc.hdr.Flags, FloorGap: p.floorGap, Key: sc.hdr.Key}
 	s.act.NewFile = path.Join(sh.rel, s.name)
 	if p.why == "" {
 		s.act.Kind, s.act.Message = "rebase", rebaseWhy(p)

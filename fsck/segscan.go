@@ -29,6 +29,31 @@ type segCheck struct {
 	// regions are consecutive Scans: the first from the header, each next one
 	// from where the previous one's damage ended (its ResumeOffset).
 	regions []region
+	// undecoded, for a --deep scan of an encrypted segment whose master key
+	// is not available, says why its records were not decoded: its frames
+	// were checked as without --deep (CRCs cover the ciphertext).
+	undecoded error
+}
+
+// decoder is what decoding frames takes: the codec, and the master keys of
+// encrypted segments (nil: none).
+type decoder struct {
+	comp *segment.Compressor
+	keys segment.Keys
+}
+
+// decode decodes a frame of a segment with header hdr, opening it with the
+// segment's data key if it is encrypted.
+func (d *decoder) decode(hdr segment.FileHeader, frame, stored []byte, fn func(segment.Record) bool) error {
+	var ci *segment.Cipher
+	if hdr.Encrypted() {
+		var err error
+		if ci, err = hdr.Key.Open(d.keys); err != nil {
+			return err
+		}
+	}
+	_, err := d.comp.DecodeFrameWith(frame[:segment.FrameHeaderSize], stored, ci, fn)
+	return err
 }
 
 // region is one Scan: valid frames from start up to a clean end or damage.
@@ -51,7 +76,7 @@ type frameVisitor func(segment.FrameInfo) error
 
 // analyzeSegment opens and scans one segment. shardKey 0 skips the shard key
 // check (dump of a lone file). visit may be nil.
-func analyzeSegment(fs vfs.FS, path, rel string, sn segName, shardKey uint64, deep bool, comp *segment.Compressor, visit frameVisitor) *segCheck {
+func analyzeSegment(fs vfs.FS, path, rel string, sn segName, shardKey uint64, deep bool, dec *decoder, visit frameVisitor) *segCheck {
 	sc := &segCheck{segName: sn, path: path, rel: rel}
 	f, err := fs.Open(path)
 	if err != nil {
@@ -67,7 +92,7 @@ func analyzeSegment(fs vfs.FS, path, rel string, sn segName, shardKey uint64, de
 	if !ok {
 		return sc
 	}
-	sc.readErr = sc.scanRegions(r, deep, comp, visit)
+	sc.readErr = sc.scanRegions(r, deep, dec, visit)
 	return sc
 }
 
@@ -81,17 +106,23 @@ func (sc *segCheck) readHeader(f io.ReaderAt, shardKey uint64) (io.ReaderAt, boo
 		sc.tornCreate = true
 		return nil, false
 	}
-	var b [segment.FileHeaderSize]byte
-	if _, err := f.ReadAt(b[:], 0); err != nil && !errors.Is(err, io.EOF) {
+	b := make([]byte, min(sc.size, segment.MaxFileHeaderSize))
+	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
 		sc.readErr = err
 		return nil, false
 	}
-	if sc.size == segment.FileHeaderSize && allZero(b[:]) {
+	if sc.size <= segment.MaxFileHeaderSize && allZero(b) {
 		sc.tornCreate = true
 		return nil, false
 	}
-	h, err := segment.DecodeFileHeader(b[:])
+	h, err := segment.DecodeFileHeader(b)
 	switch {
+	case errors.Is(err, segment.ErrTorn), err != nil && sc.size <= segment.MaxFileHeaderSize && tornKeyBlock(b):
+		// An encrypted header cut short of its key block, or only a header
+		// area whose key block is bad: Create's one write was torn, as
+		// segment.Scan judges it (no record was ever in the file).
+		sc.tornCreate = true
+		return nil, false
 	case errors.Is(err, segment.ErrVersion):
 		sc.hdrCode, sc.hdrErr = EFileVersion, err
 		return nil, false
@@ -112,20 +143,33 @@ func (sc *segCheck) readHeader(f io.ReaderAt, shardKey uint64) (io.ReaderAt, boo
 		return f, true
 	}
 	// The name is the server's truth for ordering (listSegments); rebuild the
-	// header from it and keep the creation time and codec if they were read.
+	// header from it and keep the creation time and codec if they were read,
+	// and an encrypted segment's key block if it is intact: without it the
+	// frames could never be read again.
 	sc.hdr = segment.FileHeader{SegmentID: sc.id, FirstSeq: sc.firstSeq, ShardKey: shardKey, CreatedNs: h.CreatedNs, Codec: h.Codec}
+	if kb, ok := segment.SalvageKeyBlock(b); ok {
+		sc.hdr.Flags, sc.hdr.Key = segment.FlagEncrypted, kb
+	}
 	return headerOverlay{f, sc.hdr.Encode()}, true
 }
 
-// headerOverlay reads a file with its first FileHeaderSize bytes replaced.
+// tornKeyBlock reports whether header bytes b hold a fixed header that is
+// valid on its own and has FlagEncrypted: decoded alone, only its missing
+// key block can fail it.
+func tornKeyBlock(b []byte) bool {
+	_, err := segment.DecodeFileHeader(b[:segment.FileHeaderSize])
+	return errors.Is(err, segment.ErrTorn)
+}
+
+// headerOverlay reads a file with its header area replaced by hdr.
 type headerOverlay struct {
 	r   io.ReaderAt
-	hdr [segment.FileHeaderSize]byte
+	hdr []byte
 }
 
 func (o headerOverlay) ReadAt(p []byte, off int64) (int, error) {
 	n, err := o.r.ReadAt(p, off)
-	if off < segment.FileHeaderSize {
+	if off < int64(len(o.hdr)) {
 		copy(p[:n], o.hdr[off:])
 	}
 	return n, err
@@ -135,15 +179,24 @@ func (o headerOverlay) ReadAt(p []byte, off int64) (int, error) {
 // valid frames follow, again from where they resume, so every valid frame is
 // seen. Scan with a StartOffset skips the first frame's prevCRC check, which
 // is what makes the frame after damage acceptable as the start of a region.
-func (sc *segCheck) scanRegions(r io.ReaderAt, deep bool, comp *segment.Compressor, visit frameVisitor) error {
+func (sc *segCheck) scanRegions(r io.ReaderAt, deep bool, dec *decoder, visit frameVisitor) error {
 	start := int64(0)
 	var expect *uint64
 	for {
-		opts := segment.ScanOptions{VerifyCRC: true, Deep: deep, Compressor: comp, StartOffset: start, ExpectFirstSeq: expect}
+		opts := segment.ScanOptions{VerifyCRC: true, Deep: deep, StartOffset: start, ExpectFirstSeq: expect}
+		if deep {
+			opts.Compressor, opts.Keys = dec.comp, dec.keys
+		}
 		if visit != nil {
 			opts.Visit = visit
 		}
 		res, err := segment.Scan(r, sc.size, opts)
+		if deep && errors.Is(err, segment.ErrNoKey) {
+			// Scan refuses before it reads a frame: check the frames
+			// without decoding them instead (a missing key is not damage).
+			sc.undecoded, deep = err, false
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -152,7 +205,7 @@ func (sc *segCheck) scanRegions(r io.ReaderAt, deep bool, comp *segment.Compress
 			reg.tsBack = res.MinTs < sc.maxTs()
 		}
 		if res.Tail != segment.TailClean {
-			if reg.cause, reg.badLast, err = diagnose(r, sc.size, reg, deep, comp); err != nil {
+			if reg.cause, reg.badLast, err = diagnose(r, sc.size, reg, deep, dec); err != nil {
 				return err
 			}
 		}
@@ -273,7 +326,7 @@ func (sc *segCheck) validEnd() int64 {
 	if n := len(sc.regions); n > 0 {
 		return sc.regions[n-1].res.ValidEnd
 	}
-	return segment.FileHeaderSize
+	return sc.hdr.Size()
 }
 
 func (sc *segCheck) summary() SegmentSummary {
@@ -299,7 +352,7 @@ func (sc *segCheck) summary() SegmentSummary {
 // Scan's order (frame on its own, then against its predecessor, then --deep),
 // so the code agrees with Scan's BadErr. badLast is the frame's LastSeq if
 // its CRC holds, else 0.
-func diagnose(r io.ReaderAt, size int64, reg region, deep bool, comp *segment.Compressor) (code Code, badLast uint64, err error) {
+func diagnose(r io.ReaderAt, size int64, reg region, deep bool, dec *decoder) (code Code, badLast uint64, err error) {
 	off := reg.res.BadOffset
 	n := min(size-off, segment.FrameHeaderSize)
 	b := make([]byte, n)
@@ -310,7 +363,7 @@ func diagnose(r io.ReaderAt, size int64, reg region, deep bool, comp *segment.Co
 		return EZeroRange, 0, nil
 	}
 	h, err := segment.DecodeFrameHeader(b)
-	if err != nil || off+h.Size() > size {
+	if err != nil || off+h.Size() > size || h.Sealed != reg.res.Header.Encrypted() {
 		return EFrameHeader, 0, nil
 	}
 	frame := make([]byte, h.Size())
@@ -324,11 +377,11 @@ func diagnose(r io.ReaderAt, size int64, reg region, deep bool, comp *segment.Co
 	case !allZero(frame[segment.FrameHeaderSize+len(stored):]):
 		return EFramePadding, h.LastSeq, nil
 	}
-	return diagnoseOrder(reg, h, frame, stored, deep, comp), h.LastSeq, nil
+	return diagnoseOrder(reg, h, frame, stored, deep, dec), h.LastSeq, nil
 }
 
 // diagnoseOrder checks an intact frame against its predecessor, then decodes.
-func diagnoseOrder(reg region, h segment.FrameHeader, frame, stored []byte, deep bool, comp *segment.Compressor) Code {
+func diagnoseOrder(reg region, h segment.FrameHeader, frame, stored []byte, deep bool, dec *decoder) Code {
 	res := reg.res
 	switch {
 	case res.Frames == 0 && reg.start == 0 && h.PrevCRC != 0:
@@ -341,7 +394,7 @@ func diagnoseOrder(reg region, h segment.FrameHeader, frame, stored []byte, deep
 		return ETsOrder
 	}
 	if deep {
-		if _, err := comp.DecodeFrame(frame[:segment.FrameHeaderSize], stored, func(segment.Record) bool { return true }); err != nil {
+		if err := dec.decode(reg.res.Header, frame, stored, func(segment.Record) bool { return true }); err != nil {
 			return EFrameDecode
 		}
 	}

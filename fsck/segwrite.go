@@ -1,6 +1,7 @@
 package fsck
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
@@ -69,7 +70,7 @@ func (r *repairer) copyFrames(sink *segSink, src string, p segPlan) error {
 	}
 	defer in.Close()
 	if p.whole {
-		return copyRange(sink, in, segment.FileHeaderSize, p.sc.validEnd())
+		return copyRange(sink, in, p.sc.hdr.Size(), p.sc.validEnd())
 	}
 	var buf []byte
 	for _, kf := range p.frames {
@@ -83,7 +84,7 @@ func (r *repairer) copyFrames(sink *segSink, src string, p segPlan) error {
 			continue
 		}
 		var h segment.FrameHeader
-		if buf, h, err = r.reencode(buf[:0], frame, kf, sink.lastCRC); err != nil {
+		if buf, h, err = r.reencode(buf[:0], frame, p.sc.hdr, kf, sink.lastCRC); err != nil {
 			return err
 		}
 		sink.write(buf)
@@ -94,15 +95,29 @@ func (r *repairer) copyFrames(sink *segSink, src string, p segPlan) error {
 
 // reencode decodes a frame found after damage and encodes its records again
 // as a frame chained to prevCRC: its own prevCRC names a frame that is gone.
-// Records keep their sequences and arrival times.
-func (r *repairer) reencode(dst, frame []byte, kf keptFrame, prevCRC uint32) ([]byte, segment.FrameHeader, error) {
+// Records keep their sequences and arrival times. A frame of an encrypted
+// segment (hdr, whose key block the new segment keeps) is opened and sealed
+// again with the segment's data key, under a fresh nonce; that needs the
+// master key.
+func (r *repairer) reencode(dst, frame []byte, hdr segment.FileHeader, kf keptFrame, prevCRC uint32) ([]byte, segment.FrameHeader, error) {
+	var ci *segment.Cipher
+	if hdr.Encrypted() {
+		var err error
+		if ci, err = hdr.Key.Open(r.v.opts.Keys); err != nil {
+			return nil, segment.FrameHeader{}, fmt.Errorf("re-encode the frame at %d of an encrypted segment: %w (pass --keyring)", kf.Offset, err)
+		}
+	}
 	var recs []segment.Record
 	stored := frame[segment.FrameHeaderSize : segment.FrameHeaderSize+int(kf.StoredLen)]
-	if _, err := r.v.comp.DecodeFrame(frame[:segment.FrameHeaderSize], stored, func(rec segment.Record) bool {
-		recs = append(recs, rec) // Data aliases frame or a fresh buffer: both outlive the encode
+	if _, err := r.v.comp.DecodeFrameWith(frame[:segment.FrameHeaderSize], stored, ci, func(rec segment.Record) bool {
+		recs = append(recs, rec) // Data aliases a fresh buffer: it outlives the encode
 		return true
 	}); err != nil {
 		return nil, segment.FrameHeader{}, fmt.Errorf("decode frame at %d: %w", kf.Offset, err)
+	}
+	if ci != nil {
+		out, h := r.v.comp.EncodeSealedFrame(dst, recs, prevCRC, ci)
+		return out, h, nil
 	}
 	out, h := r.v.comp.EncodeFrame(dst, recs, prevCRC)
 	return out, h, nil
@@ -133,7 +148,13 @@ func (r *repairer) checkWritten(p string, plan segPlan) error {
 	if err != nil {
 		return err
 	}
-	res, err := segment.Scan(f, size, segment.ScanOptions{Deep: true, Compressor: r.v.comp})
+	opts := segment.ScanOptions{Deep: true, Compressor: r.v.comp, Keys: r.v.opts.Keys}
+	res, err := segment.Scan(f, size, opts)
+	if errors.Is(err, segment.ErrNoKey) {
+		// An encrypted segment without its key: its frames were copied as
+		// they were, so their CRCs (over the ciphertext) are the check.
+		res, err = segment.Scan(f, size, segment.ScanOptions{VerifyCRC: true})
+	}
 	if err != nil {
 		return err
 	}

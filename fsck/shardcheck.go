@@ -82,7 +82,7 @@ func seeksBySegment(seeks []index.Seek) map[uint64][]index.Seek {
 func (v *verifier) checkSegment(sh *shardCheck, sn segName, newest bool, seeks []index.Seek) *segCheck {
 	rel := path.Join(sh.rel, sn.name)
 	sk := &seekCheck{seeks: seeks}
-	sc := analyzeSegment(v.opts.FS, filepath.Join(sh.dir, sn.name), rel, sn, sh.ref.shardKey, v.opts.Deep, v.comp, func(f segment.FrameInfo) error {
+	sc := analyzeSegment(v.opts.FS, filepath.Join(sh.dir, sn.name), rel, sn, sh.ref.shardKey, v.opts.Deep, v.dec, func(f segment.FrameInfo) error {
 		sk.visit(f)
 		v.prog.bytes(f.Size())
 		return nil
@@ -107,6 +107,10 @@ func (v *verifier) reportSegment(sc *segCheck, newest bool) {
 	}
 	if sc.hdrCode != "" {
 		v.rep.add(Problem{Code: sc.hdrCode, File: sc.rel, Offset: i64(0), Seq: u64p(sc.firstSeq), Message: sc.hdrErr.Error()})
+	}
+	if sc.undecoded != nil {
+		v.rep.add(Problem{Code: INotDecoded, File: sc.rel, Message: fmt.Sprintf(
+			"encrypted segment: its records were not decoded (%v); pass --keyring with its master key to check them", sc.undecoded)})
 	}
 	for _, reg := range sc.regions {
 		if reg.tsBack {

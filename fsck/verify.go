@@ -30,6 +30,9 @@ type Options struct {
 	Deep bool
 	// Compressor decodes frames; one is made (and closed) if nil and needed.
 	Compressor *segment.Compressor
+	// Keys finds the master keys of encrypted segments (a keyring's Keys),
+	// for --deep and for repairs that re-encode their frames; nil: none.
+	Keys segment.Keys
 	// Progress, if set, receives a one-line progress display (use a terminal).
 	Progress io.Writer
 }
@@ -63,6 +66,7 @@ type verifier struct {
 	ix       *index.Index
 	comp     *segment.Compressor
 	ownComp  bool
+	dec      *decoder
 	prog     *progress
 	shards   []*shardCheck
 	// locked: the caller (Repair) holds LOCK exclusively already. flock
@@ -90,6 +94,7 @@ func newVerifier(opts Options) (*verifier, error) {
 	} else {
 		v.comp = opts.Compressor
 	}
+	v.dec = &decoder{comp: v.comp, keys: opts.Keys}
 	return v, nil
 }
 

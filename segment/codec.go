@@ -93,17 +93,26 @@ func putRaw(p *[]byte) {
 // The caller keeps the frame within MaxFramePayload (see RawSize); EncodeFrame
 // panics on a larger one, which no reader would accept.
 func (c *Compressor) EncodeFrame(dst []byte, recs []Record, prevCRC uint32) ([]byte, FrameHeader) {
-	return c.encodeFrame(dst, recs, prevCRC, true)
+	return c.encodeFrame(dst, recs, prevCRC, true, nil)
 }
 
 // EncodeFrameRaw is EncodeFrame without trying compression: the records are
 // encoded straight into dst. Writers use it for data that has not been
 // compressing, which saves the compression attempt and two copies.
 func (c *Compressor) EncodeFrameRaw(dst []byte, recs []Record, prevCRC uint32) ([]byte, FrameHeader) {
-	return c.encodeFrame(dst, recs, prevCRC, false)
+	return c.encodeFrame(dst, recs, prevCRC, false, nil)
 }
 
-func (c *Compressor) encodeFrame(dst []byte, recs []Record, prevCRC uint32, compress bool) ([]byte, FrameHeader) {
+// EncodeSealedFrame is EncodeFrame for an encrypted segment: the stored
+// payload (compressed or raw, as EncodeFrame decides) is sealed with ci, the
+// segment's Cipher, and the frame has FrameSealed.
+func (c *Compressor) EncodeSealedFrame(dst []byte, recs []Record, prevCRC uint32, ci *Cipher) ([]byte, FrameHeader) {
+	return c.encodeFrame(dst, recs, prevCRC, true, ci)
+}
+
+// encodeFrame encodes recs as one frame, compressed if compress (and it
+// helps), sealed if ci is not nil.
+func (c *Compressor) encodeFrame(dst []byte, recs []Record, prevCRC uint32, compress bool, ci *Cipher) ([]byte, FrameHeader) {
 	rawSize := RawSize(recs)
 	if rawSize > MaxFramePayload {
 		panic(fmt.Sprintf("segment: EncodeFrame: %d raw bytes exceeds MaxFramePayload", rawSize))
@@ -113,10 +122,17 @@ func (c *Compressor) encodeFrame(dst []byte, recs []Record, prevCRC uint32, comp
 	// multi-MiB frame several times (a third of the CPU of large appends).
 	// The room covers the header, zstd's worst case (raw blocks plus a little
 	// framing, also enough for the raw fallback) and padding.
-	dst = slices.Grow(dst, FrameHeaderSize+rawSize+rawSize/64+128)
+	dst = slices.Grow(dst, FrameHeaderSize+SealOverhead+rawSize+rawSize/64+128)
 	dst = append(dst, make([]byte, FrameHeaderSize)...)
 	payload := start + FrameHeaderSize
+	// body is where the codec's output starts: after the nonce if sealed.
+	body := payload
+	if ci != nil {
+		dst = append(dst, make([]byte, nonceSize)...)
+		body += nonceSize
+	}
 	h := FrameHeader{
+		Sealed:   ci != nil,
 		Type:     FrameRecords,
 		Codec:    CodecNone,
 		RawLen:   uint32(rawSize),
@@ -128,9 +144,15 @@ func (c *Compressor) encodeFrame(dst []byte, recs []Record, prevCRC uint32, comp
 		PrevCRC:  prevCRC,
 	}
 	if compress {
-		dst = c.compressInto(dst, payload, recs, rawSize, &h)
+		dst = c.compressInto(dst, body, recs, rawSize, &h)
 	} else {
 		dst = AppendRecords(dst, recs)
+	}
+	if ci != nil {
+		// Sealing authenticates the header's fields, StoredLen included.
+		h.StoredLen = uint32(len(dst)-payload) + tagSize
+		h.put(dst[start:payload])
+		dst = ci.seal(dst, body, dst[start:payload])
 	}
 	h.StoredLen = uint32(len(dst) - payload)
 	dst = append(dst, make([]byte, align8(int64(h.StoredLen))-int64(h.StoredLen))...)
@@ -165,13 +187,26 @@ func (c *Compressor) compressInto(dst []byte, payload int, recs []Record, rawSiz
 // Record.Data aliases stored for a raw frame and a buffer allocated by this
 // call for a compressed one, so fn may keep it as long as the caller does not
 // reuse stored.
+//
+// A sealed frame needs its segment's Cipher: see DecodeFrameWith.
 func (c *Compressor) DecodeFrame(hdrBytes, stored []byte, fn func(Record) bool) (FrameHeader, error) {
-	return c.decodeFrame(hdrBytes, stored, nil, fn)
+	return c.decodeFrame(hdrBytes, stored, nil, nil, nil, fn)
 }
 
-// decodeFrame is DecodeFrame decompressing into scratch (if it is large
-// enough), for callers that do not keep the records.
-func (c *Compressor) decodeFrame(hdrBytes, stored []byte, scratch *[]byte, fn func(Record) bool) (FrameHeader, error) {
+// DecodeFrameWith is DecodeFrame for a frame of a segment whose Cipher is ci
+// (nil for a plaintext segment): a sealed frame is checked against its CRC,
+// then opened into fresh memory (stored is not changed), then decoded. A
+// sealed frame without ci is ErrNoKey; a plaintext frame with ci, or a GCM
+// authentication failure, is ErrCorrupt.
+func (c *Compressor) DecodeFrameWith(hdrBytes, stored []byte, ci *Cipher, fn func(Record) bool) (FrameHeader, error) {
+	return c.decodeFrame(hdrBytes, stored, ci, nil, nil, fn)
+}
+
+// decodeFrame is DecodeFrameWith opening a sealed payload by appending to
+// plain (stored[nonceSize:nonceSize] opens it in place; nil allocates) and
+// decompressing into scratch (if it is large enough), for callers that do
+// not keep the records.
+func (c *Compressor) decodeFrame(hdrBytes, stored []byte, ci *Cipher, plain []byte, scratch *[]byte, fn func(Record) bool) (FrameHeader, error) {
 	h, err := DecodeFrameHeader(hdrBytes)
 	if err != nil {
 		return FrameHeader{}, err
@@ -182,11 +217,29 @@ func (c *Compressor) decodeFrame(hdrBytes, stored []byte, scratch *[]byte, fn fu
 	if crc := FrameCRC(hdrBytes, stored); crc != h.CRC {
 		return h, fmt.Errorf("%w: frame CRC %08x, stored %08x", ErrCorrupt, crc, h.CRC)
 	}
-	raw, err := c.decompress(h, stored, scratch)
+	body, err := openFrame(h, hdrBytes, stored, ci, plain)
+	if err != nil {
+		return h, err
+	}
+	raw, err := c.decompress(h, body, scratch)
 	if err != nil {
 		return h, err
 	}
 	return h, DecodeRecords(raw, h, fn)
+}
+
+// openFrame returns the codec's output of a frame whose CRC holds: stored
+// itself, or for a sealed frame its plaintext, appended to plain.
+func openFrame(h FrameHeader, hdrBytes, stored []byte, ci *Cipher, plain []byte) ([]byte, error) {
+	switch {
+	case h.Sealed && ci == nil:
+		return nil, fmt.Errorf("%w: the frame is sealed and no key was given", ErrNoKey)
+	case !h.Sealed && ci != nil:
+		return nil, fmt.Errorf("%w: plaintext frame in an encrypted segment", ErrCorrupt)
+	case !h.Sealed:
+		return stored, nil
+	}
+	return ci.open(plain, hdrBytes, stored)
 }
 
 // decompress returns the raw payload of a frame whose CRC has been checked.

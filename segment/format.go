@@ -14,7 +14,8 @@ import (
 )
 
 const (
-	// FileHeaderSize is the size of the header at the start of every segment.
+	// FileHeaderSize is the size of the fixed header at the start of every
+	// segment. An encrypted segment's key block follows it (FileHeader.Size).
 	FileHeaderSize = 64
 	// FrameHeaderSize is the size of the fixed header in front of every frame.
 	FrameHeaderSize = 56
@@ -118,8 +119,13 @@ const (
 	// out again, and no segment is missing there. Without it such a gap is a
 	// missing segment.
 	FlagSeqFloor uint32 = 1 << 0
+	// FlagEncrypted: a KeyBlockSize key block (the wrapped data key) follows
+	// the header, the frames start after it, and every frame is sealed
+	// (AES-256-GCM, crypt.go). A build without the flag refuses the file
+	// (ErrVersion), which is right: it would read ciphertext as records.
+	FlagEncrypted uint32 = 1 << 1
 
-	knownFlags = FlagSeqFloor
+	knownFlags = FlagSeqFloor | FlagEncrypted
 )
 
 // FileHeader is the first 64 bytes of a segment file, written once at creation.
@@ -135,7 +141,7 @@ type FileHeader struct {
 	// Codec is the default codec of the file's frames; each frame still names
 	// its own, since incompressible frames are stored raw.
 	Codec Codec
-	// Flags are FlagSeqFloor or 0.
+	// Flags are FlagSeqFloor and FlagEncrypted, or 0.
 	Flags uint32
 	// FloorGap, with FlagSeqFloor, is the size of the declared gap: FirstSeq
 	// minus the first lost seq, which is where the previous segment ends.
@@ -143,6 +149,21 @@ type FileHeader struct {
 	// before the field existed): then any gap is the declared one. Without
 	// the flag it is 0.
 	FloorGap uint32
+	// Key is the wrapped data key of an encrypted segment (FlagEncrypted);
+	// zero otherwise.
+	Key KeyBlock
+}
+
+// Encrypted reports whether the segment's frames are sealed.
+func (h FileHeader) Encrypted() bool { return h.Flags&FlagEncrypted != 0 }
+
+// Size is the length of the header area, where the first frame starts:
+// FileHeaderSize, plus KeyBlockSize for an encrypted segment.
+func (h FileHeader) Size() int64 {
+	if h.Encrypted() {
+		return MaxFileHeaderSize
+	}
+	return FileHeaderSize
 }
 
 // FloorGapOf is the FloorGap of a floor at first whose lost seqs start at
@@ -162,12 +183,13 @@ func GapDeclared(first uint64, gap uint32, end uint64) bool {
 	return gap == 0 || first-end == uint64(gap)
 }
 
-// Encode returns the header's 64 bytes, CRC included. The dictionary ID and
-// the reserved bytes are zero in version 1. Flags and FloorGap are written
-// as given; DecodeFileHeader rejects unknown flags, and a FloorGap without
+// Encode returns the header area's h.Size() bytes, CRCs included: the 64-byte
+// header and, with FlagEncrypted, the key block. The dictionary ID and the
+// reserved bytes are zero in version 1. Flags and FloorGap are written as
+// given; DecodeFileHeader rejects unknown flags, and a FloorGap without
 // FlagSeqFloor.
-func (h FileHeader) Encode() [FileHeaderSize]byte {
-	var b [FileHeaderSize]byte
+func (h FileHeader) Encode() []byte {
+	b := make([]byte, h.Size())
 	copy(b[:], Magic[:])
 	binary.LittleEndian.PutUint16(b[fhVersion:], Version)
 	binary.LittleEndian.PutUint16(b[fhHdrLen:], FileHeaderSize)
@@ -179,18 +201,22 @@ func (h FileHeader) Encode() [FileHeaderSize]byte {
 	b[fhCodec] = byte(h.Codec)
 	binary.LittleEndian.PutUint32(b[fhFloorGap:], h.FloorGap)
 	binary.LittleEndian.PutUint32(b[fhCRC:], crc32.Checksum(b[:fhCRC], castagnoli))
+	if h.Encrypted() {
+		h.Key.put(b)
+	}
 	return b
 }
 
 // DecodeFileHeader parses and validates a file header: magic, version, header
 // length, CRC, known codec, no unknown flag, zero dictionary ID and
-// reserved bytes, and a zero floor gap unless FlagSeqFloor is set. Fewer
-// than FileHeaderSize bytes is ErrTorn.
+// reserved bytes, and a zero floor gap unless FlagSeqFloor is set; with
+// FlagEncrypted also the key block after it (its CRC and reserved bytes).
+// Fewer than FileHeaderSize bytes, or an encrypted header cut short of its
+// key block, is ErrTorn. b may run on past the header area.
 func DecodeFileHeader(b []byte) (FileHeader, error) {
 	if len(b) < FileHeaderSize {
 		return FileHeader{}, fmt.Errorf("%w: file header is %d bytes, want %d", ErrTorn, len(b), FileHeaderSize)
 	}
-	b = b[:FileHeaderSize]
 	if [8]byte(b[:8]) != Magic {
 		return FileHeader{}, fmt.Errorf("%w: bad magic %x", ErrCorrupt, b[:8])
 	}
@@ -222,25 +248,40 @@ func DecodeFileHeader(b []byte) (FileHeader, error) {
 		return FileHeader{}, fmt.Errorf("%w: floor gap %d in a file header without FlagSeqFloor", ErrCorrupt, gap)
 	}
 	h := FileHeader{
+		Flags:     flags,
+		FloorGap:  gap,
 		SegmentID: binary.LittleEndian.Uint64(b[fhSegmentID:]),
 		FirstSeq:  binary.LittleEndian.Uint64(b[fhFirstSeq:]),
 		ShardKey:  binary.LittleEndian.Uint64(b[fhShardKey:]),
 		CreatedNs: int64(binary.LittleEndian.Uint64(b[fhCreated:])),
 		Codec:     Codec(b[fhCodec]),
-		Flags:     flags,
-		FloorGap:  gap,
 	}
 	if !h.Codec.valid() {
 		return FileHeader{}, fmt.Errorf("%w: file header codec %d", ErrCorrupt, b[fhCodec])
 	}
+	if h.Encrypted() {
+		var err error
+		if h.Key, err = readKeyBlock(b); err != nil {
+			return FileHeader{}, err
+		}
+	}
 	return h, nil
+}
+
+// readKeyBlock decodes the key block of an encrypted header b.
+func readKeyBlock(b []byte) (KeyBlock, error) {
+	if len(b) < MaxFileHeaderSize {
+		return KeyBlock{}, fmt.Errorf("%w: encrypted file header is %d bytes, want %d with its key block", ErrTorn, len(b), MaxFileHeaderSize)
+	}
+	return decodeKeyBlock(b)
 }
 
 // Frame header field offsets (doc.go).
 const (
 	frType     = 0
 	frCodec    = 1
-	frRsvd     = 2 // 2 bytes
+	frFlags    = 2
+	frRsvd     = 3
 	frStored   = 4
 	frRaw      = 8
 	frCount    = 12
@@ -252,10 +293,18 @@ const (
 	frCRC      = 52
 )
 
+// FrameSealed is the frame flag (header byte 2) of a frame whose stored
+// payload is sealed: nonce, AES-256-GCM ciphertext of the codec's output,
+// tag. Exactly the frames of an encrypted segment have it.
+const FrameSealed uint8 = 1 << 0
+
 // FrameHeader is the fixed header in front of every frame.
 type FrameHeader struct {
 	Type  FrameType
 	Codec Codec
+	// Sealed: the stored payload is encrypted (FrameSealed). Then StoredLen
+	// counts the SealOverhead too, and RawLen is still the records' length.
+	Sealed bool
 	// StoredLen is the payload length on disk, excluding padding.
 	StoredLen uint32
 	// RawLen is the payload length before compression.
@@ -290,7 +339,10 @@ func (h FrameHeader) put(b []byte) {
 	_ = b[FrameHeaderSize-1]
 	b[frType] = byte(h.Type)
 	b[frCodec] = byte(h.Codec)
-	b[frRsvd], b[frRsvd+1] = 0, 0
+	b[frFlags], b[frRsvd] = 0, 0
+	if h.Sealed {
+		b[frFlags] = FrameSealed
+	}
 	binary.LittleEndian.PutUint32(b[frStored:], h.StoredLen)
 	binary.LittleEndian.PutUint32(b[frRaw:], h.RawLen)
 	binary.LittleEndian.PutUint32(b[frCount:], h.Count)
@@ -323,6 +375,7 @@ func DecodeFrameHeader(b []byte) (FrameHeader, error) {
 	h := FrameHeader{
 		Type:      FrameType(b[frType]),
 		Codec:     Codec(b[frCodec]),
+		Sealed:    b[frFlags] == FrameSealed,
 		StoredLen: binary.LittleEndian.Uint32(b[frStored:]),
 		RawLen:    binary.LittleEndian.Uint32(b[frRaw:]),
 		Count:     binary.LittleEndian.Uint32(b[frCount:]),
@@ -333,8 +386,8 @@ func DecodeFrameHeader(b []byte) (FrameHeader, error) {
 		PrevCRC:   binary.LittleEndian.Uint32(b[frPrevCRC:]),
 		CRC:       binary.LittleEndian.Uint32(b[frCRC:]),
 	}
-	if b[frRsvd] != 0 || b[frRsvd+1] != 0 {
-		return FrameHeader{}, fmt.Errorf("%w: nonzero reserved bytes in frame header", ErrCorrupt)
+	if b[frFlags]&^FrameSealed != 0 || b[frRsvd] != 0 {
+		return FrameHeader{}, fmt.Errorf("%w: unknown frame flags %#x or nonzero reserved byte in frame header", ErrCorrupt, b[frFlags])
 	}
 	if err := h.check(); err != nil {
 		return FrameHeader{}, fmt.Errorf("%w: frame header: %v", ErrCorrupt, err)
@@ -344,14 +397,21 @@ func DecodeFrameHeader(b []byte) (FrameHeader, error) {
 
 // check is DecodeFrameHeader's sanity check of the decoded fields.
 func (h FrameHeader) check() error {
+	// body is the codec's output: the stored payload without the sealing.
+	body, maxStored := h.StoredLen, uint32(MaxFramePayload)
+	if h.Sealed {
+		body, maxStored = h.StoredLen-SealOverhead, MaxFramePayload+SealOverhead
+	}
 	switch {
 	case h.Type != FrameRecords:
 		return fmt.Errorf("type %d", h.Type)
 	case !h.Codec.valid():
 		return fmt.Errorf("codec %d", h.Codec)
-	case h.StoredLen > MaxFramePayload || h.RawLen > MaxFramePayload:
+	case h.StoredLen > maxStored || h.RawLen > MaxFramePayload:
 		return fmt.Errorf("stored %d / raw %d bytes exceeds %d", h.StoredLen, h.RawLen, MaxFramePayload)
-	case h.Codec == CodecNone && h.StoredLen != h.RawLen:
+	case h.Sealed && h.StoredLen <= SealOverhead:
+		return fmt.Errorf("sealed payload of %d bytes", h.StoredLen)
+	case h.Codec == CodecNone && body != h.RawLen:
 		return fmt.Errorf("raw frame with stored %d != raw %d bytes", h.StoredLen, h.RawLen)
 	case h.StoredLen == 0:
 		return errors.New("empty payload")
@@ -383,6 +443,9 @@ type Record struct {
 	ArrivalMs    int64
 	PartitionKey string
 	Data         []byte
+	// Sealed is set on decoding a record of a sealed frame (it was stored
+	// encrypted); encoding ignores it.
+	Sealed bool
 }
 
 // RawSize is the exact length AppendRecords adds for recs, for callers that
@@ -485,7 +548,7 @@ func (d *recordDecoder) next(first bool) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	var r Record
+	r := Record{Sealed: d.h.Sealed}
 	switch {
 	case first && gap != 0:
 		return Record{}, fmt.Errorf("first record has seq gap %d", gap)

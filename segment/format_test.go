@@ -61,8 +61,9 @@ func TestDecodeFileHeaderErrors(t *testing.T) {
 		{"header length", func(b []byte) []byte { b[fhHdrLen] = 128; return b }, true, ErrCorrupt},
 		{"bad CRC", func(b []byte) []byte { b[fhFirstSeq] ^= 1; return b }, false, ErrCorrupt},
 		{"CRC bit flip", func(b []byte) []byte { b[fhCRC+3] ^= 0x80; return b }, false, ErrCorrupt},
-		{"unknown flag next to the floor flag", func(b []byte) []byte { b[fhFlags] = 2; return b }, true, ErrVersion},
-		{"floor flag with an unknown one", func(b []byte) []byte { b[fhFlags] = 3; return b }, true, ErrVersion},
+		{"unknown flag next to the encryption flag", func(b []byte) []byte { b[fhFlags] = 4; return b }, true, ErrVersion},
+		{"floor flag with an unknown one", func(b []byte) []byte { b[fhFlags] = 5; return b }, true, ErrVersion},
+		{"encryption flag without a key block", func(b []byte) []byte { b[fhFlags] = 2; return b }, true, ErrTorn},
 		{"unknown flag in the high byte", func(b []byte) []byte { b[fhFlags+3] = 0x80; return b }, true, ErrVersion},
 		{"floor flag set without a new CRC", func(b []byte) []byte { b[fhFlags] = 1; return b }, false, ErrCorrupt},
 		{"reserved after codec", func(b []byte) []byte { b[fhRsvd1+1] = 1; return b }, true, ErrCorrupt},
@@ -74,8 +75,7 @@ func TestDecodeFileHeaderErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := good
-			in := tt.edit(b[:])
+			in := tt.edit(bytes.Clone(good))
 			if tt.reseal {
 				resealFile(in)
 			}
@@ -199,7 +199,8 @@ func TestDecodeFrameHeaderErrors(t *testing.T) {
 		{"type zero", func(h *FrameHeader, _ []byte) []byte { h.Type = FrameInvalid; return nil }, ErrCorrupt},
 		{"unknown type", func(h *FrameHeader, _ []byte) []byte { h.Type = 2; return nil }, ErrCorrupt},
 		{"unknown codec", func(h *FrameHeader, _ []byte) []byte { h.Codec = 2; return nil }, ErrCorrupt},
-		{"reserved", func(_ *FrameHeader, b []byte) []byte { b[frRsvd+1] = 1; return b }, ErrCorrupt},
+		{"reserved", func(_ *FrameHeader, b []byte) []byte { b[frRsvd] = 1; return b }, ErrCorrupt},
+		{"unknown frame flag", func(_ *FrameHeader, b []byte) []byte { b[frFlags] = 2; return b }, ErrCorrupt},
 		{"stored too long", func(h *FrameHeader, _ []byte) []byte { h.StoredLen = MaxFramePayload + 1; return nil }, ErrCorrupt},
 		{"raw too long", func(h *FrameHeader, _ []byte) []byte { h.RawLen = MaxFramePayload + 1; return nil }, ErrCorrupt},
 		{"raw codec lengths differ", func(h *FrameHeader, _ []byte) []byte { h.Codec = CodecNone; return nil }, ErrCorrupt},

@@ -17,27 +17,49 @@ type Reader struct {
 	path string
 	hdr  FileHeader
 	c    *Compressor
+	ci   *Cipher // an encrypted segment's; nil otherwise
 }
 
-// OpenReader opens a segment read-only and decodes its file header. c is
-// needed to read compressed frames.
+// OpenReader opens a plaintext segment read-only and decodes its file header.
+// c is needed to read compressed frames. An encrypted segment needs
+// OpenReaderWithKeys.
 func OpenReader(fs vfs.FS, path string, c *Compressor) (*Reader, error) {
+	return OpenReaderWithKeys(fs, path, c, nil)
+}
+
+// OpenReaderWithKeys is OpenReader that opens an encrypted segment too: it
+// unwraps the segment's data key with the master key keys finds, and fails
+// (ErrNoKey, ErrWrongKey) if it cannot. keys may be nil for plaintext files.
+func OpenReaderWithKeys(fs vfs.FS, path string, c *Compressor, keys Keys) (*Reader, error) {
 	f, err := fs.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("segment: open %s: %w", path, err)
 	}
-	var b [FileHeaderSize]byte
-	n, err := f.ReadAt(b[:], 0)
-	if n < len(b) && err != nil && err != io.EOF {
-		f.Close()
-		return nil, fmt.Errorf("segment: read header of %s: %w", path, err)
-	}
-	hdr, err := DecodeFileHeader(b[:n])
+	hdr, err := ReadFileHeader(f)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &Reader{f: f, path: path, hdr: hdr, c: c}, nil
+	r := &Reader{f: f, path: path, hdr: hdr, c: c}
+	if hdr.Encrypted() {
+		if r.ci, err = hdr.Key.Open(keys); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("segment: %s: %w", path, err)
+		}
+	}
+	return r, nil
+}
+
+// ReadFileHeader reads and decodes the header area at the start of r: the
+// file header and, for an encrypted segment, its key block. A file too short
+// for it is ErrTorn.
+func ReadFileHeader(r io.ReaderAt) (FileHeader, error) {
+	var b [MaxFileHeaderSize]byte
+	n, err := r.ReadAt(b[:], 0)
+	if n < len(b) && err != nil && err != io.EOF {
+		return FileHeader{}, fmt.Errorf("segment: read file header: %w", err)
+	}
+	return DecodeFileHeader(b[:n])
 }
 
 // Header is the segment's file header.
@@ -80,6 +102,9 @@ func (r *Reader) ReadFrame(off int64, fn func(Record) bool) (FrameHeader, error)
 	if err != nil {
 		return FrameHeader{}, r.wrap(off, err)
 	}
+	if h.Sealed != r.hdr.Encrypted() {
+		return h, r.wrap(off, fmt.Errorf("%w: frame sealed %t in a segment encrypted %t", ErrCorrupt, h.Sealed, r.hdr.Encrypted()))
+	}
 	if h.Codec != CodecNone && r.c == nil {
 		return h, fmt.Errorf("segment: %s: frame at %d is compressed and the Reader has no Compressor", r.path, off)
 	}
@@ -95,15 +120,18 @@ func (r *Reader) ReadFrame(off int64, fn func(Record) bool) (FrameHeader, error)
 	if c == nil {
 		c = &Compressor{} // raw frames need no codec
 	}
-	if _, err := c.DecodeFrame(hb[:], stored, fn); err != nil {
+	// Opening in place is safe: stored is this call's own buffer, and for a
+	// raw frame the records alias it, which the caller may keep.
+	if _, err := c.decodeFrame(hb[:], stored, r.ci, inPlace(stored), nil, fn); err != nil {
 		return h, r.wrap(off, err)
 	}
 	return h, nil
 }
 
 // payloadBuf returns a buffer for a frame's stored payload. A raw payload is
-// what Record.Data aliases, so it is always fresh; a compressed one is only
-// read during decoding, so its buffer is pooled.
+// what Record.Data aliases (a sealed one after opening in place), so it is
+// always fresh; a compressed one is only read during decoding, so its buffer
+// is pooled.
 func (r *Reader) payloadBuf(h FrameHeader) ([]byte, func()) {
 	if h.Codec == CodecNone {
 		return make([]byte, h.StoredLen), func() {}
@@ -118,7 +146,7 @@ func (r *Reader) payloadBuf(h FrameHeader) ([]byte, func()) {
 // readAt fills b from off, an 8-aligned offset past the file header. A read
 // that ends early is ErrEndOfData if it read nothing and ErrTorn otherwise.
 func (r *Reader) readAt(b []byte, off int64) error {
-	if off < FileHeaderSize || off%8 != 0 {
+	if off < r.hdr.Size() || off%8 != 0 {
 		return errors.New("bad frame offset")
 	}
 	n, err := r.f.ReadAt(b, off)

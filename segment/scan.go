@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 )
 
@@ -56,11 +57,14 @@ type ScanOptions struct {
 	// of a tail, fsck). Without it only headers are read.
 	VerifyCRC bool
 	// Deep also decompresses and parses every frame's records. It implies
-	// VerifyCRC and needs Compressor.
+	// VerifyCRC and needs Compressor, and for an encrypted segment Keys: Deep
+	// opens every sealed frame. Without the key Scan fails with ErrNoKey
+	// (the file is not judged: a missing key is not damage).
 	Deep       bool
 	Compressor *Compressor
+	Keys       Keys
 	// StartOffset, if nonzero, starts the walk at the frame there instead of
-	// at FileHeaderSize, e.g. at a trust checkpoint or at a ResumeOffset to
+	// at the first frame (Header.Size()), e.g. at a trust checkpoint or at a ResumeOffset to
 	// salvage what follows damage. The frames before it are not read, and the
 	// first frame's PrevCRC is not checked. It must be 8-aligned.
 	StartOffset int64
@@ -82,7 +86,7 @@ type ScanResult struct {
 	// a frame appended at ValidEnd.
 	LastCRC uint32
 	// ValidEnd is the offset just past the last valid frame, padding included
-	// (FileHeaderSize, or StartOffset, if there is none). A writer may append
+	// (the header area's end, or StartOffset, if there is none). A writer may append
 	// there.
 	ValidEnd int64
 	Tail     TailState
@@ -132,34 +136,53 @@ func Scan(r io.ReaderAt, size int64, opts ScanOptions) (ScanResult, error) {
 	if err != nil {
 		return ScanResult{}, err
 	}
-	start := int64(FileHeaderSize)
+	start := hdr.Size()
 	if opts.StartOffset != 0 {
-		if opts.StartOffset < FileHeaderSize || opts.StartOffset%8 != 0 || opts.StartOffset > size {
+		if opts.StartOffset < hdr.Size() || opts.StartOffset%8 != 0 || opts.StartOffset > size {
 			return ScanResult{Header: hdr}, fmt.Errorf("segment: Scan: bad start offset %d", opts.StartOffset)
 		}
 		start = opts.StartOffset
 	}
 	s := newScanner(r, size, opts, hdr)
 	defer s.release()
+	if opts.Deep && hdr.Encrypted() {
+		if s.ci, err = hdr.Key.Open(opts.Keys); err != nil {
+			return s.res, err
+		}
+	}
 	s.res.ValidEnd = start
 	err = s.walk(start)
 	return s.res, err
 }
 
-// readFileHeader reads and decodes the file header.
+// readFileHeader reads and decodes the header area.
 func readFileHeader(r io.ReaderAt, size int64) (FileHeader, error) {
 	if size < FileHeaderSize {
 		return FileHeader{}, fmt.Errorf("%w: file is %d bytes, shorter than its header", ErrTorn, size)
 	}
-	var b [FileHeaderSize]byte
-	if err := readFull(r, b[:], 0); err != nil {
+	b := make([]byte, min(size, MaxFileHeaderSize))
+	if err := readFull(r, b, 0); err != nil {
 		return FileHeader{}, err
 	}
-	if size == FileHeaderSize && allZero(b[:]) {
+	if size <= MaxFileHeaderSize && allZero(b) {
 		// The header's only write never reached the disk; there are no frames.
 		return FileHeader{}, fmt.Errorf("%w: file header is all zeros", ErrTorn)
 	}
-	return DecodeFileHeader(b[:])
+	h, err := DecodeFileHeader(b)
+	if err != nil && size <= MaxFileHeaderSize && errors.Is(err, ErrCorrupt) && h0Encrypted(b) {
+		// A file that is only an encrypted header whose key block is bad:
+		// Create's one write of the header area was torn (nothing follows
+		// it before its sync), so no record was ever in the file.
+		return FileHeader{}, fmt.Errorf("%w: %v", ErrTorn, err)
+	}
+	return h, err
+}
+
+// h0Encrypted reports whether b starts with a valid file header that has
+// FlagEncrypted: decoded alone, only its missing key block can be torn.
+func h0Encrypted(b []byte) bool {
+	_, err := DecodeFileHeader(b[:FileHeaderSize])
+	return errors.Is(err, ErrTorn)
 }
 
 // readFull is ReadAt that treats a short read as an error.
@@ -220,6 +243,8 @@ type scanner struct {
 	win     window
 	res     ScanResult
 	scratch *[]byte // Deep: decompressed payloads
+	plain   *[]byte // Deep, encrypted: opened payloads
+	ci      *Cipher // Deep, encrypted: the segment's
 }
 
 func newScanner(r io.ReaderAt, size int64, opts ScanOptions, hdr FileHeader) *scanner {
@@ -232,6 +257,7 @@ func newScanner(r io.ReaderAt, size int64, opts ScanOptions, hdr FileHeader) *sc
 	s.win.buf = (*s.win.bufp)[:0]
 	if opts.Deep {
 		s.scratch = rawPool.Get().(*[]byte)
+		s.plain = rawPool.Get().(*[]byte)
 	}
 	return s
 }
@@ -243,6 +269,7 @@ func (s *scanner) release() {
 	windowPool.Put(s.win.bufp)
 	if s.scratch != nil {
 		putRaw(s.scratch)
+		putRaw(s.plain)
 	}
 }
 
@@ -292,6 +319,9 @@ func (s *scanner) frame(off int64, verify bool) (h FrameHeader, fault, err error
 			fault = fmt.Errorf("%w: EOF inside the frame header at %d", ErrTorn, off)
 		}
 		return h, fault, nil
+	}
+	if h.Sealed != s.res.Header.Encrypted() {
+		return h, fmt.Errorf("%w: frame at %d: sealed %t in a segment encrypted %t", ErrCorrupt, off, h.Sealed, s.res.Header.Encrypted()), nil
 	}
 	if end := off + h.Size(); end > s.size {
 		return h, fmt.Errorf("%w: frame at %d ends at %d, past EOF at %d", ErrTorn, off, end, s.size), nil
@@ -387,7 +417,10 @@ func (s *scanner) decode(off int64, h FrameHeader) error {
 		return err
 	}
 	keep := func(Record) bool { return true }
-	if _, err := s.opts.Compressor.decodeFrame(b[:FrameHeaderSize], b[FrameHeaderSize:FrameHeaderSize+int(h.StoredLen)], s.scratch, keep); err != nil {
+	// The window must not change (lookahead may read it again), so a sealed
+	// payload is opened into its own buffer.
+	*s.plain = slices.Grow((*s.plain)[:0], int(h.StoredLen))
+	if _, err := s.opts.Compressor.decodeFrame(b[:FrameHeaderSize], b[FrameHeaderSize:FrameHeaderSize+int(h.StoredLen)], s.ci, (*s.plain)[:0], s.scratch, keep); err != nil {
 		return fmt.Errorf("frame at %d: %w", off, err)
 	}
 	return nil
@@ -465,12 +498,12 @@ func (s *scanner) lookahead(from int64) (FrameInfo, bool, error) {
 		if err != nil {
 			return FrameInfo{}, false, err
 		}
-		// Cheap filter before the full decode: type, codec and reserved bytes.
-		if b[frType] != byte(FrameRecords) || b[frCodec] > byte(CodecZstd) || b[frRsvd] != 0 || b[frRsvd+1] != 0 {
+		// Cheap filter before the full decode: type, codec and flags.
+		if b[frType] != byte(FrameRecords) || b[frCodec] > byte(CodecZstd) || b[frFlags] > FrameSealed || b[frRsvd] != 0 {
 			continue
 		}
 		h, err := DecodeFrameHeader(b)
-		if err != nil || pos+h.Size() > s.size || !s.seqAfter(h.FirstSeq) {
+		if err != nil || h.Sealed != s.res.Header.Encrypted() || pos+h.Size() > s.size || !s.seqAfter(h.FirstSeq) {
 			continue
 		}
 		if budget -= h.Size(); budget < 0 {

@@ -34,6 +34,7 @@ type Writer struct {
 	path string
 	c    *Compressor
 	hdr  FileHeader
+	ci   *Cipher // the data key's, for an encrypted segment; else nil
 
 	// Owned by the writer goroutine.
 	end     int64  // offset just past the last frame written
@@ -58,6 +59,26 @@ type Writer struct {
 // durably before any record in it is acknowledged. On failure it removes what
 // it created.
 func Create(fs vfs.FS, path string, h FileHeader, c *Compressor) (*Writer, error) {
+	if h.Encrypted() {
+		return nil, errors.New("segment: Create: FlagEncrypted needs CreateEncrypted")
+	}
+	return create(fs, path, h, c, nil)
+}
+
+// CreateEncrypted is Create for an encrypted segment: it draws a fresh data
+// key, wraps it with m into the header's key block (setting FlagEncrypted),
+// and the Writer seals every frame with it.
+func CreateEncrypted(fs vfs.FS, path string, h FileHeader, c *Compressor, m MasterKey) (*Writer, error) {
+	kb, ci, err := NewKeyBlock(m)
+	if err != nil {
+		return nil, err
+	}
+	h.Flags |= FlagEncrypted
+	h.Key = kb
+	return create(fs, path, h, c, ci)
+}
+
+func create(fs vfs.FS, path string, h FileHeader, c *Compressor, ci *Cipher) (*Writer, error) {
 	if c == nil {
 		return nil, errors.New("segment: Create: nil Compressor")
 	}
@@ -70,14 +91,13 @@ func Create(fs vfs.FS, path string, h FileHeader, c *Compressor) (*Writer, error
 		fs.Remove(path) // best effort: recovery also treats a torn creation
 		return nil, err
 	}
-	w := &Writer{f: f, path: path, c: c, hdr: h, end: FileHeaderSize}
-	w.committed.Store(FileHeaderSize)
+	w := &Writer{f: f, path: path, c: c, hdr: h, ci: ci, end: h.Size()}
+	w.committed.Store(h.Size())
 	return w, nil
 }
 
 func writeHeader(fs vfs.FS, f vfs.File, path string, h FileHeader) error {
-	b := h.Encode()
-	if _, err := f.WriteAt(b[:], 0); err != nil {
+	if _, err := f.WriteAt(h.Encode(), 0); err != nil {
 		return fmt.Errorf("segment: write header of %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {
@@ -136,10 +156,10 @@ const (
 func (w *Writer) encode(dst []byte, recs []Record) ([]byte, FrameHeader) {
 	if w.skip > 0 {
 		w.skip--
-		return w.c.EncodeFrameRaw(dst, recs, w.lastCRC)
+		return w.c.encodeFrame(dst, recs, w.lastCRC, false, w.ci)
 	}
 	w.probes++
-	buf, h := w.c.EncodeFrame(dst, recs, w.lastCRC)
+	buf, h := w.c.encodeFrame(dst, recs, w.lastCRC, true, w.ci)
 	if h.Codec == CodecNone {
 		w.rawStreak++
 	} else {

@@ -96,7 +96,7 @@ func (s *Shard) readSegment(v view, from uint64, maxRecords, maxBytes int, minTs
 		return false, err
 	}
 	defer s.release(v.sg)
-	for off := seekOffset(v.seeks, from); off < v.end; {
+	for off := seekOffset(v.seeks, from, r.Header().Size()); off < v.end; {
 		budget := pageBudget{records: maxRecords - len(res.Records), bytes: maxBytes - res.Bytes}
 		if budget.records <= 0 || budget.bytes <= 0 {
 			// Full at a batch's edge: pickFrames would pick nothing, and
@@ -193,11 +193,11 @@ func decodeFrames(r *segment.Reader, offs []int64) []decoded {
 }
 
 // seekOffset is the offset of the last seek point at or before seq, or the
-// first frame.
-func seekOffset(seeks []index.Seek, seq uint64) int64 {
+// first frame, which starts at first (the header area's end).
+func seekOffset(seeks []index.Seek, seq uint64, first int64) int64 {
 	i := sort.Search(len(seeks), func(i int) bool { return seeks[i].Seq > seq })
 	if i == 0 {
-		return segment.FileHeaderSize
+		return first
 	}
 	return seeks[i-1].Offset
 }
@@ -226,7 +226,7 @@ func (s *Shard) ordinalInSegment(v view, ts int64) (uint64, bool, error) {
 	defer s.release(v.sg)
 	// Seek points are sorted by time too (arrival never decreases).
 	i := sort.Search(len(v.seeks), func(i int) bool { return v.seeks[i].Ts >= ts })
-	off := int64(segment.FileHeaderSize)
+	off := r.Header().Size()
 	if i > 0 {
 		off = v.seeks[i-1].Offset
 	}

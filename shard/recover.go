@@ -35,6 +35,7 @@ func Open(opts Options) (*Shard, error) {
 	opts.setDefaults()
 	s := &Shard{opts: opts, log: opts.Logger.With("shard", opts.IndexKey), next: opts.FirstOrdinal}
 	s.SetLimits(opts.Limits)
+	s.SetEncryption(opts.Encryption)
 	if err := opts.FS.MkdirAll(opts.Dir); err != nil {
 		return nil, err
 	}
@@ -181,11 +182,7 @@ func (s *Shard) catalogAgrees(sg *seg, c index.Segment) bool {
 	if err != nil || size != c.End || c.FirstSeq != sg.firstSeq {
 		return false
 	}
-	var b [segment.FileHeaderSize]byte
-	if _, err := f.ReadAt(b[:], 0); err != nil {
-		return false
-	}
-	h, err := segment.DecodeFileHeader(b[:])
+	h, err := segment.ReadFileHeader(f)
 	if err != nil || h.FirstSeq != sg.firstSeq || h.SegmentID != sg.id || h.ShardKey != s.opts.ShardKey {
 		return false
 	}
@@ -382,7 +379,7 @@ func (s *Shard) createSegment() (*segment.Writer, *seg, error) {
 	id := s.nextSeg
 	s.nextSeg++
 	now := s.opts.Now()
-	sg := &seg{id: id, firstSeq: s.next, path: s.segPath(s.next, id), created: now, end: segment.FileHeaderSize}
+	sg := &seg{id: id, firstSeq: s.next, path: s.segPath(s.next, id), created: now}
 	if from, ok := s.framesEnd(); ok && s.next > from {
 		sg.seqFloor, sg.floorGap = true, segment.FloorGapOf(s.next, from)
 	}
@@ -391,10 +388,17 @@ func (s *Shard) createSegment() (*segment.Writer, *seg, error) {
 	if sg.seqFloor {
 		hdr.Flags = segment.FlagSeqFloor
 	}
-	w, err := segment.Create(s.opts.FS, sg.path, hdr, s.opts.Compressor)
+	var w *segment.Writer
+	var err error
+	if m := s.enc.Load(); m != nil {
+		w, err = segment.CreateEncrypted(s.opts.FS, sg.path, hdr, s.opts.Compressor, *m)
+	} else {
+		w, err = segment.Create(s.opts.FS, sg.path, hdr, s.opts.Compressor)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
+	sg.end = w.Header().Size()
 	return w, sg, nil
 }
 

@@ -84,6 +84,12 @@ type Options struct {
 	Limits *ratelimit.Limits
 	// Observer, if set, is told of commits and fdatasyncs (metrics).
 	Observer Observer
+	// Keys finds the master keys of encrypted segments, to read them;
+	// nil: encrypted segments cannot be read (their headers and CRCs can).
+	Keys segment.Keys
+	// Encryption is the master key of the segments the shard starts; nil:
+	// plaintext. SetEncryption changes it.
+	Encryption *segment.MasterKey
 }
 
 // Defaults for zero Options fields; the server's flags use them too.
@@ -149,7 +155,8 @@ type Shard struct {
 	sinceSeek int64       // publishing goroutine only: stored bytes since the last seek point
 	cache     cacheWindow // publishing goroutine only
 
-	adm atomic.Pointer[ratelimit.Shard] // nil: unlimited
+	adm atomic.Pointer[ratelimit.Shard]   // nil: unlimited
+	enc atomic.Pointer[segment.MasterKey] // of new segments; nil: plaintext
 
 	stopMu   sync.Mutex   // serializes stopping the writer (Close, Seal); guards quit's writes with mu
 	sendMu   sync.RWMutex // held shared while queueing an append, exclusively by Close
@@ -313,7 +320,7 @@ func (s *Shard) acquire(sg *seg) (*segment.Reader, error) {
 		return nil, fmt.Errorf("segment %s: %w", sg.path, ErrClosed)
 	}
 	if sg.reader == nil {
-		r, err := segment.OpenReader(s.opts.FS, sg.path, s.opts.Compressor)
+		r, err := segment.OpenReaderWithKeys(s.opts.FS, sg.path, s.opts.Compressor, s.opts.Keys)
 		if err != nil {
 			return nil, err
 		}

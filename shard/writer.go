@@ -21,6 +21,8 @@ type Entry struct {
 type Appended struct {
 	First     uint64
 	ArrivalMs int64
+	// Encrypted: the entries were written to an encrypted segment.
+	Encrypted bool
 }
 
 type appendReq struct {
@@ -217,7 +219,7 @@ func (s *Shard) commit(batch []*appendReq) {
 	for _, r := range batch {
 		raw += r.size
 	}
-	if s.w.Size()+int64(raw)+segment.FrameHeaderSize > s.opts.SegmentSize && s.w.Size() > segment.FileHeaderSize {
+	if s.modeChanged() || s.w.Size()+int64(raw)+segment.FrameHeaderSize > s.opts.SegmentSize && s.w.Size() > s.w.Header().Size() {
 		if err := s.roll(); err != nil {
 			s.fail(batch, err)
 			return
@@ -229,6 +231,9 @@ func (s *Shard) commit(batch []*appendReq) {
 		return
 	}
 	s.wNext, s.wTs = next, ts
+	for _, r := range batch {
+		r.res.Encrypted = fi.Sealed
+	}
 	s.opts.Observer.Committed(int(fi.Count), int(fi.RawLen), int(fi.StoredLen))
 	fl := &flight{batch: batch, sg: s.activeSeg(), fi: fi, next: next, ts: ts}
 	if s.inflight != nil {
@@ -459,4 +464,26 @@ func (s *Shard) afterIntervalSync() {
 		s.flushSeeks()
 		s.cache.synced(s.w.Path(), s.w.Committed())
 	}
+}
+
+// SetEncryption sets the master key of the segments the shard starts from
+// now on; nil makes them plaintext. Each segment has one mode: the writer
+// rolls the active segment before its next append if the active one's mode
+// or master key differs, so every record appended after SetEncryption
+// returns is stored as it says.
+func (s *Shard) SetEncryption(m *segment.MasterKey) {
+	if m != nil {
+		m = new(*m)
+	}
+	s.enc.Store(m)
+}
+
+// modeChanged reports whether the active segment's encryption differs from
+// what SetEncryption asked for. Writer goroutine only.
+func (s *Shard) modeChanged() bool {
+	m, h := s.enc.Load(), s.w.Header()
+	if m == nil {
+		return h.Encrypted()
+	}
+	return !h.Encrypted() || h.Key.Master != m.ID
 }

@@ -78,6 +78,46 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
+// BenchmarkAppendEncryption is BenchmarkAppend's durable path with and
+// without encryption at rest (StartEncryption with the generated
+// alias/aws/kinesis key), for the cost of sealing every frame.
+func BenchmarkAppendEncryption(b *testing.B) {
+	for _, c := range []struct{ shards, batch int }{{1, 100}, {16, 1}, {16, 100}} {
+		for _, enc := range []bool{false, true} {
+			b.Run(fmt.Sprintf("shards=%d/batch=%d/encrypted=%t", c.shards, c.batch, enc), func(b *testing.B) {
+				s := benchStore(b, c.shards)
+				if enc {
+					if err := s.StartEncryption(context.Background(), "b", "alias/aws/kinesis", "us-east-1"); err != nil {
+						b.Fatal(err)
+					}
+				}
+				var seed atomic.Uint64
+				b.SetBytes(int64(1024 * c.batch))
+				b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					rng := rand.New(rand.NewPCG(seed.Add(1), 1))
+					entries := make([]PutEntry, c.batch)
+					for i := range entries {
+						entries[i] = PutEntry{Data: jsonRecord(rng)}
+					}
+					for pb.Next() {
+						for i := range entries {
+							entries[i].PartitionKey = fmt.Sprint(rng.Uint64())
+						}
+						res, err := s.Put(context.Background(), "b", entries)
+						if err != nil || res[0].Err != nil || res[0].Encrypted != enc {
+							b.Error(err, res[0].Err, res[0].Encrypted)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N*c.batch)/b.Elapsed().Seconds(), "records/s")
+			})
+		}
+	}
+}
+
 // reportFrames reports what the disk saw: stored (compressed) bytes per
 // second and the mean stored frame, the write size to compare with dd.
 func reportFrames(b *testing.B, s *Store) {

@@ -35,6 +35,12 @@ var (
 	// ErrServiceFault is a request AWS itself fails with a bare 500
 	// InternalFailure that has no message; shardlog answers it the same way.
 	ErrServiceFault = errors.New("request AWS answers with a service fault")
+	// The KMS family: a master key that is not in the keyring, disabled, or
+	// pending deletion (StartStreamEncryption; writes and reads of a stream
+	// whose key went missing).
+	ErrKMSNotFound     = errors.New("KMS key not found")
+	ErrKMSDisabled     = errors.New("KMS key disabled")
+	ErrKMSInvalidState = errors.New("KMS key in an invalid state")
 )
 
 // Reason says which situation an Error reports, within its Kind. Storage
@@ -112,6 +118,10 @@ const (
 	ReasonWarmProvisioned Reason = "warm throughput of a provisioned stream"          // ErrInvalidArgument; Stream
 	ReasonNoCommitment    Reason = "warm throughput without commitment"               // ErrInvalidArgument; Stream
 	ReasonWarmMax         Reason = "warm throughput above the maximum"                // ErrLimitExceeded; Stream, N, Limit
+	ReasonKeyChanges      Reason = "encryption key changes per day"                   // ErrLimitExceeded; Stream, Limit
+	ReasonKMSNotFound     Reason = "KMS key not found"                                // ErrKMSNotFound; Stream, Given: the KeyId, Detail
+	ReasonKMSDisabled     Reason = "KMS key disabled"                                 // ErrKMSDisabled; Stream, Given, Detail
+	ReasonKMSInvalidState Reason = "KMS key pending deletion"                         // ErrKMSInvalidState; Stream, Given, Detail
 )
 
 // Facts are what a client's message names. Which fields a Reason fills is

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,16 +34,23 @@ func powerLossSeeds(t *testing.T) int {
 // TestPowerLoss: random appends across shards from concurrent writers, a
 // power cut at a random moment (sometimes tearing the last write), then a
 // reopen that must serve every acknowledged record exactly once, in order, at
-// its sequence number, and nothing torn or never attempted.
+// its sequence number, and nothing torn or never attempted. A third of the
+// seeds encrypt the stream from the start and a third switch encryption on
+// and off while the writers run; every record must read back in the mode its
+// PutRecords result reported.
 func TestPowerLoss(t *testing.T) {
 	seeds := powerLossSeeds(t)
 	dir := t.TempDir()
+	var modes [2]int // acknowledged records stored plaintext, encrypted
 	for seed := range seeds {
-		if err := powerLossOnce(t, dir, uint64(seed)); err != nil {
+		if err := powerLossOnce(t, dir, uint64(seed), &modes); err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
 	}
-	t.Logf("%d seeded power cuts survived", seeds)
+	if seeds >= 10 && (modes[0] == 0 || modes[1] == 0) {
+		t.Fatalf("acknowledged %d plaintext and %d encrypted records: both modes must be exercised", modes[0], modes[1])
+	}
+	t.Logf("%d seeded power cuts survived (%d plaintext, %d encrypted records acknowledged)", seeds, modes[0], modes[1])
 }
 
 type ack struct {
@@ -51,7 +59,18 @@ type ack struct {
 	data  string
 }
 
-func powerLossOnce(t *testing.T, parent string, seed uint64) error {
+// encryptedSuffix marks, in the powerloss test, the data of an ack whose
+// record was stored encrypted: ack stays comparable as other tests use it.
+const encryptedSuffix = " [encrypted]"
+
+func ackData(data string, encrypted bool) string {
+	if encrypted {
+		return data + encryptedSuffix
+	}
+	return data
+}
+
+func powerLossOnce(t *testing.T, parent string, seed uint64, modes *[2]int) error {
 	rng := rand.New(rand.NewPCG(seed, 99))
 	fs := vfs.NewMemFS()
 	dir, err := os.MkdirTemp(parent, "pl")
@@ -68,9 +87,31 @@ func powerLossOnce(t *testing.T, parent string, seed uint64) error {
 	if err := s.CreateStream(context.Background(), CreateStreamInput{Name: "pl", ShardCount: shards}); err != nil {
 		return err
 	}
+	if seed%3 == 1 {
+		if err := s.StartEncryption(context.Background(), "pl", "alias/aws/kinesis", "us-east-1"); err != nil {
+			return err
+		}
+	}
 	// Writers run until the power cut; it comes after a random number of file writes.
 	cutAfter := fs.Writes() + 1 + rng.IntN(60)
+	stopToggling := make(chan struct{})
+	toggled := make(chan struct{})
+	go func() {
+		defer close(toggled)
+		if seed%3 == 2 {
+			toggleEncryption(s, stopToggling)
+		}
+	}()
 	acks, attempted := runWriters(s, fs, cutAfter, seed)
+	close(stopToggling)
+	<-toggled
+	for _, a := range acks {
+		if strings.HasSuffix(a.data, encryptedSuffix) {
+			modes[1]++
+		} else {
+			modes[0]++
+		}
+	}
 	fs.Crash(rng, vfs.TearMode(rng.IntN(3)))
 	s.idx.Discard()
 	s.Close()
@@ -120,7 +161,7 @@ func runWriters(s *Store, fs *vfs.MemFS, cutAfter int, seed uint64) ([]ack, map[
 				mu.Lock()
 				for j, r := range res {
 					if r.Err == nil {
-						acks = append(acks, ack{r.ShardID, r.SequenceNumber, string(entries[j].Data)})
+						acks = append(acks, ack{r.ShardID, r.SequenceNumber, ackData(string(entries[j].Data), r.Encrypted)})
 					}
 				}
 				mu.Unlock()
@@ -155,7 +196,7 @@ func verifyAcked(s *Store, acks []ack, attempted map[string]bool) error {
 			if !attempted[string(r.Data)] {
 				return fmt.Errorf("%s: phantom record %q at %s", sh.ID, r.Data, r.SequenceNumber)
 			}
-			stored[r.SequenceNumber] = ack{sh.ID, r.SequenceNumber, string(r.Data)}
+			stored[r.SequenceNumber] = ack{sh.ID, r.SequenceNumber, ackData(string(r.Data), r.Encrypted)}
 		}
 	}
 	for _, a := range acks {
@@ -191,5 +232,22 @@ func readShardPages(s *Store, stream, id string, limit int) ([]Record, error) {
 			return out, nil
 		}
 		pos = *res.Next
+	}
+}
+
+// toggleEncryption starts and stops the stream's encryption until stop is
+// closed (refusals, such as the daily limit on key changes, are ignored).
+func toggleEncryption(s *Store, stop <-chan struct{}) {
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		case <-time.After(time.Millisecond):
+		}
+		if i%2 == 0 {
+			s.StartEncryption(context.Background(), "pl", "alias/aws/kinesis", "us-east-1")
+		} else {
+			s.StopEncryption(context.Background(), "pl", "alias/aws/kinesis")
+		}
 	}
 }

@@ -45,6 +45,11 @@ func (s *Store) Put(ctx context.Context, name string, entries []PutEntry) ([]Put
 	if err != nil {
 		return nil, err
 	}
+	if st.keyMissing.Load() {
+		if err := s.healKey(st); err != nil {
+			return nil, err
+		}
+	}
 	groups, err := s.groupByShard(st, pl, entries)
 	if err != nil {
 		return nil, err
@@ -236,7 +241,7 @@ func (s *Store) putGroup(ctx context.Context, stream string, g *group, results [
 			continue
 		}
 		seq := seqnum.Seq{ShardCreateSecs: g.r.epoch, ShardIndex: g.r.index, Ordinal: res.First + uint64(j), ArrivalSecs: res.ArrivalMs / 1000}
-		results[i] = PutResult{ShardID: id, SequenceNumber: seq.String()}
+		results[i] = PutResult{ShardID: id, SequenceNumber: seq.String(), Encrypted: res.Encrypted}
 	}
 }
 
@@ -417,7 +422,7 @@ func (s *Store) readOnce(ctx context.Context, pos Position, maxRecords, maxBytes
 	r, err := sh.Read(pos.Ordinal, maxRecords, maxBytes, horizon)
 	s.chargeRead(sh, r.Bytes)
 	if err != nil {
-		return ReadResult{}, fmt.Errorf("read %s/%s: %w", pos.Stream, shardID(pos.ShardIndex), err)
+		return ReadResult{}, s.readKeyError(pos.Stream, ref.meta, fmt.Errorf("read %s/%s: %w", pos.Stream, shardID(pos.ShardIndex), err))
 	}
 	out := ReadResult{Records: recordsOf(sm, r.Records), Bytes: r.Bytes}
 	if r.AtTip && sm.Closed {

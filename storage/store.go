@@ -16,6 +16,7 @@ import (
 
 	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/index"
+	"github.com/shardlog/shardlog/keyring"
 	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/shard"
 	"github.com/shardlog/shardlog/vfs"
@@ -70,6 +71,10 @@ type Options struct {
 	// Observer, if set, is told of every shard's commits and fdatasyncs
 	// (the server's engine metrics).
 	Observer shard.Observer
+	// Keyring holds the master keys of StartStreamEncryption (--keyring);
+	// nil: a keyring without a file, so only alias/aws/kinesis resolves
+	// (to a key generated in Dir).
+	Keyring *keyring.Keyring
 
 	// OnDemandStreamLimit is how many ON_DEMAND streams the account may
 	// have; default DefaultOnDemandStreamLimit (50, as AWS).
@@ -163,6 +168,7 @@ type Store struct {
 	idx    *index.Index
 	comp   *segment.Compressor
 	secret []byte
+	keys   *keyring.Keyring
 
 	mu      sync.RWMutex
 	streams map[string]*stream
@@ -200,7 +206,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, log: opts.Logger, streams: map[string]*stream{}, scale: scaler{streams: map[*stream]*streamScale{}}}
+	s := &Store{opts: opts, log: opts.Logger, streams: map[string]*stream{}, keys: opts.Keyring,
+		scale: scaler{streams: map[*stream]*streamScale{}}}
+	if s.keys == nil {
+		var err error
+		if s.keys, err = keyring.Open(keyring.Options{DataDir: opts.Dir, Account: opts.AccountID}); err != nil {
+			return nil, err
+		}
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.openFiles(); err != nil {
 		s.closeFiles()

@@ -71,6 +71,10 @@ type stream struct {
 	// scaler (ondemand.go); the map is guarded by Store.mu, the counters are
 	// atomic.
 	traffic map[uint32]*traffic
+	// keyMissing: the stream is encrypted but its master key was not in the
+	// keyring when a shard opened, so that shard's new segments have no key;
+	// writes are refused until healKey finds it (encryption.go).
+	keyMissing atomic.Bool
 }
 
 // watch returns a channel closed at the stream's next metadata change. Call
@@ -170,7 +174,11 @@ func shardInfoOf(sm shardMeta) ShardInfo {
 func streamInfoOf(m *streamMeta, withShards bool) StreamInfo {
 	si := StreamInfo{Name: m.Name, Created: time.Unix(0, m.CreatedNs), Status: m.Status, Mode: m.Mode, RetentionHours: m.RetentionHours, Tags: copyTags(m.Tags),
 		ConsumerCount: len(m.Consumers), Distribution: distributionOf(m), MaxRecordSizeKiB: recordSizeKiB(m),
-		ShardLevelMetrics: append([]string{}, m.ShardLevelMetrics...), WarmMiBps: m.WarmMiBps}
+		ShardLevelMetrics: append([]string{}, m.ShardLevelMetrics...), WarmMiBps: m.WarmMiBps,
+		EncryptionType: EncryptionNone}
+	if m.EncryptionType == EncryptionKMS {
+		si.EncryptionType, si.KeyID = EncryptionKMS, m.KeyID
+	}
 	if withShards && m.Status != StatusCreating && !m.DeletedCreating {
 		si.Shards = make([]ShardInfo, 0, len(m.Shards))
 		for _, sm := range m.Shards {
@@ -282,9 +290,15 @@ func forEachParallel(n, limit int, fn func(i int)) {
 	wg.Wait()
 }
 
-// openShard opens sm of st with the admission limits m calls for. (m, not
-// st.meta: a reshard opens children without the store lock.)
+// openShard opens sm of st with the admission limits and the encryption m
+// calls for. (m, not st.meta: a reshard opens children without the store
+// lock.)
 func (s *Store) openShard(st *stream, m *streamMeta, sm shardMeta) (*shard.Shard, error) {
+	enc, err := s.encryptionOf(m)
+	if err != nil {
+		s.log.Error("the stream's master key is not in the keyring; writes are refused until it is", "stream", st.name, "error", err)
+		st.keyMissing.Store(true)
+	}
 	key := datadir.IndexKey(st.dir, sm.Index)
 	return shard.Open(shard.Options{
 		FS: s.opts.FS, Dir: datadir.ShardPath(s.opts.Dir, key), IndexKey: key, ShardKey: datadir.ShardKey(key),
@@ -292,7 +306,7 @@ func (s *Store) openShard(st *stream, m *streamMeta, sm shardMeta) (*shard.Shard
 		SegmentSize: s.opts.SegmentSize, SegmentAge: s.opts.SegmentAge, CacheWindow: s.opts.CacheWindow,
 		Sync: s.opts.syncMode(), SyncInterval: s.opts.SyncInterval,
 		ReadOnly: sm.Closed, FirstOrdinal: firstOrdinal, Counter: st.counter(sm.Index, s.opts.SeqGroupSize), Limits: s.limitsFor(m),
-		Observer: s.opts.Observer,
+		Observer: s.opts.Observer, Keys: s.keys.Keys(), Encryption: enc,
 	})
 }
 

@@ -186,7 +186,7 @@ func (sub *Subscription) read(ref shardRef, maxBytes int) (ev SubscribeEvent, ok
 	horizon := sub.s.opts.Now().Add(-time.Duration(ref.meta.RetentionHours) * time.Hour).UnixMilli()
 	r, err := ref.sh.ReadShared(sub.next, maxEventRecords, maxBytes, horizon)
 	if err != nil {
-		return ev, false, fmt.Errorf("subscription to %s/%s: %w", sub.name, shardID(sub.index), err)
+		return ev, false, sub.s.readKeyError(sub.name, ref.meta, fmt.Errorf("subscription to %s/%s: %w", sub.name, shardID(sub.index), err))
 	}
 	ev.Records, ev.Bytes = recordsOf(ref.sm, r.Records), r.Bytes
 	switch {
@@ -220,6 +220,7 @@ func recordsOf(sm shardMeta, recs []segment.Record) []Record {
 		out[i] = Record{
 			SequenceNumber: seqnum.Seq{ShardCreateSecs: sm.CreateSecs, ShardIndex: sm.Index, Ordinal: rec.Seq, ArrivalSecs: rec.ArrivalMs / 1000}.String(),
 			Arrival:        time.UnixMilli(rec.ArrivalMs), PartitionKey: rec.PartitionKey, Data: rec.Data,
+			Encrypted: rec.Sealed,
 		}
 	}
 	return out

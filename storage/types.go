@@ -79,6 +79,10 @@ type StreamInfo struct {
 	MaxRecordSizeKiB int
 	// WarmMiBps is an ON_DEMAND stream's warm throughput target, 0 if none.
 	WarmMiBps int
+	// EncryptionType is EncryptionKMS or EncryptionNone; KeyID is the KeyId
+	// given to StartStreamEncryption ("" with EncryptionNone).
+	EncryptionType string
+	KeyID          string
 }
 
 // OpenShardCount counts the shards that take writes.
@@ -130,6 +134,9 @@ type PutResult struct {
 	ShardID        string
 	SequenceNumber string
 	Err            error
+	// Encrypted: the record was stored encrypted (its stream had
+	// StartStreamEncryption in effect when it was written).
+	Encrypted bool
 }
 
 // IteratorType is a GetShardIterator ShardIteratorType.
@@ -159,6 +166,9 @@ type Record struct {
 	Arrival        time.Time // millisecond precision
 	PartitionKey   string
 	Data           []byte
+	// Encrypted: the record is stored encrypted (it was written while
+	// StartStreamEncryption was in effect).
+	Encrypted bool
 }
 
 // ChildShard is a child of a closed shard, as GetRecords lists them at the end

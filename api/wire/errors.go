@@ -20,6 +20,9 @@ const (
 	TypeExpiredNextToken    = "ExpiredNextTokenException"
 	TypeInternalFailure     = "InternalFailure"
 	TypeTooLarge            = "RequestEntityTooLargeException"
+	TypeKMSNotFound         = "KMSNotFoundException"
+	TypeKMSDisabled         = "KMSDisabledException"
+	TypeKMSInvalidState     = "KMSInvalidStateException"
 )
 
 // Error is an error as the client sees it: AWS's __type, message and HTTP

@@ -54,8 +54,13 @@ type PutResults interface {
 	Failed() int
 }
 
-// PutRecordsOutput renders {"FailedRecordCount":n,"Records":[...]}.
-type PutRecordsOutput struct{ Results PutResults } // Results is required
+// PutRecordsOutput renders {"FailedRecordCount":n,"Records":[...]}, and
+// "EncryptionType" after them when it is set ("KMS": AWS leaves the member
+// out for an unencrypted stream).
+type PutRecordsOutput struct {
+	Results        PutResults // required
+	EncryptionType string
+}
 
 func (o PutRecordsOutput) AppendJSON(b []byte) []byte {
 	b = append(b, `{"FailedRecordCount":`...)
@@ -79,7 +84,12 @@ func (o PutRecordsOutput) AppendJSON(b []byte) []byte {
 		}
 		b = append(b, '}')
 	}
-	return append(b, "]}"...)
+	b = append(b, ']')
+	if o.EncryptionType != "" {
+		b = append(b, `,"EncryptionType":`...)
+		b = AppendString(b, o.EncryptionType)
+	}
+	return append(b, '}')
 }
 
 func (o PutRecordsOutput) CBORValue() any {
@@ -90,17 +100,21 @@ func (o PutRecordsOutput) CBORValue() any {
 	return struct {
 		FailedRecordCount int
 		Records           []PutResult
-	}{o.Results.Failed(), records}
+		EncryptionType    string `json:",omitempty"`
+	}{o.Results.Failed(), records, o.EncryptionType}
 }
 
 // Record is one record of a GetRecords response. Data is never nil: AWS sends
 // an empty blob, not a null. PartitionKey is "" for a record written without
 // one (AUTO record distribution), and then left out, as AWS documents.
+// EncryptionType is "KMS" for a record stored encrypted, and "" (left out,
+// as AWS does) otherwise.
 type Record struct {
 	SequenceNumber              string
 	ApproximateArrivalTimestamp EpochTime
 	Data                        []byte
 	PartitionKey                string `json:",omitempty"`
+	EncryptionType              string `json:",omitempty"`
 }
 
 // HashKeyRange is a shard's range of hash keys, in decimal.
@@ -175,6 +189,10 @@ func (o GetRecordsOutput) appendRecords(b []byte) []byte {
 		if r.PartitionKey != "" {
 			b = append(b, `,"PartitionKey":`...)
 			b = AppendString(b, r.PartitionKey)
+		}
+		if r.EncryptionType != "" {
+			b = append(b, `,"EncryptionType":`...)
+			b = AppendString(b, r.EncryptionType)
 		}
 		b = append(b, '}')
 	}

@@ -8,6 +8,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shardlog/shardlog/fsck"
+	"github.com/shardlog/shardlog/keyring"
+	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/vfs"
 )
 
@@ -31,12 +33,17 @@ Exit codes: 0 clean, 1 warnings only, 2 errors, 3 repaired, 4 fsck itself failed
 func newFsckVerifyCmd() *cobra.Command {
 	var o fsck.Options
 	var asJSON bool
+	var keyringFile string
 	cmd := &cobra.Command{
 		Use:   "verify DATA_DIR",
 		Short: "Check every segment, the index and the metadata; read-only",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Dir, o.FS, o.Progress = args[0], vfs.OS{}, progressWriter(cmd.ErrOrStderr())
+			var err error
+			if o.Keys, err = fsckKeys(keyringFile, o.Dir); err != nil {
+				return finishFsck(cmd, nil, err, asJSON)
+			}
 			rep, err := fsck.Verify(o)
 			return finishFsck(cmd, rep, err, asJSON)
 		},
@@ -44,20 +51,44 @@ func newFsckVerifyCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.Stream, "stream", "", "check only this stream")
 	f.StringVar(&o.Shard, "shard", "", "check only this shard (shardId-000000000000 or 0)")
-	f.BoolVar(&o.Deep, "deep", false, "also decompress every frame and parse every record")
+	f.BoolVar(&o.Deep, "deep", false, "also decompress every frame and parse every record (of encrypted segments: with their master keys)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	addKeyringFlag(cmd, &keyringFile)
 	return cmd
+}
+
+// addKeyringFlag adds fsck's --keyring: the server's keyring file, whose
+// master keys (and the data directory's generated alias/aws/kinesis key)
+// decrypt encrypted segments. CRC checks never need it.
+func addKeyringFlag(cmd *cobra.Command, file *string) {
+	cmd.Flags().StringVar(file, "keyring", "", "the server's --keyring file, to decode the records of encrypted segments (the data directory's generated alias/aws/kinesis key is used without it)")
+}
+
+// fsckKeys are the master keys fsck may use: the keyring file's, if given,
+// and the generated key of dataDir ("" if unknown).
+func fsckKeys(file, dataDir string) (segment.Keys, error) {
+	k, err := keyring.Open(keyring.Options{File: file, DataDir: dataDir})
+	if err != nil {
+		return nil, err
+	}
+	return k.Keys(), nil
 }
 
 func newFsckDumpCmd() *cobra.Command {
 	var o fsck.DumpOptions
+	var keyringFile string
 	cmd := &cobra.Command{
 		Use:   "dump SEGMENT_FILE|SHARD_DIR",
 		Short: "Print a segment's frames (and records); read-only",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Path, o.FS = args[0], vfs.OS{}
-			if err := fsck.Dump(cmd.OutOrStdout(), o); err != nil {
+			keys, err := fsckKeys(keyringFile, fsck.DataDirOf(o.Path))
+			if err == nil {
+				o.Keys = keys
+				err = fsck.Dump(cmd.OutOrStdout(), o)
+			}
+			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), "shardlog:", err)
 				fsckExit(fsck.ExitFailed)
 			}
@@ -68,17 +99,23 @@ func newFsckDumpCmd() *cobra.Command {
 	f.BoolVar(&o.Records, "records", false, "print every record: sequence, arrival, partition key, size and a data preview")
 	f.BoolVar(&o.JSON, "json", false, "print one JSON object per line")
 	f.Uint64Var(&o.FromSeq, "from-seq", 0, "skip frames and records before this sequence (ordinal)")
+	addKeyringFlag(cmd, &keyringFile)
 	return cmd
 }
 
 func newFsckRepairCmd() *cobra.Command {
 	var dryRun, asJSON bool
+	var keyringFile string
 	cmd := &cobra.Command{
 		Use:   "repair DATA_DIR",
 		Short: "Cut torn tails, salvage damaged segments, rebuild the index; the server must be stopped",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o := fsck.Options{Dir: args[0], FS: vfs.OS{}, Progress: progressWriter(cmd.ErrOrStderr())}
+			var err error
+			if o.Keys, err = fsckKeys(keyringFile, o.Dir); err != nil {
+				return finishFsck(cmd, nil, err, asJSON)
+			}
 			rep, err := fsck.Repair(o, dryRun)
 			return finishFsck(cmd, rep, err, asJSON)
 		},
@@ -86,6 +123,7 @@ func newFsckRepairCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.BoolVar(&dryRun, "dry-run", false, "report what would be done and change nothing")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	addKeyringFlag(cmd, &keyringFile)
 	return cmd
 }
 

@@ -69,6 +69,7 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 		ThrottleMultiplier: o.throttleMultiplier,
 		InjectThrottleRate: o.injectThrottleRate,
 		Observer:           o.engine,
+		Keyring:            o.keys,
 	})
 	if err != nil {
 		return nil, nil, err

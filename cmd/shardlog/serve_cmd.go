@@ -19,6 +19,7 @@ import (
 
 	"github.com/shardlog/shardlog/api"
 	"github.com/shardlog/shardlog/api/auth"
+	"github.com/shardlog/shardlog/keyring"
 	"github.com/shardlog/shardlog/ratelimit"
 	"github.com/shardlog/shardlog/shard"
 )
@@ -76,6 +77,12 @@ type serveOptions struct {
 	metricsAuth bool
 	// engine, set by runServe, observes the storage engine for /metrics.
 	engine shard.Observer
+	// keyringFile, if set, is the --keyring of master keys for
+	// StartStreamEncryption; keys, set by runServe, is the keyring read
+	// from it (or, without the flag, the one that knows only
+	// alias/aws/kinesis).
+	keyringFile string
+	keys        *keyring.Keyring
 }
 
 // onDemandOptions are the on-demand flags (storage/ondemand.go has the
@@ -203,6 +210,7 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.IntVar(&o.gomaxprocs, "gomaxprocs", 0, "Go scheduler threads (GOMAXPROCS); 0: the CPU count but at least 8, unless the GOMAXPROCS variable is set")
 	f.BoolVar(&o.controlPlaneLimits, "control-plane-limits", false, "enforce AWS's control-plane rates (e.g. DescribeStream 10/s) with LimitExceededException")
 	f.StringVar(&o.authFile, "auth-file", "", "verify every request's SigV4 signature against the access keys in this YAML or JSON file (reloaded on SIGHUP); unset: any credentials work")
+	f.StringVar(&o.keyringFile, "keyring", "", "master keys for StartStreamEncryption, by KeyId, in this YAML or JSON file (reloaded on SIGHUP); unset: only alias/aws/kinesis, with a key generated in the data directory")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics (GET /metrics) on this address instead of on the API listeners")
 	f.BoolVar(&o.metricsAuth, "metrics-auth", false, "with --auth-file: GET /metrics on the API listeners needs a SigV4 signature (service kinesis) by a key allowed the action "+api.MetricsAction)
 	addOnDemandFlags(cmd, &o.onDemand)
@@ -365,6 +373,9 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 	if err != nil {
 		return err
 	}
+	if o.keys, err = keyring.Open(keyring.Options{File: o.keyringFile, DataDir: o.dataDir, Account: o.accountID}); err != nil {
+		return err
+	}
 	metrics := api.NewMetrics()
 	o.engine = metrics.Engine()
 	store, closer, err := open(ctx, o, log)
@@ -395,6 +406,10 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 	if verifier != nil {
 		reloaders = append(reloaders, reloader{name: "auth file", reload: verifier.Reload})
 		log.Info("verifying SigV4 signatures", "auth_file", o.authFile, "credentials", verifier.Len())
+	}
+	if o.keyringFile != "" {
+		reloaders = append(reloaders, reloader{name: "keyring", reload: o.keys.Reload})
+		log.Info("encryption keys", "keyring", o.keyringFile)
 	}
 	if certs != nil {
 		srv.TLSConfig = tlsConfig(certs)
