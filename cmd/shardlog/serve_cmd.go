@@ -19,6 +19,7 @@ import (
 
 	"github.com/shardlog/shardlog/api"
 	"github.com/shardlog/shardlog/api/auth"
+	"github.com/shardlog/shardlog/console"
 	"github.com/shardlog/shardlog/ratelimit"
 	"github.com/shardlog/shardlog/shard"
 )
@@ -73,6 +74,8 @@ type serveOptions struct {
 	metricsAuth bool
 	// engine, set by runServe, observes the storage engine for /metrics.
 	engine shard.Observer
+	// console serves the web console at /console/ on the API listeners.
+	console bool
 }
 
 // tlsOptions are the TLS flags. TLS is on with a certificate and key or
@@ -162,6 +165,7 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.StringVar(&o.authFile, "auth-file", "", "verify every request's SigV4 signature against the access keys in this YAML or JSON file (reloaded on SIGHUP); unset: any credentials work")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics (GET /metrics) on this address instead of on the API listeners")
 	f.BoolVar(&o.metricsAuth, "metrics-auth", false, "with --auth-file: GET /metrics on the API listeners needs a SigV4 signature (service kinesis) by a key allowed the action "+api.MetricsAction)
+	f.BoolVar(&o.console, "console", true, "serve the web console at /console/ on the API listeners")
 	addTLSFlags(cmd, &o.tls)
 	addHardeningFlags(cmd, &o.hardening)
 	return cmd
@@ -480,7 +484,7 @@ func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, m
 	handler := api.New(cfg, store)
 	h := o.hardening
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           o.withConsole(handler, verifier != nil, metrics),
 		ReadHeaderTimeout: h.readHeaderTimeout,
 		ReadTimeout:       h.readTimeout,
 		IdleTimeout:       h.idleTimeout,
@@ -502,6 +506,24 @@ func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, m
 	srv.Protocols.SetUnencryptedHTTP2(true)
 	srv.Protocols.SetHTTP2(true)
 	return srv
+}
+
+// withConsole mounts the web console in front of the API, unless --console=false.
+// Its live counters come from the registry /metrics serves, and only where
+// /metrics is served: with --metrics-listen they are elsewhere.
+func (o serveOptions) withConsole(apiHandler http.Handler, auth bool, metrics *api.Metrics) http.Handler {
+	if !o.console {
+		return apiHandler
+	}
+	cfg := console.Config{Region: o.region, Auth: auth, Version: versionString(), Now: o.now}
+	if o.metricsListen == "" {
+		cfg.Counters = metrics.Registry()
+	}
+	if o.throttle {
+		l := ratelimit.Kinesis.Scale(o.throttleMultiplier)
+		cfg.Limits = &console.Limits{WriteRecords: l.WriteRecords, WriteBytes: l.WriteBytes, ReadCalls: l.ReadCalls, ReadBytes: l.ReadBytes}
+	}
+	return console.Wrap(apiHandler, cfg)
 }
 
 // metricsServer listens on --metrics-listen and serves GET /metrics there;

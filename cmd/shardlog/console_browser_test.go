@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/chromedp/chromedp"
+)
+
+// The console's browser tests drive Debian's chromium, headless, against a
+// real server (runServe over the storage engine). They wait for conditions,
+// never for times: each wait is bounded only by browserDeadline, generous
+// for a loaded machine. Screenshots of every step go to
+// $SHARDLOG_ARTIFACTS/console (or a temporary directory), printed with -v;
+// with SHARDLOG_UPDATE_DOCS=1 the stream page's shot also replaces
+// docs/console.png, the README's picture.
+
+const browserDeadline = 4 * time.Minute
+
+// browser is one headless chromium tab, with what its console reported.
+type browser struct {
+	t    *testing.T
+	ctx  context.Context
+	dir  string
+	step int
+
+	mu       sync.Mutex
+	problems []string
+}
+
+// networkStatus matches the browser's own log line for an HTTP error answer.
+var networkStatus = regexp.MustCompile(`status of (\d{3})`)
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	exe := ""
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			exe = p
+			break
+		}
+	}
+	if exe == "" {
+		t.Skip("chromium is not installed (apt-get install chromium): skipping the console's browser test")
+	}
+	if testing.Short() {
+		t.Skip("-short: skipping the console's browser test")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox,
+		chromedp.WindowSize(1280, 1000), chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-dev-shm-usage", true))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	b := &browser{t: t, ctx: ctx, dir: artifactDir(t)}
+	t.Cleanup(func() { cancelTab(); cancelAlloc() })
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			b.note(m)
+		}
+	}()
+	return b
+}
+
+// note keeps what fails the test: uncaught exceptions and console errors.
+// The browser's own "Failed to load resource: ... status of 4xx" lines are
+// the API's client-error answers, which the page shows to the user as AWS
+// does (a wrong secret, an access denied); a 5xx still fails the test.
+func (b *browser) note(m chromedp.ConsoleMessage) {
+	if m.Type != chromedp.ConsoleError && !m.IsException() {
+		return
+	}
+	if st := networkStatus.FindStringSubmatch(m.Text); m.Source == "network" && st != nil && st[1][0] == '4' {
+		b.t.Logf("browser: %s (an API answer)", m)
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.problems = append(b.problems, m.String())
+}
+
+// check fails the test on any problem the page reported so far.
+func (b *browser) check() {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range b.problems {
+		b.t.Errorf("browser console: %s", p)
+	}
+	b.problems = nil
+}
+
+func artifactDir(t *testing.T) string {
+	dir := t.TempDir()
+	if base := os.Getenv("SHARDLOG_ARTIFACTS"); base != "" {
+		dir = filepath.Join(base, "console", t.Name())
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("console screenshots in %s", dir)
+	return dir
+}
+
+// do runs the steps, bounded by browserDeadline; on failure it saves a
+// screenshot of the page as it was.
+func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserDeadline)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		b.shot("failed-" + strings.ReplaceAll(what, " ", "-"))
+		b.check()
+		b.t.Fatalf("%s: %v", what, err)
+	}
+	b.check()
+}
+
+// shot saves a full-page screenshot and returns its path.
+func (b *browser) shot(name string) string {
+	b.t.Helper()
+	b.step++
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Errorf("screenshot %s: %v", name, err)
+		return ""
+	}
+	p := filepath.Join(b.dir, fmt.Sprintf("%02d-%s.png", b.step, name))
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	return p
+}
+
+// wait polls a JavaScript condition until it is truthy.
+func wait(cond string) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(0))
+}
+
+// js runs a JavaScript statement for its effect.
+func js(stmt string) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](stmt)
+}
+
+// choose sets a <select> and tells the page, as a user's pick would.
+func choose(sel, value string) chromedp.Action[chromedp.Void] {
+	return js(fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.value = %q; e.dispatchEvent(new Event('change', {bubbles: true})); })()`, sel, value))
+}
+
+func click(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Click(sel, chromedp.NodeVisible)
+}
+
+func visible(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.WaitVisible(sel)
+}
+
+// TestConsoleInBrowser walks the console as a user would: the empty list,
+// creating a stream through two confirmations, records put with the SDK
+// seen moving the throughput chart and in the record browser (paged, as
+// JSON and hex, and followed live), and deleting the stream.
+func TestConsoleInBrowser(t *testing.T) {
+	b := newBrowser(t)
+	o := fastOptions()
+	o.console, o.throttle = true, true
+	ep := serveFor(t, o, nil)
+	endpoint := "http://" + ep.plain.String()
+	c, _ := sdkClient(endpoint, h1Transport(nil))
+	ctx := context.Background()
+	const name = "console-demo"
+
+	b.do("load the console", chromedp.Navigate(endpoint+"/console/"), visible("#streams-empty"))
+	b.shot("streams-empty")
+
+	b.do("fill in the create form", click("#create-stream"), visible("#create-name"),
+		chromedp.SendKeys("#create-name", name), chromedp.SetValue("#create-shards", "2"),
+		click("#dialog-confirm"), visible("#confirm-name"),
+		wait(fmt.Sprintf(`document.querySelector('#confirm-name').textContent === %q`, name)))
+	b.shot("create-confirm")
+	b.do("confirm the creation", click("#dialog-confirm"),
+		wait(fmt.Sprintf(`document.querySelector('tr[data-stream=%q] td:nth-child(2)')?.textContent === 'ACTIVE'`, name)))
+	b.shot("stream-created")
+	sum, err := c.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+	if err != nil || aws.ToInt32(sum.StreamDescriptionSummary.OpenShardCount) != 2 {
+		t.Fatalf("the stream the console created: %v, %v", sum, err)
+	}
+
+	// The chart draws rates between two counter documents: once it has
+	// points, records put now show as a rate above zero.
+	b.do("open the stream page", click(fmt.Sprintf(`tr[data-stream=%q] a`, name)), visible("#keyspace"),
+		wait(`document.querySelectorAll('#keyspace g[data-shard]').length === 2`),
+		wait(`Number(document.querySelector('#chart-records').dataset.samples) >= 2`))
+	putJSON(t, c, name, 0, 40)
+	b.do("see the throughput chart move", wait(`Number(document.querySelector('#chart-records').dataset.max) > 0`),
+		wait(`Number(document.querySelector('#chart-bytes').dataset.max) > 0`))
+	shot := b.shot("stream-page")
+	if os.Getenv("SHARDLOG_UPDATE_DOCS") == "1" && shot != "" {
+		copyFile(t, shot, filepath.Join("..", "..", "docs", "console.png"))
+	}
+
+	b.do("read the shard from its trim horizon", click("#browse-records"), visible("#rb-read"),
+		wait(`document.querySelector('#rb-shard').options.length === 2`),
+		choose("#rb-shard", "shardId-000000000000"), choose("#rb-position", "TRIM_HORIZON"), click("#rb-read"),
+		wait(`document.querySelectorAll('#rb-body tr').length === 40`),
+		wait(`document.querySelector('#rb-body tr .pk').textContent === 'pk-0'`),
+		choose("#rb-mode", "json"),
+		wait(`document.querySelector('#rb-body tr pre').textContent.includes('"n": 0,\n')`))
+	b.shot("records-json")
+	b.do("show data as hex", choose("#rb-mode", "hex"),
+		wait(`document.querySelector('#rb-body tr pre').textContent.startsWith('000000  7b 22 6e 22')`))
+	b.shot("records-hex")
+
+	b.do("follow the tip", choose("#rb-mode", "utf8"), click("#rb-follow"))
+	if _, err := c.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String(name), PartitionKey: aws.String("tip-record"),
+		ExplicitHashKey: aws.String("0"), Data: []byte("hello from the tip")}); err != nil {
+		t.Fatal(err)
+	}
+	b.do("see the new record live", wait(`[...document.querySelectorAll('#rb-body tr .pk')].some(e => e.textContent === 'tip-record')`),
+		wait(`document.querySelector('#rb-body tr:last-child pre').textContent === 'hello from the tip'`))
+	b.shot("records-followed")
+
+	b.do("open the delete dialog", click("#rb-follow"), click("h1 a"), visible("#delete-stream"), click("#delete-stream"),
+		visible("#delete-confirm-name"), wait(`document.querySelector('#dialog-confirm').disabled`),
+		chromedp.SendKeys("#delete-confirm-name", name), wait(`!document.querySelector('#dialog-confirm').disabled`))
+	b.shot("delete-confirm")
+	b.do("delete the stream", click("#dialog-confirm"), visible("#streams-empty"))
+	b.shot("stream-deleted")
+	_, err = c.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+	if errorCode(err) != "ResourceNotFoundException" {
+		t.Fatalf("after the console deleted it, DescribeStreamSummary: %v", err)
+	}
+}
+
+// putJSON puts n JSON records {"n": i, ...} with partition keys pk-i into
+// the stream's first shard (hash key 0), starting at from.
+func putJSON(t *testing.T, c *kinesis.Client, stream string, from, n int) {
+	t.Helper()
+	var entries []types.PutRecordsRequestEntry
+	for i := from; i < from+n; i++ {
+		entries = append(entries, types.PutRecordsRequestEntry{PartitionKey: aws.String(fmt.Sprintf("pk-%d", i)), ExplicitHashKey: aws.String("0"),
+			Data: fmt.Appendf(nil, `{"n":%d,"item":"book","price":12.5}`, i)})
+	}
+	out, err := c.PutRecords(context.Background(), &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries})
+	if err != nil || aws.ToInt32(out.FailedRecordCount) != 0 {
+		t.Fatalf("PutRecords: %v, %v", out, err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err == nil {
+		err = os.WriteFile(to, b, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("updated %s", to)
+}
