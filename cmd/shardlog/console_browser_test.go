@@ -64,6 +64,7 @@ func newBrowser(t *testing.T) *browser {
 	b := &browser{t: t, ctx: ctx, dir: artifactDir(t)}
 	t.Cleanup(func() { cancelTab(); cancelAlloc() })
 	messages := chromedp.Console(ctx)
+	t.Cleanup(b.check) // before the tab closes: cleanups run last first
 	go func() {
 		for m, err := range messages {
 			if err != nil {
@@ -198,10 +199,22 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the stream the console created: %v, %v", sum, err)
 	}
 
+	// A split gives the key space a second generation: the closed parent
+	// above, its two children below it.
+	if _, err := c.SplitShard(ctx, &kinesis.SplitShardInput{StreamName: aws.String(name), ShardToSplit: aws.String("shardId-000000000001"),
+		NewStartingHashKey: aws.String("255211775190703847597530955573826158592")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddTagsToStream(ctx, &kinesis.AddTagsToStreamInput{StreamName: aws.String(name), Tags: map[string]string{"team": "payments", "env": "dev"}}); err != nil {
+		t.Fatal(err)
+	}
+
 	// The chart draws rates between two counter documents: once it has
 	// points, records put now show as a rate above zero.
 	b.do("open the stream page", click(fmt.Sprintf(`tr[data-stream=%q] a`, name)), visible("#keyspace"),
-		wait(`document.querySelectorAll('#keyspace g[data-shard]').length === 2`),
+		wait(`document.querySelectorAll('#keyspace g[data-shard]').length === 4`),
+		wait(`Number(document.querySelector('#keyspace g[data-shard="shardId-000000000003"] rect').getAttribute('y')) > Number(document.querySelector('#keyspace g[data-shard="shardId-000000000001"] rect').getAttribute('y'))`),
+		wait(`document.querySelectorAll('#tags-table tbody tr').length === 2`),
 		wait(`Number(document.querySelector('#chart-records').dataset.samples) >= 2`))
 	putJSON(t, c, name, 0, 40)
 	b.do("see the throughput chart move", wait(`Number(document.querySelector('#chart-records').dataset.max) > 0`),
@@ -212,7 +225,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 
 	b.do("read the shard from its trim horizon", click("#browse-records"), visible("#rb-read"),
-		wait(`document.querySelector('#rb-shard').options.length === 2`),
+		wait(`document.querySelector('#rb-shard').options.length === 4`),
 		choose("#rb-shard", "shardId-000000000000"), choose("#rb-position", "TRIM_HORIZON"), click("#rb-read"),
 		wait(`document.querySelectorAll('#rb-body tr').length === 40`),
 		wait(`document.querySelector('#rb-body tr .pk').textContent === 'pk-0'`),

@@ -8,7 +8,9 @@ const H = 150, PAD_L = 52, PAD_R = 8, PAD_T = 8, PAD_B = 18;
 
 export class LineChart {
   // series: [{label, color}]; fmt renders a y value; points: the window size.
-  constructor({ id, title, series, fmt, points = 150, intervalMs = 2000 }) {
+  // minTop is the y axis's top while every value is 0.
+  constructor({ id, title, series, fmt, points = 150, intervalMs = 2000, minTop = 1 }) {
+    this.minTop = minTop;
     this.series = series;
     this.fmt = fmt;
     this.points = points;
@@ -47,7 +49,7 @@ export class LineChart {
     // A limit far above the data would flatten it: it is drawn only when
     // the data comes within a tenth of it, and named in the legend otherwise.
     const showLimit = this.limit && max >= this.limit.v / 10;
-    const top = niceCeil(Math.max(max, showLimit ? this.limit.v : 0) || 1);
+    const top = niceCeil(Math.max(max, showLimit ? this.limit.v : 0) || this.minTop);
     const x = i => PAD_L + (W - PAD_L - PAD_R) * (this.points - n + i) / (this.points - 1);
     const y = v => PAD_T + (H - PAD_T - PAD_B) * (1 - v / top);
     const grid = [0, top / 2, top].map(v => [

@@ -20,7 +20,7 @@ export function streamView(view, ctx, name, signal) {
   const status = h('span', { id: 'stream-status' });
   const charts = {
     records: new LineChart({ id: 'chart-records', title: 'Incoming records/s', series: [{ label: 'records/s', color: '#0b63c5' }], fmt: v => fmtNum(v) }),
-    bytes: new LineChart({ id: 'chart-bytes', title: 'Incoming bytes/s', series: [{ label: 'bytes/s', color: '#0b63c5' }], fmt: v => fmtBytes(v) }),
+    bytes: new LineChart({ id: 'chart-bytes', title: 'Incoming bytes/s', series: [{ label: 'bytes/s', color: '#0b63c5' }], fmt: v => fmtBytes(v), minTop: 1024 }),
     throttles: new LineChart({ id: 'chart-throttles', title: 'Throttled/s', fmt: v => fmtNum(v),
       series: [{ label: 'write (records)', color: '#b42318' }, { label: 'read (calls)', color: '#c2571a' }] }),
   };
@@ -170,7 +170,7 @@ function renderShards(shards) {
     h('thead', {}, h('tr', {}, h('th', {}, 'Shard'), h('th', {}, 'State'), h('th', {}, 'Parents'), h('th', {}, 'Hash keys'),
       h('th', {}, 'Sequence numbers'), h('th', { class: 'num' }, 'Incoming'))),
     h('tbody', {}, shards.map(sh => h('tr', { 'data-shard': sh.ShardId },
-      h('td', { class: 'mono' }, sh.ShardId), h('td', {}, isOpen(sh) ? 'open' : 'closed'),
+      h('td', { class: 'mono nowrap' }, sh.ShardId), h('td', {}, isOpen(sh) ? 'open' : 'closed'),
       h('td', { class: 'mono' }, [sh.ParentShardId, sh.AdjacentParentShardId].filter(Boolean).join(' + ') || '–'),
       h('td', { class: 'mono' }, `${pct(sh.HashKeyRange.StartingHashKey)} – ${pct(sh.HashKeyRange.EndingHashKey)}`),
       h('td', { class: 'mono' }, `${sh.SequenceNumberRange.StartingSequenceNumber} – ${sh.SequenceNumberRange.EndingSequenceNumber || ''}`),
