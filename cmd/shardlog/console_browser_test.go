@@ -42,21 +42,26 @@ type browser struct {
 // networkStatus matches the browser's own log line for an HTTP error answer.
 var networkStatus = regexp.MustCompile(`status of (\d{3})`)
 
-func newBrowser(t *testing.T) *browser {
+// chromium is the browser's path; without one the test is skipped.
+func chromium(t *testing.T) string {
 	t.Helper()
-	exe := ""
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			exe = p
-			break
-		}
-	}
-	if exe == "" {
-		t.Skip("chromium is not installed (apt-get install chromium): skipping the console's browser test")
-	}
 	if testing.Short() {
 		t.Skip("-short: skipping the console's browser test")
 	}
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("chromium is not installed (apt-get install chromium): skipping the console's browser test")
+	return ""
+}
+
+// newBrowser opens a tab of the browser at exe. Start the server first: the
+// tab then closes before the server stops (cleanups run last first), and
+// the page never sees it gone.
+func newBrowser(t *testing.T, exe string) *browser {
+	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox,
 		chromedp.WindowSize(1280, 1000), chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-dev-shm-usage", true))
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -174,10 +179,11 @@ func visible(sel string) chromedp.Action[chromedp.Void] {
 // seen moving the throughput chart and in the record browser (paged, as
 // JSON and hex, and followed live), and deleting the stream.
 func TestConsoleInBrowser(t *testing.T) {
-	b := newBrowser(t)
+	exe := chromium(t)
 	o := fastOptions()
 	o.console, o.throttle = true, true
 	ep := serveFor(t, o, nil)
+	b := newBrowser(t, exe)
 	endpoint := "http://" + ep.plain.String()
 	c, _ := sdkClient(endpoint, h1Transport(nil))
 	ctx := context.Background()
@@ -310,7 +316,7 @@ const consoleAuthYAML = `credentials:
 // the page's signer, with WebCrypto and with its plain-JavaScript fallback,
 // produces signatures that api/auth's verifier accepts.
 func TestConsoleSignedInBrowser(t *testing.T) {
-	b := newBrowser(t)
+	exe := chromium(t)
 	authFile := filepath.Join(t.TempDir(), "auth.yaml")
 	if err := os.WriteFile(authFile, []byte(consoleAuthYAML), 0o600); err != nil {
 		t.Fatal(err)
@@ -318,6 +324,7 @@ func TestConsoleSignedInBrowser(t *testing.T) {
 	o := fastOptions()
 	o.console, o.authFile = true, authFile
 	ep := serveFor(t, o, nil)
+	b := newBrowser(t, exe)
 	endpoint := "http://" + ep.plain.String()
 	admin := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint), RetryMaxAttempts: 1,
 		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
