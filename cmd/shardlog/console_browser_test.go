@@ -175,9 +175,10 @@ func visible(sel string) chromedp.Action[chromedp.Void] {
 }
 
 // TestConsoleInBrowser walks the console as a user would: the empty list,
-// creating a stream through two confirmations, records put with the SDK
-// seen moving the throughput chart and in the record browser (paged, as
-// JSON and hex, and followed live), and deleting the stream.
+// creating a stream through two confirmations, a split's lineage and the
+// stream's tags, records put with the SDK seen moving the throughput chart
+// and in the record browser (from each kind of start, as JSON and hex, and
+// followed live), and deleting the stream with its consumer.
 func TestConsoleInBrowser(t *testing.T) {
 	exe := chromium(t)
 	o := fastOptions()
@@ -242,6 +243,16 @@ func TestConsoleInBrowser(t *testing.T) {
 		wait(`document.querySelector('#rb-body tr pre').textContent.startsWith('000000  7b 22 6e 22')`))
 	b.shot("records-hex")
 
+	b.do("start at a sequence number", js(`document.querySelector('#rb-seq').dataset.want = document.querySelectorAll('#rb-body tr')[5].dataset.seq`),
+		choose("#rb-position", "AT_SEQUENCE_NUMBER"), visible("#rb-seq"),
+		js(`document.querySelector('#rb-seq').value = document.querySelector('#rb-seq').dataset.want`), click("#rb-read"),
+		wait(`document.querySelector('#rb-body tr .pk')?.textContent === 'pk-5' && document.querySelectorAll('#rb-body tr').length === 35`))
+	b.do("start at a timestamp", choose("#rb-position", "AT_TIMESTAMP"), visible("#rb-timestamp"),
+		chromedp.SetValue("#rb-timestamp", "2001-02-03T04:05:06"), click("#rb-read"),
+		wait(`document.querySelector('#rb-body tr .pk')?.textContent === 'pk-0' && document.querySelectorAll('#rb-body tr').length === 40`))
+	b.do("start at the tip", choose("#rb-position", "LATEST"), click("#rb-read"),
+		wait(`document.querySelector('#rb-info').textContent === '0 record(s) read · 0 ms behind the tip'`))
+
 	b.do("follow the tip", choose("#rb-mode", "utf8"), click("#rb-follow"))
 	if _, err := c.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String(name), PartitionKey: aws.String("tip-record"),
 		ExplicitHashKey: aws.String("0"), Data: []byte("hello from the tip")}); err != nil {
@@ -251,9 +262,15 @@ func TestConsoleInBrowser(t *testing.T) {
 		wait(`document.querySelector('#rb-body tr:last-child pre').textContent === 'hello from the tip'`))
 	b.shot("records-followed")
 
-	b.do("open the delete dialog", click("#rb-follow"), click("h1 a"), visible("#delete-stream"), click("#delete-stream"),
-		visible("#delete-confirm-name"), wait(`document.querySelector('#dialog-confirm').disabled`),
-		chromedp.SendKeys("#delete-confirm-name", name), wait(`!document.querySelector('#dialog-confirm').disabled`))
+	// A consumer makes DeleteStream refuse unless told to deregister it.
+	if _, err := c.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: sum.StreamDescriptionSummary.StreamARN,
+		ConsumerName: aws.String("console-reader")}); err != nil {
+		t.Fatal(err)
+	}
+	b.do("open the delete dialog", click("#rb-follow"), click("h1 a"), visible("#delete-stream"),
+		wait(`[...document.querySelectorAll('#consumers-table td')].some(e => e.textContent === 'console-reader')`),
+		click("#delete-stream"), visible("#delete-confirm-name"), wait(`document.querySelector('#dialog-confirm').disabled`),
+		chromedp.SendKeys("#delete-confirm-name", name), click("#delete-enforce"), wait(`!document.querySelector('#dialog-confirm').disabled`))
 	b.shot("delete-confirm")
 	b.do("delete the stream", click("#dialog-confirm"), visible("#streams-empty"))
 	b.shot("stream-deleted")
