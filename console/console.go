@@ -9,9 +9,9 @@
 //     limits in force);
 //   - /console/counters.json: the per-stream (and per-shard) counters and
 //     gauges of the Prometheus registry, from which the page draws its live
-//     rates. It exposes what GET /metrics exposes on the same listener, no
-//     more: with --metrics-listen, the metrics live elsewhere and so the
-//     counters are off here too.
+//     rates. It exposes what GET /metrics exposes on the same listener, to
+//     whom /metrics exposes it (Config.Guard: --metrics-auth), no more: with
+//     --metrics-listen, the metrics live elsewhere and the counters are off.
 //
 // The package imports no storage: everything the page shows, it read
 // through the same doors as every other client.
@@ -60,6 +60,9 @@ type Config struct {
 	// Counters is the metrics registry the live rates come from; nil turns
 	// them off.
 	Counters prometheus.Gatherer
+	// Guard, if set, decides who may read the counters, as GET /metrics
+	// decides (--metrics-auth): false means it refused r and answered w.
+	Guard func(w http.ResponseWriter, r *http.Request) bool
 	// Limits are the per-shard limits; nil when throttling is off.
 	Limits *Limits
 	// Version is the server's version, shown in the page's footer.
@@ -149,6 +152,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "counters.json":
 		if h.cfg.Counters == nil {
 			http.Error(w, "live counters are not served on this listener (see --metrics-listen)", http.StatusNotFound)
+			return
+		}
+		if h.cfg.Guard != nil && !h.cfg.Guard(w, r) {
 			return
 		}
 		c, err := gatherCounters(h.cfg.Counters, h.cfg.Now())

@@ -312,7 +312,7 @@ const consoleAuthYAML = `credentials:
     secret_access_key: admin-secret
     user: admin
     policies:
-      - {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kinesis:*", "Resource": "*"}]}
+      - {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["kinesis:*", "shardlog:GetMetrics"], "Resource": "*"}]}
   - access_key_id: AKIDREADER
     secret_access_key: reader-secret
     user: reader
@@ -328,8 +328,9 @@ const consoleAuthYAML = `credentials:
 
 // TestConsoleSignedInBrowser runs the console against a server with
 // --auth-file: a wrong secret is refused at sign-in, the right one lists the
-// streams (every call signed in the browser and verified by api/auth), a
-// key whose policies allow less sees AccessDenied where they stop it, and
+// streams (every call signed in the browser and verified by api/auth) and,
+// under --metrics-auth, its live counters; a key whose policies allow less
+// sees AccessDenied where they stop it (counters included), and
 // the page's signer, with WebCrypto and with its plain-JavaScript fallback,
 // produces signatures that api/auth's verifier accepts.
 func TestConsoleSignedInBrowser(t *testing.T) {
@@ -339,7 +340,7 @@ func TestConsoleSignedInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := fastOptions()
-	o.console, o.authFile = true, authFile
+	o.console, o.authFile, o.metricsAuth = true, authFile, true
 	ep := serveFor(t, o, nil)
 	b := newBrowser(t, exe)
 	endpoint := "http://" + ep.plain.String()
@@ -358,13 +359,16 @@ func TestConsoleSignedInBrowser(t *testing.T) {
 	b.shot("signin-refused")
 	b.do("sign in", chromedp.SetValue("#login-secret", "admin-secret"), click("#login-submit"), wait(row),
 		wait(`document.querySelector('#who').textContent.includes('AKIDADMIN')`))
+	b.do("see live counters, signed (--metrics-auth)", click(`tr[data-stream="signed-demo"] a`), visible("#keyspace"),
+		wait(`Number(document.querySelector('#chart-records').dataset.samples) >= 2`))
 	b.shot("signed-in")
 
 	checkSigner(t, b, authFile)
 
-	b.do("sign in with fewer permissions", click("#signout"), visible("#login-akid"),
+	b.do("sign in with fewer permissions", click(`header nav a`), visible("#streams-table"), click("#signout"), visible("#login-akid"),
 		chromedp.SendKeys("#login-akid", "AKIDREADER"), chromedp.SendKeys("#login-secret", "reader-secret"), click("#login-submit"), wait(row),
 		click(`tr[data-stream="signed-demo"] a`), visible("#stream-facts dd"),
 		wait(`document.querySelector('#shards .error')?.textContent.startsWith('AccessDeniedException')`))
+	b.do("see the counters refused", wait(`document.querySelector('#banner').textContent.startsWith('Live counters: AccessDeniedException')`))
 	b.shot("reader-denied")
 }

@@ -509,13 +509,14 @@ func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, m
 }
 
 // withConsole mounts the web console in front of the API, unless --console=false.
-// Its live counters come from the registry /metrics serves, and only where
-// /metrics is served: with --metrics-listen they are elsewhere.
-func (o serveOptions) withConsole(apiHandler http.Handler, auth bool, metrics *api.Metrics) http.Handler {
+// Its live counters come from the registry /metrics serves, only where
+// /metrics is served (with --metrics-listen they are elsewhere), and to
+// whom it is served (--metrics-auth).
+func (o serveOptions) withConsole(apiHandler *api.Server, auth bool, metrics *api.Metrics) http.Handler {
 	if !o.console {
 		return apiHandler
 	}
-	cfg := console.Config{Region: o.region, Auth: auth, Version: versionString(), Now: o.now}
+	cfg := console.Config{Region: o.region, Auth: auth, Version: versionString(), Now: o.now, Guard: apiHandler.GuardMetrics}
 	if o.metricsListen == "" {
 		cfg.Counters = metrics.Registry()
 	}

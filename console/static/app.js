@@ -89,6 +89,8 @@ function loginView(view) {
       }
     }
     sessionStorage.setItem(CREDS_KEY, JSON.stringify(creds));
+    // A new key may read the counters where the last one was refused.
+    ctx.counters = new Counters(ctx.cfg.counters, url => ctx.client.get(url));
     route();
   });
   replace(view, form);
@@ -128,7 +130,7 @@ async function boot() {
   const serverNow = Date.parse(res.headers.get('Date'));
   if (!Number.isNaN(serverNow) && Math.abs(serverNow - Date.now()) > 30000) ctx.client.skewMs = serverNow - Date.now();
   ctx.client.creds = ctx.cfg.auth ? storedCreds() : null;
-  ctx.counters = new Counters(ctx.cfg.counters);
+  ctx.counters = new Counters(ctx.cfg.counters, url => ctx.client.get(url));
   document.getElementById('signout').addEventListener('click', signOut);
   document.getElementById('footer').textContent = `shardlog ${ctx.cfg.version} · region ${ctx.cfg.region}` +
     (ctx.cfg.counters ? '' : ' · live counters off on this listener (--metrics-listen)');

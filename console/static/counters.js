@@ -25,8 +25,10 @@ export class Snapshot {
 }
 
 export class Counters {
-  constructor(enabled, intervalMs = 2000) {
+  // get fetches a document (Client.get: signed when signing in is required).
+  constructor(enabled, get, intervalMs = 2000) {
     this.enabled = enabled;
+    this.get = get;
     this.intervalMs = intervalMs;
     this.listeners = new Set();
     this.prev = null;
@@ -52,17 +54,17 @@ export class Counters {
 
   async tick() {
     try {
-      if (!document.hidden) this.publish(await this.fetch());
+      if (!document.hidden) this.publish(await this.get('counters.json'));
     } catch (e) {
-      for (const l of this.listeners) l.onError && l.onError(e);
+      // A refusal (a key not allowed the metrics under --metrics-auth)
+      // will not change by asking again: it is told once, and polling stops.
+      const refused = e.status >= 400 && e.status < 500;
+      if (refused) this.enabled = false;
+      const err = new Error('Live counters: ' + e.message);
+      for (const l of this.listeners) l.onError && l.onError(err);
+      if (refused) return;
     }
     if (this.listeners.size > 0) this.schedule(this.intervalMs);
-  }
-
-  async fetch() {
-    const res = await fetch('counters.json', { cache: 'no-store' });
-    if (!res.ok) throw new Error(`counters.json: HTTP ${res.status}`);
-    return res.json();
   }
 
   publish(doc) {

@@ -46,6 +46,26 @@ export class Client {
     return doc;
   }
 
+  // get fetches one of the console's own documents, signed like the API
+  // calls when signing in is required (--metrics-auth guards the counters
+  // as it guards /metrics); an error answer throws a KinesisError.
+  async get(url) {
+    const u = new URL(url, location.href);
+    const headers = {};
+    if (this.creds) {
+      const req = { method: 'GET', host: location.host, path: u.pathname, query: u.search.slice(1), headers, body: '' };
+      Object.assign(headers, await sign(req, { ...this.creds, region: this.region, service: 'kinesis' }, new Date(Date.now() + this.skewMs)));
+    }
+    const res = await fetch(u, { headers, cache: 'no-store', credentials: 'omit' });
+    if (!res.ok) {
+      const text = await res.text();
+      let doc = {};
+      try { doc = JSON.parse(text); } catch { doc = { message: text.trim() }; }
+      throw new KinesisError((doc.__type || `HTTP ${res.status}`).split('#').pop(), doc.message || '', res.status);
+    }
+    return res.json();
+  }
+
   async listStreams(max = 1000) {
     const out = [];
     let doc = await this.call('ListStreams', { Limit: 100 });
