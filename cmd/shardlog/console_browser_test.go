@@ -216,6 +216,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if _, err := c.EnableEnhancedMonitoring(ctx, &kinesis.EnableEnhancedMonitoringInput{StreamName: aws.String(name),
+		ShardLevelMetrics: []types.MetricsName{types.MetricsNameIncomingRecords, types.MetricsNameIncomingBytes}}); err != nil {
+		t.Fatal(err)
+	}
+
 	// The chart draws rates between two counter documents: once it has
 	// points, records put now show as a rate above zero.
 	b.do("open the stream page", click(fmt.Sprintf(`tr[data-stream=%q] a`, name)), visible("#keyspace"),
@@ -225,7 +230,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		wait(`Number(document.querySelector('#chart-records').dataset.samples) >= 2`))
 	putJSON(t, c, name, 0, 40)
 	b.do("see the throughput chart move", wait(`Number(document.querySelector('#chart-records').dataset.max) > 0`),
-		wait(`Number(document.querySelector('#chart-bytes').dataset.max) > 0`))
+		wait(`Number(document.querySelector('#chart-bytes').dataset.max) > 0`),
+		// Shard-level series (enhanced monitoring) give the shard its own rate.
+		wait(`document.querySelector('tr[data-shard="shardId-000000000000"] .shard-rate .meter') !== null`))
 	shot := b.shot("stream-page")
 	if os.Getenv("SHARDLOG_UPDATE_DOCS") == "1" && shot != "" {
 		copyFile(t, shot, filepath.Join("..", "..", "docs", "console.png"))

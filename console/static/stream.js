@@ -169,7 +169,7 @@ function renderShards(shards) {
   const table = h('table', { id: 'shards-table' },
     h('thead', {}, h('tr', {}, h('th', {}, 'Shard'), h('th', {}, 'State'), h('th', {}, 'Parents'), h('th', {}, 'Hash keys'),
       h('th', {}, 'Sequence numbers'), h('th', { class: 'num' }, 'Incoming'))),
-    h('tbody', {}, shards.map(sh => h('tr', { 'data-shard': sh.ShardId },
+    h('tbody', {}, shards.map(sh => h('tr', { 'data-shard': sh.ShardId, 'data-open': String(isOpen(sh)) },
       h('td', { class: 'mono nowrap' }, sh.ShardId), h('td', {}, isOpen(sh) ? 'open' : 'closed'),
       h('td', { class: 'mono' }, [sh.ParentShardId, sh.AdjacentParentShardId].filter(Boolean).join(' + ') || '–'),
       h('td', { class: 'mono' }, `${pct(sh.HashKeyRange.StartingHashKey)} – ${pct(sh.HashKeyRange.EndingHashKey)}`),
@@ -184,7 +184,8 @@ function renderShardRates(el, snap, stream, lim) {
   const name = SHARD_RECORDS.find(n => snap.shards(n, stream).length > 0);
   for (const tr of el.querySelectorAll('tr[data-shard]')) {
     const cell = tr.querySelector('.shard-rate');
-    if (!name) { cell.textContent = 'n/a'; cell.title = 'the server exports no shard-level metrics for this stream'; continue; }
+    if (!name) { cell.textContent = 'n/a'; cell.title = 'no shard-level metrics for this stream (EnableEnhancedMonitoring)'; continue; }
+    if (tr.dataset.open !== 'true') { cell.textContent = '–'; continue; } // a closed shard takes no writes
     const id = tr.dataset.shard;
     const rec = snap.rate(name, stream, id) || 0;
     const bytes = snap.rate(SHARD_BYTES[SHARD_RECORDS.indexOf(name)], stream, id) || 0;
