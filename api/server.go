@@ -214,6 +214,24 @@ func (s *Server) serveMetrics(rc *reqCtx) {
 	rc.status, rc.wrote = rw.status, true
 }
 
+// GuardMetrics lets r read what GET /metrics shows, as /metrics would:
+// always without Config.MetricsAuth; with it, only when r is signed by a key
+// allowed MetricsAction. Refused, it answers w with AWS's error and reports
+// false. The web console's live counters (package console) go through it,
+// so that they are no way around --metrics-auth.
+func (s *Server) GuardMetrics(w http.ResponseWriter, r *http.Request) bool {
+	if s.cfg.Auth == nil || !s.cfg.MetricsAuth {
+		return true
+	}
+	rc := &reqCtx{ctx: r.Context(), w: w, r: r, id: wire.NewRequestID(), codec: wire.JSON11, start: time.Now(), region: s.cfg.Region, ours: true}
+	wire.SetRequestIDs(w.Header(), r, rc.id)
+	if e := s.authorizeMetrics(rc); e != nil {
+		s.writeError(rc, e)
+		return false
+	}
+	return true
+}
+
 // MetricsAction is the IAM action a signed GET /metrics needs under
 // Config.MetricsAuth, on resource "*". It is shardlog's own, not Kinesis's,
 // so "kinesis:*" does not grant it: metrics name every stream, and a key

@@ -19,6 +19,7 @@ import (
 
 	"github.com/shardlog/shardlog/api"
 	"github.com/shardlog/shardlog/api/auth"
+	"github.com/shardlog/shardlog/console"
 	"github.com/shardlog/shardlog/keyring"
 	"github.com/shardlog/shardlog/ratelimit"
 	"github.com/shardlog/shardlog/shard"
@@ -83,6 +84,8 @@ type serveOptions struct {
 	// alias/aws/kinesis).
 	keyringFile string
 	keys        *keyring.Keyring
+	// console serves the web console at /console/ on the API listeners.
+	console bool
 }
 
 // onDemandOptions are the on-demand flags (storage/ondemand.go has the
@@ -214,6 +217,7 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics (GET /metrics) on this address instead of on the API listeners")
 	f.BoolVar(&o.metricsAuth, "metrics-auth", false, "with --auth-file: GET /metrics on the API listeners needs a SigV4 signature (service kinesis) by a key allowed the action "+api.MetricsAction)
 	addOnDemandFlags(cmd, &o.onDemand)
+	f.BoolVar(&o.console, "console", true, "serve the web console at /console/ on the API listeners")
 	addTLSFlags(cmd, &o.tls)
 	addHardeningFlags(cmd, &o.hardening)
 	return cmd
@@ -542,7 +546,7 @@ func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, m
 	handler := api.New(cfg, store)
 	h := o.hardening
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           o.withConsole(handler, verifier != nil, metrics),
 		ReadHeaderTimeout: h.readHeaderTimeout,
 		ReadTimeout:       h.readTimeout,
 		IdleTimeout:       h.idleTimeout,
@@ -564,6 +568,25 @@ func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, m
 	srv.Protocols.SetUnencryptedHTTP2(true)
 	srv.Protocols.SetHTTP2(true)
 	return srv
+}
+
+// withConsole mounts the web console in front of the API, unless --console=false.
+// Its live counters come from the registry /metrics serves, only where
+// /metrics is served (with --metrics-listen they are elsewhere), and to
+// whom it is served (--metrics-auth).
+func (o serveOptions) withConsole(apiHandler *api.Server, auth bool, metrics *api.Metrics) http.Handler {
+	if !o.console {
+		return apiHandler
+	}
+	cfg := console.Config{Region: o.region, Auth: auth, Version: versionString(), Now: o.now, Guard: apiHandler.GuardMetrics}
+	if o.metricsListen == "" {
+		cfg.Counters = metrics.Registry()
+	}
+	if o.throttle {
+		l := ratelimit.Kinesis.Scale(o.throttleMultiplier)
+		cfg.Limits = &console.Limits{WriteRecords: l.WriteRecords, WriteBytes: l.WriteBytes, ReadCalls: l.ReadCalls, ReadBytes: l.ReadBytes}
+	}
+	return console.Wrap(apiHandler, cfg)
 }
 
 // metricsServer listens on --metrics-listen and serves GET /metrics there;
