@@ -234,7 +234,10 @@ type streamDescriptionSummary struct {
 	KeyId                   string `json:",omitempty"`
 	OpenShardCount          int
 	ConsumerCount           int
-	MaxRecordSizeInKiB      int
+	// ChannelCount is left out for a stream without channels, as in every
+	// answer captured from AWS (all made before channels existed).
+	ChannelCount       int `json:",omitempty"`
+	MaxRecordSizeInKiB int
 	// RecordDistributionStrategy is set for ON_DEMAND streams only.
 	RecordDistributionStrategy string             `json:",omitempty"`
 	WarmThroughput             *warmThroughputOut `json:",omitempty"`
@@ -254,7 +257,7 @@ func (s *Server) describeStreamSummary(rc *reqCtx, body []byte) (any, error) {
 		StreamName: info.Name, StreamARN: s.arnFor(rc, info.Name), StreamStatus: string(info.Status),
 		StreamModeDetails: streamModeDetails{string(info.Mode)}, RetentionPeriodHours: info.RetentionHours,
 		StreamCreationTimestamp: wire.EpochTime(info.Created), EnhancedMonitoring: enhancedMonitoring(info),
-		EncryptionType: encryptionTypeOf(info), KeyId: info.KeyID, OpenShardCount: info.OpenShardCount(), ConsumerCount: info.ConsumerCount, MaxRecordSizeInKiB: info.MaxRecordSizeKiB,
+		EncryptionType: encryptionTypeOf(info), KeyId: info.KeyID, OpenShardCount: info.OpenShardCount(), ConsumerCount: info.ConsumerCount, ChannelCount: info.ChannelCount, MaxRecordSizeInKiB: info.MaxRecordSizeKiB,
 		RecordDistributionStrategy: summaryDistribution(info),
 		WarmThroughput:             s.warmThroughputOf(rc.ctx, info),
 	}
@@ -370,6 +373,10 @@ type describeLimitsOutput struct {
 	OpenShardCount           int
 	OnDemandStreamCount      int
 	OnDemandStreamCountLimit int
+	// ChannelCount is left out when the account has no channels, as in
+	// every answer captured from AWS. ChannelCountLimit is not answered:
+	// AWS documents no default quota of channels.
+	ChannelCount int `json:",omitempty"`
 }
 
 func (s *Server) describeLimits(rc *reqCtx, body []byte) (any, error) {
@@ -397,6 +404,7 @@ func (s *Server) describeLimits(rc *reqCtx, body []byte) (any, error) {
 			}
 		}
 		out.OpenShardCount += st.OpenShardCount()
+		out.ChannelCount += st.ChannelCount
 	}
 	return out, nil
 }

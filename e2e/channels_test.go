@@ -105,6 +105,14 @@ func TestChannelsWithTheSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitChannel(t, c, arn, types.ChannelStatusActive)
+	sum, err := c.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamARN: aws.String(lake)})
+	if err != nil || aws.ToInt32(sum.StreamDescriptionSummary.ChannelCount) != 1 {
+		t.Fatalf("summary's ChannelCount: %+v %v", sum, err)
+	}
+	limits, err := c.DescribeLimits(ctx, &kinesis.DescribeLimitsInput{})
+	if err != nil || aws.ToInt32(limits.ChannelCount) != 2 || limits.ChannelCountLimit != nil {
+		t.Fatalf("DescribeLimits' ChannelCount: %+v %v", limits, err)
+	}
 
 	var names []string
 	in := &kinesis.ListChannelsInput{MaxResults: aws.Int32(1)}

@@ -173,7 +173,7 @@ func shardInfoOf(sm shardMeta) ShardInfo {
 
 func streamInfoOf(m *streamMeta, withShards bool) StreamInfo {
 	si := StreamInfo{Name: m.Name, Created: time.Unix(0, m.CreatedNs), Status: m.Status, Mode: m.Mode, RetentionHours: m.RetentionHours, Tags: copyTags(m.Tags),
-		ConsumerCount: len(m.Consumers), Distribution: distributionOf(m), MaxRecordSizeKiB: recordSizeKiB(m),
+		ConsumerCount: len(m.Consumers), ChannelCount: len(m.Channels), Distribution: distributionOf(m), MaxRecordSizeKiB: recordSizeKiB(m),
 		ShardLevelMetrics: append([]string{}, m.ShardLevelMetrics...), WarmMiBps: m.WarmMiBps,
 		EncryptionType: EncryptionNone}
 	if m.EncryptionType == EncryptionKMS {

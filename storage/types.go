@@ -69,6 +69,7 @@ type StreamInfo struct {
 	Shards         []ShardInfo // all shards not yet expired, in index order
 	Tags           map[string]string
 	ConsumerCount  int // registered consumers, in any state
+	ChannelCount   int // channels delivering the stream, in any state
 	// Distribution is the record distribution strategy, never "".
 	Distribution RecordDistribution
 	// ShardLevelMetrics are the enhanced monitoring metrics enabled, in
