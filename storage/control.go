@@ -87,7 +87,11 @@ func (s *Store) checkCreateOnDemandLocked(in *CreateStreamInput) error {
 	if err := s.checkWarm(&streamMeta{Name: in.Name, Mode: in.Mode}, *in.WarmMiBps); err != nil {
 		return err
 	}
-	in.ShardCount = max(in.ShardCount, *in.WarmMiBps)
+	target := max(in.ShardCount, *in.WarmMiBps)
+	if target > MaxShardsPerStream { // as UpdateStreamWarmThroughput refuses it (warmPlan)
+		return s.fail(ErrLimitExceeded, ReasonMaxShards, Facts{Stream: in.Name, Limit: MaxShardsPerStream, Target: int64(target)})
+	}
+	in.ShardCount = target
 	return nil
 }
 

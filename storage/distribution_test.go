@@ -154,3 +154,22 @@ func TestCreateWithAutoDistribution(t *testing.T) {
 		t.Fatalf("got %q", d)
 	}
 }
+
+// TestAutoDistributionEndsWithOnDemand: AUTO needs ON_DEMAND, so a switch to
+// PROVISIONED takes the stream back to partition keys (and a put then needs
+// one again, which the api checks against this).
+func TestAutoDistributionEndsWithOnDemand(t *testing.T) {
+	r := newConsumerRig(t, 0)
+	ctx := context.Background()
+	in := CreateStreamInput{Name: "a", ShardCount: OnDemandShards, Mode: ModeOnDemand, Distribution: DistributionAuto}
+	if err := r.s.CreateStream(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.s.UpdateStreamMode(ctx, "a", ModeProvisioned, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.reopen()
+	if d := distribution(t, r.s, "a"); d != DistributionUserKey {
+		t.Fatalf("after the switch to PROVISIONED: %q", d)
+	}
+}

@@ -56,7 +56,11 @@ func (s *Store) UpdateStreamMode(ctx context.Context, name string, mode StreamMo
 		next := m.Clone()
 		next.Mode, next.ModeSwitchNs = mode, append(recentScalings(m.ModeSwitchNs, in.now), in.now.UnixNano())
 		if mode == ModeProvisioned {
-			next.WarmMiBps = 0
+			// A PROVISIONED stream has no warm throughput, nor AUTO record
+			// distribution (UpdateStreamRecordDistributionStrategy refuses it
+			// there): it goes back to partition keys. What AWS does to an AUTO
+			// stream switched to PROVISIONED is not documented (unverified).
+			next.WarmMiBps, next.Distribution = 0, ""
 		}
 		if warm == nil {
 			return next, nil, nil

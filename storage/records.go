@@ -41,14 +41,9 @@ func (s *Store) writableStream(name string) (*stream, placement, error) {
 // otherwise every entry gets a PutResult, in order, each either stored or
 // failed on its own (its shard failed).
 func (s *Store) Put(ctx context.Context, name string, entries []PutEntry) ([]PutResult, error) {
-	st, pl, err := s.writableStream(name)
+	st, pl, err := s.writableKeyed(name)
 	if err != nil {
 		return nil, err
-	}
-	if st.keyMissing.Load() {
-		if err := s.healKey(st); err != nil {
-			return nil, err
-		}
 	}
 	groups, err := s.groupByShard(st, pl, entries)
 	if err != nil {
@@ -84,7 +79,7 @@ func (s *Store) rerouteClosed(ctx context.Context, name string, entries []PutEnt
 		return false
 	}
 	s.awaitReshard(ctx, name) // the reshard that sealed the shard installs the children
-	st, pl, err := s.writableStream(name)
+	st, pl, err := s.writableKeyed(name)
 	if err != nil {
 		// Not a reshard after all: the stream was deleted, or the store is
 		// closing. The entries fail with that, not with a reshard's answer.
@@ -107,6 +102,23 @@ func (s *Store) rerouteClosed(ctx context.Context, name string, entries []PutEnt
 		results[i] = subRes[j]
 	}
 	return true
+}
+
+// writableKeyed is writableStream for a write: an encrypted stream whose
+// master key went missing takes no writes until healKey finds it. Put and
+// its re-routing both pass here, so records re-routed to a reshard's
+// children are held to the same rule as the first attempt.
+func (s *Store) writableKeyed(name string) (*stream, placement, error) {
+	st, pl, err := s.writableStream(name)
+	if err != nil {
+		return nil, placement{}, err
+	}
+	if st.keyMissing.Load() {
+		if err := s.healKey(st); err != nil {
+			return nil, placement{}, err
+		}
+	}
+	return st, pl, nil
 }
 
 // putGroups stores each group on its shard, concurrently.

@@ -397,7 +397,18 @@ func (s *Store) install(st *stream, m *streamMeta, sealed, kids map[uint32]*shar
 	for i, sh := range sealed {
 		st.shards[i] = sh
 	}
+	// The children were opened without the store lock, with the key the
+	// keyring had then; healKey may have run since, for the shards installed
+	// at the time only. The key is settled again here, under the lock, so no
+	// child of an encrypted stream writes plaintext.
+	key, keyErr := s.encryptionOf(m)
+	if keyErr != nil {
+		st.keyMissing.Store(true)
+	}
 	for i, sh := range kids {
+		if keyErr == nil {
+			sh.SetEncryption(key)
+		}
 		st.shards[i] = sh
 	}
 	st.rebuildRoutes()
