@@ -83,6 +83,8 @@ type Keyring struct {
 type ring struct {
 	byName map[string]*entry // key IDs and alias names
 	byFP   map[segment.Fingerprint]segment.MasterKey
+	// states are the file's keys' states by fingerprint, for Usable.
+	states map[segment.Fingerprint]string
 }
 
 type entry struct {
@@ -153,6 +155,20 @@ func (k *Keyring) Keys() segment.Keys {
 		}
 		return segment.MasterKey{}, fmt.Errorf("%w: master key %s is not in the keyring", segment.ErrNoKey, fp)
 	}
+}
+
+// Usable reports whether new records may be encrypted under the master key
+// fp: ErrDisabled or ErrInvalidState for a key of the file in that state,
+// nil otherwise (whether the key is there at all is Keys' question). Reads
+// do not ask: what a disabled key encrypted stays readable.
+func (k *Keyring) Usable(fp segment.Fingerprint) error {
+	switch k.ring.Load().states[fp] {
+	case StateDisabled:
+		return fmt.Errorf("%w: master key %s", ErrDisabled, fp)
+	case StatePendingDeletion:
+		return fmt.Errorf("%w: master key %s", ErrInvalidState, fp)
+	}
+	return nil
 }
 
 // normalize turns a KeyId into a key ID or an alias name: ARNs of region
@@ -278,7 +294,7 @@ func parse(raw []byte) (*ring, error) {
 	if err := yaml.UnmarshalStrict(raw, &f); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrFile, err)
 	}
-	r := &ring{byName: map[string]*entry{}, byFP: map[segment.Fingerprint]segment.MasterKey{}}
+	r := &ring{byName: map[string]*entry{}, byFP: map[segment.Fingerprint]segment.MasterKey{}, states: map[segment.Fingerprint]string{}}
 	for i, fk := range f.Keys {
 		e, err := fk.entry()
 		if err != nil {
@@ -291,6 +307,7 @@ func parse(raw []byte) (*ring, error) {
 			r.byName[name] = e
 		}
 		r.byFP[e.key.ID] = e.key
+		r.states[e.key.ID] = e.state
 	}
 	return r, nil
 }

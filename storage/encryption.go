@@ -123,6 +123,24 @@ func (s *Store) encryptionOf(m *streamMeta) (*segment.MasterKey, error) {
 	return &key, nil
 }
 
+// keyUsableLocked refuses writes to an encrypted stream whose master key
+// the keyring now marks Disabled or PendingDeletion, as AWS answers
+// PutRecord(s) with KMSDisabledException or KMSInvalidStateException then.
+// A key missing from the keyring is keyMissing's case (healKey).
+func (s *Store) keyUsableLocked(m *streamMeta) error {
+	if m.EncryptionType != EncryptionKMS {
+		return nil
+	}
+	var fp segment.Fingerprint
+	if b, err := hex.DecodeString(m.KeyFingerprint); err == nil && len(b) == len(fp) {
+		copy(fp[:], b)
+	}
+	if err := s.keys.Usable(fp); err != nil {
+		return s.kmsError(m.Name, m.KeyID, err)
+	}
+	return nil
+}
+
 // healKey is called for a stream whose master key was missing when a shard
 // opened (keyMissing): if the keyring has it now (a SIGHUP reload), every
 // shard gets it and writes resume; if not, the write is refused with

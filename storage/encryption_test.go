@@ -229,3 +229,54 @@ func TestEncryptedStreamKeyMissing(t *testing.T) {
 		t.Fatalf("records %s", got)
 	}
 }
+
+// TestEncryptedStreamKeyDisabled: a stream's key disabled (or pending
+// deletion) in a reloaded keyring refuses writes with KMS's error, as AWS
+// does, while what it encrypted stays readable; enabled again, writes go on.
+func TestEncryptedStreamKeyDisabled(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{time.Now()}
+	k := writeKeyring(t, dir, true)
+	s := openEncTest(t, vfs.NewMemFS(), dir, c, k)
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.CreateStream(ctx, CreateStreamInput{Name: "s", ShardCount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StartEncryption(ctx, "s", testKeyID, "us-east-1"); err != nil {
+		t.Fatal(err)
+	}
+	put(t, s, PutEntry{PartitionKey: "k", Data: []byte("a")})
+	setKeyState := func(state string) {
+		t.Helper()
+		p := filepath.Join(dir, "keyring.yaml")
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Replace(string(raw), "    aliases: [alias/orders]\n", "    aliases: [alias/orders]\n    state: "+state+"\n", 1)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := k.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		state string
+		kind  error
+	}{{"Disabled", ErrKMSDisabled}, {"PendingDeletion", ErrKMSInvalidState}} {
+		setKeyState(tc.state)
+		if _, err := s.Put(ctx, "s", []PutEntry{{PartitionKey: "k", Data: []byte("x")}}); !errors.Is(err, tc.kind) {
+			t.Fatalf("put under a %s key: %v, want %v", tc.state, err, tc.kind)
+		}
+		writeKeyring(t, dir, true) // enabled again (the file as it was)
+		if err := k.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(t, s, PutEntry{PartitionKey: "k", Data: []byte("b")})
+	if got := encFlags(readShard0(t, s)); got != "EE" {
+		t.Fatalf("records %s", got)
+	}
+}

@@ -34,6 +34,9 @@ func (s *Store) writableStream(name string) (*stream, placement, error) {
 	if st.meta.Status != StatusActive && st.meta.Status != StatusUpdating {
 		return nil, placement{}, s.notFound(name)
 	}
+	if err := s.keyUsableLocked(st.meta); err != nil {
+		return nil, placement{}, err
+	}
 	return st, placement{routes: st.routes, auto: st.meta.Distribution == DistributionAuto}, nil
 }
 
