@@ -14,7 +14,6 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/shardlog/shardlog/api"
-	"github.com/shardlog/shardlog/fsck"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -122,13 +121,7 @@ func TestLargeRecords(t *testing.T) {
 	checkRead(t, c, want)
 	checkReadCBOR(t, srv, c, want)
 	srv.stop()
-	rep, err := fsck.Verify(fsck.Options{Dir: srv.dir, Deep: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Errors != 0 || rep.Warnings != 0 {
-		t.Fatalf("fsck verify:\n%s", reportText(t, rep))
-	}
+	verifyClean(t, srv.dir, "after 10 MiB records")
 	srv.start()
 	c = srv.client(1)
 	checkRead(t, c, want)

@@ -267,6 +267,19 @@ func hasCode(rep *fsck.Report, c fsck.Code) bool {
 	return slices.ContainsFunc(rep.Problems, func(p fsck.Problem) bool { return p.Code == c })
 }
 
+// verifyClean runs a deep fsck verify of the (stopped) server's data
+// directory and fails the test on any error or warning, after what.
+func verifyClean(t *testing.T, dir, what string) {
+	t.Helper()
+	rep, err := fsck.Verify(fsck.Options{Dir: dir, Deep: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Errors+rep.Warnings > 0 {
+		t.Fatalf("fsck %s:\n%s", what, reportText(t, rep))
+	}
+}
+
 func reportText(t *testing.T, rep *fsck.Report) string {
 	var b strings.Builder
 	if err := rep.WriteText(&b); err != nil {

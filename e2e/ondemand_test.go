@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
-	"github.com/shardlog/shardlog/fsck"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -67,15 +65,7 @@ func TestOnDemandRampWithTheSDK(t *testing.T) {
 
 	// The scaler's reshards leave a data directory clean to fsck.
 	srv.stop()
-	rep, err := fsck.Verify(fsck.Options{Dir: srv.dir, Deep: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Errors+rep.Warnings > 0 {
-		var b strings.Builder
-		rep.WriteText(&b)
-		t.Fatalf("fsck after on-demand scaling: %s", b.String())
-	}
+	verifyClean(t, srv.dir, "after on-demand scaling")
 }
 
 // ramp writes 8 KiB records (each starting with its number, so each is

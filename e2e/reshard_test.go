@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
-	"github.com/shardlog/shardlog/fsck"
 	"github.com/shardlog/shardlog/hashkey"
 	"github.com/shardlog/shardlog/storage"
 )
@@ -102,15 +101,7 @@ func TestReshardWithTheSDK(t *testing.T) {
 
 	// The resharded data directory is clean to fsck, intermediate shards included.
 	srv.stop()
-	rep, err := fsck.Verify(fsck.Options{Dir: srv.dir, Deep: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Errors+rep.Warnings > 0 {
-		var b strings.Builder
-		rep.WriteText(&b)
-		t.Fatalf("fsck after resharding: %s", b.String())
-	}
+	verifyClean(t, srv.dir, "after resharding")
 }
 
 // writers put records under keys "w-k" with data "w-i-j" until stopped.

@@ -225,7 +225,7 @@ func allEnded(ids []string, ended map[string]bool) bool {
 
 func seqLess(a, b string) bool { return len(a) < len(b) || (len(a) == len(b) && a < b) }
 
-// readAll reads a shard from its start to its end (closed) or its tip
+// readLineageShard reads a shard from its start to its end (closed) or its tip
 // (open), with the ChildShards of a closed shard.
 func readLineageShard(t *testing.T, s *Store, name, id string) ([]Record, []ChildShard) {
 	t.Helper()

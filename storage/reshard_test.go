@@ -997,30 +997,10 @@ func putOn(t *testing.T, s *Store, k hashkey.Key, want string) {
 	}
 }
 
-// readAll reads a shard from its start until its end or tip.
+// readAll reads a shard of stream "r" from its start until its end or tip.
 func readAll(t *testing.T, s *Store, id string) ([]Record, []ChildShard) {
 	t.Helper()
-	pos, err := s.Position(context.Background(), "r", id, TrimHorizon, "", time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []Record
-	for range 100 {
-		res, err := s.Read(context.Background(), pos, 100, 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, res.Records...)
-		if res.Next == nil {
-			return out, res.ChildShards
-		}
-		if len(res.Records) == 0 {
-			return out, nil
-		}
-		pos = *res.Next
-	}
-	t.Fatalf("%s never ended", id)
-	return nil, nil
+	return readLineageShard(t, s, "r", id)
 }
 
 // TestReshardSequenceTimes (aws-fidelity.md F2): with C the second the
