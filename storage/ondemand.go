@@ -138,21 +138,6 @@ type sample struct {
 	bytes, records int64
 }
 
-// scaleLoop runs scaleTick every Interval until the store closes.
-func (s *Store) scaleLoop() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.opts.OnDemand.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-			s.scaleTick()
-		}
-	}
-}
-
 // scaleTick is one pass of the scaler over every ON_DEMAND stream.
 func (s *Store) scaleTick() {
 	now := s.opts.Now()

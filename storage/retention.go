@@ -8,21 +8,6 @@ import (
 	"github.com/shardlog/shardlog/shard"
 )
 
-// retentionLoop trims expired segments of every shard periodically.
-func (s *Store) retentionLoop() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.opts.RetentionEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-			s.EnforceRetention()
-		}
-	}
-}
-
 // EnforceRetention deletes every whole segment older than its stream's
 // retention period. It runs on a timer; tests call it directly.
 func (s *Store) EnforceRetention() {

@@ -225,13 +225,30 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.recovery = s.recoveryStats(time.Since(start))
-	s.wg.Add(1)
-	go s.retentionLoop()
+	s.every(s.opts.RetentionEvery, s.EnforceRetention) // trims expired segments
 	if s.opts.OnDemand.Interval > 0 {
-		s.wg.Add(1)
-		go s.scaleLoop()
+		s.every(s.opts.OnDemand.Interval, s.scaleTick) // the on-demand scaler (ondemand.go)
 	}
 	return s, nil
+}
+
+// every runs fn every d on a goroutine of its own until the store closes;
+// Close waits for a run in progress.
+func (s *Store) every(d time.Duration, fn func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-t.C:
+				fn()
+			}
+		}
+	}()
 }
 
 func (s *Store) openFiles() error {
