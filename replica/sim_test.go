@@ -23,6 +23,7 @@ import (
 //
 //	go test ./replica/ -run TestSimulation -v   (prints the failing seed)
 //	SHARDLOG_SIM_SEED=<seed> go test ./replica/ -run TestSimulation
+//	make sim SEEDS=<n> SEED=<first>              (n seeds from first)
 //
 // A step: maybe inject a fault; deliver the messages due; tick each live node
 // (sometimes not, a skewed clock); let clients propose; run every live node's
@@ -50,23 +51,27 @@ func TestSimulation(t *testing.T) {
 	if testing.Short() {
 		n = 3
 	}
-	if v := os.Getenv("SHARDLOG_SIM_SEEDS"); v != "" {
-		n, _ = strconv.ParseUint(v, 10, 64)
-	}
 	if v := os.Getenv("SHARDLOG_SIM_SEED"); v != "" {
 		first, _ = strconv.ParseUint(v, 10, 64)
 		n = 1
 	}
-	var acked, faults int
+	if v := os.Getenv("SHARDLOG_SIM_SEEDS"); v != "" {
+		n, _ = strconv.ParseUint(v, 10, 64)
+	}
+	var total simStats
 	for seed := first; seed < first+n; seed++ {
 		st, err := runSim(seed, optionsFor(seed))
 		if err != nil {
 			t.Fatalf("seed %d: %v\nreplay: SHARDLOG_SIM_SEED=%d go test ./replica/ -run TestSimulation", seed, err, seed)
 		}
-		acked += st.acked
-		faults += st.faults
+		total.acked += st.acked
+		total.failed += st.failed
+		total.unknown += st.unknown
+		total.faults += st.faults
+		total.dropped += st.dropped
 	}
-	t.Logf("%d seeds: %d acknowledged proposals checked, %d faults injected", n, acked, faults)
+	t.Logf("%d seeds: proposals acknowledged %d, definitely failed %d (%d of them replaced by another leader's entry), indeterminate %d; %d faults injected",
+		n, total.acked, total.failed, total.dropped, total.unknown, total.faults)
 }
 
 // TestSimulationCatchesBrokenHosts proves the simulation can fail, with two
@@ -119,6 +124,7 @@ func TestSimulationIsDeterministic(t *testing.T) {
 
 type simStats struct {
 	acked, failed, unknown, faults int
+	dropped                        int    // failed with ErrDropped: appended, then replaced
 	digest                         string // the final logs, hashed, for determinism
 }
 
@@ -446,6 +452,7 @@ func (s *sim) collect() {
 			a.outcome, a.seqs, a.ackAt = acked, seqs, s.now
 		case errors.Is(err, ErrDropped):
 			a.outcome = failed
+			s.stats.dropped++
 		default:
 			a.outcome = unknown
 		}
