@@ -11,7 +11,7 @@ CRASH_SEEDS ?= 20000
 CYCLES    ?= 100
 SEED      ?= 1
 
-.PHONY: build run test test-short vet bench bench-disk fuzz powerloss-long crash-test crash-test-efo clean
+.PHONY: build run test test-short vet bench bench-disk fuzz powerloss-long crash-test crash-test-efo sim clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/shardlog
@@ -52,6 +52,13 @@ crash-test:
 crash-test-efo:
 	SHARDLOG_EFO_CRASH_CYCLES=$(CYCLES) SHARDLOG_CRASH_SEED=$(SEED) $(GO) test -count=1 -run TestSubscribeCrash -v -timeout 3h ./e2e/ \
 		| grep -E 'efo crash test:|^(--- |ok|FAIL|panic)|_test.go'
+
+# The deterministic cluster simulation (replica/, docs/cluster.md §11): SEEDS
+# seeded schedules from SEED. `make test` runs 12.
+SEEDS     ?= 1000
+sim:
+	SHARDLOG_SIM_SEEDS=$(SEEDS) SHARDLOG_SIM_SEED=$(SEED) $(GO) test -count=1 -run 'TestSimulation$$' -v -timeout 3h ./replica/ \
+		| grep -E '^(--- |ok|FAIL|panic)|sim_test.go'
 
 # Each fuzz target for FUZZTIME (default 60s).
 fuzz:

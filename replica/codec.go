@@ -1,0 +1,196 @@
+package replica
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// reader decodes little-endian fields, remembering the first overrun so the
+// callers check once at the end.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) take(n int) []byte {
+	if r.bad || n < 0 || n > len(r.b) {
+		r.bad = true
+		return nil
+	}
+	out := r.b[:n:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *reader) u64() uint64 {
+	if p := r.take(8); p != nil {
+		return binary.LittleEndian.Uint64(p)
+	}
+	return 0
+}
+
+func (r *reader) u32() uint32 {
+	if p := r.take(4); p != nil {
+		return binary.LittleEndian.Uint32(p)
+	}
+	return 0
+}
+
+func (r *reader) u8() byte {
+	if p := r.take(1); p != nil {
+		return p[0]
+	}
+	return 0
+}
+
+// done reports whether everything decoded and nothing is left over.
+func (r *reader) done() bool { return !r.bad && len(r.b) == 0 }
+
+var le = binary.LittleEndian
+
+func encodeEntries(group uint64, ents []*pb.Entry) []byte {
+	b := append([]byte{kindEntries}, make([]byte, 0, 12+len(ents)*24)...)
+	b = le.AppendUint64(b, group)
+	b = le.AppendUint32(b, uint32(len(ents)))
+	for _, e := range ents {
+		b = le.AppendUint64(b, e.GetTerm())
+		b = le.AppendUint64(b, e.GetIndex())
+		b = append(b, byte(e.GetType()))
+		b = le.AppendUint32(b, uint32(len(e.GetData())))
+		b = append(b, e.GetData()...)
+	}
+	return b
+}
+
+// decodeEntries decodes the payload after its kind byte.
+func decodeEntries(p []byte) (uint64, []*pb.Entry, error) {
+	r := reader{b: p}
+	group, n := r.u64(), r.u32()
+	var ents []*pb.Entry
+	for i := uint32(0); i < n && !r.bad; i++ {
+		term, index, typ := r.u64(), r.u64(), pb.EntryType(r.u8())
+		data := r.take(int(r.u32()))
+		ents = append(ents, &pb.Entry{Term: new(term), Index: new(index), Type: typ.Enum(), Data: data})
+	}
+	if !r.done() {
+		return 0, nil, errCorrupt
+	}
+	return group, ents, nil
+}
+
+func encodeHardState(group uint64, hs *pb.HardState) []byte {
+	b := []byte{kindHardState}
+	b = le.AppendUint64(b, group)
+	b = le.AppendUint64(b, hs.GetTerm())
+	b = le.AppendUint64(b, hs.GetVote())
+	return le.AppendUint64(b, hs.GetCommit())
+}
+
+func decodeHardState(p []byte) (uint64, *pb.HardState, error) {
+	r := reader{b: p}
+	group, term, vote, commit := r.u64(), r.u64(), r.u64(), r.u64()
+	hs := &pb.HardState{Term: new(term), Vote: new(vote), Commit: new(commit)}
+	if !r.done() {
+		return 0, nil, errCorrupt
+	}
+	return group, hs, nil
+}
+
+// proposalKey names a proposal uniquely for ever: the node, its incarnation
+// (one per Open, persisted) and a counter within the incarnation. An applied
+// entry answers the pending proposal with the same key, and only it.
+type proposalKey struct {
+	node, incarnation, id uint64
+}
+
+// encodeProposal is an entry's Data: the key, then the records, each with its
+// length.
+func encodeProposal(k proposalKey, records [][]byte) []byte {
+	n := 28
+	for _, r := range records {
+		n += 4 + len(r)
+	}
+	b := make([]byte, 0, n)
+	b = le.AppendUint64(b, k.node)
+	b = le.AppendUint64(b, k.incarnation)
+	b = le.AppendUint64(b, k.id)
+	b = le.AppendUint32(b, uint32(len(records)))
+	for _, r := range records {
+		b = le.AppendUint32(b, uint32(len(r)))
+		b = append(b, r...)
+	}
+	return b
+}
+
+func decodeProposal(data []byte) (proposalKey, [][]byte, error) {
+	r := reader{b: data}
+	k := proposalKey{node: r.u64(), incarnation: r.u64(), id: r.u64()}
+	n := r.u32()
+	if n > MaxRecordsPerProposal {
+		return k, nil, errCorrupt
+	}
+	recs := make([][]byte, 0, n)
+	for i := uint32(0); i < n && !r.bad; i++ {
+		recs = append(recs, r.take(int(r.u32())))
+	}
+	if !r.done() {
+		return k, nil, errCorrupt
+	}
+	return k, recs, nil
+}
+
+// GroupMessage is one raft message of one group.
+type GroupMessage struct {
+	Group uint64
+	Msg   *pb.Message
+}
+
+// Batch is everything one Ready round sends from one node to another: every
+// group's messages to that node travel together (per node-pair coalescing).
+type Batch struct {
+	From, To uint64
+	Msgs     []GroupMessage
+}
+
+// EncodeBatch renders b for a network transport: from, to, count, then per
+// message its group and its length-prefixed protobuf encoding.
+func EncodeBatch(b Batch) ([]byte, error) {
+	out := le.AppendUint64(nil, b.From)
+	out = le.AppendUint64(out, b.To)
+	out = le.AppendUint32(out, uint32(len(b.Msgs)))
+	for _, m := range b.Msgs {
+		p, err := proto.Marshal(m.Msg)
+		if err != nil {
+			return nil, err
+		}
+		out = le.AppendUint64(out, m.Group)
+		out = le.AppendUint32(out, uint32(len(p)))
+		out = append(out, p...)
+	}
+	return out, nil
+}
+
+// DecodeBatch is EncodeBatch's inverse.
+func DecodeBatch(data []byte) (Batch, error) {
+	r := reader{b: data}
+	b := Batch{From: r.u64(), To: r.u64()}
+	n := r.u32()
+	for i := uint32(0); i < n && !r.bad; i++ {
+		group, p := r.u64(), r.take(int(r.u32()))
+		if r.bad {
+			break
+		}
+		m := &pb.Message{}
+		if err := proto.Unmarshal(p, m); err != nil {
+			return Batch{}, fmt.Errorf("replica: batch message: %w", err)
+		}
+		b.Msgs = append(b.Msgs, GroupMessage{Group: group, Msg: m})
+	}
+	if !r.done() {
+		return Batch{}, fmt.Errorf("replica: malformed batch")
+	}
+	return b, nil
+}

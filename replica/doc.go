@@ -1,0 +1,28 @@
+// Package replica is the replication core of cluster mode (docs/cluster.md):
+// a multi-raft host that runs many Raft groups (one per shard) on one node on
+// go.etcd.io/raft/v3's RawNode, with one write-ahead log shared by all of them.
+//
+// A Ready round (Host.HandleReady) follows raft's rules for synchronous
+// storage, for every ready group at once:
+//
+//  1. append every group's new entries and HardState to the WAL, then ONE
+//     fdatasync for all of them (cross-group batching);
+//  2. only then send the round's messages, one Batch per destination node;
+//  3. apply committed entries, answering the proposals they carry;
+//  4. Advance.
+//
+// So a follower acknowledges an entry only once it is on its disk, the leader
+// counts itself only after its own fdatasync, and an entry is committed only
+// once a quorum has it on disk. Propose is answered only when its own entry is
+// applied: an acknowledgement means fdatasync'd on a quorum.
+//
+// Each committed entry holds one proposal: a batch of records. The record at
+// position p of the entry at index i gets the sequence ordinal i<<16 | p
+// (Ordinal). A committed entry's index is never taken by another entry, so an
+// ordinal is never reused across leader changes.
+//
+// What is not here yet (docs/cluster.md §12): membership changes and
+// snapshots (membership is static), WAL rotation and truncation, segment files
+// as the state machine (records are kept in memory and rebuilt from the WAL at
+// start), a network transport, and wiring into `shardlog serve`.
+package replica

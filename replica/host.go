@@ -1,0 +1,547 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/shardlog/shardlog/vfs"
+)
+
+// MaxRecordsPerProposal bounds a proposal so that a record's position fits the
+// low 16 bits of its ordinal.
+const MaxRecordsPerProposal = 1 << 16
+
+// Ordinal is the sequence ordinal of the record at position pos of the entry at
+// index: unique per group for ever, increasing in log order.
+func Ordinal(index uint64, pos int) uint64 { return index<<16 | uint64(pos) }
+
+var (
+	// ErrNotLeader: this node does not lead the group; the proposal was not
+	// appended anywhere (a definite failure). The caller forwards to the leader.
+	ErrNotLeader = errors.New("replica: not the group's leader")
+	// ErrDropped: another entry was committed at the proposal's index, so the
+	// proposal can never commit (a definite failure).
+	ErrDropped = errors.New("replica: proposal replaced by another leader's entry")
+	// ErrStopped: the host stopped (a failed write or fdatasync, or Close)
+	// before the proposal was decided; it may or may not commit (indeterminate).
+	ErrStopped = errors.New("replica: host stopped")
+)
+
+// Transport carries a round's batches to other nodes. Send is called with the
+// host's lock held and must not block (queue, then deliver with Host.Receive).
+type Transport interface {
+	Send(b Batch)
+}
+
+// GroupConfig is one group and its voters (node IDs). Membership is static.
+type GroupConfig struct {
+	ID    uint64
+	Peers []uint64
+}
+
+// Config configures a Host.
+type Config struct {
+	NodeID    uint64 // never 0, never reused for another disk
+	FS        vfs.FS
+	Dir       string // holds the WAL
+	Groups    []GroupConfig
+	Transport Transport
+	// ElectionTicks and HeartbeatTicks are raft's ElectionTick and
+	// HeartbeatTick (defaults 10 and 1).
+	ElectionTicks, HeartbeatTicks int
+	// Rand, when set, makes elections deterministic: raft's own election timer
+	// (randomised with crypto/rand) is set out of reach and the host campaigns
+	// after a timeout drawn from Rand in [ElectionTicks, 2*ElectionTicks), as
+	// raft would. The simulation uses it so a seed replays exactly. Without
+	// CheckQuorum (which needs raft's timer) a partitioned leader keeps its role
+	// until it hears a higher term; its proposals stay pending meanwhile.
+	Rand *rand.Rand
+
+	// skipSync is a deliberately broken mode for the simulation's self-test:
+	// the WAL is written but never fdatasync'd, so acknowledgements do not
+	// survive a power cut. Never set outside tests.
+	skipSync bool
+	// ackOnAppend is another broken mode: a proposal is answered as soon as
+	// the leader has its entry on disk, before a quorum does.
+	ackOnAppend bool
+}
+
+// Record is an applied record and its ordinal.
+type Record struct {
+	Seq  uint64
+	Data []byte
+}
+
+// Proposal is a pending Propose: Done closes when it is decided.
+type Proposal struct {
+	term uint64 // the leader's term when proposed: the term of its entry
+	done chan struct{}
+	seqs []uint64
+	err  error
+}
+
+// Done is closed when Result is final.
+func (p *Proposal) Done() <-chan struct{} { return p.done }
+
+// Result returns the records' ordinals once committed and applied, or
+// ErrDropped or ErrStopped. Call it after Done is closed.
+func (p *Proposal) Result() ([]uint64, error) { return p.seqs, p.err }
+
+func (p *Proposal) finish(seqs []uint64, err error) {
+	p.seqs, p.err = seqs, err
+	close(p.done)
+}
+
+// Host runs a node's Raft groups. Its methods are safe for concurrent use; the
+// simulation calls them from one goroutine, so their order is the seed's.
+type Host struct {
+	mu          sync.Mutex
+	cfg         Config
+	wal         *wal
+	incarnation uint64
+	nextID      uint64
+	groups      map[uint64]*group
+	order       []uint64 // group IDs, sorted: every loop over groups is deterministic
+	stopped     error
+	kick        chan struct{}
+}
+
+type group struct {
+	id      uint64
+	rn      *raft.RawNode
+	ms      *raft.MemoryStorage
+	applied uint64
+	records []Record
+	pending map[uint64]*Proposal // by proposal ID, this incarnation's
+	// Deterministic elections (Config.Rand): ticks since the leader was heard
+	// from or the last campaign, and the drawn timeout.
+	quiet, timeout int
+}
+
+// Open recovers the WAL in cfg.Dir and starts every group from it.
+func Open(cfg Config) (*Host, error) {
+	if cfg.NodeID == 0 {
+		return nil, errors.New("replica: node ID 0")
+	}
+	if cfg.ElectionTicks == 0 {
+		cfg.ElectionTicks = 10
+	}
+	if cfg.HeartbeatTicks == 0 {
+		cfg.HeartbeatTicks = 1
+	}
+	w, payloads, err := openWAL(cfg.FS, cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	h := &Host{cfg: cfg, wal: w, groups: map[uint64]*group{}, kick: make(chan struct{}, 1)}
+	for _, gc := range cfg.Groups {
+		ms := raft.NewMemoryStorage()
+		snap := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{ConfState: &pb.ConfState{Voters: slices.Clone(gc.Peers)}}}
+		if err := ms.ApplySnapshot(snap); err != nil {
+			return nil, err
+		}
+		h.groups[gc.ID] = &group{id: gc.ID, ms: ms, pending: map[uint64]*Proposal{}}
+		h.order = append(h.order, gc.ID)
+	}
+	slices.Sort(h.order)
+	if err := h.replay(payloads); err != nil {
+		return nil, err
+	}
+	// A new incarnation, durable before any proposal of it can exist, so that
+	// no proposal key is ever issued twice.
+	h.incarnation++
+	h.wal.add(le.AppendUint64([]byte{kindStart}, h.incarnation))
+	if err := h.wal.flush(true); err != nil {
+		return nil, err
+	}
+	for _, id := range h.order {
+		if err := h.startGroup(h.groups[id]); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// replay loads the recovered frames into the groups' storages. Entries of a
+// later frame replace those from their first index on, as raft's log does when
+// a new leader overwrites an uncommitted tail.
+func (h *Host) replay(payloads [][]byte) error {
+	for _, p := range payloads {
+		if err := h.replayOne(p[0], p[1:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Host) replayOne(kind byte, p []byte) error {
+	switch kind {
+	case kindStart:
+		r := reader{b: p}
+		h.incarnation = r.u64()
+		if !r.done() {
+			return errCorrupt
+		}
+	case kindHardState:
+		id, hs, err := decodeHardState(p)
+		if err != nil {
+			return err
+		}
+		if g := h.groups[id]; g != nil {
+			return g.ms.SetHardState(hs)
+		}
+	case kindEntries:
+		id, ents, err := decodeEntries(p)
+		if err != nil {
+			return err
+		}
+		if g := h.groups[id]; g != nil && len(ents) > 0 {
+			if last, _ := g.ms.LastIndex(); ents[0].GetIndex() > last+1 {
+				return fmt.Errorf("%w: group %d entries from %d after %d", errCorrupt, id, ents[0].GetIndex(), last)
+			}
+			return g.ms.Append(ents)
+		}
+	default:
+		return errCorrupt
+	}
+	return nil
+}
+
+var discard = &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)}
+
+func (h *Host) startGroup(g *group) error {
+	rc := &raft.Config{
+		ID:                        h.cfg.NodeID,
+		ElectionTick:              h.cfg.ElectionTicks,
+		HeartbeatTick:             h.cfg.HeartbeatTicks,
+		Storage:                   g.ms,
+		MaxSizePerMsg:             1 << 20,
+		MaxInflightMsgs:           256,
+		MaxUncommittedEntriesSize: 64 << 20,
+		CheckQuorum:               h.cfg.Rand == nil,
+		PreVote:                   true,
+		// Proposals are made on the leader only; forwarding a request to the
+		// leader is the front end's job (docs/cluster.md §6), so a proposal is
+		// never in flight somewhere the proposer cannot see.
+		DisableProposalForwarding: true,
+		Logger:                    discard,
+	}
+	if h.cfg.Rand != nil {
+		rc.ElectionTick = 1 << 30
+		g.timeout = h.drawTimeout()
+	}
+	rn, err := raft.NewRawNode(rc)
+	if err != nil {
+		return err
+	}
+	g.rn = rn
+	return nil
+}
+
+func (h *Host) drawTimeout() int {
+	return h.cfg.ElectionTicks + h.cfg.Rand.IntN(h.cfg.ElectionTicks)
+}
+
+// Tick advances every group's logical clock by one tick.
+func (h *Host) Tick() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, id := range h.order {
+		g := h.groups[id]
+		g.rn.Tick()
+		if h.cfg.Rand == nil {
+			continue
+		}
+		if g.rn.BasicStatus().RaftState == raft.StateLeader {
+			g.quiet = 0
+			continue
+		}
+		if g.quiet++; g.quiet >= g.timeout {
+			_ = g.rn.Campaign()
+			g.quiet, g.timeout = 0, h.drawTimeout()
+		}
+	}
+	h.wake()
+}
+
+// Receive steps a batch from another node into its groups. Messages for
+// unknown groups, and those raft refuses, are dropped: the network may lose
+// any message anyway.
+func (h *Host) Receive(b Batch) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped != nil {
+		return
+	}
+	for _, m := range b.Msgs {
+		g := h.groups[m.Group]
+		if g == nil {
+			continue
+		}
+		if err := g.rn.Step(m.Msg); err != nil {
+			continue
+		}
+		if h.cfg.Rand != nil && fromLeader(m.Msg) && g.rn.BasicStatus().Lead == m.Msg.GetFrom() {
+			g.quiet = 0
+		}
+	}
+	h.wake()
+}
+
+// fromLeader reports whether m is one only a leader sends, so hearing it
+// restarts a follower's election timeout.
+func fromLeader(m *pb.Message) bool {
+	switch m.GetType() {
+	case pb.MsgApp, pb.MsgHeartbeat, pb.MsgSnap:
+		return true
+	}
+	return false
+}
+
+// Propose appends records to group as one entry. It fails at once with
+// ErrNotLeader unless this node leads the group; otherwise the Proposal is
+// decided when the entry (or another at its index) is applied here.
+func (h *Host) Propose(group uint64, records [][]byte) (*Proposal, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped != nil {
+		return nil, ErrStopped
+	}
+	g := h.groups[group]
+	switch {
+	case g == nil:
+		return nil, fmt.Errorf("replica: unknown group %d", group)
+	case len(records) == 0 || len(records) > MaxRecordsPerProposal:
+		return nil, fmt.Errorf("replica: %d records in a proposal", len(records))
+	case g.rn.BasicStatus().RaftState != raft.StateLeader:
+		return nil, ErrNotLeader
+	}
+	term := g.rn.BasicStatus().GetTerm()
+	h.nextID++
+	key := proposalKey{node: h.cfg.NodeID, incarnation: h.incarnation, id: h.nextID}
+	if err := g.rn.Propose(encodeProposal(key, records)); err != nil {
+		return nil, ErrNotLeader // raft dropped it (a leadership transfer, say): nothing appended
+	}
+	p := &Proposal{term: term, done: make(chan struct{})}
+	g.pending[key.id] = p
+	h.wake()
+	return p, nil
+}
+
+func (h *Host) wake() {
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// readyRound is one group's part of a Ready round.
+type readyRound struct {
+	g  *group
+	rd raft.Ready
+}
+
+// HandleReady runs one Ready round for every group that has one (see the
+// package doc for its order). An error stops the host for good: every pending
+// proposal ends ErrStopped and the node must be restarted (Open again).
+func (h *Host) HandleReady() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped != nil {
+		return h.stopped
+	}
+	var rounds []readyRound
+	for _, id := range h.order {
+		g := h.groups[id]
+		if !g.rn.HasReady() {
+			continue
+		}
+		rd := g.rn.Ready()
+		if !raft.IsEmptySnap(rd.Snapshot) {
+			return h.stop(fmt.Errorf("replica: group %d: snapshots are not supported yet", id))
+		}
+		h.persist(g, rd)
+		rounds = append(rounds, readyRound{g, rd})
+		if h.cfg.ackOnAppend {
+			h.brokenAckOnAppend(g, rd.Entries)
+		}
+	}
+	if err := h.wal.flush(!h.cfg.skipSync); err != nil {
+		return h.stop(err)
+	}
+	for _, r := range rounds {
+		if err := r.g.ms.Append(r.rd.Entries); err != nil {
+			return h.stop(err)
+		}
+		if !raft.IsEmptyHardState(r.rd.HardState) {
+			if err := r.g.ms.SetHardState(r.rd.HardState); err != nil {
+				return h.stop(err)
+			}
+		}
+	}
+	h.send(rounds)
+	for _, r := range rounds {
+		for _, e := range r.rd.CommittedEntries {
+			if err := h.apply(r.g, e); err != nil {
+				return h.stop(err)
+			}
+		}
+		r.g.rn.Advance(r.rd)
+	}
+	return nil
+}
+
+// persist queues a group's entries and HardState for the round's WAL write.
+func (h *Host) persist(g *group, rd raft.Ready) {
+	if len(rd.Entries) > 0 {
+		h.wal.add(encodeEntries(g.id, rd.Entries))
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		h.wal.add(encodeHardState(g.id, rd.HardState))
+	}
+}
+
+// ownKey returns the key of a proposal made by this incarnation.
+func (h *Host) ownKey(e *pb.Entry) (proposalKey, bool) {
+	if e.GetType() != pb.EntryNormal || len(e.GetData()) < 24 {
+		return proposalKey{}, false
+	}
+	d := e.GetData()
+	k := proposalKey{node: le.Uint64(d), incarnation: le.Uint64(d[8:]), id: le.Uint64(d[16:])}
+	return k, k.node == h.cfg.NodeID && k.incarnation == h.incarnation
+}
+
+// send delivers the round's messages, one batch per destination node, in node
+// order.
+func (h *Host) send(rounds []readyRound) {
+	byNode := map[uint64][]GroupMessage{}
+	for _, r := range rounds {
+		for _, m := range r.rd.Messages {
+			byNode[m.GetTo()] = append(byNode[m.GetTo()], GroupMessage{Group: r.g.id, Msg: m})
+		}
+	}
+	tos := make([]uint64, 0, len(byNode))
+	for to := range byNode {
+		tos = append(tos, to)
+	}
+	slices.Sort(tos)
+	for _, to := range tos {
+		h.cfg.Transport.Send(Batch{From: h.cfg.NodeID, To: to, Msgs: byNode[to]})
+	}
+}
+
+// apply adds a committed entry's records to the group and decides the
+// proposals it settles. Its own proposal succeeds. And every proposal made in
+// an earlier term than the entry's can never commit: a leader of a later term
+// commits older entries only together with its own first entry, which comes
+// after all of them in every later leader's log, so once an entry of term T'
+// is committed no entry of a term below T' is ever committed after it.
+func (h *Host) apply(g *group, e *pb.Entry) error {
+	idx := e.GetIndex()
+	if idx <= g.applied {
+		return nil
+	}
+	g.applied = idx
+	if e.GetType() == pb.EntryNormal && len(e.GetData()) > 0 {
+		key, recs, err := decodeProposal(e.GetData())
+		if err != nil {
+			return fmt.Errorf("group %d index %d: %w", g.id, idx, err)
+		}
+		seqs := make([]uint64, len(recs))
+		for i, data := range recs {
+			seqs[i] = Ordinal(idx, i)
+			g.records = append(g.records, Record{Seq: seqs[i], Data: data})
+		}
+		if _, own := h.ownKey(e); own {
+			if p := g.pending[key.id]; p != nil {
+				delete(g.pending, key.id)
+				p.finish(seqs, nil)
+			}
+		}
+	}
+	for id, p := range g.pending {
+		if p.term < e.GetTerm() {
+			delete(g.pending, id)
+			p.finish(nil, ErrDropped)
+		}
+	}
+	return nil
+}
+
+// stop makes err final and ends every pending proposal as indeterminate.
+func (h *Host) stop(err error) error {
+	if h.stopped == nil {
+		h.stopped = err
+	}
+	for _, id := range h.order {
+		g := h.groups[id]
+		for _, pid := range slices.Sorted(maps.Keys(g.pending)) {
+			g.pending[pid].finish(nil, ErrStopped)
+		}
+		clear(g.pending)
+	}
+	return h.stopped
+}
+
+// Close stops the host; pending proposals end ErrStopped. Nothing unsynced is
+// lost by closing: every round already ended in its fdatasync.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stop(ErrStopped)
+	return h.wal.f.Close()
+}
+
+// Records returns a copy of the group's applied records, in order.
+func (h *Host) Records(group uint64) []Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if g := h.groups[group]; g != nil {
+		return slices.Clone(g.records)
+	}
+	return nil
+}
+
+// Status is a group's state as this node sees it.
+type Status struct {
+	Leader, Term, Commit, Applied, LastIndex uint64
+}
+
+// Status returns group's state here.
+func (h *Host) Status(group uint64) Status {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	g := h.groups[group]
+	if g == nil {
+		return Status{}
+	}
+	st := g.rn.BasicStatus()
+	last, _ := g.ms.LastIndex()
+	return Status{Leader: st.Lead, Term: st.GetTerm(), Commit: st.GetCommit(), Applied: g.applied, LastIndex: last}
+}
+
+// brokenAckOnAppend answers proposals at append (Config.ackOnAppend): wrong on
+// purpose, for the simulation's self-test.
+func (h *Host) brokenAckOnAppend(g *group, ents []*pb.Entry) {
+	for _, e := range ents {
+		k, own := h.ownKey(e)
+		if p := g.pending[k.id]; own && p != nil {
+			_, recs, _ := decodeProposal(e.GetData())
+			seqs := make([]uint64, len(recs))
+			for i := range recs {
+				seqs[i] = Ordinal(e.GetIndex(), i)
+			}
+			delete(g.pending, k.id)
+			p.finish(seqs, nil)
+		}
+	}
+}

@@ -1,0 +1,623 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/shardlog/shardlog/vfs"
+)
+
+// The deterministic simulation (docs/cluster.md §11, issue 17 Tests §1).
+//
+// N hosts run in one goroutine. Every choice (message delays, drops,
+// duplicates, partitions, crashes and their torn tails, failed fdatasyncs,
+// clients' proposals, elections) comes from one seeded RNG, and time is the
+// step counter, so a failing seed replays exactly:
+//
+//	go test ./replica/ -run TestSimulation -v   (prints the failing seed)
+//	SHARDLOG_SIM_SEED=<seed> go test ./replica/ -run TestSimulation
+//	make sim SEEDS=<n> SEED=<first>              (n seeds from first)
+//
+// A step: maybe inject a fault; deliver the messages due; tick each live node
+// (sometimes not, a skewed clock); let clients propose; run every live node's
+// Ready round; collect decided proposals. At the end, everything is healed and
+// restarted, the cluster converges, and the checker runs; then every node loses
+// power at once, restarts, converges, and the checker runs again.
+
+// simOptions shape one run.
+type simOptions struct {
+	nodes, groups, clients, steps int
+	broken                        func(*Config) // a deliberately broken host the checks must catch
+}
+
+func optionsFor(seed uint64) simOptions {
+	o := simOptions{nodes: 3, groups: 3, clients: 6, steps: 1500}
+	if seed%4 == 3 {
+		o.nodes = 5
+	}
+	return o
+}
+
+// TestSimulation runs a bounded number of seeds (make sim SEEDS=N runs more).
+func TestSimulation(t *testing.T) {
+	first, n := uint64(1), uint64(12)
+	if testing.Short() {
+		n = 3
+	}
+	if v := os.Getenv("SHARDLOG_SIM_SEED"); v != "" {
+		first, _ = strconv.ParseUint(v, 10, 64)
+		n = 1
+	}
+	if v := os.Getenv("SHARDLOG_SIM_SEEDS"); v != "" {
+		n, _ = strconv.ParseUint(v, 10, 64)
+	}
+	var total simStats
+	for seed := first; seed < first+n; seed++ {
+		st, err := runSim(seed, optionsFor(seed))
+		if err != nil {
+			t.Fatalf("seed %d: %v\nreplay: SHARDLOG_SIM_SEED=%d go test ./replica/ -run TestSimulation", seed, err, seed)
+		}
+		total.acked += st.acked
+		total.failed += st.failed
+		total.unknown += st.unknown
+		total.faults += st.faults
+		total.dropped += st.dropped
+	}
+	t.Logf("%d seeds: proposals acknowledged %d, definitely failed %d (%d of them replaced by another leader's entry), indeterminate %d; %d faults injected",
+		n, total.acked, total.failed, total.dropped, total.unknown, total.faults)
+}
+
+// TestSimulationCatchesBrokenHosts proves the simulation can fail, with two
+// deliberately broken hosts:
+//   - the WAL is never fdatasync'd: a node that loses entries it acknowledged
+//     trips raft's own check ("tocommit is out of range") or the checker;
+//   - a proposal is answered when the leader appends it, before it commits: a
+//     deposed leader's entry is overwritten, so the checker finds an
+//     acknowledged record lost or its sequence number given to another.
+func TestSimulationCatchesBrokenHosts(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		broken func(*Config)
+		want   string // in the first failure; "" for any
+	}{
+		{"ack without fdatasync", func(c *Config) { c.skipSync = true }, ""},
+		{"ack on append, before commit", func(c *Config) { c.ackOnAppend = true }, "acknowledged"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var caught []string
+			for seed := uint64(1); seed <= 6; seed++ {
+				o := optionsFor(seed)
+				o.broken = tc.broken
+				if _, err := runSim(seed, o); err != nil {
+					caught = append(caught, err.Error())
+				}
+			}
+			if len(caught) == 0 {
+				t.Fatal("no seed failed the broken host")
+			}
+			if !strings.Contains(caught[0], tc.want) {
+				t.Fatalf("want a failure about %q, got: %s", tc.want, caught[0])
+			}
+			t.Logf("%d of 6 seeds caught, first: %.300s", len(caught), caught[0])
+		})
+	}
+}
+
+// TestSimulationIsDeterministic: one seed, run twice, gives the same history.
+func TestSimulationIsDeterministic(t *testing.T) {
+	a, errA := runSim(7, optionsFor(7))
+	b, errB := runSim(7, optionsFor(7))
+	if errA != nil || errB != nil {
+		t.Fatal(errA, errB)
+	}
+	if a != b {
+		t.Fatalf("same seed, different runs: %+v vs %+v", a, b)
+	}
+}
+
+type simStats struct {
+	acked, failed, unknown, faults int
+	dropped                        int    // failed with ErrDropped: appended, then replaced
+	digest                         string // the final logs, hashed, for determinism
+}
+
+type simNode struct {
+	id   uint64
+	fs   *vfs.MemFS
+	host *Host // nil while down
+}
+
+type msgInFlight struct {
+	at, order uint64
+	to        uint64
+	data      []byte
+}
+
+type outcome int
+
+const (
+	pending outcome = iota
+	acked
+	failed  // definite: must never appear
+	unknown // indeterminate: may appear once
+)
+
+// attempt is one client proposal: its records' IDs and what the client saw.
+type attempt struct {
+	group             uint64
+	records           []string
+	proposedAt, ackAt uint64
+	outcome           outcome
+	seqs              []uint64
+	node              uint64
+	proposal          *Proposal
+}
+
+type client struct {
+	group   uint64
+	next    int
+	current *attempt
+}
+
+type sim struct {
+	opt      simOptions
+	rng      *rand.Rand
+	now      uint64
+	order    uint64
+	nodes    []*simNode
+	net      []msgInFlight
+	cut      map[[2]uint64]bool // directed links that lose everything
+	dropP    float64
+	dupP     float64
+	quiet    bool // the final phase: no faults, no new proposals
+	attempts []*attempt
+	clients  []*client
+	stats    simStats
+}
+
+// runSim runs one seed. A panic inside a host (raft's own checks, such as
+// "tocommit is out of range": a node lost log entries it had acknowledged) is
+// returned as an error, as any broken invariant is.
+func runSim(seed uint64, opt simOptions) (st simStats, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	s := &sim{opt: opt, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), cut: map[[2]uint64]bool{}}
+	s.dropP, s.dupP = 0.02+0.1*s.rng.Float64(), 0.05*s.rng.Float64()
+	for i := range opt.nodes {
+		s.nodes = append(s.nodes, &simNode{id: uint64(i + 1), fs: vfs.NewMemFS()})
+	}
+	for _, n := range s.nodes {
+		if err := s.start(n); err != nil {
+			return s.stats, err
+		}
+	}
+	for i := range opt.clients {
+		s.clients = append(s.clients, &client{group: uint64(i%opt.groups + 1)})
+	}
+	for range opt.steps {
+		if err := s.step(); err != nil {
+			return s.stats, err
+		}
+	}
+	if err := s.settleAndCheck("after the run"); err != nil {
+		return s.stats, err
+	}
+	for _, n := range s.nodes {
+		s.crash(n) // every node at once: the coordinated power cut
+	}
+	if err := s.settleAndCheck("after a whole-cluster power cut"); err != nil {
+		return s.stats, err
+	}
+	for _, a := range s.attempts {
+		switch a.outcome {
+		case acked:
+			s.stats.acked++
+		case failed:
+			s.stats.failed++
+		default:
+			s.stats.unknown++
+		}
+	}
+	return s.stats, nil
+}
+
+func (s *sim) config(n *simNode) Config {
+	cfg := Config{NodeID: n.id, FS: n.fs, Dir: "/data", Transport: simTransport{s}, Rand: s.rng}
+	if s.opt.broken != nil {
+		s.opt.broken(&cfg)
+	}
+	var peers []uint64
+	for _, m := range s.nodes {
+		peers = append(peers, m.id)
+	}
+	for g := range s.opt.groups {
+		cfg.Groups = append(cfg.Groups, GroupConfig{ID: uint64(g + 1), Peers: peers})
+	}
+	return cfg
+}
+
+func (s *sim) start(n *simNode) error {
+	h, err := Open(s.config(n))
+	if err != nil {
+		return fmt.Errorf("node %d restart at step %d: %w", n.id, s.now, err)
+	}
+	n.host = h
+	return nil
+}
+
+// crash is a power cut of one node: its host is gone, unsynced bytes are lost
+// or torn, and the proposals it held are indeterminate for their clients.
+func (s *sim) crash(n *simNode) {
+	if n.host == nil {
+		return
+	}
+	n.host = nil
+	n.fs.Crash(s.rng, vfs.TearMode(s.rng.IntN(3)))
+	for _, c := range s.clients {
+		if a := c.current; a != nil && a.node == n.id {
+			a.outcome, c.current = unknown, nil
+		}
+	}
+}
+
+type simTransport struct{ s *sim }
+
+func (t simTransport) Send(b Batch) {
+	s := t.s
+	data, err := EncodeBatch(b)
+	if err != nil {
+		panic(err) // a message raft made must encode
+	}
+	copies := 1
+	if !s.quiet {
+		if s.cut[[2]uint64{b.From, b.To}] || s.rng.Float64() < s.dropP {
+			return
+		}
+		if s.rng.Float64() < s.dupP {
+			copies = 2
+		}
+	}
+	for range copies {
+		s.order++
+		s.net = append(s.net, msgInFlight{at: s.now + 1 + uint64(s.rng.IntN(4)), order: s.order, to: b.To, data: data})
+	}
+}
+
+func (s *sim) step() error {
+	s.now++
+	if !s.quiet {
+		s.fault()
+	}
+	if err := s.restartAllIfQuiet(); err != nil {
+		return err
+	}
+	if err := s.deliver(); err != nil {
+		return err
+	}
+	for _, n := range s.nodes {
+		if n.host != nil && (s.quiet || s.rng.Float64() < 0.9) {
+			n.host.Tick()
+		}
+	}
+	if !s.quiet {
+		s.propose()
+	}
+	for _, n := range s.nodes {
+		if n.host == nil {
+			continue
+		}
+		if err := n.host.HandleReady(); err != nil {
+			if !errors.Is(err, vfs.ErrInjected) {
+				return fmt.Errorf("node %d step %d: %w", n.id, s.now, err)
+			}
+			s.crash(n) // fail-stop after a failed fdatasync, then power cut
+		}
+	}
+	s.collect()
+	return nil
+}
+
+// restartAllIfQuiet brings back, in the final phase, a node that a fault armed
+// earlier (a failed fdatasync) took down.
+func (s *sim) restartAllIfQuiet() error {
+	if !s.quiet {
+		return nil
+	}
+	for _, n := range s.nodes {
+		if n.host == nil {
+			if err := s.start(n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fault injects at most one fault per step.
+func (s *sim) fault() {
+	n := s.nodes[s.rng.IntN(len(s.nodes))]
+	switch r := s.rng.Float64(); {
+	case r < 0.004:
+		s.crash(n)
+		s.stats.faults++
+	case r < 0.02 && n.host == nil:
+		_ = s.start(n) // an error here is caught when the run settles
+	case r < 0.024:
+		s.isolate(n)
+		s.stats.faults++
+	case r < 0.026:
+		a, b := s.nodes[s.rng.IntN(len(s.nodes))], n
+		s.cut[[2]uint64{a.id, b.id}] = true // one-way
+		s.stats.faults++
+	case r < 0.036:
+		clear(s.cut)
+	case r < 0.038 && n.host != nil:
+		n.fs.FailNextSync(nil)
+		s.stats.faults++
+	}
+}
+
+func (s *sim) isolate(n *simNode) {
+	for _, m := range s.nodes {
+		if m != n {
+			s.cut[[2]uint64{n.id, m.id}] = true
+			s.cut[[2]uint64{m.id, n.id}] = true
+		}
+	}
+}
+
+// deliver hands over the messages due, in a shuffled order; a message to a
+// node that is down is lost.
+func (s *sim) deliver() error {
+	var due, later []msgInFlight
+	for _, m := range s.net {
+		if m.at <= s.now {
+			due = append(due, m)
+		} else {
+			later = append(later, m)
+		}
+	}
+	s.net = later
+	sort.Slice(due, func(i, j int) bool { return due[i].order < due[j].order })
+	s.rng.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
+	for _, m := range due {
+		n := s.nodes[m.to-1]
+		if n.host == nil {
+			continue
+		}
+		b, err := DecodeBatch(m.data)
+		if err != nil {
+			return err
+		}
+		n.host.Receive(b)
+	}
+	return nil
+}
+
+// propose lets idle clients send a batch of 1-3 records to a random live node
+// (a client does not know the leader; a refusal is a definite failure).
+func (s *sim) propose() {
+	for ci, c := range s.clients {
+		if c.current != nil || s.rng.Float64() > 0.3 {
+			continue
+		}
+		n := s.nodes[s.rng.IntN(len(s.nodes))]
+		if n.host == nil {
+			continue
+		}
+		a := &attempt{group: c.group, proposedAt: s.now, node: n.id}
+		for range 1 + s.rng.IntN(3) {
+			c.next++
+			a.records = append(a.records, fmt.Sprintf("c%d-%d", ci, c.next))
+		}
+		s.attempts = append(s.attempts, a)
+		data := make([][]byte, len(a.records))
+		for i, r := range a.records {
+			data[i] = []byte(r)
+		}
+		p, err := n.host.Propose(c.group, data)
+		if err != nil {
+			a.outcome = failed
+			continue
+		}
+		a.proposal, c.current = p, a
+	}
+}
+
+// collect records the proposals decided this step.
+func (s *sim) collect() {
+	for _, c := range s.clients {
+		a := c.current
+		if a == nil {
+			continue
+		}
+		select {
+		case <-a.proposal.Done():
+		default:
+			continue
+		}
+		seqs, err := a.proposal.Result()
+		switch {
+		case err == nil:
+			a.outcome, a.seqs, a.ackAt = acked, seqs, s.now
+		case errors.Is(err, ErrDropped):
+			a.outcome = failed
+			s.stats.dropped++
+		default:
+			a.outcome = unknown
+		}
+		c.current = nil
+	}
+}
+
+// settleAndCheck heals the network, restarts every node, runs without faults
+// or new proposals until every group agrees everywhere, then checks.
+func (s *sim) settleAndCheck(when string) error {
+	s.quiet = true
+	clear(s.cut)
+	if err := s.restartAllIfQuiet(); err != nil {
+		return err
+	}
+	for range 4000 {
+		if err := s.step(); err != nil {
+			return err
+		}
+		if s.settled() {
+			if err := s.check(); err != nil {
+				return fmt.Errorf("%s: %w", when, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: the cluster did not converge within 4000 steps: %s", when, s.describe())
+}
+
+// settled: every group has one leader that all nodes know, every node has
+// applied the leader's whole log, and no client waits.
+func (s *sim) settled() bool {
+	for _, c := range s.clients {
+		if c.current != nil {
+			return false
+		}
+	}
+	for _, n := range s.nodes {
+		if n.host == nil {
+			return false
+		}
+	}
+	for g := range s.opt.groups {
+		lead := s.nodes[0].host.Status(uint64(g + 1))
+		if lead.Leader == 0 {
+			return false
+		}
+		for _, n := range s.nodes {
+			st := n.host.Status(uint64(g + 1))
+			if st.Leader != lead.Leader || st.Applied != st.LastIndex || st.Applied != lead.Applied {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// check verifies the invariants on every node's applied log.
+func (s *sim) check() error {
+	var digest strings.Builder
+	for g := range s.opt.groups {
+		gid := uint64(g + 1)
+		ref := s.nodes[0].host.Records(gid)
+		for _, n := range s.nodes[1:] {
+			if got := n.host.Records(gid); !sameLog(got, ref) {
+				return fmt.Errorf("group %d: node %d's log (%d records) differs from node 1's (%d)", gid, n.id, len(got), len(ref))
+			}
+		}
+		if err := s.checkLog(gid, ref); err != nil {
+			return fmt.Errorf("group %d: %w", gid, err)
+		}
+		for _, r := range ref {
+			fmt.Fprintf(&digest, "%d:%s,", r.Seq, r.Data)
+		}
+	}
+	s.stats.digest = digest.String()
+	return s.checkRealTime()
+}
+
+func sameLog(a, b []Record) bool {
+	return slices.EqualFunc(a, b, func(x, y Record) bool { return x.Seq == y.Seq && string(x.Data) == string(y.Data) })
+}
+
+// checkLog: sequence numbers increase; every record was proposed (no phantom)
+// and appears at most once; acknowledged ones exactly once with their
+// acknowledged number; definitely failed ones never.
+func (s *sim) checkLog(group uint64, log []Record) error {
+	type want struct {
+		a   *attempt
+		pos int
+	}
+	proposed := map[string]want{}
+	for _, a := range s.attempts {
+		if a.group == group {
+			for i, r := range a.records {
+				proposed[r] = want{a, i}
+			}
+		}
+	}
+	seen := map[string]uint64{}
+	for i, r := range log {
+		if i > 0 && r.Seq <= log[i-1].Seq {
+			return fmt.Errorf("sequence number %d after %d", r.Seq, log[i-1].Seq)
+		}
+		w, ok := proposed[string(r.Data)]
+		switch {
+		case !ok:
+			return fmt.Errorf("phantom record %q", r.Data)
+		case seen[string(r.Data)] != 0:
+			return fmt.Errorf("record %q twice (seq %d and %d)", r.Data, seen[string(r.Data)], r.Seq)
+		case w.a.outcome == failed:
+			return fmt.Errorf("record %q of a definitely failed proposal is present", r.Data)
+		case w.a.outcome == acked && w.a.seqs[w.pos] != r.Seq:
+			return fmt.Errorf("record %q acknowledged as %d, found as %d", r.Data, w.a.seqs[w.pos], r.Seq)
+		}
+		seen[string(r.Data)] = r.Seq
+	}
+	for r, w := range proposed {
+		if w.a.outcome == acked && seen[r] == 0 {
+			return fmt.Errorf("acknowledged record %q (seq %d) is lost", r, w.a.seqs[w.pos])
+		}
+	}
+	return nil
+}
+
+// checkRealTime: a proposal acknowledged before another was proposed got the
+// smaller sequence numbers (per group).
+func (s *sim) checkRealTime() error {
+	for g := range s.opt.groups {
+		var ack []*attempt
+		for _, a := range s.attempts {
+			if a.group == uint64(g+1) && a.outcome == acked {
+				ack = append(ack, a)
+			}
+		}
+		byAck := slices.Clone(ack)
+		sort.SliceStable(byAck, func(i, j int) bool { return byAck[i].ackAt < byAck[j].ackAt })
+		sort.SliceStable(ack, func(i, j int) bool { return ack[i].proposedAt < ack[j].proposedAt })
+		var maxSeq uint64
+		k := 0
+		for _, a := range ack {
+			for ; k < len(byAck) && byAck[k].ackAt < a.proposedAt; k++ {
+				maxSeq = max(maxSeq, slices.Max(byAck[k].seqs))
+			}
+			if a.seqs[0] <= maxSeq {
+				return fmt.Errorf("group %d: %q proposed at step %d got seq %d, below %d acknowledged earlier", g+1, a.records[0], a.proposedAt, a.seqs[0], maxSeq)
+			}
+		}
+	}
+	return nil
+}
+
+// describe is each group's status on each node, for a failure report.
+func (s *sim) describe() string {
+	var b strings.Builder
+	for g := range s.opt.groups {
+		fmt.Fprintf(&b, "\n  group %d:", g+1)
+		for _, n := range s.nodes {
+			fmt.Fprintf(&b, " node %d %+v;", n.id, n.host.Status(uint64(g+1)))
+		}
+	}
+	for ci, c := range s.clients {
+		if c.current != nil {
+			fmt.Fprintf(&b, "\n  client %d waits on node %d since step %d", ci, c.current.node, c.current.proposedAt)
+		}
+	}
+	return b.String()
+}
