@@ -20,9 +20,14 @@ const jsDir = "js"
 // subscribe.test.mjs is enhanced fan-out: RegisterStreamConsumer and
 // SubscribeToShard's event stream (records stored before, records arriving,
 // resubscription after a ContinuationSequenceNumber, AWS's errors).
+//
+// operations.test.mjs calls the operations of the whole API (tags by ARN,
+// record size, capacity modes, warm throughput, account settings, enhanced
+// monitoring, encryption, record distribution, channels), each with one bad
+// input answered with AWS's error type.
 func TestJavaScriptSDK(t *testing.T) {
 	node := requireNodeSDK(t)
-	for _, script := range []string{"kinesis.test.mjs", "subscribe.test.mjs"} {
+	for _, script := range []string{"kinesis.test.mjs", "subscribe.test.mjs", "operations.test.mjs"} {
 		t.Run(script, func(t *testing.T) {
 			s := startServerWith(t, t.TempDir(), storage.Options{})
 			runNode(t, node, script, "SHARDLOG_ENDPOINT="+s.endpoint)
