@@ -243,7 +243,8 @@ func (c *tcpCluster) start(id uint64) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	h, err := Open(Config{NodeID: id, FS: n.fs, Dir: "/data", Groups: c.groups, Transport: tr})
+	// Small WAL files: the cluster rolls and truncates while it runs.
+	h, err := Open(Config{NodeID: id, FS: n.fs, Dir: "/data", Groups: c.groups, Transport: tr, WALSegmentSize: 32 << 10, CompactMinEntries: 50})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -464,8 +465,11 @@ func TestTCPCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dropped uint64
-	for _, n := range c.nodes {
-		dropped += n.tr.Dropped()
+	var compacted []uint64
+	for id := uint64(1); id <= 3; id++ {
+		dropped += c.nodes[id].tr.Dropped()
+		compacted = append(compacted, c.host(id).Status(1).Compacted)
 	}
-	t.Logf("%d attempts, %d acknowledged; %d frames dropped by the transports", len(cl.attempts), cl.total(), dropped)
+	t.Logf("%d attempts, %d acknowledged; %d frames dropped by the transports; group 1 compacted to %v",
+		len(cl.attempts), cl.total(), dropped, compacted)
 }
