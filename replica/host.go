@@ -142,7 +142,8 @@ type group struct {
 	// compacted = min(compactTo, durable) at a WAL roll.
 	compactTo, durable, compacted, compactTerm uint64
 	compactTicks                               int
-	pending                                    map[uint64]*Proposal // by proposal ID, this incarnation's
+
+	pending map[uint64]*Proposal // by proposal ID, this incarnation's
 	// Deterministic elections (Config.Rand): ticks since the leader was heard
 	// from or the last campaign, and the drawn timeout.
 	quiet, timeout int
