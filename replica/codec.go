@@ -99,6 +99,21 @@ func decodeHardState(p []byte) (uint64, *pb.HardState, error) {
 	return group, hs, nil
 }
 
+func encodeCompact(group, index, term uint64) []byte {
+	b := le.AppendUint64([]byte{kindCompact}, group)
+	b = le.AppendUint64(b, index)
+	return le.AppendUint64(b, term)
+}
+
+func decodeCompact(p []byte) (group, index, term uint64, err error) {
+	r := reader{b: p}
+	group, index, term = r.u64(), r.u64(), r.u64()
+	if !r.done() {
+		return 0, 0, 0, errCorrupt
+	}
+	return group, index, term, nil
+}
+
 // proposalKey names a proposal uniquely for ever: the node, its incarnation
 // (one per Open, persisted) and a counter within the incarnation. An applied
 // entry answers the pending proposal with the same key, and only it.

@@ -21,8 +21,18 @@
 // (Ordinal). A committed entry's index is never taken by another entry, so an
 // ordinal is never reused across leader changes.
 //
+// The WAL is a sequence of files that roll at Config.WALSegmentSize. Applied
+// entries go to a per-group state file (a stand-in for the shard's segment
+// files) without an fdatasync; at a roll the state files are synced, each
+// group's log is compacted to the point its leader last proposed (below every
+// replica's match index, so no replica ever needs a snapshot) or to its
+// durable-applied index if lower, and the oldest WAL files holding only
+// compacted entries are deleted (host.go maybeRoll, wal.go).
+//
+// TCPTransport (transport.go) carries the batches between processes.
+//
 // What is not here yet (docs/cluster.md §12): membership changes and
-// snapshots (membership is static), WAL rotation and truncation, segment files
-// as the state machine (records are kept in memory and rebuilt from the WAL at
-// start), a network transport, and wiring into `shardlog serve`.
+// snapshots (membership is static), segment files as the state machine,
+// quiescence and single-message coalesced heartbeats, and wiring into
+// `shardlog serve`.
 package replica

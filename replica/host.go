@@ -12,6 +12,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 
 	"github.com/shardlog/shardlog/vfs"
 )
@@ -65,7 +66,18 @@ type Config struct {
 	// CheckQuorum (which needs raft's timer) a partitioned leader keeps its role
 	// until it hears a higher term; its proposals stay pending meanwhile.
 	Rand *rand.Rand
+	// WALSegmentSize: the WAL rolls to a new file once its current one
+	// reaches this size (default 64 MiB); files behind every group's
+	// compaction point are deleted at a roll.
+	WALSegmentSize int64
+	// CompactMinEntries: a group's leader proposes a new compaction point
+	// once every replica holds at least this many entries past the last one
+	// (default 10000).
+	CompactMinEntries uint64
 
+	// crashAt, when it returns true at a named point of a WAL roll or
+	// truncation, stops the host there as a power cut would (tests only).
+	crashAt func(point string) bool
 	// skipSync is a deliberately broken mode for the simulation's self-test:
 	// the WAL is written but never fdatasync'd, so acknowledgements do not
 	// survive a power cut. Never set outside tests.
@@ -117,10 +129,20 @@ type Host struct {
 
 type group struct {
 	id      uint64
+	voters  []uint64
 	rn      *raft.RawNode
 	ms      *raft.MemoryStorage
 	applied uint64
 	records []Record
+	state   *stateLog
+	// Log compaction (docs/cluster.md §2): compactTo is the highest point
+	// the group agreed on through a compaction entry (every replica had the
+	// log up to it when its leader proposed it); durable is the applied
+	// index as of the last fdatasync of state; the log here is compacted to
+	// compacted = min(compactTo, durable) at a WAL roll.
+	compactTo, durable, compacted, compactTerm uint64
+	compactTicks                               int
+
 	pending map[uint64]*Proposal // by proposal ID, this incarnation's
 	// Deterministic elections (Config.Rand): ticks since the leader was heard
 	// from or the last campaign, and the drawn timeout.
@@ -138,18 +160,23 @@ func Open(cfg Config) (*Host, error) {
 	if cfg.HeartbeatTicks == 0 {
 		cfg.HeartbeatTicks = 1
 	}
+	if cfg.WALSegmentSize == 0 {
+		cfg.WALSegmentSize = 64 << 20
+	}
+	if cfg.CompactMinEntries == 0 {
+		cfg.CompactMinEntries = 10000
+	}
 	w, payloads, err := openWAL(cfg.FS, cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
 	h := &Host{cfg: cfg, wal: w, groups: map[uint64]*group{}, kick: make(chan struct{}, 1)}
 	for _, gc := range cfg.Groups {
-		ms := raft.NewMemoryStorage()
-		snap := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{ConfState: &pb.ConfState{Voters: slices.Clone(gc.Peers)}}}
-		if err := ms.ApplySnapshot(snap); err != nil {
+		g := &group{id: gc.ID, voters: slices.Clone(gc.Peers), ms: raft.NewMemoryStorage(), pending: map[uint64]*Proposal{}}
+		if err := h.restoreState(g); err != nil {
 			return nil, err
 		}
-		h.groups[gc.ID] = &group{id: gc.ID, ms: ms, pending: map[uint64]*Proposal{}}
+		h.groups[gc.ID] = g
 		h.order = append(h.order, gc.ID)
 	}
 	slices.Sort(h.order)
@@ -171,49 +198,131 @@ func Open(cfg Config) (*Host, error) {
 	return h, nil
 }
 
-// replay loads the recovered frames into the groups' storages. Entries of a
-// later frame replace those from their first index on, as raft's log does when
-// a new leader overwrites an uncommitted tail.
-func (h *Host) replay(payloads [][]byte) error {
-	for _, p := range payloads {
-		if err := h.replayOne(p[0], p[1:]); err != nil {
-			return err
+// restoreState loads a group's applied records from its state file.
+func (h *Host) restoreState(g *group) error {
+	st, frames, err := openState(h.cfg.FS, h.cfg.Dir, g.id)
+	if err != nil {
+		return err
+	}
+	g.state = st
+	for _, f := range frames {
+		_, recs, err := decodeProposal(f.data)
+		if err != nil || f.index <= g.applied {
+			return fmt.Errorf("%w: group %d state at index %d", errCorrupt, g.id, f.index)
 		}
+		for i, data := range recs {
+			g.records = append(g.records, Record{Seq: Ordinal(f.index, i), Data: data})
+		}
+		g.applied = f.index
 	}
 	return nil
 }
 
-func (h *Host) replayOne(kind byte, p []byte) error {
+// replay loads the recovered WAL frames into the groups' storages. A group's
+// log starts after its highest compaction point (every file still present
+// restates it in its header, and files whose entries are all below it may be
+// gone). An entries frame replaces the log from its first index on, as raft's
+// log does when a new leader overwrites an uncommitted tail, and so one that
+// ends at or below the compaction point cuts everything after it.
+func (h *Host) replay(payloads []walPayload) error {
+	for _, p := range payloads {
+		if p.p[0] != kindCompact {
+			continue
+		}
+		id, idx, term, err := decodeCompact(p.p[1:])
+		if err != nil {
+			return err
+		}
+		if g := h.groups[id]; g != nil && idx > g.compacted {
+			g.compacted, g.compactTerm = idx, term
+		}
+	}
+	logs := map[uint64][]*pb.Entry{}
+	hss := map[uint64]*pb.HardState{}
+	for _, p := range payloads {
+		if err := h.replayOne(p, logs, hss); err != nil {
+			return err
+		}
+	}
+	for _, id := range h.order {
+		g := h.groups[id]
+		snap := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: new(g.compacted), Term: new(g.compactTerm),
+			ConfState: &pb.ConfState{Voters: slices.Clone(g.voters)}}}
+		if err := g.ms.ApplySnapshot(snap); err != nil {
+			return err
+		}
+		if err := g.ms.Append(logs[id]); err != nil {
+			return err
+		}
+		if hs := hss[id]; hs != nil {
+			if err := g.ms.SetHardState(hs); err != nil {
+				return err
+			}
+		}
+		if g.applied < g.compacted {
+			// Entries up to the compaction point were applied and synced
+			// before it was taken; those missing from the state held no
+			// records.
+			g.applied = g.compacted
+		}
+		g.compactTo, g.durable = g.compacted, g.compacted
+	}
+	return nil
+}
+
+func (h *Host) replayOne(p walPayload, logs map[uint64][]*pb.Entry, hss map[uint64]*pb.HardState) error {
+	kind, b := p.p[0], p.p[1:]
 	switch kind {
 	case kindStart:
-		r := reader{b: p}
+		r := reader{b: b}
 		h.incarnation = r.u64()
 		if !r.done() {
 			return errCorrupt
 		}
 	case kindHardState:
-		id, hs, err := decodeHardState(p)
+		id, hs, err := decodeHardState(b)
 		if err != nil {
 			return err
 		}
-		if g := h.groups[id]; g != nil {
-			return g.ms.SetHardState(hs)
-		}
+		hss[id] = hs
 	case kindEntries:
-		id, ents, err := decodeEntries(p)
+		id, ents, err := decodeEntries(b)
 		if err != nil {
 			return err
 		}
-		if g := h.groups[id]; g != nil && len(ents) > 0 {
-			if last, _ := g.ms.LastIndex(); ents[0].GetIndex() > last+1 {
-				return fmt.Errorf("%w: group %d entries from %d after %d", errCorrupt, id, ents[0].GetIndex(), last)
-			}
-			return g.ms.Append(ents)
+		g := h.groups[id]
+		if g == nil || len(ents) == 0 {
+			return nil
 		}
+		mi := h.wal.files[p.file].maxIndex
+		mi[id] = max(mi[id], ents[len(ents)-1].GetIndex())
+		if logs[id], err = spliceLog(logs[id], g.compacted, ents); err != nil {
+			return fmt.Errorf("group %d: %w", id, err)
+		}
+	case kindCompact:
 	default:
 		return errCorrupt
 	}
 	return nil
+}
+
+// spliceLog applies an entries frame to a recovered log that holds the
+// entries from base+1 on: the log becomes its part before the frame's first
+// index, then the frame's entries.
+func spliceLog(log []*pb.Entry, base uint64, ents []*pb.Entry) ([]*pb.Entry, error) {
+	first := ents[0].GetIndex()
+	last := first + uint64(len(ents)) - 1
+	if last <= base {
+		return log[:0], nil
+	}
+	if first <= base {
+		ents, first = ents[base+1-first:], base+1
+	}
+	off := first - (base + 1)
+	if off > uint64(len(log)) {
+		return nil, fmt.Errorf("%w: entries from %d after %d", errCorrupt, first, base+uint64(len(log)))
+	}
+	return append(log[:off:off], ents...), nil
 }
 
 var discard = &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)}
@@ -258,6 +367,7 @@ func (h *Host) Tick() {
 	for _, id := range h.order {
 		g := h.groups[id]
 		g.rn.Tick()
+		h.proposeCompaction(g)
 		if h.cfg.Rand == nil {
 			continue
 		}
@@ -397,13 +507,21 @@ func (h *Host) HandleReady() error {
 		}
 		r.g.rn.Advance(r.rd)
 	}
+	for _, r := range rounds {
+		if err := r.g.state.write(); err != nil {
+			return h.stop(err)
+		}
+	}
+	if err := h.maybeRoll(); err != nil {
+		return h.stop(err)
+	}
 	return nil
 }
 
 // persist queues a group's entries and HardState for the round's WAL write.
 func (h *Host) persist(g *group, rd raft.Ready) {
 	if len(rd.Entries) > 0 {
-		h.wal.add(encodeEntries(g.id, rd.Entries))
+		h.wal.addEntries(g.id, rd.Entries)
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
 		h.wal.add(encodeHardState(g.id, rd.HardState))
@@ -456,16 +574,10 @@ func (h *Host) apply(g *group, e *pb.Entry) error {
 		if err != nil {
 			return fmt.Errorf("group %d index %d: %w", g.id, idx, err)
 		}
-		seqs := make([]uint64, len(recs))
-		for i, data := range recs {
-			seqs[i] = Ordinal(idx, i)
-			g.records = append(g.records, Record{Seq: seqs[i], Data: data})
-		}
-		if _, own := h.ownKey(e); own {
-			if p := g.pending[key.id]; p != nil {
-				delete(g.pending, key.id)
-				p.finish(seqs, nil)
-			}
+		if key.node == 0 {
+			h.applyCommand(g, key)
+		} else {
+			h.applyRecords(g, e, key, recs)
 		}
 	}
 	for id, p := range g.pending {
@@ -473,6 +585,143 @@ func (h *Host) apply(g *group, e *pb.Entry) error {
 			delete(g.pending, id)
 			p.finish(nil, ErrDropped)
 		}
+	}
+	return nil
+}
+
+// applyRecords adds an entry's records to the group's state and answers its
+// proposal if this incarnation made it.
+func (h *Host) applyRecords(g *group, e *pb.Entry, key proposalKey, recs [][]byte) {
+	idx := e.GetIndex()
+	g.state.add(idx, e.GetData())
+	seqs := make([]uint64, len(recs))
+	for i, data := range recs {
+		seqs[i] = Ordinal(idx, i)
+		g.records = append(g.records, Record{Seq: seqs[i], Data: data})
+	}
+	if _, own := h.ownKey(e); own {
+		if p := g.pending[key.id]; p != nil {
+			delete(g.pending, key.id)
+			p.finish(seqs, nil)
+		}
+	}
+}
+
+// Host commands are entries whose proposal key has node 0 (never a node ID):
+// the key's incarnation field names the command, its id is the argument.
+const cmdCompact = 1 // id: the compaction point
+
+func encodeCommand(cmd, arg uint64) []byte {
+	return encodeProposal(proposalKey{incarnation: cmd, id: arg}, nil)
+}
+
+func (h *Host) applyCommand(g *group, key proposalKey) {
+	if key.incarnation == cmdCompact && key.id > g.compactTo {
+		g.compactTo = key.id
+	}
+}
+
+// proposeCompaction: every ElectionTicks ticks, a leader proposes the
+// highest index every replica holds (and that is committed) as the group's
+// compaction point, when it has moved CompactMinEntries past the last one.
+// Because every replica holds the log up to it, no replica will ever need an
+// entry below it from a leader (snapshots are not built yet, docs/cluster.md
+// §12); a replica that is down holds the point back until it returns.
+func (h *Host) proposeCompaction(g *group) {
+	if g.compactTicks++; g.compactTicks < h.cfg.ElectionTicks {
+		return
+	}
+	g.compactTicks = 0
+	st := g.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader {
+		return
+	}
+	point := st.GetCommit()
+	g.rn.WithProgress(func(_ uint64, _ raft.ProgressType, pr tracker.Progress) {
+		point = min(point, pr.Match)
+	})
+	if point >= g.compactTo+h.cfg.CompactMinEntries {
+		_ = g.rn.Propose(encodeCommand(cmdCompact, point)) // lost if leadership moves: proposed again later
+	}
+}
+
+// maybeRoll rolls the WAL once its current file is full, and truncates it
+// (docs/cluster.md §2): every group's applied state is fdatasync'd (its
+// durable-applied index becomes its applied index), each group's log is
+// compacted to min(agreed point, durable-applied), the new file's header
+// restates what recovery needs, and the oldest files whose entries are all
+// compacted are deleted.
+func (h *Host) maybeRoll() error {
+	if h.wal.current().size < h.cfg.WALSegmentSize {
+		return nil
+	}
+	for _, id := range h.order {
+		g := h.groups[id]
+		if err := g.state.sync(); err != nil {
+			return err
+		}
+		g.durable = g.applied
+	}
+	if err := h.crash(crashRollStateSynced); err != nil {
+		return err
+	}
+	for _, id := range h.order {
+		if err := h.compact(h.groups[id]); err != nil {
+			return err
+		}
+	}
+	if err := h.wal.roll(h.walHeader(), h.crash); err != nil {
+		return err
+	}
+	return h.wal.deleteCovered(h.covered, h.crash)
+}
+
+func (h *Host) compact(g *group) error {
+	to := min(g.compactTo, g.durable)
+	if to <= g.compacted {
+		return nil
+	}
+	term, err := g.ms.Term(to)
+	if err != nil {
+		return fmt.Errorf("replica: group %d compaction at %d: %w", g.id, to, err)
+	}
+	if err := g.ms.Compact(to); err != nil {
+		return fmt.Errorf("replica: group %d compaction at %d: %w", g.id, to, err)
+	}
+	g.compacted, g.compactTerm = to, term
+	return nil
+}
+
+// walHeader is the first frames of a new WAL file: the incarnation, and each
+// group's HardState and compaction point, so the files before it are needed
+// only for the entries they hold.
+func (h *Host) walHeader() []byte {
+	b := appendFrame(nil, le.AppendUint64([]byte{kindStart}, h.incarnation))
+	for _, id := range h.order {
+		g := h.groups[id]
+		if hs, _, _ := g.ms.InitialState(); !raft.IsEmptyHardState(hs) {
+			b = appendFrame(b, encodeHardState(id, hs))
+		}
+		if g.compacted > 0 {
+			b = appendFrame(b, encodeCompact(id, g.compacted, g.compactTerm))
+		}
+	}
+	return b
+}
+
+// covered reports whether a WAL file's entries are all compacted away.
+func (h *Host) covered(maxIndex map[uint64]uint64) bool {
+	for id, i := range maxIndex {
+		if g := h.groups[id]; g != nil && i > g.compacted {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *Host) crash(point string) error {
+	if h.cfg.crashAt != nil && h.cfg.crashAt(point) {
+		return fmt.Errorf("%w: %s", errCrashPoint, point)
 	}
 	return nil
 }
@@ -498,6 +747,9 @@ func (h *Host) Close() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.stop(ErrStopped)
+	for _, id := range h.order {
+		h.groups[id].state.f.Close()
+	}
 	return h.wal.f.Close()
 }
 
@@ -514,6 +766,7 @@ func (h *Host) Records(group uint64) []Record {
 // Status is a group's state as this node sees it.
 type Status struct {
 	Leader, Term, Commit, Applied, LastIndex uint64
+	Compacted                                uint64 // the log here starts after it
 }
 
 // Status returns group's state here.
@@ -526,7 +779,7 @@ func (h *Host) Status(group uint64) Status {
 	}
 	st := g.rn.BasicStatus()
 	last, _ := g.ms.LastIndex()
-	return Status{Leader: st.Lead, Term: st.GetTerm(), Commit: st.GetCommit(), Applied: g.applied, LastIndex: last}
+	return Status{Leader: st.Lead, Term: st.GetTerm(), Commit: st.GetCommit(), Applied: g.applied, LastIndex: last, Compacted: g.compacted}
 }
 
 // brokenAckOnAppend answers proposals at append (Config.ackOnAppend): wrong on

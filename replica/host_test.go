@@ -28,10 +28,11 @@ func TestWALRecovery(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := vfs.NewMemFS()
-			w, got, err := openWAL(fs, "/d")
-			if err != nil || len(got) != 0 {
-				t.Fatal(got, err)
+			w, rec, err := openWAL(fs, "/d")
+			if err != nil || len(rec) != 0 {
+				t.Fatal(rec, err)
 			}
+			var got [][]byte
 			synced := [][]byte{{kindStart, 1}, {kindStart, 2, 2}}
 			for _, p := range synced {
 				w.add(p)
@@ -46,10 +47,11 @@ func TestWALRecovery(t *testing.T) {
 			}
 			fs.Crash(rand.New(rand.NewPCG(tc.seed, 0)), tc.mode)
 
-			w, got, err = openWAL(fs, "/d")
+			w, rec, err = openWAL(fs, "/d")
 			if err != nil {
 				t.Fatal(err)
 			}
+			got = payloadsOf(rec)
 			if len(got) < len(synced) || !slices.EqualFunc(got[:2], synced, slices.Equal) {
 				t.Fatalf("recovered %v, want the synced %v first", got, synced)
 			}
@@ -63,12 +65,21 @@ func TestWALRecovery(t *testing.T) {
 			if err := w.flush(true); err != nil {
 				t.Fatal(err)
 			}
-			_, again, err := openWAL(fs, "/d")
+			_, recAgain, err := openWAL(fs, "/d")
+			again := payloadsOf(recAgain)
 			if err != nil || !slices.Equal(again[len(again)-1], []byte{kindStart, 7}) || len(again) != len(got)+1 {
 				t.Fatalf("after appending past the cut: %v, %v", again, err)
 			}
 		})
 	}
+}
+
+func payloadsOf(ps []walPayload) [][]byte {
+	var out [][]byte
+	for _, p := range ps {
+		out = append(out, p.p)
+	}
+	return out
 }
 
 func TestBatchRoundTrip(t *testing.T) {

@@ -69,9 +69,15 @@ func TestSimulation(t *testing.T) {
 		total.unknown += st.unknown
 		total.faults += st.faults
 		total.dropped += st.dropped
+		total.rolls += st.rolls
+		total.removed += st.removed
+		total.crashPoints += st.crashPoints
+		total.compacted += st.compacted
 	}
 	t.Logf("%d seeds: proposals acknowledged %d, definitely failed %d (%d of them replaced by another leader's entry), indeterminate %d; %d faults injected",
 		n, total.acked, total.failed, total.dropped, total.unknown, total.faults)
+	t.Logf("WAL: %d rolls, %d files deleted, %d power cuts inside a roll or truncation; %d (node, group) logs compacted at the end",
+		total.rolls, total.removed, total.crashPoints, total.compacted)
 }
 
 // TestSimulationCatchesBrokenHosts proves the simulation can fail, with two
@@ -125,6 +131,8 @@ func TestSimulationIsDeterministic(t *testing.T) {
 type simStats struct {
 	acked, failed, unknown, faults int
 	dropped                        int    // failed with ErrDropped: appended, then replaced
+	rolls, removed, crashPoints    int    // WAL rolls, WAL files deleted, crashes inside them
+	compacted                      int    // (node, group)s whose log was compacted at the end
 	digest                         string // the final logs, hashed, for determinism
 }
 
@@ -177,6 +185,7 @@ type sim struct {
 	dropP    float64
 	dupP     float64
 	quiet    bool // the final phase: no faults, no new proposals
+	walSize  int64
 	attempts []*attempt
 	clients  []*client
 	stats    simStats
@@ -193,6 +202,8 @@ func runSim(seed uint64, opt simOptions) (st simStats, err error) {
 	}()
 	s := &sim{opt: opt, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), cut: map[[2]uint64]bool{}}
 	s.dropP, s.dupP = 0.02+0.1*s.rng.Float64(), 0.05*s.rng.Float64()
+	// Small WAL files, so that every seed rolls and truncates many times.
+	s.walSize = int64(1<<10 + s.rng.IntN(3<<10))
 	for i := range opt.nodes {
 		s.nodes = append(s.nodes, &simNode{id: uint64(i + 1), fs: vfs.NewMemFS()})
 	}
@@ -218,6 +229,14 @@ func runSim(seed uint64, opt simOptions) (st simStats, err error) {
 	if err := s.settleAndCheck("after a whole-cluster power cut"); err != nil {
 		return s.stats, err
 	}
+	for _, n := range s.nodes {
+		s.countWAL(n.host)
+		for g := range opt.groups {
+			if n.host.Status(uint64(g+1)).Compacted > 0 {
+				s.stats.compacted++
+			}
+		}
+	}
 	for _, a := range s.attempts {
 		switch a.outcome {
 		case acked:
@@ -232,7 +251,16 @@ func runSim(seed uint64, opt simOptions) (st simStats, err error) {
 }
 
 func (s *sim) config(n *simNode) Config {
-	cfg := Config{NodeID: n.id, FS: n.fs, Dir: "/data", Transport: simTransport{s}, Rand: s.rng}
+	cfg := Config{NodeID: n.id, FS: n.fs, Dir: "/data", Transport: simTransport{s}, Rand: s.rng,
+		WALSegmentSize: s.walSize, CompactMinEntries: 8}
+	// A power cut inside a WAL roll or truncation, at any of its steps.
+	cfg.crashAt = func(string) bool {
+		if s.quiet || s.rng.Float64() >= 0.03 {
+			return false
+		}
+		s.stats.crashPoints++
+		return true
+	}
 	if s.opt.broken != nil {
 		s.opt.broken(&cfg)
 	}
@@ -261,6 +289,7 @@ func (s *sim) crash(n *simNode) {
 	if n.host == nil {
 		return
 	}
+	s.countWAL(n.host)
 	n.host = nil
 	n.fs.Crash(s.rng, vfs.TearMode(s.rng.IntN(3)))
 	for _, c := range s.clients {
@@ -268,6 +297,11 @@ func (s *sim) crash(n *simNode) {
 			a.outcome, c.current = unknown, nil
 		}
 	}
+}
+
+func (s *sim) countWAL(h *Host) {
+	s.stats.rolls += h.wal.rolls
+	s.stats.removed += h.wal.removed
 }
 
 type simTransport struct{ s *sim }
@@ -317,7 +351,7 @@ func (s *sim) step() error {
 			continue
 		}
 		if err := n.host.HandleReady(); err != nil {
-			if !errors.Is(err, vfs.ErrInjected) {
+			if !errors.Is(err, vfs.ErrInjected) && !errors.Is(err, errCrashPoint) {
 				return fmt.Errorf("node %d step %d: %w", n.id, s.now, err)
 			}
 			s.crash(n) // fail-stop after a failed fdatasync, then power cut

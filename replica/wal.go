@@ -6,12 +6,25 @@ import (
 	"fmt"
 	"hash/crc32"
 	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/shardlog/shardlog/vfs"
 )
 
-// walName is the node's write-ahead log inside Config.Dir.
-const walName = "raft.wal"
+// The WAL is a sequence of files wal-<seq, 16 hex digits>.log in Config.Dir,
+// written in seq order; only the newest is appended to. A file is only ever
+// created complete: its header is written and fdatasync'd, then the
+// directory, before any round writes to it (see Host.roll).
+const (
+	walPrefix = "wal-"
+	walSuffix = ".log"
+)
+
+func walName(seq uint64) string { return fmt.Sprintf("%s%016x%s", walPrefix, seq, walSuffix) }
 
 // A WAL frame is [u32 payload length][u32 CRC-32C of the payload][payload].
 // The payload starts with its kind. A zero length is never written, so a
@@ -24,57 +37,141 @@ const (
 	kindEntries   byte = 1 // group u64, count u32, entries
 	kindHardState byte = 2 // group u64, term u64, vote u64, commit u64
 	kindStart     byte = 3 // incarnation u64: one per Open, so proposal IDs never repeat
+	kindCompact   byte = 4 // group u64, index u64, term u64: the group's log starts after index
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// walFile is one file of the WAL. maxIndex is, per group, the highest entry
+// index any of its frames holds: the file may be deleted once every group's
+// log is compacted up to it.
+type walFile struct {
+	seq      uint64
+	size     int64
+	maxIndex map[uint64]uint64
+}
+
 // wal is the append-only log shared by every group of a host. Frames of one
 // Ready round are gathered in pending and written and synced together.
 type wal struct {
-	f       vfs.File
-	size    int64
-	pending []byte
+	fs         vfs.FS
+	dir        string
+	f          vfs.File   // the newest file, the only one written
+	files      []*walFile // oldest first; the last is f's
+	pending    []byte
+	pendingMax map[uint64]uint64
+	// rolls and removed count this wal's rolls and deleted files (tests).
+	rolls, removed int
 }
 
 // errCorrupt means the WAL holds a frame that decodes wrongly although its CRC
-// matched: a bug or an undetected media error, never a torn write.
+// matched, or a sealed file with a bad frame: a bug or an undetected media
+// error, never a torn write.
 var errCorrupt = errors.New("replica: corrupt WAL frame")
 
-// openWAL opens (or creates) the WAL, returns the valid frames' payloads in
-// order, and cuts a torn tail: every frame after the first bad one was never
+// openWAL opens (or creates) the WAL and returns every valid frame's payload,
+// oldest first, each with the index of its file in w.files. Only the newest
+// file can hold a torn tail (every older one was synced whole before the next
+// was created), which is cut: frames after the first bad one were never
 // synced, because frames are written in order and each round ends in a sync.
-func openWAL(fs vfs.FS, dir string) (*wal, [][]byte, error) {
+func openWAL(fs vfs.FS, dir string) (*wal, []walPayload, error) {
 	if err := fs.MkdirAll(dir); err != nil {
 		return nil, nil, err
 	}
-	name := path.Join(dir, walName)
-	f, err := fs.OpenRW(name)
-	if vfs.IsNotExist(err) {
-		if f, err = fs.Create(name); err == nil {
-			err = fs.SyncDir(dir)
-		}
-	}
+	seqs, err := walSeqs(fs, dir)
 	if err != nil {
 		return nil, nil, err
+	}
+	w := &wal{fs: fs, dir: dir, pendingMax: map[uint64]uint64{}}
+	if len(seqs) == 0 {
+		if w.f, err = fs.Create(path.Join(dir, walName(1))); err == nil {
+			err = fs.SyncDir(dir)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		w.files = []*walFile{{seq: 1, maxIndex: map[uint64]uint64{}}}
+		return w, nil, nil
+	}
+	var out []walPayload
+	for i, seq := range seqs {
+		last := i == len(seqs)-1
+		f, payloads, size, err := readWALFile(fs, path.Join(dir, walName(seq)), last)
+		if err != nil {
+			return nil, nil, err
+		}
+		w.files = append(w.files, &walFile{seq: seq, size: size, maxIndex: map[uint64]uint64{}})
+		for _, p := range payloads {
+			out = append(out, walPayload{file: i, p: p})
+		}
+		if last {
+			w.f = f
+		}
+	}
+	return w, out, nil
+}
+
+// walPayload is one recovered frame and the index of its file in wal.files.
+type walPayload struct {
+	file int
+	p    []byte
+}
+
+// walSeqs lists the WAL files' sequence numbers in order.
+func walSeqs(fs vfs.FS, dir string) ([]uint64, error) {
+	names, err := fs.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var seqs []uint64
+	for _, n := range names {
+		hex, ok := strings.CutPrefix(n, walPrefix)
+		if hex, ok2 := strings.CutSuffix(hex, walSuffix); ok && ok2 {
+			if seq, err := strconv.ParseUint(hex, 16, 64); err == nil && len(hex) == 16 {
+				seqs = append(seqs, seq)
+			}
+		}
+	}
+	slices.Sort(seqs)
+	return seqs, nil
+}
+
+// readWALFile returns a file's valid frames and size. The newest file (last)
+// stays open for appending, its torn tail cut; an older one with a bad frame
+// is corruption.
+func readWALFile(fs vfs.FS, name string, last bool) (vfs.File, [][]byte, int64, error) {
+	f, err := fs.OpenRW(name)
+	if err != nil {
+		return nil, nil, 0, err
 	}
 	size, err := f.Size()
 	if err != nil {
-		return nil, nil, err
+		f.Close()
+		return nil, nil, 0, err
 	}
 	data := make([]byte, size)
 	if _, err := f.ReadAt(data, 0); err != nil && size > 0 {
-		return nil, nil, err
+		f.Close()
+		return nil, nil, 0, err
 	}
 	payloads, valid := scanFrames(data)
-	if valid < size {
-		if err := f.Truncate(valid); err != nil {
-			return nil, nil, err
+	switch {
+	case !last:
+		f.Close()
+		if valid < size {
+			return nil, nil, 0, fmt.Errorf("%w: sealed WAL file %s has a bad frame at %d", errCorrupt, name, valid)
 		}
-		if err := f.Sync(); err != nil {
-			return nil, nil, err
+		return nil, payloads, size, nil
+	case valid < size:
+		if err := f.Truncate(valid); err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			f.Close()
+			return nil, nil, 0, err
 		}
 	}
-	return &wal{f: f, size: valid}, payloads, nil
+	return f, payloads, valid, nil
 }
 
 // scanFrames returns the payloads of the valid prefix of data and its length.
@@ -97,6 +194,16 @@ func scanFrames(data []byte) ([][]byte, int64) {
 	return out, int64(off)
 }
 
+func (w *wal) current() *walFile { return w.files[len(w.files)-1] }
+
+// addEntries queues a group's entries, remembering the highest index.
+func (w *wal) addEntries(group uint64, ents []*pb.Entry) {
+	w.add(encodeEntries(group, ents))
+	if last := ents[len(ents)-1].GetIndex(); last > w.pendingMax[group] {
+		w.pendingMax[group] = last
+	}
+}
+
 // add queues one frame for the next flush.
 func (w *wal) add(payload []byte) {
 	w.pending = binary.LittleEndian.AppendUint32(w.pending, uint32(len(payload)))
@@ -112,11 +219,16 @@ func (w *wal) flush(sync bool) error {
 	if len(w.pending) == 0 {
 		return nil
 	}
-	if _, err := w.f.WriteAt(w.pending, w.size); err != nil {
+	cur := w.current()
+	if _, err := w.f.WriteAt(w.pending, cur.size); err != nil {
 		return fmt.Errorf("replica: WAL write: %w", err)
 	}
-	w.size += int64(len(w.pending))
+	cur.size += int64(len(w.pending))
 	w.pending = w.pending[:0]
+	for g, i := range w.pendingMax {
+		cur.maxIndex[g] = max(cur.maxIndex[g], i)
+	}
+	clear(w.pendingMax)
 	if !sync {
 		return nil
 	}
@@ -125,3 +237,83 @@ func (w *wal) flush(sync bool) error {
 	}
 	return nil
 }
+
+// roll starts the next WAL file with header (frames that restate everything
+// a reader of the newer files alone needs: the incarnation, every group's
+// HardState and compaction point). The file is written and fdatasync'd, then
+// the directory, before it becomes current, so a crash at any point leaves
+// either the old newest file or the new one complete (crash names the points).
+func (w *wal) roll(header []byte, crash func(string) error) error {
+	seq := w.current().seq + 1
+	name := path.Join(w.dir, walName(seq))
+	f, err := w.fs.Create(name)
+	if err != nil {
+		return fmt.Errorf("replica: WAL roll: %w", err)
+	}
+	if err := crash(crashRollCreated); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.WriteAt(header, 0); err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = crash(crashRollSynced)
+	}
+	if err == nil {
+		err = w.fs.SyncDir(w.dir)
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("replica: WAL roll: %w", err)
+	}
+	if err := crash(crashRollDirSynced); err != nil {
+		f.Close()
+		return err
+	}
+	w.f.Close()
+	w.f = f
+	w.files = append(w.files, &walFile{seq: seq, size: int64(len(header)), maxIndex: map[uint64]uint64{}})
+	w.rolls++
+	return nil
+}
+
+// deleteCovered removes the oldest files, in order, while covered says every
+// entry they hold is compacted; never the newest. Only a prefix is removed: a
+// newer file's frames may overwrite an older file's uncommitted tail, so an
+// older file kept after a newer one went could resurrect entries raft cut.
+func (w *wal) deleteCovered(covered func(maxIndex map[uint64]uint64) bool, crash func(string) error) error {
+	n := 0
+	for n < len(w.files)-1 && covered(w.files[n].maxIndex) {
+		if err := w.fs.Remove(path.Join(w.dir, walName(w.files[n].seq))); err != nil {
+			return fmt.Errorf("replica: WAL delete: %w", err)
+		}
+		n++
+		w.removed++
+		if err := crash(crashTruncateRemoved); err != nil {
+			return err
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	w.files = slices.Delete(w.files, 0, n)
+	if err := w.fs.SyncDir(w.dir); err != nil {
+		return fmt.Errorf("replica: WAL delete: %w", err)
+	}
+	return crash(crashTruncateDirSynced)
+}
+
+// The points of a roll and a truncation where the crash tests cut power
+// (Config.crashAt).
+const (
+	crashRollStateSynced   = "roll: applied state synced"
+	crashRollCreated       = "roll: new WAL file created"
+	crashRollSynced        = "roll: new WAL file written and synced"
+	crashRollDirSynced     = "roll: directory synced"
+	crashTruncateRemoved   = "truncate: a WAL file removed"
+	crashTruncateDirSynced = "truncate: directory synced after removal"
+)
+
+// errCrashPoint stops a host at a crash point (tests only).
+var errCrashPoint = errors.New("replica: crash point")

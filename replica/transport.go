@@ -1,0 +1,338 @@
+package replica
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The TCP transport between hosts (docs/cluster.md §7).
+//
+// Node A sends to node B over one persistent connection that A dials (B's
+// replies travel on the connection B dials to A), so each node pair shares two
+// connections, one per direction, whatever the number of groups. A Ready round
+// hands the transport one Batch per destination node holding every group's
+// messages (heartbeats included); a batch is one frame on the stream. Frames
+// queued while a write is in progress go out in the next single write.
+//
+// The transport may lose anything, as raft allows: a full send queue drops the
+// new frame, a broken connection loses what it was writing, and the connection
+// is redialled with a jittered exponential backoff. raft retransmits what
+// matters (MsgApp is retried from the follower's progress, heartbeats recur).
+// It never reorders frames within a connection, and never delivers a corrupt
+// one: every frame carries a CRC-32C, and a bad frame closes the connection.
+
+// A frame on the stream is [u32 length][u32 CRC-32C of the payload][payload],
+// the payload an EncodeBatch. A stream starts with streamMagic.
+const (
+	streamMagic = "shardlog-raft/1\n"
+	// MaxFrame bounds a frame: raft's MaxSizePerMsg (1 MiB) per group message
+	// times the groups of one round can exceed it only with hundreds of
+	// groups all sending full appends at once; such a frame is dropped (and
+	// retransmitted smaller, as the follower's progress advances).
+	MaxFrame = 64 << 20
+)
+
+// errFrame is a frame that fails its length or CRC check: the connection's
+// byte stream cannot be trusted after it.
+var errFrame = errors.New("replica: bad transport frame")
+
+// appendFrame appends payload to b as one frame.
+func appendFrame(b, payload []byte) []byte {
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(payload)))
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(payload, castagnoli))
+	return append(b, payload...)
+}
+
+// readFrame reads one frame's payload. io.EOF means the stream ended cleanly
+// between frames; errFrame that it is corrupt.
+func readFrame(r io.Reader) ([]byte, error) {
+	var h [frameHeader]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return nil, err
+	}
+	n := binary.LittleEndian.Uint32(h[:])
+	if n == 0 || n > MaxFrame {
+		return nil, fmt.Errorf("%w: length %d", errFrame, n)
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(r, p); err != nil {
+		return nil, fmt.Errorf("%w: %v", errFrame, err)
+	}
+	if crc32.Checksum(p, castagnoli) != binary.LittleEndian.Uint32(h[4:]) {
+		return nil, fmt.Errorf("%w: checksum", errFrame)
+	}
+	return p, nil
+}
+
+// TCPConfig configures a TCPTransport.
+type TCPConfig struct {
+	NodeID uint64
+	// Listen is the address to accept peers on ("127.0.0.1:0" picks a port).
+	Listen string
+	// Peers maps every other node to the address to dial it at.
+	Peers map[uint64]string
+	// QueueLen bounds the frames waiting per peer (default 256); beyond it new
+	// frames are dropped.
+	QueueLen int
+	// InboxLen is the capacity of the channel Inbox returns (default 1024).
+	InboxLen int
+	// MinBackoff and MaxBackoff bound the redial delay (defaults 10 ms, 1 s).
+	MinBackoff, MaxBackoff time.Duration
+	// WriteTimeout ends a connection whose writes stall, so a peer that
+	// stopped reading is redialled (default 5 s).
+	WriteTimeout time.Duration
+}
+
+func (c *TCPConfig) defaults() {
+	if c.QueueLen == 0 {
+		c.QueueLen = 256
+	}
+	if c.InboxLen == 0 {
+		c.InboxLen = 1024
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = 10 * time.Millisecond
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 5 * time.Second
+	}
+}
+
+// TCPTransport is a Transport over TCP. Pass Inbox to Host.Run.
+type TCPTransport struct {
+	cfg     TCPConfig
+	ln      net.Listener
+	inbox   chan Batch
+	peers   map[uint64]*peer
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{} // open connections, closed by Close
+	dropped atomic.Uint64
+}
+
+type peer struct {
+	id    uint64
+	addr  string
+	queue chan []byte // encoded frames
+}
+
+// ListenTCP starts accepting peers and dialling them.
+func ListenTCP(cfg TCPConfig) (*TCPTransport, error) {
+	cfg.defaults()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &TCPTransport{cfg: cfg, ln: ln, inbox: make(chan Batch, cfg.InboxLen), peers: map[uint64]*peer{},
+		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	for id, addr := range cfg.Peers {
+		if id == cfg.NodeID {
+			continue
+		}
+		p := &peer{id: id, addr: addr, queue: make(chan []byte, cfg.QueueLen)}
+		t.peers[id] = p
+		t.wg.Go(func() { t.sendLoop(p) })
+	}
+	t.wg.Go(t.acceptLoop)
+	return t, nil
+}
+
+// Addr is the address the transport accepts peers on.
+func (t *TCPTransport) Addr() string { return t.ln.Addr().String() }
+
+// Inbox delivers the batches received from peers.
+func (t *TCPTransport) Inbox() <-chan Batch { return t.inbox }
+
+// Dropped counts frames dropped on a full queue or a failed write.
+func (t *TCPTransport) Dropped() uint64 { return t.dropped.Load() }
+
+// Send queues b for its destination; it never blocks (Transport's contract).
+func (t *TCPTransport) Send(b Batch) {
+	p := t.peers[b.To]
+	if p == nil {
+		return
+	}
+	payload, err := EncodeBatch(b)
+	if err != nil || len(payload) > MaxFrame {
+		t.dropped.Add(1)
+		return
+	}
+	select {
+	case p.queue <- appendFrame(nil, payload):
+	default:
+		t.dropped.Add(1)
+	}
+}
+
+// Close stops every connection and goroutine. Frames still queued are lost.
+func (t *TCPTransport) Close() error {
+	t.cancel()
+	err := t.ln.Close()
+	t.mu.Lock()
+	for c := range t.conns {
+		c.Close()
+	}
+	t.mu.Unlock()
+	t.wg.Wait()
+	return err
+}
+
+// sendLoop keeps one connection to p and writes its queue to it.
+func (t *TCPTransport) sendLoop(p *peer) {
+	backoff := t.cfg.MinBackoff
+	for {
+		conn, err := t.dial(p)
+		if err != nil {
+			if !t.sleep(backoff) {
+				return
+			}
+			backoff = min(2*backoff, t.cfg.MaxBackoff)
+			continue
+		}
+		backoff = t.cfg.MinBackoff
+		t.writeLoop(conn, p)
+		t.untrack(conn)
+		if t.ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func (t *TCPTransport) dial(p *peer) (net.Conn, error) {
+	d := net.Dialer{Timeout: t.cfg.MaxBackoff}
+	conn, err := d.DialContext(t.ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	if !t.track(conn) {
+		return nil, net.ErrClosed
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
+	if _, err := io.WriteString(conn, streamMagic); err != nil {
+		t.untrack(conn)
+		return nil, err
+	}
+	return conn, nil
+}
+
+// track registers conn for Close to end; false (and conn closed) if the
+// transport is already closing.
+func (t *TCPTransport) track(conn net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ctx.Err() != nil {
+		conn.Close()
+		return false
+	}
+	t.conns[conn] = struct{}{}
+	return true
+}
+
+func (t *TCPTransport) untrack(conn net.Conn) {
+	t.mu.Lock()
+	delete(t.conns, conn)
+	t.mu.Unlock()
+	conn.Close()
+}
+
+// sleep waits d, jittered by up to half of it; false if the transport closed.
+func (t *TCPTransport) sleep(d time.Duration) bool {
+	d = d/2 + rand.N(d/2+1)
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-t.ctx.Done():
+		return false
+	}
+}
+
+// writeLoop writes queued frames until the connection fails or the transport
+// closes. Every frame already waiting joins the current write, so a burst of
+// rounds costs one syscall.
+func (t *TCPTransport) writeLoop(conn net.Conn, p *peer) {
+	w := bufio.NewWriterSize(conn, 64<<10)
+	for {
+		var frame []byte
+		select {
+		case frame = <-p.queue:
+		case <-t.ctx.Done():
+			return
+		}
+		n := 1
+		w.Write(frame)
+	more:
+		for w.Buffered() < 1<<20 {
+			select {
+			case frame = <-p.queue:
+				w.Write(frame)
+				n++
+			default:
+				break more
+			}
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
+		if err := w.Flush(); err != nil {
+			t.dropped.Add(uint64(n))
+			return
+		}
+	}
+}
+
+func (t *TCPTransport) acceptLoop() {
+	for {
+		conn, err := t.ln.Accept()
+		if err != nil {
+			return // closed
+		}
+		if !t.track(conn) {
+			return
+		}
+		t.wg.Go(func() {
+			t.readLoop(conn)
+			t.untrack(conn)
+		})
+	}
+}
+
+// readLoop delivers a connection's batches to the inbox until it ends or a
+// frame is bad (after which nothing on the stream can be trusted).
+func (t *TCPTransport) readLoop(conn net.Conn) {
+	r := bufio.NewReaderSize(conn, 64<<10)
+	magic := make([]byte, len(streamMagic))
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != streamMagic {
+		return
+	}
+	for {
+		p, err := readFrame(r)
+		if err != nil {
+			return
+		}
+		b, err := DecodeBatch(p)
+		if err != nil || b.To != t.cfg.NodeID {
+			return
+		}
+		select {
+		case t.inbox <- b:
+		case <-t.ctx.Done():
+			return
+		}
+	}
+}
