@@ -73,11 +73,18 @@ func TestSimulation(t *testing.T) {
 		total.removed += st.removed
 		total.crashPoints += st.crashPoints
 		total.compacted += st.compacted
+		total.snapSent += st.snapSent
+		total.snapInstalled += st.snapInstalled
+		total.longDown += st.longDown
 	}
 	t.Logf("%d seeds: proposals acknowledged %d, definitely failed %d (%d of them replaced by another leader's entry), indeterminate %d; %d faults injected",
 		n, total.acked, total.failed, total.dropped, total.unknown, total.faults)
 	t.Logf("WAL: %d rolls, %d files deleted, %d power cuts inside a roll or truncation; %d (node, group) logs compacted at the end",
 		total.rolls, total.removed, total.crashPoints, total.compacted)
+	t.Logf("snapshots: %d sent, %d installed; %d replicas kept down long enough to need one", total.snapSent, total.snapInstalled, total.longDown)
+	if n >= 6 && total.snapInstalled == 0 {
+		t.Fatal("no replica caught up by snapshot: the simulation no longer exercises snapshots")
+	}
 }
 
 // TestSimulationCatchesBrokenHosts proves the simulation can fail, with two
@@ -133,13 +140,16 @@ type simStats struct {
 	dropped                        int    // failed with ErrDropped: appended, then replaced
 	rolls, removed, crashPoints    int    // WAL rolls, WAL files deleted, crashes inside them
 	compacted                      int    // (node, group)s whose log was compacted at the end
+	snapSent, snapInstalled        int    // snapshots sent by leaders, installed by replicas
+	longDown                       int    // nodes kept down for hundreds of steps
 	digest                         string // the final logs, hashed, for determinism
 }
 
 type simNode struct {
-	id   uint64
-	fs   *vfs.MemFS
-	host *Host // nil while down
+	id        uint64
+	fs        *vfs.MemFS
+	host      *Host  // nil while down
+	downUntil uint64 // a long-down node is not restarted before this step
 }
 
 type msgInFlight struct {
@@ -251,8 +261,9 @@ func runSim(seed uint64, opt simOptions) (st simStats, err error) {
 }
 
 func (s *sim) config(n *simNode) Config {
+	// A replica more than 12 entries behind is left to catch up by snapshot.
 	cfg := Config{NodeID: n.id, FS: n.fs, Dir: "/data", Transport: simTransport{s}, Rand: s.rng,
-		WALSegmentSize: s.walSize, CompactMinEntries: 8}
+		WALSegmentSize: s.walSize, CompactMinEntries: 8, SnapshotLagEntries: 12}
 	// A power cut inside a WAL roll or truncation, at any of its steps.
 	cfg.crashAt = func(string) bool {
 		if s.quiet || s.rng.Float64() >= 0.03 {
@@ -302,6 +313,8 @@ func (s *sim) crash(n *simNode) {
 func (s *sim) countWAL(h *Host) {
 	s.stats.rolls += h.wal.rolls
 	s.stats.removed += h.wal.removed
+	s.stats.snapSent += h.snapshotsSent
+	s.stats.snapInstalled += h.snapshotsInstalled
 }
 
 type simTransport struct{ s *sim }
@@ -381,10 +394,17 @@ func (s *sim) restartAllIfQuiet() error {
 func (s *sim) fault() {
 	n := s.nodes[s.rng.IntN(len(s.nodes))]
 	switch r := s.rng.Float64(); {
+	case r < 0.001 && n.host != nil:
+		// Down for long: the others compact past it, and it must catch up
+		// by snapshot when it returns.
+		s.crash(n)
+		n.downUntil = s.now + 300 + uint64(s.rng.IntN(300))
+		s.stats.faults++
+		s.stats.longDown++
 	case r < 0.004:
 		s.crash(n)
 		s.stats.faults++
-	case r < 0.02 && n.host == nil:
+	case r < 0.02 && n.host == nil && s.now >= n.downUntil:
 		_ = s.start(n) // an error here is caught when the run settles
 	case r < 0.024:
 		s.isolate(n)
