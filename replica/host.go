@@ -79,6 +79,9 @@ type Config struct {
 	// snapshot (default 100000).
 	SnapshotLagEntries uint64
 
+	// Applier, if set, is told every group's applied records (read.go).
+	Applier Applier
+
 	// crashAt, when it returns true at a named point of a WAL roll or
 	// truncation, stops the host there as a power cut would (tests only).
 	crashAt func(point string) bool
@@ -150,6 +153,7 @@ type group struct {
 	compactTicks                               int
 
 	pending map[uint64]*Proposal // by proposal ID, this incarnation's
+	reads   []*Read              // ReadIndex requests not yet done
 	// Deterministic elections (Config.Rand): ticks since the leader was heard
 	// from or the last campaign, and the drawn timeout.
 	quiet, timeout int
@@ -207,8 +211,20 @@ func Open(cfg Config) (*Host, error) {
 	return h, nil
 }
 
+func errUnknownGroup(id uint64) error { return fmt.Errorf("replica: unknown group %d", id) }
+
 // restoreState loads a group's applied records from its state file.
 func (h *Host) restoreState(g *group) error {
+	if err := h.loadState(g); err != nil {
+		return err
+	}
+	if h.cfg.Applier != nil {
+		h.cfg.Applier.Restored(g.id, slices.Clone(g.records))
+	}
+	return nil
+}
+
+func (h *Host) loadState(g *group) error {
 	st, frames, err := openState(h.cfg.FS, h.cfg.Dir, g.id)
 	if err != nil {
 		return err
@@ -450,7 +466,7 @@ func (h *Host) Propose(group uint64, records [][]byte) (*Proposal, error) {
 	g := h.groups[group]
 	switch {
 	case g == nil:
-		return nil, fmt.Errorf("replica: unknown group %d", group)
+		return nil, errUnknownGroup(group)
 	case len(records) == 0 || len(records) > MaxRecordsPerProposal:
 		return nil, fmt.Errorf("replica: %d records in a proposal", len(records))
 	case g.rn.BasicStatus().RaftState != raft.StateLeader:
@@ -534,6 +550,11 @@ func (h *Host) HandleReady() error {
 			}
 		}
 		r.g.rn.Advance(r.rd)
+		var rs []readState
+		for _, s := range r.rd.ReadStates {
+			rs = append(rs, readState{s.Index, s.RequestCtx})
+		}
+		h.settleReads(r.g, rs)
 	}
 	h.reportSnapshots(rounds)
 	for _, r := range rounds {
@@ -627,6 +648,9 @@ func (h *Host) applyRecords(g *group, e *pb.Entry, key proposalKey, recs [][]byt
 	for i, data := range recs {
 		seqs[i] = Ordinal(idx, i)
 		g.records = append(g.records, Record{Seq: seqs[i], Data: data})
+	}
+	if h.cfg.Applier != nil {
+		h.cfg.Applier.Applied(g.id, slices.Clone(g.records[len(g.records)-len(recs):]))
 	}
 	if _, own := h.ownKey(e); own {
 		if p := g.pending[key.id]; p != nil {

@@ -36,6 +36,7 @@ type simOptions struct {
 	nodes, groups, clients, steps int
 	broken                        func(*Config) // a deliberately broken host the checks must catch
 	calm                          bool          // no injected faults or lost messages (scripted tests)
+	meta                          bool          // group 1 is a metadata group (MetaMachine on every node)
 }
 
 func optionsFor(seed uint64) simOptions {
@@ -155,6 +156,7 @@ type simNode struct {
 	host      *Host  // nil while down
 	downUntil uint64 // a long-down node is not restarted before this step
 	crashAt   string // a crash point armed for this node (scripted tests), once
+	meta      *MetaMachine // with simOptions.meta: group 1's state machine, new at each start
 }
 
 type msgInFlight struct {
@@ -298,6 +300,10 @@ func (s *sim) config(n *simNode) Config {
 	}
 	if s.opt.broken != nil {
 		s.opt.broken(&cfg)
+	}
+	if s.opt.meta {
+		n.meta = NewMetaMachine(n.id, 1, nil)
+		cfg.Applier = n.meta
 	}
 	var peers []uint64
 	for _, m := range s.nodes {

@@ -58,6 +58,7 @@ func (h *Host) installSnapshot(g *group, snap *pb.Snapshot) error {
 		return err
 	}
 	g.records = g.records[:0]
+	var settled []func() // own proposals answered, once the Applier has the state
 	for _, f := range frames {
 		if len(f.data) == 0 {
 			continue
@@ -73,8 +74,14 @@ func (h *Host) installSnapshot(g *group, snap *pb.Snapshot) error {
 		}
 		if p := g.pending[key.id]; p != nil && key.node == h.cfg.NodeID && key.incarnation == h.incarnation {
 			delete(g.pending, key.id)
-			p.finish(seqs, nil)
+			settled = append(settled, func() { p.finish(seqs, nil) })
 		}
+	}
+	if h.cfg.Applier != nil {
+		h.cfg.Applier.Restored(g.id, slices.Clone(g.records))
+	}
+	for _, f := range settled {
+		f()
 	}
 	// A pending proposal of a term below the snapshot's last entry's that is
 	// not in it never commits (the argument of Host.apply).
