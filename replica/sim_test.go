@@ -153,9 +153,9 @@ type simStats struct {
 type simNode struct {
 	id        uint64
 	fs        *vfs.MemFS
-	host      *Host  // nil while down
-	downUntil uint64 // a long-down node is not restarted before this step
-	crashAt   string // a crash point armed for this node (scripted tests), once
+	host      *Host        // nil while down
+	downUntil uint64       // a long-down node is not restarted before this step
+	crashAt   string       // a crash point armed for this node (scripted tests), once
 	meta      *MetaMachine // with simOptions.meta: group 1's state machine, new at each start
 }
 
