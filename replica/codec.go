@@ -100,7 +100,12 @@ func decodeHardState(p []byte) (uint64, *pb.HardState, error) {
 }
 
 func encodeCompact(group, index, term uint64) []byte {
-	b := le.AppendUint64([]byte{kindCompact}, group)
+	return encodeCompactKind(kindCompact, group, index, term)
+}
+
+// encodeCompactKind encodes a kindCompact or kindSnapshot frame.
+func encodeCompactKind(kind byte, group, index, term uint64) []byte {
+	b := le.AppendUint64([]byte{kind}, group)
 	b = le.AppendUint64(b, index)
 	return le.AppendUint64(b, term)
 }

@@ -31,8 +31,13 @@
 //
 // TCPTransport (transport.go) carries the batches between processes.
 //
-// What is not here yet (docs/cluster.md §12): membership changes and
-// snapshots (membership is static), segment files as the state machine,
+// A replica lagging more than Config.SnapshotLagEntries catches up from a
+// snapshot of the group's applied state (snapshot.go). The metadata group's
+// state machine is MetaMachine (meta.go), with linearizable reads through
+// Host.ReadIndex (read.go).
+//
+// What is not here yet (docs/cluster.md §12): membership changes
+// (membership is static), segment files as the state machine,
 // quiescence and single-message coalesced heartbeats, and wiring into
 // `shardlog serve`.
 package replica

@@ -74,6 +74,13 @@ type Config struct {
 	// once every replica holds at least this many entries past the last one
 	// (default 10000).
 	CompactMinEntries uint64
+	// SnapshotLagEntries: a replica more than this many entries behind the
+	// commit index no longer holds compaction back; it catches up from a
+	// snapshot (default 100000).
+	SnapshotLagEntries uint64
+
+	// Applier, if set, is told every group's applied records (read.go).
+	Applier Applier
 
 	// crashAt, when it returns true at a named point of a WAL roll or
 	// truncation, stops the host there as a power cut would (tests only).
@@ -125,6 +132,8 @@ type Host struct {
 	order       []uint64 // group IDs, sorted: every loop over groups is deterministic
 	stopped     error
 	kick        chan struct{}
+	// snapshotsSent and snapshotsInstalled count this host's (tests).
+	snapshotsSent, snapshotsInstalled int
 }
 
 type group struct {
@@ -134,7 +143,7 @@ type group struct {
 	ms      *raft.MemoryStorage
 	applied uint64
 	records []Record
-	state   *stateLog
+	state   appliedState
 	// Log compaction (docs/cluster.md §2): compactTo is the highest point
 	// the group agreed on through a compaction entry (every replica had the
 	// log up to it when its leader proposed it); durable is the applied
@@ -144,6 +153,7 @@ type group struct {
 	compactTicks                               int
 
 	pending map[uint64]*Proposal // by proposal ID, this incarnation's
+	reads   []*Read              // ReadIndex requests not yet done
 	// Deterministic elections (Config.Rand): ticks since the leader was heard
 	// from or the last campaign, and the drawn timeout.
 	quiet, timeout int
@@ -165,6 +175,9 @@ func Open(cfg Config) (*Host, error) {
 	}
 	if cfg.CompactMinEntries == 0 {
 		cfg.CompactMinEntries = 10000
+	}
+	if cfg.SnapshotLagEntries == 0 {
+		cfg.SnapshotLagEntries = 100000
 	}
 	w, payloads, err := openWAL(cfg.FS, cfg.Dir)
 	if err != nil {
@@ -198,14 +211,30 @@ func Open(cfg Config) (*Host, error) {
 	return h, nil
 }
 
+func errUnknownGroup(id uint64) error { return fmt.Errorf("replica: unknown group %d", id) }
+
 // restoreState loads a group's applied records from its state file.
 func (h *Host) restoreState(g *group) error {
+	if err := h.loadState(g); err != nil {
+		return err
+	}
+	if h.cfg.Applier != nil {
+		h.cfg.Applier.Restored(g.id, slices.Clone(g.records))
+	}
+	return nil
+}
+
+func (h *Host) loadState(g *group) error {
 	st, frames, err := openState(h.cfg.FS, h.cfg.Dir, g.id)
 	if err != nil {
 		return err
 	}
 	g.state = st
 	for _, f := range frames {
+		if len(f.data) == 0 && f.index >= g.applied { // a snapshot's marker
+			g.applied = f.index
+			continue
+		}
 		_, recs, err := decodeProposal(f.data)
 		if err != nil || f.index <= g.applied {
 			return fmt.Errorf("%w: group %d state at index %d", errCorrupt, g.id, f.index)
@@ -226,7 +255,7 @@ func (h *Host) restoreState(g *group) error {
 // ends at or below the compaction point cuts everything after it.
 func (h *Host) replay(payloads []walPayload) error {
 	for _, p := range payloads {
-		if p.p[0] != kindCompact {
+		if p.p[0] != kindCompact && p.p[0] != kindSnapshot {
 			continue
 		}
 		id, idx, term, err := decodeCompact(p.p[1:])
@@ -300,6 +329,14 @@ func (h *Host) replayOne(p walPayload, logs map[uint64][]*pb.Entry, hss map[uint
 			return fmt.Errorf("group %d: %w", id, err)
 		}
 	case kindCompact:
+	case kindSnapshot:
+		// The log before a snapshot, uncommitted tail included, is gone: raft
+		// discarded it when it took the snapshot.
+		id, _, _, err := decodeCompact(b)
+		if err != nil {
+			return err
+		}
+		logs[id] = logs[id][:0]
 	default:
 		return errCorrupt
 	}
@@ -332,7 +369,7 @@ func (h *Host) startGroup(g *group) error {
 		ID:                        h.cfg.NodeID,
 		ElectionTick:              h.cfg.ElectionTicks,
 		HeartbeatTick:             h.cfg.HeartbeatTicks,
-		Storage:                   g.ms,
+		Storage:                   groupStorage{g.ms, g},
 		MaxSizePerMsg:             1 << 20,
 		MaxInflightMsgs:           256,
 		MaxUncommittedEntriesSize: 64 << 20,
@@ -429,7 +466,7 @@ func (h *Host) Propose(group uint64, records [][]byte) (*Proposal, error) {
 	g := h.groups[group]
 	switch {
 	case g == nil:
-		return nil, fmt.Errorf("replica: unknown group %d", group)
+		return nil, errUnknownGroup(group)
 	case len(records) == 0 || len(records) > MaxRecordsPerProposal:
 		return nil, fmt.Errorf("replica: %d records in a proposal", len(records))
 	case g.rn.BasicStatus().RaftState != raft.StateLeader:
@@ -477,7 +514,9 @@ func (h *Host) HandleReady() error {
 		}
 		rd := g.rn.Ready()
 		if !raft.IsEmptySnap(rd.Snapshot) {
-			return h.stop(fmt.Errorf("replica: group %d: snapshots are not supported yet", id))
+			if err := h.installSnapshot(g, rd.Snapshot); err != nil {
+				return h.stop(err)
+			}
 		}
 		h.persist(g, rd)
 		rounds = append(rounds, readyRound{g, rd})
@@ -489,6 +528,11 @@ func (h *Host) HandleReady() error {
 		return h.stop(err)
 	}
 	for _, r := range rounds {
+		if !raft.IsEmptySnap(r.rd.Snapshot) {
+			if err := r.g.ms.ApplySnapshot(r.rd.Snapshot); err != nil {
+				return h.stop(err)
+			}
+		}
 		if err := r.g.ms.Append(r.rd.Entries); err != nil {
 			return h.stop(err)
 		}
@@ -506,7 +550,13 @@ func (h *Host) HandleReady() error {
 			}
 		}
 		r.g.rn.Advance(r.rd)
+		var rs []readState
+		for _, s := range r.rd.ReadStates {
+			rs = append(rs, readState{s.Index, s.RequestCtx})
+		}
+		h.settleReads(r.g, rs)
 	}
+	h.reportSnapshots(rounds)
 	for _, r := range rounds {
 		if err := r.g.state.write(); err != nil {
 			return h.stop(err)
@@ -599,6 +649,9 @@ func (h *Host) applyRecords(g *group, e *pb.Entry, key proposalKey, recs [][]byt
 		seqs[i] = Ordinal(idx, i)
 		g.records = append(g.records, Record{Seq: seqs[i], Data: data})
 	}
+	if h.cfg.Applier != nil {
+		h.cfg.Applier.Applied(g.id, slices.Clone(g.records[len(g.records)-len(recs):]))
+	}
 	if _, own := h.ownKey(e); own {
 		if p := g.pending[key.id]; p != nil {
 			delete(g.pending, key.id)
@@ -622,11 +675,11 @@ func (h *Host) applyCommand(g *group, key proposalKey) {
 }
 
 // proposeCompaction: every ElectionTicks ticks, a leader proposes the
-// highest index every replica holds (and that is committed) as the group's
-// compaction point, when it has moved CompactMinEntries past the last one.
-// Because every replica holds the log up to it, no replica will ever need an
-// entry below it from a leader (snapshots are not built yet, docs/cluster.md
-// §12); a replica that is down holds the point back until it returns.
+// highest committed index every replica holds (compactionPoint) as the
+// group's compaction point, when it has moved CompactMinEntries past the last
+// one. A replica lagging more than SnapshotLagEntries is not waited for: it
+// catches up from a snapshot (snapshot.go), so a replica that is down holds
+// WAL truncation back only for a bounded number of entries.
 func (h *Host) proposeCompaction(g *group) {
 	if g.compactTicks++; g.compactTicks < h.cfg.ElectionTicks {
 		return
@@ -636,10 +689,11 @@ func (h *Host) proposeCompaction(g *group) {
 	if st.RaftState != raft.StateLeader {
 		return
 	}
-	point := st.GetCommit()
+	var matches []uint64
 	g.rn.WithProgress(func(_ uint64, _ raft.ProgressType, pr tracker.Progress) {
-		point = min(point, pr.Match)
+		matches = append(matches, pr.Match)
 	})
+	point := compactionPoint(st.GetCommit(), h.cfg.SnapshotLagEntries, matches)
 	if point >= g.compactTo+h.cfg.CompactMinEntries {
 		_ = g.rn.Propose(encodeCommand(cmdCompact, point)) // lost if leadership moves: proposed again later
 	}
@@ -748,7 +802,7 @@ func (h *Host) Close() error {
 	defer h.mu.Unlock()
 	h.stop(ErrStopped)
 	for _, id := range h.order {
-		h.groups[id].state.f.Close()
+		h.groups[id].state.close()
 	}
 	return h.wal.f.Close()
 }

@@ -35,6 +35,8 @@ import (
 type simOptions struct {
 	nodes, groups, clients, steps int
 	broken                        func(*Config) // a deliberately broken host the checks must catch
+	calm                          bool          // no injected faults or lost messages (scripted tests)
+	meta                          bool          // group 1 is a metadata group (MetaMachine on every node)
 }
 
 func optionsFor(seed uint64) simOptions {
@@ -73,11 +75,20 @@ func TestSimulation(t *testing.T) {
 		total.removed += st.removed
 		total.crashPoints += st.crashPoints
 		total.compacted += st.compacted
+		total.snapSent += st.snapSent
+		total.snapInstalled += st.snapInstalled
+		total.longDown += st.longDown
+		total.snapCrashes += st.snapCrashes
 	}
 	t.Logf("%d seeds: proposals acknowledged %d, definitely failed %d (%d of them replaced by another leader's entry), indeterminate %d; %d faults injected",
 		n, total.acked, total.failed, total.dropped, total.unknown, total.faults)
 	t.Logf("WAL: %d rolls, %d files deleted, %d power cuts inside a roll or truncation; %d (node, group) logs compacted at the end",
 		total.rolls, total.removed, total.crashPoints, total.compacted)
+	t.Logf("snapshots: %d sent, %d installed, %d power cuts inside an installation; %d replicas kept down long enough to need one",
+		total.snapSent, total.snapInstalled, total.snapCrashes, total.longDown)
+	if n >= 6 && total.snapInstalled == 0 {
+		t.Fatal("no replica caught up by snapshot: the simulation no longer exercises snapshots")
+	}
 }
 
 // TestSimulationCatchesBrokenHosts proves the simulation can fail, with two
@@ -133,13 +144,19 @@ type simStats struct {
 	dropped                        int    // failed with ErrDropped: appended, then replaced
 	rolls, removed, crashPoints    int    // WAL rolls, WAL files deleted, crashes inside them
 	compacted                      int    // (node, group)s whose log was compacted at the end
+	snapSent, snapInstalled        int    // snapshots sent by leaders, installed by replicas
+	snapCrashes                    int    // power cuts inside a snapshot's installation
+	longDown                       int    // nodes kept down for hundreds of steps
 	digest                         string // the final logs, hashed, for determinism
 }
 
 type simNode struct {
-	id   uint64
-	fs   *vfs.MemFS
-	host *Host // nil while down
+	id        uint64
+	fs        *vfs.MemFS
+	host      *Host        // nil while down
+	downUntil uint64       // a long-down node is not restarted before this step
+	crashAt   string       // a crash point armed for this node (scripted tests), once
+	meta      *MetaMachine // with simOptions.meta: group 1's state machine, new at each start
 }
 
 type msgInFlight struct {
@@ -200,20 +217,9 @@ func runSim(seed uint64, opt simOptions) (st simStats, err error) {
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
-	s := &sim{opt: opt, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), cut: map[[2]uint64]bool{}}
-	s.dropP, s.dupP = 0.02+0.1*s.rng.Float64(), 0.05*s.rng.Float64()
-	// Small WAL files, so that every seed rolls and truncates many times.
-	s.walSize = int64(1<<10 + s.rng.IntN(3<<10))
-	for i := range opt.nodes {
-		s.nodes = append(s.nodes, &simNode{id: uint64(i + 1), fs: vfs.NewMemFS()})
-	}
-	for _, n := range s.nodes {
-		if err := s.start(n); err != nil {
-			return s.stats, err
-		}
-	}
-	for i := range opt.clients {
-		s.clients = append(s.clients, &client{group: uint64(i%opt.groups + 1)})
+	s, err := newSim(seed, opt)
+	if err != nil {
+		return s.stats, err
 	}
 	for range opt.steps {
 		if err := s.step(); err != nil {
@@ -250,19 +256,54 @@ func runSim(seed uint64, opt simOptions) (st simStats, err error) {
 	return s.stats, nil
 }
 
+// newSim starts opt.nodes nodes from empty disks.
+func newSim(seed uint64, opt simOptions) (*sim, error) {
+	s := &sim{opt: opt, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), cut: map[[2]uint64]bool{}}
+	s.dropP, s.dupP = 0.02+0.1*s.rng.Float64(), 0.05*s.rng.Float64()
+	if opt.calm {
+		s.dropP, s.dupP = 0, 0
+	}
+	// Small WAL files, so that every seed rolls and truncates many times.
+	s.walSize = int64(1<<10 + s.rng.IntN(3<<10))
+	for i := range opt.nodes {
+		s.nodes = append(s.nodes, &simNode{id: uint64(i + 1), fs: vfs.NewMemFS()})
+	}
+	for _, n := range s.nodes {
+		if err := s.start(n); err != nil {
+			return s, err
+		}
+	}
+	for i := range opt.clients {
+		s.clients = append(s.clients, &client{group: uint64(i%opt.groups + 1)})
+	}
+	return s, nil
+}
+
 func (s *sim) config(n *simNode) Config {
+	// A replica more than 12 entries behind is left to catch up by snapshot.
 	cfg := Config{NodeID: n.id, FS: n.fs, Dir: "/data", Transport: simTransport{s}, Rand: s.rng,
-		WALSegmentSize: s.walSize, CompactMinEntries: 8}
+		WALSegmentSize: s.walSize, CompactMinEntries: 8, SnapshotLagEntries: 12}
 	// A power cut inside a WAL roll or truncation, at any of its steps.
-	cfg.crashAt = func(string) bool {
-		if s.quiet || s.rng.Float64() >= 0.03 {
+	cfg.crashAt = func(point string) bool {
+		if n.crashAt == point && point != "" {
+			n.crashAt = ""
+			return true
+		}
+		if s.quiet || s.opt.calm || s.rng.Float64() >= 0.03 {
 			return false
 		}
 		s.stats.crashPoints++
+		if strings.HasPrefix(point, "snapshot:") {
+			s.stats.snapCrashes++
+		}
 		return true
 	}
 	if s.opt.broken != nil {
 		s.opt.broken(&cfg)
+	}
+	if s.opt.meta {
+		n.meta = NewMetaMachine(n.id, 1, nil)
+		cfg.Applier = n.meta
 	}
 	var peers []uint64
 	for _, m := range s.nodes {
@@ -302,6 +343,8 @@ func (s *sim) crash(n *simNode) {
 func (s *sim) countWAL(h *Host) {
 	s.stats.rolls += h.wal.rolls
 	s.stats.removed += h.wal.removed
+	s.stats.snapSent += h.snapshotsSent
+	s.stats.snapInstalled += h.snapshotsInstalled
 }
 
 type simTransport struct{ s *sim }
@@ -329,7 +372,7 @@ func (t simTransport) Send(b Batch) {
 
 func (s *sim) step() error {
 	s.now++
-	if !s.quiet {
+	if !s.quiet && !s.opt.calm {
 		s.fault()
 	}
 	if err := s.restartAllIfQuiet(); err != nil {
@@ -381,10 +424,17 @@ func (s *sim) restartAllIfQuiet() error {
 func (s *sim) fault() {
 	n := s.nodes[s.rng.IntN(len(s.nodes))]
 	switch r := s.rng.Float64(); {
+	case r < 0.001 && n.host != nil:
+		// Down for long: the others compact past it, and it must catch up
+		// by snapshot when it returns.
+		s.crash(n)
+		n.downUntil = s.now + 300 + uint64(s.rng.IntN(300))
+		s.stats.faults++
+		s.stats.longDown++
 	case r < 0.004:
 		s.crash(n)
 		s.stats.faults++
-	case r < 0.02 && n.host == nil:
+	case r < 0.02 && n.host == nil && s.now >= n.downUntil:
 		_ = s.start(n) // an error here is caught when the run settles
 	case r < 0.024:
 		s.isolate(n)

@@ -38,6 +38,7 @@ const (
 	kindHardState byte = 2 // group u64, term u64, vote u64, commit u64
 	kindStart     byte = 3 // incarnation u64: one per Open, so proposal IDs never repeat
 	kindCompact   byte = 4 // group u64, index u64, term u64: the group's log starts after index
+	kindSnapshot  byte = 5 // as kindCompact, and the log before it is discarded: a snapshot was installed
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

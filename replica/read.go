@@ -1,0 +1,79 @@
+package replica
+
+import (
+	"slices"
+)
+
+// Applier is told, from the host's apply loop, what a group applies: every
+// applied entry's records in log order (Applied), and the whole state when it
+// is replaced: at Open, from the state file, and when a snapshot is installed
+// (Restored). It is called with the host's lock held and must not call the
+// host. A state machine built on a group (the metadata group, meta.go) is an
+// Applier: it sees the same records in the same order on every node.
+type Applier interface {
+	Applied(group uint64, recs []Record)
+	Restored(group uint64, recs []Record)
+}
+
+// Read is a pending linearizable read (Host.ReadIndex): Done closes once this
+// node has applied everything committed when the read was asked, so a read of
+// the local state after it sees every write acknowledged before.
+type Read struct {
+	ctx   uint64
+	index uint64 // 0 until the leader confirmed it
+	done  chan struct{}
+}
+
+// Done is closed when the local state may be read.
+func (r *Read) Done() <-chan struct{} { return r.done }
+
+// ReadIndex asks the group's leader (through raft's ReadIndex: it confirms
+// its leadership with a quorum) for the commit index. The read is lost, and
+// never done, if the request or its answer is lost or leadership moves: the
+// caller retries after a timeout, as with any request.
+func (h *Host) ReadIndex(group uint64) (*Read, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped != nil {
+		return nil, ErrStopped
+	}
+	g := h.groups[group]
+	if g == nil {
+		return nil, errUnknownGroup(group)
+	}
+	h.nextID++
+	r := &Read{ctx: h.nextID, done: make(chan struct{})}
+	g.reads = append(g.reads, r)
+	g.rn.ReadIndex(le.AppendUint64(le.AppendUint64(nil, h.incarnation), r.ctx))
+	h.wake()
+	return r, nil
+}
+
+// settleReads records the read indexes a round confirmed and finishes the
+// reads whose index is applied.
+func (h *Host) settleReads(g *group, states []readState) {
+	for _, rs := range states {
+		r := reader{b: rs.ctx}
+		inc, id := r.u64(), r.u64()
+		if !r.done() || inc != h.incarnation {
+			continue
+		}
+		for _, rd := range g.reads {
+			if rd.ctx == id && rd.index == 0 {
+				rd.index = rs.index
+			}
+		}
+	}
+	g.reads = slices.DeleteFunc(g.reads, func(rd *Read) bool {
+		if rd.index != 0 && rd.index <= g.applied {
+			close(rd.done)
+			return true
+		}
+		return false
+	})
+}
+
+type readState struct {
+	index uint64
+	ctx   []byte
+}
