@@ -94,6 +94,10 @@ type Config struct {
 	// ackOnAppend is another broken mode: a proposal is answered as soon as
 	// the leader has its entry on disk, before a quorum does.
 	ackOnAppend bool
+	// skipReappliedConf is another: after a restart, the committed conf
+	// changes the applied state already holds are not handed to raft again,
+	// so its configuration stays the compaction point's.
+	skipReappliedConf bool
 }
 
 // Record is an applied record and its ordinal.
@@ -673,7 +677,7 @@ func (h *Host) send(rounds []readyRound) {
 // is committed no entry of a term below T' is ever committed after it.
 func (h *Host) apply(g *group, e *pb.Entry) error {
 	idx := e.GetIndex()
-	if e.GetType() == pb.EntryConfChangeV2 {
+	if e.GetType() == pb.EntryConfChangeV2 && (idx > g.applied || !h.cfg.skipReappliedConf) {
 		if err := h.applyConfChange(g, e); err != nil {
 			return err
 		}

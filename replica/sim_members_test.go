@@ -184,7 +184,9 @@ func (s *sim) advance(mv move) bool {
 				best = v
 			}
 		}
-		_ = lead.host.TransferLeader(mv.group, best)
+		if lead.host.TransferLeader(mv.group, best) == nil {
+			s.stats.transfers++
+		}
 	default:
 		return true
 	}
