@@ -3,6 +3,7 @@ package replica
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"go.etcd.io/raft/v3"
@@ -188,6 +189,9 @@ type Membership struct {
 	// on its disk; Commit is the leader's commit index.
 	Match  map[uint64]uint64
 	Commit uint64
+	// Diverged: raft's voters differ from the host's persisted record of
+	// the applied configuration (a bug; the simulation fails on it).
+	Diverged bool
 }
 
 // Has reports whether node is a voter or a learner.
@@ -204,8 +208,13 @@ func (h *Host) Membership(group uint64) (m Membership, ok bool) {
 	if g == nil {
 		return m, false
 	}
-	cs := g.conf(g.applied)
-	m.Voters, m.Learners = slices.Sorted(slices.Values(cs.GetVoters())), slices.Sorted(slices.Values(cs.GetLearners()))
+	// raft's own configuration, not the host's record of it: the two must
+	// agree, and the simulation checks that they do on every replica.
+	cfg := g.rn.Status().Config
+	m.Voters, m.Learners = slices.Sorted(maps.Keys(cfg.Voters.IDs())), slices.Sorted(maps.Keys(cfg.Learners))
+	if cs := g.conf(g.applied); !slices.Equal(m.Voters, slices.Sorted(slices.Values(cs.GetVoters()))) {
+		m.Diverged = true
+	}
 	if st := g.rn.BasicStatus(); st.RaftState == raft.StateLeader {
 		m.Commit, m.Match = st.GetCommit(), map[uint64]uint64{}
 		g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) { m.Match[id] = pr.Match })

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -9,10 +10,11 @@ import (
 )
 
 // Membership changes in the simulation (simOptions.churn). A sixth of the way
-// through the run a node joins with an empty disk and one replica of every
-// group moves to it; half-way through, a node is decommissioned: each of its
-// replicas moves to a node that has none of that group, then the node is shut
-// down for good. Node IDs are never reused. Every move is driven step by step
+// through the run a node joins with an empty disk; half-way through, a node is
+// decommissioned, and once none of its replicas is left it is shut down for
+// good. Node IDs are never reused. At each, Place computes the new placement
+// from the planned one, and its Moves are queued: replicas move to the new
+// node, and away from the leaving one. Every move is driven step by step
 // from the group leader's applied configuration (membership.go), under the
 // run's faults, and the checker then checks every current replica.
 
@@ -104,53 +106,42 @@ func (m *membersSim) idle0() bool {
 	return true
 }
 
-// join adds a node with a fresh ID and moves one replica of each group to it.
+// join adds a node with a fresh ID; the placement moves replicas to it.
 func (s *sim) join() {
 	n := &simNode{id: uint64(len(s.nodes) + 1), fs: vfs.NewMemFS(), joined: true}
 	s.nodes = append(s.nodes, n)
 	_ = s.start(n)
 	s.stats.joined++
-	for g := range s.opt.groups {
-		gid := uint64(g + 1)
-		hs := s.members.holders[gid]
-		s.plan(move{gid, hs[s.rng.IntN(len(hs))], n.id})
-	}
+	s.replace(s.liveIDs())
 }
 
-// leave decommissions a random node: each of its replicas moves to a node
-// holding none of that group.
+// leave decommissions a random node; the placement moves its replicas away.
 func (s *sim) leave() {
+	live := s.liveIDs()
+	x := live[s.rng.IntN(len(live))]
+	s.members.leaving = x
+	s.replace(slices.DeleteFunc(live, func(id uint64) bool { return id == x }))
+}
+
+func (s *sim) liveIDs() []uint64 {
 	var live []uint64
 	for _, n := range s.nodes {
 		if !n.gone {
 			live = append(live, n.id)
 		}
 	}
-	x := live[s.rng.IntN(len(live))]
-	s.members.leaving = x
-	for g := range s.opt.groups {
-		gid := uint64(g + 1)
-		hs := s.members.holders[gid]
-		if !slices.Contains(hs, x) {
-			continue
-		}
-		var free []uint64
-		for _, id := range live {
-			if id != x && !slices.Contains(hs, id) {
-				free = append(free, id)
-			}
-		}
-		if len(free) > 0 {
-			s.plan(move{gid, x, free[s.rng.IntN(len(free))]})
-		}
-	}
+	return live
 }
 
-func (s *sim) plan(mv move) {
+// replace places the groups on nodes and queues the moves from the planned
+// placement to the new one.
+func (s *sim) replace(nodes []uint64) {
 	m := &s.members
-	m.queue[mv.group] = append(m.queue[mv.group], mv)
-	hs := slices.DeleteFunc(slices.Clone(m.holders[mv.group]), func(id uint64) bool { return id == mv.from })
-	m.holders[mv.group] = append(hs, mv.to)
+	to := Place(nodes, slices.Sorted(maps.Keys(m.holders)), m.holders, len(s.boot()))
+	for _, mv := range Moves(m.holders, to) {
+		m.queue[mv.Group] = append(m.queue[mv.Group], move{mv.Group, mv.From, mv.To})
+	}
+	m.holders = to
 }
 
 // advance takes the next step of a move, as the group's leader sees its
@@ -211,4 +202,20 @@ func (s *sim) leaderOf(group uint64) (*simNode, Membership) {
 	}
 	m, _ := lead.host.Membership(group)
 	return lead, m
+}
+
+// checkDiverged fails if some replica's raft configuration differs from the
+// host's record of its applied configuration.
+func (s *sim) checkDiverged() error {
+	for _, n := range s.nodes {
+		for g := range s.opt.groups {
+			if n.host == nil {
+				continue
+			}
+			if m, ok := n.host.Membership(uint64(g + 1)); ok && m.Diverged {
+				return fmt.Errorf("group %d: node %d's raft voters %v differ from its applied configuration", g+1, n.id, m.Voters)
+			}
+		}
+	}
+	return nil
 }

@@ -578,9 +578,18 @@ func (s *sim) settleAndCheck(when string) error {
 	if err := s.restartAllIfQuiet(); err != nil {
 		return err
 	}
-	for range 4000 {
+	limit := 4000
+	if s.opt.broken != nil {
+		limit = 1000 // a broken host that stalls is caught as soon, and cheaper
+	}
+	for i := range limit {
 		if err := s.step(); err != nil {
 			return err
+		}
+		if i%100 == 99 {
+			if err := s.checkDiverged(); err != nil {
+				return fmt.Errorf("%s: %w", when, err)
+			}
 		}
 		if s.settled() {
 			if err := s.check(); err != nil {
@@ -589,7 +598,7 @@ func (s *sim) settleAndCheck(when string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s: the cluster did not converge within 4000 steps: %s", when, s.describe())
+	return fmt.Errorf("%s: the cluster did not converge within %d steps: %s", when, limit, s.describe())
 }
 
 // settled: every group has one leader that all its replicas know, every
@@ -633,6 +642,10 @@ func (s *sim) check() error {
 		lead, m := s.leaderOf(gid)
 		ref := lead.host.Records(gid)
 		for _, id := range m.Voters {
+			mm, _ := s.nodes[id-1].host.Membership(gid)
+			if mm.Diverged || !slices.Equal(mm.Voters, m.Voters) || len(mm.Learners) > 0 {
+				return fmt.Errorf("group %d: node %d has voters %v learners %v (diverged %v), its leader %d voters %v", gid, id, mm.Voters, mm.Learners, mm.Diverged, lead.id, m.Voters)
+			}
 			if got := s.nodes[id-1].host.Records(gid); !sameLog(got, ref) {
 				return fmt.Errorf("group %d: node %d's log (%d records) differs from its leader %d's (%d)", gid, id, len(got), lead.id, len(ref))
 			}
