@@ -99,24 +99,27 @@ func decodeHardState(p []byte) (uint64, *pb.HardState, error) {
 	return group, hs, nil
 }
 
-func encodeCompact(group, index, term uint64) []byte {
-	return encodeCompactKind(kindCompact, group, index, term)
+func encodeCompact(group, index, term uint64, cs *pb.ConfState) []byte {
+	return encodeCompactKind(kindCompact, group, index, term, cs)
 }
 
-// encodeCompactKind encodes a kindCompact or kindSnapshot frame.
-func encodeCompactKind(kind byte, group, index, term uint64) []byte {
+// encodeCompactKind encodes a kindCompact or kindSnapshot frame: the
+// group's log starts after index, whose term and configuration it states.
+func encodeCompactKind(kind byte, group, index, term uint64, cs *pb.ConfState) []byte {
 	b := le.AppendUint64([]byte{kind}, group)
 	b = le.AppendUint64(b, index)
-	return le.AppendUint64(b, term)
+	b = le.AppendUint64(b, term)
+	return encodeConfState(b, cs)
 }
 
-func decodeCompact(p []byte) (group, index, term uint64, err error) {
+func decodeCompact(p []byte) (group, index, term uint64, cs *pb.ConfState, err error) {
 	r := reader{b: p}
 	group, index, term = r.u64(), r.u64(), r.u64()
+	cs = decodeConfState(&r)
 	if !r.done() {
-		return 0, 0, 0, errCorrupt
+		return 0, 0, 0, nil, errCorrupt
 	}
-	return group, index, term, nil
+	return group, index, term, cs, nil
 }
 
 // proposalKey names a proposal uniquely for ever: the node, its incarnation

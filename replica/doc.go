@@ -36,8 +36,12 @@
 // state machine is MetaMachine (meta.go), with linearizable reads through
 // Host.ReadIndex (read.go).
 //
-// What is not here yet (docs/cluster.md §12): membership changes
-// (membership is static), segment files as the state machine,
+// Membership changes (membership.go): a replica moves by ConfChangeV2 steps
+// (learner, catch-up, promotion, leader transfer, removal); a group's
+// configuration is persisted in its log and in compaction and snapshot
+// frames. Placement (placement.go) decides which node holds which replica.
+//
+// What is not here yet (docs/cluster.md §12): segment files as the state machine,
 // quiescence and single-message coalesced heartbeats, and wiring into
 // `shardlog serve`.
 package replica

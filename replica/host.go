@@ -43,7 +43,9 @@ type Transport interface {
 	Send(b Batch)
 }
 
-// GroupConfig is one group and its voters (node IDs). Membership is static.
+// GroupConfig is one group and its bootstrap voters (node IDs): its
+// configuration at index 0, the same on every replica ever created. Later
+// configurations come from membership changes (membership.go).
 type GroupConfig struct {
 	ID    uint64
 	Peers []uint64
@@ -92,6 +94,10 @@ type Config struct {
 	// ackOnAppend is another broken mode: a proposal is answered as soon as
 	// the leader has its entry on disk, before a quorum does.
 	ackOnAppend bool
+	// skipReappliedConf is another: after a restart, the committed conf
+	// changes the applied state already holds are not handed to raft again,
+	// so its configuration stays the compaction point's.
+	skipReappliedConf bool
 }
 
 // Record is an applied record and its ordinal.
@@ -138,7 +144,9 @@ type Host struct {
 
 type group struct {
 	id      uint64
-	voters  []uint64
+	boot    []uint64 // the bootstrap voters
+	confs   []confAt // configurations from the compaction point on (membership.go)
+	dynamic bool     // created by AddGroup: restated in every new WAL file
 	rn      *raft.RawNode
 	ms      *raft.MemoryStorage
 	applied uint64
@@ -157,6 +165,7 @@ type group struct {
 	// Deterministic elections (Config.Rand): ticks since the leader was heard
 	// from or the last campaign, and the drawn timeout.
 	quiet, timeout int
+	transferTicks  int // ticks of the leadership transfer under way
 }
 
 // Open recovers the WAL in cfg.Dir and starts every group from it.
@@ -184,15 +193,21 @@ func Open(cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h := &Host{cfg: cfg, wal: w, groups: map[uint64]*group{}, kick: make(chan struct{}, 1)}
-	for _, gc := range cfg.Groups {
-		g := &group{id: gc.ID, voters: slices.Clone(gc.Peers), ms: raft.NewMemoryStorage(), pending: map[uint64]*Proposal{}}
+	added, err := addedGroups(payloads)
+	if err != nil {
+		return nil, err
+	}
+	for _, gc := range append(slices.Clone(cfg.Groups), added...) {
+		if h.groups[gc.ID] != nil {
+			continue
+		}
+		g := h.newGroup(gc)
+		g.dynamic = !slices.ContainsFunc(cfg.Groups, func(c GroupConfig) bool { return c.ID == gc.ID })
 		if err := h.restoreState(g); err != nil {
 			return nil, err
 		}
-		h.groups[gc.ID] = g
-		h.order = append(h.order, gc.ID)
+		h.addToOrder(g)
 	}
-	slices.Sort(h.order)
 	if err := h.replay(payloads); err != nil {
 		return nil, err
 	}
@@ -209,6 +224,33 @@ func Open(cfg Config) (*Host, error) {
 		}
 	}
 	return h, nil
+}
+
+func (h *Host) newGroup(gc GroupConfig) *group {
+	return &group{id: gc.ID, boot: slices.Clone(gc.Peers), ms: raft.NewMemoryStorage(), pending: map[uint64]*Proposal{}}
+}
+
+// addToOrder registers g, keeping h.order sorted.
+func (h *Host) addToOrder(g *group) {
+	h.groups[g.id] = g
+	i, _ := slices.BinarySearch(h.order, g.id)
+	h.order = slices.Insert(h.order, i, g.id)
+}
+
+// addedGroups is the replicas AddGroup created, from the WAL's group frames.
+func addedGroups(payloads []walPayload) ([]GroupConfig, error) {
+	var out []GroupConfig
+	for _, p := range payloads {
+		if p.p[0] != kindGroup {
+			continue
+		}
+		gc, err := decodeGroup(p.p[1:])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, gc)
+	}
+	return out, nil
 }
 
 func errUnknownGroup(id uint64) error { return fmt.Errorf("replica: unknown group %d", id) }
@@ -258,12 +300,13 @@ func (h *Host) replay(payloads []walPayload) error {
 		if p.p[0] != kindCompact && p.p[0] != kindSnapshot {
 			continue
 		}
-		id, idx, term, err := decodeCompact(p.p[1:])
+		id, idx, term, cs, err := decodeCompact(p.p[1:])
 		if err != nil {
 			return err
 		}
 		if g := h.groups[id]; g != nil && idx > g.compacted {
 			g.compacted, g.compactTerm = idx, term
+			g.setBase(idx, cs)
 		}
 	}
 	logs := map[uint64][]*pb.Entry{}
@@ -276,7 +319,7 @@ func (h *Host) replay(payloads []walPayload) error {
 	for _, id := range h.order {
 		g := h.groups[id]
 		snap := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: new(g.compacted), Term: new(g.compactTerm),
-			ConfState: &pb.ConfState{Voters: slices.Clone(g.voters)}}}
+			ConfState: g.conf(g.compacted)}}
 		if err := g.ms.ApplySnapshot(snap); err != nil {
 			return err
 		}
@@ -328,11 +371,11 @@ func (h *Host) replayOne(p walPayload, logs map[uint64][]*pb.Entry, hss map[uint
 		if logs[id], err = spliceLog(logs[id], g.compacted, ents); err != nil {
 			return fmt.Errorf("group %d: %w", id, err)
 		}
-	case kindCompact:
+	case kindCompact, kindGroup:
 	case kindSnapshot:
 		// The log before a snapshot, uncommitted tail included, is gone: raft
 		// discarded it when it took the snapshot.
-		id, _, _, err := decodeCompact(b)
+		id, _, _, _, err := decodeCompact(b)
 		if err != nil {
 			return err
 		}
@@ -375,6 +418,9 @@ func (h *Host) startGroup(g *group) error {
 		MaxUncommittedEntriesSize: 64 << 20,
 		CheckQuorum:               h.cfg.Rand == nil,
 		PreVote:                   true,
+		// A leader removed from its group steps down at once; a removal is
+		// normally preceded by a leadership transfer anyway (membership.go).
+		StepDownOnRemoval: true,
 		// Proposals are made on the leader only; forwarding a request to the
 		// leader is the front end's job (docs/cluster.md §6), so a proposal is
 		// never in flight somewhere the proposer cannot see.
@@ -393,6 +439,21 @@ func (h *Host) startGroup(g *group) error {
 	return nil
 }
 
+// abortStaleTransfer ends a leadership transfer that has not happened within
+// an election timeout (its MsgTimeoutNow lost, say), as raft's own election
+// timer would; with Config.Rand that timer is out of reach, and a leader in
+// transfer refuses every proposal. A transfer to itself is raft's abort.
+func (h *Host) abortStaleTransfer(g *group, transferee uint64) {
+	if transferee == 0 {
+		g.transferTicks = 0
+		return
+	}
+	if g.transferTicks++; g.transferTicks >= h.cfg.ElectionTicks {
+		g.rn.TransferLeader(h.cfg.NodeID)
+		g.transferTicks = 0
+	}
+}
+
 func (h *Host) drawTimeout() int {
 	return h.cfg.ElectionTicks + h.cfg.Rand.IntN(h.cfg.ElectionTicks)
 }
@@ -408,8 +469,9 @@ func (h *Host) Tick() {
 		if h.cfg.Rand == nil {
 			continue
 		}
-		if g.rn.BasicStatus().RaftState == raft.StateLeader {
+		if st := g.rn.BasicStatus(); st.RaftState == raft.StateLeader {
 			g.quiet = 0
+			h.abortStaleTransfer(g, st.LeadTransferee)
 			continue
 		}
 		if g.quiet++; g.quiet >= g.timeout {
@@ -615,6 +677,11 @@ func (h *Host) send(rounds []readyRound) {
 // is committed no entry of a term below T' is ever committed after it.
 func (h *Host) apply(g *group, e *pb.Entry) error {
 	idx := e.GetIndex()
+	if e.GetType() == pb.EntryConfChangeV2 && (idx > g.applied || !h.cfg.skipReappliedConf) {
+		if err := h.applyConfChange(g, e); err != nil {
+			return err
+		}
+	}
 	if idx <= g.applied {
 		return nil
 	}
@@ -743,6 +810,7 @@ func (h *Host) compact(g *group) error {
 		return fmt.Errorf("replica: group %d compaction at %d: %w", g.id, to, err)
 	}
 	g.compacted, g.compactTerm = to, term
+	g.setBase(to, g.conf(to))
 	return nil
 }
 
@@ -753,11 +821,14 @@ func (h *Host) walHeader() []byte {
 	b := appendFrame(nil, le.AppendUint64([]byte{kindStart}, h.incarnation))
 	for _, id := range h.order {
 		g := h.groups[id]
+		if g.dynamic {
+			b = appendFrame(b, encodeGroup(id, g.boot))
+		}
 		if hs, _, _ := g.ms.InitialState(); !raft.IsEmptyHardState(hs) {
 			b = appendFrame(b, encodeHardState(id, hs))
 		}
 		if g.compacted > 0 {
-			b = appendFrame(b, encodeCompact(id, g.compacted, g.compactTerm))
+			b = appendFrame(b, encodeCompact(id, g.compacted, g.compactTerm, g.conf(g.compacted)))
 		}
 	}
 	return b

@@ -37,10 +37,11 @@ type simOptions struct {
 	broken                        func(*Config) // a deliberately broken host the checks must catch
 	calm                          bool          // no injected faults or lost messages (scripted tests)
 	meta                          bool          // group 1 is a metadata group (MetaMachine on every node)
+	churn                         bool          // a node joins, then one leaves (sim_members_test.go)
 }
 
 func optionsFor(seed uint64) simOptions {
-	o := simOptions{nodes: 3, groups: 3, clients: 6, steps: 1500}
+	o := simOptions{nodes: 3, groups: 3, clients: 6, steps: 1500, churn: true}
 	if seed%4 == 3 {
 		o.nodes = 5
 	}
@@ -79,6 +80,10 @@ func TestSimulation(t *testing.T) {
 		total.snapInstalled += st.snapInstalled
 		total.longDown += st.longDown
 		total.snapCrashes += st.snapCrashes
+		total.moves += st.moves
+		total.joined += st.joined
+		total.left += st.left
+		total.transfers += st.transfers
 	}
 	t.Logf("%d seeds: proposals acknowledged %d, definitely failed %d (%d of them replaced by another leader's entry), indeterminate %d; %d faults injected",
 		n, total.acked, total.failed, total.dropped, total.unknown, total.faults)
@@ -86,6 +91,11 @@ func TestSimulation(t *testing.T) {
 		total.rolls, total.removed, total.crashPoints, total.compacted)
 	t.Logf("snapshots: %d sent, %d installed, %d power cuts inside an installation; %d replicas kept down long enough to need one",
 		total.snapSent, total.snapInstalled, total.snapCrashes, total.longDown)
+	t.Logf("membership: %d nodes joined, %d left, %d replicas moved (learner, catch-up, promotion, removal), %d leadership transfers asked",
+		total.joined, total.left, total.moves, total.transfers)
+	if n >= 6 && total.moves == 0 {
+		t.Fatal("no replica moved: the simulation no longer exercises membership changes")
+	}
 	if n >= 6 && total.snapInstalled == 0 {
 		t.Fatal("no replica caught up by snapshot: the simulation no longer exercises snapshots")
 	}
@@ -97,7 +107,10 @@ func TestSimulation(t *testing.T) {
 //     trips raft's own check ("tocommit is out of range") or the checker;
 //   - a proposal is answered when the leader appends it, before it commits: a
 //     deposed leader's entry is overwritten, so the checker finds an
-//     acknowledged record lost or its sequence number given to another.
+//     acknowledged record lost or its sequence number given to another;
+//   - after a restart, raft's configuration is the compaction point's, not the
+//     latest applied: a node counts votes or acknowledgements of a stale
+//     configuration (an acknowledged record is lost), or the group stalls.
 func TestSimulationCatchesBrokenHosts(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -106,6 +119,7 @@ func TestSimulationCatchesBrokenHosts(t *testing.T) {
 	}{
 		{"ack without fdatasync", func(c *Config) { c.skipSync = true }, ""},
 		{"ack on append, before commit", func(c *Config) { c.ackOnAppend = true }, "acknowledged"},
+		{"conf changes not re-applied after a restart", func(c *Config) { c.skipReappliedConf = true }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var caught []string
@@ -147,6 +161,7 @@ type simStats struct {
 	snapSent, snapInstalled        int    // snapshots sent by leaders, installed by replicas
 	snapCrashes                    int    // power cuts inside a snapshot's installation
 	longDown                       int    // nodes kept down for hundreds of steps
+	moves, joined, left, transfers int    // replicas moved; nodes added and decommissioned; leaders moved off a leaving replica
 	digest                         string // the final logs, hashed, for determinism
 }
 
@@ -157,6 +172,8 @@ type simNode struct {
 	downUntil uint64       // a long-down node is not restarted before this step
 	crashAt   string       // a crash point armed for this node (scripted tests), once
 	meta      *MetaMachine // with simOptions.meta: group 1's state machine, new at each start
+	joined    bool         // added during the run: its groups come from its WAL (Host.AddGroup)
+	gone      bool         // decommissioned: never started again
 }
 
 type msgInFlight struct {
@@ -206,6 +223,7 @@ type sim struct {
 	attempts []*attempt
 	clients  []*client
 	stats    simStats
+	members  membersSim // membership changes (sim_members_test.go)
 }
 
 // runSim runs one seed. A panic inside a host (raft's own checks, such as
@@ -236,6 +254,9 @@ func runSim(seed uint64, opt simOptions) (st simStats, err error) {
 		return s.stats, err
 	}
 	for _, n := range s.nodes {
+		if n.gone {
+			continue
+		}
 		s.countWAL(n.host)
 		for g := range opt.groups {
 			if n.host.Status(uint64(g+1)).Compacted > 0 {
@@ -305,17 +326,18 @@ func (s *sim) config(n *simNode) Config {
 		n.meta = NewMetaMachine(n.id, 1, nil)
 		cfg.Applier = n.meta
 	}
-	var peers []uint64
-	for _, m := range s.nodes {
-		peers = append(peers, m.id)
-	}
 	for g := range s.opt.groups {
-		cfg.Groups = append(cfg.Groups, GroupConfig{ID: uint64(g + 1), Peers: peers})
+		if !n.joined {
+			cfg.Groups = append(cfg.Groups, GroupConfig{ID: uint64(g + 1), Peers: s.boot()})
+		}
 	}
 	return cfg
 }
 
 func (s *sim) start(n *simNode) error {
+	if n.gone {
+		return nil
+	}
 	h, err := Open(s.config(n))
 	if err != nil {
 		return fmt.Errorf("node %d restart at step %d: %w", n.id, s.now, err)
@@ -381,6 +403,7 @@ func (s *sim) step() error {
 	if err := s.deliver(); err != nil {
 		return err
 	}
+	s.churn()
 	for _, n := range s.nodes {
 		if n.host != nil && (s.quiet || s.rng.Float64() < 0.9) {
 			n.host.Tick()
@@ -411,7 +434,7 @@ func (s *sim) restartAllIfQuiet() error {
 		return nil
 	}
 	for _, n := range s.nodes {
-		if n.host == nil {
+		if n.host == nil && !n.gone {
 			if err := s.start(n); err != nil {
 				return err
 			}
@@ -423,6 +446,9 @@ func (s *sim) restartAllIfQuiet() error {
 // fault injects at most one fault per step.
 func (s *sim) fault() {
 	n := s.nodes[s.rng.IntN(len(s.nodes))]
+	if n.gone {
+		return
+	}
 	switch r := s.rng.Float64(); {
 	case r < 0.001 && n.host != nil:
 		// Down for long: the others compact past it, and it must catch up
@@ -453,7 +479,7 @@ func (s *sim) fault() {
 
 func (s *sim) isolate(n *simNode) {
 	for _, m := range s.nodes {
-		if m != n {
+		if m != n && !m.gone {
 			s.cut[[2]uint64{n.id, m.id}] = true
 			s.cut[[2]uint64{m.id, n.id}] = true
 		}
@@ -552,9 +578,18 @@ func (s *sim) settleAndCheck(when string) error {
 	if err := s.restartAllIfQuiet(); err != nil {
 		return err
 	}
-	for range 4000 {
+	limit := 4000
+	if s.opt.broken != nil {
+		limit = 1000 // a broken host that stalls is caught as soon, and cheaper
+	}
+	for i := range limit {
 		if err := s.step(); err != nil {
 			return err
+		}
+		if i%100 == 99 {
+			if err := s.checkDiverged(); err != nil {
+				return fmt.Errorf("%s: %w", when, err)
+			}
 		}
 		if s.settled() {
 			if err := s.check(); err != nil {
@@ -563,11 +598,12 @@ func (s *sim) settleAndCheck(when string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s: the cluster did not converge within 4000 steps: %s", when, s.describe())
+	return fmt.Errorf("%s: the cluster did not converge within %d steps: %s", when, limit, s.describe())
 }
 
-// settled: every group has one leader that all nodes know, every node has
-// applied the leader's whole log, and no client waits.
+// settled: every group has one leader that all its replicas know, every
+// replica has applied the leader's whole log, no membership change is under
+// way, and no client waits.
 func (s *sim) settled() bool {
 	for _, c := range s.clients {
 		if c.current != nil {
@@ -575,18 +611,22 @@ func (s *sim) settled() bool {
 		}
 	}
 	for _, n := range s.nodes {
-		if n.host == nil {
+		if n.host == nil && !n.gone {
 			return false
 		}
 	}
+	if !s.members.idle() {
+		return false
+	}
 	for g := range s.opt.groups {
-		lead := s.nodes[0].host.Status(uint64(g + 1))
-		if lead.Leader == 0 {
+		lead, m := s.leaderOf(uint64(g + 1))
+		if lead == nil || len(m.Learners) > 0 {
 			return false
 		}
-		for _, n := range s.nodes {
-			st := n.host.Status(uint64(g + 1))
-			if st.Leader != lead.Leader || st.Applied != st.LastIndex || st.Applied != lead.Applied {
+		ls := lead.host.Status(uint64(g + 1))
+		for _, id := range m.Voters {
+			st := s.nodes[id-1].host.Status(uint64(g + 1))
+			if st.Leader != lead.id || st.Applied != st.LastIndex || st.Applied != ls.Applied {
 				return false
 			}
 		}
@@ -594,20 +634,26 @@ func (s *sim) settled() bool {
 	return true
 }
 
-// check verifies the invariants on every node's applied log.
+// check verifies the invariants on every current replica's applied log.
 func (s *sim) check() error {
 	var digest strings.Builder
 	for g := range s.opt.groups {
 		gid := uint64(g + 1)
-		ref := s.nodes[0].host.Records(gid)
-		for _, n := range s.nodes[1:] {
-			if got := n.host.Records(gid); !sameLog(got, ref) {
-				return fmt.Errorf("group %d: node %d's log (%d records) differs from node 1's (%d)", gid, n.id, len(got), len(ref))
+		lead, m := s.leaderOf(gid)
+		ref := lead.host.Records(gid)
+		for _, id := range m.Voters {
+			mm, _ := s.nodes[id-1].host.Membership(gid)
+			if mm.Diverged || !slices.Equal(mm.Voters, m.Voters) || len(mm.Learners) > 0 {
+				return fmt.Errorf("group %d: node %d has voters %v learners %v (diverged %v), its leader %d voters %v", gid, id, mm.Voters, mm.Learners, mm.Diverged, lead.id, m.Voters)
+			}
+			if got := s.nodes[id-1].host.Records(gid); !sameLog(got, ref) {
+				return fmt.Errorf("group %d: node %d's log (%d records) differs from its leader %d's (%d)", gid, id, len(got), lead.id, len(ref))
 			}
 		}
 		if err := s.checkLog(gid, ref); err != nil {
 			return fmt.Errorf("group %d: %w", gid, err)
 		}
+		fmt.Fprintf(&digest, "%v:", m.Voters)
 		for _, r := range ref {
 			fmt.Fprintf(&digest, "%d:%s,", r.Seq, r.Data)
 		}
@@ -695,9 +741,13 @@ func (s *sim) describe() string {
 	for g := range s.opt.groups {
 		fmt.Fprintf(&b, "\n  group %d:", g+1)
 		for _, n := range s.nodes {
-			fmt.Fprintf(&b, " node %d %+v;", n.id, n.host.Status(uint64(g+1)))
+			if n.host != nil {
+				m, _ := n.host.Membership(uint64(g + 1))
+				fmt.Fprintf(&b, " node %d %+v voters %v learners %v;", n.id, n.host.Status(uint64(g+1)), m.Voters, m.Learners)
+			}
 		}
 	}
+	b.WriteString(s.members.describe())
 	for ci, c := range s.clients {
 		if c.current != nil {
 			fmt.Fprintf(&b, "\n  client %d waits on node %d since step %d", ci, c.current.node, c.current.proposedAt)

@@ -44,7 +44,7 @@ func (s groupStorage) Snapshot() (*pb.Snapshot, error) {
 		return nil, raft.ErrSnapshotTemporarilyUnavailable
 	}
 	return &pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{Index: new(g.applied), Term: new(term),
-		ConfState: &pb.ConfState{Voters: slices.Clone(g.voters)}}}, nil
+		ConfState: g.conf(g.applied)}}, nil
 }
 
 // installSnapshot replaces a group's applied state with a snapshot's before
@@ -91,7 +91,9 @@ func (h *Host) installSnapshot(g *group, snap *pb.Snapshot) error {
 			p.finish(nil, ErrDropped)
 		}
 	}
-	h.wal.add(encodeCompactKind(kindSnapshot, g.id, idx, term))
+	cs := snap.GetMetadata().GetConfState()
+	h.wal.add(encodeCompactKind(kindSnapshot, g.id, idx, term, cs))
+	g.setBase(idx, cs)
 	g.applied, g.durable = idx, idx
 	g.compacted, g.compactTerm = idx, term
 	g.compactTo = max(g.compactTo, idx)

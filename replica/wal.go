@@ -37,8 +37,9 @@ const (
 	kindEntries   byte = 1 // group u64, count u32, entries
 	kindHardState byte = 2 // group u64, term u64, vote u64, commit u64
 	kindStart     byte = 3 // incarnation u64: one per Open, so proposal IDs never repeat
-	kindCompact   byte = 4 // group u64, index u64, term u64: the group's log starts after index
+	kindCompact   byte = 4 // group u64, index u64, term u64, ConfState: the group's log starts after index
 	kindSnapshot  byte = 5 // as kindCompact, and the log before it is discarded: a snapshot was installed
+	kindGroup     byte = 6 // group u64, bootstrap ConfState: a replica created by Host.AddGroup
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
