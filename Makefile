@@ -11,7 +11,7 @@ CRASH_SEEDS ?= 20000
 CYCLES    ?= 100
 SEED      ?= 1
 
-.PHONY: build run test test-short vet bench bench-disk fuzz powerloss-long crash-test crash-test-efo clean
+.PHONY: build run test test-short vet bench bench-disk bench-server fuzz powerloss-long crash-test crash-test-efo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/shardlog
@@ -36,6 +36,12 @@ bench:
 # The engine's durable append bandwidth against dd and fio, in turns (needs fio).
 bench-disk:
 	ROUNDS=$(or $(ROUNDS),10) ./scripts/disk-vs-engine.sh
+
+# Server CPU µs per record, records/s and records per fdatasync for issue 16's
+# workloads through HTTP (scripts/bench-server.sh: DURATION, SERVE_ARGS,
+# KINESALITE=path/to/kinesalite/cli.js for same-run ratios).
+bench-server: build
+	./scripts/bench-server.sh
 
 # Long randomized power-loss run on the fault-injecting filesystem.
 powerloss-long:
