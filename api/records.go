@@ -27,14 +27,6 @@ const (
 	maxGetRecordsBytes = 10 << 20
 )
 
-type putRecordInput struct {
-	wire.StreamSelector
-	Data                      wire.Blob
-	PartitionKey              *string
-	ExplicitHashKey           *string
-	SequenceNumberForOrdering *string
-}
-
 type putRecordOutput struct {
 	ShardId        string
 	SequenceNumber string
@@ -44,9 +36,9 @@ type putRecordOutput struct {
 }
 
 func (s *Server) putRecord(rc *reqCtx, body []byte) (any, error) {
-	var in putRecordInput
-	if err := decodeInput(rc, body, &in); err != nil {
-		return nil, err
+	var in wire.PutRecordInput
+	if e := wire.DecodePutRecord(rc.codec, body, &in); e != nil {
+		return nil, e
 	}
 	check := func(keyOptional bool) error {
 		var v wire.Validator

@@ -4,9 +4,13 @@
 # with `shardlog bench --server-pid --server-cpu`, and prints one table row
 # per workload: server CPU µs per record (utime+stime from /proc), records/s,
 # fdatasyncs and records per sync (the server's own
-# shardlog_fdatasync_duration_seconds_count).
+# shardlog_fdatasync_duration_seconds_count), and the flushes the data
+# directory's block device completed meanwhile (/sys/block/DEV/stat field 16:
+# what the disk actually did after the kernel merged concurrent syncs; the
+# whole device, so other writers on it count too).
 #
 #   BIN         shardlog binary (default bin/shardlog; `make bench-server` builds it)
+#   SERVER_BIN  the server binary, if another (A/B runs; default BIN)
 #   DURATION    each workload's length (default 12s)
 #   SERVE_ARGS  extra `serve` flags, e.g. "--gomaxprocs 2"
 #   KINESALITE  path of kinesalite's cli.js: run the same workloads against it too
@@ -15,10 +19,17 @@
 set -euo pipefail
 
 BIN=${BIN:-bin/shardlog}
+SERVER_BIN=${SERVER_BIN:-$BIN}
 DURATION=${DURATION:-12s}
 WORKLOADS=${WORKLOADS:-p4 p256 batch get}
 PORT=${PORT:-4611}
 EP=http://127.0.0.1:$PORT
+DEV=$(basename "$(findmnt -no SOURCE --target /tmp 2>/dev/null || true)")
+
+# flushes prints the block device's completed flush requests (0 if unknown).
+flushes() {
+	awk '{print (NF >= 16) ? $16 : 0}' "/sys/block/$DEV/stat" 2>/dev/null || echo 0
+}
 
 workload_args() {
 	case $1 in
@@ -49,15 +60,18 @@ wait_ready() {
 
 # run_all NAME PID COSTFLAGS: every workload against the server on $EP.
 run_all() {
-	local name=$1 pid=$2 costflags=$3 w out
+	local name=$1 pid=$2 costflags=$3 w out f0 f1
 	for w in $WORKLOADS; do
+		f0=$(flushes)
 		# shellcheck disable=SC2046
 		out=$("$BIN" bench --endpoint "$EP" $(workload_args "$w") --record-size 1024 --duration "$DURATION" \
 			--server-pid "$pid" $costflags --json 2>/dev/null)
-		jq -r --arg name "$name" --arg w "$(describe "$w")" '.results[] |
+		f1=$(flushes)
+		jq -r --arg name "$name" --arg w "$(describe "$w")" --argjson fl $((f1 - f0)) '.results[] |
 			[$name, $w, (.records_per_s|floor), (.server.cpu_us_per_record*10|round/10),
 			 (if .server.syncs < 0 then "-" else .server.syncs end),
 			 (if (.server.records_per_sync // 0) == 0 then "-" else (.server.records_per_sync*10|round/10) end),
+			 $fl, (if $fl == 0 then "-" else (.records/$fl*10|round/10) end),
 			 .latency_ms.p50, .errors + .throttled] | "| " + join(" | ") + " |"' <<<"$out"
 	done
 }
@@ -67,12 +81,12 @@ stop() {
 	wait "$1" 2>/dev/null || true
 }
 
-echo "| server | workload | records/s | server CPU µs/record | fdatasyncs | records/sync | p50 ms | errors+throttled |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| server | workload | records/s | server CPU µs/record | fdatasyncs | records/sync | device flushes | records/flush | p50 ms | errors+throttled |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 
 DIR=$(mktemp -d /tmp/shardlog-bench.XXXXXX)
 # shellcheck disable=SC2086
-"$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DIR" --throttle=false --log-level warn \
+"$SERVER_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DIR" --throttle=false --log-level warn \
 	--create-stream-delay 0 --console=false ${SERVE_ARGS:-} &
 SPID=$!
 trap 'stop $SPID; rm -rf "$DIR"' EXIT
