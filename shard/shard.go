@@ -82,6 +82,9 @@ type Options struct {
 	Counter *Counter
 	// Limits are the shard's admission rates; nil means unlimited.
 	Limits *ratelimit.Limits
+	// Rounds, if set, is shared with other shards and lines up their
+	// fdatasyncs (SyncRounds); nil: each shard syncs on its own schedule.
+	Rounds *SyncRounds
 	// Observer, if set, is told of commits and fdatasyncs (metrics).
 	Observer Observer
 	// Keys finds the master keys of encrypted segments, to read them;
