@@ -54,3 +54,60 @@ func BenchmarkAppendBase64(b *testing.B) {
 		}
 	})
 }
+
+// TestDecodeBase64Strict compares decodeBase64Strict with strictBase64 on
+// the encodings of every length up to 300 bytes, and on each of them with
+// one character replaced by every byte value, so every step position sees
+// padding, newlines and garbage: same bytes, same success.
+func TestDecodeBase64Strict(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	check := func(src []byte) {
+		want := make([]byte, base64.StdEncoding.DecodedLen(len(src)))
+		got := make([]byte, len(want))
+		wn, werr := strictBase64.Decode(want, src)
+		gn, gerr := decodeBase64Strict(got, src)
+		if (werr == nil) != (gerr == nil) || werr == nil && (wn != gn || string(want[:wn]) != string(got[:gn])) {
+			t.Fatalf("%q: got %d %v %x, want %d %v %x", src, gn, gerr, got[:gn], wn, werr, want[:wn])
+		}
+	}
+	for n := range 301 {
+		raw := make([]byte, n)
+		for i := range raw {
+			raw[i] = byte(rng.Uint32())
+		}
+		enc := []byte(base64.StdEncoding.EncodeToString(raw))
+		check(enc)
+		if len(enc) == 0 {
+			continue
+		}
+		for range 8 {
+			pos := rng.IntN(len(enc))
+			for c := range 256 {
+				bad := append([]byte(nil), enc...)
+				bad[pos] = byte(c)
+				check(bad)
+			}
+		}
+	}
+}
+
+func BenchmarkDecodeBase64(b *testing.B) {
+	raw := make([]byte, 1024)
+	for i := range raw {
+		raw[i] = byte(i * 7)
+	}
+	src := []byte(base64.StdEncoding.EncodeToString(raw))
+	dst := make([]byte, len(raw)+8)
+	b.Run("wire", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		for b.Loop() {
+			decodeBase64Strict(dst, src)
+		}
+	})
+	b.Run("stdlib", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		for b.Loop() {
+			strictBase64.Decode(dst, src)
+		}
+	})
+}

@@ -222,7 +222,7 @@ func (s *scanner) blobValue(dst *Blob) bool {
 	}
 	start := len(s.arena)
 	buf := s.arena[start : start+n]
-	m, err := strictBase64.Decode(buf, raw)
+	m, err := decodeBase64Strict(buf, raw)
 	if err != nil || bytes.IndexByte(raw, '\n') >= 0 || bytes.IndexByte(raw, '\r') >= 0 {
 		return false
 	}
