@@ -16,6 +16,7 @@
 #   KINESALITE  path of kinesalite's cli.js: run the same workloads against it too
 #               (npm install kinesalite; CPU from /proc, no sync count)
 #   WORKLOADS   subset of: p4 p256 batch get (default all four; get reads batch's stream)
+# Needs jq and curl.
 set -euo pipefail
 
 BIN=${BIN:-bin/shardlog}
