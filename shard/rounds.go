@@ -18,8 +18,11 @@ import "sync"
 // It owns no file and no shard state: each shard's syncer still calls
 // fdatasync on its own segment, and acknowledges only what that call covered,
 // so every durability promise is the shard's own, as without SyncRounds. It
-// only decides when a sync may start. A nil *SyncRounds starts every sync at
-// once.
+// only decides when a sync may start. The price: a slow fdatasync holds the
+// next sync of every other shard until it returns. The shards share one
+// filesystem, whose journal commits one transaction at a time anyway, so a
+// stalled device stalls them all with or without rounds. A nil *SyncRounds
+// starts every sync at once.
 type SyncRounds struct {
 	mu      sync.Mutex
 	running int           // syncs of the current round not yet returned
