@@ -11,7 +11,7 @@ CRASH_SEEDS ?= 20000
 CYCLES    ?= 100
 SEED      ?= 1
 
-.PHONY: build run test test-short vet bench bench-disk bench-server fuzz powerloss-long crash-test crash-test-efo clean
+.PHONY: build run test test-short vet bench bench-disk fuzz powerloss-long crash-test crash-test-efo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/shardlog
@@ -40,6 +40,7 @@ bench-disk:
 # Server CPU µs per record, records/s and records per fdatasync for issue 16's
 # workloads through HTTP (scripts/bench-server.sh: DURATION, SERVE_ARGS,
 # KINESALITE=path/to/kinesalite/cli.js for same-run ratios).
+.PHONY: bench-server
 bench-server: build
 	./scripts/bench-server.sh
 
