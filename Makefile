@@ -37,6 +37,13 @@ bench:
 bench-disk:
 	ROUNDS=$(or $(ROUNDS),10) ./scripts/disk-vs-engine.sh
 
+# Server CPU µs per record, records/s and records per fdatasync for issue 16's
+# workloads through HTTP (scripts/bench-server.sh: DURATION, SERVE_ARGS,
+# KINESALITE=path/to/kinesalite/cli.js for same-run ratios).
+.PHONY: bench-server
+bench-server: build
+	./scripts/bench-server.sh
+
 # Long randomized power-loss run on the fault-injecting filesystem.
 powerloss-long:
 	SHARDLOG_POWERLOSS_SEEDS=$(CRASH_SEEDS) $(GO) test -run TestPowerLoss -count=1 -timeout 2h -v ./storage/

@@ -204,3 +204,24 @@ func BenchmarkRecordPutRecords(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPutRecord is PutRecord of one 1 KiB record through the handler
+// (decode, validate, encode), without storage: the API layer's share of the
+// per-request cost that issue 16 measures end to end.
+func BenchmarkPutRecord(b *testing.B) {
+	srv := New(Config{}, nullBackend{newFake()})
+	data := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xab}, 1024))
+	body := []byte(`{"Data":"` + data + `","PartitionKey":"partition-key-1","StreamName":"bench"}`)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		req := newRequest("PutRecord", "")
+		req.Body = httpBody(body)
+		req.ContentLength = int64(len(body))
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
+}

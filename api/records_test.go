@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"regexp"
 	"strconv"
 	"strings"
@@ -252,5 +253,23 @@ func TestIteratorRoundTrip(t *testing.T) {
 	got, err := h.srv.decodeIterator(tok, h.now)
 	if err != nil || got != pos {
 		t.Fatalf("round trip: %+v %v", got, err)
+	}
+}
+
+// TestPutRecordOutputJSON checks the hand-written encoder against
+// encoding/json, with and without EncryptionType.
+func TestPutRecordOutputJSON(t *testing.T) {
+	for _, o := range []putRecordOutput{
+		{ShardId: "shardId-000000000003", SequenceNumber: "49590338271490256608559692538361571095921575989136588850"},
+		{ShardId: "shardId-000000000000", SequenceNumber: "1", EncryptionType: "KMS"},
+		{},
+	} {
+		want, err := json.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := o.AppendJSON(nil); string(got) != string(want) {
+			t.Errorf("AppendJSON = %s, encoding/json %s", got, want)
+		}
 	}
 }

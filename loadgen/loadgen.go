@@ -81,6 +81,10 @@ type Config struct {
 	Rate      int  // records per second written to each shard
 	Poll      bool // also poll every shard with GetRecords, 5 calls/s
 	ServerPID int  // a local server process whose CPU and RSS to sample from /proc (0: none)
+
+	// ServerCPU reads the server's CPU time (unless ServerPID gives it) and
+	// fdatasync count from its /metrics before and after each operation.
+	ServerCPU bool
 }
 
 // Check refuses a setup the run cannot honour, naming the flag at fault.
@@ -100,6 +104,8 @@ func (o Config) Check() error {
 		return errors.New("--batch × --record-size exceeds the 5 MiB PutRecords limit")
 	case o.Duration <= 0 || o.Records < 0:
 		return errors.New("--duration must be positive and --records not negative")
+	case o.ServerPID < 0:
+		return errors.New("--server-pid must not be negative")
 	case o.Op == OpSubscribe:
 		return o.checkSubscribe()
 	}
@@ -115,8 +121,6 @@ func (o Config) checkSubscribe() error {
 		return fmt.Errorf("--rate must be at least 1 record/s per shard, got %d", o.Rate)
 	case o.RecordSize < stampSize:
 		return fmt.Errorf("--record-size must be at least %d in subscribe mode (each record carries its send time), got %d", stampSize, o.RecordSize)
-	case o.ServerPID < 0:
-		return errors.New("--server-pid must not be negative")
 	}
 	return nil
 }

@@ -27,21 +27,23 @@ type Report struct {
 // ErrorCode; for getrecords, calls). Errors counts other failed calls plus
 // PutRecords records failed with any other ErrorCode.
 type Result struct {
-	Op            string     `json:"op"`
-	Clients       int        `json:"clients"`
-	Records       int64      `json:"records"`
-	Bytes         int64      `json:"bytes"`
-	Requests      int64      `json:"requests"`
-	Seconds       float64    `json:"duration_s"`
-	RecordsPerSec float64    `json:"records_per_s"`
-	MBPerSec      float64    `json:"mb_per_s"`
-	Latency       LatencyMS  `json:"latency_ms"`
-	Throttled     int64      `json:"throttled"`
-	Errors        int64      `json:"errors"`
-	FirstError    string     `json:"first_error,omitempty"`
-	ReadBack      *ReadBack  `json:"read_back,omitempty"` // getrecords only
-	Delivery      *Delivery  `json:"delivery,omitempty"`  // subscribe and getrecords-poll only
-	hist          *histogram // nil in a decoded report
+	Op            string    `json:"op"`
+	Clients       int       `json:"clients"`
+	Records       int64     `json:"records"`
+	Bytes         int64     `json:"bytes"`
+	Requests      int64     `json:"requests"`
+	Seconds       float64   `json:"duration_s"`
+	RecordsPerSec float64   `json:"records_per_s"`
+	MBPerSec      float64   `json:"mb_per_s"`
+	Latency       LatencyMS `json:"latency_ms"`
+	Throttled     int64     `json:"throttled"`
+	Errors        int64     `json:"errors"`
+	FirstError    string    `json:"first_error,omitempty"`
+	ReadBack      *ReadBack `json:"read_back,omitempty"` // getrecords only
+	Delivery      *Delivery `json:"delivery,omitempty"`  // subscribe and getrecords-poll only
+	// Server is the server's cost of the operation (--server-pid or --server-cpu).
+	Server *ServerCost `json:"server,omitempty"`
+	hist   *histogram  // nil in a decoded report
 }
 
 // ReadBack tells whether a getrecords run read every shard to its tip, or
@@ -99,6 +101,9 @@ func (rep *Report) Write(out io.Writer, asJSON bool) error {
 		if d := r.Delivery; d != nil {
 			fmt.Fprintf(out, "%s: %d of %d readers kept up, %d of %d records delivered, %d duplicated or reordered, %d resubscribes, drained in %.2fs (latency: send to receive)\n",
 				r.Op, d.KeptUp, d.Readers, d.Delivered, d.Expected, d.Disorder, d.Resubscribes, d.DrainSeconds)
+		}
+		if c := r.Server; c != nil {
+			writeCost(out, r.Op, c)
 		}
 		if r.FirstError != "" {
 			fmt.Fprintf(out, "%s: first error: %s\n", r.Op, r.FirstError)
@@ -171,4 +176,16 @@ func histValue(i int) uint64 {
 	shift := s - 1
 	low := uint64(1<<histSubBits|i&(1<<histSubBits-1)) << shift
 	return low + (uint64(1)<<shift)/2
+}
+
+func writeCost(out io.Writer, op string, c *ServerCost) {
+	if c.Error != "" {
+		fmt.Fprintf(out, "%s: server cost: %s\n", op, c.Error)
+		return
+	}
+	syncs := "fdatasyncs not exported"
+	if c.Syncs >= 0 {
+		syncs = fmt.Sprintf("%d fdatasyncs, %.1f records per sync", c.Syncs, c.RecordsPerSync)
+	}
+	fmt.Fprintf(out, "%s: server CPU %.2f s (%s), %.1f µs per record; %s\n", op, c.CPUSeconds, c.Source, c.CPUMicrosPerRec, syncs)
 }

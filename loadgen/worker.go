@@ -51,6 +51,11 @@ func runOp(ctx context.Context, c *kinesis.Client, o Config, op string, progress
 	for i := range workers {
 		workers[i] = newWorker(run, i) // outside the timing: it generates the data
 	}
+	probe := newCostProbe(o)
+	var before costReading
+	if probe != nil {
+		before = probe.read(ctx)
+	}
 	runCtx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
 	start := time.Now()
@@ -62,7 +67,11 @@ func runOp(ctx context.Context, c *kinesis.Client, o Config, op string, progress
 	wg.Wait()
 	elapsed := time.Since(start)
 	stopProgress()
-	return run.summary(op, elapsed, workers), nil
+	res := run.summary(op, elapsed, workers)
+	if probe != nil {
+		res.Server = probe.cost(before, probe.read(ctx), res.Records)
+	}
+	return res, nil
 }
 
 func (r *opRun) queueShards(ctx context.Context) error {

@@ -63,6 +63,13 @@ func (s *Shard) syncLoop() {
 		}
 		group := []*flight{fl}
 		group, held = s.drainFlights(group)
+		// Wait for this sync's round (rounds.go); frames the writer wrote
+		// meanwhile join the group, as long as no barrier came first. The
+		// flights all precede the sync, so its ack still covers them.
+		s.opts.Rounds.join()
+		if held == nil {
+			group, held = s.drainFlights(group)
+		}
 		if fileOf != fl.sg {
 			if f != nil {
 				f.Close()
@@ -70,13 +77,16 @@ func (s *Shard) syncLoop() {
 			var err error
 			f, err = s.opts.FS.Open(fl.sg.path)
 			if err != nil {
+				s.opts.Rounds.leave()
 				f, fileOf = nil, nil
 				s.settle(group, err)
 				continue
 			}
 			fileOf = fl.sg
 		}
-		s.settle(group, s.timedSync(f.Sync))
+		err := s.timedSync(f.Sync)
+		s.opts.Rounds.leave()
+		s.settle(group, err)
 	}
 }
 

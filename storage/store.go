@@ -169,6 +169,8 @@ type Store struct {
 	comp   *segment.Compressor
 	secret []byte
 	keys   *keyring.Keyring
+	// rounds lines up the fdatasyncs of every shard (shard.SyncRounds).
+	rounds *shard.SyncRounds
 
 	mu      sync.RWMutex
 	streams map[string]*stream
@@ -206,7 +208,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, log: opts.Logger, streams: map[string]*stream{}, keys: opts.Keyring,
+	s := &Store{opts: opts, log: opts.Logger, streams: map[string]*stream{}, keys: opts.Keyring, rounds: shard.NewSyncRounds(),
 		scale: scaler{streams: map[*stream]*streamScale{}}}
 	if s.keys == nil {
 		var err error

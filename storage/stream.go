@@ -306,7 +306,7 @@ func (s *Store) openShard(st *stream, m *streamMeta, sm shardMeta) (*shard.Shard
 		SegmentSize: s.opts.SegmentSize, SegmentAge: s.opts.SegmentAge, CacheWindow: s.opts.CacheWindow,
 		Sync: s.opts.syncMode(), SyncInterval: s.opts.SyncInterval,
 		ReadOnly: sm.Closed, FirstOrdinal: firstOrdinal, Counter: st.counter(sm.Index, s.opts.SeqGroupSize), Limits: s.limitsFor(m),
-		Observer: s.opts.Observer, Keys: s.keys.Keys(), Encryption: enc,
+		Observer: s.opts.Observer, Keys: s.keys.Keys(), Encryption: enc, Rounds: s.rounds,
 	})
 }
 

@@ -222,11 +222,57 @@ func (s *scanner) blobValue(dst *Blob) bool {
 	}
 	start := len(s.arena)
 	buf := s.arena[start : start+n]
-	m, err := strictBase64.Decode(buf, raw)
+	m, err := decodeBase64Strict(buf, raw)
 	if err != nil || bytes.IndexByte(raw, '\n') >= 0 || bytes.IndexByte(raw, '\r') >= 0 {
 		return false
 	}
 	s.arena = s.arena[:start+m]
 	*dst = Blob(s.arena[start : start+m : start+m])
 	return true
+}
+
+// decodePutRecordFast is decodePutRecordsFast for PutRecord's body, under the
+// same rules and invariant (checked by FuzzPutRecordFastPath). A repeated
+// member is decoded again, so the last one wins, as in encoding/json.
+func decodePutRecordFast(body []byte, in *PutRecordInput) bool {
+	// The arena is the one allocation: it holds Data (also when empty,
+	// which must decode to a non-nil Blob, as encoding/json's does).
+	s := scanner{b: body, arena: make([]byte, 0, len(body)/4*3+4)}
+	if !s.expect('{') {
+		return false
+	}
+	if s.expect('}') {
+		return s.end()
+	}
+	for {
+		key, ok := s.rawString()
+		if !ok || !s.expect(':') {
+			return false
+		}
+		switch string(key) {
+		case "StreamName":
+			ok = s.optText(&in.StreamName)
+		case "StreamARN":
+			ok = s.optText(&in.StreamARN)
+		case "Data":
+			ok = s.blobValue(&in.Data)
+		case "PartitionKey":
+			ok = s.optText(&in.PartitionKey)
+		case "ExplicitHashKey":
+			ok = s.optText(&in.ExplicitHashKey)
+		case "SequenceNumberForOrdering":
+			ok = s.optText(&in.SequenceNumberForOrdering)
+		default:
+			return false
+		}
+		if !ok {
+			return false
+		}
+		if s.expect('}') {
+			return s.end()
+		}
+		if !s.expect(',') {
+			return false
+		}
+	}
 }

@@ -46,3 +46,32 @@ func equalPutRecordsInput(a, b PutRecordsInput) bool {
 }
 
 func equalStrPtr(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+
+// FuzzPutRecordFastPath checks the fast PutRecord decoder against
+// encoding/json, as FuzzPutRecordsFastPath does for PutRecords.
+func FuzzPutRecordFastPath(f *testing.F) {
+	for _, s := range []string{
+		`{"StreamName":"s","Data":"YWJj","PartitionKey":"k"}`,
+		` { "PartitionKey" : "k" , "Data" : "" , "ExplicitHashKey" : null , "StreamARN" : null } `,
+		`{}`, `{"Data":null}`, `{"Data":"YR=="}`, `{"StreamName":"\u0041"}`, `{"partitionkey":"k"}`,
+		`{"StreamName":"a","StreamName":"b","Data":"AA==","Data":"AAA="}`,
+		`{"SequenceNumberForOrdering":"1","StreamName":"é","PartitionKey":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var fast, slow PutRecordInput
+		if !decodePutRecordFast(body, &fast) {
+			return
+		}
+		if err := JSON11.Decode(body, &slow); err != nil {
+			t.Fatalf("fast path accepted %q, encoding/json refused it: %v", body, err)
+		}
+		if !equalStrPtr(fast.StreamName, slow.StreamName) || !equalStrPtr(fast.StreamARN, slow.StreamARN) ||
+			(fast.Data == nil) != (slow.Data == nil) || string(fast.Data) != string(slow.Data) ||
+			!equalStrPtr(fast.PartitionKey, slow.PartitionKey) || !equalStrPtr(fast.ExplicitHashKey, slow.ExplicitHashKey) ||
+			!equalStrPtr(fast.SequenceNumberForOrdering, slow.SequenceNumberForOrdering) {
+			t.Fatalf("%q: fast %+v, slow %+v", body, fast, slow)
+		}
+	})
+}

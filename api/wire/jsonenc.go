@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"encoding/base64"
 	"strconv"
 	"unicode/utf8"
 )
@@ -69,7 +68,7 @@ func appendEscape(b []byte, c byte) []byte {
 // AppendBase64 appends data as a quoted standard base64 string.
 func AppendBase64(b []byte, data []byte) []byte {
 	b = append(b, '"')
-	b = base64.StdEncoding.AppendEncode(b, data)
+	b = appendBase64(b, data)
 	return append(b, '"')
 }
 

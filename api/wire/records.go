@@ -35,6 +35,25 @@ func DecodePutRecords(c Codec, body []byte, in *PutRecordsInput) *Error {
 	return c.Decode(body, in)
 }
 
+// PutRecordInput is a PutRecord request. JSON bodies are decoded by
+// DecodePutRecord's fast path when they are plain (fastjson.go).
+type PutRecordInput struct {
+	StreamSelector
+	Data                      Blob
+	PartitionKey              *string
+	ExplicitHashKey           *string
+	SequenceNumberForOrdering *string
+}
+
+// DecodePutRecord decodes a PutRecord body with c, as DecodePutRecords does.
+func DecodePutRecord(c Codec, body []byte, in *PutRecordInput) *Error {
+	if _, isJSON := c.(jsonCodec); isJSON && decodePutRecordFast(body, in) {
+		return nil
+	}
+	*in = PutRecordInput{}
+	return c.Decode(body, in)
+}
+
 // PutResult is one PutRecords result: SequenceNumber and ShardId for a stored
 // record, ErrorCode and ErrorMessage for a failed one.
 type PutResult struct {

@@ -28,7 +28,10 @@ for --duration, each record carrying its send time; --consumers registered consu
 shardlog-bench-N, kept for the next run) each subscribe to every shard with SubscribeToShard, and
 with --poll one GetRecords loop per shard reads the same load at 5 calls/s. It reports send-to-receive
 latency for both, whether every reader got every acknowledged record once and in order, and with
---server-pid the server's CPU time and peak RSS from /proc.`,
+--server-pid the server's CPU time and peak RSS from /proc.
+
+--server-cpu (or --server-pid) reports what each operation cost the server: CPU µs per record
+acknowledged (or read), and from the server's /metrics its fdatasyncs and records per sync.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Records > 0 && !cmd.Flags().Changed("duration") {
@@ -70,6 +73,7 @@ func addBenchFlags(cmd *cobra.Command, o *loadgen.Config, asJSON *bool) {
 	f.IntVar(&o.Consumers, "consumers", 2, "subscribe: registered consumers, each subscribed to every shard (1-20)")
 	f.IntVar(&o.Rate, "rate", 1000, "subscribe: records per second written to each shard")
 	f.BoolVar(&o.Poll, "poll", true, "subscribe: also read every shard with GetRecords at 5 calls/s")
-	f.IntVar(&o.ServerPID, "server-pid", 0, "subscribe: sample this local server process's CPU and RSS from /proc")
+	f.IntVar(&o.ServerPID, "server-pid", 0, "read this local server process's CPU time from /proc around each operation (subscribe: also its RSS)")
+	f.BoolVar(&o.ServerCPU, "server-cpu", false, "read the server's CPU time (unless --server-pid) and fdatasync count from its /metrics around each operation, and print CPU µs per record and records per sync")
 	f.BoolVar(asJSON, "json", false, "print the summary as JSON")
 }

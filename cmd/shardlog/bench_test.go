@@ -187,3 +187,32 @@ func TestBenchSubscribe(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchServerCost reads the server's CPU time and fdatasync count from
+// its /metrics around each operation: under the default sync policy every
+// acknowledged write followed at least one fdatasync, and no more than one
+// per shard a request wrote to; a read-back syncs nothing.
+func TestBenchServerCost(t *testing.T) {
+	o := smallBench(startBenchEndpoint(t))
+	o.Records, o.Duration, o.ServerCPU = 200, time.Minute, true
+	rep, err := loadgen.Run(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		c := r.Server
+		if c == nil || c.Error != "" || c.Source != "metrics" || c.CPUSeconds < 0 {
+			t.Fatalf("%s: server cost %+v", r.Op, c)
+		}
+		switch r.Op {
+		case loadgen.OpGetRecords:
+			if c.Syncs != 0 {
+				t.Errorf("getrecords: %d fdatasyncs", c.Syncs)
+			}
+		default:
+			if c.Syncs < 1 || c.Syncs > r.Requests*int64(rep.Shards) || c.RecordsPerSync != float64(r.Records)/float64(c.Syncs) {
+				t.Errorf("%s: %d requests, %d records, cost %+v", r.Op, r.Requests, r.Records, c)
+			}
+		}
+	}
+}

@@ -76,6 +76,8 @@ type serveOptions struct {
 	// metricsAuth makes GET /metrics on the API listeners need a SigV4
 	// signature (with --auth-file) allowed api.MetricsAction.
 	metricsAuth bool
+	// pprofListen, if set, serves /debug/pprof/ there (pprof.go).
+	pprofListen string
 	// engine, set by runServe, observes the storage engine for /metrics.
 	engine shard.Observer
 	// keyringFile, if set, is the --keyring of master keys for
@@ -215,6 +217,7 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.StringVar(&o.authFile, "auth-file", "", "verify every request's SigV4 signature against the access keys in this YAML or JSON file (reloaded on SIGHUP); unset: any credentials work")
 	f.StringVar(&o.keyringFile, "keyring", "", "master keys for StartStreamEncryption, by KeyId, in this YAML or JSON file (reloaded on SIGHUP); unset: only alias/aws/kinesis, with a key generated in the data directory")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics (GET /metrics) on this address instead of on the API listeners")
+	f.StringVar(&o.pprofListen, "pprof-listen", "", "serve Go's profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; off by default")
 	f.BoolVar(&o.metricsAuth, "metrics-auth", false, "with --auth-file: GET /metrics on the API listeners needs a SigV4 signature (service kinesis) by a key allowed the action "+api.MetricsAction)
 	addOnDemandFlags(cmd, &o.onDemand)
 	f.BoolVar(&o.console, "console", true, "serve the web console at /console/ on the API listeners")
@@ -405,6 +408,12 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 		closeAll(plain, tlsLn)
 		return err
 	}
+	_, stopPprof, err := o.startPprof(log)
+	if err != nil {
+		closeAll(plain, tlsLn, mln)
+		return err
+	}
+	defer stopPprof()
 	srv := newHTTPServer(o, store, verifier, metrics, log)
 	var reloaders []reloader
 	if verifier != nil {
