@@ -18,23 +18,13 @@ import (
 // encoding/json would have decoded.
 func decodePutRecordsFast(body []byte, in *PutRecordsInput) bool {
 	s := scanner{b: body, arena: make([]byte, 0, len(body)/4*3+4)}
-	if !s.expect('{') {
-		return false
-	}
-	if s.expect('}') {
-		return s.end()
-	}
 	seenRecords := false
-	for {
-		key, ok := s.rawString()
-		if !ok || !s.expect(':') {
-			return false
-		}
+	return s.object(func(key []byte) bool {
 		switch string(key) {
 		case "StreamName":
-			ok = s.optText(&in.StreamName)
+			return s.optText(&in.StreamName)
 		case "StreamARN":
-			ok = s.optText(&in.StreamARN)
+			return s.optText(&in.StreamARN)
 		case "Records":
 			// encoding/json merges a repeated key's array into the first
 			// one's elements; rather than mimic that, leave such bodies to it.
@@ -42,20 +32,10 @@ func decodePutRecordsFast(body []byte, in *PutRecordsInput) bool {
 				return false
 			}
 			seenRecords = true
-			ok = s.records(&in.Records)
-		default:
-			return false
+			return s.records(&in.Records)
 		}
-		if !ok {
-			return false
-		}
-		if s.expect('}') {
-			return s.end()
-		}
-		if !s.expect(',') {
-			return false
-		}
-	}
+		return false
+	}) && s.end()
 }
 
 // scanner walks a JSON text. Decoded blobs share one arena allocation, cut
@@ -89,6 +69,30 @@ func (s *scanner) expect(c byte) bool {
 func (s *scanner) end() bool {
 	s.skipSpace()
 	return s.i == len(s.b)
+}
+
+// object scans a JSON object, calling member with each key once the scanner
+// stands at its value; member decodes the value, or returns false to refuse
+// the body (an unknown key, a bad value).
+func (s *scanner) object(member func(key []byte) bool) bool {
+	if !s.expect('{') {
+		return false
+	}
+	if s.expect('}') {
+		return true
+	}
+	for {
+		key, ok := s.rawString()
+		if !ok || !s.expect(':') || !member(key) {
+			return false
+		}
+		if s.expect('}') {
+			return true
+		}
+		if !s.expect(',') {
+			return false
+		}
+	}
 }
 
 func (s *scanner) null() bool {
@@ -172,37 +176,17 @@ func (s *scanner) records(dst *[]PutRecordsEntry) bool {
 }
 
 func (s *scanner) record(e *PutRecordsEntry) bool {
-	if !s.expect('{') {
-		return false
-	}
-	if s.expect('}') {
-		return true
-	}
-	for {
-		key, ok := s.rawString()
-		if !ok || !s.expect(':') {
-			return false
-		}
+	return s.object(func(key []byte) bool {
 		switch string(key) {
 		case "Data":
-			ok = s.blobValue(&e.Data)
+			return s.blobValue(&e.Data)
 		case "PartitionKey":
-			ok = s.optText(&e.PartitionKey)
+			return s.optText(&e.PartitionKey)
 		case "ExplicitHashKey":
-			ok = s.optText(&e.ExplicitHashKey)
-		default:
-			return false
+			return s.optText(&e.ExplicitHashKey)
 		}
-		if !ok {
-			return false
-		}
-		if s.expect('}') {
-			return true
-		}
-		if !s.expect(',') {
-			return false
-		}
-	}
+		return false
+	})
 }
 
 // blobValue decodes canonical base64 into the arena; anything the strict decoder
@@ -238,41 +222,21 @@ func decodePutRecordFast(body []byte, in *PutRecordInput) bool {
 	// The arena is the one allocation: it holds Data (also when empty,
 	// which must decode to a non-nil Blob, as encoding/json's does).
 	s := scanner{b: body, arena: make([]byte, 0, len(body)/4*3+4)}
-	if !s.expect('{') {
-		return false
-	}
-	if s.expect('}') {
-		return s.end()
-	}
-	for {
-		key, ok := s.rawString()
-		if !ok || !s.expect(':') {
-			return false
-		}
+	return s.object(func(key []byte) bool {
 		switch string(key) {
 		case "StreamName":
-			ok = s.optText(&in.StreamName)
+			return s.optText(&in.StreamName)
 		case "StreamARN":
-			ok = s.optText(&in.StreamARN)
+			return s.optText(&in.StreamARN)
 		case "Data":
-			ok = s.blobValue(&in.Data)
+			return s.blobValue(&in.Data)
 		case "PartitionKey":
-			ok = s.optText(&in.PartitionKey)
+			return s.optText(&in.PartitionKey)
 		case "ExplicitHashKey":
-			ok = s.optText(&in.ExplicitHashKey)
+			return s.optText(&in.ExplicitHashKey)
 		case "SequenceNumberForOrdering":
-			ok = s.optText(&in.SequenceNumberForOrdering)
-		default:
-			return false
+			return s.optText(&in.SequenceNumberForOrdering)
 		}
-		if !ok {
-			return false
-		}
-		if s.expect('}') {
-			return s.end()
-		}
-		if !s.expect(',') {
-			return false
-		}
-	}
+		return false
+	}) && s.end()
 }
