@@ -228,20 +228,33 @@ func (s *Store) loadStreams(ctx context.Context) error {
 		if err := s.openShards(ctx, st); err != nil {
 			return err
 		}
+		s.mu.Lock()
 		s.streams[m.Name] = st
+		s.mu.Unlock()
 		if st.meta.Reshard != nil && !time.Unix(0, st.meta.PendingUntilNs).After(s.opts.Now()) {
 			// UPDATING ended while the server was down: the reshard takes
 			// effect before Open returns (a failure leaves it pending, retried).
 			s.endUpdating(st)
-			s.resumeConsumersLocked(st)
-			s.resumeChannelsLocked(st)
+			s.resumeLocking(st, false)
 			continue
 		}
-		s.resumePending(st)
-		s.resumeConsumersLocked(st)
-		s.resumeChannelsLocked(st)
+		s.resumeLocking(st, true)
 	}
 	return nil
+}
+
+// resumeLocking resumes st's pending transitions (its status's, if pending,
+// its consumers' and channels') under the store lock: the timers a resume
+// schedules may fire at once, and their callbacks change st.meta under the
+// lock while Open goes on resuming.
+func (s *Store) resumeLocking(st *stream, pending bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pending {
+		s.resumePending(st)
+	}
+	s.resumeConsumersLocked(st)
+	s.resumeChannelsLocked(st)
 }
 
 // openShards recovers all of a stream's shards, a few at a time.
