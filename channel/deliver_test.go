@@ -149,3 +149,27 @@ func checkOnceInOrder(t *testing.T, got []line, n int) {
 		t.Fatalf("delivered %d of %d records", len(seen), n)
 	}
 }
+
+// TestDirPaths: every S3 key has a file inside the directory, also keys with
+// parts a file system cannot name (a channel named "." or "..", an empty
+// part), and no key or bucket leaves the directory.
+func TestDirPaths(t *testing.T) {
+	d := Dir("/out")
+	tests := []struct{ bucket, key, want string }{
+		{"b", "kinesis-channel/c/x.json", "/out/b/kinesis-channel/c/x.json"},
+		{"b", "kinesis-channel/./x", "/out/b/kinesis-channel/%2E/x"},
+		{"b", "kinesis-channel/../x", "/out/b/kinesis-channel/%2E%2E/x"},
+		{"b", "../../etc/passwd", "/out/b/%2E%2E/%2E%2E/etc/passwd"},
+		{"b", "a//b", "/out/b/a/%2F/b"},
+		{"..", "x", "/out/%2E%2E/x"},
+	}
+	for _, tt := range tests {
+		got, err := d.path(tt.bucket, tt.key)
+		if err != nil || got != tt.want {
+			t.Errorf("path(%q, %q) = %q, %v; want %q", tt.bucket, tt.key, got, err, tt.want)
+		}
+	}
+	if _, err := d.path("a/b", "x"); err == nil {
+		t.Error("a bucket with a slash was given a path")
+	}
+}

@@ -28,15 +28,37 @@ type Destination interface {
 // returns.
 type Dir string
 
-// path maps an object to its file. Bucket names and keys were checked when
-// the channel was created; this refuses any that would leave the directory.
+// path maps an object to its file: each "/"-separated part of the key is a
+// path element. S3 keys may hold parts a file system cannot name ("", ".",
+// "..", as a channel named "." or a prefix ending in "/" make): those are
+// written with their dots and the empty part percent-encoded ("%2E", "%2E%2E",
+// "%2F" for an empty part), so every key has a file and none leaves the
+// directory. A bucket name is one such part too (S3's rules allow none of
+// them; this only keeps a bad one inside).
 func (d Dir) path(bucket, key string) (string, error) {
-	for _, part := range append([]string{bucket}, strings.Split(key, "/")...) {
-		if part == "" || part == "." || part == ".." {
-			return "", fmt.Errorf("channel: object %q in bucket %q has no file name here", key, bucket)
-		}
+	parts := strings.Split(key, "/")
+	for i, part := range parts {
+		parts[i] = fileName(part)
 	}
-	return filepath.Join(string(d), bucket, filepath.FromSlash(key)), nil
+	if strings.ContainsRune(bucket, '/') {
+		return "", fmt.Errorf("channel: bucket %q has no directory name here", bucket)
+	}
+	return filepath.Join(append([]string{string(d), fileName(bucket)}, parts...)...), nil
+}
+
+// fileName is a key part as a file name (see path). A part that is already
+// "%2E", "%2E%2E" or "%2F" cannot be told from an encoded one; such keys
+// share a file, which no channel's key template produces.
+func fileName(part string) string {
+	switch part {
+	case "":
+		return "%2F"
+	case ".":
+		return "%2E"
+	case "..":
+		return "%2E%2E"
+	}
+	return part
 }
 
 func (d Dir) Put(ctx context.Context, bucket, key string, body []byte) error {
