@@ -2,10 +2,9 @@
 // as `node kinesis.test.mjs` with SHARDLOG_ENDPOINT set. The SDK's default
 // Kinesis handler speaks HTTP/2 (cleartext, prior knowledge, for an http://
 // endpoint), so every call here goes over h2c as unchanged user code would.
-import { test, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  KinesisClient,
   CreateStreamCommand,
   DescribeStreamSummaryCommand,
   PutRecordsCommand,
@@ -13,36 +12,11 @@ import {
   GetRecordsCommand,
   ListShardsCommand,
 } from "@aws-sdk/client-kinesis";
-
-const endpoint = process.env.SHARDLOG_ENDPOINT;
-if (!endpoint) {
-  throw new Error("SHARDLOG_ENDPOINT is not set");
-}
-const account = process.env.SHARDLOG_ACCOUNT ?? "000000000000";
-
-const client = new KinesisClient({
-  endpoint,
-  region: "us-east-1",
-  credentials: { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "secret" },
-  maxAttempts: 1, // a retry would hide the server's first answer
-});
-after(() => client.destroy());
+import { account, client, waitActive } from "./harness.mjs";
 
 const stream = "js-sdk";
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-// waitActive polls DescribeStreamSummary until the stream is ACTIVE; the Go
-// test's timeout bounds it.
-async function waitActive(name) {
-  for (;;) {
-    const out = await client.send(new DescribeStreamSummaryCommand({ StreamName: name }));
-    if (out.StreamDescriptionSummary.StreamStatus === "ACTIVE") {
-      return out.StreamDescriptionSummary;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 // sent holds what PutRecords acknowledged, by shard, in sequence order.
 const sent = new Map();

@@ -4,12 +4,10 @@
 // JavaScript v3 as unchanged user code would; run by e2e/js_test.go with
 // SHARDLOG_ENDPOINT set. Each test also sends one bad input and checks AWS's
 // error type.
-import { test, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  KinesisClient,
   CreateStreamCommand,
-  DescribeStreamSummaryCommand,
   TagResourceCommand,
   UntagResourceCommand,
   ListTagsForResourceCommand,
@@ -30,32 +28,10 @@ import {
   ListChannelsCommand,
   DeleteChannelCommand,
 } from "@aws-sdk/client-kinesis";
-
-const endpoint = process.env.SHARDLOG_ENDPOINT;
-if (!endpoint) {
-  throw new Error("SHARDLOG_ENDPOINT is not set");
-}
-const account = process.env.SHARDLOG_ACCOUNT ?? "000000000000";
-const client = new KinesisClient({
-  endpoint,
-  region: "us-east-1",
-  credentials: { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "secret" },
-  maxAttempts: 1, // a retry would hide the server's first answer
-});
-after(() => client.destroy());
+import { account, client, sleep, waitActive } from "./harness.mjs";
 
 const stream = "js-ops";
 const arn = `arn:aws:kinesis:us-east-1:${account}:stream/${stream}`;
-
-async function waitActive(name) {
-  for (;;) {
-    const out = await client.send(new DescribeStreamSummaryCommand({ StreamName: name }));
-    if (out.StreamDescriptionSummary.StreamStatus === "ACTIVE") {
-      return out.StreamDescriptionSummary;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 // rejects asserts that the command fails with AWS's error type name.
 async function rejects(command, name) {
@@ -144,7 +120,7 @@ test("Channels on an ON_DEMAND stream", async () => {
       break;
     } catch (err) {
       assert.equal(err.name, "ResourceInUseException", err.message);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
   }
 });

@@ -3,48 +3,24 @@
 // registered, and SubscribeToShard's event stream (over HTTP/2, the SDK's
 // default for Kinesis) delivers records from TRIM_HORIZON, live records, and
 // exactly the records after a ContinuationSequenceNumber.
-import { test, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  KinesisClient,
   CreateStreamCommand,
-  DescribeStreamSummaryCommand,
   DescribeStreamConsumerCommand,
   RegisterStreamConsumerCommand,
   PutRecordsCommand,
   SubscribeToShardCommand,
 } from "@aws-sdk/client-kinesis";
-
-const endpoint = process.env.SHARDLOG_ENDPOINT;
-if (!endpoint) {
-  throw new Error("SHARDLOG_ENDPOINT is not set");
-}
-const account = process.env.SHARDLOG_ACCOUNT ?? "000000000000";
-
-const client = new KinesisClient({
-  endpoint,
-  region: "us-east-1",
-  credentials: { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "secret" },
-  maxAttempts: 1,
-});
-after(() => client.destroy());
+import { account, client, sleep, waitActive } from "./harness.mjs";
 
 const stream = "js-efo";
 const shardId = "shardId-000000000000";
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let streamARN;
 const consumers = {};
-
-async function waitStreamActive(name) {
-  for (;;) {
-    const out = await client.send(new DescribeStreamSummaryCommand({ StreamName: name }));
-    if (out.StreamDescriptionSummary.StreamStatus === "ACTIVE") return out.StreamDescriptionSummary;
-    await sleep(50);
-  }
-}
 
 async function register(name) {
   const out = await client.send(new RegisterStreamConsumerCommand({ StreamARN: streamARN, ConsumerName: name }));
@@ -103,7 +79,7 @@ let cont; // the continuation after them
 
 test("RegisterStreamConsumer and DescribeStreamConsumer", async () => {
   await client.send(new CreateStreamCommand({ StreamName: stream, ShardCount: 1 }));
-  streamARN = (await waitStreamActive(stream)).StreamARN;
+  streamARN = (await waitActive(stream)).StreamARN;
   assert.equal(streamARN, `arn:aws:kinesis:us-east-1:${account}:stream/${stream}`);
   consumers.a = await register("js-a");
   consumers.b = await register("js-b");
