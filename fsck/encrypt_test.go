@@ -188,11 +188,24 @@ func TestTamperedCiphertext(t *testing.T) {
 
 // TestRepairEncryptedHeader: a damaged file header of an encrypted segment
 // is rebuilt from the name with the key block kept (its own CRC holds), so
-// no record is lost and the server reads them all.
+// no record is lost and the server reads them all; also when the damage
+// cleared the header's encrypted flag itself.
 func TestRepairEncryptedHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		off, bit int
+	}{
+		{"creation time", 40, 0},
+		{"encrypted flag", 12, 1}, // FlagEncrypted is bit 1 of the flags at byte 12
+	} {
+		t.Run(tc.name, func(t *testing.T) { repairEncryptedHeader(t, int64(tc.off), uint(tc.bit)) })
+	}
+}
+
+func repairEncryptedHeader(t *testing.T, off int64, bit uint) {
 	f := newEncryptedFixture(t)
 	rel, _ := encryptedSealed(t, f)
-	flip(t, f, rel, 40, 0) // the creation time: the header CRC fails
+	flip(t, f, rel, off, bit) // the header CRC fails
 	if rep := verify(t, f.opts()); !slices.Contains(codes(rep), string(fsck.EFileHeader)) {
 		t.Fatalf("verify: want E_FILE_HEADER:\n%s", text(t, rep))
 	}

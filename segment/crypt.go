@@ -235,11 +235,14 @@ func inPlace(stored []byte) []byte {
 }
 
 // SalvageKeyBlock reads the key block of header bytes b whose own header is
-// damaged: ok if b's flags field has FlagEncrypted and the key block after
-// it is intact (its CRC holds), so that a repair that rebuilds the header can
-// keep the data key and, with it, every frame.
+// damaged: ok if the key block after it is intact (its CRC holds and its
+// reserved bytes are zero), so that a repair that rebuilds the header can
+// keep the data key and, with it, every frame. The damaged header's flags
+// are not asked: the damage may be the cleared FlagEncrypted itself. In a
+// plaintext segment these bytes are the first frame's, which pass the key
+// block's CRC and zero checks by chance about once in 2^32 or less.
 func SalvageKeyBlock(b []byte) (KeyBlock, bool) {
-	if len(b) < MaxFileHeaderSize || binary.LittleEndian.Uint32(b[fhFlags:])&FlagEncrypted == 0 {
+	if len(b) < MaxFileHeaderSize {
 		return KeyBlock{}, false
 	}
 	kb, err := decodeKeyBlock(b)
