@@ -79,6 +79,10 @@ type TCPConfig struct {
 	NodeID uint64
 	// Listen is the address to accept peers on ("127.0.0.1:0" picks a port).
 	Listen string
+	// Listener, if set, is used instead of listening on Listen: the caller
+	// already holds the address (so no other socket can take it between a
+	// reservation and the transport's start).
+	Listener net.Listener
 	// Peers maps every other node to the address to dial it at.
 	Peers map[uint64]string
 	// QueueLen bounds the frames waiting per peer (default 256); beyond it new
@@ -134,9 +138,12 @@ type peer struct {
 // ListenTCP starts accepting peers and dialling them.
 func ListenTCP(cfg TCPConfig) (*TCPTransport, error) {
 	cfg.defaults()
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, err
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, err
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &TCPTransport{cfg: cfg, ln: ln, inbox: make(chan Batch, cfg.InboxLen), peers: map[uint64]*peer{},

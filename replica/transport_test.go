@@ -179,9 +179,12 @@ func (p *proxy) close() {
 
 // tcpNode is one node of the loopback cluster: its disk outlives restarts.
 type tcpNode struct {
-	id     uint64
-	fs     *vfs.MemFS
-	addr   string // the transport's listen address, fixed after the first start
+	id   uint64
+	fs   *vfs.MemFS
+	addr string // the transport's listen address, fixed after the first start
+	// ln holds addr from the reservation to the first start, so that no
+	// other socket (a proxy's, another package's test) takes the port.
+	ln     net.Listener
 	tr     *TCPTransport
 	host   *Host
 	cancel context.CancelFunc
@@ -207,8 +210,7 @@ func newTCPCluster(t *testing.T, n, groups int) *tcpCluster {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.nodes[id] = &tcpNode{id: id, fs: vfs.NewMemFS(), addr: ln.Addr().String()}
-		ln.Close()
+		c.nodes[id] = &tcpNode{id: id, fs: vfs.NewMemFS(), addr: ln.Addr().String(), ln: ln}
 	}
 	for g := range groups {
 		c.groups = append(c.groups, GroupConfig{ID: uint64(g + 1), Peers: peers})
@@ -239,7 +241,8 @@ func (c *tcpCluster) start(id uint64) {
 			peers[other] = c.proxies[[2]uint64{id, other}].ln.Addr().String()
 		}
 	}
-	tr, err := ListenTCP(TCPConfig{NodeID: id, Listen: n.addr, Peers: peers})
+	tr, err := ListenTCP(TCPConfig{NodeID: id, Listen: n.addr, Listener: n.ln, Peers: peers})
+	n.ln = nil // the transport closes it; a restart listens on addr again
 	if err != nil {
 		c.t.Fatal(err)
 	}
