@@ -377,9 +377,9 @@ type EngineMetrics struct {
 func (m *Metrics) newEngine() *EngineMetrics {
 	e := &EngineMetrics{
 		syncs: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "shardlog_fdatasync_duration_seconds",
-			Help: "Time taken by each fdatasync of a segment (one per acknowledged group of commits).", Buckets: latencyBuckets}),
+			Help: "Time taken by each sync: an fdatasync of a segment, or one shared syncfs covering a round of shards.", Buckets: latencyBuckets}),
 		syncFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "shardlog_fdatasync_failures_total",
-			Help: "fdatasyncs that failed (each poisons its shard)."}),
+			Help: "Syncs that failed (a failed fdatasync poisons its shard, a failed shared syncfs every shard)."}),
 		frameRecords: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "shardlog_commit_records",
 			Help: "Records per group commit (one frame each).", Buckets: prometheus.ExponentialBuckets(1, 4, 8)}),
 		frameRaw: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "shardlog_commit_bytes",

@@ -9,8 +9,9 @@ type Observer interface {
 	// Committed reports one frame written by a group commit: its records
 	// and its payload bytes before (raw) and after (stored) compression.
 	Committed(records, rawBytes, storedBytes int)
-	// Synced reports one fdatasync of a segment and how long it took; err is
-	// its failure, if any.
+	// Synced reports one sync and how long it took: an fdatasync of a
+	// segment, or a shared round's syncfs (reported by the one shard that
+	// ran it); err is its failure, if any.
 	Synced(d time.Duration, err error)
 	// DroppedCache reports bytes of synced segment data dropped from the
 	// OS page cache (cacheWindow).

@@ -9,33 +9,23 @@
 //
 // # Syncs shared across shards (issue 16)
 //
-// Each shard fdatasyncs its own segment before it acknowledges, and the
-// segments stay the only durable copy. What shards share is when they sync:
-// a store-wide SyncRounds starts their fdatasyncs in rounds (rounds.go), so
-// that the syncs of many shards are in flight together and a shard's syncer
-// takes every frame written while it waited into one sync. Measured with
-// `make bench-server` (server CPU from /proc, three alternating rounds,
-// medians; BENCHMARKS.md "Per-request cost"), against the same code without
-// rounds: PutRecord with 64 clients on 4 shards 170 -> 135 µs of server CPU
-// per record, records per fdatasync 2.9 -> 5.1; on 256 shards 252 -> 198
-// µs, records per fdatasync 1.0 -> 1.1; PutRecords unchanged within noise.
+// The segments stay the only durable copy; what shards share is the sync.
+// A store-wide SyncRounds (rounds.go) starts the shards' syncs in rounds: a
+// shard whose sync finds a round running waits, then syncs every frame its
+// writer wrote meanwhile. A round of one shard fdatasyncs its segment; the
+// shards that waited together share one syncfs of the filesystem, run once
+// every one of them has drained its frames. rounds.go gives the numbers that
+// chose syncfs over the issue's other options (a shared journal, parallel
+// fdatasyncs, sync_file_range); BENCHMARKS.md "Shared syncs" has the A/B
+// runs of `make bench-server`. In short: an fdatasync costs about 100 µs of
+// CPU on this project's VM (journal commit and device flush, per file), and
+// with 64 PutRecord clients on 256 shards a shard rarely has a second record
+// waiting, so per-shard syncs stayed at 1.1 records each; one syncfs per
+// round covers about 11 records there.
 //
-// The options the issue listed, and why the others were not taken:
-//   - One shared journal for small frames (segments written lazily) is the
-//     only one that can make one fdatasync cover records of many shards:
-//     with 64 PutRecord clients on 256 shards a shard rarely has a second
-//     record waiting, so per-shard syncs stay near one per record (1.1), and
-//     each costs about 60 µs of server CPU (30% of the CPU profile). It
-//     changes what is durable where (recovery must replay the journal into
-//     the segments before anything reads them; fsck, retention and
-//     reshards must know about it), which is beyond this change; it is the
-//     next step for the 256-shard goal.
-//   - sync_file_range plus one flush does not make an appended file's size
-//     durable (that needs a journal commit of its inode), so it would
-//     weaken the acknowledgement: refused.
-//   - Syncing a small frame on the writer goroutine when the syncer is idle
-//     (one goroutine hand-off less per frame) was measured and lost (4
-//     shards 110 -> 118 µs, 256 shards 171 -> 186, medians of three).
+// Measured and not taken: syncing a small frame on the writer goroutine
+// when the syncer is idle (one goroutine hand-off less per frame) lost (4
+// shards 110 -> 118 µs, 256 shards 171 -> 186, medians of three).
 package shard
 
 import (

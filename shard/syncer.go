@@ -66,25 +66,26 @@ func (s *Shard) syncLoop() {
 		// Wait for this sync's round (rounds.go); frames the writer wrote
 		// meanwhile join the group, as long as no barrier came first. The
 		// flights all precede the sync, so its ack still covers them.
-		s.opts.Rounds.join()
+		rd := s.opts.Rounds.join()
 		if held == nil {
 			group, held = s.drainFlights(group)
 		}
+		var err error
 		if fileOf != fl.sg {
 			if f != nil {
 				f.Close()
 			}
-			var err error
-			f, err = s.opts.FS.Open(fl.sg.path)
-			if err != nil {
-				s.opts.Rounds.leave()
+			if f, err = s.opts.FS.Open(fl.sg.path); err != nil {
 				f, fileOf = nil, nil
-				s.settle(group, err)
-				continue
+			} else {
+				fileOf = fl.sg
 			}
-			fileOf = fl.sg
 		}
-		err := s.timedSync(f.Sync)
+		if err == nil {
+			err = s.opts.Rounds.sync(rd, f.Sync, s.timedSync)
+		} else {
+			s.opts.Rounds.sync(rd, nil, s.timedSync) // the round's syncfs waits for every member
+		}
 		s.opts.Rounds.leave()
 		s.settle(group, err)
 	}

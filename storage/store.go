@@ -49,6 +49,10 @@ type Options struct {
 	// SyncInterval; a power cut may lose that window).
 	Sync         string
 	SyncInterval time.Duration
+	// SyncPerShard makes every shard fdatasync its own segment. By default
+	// (false) shards whose syncs start together share one syncfs of the
+	// data directory's filesystem (shard.SyncRounds explains the choice).
+	SyncPerShard bool
 
 	SegmentSize int64
 	SegmentAge  time.Duration
@@ -171,6 +175,7 @@ type Store struct {
 	keys   *keyring.Keyring
 	// rounds lines up the fdatasyncs of every shard (shard.SyncRounds).
 	rounds *shard.SyncRounds
+	syncer vfs.Syncer // the shared rounds' syncfs handle; nil with SyncPerShard
 
 	mu      sync.RWMutex
 	streams map[string]*stream
@@ -208,7 +213,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, log: opts.Logger, streams: map[string]*stream{}, keys: opts.Keyring, rounds: shard.NewSyncRounds(),
+	s := &Store{opts: opts, log: opts.Logger, streams: map[string]*stream{}, keys: opts.Keyring,
 		scale: scaler{streams: map[*stream]*streamScale{}}}
 	if s.keys == nil {
 		var err error
@@ -278,7 +283,18 @@ func (s *Store) openFiles() error {
 	if s.comp, err = segment.NewCompressor(); err != nil {
 		return err
 	}
-	return s.opts.FS.MkdirAll(s.streamsDir())
+	if err := s.opts.FS.MkdirAll(s.streamsDir()); err != nil {
+		return err
+	}
+	if s.opts.SyncPerShard {
+		s.rounds = shard.NewSyncRounds(nil)
+		return nil
+	}
+	if s.syncer, err = s.opts.FS.OpenSyncer(s.streamsDir()); err != nil {
+		return err
+	}
+	s.rounds = shard.NewSyncRounds(s.syncer)
+	return nil
 }
 
 // recoveryStats sums what opening every shard read.
@@ -367,6 +383,9 @@ func (s *Store) closeFiles() error {
 	}
 	if s.comp != nil {
 		s.comp.Close()
+	}
+	if s.syncer != nil {
+		errs = append(errs, s.syncer.Close())
 	}
 	if s.lock != nil {
 		errs = append(errs, s.lock.Release())

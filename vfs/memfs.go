@@ -444,6 +444,38 @@ func (f *memFile) Sync() error {
 	return nil
 }
 
+// OpenSyncer returns a Syncer whose Sync makes every file's data durable, as
+// syncfs does. Directory entries stay as they are: syncfs commits them too on
+// a real filesystem, but shardlog never relies on that (it calls SyncDir), so
+// the model keeps the weaker promise. An armed sync fault (FailNextSync)
+// fails it with nothing synced.
+func (m *MemFS) OpenSyncer(dir string) (Syncer, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.dirs[clean(dir)] {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: os.ErrNotExist}
+	}
+	return memSyncer{m}, nil
+}
+
+type memSyncer struct{ m *MemFS }
+
+func (s memSyncer) Sync() error {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.failSync; err != nil {
+		m.failSync = nil
+		return &os.PathError{Op: "syncfs", Path: "/", Err: err}
+	}
+	for _, ino := range m.files {
+		ino.synced = append(ino.synced[:0], ino.data...)
+	}
+	return nil
+}
+
+func (memSyncer) Close() error { return nil }
+
 // Truncate changes the size at once; like any metadata change it is only sure to
 // survive a crash after Sync.
 func (f *memFile) Truncate(size int64) error {

@@ -93,6 +93,33 @@ func (OS) ReadDir(dir string) ([]string, error) {
 	return names, nil
 }
 
+// OpenSyncer opens dir to call syncfs on its filesystem. Linux reports
+// writeback errors to syncfs since 5.8 (per open file, through the
+// superblock's error sequence), which is why the descriptor is kept open.
+func (OS) OpenSyncer(dir string) (Syncer, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	return osSyncer{f}, nil
+}
+
+type osSyncer struct{ f *os.File }
+
+func (o osSyncer) Sync() error {
+	for {
+		err := unix.Syncfs(int(o.f.Fd()))
+		if err != unix.EINTR {
+			if err != nil {
+				return &os.PathError{Op: "syncfs", Path: o.f.Name(), Err: err}
+			}
+			return nil
+		}
+	}
+}
+
+func (o osSyncer) Close() error { return o.f.Close() }
+
 // SyncDir fsyncs the directory itself, which is what makes a create, rename or
 // unlink inside it survive power loss on Linux filesystems.
 func (OS) SyncDir(dir string) error { return datadir.SyncDir(dir) }

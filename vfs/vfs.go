@@ -55,6 +55,21 @@ type FS interface {
 	ReadDir(dir string) ([]string, error)
 	// SyncDir makes the directory's entries (creates, renames, unlinks) durable.
 	SyncDir(dir string) error
+	// OpenSyncer returns a handle on the filesystem that holds dir, whose
+	// Sync makes the written data of every file on it durable in one call.
+	OpenSyncer(dir string) (Syncer, error)
+}
+
+// Syncer makes a whole filesystem's written data durable at once (syncfs on
+// Linux): one journal commit and one device flush for every file, where an
+// fdatasync per file costs one of each per file. Sync reports a failure of
+// any file's writeback since the Syncer was opened, without saying which
+// file's: a caller that gets an error must treat every file's unsynced data
+// as lost. It is held open for as long as it is used, because a writeback
+// failure that happened before it was opened is not reported to it.
+type Syncer interface {
+	Sync() error
+	Close() error
 }
 
 // ErrNotExist is returned (wrapped) for a missing file; it is os.ErrNotExist so

@@ -51,6 +51,7 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 		ChannelDelay:   o.channels.delay,
 		ChannelAnyMode: o.channels.anyMode,
 		Sync:           o.sync,
+		SyncPerShard:   !o.sharedSync,
 		Logger:         log.Named("storage"),
 
 		ScalingCallsPerDay: o.scalingPerDay,

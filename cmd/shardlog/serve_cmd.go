@@ -64,6 +64,7 @@ type serveOptions struct {
 	injectThrottleRate float64
 	controlPlaneLimits bool
 	gomaxprocs         int
+	sharedSync         bool
 
 	tls       tlsOptions
 	hardening hardeningOptions
@@ -201,6 +202,7 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: json or text")
 	f.StringVar(&o.sync, "sync", "always", "durability policy: always (ack after fdatasync) or interval (ack on write, sync every 50ms)")
+	f.BoolVar(&o.sharedSync, "shared-sync", true, "shards whose syncs start together share one syncfs of the data directory's filesystem; false: every shard fdatasyncs its own segment")
 	f.IntVar(&o.scalingPerDay, "scaling-calls-per-day", defaultScalingPerDay, "UpdateShardCount calls allowed per stream in any 24 hours (AWS: 10)")
 	f.Int64Var(&o.segmentSize, "segment-size", defaultSegmentSize, "roll a shard's segment file when it would exceed this many bytes")
 	f.DurationVar(&o.segmentAge, "segment-age", defaultSegmentAge, "roll a non-empty segment file this old")
