@@ -23,7 +23,8 @@ type Server struct {
 	cfg     Config
 	b       Backend
 	keys    wire.TokenKeys
-	account string // b.AccountID(), read once
+	account string  // b.AccountID(), read once
+	outBufs bufPool // response buffers (respond.go)
 	subs    *subscriptions
 	// policies caches parsed identity and resource policies (authz.go).
 	policies policyCache
