@@ -3,7 +3,6 @@ package api
 import (
 	"net/http"
 	"strconv"
-	"sync"
 
 	"github.com/shardlog/shardlog/api/wire"
 )
@@ -15,39 +14,12 @@ func (s *Server) writeOutput(rc *reqCtx, out any) {
 		s.writeBody(rc, http.StatusOK, nil)
 		return
 	}
-	buf := s.outBufs.get()
-	body, err := rc.codec.AppendEncode(*buf, out)
+	body, err := rc.codec.Encode(out)
 	if err != nil {
-		s.outBufs.put(buf)
 		s.writeError(rc, internalFailure(err))
 		return
 	}
 	s.writeBody(rc, http.StatusOK, body)
-	*buf = body
-	s.outBufs.put(buf) // Write has copied or sent body: net/http keeps no reference
-}
-
-// bufPool reuses response buffers. A GetRecords page of 10 MiB renders to
-// about 14 MB of JSON; allocating that per call cost a fifth of GetRecords'
-// server CPU in zeroing the new memory (BENCHMARKS.md "Per-request cost").
-// Buffers above maxPooledBuf are let go, so one huge answer does not stay.
-type bufPool struct{ p sync.Pool }
-
-const maxPooledBuf = 16 << 20
-
-func (b *bufPool) get() *[]byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return v
-	}
-	buf := make([]byte, 0, 512)
-	return &buf
-}
-
-func (b *bufPool) put(buf *[]byte) {
-	if cap(*buf) <= maxPooledBuf {
-		*buf = (*buf)[:0]
-		b.p.Put(buf)
-	}
 }
 
 func (s *Server) writeError(rc *reqCtx, e *wire.Error) {

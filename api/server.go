@@ -23,8 +23,7 @@ type Server struct {
 	cfg     Config
 	b       Backend
 	keys    wire.TokenKeys
-	account string  // b.AccountID(), read once
-	outBufs bufPool // response buffers (respond.go)
+	account string // b.AccountID(), read once
 	subs    *subscriptions
 	// policies caches parsed identity and resource policies (authz.go).
 	policies policyCache

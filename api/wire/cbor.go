@@ -122,9 +122,6 @@ func (cborCodec) Encode(v any) ([]byte, error) {
 	return cborEnc.Marshal(v)
 }
 
-// AppendEncode allocates: fxamacker/cbor marshals into its own buffer.
-func (c cborCodec) AppendEncode(_ []byte, v any) ([]byte, error) { return c.Encode(v) }
-
 // EncodeError writes the map {"__type": ..., "message": ...} ("Message" for
 // a SerializationException, no message when AWS sends none) with an
 // indefinite length, as AWS's CBOR writer does: the bare pre-dispatch bodies

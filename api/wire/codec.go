@@ -16,10 +16,6 @@ type Codec interface {
 	Decode(body []byte, v any) *Error
 	// Encode renders an output value or an error body.
 	Encode(v any) ([]byte, error)
-	// AppendEncode renders v as Encode does, into dst's memory when the
-	// codec can (JSON outputs that render themselves), so a caller can reuse
-	// one buffer for many responses.
-	AppendEncode(dst []byte, v any) ([]byte, error)
 	EncodeError(e *Error) []byte
 }
 
@@ -118,13 +114,9 @@ func typeErrorMessage(te *json.UnmarshalTypeError) string {
 	return "Unexpected " + jsonKind + " value"
 }
 
-func (c jsonCodec) Encode(v any) ([]byte, error) {
-	return c.AppendEncode(make([]byte, 0, 256), v)
-}
-
-func (jsonCodec) AppendEncode(dst []byte, v any) ([]byte, error) {
+func (jsonCodec) Encode(v any) ([]byte, error) {
 	if a, ok := v.(JSONAppender); ok {
-		return a.AppendJSON(dst[:0]), nil
+		return a.AppendJSON(make([]byte, 0, 256)), nil
 	}
 	return json.Marshal(v)
 }
