@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shardlog/shardlog/vfs"
 )
@@ -220,6 +221,7 @@ type sim struct {
 	dupP     float64
 	quiet    bool // the final phase: no faults, no new proposals
 	walSize  int64
+	segSize  int64 // Config.StateSegmentSize
 	attempts []*attempt
 	clients  []*client
 	stats    simStats
@@ -286,6 +288,7 @@ func newSim(seed uint64, opt simOptions) (*sim, error) {
 	}
 	// Small WAL files, so that every seed rolls and truncates many times.
 	s.walSize = int64(1<<10 + s.rng.IntN(3<<10))
+	s.segSize = int64(512 + s.rng.IntN(2<<10))
 	for i := range opt.nodes {
 		s.nodes = append(s.nodes, &simNode{id: uint64(i + 1), fs: vfs.NewMemFS()})
 	}
@@ -302,8 +305,11 @@ func newSim(seed uint64, opt simOptions) (*sim, error) {
 
 func (s *sim) config(n *simNode) Config {
 	// A replica more than 12 entries behind is left to catch up by snapshot.
+	// Small segments too, so that groups' segment files roll; the clock is
+	// the step counter, so arrival times replay with the seed.
 	cfg := Config{NodeID: n.id, FS: n.fs, Dir: "/data", Transport: simTransport{s}, Rand: s.rng,
-		WALSegmentSize: s.walSize, CompactMinEntries: 8, SnapshotLagEntries: 12}
+		WALSegmentSize: s.walSize, CompactMinEntries: 8, SnapshotLagEntries: 12, StateSegmentSize: s.segSize,
+		Now: func() time.Time { return time.UnixMilli(1_700_000_000_000 + int64(s.now)*10) }}
 	// A power cut inside a WAL roll or truncation, at any of its steps.
 	cfg.crashAt = func(point string) bool {
 		if n.crashAt == point && point != "" {
