@@ -63,8 +63,8 @@ type segState struct {
 	comp  *segment.Compressor
 	dir   string // the group's directory
 	group uint64
-	size  int64            // a segment rolls once it would pass this
-	now   func() int64     // Unix ns, for segment headers
+	size  int64              // a segment rolls once it would pass this
+	now   func() int64       // Unix ns, for segment headers
 	crash func(string) error // the host's crash points (tests)
 
 	mu      sync.RWMutex
