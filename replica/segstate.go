@@ -282,9 +282,14 @@ func (s *segState) recoverSeg(sg *stateSeg, newest bool) (bool, error) {
 		return false, fmt.Errorf("%w: segment %s: %s at offset %d: %v", segment.ErrCorrupt, sg.path, res.Tail, res.BadOffset, res.BadErr)
 	}
 	sg.start, sg.frames, sg.lastSeq, sg.end = res.Header.Size(), res.Frames, res.LastSeq, res.ValidEnd
-	if size > res.ValidEnd {
-		// A torn tail, or zeros (the size reached the disk, the data did not).
-		if err := s.truncate(sg.path, res.ValidEnd); err != nil {
+	if newest {
+		// A torn tail, or zeros (the size reached the disk, the data did
+		// not), is cut. And what is left is synced either way: after a
+		// clean close or a process crash its unsynced frames are still
+		// readable, but the next segment will be created after it and the
+		// WAL truncated behind both, and a later power cut must not take
+		// them from what is then a sealed segment.
+		if err := s.truncate(sg.path, min(size, res.ValidEnd)); err != nil {
 			return false, err
 		}
 	}
@@ -305,14 +310,19 @@ func (s *segState) removeSeg(sg *stateSeg) error {
 	return s.fs.SyncDir(path.Dir(sg.path))
 }
 
+// truncate cuts a file to size (if longer) and syncs it.
 func (s *segState) truncate(name string, size int64) error {
 	f, err := s.fs.OpenRW(name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := f.Truncate(size); err != nil {
+	if cur, err := f.Size(); err != nil {
 		return err
+	} else if cur > size {
+		if err := f.Truncate(size); err != nil {
+			return err
+		}
 	}
 	return f.Sync()
 }

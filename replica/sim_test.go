@@ -102,7 +102,7 @@ func TestSimulation(t *testing.T) {
 	}
 }
 
-// TestSimulationCatchesBrokenHosts proves the simulation can fail, with two
+// TestSimulationCatchesBrokenHosts proves the simulation can fail, with
 // deliberately broken hosts:
 //   - the WAL is never fdatasync'd: a node that loses entries it acknowledged
 //     trips raft's own check ("tocommit is out of range") or the checker;
@@ -111,7 +111,10 @@ func TestSimulation(t *testing.T) {
 //     acknowledged record lost or its sequence number given to another;
 //   - after a restart, raft's configuration is the compaction point's, not the
 //     latest applied: a node counts votes or acknowledgements of a stale
-//     configuration (an acknowledged record is lost), or the group stalls.
+//     configuration (an acknowledged record is lost), or the group stalls;
+//   - WAL files are deleted without the segments behind them fdatasync'd: a
+//     power cut takes applied records that no log holds any more (a replica's
+//     log differs from its leader's, or an acknowledged record is lost).
 func TestSimulationCatchesBrokenHosts(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -121,6 +124,7 @@ func TestSimulationCatchesBrokenHosts(t *testing.T) {
 		{"ack without fdatasync", func(c *Config) { c.skipSync = true }, ""},
 		{"ack on append, before commit", func(c *Config) { c.ackOnAppend = true }, "acknowledged"},
 		{"conf changes not re-applied after a restart", func(c *Config) { c.skipReappliedConf = true }, ""},
+		{"WAL truncated before the segments' fdatasync", func(c *Config) { c.skipStateSync = true }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var caught []string
