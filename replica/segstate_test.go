@@ -141,7 +141,26 @@ func TestReadApplied(t *testing.T) {
 	runSolo(t, s, 2000, func() bool { return s.next >= 40 })
 	s.h.Close()
 	s.open() // the records now come from segments written by another incarnation
+	// A reader beside the Ready loop (ReadApplied takes no host lock while
+	// it reads): what it sees is always a prefix of the final log.
+	stop, seen := make(chan struct{}), make(chan []Record, 1)
+	go func() {
+		var last []Record
+		for {
+			select {
+			case <-stop:
+				seen <- last
+				return
+			default:
+			}
+			if recs, err := s.h.ReadApplied(1, 0, 1<<30, 1<<30); err == nil {
+				last = recs
+			}
+		}
+	}()
 	runSolo(t, s, 2000, func() bool { return s.next >= 80 && s.current == nil })
+	close(stop)
+	partial := <-seen
 
 	var want []Record
 	var arrival int64
@@ -156,6 +175,9 @@ func TestReadApplied(t *testing.T) {
 	}
 	if got := s.h.Records(1); !sameStored(got, want) {
 		t.Fatalf("Records: %d records, want %d: %+v", len(got), len(want), got[:min(3, len(got))])
+	}
+	if !sameStored(partial, want[:min(len(partial), len(want))]) || len(partial) > len(want) {
+		t.Fatalf("a concurrent read saw %d records, not a prefix of the %d", len(partial), len(want))
 	}
 	if len(s.h.groups[1].state.(*segState).segs) < 3 {
 		t.Fatal("the segments did not roll")
