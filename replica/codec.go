@@ -129,10 +129,12 @@ type proposalKey struct {
 	node, incarnation, id uint64
 }
 
-// encodeProposal is an entry's Data: the key, then the records, each with its
-// length.
-func encodeProposal(k proposalKey, records [][]byte) []byte {
-	n := 28
+// encodeProposal is an entry's Data: the key, the leader's arrival time of
+// the records (Unix ms), then the records, each with its length. The arrival
+// travels in the entry so that every replica stores the same one (the
+// leader's clock, not its own).
+func encodeProposal(k proposalKey, arrivalMs int64, records [][]byte) []byte {
+	n := proposalHeader
 	for _, r := range records {
 		n += 4 + len(r)
 	}
@@ -140,6 +142,7 @@ func encodeProposal(k proposalKey, records [][]byte) []byte {
 	b = le.AppendUint64(b, k.node)
 	b = le.AppendUint64(b, k.incarnation)
 	b = le.AppendUint64(b, k.id)
+	b = le.AppendUint64(b, uint64(arrivalMs))
 	b = le.AppendUint32(b, uint32(len(records)))
 	for _, r := range records {
 		b = le.AppendUint32(b, uint32(len(r)))
@@ -148,21 +151,25 @@ func encodeProposal(k proposalKey, records [][]byte) []byte {
 	return b
 }
 
-func decodeProposal(data []byte) (proposalKey, [][]byte, error) {
+// proposalHeader is the size of a proposal's fixed part: key, arrival, count.
+const proposalHeader = 24 + 8 + 4
+
+func decodeProposal(data []byte) (proposalKey, int64, [][]byte, error) {
 	r := reader{b: data}
 	k := proposalKey{node: r.u64(), incarnation: r.u64(), id: r.u64()}
+	arrival := int64(r.u64())
 	n := r.u32()
 	if n > MaxRecordsPerProposal {
-		return k, nil, errCorrupt
+		return k, 0, nil, errCorrupt
 	}
 	recs := make([][]byte, 0, n)
 	for i := uint32(0); i < n && !r.bad; i++ {
 		recs = append(recs, r.take(int(r.u32())))
 	}
 	if !r.done() {
-		return k, nil, errCorrupt
+		return k, 0, nil, errCorrupt
 	}
-	return k, recs, nil
+	return k, arrival, recs, nil
 }
 
 // GroupMessage is one raft message of one group.

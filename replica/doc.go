@@ -22,12 +22,17 @@
 // ordinal is never reused across leader changes.
 //
 // The WAL is a sequence of files that roll at Config.WALSegmentSize. Applied
-// entries go to a per-group state file (a stand-in for the shard's segment
-// files) without an fdatasync; at a roll the state files are synced, each
-// group's log is compacted to the point its leader last proposed (below every
-// replica's match index, so no replica ever needs a snapshot) or to its
-// durable-applied index if lower, and the oldest WAL files holding only
-// compacted entries are deleted (host.go maybeRoll, wal.go).
+// entries go to the group's own segment files (segstate.go: the segment
+// package's format, under Dir/groups/<id>/, one frame per group per round)
+// without an fdatasync; at a roll the segments are synced, each group's log
+// is compacted to the point its leader last proposed (below every replica's
+// match index, so no replica ever needs a snapshot) or to its durable-applied
+// index if lower, and the oldest WAL files holding only compacted entries are
+// deleted (host.go maybeRoll, wal.go). The segments are the only place a
+// group's records are kept: Host.ReadApplied reads them, and a restart
+// re-applies from the WAL only what a power cut took from their tail. Each
+// record's ordinal is Ordinal(index, position) and its arrival time the
+// leader's, carried in the entry.
 //
 // TCPTransport (transport.go) carries the batches between processes.
 //
@@ -41,7 +46,7 @@
 // configuration is persisted in its log and in compaction and snapshot
 // frames. Placement (placement.go) decides which node holds which replica.
 //
-// What is not here yet (docs/cluster.md §12): segment files as the state machine,
-// quiescence and single-message coalesced heartbeats, and wiring into
-// `shardlog serve`.
+// What is not here yet (docs/cluster.md §12): snapshots as segment file lists
+// (a snapshot is still the state rendered as bytes in MsgSnap), quiescence and
+// single-message coalesced heartbeats, and wiring into `shardlog serve`.
 package replica

@@ -6,14 +6,17 @@ import (
 	"io"
 	"log"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
 
+	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/vfs"
 )
 
@@ -55,7 +58,7 @@ type GroupConfig struct {
 type Config struct {
 	NodeID    uint64 // never 0, never reused for another disk
 	FS        vfs.FS
-	Dir       string // holds the WAL
+	Dir       string // holds the WAL, and each group's segments under groups/ (segstate.go)
 	Groups    []GroupConfig
 	Transport Transport
 	// ElectionTicks and HeartbeatTicks are raft's ElectionTick and
@@ -84,6 +87,16 @@ type Config struct {
 	// Applier, if set, is told every group's applied records (read.go).
 	Applier Applier
 
+	// Now is the clock a leader stamps its proposals' arrival time with
+	// (default time.Now); every replica stores the leader's time.
+	Now func() time.Time
+	// Compressor compresses the groups' segment frames; nil: the host makes
+	// its own and closes it at Close.
+	Compressor *segment.Compressor
+	// StateSegmentSize: a group's segment file rolls once it would pass this
+	// size (default DefaultStateSegmentSize).
+	StateSegmentSize int64
+
 	// crashAt, when it returns true at a named point of a WAL roll or
 	// truncation, stops the host there as a power cut would (tests only).
 	crashAt func(point string) bool
@@ -98,12 +111,17 @@ type Config struct {
 	// changes the applied state already holds are not handed to raft again,
 	// so its configuration stays the compaction point's.
 	skipReappliedConf bool
+	// skipStateSync is another: the segments are not fdatasync'd before the
+	// WAL behind them is deleted.
+	skipStateSync bool
 }
 
-// Record is an applied record and its ordinal.
+// Record is an applied record, its ordinal and its arrival time (Unix ms,
+// the leader's clock, never below the previous record's).
 type Record struct {
-	Seq  uint64
-	Data []byte
+	Seq       uint64
+	ArrivalMs int64
+	Data      []byte
 }
 
 // Proposal is a pending Propose: Done closes when it is decided.
@@ -138,6 +156,7 @@ type Host struct {
 	order       []uint64 // group IDs, sorted: every loop over groups is deterministic
 	stopped     error
 	kick        chan struct{}
+	ownComp     bool // cfg.Compressor was made by Open: Close closes it
 	// snapshotsSent and snapshotsInstalled count this host's (tests).
 	snapshotsSent, snapshotsInstalled int
 }
@@ -150,8 +169,7 @@ type group struct {
 	rn      *raft.RawNode
 	ms      *raft.MemoryStorage
 	applied uint64
-	records []Record
-	state   appliedState
+	state   appliedState // the group's segments: its records live only there
 	// Log compaction (docs/cluster.md §2): compactTo is the highest point
 	// the group agreed on through a compaction entry (every replica had the
 	// log up to it when its leader proposed it); durable is the applied
@@ -188,6 +206,31 @@ func Open(cfg Config) (*Host, error) {
 	if cfg.SnapshotLagEntries == 0 {
 		cfg.SnapshotLagEntries = 100000
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.StateSegmentSize == 0 {
+		cfg.StateSegmentSize = DefaultStateSegmentSize
+	}
+	ownComp := cfg.Compressor == nil
+	if ownComp {
+		c, err := segment.NewCompressor()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Compressor = c
+	}
+	h, err := open(cfg)
+	if err != nil && ownComp {
+		cfg.Compressor.Close()
+	}
+	if h != nil {
+		h.ownComp = ownComp
+	}
+	return h, err
+}
+
+func open(cfg Config) (*Host, error) {
 	w, payloads, err := openWAL(cfg.FS, cfg.Dir)
 	if err != nil {
 		return nil, err
@@ -255,37 +298,30 @@ func addedGroups(payloads []walPayload) ([]GroupConfig, error) {
 
 func errUnknownGroup(id uint64) error { return fmt.Errorf("replica: unknown group %d", id) }
 
-// restoreState loads a group's applied records from its state file.
+// restoreState opens a group's segments: the group has applied everything
+// they hold (recovery replays the rest from the WAL).
 func (h *Host) restoreState(g *group) error {
-	if err := h.loadState(g); err != nil {
-		return err
-	}
-	if h.cfg.Applier != nil {
-		h.cfg.Applier.Restored(g.id, slices.Clone(g.records))
-	}
-	return nil
-}
-
-func (h *Host) loadState(g *group) error {
-	st, frames, err := openState(h.cfg.FS, h.cfg.Dir, g.id)
+	st, err := openSegState(&segState{fs: h.cfg.FS, comp: h.cfg.Compressor, dir: groupDir(h.cfg.Dir, g.id), group: g.id,
+		size: h.cfg.StateSegmentSize, now: func() int64 { return h.cfg.Now().UnixNano() }})
 	if err != nil {
 		return err
 	}
 	g.state = st
-	for _, f := range frames {
-		if len(f.data) == 0 && f.index >= g.applied { // a snapshot's marker
-			g.applied = f.index
-			continue
-		}
-		_, recs, err := decodeProposal(f.data)
-		if err != nil || f.index <= g.applied {
-			return fmt.Errorf("%w: group %d state at index %d", errCorrupt, g.id, f.index)
-		}
-		for i, data := range recs {
-			g.records = append(g.records, Record{Seq: Ordinal(f.index, i), Data: data})
-		}
-		g.applied = f.index
+	g.applied = st.held()
+	return h.restored(g)
+}
+
+// restored hands the Applier the group's whole state, read back from its
+// segments (only when there is an Applier: it is the whole history).
+func (h *Host) restored(g *group) error {
+	if h.cfg.Applier == nil {
+		return nil
 	}
+	recs, err := g.state.read(0, math.MaxInt, math.MaxInt)
+	if err != nil {
+		return err
+	}
+	h.cfg.Applier.Restored(g.id, recs)
 	return nil
 }
 
@@ -537,7 +573,7 @@ func (h *Host) Propose(group uint64, records [][]byte) (*Proposal, error) {
 	term := g.rn.BasicStatus().GetTerm()
 	h.nextID++
 	key := proposalKey{node: h.cfg.NodeID, incarnation: h.incarnation, id: h.nextID}
-	if err := g.rn.Propose(encodeProposal(key, records)); err != nil {
+	if err := g.rn.Propose(encodeProposal(key, h.cfg.Now().UnixMilli(), records)); err != nil {
 		return nil, ErrNotLeader // raft dropped it (a leadership transfer, say): nothing appended
 	}
 	p := &Proposal{term: term, done: make(chan struct{})}
@@ -687,14 +723,14 @@ func (h *Host) apply(g *group, e *pb.Entry) error {
 	}
 	g.applied = idx
 	if e.GetType() == pb.EntryNormal && len(e.GetData()) > 0 {
-		key, recs, err := decodeProposal(e.GetData())
+		key, arrival, recs, err := decodeProposal(e.GetData())
 		if err != nil {
 			return fmt.Errorf("group %d index %d: %w", g.id, idx, err)
 		}
 		if key.node == 0 {
 			h.applyCommand(g, key)
 		} else {
-			h.applyRecords(g, e, key, recs)
+			h.applyRecords(g, e, key, arrival, recs)
 		}
 	}
 	for id, p := range g.pending {
@@ -708,16 +744,14 @@ func (h *Host) apply(g *group, e *pb.Entry) error {
 
 // applyRecords adds an entry's records to the group's state and answers its
 // proposal if this incarnation made it.
-func (h *Host) applyRecords(g *group, e *pb.Entry, key proposalKey, recs [][]byte) {
-	idx := e.GetIndex()
-	g.state.add(idx, e.GetData())
-	seqs := make([]uint64, len(recs))
-	for i, data := range recs {
-		seqs[i] = Ordinal(idx, i)
-		g.records = append(g.records, Record{Seq: seqs[i], Data: data})
+func (h *Host) applyRecords(g *group, e *pb.Entry, key proposalKey, arrival int64, recs [][]byte) {
+	stored := g.state.add(e.GetIndex(), arrival, recs)
+	seqs := make([]uint64, len(stored))
+	for i, r := range stored {
+		seqs[i] = r.Seq
 	}
 	if h.cfg.Applier != nil {
-		h.cfg.Applier.Applied(g.id, slices.Clone(g.records[len(g.records)-len(recs):]))
+		h.cfg.Applier.Applied(g.id, stored)
 	}
 	if _, own := h.ownKey(e); own {
 		if p := g.pending[key.id]; p != nil {
@@ -732,7 +766,7 @@ func (h *Host) applyRecords(g *group, e *pb.Entry, key proposalKey, recs [][]byt
 const cmdCompact = 1 // id: the compaction point
 
 func encodeCommand(cmd, arg uint64) []byte {
-	return encodeProposal(proposalKey{incarnation: cmd, id: arg}, nil)
+	return encodeProposal(proposalKey{incarnation: cmd, id: arg}, 0, nil)
 }
 
 func (h *Host) applyCommand(g *group, key proposalKey) {
@@ -778,8 +812,10 @@ func (h *Host) maybeRoll() error {
 	}
 	for _, id := range h.order {
 		g := h.groups[id]
-		if err := g.state.sync(); err != nil {
-			return err
+		if !h.cfg.skipStateSync {
+			if err := g.state.sync(); err != nil {
+				return err
+			}
 		}
 		g.durable = g.applied
 	}
@@ -875,17 +911,11 @@ func (h *Host) Close() error {
 	for _, id := range h.order {
 		h.groups[id].state.close()
 	}
-	return h.wal.f.Close()
-}
-
-// Records returns a copy of the group's applied records, in order.
-func (h *Host) Records(group uint64) []Record {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if g := h.groups[group]; g != nil {
-		return slices.Clone(g.records)
+	if h.ownComp {
+		h.cfg.Compressor.Close()
+		h.ownComp = false
 	}
-	return nil
+	return h.wal.f.Close()
 }
 
 // Status is a group's state as this node sees it.
@@ -913,7 +943,7 @@ func (h *Host) brokenAckOnAppend(g *group, ents []*pb.Entry) {
 	for _, e := range ents {
 		k, own := h.ownKey(e)
 		if p := g.pending[k.id]; own && p != nil {
-			_, recs, _ := decodeProposal(e.GetData())
+			_, _, recs, _ := decodeProposal(e.GetData())
 			seqs := make([]uint64, len(recs))
 			for i := range recs {
 				seqs[i] = Ordinal(e.GetIndex(), i)

@@ -110,9 +110,9 @@ func TestBatchRoundTrip(t *testing.T) {
 func TestProposalCodec(t *testing.T) {
 	k := proposalKey{node: 2, incarnation: 5, id: 11}
 	recs := [][]byte{[]byte("a"), {}, []byte("ccc")}
-	gotK, gotR, err := decodeProposal(encodeProposal(k, recs))
-	if err != nil || gotK != k || !slices.EqualFunc(gotR, recs, slices.Equal) {
-		t.Fatalf("%v %v %v", gotK, gotR, err)
+	gotK, gotA, gotR, err := decodeProposal(encodeProposal(k, -7, recs))
+	if err != nil || gotK != k || gotA != -7 || !slices.EqualFunc(gotR, recs, slices.Equal) {
+		t.Fatalf("%v %v %v %v", gotK, gotA, gotR, err)
 	}
 	if Ordinal(3, 2) != 3<<16|2 || Ordinal(3, MaxRecordsPerProposal-1) >= Ordinal(4, 0) {
 		t.Fatal("ordinals of consecutive entries overlap")

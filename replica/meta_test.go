@@ -65,7 +65,7 @@ func streamOp(name, status string) MetaOp {
 // commits. Two compare-and-set updates from the same version: exactly one
 // commits. A ReadIndex read on a follower sees the acknowledged write. After
 // the cluster settles every node holds the same state, and a whole-cluster
-// power cut and restart rebuild it identically from the state files and WALs.
+// power cut and restart rebuild it identically from the segments and WALs.
 // Seeds with message loss and duplication, and without.
 func TestMetaGroup(t *testing.T) {
 	for seed := uint64(1); seed <= 4; seed++ {

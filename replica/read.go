@@ -1,13 +1,15 @@
 package replica
 
 import (
+	"fmt"
+	"math"
 	"slices"
 )
 
 // Applier is told, from the host's apply loop, what a group applies: every
 // applied entry's records in log order (Applied), and the whole state when it
-// is replaced: at Open, from the state file, and when a snapshot is installed
-// (Restored). It is called with the host's lock held and must not call the
+// is replaced: at Open, read back from the group's segments, and when a
+// snapshot is installed (Restored). It is called with the host's lock held and must not call the
 // host. A state machine built on a group (the metadata group, meta.go) is an
 // Applier: it sees the same records in the same order on every node.
 type Applier interface {
@@ -76,4 +78,34 @@ func (h *Host) settleReads(g *group, states []readState) {
 type readState struct {
 	index uint64
 	ctx   []byte
+}
+
+// ReadApplied returns the group's applied records with ordinal >= fromOrdinal,
+// oldest first, read from its segments: at most maxRecords, and at most
+// maxBytes of data except that the first record is returned whatever its
+// size. Everything applied is readable (each Ready round writes what it
+// applied before it ends). The read runs without the host's lock, so it does
+// not hold up the Ready loop.
+func (h *Host) ReadApplied(group, fromOrdinal uint64, maxRecords, maxBytes int) ([]Record, error) {
+	if maxRecords <= 0 || maxBytes <= 0 {
+		return nil, fmt.Errorf("replica: ReadApplied limits %d records, %d bytes", maxRecords, maxBytes)
+	}
+	h.mu.Lock()
+	g := h.groups[group]
+	h.mu.Unlock()
+	if g == nil {
+		return nil, errUnknownGroup(group)
+	}
+	return g.state.read(fromOrdinal, maxRecords, maxBytes)
+}
+
+// Records returns the group's applied records, in order (ReadApplied from
+// the start, without limits: for tests and the simulation). It is nil for
+// an unknown group or a failed read.
+func (h *Host) Records(group uint64) []Record {
+	recs, err := h.ReadApplied(group, 0, math.MaxInt, math.MaxInt)
+	if err != nil {
+		return nil
+	}
+	return recs
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shardlog/shardlog/vfs"
 )
@@ -101,7 +102,7 @@ func TestSimulation(t *testing.T) {
 	}
 }
 
-// TestSimulationCatchesBrokenHosts proves the simulation can fail, with two
+// TestSimulationCatchesBrokenHosts proves the simulation can fail, with
 // deliberately broken hosts:
 //   - the WAL is never fdatasync'd: a node that loses entries it acknowledged
 //     trips raft's own check ("tocommit is out of range") or the checker;
@@ -110,7 +111,10 @@ func TestSimulation(t *testing.T) {
 //     acknowledged record lost or its sequence number given to another;
 //   - after a restart, raft's configuration is the compaction point's, not the
 //     latest applied: a node counts votes or acknowledgements of a stale
-//     configuration (an acknowledged record is lost), or the group stalls.
+//     configuration (an acknowledged record is lost), or the group stalls;
+//   - WAL files are deleted without the segments behind them fdatasync'd: a
+//     power cut takes applied records that no log holds any more (a replica's
+//     log differs from its leader's, or an acknowledged record is lost).
 func TestSimulationCatchesBrokenHosts(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -120,6 +124,7 @@ func TestSimulationCatchesBrokenHosts(t *testing.T) {
 		{"ack without fdatasync", func(c *Config) { c.skipSync = true }, ""},
 		{"ack on append, before commit", func(c *Config) { c.ackOnAppend = true }, "acknowledged"},
 		{"conf changes not re-applied after a restart", func(c *Config) { c.skipReappliedConf = true }, ""},
+		{"WAL truncated before the segments' fdatasync", func(c *Config) { c.skipStateSync = true }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var caught []string
@@ -220,6 +225,7 @@ type sim struct {
 	dupP     float64
 	quiet    bool // the final phase: no faults, no new proposals
 	walSize  int64
+	segSize  int64 // Config.StateSegmentSize
 	attempts []*attempt
 	clients  []*client
 	stats    simStats
@@ -286,6 +292,7 @@ func newSim(seed uint64, opt simOptions) (*sim, error) {
 	}
 	// Small WAL files, so that every seed rolls and truncates many times.
 	s.walSize = int64(1<<10 + s.rng.IntN(3<<10))
+	s.segSize = int64(512 + s.rng.IntN(2<<10))
 	for i := range opt.nodes {
 		s.nodes = append(s.nodes, &simNode{id: uint64(i + 1), fs: vfs.NewMemFS()})
 	}
@@ -302,8 +309,11 @@ func newSim(seed uint64, opt simOptions) (*sim, error) {
 
 func (s *sim) config(n *simNode) Config {
 	// A replica more than 12 entries behind is left to catch up by snapshot.
+	// Small segments too, so that groups' segment files roll; the clock is
+	// the step counter, so arrival times replay with the seed.
 	cfg := Config{NodeID: n.id, FS: n.fs, Dir: "/data", Transport: simTransport{s}, Rand: s.rng,
-		WALSegmentSize: s.walSize, CompactMinEntries: 8, SnapshotLagEntries: 12}
+		WALSegmentSize: s.walSize, CompactMinEntries: 8, SnapshotLagEntries: 12, StateSegmentSize: s.segSize,
+		Now: func() time.Time { return time.UnixMilli(1_700_000_000_000 + int64(s.now)*10) }}
 	// A power cut inside a WAL roll or truncation, at any of its steps.
 	cfg.crashAt = func(point string) bool {
 		if n.crashAt == point && point != "" {

@@ -1,9 +1,6 @@
 package replica
 
 import (
-	"fmt"
-	"slices"
-
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
@@ -21,7 +18,7 @@ import (
 // groupStorage is raft's Storage for a group: the MemoryStorage, except that
 // a snapshot is built on demand from the applied state. MemoryStorage's own
 // snapshot after a restart or a compaction carries only metadata (the log is
-// compacted behind state that lives in the state file, not in it).
+// compacted behind state that lives in the group's segments, not in it).
 type groupStorage struct {
 	*raft.MemoryStorage
 	g *group
@@ -53,42 +50,24 @@ func (s groupStorage) Snapshot() (*pb.Snapshot, error) {
 // fdatasync, in HandleReady.
 func (h *Host) installSnapshot(g *group, snap *pb.Snapshot) error {
 	idx, term := snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
-	frames, err := g.state.install(idx, snap.GetData(), h.crash)
-	if err != nil {
+	if err := g.state.install(idx, snap.GetData(), h.crash); err != nil {
 		return err
 	}
-	g.records = g.records[:0]
-	var settled []func() // own proposals answered, once the Applier has the state
-	for _, f := range frames {
-		if len(f.data) == 0 {
-			continue
-		}
-		key, recs, err := decodeProposal(f.data)
-		if err != nil {
-			return fmt.Errorf("group %d snapshot at %d: %w", g.id, f.index, err)
-		}
-		seqs := make([]uint64, len(recs))
-		for i, data := range recs {
-			seqs[i] = Ordinal(f.index, i)
-			g.records = append(g.records, Record{Seq: seqs[i], Data: data})
-		}
-		if p := g.pending[key.id]; p != nil && key.node == h.cfg.NodeID && key.incarnation == h.incarnation {
-			delete(g.pending, key.id)
-			settled = append(settled, func() { p.finish(seqs, nil) })
-		}
+	if err := h.restored(g); err != nil {
+		return err
 	}
-	if h.cfg.Applier != nil {
-		h.cfg.Applier.Restored(g.id, slices.Clone(g.records))
-	}
-	for _, f := range settled {
-		f()
-	}
-	// A pending proposal of a term below the snapshot's last entry's that is
-	// not in it never commits (the argument of Host.apply).
+	// The segments keep no proposal keys, so the snapshot cannot say which
+	// of this node's pending proposals it holds. One of the snapshot's last
+	// term or below may be in it (a deposed leader's own entry), or never
+	// commit, or (the snapshot's term only) commit later from the leader's
+	// log: it is indeterminate here, never ErrDropped. A later apply of its
+	// entry finds it gone. (The state file this replaced kept the keys and
+	// answered those in the snapshot exactly; the case needs a deposed
+	// leader still waiting on its proposals to fall a snapshot behind.)
 	for id, p := range g.pending {
-		if p.term < term {
+		if p.term <= term {
 			delete(g.pending, id)
-			p.finish(nil, ErrDropped)
+			p.finish(nil, ErrStopped)
 		}
 	}
 	cs := snap.GetMetadata().GetConfState()

@@ -27,12 +27,17 @@ type solo struct {
 	next    int
 	current *attempt
 	all     []*attempt
+	tweak   func(*Config)        // optional: changes the host's configuration
+	records func(n int) []string // optional: the records of the n-th proposal (default one)
 }
 
 func (s *solo) open() {
 	s.t.Helper()
 	cfg := Config{NodeID: 1, FS: s.fs, Dir: "/d", Groups: []GroupConfig{{ID: 1, Peers: []uint64{1}}},
 		Transport: nopTransport{}, Rand: rand.New(rand.NewPCG(1, 1)), WALSegmentSize: 400, CompactMinEntries: 2}
+	if s.tweak != nil {
+		s.tweak(&cfg)
+	}
 	cfg.crashAt = func(p string) bool {
 		if s.armed && p == s.point {
 			s.armed = false
@@ -55,8 +60,15 @@ func (s *solo) step() error {
 	if s.current == nil {
 		s.next++
 		a := &attempt{group: 1, records: []string{fmt.Sprint("r", s.next)}, outcome: failed}
+		if s.records != nil {
+			a.records = s.records(s.next)
+		}
 		s.all = append(s.all, a)
-		if p, err := s.h.Propose(1, [][]byte{[]byte(a.records[0])}); err == nil {
+		data := make([][]byte, len(a.records))
+		for i, r := range a.records {
+			data[i] = []byte(r)
+		}
+		if p, err := s.h.Propose(1, data); err == nil {
 			a.proposal, a.outcome, s.current = p, pending, a
 		}
 	}
