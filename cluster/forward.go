@@ -32,7 +32,8 @@ import (
 // leader it knows of; nothing was proposed, so the sender retries there.
 const (
 	pathPrefix = "/_cluster/v1/"
-	authHeader = "X-Shardlog-Cluster-Auth"
+	// AuthHeader carries ForwardAuth(secret) on internal requests.
+	AuthHeader = "X-Shardlog-Cluster-Auth"
 	// maxForwardBody bounds a forwarded body: a PutRecords carries at most
 	// 10 MiB of data and keys plus 8 bytes of framing per record.
 	maxForwardBody = 16 << 20
@@ -69,7 +70,7 @@ func (n *Node) Handler(next http.Handler) http.Handler {
 			return
 		}
 		keys := n.keys.Load()
-		if keys == nil || subtle.ConstantTimeCompare([]byte(r.Header.Get(authHeader)), []byte(keys.forward)) != 1 {
+		if keys == nil || subtle.ConstantTimeCompare([]byte(r.Header.Get(AuthHeader)), []byte(keys.forward)) != 1 {
 			http.Error(w, "not a node of this cluster", http.StatusForbidden)
 			return
 		}
@@ -178,7 +179,7 @@ func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any
 	if err != nil {
 		return err
 	}
-	req.Header.Set(authHeader, keys.forward)
+	req.Header.Set(AuthHeader, keys.forward)
 	resp, err := n.client.Do(req)
 	if err != nil {
 		var op *net.OpError

@@ -14,11 +14,11 @@ import (
 // The metadata group's keys (replica.MetaMachine state). Streams and
 // placement use the replica package's keys; the rest are cluster mode's.
 const (
-	metaGroup uint64 = 1 // the metadata group; shard groups are allocated from 2
-	keySecret        = "cluster/secret"
-	keyAlloc         = "cluster/alloc"
-	nodePrefix       = "node/"
-	streamPrefix     = "stream/"
+	metaGroup    uint64 = 1 // the metadata group; shard groups are allocated from 2
+	keySecret           = "cluster/secret"
+	keyAlloc            = "cluster/alloc"
+	nodePrefix          = "node/"
+	streamPrefix        = "stream/"
 )
 
 func nodeKey(id uint64) string { return fmt.Sprintf("%s%d", nodePrefix, id) }

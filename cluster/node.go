@@ -123,8 +123,7 @@ func (n *Node) awaitSecret(ctx context.Context) error {
 			secret = rec.Secret
 		}
 		if secret != "" {
-			n.keys.Store(&secretKeys{iterator: derive(secret, "shardlog iterator key"),
-				forward: hex.EncodeToString(derive(secret, "shardlog forwarding"))})
+			n.keys.Store(&secretKeys{iterator: derive(secret, "shardlog iterator key"), forward: ForwardAuth(secret)})
 			return nil
 		}
 		select {
@@ -138,7 +137,14 @@ func (n *Node) awaitSecret(ctx context.Context) error {
 // secretKeys are the keys derived from the cluster secret.
 type secretKeys struct {
 	iterator []byte // api's iterator and pagination tokens
-	forward  string // the value of authHeader on forwarded requests
+	forward  string // the value of AuthHeader on forwarded requests
+}
+
+// ForwardAuth is the value of AuthHeader that internal requests of a
+// cluster with this secret carry (an operator's tool, or a test, reading
+// GET /_cluster/v1/status sends it too).
+func ForwardAuth(secret string) string {
+	return hex.EncodeToString(derive(secret, "shardlog forwarding"))
 }
 
 func derive(secret, purpose string) []byte {
