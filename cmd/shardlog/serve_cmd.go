@@ -563,7 +563,9 @@ func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, m
 	}
 	handler := api.New(cfg, store)
 	var front http.Handler = o.withConsole(handler, verifier != nil, metrics)
-	if c, ok := store.(interface{ Handler(http.Handler) http.Handler }); ok {
+	if c, ok := store.(interface {
+		Handler(http.Handler) http.Handler
+	}); ok {
 		front = c.Handler(front) // cluster mode's internal endpoints (forwarding)
 	}
 	h := o.hardening
