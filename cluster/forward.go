@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/shardlog/shardlog/replica"
 )
@@ -175,6 +176,11 @@ func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any
 	if keys == nil {
 		return errUnreachable // this node cannot authenticate to peers before it knows the secret
 	}
+	// The leader answers within proposalTimeout; a peer that stops
+	// answering altogether (a partition on an open connection) must not
+	// hold the request for ever.
+	ctx, cancel := context.WithTimeout(ctx, proposalTimeout+5*time.Second)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+pathPrefix+path, bytes.NewReader(body))
 	if err != nil {
 		return err

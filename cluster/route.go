@@ -17,8 +17,10 @@ func (e *notLeaderError) Error() string {
 	return fmt.Sprintf("cluster: peer does not lead the group (leader hint %d)", e.hint)
 }
 
-// maxForwards bounds the forwards of one request: the first, then retries
-// at a new leader hint (docs/cluster.md §6).
+// maxForwards bounds the "not the leader" answers one request follows: the
+// first forward, then retries at a new leader hint (docs/cluster.md §6). A
+// peer that cannot be dialled (a dead leader not yet replaced) is retried
+// until the election timeout instead: the election is what ends it.
 const maxForwards = 3
 
 // onLeader runs a write on the group's leader: local when this node leads,
@@ -44,13 +46,13 @@ func (n *Node) onLeader(ctx context.Context, group uint64, local func(context.Co
 		case lead == n.cfg.NodeID:
 			err = local(ctx)
 		default:
-			forwards++
 			err = remote(ctx, addr)
 		}
 		var nl *notLeaderError
 		switch {
 		case errors.As(err, &nl):
 			hint = nl.hint
+			forwards++
 		case errors.Is(err, replica.ErrNotLeader), errors.Is(err, replica.ErrDropped), errors.Is(err, errNoLeader), errors.Is(err, errUnreachable):
 		default:
 			return err
