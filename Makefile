@@ -11,7 +11,7 @@ CRASH_SEEDS ?= 20000
 CYCLES    ?= 100
 SEED      ?= 1
 
-.PHONY: build run test test-short vet bench bench-disk fuzz powerloss-long crash-test crash-test-efo sim clean
+.PHONY: build run test test-short vet bench bench-disk fuzz powerloss-long crash-test crash-test-efo sim cluster-run clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/shardlog
@@ -70,6 +70,10 @@ sim:
 # Each fuzz target for FUZZTIME (default 60s).
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+# Three cluster nodes on 127.0.0.1 (README: Cluster); Ctrl-C stops them.
+cluster-run: build
+	scripts/cluster-run.sh $(BIN) shardlog-cluster
 
 clean:
 	rm -rf bin

@@ -56,6 +56,9 @@ func toAPIError(err error, region string) *wire.Error {
 		// (often with no message at all), with no shardlog cause appended.
 		return &wire.Error{Type: wire.TypeInternalFailure, Message: clientMessage(err, region), Status: http.StatusInternalServerError}
 	}
+	if errors.Is(err, storage.ErrUnavailable) {
+		return &wire.Error{Type: wire.TypeServiceUnavailable, Message: clientMessage(err, region), Status: http.StatusServiceUnavailable}
+	}
 	for _, row := range errorTable {
 		if errors.Is(err, row.kind) {
 			return wire.ClientError(row.typ, clientMessage(err, region))

@@ -91,6 +91,17 @@ var messageTemplates = map[storage.Reason]func(f storage.Facts, region string) s
 	storage.ReasonSeqLegacy: func(storage.Facts, string) string {
 		return "" // AWS's 500 InternalFailure for it has no message (captured; unverified against the current service)
 	},
+	// Cluster mode's texts are shardlog's own: AWS has no such situations.
+	storage.ReasonNoLeader: func(f storage.Facts, _ string) string {
+		what := "the stream metadata"
+		if f.Shard != "" {
+			what = "shard " + f.Shard + " in stream " + f.Stream + " under account " + f.Account
+		}
+		return "Service Unavailable: no leader for " + what + " within an election timeout; retry the request."
+	},
+	storage.ReasonClusterUnsupported: func(f storage.Facts, _ string) string {
+		return f.Given + " is not supported in cluster mode yet."
+	},
 	storage.ReasonRetentionMin: func(f storage.Facts, _ string) string {
 		return fmt.Sprintf("Minimum allowed retention period is %d hours. Requested retention period (%d hours) is too short.", f.Limit, f.N)
 	},

@@ -94,6 +94,9 @@ func TestStorageMessages(t *testing.T) {
 		{storage.ReasonKMSNotFound, f(func(x *storage.Facts) { x.Given = "arn:aws:kms:us-east-1:1:key/1234" }), "Key 'arn:aws:kms:us-east-1:1:key/1234' does not exist"},
 		{storage.ReasonKMSDisabled, f(func(x *storage.Facts) { x.Given = "1234" }), "arn:aws:kms:eu-west-1:123456789012:key/1234 is disabled."},
 		{storage.ReasonKMSInvalidState, f(func(x *storage.Facts) { x.Given = "alias/x" }), "arn:aws:kms:eu-west-1:123456789012:alias/x is pending deletion."},
+		{storage.ReasonNoLeader, f(nil), "Service Unavailable: no leader for shard shardId-000000000001 in stream s under account 123456789012 within an election timeout; retry the request."},
+		{storage.ReasonNoLeader, f(func(x *storage.Facts) { x.Shard = "" }), "Service Unavailable: no leader for the stream metadata within an election timeout; retry the request."},
+		{storage.ReasonClusterUnsupported, f(func(x *storage.Facts) { x.Given = "Enhanced fan-out" }), "Enhanced fan-out is not supported in cluster mode yet."},
 	}
 	for _, tc := range tests {
 		if got := storageMessage(&storage.Error{Reason: tc.reason, Facts: tc.facts}, "eu-west-1"); got != tc.want {
@@ -132,6 +135,18 @@ func TestEveryReasonIsWorded(t *testing.T) {
 	}
 	if n < 30 {
 		t.Fatalf("found %d Reason constants in storage/errors.go; the parse missed them", n)
+	}
+}
+
+// TestUnavailable: cluster mode's "no leader" is AWS's common 503
+// ServiceUnavailable, which SDKs retry.
+func TestUnavailable(t *testing.T) {
+	err := &storage.Error{Kind: storage.ErrUnavailable, Reason: storage.ReasonNoLeader, Facts: storage.Facts{Account: "123456789012"}}
+	got := toAPIError(err, "us-east-1")
+	want := wire.Error{Type: wire.TypeServiceUnavailable, Status: http.StatusServiceUnavailable,
+		Message: "Service Unavailable: no leader for the stream metadata within an election timeout; retry the request."}
+	if *got != want {
+		t.Fatalf("toAPIError = %+v, want %+v", *got, want)
 	}
 }
 

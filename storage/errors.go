@@ -41,6 +41,10 @@ var (
 	ErrKMSNotFound     = errors.New("KMS key not found")
 	ErrKMSDisabled     = errors.New("KMS key disabled")
 	ErrKMSInvalidState = errors.New("KMS key in an invalid state")
+	// ErrUnavailable means cluster mode could not reach a leader for the
+	// shard (or for the metadata) within an election timeout: nothing was
+	// written, and the client may retry (HTTP 503, which SDKs retry).
+	ErrUnavailable = errors.New("service unavailable")
 )
 
 // Reason says which situation an Error reports, within its Kind. Storage
@@ -122,6 +126,15 @@ const (
 	ReasonKMSNotFound     Reason = "KMS key not found"                                // ErrKMSNotFound; Stream, Given: the KeyId, Detail
 	ReasonKMSDisabled     Reason = "KMS key disabled"                                 // ErrKMSDisabled; Stream, Given, Detail
 	ReasonKMSInvalidState Reason = "KMS key pending deletion"                         // ErrKMSInvalidState; Stream, Given, Detail
+)
+
+// Reasons of cluster mode (package cluster).
+const (
+	// ReasonNoLeader: no leader answered within an election timeout (a
+	// partition's minority side, or an election under way).
+	ReasonNoLeader Reason = "no leader within an election timeout" // ErrUnavailable; Stream, Shard ("" for metadata), Detail
+	// ReasonClusterUnsupported is an operation cluster mode does not do yet.
+	ReasonClusterUnsupported Reason = "not supported in cluster mode yet" // ErrInvalidArgument; Given: the operation or feature
 )
 
 // Facts are what a client's message names. Which fields a Reason fills is

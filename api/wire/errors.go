@@ -23,6 +23,9 @@ const (
 	TypeKMSNotFound         = "KMSNotFoundException"
 	TypeKMSDisabled         = "KMSDisabledException"
 	TypeKMSInvalidState     = "KMSInvalidStateException"
+	// TypeServiceUnavailable is AWS's common 503 error (every AWS API may
+	// answer it); SDKs retry it.
+	TypeServiceUnavailable = "ServiceUnavailable"
 )
 
 // Error is an error as the client sees it: AWS's __type, message and HTTP

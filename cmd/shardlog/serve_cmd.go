@@ -89,6 +89,8 @@ type serveOptions struct {
 	keys        *keyring.Keyring
 	// console serves the web console at /console/ on the API listeners.
 	console bool
+	// cluster are the cluster-mode flags (cluster.go).
+	cluster clusterOptions
 }
 
 // onDemandOptions are the on-demand flags (storage/ondemand.go has the
@@ -175,6 +177,9 @@ func newServeCmd(open storeOpener) *cobra.Command {
 			}
 			_, envSet := os.LookupEnv("GOMAXPROCS")
 			runtime.GOMAXPROCS(o.schedulerProcs(envSet, runtime.GOMAXPROCS(0)))
+			if o.cluster.enabled {
+				open = openCluster
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			go func() {
@@ -225,6 +230,7 @@ func newServeCmd(open storeOpener) *cobra.Command {
 	f.BoolVar(&o.console, "console", true, "serve the web console at /console/ on the API listeners")
 	addTLSFlags(cmd, &o.tls)
 	addHardeningFlags(cmd, &o.hardening)
+	addClusterFlags(cmd, &o.cluster)
 	return cmd
 }
 
@@ -293,6 +299,9 @@ func (o serveOptions) check() error {
 		return errors.New("--metrics-auth protects /metrics on the API listeners; with --metrics-listen it is served there instead, without authentication")
 	}
 	if err := o.onDemand.check(); err != nil {
+		return err
+	}
+	if err := o.cluster.check(o); err != nil {
 		return err
 	}
 	if err := o.tls.check(); err != nil {
@@ -555,9 +564,15 @@ func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, m
 		cfg.Admission = api.NewControlPlaneLimits(ratelimit.KinesisControl, o.accountID, nil)
 	}
 	handler := api.New(cfg, store)
+	var front http.Handler = o.withConsole(handler, verifier != nil, metrics)
+	if c, ok := store.(interface {
+		Handler(http.Handler) http.Handler
+	}); ok {
+		front = c.Handler(front) // cluster mode's internal endpoints (forwarding)
+	}
 	h := o.hardening
 	srv := &http.Server{
-		Handler:           o.withConsole(handler, verifier != nil, metrics),
+		Handler:           front,
 		ReadHeaderTimeout: h.readHeaderTimeout,
 		ReadTimeout:       h.readTimeout,
 		IdleTimeout:       h.idleTimeout,

@@ -1,0 +1,5 @@
+package cluster
+
+import "github.com/shardlog/shardlog/api"
+
+var _ api.Backend = (*Node)(nil)

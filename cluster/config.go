@@ -1,0 +1,117 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/shardlog/shardlog/vfs"
+)
+
+// Config configures a Node.
+type Config struct {
+	// NodeID is this node's ID: never 0, never reused for another disk.
+	NodeID uint64
+	// Peers maps every node of the cluster (this one included) to its
+	// Raft transport address. It is static: membership changes are not
+	// wired into serve yet.
+	Peers map[uint64]string
+	// PeerListener, if set, is this node's Raft listener (tests reserve
+	// ports with it); otherwise the node listens on Peers[NodeID].
+	PeerListener net.Listener
+	// Advertise is the host:port of this node's client API (plain HTTP),
+	// where peers forward requests to it.
+	Advertise string
+	// Dir holds the node's Raft WAL and state files.
+	Dir string
+	FS  vfs.FS
+	// Secret, if set, is the cluster secret (--cluster-token): it keys
+	// iterators and authenticates forwarded requests, and must be the same
+	// on every node. Empty: the first metadata leader generates one and
+	// stores it in the metadata group.
+	Secret string
+	// AccountID and ShardLimit are the account's, as in single-node mode.
+	AccountID  string
+	ShardLimit int
+	// Tick is the Raft tick; ElectionTicks and HeartbeatTicks are raft's
+	// (an election timeout is ElectionTicks to 2*ElectionTicks ticks).
+	Tick                          time.Duration
+	ElectionTicks, HeartbeatTicks int
+	// Replicas per shard (default 3; all nodes if there are fewer).
+	Replicas int
+	Logger   hclog.Logger
+	// Now is the clock (arrival times, stream creation); nil: time.Now.
+	Now func() time.Time
+}
+
+// Defaults of zero Config fields. A 50 ms tick with 16 election ticks
+// gives an election timeout of 0.8-1.6 s: a killed leader is replaced
+// within about 2 s on a LAN, and a loaded machine's fdatasync stalls do
+// not depose leaders at every hiccup.
+const (
+	DefaultTick           = 50 * time.Millisecond
+	DefaultElectionTicks  = 16
+	DefaultHeartbeatTicks = 2
+	DefaultReplicas       = 3
+)
+
+func (c Config) withDefaults() Config {
+	if c.Tick <= 0 {
+		c.Tick = DefaultTick
+	}
+	if c.ElectionTicks <= 0 {
+		c.ElectionTicks = DefaultElectionTicks
+	}
+	if c.HeartbeatTicks <= 0 {
+		c.HeartbeatTicks = DefaultHeartbeatTicks
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = DefaultReplicas
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func (c Config) check() error {
+	switch {
+	case c.NodeID == 0:
+		return errors.New("cluster: node ID 0")
+	case c.Peers[c.NodeID] == "":
+		return fmt.Errorf("cluster: node %d is not among the peers", c.NodeID)
+	case c.Advertise == "":
+		return errors.New("cluster: no advertised client API address")
+	case c.FS == nil || c.Dir == "":
+		return errors.New("cluster: no data directory")
+	case len(c.Peers) > c.Replicas:
+		// Every node holds a replica of every shard, so every node can read
+		// any shard locally and sees every group's leader. Larger clusters
+		// need reads and leader discovery for groups a node does not hold.
+		return fmt.Errorf("cluster: %d nodes: cluster mode supports at most %d nodes yet (one replica of every shard on each)", len(c.Peers), c.Replicas)
+	}
+	return nil
+}
+
+// electionTimeout is the longest a healthy group goes without a leader
+// after losing one: raft's randomised timeout tops out at twice the base.
+func (c Config) electionTimeout() time.Duration {
+	return 2 * time.Duration(c.ElectionTicks) * c.Tick
+}
+
+// nodes is the configured node IDs, sorted.
+func (c Config) nodes() []uint64 {
+	var out []uint64
+	for id := range c.Peers {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}

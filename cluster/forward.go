@@ -1,0 +1,270 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/shardlog/shardlog/replica"
+)
+
+// Forwarding (docs/cluster.md §6): a node that does not lead a group sends
+// the decoded write to the leader's client API listener, on internal paths
+// the api never sees (Handler), through one pooled keep-alive client. The
+// receiving node has already verified the request's signature and
+// authorization; the leader only checks that the request comes from a
+// node of the cluster: it must carry forwardAuth, derived from the cluster
+// secret.
+//
+//	POST /_cluster/v1/put?group=G   binary entries (encodeEntries) → putReply
+//	POST /_cluster/v1/meta          JSON metaRequest → metaReply
+//	GET  /_cluster/v1/status        this node's view of every group (tests, operators)
+//
+// A leader that does not lead the group (any more) answers 409 with the
+// leader it knows of; nothing was proposed, so the sender retries there.
+const (
+	pathPrefix = "/_cluster/v1/"
+	// AuthHeader carries ForwardAuth(secret) on internal requests.
+	AuthHeader = "X-Shardlog-Cluster-Auth"
+	// maxForwardBody bounds a forwarded body: a PutRecords carries at most
+	// 10 MiB of data and keys plus 8 bytes of framing per record.
+	maxForwardBody = 16 << 20
+)
+
+// errUnreachable: the peer could not be dialled, so it received nothing (a
+// definite failure: the request may go elsewhere).
+var errUnreachable = errors.New("cluster: peer unreachable")
+
+type putReply struct {
+	Ordinals  []uint64 `json:"ordinals"`
+	ArrivalMs int64    `json:"arrivalMs"`
+}
+
+type metaRequest struct {
+	If   []replica.MetaCond `json:"if"`
+	Then []replica.MetaOp   `json:"then"`
+}
+
+type metaReply struct {
+	Committed bool `json:"committed"`
+}
+
+type notLeaderReply struct {
+	Leader uint64 `json:"leader"`
+}
+
+// Handler serves the internal endpoints and passes every other request to
+// next (the api).
+func (n *Node) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.URL.Path) < len(pathPrefix) || r.URL.Path[:len(pathPrefix)] != pathPrefix {
+			next.ServeHTTP(w, r)
+			return
+		}
+		keys := n.keys.Load()
+		if keys == nil || subtle.ConstantTimeCompare([]byte(r.Header.Get(AuthHeader)), []byte(keys.forward)) != 1 {
+			http.Error(w, "not a node of this cluster", http.StatusForbidden)
+			return
+		}
+		n.serveInternal(w, r)
+	})
+}
+
+func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path[len(pathPrefix):] {
+	case "put":
+		n.servePut(w, r)
+	case "meta":
+		n.serveMeta(w, r)
+	case "status":
+		writeJSON(w, http.StatusOK, n.Status())
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (n *Node) servePut(w http.ResponseWriter, r *http.Request) {
+	group, err := strconv.ParseUint(r.URL.Query().Get("group"), 10, 64)
+	body, rerr := io.ReadAll(io.LimitReader(r.Body, maxForwardBody))
+	entries, derr := decodeEntries(body)
+	if err != nil || rerr != nil || derr != nil {
+		http.Error(w, "malformed forwarded put", http.StatusBadRequest)
+		return
+	}
+	ords, arrival, err := n.proposeRecords(r.Context(), group, entries)
+	if err != nil {
+		n.writeFailure(w, group, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, putReply{Ordinals: ords, ArrivalMs: arrival})
+}
+
+func (n *Node) serveMeta(w http.ResponseWriter, r *http.Request) {
+	var req metaRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxForwardBody)).Decode(&req); err != nil {
+		http.Error(w, "malformed forwarded transaction", http.StatusBadRequest)
+		return
+	}
+	committed, err := n.proposeTxn(r.Context(), req.If, req.Then)
+	if err != nil {
+		n.writeFailure(w, metaGroup, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, metaReply{Committed: committed})
+}
+
+// writeFailure answers a definite "not here" (409, with the leader this
+// node knows) or any other failure (500: indeterminate for the sender).
+func (n *Node) writeFailure(w http.ResponseWriter, group uint64, err error) {
+	if errors.Is(err, replica.ErrNotLeader) || errors.Is(err, replica.ErrDropped) {
+		lead := n.leaderOf(group)
+		if lead == n.cfg.NodeID {
+			lead = 0 // it was, and is no more: its view is stale
+		}
+		writeJSON(w, http.StatusConflict, notLeaderReply{Leader: lead})
+		return
+	}
+	http.Error(w, err.Error(), http.StatusInternalServerError)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// forwardPut sends one shard's entries to the group's leader at addr.
+func (n *Node) forwardPut(ctx context.Context, addr string, group uint64, entries []entry) ([]uint64, int64, error) {
+	var out putReply
+	path := "put?group=" + strconv.FormatUint(group, 10)
+	if err := n.post(ctx, addr, path, encodeEntries(entries), &out); err != nil {
+		return nil, 0, err
+	}
+	if len(out.Ordinals) != len(entries) {
+		return nil, 0, fmt.Errorf("cluster: leader at %s answered %d sequence numbers for %d records", addr, len(out.Ordinals), len(entries))
+	}
+	return out.Ordinals, out.ArrivalMs, nil
+}
+
+// forwardTxn sends a metadata transaction to the metadata leader at addr.
+func (n *Node) forwardTxn(ctx context.Context, addr string, conds []replica.MetaCond, ops []replica.MetaOp) (bool, error) {
+	body, err := json.Marshal(metaRequest{If: conds, Then: ops})
+	if err != nil {
+		return false, err
+	}
+	var out metaReply
+	if err := n.post(ctx, addr, "meta", body, &out); err != nil {
+		return false, err
+	}
+	return out.Committed, nil
+}
+
+// post sends one internal request and decodes its answer. A dial failure
+// is errUnreachable (nothing sent); a 409 is a *notLeaderError; anything
+// else that fails leaves the request indeterminate.
+func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any) error {
+	keys := n.keys.Load()
+	if keys == nil {
+		return errUnreachable // this node cannot authenticate to peers before it knows the secret
+	}
+	// The leader answers within proposalTimeout; a peer that stops
+	// answering altogether (a partition on an open connection) must not
+	// hold the request for ever.
+	ctx, cancel := context.WithTimeout(ctx, proposalTimeout+5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+pathPrefix+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set(AuthHeader, keys.forward)
+	resp, err := n.client.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return errUnreachable
+		}
+		return fmt.Errorf("cluster: forward to %s: %w (the write may or may not be stored)", addr, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return json.NewDecoder(resp.Body).Decode(out)
+	case http.StatusConflict:
+		var nl notLeaderReply
+		_ = json.NewDecoder(resp.Body).Decode(&nl)
+		return &notLeaderError{hint: nl.Leader}
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+	return fmt.Errorf("cluster: forward to %s: %s: %s", addr, resp.Status, bytes.TrimSpace(msg))
+}
+
+// An entry is one record to propose: partition key and data. On the wire
+// (forwarded puts) entries are [u32 count] then per entry [u32 key
+// length][key][u32 data length][data].
+type entry struct {
+	key  string
+	data []byte
+}
+
+func encodeEntries(es []entry) []byte {
+	size := 4
+	for _, e := range es {
+		size += 8 + len(e.key) + len(e.data)
+	}
+	b := binary.LittleEndian.AppendUint32(make([]byte, 0, size), uint32(len(es)))
+	for _, e := range es {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(e.key)))
+		b = append(b, e.key...)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(e.data)))
+		b = append(b, e.data...)
+	}
+	return b
+}
+
+var errMalformed = errors.New("cluster: malformed entries")
+
+func decodeEntries(b []byte) ([]entry, error) {
+	take := func(n int) ([]byte, bool) {
+		if n < 0 || n > len(b) {
+			return nil, false
+		}
+		p := b[:n:n]
+		b = b[n:]
+		return p, true
+	}
+	u32 := func() (int, bool) {
+		p, ok := take(4)
+		if !ok {
+			return 0, false
+		}
+		return int(binary.LittleEndian.Uint32(p)), true
+	}
+	count, ok := u32()
+	if !ok || count == 0 || count > replica.MaxRecordsPerProposal {
+		return nil, errMalformed
+	}
+	es := make([]entry, 0, min(count, 1024))
+	for range count {
+		kl, ok1 := u32()
+		k, ok2 := take(kl)
+		dl, ok3 := u32()
+		d, ok4 := take(dl)
+		if !ok1 || !ok2 || !ok3 || !ok4 {
+			return nil, errMalformed
+		}
+		es = append(es, entry{key: string(k), data: d})
+	}
+	if len(b) != 0 {
+		return nil, errMalformed
+	}
+	return es, nil
+}

@@ -1,0 +1,175 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/shardlog/shardlog/replica"
+)
+
+// The metadata group's keys (replica.MetaMachine state). Streams and
+// placement use the replica package's keys; the rest are cluster mode's.
+const (
+	metaGroup    uint64 = 1 // the metadata group; shard groups are allocated from 2
+	keySecret           = "cluster/secret"
+	keyAlloc            = "cluster/alloc"
+	nodePrefix          = "node/"
+	streamPrefix        = "stream/"
+)
+
+func nodeKey(id uint64) string { return fmt.Sprintf("%s%d", nodePrefix, id) }
+
+// streamRec is a stream's record: replica.MetaStream (name, status, shards
+// with their hash ranges and groups) and what the API shows besides.
+type streamRec struct {
+	replica.MetaStream
+	CreatedNs int64 `json:"createdNs"`
+	// Epoch is the shards' creation second, the one their sequence numbers
+	// carry; unique per stream, as single-node mode's (allocRec).
+	Epoch            int64             `json:"epoch"`
+	RetentionHours   int               `json:"retentionHours"`
+	MaxRecordSizeKiB int               `json:"maxRecordSizeKiB"`
+	Tags             map[string]string `json:"tags,omitempty"`
+}
+
+// allocRec hands out shard group IDs and shard epochs, changed only by
+// compare-and-set, so two concurrent CreateStreams never share either.
+type allocRec struct {
+	NextGroup uint64 `json:"nextGroup"`
+	Epoch     int64  `json:"epoch"` // the highest epoch given out
+}
+
+// nodeRec is a node's client API address, for forwarding.
+type nodeRec struct {
+	API string `json:"api"`
+}
+
+type secretRec struct {
+	Secret string `json:"secret"`
+}
+
+// getJSON decodes a key of the local metadata state into v.
+func (n *Node) getJSON(key string, v any) (version uint64, ok bool) {
+	mv, found := n.meta.Get(key)
+	if !found || json.Unmarshal(mv.Value, v) != nil {
+		return 0, false
+	}
+	return mv.Version, true
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // plain structs always encode
+	}
+	return b
+}
+
+// stream reads a stream's record from the local state.
+func (n *Node) stream(name string) (streamRec, uint64, bool) {
+	var rec streamRec
+	v, ok := n.getJSON(replica.StreamKey(name), &rec)
+	return rec, v, ok
+}
+
+// streams reads every stream's record from the local state, sorted by name.
+func (n *Node) streams() []streamRec {
+	var out []streamRec
+	snap := n.meta.Snapshot()
+	for _, k := range sortedKeys(snap) {
+		if !strings.HasPrefix(k, streamPrefix) {
+			continue
+		}
+		var rec streamRec
+		if json.Unmarshal(snap[k].Value, &rec) == nil {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// apiAddr is a node's client API address, "" if it has not registered.
+func (n *Node) apiAddr(id uint64) string {
+	if id == n.cfg.NodeID {
+		return n.cfg.Advertise
+	}
+	var rec nodeRec
+	n.getJSON(nodeKey(id), &rec)
+	return rec.API
+}
+
+// linearize waits until this node has applied everything the group had
+// committed when it was called (Raft ReadIndex), so a read of the local
+// state after it sees every acknowledged write. A ReadIndex request is
+// lost when the group has no leader or leadership moves; it is asked again
+// every readRetry until the election timeout passes: errNoLeader then.
+func (n *Node) linearize(ctx context.Context, group uint64) error {
+	deadline := time.Now().Add(n.cfg.electionTimeout())
+	for {
+		r, err := n.host.ReadIndex(group)
+		if err != nil {
+			return err
+		}
+		wait := min(readRetry, time.Until(deadline))
+		t := time.NewTimer(max(wait, time.Millisecond))
+		select {
+		case <-r.Done():
+			t.Stop()
+			return nil
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		if time.Now().After(deadline) {
+			return errNoLeader
+		}
+	}
+}
+
+// readRetry is how long one ReadIndex request is waited for before it is
+// asked again (its request or answer may have been lost).
+const readRetry = 250 * time.Millisecond
+
+// errNoLeader: no leader answered within an election timeout; nothing was
+// written. Callers turn it into storage.ErrUnavailable (HTTP 503).
+var errNoLeader = errors.New("cluster: no leader within an election timeout")
+
+// txn commits a metadata transaction on the metadata group's leader (here,
+// or forwarded) and reports whether its conditions held.
+func (n *Node) txn(ctx context.Context, conds []replica.MetaCond, ops []replica.MetaOp) (bool, error) {
+	var committed bool
+	err := n.onLeader(ctx, metaGroup,
+		func(ctx context.Context) (err error) {
+			committed, err = n.proposeTxn(ctx, conds, ops)
+			return err
+		},
+		func(ctx context.Context, addr string) (err error) {
+			committed, err = n.forwardTxn(ctx, addr, conds, ops)
+			return err
+		})
+	return committed, err
+}
+
+// proposeTxn proposes a transaction here (the metadata leader) and waits
+// for its outcome.
+func (n *Node) proposeTxn(ctx context.Context, conds []replica.MetaCond, ops []replica.MetaOp) (bool, error) {
+	id := n.txnID.Add(1)
+	t := replica.MetaTxn{Origin: n.cfg.NodeID, ID: id, If: conds, Then: ops}
+	p, err := n.host.Propose(metaGroup, [][]byte{replica.EncodeTxn(t)})
+	if err != nil {
+		return false, err
+	}
+	if _, err := n.await(ctx, p); err != nil {
+		return false, err
+	}
+	committed, found := n.meta.Outcome(id)
+	if !found {
+		return false, fmt.Errorf("cluster: metadata transaction %d applied without an outcome", id)
+	}
+	return committed, nil
+}

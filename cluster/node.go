@@ -1,0 +1,296 @@
+package cluster
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shardlog/shardlog/replica"
+	"github.com/shardlog/shardlog/storage"
+)
+
+// Node is one node of a cluster: its Raft host, transport, metadata state
+// machine and front end. It implements api.Backend.
+type Node struct {
+	cfg    Config
+	host   *replica.Host
+	tr     *replica.TCPTransport
+	meta   *replica.MetaMachine
+	reader recordReader
+	client *http.Client
+
+	txnID atomic.Uint64
+	kick  chan struct{} // wakes the reconcile loop
+	// keys are derived from the cluster secret, set once it is known
+	// (awaitSecret); the reconcile loop forwards before that.
+	keys atomic.Pointer[secretKeys]
+
+	routes sync.Map // stream name → *routeTable
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	runErr chan error
+}
+
+// Open starts the node: it recovers its Raft WAL, starts the transport and
+// the Raft loop, and returns once the cluster secret is known (from Config
+// or from the metadata group, which needs a quorum on a first start).
+func Open(ctx context.Context, cfg Config) (*Node, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, kick: make(chan struct{}, 1), runErr: make(chan error, 1)}
+	n.txnID.Store(uint64(time.Now().UnixNano())) // IDs of earlier incarnations are never met again
+	n.meta = replica.NewMetaMachine(cfg.NodeID, metaGroup, func(replica.MetaChange) { n.wake() })
+	tr, err := replica.ListenTCP(replica.TCPConfig{NodeID: cfg.NodeID, Listen: cfg.Peers[cfg.NodeID],
+		Listener: cfg.PeerListener, Peers: cfg.Peers})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: peer listener: %w", err)
+	}
+	h, err := replica.Open(replica.Config{NodeID: cfg.NodeID, FS: cfg.FS, Dir: cfg.Dir, Transport: tr,
+		Groups:        []replica.GroupConfig{{ID: metaGroup, Peers: cfg.nodes()}},
+		ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks, Applier: n.meta})
+	if err != nil {
+		tr.Close()
+		return nil, fmt.Errorf("cluster: open raft state in %s: %w", cfg.Dir, err)
+	}
+	n.tr, n.host, n.reader = tr, h, h
+	n.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	ticker := time.NewTicker(cfg.Tick)
+	n.wg.Go(func() {
+		defer ticker.Stop()
+		if err := h.Run(runCtx, ticker.C, tr.Inbox()); err != nil {
+			cfg.Logger.Error("raft host stopped: restart the node", "error", err)
+			n.runErr <- err
+		}
+	})
+	n.wg.Go(func() { n.reconcileLoop(runCtx) })
+	if err := n.awaitSecret(ctx); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// Close stops the node. Nothing acknowledged is lost: every Raft round
+// ended in its fdatasync.
+func (n *Node) Close() error {
+	n.cancel()
+	n.wg.Wait()
+	n.client.CloseIdleConnections()
+	err := n.host.Close()
+	if terr := n.tr.Close(); err == nil {
+		err = terr
+	}
+	return err
+}
+
+// Failed delivers the error that stopped the Raft host (a failed write or
+// fdatasync: fail-stop, docs/cluster.md §4); the node then acknowledges
+// nothing more and must be restarted.
+func (n *Node) Failed() <-chan error { return n.runErr }
+
+func (n *Node) wake() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// awaitSecret sets the keys derived from the cluster secret: the
+// configured one, or the one in the metadata group (created by its first
+// leader, see reconcile).
+func (n *Node) awaitSecret(ctx context.Context) error {
+	for {
+		secret := n.cfg.Secret
+		if secret == "" {
+			var rec secretRec
+			n.getJSON(keySecret, &rec)
+			secret = rec.Secret
+		}
+		if secret != "" {
+			n.keys.Store(&secretKeys{iterator: derive(secret, "shardlog iterator key"), forward: ForwardAuth(secret)})
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: waiting for the metadata group (a quorum of --peers) to agree on a cluster secret: %w", ctx.Err())
+		case <-time.After(n.cfg.Tick):
+		}
+	}
+}
+
+// secretKeys are the keys derived from the cluster secret.
+type secretKeys struct {
+	iterator []byte // api's iterator and pagination tokens
+	forward  string // the value of AuthHeader on forwarded requests
+}
+
+// ForwardAuth is the value of AuthHeader that internal requests of a
+// cluster with this secret carry (an operator's tool, or a test, reading
+// GET /_cluster/v1/status sends it too).
+func ForwardAuth(secret string) string {
+	return hex.EncodeToString(derive(secret, "shardlog forwarding"))
+}
+
+func derive(secret, purpose string) []byte {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
+}
+
+// reconcileLoop makes this node's state follow the metadata: on every
+// metadata change (the MetaMachine's watch wakes it) and every few ticks.
+func (n *Node) reconcileLoop(ctx context.Context) {
+	t := time.NewTicker(4 * n.cfg.Tick)
+	defer t.Stop()
+	for {
+		n.reconcile(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.kick:
+		case <-t.C:
+		}
+	}
+}
+
+// reconcile creates the shard replicas placed on this node, and, on the
+// metadata leader, creates the cluster secret, registers this node's API
+// address, and turns CREATING streams ACTIVE. Every step is idempotent and
+// re-decided from the metadata state, so a step lost to a crash or a
+// leader change is done again by the next round.
+func (n *Node) reconcile(ctx context.Context) {
+	snap := n.meta.Snapshot()
+	for _, k := range sortedKeys(snap) {
+		if g, ok := cutPlacement(k); ok {
+			n.ensureReplica(g, snap[k].Value)
+		}
+	}
+	if n.host.Status(metaGroup).Leader == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.electionTimeout())
+	defer cancel()
+	n.ensureSecret(ctx, snap)
+	n.ensureRegistered(ctx)
+	if n.host.Status(metaGroup).Leader == n.cfg.NodeID {
+		n.activateStreams(ctx)
+	}
+}
+
+// ensureReplica creates this node's replica of a group placed on it. The
+// placement's first node is the group's preferred leader: it campaigns at
+// once, so leaders spread as replica.Place decided.
+func (n *Node) ensureReplica(g uint64, value []byte) {
+	var nodes []uint64
+	if json.Unmarshal(value, &nodes) != nil || !slices.Contains(nodes, n.cfg.NodeID) || n.host.HasGroup(g) {
+		return
+	}
+	if err := n.host.AddGroup(g, nodes); err != nil {
+		n.cfg.Logger.Error("creating a shard replica", "group", g, "error", err)
+		return
+	}
+	if nodes[0] == n.cfg.NodeID {
+		_ = n.host.Campaign(g)
+	}
+}
+
+func (n *Node) ensureSecret(ctx context.Context, snap map[string]replica.MetaValue) {
+	if _, ok := snap[keySecret]; ok || n.cfg.Secret != "" || n.host.Status(metaGroup).Leader != n.cfg.NodeID {
+		return
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	rec := secretRec{Secret: hex.EncodeToString(b)}
+	// Absent-only: of two leaders' attempts one wins, and the secret never changes.
+	if _, err := n.txn(ctx, []replica.MetaCond{{Key: keySecret}}, []replica.MetaOp{{Key: keySecret, Value: mustJSON(rec)}}); err != nil {
+		n.cfg.Logger.Debug("creating the cluster secret", "error", err)
+	}
+}
+
+// ensureRegistered records this node's API address (node/<id>) unless the
+// metadata already holds it.
+func (n *Node) ensureRegistered(ctx context.Context) {
+	var rec nodeRec
+	v, ok := n.getJSON(nodeKey(n.cfg.NodeID), &rec)
+	if ok && rec.API == n.cfg.Advertise {
+		return
+	}
+	key := nodeKey(n.cfg.NodeID)
+	_, err := n.txn(ctx, []replica.MetaCond{{Key: key, Version: v}}, []replica.MetaOp{{Key: key, Value: mustJSON(nodeRec{API: n.cfg.Advertise})}})
+	if err != nil {
+		n.cfg.Logger.Debug("registering the API address", "error", err)
+	}
+}
+
+// activateStreams turns a CREATING stream ACTIVE once every one of its
+// shard groups has elected a leader, as this node (the metadata leader,
+// which holds a replica of every group: see Config.check) sees it. A
+// group with a leader has its replicas on a quorum of nodes and takes
+// writes, which is what ACTIVE promises; the flip is a compare-and-set on
+// the version read, so a concurrent DeleteStream wins over it.
+func (n *Node) activateStreams(ctx context.Context) {
+	for _, rec := range n.streams() {
+		if rec.Status != string(storage.StatusCreating) || !n.groupsLed(rec) {
+			continue
+		}
+		_, v, ok := n.stream(rec.Name)
+		if !ok {
+			continue
+		}
+		rec.Status = string(storage.StatusActive)
+		key := replica.StreamKey(rec.Name)
+		if _, err := n.txn(ctx, []replica.MetaCond{{Key: key, Version: v}}, []replica.MetaOp{{Key: key, Value: mustJSON(rec)}}); err != nil {
+			n.cfg.Logger.Debug("activating a stream", "stream", rec.Name, "error", err)
+		}
+	}
+}
+
+func (n *Node) groupsLed(rec streamRec) bool {
+	for _, sh := range rec.Shards {
+		if !n.host.HasGroup(sh.Group) || n.host.Status(sh.Group).Leader == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// await waits for a proposal's outcome, at most proposalTimeout. A
+// proposal not decided by then (its leader lost its quorum, say) is
+// indeterminate: it may still commit.
+func (n *Node) await(ctx context.Context, p *replica.Proposal) ([]uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, proposalTimeout)
+	defer cancel()
+	seqs, err := p.Wait(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil, errIndeterminate
+	}
+	return seqs, err
+}
+
+// proposalTimeout bounds the wait for a proposal's commit.
+const proposalTimeout = 10 * time.Second
+
+// errIndeterminate: a write was proposed but not confirmed; it may or may
+// not be stored, never twice (one proposal is one entry). The client sees
+// an InternalFailure, as a timeout on AWS.
+var errIndeterminate = errors.New("cluster: the write was not confirmed in time; it may or may not be stored")
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}

@@ -1,0 +1,240 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync"
+
+	"github.com/shardlog/shardlog/datadir"
+	"github.com/shardlog/shardlog/hashkey"
+	"github.com/shardlog/shardlog/seqnum"
+	"github.com/shardlog/shardlog/storage"
+)
+
+// A stored record (the bytes of one replica record) is [u64 arrival unix
+// ms][u32 key length][key][data]. The arrival time is the leader's, taken
+// when it proposes, so every replica stores (and serves) the same one.
+func encodeRecord(arrivalMs int64, e entry) []byte {
+	b := make([]byte, 0, 12+len(e.key)+len(e.data))
+	b = binary.LittleEndian.AppendUint64(b, uint64(arrivalMs))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(e.key)))
+	b = append(b, e.key...)
+	return append(b, e.data...)
+}
+
+func decodeRecord(b []byte) (arrivalMs int64, key string, data []byte, err error) {
+	if len(b) < 12 {
+		return 0, "", nil, errMalformed
+	}
+	kl := int(binary.LittleEndian.Uint32(b[8:]))
+	if kl > len(b)-12 {
+		return 0, "", nil, errMalformed
+	}
+	return int64(binary.LittleEndian.Uint64(b)), string(b[12 : 12+kl]), b[12+kl:], nil
+}
+
+// shardRoute is an open shard as a put routes to it.
+type shardRoute struct {
+	index uint32
+	group uint64
+	r     hashkey.Range
+}
+
+// routeTable is a stream record's parsed routes, cached per record version.
+type routeTable struct {
+	version uint64
+	routes  []shardRoute
+}
+
+func (n *Node) routesOf(rec streamRec, version uint64) []shardRoute {
+	if t, ok := n.routes.Load(rec.Name); ok && t.(*routeTable).version == version {
+		return t.(*routeTable).routes
+	}
+	var rs []shardRoute
+	for _, sh := range rec.Shards {
+		idx, _ := datadir.ParseShardID(sh.ID)
+		start, err1 := hashkey.Parse(sh.StartingHash)
+		end, err2 := hashkey.Parse(sh.EndingHash)
+		if err1 == nil && err2 == nil {
+			rs = append(rs, shardRoute{index: idx, group: sh.Group, r: hashkey.Range{Start: start, End: end}})
+		}
+	}
+	n.routes.Store(rec.Name, &routeTable{version: version, routes: rs})
+	return rs
+}
+
+// shardBatch is the entries of one request that go to one shard.
+type shardBatch struct {
+	route   shardRoute
+	idx     []int
+	entries []entry
+}
+
+// Put stores entries: one proposal per shard, on each shard's leader (here
+// or forwarded), the shards in parallel. A shard that failed gives its
+// entries an error (InternalFailure per record, as AWS's partial failures);
+// when every entry failed for want of a leader, the whole request is
+// refused with ServiceUnavailable.
+func (n *Node) Put(ctx context.Context, stream string, entries []storage.PutEntry) ([]storage.PutResult, error) {
+	rec, version, err := n.writable(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	batches, err := n.batchByShard(rec, n.routesOf(rec, version), entries)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]storage.PutResult, len(entries))
+	var wg sync.WaitGroup
+	for _, b := range batches {
+		wg.Go(func() { n.putBatch(ctx, rec, b, results) })
+	}
+	wg.Wait()
+	for _, r := range results {
+		if !errors.Is(r.Err, storage.ErrUnavailable) {
+			return results, nil
+		}
+	}
+	return nil, results[0].Err
+}
+
+// writable returns the record of a stream that takes writes. Kinesis
+// answers a write to a stream that is not ACTIVE as if it did not exist.
+// The local metadata state answers; only when it lacks the stream (this
+// node may not have applied a create just acknowledged elsewhere) is it
+// brought up to date first.
+func (n *Node) writable(ctx context.Context, name string) (streamRec, uint64, error) {
+	rec, v, ok := n.stream(name)
+	if !ok || rec.Status != string(storage.StatusActive) {
+		if err := n.linearize(ctx, metaGroup); err != nil {
+			return streamRec{}, 0, n.unavailable("", "", err)
+		}
+		rec, v, ok = n.stream(name)
+	}
+	if !ok || rec.Status != string(storage.StatusActive) {
+		return streamRec{}, 0, n.fail(storage.ErrStreamNotFound, storage.ReasonStreamNotFound, storage.Facts{Stream: name})
+	}
+	return rec, v, nil
+}
+
+func (n *Node) batchByShard(rec streamRec, routes []shardRoute, entries []storage.PutEntry) ([]*shardBatch, error) {
+	byShard := map[uint32]*shardBatch{}
+	var order []*shardBatch
+	for i, e := range entries {
+		if err := n.checkOrdering(rec.Name, e.SequenceNumberForOrdering); err != nil {
+			return nil, err
+		}
+		k := hashkey.FromPartitionKey(e.PartitionKey)
+		if e.ExplicitHashKey != nil {
+			k = *e.ExplicitHashKey
+		}
+		r, ok := findRoute(routes, k)
+		if !ok {
+			return nil, n.fail(storage.ErrResourceInUse, storage.ReasonNoOpenShard, storage.Facts{Stream: rec.Name, Given: k.String()})
+		}
+		b := byShard[r.index]
+		if b == nil {
+			b = &shardBatch{route: r}
+			byShard[r.index] = b
+			order = append(order, b)
+		}
+		b.idx = append(b.idx, i)
+		b.entries = append(b.entries, entry{key: e.PartitionKey, data: e.Data})
+	}
+	return order, nil
+}
+
+func findRoute(rs []shardRoute, k hashkey.Key) (shardRoute, bool) {
+	for _, r := range rs {
+		if r.r.Contains(k) {
+			return r, true
+		}
+	}
+	return shardRoute{}, false
+}
+
+// checkOrdering validates SequenceNumberForOrdering as single-node mode
+// does. Its value needs nothing more here: every number this cluster gave
+// out for a shard is below every number the shard's leader assigns later
+// (ordinals come from Raft indexes, which only grow), so the rule "the new
+// number exceeds it" holds by construction; only a forged number from the
+// future could break it, and AWS gives no answer for those either.
+func (n *Node) checkOrdering(stream, seq string) error {
+	if seq == "" {
+		return nil
+	}
+	p, err := seqnum.Parse(seq)
+	if err != nil {
+		if l, ok := seqnum.ParseLegacy(seq); ok && l.Version == 1 {
+			return nil
+		}
+	}
+	if err != nil || p.Ordinal >= seqnum.MaxOrdinal-1<<32 {
+		return n.fail(storage.ErrInvalidArgument, storage.ReasonOrderingSeq, storage.Facts{Stream: stream, Given: seq})
+	}
+	return nil
+}
+
+// putBatch stores one shard's entries and fills their results.
+func (n *Node) putBatch(ctx context.Context, rec streamRec, b *shardBatch, results []storage.PutResult) {
+	var ords []uint64
+	var arrival int64
+	err := n.onLeader(ctx, b.route.group,
+		func(ctx context.Context) (err error) {
+			ords, arrival, err = n.proposeRecords(ctx, b.route.group, b.entries)
+			return err
+		},
+		func(ctx context.Context, addr string) (err error) {
+			ords, arrival, err = n.forwardPut(ctx, addr, b.route.group, b.entries)
+			return err
+		})
+	id := datadir.ShardID(b.route.index)
+	if errors.Is(err, errNoLeader) {
+		err = n.unavailable(rec.Name, id, err)
+	}
+	for j, i := range b.idx {
+		if err != nil {
+			results[i] = storage.PutResult{ShardID: id, Err: err}
+			continue
+		}
+		seq := seqnum.Seq{ShardCreateSecs: rec.Epoch, ShardIndex: b.route.index, Ordinal: ords[j], ArrivalSecs: arrival / 1000}
+		results[i] = storage.PutResult{ShardID: id, SequenceNumber: seq.String()}
+	}
+}
+
+// proposeRecords proposes entries as one entry of the group, which this
+// node must lead, and waits until it is committed on a quorum (each
+// replica's copy fdatasync'd) and applied here. The ordinals are the
+// records' positions in the group's log (replica.Ordinal).
+func (n *Node) proposeRecords(ctx context.Context, group uint64, entries []entry) ([]uint64, int64, error) {
+	arrival := n.cfg.Now().UnixMilli()
+	recs := make([][]byte, len(entries))
+	for i, e := range entries {
+		recs[i] = encodeRecord(arrival, e)
+	}
+	p, err := n.host.Propose(group, recs)
+	if err != nil {
+		return nil, 0, err
+	}
+	ords, err := n.await(ctx, p)
+	if err != nil {
+		return nil, 0, err
+	}
+	return ords, arrival, nil
+}
+
+// fail builds a *storage.Error of the node's account.
+func (n *Node) fail(kind error, r storage.Reason, f storage.Facts) error {
+	f.Account = n.cfg.AccountID
+	return &storage.Error{Kind: kind, Reason: r, Facts: f}
+}
+
+// unavailable is the 503 of a request that found no leader; other errors
+// (a cancelled request) pass through.
+func (n *Node) unavailable(stream, shard string, err error) error {
+	if !errors.Is(err, errNoLeader) {
+		return err
+	}
+	return n.fail(storage.ErrUnavailable, storage.ReasonNoLeader, storage.Facts{Stream: stream, Shard: shard, Detail: err.Error()})
+}

@@ -1,0 +1,188 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/shardlog/shardlog/datadir"
+	"github.com/shardlog/shardlog/replica"
+	"github.com/shardlog/shardlog/seqnum"
+	"github.com/shardlog/shardlog/storage"
+)
+
+// Reads (docs/cluster.md §5) are served by this node's replica up to its
+// applied index: its applied state holds only committed entries, so a read
+// is never of a phantom record, and a lagging replica can only be behind.
+// Before it reads, a node asks the group's leader for its commit index
+// (ReadIndex) and waits to apply it, so a record acknowledged anywhere
+// before the read is in it. When no leader answers within an election
+// timeout (this node is on a partition's minority side) the read is served
+// from the local state anyway: stale, never wrong.
+
+// recordReader reads a group's applied records from an ordinal on:
+// *replica.Host, from the group's segment files.
+type recordReader interface {
+	ReadApplied(group, fromOrdinal uint64, maxRecords, maxBytes int) ([]replica.Record, error)
+}
+
+// shardOf returns a readable stream's record and one of its shards. As in
+// single-node mode, the id resolves first (an unresolvable id is reported
+// as sent even when the stream is missing), then a stream that is missing
+// or not ACTIVE is reported as the shard not existing.
+func (n *Node) shardOf(ctx context.Context, name, id string) (streamRec, replica.MetaShard, error) {
+	idx, ok := datadir.ParseShardID(id)
+	if !ok {
+		return streamRec{}, replica.MetaShard{}, n.fail(storage.ErrShardNotFound, storage.ReasonBadShardID, storage.Facts{Stream: name, Given: id})
+	}
+	rec, _, err := n.writable(ctx, name)
+	if errors.Is(err, storage.ErrUnavailable) {
+		return streamRec{}, replica.MetaShard{}, err
+	}
+	if err == nil {
+		for _, sh := range rec.Shards {
+			if i, _ := datadir.ParseShardID(sh.ID); i == idx {
+				return rec, sh, nil
+			}
+		}
+	}
+	return streamRec{}, replica.MetaShard{}, n.fail(storage.ErrShardNotFound, storage.ReasonShardGone, storage.Facts{Stream: name, Shard: datadir.ShardID(idx)})
+}
+
+// catchUp brings the local replica up to the group's commit index when a
+// leader answers in time (see the comment at the top).
+func (n *Node) catchUp(ctx context.Context, group uint64) error {
+	if err := n.linearize(ctx, group); err != nil && !errors.Is(err, errNoLeader) {
+		return err
+	}
+	return nil
+}
+
+// Position resolves GetShardIterator.
+func (n *Node) Position(ctx context.Context, stream, shardID string, typ storage.IteratorType, startSeq string, ts time.Time) (storage.Position, error) {
+	rec, sh, err := n.shardOf(ctx, stream, shardID)
+	if err != nil {
+		return storage.Position{}, err
+	}
+	idx, _ := datadir.ParseShardID(sh.ID)
+	pos := storage.Position{Stream: stream, StreamCreated: rec.CreatedNs, ShardIndex: idx}
+	switch typ {
+	case storage.TrimHorizon:
+	case storage.Latest:
+		if err := n.catchUp(ctx, sh.Group); err != nil {
+			return pos, err
+		}
+		pos.Ordinal = replica.Ordinal(n.host.Status(sh.Group).Applied+1, 0)
+	case storage.AtSequenceNumber, storage.AfterSequenceNumber:
+		pos.Ordinal, err = n.seqPosition(rec, idx, typ, startSeq)
+	case storage.AtTimestamp:
+		pos.Ordinal, err = n.timePosition(ctx, sh.Group, ts)
+	default:
+		err = n.fail(storage.ErrInvalidArgument, storage.ReasonIterType, storage.Facts{Stream: stream, Given: string(typ)})
+	}
+	return pos, err
+}
+
+// seqPosition is single-node mode's rule (storage/records.go), with the
+// stream's epoch as every shard's creation second.
+func (n *Node) seqPosition(rec streamRec, idx uint32, typ storage.IteratorType, seq string) (uint64, error) {
+	f := storage.Facts{Stream: rec.Name, Shard: datadir.ShardID(idx), Given: seq}
+	p, err := seqnum.Parse(seq)
+	switch {
+	case err != nil:
+		return 0, n.legacyPosition(idx, f)
+	case p.ShardIndex != idx:
+		f.Shard2 = datadir.EncodedShardID(p.ShardIndex)
+		return 0, n.fail(storage.ErrInvalidArgument, storage.ReasonSeqShard, f)
+	case p.ShardCreateSecs != rec.Epoch:
+		return 0, n.fail(storage.ErrInvalidArgument, storage.ReasonSeqStream, f)
+	case typ == storage.AfterSequenceNumber && p.Ordinal == seqnum.MaxOrdinal:
+		return 0, n.fail(storage.ErrInvalidArgument, storage.ReasonSeqMax, f)
+	case typ == storage.AfterSequenceNumber:
+		return p.Ordinal + 1, nil
+	}
+	return p.Ordinal, nil
+}
+
+// legacyPosition answers a number in one of AWS's older layouts as
+// single-node mode does.
+func (n *Node) legacyPosition(idx uint32, f storage.Facts) error {
+	l, ok := seqnum.ParseLegacy(f.Given)
+	switch {
+	case !ok || l.Version != 0:
+		return n.fail(storage.ErrInvalidArgument, storage.ReasonStartSeq, f)
+	case l.ShardIndex != idx:
+		f.Shard2 = datadir.EncodedShardID(l.ShardIndex)
+		return n.fail(storage.ErrInvalidArgument, storage.ReasonSeqShard, f)
+	}
+	return n.fail(storage.ErrServiceFault, storage.ReasonSeqLegacy, f)
+}
+
+// timePosition is the first record that arrived at or after ts, or the
+// tip. It scans the group's records (the temporary reader has no time
+// index).
+func (n *Node) timePosition(ctx context.Context, group uint64, ts time.Time) (uint64, error) {
+	now := n.cfg.Now()
+	if ts.After(now) {
+		return 0, n.fail(storage.ErrInvalidArgument, storage.ReasonFutureTime, storage.Facts{N: ts.UnixMilli(), Limit: now.UnixMilli()})
+	}
+	if err := n.catchUp(ctx, group); err != nil {
+		return 0, err
+	}
+	tip := replica.Ordinal(n.host.Status(group).Applied+1, 0)
+	from := uint64(0)
+	for {
+		recs, err := n.reader.ReadApplied(group, from, 1000, 1<<62)
+		if err != nil || len(recs) == 0 {
+			return tip, err
+		}
+		for _, r := range recs {
+			if arrival, _, _, err := decodeRecord(r.Data); err == nil && arrival >= ts.UnixMilli() {
+				return r.Seq, nil
+			}
+		}
+		from = recs[len(recs)-1].Seq + 1
+	}
+}
+
+// Read returns one page of records from pos. MillisBehindLatest is the age
+// of the last record returned when the page is full (more may follow), 0
+// otherwise.
+func (n *Node) Read(ctx context.Context, pos storage.Position, maxRecords, maxBytes int) (storage.ReadResult, error) {
+	rec, sh, err := n.shardOf(ctx, pos.Stream, datadir.ShardID(pos.ShardIndex))
+	if err != nil {
+		return storage.ReadResult{}, err
+	}
+	if rec.CreatedNs != pos.StreamCreated { // deleted and created again
+		return storage.ReadResult{}, n.fail(storage.ErrShardNotFound, storage.ReasonShardGone, storage.Facts{Stream: pos.Stream, Shard: sh.ID})
+	}
+	if err := n.catchUp(ctx, sh.Group); err != nil {
+		return storage.ReadResult{}, err
+	}
+	recs, err := n.reader.ReadApplied(sh.Group, pos.Ordinal, maxRecords+1, maxBytes)
+	if err != nil {
+		return storage.ReadResult{}, err
+	}
+	more := len(recs) > maxRecords
+	if more {
+		recs = recs[:maxRecords]
+	}
+	out := storage.ReadResult{Records: make([]storage.Record, 0, len(recs))}
+	next := pos
+	var lastArrival int64
+	for _, r := range recs {
+		arrival, key, data, err := decodeRecord(r.Data)
+		if err != nil {
+			return storage.ReadResult{}, err
+		}
+		seq := seqnum.Seq{ShardCreateSecs: rec.Epoch, ShardIndex: pos.ShardIndex, Ordinal: r.Seq, ArrivalSecs: arrival / 1000}
+		out.Records = append(out.Records, storage.Record{SequenceNumber: seq.String(), Arrival: time.UnixMilli(arrival), PartitionKey: key, Data: data})
+		out.Bytes += len(key) + len(data)
+		next.Ordinal, lastArrival = r.Seq+1, arrival
+	}
+	out.Next = &next
+	if more {
+		out.MillisBehindLatest = max(0, n.cfg.Now().UnixMilli()-lastArrival)
+	}
+	return out, nil
+}

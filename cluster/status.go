@@ -1,0 +1,41 @@
+package cluster
+
+import (
+	"strconv"
+)
+
+// NodeStatus is a node's view of the cluster (GET /_cluster/v1/status).
+type NodeStatus struct {
+	Node uint64 `json:"node"`
+	// Groups is every group this node holds, by ID: the metadata group
+	// ("1") and each shard's.
+	Groups map[string]GroupStatus `json:"groups"`
+	// Shards maps "<stream>/<shardId>" to its group.
+	Shards map[string]uint64 `json:"shards"`
+}
+
+// GroupStatus is one group's leader (0: none known) and the last index
+// applied here.
+type GroupStatus struct {
+	Leader  uint64 `json:"leader"`
+	Applied uint64 `json:"applied"`
+}
+
+// Status reports this node's view of every group, from its local state.
+func (n *Node) Status() NodeStatus {
+	st := NodeStatus{Node: n.cfg.NodeID, Groups: map[string]GroupStatus{}, Shards: map[string]uint64{}}
+	groups := []uint64{metaGroup}
+	for _, rec := range n.streams() {
+		for _, sh := range rec.Shards {
+			st.Shards[rec.Name+"/"+sh.ID] = sh.Group
+			groups = append(groups, sh.Group)
+		}
+	}
+	for _, g := range groups {
+		if n.host.HasGroup(g) {
+			s := n.host.Status(g)
+			st.Groups[strconv.FormatUint(g, 10)] = GroupStatus{Leader: s.Leader, Applied: s.Applied}
+		}
+	}
+	return st
+}

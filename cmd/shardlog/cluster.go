@@ -1,0 +1,140 @@
+package main
+
+// This file is the only one in the command that touches cluster mode.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/shardlog/shardlog/api"
+	"github.com/shardlog/shardlog/cluster"
+	"github.com/shardlog/shardlog/datadir"
+	"github.com/shardlog/shardlog/vfs"
+)
+
+// clusterOptions are the cluster flags of `shardlog serve`.
+type clusterOptions struct {
+	enabled bool
+	nodeID  uint64
+	// peers is --peers: "1=host:port,2=host:port,..." (the Raft addresses
+	// of every node, this one included).
+	peers string
+	// peerListen is where this node accepts Raft peers (default: its own
+	// --peers address).
+	peerListen string
+	// advertise is this node's client API address as peers reach it
+	// (default: --listen).
+	advertise     string
+	token         string
+	tick          time.Duration
+	electionTicks int
+}
+
+func addClusterFlags(cmd *cobra.Command, c *clusterOptions) {
+	f := cmd.Flags()
+	f.BoolVar(&c.enabled, "cluster", false, "run as one node of a replicated cluster (README: Cluster); needs --node-id and --peers")
+	f.Uint64Var(&c.nodeID, "node-id", 0, "with --cluster: this node's ID, one of --peers' (never reuse an ID for another disk)")
+	f.StringVar(&c.peers, "peers", "", "with --cluster: every node's Raft address, this one's included, as ID=host:port,... (at most 3 nodes)")
+	f.StringVar(&c.peerListen, "peer-listen", "", "with --cluster: address to accept Raft peers on (default: this node's --peers address)")
+	f.StringVar(&c.advertise, "advertise", "", "with --cluster: this node's client API host:port as the other nodes reach it, to forward requests (default: --listen)")
+	f.StringVar(&c.token, "cluster-token", "", "with --cluster: shared secret of the cluster (same on every node, or unset on every node: the first leader then generates one); also from SHARDLOG_CLUSTER_TOKEN")
+	f.DurationVar(&c.tick, "raft-tick", cluster.DefaultTick, "with --cluster: Raft's tick (heartbeats every 2 ticks)")
+	f.IntVar(&c.electionTicks, "election-ticks", cluster.DefaultElectionTicks, "with --cluster: Raft's election timeout in ticks (randomised up to twice that)")
+}
+
+func (c clusterOptions) check(o serveOptions) error {
+	if !c.enabled {
+		if c.nodeID != 0 || c.peers != "" {
+			return errors.New("--node-id and --peers need --cluster")
+		}
+		return nil
+	}
+	peers, err := parsePeers(c.peers)
+	switch {
+	case err != nil:
+		return err
+	case c.nodeID == 0 || peers[c.nodeID] == "":
+		return fmt.Errorf("--node-id must be one of the IDs in --peers, got %d", c.nodeID)
+	case o.tls.only:
+		// Forwarded requests travel over plain HTTP to --advertise.
+		return errors.New("--cluster needs the plain HTTP listener: --tls-only is not supported in cluster mode yet")
+	case c.tick <= 0 || c.electionTicks < 3:
+		return errors.New("--raft-tick must be positive and --election-ticks at least 3")
+	}
+	return nil
+}
+
+// parsePeers reads --peers.
+func parsePeers(s string) (map[uint64]string, error) {
+	out := map[uint64]string{}
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		n, err := strconv.ParseUint(id, 10, 64)
+		if !ok || err != nil || n == 0 || addr == "" || out[n] != "" {
+			return nil, fmt.Errorf("--peers: %q is not ID=host:port with a new ID above 0", part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("--peers: %q: %w", part, err)
+		}
+		out[n] = addr
+	}
+	return out, nil
+}
+
+// openCluster starts this node of the cluster: a storeOpener. Its Raft
+// state lives in <data-dir>/cluster, under the data directory's LOCK. It
+// returns once the node knows the cluster secret, which on a first start
+// needs a quorum of --peers up.
+func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backend, io.Closer, error) {
+	c := o.cluster
+	peers, err := parsePeers(c.peers)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	lock, err := datadir.LockExclusive(o.dataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ln net.Listener
+	if c.peerListen != "" {
+		if ln, err = net.Listen("tcp", c.peerListen); err != nil {
+			lock.Release()
+			return nil, nil, fmt.Errorf("--peer-listen: %w", err)
+		}
+	}
+	advertise := c.advertise
+	if advertise == "" {
+		advertise = o.listen
+	}
+	token := c.token
+	if token == "" {
+		token = os.Getenv("SHARDLOG_CLUSTER_TOKEN")
+	}
+	log.Info("starting cluster node: waiting for the metadata group", "node_id", c.nodeID, "peers", c.peers, "advertise", advertise)
+	n, err := cluster.Open(ctx, cluster.Config{NodeID: c.nodeID, Peers: peers, PeerListener: ln, Advertise: advertise,
+		Dir: filepath.Join(o.dataDir, "cluster"), FS: vfs.OS{}, Secret: token, AccountID: o.accountID, ShardLimit: o.shardLimit,
+		Tick: c.tick, ElectionTicks: c.electionTicks, Logger: log.Named("cluster"), Now: o.now})
+	if err != nil {
+		lock.Release()
+		return nil, nil, err
+	}
+	return n, closers{n, lockCloser{lock}}, nil
+}
+
+type lockCloser struct{ l *datadir.Lock }
+
+func (c lockCloser) Close() error { return c.l.Release() }

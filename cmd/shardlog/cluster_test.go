@@ -1,0 +1,58 @@
+package main
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+func clusterTestOptions() serveOptions {
+	o := testOptions()
+	o.cluster = clusterOptions{enabled: true, nodeID: 2, peers: "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103",
+		tick: 50 * time.Millisecond, electionTicks: 16}
+	return o
+}
+
+// TestClusterOptionsCheck: the cluster flags' rules.
+func TestClusterOptionsCheck(t *testing.T) {
+	if err := clusterTestOptions().check(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(*serveOptions){
+		"node id not a peer":        func(o *serveOptions) { o.cluster.nodeID = 4 },
+		"no node id":                func(o *serveOptions) { o.cluster.nodeID = 0 },
+		"peer without address":      func(o *serveOptions) { o.cluster.peers = "1=127.0.0.1:7101,2=" },
+		"peer ID 0":                 func(o *serveOptions) { o.cluster.peers = "0=127.0.0.1:7101,2=127.0.0.1:7102" },
+		"peer ID twice":             func(o *serveOptions) { o.cluster.peers = "2=127.0.0.1:7101,2=127.0.0.1:7102" },
+		"address without port":      func(o *serveOptions) { o.cluster.peers = "1=127.0.0.1,2=127.0.0.1:7102" },
+		"tls only":                  func(o *serveOptions) { o.tls.only, o.tls.selfSigned = true, true },
+		"tiny election timeout":     func(o *serveOptions) { o.cluster.electionTicks = 1 },
+		"node id without --cluster": func(o *serveOptions) { o.cluster.enabled = false },
+		"zero tick":                 func(o *serveOptions) { o.cluster.tick = 0 },
+	} {
+		o := clusterTestOptions()
+		mut(&o)
+		if o.check() == nil {
+			t.Errorf("%s: accepted %+v", name, o.cluster)
+		}
+	}
+}
+
+func TestParsePeers(t *testing.T) {
+	got, err := parsePeers("1=127.0.0.1:7101, 3=node3:7103")
+	want := map[uint64]string{1: "127.0.0.1:7101", 3: "node3:7103"}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("parsePeers = %v, %v", got, err)
+	}
+}
+
+// TestClusterFlags: the flags exist with the documented defaults.
+func TestClusterFlags(t *testing.T) {
+	cmd := newServeCmd(nil)
+	for name, def := range map[string]string{"cluster": "false", "node-id": "0", "peers": "", "peer-listen": "", "advertise": "",
+		"cluster-token": "", "raft-tick": "50ms", "election-ticks": "16"} {
+		if f := cmd.Flags().Lookup(name); f == nil || f.DefValue != def {
+			t.Errorf("--%s: %+v, want default %q", name, f, def)
+		}
+	}
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# cluster-run.sh: three `shardlog serve --cluster` nodes on 127.0.0.1
+# (client APIs on ports 4567, 4568, 4569; Raft on 7101, 7102, 7103), each
+# with its own data directory under one parent. Ctrl-C stops all three.
+#
+#   scripts/cluster-run.sh [BIN] [PARENT_DIR] [extra serve flags...]
+#
+# BIN defaults to bin/shardlog, PARENT_DIR to ./shardlog-cluster (node N's
+# data in PARENT_DIR/nodeN, its log in PARENT_DIR/nodeN.log). Restarting
+# the script over the same directory brings the same cluster back.
+set -euo pipefail
+
+bin=${1:-bin/shardlog}
+parent=${2:-shardlog-cluster}
+shift $(( $# < 2 ? $# : 2 ))
+peers=1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103
+pids=()
+
+stop() {
+	trap - INT TERM EXIT
+	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	wait
+	exit "${1:-0}"
+}
+trap stop INT TERM
+trap 'stop 1' EXIT
+
+mkdir -p "$parent"
+for n in 1 2 3; do
+	"$bin" serve --cluster --node-id "$n" --peers "$peers" \
+		--listen "127.0.0.1:$((4566 + n))" --data-dir "$parent/node$n" "$@" \
+		>"$parent/node$n.log" 2>&1 &
+	pids+=($!)
+done
+echo "cluster: nodes 1-3 on http://127.0.0.1:4567, :4568, :4569 (logs in $parent/node*.log); Ctrl-C stops them"
+# Any node exiting (a bad flag, a port in use) stops the others too.
+wait -n "${pids[@]}" || true
+echo "cluster: a node exited; stopping the others" >&2
+tail -n 5 "$parent"/node*.log >&2
+stop 1
