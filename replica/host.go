@@ -84,6 +84,10 @@ type Config struct {
 	// Applier, if set, is told every group's applied records (read.go).
 	Applier Applier
 
+	// NoQuiesce keeps every group ticking and heartbeating while idle
+	// (quiesce.go): an escape hatch, and the benchmark's baseline.
+	NoQuiesce bool
+
 	// crashAt, when it returns true at a named point of a WAL roll or
 	// truncation, stops the host there as a power cut would (tests only).
 	crashAt func(point string) bool
@@ -98,6 +102,12 @@ type Config struct {
 	// changes the applied state already holds are not handed to raft again,
 	// so its configuration stays the compaction point's.
 	skipReappliedConf bool
+	// skipLivenessWake is another: a quiesced follower never wakes when its
+	// leader's node falls silent (quiesce.go).
+	skipLivenessWake bool
+	// noCoalesce sends heartbeats as whole raft messages, not beats: the
+	// idle benchmark's baseline (TestIdleCPU).
+	noCoalesce bool
 }
 
 // Record is an applied record and its ordinal.
@@ -140,6 +150,7 @@ type Host struct {
 	kick        chan struct{}
 	// snapshotsSent and snapshotsInstalled count this host's (tests).
 	snapshotsSent, snapshotsInstalled int
+	lv                                liveness // quiescence (quiesce.go)
 }
 
 type group struct {
@@ -166,6 +177,11 @@ type group struct {
 	// from or the last campaign, and the drawn timeout.
 	quiet, timeout int
 	transferTicks  int // ticks of the leadership transfer under way
+	q              groupQuiescence
+	// dirty: something may have given the group a Ready since the last
+	// round looked (a tick, a message, a call), so the next round asks it;
+	// the rest are not asked, and an idle node's rounds cost O(dirty groups).
+	dirty bool
 }
 
 // Open recovers the WAL in cfg.Dir and starts every group from it.
@@ -192,7 +208,8 @@ func Open(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{cfg: cfg, wal: w, groups: map[uint64]*group{}, kick: make(chan struct{}, 1)}
+	h := &Host{cfg: cfg, wal: w, groups: map[uint64]*group{}, kick: make(chan struct{}, 1),
+		lv: liveness{heard: map[uint64]uint64{}, out: map[uint64][]Beat{}, pulse: map[uint64]bool{}}}
 	added, err := addedGroups(payloads)
 	if err != nil {
 		return nil, err
@@ -435,7 +452,7 @@ func (h *Host) startGroup(g *group) error {
 	if err != nil {
 		return err
 	}
-	g.rn = rn
+	g.rn, g.dirty = rn, true
 	return nil
 }
 
@@ -458,12 +475,18 @@ func (h *Host) drawTimeout() int {
 	return h.cfg.ElectionTicks + h.cfg.Rand.IntN(h.cfg.ElectionTicks)
 }
 
-// Tick advances every group's logical clock by one tick.
+// Tick advances every awake group's logical clock by one tick; a quiesced
+// group's clock stands still (quiesce.go).
 func (h *Host) Tick() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.lv.ticks++
 	for _, id := range h.order {
 		g := h.groups[id]
+		if h.tickQuiesced(g) {
+			continue
+		}
+		g.dirty = true
 		g.rn.Tick()
 		h.proposeCompaction(g)
 		if h.cfg.Rand == nil {
@@ -491,19 +514,20 @@ func (h *Host) Receive(b Batch) {
 	if h.stopped != nil {
 		return
 	}
-	for _, m := range b.Msgs {
-		g := h.groups[m.Group]
-		if g == nil {
-			continue
-		}
-		if err := g.rn.Step(m.Msg); err != nil {
-			continue
-		}
-		if h.cfg.Rand != nil && fromLeader(m.Msg) && g.rn.BasicStatus().Lead == m.Msg.GetFrom() {
-			g.quiet = 0
-		}
-	}
+	h.receiveBatch(b)
 	h.wake()
+}
+
+// step steps one message into its group, which it wakes.
+func (h *Host) step(g *group, m *pb.Message) {
+	h.unquiesce(g, true)
+	g.dirty = true
+	if err := g.rn.Step(m); err != nil {
+		return
+	}
+	if h.cfg.Rand != nil && fromLeader(m) && g.rn.BasicStatus().Lead == m.GetFrom() {
+		g.quiet = 0
+	}
 }
 
 // fromLeader reports whether m is one only a leader sends, so hearing it
@@ -534,6 +558,8 @@ func (h *Host) Propose(group uint64, records [][]byte) (*Proposal, error) {
 	case g.rn.BasicStatus().RaftState != raft.StateLeader:
 		return nil, ErrNotLeader
 	}
+	h.unquiesce(g, true)
+	g.dirty = true
 	term := g.rn.BasicStatus().GetTerm()
 	h.nextID++
 	key := proposalKey{node: h.cfg.NodeID, incarnation: h.incarnation, id: h.nextID}
@@ -571,7 +597,12 @@ func (h *Host) HandleReady() error {
 	var rounds []readyRound
 	for _, id := range h.order {
 		g := h.groups[id]
-		if !g.rn.HasReady() {
+		if !g.dirty {
+			continue
+		}
+		// Kept dirty for the next round too: raft may have more for it
+		// after this round's Advance or snapshot reports.
+		if g.dirty = g.rn.HasReady(); !g.dirty {
 			continue
 		}
 		rd := g.rn.Ready()
@@ -651,21 +682,11 @@ func (h *Host) ownKey(e *pb.Entry) (proposalKey, bool) {
 }
 
 // send delivers the round's messages, one batch per destination node, in node
-// order.
+// order (quiesce.go adds beats and pulses).
 func (h *Host) send(rounds []readyRound) {
-	byNode := map[uint64][]GroupMessage{}
-	for _, r := range rounds {
-		for _, m := range r.rd.Messages {
-			byNode[m.GetTo()] = append(byNode[m.GetTo()], GroupMessage{Group: r.g.id, Msg: m})
-		}
-	}
-	tos := make([]uint64, 0, len(byNode))
-	for to := range byNode {
-		tos = append(tos, to)
-	}
-	slices.Sort(tos)
-	for _, to := range tos {
-		h.cfg.Transport.Send(Batch{From: h.cfg.NodeID, To: to, Msgs: byNode[to]})
+	byNode := h.outgoing(rounds)
+	for _, to := range slices.Sorted(maps.Keys(byNode)) {
+		h.cfg.Transport.Send(*byNode[to])
 	}
 }
 
