@@ -181,6 +181,9 @@ type group struct {
 	// dirty: something may have given the group a Ready since the last
 	// round looked (a tick, a message, a call), so the next round asks it;
 	// the rest are not asked, and an idle node's rounds cost O(dirty groups).
+	// Every awake group is ticked, and so marked, at every tick, and only
+	// a wake-up changes a quiesced group's raft state: a missed mark could
+	// delay a group by one tick, never stall it.
 	dirty bool
 }
 
