@@ -11,7 +11,7 @@ CRASH_SEEDS ?= 20000
 CYCLES    ?= 100
 SEED      ?= 1
 
-.PHONY: build run test test-short vet bench bench-disk fuzz powerloss-long crash-test crash-test-efo sim cluster-run clean
+.PHONY: build run test test-short vet bench bench-disk fuzz powerloss-long crash-test crash-test-efo sim cluster-run idle-cpu clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/shardlog
@@ -66,6 +66,15 @@ SEEDS     ?= 1000
 sim:
 	SHARDLOG_SIM_SEEDS=$(SEEDS) SHARDLOG_SIM_SEED=$(SEED) $(GO) test -count=1 -run 'TestSimulation$$' -v -timeout 3h ./replica/ \
 		| grep -E '^(--- |ok|FAIL|panic)|sim_test.go'
+
+# Idle CPU of three replica hosts over loopback TCP with IDLE_GROUPS groups
+# (issue 17; BENCHMARKS.md): heartbeats as raft messages, coalesced, then
+# coalesced and quiesced, each idle for IDLE_SECONDS.
+IDLE_GROUPS  ?= 1000
+IDLE_SECONDS ?= 20
+idle-cpu:
+	SHARDLOG_IDLE_CPU=1 SHARDLOG_IDLE_GROUPS=$(IDLE_GROUPS) SHARDLOG_IDLE_SECONDS=$(IDLE_SECONDS) \
+		$(GO) test -count=1 -run 'TestIdleCPU$$' -v -timeout 30m ./replica/ | grep -E '^(--- |ok|FAIL|panic)|idle_cpu_test.go'
 
 # Each fuzz target for FUZZTIME (default 60s).
 fuzz:

@@ -180,13 +180,18 @@ type GroupMessage struct {
 
 // Batch is everything one Ready round sends from one node to another: every
 // group's messages to that node travel together (per node-pair coalescing).
+// Heartbeats travel as Beats, the compact coalesced form (quiesce.go). A
+// batch with neither is a liveness pulse: the sender is up (quiesce.go).
 type Batch struct {
 	From, To uint64
 	Msgs     []GroupMessage
+	Beats    []Beat
 }
 
 // EncodeBatch renders b for a network transport: from, to, count, then per
-// message its group and its length-prefixed protobuf encoding.
+// message its group and its length-prefixed protobuf encoding; then the
+// beats: a count, and per beat its group, kind, term and (for a heartbeat or
+// a quiesce) commit and (for a quiesce) index, each a uvarint but the kind.
 func EncodeBatch(b Batch) ([]byte, error) {
 	out := le.AppendUint64(nil, b.From)
 	out = le.AppendUint64(out, b.To)
@@ -200,7 +205,24 @@ func EncodeBatch(b Batch) ([]byte, error) {
 		out = le.AppendUint32(out, uint32(len(p)))
 		out = append(out, p...)
 	}
+	out = le.AppendUint32(out, uint32(len(b.Beats)))
+	for _, bt := range b.Beats {
+		out = appendBeat(out, bt)
+	}
 	return out, nil
+}
+
+func appendBeat(out []byte, bt Beat) []byte {
+	out = binary.AppendUvarint(out, bt.Group)
+	out = append(out, byte(bt.Kind))
+	out = binary.AppendUvarint(out, bt.Term)
+	if bt.Kind != BeatResp {
+		out = binary.AppendUvarint(out, bt.Commit)
+	}
+	if bt.Kind == BeatQuiesce {
+		out = binary.AppendUvarint(out, bt.Index)
+	}
+	return out
 }
 
 // DecodeBatch is EncodeBatch's inverse.
@@ -219,8 +241,39 @@ func DecodeBatch(data []byte) (Batch, error) {
 		}
 		b.Msgs = append(b.Msgs, GroupMessage{Group: group, Msg: m})
 	}
+	n = r.u32()
+	for i := uint32(0); i < n && !r.bad; i++ {
+		b.Beats = append(b.Beats, r.beat())
+	}
 	if !r.done() {
 		return Batch{}, fmt.Errorf("replica: malformed batch")
 	}
 	return b, nil
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.bad {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) beat() Beat {
+	bt := Beat{Group: r.uvarint(), Kind: BeatKind(r.u8()), Term: r.uvarint()}
+	switch bt.Kind {
+	case BeatHeartbeat:
+		bt.Commit = r.uvarint()
+	case BeatQuiesce:
+		bt.Commit, bt.Index = r.uvarint(), r.uvarint()
+	case BeatResp:
+	default:
+		r.bad = true
+	}
+	return bt
 }

@@ -46,7 +46,10 @@
 // configuration is persisted in its log and in compaction and snapshot
 // frames. Placement (placement.go) decides which node holds which replica.
 //
+// Idle groups quiesce (quiesce.go): they stop ticking and heartbeating until a
+// proposal or message wakes them, and a quiesced follower wakes when its
+// leader's node falls silent. Heartbeats travel coalesced, as Beats.
+//
 // What is not here yet (docs/cluster.md §12): snapshots as segment file lists
-// (a snapshot is still the state rendered as bytes in MsgSnap), quiescence and
-// single-message coalesced heartbeats, and wiring into `shardlog serve`.
+// (a snapshot is still the state rendered as bytes in MsgSnap).
 package replica

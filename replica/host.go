@@ -96,6 +96,9 @@ type Config struct {
 	// StateSegmentSize: a group's segment file rolls once it would pass this
 	// size (default DefaultStateSegmentSize).
 	StateSegmentSize int64
+	// NoQuiesce keeps every group ticking and heartbeating while idle
+	// (quiesce.go): an escape hatch, and the benchmark's baseline.
+	NoQuiesce bool
 
 	// crashAt, when it returns true at a named point of a WAL roll or
 	// truncation, stops the host there as a power cut would (tests only).
@@ -114,6 +117,12 @@ type Config struct {
 	// skipStateSync is another: the segments are not fdatasync'd before the
 	// WAL behind them is deleted.
 	skipStateSync bool
+	// skipLivenessWake is another: a quiesced follower never wakes when its
+	// leader's node falls silent (quiesce.go).
+	skipLivenessWake bool
+	// noCoalesce sends heartbeats as whole raft messages, not beats: the
+	// idle benchmark's baseline (TestIdleCPU).
+	noCoalesce bool
 }
 
 // Record is an applied record, its ordinal and its arrival time (Unix ms,
@@ -159,6 +168,7 @@ type Host struct {
 	ownComp     bool // cfg.Compressor was made by Open: Close closes it
 	// snapshotsSent and snapshotsInstalled count this host's (tests).
 	snapshotsSent, snapshotsInstalled int
+	lv                                liveness // quiescence (quiesce.go)
 }
 
 type group struct {
@@ -184,6 +194,14 @@ type group struct {
 	// from or the last campaign, and the drawn timeout.
 	quiet, timeout int
 	transferTicks  int // ticks of the leadership transfer under way
+	q              groupQuiescence
+	// dirty: something may have given the group a Ready since the last
+	// round looked (a tick, a message, a call), so the next round asks it;
+	// the rest are not asked, and an idle node's rounds cost O(dirty groups).
+	// Every awake group is ticked, and so marked, at every tick, and only
+	// a wake-up changes a quiesced group's raft state: a missed mark could
+	// delay a group by one tick, never stall it.
+	dirty bool
 }
 
 // Open recovers the WAL in cfg.Dir and starts every group from it.
@@ -235,7 +253,8 @@ func open(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{cfg: cfg, wal: w, groups: map[uint64]*group{}, kick: make(chan struct{}, 1)}
+	h := &Host{cfg: cfg, wal: w, groups: map[uint64]*group{}, kick: make(chan struct{}, 1),
+		lv: liveness{heard: map[uint64]uint64{}, out: map[uint64][]Beat{}, pulse: map[uint64]bool{}}}
 	added, err := addedGroups(payloads)
 	if err != nil {
 		return nil, err
@@ -471,7 +490,7 @@ func (h *Host) startGroup(g *group) error {
 	if err != nil {
 		return err
 	}
-	g.rn = rn
+	g.rn, g.dirty = rn, true
 	return nil
 }
 
@@ -494,12 +513,18 @@ func (h *Host) drawTimeout() int {
 	return h.cfg.ElectionTicks + h.cfg.Rand.IntN(h.cfg.ElectionTicks)
 }
 
-// Tick advances every group's logical clock by one tick.
+// Tick advances every awake group's logical clock by one tick; a quiesced
+// group's clock stands still (quiesce.go).
 func (h *Host) Tick() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.lv.ticks++
 	for _, id := range h.order {
 		g := h.groups[id]
+		if h.tickQuiesced(g) {
+			continue
+		}
+		g.dirty = true
 		g.rn.Tick()
 		h.proposeCompaction(g)
 		if h.cfg.Rand == nil {
@@ -527,19 +552,20 @@ func (h *Host) Receive(b Batch) {
 	if h.stopped != nil {
 		return
 	}
-	for _, m := range b.Msgs {
-		g := h.groups[m.Group]
-		if g == nil {
-			continue
-		}
-		if err := g.rn.Step(m.Msg); err != nil {
-			continue
-		}
-		if h.cfg.Rand != nil && fromLeader(m.Msg) && g.rn.BasicStatus().Lead == m.Msg.GetFrom() {
-			g.quiet = 0
-		}
-	}
+	h.receiveBatch(b)
 	h.wake()
+}
+
+// step steps one message into its group, which it wakes.
+func (h *Host) step(g *group, m *pb.Message) {
+	h.unquiesce(g, true)
+	g.dirty = true
+	if err := g.rn.Step(m); err != nil {
+		return
+	}
+	if h.cfg.Rand != nil && fromLeader(m) && g.rn.BasicStatus().Lead == m.GetFrom() {
+		g.quiet = 0
+	}
 }
 
 // fromLeader reports whether m is one only a leader sends, so hearing it
@@ -570,6 +596,8 @@ func (h *Host) Propose(group uint64, records [][]byte) (*Proposal, error) {
 	case g.rn.BasicStatus().RaftState != raft.StateLeader:
 		return nil, ErrNotLeader
 	}
+	h.unquiesce(g, true)
+	g.dirty = true
 	term := g.rn.BasicStatus().GetTerm()
 	h.nextID++
 	key := proposalKey{node: h.cfg.NodeID, incarnation: h.incarnation, id: h.nextID}
@@ -607,7 +635,12 @@ func (h *Host) HandleReady() error {
 	var rounds []readyRound
 	for _, id := range h.order {
 		g := h.groups[id]
-		if !g.rn.HasReady() {
+		if !g.dirty {
+			continue
+		}
+		// Kept dirty for the next round too: raft may have more for it
+		// after this round's Advance or snapshot reports.
+		if g.dirty = g.rn.HasReady(); !g.dirty {
 			continue
 		}
 		rd := g.rn.Ready()
@@ -687,21 +720,11 @@ func (h *Host) ownKey(e *pb.Entry) (proposalKey, bool) {
 }
 
 // send delivers the round's messages, one batch per destination node, in node
-// order.
+// order (quiesce.go adds beats and pulses).
 func (h *Host) send(rounds []readyRound) {
-	byNode := map[uint64][]GroupMessage{}
-	for _, r := range rounds {
-		for _, m := range r.rd.Messages {
-			byNode[m.GetTo()] = append(byNode[m.GetTo()], GroupMessage{Group: r.g.id, Msg: m})
-		}
-	}
-	tos := make([]uint64, 0, len(byNode))
-	for to := range byNode {
-		tos = append(tos, to)
-	}
-	slices.Sort(tos)
-	for _, to := range tos {
-		h.cfg.Transport.Send(Batch{From: h.cfg.NodeID, To: to, Msgs: byNode[to]})
+	byNode := h.outgoing(rounds)
+	for _, to := range slices.Sorted(maps.Keys(byNode)) {
+		h.cfg.Transport.Send(*byNode[to])
 	}
 }
 

@@ -179,6 +179,8 @@ func (h *Host) leaderGroup(group uint64) (*group, error) {
 	case g.rn.BasicStatus().RaftState != raft.StateLeader:
 		return nil, ErrNotLeader
 	}
+	h.unquiesce(g, true)
+	g.dirty = true
 	return g, nil
 }
 

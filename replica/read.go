@@ -43,6 +43,8 @@ func (h *Host) ReadIndex(group uint64) (*Read, error) {
 	if g == nil {
 		return nil, errUnknownGroup(group)
 	}
+	h.unquiesce(g, true)
+	g.dirty = true
 	h.nextID++
 	r := &Read{ctx: h.nextID, done: make(chan struct{})}
 	g.reads = append(g.reads, r)

@@ -85,6 +85,10 @@ func TestSimulation(t *testing.T) {
 		total.joined += st.joined
 		total.left += st.left
 		total.transfers += st.transfers
+		total.quiesced += st.quiesced
+		total.woken += st.woken
+		total.livenessWakes += st.livenessWakes
+		total.lulls += st.lulls
 	}
 	t.Logf("%d seeds: proposals acknowledged %d, definitely failed %d (%d of them replaced by another leader's entry), indeterminate %d; %d faults injected",
 		n, total.acked, total.failed, total.dropped, total.unknown, total.faults)
@@ -94,6 +98,11 @@ func TestSimulation(t *testing.T) {
 		total.snapSent, total.snapInstalled, total.snapCrashes, total.longDown)
 	t.Logf("membership: %d nodes joined, %d left, %d replicas moved (learner, catch-up, promotion, removal), %d leadership transfers asked",
 		total.joined, total.left, total.moves, total.transfers)
+	t.Logf("quiescence: %d lulls, %d groups quiesced, %d woken (%d by their leader node's silence)",
+		total.lulls, total.quiesced, total.woken, total.livenessWakes)
+	if n >= 6 && (total.quiesced == 0 || total.livenessWakes == 0) {
+		t.Fatal("no group quiesced, or none woke on its leader node's silence: the simulation no longer exercises quiescence")
+	}
 	if n >= 6 && total.moves == 0 {
 		t.Fatal("no replica moved: the simulation no longer exercises membership changes")
 	}
@@ -114,7 +123,10 @@ func TestSimulation(t *testing.T) {
 //     configuration (an acknowledged record is lost), or the group stalls;
 //   - WAL files are deleted without the segments behind them fdatasync'd: a
 //     power cut takes applied records that no log holds any more (a replica's
-//     log differs from its leader's, or an acknowledged record is lost).
+//     log differs from its leader's, or an acknowledged record is lost);
+//   - a quiesced follower never wakes when its leader's node falls silent:
+//     once a quiesced leader's node is lost, its groups never elect another
+//     leader (leaderLoss).
 func TestSimulationCatchesBrokenHosts(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -125,6 +137,7 @@ func TestSimulationCatchesBrokenHosts(t *testing.T) {
 		{"ack on append, before commit", func(c *Config) { c.ackOnAppend = true }, "acknowledged"},
 		{"conf changes not re-applied after a restart", func(c *Config) { c.skipReappliedConf = true }, ""},
 		{"WAL truncated before the segments' fdatasync", func(c *Config) { c.skipStateSync = true }, ""},
+		{"quiesced followers never wake on their leader node's silence", func(c *Config) { c.skipLivenessWake = true }, "no other leader"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var caught []string
@@ -167,6 +180,8 @@ type simStats struct {
 	snapCrashes                    int    // power cuts inside a snapshot's installation
 	longDown                       int    // nodes kept down for hundreds of steps
 	moves, joined, left, transfers int    // replicas moved; nodes added and decommissioned; leaders moved off a leaving replica
+	quiesced, woken, livenessWakes int    // QuiesceStats, summed over hosts
+	lulls                          int    // stretches of steps in which a group got no proposals
 	digest                         string // the final logs, hashed, for determinism
 }
 
@@ -229,7 +244,9 @@ type sim struct {
 	attempts []*attempt
 	clients  []*client
 	stats    simStats
-	members  membersSim // membership changes (sim_members_test.go)
+	members  membersSim        // membership changes (sim_members_test.go)
+	lull     map[uint64]uint64 // per group, the step until which its clients propose nothing
+	holdDown uint64            // a node the final phase keeps down (leaderLoss)
 }
 
 // runSim runs one seed. A panic inside a host (raft's own checks, such as
@@ -251,6 +268,9 @@ func runSim(seed uint64, opt simOptions) (st simStats, err error) {
 		}
 	}
 	if err := s.settleAndCheck("after the run"); err != nil {
+		return s.stats, err
+	}
+	if err := s.leaderLoss(); err != nil {
 		return s.stats, err
 	}
 	for _, n := range s.nodes {
@@ -285,7 +305,7 @@ func runSim(seed uint64, opt simOptions) (st simStats, err error) {
 
 // newSim starts opt.nodes nodes from empty disks.
 func newSim(seed uint64, opt simOptions) (*sim, error) {
-	s := &sim{opt: opt, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), cut: map[[2]uint64]bool{}}
+	s := &sim{opt: opt, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), cut: map[[2]uint64]bool{}, lull: map[uint64]uint64{}}
 	s.dropP, s.dupP = 0.02+0.1*s.rng.Float64(), 0.05*s.rng.Float64()
 	if opt.calm {
 		s.dropP, s.dupP = 0, 0
@@ -377,6 +397,10 @@ func (s *sim) countWAL(h *Host) {
 	s.stats.removed += h.wal.removed
 	s.stats.snapSent += h.snapshotsSent
 	s.stats.snapInstalled += h.snapshotsInstalled
+	q := h.QuiesceStats()
+	s.stats.quiesced += int(q.Quiesced)
+	s.stats.woken += int(q.Woken)
+	s.stats.livenessWakes += int(q.LivenessWakes)
 }
 
 type simTransport struct{ s *sim }
@@ -444,7 +468,7 @@ func (s *sim) restartAllIfQuiet() error {
 		return nil
 	}
 	for _, n := range s.nodes {
-		if n.host == nil && !n.gone {
+		if n.host == nil && !n.gone && n.id != s.holdDown {
 			if err := s.start(n); err != nil {
 				return err
 			}
@@ -525,10 +549,18 @@ func (s *sim) deliver() error {
 }
 
 // propose lets idle clients send a batch of 1-3 records to a random live node
-// (a client does not know the leader; a refusal is a definite failure).
+// (a client does not know the leader; a refusal is a definite failure). Now
+// and then a group's clients pause for a lull of 50-400 steps, long enough
+// for it to quiesce, and for faults to strike it quiesced.
 func (s *sim) propose() {
+	for g := range s.opt.groups {
+		if gid := uint64(g + 1); s.lull[gid] < s.now && s.rng.Float64() < 0.005 {
+			s.lull[gid] = s.now + 50 + uint64(s.rng.IntN(350))
+			s.stats.lulls++
+		}
+	}
 	for ci, c := range s.clients {
-		if c.current != nil || s.rng.Float64() > 0.3 {
+		if c.current != nil || s.lull[c.group] >= s.now || s.rng.Float64() > 0.3 {
 			continue
 		}
 		n := s.nodes[s.rng.IntN(len(s.nodes))]
@@ -605,10 +637,80 @@ func (s *sim) settleAndCheck(when string) error {
 			if err := s.check(); err != nil {
 				return fmt.Errorf("%s: %w", when, err)
 			}
-			return nil
+			return s.awaitQuiescence(when)
 		}
 	}
 	return fmt.Errorf("%s: the cluster did not converge within %d steps: %s", when, limit, s.describe())
+}
+
+// awaitQuiescence: once settled, with nothing proposed, every replica of
+// every group quiesces within a few election timeouts.
+func (s *sim) awaitQuiescence(when string) error {
+	for range 200 {
+		if s.allQuiesced() {
+			return nil
+		}
+		if err := s.step(); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("%s: idle groups did not quiesce within 200 steps: %s", when, s.describe())
+}
+
+func (s *sim) allQuiesced() bool {
+	for g := range s.opt.groups {
+		gid := uint64(g + 1)
+		lead, m := s.leaderOf(gid)
+		if lead == nil {
+			return false
+		}
+		for _, id := range append(m.Voters, m.Learners...) {
+			if h := s.nodes[id-1].host; h == nil || !h.Quiesced(gid) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// leaderLoss cuts the power of group 1's leader, every group quiesced, and
+// keeps it down: each group it led must elect another leader on the other
+// nodes, though nothing but its node's silence tells them (the liveness
+// wake, quiesce.go). Then it comes back, and the cluster settles again.
+func (s *sim) leaderLoss() error {
+	lead, _ := s.leaderOf(1)
+	var led []uint64
+	for g := range s.opt.groups {
+		if l, _ := s.leaderOf(uint64(g + 1)); l == lead {
+			led = append(led, uint64(g+1))
+		}
+	}
+	s.holdDown = lead.id
+	s.crash(lead)
+	elected := func() bool {
+		for _, gid := range led {
+			l, m := s.leaderOf(gid)
+			if l == nil {
+				return false
+			}
+			for _, id := range m.Voters {
+				if h := s.nodes[id-1].host; h != nil && h.Status(gid).Leader != l.id {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	for i := 0; !elected(); i++ {
+		if i == 1000 {
+			return fmt.Errorf("node %d, leader of groups %v, is down: no other leader within 1000 steps: %s", lead.id, led, s.describe())
+		}
+		if err := s.step(); err != nil {
+			return err
+		}
+	}
+	s.holdDown = 0
+	return s.settleAndCheck("after a quiesced leader's node was lost")
 }
 
 // settled: every group has one leader that all its replicas know, every
@@ -635,6 +737,9 @@ func (s *sim) settled() bool {
 		}
 		ls := lead.host.Status(uint64(g + 1))
 		for _, id := range m.Voters {
+			if s.nodes[id-1].host == nil {
+				return false // a voter decommissioned (only a broken host leaves one)
+			}
 			st := s.nodes[id-1].host.Status(uint64(g + 1))
 			if st.Leader != lead.id || st.Applied != st.LastIndex || st.Applied != ls.Applied {
 				return false

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,7 +25,7 @@ func sampleBatch() Batch {
 		{Group: 3, Msg: &pb.Message{Type: pb.MsgApp.Enum(), To: new(uint64(2)), From: new(uint64(1)), Term: new(uint64(5)),
 			Entries: []*pb.Entry{{Term: new(uint64(5)), Index: new(uint64(8)), Data: []byte("rec")}}}},
 		{Group: 4, Msg: &pb.Message{Type: pb.MsgHeartbeat.Enum(), To: new(uint64(2)), From: new(uint64(1))}},
-	}}
+	}, Beats: []Beat{{Group: 5, Kind: BeatHeartbeat, Term: 5, Commit: 9}, {Group: 6, Kind: BeatQuiesce, Term: 5, Commit: 9, Index: 9}}}
 }
 
 func TestTransportFrames(t *testing.T) {
@@ -103,7 +104,7 @@ func FuzzTransportFrame(f *testing.F) {
 				t.Fatalf("a decoded batch does not encode: %v", err)
 			}
 			b2, err := DecodeBatch(again)
-			if err != nil || b2.From != b.From || b2.To != b.To || len(b2.Msgs) != len(b.Msgs) {
+			if err != nil || b2.From != b.From || b2.To != b.To || len(b2.Msgs) != len(b.Msgs) || !slices.Equal(b2.Beats, b.Beats) {
 				t.Fatalf("re-encoded batch does not round-trip: %v", err)
 			}
 		}
