@@ -2,7 +2,7 @@
 # Server cost per record (issue 16): starts a server on a fresh temporary
 # data directory with --throttle=false, runs the issue's workloads against it
 # with `shardlog bench --server-pid --server-cpu`, and prints one table row
-# per workload: server CPU µs per record (utime+stime from /proc), records/s,
+# per workload (and the server's peak RSS at the end): server CPU µs per record (utime+stime from /proc), records/s,
 # fdatasyncs and records per sync (the server's own
 # shardlog_fdatasync_duration_seconds_count), and the flushes the data
 # directory's block device completed meanwhile (/sys/block/DEV/stat field 16:
@@ -93,6 +93,9 @@ SPID=$!
 trap 'stop $SPID; rm -rf "$DIR"' EXIT
 wait_ready
 run_all shardlog "$SPID" --server-cpu
+# The server's peak resident memory over every workload (VmHWM), for the
+# issue's "no regression in RSS".
+echo "shardlog peak RSS: $(awk '/^VmHWM/ {printf "%.0f MiB", $2/1024}' "/proc/$SPID/status")"
 stop "$SPID"
 rm -rf "$DIR"
 trap - EXIT
