@@ -46,7 +46,7 @@ type Config struct {
 	// ConsumerDelay is how long a registered consumer stays CREATING, and a
 	// deregistered one DELETING (serve's --consumer-delay); 0: no wait.
 	ConsumerDelay time.Duration
-	Logger   hclog.Logger
+	Logger        hclog.Logger
 	// Now is the clock (arrival times, stream creation); nil: time.Now.
 	Now func() time.Time
 }

@@ -37,7 +37,7 @@ func consumersKey(stream string) string { return consumersPrefix + stream }
 // incarnation they belong to (the key is deleted with the stream; this only
 // guards against a stale read).
 type consumersRec struct {
-	StreamCreatedNs int64                   `json:"streamCreatedNs"`
+	StreamCreatedNs int64                    `json:"streamCreatedNs"`
 	Consumers       []datadir.ConsumerRecord `json:"consumers"`
 	// Retired maps a removed consumer's name to its creation second, so a
 	// consumer registered again under it in that second gets another ARN.
