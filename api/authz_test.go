@@ -108,7 +108,7 @@ func newAuthzRig(t *testing.T) authzRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Config{Auth: authFileOf(t)}, st)
+	srv := New(Config{Auth: authFileOf(t)}, StoreBackend(st))
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	rig := authzRig{url: hs.URL, consumerARN: wire.FormatConsumerARN("us-east-1", acctID, "orders", "app", c.Created.Unix())}

@@ -61,7 +61,9 @@ type Backend interface {
 	ActiveConsumer(ctx context.Context, stream, name string, created time.Time) (storage.ConsumerInfo, <-chan struct{}, error)
 	// Subscribe opens a subscription (storage/subscribe.go has its rules and
 	// errors). It does not count against the shard's GetRecords limits.
-	Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-chan struct{}) (*storage.Subscription, error)
+	// A *storage.Store returns a *storage.Subscription: wrap the Store in
+	// StoreBackend to serve it.
+	Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-chan struct{}) (Subscription, error)
 	// IteratorKey is a 32-byte secret kept in the data directory, so tokens
 	// survive restarts and cannot be forged.
 	IteratorKey() []byte
@@ -95,8 +97,24 @@ type AdmissionRequest struct {
 	target *storage.PolicyTarget
 }
 
-// Subscription is what the api uses of a *storage.Subscription.
-type Subscription interface {
-	Next(ctx context.Context, maxBytes int, idle time.Duration) (storage.SubscribeEvent, error)
-	Close()
+// Subscription is an open subscription: a *storage.Subscription, or cluster
+// mode's. It is storage's interface, so a Backend below the api (package
+// cluster) names it without importing the api.
+type Subscription = storage.EventSource
+
+// StoreBackend is a *storage.Store as a Backend. Only Subscribe differs:
+// the Store's returns its concrete *storage.Subscription (which package
+// channel uses), Backend's the Subscription interface. Every other method,
+// and so every optional interface the api looks for (Resharder,
+// PolicyStore, StatsSource...), is the Store's own, promoted.
+func StoreBackend(s *storage.Store) Backend { return storeBackend{s} }
+
+type storeBackend struct{ *storage.Store }
+
+func (b storeBackend) Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-chan struct{}) (Subscription, error) {
+	sub, err := b.Store.Subscribe(ctx, in, gone)
+	if err != nil {
+		return nil, err // not a nil *Subscription in a non-nil interface
+	}
+	return sub, nil
 }

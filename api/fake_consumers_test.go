@@ -88,6 +88,6 @@ func (f *fakeBackend) ActiveConsumer(ctx context.Context, stream, name string, c
 	return storage.ConsumerInfo{}, nil, errors.New("fake backend: no SubscribeToShard")
 }
 
-func (f *fakeBackend) Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-chan struct{}) (*storage.Subscription, error) {
+func (f *fakeBackend) Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-chan struct{}) (Subscription, error) {
 	return nil, errors.New("fake backend: no SubscribeToShard")
 }

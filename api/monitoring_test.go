@@ -58,7 +58,7 @@ func (r *monitorRig) reopen(opts storage.Options) {
 	}
 	t.Cleanup(func() { st.Close() })
 	r.st = st
-	r.srv = New(Config{}, st)
+	r.srv = New(Config{}, StoreBackend(st))
 	hs := httptest.NewServer(r.srv)
 	t.Cleanup(hs.Close)
 	r.c = kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(hs.URL),
@@ -362,7 +362,7 @@ func TestEngineStatsMetrics(t *testing.T) {
 	}
 	opts := storage.Options{SegmentSize: 4 << 10, Observer: m.Engine()}
 	r.reopen(opts)
-	r.srv = New(Config{Metrics: m}, r.st)
+	r.srv = New(Config{Metrics: m}, StoreBackend(r.st))
 	fams := r.scrape()
 	st := r.st.Stats()
 	sh := st.Streams[0].Shards[0]
@@ -426,7 +426,7 @@ func TestMetricsAuth(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			hs := httptest.NewServer(New(Config{Auth: verifier, MetricsAuth: tc.metricsAuth}, st))
+			hs := httptest.NewServer(New(Config{Auth: verifier, MetricsAuth: tc.metricsAuth}, StoreBackend(st)))
 			defer hs.Close()
 			req, _ := http.NewRequest(http.MethodGet, hs.URL+"/metrics", nil)
 			if tc.key != "" {

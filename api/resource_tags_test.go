@@ -25,7 +25,7 @@ func newStoreHarness(t *testing.T) *harness {
 	}
 	t.Cleanup(func() { st.Close() })
 	h := &harness{t: t, now: time.Now()}
-	h.srv = New(Config{Now: h.clock}, st)
+	h.srv = New(Config{Now: h.clock}, StoreBackend(st))
 	return h
 }
 

@@ -41,7 +41,7 @@ func subscribeRig(t *testing.T) (*Server, string) {
 		t.Fatal(err)
 	}
 	arn := wire.FormatConsumerARN("us-east-1", st.AccountID(), "s", "c", c.Created.Unix())
-	return New(Config{SubscriptionLifetime: 50 * time.Millisecond}, st), arn
+	return New(Config{SubscriptionLifetime: 50 * time.Millisecond}, StoreBackend(st)), arn
 }
 
 // TestSubscribeToShardEventStream: in both protocols the answer is an event

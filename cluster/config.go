@@ -43,7 +43,10 @@ type Config struct {
 	ElectionTicks, HeartbeatTicks int
 	// Replicas per shard (default 3; all nodes if there are fewer).
 	Replicas int
-	Logger   hclog.Logger
+	// ConsumerDelay is how long a registered consumer stays CREATING, and a
+	// deregistered one DELETING (serve's --consumer-delay); 0: no wait.
+	ConsumerDelay time.Duration
+	Logger        hclog.Logger
 	// Now is the clock (arrival times, stream creation); nil: time.Now.
 	Now func() time.Time
 }

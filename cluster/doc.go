@@ -7,7 +7,8 @@
 //   - the metadata group (group 1, every configured node a voter) holds
 //     streams with their shards, shard placement, each node's client API
 //     address (node/<id>), the group-ID and shard-epoch allocator and the
-//     cluster secret, as replica.MetaMachine keys (meta.go);
+//     cluster secret, as replica.MetaMachine keys (meta.go), and each
+//     stream's enhanced fan-out consumers (consumers.go);
 //   - each shard is a Raft group of 3 replicas (all nodes if fewer), placed
 //     by replica.Place; every node's reconcile loop creates the replicas the
 //     metadata places on it (node.go);
@@ -15,7 +16,9 @@
 //     request; a node that does not lead forwards it over an internal HTTP
 //     endpoint on the leader's client API listener (forward.go);
 //   - reads are served by the local replica up to its applied index, after
-//     a ReadIndex round when one answers (read.go).
+//     a ReadIndex round when one answers (read.go), and so are
+//     SubscribeToShard's subscriptions while the replica stays current
+//     (subscribe.go).
 //
 // Layering: cmd → cluster → {replica, storage (types, errors, Reasons only),
 // seqnum, hashkey, datadir (shard ID names)}; api does not import cluster.

@@ -37,6 +37,7 @@ type Node struct {
 	keys atomic.Pointer[secretKeys]
 
 	routes sync.Map // stream name → *routeTable
+	gone   goneSet  // consumers' gone channels (consumers.go)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -91,6 +92,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 func (n *Node) Close() error {
 	n.cancel()
 	n.wg.Wait()
+	n.gone.sweep(nil)
 	n.client.CloseIdleConnections()
 	err := n.host.Close()
 	if terr := n.tr.Close(); err == nil {
@@ -175,6 +177,7 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 // re-decided from the metadata state, so a step lost to a crash or a
 // leader change is done again by the next round.
 func (n *Node) reconcile(ctx context.Context) {
+	n.sweepGone()
 	snap := n.meta.Snapshot()
 	for _, k := range sortedKeys(snap) {
 		if g, ok := cutPlacement(k); ok {
@@ -190,6 +193,7 @@ func (n *Node) reconcile(ctx context.Context) {
 	n.ensureRegistered(ctx)
 	if n.host.Status(metaGroup).Leader == n.cfg.NodeID {
 		n.activateStreams(ctx)
+		n.advanceConsumers(ctx)
 	}
 }
 

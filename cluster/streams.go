@@ -133,7 +133,9 @@ func (n *Node) place(newGroups []uint64) replica.Placement {
 // DeleteStreamWith removes the stream's record and placement at once (AWS
 // shows DELETING for a while; cluster mode skips it). The shard groups'
 // replicas stay on their nodes, idle: removing groups is not built yet.
-func (n *Node) DeleteStreamWith(ctx context.Context, name string, _ storage.DeleteOptions) error {
+// Its consumers go with it, and it is refused while it has some unless
+// o.EnforceConsumerDeletion (consumersOnDelete).
+func (n *Node) DeleteStreamWith(ctx context.Context, name string, o storage.DeleteOptions) error {
 	for range maxTxnAttempts {
 		if err := n.linearize(ctx, metaGroup); err != nil {
 			return n.unavailable("", "", err)
@@ -142,12 +144,16 @@ func (n *Node) DeleteStreamWith(ctx context.Context, name string, _ storage.Dele
 		if !ok {
 			return n.fail(storage.ErrStreamNotFound, storage.ReasonStreamNotFound, storage.Facts{Stream: name})
 		}
+		cconds, cops, err := n.consumersOnDelete(rec, o)
+		if err != nil {
+			return err
+		}
 		key := replica.StreamKey(name)
-		ops := []replica.MetaOp{{Key: key}}
+		ops := append([]replica.MetaOp{{Key: key}}, cops...)
 		for _, sh := range rec.Shards {
 			ops = append(ops, replica.MetaOp{Key: replica.PlacementKey(sh.Group)})
 		}
-		committed, err := n.txn(ctx, []replica.MetaCond{{Key: key, Version: v}}, ops)
+		committed, err := n.txn(ctx, append([]replica.MetaCond{{Key: key, Version: v}}, cconds...), ops)
 		if err != nil {
 			return n.unavailable("", "", err)
 		}

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"time"
 
 	"github.com/shardlog/shardlog/storage"
 )
@@ -33,28 +32,4 @@ func (n *Node) SetRecordDistribution(context.Context, string, storage.RecordDist
 
 func (n *Node) UpdateMaxRecordSize(context.Context, string, int) error {
 	return n.unsupported("UpdateMaxRecordSize")
-}
-
-func (n *Node) RegisterConsumer(context.Context, string, string, map[string]string) (storage.ConsumerInfo, error) {
-	return storage.ConsumerInfo{}, n.unsupported("Enhanced fan-out")
-}
-
-func (n *Node) DescribeConsumer(context.Context, string, string) (storage.ConsumerInfo, error) {
-	return storage.ConsumerInfo{}, n.unsupported("Enhanced fan-out")
-}
-
-func (n *Node) ListConsumers(context.Context, string) ([]storage.ConsumerInfo, error) {
-	return nil, n.unsupported("Enhanced fan-out")
-}
-
-func (n *Node) DeregisterConsumer(context.Context, string, string) error {
-	return n.unsupported("Enhanced fan-out")
-}
-
-func (n *Node) ActiveConsumer(context.Context, string, string, time.Time) (storage.ConsumerInfo, <-chan struct{}, error) {
-	return storage.ConsumerInfo{}, nil, n.unsupported("Enhanced fan-out")
-}
-
-func (n *Node) Subscribe(context.Context, storage.SubscribeInput, <-chan struct{}) (*storage.Subscription, error) {
-	return nil, n.unsupported("Enhanced fan-out")
 }

@@ -21,8 +21,6 @@ import (
 	"github.com/shardlog/shardlog/vfs"
 )
 
-var _ api.Backend = (*storage.Store)(nil)
-
 // server is a running shardlog: storage on a real directory, the API on a
 // loopback port.
 type server struct {
@@ -67,7 +65,7 @@ func (s *server) start() {
 	s.store = st
 	cfg := s.cfg
 	cfg.Now = func() time.Time { return s.now() }
-	h := api.New(cfg, st)
+	h := api.New(cfg, api.StoreBackend(st))
 	// As cmd/shardlog serves: HTTP/1.1 and cleartext HTTP/2 with prior knowledge
 	// (the JavaScript SDK's Kinesis client speaks only HTTP/2), and shutdown
 	// ends subscriptions.

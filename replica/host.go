@@ -202,6 +202,9 @@ type group struct {
 	// a wake-up changes a quiesced group's raft state: a missed mark could
 	// delay a group by one tick, never stall it.
 	dirty bool
+	// changed is closed at the group's next change (notify.go); nil while
+	// nobody waits.
+	changed chan struct{}
 }
 
 // Open recovers the WAL in cfg.Dir and starts every group from it.
@@ -692,6 +695,7 @@ func (h *Host) HandleReady() error {
 		if err := r.g.state.write(); err != nil {
 			return h.stop(err)
 		}
+		h.signalChanged(r.g, r.rd)
 	}
 	if err := h.maybeRoll(); err != nil {
 		return h.stop(err)
@@ -915,6 +919,7 @@ func (h *Host) stop(err error) error {
 	if h.stopped == nil {
 		h.stopped = err
 	}
+	h.signalStopped()
 	for _, id := range h.order {
 		g := h.groups[id]
 		for _, pid := range slices.Sorted(maps.Keys(g.pending)) {

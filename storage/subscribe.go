@@ -51,6 +51,15 @@ type SubscribeEvent struct {
 // read to its end.
 func (e SubscribeEvent) End() bool { return e.ContinuationSequenceNumber == "" }
 
+// EventSource is an open subscription as the api serves it (api.Subscription):
+// a *Subscription, or cluster mode's, which follows the same rules.
+type EventSource interface {
+	Next(ctx context.Context, maxBytes int, idle time.Duration) (SubscribeEvent, error)
+	Close()
+}
+
+var _ EventSource = (*Subscription)(nil)
+
 // maxEventRecords caps the records of one event, as GetRecords' 10,000.
 const maxEventRecords = 10000
 

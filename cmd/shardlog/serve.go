@@ -80,7 +80,7 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 		dir = datadir.ChannelsOutPath(o.dataDir)
 	}
 	m := channel.Start(store, channel.Options{Dest: channel.Dir(dir), FlushEvery: o.channels.flushEvery, Logger: log.Named("channel")})
-	return store, closers{m, store}, nil
+	return api.StoreBackend(store), closers{m, store}, nil
 }
 
 // channelOptions are the serve flags of channel delivery.

@@ -1,0 +1,287 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/shardlog/shardlog/datadir"
+	"github.com/shardlog/shardlog/replica"
+	"github.com/shardlog/shardlog/seqnum"
+	"github.com/shardlog/shardlog/storage"
+)
+
+// SubscribeToShard in cluster mode (docs/cluster.md §9). A subscription is
+// served by the receiving node's replica of the shard, which must be current
+// when it opens: a ReadIndex round with the group's leader answered and this
+// node applied up to the leader's commit index. It then delivers what the
+// replica applies (Host.ReadApplied from its position, woken by
+// Host.Changed), all of it committed, so never a record that could be lost.
+// Ordinals are the same on every replica, so its sequence numbers and
+// continuation numbers are too: a client that resubscribes at any node
+// AFTER_SEQUENCE_NUMBER its last continuation number gets exactly the rest.
+//
+// It is bound to the leadership it opened under (the leader and term this
+// node saw). It ends with an error, which the api sends as an
+// InternalFailureException event (AWS's event for a server-side fault),
+// when its replica may no longer be current:
+//   - the group's leader or term changes here: a leader change, or this
+//     node lost its leader (a follower that heard nothing from it for an
+//     election timeout forgets it; a leader without a quorum steps down);
+//   - a ReadIndex round, asked once every election timeout (currencyProbe),
+//     goes unanswered for an election timeout: this node is cut off, which a
+//     quiesced group (whose clocks stand still) would not notice otherwise;
+//   - the node stops.
+//
+// Ending at every leader change, even where this replica stays current, is
+// the simple rule: a leader change is rare, and AWS clients resubscribe
+// routinely (every subscription ends after 5 minutes anyway).
+// A deregistered consumer or a deleted stream ends it as in single-node mode
+// (ResourceNotFoundException). Shards never close in cluster mode yet
+// (no resharding), so there is no ChildShards end event.
+
+// maxEventRecords caps the records of one event, as single-node's.
+const maxEventRecords = 10000
+
+// errNotCurrent is the cause of a subscription ended because its replica
+// may have stopped being current; the client resubscribes, at any node.
+var errNotCurrent = errors.New("this node's replica of the shard is no longer current; resubscribe after the last ContinuationSequenceNumber")
+
+var errSubscriptionEnded = errors.New("cluster: subscription ended")
+
+// subscription is one subscriber's position in a shard's group here.
+type subscription struct {
+	n        *Node
+	stream   string
+	created  int64 // the stream's CreatedNs: a re-created stream is another stream
+	epoch    int64
+	index    uint32
+	group    uint64
+	consumer string
+	gone     <-chan struct{}
+	done     chan struct{}
+	once     sync.Once
+
+	leader, term uint64 // the leadership the subscription is bound to
+	probe        currencyProbe
+
+	next uint64 // the next ordinal to deliver
+	cont string // the continuation sequence number so far
+}
+
+// Subscribe opens a subscription at the starting position (every iterator
+// type, resolved as GetShardIterator resolves it) on this node's replica.
+// A replica that is not current answers ServiceUnavailable: the client
+// retries, here or elsewhere.
+func (n *Node) Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-chan struct{}) (storage.EventSource, error) {
+	pos, err := n.Position(ctx, in.Stream, in.ShardID, in.Type, in.StartSeq, in.Timestamp)
+	if err != nil {
+		return nil, err
+	}
+	rec, sh, err := n.shardOf(ctx, in.Stream, datadir.ShardID(pos.ShardIndex))
+	if err != nil {
+		return nil, err
+	}
+	if rec.CreatedNs != pos.StreamCreated { // deleted and created again meanwhile
+		return nil, n.fail(storage.ErrShardNotFound, storage.ReasonShardGone, storage.Facts{Stream: in.Stream, Shard: sh.ID})
+	}
+	if err := n.linearize(ctx, sh.Group); err != nil {
+		return nil, n.unavailable(in.Stream, sh.ID, err)
+	}
+	st := n.host.Status(sh.Group)
+	if st.Leader == 0 {
+		return nil, n.unavailable(in.Stream, sh.ID, errNoLeader)
+	}
+	sub := &subscription{n: n, stream: in.Stream, created: rec.CreatedNs, epoch: rec.Epoch, index: pos.ShardIndex,
+		group: sh.Group, consumer: in.Consumer, gone: gone, done: make(chan struct{}),
+		leader: st.Leader, term: st.Term, next: pos.Ordinal}
+	sub.probe.confirmed = time.Now()
+	sub.cont = contBefore(rec.Epoch, pos.ShardIndex, pos.Ordinal)
+	return sub, nil
+}
+
+// contBefore is the continuation number of a position with nothing
+// delivered yet: the number of ordinal ord-1 (AFTER it is ord), or the
+// shard's StartingSequenceNumber at ordinal 0. Its arrival second, which
+// orders nothing, is the shard's creation second, so every node gives the
+// same number.
+func contBefore(epoch int64, index uint32, ord uint64) string {
+	s := seqnum.Seq{ShardCreateSecs: epoch, ShardIndex: index, ArrivalSecs: epoch}
+	if ord > 0 {
+		s.Ordinal = ord - 1
+	}
+	return s.String()
+}
+
+// Close ends the subscription; a Next waiting returns.
+func (s *subscription) Close() { s.once.Do(func() { close(s.done) }) }
+
+// Next blocks until applied records past the position exist (and returns at
+// most maxBytes of them, at least one), or idle elapses (an event without
+// records, the continuation unchanged), or the subscription must end (see
+// the top of the file).
+func (s *subscription) Next(ctx context.Context, maxBytes int, idle time.Duration) (storage.SubscribeEvent, error) {
+	idleT := time.NewTimer(idle)
+	defer idleT.Stop()
+	for {
+		if err := s.check(ctx); err != nil {
+			return storage.SubscribeEvent{}, err
+		}
+		// The change channels are taken before anything is read, so no
+		// change between the read and the wait is missed.
+		groupCh, err := s.n.host.Changed(s.group)
+		if err != nil {
+			return storage.SubscribeEvent{}, s.notCurrent(err.Error())
+		}
+		metaCh, err := s.n.host.Changed(metaGroup)
+		if err != nil {
+			return storage.SubscribeEvent{}, s.notCurrent(err.Error())
+		}
+		if err := s.current(); err != nil {
+			return storage.SubscribeEvent{}, err
+		}
+		ev, ok, err := s.read(max(maxBytes, 1))
+		if err != nil || ok {
+			return ev, err
+		}
+		probeCh, probeT := s.probe.arm(s.n, s.group)
+		select {
+		case <-groupCh:
+		case <-metaCh:
+		case <-probeCh:
+		case <-probeT.C:
+		case <-s.gone:
+		case <-s.done:
+		case <-ctx.Done():
+		case <-idleT.C:
+			probeT.Stop()
+			return storage.SubscribeEvent{ContinuationSequenceNumber: s.cont}, nil
+		}
+		probeT.Stop()
+	}
+}
+
+// check reports why the subscription cannot go on for its own reasons.
+func (s *subscription) check(ctx context.Context) error {
+	select {
+	case <-s.done:
+		return errSubscriptionEnded
+	case <-s.gone:
+		return s.n.consumerNotFound(s.stream, s.consumer)
+	default:
+	}
+	return ctx.Err()
+}
+
+// current reports why the replica may no longer serve the subscription: the
+// stream is gone (ResourceNotFound, as single-node mode), or the replica may
+// not be current (see the top of the file).
+func (s *subscription) current() error {
+	if rec, _, ok := s.n.stream(s.stream); !ok || rec.CreatedNs != s.created {
+		return s.n.fail(storage.ErrShardNotFound, storage.ReasonShardGone, storage.Facts{Stream: s.stream, Shard: datadir.ShardID(s.index)})
+	}
+	st := s.n.host.Status(s.group)
+	switch {
+	case st.Leader != s.leader || st.Term != s.term:
+		return s.notCurrent(fmt.Sprintf("the shard's leader changed (node %d in term %d, now node %d in term %d)", s.leader, s.term, st.Leader, st.Term))
+	case s.probe.failed(s.n.cfg.electionTimeout()):
+		return s.notCurrent("no ReadIndex answer from the shard's leader within an election timeout")
+	}
+	return nil
+}
+
+func (s *subscription) notCurrent(why string) error {
+	return fmt.Errorf("%w (%s/%s on node %d: %s)", errNotCurrent, s.stream, datadir.ShardID(s.index), s.n.cfg.NodeID, why)
+}
+
+// read reads what the replica has applied past the position. ok is false
+// when there is nothing to send yet.
+func (s *subscription) read(maxBytes int) (storage.SubscribeEvent, bool, error) {
+	recs, err := s.n.reader.ReadApplied(s.group, s.next, maxEventRecords, maxBytes)
+	if err != nil || len(recs) == 0 {
+		return storage.SubscribeEvent{}, false, err
+	}
+	ev := storage.SubscribeEvent{Records: make([]storage.Record, 0, len(recs))}
+	var lastArrival int64
+	for _, r := range recs {
+		arrival, key, data, err := decodeRecord(r.Data)
+		if err != nil {
+			return storage.SubscribeEvent{}, false, err
+		}
+		seq := seqnum.Seq{ShardCreateSecs: s.epoch, ShardIndex: s.index, Ordinal: r.Seq, ArrivalSecs: arrival / 1000}
+		ev.Records = append(ev.Records, storage.Record{SequenceNumber: seq.String(), Arrival: time.UnixMilli(arrival), PartitionKey: key, Data: data})
+		ev.Bytes += len(key) + len(data)
+		lastArrival = arrival
+	}
+	s.next = recs[len(recs)-1].Seq + 1
+	s.cont = ev.Records[len(ev.Records)-1].SequenceNumber
+	ev.ContinuationSequenceNumber = s.cont
+	// Behind when more is applied already (as GetRecords answers here).
+	if more, err := s.n.reader.ReadApplied(s.group, s.next, 1, 1); err == nil && len(more) > 0 {
+		ev.MillisBehindLatest = max(0, s.n.cfg.Now().UnixMilli()-lastArrival)
+	}
+	return ev, true, nil
+}
+
+// currencyProbe confirms, once every election timeout, that the replica is
+// still current: a ReadIndex round answered (the leader still holds a
+// quorum, and this node applied up to its commit index). A request may be
+// lost, so an unanswered one is asked again every readRetry; the probe
+// fails when none was answered within an election timeout of the first.
+type currencyProbe struct {
+	confirmed time.Time     // when the last round was answered (or the subscription opened)
+	asked     time.Time     // when the unanswered round was first asked; zero: none
+	askedLast time.Time     // when it was last asked again
+	read      *replica.Read // the latest request of the unanswered round
+}
+
+// arm settles the round under way and asks again if due; it returns the
+// channel of the pending request (nil: none) and a timer for the next
+// moment the probe has something to do.
+func (p *currencyProbe) arm(n *Node, group uint64) (<-chan struct{}, *time.Timer) {
+	now := time.Now()
+	every := n.cfg.electionTimeout()
+	if p.read != nil && closed(p.read.Done()) {
+		p.confirmed, p.asked, p.read = now, time.Time{}, nil
+	}
+	due := p.asked.IsZero() && now.Sub(p.confirmed) >= every || !p.asked.IsZero() && now.Sub(p.askedLast) >= readRetry
+	if due {
+		if r, err := n.host.ReadIndex(group); err == nil {
+			p.read = r
+		}
+		if p.asked.IsZero() {
+			p.asked = now
+		}
+		p.askedLast = now
+	}
+	var wait time.Duration
+	if p.asked.IsZero() {
+		wait = p.confirmed.Add(every).Sub(now)
+	} else {
+		wait = min(p.askedLast.Add(readRetry).Sub(now), p.asked.Add(every).Sub(now))
+	}
+	var ch <-chan struct{}
+	if p.read != nil {
+		ch = p.read.Done()
+	}
+	return ch, time.NewTimer(max(wait, time.Millisecond))
+}
+
+// failed reports whether a round has gone unanswered for longer than limit.
+func (p *currencyProbe) failed(limit time.Duration) bool {
+	if p.read != nil && closed(p.read.Done()) {
+		return false
+	}
+	return !p.asked.IsZero() && time.Since(p.asked) > limit
+}
+
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
