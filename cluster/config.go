@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/shardlog/shardlog/replica"
 	"github.com/shardlog/shardlog/vfs"
 )
 
@@ -49,6 +50,10 @@ type Config struct {
 	Logger        hclog.Logger
 	// Now is the clock (arrival times, stream creation); nil: time.Now.
 	Now func() time.Time
+	// Observer, if set, is told of every fdatasync of the node's Raft WAL
+	// and segments (replica.Config.Observer): serve passes its engine
+	// metrics, so /metrics counts them (shardlog_fdatasync_duration_seconds).
+	Observer replica.SyncObserver
 }
 
 // Defaults of zero Config fields. A 50 ms tick with 16 election ticks

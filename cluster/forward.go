@@ -94,7 +94,7 @@ func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) servePut(w http.ResponseWriter, r *http.Request) {
 	group, err := strconv.ParseUint(r.URL.Query().Get("group"), 10, 64)
-	body, rerr := io.ReadAll(io.LimitReader(r.Body, maxForwardBody))
+	body, rerr := readBody(r)
 	entries, derr := decodeEntries(body)
 	if err != nil || rerr != nil || derr != nil {
 		http.Error(w, "malformed forwarded put", http.StatusBadRequest)
@@ -106,6 +106,18 @@ func (n *Node) servePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, putReply{Ordinals: ords, ArrivalMs: arrival})
+}
+
+// readBody reads a forwarded body into one buffer of its announced size (a
+// forwarded PutRecords is up to 10 MiB; io.ReadAll would grow and copy it
+// several times).
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength < 0 || r.ContentLength > maxForwardBody {
+		return io.ReadAll(io.LimitReader(r.Body, maxForwardBody))
+	}
+	body := make([]byte, r.ContentLength)
+	_, err := io.ReadFull(r.Body, body)
+	return body, err
 }
 
 func (n *Node) serveMeta(w http.ResponseWriter, r *http.Request) {

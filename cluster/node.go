@@ -62,7 +62,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	h, err := replica.Open(replica.Config{NodeID: cfg.NodeID, FS: cfg.FS, Dir: cfg.Dir, Transport: tr,
 		Groups:        []replica.GroupConfig{{ID: metaGroup, Peers: cfg.nodes()}},
-		ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks, Applier: n.meta})
+		ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks, Applier: n.meta, Observer: cfg.Observer})
 	if err != nil {
 		tr.Close()
 		return nil, fmt.Errorf("cluster: open raft state in %s: %w", cfg.Dir, err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/hashkey"
+	"github.com/shardlog/shardlog/replica"
 	"github.com/shardlog/shardlog/seqnum"
 	"github.com/shardlog/shardlog/storage"
 )
@@ -16,7 +17,10 @@ import (
 // ms][u32 key length][key][data]. The arrival time is the leader's, taken
 // when it proposes, so every replica stores (and serves) the same one.
 func encodeRecord(arrivalMs int64, e entry) []byte {
-	b := make([]byte, 0, 12+len(e.key)+len(e.data))
+	return appendRecord(make([]byte, 0, 12+len(e.key)+len(e.data)), arrivalMs, e)
+}
+
+func appendRecord(b []byte, arrivalMs int64, e entry) []byte {
 	b = binary.LittleEndian.AppendUint64(b, uint64(arrivalMs))
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(e.key)))
 	b = append(b, e.key...)
@@ -209,11 +213,16 @@ func (n *Node) putBatch(ctx context.Context, rec streamRec, b *shardBatch, resul
 // records' positions in the group's log (replica.Ordinal).
 func (n *Node) proposeRecords(ctx context.Context, group uint64, entries []entry) ([]uint64, int64, error) {
 	arrival := n.cfg.Now().UnixMilli()
-	recs := make([][]byte, len(entries))
-	for i, e := range entries {
-		recs[i] = encodeRecord(arrival, e)
+	size := 0
+	for _, e := range entries {
+		size += 12 + len(e.key) + len(e.data)
 	}
-	p, err := n.host.Propose(group, recs)
+	// Each record is copied once, into the entry's bytes (replica.Records).
+	recs := replica.NewRecords(len(entries), size)
+	for _, e := range entries {
+		recs.Add(func(b []byte) []byte { return appendRecord(b, arrival, e) })
+	}
+	p, err := n.host.ProposeRecords(group, recs)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -12,6 +12,20 @@ type NodeStatus struct {
 	Groups map[string]GroupStatus `json:"groups"`
 	// Shards maps "<stream>/<shardId>" to its group.
 	Shards map[string]uint64 `json:"shards"`
+	// Raft is the node's Raft host's counters since it started: Ready
+	// rounds, WAL fdatasyncs and entries (of all groups together: one
+	// fdatasync per round, however many groups it served), segment
+	// fdatasyncs and proposals.
+	Raft RaftStats `json:"raft"`
+}
+
+// RaftStats is replica.Stats as the status endpoint shows it.
+type RaftStats struct {
+	Rounds     uint64 `json:"rounds"`
+	WALSyncs   uint64 `json:"walSyncs"`
+	Entries    uint64 `json:"entries"`
+	StateSyncs uint64 `json:"stateSyncs"`
+	Proposals  uint64 `json:"proposals"`
 }
 
 // GroupStatus is one group's leader (0: none known) and the last index
@@ -23,7 +37,9 @@ type GroupStatus struct {
 
 // Status reports this node's view of every group, from its local state.
 func (n *Node) Status() NodeStatus {
-	st := NodeStatus{Node: n.cfg.NodeID, Groups: map[string]GroupStatus{}, Shards: map[string]uint64{}}
+	hs := n.host.Stats()
+	st := NodeStatus{Node: n.cfg.NodeID, Groups: map[string]GroupStatus{}, Shards: map[string]uint64{},
+		Raft: RaftStats{Rounds: hs.Rounds, WALSyncs: hs.WALSyncs, Entries: hs.Entries, StateSyncs: hs.StateSyncs, Proposals: hs.Proposals}}
 	groups := []uint64{metaGroup}
 	for _, rec := range n.streams() {
 		for _, sh := range rec.Shards {

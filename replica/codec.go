@@ -3,6 +3,7 @@ package replica
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -52,7 +53,18 @@ func (r *reader) done() bool { return !r.bad && len(r.b) == 0 }
 var le = binary.LittleEndian
 
 func encodeEntries(group uint64, ents []*pb.Entry) []byte {
-	b := append([]byte{kindEntries}, make([]byte, 0, 12+len(ents)*24)...)
+	return appendEntries(nil, group, ents)
+}
+
+// appendEntries appends a kindEntries payload to b, sized in one step: an
+// entry's data is copied once, from raft's entry into the WAL's buffer.
+func appendEntries(b []byte, group uint64, ents []*pb.Entry) []byte {
+	size := 1 + 12
+	for _, e := range ents {
+		size += 21 + len(e.GetData())
+	}
+	b = slices.Grow(b, size)
+	b = append(b, kindEntries)
 	b = le.AppendUint64(b, group)
 	b = le.AppendUint32(b, uint32(len(ents)))
 	for _, e := range ents {
@@ -154,6 +166,45 @@ func encodeProposal(k proposalKey, arrivalMs int64, records [][]byte) []byte {
 // proposalHeader is the size of a proposal's fixed part: key, arrival, count.
 const proposalHeader = 24 + 8 + 4
 
+// Records is a proposal's records, encoded as the proposal's entry carries
+// them while they are added, so a record's bytes are copied once on their
+// way to raft (the proposal's header is filled in by ProposeRecords, under
+// the host's lock). The zero value is empty and usable.
+type Records struct {
+	b []byte
+	n int
+}
+
+// NewRecords returns an empty Records with room for count records of size
+// bytes in all.
+func NewRecords(count, size int) *Records {
+	return &Records{b: make([]byte, proposalHeader, proposalHeader+4*count+size)}
+}
+
+// Add appends one record: the bytes fill appends to the slice it is given.
+func (r *Records) Add(fill func(b []byte) []byte) {
+	if len(r.b) < proposalHeader {
+		r.b = make([]byte, proposalHeader)
+	}
+	at := len(r.b)
+	r.b = fill(append(r.b, 0, 0, 0, 0))
+	le.PutUint32(r.b[at:], uint32(len(r.b)-at-4))
+	r.n++
+}
+
+// Len is the number of records added.
+func (r *Records) Len() int { return r.n }
+
+// entryData is the proposal's entry data with its header filled in.
+func (r *Records) entryData(k proposalKey, arrivalMs int64) []byte {
+	le.PutUint64(r.b[0:], k.node)
+	le.PutUint64(r.b[8:], k.incarnation)
+	le.PutUint64(r.b[16:], k.id)
+	le.PutUint64(r.b[24:], uint64(arrivalMs))
+	le.PutUint32(r.b[32:], uint32(r.n))
+	return r.b
+}
+
 func decodeProposal(data []byte) (proposalKey, int64, [][]byte, error) {
 	r := reader{b: data}
 	k := proposalKey{node: r.u64(), incarnation: r.u64(), id: r.u64()}
@@ -193,17 +244,28 @@ type Batch struct {
 // beats: a count, and per beat its group, kind, term and (for a heartbeat or
 // a quiesce) commit and (for a quiesce) index, each a uvarint but the kind.
 func EncodeBatch(b Batch) ([]byte, error) {
-	out := le.AppendUint64(nil, b.From)
+	return appendBatch(nil, b)
+}
+
+// appendBatch appends EncodeBatch(b) to out, sized up front so that each
+// message's entries are copied once, from raft's entries into out.
+func appendBatch(out []byte, b Batch) ([]byte, error) {
+	size := 20 + 4 + len(b.Beats)*maxBeatSize
+	for _, m := range b.Msgs {
+		size += 12 + proto.Size(m.Msg)
+	}
+	out = slices.Grow(out, size)
+	out = le.AppendUint64(out, b.From)
 	out = le.AppendUint64(out, b.To)
 	out = le.AppendUint32(out, uint32(len(b.Msgs)))
 	for _, m := range b.Msgs {
-		p, err := proto.Marshal(m.Msg)
-		if err != nil {
+		out = le.AppendUint64(out, m.Group)
+		at := len(out)
+		var err error
+		if out, err = marshal.MarshalAppend(append(out, 0, 0, 0, 0), m.Msg); err != nil {
 			return nil, err
 		}
-		out = le.AppendUint64(out, m.Group)
-		out = le.AppendUint32(out, uint32(len(p)))
-		out = append(out, p...)
+		le.PutUint32(out[at:], uint32(len(out)-at-4))
 	}
 	out = le.AppendUint32(out, uint32(len(b.Beats)))
 	for _, bt := range b.Beats {
@@ -211,6 +273,12 @@ func EncodeBatch(b Batch) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// marshal encodes messages with their sizes already cached by proto.Size.
+var marshal = proto.MarshalOptions{UseCachedSize: true}
+
+// maxBeatSize bounds a beat's encoding: four uvarints and the kind.
+const maxBeatSize = 4*binary.MaxVarintLen64 + 1
 
 func appendBeat(out []byte, bt Beat) []byte {
 	out = binary.AppendUvarint(out, bt.Group)

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -99,6 +100,11 @@ type Config struct {
 	// NoQuiesce keeps every group ticking and heartbeating while idle
 	// (quiesce.go): an escape hatch, and the benchmark's baseline.
 	NoQuiesce bool
+	// Observer, if set, is told of every fdatasync the host runs: the WAL's
+	// (one per Ready round that wrote anything), and the segments' (at a WAL
+	// roll, or a segment roll). shard.Observer satisfies it, so the node's
+	// /metrics counts them as single-node mode counts its syncs.
+	Observer SyncObserver
 
 	// crashAt, when it returns true at a named point of a WAL roll or
 	// truncation, stops the host there as a power cut would (tests only).
@@ -123,6 +129,11 @@ type Config struct {
 	// noCoalesce sends heartbeats as whole raft messages, not beats: the
 	// idle benchmark's baseline (TestIdleCPU).
 	noCoalesce bool
+}
+
+// SyncObserver is told of each fdatasync and how long it took.
+type SyncObserver interface {
+	Synced(d time.Duration, err error)
 }
 
 // Record is an applied record, its ordinal and its arrival time (Unix ms,
@@ -169,6 +180,18 @@ type Host struct {
 	// snapshotsSent and snapshotsInstalled count this host's (tests).
 	snapshotsSent, snapshotsInstalled int
 	lv                                liveness // quiescence (quiesce.go)
+	// rounds counts Ready rounds that wrote to the WAL, stateSyncs the
+	// segments' fdatasyncs, proposals the proposals made here (Stats).
+	rounds, stateSyncs, proposals atomic.Uint64
+	// acks are the proposals the current round applied: answered at its
+	// end, once their records are in the segments.
+	acks []ack
+}
+
+// ack is an applied proposal and its records' ordinals.
+type ack struct {
+	p    *Proposal
+	seqs []uint64
 }
 
 type group struct {
@@ -258,6 +281,9 @@ func open(cfg Config) (*Host, error) {
 	}
 	h := &Host{cfg: cfg, wal: w, groups: map[uint64]*group{}, kick: make(chan struct{}, 1),
 		lv: liveness{heard: map[uint64]uint64{}, out: map[uint64][]Beat{}, pulse: map[uint64]bool{}}}
+	if cfg.Observer != nil {
+		w.synced = cfg.Observer.Synced
+	}
 	added, err := addedGroups(payloads)
 	if err != nil {
 		return nil, err
@@ -324,7 +350,7 @@ func errUnknownGroup(id uint64) error { return fmt.Errorf("replica: unknown grou
 // they hold (recovery replays the rest from the WAL).
 func (h *Host) restoreState(g *group) error {
 	st, err := openSegState(&segState{fs: h.cfg.FS, comp: h.cfg.Compressor, dir: groupDir(h.cfg.Dir, g.id), group: g.id,
-		size: h.cfg.StateSegmentSize, now: func() int64 { return h.cfg.Now().UnixNano() }})
+		size: h.cfg.StateSegmentSize, now: func() int64 { return h.cfg.Now().UnixNano() }, synced: h.stateSynced})
 	if err != nil {
 		return err
 	}
@@ -585,6 +611,23 @@ func fromLeader(m *pb.Message) bool {
 // ErrNotLeader unless this node leads the group; otherwise the Proposal is
 // decided when the entry (or another at its index) is applied here.
 func (h *Host) Propose(group uint64, records [][]byte) (*Proposal, error) {
+	size := 0
+	for _, r := range records {
+		size += len(r)
+	}
+	rs := NewRecords(len(records), size)
+	for _, r := range records {
+		rs.Add(func(b []byte) []byte { return append(b, r...) })
+	}
+	return h.ProposeRecords(group, rs)
+}
+
+// ProposeRecords is Propose of records built in place. The host keeps
+// rs's bytes as the entry's: the caller must not use rs again.
+func (h *Host) ProposeRecords(group uint64, rs *Records) (*Proposal, error) {
+	if rs.n == 0 || rs.n > MaxRecordsPerProposal {
+		return nil, fmt.Errorf("replica: %d records in a proposal", rs.n)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.stopped != nil {
@@ -594,8 +637,6 @@ func (h *Host) Propose(group uint64, records [][]byte) (*Proposal, error) {
 	switch {
 	case g == nil:
 		return nil, errUnknownGroup(group)
-	case len(records) == 0 || len(records) > MaxRecordsPerProposal:
-		return nil, fmt.Errorf("replica: %d records in a proposal", len(records))
 	case g.rn.BasicStatus().RaftState != raft.StateLeader:
 		return nil, ErrNotLeader
 	}
@@ -604,9 +645,10 @@ func (h *Host) Propose(group uint64, records [][]byte) (*Proposal, error) {
 	term := g.rn.BasicStatus().GetTerm()
 	h.nextID++
 	key := proposalKey{node: h.cfg.NodeID, incarnation: h.incarnation, id: h.nextID}
-	if err := g.rn.Propose(encodeProposal(key, h.cfg.Now().UnixMilli(), records)); err != nil {
+	if err := g.rn.Propose(rs.entryData(key, h.cfg.Now().UnixMilli())); err != nil {
 		return nil, ErrNotLeader // raft dropped it (a leadership transfer, say): nothing appended
 	}
+	h.proposals.Add(1)
 	p := &Proposal{term: term, done: make(chan struct{})}
 	g.pending[key.id] = p
 	h.wake()
@@ -622,19 +664,81 @@ func (h *Host) wake() {
 
 // readyRound is one group's part of a Ready round.
 type readyRound struct {
-	g  *group
-	rd raft.Ready
+	g       *group
+	rd      raft.Ready
+	applied int // leading committed entries applied before the fdatasync
 }
 
 // HandleReady runs one Ready round for every group that has one (see the
 // package doc for its order). An error stops the host for good: every pending
 // proposal ends ErrStopped and the node must be restarted (Open again).
+//
+// A round: every ready group's entries and HardState are queued for the WAL;
+// the leaders' appends are sent (sendAppends); committed entries this node
+// already holds on disk are applied and written to the segments
+// (applyDurable); the WAL is written and fdatasync'd, once for all groups;
+// the rest of the messages are sent; the rest of the committed entries are
+// applied and written; and only then are proposals answered (answer), so an
+// answered record is in the segments a read looks at.
 func (h *Host) HandleReady() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.stopped != nil {
 		return h.stopped
 	}
+	rounds, err := h.collect()
+	if err != nil {
+		return h.stop(err)
+	}
+	// The leaders' appends go out before this node's own fdatasync, so the
+	// followers write them while it does (docs/cluster.md §4).
+	h.sendAppends(rounds)
+	if err := h.applyDurable(rounds); err != nil {
+		return h.stop(err)
+	}
+	if len(h.wal.pending) > 0 {
+		h.rounds.Add(1)
+	}
+	if err := h.wal.flush(!h.cfg.skipSync); err != nil {
+		return h.stop(err)
+	}
+	for _, r := range rounds {
+		if err := h.stored(r); err != nil {
+			return h.stop(err)
+		}
+	}
+	h.send(rounds)
+	for _, r := range rounds {
+		for _, e := range r.rd.CommittedEntries[r.applied:] {
+			if err := h.apply(r.g, e); err != nil {
+				return h.stop(err)
+			}
+		}
+		r.g.rn.Advance(r.rd)
+	}
+	h.reportSnapshots(rounds)
+	if err := h.writeState(rounds); err != nil {
+		return h.stop(err)
+	}
+	// Reads and proposals are let go only now: what they wait for is in
+	// the segments that ReadApplied reads.
+	for _, r := range rounds {
+		var rs []readState
+		for _, s := range r.rd.ReadStates {
+			rs = append(rs, readState{s.Index, s.RequestCtx})
+		}
+		h.settleReads(r.g, rs)
+	}
+	h.answer()
+	if err := h.maybeRoll(); err != nil {
+		return h.stop(err)
+	}
+	return nil
+}
+
+// collect takes the Ready of every group that may have one and queues its
+// entries and HardState for the round's WAL write.
+func (h *Host) collect() ([]readyRound, error) {
 	var rounds []readyRound
 	for _, id := range h.order {
 		g := h.groups[id]
@@ -649,58 +753,89 @@ func (h *Host) HandleReady() error {
 		rd := g.rn.Ready()
 		if !raft.IsEmptySnap(rd.Snapshot) {
 			if err := h.installSnapshot(g, rd.Snapshot); err != nil {
-				return h.stop(err)
+				return nil, err
 			}
 		}
 		h.persist(g, rd)
-		rounds = append(rounds, readyRound{g, rd})
+		rounds = append(rounds, readyRound{g: g, rd: rd})
 		if h.cfg.ackOnAppend {
 			h.brokenAckOnAppend(g, rd.Entries)
 		}
 	}
-	if err := h.wal.flush(!h.cfg.skipSync); err != nil {
-		return h.stop(err)
-	}
-	for _, r := range rounds {
+	return rounds, nil
+}
+
+// applyDurable applies, before the round's fdatasync, the leading committed
+// entries that this node already holds on disk: those in its storage (which
+// holds only entries an earlier round's fdatasync covered) and not being
+// rewritten by this round. They are committed, so on a quorum's disks, and
+// here too, so neither this round's write nor a crash during it can change
+// them; a leader answers their proposals without waiting for a write that
+// is about other entries. (A leader's own entries are always among them: it
+// counts itself towards a commit only after its fdatasync.) It stops at the
+// first configuration change, which is applied after the write as before,
+// and at the first entry whose index a snapshot of this round covers.
+func (h *Host) applyDurable(rounds []readyRound) error {
+	for i := range rounds {
+		r := &rounds[i]
 		if !raft.IsEmptySnap(r.rd.Snapshot) {
-			if err := r.g.ms.ApplySnapshot(r.rd.Snapshot); err != nil {
-				return h.stop(err)
-			}
+			continue
 		}
-		if err := r.g.ms.Append(r.rd.Entries); err != nil {
-			return h.stop(err)
+		last, err := r.g.ms.LastIndex()
+		if err != nil {
+			return err
 		}
-		if !raft.IsEmptyHardState(r.rd.HardState) {
-			if err := r.g.ms.SetHardState(r.rd.HardState); err != nil {
-				return h.stop(err)
-			}
+		if len(r.rd.Entries) > 0 {
+			last = min(last, r.rd.Entries[0].GetIndex()-1)
 		}
-	}
-	h.send(rounds)
-	for _, r := range rounds {
 		for _, e := range r.rd.CommittedEntries {
-			if err := h.apply(r.g, e); err != nil {
-				return h.stop(err)
+			if e.GetIndex() > last || e.GetType() != pb.EntryNormal {
+				break
 			}
-		}
-		r.g.rn.Advance(r.rd)
-		var rs []readState
-		for _, s := range r.rd.ReadStates {
-			rs = append(rs, readState{s.Index, s.RequestCtx})
-		}
-		h.settleReads(r.g, rs)
-	}
-	h.reportSnapshots(rounds)
-	for _, r := range rounds {
-		if err := r.g.state.write(); err != nil {
-			return h.stop(err)
+			if err := h.apply(r.g, e); err != nil {
+				return err
+			}
+			r.applied++
 		}
 		h.signalChanged(r.g, r.rd)
 	}
-	if err := h.maybeRoll(); err != nil {
-		return h.stop(err)
+	return h.writeState(rounds)
+}
+
+// stored records in the group's storage what the round's fdatasync made
+// durable.
+func (h *Host) stored(r readyRound) error {
+	if !raft.IsEmptySnap(r.rd.Snapshot) {
+		if err := r.g.ms.ApplySnapshot(r.rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	if err := r.g.ms.Append(r.rd.Entries); err != nil {
+		return err
+	}
+	if !raft.IsEmptyHardState(r.rd.HardState) {
+		return r.g.ms.SetHardState(r.rd.HardState)
 	}
 	return nil
+}
+
+// writeState writes what the round's groups applied to their segments.
+func (h *Host) writeState(rounds []readyRound) error {
+	for _, r := range rounds {
+		if err := r.g.state.write(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// answer decides the proposals whose records the round applied and wrote.
+func (h *Host) answer() {
+	for _, a := range h.acks {
+		a.p.finish(a.seqs, nil)
+	}
+	clear(h.acks)
+	h.acks = h.acks[:0]
 }
 
 // persist queues a group's entries and HardState for the round's WAL write.
@@ -710,6 +845,41 @@ func (h *Host) persist(g *group, rd raft.Ready) {
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
 		h.wal.add(encodeHardState(g.id, rd.HardState))
+	}
+}
+
+// sendAppends sends the round's MsgApp messages, one batch per destination
+// node, and leaves the rest of each group's messages to send. It runs before
+// the round's fdatasync: a leader may send entries to its followers while it
+// writes them itself (the Raft thesis, §10.2.1), because it counts itself
+// towards their quorum only once its own write is durable (raft acknowledges
+// the leader's append to itself at Advance, after this round's flush), and
+// an entry it sent but lost in a crash commits, if at all, through a quorum
+// of followers that have it on disk. What vouches for this node's own
+// durable state (MsgAppResp, votes) and everything else waits for the
+// fdatasync. raft's asynchronous-storage mode draws the same line: MsgApp
+// is in its "send now" list, the answers in msgsAfterAppend.
+func (h *Host) sendAppends(rounds []readyRound) {
+	byNode := map[uint64]*Batch{}
+	for i := range rounds {
+		r := &rounds[i]
+		rest := r.rd.Messages[:0:0]
+		for _, m := range r.rd.Messages {
+			if m.GetType() != pb.MsgApp {
+				rest = append(rest, m)
+				continue
+			}
+			b := byNode[m.GetTo()]
+			if b == nil {
+				b = &Batch{From: h.cfg.NodeID, To: m.GetTo()}
+				byNode[m.GetTo()] = b
+			}
+			b.Msgs = append(b.Msgs, GroupMessage{Group: r.g.id, Msg: m})
+		}
+		r.rd.Messages = rest
+	}
+	for _, to := range slices.Sorted(maps.Keys(byNode)) {
+		h.cfg.Transport.Send(*byNode[to])
 	}
 }
 
@@ -783,7 +953,7 @@ func (h *Host) applyRecords(g *group, e *pb.Entry, key proposalKey, arrival int6
 	if _, own := h.ownKey(e); own {
 		if p := g.pending[key.id]; p != nil {
 			delete(g.pending, key.id)
-			p.finish(seqs, nil)
+			h.acks = append(h.acks, ack{p, seqs}) // answered once written (answer)
 		}
 	}
 }
@@ -919,6 +1089,12 @@ func (h *Host) stop(err error) error {
 	if h.stopped == nil {
 		h.stopped = err
 	}
+	// An applied proposal not answered yet is committed, but its round
+	// failed: indeterminate, as ErrStopped says.
+	for _, a := range h.acks {
+		a.p.finish(nil, ErrStopped)
+	}
+	h.acks = nil
 	h.signalStopped()
 	for _, id := range h.order {
 		g := h.groups[id]
@@ -963,6 +1139,33 @@ func (h *Host) Status(group uint64) Status {
 	st := g.rn.BasicStatus()
 	last, _ := g.ms.LastIndex()
 	return Status{Leader: st.Lead, Term: st.GetTerm(), Commit: st.GetCommit(), Applied: g.applied, LastIndex: last, Compacted: g.compacted}
+}
+
+// Stats are a host's counters since Open.
+type Stats struct {
+	// Rounds is the Ready rounds that wrote to the WAL; WALSyncs their
+	// fdatasyncs (one per round, and one per Open and AddGroup); Entries the
+	// entries they appended, of every group.
+	Rounds, WALSyncs, Entries uint64
+	// StateSyncs is the fdatasyncs of the groups' segments (at WAL and
+	// segment rolls; snapshot installations and segment creations aside).
+	StateSyncs uint64
+	// Proposals is the proposals made on this host (Propose).
+	Proposals uint64
+}
+
+// Stats returns the host's counters; it takes no lock, so a status or
+// metrics endpoint can read it while a round runs.
+func (h *Host) Stats() Stats {
+	return Stats{Rounds: h.rounds.Load(), WALSyncs: h.wal.syncs.Load(), Entries: h.wal.entries.Load(),
+		StateSyncs: h.stateSyncs.Load(), Proposals: h.proposals.Load()}
+}
+
+func (h *Host) stateSynced(d time.Duration, err error) {
+	h.stateSyncs.Add(1)
+	if h.cfg.Observer != nil {
+		h.cfg.Observer.Synced(d, err)
+	}
 }
 
 // brokenAckOnAppend answers proposals at append (Config.ackOnAppend): wrong on

@@ -20,11 +20,32 @@ func (h *Host) Run(ctx context.Context, tick <-chan time.Time, inbox <-chan Batc
 			h.Receive(b)
 		case <-h.kick:
 		}
+		h.drain(inbox)
 		if err := h.HandleReady(); err != nil {
 			return err
 		}
 	}
 }
+
+// drain steps every batch already waiting in inbox (at most maxDrain), so
+// that one Ready round, and one fdatasync, serves all of them: without it
+// each batch from a peer cost a round of its own, and a busy node spent its
+// rounds one message at a time (a proposal waited behind the rounds of every
+// batch queued before its answer).
+func (h *Host) drain(inbox <-chan Batch) {
+	for range maxDrain {
+		select {
+		case b := <-inbox:
+			h.Receive(b)
+		default:
+			return
+		}
+	}
+}
+
+// maxDrain bounds the batches one round takes, so that ticks and proposals
+// are not held off by a flood.
+const maxDrain = 256
 
 // Wait blocks until the proposal is decided or ctx ends. A ctx error leaves the
 // proposal indeterminate: it may still commit.

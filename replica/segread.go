@@ -201,7 +201,7 @@ func (s *segState) install(index uint64, data []byte, crash func(string) error) 
 // buildGen writes a snapshot's entries as the next generation's segments,
 // synced (rolls sync what they leave; sync the rest).
 func (s *segState) buildGen(index uint64, ents []snapEntry) (*segState, error) {
-	ns := &segState{fs: s.fs, comp: s.comp, dir: s.dir, group: s.group, size: s.size, now: s.now,
+	ns := &segState{fs: s.fs, comp: s.comp, dir: s.dir, group: s.group, size: s.size, now: s.now, synced: s.synced,
 		gen: s.gen + 1, mark: index, last: index}
 	dir := ns.genDir(ns.gen)
 	if err := s.fs.RemoveAll(dir); err != nil {

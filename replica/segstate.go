@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/vfs"
@@ -66,6 +67,9 @@ type segState struct {
 	size  int64              // a segment rolls once it would pass this
 	now   func() int64       // Unix ns, for segment headers
 	crash func(string) error // the host's crash points (tests)
+	// synced, if set, is told of each fdatasync of a written segment (the
+	// host counts them: Stats, Config.Observer).
+	synced func(d time.Duration, err error)
 
 	mu      sync.RWMutex
 	gen     uint64 // the live generation
@@ -416,7 +420,7 @@ func (s *segState) active() *stateSeg { return s.segs[len(s.segs)-1] }
 // roll leaves the active segment synced, so that only the newest segment can
 // ever have an unsynced tail.
 func (s *segState) roll() error {
-	if err := s.w.Sync(); err != nil {
+	if err := s.syncWriter(); err != nil {
 		return err
 	}
 	err := s.w.Close()
@@ -449,11 +453,20 @@ func (s *segState) sync() error {
 	if !s.dirty || s.w == nil {
 		return nil
 	}
-	if err := s.w.Sync(); err != nil {
+	if err := s.syncWriter(); err != nil {
 		return fmt.Errorf("replica: group %d applied state: %w", s.group, err)
 	}
 	s.dirty = false
 	return nil
+}
+
+func (s *segState) syncWriter() error {
+	start := time.Now()
+	err := s.w.Sync()
+	if s.synced != nil {
+		s.synced(time.Since(start), err)
+	}
+	return err
 }
 
 func (s *segState) close() error {

@@ -175,13 +175,17 @@ func (t *TCPTransport) Send(b Batch) {
 	if p == nil {
 		return
 	}
-	payload, err := EncodeBatch(b)
-	if err != nil || len(payload) > MaxFrame {
+	// The frame is encoded in place: its header, then the batch after it.
+	frame, err := appendBatch(make([]byte, frameHeader), b)
+	if err != nil || len(frame)-frameHeader > MaxFrame {
 		t.dropped.Add(1)
 		return
 	}
+	payload := frame[frameHeader:]
+	binary.LittleEndian.PutUint32(frame, uint32(len(payload)))
+	binary.LittleEndian.PutUint32(frame[4:], crc32.Checksum(payload, castagnoli))
 	select {
-	case p.queue <- appendFrame(nil, payload):
+	case p.queue <- frame:
 	default:
 		t.dropped.Add(1)
 	}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
 
@@ -44,6 +46,10 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// maxKeptPending: a round's WAL buffer is reused by the next round unless it
+// grew past this.
+const maxKeptPending = 8 << 20
+
 // walFile is one file of the WAL. maxIndex is, per group, the highest entry
 // index any of its frames holds: the file may be deleted once every group's
 // log is compacted up to it.
@@ -64,6 +70,11 @@ type wal struct {
 	pendingMax map[uint64]uint64
 	// rolls and removed count this wal's rolls and deleted files (tests).
 	rolls, removed int
+	// synced, if set, is told of each fdatasync of a flush (Config.Observer).
+	synced func(d time.Duration, err error)
+	// syncs counts the flushes' fdatasyncs; entries the entries written
+	// (Host.Stats reads them without the host's lock).
+	syncs, entries atomic.Uint64
 }
 
 // errCorrupt means the WAL holds a frame that decodes wrongly although its CRC
@@ -200,7 +211,8 @@ func (w *wal) current() *walFile { return w.files[len(w.files)-1] }
 
 // addEntries queues a group's entries, remembering the highest index.
 func (w *wal) addEntries(group uint64, ents []*pb.Entry) {
-	w.add(encodeEntries(group, ents))
+	w.addWith(func(b []byte) []byte { return appendEntries(b, group, ents) })
+	w.entries.Add(uint64(len(ents)))
 	if last := ents[len(ents)-1].GetIndex(); last > w.pendingMax[group] {
 		w.pendingMax[group] = last
 	}
@@ -208,9 +220,17 @@ func (w *wal) addEntries(group uint64, ents []*pb.Entry) {
 
 // add queues one frame for the next flush.
 func (w *wal) add(payload []byte) {
-	w.pending = binary.LittleEndian.AppendUint32(w.pending, uint32(len(payload)))
-	w.pending = binary.LittleEndian.AppendUint32(w.pending, crc32.Checksum(payload, castagnoli))
-	w.pending = append(w.pending, payload...)
+	w.addWith(func(b []byte) []byte { return append(b, payload...) })
+}
+
+// addWith queues one frame whose payload encode appends, in place (no
+// intermediate copy of a round's entries).
+func (w *wal) addWith(encode func(b []byte) []byte) {
+	at := len(w.pending)
+	w.pending = encode(append(w.pending, make([]byte, frameHeader)...))
+	payload := w.pending[at+frameHeader:]
+	binary.LittleEndian.PutUint32(w.pending[at:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(w.pending[at+4:], crc32.Checksum(payload, castagnoli))
 }
 
 // flush writes the queued frames and, if sync, fdatasyncs them: the one
@@ -227,6 +247,9 @@ func (w *wal) flush(sync bool) error {
 	}
 	cur.size += int64(len(w.pending))
 	w.pending = w.pending[:0]
+	if cap(w.pending) > maxKeptPending {
+		w.pending = nil // a burst's buffer is not kept for ever
+	}
 	for g, i := range w.pendingMax {
 		cur.maxIndex[g] = max(cur.maxIndex[g], i)
 	}
@@ -234,7 +257,13 @@ func (w *wal) flush(sync bool) error {
 	if !sync {
 		return nil
 	}
-	if err := w.f.Sync(); err != nil {
+	start := time.Now()
+	err := w.f.Sync()
+	w.syncs.Add(1)
+	if w.synced != nil {
+		w.synced(time.Since(start), err)
+	}
+	if err != nil {
 		return fmt.Errorf("replica: WAL fdatasync: %w", err)
 	}
 	return nil

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# cluster-bench.sh: single-node mode against the three-node loopback cluster
+# in the same session, alternating them (BENCHMARKS.md "Cluster mode").
+#
+#   scripts/cluster-bench.sh [BIN] [WORK_DIR] [ROUNDS] [bench flags...]
+#
+# Each round starts a fresh single-node server, runs `shardlog bench` against
+# it, stops it, then does the same with a fresh cluster (requests go to node
+# 1). It prints every bench summary and, per server process, the CPU seconds
+# (user + system, from /proc) and fdatasyncs (shardlog_fdatasync_duration_
+# seconds_count from /metrics) the bench cost it. The bench flags default to
+# PutRecords of 500 x 1 KiB on 4 shards with 4 clients for 10 s. Ports:
+# PORT_BASE (default 5560) for the APIs, PORT_BASE+100 for Raft, so it does
+# not collide with `make cluster-run`.
+set -euo pipefail
+
+bin=${1:-bin/shardlog}
+work=${2:-/tmp/shardlog-cluster-bench}
+rounds=${3:-2}
+shift $(( $# < 3 ? $# : 3 ))
+flags=("$@")
+if [ ${#flags[@]} -eq 0 ]; then
+	flags=(--op putrecords --shards 4 --clients 4 --batch 500 --record-size 1024 --duration 10s)
+fi
+base=${PORT_BASE:-5560}
+pids=()
+
+stop_all() {
+	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	pids=()
+}
+trap stop_all EXIT
+
+wait_up() { # url
+	for _ in $(seq 1 300); do
+		curl -s -o /dev/null "$1/metrics" && return 0
+		sleep 0.1
+	done
+	echo "server at $1 did not come up" >&2
+	return 1
+}
+
+cpu() { # pid: utime+stime in seconds
+	awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
+}
+
+syncs() { # url
+	curl -s "$1/metrics" | awk '$1 == "shardlog_fdatasync_duration_seconds_count" { print $2 }'
+}
+
+# measure LABEL URL... : runs the bench against the first URL, and reports
+# every listed server's CPU and fdatasyncs over it.
+measure() {
+	local label=$1 i
+	shift
+	local urls=("$@") c0=() s0=()
+	for i in "${!urls[@]}"; do c0+=("$(cpu "${pids[$i]}")"); s0+=("$(syncs "${urls[$i]}")"); done
+	echo "== $label"
+	"$bin" bench --endpoint "${urls[0]}" "${flags[@]}" 2>/dev/null
+	for i in "${!urls[@]}"; do
+		local c1 s1
+		c1=$(cpu "${pids[$i]}")
+		s1=$(syncs "${urls[$i]}")
+		echo "   server ${urls[$i]}: cpu $(echo "$c1 - ${c0[$i]}" | bc) s, fdatasyncs $(( ${s1:-0} - ${s0[$i]:-0} ))"
+	done
+}
+
+for r in $(seq 1 "$rounds"); do
+	rm -rf "$work/single" "$work/cluster"
+	mkdir -p "$work"
+	"$bin" serve --listen "127.0.0.1:$base" --data-dir "$work/single" --throttle=false --log-level warn \
+		>"$work/single.log" 2>&1 &
+	pids=($!)
+	wait_up "http://127.0.0.1:$base"
+	measure "round $r: single node" "http://127.0.0.1:$base"
+	stop_all
+
+	peers="1=127.0.0.1:$((base + 101)),2=127.0.0.1:$((base + 102)),3=127.0.0.1:$((base + 103))"
+	urls=()
+	for n in 1 2 3; do
+		"$bin" serve --cluster --node-id "$n" --peers "$peers" --listen "127.0.0.1:$((base + n))" \
+			--data-dir "$work/cluster/node$n" --throttle=false --log-level warn \
+			${CLUSTER_FLAGS:-} >"$work/node$n.log" 2>&1 &
+		pids+=($!)
+		urls+=("http://127.0.0.1:$((base + n))")
+	done
+	for u in "${urls[@]}"; do wait_up "$u"; done
+	measure "round $r: three-node cluster (through node 1)" "${urls[@]}"
+	stop_all
+done
