@@ -21,6 +21,20 @@ type GroupStatus struct {
 	Applied uint64 `json:"applied"`
 }
 
+// statusOf is Status, or one group's only (group: its ID in decimal).
+func (n *Node) statusOf(group string) NodeStatus {
+	g, err := strconv.ParseUint(group, 10, 64)
+	if err != nil {
+		return n.Status()
+	}
+	st := NodeStatus{Node: n.cfg.NodeID, Groups: map[string]GroupStatus{}}
+	if n.host.HasGroup(g) {
+		s := n.host.Status(g)
+		st.Groups[group] = GroupStatus{Leader: s.Leader, Applied: s.Applied}
+	}
+	return st
+}
+
 // Status reports this node's view of every group, from its local state.
 func (n *Node) Status() NodeStatus {
 	st := NodeStatus{Node: n.cfg.NodeID, Groups: map[string]GroupStatus{}, Shards: map[string]uint64{}}
