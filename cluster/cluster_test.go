@@ -62,6 +62,15 @@ func newTestClusterSecret(t *testing.T, n int, secret string) *testCluster {
 			c.stop(id)
 		}
 	})
+	// With a configured secret Open does not wait for the metadata group.
+	for id := range c.nodes {
+		eventually(t, "a metadata leader", func() error {
+			if c.node(id).host.Status(metaGroup).Leader == 0 {
+				return errors.New("none")
+			}
+			return nil
+		})
+	}
 	return c
 }
 

@@ -221,7 +221,7 @@ func (n *Node) stepGroup(ctx context.Context, g uint64, snap map[string]replica.
 		}
 	}
 	if mv == nil {
-		if pref := placed[0]; pref != n.cfg.NodeID && slices.Contains(m.Voters, pref) && caughtUp(m, pref) {
+		if pref := placed[0]; pref != n.cfg.NodeID && slices.Contains(m.Voters, pref) && n.caughtUp(m, pref) {
 			_ = n.host.TransferLeader(g, pref)
 		}
 		return
@@ -230,7 +230,7 @@ func (n *Node) stepGroup(ctx context.Context, g uint64, snap map[string]replica.
 	case !m.Has(mv.To):
 		n.change(g, replica.ChangeLearner, mv.To)
 	case slices.Contains(m.Learners, mv.To):
-		if caughtUp(m, mv.To) {
+		if n.caughtUp(m, mv.To) {
 			n.change(g, replica.ChangeVoter, mv.To)
 		}
 	case m.Has(mv.From):

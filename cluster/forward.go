@@ -30,6 +30,7 @@ import (
 //	GET  /_cluster/v1/status        this node's view of every group (tests, operators);
 //	                                ?group=G: of that group only
 //	POST /_cluster/v1/read, position   reads of a group held elsewhere (remote.go)
+//	POST /_cluster/v1/wake?group=G  wake a quiesced group (remote.go)
 //	POST /_cluster/v1/join, remove-node; GET nodes   membership (members.go)
 //
 // A leader that does not lead the group (any more) answers 409 with the
@@ -98,6 +99,8 @@ func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
 		n.serveJoin(w, r)
 	case "remove-node":
 		n.serveRemoveNode(w, r)
+	case "wake":
+		n.serveWake(w, r)
 	case "nodes":
 		writeJSON(w, http.StatusOK, n.Nodes())
 	default:

@@ -368,7 +368,7 @@ func (n *Node) driveMeta() {
 	}
 	if voters < want {
 		for _, l := range m.Learners {
-			if slices.Contains(live, l) && caughtUp(m, l) {
+			if slices.Contains(live, l) && n.caughtUp(m, l) {
 				n.change(metaGroup, replica.ChangeVoter, l)
 				return
 			}
@@ -393,11 +393,11 @@ func (n *Node) removeMember(group uint64, m replica.Membership, node uint64, kee
 	}
 	var best uint64
 	for _, v := range m.Voters {
-		if v != node && slices.Contains(keep, v) && (best == 0 || m.Match[v] > m.Match[best]) {
+		if v != node && slices.Contains(keep, v) && n.host.NodeLive(v) && (best == 0 || m.Match[v] > m.Match[best]) {
 			best = v
 		}
 	}
-	if best != 0 && caughtUp(m, best) {
+	if best != 0 && n.caughtUp(m, best) {
 		_ = n.host.TransferLeader(group, best)
 	}
 }
@@ -416,8 +416,11 @@ func (n *Node) change(group uint64, typ replica.ChangeType, node uint64) {
 // promoted voter can count towards a quorum.
 const promoteSlack = 64
 
-func caughtUp(m replica.Membership, node uint64) bool {
-	return m.Match[node]+promoteSlack >= m.Commit
+// caughtUp: node is live (replica.Host.NodeLive) and its log within
+// promoteSlack of the commit index. A match index alone is not enough: a
+// dead replica of an idle group keeps one equal to the commit index.
+func (n *Node) caughtUp(m replica.Membership, node uint64) bool {
+	return m.Match[node]+promoteSlack >= m.Commit && n.host.NodeLive(node)
 }
 
 // finishRemovals, on the metadata leader, marks removed each leaving node

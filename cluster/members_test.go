@@ -231,6 +231,11 @@ func TestAddAndRemoveNodes(t *testing.T) {
 	if len(acks) <= len(before) {
 		t.Fatalf("no write acknowledged during the moves")
 	}
+	// A joined node restarts from its own disk (no new join) and serves
+	// the same records.
+	c.stop(4)
+	c.start(4)
+	eventually(t, "node 4 serves every record after a restart", func() error { return c.checkRecords(4, "s", acks, failed) })
 
 	w = c.startWriter("s", 100000, 2, 3, 4)
 	if _, err := c.node(3).RemoveNode(ctx, 1); err != nil {

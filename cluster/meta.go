@@ -127,7 +127,10 @@ func (n *Node) apiAddr(id uint64) string {
 // every readRetry until the election timeout passes: errNoLeader then.
 func (n *Node) linearize(ctx context.Context, group uint64) error {
 	deadline := time.Now().Add(n.cfg.electionTimeout())
-	for {
+	for attempt := 0; ; attempt++ {
+		if attempt == 1 && n.leaderOf(group) == 0 {
+			n.wakeGroup(group)
+		}
 		r, err := n.host.ReadIndex(group)
 		if err != nil {
 			return err

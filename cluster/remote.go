@@ -96,6 +96,9 @@ func (n *Node) candidates(g uint64) []uint64 {
 // leaderGuess is the attempt'th candidate for g's leader (0: none), so
 // that retries go round the replicas.
 func (n *Node) leaderGuess(g uint64, attempt int) uint64 {
+	if l := n.leaderOf(g); attempt == 0 && l != 0 {
+		return l // the common case, and the put path's: no metadata decoded
+	}
 	c := n.candidates(g)
 	if len(c) == 0 {
 		return 0
@@ -260,4 +263,34 @@ func (n *Node) groupLeader(ctx context.Context, g uint64) uint64 {
 		}
 	}
 	return 0
+}
+
+// wakeGroup asks the group's other replicas, in the background, to wake it
+// (replica.Host.Wake): this node's replica knows no leader, and if it is a
+// learner of a quiesced group it would never learn one otherwise.
+func (n *Node) wakeGroup(g uint64) {
+	ids := n.candidates(g)
+	if g == metaGroup {
+		ids = n.liveNodes()
+	}
+	path := "wake?group=" + strconv.FormatUint(g, 10)
+	for _, id := range ids {
+		if addr := n.apiAddr(id); id != n.cfg.NodeID && addr != "" {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), readRetry)
+				defer cancel()
+				_ = n.post(ctx, addr, path, nil, &struct{}{})
+			}()
+		}
+	}
+}
+
+func (n *Node) serveWake(w http.ResponseWriter, r *http.Request) {
+	g, err := strconv.ParseUint(r.URL.Query().Get("group"), 10, 64)
+	if err != nil {
+		http.Error(w, "malformed wake", http.StatusBadRequest)
+		return
+	}
+	_ = n.host.Wake(g) // a group not held here: nothing to wake
+	writeJSON(w, http.StatusOK, struct{}{})
 }
