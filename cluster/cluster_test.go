@@ -355,6 +355,9 @@ func TestStreamsEverywhere(t *testing.T) {
 			t.Fatalf("node %d describes the deleted stream: %v", id, err)
 		}
 	}
+	for id := uint64(1); id <= 3; id++ {
+		eventually(t, "the deleted stream's replicas are deleted", func() error { return c.holdsPlaced(id) })
+	}
 	_, err := c.node(2).Put(ctx, "b", []storage.PutEntry{{PartitionKey: "k", Data: []byte("x")}})
 	if !errors.Is(err, storage.ErrStreamNotFound) {
 		t.Fatalf("put to a deleted stream: %v", err)

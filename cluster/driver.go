@@ -262,3 +262,63 @@ func (n *Node) finishMove(ctx context.Context, g uint64, snap map[string]replica
 	n.commitTxn(ctx, "finishing a move", []replica.MetaCond{{Key: pk, Version: snap[pk].Version}, {Key: mk, Version: snap[mk].Version}},
 		[]replica.MetaOp{{Key: pk, Value: mustJSON(next)}, {Key: mk}})
 }
+
+// dropReplicas deletes this node's replicas that no group needs any more
+// (replica.Host.RemoveGroup): those of deleted streams, and those moved
+// away once the group's committed configuration is known to exclude this
+// node (its own replica applied its removal, or the group's leader says
+// so). It decides only on a linearized view of the metadata: right after
+// a restart the local copy may predate the placement that put a replica
+// here, and deleting a live voter's data would break the group's quorums.
+func (n *Node) dropReplicas(ctx context.Context) {
+	var stale []uint64
+	snap := n.meta.Snapshot()
+	cur, moves := placementsOf(snap)
+	for _, g := range n.host.Groups() {
+		if mv, ok := moves[g]; g != metaGroup && !slices.Contains(cur[g], n.cfg.NodeID) && !(ok && mv.To == n.cfg.NodeID) {
+			stale = append(stale, g)
+		}
+	}
+	if len(stale) == 0 || n.linearize(ctx, metaGroup) != nil {
+		return
+	}
+	cur, moves = n.placements()
+	for _, g := range stale {
+		placed, exists := cur[g]
+		if mv, ok := moves[g]; slices.Contains(placed, n.cfg.NodeID) || ok && mv.To == n.cfg.NodeID {
+			continue
+		}
+		if exists && !n.removedFrom(ctx, g) {
+			continue
+		}
+		if err := n.host.RemoveGroup(g); err != nil {
+			n.cfg.Logger.Error("deleting a removed replica", "group", g, "error", err)
+			continue
+		}
+		n.cfg.Logger.Info("deleted a replica moved away", "group", g)
+	}
+}
+
+// removedFrom reports whether group g's committed configuration excludes
+// this node: as its own replica applied it, or as the group's leader
+// reports it.
+func (n *Node) removedFrom(ctx context.Context, g uint64) bool {
+	if m, ok := n.host.Membership(g); ok && !m.Has(n.cfg.NodeID) {
+		return true
+	}
+	key := strconv.FormatUint(g, 10)
+	for _, id := range n.candidates(g) {
+		addr := n.apiAddr(id)
+		if id == n.cfg.NodeID || addr == "" {
+			continue
+		}
+		var st NodeStatus
+		if n.post(ctx, addr, "status?group="+key, nil, &st) != nil {
+			continue
+		}
+		if gs := st.Groups[key]; gs.Leader == id && len(gs.Voters) > 0 {
+			return !slices.Contains(gs.Voters, n.cfg.NodeID) && !slices.Contains(gs.Learners, n.cfg.NodeID)
+		}
+	}
+	return false
+}

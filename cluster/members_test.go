@@ -173,6 +173,24 @@ func (c *testCluster) settled(id uint64, live ...uint64) error {
 	return nil
 }
 
+// holdsPlaced checks that node id holds replicas of exactly the groups
+// placed on it (and the metadata group): those moved away are deleted.
+func (c *testCluster) holdsPlaced(id uint64) error {
+	n := c.node(id)
+	cur, _ := n.placements()
+	want := []uint64{metaGroup}
+	for g, nodes := range cur {
+		if slices.Contains(nodes, id) {
+			want = append(want, g)
+		}
+	}
+	slices.Sort(want)
+	if got := n.host.Groups(); !slices.Equal(got, want) {
+		return fmt.Errorf("node %d holds groups %v, placed %v", id, got, want)
+	}
+	return nil
+}
+
 // groupConfigIs checks the group's voters, on its leader, are placed.
 func (c *testCluster) groupConfigIs(g uint64, placed []uint64) error {
 	for _, tn := range c.nodes {
@@ -218,6 +236,9 @@ func TestAddAndRemoveNodes(t *testing.T) {
 	c.addNode(4, 2)
 	w.through(c, 1, 2, 3, 4)
 	eventually(t, "placement settles with node 4", func() error { return c.settled(3, 1, 2, 3, 4) })
+	for id := uint64(1); id <= 4; id++ {
+		eventually(t, "moved replicas deleted", func() error { return c.holdsPlaced(id) })
+	}
 	cur, _ := c.node(4).placements()
 	t.Logf("placement with node 4: %v", cur)
 	w.waitRounds(t, 3)
@@ -249,6 +270,9 @@ func TestAddAndRemoveNodes(t *testing.T) {
 		return nil
 	})
 	eventually(t, "placement settles without node 1", func() error { return c.settled(4, 2, 3, 4) })
+	for _, id := range []uint64{1, 2, 3, 4} {
+		eventually(t, "moved replicas deleted", func() error { return c.holdsPlaced(id) })
+	}
 	if m, _ := c.node(2).host.Membership(metaGroup); m.Has(1) || len(m.Voters) != 3 {
 		t.Fatalf("metadata group after the removal: %+v", m)
 	}

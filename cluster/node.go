@@ -204,6 +204,7 @@ func (n *Node) reconcile(ctx context.Context) {
 	n.ensureSeeds(ctx, snap)
 	n.ensureRegistered(ctx)
 	n.stepGroups(ctx)
+	n.dropReplicas(ctx)
 	if n.host.Status(metaGroup).Leader == n.cfg.NodeID {
 		n.driveMeta()
 		n.activateStreams(ctx)
