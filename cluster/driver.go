@@ -279,7 +279,12 @@ func (n *Node) dropReplicas(ctx context.Context) {
 			stale = append(stale, g)
 		}
 	}
-	if len(stale) == 0 || n.linearize(ctx, metaGroup) != nil {
+	// A leaving node needs no fresh read: its copy already holds its own
+	// leaving mark, so every placement made before it, and none is made on
+	// it after. It may not be able to read at all: its metadata seat can go
+	// before its last replicas are deleted.
+	leaving := n.nodeRecs()[n.cfg.NodeID].State != ""
+	if len(stale) == 0 || !leaving && n.linearize(ctx, metaGroup) != nil {
 		return
 	}
 	cur, moves = n.placements()

@@ -34,9 +34,10 @@ import (
 //     (syncPeers).
 //   - remove-node (POST /_cluster/v1/remove-node) marks a node leaving. The
 //     placement driver (driver.go) moves its replicas away; driveMeta gives
-//     its metadata seat to a caught-up learner if it was a voter; once it
-//     holds nothing it is marked removed. A removed ID is never admitted
-//     again.
+//     its metadata vote to a caught-up learner if it was a voter; once it
+//     holds no replica it is marked removed, and once it has that mark its
+//     metadata replica leaves the group. A removed node refuses to start
+//     again, and its ID is never admitted again.
 //
 // The cluster keeps at least Replicas nodes: removing one more is refused.
 
@@ -375,8 +376,14 @@ func (n *Node) driveMeta() {
 		}
 		return // no learner caught up yet: leaving voters keep their seats meanwhile
 	}
+	recs := n.nodeRecs()
 	for _, id := range append(slices.Clone(m.Voters), m.Learners...) {
-		if !slices.Contains(live, id) {
+		// A leaving node keeps its seat until it is marked removed and has
+		// that mark (its match index reached the commit index), so that it
+		// knows, should it restart, that it was removed; a dead one cannot
+		// learn it and goes at once.
+		gone := recs[id].State == stateRemoved && (m.Match[id] >= m.Commit || !n.host.NodeLive(id))
+		if !slices.Contains(live, id) && gone {
 			n.removeMember(metaGroup, m, id, live)
 			return
 		}
@@ -424,14 +431,15 @@ func (n *Node) caughtUp(m replica.Membership, node uint64) bool {
 }
 
 // finishRemovals, on the metadata leader, marks removed each leaving node
-// that no placement, move or metadata seat still names.
+// that no placement or move still names (driveMeta then takes its
+// metadata seat).
 func (n *Node) finishRemovals(ctx context.Context) {
 	m, ok := n.host.Membership(metaGroup)
 	if !ok || m.Match == nil {
 		return
 	}
 	for id, rec := range n.nodeRecs() {
-		if rec.State != stateLeaving || m.Has(id) {
+		if rec.State != stateLeaving {
 			continue
 		}
 		if info := n.nodeInfo(id); info.Replicas > 0 || info.Moving > 0 {

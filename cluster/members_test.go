@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -273,11 +274,25 @@ func TestAddAndRemoveNodes(t *testing.T) {
 	for _, id := range []uint64{1, 2, 3, 4} {
 		eventually(t, "moved replicas deleted", func() error { return c.holdsPlaced(id) })
 	}
-	if m, _ := c.node(2).host.Membership(metaGroup); m.Has(1) || len(m.Voters) != 3 {
-		t.Fatalf("metadata group after the removal: %+v", m)
-	}
+	eventually(t, "node 1 out of the metadata group, three voters left", func() error {
+		if m, _ := c.node(2).host.Membership(metaGroup); m.Has(1) || len(m.Voters) != 3 {
+			return fmt.Errorf("%+v", m)
+		}
+		return nil
+	})
+	eventually(t, "node 1 knows it was removed", func() error {
+		if st := c.node(1).nodeRecs()[1].State; st != stateRemoved {
+			return fmt.Errorf("state %q", st)
+		}
+		return nil
+	})
 	w.waitRounds(t, 3)
 	c.stop(1)
+	_, err := Open(ctx, Config{NodeID: 1, Peers: c.peers, Secret: c.secret, PeerListener: listen(t, c.nodes[1].peerAddr),
+		Advertise: c.nodes[1].apiAddr, Dir: "/raft", FS: c.nodes[1].fs, AccountID: "123456789012", ShardLimit: 100})
+	if err == nil || !strings.Contains(err.Error(), "was removed") {
+		t.Fatalf("restarting the removed node: %v", err)
+	}
 	w.waitRounds(t, 3)
 	more, failed2 := w.halt()
 	maps.Copy(acks, more)
@@ -292,7 +307,7 @@ func TestAddAndRemoveNodes(t *testing.T) {
 	if len(more) == 0 {
 		t.Fatalf("no write acknowledged during the removal")
 	}
-	_, err := c.node(2).RemoveNode(ctx, 3)
+	_, err = c.node(2).RemoveNode(ctx, 3)
 	var refused *refusedError
 	if !errors.As(err, &refused) {
 		t.Fatalf("removing a third node of three: %v", err)

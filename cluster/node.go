@@ -96,6 +96,12 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	// Best effort: a node stopped before its copy of the metadata applied
+	// its removal starts, finds no replica placed on it, and forwards.
+	if n.nodeRecs()[cfg.NodeID].State == stateRemoved {
+		n.Close()
+		return nil, fmt.Errorf("cluster: node %d was removed from its cluster; it holds no replica any more: empty its data directory and join with a new node ID", cfg.NodeID)
+	}
 	return n, nil
 }
 

@@ -124,6 +124,11 @@ func TestClusterAddRemoveProcesses(t *testing.T) {
 		t.Fatalf("remove-node said:\n%s\n%d records acknowledged meanwhile", out.String(), len(c.acked)-before)
 	}
 	t.Logf("remove-node:\n%s", out.String())
+	list, err := exec.Command(c.bin, "cluster", "nodes", "--endpoint", c.procs[4].endpoint, "--cluster-token", clusterToken).CombinedOutput()
+	if err != nil || !strings.Contains(string(list), "removed") || strings.Count(string(list), "member") != 3 {
+		t.Fatalf("cluster nodes: %v\n%s", err, list)
+	}
+	t.Logf("cluster nodes:\n%s", list)
 	c.procs[1].kill()
 	waitFor(t, "placement settles on nodes 2-4", func() error { return c.settledWith(2, 2, 3, 4) })
 	for range 5 {
