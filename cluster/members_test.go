@@ -253,6 +253,27 @@ func TestAddAndRemoveNodes(t *testing.T) {
 	if len(acks) <= len(before) {
 		t.Fatalf("no write acknowledged during the moves")
 	}
+	// A stream created on four nodes: three replicas per shard, so the
+	// metadata leader does not hold every group it must see led.
+	if err := c.node(4).CreateStream(ctx, storage.CreateStreamInput{Name: "t", ShardCount: 4}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitActive("t", 1, 2, 3, 4)
+	tAcks := acked{}
+	for id := uint64(1); id <= 4; id++ {
+		if failed, err := c.put(id, "t", int(id), 20, tAcks); err != nil || failed > 0 {
+			t.Fatalf("put to t through node %d: %d failed, %v", id, failed, err)
+		}
+	}
+	for id := uint64(1); id <= 4; id++ {
+		if err := c.checkRecords(id, "t", tAcks, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.settled(1, 1, 2, 3, 4); err != nil {
+		t.Fatal(err)
+	}
+
 	// A joined node restarts from its own disk (no new join) and serves
 	// the same records.
 	c.stop(4)
