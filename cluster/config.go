@@ -17,10 +17,15 @@ import (
 type Config struct {
 	// NodeID is this node's ID: never 0, never reused for another disk.
 	NodeID uint64
-	// Peers maps every node of the cluster (this one included) to its
-	// Raft transport address. It is static: membership changes are not
-	// wired into serve yet.
+	// Peers maps the cluster's seed nodes (this one included) to their
+	// Raft transport addresses: the nodes that bootstrap the cluster, and
+	// the voters of its metadata group. With Join set, Peers holds only
+	// this node's own address; the rest is learned from the cluster.
 	Peers map[uint64]string
+	// Join, if set, is the client API address (host:port) of any node of
+	// a running cluster: this node joins it (members.go) instead of
+	// bootstrapping with Peers. It needs Secret (the cluster's token).
+	Join string
 	// PeerListener, if set, is this node's Raft listener (tests reserve
 	// ports with it); otherwise the node listens on Peers[NodeID].
 	PeerListener net.Listener
@@ -99,11 +104,10 @@ func (c Config) check() error {
 		return errors.New("cluster: no advertised client API address")
 	case c.FS == nil || c.Dir == "":
 		return errors.New("cluster: no data directory")
-	case len(c.Peers) > c.Replicas:
-		// Every node holds a replica of every shard, so every node can read
-		// any shard locally and sees every group's leader. Larger clusters
-		// need reads and leader discovery for groups a node does not hold.
-		return fmt.Errorf("cluster: %d nodes: cluster mode supports at most %d nodes yet (one replica of every shard on each)", len(c.Peers), c.Replicas)
+	case c.Join != "" && c.Secret == "":
+		// Internal requests are authenticated with a key derived from the
+		// secret, and a node outside the cluster cannot read it.
+		return errors.New("cluster: joining a cluster needs its secret (--cluster-token)")
 	}
 	return nil
 }
@@ -114,7 +118,7 @@ func (c Config) electionTimeout() time.Duration {
 	return 2 * time.Duration(c.ElectionTicks) * c.Tick
 }
 
-// nodes is the configured node IDs, sorted.
+// nodes is the configured node IDs (the seeds), sorted.
 func (c Config) nodes() []uint64 {
 	var out []uint64
 	for id := range c.Peers {

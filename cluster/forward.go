@@ -27,7 +27,11 @@ import (
 //
 //	POST /_cluster/v1/put?group=G   binary entries (encodeEntries) → putReply
 //	POST /_cluster/v1/meta          JSON metaRequest → metaReply
-//	GET  /_cluster/v1/status        this node's view of every group (tests, operators)
+//	GET  /_cluster/v1/status        this node's view of every group (tests, operators);
+//	                                ?group=G: of that group only
+//	POST /_cluster/v1/read, position   reads of a group held elsewhere (remote.go)
+//	POST /_cluster/v1/wake?group=G  wake a quiesced group (remote.go)
+//	POST /_cluster/v1/join, remove-node; GET nodes   membership (members.go)
 //
 // A leader that does not lead the group (any more) answers 409 with the
 // leader it knows of; nothing was proposed, so the sender retries there.
@@ -86,7 +90,19 @@ func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
 	case "meta":
 		n.serveMeta(w, r)
 	case "status":
-		writeJSON(w, http.StatusOK, n.Status())
+		writeJSON(w, http.StatusOK, n.statusOf(r.URL.Query().Get("group")))
+	case "read":
+		n.serveRead(w, r)
+	case "position":
+		n.servePosition(w, r)
+	case "join":
+		n.serveJoin(w, r)
+	case "remove-node":
+		n.serveRemoveNode(w, r)
+	case "wake":
+		n.serveWake(w, r)
+	case "nodes":
+		writeJSON(w, http.StatusOK, n.Nodes())
 	default:
 		http.NotFound(w, r)
 	}
@@ -98,6 +114,10 @@ func (n *Node) servePut(w http.ResponseWriter, r *http.Request) {
 	entries, derr := decodeEntries(body)
 	if err != nil || rerr != nil || derr != nil {
 		http.Error(w, "malformed forwarded put", http.StatusBadRequest)
+		return
+	}
+	if !n.host.HasGroup(group) { // placed here but not created yet, or never: nothing proposed
+		writeJSON(w, http.StatusConflict, notLeaderReply{Leader: n.knownLeader(group)})
 		return
 	}
 	ords, arrival, err := n.proposeRecords(r.Context(), group, entries)
@@ -214,6 +234,9 @@ func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any
 		var nl notLeaderReply
 		_ = json.NewDecoder(resp.Body).Decode(&nl)
 		return &notLeaderError{hint: nl.Leader}
+	case http.StatusBadRequest:
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		return &refusedError{msg: string(bytes.TrimSpace(msg))}
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 	return fmt.Errorf("cluster: forward to %s: %s: %s", addr, resp.Status, bytes.TrimSpace(msg))

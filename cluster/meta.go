@@ -17,6 +17,7 @@ const (
 	metaGroup    uint64 = 1 // the metadata group; shard groups are allocated from 2
 	keySecret           = "cluster/secret"
 	keyAlloc            = "cluster/alloc"
+	keySeeds            = "cluster/seeds"
 	nodePrefix          = "node/"
 	streamPrefix        = "stream/"
 )
@@ -43,9 +44,26 @@ type allocRec struct {
 	Epoch     int64  `json:"epoch"` // the highest epoch given out
 }
 
-// nodeRec is a node's client API address, for forwarding.
+// nodeRec is a node's registration: its client API address (forwarding),
+// its Raft address (every node's transport dials it) and its membership
+// state (members.go).
 type nodeRec struct {
-	API string `json:"api"`
+	API   string `json:"api"`
+	Peer  string `json:"peer,omitempty"`
+	State string `json:"state,omitempty"` // "" (a member), stateLeaving or stateRemoved
+}
+
+// Node states: a leaving node's replicas move away; once it holds none (and
+// no seat in the metadata group) it is removed, and never comes back.
+const (
+	stateLeaving = "leaving"
+	stateRemoved = "removed"
+)
+
+// seedsRec is the cluster's seed nodes and their Raft addresses: the
+// metadata group's bootstrap voters, written once by its first leader.
+type seedsRec struct {
+	Peers map[uint64]string `json:"peers"`
 }
 
 type secretRec struct {
@@ -109,7 +127,10 @@ func (n *Node) apiAddr(id uint64) string {
 // every readRetry until the election timeout passes: errNoLeader then.
 func (n *Node) linearize(ctx context.Context, group uint64) error {
 	deadline := time.Now().Add(n.cfg.electionTimeout())
-	for {
+	for attempt := 0; ; attempt++ {
+		if attempt == 1 && n.leaderOf(group) == 0 {
+			n.wakeGroup(group)
+		}
 		r, err := n.host.ReadIndex(group)
 		if err != nil {
 			return err

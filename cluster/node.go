@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -36,8 +35,9 @@ type Node struct {
 	// (awaitSecret); the reconcile loop forwards before that.
 	keys atomic.Pointer[secretKeys]
 
-	routes sync.Map // stream name → *routeTable
-	gone   goneSet  // consumers' gone channels (consumers.go)
+	routes  sync.Map // stream name → *routeTable
+	leaders sync.Map // group → the node a peer last named its leader (remote.go)
+	gone    goneSet  // consumers' gone channels (consumers.go)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -60,9 +60,14 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: peer listener: %w", err)
 	}
+	// A seed bootstraps the metadata group with the seeds as its voters; a
+	// joiner creates its replica when the cluster admits it (members.go).
+	var groups []replica.GroupConfig
+	if cfg.Join == "" {
+		groups = []replica.GroupConfig{{ID: metaGroup, Peers: cfg.nodes()}}
+	}
 	h, err := replica.Open(replica.Config{NodeID: cfg.NodeID, FS: cfg.FS, Dir: cfg.Dir, Transport: tr,
-		Groups:        []replica.GroupConfig{{ID: metaGroup, Peers: cfg.nodes()}},
-		ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks, Applier: n.meta, Observer: cfg.Observer})
+		Groups: groups, ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks, Applier: n.meta, Observer: cfg.Observer})
 	if err != nil {
 		tr.Close()
 		return nil, fmt.Errorf("cluster: open raft state in %s: %w", cfg.Dir, err)
@@ -79,10 +84,24 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			n.runErr <- err
 		}
 	})
+	// Until a joiner has its metadata replica its reconcile rounds find no
+	// metadata leader and do nothing.
 	n.wg.Go(func() { n.reconcileLoop(runCtx) })
 	if err := n.awaitSecret(ctx); err != nil {
 		n.Close()
 		return nil, err
+	}
+	if cfg.Join != "" {
+		if err := n.join(ctx); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
+	// Best effort: a node stopped before its copy of the metadata applied
+	// its removal starts, finds no replica placed on it, and forwards.
+	if n.nodeRecs()[cfg.NodeID].State == stateRemoved {
+		n.Close()
+		return nil, fmt.Errorf("cluster: node %d was removed from its cluster; it holds no replica any more: empty its data directory and join with a new node ID", cfg.NodeID)
 	}
 	return n, nil
 }
@@ -171,46 +190,36 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 	}
 }
 
-// reconcile creates the shard replicas placed on this node, and, on the
-// metadata leader, creates the cluster secret, registers this node's API
-// address, and turns CREATING streams ACTIVE. Every step is idempotent and
-// re-decided from the metadata state, so a step lost to a crash or a
-// leader change is done again by the next round.
+// reconcile makes this node follow the metadata: it learns new nodes'
+// addresses and creates the replicas placed or moving here; on the
+// metadata leader it creates the cluster secret and the seeds' record;
+// every node registers its addresses and steps the membership of the
+// groups it leads (driver.go); the metadata leader also drives the
+// metadata group's membership, activates CREATING streams, starts moves
+// and marks drained nodes removed. Every step is idempotent and re-decided
+// from the metadata state, so a step lost to a crash or a leader change is
+// done again by the next round.
 func (n *Node) reconcile(ctx context.Context) {
 	n.sweepGone()
+	n.syncPeers()
 	snap := n.meta.Snapshot()
-	for _, k := range sortedKeys(snap) {
-		if g, ok := cutPlacement(k); ok {
-			n.ensureReplica(g, snap[k].Value)
-		}
-	}
+	n.ensureReplicas(snap)
 	if n.host.Status(metaGroup).Leader == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.electionTimeout())
 	defer cancel()
 	n.ensureSecret(ctx, snap)
+	n.ensureSeeds(ctx, snap)
 	n.ensureRegistered(ctx)
+	n.stepGroups(ctx)
+	n.dropReplicas(ctx)
 	if n.host.Status(metaGroup).Leader == n.cfg.NodeID {
+		n.driveMeta()
 		n.activateStreams(ctx)
 		n.advanceConsumers(ctx)
-	}
-}
-
-// ensureReplica creates this node's replica of a group placed on it. The
-// placement's first node is the group's preferred leader: it campaigns at
-// once, so leaders spread as replica.Place decided.
-func (n *Node) ensureReplica(g uint64, value []byte) {
-	var nodes []uint64
-	if json.Unmarshal(value, &nodes) != nil || !slices.Contains(nodes, n.cfg.NodeID) || n.host.HasGroup(g) {
-		return
-	}
-	if err := n.host.AddGroup(g, nodes); err != nil {
-		n.cfg.Logger.Error("creating a shard replica", "group", g, "error", err)
-		return
-	}
-	if nodes[0] == n.cfg.NodeID {
-		_ = n.host.Campaign(g)
+		n.drivePlacement(ctx)
+		n.finishRemovals(ctx)
 	}
 }
 
@@ -227,30 +236,32 @@ func (n *Node) ensureSecret(ctx context.Context, snap map[string]replica.MetaVal
 	}
 }
 
-// ensureRegistered records this node's API address (node/<id>) unless the
-// metadata already holds it.
+// ensureRegistered records this node's API and Raft addresses (node/<id>)
+// unless the metadata already holds them; its membership state stays.
 func (n *Node) ensureRegistered(ctx context.Context) {
 	var rec nodeRec
-	v, ok := n.getJSON(nodeKey(n.cfg.NodeID), &rec)
-	if ok && rec.API == n.cfg.Advertise {
+	key := nodeKey(n.cfg.NodeID)
+	v, ok := n.getJSON(key, &rec)
+	peer := n.cfg.Peers[n.cfg.NodeID]
+	if ok && rec.API == n.cfg.Advertise && rec.Peer == peer {
 		return
 	}
-	key := nodeKey(n.cfg.NodeID)
-	_, err := n.txn(ctx, []replica.MetaCond{{Key: key, Version: v}}, []replica.MetaOp{{Key: key, Value: mustJSON(nodeRec{API: n.cfg.Advertise})}})
+	rec.API, rec.Peer = n.cfg.Advertise, peer
+	_, err := n.txn(ctx, []replica.MetaCond{{Key: key, Version: v}}, []replica.MetaOp{{Key: key, Value: mustJSON(rec)}})
 	if err != nil {
 		n.cfg.Logger.Debug("registering the API address", "error", err)
 	}
 }
 
 // activateStreams turns a CREATING stream ACTIVE once every one of its
-// shard groups has elected a leader, as this node (the metadata leader,
-// which holds a replica of every group: see Config.check) sees it. A
+// shard groups has elected a leader, as this node (the metadata leader)
+// or, for groups it holds no replica of, a replica sees it. A
 // group with a leader has its replicas on a quorum of nodes and takes
 // writes, which is what ACTIVE promises; the flip is a compare-and-set on
 // the version read, so a concurrent DeleteStream wins over it.
 func (n *Node) activateStreams(ctx context.Context) {
 	for _, rec := range n.streams() {
-		if rec.Status != string(storage.StatusCreating) || !n.groupsLed(rec) {
+		if rec.Status != string(storage.StatusCreating) || !n.groupsLed(ctx, rec) {
 			continue
 		}
 		_, v, ok := n.stream(rec.Name)
@@ -265,9 +276,9 @@ func (n *Node) activateStreams(ctx context.Context) {
 	}
 }
 
-func (n *Node) groupsLed(rec streamRec) bool {
+func (n *Node) groupsLed(ctx context.Context, rec streamRec) bool {
 	for _, sh := range rec.Shards {
-		if !n.host.HasGroup(sh.Group) || n.host.Status(sh.Group).Leader == 0 {
+		if n.groupLeader(ctx, sh.Group) == 0 {
 			return false
 		}
 	}

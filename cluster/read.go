@@ -11,7 +11,8 @@ import (
 	"github.com/shardlog/shardlog/storage"
 )
 
-// Reads (docs/cluster.md §5) are served by this node's replica up to its
+// Reads (docs/cluster.md §5) are served by a replica (this node's, or one
+// elsewhere: remote.go) up to its
 // applied index: its applied state holds only committed entries, so a read
 // is never of a phantom record, and a lagging replica can only be behind.
 // Before it reads, a node asks the group's leader for its commit index
@@ -69,10 +70,8 @@ func (n *Node) Position(ctx context.Context, stream, shardID string, typ storage
 	switch typ {
 	case storage.TrimHorizon:
 	case storage.Latest:
-		if err := n.catchUp(ctx, sh.Group); err != nil {
-			return pos, err
-		}
-		pos.Ordinal = replica.Ordinal(n.host.Status(sh.Group).Applied+1, 0)
+		pos.Ordinal, err = n.position(ctx, sh.Group, true, 0)
+		err = n.unavailable(stream, sh.ID, err)
 	case storage.AtSequenceNumber, storage.AfterSequenceNumber:
 		pos.Ordinal, err = n.seqPosition(rec, idx, typ, startSeq)
 	case storage.AtTimestamp:
@@ -119,13 +118,28 @@ func (n *Node) legacyPosition(idx uint32, f storage.Facts) error {
 }
 
 // timePosition is the first record that arrived at or after ts, or the
-// tip. It scans the group's records (the temporary reader has no time
-// index).
+// tip, on a replica of the group.
 func (n *Node) timePosition(ctx context.Context, group uint64, ts time.Time) (uint64, error) {
 	now := n.cfg.Now()
 	if ts.After(now) {
 		return 0, n.fail(storage.ErrInvalidArgument, storage.ReasonFutureTime, storage.Facts{N: ts.UnixMilli(), Limit: now.UnixMilli()})
 	}
+	ord, err := n.position(ctx, group, false, ts.UnixMilli())
+	return ord, n.unavailable("", "", err)
+}
+
+// localTip is the ordinal after the last record of this node's replica,
+// brought up to the group's commit index first.
+func (n *Node) localTip(ctx context.Context, group uint64) (uint64, error) {
+	if err := n.catchUp(ctx, group); err != nil {
+		return 0, err
+	}
+	return replica.Ordinal(n.host.Status(group).Applied+1, 0), nil
+}
+
+// localTimeOrdinal scans this node's replica for the first record that
+// arrived at or after tsMs (the segments have no time index yet).
+func (n *Node) localTimeOrdinal(ctx context.Context, group uint64, tsMs int64) (uint64, error) {
 	if err := n.catchUp(ctx, group); err != nil {
 		return 0, err
 	}
@@ -137,7 +151,7 @@ func (n *Node) timePosition(ctx context.Context, group uint64, ts time.Time) (ui
 			return tip, err
 		}
 		for _, r := range recs {
-			if arrival, _, _, err := decodeRecord(r.Data); err == nil && arrival >= ts.UnixMilli() {
+			if arrival, _, _, err := decodeRecord(r.Data); err == nil && arrival >= tsMs {
 				return r.Seq, nil
 			}
 		}
@@ -156,12 +170,9 @@ func (n *Node) Read(ctx context.Context, pos storage.Position, maxRecords, maxBy
 	if rec.CreatedNs != pos.StreamCreated { // deleted and created again
 		return storage.ReadResult{}, n.fail(storage.ErrShardNotFound, storage.ReasonShardGone, storage.Facts{Stream: pos.Stream, Shard: sh.ID})
 	}
-	if err := n.catchUp(ctx, sh.Group); err != nil {
-		return storage.ReadResult{}, err
-	}
-	recs, err := n.reader.ReadApplied(sh.Group, pos.Ordinal, maxRecords+1, maxBytes)
+	recs, err := n.readRecords(ctx, sh.Group, pos.Ordinal, maxRecords+1, maxBytes)
 	if err != nil {
-		return storage.ReadResult{}, err
+		return storage.ReadResult{}, n.unavailable(pos.Stream, sh.ID, err)
 	}
 	more := len(recs) > maxRecords
 	if more {

@@ -33,11 +33,11 @@ const maxForwards = 3
 func (n *Node) onLeader(ctx context.Context, group uint64, local func(context.Context) error, remote func(context.Context, string) error) error {
 	deadline := time.Now().Add(n.cfg.electionTimeout())
 	forwards := 0
-	var hint uint64 // a peer's answer outranks this replica's possibly stale view, once
-	for {
+	var hint uint64 // a peer's answer outranks this node's possibly stale view, once
+	for attempt := 0; ; attempt++ {
 		lead := hint
 		if hint = 0; lead == 0 {
-			lead = n.leaderOf(group)
+			lead = n.leaderGuess(group, attempt)
 		}
 		var err error
 		switch addr := n.apiAddr(lead); {
@@ -46,19 +46,29 @@ func (n *Node) onLeader(ctx context.Context, group uint64, local func(context.Co
 		case lead == n.cfg.NodeID:
 			err = local(ctx)
 		default:
-			err = remote(ctx, addr)
+			if err = remote(ctx, addr); err == nil {
+				n.noteLeader(group, lead)
+			}
 		}
 		var nl *notLeaderError
 		switch {
 		case errors.As(err, &nl):
-			hint = nl.hint
-			forwards++
+			// A replica that knows no leader (hint 0) sends the next
+			// attempt to the next candidate; only named leaders count
+			// as forwards.
+			if hint = nl.hint; hint != 0 {
+				n.noteLeader(group, hint)
+				forwards++
+			}
 		case errors.Is(err, replica.ErrNotLeader), errors.Is(err, replica.ErrDropped), errors.Is(err, errNoLeader), errors.Is(err, errUnreachable):
 		default:
 			return err
 		}
 		if forwards >= maxForwards || time.Now().After(deadline) {
 			return errNoLeader
+		}
+		if hint != 0 {
+			continue // a named leader is tried at once
 		}
 		select {
 		case <-ctx.Done():
@@ -69,7 +79,7 @@ func (n *Node) onLeader(ctx context.Context, group uint64, local func(context.Co
 }
 
 // leaderOf is the group's leader as this node's replica knows it (0: none
-// known; every node holds a replica of every group, see Config.check).
+// known, or no replica here).
 func (n *Node) leaderOf(group uint64) uint64 {
 	return n.host.Status(group).Leader
 }

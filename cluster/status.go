@@ -33,6 +33,28 @@ type RaftStats struct {
 type GroupStatus struct {
 	Leader  uint64 `json:"leader"`
 	Applied uint64 `json:"applied"`
+	// Voters and Learners are the group's applied configuration, given
+	// (by ?group=G) only by its leader.
+	Voters   []uint64 `json:"voters,omitempty"`
+	Learners []uint64 `json:"learners,omitempty"`
+}
+
+// statusOf is Status, or one group's only (group: its ID in decimal).
+func (n *Node) statusOf(group string) NodeStatus {
+	g, err := strconv.ParseUint(group, 10, 64)
+	if err != nil {
+		return n.Status()
+	}
+	st := NodeStatus{Node: n.cfg.NodeID, Groups: map[string]GroupStatus{}}
+	if n.host.HasGroup(g) {
+		s := n.host.Status(g)
+		gs := GroupStatus{Leader: s.Leader, Applied: s.Applied}
+		if m, ok := n.host.Membership(g); ok && m.Match != nil {
+			gs.Voters, gs.Learners = m.Voters, m.Learners
+		}
+		st.Groups[group] = gs
+	}
+	return st
 }
 
 // Status reports this node's view of every group, from its local state.

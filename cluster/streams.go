@@ -103,15 +103,16 @@ func (n *Node) createTxn(in storage.CreateStreamInput) ([]replica.MetaCond, []re
 	ops := []replica.MetaOp{{Key: key, Value: mustJSON(rec)}, {Key: keyAlloc, Value: mustJSON(alloc)}}
 	placed := n.place(groups)
 	for _, g := range groups {
-		ops = append(ops, replica.MetaOp{Key: replica.PlacementKey(g), Value: mustJSON(placed[g])})
+		ops = append(ops, replica.MetaOp{Key: replica.PlacementKey(g), Value: mustJSON(placed[g])},
+			replica.MetaOp{Key: bootKey(g), Value: mustJSON(placed[g])})
 	}
 	return conds, ops, nil
 }
 
-// place places new groups with replica.Place, starting from the existing
-// placement so that replica counts and preferred leaders stay balanced
-// across streams. Only the new groups' placement is used: existing
-// replicas never move (membership changes are not wired in yet).
+// place places new groups with replica.Place over the live nodes, starting
+// from the existing placement so that replica counts and preferred leaders
+// stay balanced across streams. Only the new groups' placement is used:
+// existing replicas move only through the placement driver (driver.go).
 func (n *Node) place(newGroups []uint64) replica.Placement {
 	cur := replica.Placement{}
 	all := append([]uint64(nil), newGroups...)
@@ -127,7 +128,7 @@ func (n *Node) place(newGroups []uint64) replica.Placement {
 			all = append(all, rest)
 		}
 	}
-	return replica.Place(n.cfg.nodes(), all, cur, n.cfg.Replicas)
+	return replica.Place(n.liveNodes(), all, cur, n.cfg.Replicas)
 }
 
 // DeleteStreamWith removes the stream's record and placement at once (AWS
@@ -151,7 +152,8 @@ func (n *Node) DeleteStreamWith(ctx context.Context, name string, o storage.Dele
 		key := replica.StreamKey(name)
 		ops := append([]replica.MetaOp{{Key: key}}, cops...)
 		for _, sh := range rec.Shards {
-			ops = append(ops, replica.MetaOp{Key: replica.PlacementKey(sh.Group)})
+			ops = append(ops, replica.MetaOp{Key: replica.PlacementKey(sh.Group)}, replica.MetaOp{Key: bootKey(sh.Group)},
+				replica.MetaOp{Key: moveKey(sh.Group)})
 		}
 		committed, err := n.txn(ctx, append([]replica.MetaCond{{Key: key, Version: v}}, cconds...), ops)
 		if err != nil {

@@ -328,18 +328,26 @@ func (h *Host) addToOrder(g *group) {
 	h.order = slices.Insert(h.order, i, g.id)
 }
 
-// addedGroups is the replicas AddGroup created, from the WAL's group frames.
+// addedGroups is the replicas AddGroup created, from the WAL's group
+// frames, less those RemoveGroup removed after.
 func addedGroups(payloads []walPayload) ([]GroupConfig, error) {
 	var out []GroupConfig
 	for _, p := range payloads {
-		if p.p[0] != kindGroup {
-			continue
+		switch p.p[0] {
+		case kindGroup:
+			gc, err := decodeGroup(p.p[1:])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, gc)
+		case kindRemoveGroup:
+			r := reader{b: p.p[1:]}
+			id := r.u64()
+			if !r.done() {
+				return nil, errCorrupt
+			}
+			out = slices.DeleteFunc(out, func(gc GroupConfig) bool { return gc.ID == id })
 		}
-		gc, err := decodeGroup(p.p[1:])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, gc)
 	}
 	return out, nil
 }
@@ -455,7 +463,7 @@ func (h *Host) replayOne(p walPayload, logs map[uint64][]*pb.Entry, hss map[uint
 		if logs[id], err = spliceLog(logs[id], g.compacted, ents); err != nil {
 			return fmt.Errorf("group %d: %w", id, err)
 		}
-	case kindCompact, kindGroup:
+	case kindCompact, kindGroup, kindRemoveGroup:
 	case kindSnapshot:
 		// The log before a snapshot, uncommitted tail included, is gone: raft
 		// discarded it when it took the snapshot.

@@ -107,6 +107,12 @@ func (h *Host) AddGroup(id uint64, boot []uint64) error {
 	}
 	g := h.newGroup(GroupConfig{ID: id, Peers: boot})
 	g.dynamic = true
+	// Files of an earlier replica of the group are leftovers (RemoveGroup
+	// cut short by a crash, or an AddGroup whose frame never became
+	// durable): the new replica starts empty.
+	if err := h.removeGroupFiles(id); err != nil {
+		return err
+	}
 	if err := h.restoreState(g); err != nil {
 		return err
 	}

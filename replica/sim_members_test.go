@@ -179,6 +179,12 @@ func (s *sim) advance(mv move) bool {
 			s.stats.transfers++
 		}
 	default:
+		// The source's replica is out of the committed configuration: it
+		// is deleted where it was added by AddGroup (a joined node's; the
+		// others' are configured groups, which stay, idle).
+		if from := s.nodes[mv.from-1]; from.host != nil && from.host.RemoveGroup(mv.group) == nil {
+			s.stats.replicasDeleted++
+		}
 		return true
 	}
 	return false

@@ -85,6 +85,7 @@ func TestSimulation(t *testing.T) {
 		total.joined += st.joined
 		total.left += st.left
 		total.transfers += st.transfers
+		total.replicasDeleted += st.replicasDeleted
 		total.quiesced += st.quiesced
 		total.woken += st.woken
 		total.livenessWakes += st.livenessWakes
@@ -96,8 +97,8 @@ func TestSimulation(t *testing.T) {
 		total.rolls, total.removed, total.crashPoints, total.compacted)
 	t.Logf("snapshots: %d sent, %d installed, %d power cuts inside an installation; %d replicas kept down long enough to need one",
 		total.snapSent, total.snapInstalled, total.snapCrashes, total.longDown)
-	t.Logf("membership: %d nodes joined, %d left, %d replicas moved (learner, catch-up, promotion, removal), %d leadership transfers asked",
-		total.joined, total.left, total.moves, total.transfers)
+	t.Logf("membership: %d nodes joined, %d left, %d replicas moved (learner, catch-up, promotion, removal), %d leadership transfers asked, %d moved-away replicas deleted",
+		total.joined, total.left, total.moves, total.transfers, total.replicasDeleted)
 	t.Logf("quiescence: %d lulls, %d groups quiesced, %d woken (%d by their leader node's silence)",
 		total.lulls, total.quiesced, total.woken, total.livenessWakes)
 	if n >= 6 && (total.quiesced == 0 || total.livenessWakes == 0) {
@@ -180,6 +181,7 @@ type simStats struct {
 	snapCrashes                    int    // power cuts inside a snapshot's installation
 	longDown                       int    // nodes kept down for hundreds of steps
 	moves, joined, left, transfers int    // replicas moved; nodes added and decommissioned; leaders moved off a leaving replica
+	replicasDeleted                int    // moved-away replicas deleted (Host.RemoveGroup)
 	quiesced, woken, livenessWakes int    // QuiesceStats, summed over hosts
 	lulls                          int    // stretches of steps in which a group got no proposals
 	digest                         string // the final logs, hashed, for determinism

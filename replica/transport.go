@@ -120,6 +120,7 @@ type TCPTransport struct {
 	cfg     TCPConfig
 	ln      net.Listener
 	inbox   chan Batch
+	peersMu sync.RWMutex // guards peers: AddPeer adds to it (transport_peers.go)
 	peers   map[uint64]*peer
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -171,7 +172,9 @@ func (t *TCPTransport) Dropped() uint64 { return t.dropped.Load() }
 
 // Send queues b for its destination; it never blocks (Transport's contract).
 func (t *TCPTransport) Send(b Batch) {
+	t.peersMu.RLock()
 	p := t.peers[b.To]
+	t.peersMu.RUnlock()
 	if p == nil {
 		return
 	}
@@ -193,7 +196,9 @@ func (t *TCPTransport) Send(b Batch) {
 
 // Close stops every connection and goroutine. Frames still queued are lost.
 func (t *TCPTransport) Close() error {
+	t.peersMu.Lock() // no AddPeer starts a goroutine after this
 	t.cancel()
+	t.peersMu.Unlock()
 	err := t.ln.Close()
 	t.mu.Lock()
 	for c := range t.conns {

@@ -35,7 +35,10 @@ type clusterOptions struct {
 	peerListen string
 	// advertise is this node's client API address as peers reach it
 	// (default: --listen).
-	advertise     string
+	advertise string
+	// join is --join: any running node's client API host:port, for a node
+	// that joins the cluster instead of bootstrapping it.
+	join          string
 	token         string
 	tick          time.Duration
 	electionTicks int
@@ -45,7 +48,8 @@ func addClusterFlags(cmd *cobra.Command, c *clusterOptions) {
 	f := cmd.Flags()
 	f.BoolVar(&c.enabled, "cluster", false, "run as one node of a replicated cluster (README: Cluster); needs --node-id and --peers")
 	f.Uint64Var(&c.nodeID, "node-id", 0, "with --cluster: this node's ID, one of --peers' (never reuse an ID for another disk)")
-	f.StringVar(&c.peers, "peers", "", "with --cluster: every node's Raft address, this one's included, as ID=host:port,... (at most 3 nodes)")
+	f.StringVar(&c.peers, "peers", "", "with --cluster: the seed nodes' Raft addresses, this one's included, as ID=host:port,... (with --join: only this node's)")
+	f.StringVar(&c.join, "join", "", "with --cluster: join a running cluster through any node's client API host:port (needs --cluster-token; README: Cluster)")
 	f.StringVar(&c.peerListen, "peer-listen", "", "with --cluster: address to accept Raft peers on (default: this node's --peers address)")
 	f.StringVar(&c.advertise, "advertise", "", "with --cluster: this node's client API host:port as the other nodes reach it, to forward requests (default: --listen)")
 	f.StringVar(&c.token, "cluster-token", "", "with --cluster: shared secret of the cluster (same on every node, or unset on every node: the first leader then generates one); also from SHARDLOG_CLUSTER_TOKEN")
@@ -66,6 +70,10 @@ func (c clusterOptions) check(o serveOptions) error {
 		return err
 	case c.nodeID == 0 || peers[c.nodeID] == "":
 		return fmt.Errorf("--node-id must be one of the IDs in --peers, got %d", c.nodeID)
+	case c.join != "" && c.token == "" && os.Getenv("SHARDLOG_CLUSTER_TOKEN") == "":
+		return errors.New("--join needs the cluster's --cluster-token (or SHARDLOG_CLUSTER_TOKEN)")
+	case c.join != "" && len(peers) != 1:
+		return errors.New("with --join, --peers gives only this node's own Raft address (ID=host:port)")
 	case o.tls.only:
 		// Forwarded requests travel over plain HTTP to --advertise.
 		return errors.New("--cluster needs the plain HTTP listener: --tls-only is not supported in cluster mode yet")
@@ -125,7 +133,7 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 		token = os.Getenv("SHARDLOG_CLUSTER_TOKEN")
 	}
 	log.Info("starting cluster node: waiting for the metadata group", "node_id", c.nodeID, "peers", c.peers, "advertise", advertise)
-	n, err := cluster.Open(ctx, cluster.Config{NodeID: c.nodeID, Peers: peers, PeerListener: ln, Advertise: advertise,
+	n, err := cluster.Open(ctx, cluster.Config{NodeID: c.nodeID, Peers: peers, Join: c.join, PeerListener: ln, Advertise: advertise,
 		Dir: filepath.Join(o.dataDir, "cluster"), FS: vfs.OS{}, Secret: token, AccountID: o.accountID, ShardLimit: o.shardLimit,
 		Tick: c.tick, ElectionTicks: c.electionTicks, Logger: log.Named("cluster"), Now: o.now, ConsumerDelay: o.consumerDelay, Observer: o.engine})
 	if err != nil {
@@ -138,3 +146,97 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 type lockCloser struct{ l *datadir.Lock }
 
 func (c lockCloser) Close() error { return c.l.Release() }
+
+// newClusterCmd is `shardlog cluster`: an operator's commands against a
+// running cluster, through any node's client API.
+func newClusterCmd() *cobra.Command {
+	var a cluster.Admin
+	root := &cobra.Command{Use: "cluster", Short: "Inspect a running cluster and remove nodes from it (README: Cluster)"}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.Endpoint, "endpoint", "127.0.0.1:4567", "any node's client API host:port")
+	pf.StringVar(&a.Token, "cluster-token", "", "the cluster's --cluster-token; also from SHARDLOG_CLUSTER_TOKEN")
+	token := func() error {
+		if a.Token == "" {
+			a.Token = os.Getenv("SHARDLOG_CLUSTER_TOKEN")
+		}
+		if a.Token == "" {
+			return errors.New("--cluster-token (or SHARDLOG_CLUSTER_TOKEN) is needed")
+		}
+		return nil
+	}
+	nodes := &cobra.Command{
+		Use:   "nodes",
+		Short: "List the nodes: state (member, leaving, removed), replicas held, moves in progress",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := token(); err != nil {
+				return err
+			}
+			list, err := a.Nodes(cmd.Context())
+			if err != nil {
+				return err
+			}
+			printNodes(cmd.OutOrStdout(), list)
+			return nil
+		},
+	}
+	var id uint64
+	var wait time.Duration
+	remove := &cobra.Command{
+		Use:   "remove-node",
+		Short: "Mark a node leaving: its replicas move to the other nodes; once it holds none it is removed and can be stopped",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := token(); err != nil {
+				return err
+			}
+			return removeNode(cmd.Context(), cmd.OutOrStdout(), a, id, wait)
+		},
+	}
+	remove.Flags().Uint64Var(&id, "node-id", 0, "the node to remove")
+	remove.Flags().DurationVar(&wait, "wait", 10*time.Minute, "wait up to this long for the node to be removed (0: do not wait)")
+	root.AddCommand(nodes, remove)
+	return root
+}
+
+func printNodes(w io.Writer, list []cluster.NodeInfo) {
+	fmt.Fprintf(w, "%-6s %-8s %-9s %-8s %-6s %-22s %s\n", "NODE", "STATE", "REPLICAS", "MOVING", "SEED", "API", "RAFT")
+	for _, n := range list {
+		fmt.Fprintf(w, "%-6d %-8s %-9d %-8d %-6t %-22s %s\n", n.ID, n.State, n.Replicas, n.Moving, n.Seed, n.API, n.Peer)
+	}
+}
+
+// removeNode asks for the removal, then polls its progress until the node
+// is removed or wait has passed.
+func removeNode(ctx context.Context, out io.Writer, a cluster.Admin, id uint64, wait time.Duration) error {
+	if id == 0 {
+		return errors.New("--node-id is needed")
+	}
+	deadline := time.Now().Add(wait)
+	last := ""
+	for {
+		info, err := a.RemoveNode(ctx, id)
+		if err != nil {
+			return err
+		}
+		if line := fmt.Sprintf("node %d: %s, %d replicas, %d moves in progress", id, info.State, info.Replicas, info.Moving); line != last {
+			fmt.Fprintln(out, line)
+			last = line
+		}
+		if info.State == "removed" {
+			fmt.Fprintf(out, "node %d holds no replica any more: it can be stopped\n", id)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if wait == 0 {
+				return nil
+			}
+			return fmt.Errorf("node %d is still %s after %s; run the command again to follow it", id, info.State, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}

@@ -18,6 +18,11 @@ func TestClusterOptionsCheck(t *testing.T) {
 	if err := clusterTestOptions().check(); err != nil {
 		t.Fatal(err)
 	}
+	join := clusterTestOptions()
+	join.cluster.nodeID, join.cluster.peers, join.cluster.join, join.cluster.token = 4, "4=127.0.0.1:7104", "127.0.0.1:4567", "t"
+	if err := join.check(); err != nil {
+		t.Fatalf("a joining node's flags: %v", err)
+	}
 	for name, mut := range map[string]func(*serveOptions){
 		"node id not a peer":        func(o *serveOptions) { o.cluster.nodeID = 4 },
 		"no node id":                func(o *serveOptions) { o.cluster.nodeID = 0 },
@@ -29,6 +34,8 @@ func TestClusterOptionsCheck(t *testing.T) {
 		"tiny election timeout":     func(o *serveOptions) { o.cluster.electionTicks = 1 },
 		"node id without --cluster": func(o *serveOptions) { o.cluster.enabled = false },
 		"zero tick":                 func(o *serveOptions) { o.cluster.tick = 0 },
+		"join without a token":      func(o *serveOptions) { o.cluster.join, o.cluster.peers = "127.0.0.1:4567", "2=127.0.0.1:7102" },
+		"join with other peers":     func(o *serveOptions) { o.cluster.join, o.cluster.token = "127.0.0.1:4567", "t" },
 	} {
 		o := clusterTestOptions()
 		mut(&o)
@@ -50,7 +57,7 @@ func TestParsePeers(t *testing.T) {
 func TestClusterFlags(t *testing.T) {
 	cmd := newServeCmd(nil)
 	for name, def := range map[string]string{"cluster": "false", "node-id": "0", "peers": "", "peer-listen": "", "advertise": "",
-		"cluster-token": "", "raft-tick": "50ms", "election-ticks": "16"} {
+		"cluster-token": "", "raft-tick": "50ms", "election-ticks": "16", "join": ""} {
 		if f := cmd.Flags().Lookup(name); f == nil || f.DefValue != def {
 			t.Errorf("--%s: %+v, want default %q", name, f, def)
 		}

@@ -31,7 +31,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(openStore), newVersionCmd(), newBenchCmd(), newFsckCmd())
+	root.AddCommand(newServeCmd(openStore), newVersionCmd(), newBenchCmd(), newFsckCmd(), newClusterCmd())
 	return root
 }
 

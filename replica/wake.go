@@ -1,0 +1,39 @@
+package replica
+
+// Wake wakes this node's replica of group if it is quiesced (quiesce.go), as
+// a message for it would: a leader ticks and heartbeats again, a follower
+// wakes its leader. A replica that knows no leader (a learner that
+// restarted while its group was quiesced: learners never campaign, so
+// nothing else would end the silence) is woken this way by its front end
+// asking the group's other replicas to Wake. Waking an awake group is a
+// no-op; a woken idle group quiesces again.
+func (h *Host) Wake(group uint64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped != nil {
+		return ErrStopped
+	}
+	g := h.groups[group]
+	if g == nil {
+		return errUnknownGroup(group)
+	}
+	h.unquiesce(g, true)
+	g.dirty = true
+	h.wake()
+	return nil
+}
+
+// NodeLive reports whether a batch from node arrived within the last
+// election timeout (quiesce.go's liveness: a node with a quiesced group in
+// common pulses every tick). A leader hands leadership, and a driver a
+// voter's seat, only to a live node: a transfer to a dead one stalls the
+// group's writes until raft aborts it.
+func (h *Host) NodeLive(node uint64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if node == h.cfg.NodeID {
+		return true
+	}
+	heard, ok := h.lv.heard[node]
+	return ok && h.lv.ticks-heard < uint64(h.cfg.ElectionTicks)
+}
