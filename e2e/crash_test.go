@@ -144,7 +144,8 @@ func startProcess(t *testing.T, bin, dir string, extra ...string) *process {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	logf, err := os.Create(filepath.Join(dir, "..", "server.log"))
+	// Appended to: a restarted server's log follows its predecessor's.
+	logf, err := os.OpenFile(filepath.Join(dir, "..", "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,9 @@ func TestClusterOptionsCheck(t *testing.T) {
 		"tiny election timeout":     func(o *serveOptions) { o.cluster.electionTicks = 1 },
 		"node id without --cluster": func(o *serveOptions) { o.cluster.enabled = false },
 		"zero tick":                 func(o *serveOptions) { o.cluster.tick = 0 },
+		"disk-full file without --cluster": func(o *serveOptions) {
+			o.cluster = clusterOptions{diskFullFile: "full", tick: o.cluster.tick, electionTicks: o.cluster.electionTicks}
+		},
 	} {
 		o := clusterTestOptions()
 		mut(&o)
