@@ -56,6 +56,15 @@ func TestClusterCrashLoop(t *testing.T) {
 	}
 	cycles, seed := envInt(t, "SHARDLOG_CLUSTER_CRASH_CYCLES", 20), envInt(t, "SHARDLOG_CLUSTER_CRASH_SEED", 1)
 	cc := newCrashCluster(t, uint64(seed))
+	for id := range cc.nodes {
+		waitFor(t, "a metadata leader", func() error {
+			st, err := cc.status(id)
+			if err == nil && st.Groups["1"].Leader == 0 {
+				err = fmt.Errorf("node %d knows no metadata leader", id)
+			}
+			return err
+		})
+	}
 	createStream(t, cc.client(1), ccStream, int32(len(ccShards)))
 	for id := range cc.nodes {
 		waitFor(t, "the stream's shards have leaders", func() error { return cc.healthy(id) })
@@ -182,11 +191,12 @@ func (cc *crashCluster) down(id uint64, graceful bool) {
 	}
 }
 
-// partition cuts (or heals) every Raft link to and from node id.
-func (cc *crashCluster) partition(id uint64, cut bool) {
+// partition cuts (or heals) every Raft link to and from node id; hole
+// makes the cut a black hole instead of a reset (tcpProxy).
+func (cc *crashCluster) partition(id uint64, cut, hole bool) {
 	for pair, p := range cc.proxies {
 		if pair[0] == id || pair[1] == id {
-			p.setCut(cut)
+			p.setCut(cut, hole)
 		}
 	}
 }
@@ -317,10 +327,11 @@ func (cc *crashCluster) awaitAcks(cycle int, fault string, w *workload, at time.
 // checks what writes through it were told: refusals, indeterminate
 // answers, or acknowledgements that the majority serves at once.
 func (cc *crashCluster) partitionCycle(cycle int, w *workload, id uint64) {
-	cc.faults["partition"]++
+	hole := cc.rng.IntN(2) == 0
+	cc.faults[map[bool]string{false: "partition-reset", true: "partition-blackhole"}[hole]]++
 	at := time.Now()
 	w.log.beginPartition(id)
-	cc.partition(id, true)
+	cc.partition(id, true, hole)
 	cc.awaitAcks(cycle, "partition", w, at, cc.others(id))
 	cc.hold(2*ccElectionMax, 400*time.Millisecond)
 	acks := w.log.endPartition()
@@ -330,7 +341,7 @@ func (cc *crashCluster) partitionCycle(cycle int, w *workload, id uint64) {
 		waitFor(cc.t, fmt.Sprintf("cycle %d: %s (acknowledged through partitioned node %d) served by node %d", cycle, a.seq, id, reader),
 			func() error { return cc.readAcked(reader, a) })
 	}
-	cc.partition(id, false)
+	cc.partition(id, false, false)
 }
 
 // readAcked reads the acknowledged record a through node id.
@@ -384,7 +395,7 @@ func (cc *crashCluster) diskFullCycle(cycle int, w *workload, id uint64) {
 
 func (cc *crashCluster) faultCounts() string {
 	var parts []string
-	for _, f := range []string{"kill-leader", "kill-follower", "sigterm", "partition", "disk-full", "restart"} {
+	for _, f := range []string{"kill-leader", "kill-follower", "sigterm", "partition-reset", "partition-blackhole", "disk-full", "restart"} {
 		parts = append(parts, fmt.Sprintf("%s=%d", f, cc.faults[f]))
 	}
 	return strings.Join(parts, " ")

@@ -1,21 +1,29 @@
 package e2e
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
 )
 
 // tcpProxy forwards one directed peer link (node A dialling node B) and can
-// cut it: the cluster fault test's partitions. Cutting closes its open
-// connections and refuses new ones until it is healed, so a node's links
-// are cut both ways by cutting every proxy that leads to it or from it.
+// cut it: the cluster fault test's partitions. A node's links are cut both
+// ways by cutting every proxy that leads to it or from it. A cut is one of
+// two kinds:
+//   - reset: open connections are closed and new ones refused until the
+//     link heals (a peer that restarted, a firewall that rejects);
+//   - black hole: connections stay open but nothing crosses; the bytes sent
+//     meanwhile are held and delivered, late, when the link heals, as TCP
+//     retransmission would deliver them, unless the sender gave up on the
+//     connection first (its write timeout). New connections are accepted
+//     and held the same way.
 type tcpProxy struct {
 	ln     net.Listener
 	target string
 	mu     sync.Mutex
+	healed *sync.Cond // broadcast when a cut ends
 	cut    bool
+	hole   bool // the cut is a black hole
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
 }
@@ -26,6 +34,7 @@ func newTCPProxy(t *testing.T, target string) *tcpProxy {
 		t.Fatal(err)
 	}
 	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.healed = sync.NewCond(&p.mu)
 	p.wg.Go(p.accept)
 	t.Cleanup(p.close)
 	return p
@@ -39,7 +48,7 @@ func (p *tcpProxy) accept() {
 		if err != nil {
 			return
 		}
-		if p.isCut() {
+		if p.refusing() {
 			c.Close()
 			continue
 		}
@@ -49,7 +58,7 @@ func (p *tcpProxy) accept() {
 			continue
 		}
 		p.mu.Lock()
-		if p.cut { // cut while dialling
+		if p.cut && !p.hole { // cut while dialling
 			p.mu.Unlock()
 			c.Close()
 			up.Close()
@@ -62,8 +71,19 @@ func (p *tcpProxy) accept() {
 	}
 }
 
+// pipe copies src to dst, holding what it read while the link is a black
+// hole.
 func (p *tcpProxy) pipe(dst, src net.Conn) {
-	io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && (!p.holdWhileBlackHole() || !writeAll(dst, buf[:n])) {
+			break
+		}
+		if err != nil {
+			break
+		}
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
@@ -72,27 +92,44 @@ func (p *tcpProxy) pipe(dst, src net.Conn) {
 	p.mu.Unlock()
 }
 
-func (p *tcpProxy) isCut() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cut
+func writeAll(c net.Conn, b []byte) bool {
+	_, err := c.Write(b)
+	return err == nil
 }
 
-// setCut cuts (true) or heals (false) the link.
-func (p *tcpProxy) setCut(cut bool) {
+// holdWhileBlackHole waits while the link is a black hole; false if it was
+// reset meanwhile (the connection is closed).
+func (p *tcpProxy) holdWhileBlackHole() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
+	for p.cut && p.hole {
+		p.healed.Wait()
+	}
+	return !p.cut
+}
+
+func (p *tcpProxy) refusing() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cut && !p.hole
+}
+
+// setCut cuts the link (a black hole if hole) or, with cut false, heals it.
+func (p *tcpProxy) setCut(cut, hole bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut, p.hole = cut, cut && hole
+	if cut && !hole {
 		for c := range p.conns {
 			c.Close()
 		}
 		clear(p.conns)
 	}
+	p.healed.Broadcast()
 }
 
 func (p *tcpProxy) close() {
 	p.ln.Close()
-	p.setCut(true)
+	p.setCut(true, false)
 	p.wg.Wait()
 }
