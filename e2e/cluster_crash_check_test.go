@@ -293,13 +293,14 @@ func (l *clusterLog) endPartition() []ackedRecord {
 	return acks
 }
 
-// ackedSince counts acknowledgements after t through one of via.
-func (l *clusterLog) ackedSince(t time.Time, via []uint64) int {
+// ackedSince counts acknowledgements after t through one of via, of
+// records of shard (any shard if it is "").
+func (l *clusterLog) ackedSince(t time.Time, via []uint64, shard string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := 0
 	for i := len(l.events) - 1; i >= 0 && l.events[i].at.After(t); i-- {
-		if slices.Contains(via, l.events[i].via) {
+		if e := l.events[i]; slices.Contains(via, e.via) && (shard == "" || e.shard == shard) {
 			n++
 		}
 	}

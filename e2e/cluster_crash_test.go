@@ -285,14 +285,14 @@ func (cc *crashCluster) cycle(cycle int, w *workload) {
 		if id == 0 {
 			cc.t.Fatalf("cycle %d: no node knows the leader of %s", cycle, shard)
 		}
-		cc.crash(cycle, w, "kill-leader", id, false)
+		cc.crash(cycle, w, "kill-leader", id, shard, false)
 	case 1:
 		shard := ccShards[cc.rng.IntN(len(ccShards))]
 		lead := cc.leaderOf(shard, 0)
 		others := cc.others(lead)
-		cc.crash(cycle, w, "kill-follower", others[cc.rng.IntN(len(others))], false)
+		cc.crash(cycle, w, "kill-follower", others[cc.rng.IntN(len(others))], shard, false)
 	case 2:
-		cc.crash(cycle, w, "sigterm", uint64(1+cc.rng.IntN(3)), true)
+		cc.crash(cycle, w, "sigterm", uint64(1+cc.rng.IntN(3)), "", true)
 	case 3:
 		cc.partitionCycle(cycle, w, uint64(1+cc.rng.IntN(3)))
 	case 4:
@@ -301,21 +301,22 @@ func (cc *crashCluster) cycle(cycle int, w *workload) {
 }
 
 // crash takes node id down, checks that the other two acknowledge writes
-// meanwhile, and restarts it.
-func (cc *crashCluster) crash(cycle int, w *workload, fault string, id uint64, graceful bool) {
+// (to shard, unless it is "") meanwhile, and restarts it.
+func (cc *crashCluster) crash(cycle int, w *workload, fault string, id uint64, shard string, graceful bool) {
 	cc.faults[fault]++
 	at := time.Now()
 	cc.down(id, graceful)
-	cc.awaitAcks(cycle, fault, w, at, cc.others(id))
+	cc.awaitAcks(cycle, fault, w, at, cc.others(id), shard)
 	cc.hold(50*time.Millisecond, 300*time.Millisecond)
 	cc.start(id)
 	cc.faults["restart"]++
 }
 
-// awaitAcks waits until a write through one of via is acknowledged after at.
-func (cc *crashCluster) awaitAcks(cycle int, fault string, w *workload, at time.Time, via []uint64) {
-	waitFor(cc.t, fmt.Sprintf("cycle %d (%s): writes acknowledged through nodes %v", cycle, fault, via), func() error {
-		if w.log.ackedSince(at, via) == 0 {
+// awaitAcks waits until a write (to shard, unless it is "") through one of
+// via is acknowledged after at.
+func (cc *crashCluster) awaitAcks(cycle int, fault string, w *workload, at time.Time, via []uint64, shard string) {
+	waitFor(cc.t, fmt.Sprintf("cycle %d (%s): writes to %q acknowledged through nodes %v", cycle, fault, shard, via), func() error {
+		if w.log.ackedSince(at, via, shard) == 0 {
 			return fmt.Errorf("none yet")
 		}
 		return nil
@@ -332,7 +333,7 @@ func (cc *crashCluster) partitionCycle(cycle int, w *workload, id uint64) {
 	at := time.Now()
 	w.log.beginPartition(id)
 	cc.partition(id, true, hole)
-	cc.awaitAcks(cycle, "partition", w, at, cc.others(id))
+	cc.awaitAcks(cycle, "partition", w, at, cc.others(id), "")
 	cc.hold(2*ccElectionMax, 400*time.Millisecond)
 	acks := w.log.endPartition()
 	majority := cc.others(id)
@@ -384,7 +385,7 @@ func (cc *crashCluster) diskFullCycle(cycle int, w *workload, id uint64) {
 	}
 	at := time.Now()
 	cc.down(id, false) // reaps the exited process
-	cc.awaitAcks(cycle, "disk-full", w, at, cc.others(id))
+	cc.awaitAcks(cycle, "disk-full", w, at, cc.others(id), "")
 	cc.hold(50*time.Millisecond, 300*time.Millisecond)
 	if err := os.Remove(n.fullFlag); err != nil {
 		cc.t.Fatal(err)
