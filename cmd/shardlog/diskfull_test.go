@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/shardlog/shardlog/api"
 	"github.com/shardlog/shardlog/vfs"
 )
 
@@ -54,5 +59,31 @@ func TestFullDiskFS(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "a")); string(got) != "ababcd" {
 		t.Fatalf("file holds %q", got)
+	}
+}
+
+// failingBackend is a backend that reports, like cluster.Node, that it
+// stopped for good.
+type failingBackend struct {
+	stubBackend
+	failed chan error
+}
+
+func (b failingBackend) Failed() <-chan error { return b.failed }
+
+// TestServeExitsWhenTheStoreFails: a backend that fail-stops (a cluster
+// node whose Raft host could not write) ends serve with its error, and the
+// store is closed, instead of serving as a live node.
+func TestServeExitsWhenTheStoreFails(t *testing.T) {
+	closer := &countingCloser{}
+	b := failingBackend{failed: make(chan error, 1)}
+	open := func(context.Context, serveOptions, hclog.Logger) (api.Backend, io.Closer, error) {
+		return b, closer, nil
+	}
+	err := runServe(context.Background(), testOptions(), open, hclog.NewNullLogger(), func(endpoints) {
+		b.failed <- &os.PathError{Op: "write", Path: "wal", Err: syscall.ENOSPC}
+	})
+	if !errors.Is(err, syscall.ENOSPC) || closer.n.Load() != 1 {
+		t.Fatalf("runServe = %v (store closed %d times), want the ENOSPC and one close", err, closer.n.Load())
 	}
 }
