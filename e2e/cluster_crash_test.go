@@ -80,6 +80,7 @@ func TestClusterCrashLoop(t *testing.T) {
 	t.Logf("cluster-crash-test: %d cycles in %v; %s", cycles, loop.Round(time.Millisecond), w.log.outcomes())
 	line := fmt.Sprintf("cluster-crash-test: seed=%d cycles=%d acked=%d checked=%d lost=%d dups=%d phantoms=%d misnumbered=%d disordered=%d reader-violations=%d %s minority=[%s]",
 		seed, cycles, res.acked, res.checked, res.lost, res.dups, res.phantoms, res.misnumbered, res.disordered, w.log.violationCount(), cc.faultCounts(), w.log.minorityCounts())
+	line += fmt.Sprintf(" slowest-start=%v", cc.slowestStart.Round(time.Millisecond))
 	t.Log(line)
 	fmt.Println(line)
 	if res.lost+res.dups+res.phantoms+res.misnumbered+res.disordered+w.log.violationCount() != 0 {
@@ -127,6 +128,9 @@ type crashCluster struct {
 	nodes   map[uint64]*ccNode
 	proxies map[[2]uint64]*tcpProxy // by (dialler, target)
 	faults  map[string]int
+	// slowestStart is the longest a node took from its start to serving
+	// (it grows with the WAL it replays).
+	slowestStart time.Duration
 }
 
 func newCrashCluster(t *testing.T, seed uint64) *crashCluster {
@@ -163,8 +167,10 @@ func (cc *crashCluster) start(id uint64) {
 			peers = append(peers, fmt.Sprintf("%d=%s", other, cc.proxies[[2]uint64{id, other}].addr()))
 		}
 	}
+	begun := time.Now()
 	p := startProcess(cc.t, cc.bin, n.dir, "--cluster", "--node-id", fmt.Sprint(id), "--peers", strings.Join(peers, ","),
 		"--cluster-token", clusterToken, "--raft-tick", ccTick, "--election-ticks", ccElectionTicks, "--debug-disk-full-file", n.fullFlag)
+	cc.slowestStart = max(cc.slowestStart, time.Since(begun))
 	cc.mu.Lock()
 	n.proc, n.client = p, p.client()
 	cc.mu.Unlock()
