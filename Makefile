@@ -11,7 +11,7 @@ CRASH_SEEDS ?= 20000
 CYCLES    ?= 100
 SEED      ?= 1
 
-.PHONY: build run test test-short vet bench bench-disk fuzz powerloss-long crash-test crash-test-efo sim cluster-run idle-cpu clean
+.PHONY: build run test test-short vet bench bench-disk fuzz powerloss-long crash-test crash-test-efo cluster-crash-test sim cluster-run idle-cpu clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/shardlog
@@ -59,6 +59,13 @@ crash-test:
 crash-test-efo:
 	SHARDLOG_EFO_CRASH_CYCLES=$(CYCLES) SHARDLOG_CRASH_SEED=$(SEED) $(GO) test -count=1 -run TestSubscribeCrash -v -timeout 3h ./e2e/ \
 		| grep -E 'efo crash test:|^(--- |ok|FAIL|panic)|_test.go'
+
+# kill -9, SIGTERM, proxy partitions and a full disk against three real
+# `serve --cluster` processes (e2e TestClusterCrashLoop): CYCLES faults
+# (default 100), SEED. `make test` runs 20 cycles.
+cluster-crash-test:
+	SHARDLOG_CLUSTER_CRASH_CYCLES=$(CYCLES) SHARDLOG_CLUSTER_CRASH_SEED=$(SEED) $(GO) test -count=1 -run 'TestClusterCrashLoop$$' -v -timeout 3h ./e2e/ \
+		| grep -E 'cluster-crash-test:|^(--- |ok|FAIL|panic)|_test.go'
 
 # The deterministic cluster simulation (replica/, docs/cluster.md §11): SEEDS
 # seeded schedules from SEED. `make test` runs 12.

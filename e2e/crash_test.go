@@ -144,7 +144,8 @@ func startProcess(t *testing.T, bin, dir string, extra ...string) *process {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	logf, err := os.Create(filepath.Join(dir, "..", "server.log"))
+	// Appended to: a restarted server's log follows its predecessor's.
+	logf, err := os.OpenFile(filepath.Join(dir, "..", "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,8 +166,14 @@ func startProcess(t *testing.T, bin, dir string, extra ...string) *process {
 			}
 		}
 		if time.Now().After(deadline) {
+			// SIGQUIT: the Go runtime writes every goroutine's stack to the log.
+			cmd.Process.Signal(syscall.SIGQUIT)
+			time.Sleep(time.Second)
 			p.kill()
 			out, _ := os.ReadFile(logf.Name())
+			if os.Getenv("SHARDLOG_KEEP_FAILED_DIR") != "" {
+				exec.Command("cp", "-a", dir, os.Getenv("SHARDLOG_KEEP_FAILED_DIR")).Run()
+			}
 			t.Fatalf("server did not become healthy:\n%s", out)
 		}
 	}

@@ -169,13 +169,7 @@ func TestWALCrashPoints(t *testing.T) {
 // TestSpliceLog pins the replay rule: an entries frame replaces the log from
 // its first index on, also when the log starts after a compaction point.
 func TestSpliceLog(t *testing.T) {
-	ents := func(first, last, term uint64) []*pb.Entry {
-		var out []*pb.Entry
-		for i := first; i <= last; i++ {
-			out = append(out, &pb.Entry{Index: new(i), Term: new(term)})
-		}
-		return out
-	}
+	ents := entryRange
 	for _, tc := range []struct {
 		name   string
 		base   uint64
@@ -214,5 +208,38 @@ func TestSpliceLog(t *testing.T) {
 				t.Fatalf("log %v, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// entryRange is entries first..last of one term.
+func entryRange(first, last, term uint64) []*pb.Entry {
+	var out []*pb.Entry
+	for i := first; i <= last; i++ {
+		out = append(out, &pb.Entry{Index: new(i), Term: new(term)})
+	}
+	return out
+}
+
+// TestSpliceLogInPlace: a frame is spliced into the recovered log's own
+// array, not into a copy of the whole log (replay was quadratic in the
+// frames of the WAL).
+func TestSpliceLogInPlace(t *testing.T) {
+	ents := entryRange
+	log, err := spliceLog(make([]*pb.Entry, 0, 64), 0, ents(1, 10, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range [][]*pb.Entry{ents(11, 11, 1), ents(12, 20, 1), ents(15, 16, 2)} {
+		out, err := spliceLog(log, 0, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if &out[0] != &log[0] {
+			t.Fatalf("splicing entries %d-%d copied the log", f[0].GetIndex(), f[len(f)-1].GetIndex())
+		}
+		log = out
+	}
+	if len(log) != 16 || log[15].GetTerm() != 2 {
+		t.Fatalf("log of %d entries, last term %d", len(log), log[len(log)-1].GetTerm())
 	}
 }

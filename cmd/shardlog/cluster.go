@@ -42,6 +42,9 @@ type clusterOptions struct {
 	token         string
 	tick          time.Duration
 	electionTicks int
+	// diskFullFile is the hidden test flag --debug-disk-full-file
+	// (diskfull.go).
+	diskFullFile string
 }
 
 func addClusterFlags(cmd *cobra.Command, c *clusterOptions) {
@@ -55,12 +58,14 @@ func addClusterFlags(cmd *cobra.Command, c *clusterOptions) {
 	f.StringVar(&c.token, "cluster-token", "", "with --cluster: shared secret of the cluster (same on every node, or unset on every node: the first leader then generates one); also from SHARDLOG_CLUSTER_TOKEN")
 	f.DurationVar(&c.tick, "raft-tick", cluster.DefaultTick, "with --cluster: Raft's tick (heartbeats every 2 ticks)")
 	f.IntVar(&c.electionTicks, "election-ticks", cluster.DefaultElectionTicks, "with --cluster: Raft's election timeout in ticks (randomised up to twice that)")
+	f.StringVar(&c.diskFullFile, "debug-disk-full-file", "", "with --cluster: while this file exists, writes to the Raft state fail with ENOSPC (tests only)")
+	f.MarkHidden("debug-disk-full-file")
 }
 
 func (c clusterOptions) check(o serveOptions) error {
 	if !c.enabled {
-		if c.nodeID != 0 || c.peers != "" {
-			return errors.New("--node-id and --peers need --cluster")
+		if c.nodeID != 0 || c.peers != "" || c.diskFullFile != "" {
+			return errors.New("--node-id, --peers and --debug-disk-full-file need --cluster")
 		}
 		return nil
 	}
@@ -132,9 +137,13 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 	if token == "" {
 		token = os.Getenv("SHARDLOG_CLUSTER_TOKEN")
 	}
+	var fs vfs.FS = vfs.OS{}
+	if c.diskFullFile != "" {
+		fs = fullDiskFS{FS: fs, flag: c.diskFullFile}
+	}
 	log.Info("starting cluster node: waiting for the metadata group", "node_id", c.nodeID, "peers", c.peers, "advertise", advertise)
 	n, err := cluster.Open(ctx, cluster.Config{NodeID: c.nodeID, Peers: peers, Join: c.join, PeerListener: ln, Advertise: advertise,
-		Dir: filepath.Join(o.dataDir, "cluster"), FS: vfs.OS{}, Secret: token, AccountID: o.accountID, ShardLimit: o.shardLimit,
+		Dir: filepath.Join(o.dataDir, "cluster"), FS: fs, Secret: token, AccountID: o.accountID, ShardLimit: o.shardLimit,
 		Tick: c.tick, ElectionTicks: c.electionTicks, Logger: log.Named("cluster"), Now: o.now, ConsumerDelay: o.consumerDelay, Observer: o.engine})
 	if err != nil {
 		lock.Release()

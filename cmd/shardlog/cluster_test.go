@@ -36,6 +36,9 @@ func TestClusterOptionsCheck(t *testing.T) {
 		"zero tick":                 func(o *serveOptions) { o.cluster.tick = 0 },
 		"join without a token":      func(o *serveOptions) { o.cluster.join, o.cluster.peers = "127.0.0.1:4567", "2=127.0.0.1:7102" },
 		"join with other peers":     func(o *serveOptions) { o.cluster.join, o.cluster.token = "127.0.0.1:4567", "t" },
+		"disk-full file without --cluster": func(o *serveOptions) {
+			o.cluster = clusterOptions{diskFullFile: "full", tick: o.cluster.tick, electionTicks: o.cluster.electionTicks}
+		},
 	} {
 		o := clusterTestOptions()
 		mut(&o)

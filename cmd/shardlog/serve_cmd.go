@@ -383,6 +383,15 @@ type endpoints struct {
 	caFile     string
 }
 
+// failed is the channel on which a backend reports that it stopped for good
+// (cluster.Node.Failed), or nil (never ready) for one that does not.
+func failed(store api.Backend) <-chan error {
+	if f, ok := store.(interface{ Failed() <-chan error }); ok {
+		return f.Failed()
+	}
+	return nil
+}
+
 // runServe opens the store, serves until ctx is done, then stops accepting,
 // lets in-flight requests finish, and closes the store. ready, if set, is
 // told the bound addresses once the server accepts connections.
@@ -463,6 +472,14 @@ func runServe(ctx context.Context, o serveOptions, open storeOpener, log hclog.L
 	var serveErr error
 	select {
 	case serveErr = <-errc:
+	case err := <-failed(store):
+		// A cluster node whose Raft host stopped (a failed write or
+		// fdatasync) acknowledges nothing more and cannot serve fresh
+		// reads; only a restart, which re-reads its disk, can tell what is
+		// durable (docs/cluster.md §4). It exits non-zero so that its
+		// supervisor restarts it, instead of answering as a live node.
+		serveErr = fmt.Errorf("the storage engine stopped: %w; restart the server", err)
+		log.Error("the storage engine stopped: shutting down", "error", err)
 	case <-ctx.Done():
 		log.Info("shutting down: finishing in-flight requests")
 	}
