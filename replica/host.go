@@ -389,6 +389,14 @@ func (h *Host) restored(g *group) error {
 // ends at or below the compaction point cuts everything after it.
 func (h *Host) replay(payloads []walPayload) error {
 	for _, p := range payloads {
+		if p.p[0] == kindRemoveGroup {
+			// A replica removed, and maybe added again later: nothing of its
+			// earlier life (compaction point, configuration) is the new one's.
+			if g := h.groups[le.Uint64(p.p[1:])]; g != nil {
+				g.compacted, g.compactTerm, g.confs = 0, 0, nil
+			}
+			continue
+		}
 		if p.p[0] != kindCompact && p.p[0] != kindSnapshot {
 			continue
 		}
@@ -463,7 +471,11 @@ func (h *Host) replayOne(p walPayload, logs map[uint64][]*pb.Entry, hss map[uint
 		if logs[id], err = spliceLog(logs[id], g.compacted, ents); err != nil {
 			return fmt.Errorf("group %d: %w", id, err)
 		}
-	case kindCompact, kindGroup, kindRemoveGroup:
+	case kindRemoveGroup:
+		id := le.Uint64(b)
+		delete(logs, id)
+		delete(hss, id)
+	case kindCompact, kindGroup:
 	case kindSnapshot:
 		// The log before a snapshot, uncommitted tail included, is gone: raft
 		// discarded it when it took the snapshot.
@@ -733,6 +745,9 @@ func (h *Host) HandleReady() error {
 	if err := h.writeState(rounds); err != nil {
 		return h.stop(err)
 	}
+	for _, r := range rounds {
+		h.signalChanged(r.g, r.rd) // snapshot rounds too (notify.go)
+	}
 	// Reads and proposals are let go only now: what they wait for is in
 	// the segments that ReadApplied reads.
 	for _, r := range rounds {
@@ -810,7 +825,6 @@ func (h *Host) applyDurable(rounds []readyRound) error {
 			}
 			r.applied++
 		}
-		h.signalChanged(r.g, r.rd)
 	}
 	return h.writeState(rounds)
 }

@@ -1,0 +1,93 @@
+package replica
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/shardlog/shardlog/vfs"
+)
+
+// TestReviewReAddedGroupResurrectsOldLife: a replica removed (RemoveGroup)
+// and added again (AddGroup) must start empty, also after a restart. The
+// old life's HardState, entries and compaction frames are still in the WAL
+// (the current file's header restates them), and replay does not stop at
+// the kindRemoveGroup frame: after a restart the new replica has the old
+// term/vote/commit and compaction point, g.applied = old compaction point
+// over empty segments, so records 1..compacted are a permanent hole.
+func TestReviewReAddedGroupResurrectsOldLife(t *testing.T) {
+	fs := vfs.NewMemFS()
+	open := func() (*Host, func()) {
+		h, err := Open(Config{NodeID: 1, FS: fs, Dir: "/n", Groups: []GroupConfig{{ID: 1, Peers: []uint64{1}}},
+			Transport: nopTransport{}, WALSegmentSize: 2048, CompactMinEntries: 2, ElectionTicks: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		tick := make(chan time.Time)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = h.Run(ctx, tick, nil) }()
+		go func() {
+			for ctx.Err() == nil {
+				select {
+				case tick <- time.Now():
+				case <-ctx.Done():
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		return h, func() { cancel(); <-done; h.Close() }
+	}
+	propose := func(h *Host, g uint64) {
+		for {
+			_ = h.Campaign(g)
+			p, err := h.Propose(g, [][]byte{make([]byte, 100)})
+			if err == nil {
+				if _, err := p.Wait(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	h, stop := open()
+	if err := h.AddGroup(5, []uint64{1}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200 && h.Status(5).Compacted == 0; i++ {
+		propose(h, 5)
+		time.Sleep(2 * time.Millisecond)
+	}
+	old := h.Status(5)
+	t.Logf("old life: %+v", old)
+	if old.Compacted == 0 {
+		t.Fatal("old life never compacted")
+	}
+	if err := h.RemoveGroup(5); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddGroup(5, []uint64{1}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := h.Status(5)
+	t.Logf("re-added, before restart: %+v", fresh)
+	stop()
+
+	h, stop = open()
+	defer stop()
+	st := h.Status(5)
+	recs := h.Records(5)
+	t.Logf("re-added, after restart: %+v, %d records, first seq %v", st, len(recs), firstSeq(recs))
+	if st.Term != 0 || st.Commit != 0 || st.Applied != 0 || st.LastIndex != 0 || st.Compacted != 0 || len(recs) != 0 {
+		t.Fatalf("the re-added replica came back with its old life: %+v and %d records (applied %d over segments holding %d)",
+			st, len(recs), st.Applied, len(recs))
+	}
+}
+
+func firstSeq(recs []Record) any {
+	if len(recs) == 0 {
+		return nil
+	}
+	return recs[0].Seq >> 16
+}
