@@ -94,7 +94,7 @@ func (n *Node) Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-
 	if st.Leader == 0 {
 		return nil, n.unavailable(in.Stream, sh.ID, errNoLeader)
 	}
-	sub := &subscription{n: n, stream: in.Stream, created: rec.CreatedNs, epoch: rec.Epoch, index: pos.ShardIndex,
+	sub := &subscription{n: n, stream: in.Stream, created: rec.CreatedNs, epoch: shardEpoch(rec, sh), index: pos.ShardIndex,
 		group: sh.Group, consumer: in.Consumer, gone: gone, done: make(chan struct{}),
 		leader: st.Leader, term: st.Term, next: pos.Ordinal}
 	sub.probe.confirmed = time.Now()
@@ -200,6 +200,12 @@ func (s *subscription) notCurrent(why string) error {
 // when there is nothing to send yet.
 func (s *subscription) read(maxBytes int) (storage.SubscribeEvent, bool, error) {
 	recs, err := s.n.reader.ReadApplied(s.group, s.next, maxEventRecords, maxBytes)
+	for i, r := range recs {
+		if isSeal(r.Data) { // a closed parent's end: nothing after it is the shard's
+			recs = recs[:i]
+			break
+		}
+	}
 	if err != nil || len(recs) == 0 {
 		return storage.SubscribeEvent{}, false, err
 	}
