@@ -74,6 +74,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cluster: open raft state in %s: %w", cfg.Dir, err)
 	}
 	n.tr, n.host, n.reader = tr, h, sealedReader{r: h, seals: n.seals}
+	n.noteSeals()
 	n.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel

@@ -296,7 +296,9 @@ func TestReshardRestartConverges(t *testing.T) {
 	if err := c.node(lead).SplitShard(ctx, "m", "shardId-000000000000", hashkey.Split(2)[1].Start.String()); err != nil {
 		t.Fatal(err)
 	}
+	rec, _, _ := c.node(lead).stream("m")
 	c.stop(lead)
+	t.Logf("node %d (metadata leader) stopped with the stream %s", lead, rec.Status)
 	c.waitActive("m", others...)
 	w.waitRounds(t, 6)
 	c.start(lead)

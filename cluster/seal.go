@@ -53,6 +53,29 @@ func (t *sealTracker) Restored(g uint64, recs []replica.Record) {
 	t.Applied(g, recs)
 }
 
+// note records a seal the metadata knows of (a closed shard's End): the
+// same ordinal the log gives, so a replica whose segments holding the seal
+// are gone (retention) still refuses writes after it.
+func (t *sealTracker) note(g, end uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.at[g]; !ok {
+		t.at[g] = end
+	}
+}
+
+// noteSeals notes the seals of every closed shard in the local metadata
+// (once, at Open: the log's own seals are found as it is restored).
+func (n *Node) noteSeals() {
+	for _, rec := range n.streams() {
+		for _, sh := range rec.Shards {
+			if sh.Group != 0 && sh.End != 0 {
+				n.seals.note(sh.Group, sh.End)
+			}
+		}
+	}
+}
+
 func (t *sealTracker) end(g uint64) (uint64, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
