@@ -329,3 +329,48 @@ func TestReshardRestartConverges(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteWhileResharding: a stream deleted while UPDATING goes with its
+// pending children's placement, and a new stream of the name starts afresh.
+func TestDeleteWhileResharding(t *testing.T) {
+	c := newTestCluster(t, 3)
+	ctx := context.Background()
+	if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: "d", ShardCount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitActive("d", 1, 2, 3)
+	if err := c.node(2).SplitShard(ctx, "d", "shardId-000000000000", hashkey.Split(2)[1].Start.String()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.node(2).linearize(ctx, metaGroup); err != nil {
+		t.Fatal(err)
+	}
+	rec, _, _ := c.node(2).stream("d")
+	groups := map[uint64]bool{}
+	for _, sh := range allShards(rec) {
+		groups[sh.Group] = true
+	}
+	if len(groups) != 3 {
+		t.Fatalf("groups after the split was accepted: %v (%+v)", groups, rec)
+	}
+	if err := c.node(3).DeleteStreamWith(ctx, "d", storage.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "no placement of the deleted stream's groups", func() error {
+		pl, _ := c.node(1).placements()
+		for g := range groups {
+			if _, ok := pl[g]; ok {
+				return fmt.Errorf("group %d still placed", g)
+			}
+		}
+		return nil
+	})
+	if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: "d", ShardCount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitActive("d", 1, 2, 3)
+	info, err := c.sameEverywhere("d", 1, 2, 3)
+	if err != nil || len(info.Shards) != 1 || !info.Shards[0].Open() {
+		t.Fatalf("the new stream: %+v, %v", info, err)
+	}
+}
