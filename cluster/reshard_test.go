@@ -374,3 +374,83 @@ func TestDeleteWhileResharding(t *testing.T) {
 		t.Fatalf("the new stream: %+v, %v", info, err)
 	}
 }
+
+// TestSubscribeToSplitParent: a subscription to a shard that is then split
+// delivers the shard's records, then a last event with the ChildShards and
+// no continuation, and ends.
+func TestSubscribeToSplitParent(t *testing.T) {
+	c := newTestCluster(t, 3)
+	ctx := context.Background()
+	if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: "e", ShardCount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitActive("e", 1, 2, 3)
+	info, err := c.node(1).RegisterConsumer(ctx, "e", "efo", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, gone, err := c.node(3).ActiveConsumer(ctx, "e", "efo", info.Created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(typ storage.IteratorType, seq string) storage.EventSource {
+		var sub storage.EventSource
+		eventually(t, "subscribe at node 3", func() (err error) {
+			sub, err = c.node(3).Subscribe(ctx, storage.SubscribeInput{Stream: "e", ShardID: "shardId-000000000000",
+				Type: typ, StartSeq: seq, Consumer: "efo"}, gone)
+			return err
+		})
+		return sub
+	}
+	sub := open(storage.TrimHorizon, "")
+	defer func() { sub.Close() }()
+	got := acked{}
+	for round := range 3 {
+		if failed, err := c.put(1, "e", round, 10, got); err != nil || failed > 0 {
+			t.Fatalf("put: %d failed, %v", failed, err)
+		}
+	}
+	if err := c.node(2).SplitShard(ctx, "e", "shardId-000000000000", hashkey.Split(2)[1].Start.String()); err != nil {
+		t.Fatal(err)
+	}
+	read := acked{}
+	cont := ""
+	for resubscribed := 0; ; {
+		ev, err := sub.Next(ctx, 1<<20, 100*time.Millisecond)
+		if errors.Is(err, errNotCurrent) && resubscribed < 20 {
+			// a leader change ends a subscription (subscribe.go); the
+			// client resubscribes after the last continuation
+			resubscribed++
+			sub.Close()
+			if cont == "" {
+				sub = open(storage.TrimHorizon, "")
+			} else {
+				sub = open(storage.AfterSequenceNumber, cont)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("after %d records: %v", len(read), err)
+		}
+		cont = ev.ContinuationSequenceNumber
+		for _, r := range ev.Records {
+			read[r.SequenceNumber] = r.PartitionKey + "=" + string(r.Data)
+		}
+		if ev.End() {
+			var kids []string
+			for _, k := range ev.ChildShards {
+				kids = append(kids, k.ShardID)
+			}
+			if !slices.Equal(kids, []string{"shardId-000000000001", "shardId-000000000002"}) {
+				t.Fatalf("last event's children %v", kids)
+			}
+			break
+		}
+	}
+	if err := sameRecords(got, read); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Next(ctx, 1<<20, 100*time.Millisecond); err == nil {
+		t.Fatal("Next after the last event did not end")
+	}
+}

@@ -136,6 +136,33 @@ func cutAtEnd(sh replica.MetaShard, from uint64, recs []replica.Record) ([]repli
 	return recs, false
 }
 
+// cutSeal drops a page's records from a seal on and reports whether it met one.
+func cutSeal(recs []replica.Record) ([]replica.Record, bool) {
+	for i, r := range recs {
+		if isSeal(r.Data) {
+			return recs[:i], true
+		}
+	}
+	return recs, false
+}
+
+// ending is a subscription's last event when it stands at its shard's end
+// (its records all delivered: sealed, a seal met next, or past End) and
+// the metadata has closed the shard: the ChildShards, no continuation.
+func (s *subscription) ending(sealed bool) (storage.SubscribeEvent, bool) {
+	rec, _, ok := s.n.stream(s.stream)
+	if !ok {
+		return storage.SubscribeEvent{}, false
+	}
+	for _, sh := range rec.Shards {
+		if shardIndex(sh.ID) == s.index && sh.End != 0 && (sealed || s.next >= sh.End) {
+			s.Close() // a Next after the last event ends at once
+			return storage.SubscribeEvent{ChildShards: children(rec, sh.ID)}, true
+		}
+	}
+	return storage.SubscribeEvent{}, false
+}
+
 // children lists the shards whose parent (or adjacent parent) is id.
 func children(rec streamRec, id string) []storage.ChildShard {
 	var out []storage.ChildShard

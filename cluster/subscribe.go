@@ -39,8 +39,9 @@ import (
 // the simple rule: a leader change is rare, and AWS clients resubscribe
 // routinely (every subscription ends after 5 minutes anyway).
 // A deregistered consumer or a deleted stream ends it as in single-node mode
-// (ResourceNotFoundException). Shards never close in cluster mode yet
-// (no resharding), so there is no ChildShards end event.
+// (ResourceNotFoundException). At a closed shard's end (its seal, once the
+// metadata closed it) the last event has the ChildShards and no
+// continuation (ending, seal.go).
 
 // maxEventRecords caps the records of one event, as single-node's.
 const maxEventRecords = 10000
@@ -200,10 +201,10 @@ func (s *subscription) notCurrent(why string) error {
 // when there is nothing to send yet.
 func (s *subscription) read(maxBytes int) (storage.SubscribeEvent, bool, error) {
 	recs, err := s.n.reader.ReadApplied(s.group, s.next, maxEventRecords, maxBytes)
-	for i, r := range recs {
-		if isSeal(r.Data) { // a closed parent's end: nothing after it is the shard's
-			recs = recs[:i]
-			break
+	recs, sealed := cutSeal(recs)
+	if err == nil && len(recs) == 0 {
+		if ev, ok := s.ending(sealed); ok {
+			return ev, true, nil
 		}
 	}
 	if err != nil || len(recs) == 0 {
