@@ -20,6 +20,7 @@
 //     SubscribeToShard's subscriptions while the replica stays current
 //     (subscribe.go).
 //
-// Layering: cmd → cluster → {replica, storage (types, errors, Reasons only),
+// Layering: cmd → cluster → {replica, storage (types, errors, Reasons, and
+// the pure reshard planners of storage/reshard_export.go),
 // seqnum, hashkey, datadir (shard ID names)}; api does not import cluster.
 package cluster

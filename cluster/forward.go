@@ -87,6 +87,8 @@ func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path[len(pathPrefix):] {
 	case "put":
 		n.servePut(w, r)
+	case "seal":
+		n.serveSeal(w, r)
 	case "meta":
 		n.serveMeta(w, r)
 	case "status":
@@ -165,6 +167,10 @@ func (n *Node) writeFailure(w http.ResponseWriter, group uint64, err error) {
 		writeJSON(w, http.StatusConflict, notLeaderReply{Leader: lead})
 		return
 	}
+	if errors.Is(err, errSealed) {
+		http.Error(w, err.Error(), http.StatusGone)
+		return
+	}
 	http.Error(w, err.Error(), http.StatusInternalServerError)
 }
 
@@ -234,6 +240,8 @@ func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any
 		var nl notLeaderReply
 		_ = json.NewDecoder(resp.Body).Decode(&nl)
 		return &notLeaderError{hint: nl.Leader}
+	case http.StatusGone:
+		return errSealed
 	case http.StatusBadRequest:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 		return &refusedError{msg: string(bytes.TrimSpace(msg))}

@@ -35,6 +35,12 @@ type streamRec struct {
 	RetentionHours   int               `json:"retentionHours"`
 	MaxRecordSizeKiB int               `json:"maxRecordSizeKiB"`
 	Tags             map[string]string `json:"tags,omitempty"`
+	// Resharding (reshard.go): the next new shard's index (0 in records
+	// from before it was kept: one above the highest), the UpdateShardCount
+	// calls of the last 24 hours, and the reshard pending while UPDATING.
+	NextShardIndex uint32      `json:"nextShardIndex,omitempty"`
+	ScalingNs      []int64     `json:"scalingNs,omitempty"`
+	Reshard        *reshardRec `json:"reshard,omitempty"`
 }
 
 // allocRec hands out shard group IDs and shard epochs, changed only by

@@ -26,6 +26,7 @@ type Node struct {
 	host   *replica.Host
 	tr     *replica.TCPTransport
 	meta   *replica.MetaMachine
+	seals  *sealTracker // each shard group's first seal entry (reshard.go)
 	reader recordReader
 	client *http.Client
 
@@ -52,7 +53,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, kick: make(chan struct{}, 1), runErr: make(chan error, 1)}
+	n := &Node{cfg: cfg, kick: make(chan struct{}, 1), runErr: make(chan error, 1), seals: &sealTracker{at: map[uint64]uint64{}}}
 	n.txnID.Store(uint64(time.Now().UnixNano())) // IDs of earlier incarnations are never met again
 	n.meta = replica.NewMetaMachine(cfg.NodeID, metaGroup, func(replica.MetaChange) { n.wake() })
 	tr, err := replica.ListenTCP(replica.TCPConfig{NodeID: cfg.NodeID, Listen: cfg.Peers[cfg.NodeID],
@@ -67,12 +68,13 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		groups = []replica.GroupConfig{{ID: metaGroup, Peers: cfg.nodes()}}
 	}
 	h, err := replica.Open(replica.Config{NodeID: cfg.NodeID, FS: cfg.FS, Dir: cfg.Dir, Transport: tr,
-		Groups: groups, ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks, Applier: n.meta, Observer: cfg.Observer})
+		Groups: groups, ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks, Applier: appliers{n.meta, n.seals}, Observer: cfg.Observer})
 	if err != nil {
 		tr.Close()
 		return nil, fmt.Errorf("cluster: open raft state in %s: %w", cfg.Dir, err)
 	}
-	n.tr, n.host, n.reader = tr, h, h
+	n.tr, n.host, n.reader = tr, h, sealedReader{r: h, seals: n.seals}
+	n.noteSeals()
 	n.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -217,6 +219,7 @@ func (n *Node) reconcile(ctx context.Context) {
 	if n.host.Status(metaGroup).Leader == n.cfg.NodeID {
 		n.driveMeta()
 		n.activateStreams(ctx)
+		n.finishReshards(ctx)
 		n.advanceConsumers(ctx)
 		n.drivePlacement(ctx)
 		n.finishRemovals(ctx)

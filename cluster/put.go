@@ -42,6 +42,7 @@ func decodeRecord(b []byte) (arrivalMs int64, key string, data []byte, err error
 type shardRoute struct {
 	index uint32
 	group uint64
+	epoch int64 // the shard's sequence-number epoch
 	r     hashkey.Range
 }
 
@@ -57,11 +58,14 @@ func (n *Node) routesOf(rec streamRec, version uint64) []shardRoute {
 	}
 	var rs []shardRoute
 	for _, sh := range rec.Shards {
+		if isClosed(sh) {
+			continue
+		}
 		idx, _ := datadir.ParseShardID(sh.ID)
 		start, err1 := hashkey.Parse(sh.StartingHash)
 		end, err2 := hashkey.Parse(sh.EndingHash)
 		if err1 == nil && err2 == nil {
-			rs = append(rs, shardRoute{index: idx, group: sh.Group, r: hashkey.Range{Start: start, End: end}})
+			rs = append(rs, shardRoute{index: idx, group: sh.Group, epoch: shardEpoch(rec, sh), r: hashkey.Range{Start: start, End: end}})
 		}
 	}
 	n.routes.Store(rec.Name, &routeTable{version: version, routes: rs})
@@ -95,6 +99,7 @@ func (n *Node) Put(ctx context.Context, stream string, entries []storage.PutEntr
 		wg.Go(func() { n.putBatch(ctx, rec, b, results) })
 	}
 	wg.Wait()
+	n.rerouteSealed(ctx, stream, entries, results)
 	for _, r := range results {
 		if !errors.Is(r.Err, storage.ErrUnavailable) {
 			return results, nil
@@ -110,13 +115,13 @@ func (n *Node) Put(ctx context.Context, stream string, entries []storage.PutEntr
 // brought up to date first.
 func (n *Node) writable(ctx context.Context, name string) (streamRec, uint64, error) {
 	rec, v, ok := n.stream(name)
-	if !ok || rec.Status != string(storage.StatusActive) {
+	if !ok || !takesWrites(rec.Status) {
 		if err := n.linearize(ctx, metaGroup); err != nil {
 			return streamRec{}, 0, n.unavailable("", "", err)
 		}
 		rec, v, ok = n.stream(name)
 	}
-	if !ok || rec.Status != string(storage.StatusActive) {
+	if !ok || !takesWrites(rec.Status) {
 		return streamRec{}, 0, n.fail(storage.ErrStreamNotFound, storage.ReasonStreamNotFound, storage.Facts{Stream: name})
 	}
 	return rec, v, nil
@@ -202,7 +207,7 @@ func (n *Node) putBatch(ctx context.Context, rec streamRec, b *shardBatch, resul
 			results[i] = storage.PutResult{ShardID: id, Err: err}
 			continue
 		}
-		seq := seqnum.Seq{ShardCreateSecs: rec.Epoch, ShardIndex: b.route.index, Ordinal: ords[j], ArrivalSecs: arrival / 1000}
+		seq := seqnum.Seq{ShardCreateSecs: b.route.epoch, ShardIndex: b.route.index, Ordinal: ords[j], ArrivalSecs: arrival / 1000}
 		results[i] = storage.PutResult{ShardID: id, SequenceNumber: seq.String()}
 	}
 }
@@ -229,6 +234,9 @@ func (n *Node) proposeRecords(ctx context.Context, group uint64, entries []entry
 	ords, err := n.await(ctx, p)
 	if err != nil {
 		return nil, 0, err
+	}
+	if n.sealedAfter(group, ords[0]) { // a reshard closed the shard first
+		return nil, 0, errSealed
 	}
 	return ords, arrival, nil
 }

@@ -67,13 +67,16 @@ func (n *Node) Position(ctx context.Context, stream, shardID string, typ storage
 	}
 	idx, _ := datadir.ParseShardID(sh.ID)
 	pos := storage.Position{Stream: stream, StreamCreated: rec.CreatedNs, ShardIndex: idx}
+	if sh.Group == 0 && (typ == storage.Latest || typ == storage.AtTimestamp) {
+		return pos, nil // a shard a reshard closed at once: it never held a record
+	}
 	switch typ {
 	case storage.TrimHorizon:
 	case storage.Latest:
 		pos.Ordinal, err = n.position(ctx, sh.Group, true, 0)
 		err = n.unavailable(stream, sh.ID, err)
 	case storage.AtSequenceNumber, storage.AfterSequenceNumber:
-		pos.Ordinal, err = n.seqPosition(rec, idx, typ, startSeq)
+		pos.Ordinal, err = n.seqPosition(rec, shardEpoch(rec, sh), idx, typ, startSeq)
 	case storage.AtTimestamp:
 		pos.Ordinal, err = n.timePosition(ctx, sh.Group, ts)
 	default:
@@ -83,8 +86,9 @@ func (n *Node) Position(ctx context.Context, stream, shardID string, typ storage
 }
 
 // seqPosition is single-node mode's rule (storage/records.go), with the
-// stream's epoch as every shard's creation second.
-func (n *Node) seqPosition(rec streamRec, idx uint32, typ storage.IteratorType, seq string) (uint64, error) {
+// shard's epoch (the stream's, or a reshard's child's own) as its creation
+// second.
+func (n *Node) seqPosition(rec streamRec, epoch int64, idx uint32, typ storage.IteratorType, seq string) (uint64, error) {
 	f := storage.Facts{Stream: rec.Name, Shard: datadir.ShardID(idx), Given: seq}
 	p, err := seqnum.Parse(seq)
 	switch {
@@ -93,7 +97,7 @@ func (n *Node) seqPosition(rec streamRec, idx uint32, typ storage.IteratorType, 
 	case p.ShardIndex != idx:
 		f.Shard2 = datadir.EncodedShardID(p.ShardIndex)
 		return 0, n.fail(storage.ErrInvalidArgument, storage.ReasonSeqShard, f)
-	case p.ShardCreateSecs != rec.Epoch:
+	case p.ShardCreateSecs != epoch:
 		return 0, n.fail(storage.ErrInvalidArgument, storage.ReasonSeqStream, f)
 	case typ == storage.AfterSequenceNumber && p.Ordinal == seqnum.MaxOrdinal:
 		return 0, n.fail(storage.ErrInvalidArgument, storage.ReasonSeqMax, f)
@@ -170,10 +174,15 @@ func (n *Node) Read(ctx context.Context, pos storage.Position, maxRecords, maxBy
 	if rec.CreatedNs != pos.StreamCreated { // deleted and created again
 		return storage.ReadResult{}, n.fail(storage.ErrShardNotFound, storage.ReasonShardGone, storage.Facts{Stream: pos.Stream, Shard: sh.ID})
 	}
-	recs, err := n.readRecords(ctx, sh.Group, pos.Ordinal, maxRecords+1, maxBytes)
-	if err != nil {
-		return storage.ReadResult{}, n.unavailable(pos.Stream, sh.ID, err)
+	var recs []replica.Record
+	if sh.Group != 0 { // a shard a reshard closed at once never held a record
+		recs, err = n.readRecords(ctx, sh.Group, pos.Ordinal, maxRecords+1, maxBytes)
+		if err != nil {
+			return storage.ReadResult{}, n.unavailable(pos.Stream, sh.ID, err)
+		}
 	}
+	recs, atEnd := cutAtEnd(sh, pos.Ordinal, recs)
+	atEnd = atEnd || sh.Group == 0
 	more := len(recs) > maxRecords
 	if more {
 		recs = recs[:maxRecords]
@@ -186,7 +195,7 @@ func (n *Node) Read(ctx context.Context, pos storage.Position, maxRecords, maxBy
 		if err != nil {
 			return storage.ReadResult{}, err
 		}
-		seq := seqnum.Seq{ShardCreateSecs: rec.Epoch, ShardIndex: pos.ShardIndex, Ordinal: r.Seq, ArrivalSecs: arrival / 1000}
+		seq := seqnum.Seq{ShardCreateSecs: shardEpoch(rec, sh), ShardIndex: pos.ShardIndex, Ordinal: r.Seq, ArrivalSecs: arrival / 1000}
 		out.Records = append(out.Records, storage.Record{SequenceNumber: seq.String(), Arrival: time.UnixMilli(arrival), PartitionKey: key, Data: data})
 		out.Bytes += len(key) + len(data)
 		next.Ordinal, lastArrival = r.Seq+1, arrival
@@ -195,5 +204,10 @@ func (n *Node) Read(ctx context.Context, pos storage.Position, maxRecords, maxBy
 	if more {
 		out.MillisBehindLatest = max(0, n.cfg.Now().UnixMilli()-lastArrival)
 	}
+	if atEnd && isClosed(sh) {
+		return closedEnd(rec, sh, out), nil
+	}
+	// At a seal whose reshard has not taken effect yet, Next stays before
+	// it: the shard ends there once the metadata closes it.
 	return out, nil
 }

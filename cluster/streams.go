@@ -74,7 +74,7 @@ func (n *Node) createTxn(in storage.CreateStreamInput) ([]replica.MetaCond, []re
 	}
 	open := 0
 	for _, rec := range n.streams() {
-		open += len(rec.Shards)
+		open += openCount(rec)
 	}
 	if open+in.ShardCount > n.cfg.ShardLimit {
 		return nil, nil, n.fail(storage.ErrLimitExceeded, storage.ReasonShardLimit,
@@ -151,7 +151,10 @@ func (n *Node) DeleteStreamWith(ctx context.Context, name string, o storage.Dele
 		}
 		key := replica.StreamKey(name)
 		ops := append([]replica.MetaOp{{Key: key}}, cops...)
-		for _, sh := range rec.Shards {
+		for _, sh := range allShards(rec) {
+			if sh.Group == 0 {
+				continue
+			}
 			ops = append(ops, replica.MetaOp{Key: replica.PlacementKey(sh.Group)}, replica.MetaOp{Key: bootKey(sh.Group)},
 				replica.MetaOp{Key: moveKey(sh.Group)})
 		}
@@ -219,9 +222,14 @@ func shardInfo(rec streamRec, sh replica.MetaShard) storage.ShardInfo {
 	idx, _ := datadir.ParseShardID(sh.ID)
 	start, _ := hashkey.Parse(sh.StartingHash)
 	end, _ := hashkey.Parse(sh.EndingHash)
-	return storage.ShardInfo{ID: sh.ID, Index: idx, Parent: sh.Parent, AdjacentParent: sh.AdjacentParent,
+	epoch := shardEpoch(rec, sh)
+	si := storage.ShardInfo{ID: sh.ID, Index: idx, Parent: sh.Parent, AdjacentParent: sh.AdjacentParent,
 		HashRange:   hashkey.Range{Start: start, End: end},
-		StartingSeq: seqnum.Seq{ShardCreateSecs: rec.Epoch, ShardIndex: idx, ArrivalSecs: rec.Epoch}.String()}
+		StartingSeq: seqnum.Seq{ShardCreateSecs: epoch, ShardIndex: idx, ArrivalSecs: epoch}.String()}
+	if isClosed(sh) { // as single-node mode renders it (storage/stream.go)
+		si.EndingSeq = seqnum.Seq{ShardCreateSecs: epoch, ShardIndex: idx, Ordinal: seqnum.MaxOrdinal, ArrivalSecs: sh.ClosedMs / 1000}.String()
+	}
+	return si
 }
 
 func copyTags(t map[string]string) map[string]string {

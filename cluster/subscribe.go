@@ -39,8 +39,9 @@ import (
 // the simple rule: a leader change is rare, and AWS clients resubscribe
 // routinely (every subscription ends after 5 minutes anyway).
 // A deregistered consumer or a deleted stream ends it as in single-node mode
-// (ResourceNotFoundException). Shards never close in cluster mode yet
-// (no resharding), so there is no ChildShards end event.
+// (ResourceNotFoundException). At a closed shard's end (its seal, once the
+// metadata closed it) the last event has the ChildShards and no
+// continuation (ending, seal.go).
 
 // maxEventRecords caps the records of one event, as single-node's.
 const maxEventRecords = 10000
@@ -94,7 +95,7 @@ func (n *Node) Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-
 	if st.Leader == 0 {
 		return nil, n.unavailable(in.Stream, sh.ID, errNoLeader)
 	}
-	sub := &subscription{n: n, stream: in.Stream, created: rec.CreatedNs, epoch: rec.Epoch, index: pos.ShardIndex,
+	sub := &subscription{n: n, stream: in.Stream, created: rec.CreatedNs, epoch: shardEpoch(rec, sh), index: pos.ShardIndex,
 		group: sh.Group, consumer: in.Consumer, gone: gone, done: make(chan struct{}),
 		leader: st.Leader, term: st.Term, next: pos.Ordinal}
 	sub.probe.confirmed = time.Now()
@@ -200,6 +201,12 @@ func (s *subscription) notCurrent(why string) error {
 // when there is nothing to send yet.
 func (s *subscription) read(maxBytes int) (storage.SubscribeEvent, bool, error) {
 	recs, err := s.n.reader.ReadApplied(s.group, s.next, maxEventRecords, maxBytes)
+	recs, sealed := cutSeal(recs)
+	if err == nil && len(recs) == 0 {
+		if ev, ok := s.ending(sealed); ok {
+			return ev, true, nil
+		}
+	}
 	if err != nil || len(recs) == 0 {
 		return storage.SubscribeEvent{}, false, err
 	}

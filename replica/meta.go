@@ -32,7 +32,13 @@ type MetaShard struct {
 	EndingHash     string `json:"end"`
 	Parent         string `json:"parent,omitempty"`
 	AdjacentParent string `json:"adjacentParent,omitempty"`
-	Group          uint64 `json:"group"`
+	Group          uint64 `json:"group"` // 0: a shard a reshard closed at once (never written)
+	// Resharding (cluster/reshard.go): the shard's own epoch (0: the
+	// stream's), and once it is closed its closing time and End, the
+	// ordinal of the seal entry that ended it: its records are below End.
+	Epoch    int64  `json:"epoch,omitempty"`
+	ClosedMs int64  `json:"closedMs,omitempty"`
+	End      uint64 `json:"sealedAt,omitempty"`
 }
 
 // StreamKey and PlacementKey name the state's keys.

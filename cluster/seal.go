@@ -1,0 +1,307 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/shardlog/shardlog/datadir"
+	"github.com/shardlog/shardlog/replica"
+	"github.com/shardlog/shardlog/storage"
+)
+
+// A seal entry (reshard.go) is a one-record entry whose record is
+// sealMarker. It is stored in the group's segments like any record, so it
+// is replicated, snapshotted and recovered with the log, and every replica
+// finds the first one at the same ordinal. No stored record can look like
+// it: a record's key length is at most its length minus 12 (decodeRecord),
+// the marker's is 2^32-1.
+var sealMarker = binary.LittleEndian.AppendUint32(make([]byte, 8), 0xFFFFFFFF)
+
+func isSeal(b []byte) bool { return len(b) == len(sealMarker) && bytes.Equal(b, sealMarker) }
+
+// sealTracker knows each group's first seal entry's ordinal, as this
+// node's replica applied it: a replica.Applier, told every applied entry in
+// log order and the whole state at Open and at a snapshot's installation.
+type sealTracker struct {
+	mu sync.Mutex
+	at map[uint64]uint64 // group → ordinal of its first seal
+}
+
+func (t *sealTracker) Applied(g uint64, recs []replica.Record) {
+	for _, r := range recs {
+		if isSeal(r.Data) {
+			t.mu.Lock()
+			if _, ok := t.at[g]; !ok {
+				t.at[g] = r.Seq
+			}
+			t.mu.Unlock()
+			return
+		}
+	}
+}
+
+func (t *sealTracker) Restored(g uint64, recs []replica.Record) {
+	t.mu.Lock()
+	delete(t.at, g)
+	t.mu.Unlock()
+	t.Applied(g, recs)
+}
+
+// note records a seal the metadata knows of (a closed shard's End): the
+// same ordinal the log gives, so a replica whose segments holding the seal
+// are gone (retention) still refuses writes after it.
+func (t *sealTracker) note(g, end uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.at[g]; !ok {
+		t.at[g] = end
+	}
+}
+
+// noteSeals notes the seals of every closed shard in the local metadata
+// (once, at Open: the log's own seals are found as it is restored).
+func (n *Node) noteSeals() {
+	for _, rec := range n.streams() {
+		for _, sh := range rec.Shards {
+			if sh.Group != 0 && sh.End != 0 {
+				n.seals.note(sh.Group, sh.End)
+			}
+		}
+	}
+}
+
+func (t *sealTracker) end(g uint64) (uint64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	end, ok := t.at[g]
+	return end, ok
+}
+
+// appliers tells each of its Appliers what the host applies.
+type appliers []replica.Applier
+
+func (as appliers) Applied(g uint64, recs []replica.Record) {
+	for _, a := range as {
+		a.Applied(g, recs)
+	}
+}
+
+func (as appliers) Restored(g uint64, recs []replica.Record) {
+	for _, a := range as {
+		a.Restored(g, recs)
+	}
+}
+
+// sealedReader is the replica's reader minus what follows a group's first
+// seal: the seal is the last record it returns, so a reader sees where a
+// sealed shard ends, and no replica ever serves an entry whose proposer was
+// answered errSealed (local reads, forwarded reads and subscriptions all
+// read through it).
+type sealedReader struct {
+	r     recordReader
+	seals *sealTracker
+}
+
+func (s sealedReader) ReadApplied(g, from uint64, maxRecords, maxBytes int) ([]replica.Record, error) {
+	recs, err := s.r.ReadApplied(g, from, maxRecords, maxBytes)
+	end, ok := s.seals.end(g)
+	if err != nil || !ok {
+		return recs, err
+	}
+	for i, r := range recs {
+		if r.Seq > end {
+			return recs[:i], nil
+		}
+	}
+	return recs, nil
+}
+
+// cutAtEnd drops a page's records at or after a shard's end (its seal, as
+// the metadata or the page shows it) and reports whether the end was met.
+func cutAtEnd(sh replica.MetaShard, from uint64, recs []replica.Record) ([]replica.Record, bool) {
+	if sh.End != 0 && from >= sh.End {
+		return nil, true
+	}
+	for i, r := range recs {
+		if isSeal(r.Data) || (sh.End != 0 && r.Seq >= sh.End) {
+			return recs[:i], true
+		}
+	}
+	return recs, false
+}
+
+// cutSeal drops a page's records from a seal on and reports whether it met one.
+func cutSeal(recs []replica.Record) ([]replica.Record, bool) {
+	for i, r := range recs {
+		if isSeal(r.Data) {
+			return recs[:i], true
+		}
+	}
+	return recs, false
+}
+
+// ending is a subscription's last event when it stands at its shard's end
+// (its records all delivered: sealed, a seal met next, or past End) and
+// the metadata has closed the shard: the ChildShards, no continuation.
+func (s *subscription) ending(sealed bool) (storage.SubscribeEvent, bool) {
+	rec, _, ok := s.n.stream(s.stream)
+	if !ok {
+		return storage.SubscribeEvent{}, false
+	}
+	for _, sh := range rec.Shards {
+		if shardIndex(sh.ID) == s.index && sh.End != 0 && (sealed || s.next >= sh.End) {
+			s.Close() // a Next after the last event ends at once
+			return storage.SubscribeEvent{ChildShards: children(rec, sh.ID)}, true
+		}
+	}
+	return storage.SubscribeEvent{}, false
+}
+
+// children lists the shards whose parent (or adjacent parent) is id.
+func children(rec streamRec, id string) []storage.ChildShard {
+	var out []storage.ChildShard
+	for _, sh := range rec.Shards {
+		if sh.Parent == id || sh.AdjacentParent == id {
+			parents := []string{sh.Parent}
+			if sh.AdjacentParent != "" {
+				parents = append(parents, sh.AdjacentParent)
+			}
+			out = append(out, storage.ChildShard{ShardID: sh.ID, ParentShards: parents, HashRange: shardInfo(rec, sh).HashRange})
+		}
+	}
+	return out
+}
+
+// closedEnd is a read at a closed shard's end: no next position, its
+// children.
+func closedEnd(rec streamRec, sh replica.MetaShard, out storage.ReadResult) storage.ReadResult {
+	out.Next, out.MillisBehindLatest = nil, 0
+	out.ChildShards = children(rec, sh.ID)
+	return out
+}
+
+type sealReply struct {
+	End uint64 `json:"end"`
+}
+
+// serveSeal seals a group this node leads, for a peer (forwardSeal).
+func (n *Node) serveSeal(w http.ResponseWriter, r *http.Request) {
+	group, err := strconv.ParseUint(r.URL.Query().Get("group"), 10, 64)
+	if err != nil {
+		http.Error(w, "malformed forwarded seal", http.StatusBadRequest)
+		return
+	}
+	if !n.host.HasGroup(group) {
+		writeJSON(w, http.StatusConflict, notLeaderReply{Leader: n.knownLeader(group)})
+		return
+	}
+	end, err := n.sealHere(r.Context(), group)
+	if err != nil {
+		n.writeFailure(w, group, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sealReply{End: end})
+}
+
+func (n *Node) forwardSeal(ctx context.Context, addr string, group uint64) (uint64, error) {
+	var out sealReply
+	if err := n.post(ctx, addr, "seal?group="+strconv.FormatUint(group, 10), nil, &out); err != nil {
+		return 0, err
+	}
+	return out.End, nil
+}
+
+// rerouteSealed puts again the entries a parent refused because a reshard
+// sealed it (errSealed: definitely not stored), once the metadata shows
+// the reshard taken effect, to the shards that now own their keys. It
+// gives up after proposalTimeout: those entries fail as unavailable.
+func (n *Node) rerouteSealed(ctx context.Context, stream string, entries []storage.PutEntry, results []storage.PutResult) {
+	deadline := time.Now().Add(proposalTimeout)
+	for {
+		var idx []int
+		for i, r := range results {
+			if errors.Is(r.Err, errSealed) {
+				idx = append(idx, i)
+			}
+		}
+		if len(idx) == 0 {
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			for _, i := range idx {
+				results[i].Err = n.unavailable(stream, results[i].ShardID, errNoLeader)
+			}
+			return
+		}
+		n.reputSealed(ctx, stream, idx, entries, results)
+	}
+}
+
+// reputSealed waits for the sealed shards of results[idx] to show closed
+// in the linearized metadata, then puts those entries through the routes.
+func (n *Node) reputSealed(ctx context.Context, stream string, idx []int, entries []storage.PutEntry, results []storage.PutResult) {
+	if err := n.linearize(ctx, metaGroup); err != nil {
+		sleepCtx(ctx, n.cfg.Tick)
+		return
+	}
+	rec, v, ok := n.stream(stream)
+	if !ok || !takesWrites(rec.Status) {
+		for _, i := range idx {
+			results[i].Err = n.fail(storage.ErrStreamNotFound, storage.ReasonStreamNotFound, storage.Facts{Stream: stream})
+		}
+		return
+	}
+	for _, i := range idx {
+		if !closedIn(rec, results[i].ShardID) {
+			sleepCtx(ctx, n.cfg.Tick) // the reshard has not taken effect yet
+			return
+		}
+	}
+	sub := make([]storage.PutEntry, len(idx))
+	for j, i := range idx {
+		sub[j] = entries[i]
+	}
+	subRes := make([]storage.PutResult, len(idx))
+	batches, err := n.batchByShard(rec, n.routesOf(rec, v), sub)
+	for _, b := range batches {
+		if err == nil {
+			n.putBatch(ctx, rec, b, subRes)
+		}
+	}
+	for j, i := range idx {
+		if err != nil {
+			subRes[j] = storage.PutResult{ShardID: results[i].ShardID, Err: err}
+		}
+		results[i] = subRes[j]
+	}
+}
+
+func closedIn(rec streamRec, id string) bool {
+	for _, sh := range rec.Shards {
+		if sh.ID == id {
+			return isClosed(sh)
+		}
+	}
+	return true // gone
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// shardIndex is a shard ID's index (IDs in the metadata always parse).
+func shardIndex(id string) uint32 {
+	idx, _ := datadir.ParseShardID(id)
+	return idx
+}
