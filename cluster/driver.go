@@ -106,7 +106,8 @@ func (n *Node) ensureReplicas(snap map[string]replica.MetaValue) {
 	cur, moves := placementsOf(snap)
 	for _, g := range slices.Sorted(maps.Keys(cur)) {
 		mv, moving := moves[g]
-		if n.host.HasGroup(g) || !(slices.Contains(cur[g], n.cfg.NodeID) || moving && mv.To == n.cfg.NodeID) {
+		joining := moving && mv.To == n.cfg.NodeID
+		if n.host.HasGroup(g) || !(slices.Contains(cur[g], n.cfg.NodeID) || joining) {
 			continue
 		}
 		boot := bootOf(snap, g)
@@ -114,7 +115,13 @@ func (n *Node) ensureReplicas(snap map[string]replica.MetaValue) {
 			n.cfg.Logger.Error("creating a shard replica", "group", g, "error", err)
 			continue
 		}
-		if len(boot) > 0 && boot[0] == n.cfg.NodeID {
+		// Only a new group's first replica campaigns. A move's target joins
+		// a group that has a leader, which adds it as a learner: its
+		// bootstrap configuration may still name it a voter (it may be a
+		// boot voter moved away and back), but a campaign from its empty
+		// log could only disturb the group (issue 17; its votes are guarded
+		// by the host's tombstones, replica/tomb.go).
+		if !joining && len(boot) > 0 && boot[0] == n.cfg.NodeID {
 			_ = n.host.Campaign(g)
 		}
 	}
