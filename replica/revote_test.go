@@ -323,3 +323,32 @@ func staleLeader(t *testing.T, broken bool) error {
 	}
 	return nil
 }
+
+// TestTombMerge: merged tombstones keep the later term with its vote and
+// the more up-to-date log end, and survive their WAL frame's codec.
+func TestTombMerge(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		a, b     tomb
+		want     tomb
+		behind   [2]uint64 // a log end (term, index)
+		isBehind bool      // whether it is behind want
+	}{
+		{"later term wins", tomb{3, 1, 2, 9}, tomb{5, 2, 2, 7}, tomb{5, 2, 2, 9}, [2]uint64{2, 8}, true},
+		{"same term, vote kept", tomb{5, 2, 4, 9}, tomb{5, 0, 5, 1}, tomb{5, 2, 5, 1}, [2]uint64{4, 100}, true},
+		{"same term, vote learnt", tomb{5, 0, 4, 9}, tomb{5, 3, 4, 9}, tomb{5, 3, 4, 9}, [2]uint64{4, 9}, false},
+		{"into nothing", tomb{}, tomb{7, 1, 7, 30}, tomb{7, 1, 7, 30}, [2]uint64{8, 1}, false},
+	} {
+		got := tc.a.merge(tc.b)
+		if got != tc.want {
+			t.Errorf("%s: merge %+v, want %+v", tc.name, got, tc.want)
+		}
+		if b := got.behind(tc.behind[0], tc.behind[1]); b != tc.isBehind {
+			t.Errorf("%s: log end %v behind %+v: %v, want %v", tc.name, tc.behind, got, b, tc.isBehind)
+		}
+		id, dec, err := decodeTomb(encodeTomb(42, got)[1:])
+		if err != nil || id != 42 || dec != got {
+			t.Errorf("%s: codec: %d %+v %v", tc.name, id, dec, err)
+		}
+	}
+}
