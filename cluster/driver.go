@@ -106,7 +106,8 @@ func (n *Node) ensureReplicas(snap map[string]replica.MetaValue) {
 	cur, moves := placementsOf(snap)
 	for _, g := range slices.Sorted(maps.Keys(cur)) {
 		mv, moving := moves[g]
-		if n.host.HasGroup(g) || !(slices.Contains(cur[g], n.cfg.NodeID) || moving && mv.To == n.cfg.NodeID) {
+		joining := moving && mv.To == n.cfg.NodeID
+		if n.host.HasGroup(g) || !(slices.Contains(cur[g], n.cfg.NodeID) || joining) {
 			continue
 		}
 		boot := bootOf(snap, g)
@@ -114,10 +115,21 @@ func (n *Node) ensureReplicas(snap map[string]replica.MetaValue) {
 			n.cfg.Logger.Error("creating a shard replica", "group", g, "error", err)
 			continue
 		}
-		if len(boot) > 0 && boot[0] == n.cfg.NodeID {
+		if campaignsAtCreation(n.cfg.NodeID, boot, joining) {
 			_ = n.host.Campaign(g)
 		}
 	}
+}
+
+// campaignsAtCreation: only a new group's preferred leader (its first
+// bootstrap voter) campaigns as it creates its replica. A move's target
+// joins a group that has a leader, which adds it as a learner: its
+// bootstrap configuration may still name it a voter (a boot voter moved
+// away and back), but a campaign from its empty log could only disturb the
+// group (issue 17; its votes are guarded by the host's tombstones,
+// replica/tomb.go).
+func campaignsAtCreation(self uint64, boot []uint64, joining bool) bool {
+	return !joining && len(boot) > 0 && boot[0] == self
 }
 
 // drivePlacement, on the metadata leader, starts the moves that bring the

@@ -18,6 +18,11 @@ func (h *Host) Campaign(group uint64) error {
 	if g == nil {
 		return errUnknownGroup(group)
 	}
+	// Marked for the next round, as every call that can give the group a
+	// Ready: a round asks only dirty groups, so a campaign left unmarked
+	// waited for the next tick to send its (pre)votes.
+	h.unquiesce(g, true)
+	g.dirty = true
 	err := g.rn.Campaign()
 	h.wake()
 	return err

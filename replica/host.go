@@ -126,6 +126,9 @@ type Config struct {
 	// skipLivenessWake is another: a quiesced follower never wakes when its
 	// leader's node falls silent (quiesce.go).
 	skipLivenessWake bool
+	// noTombstone is another: RemoveGroup leaves no tombstone, so a
+	// replica moved back starts from an empty memory (tomb.go).
+	noTombstone bool
 	// noCoalesce sends heartbeats as whole raft messages, not beats: the
 	// idle benchmark's baseline (TestIdleCPU).
 	noCoalesce bool
@@ -180,6 +183,9 @@ type Host struct {
 	// snapshotsSent and snapshotsInstalled count this host's (tests).
 	snapshotsSent, snapshotsInstalled int
 	lv                                liveness // quiescence (quiesce.go)
+	// tombs: what this node's removed replicas had promised, by group
+	// (tomb.go); never forgotten.
+	tombs map[uint64]tomb
 	// rounds counts Ready rounds that wrote to the WAL, stateSyncs the
 	// segments' fdatasyncs, proposals the proposals made here (Stats).
 	rounds, stateSyncs, proposals atomic.Uint64
@@ -279,7 +285,7 @@ func open(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{cfg: cfg, wal: w, groups: map[uint64]*group{}, kick: make(chan struct{}, 1),
+	h := &Host{cfg: cfg, wal: w, groups: map[uint64]*group{}, tombs: map[uint64]tomb{}, kick: make(chan struct{}, 1),
 		lv: liveness{heard: map[uint64]uint64{}, out: map[uint64][]Beat{}, pulse: map[uint64]bool{}}}
 	if cfg.Observer != nil {
 		w.synced = cfg.Observer.Synced
@@ -475,6 +481,12 @@ func (h *Host) replayOne(p walPayload, logs map[uint64][]*pb.Entry, hss map[uint
 		id := le.Uint64(b)
 		delete(logs, id)
 		delete(hss, id)
+	case kindTombstone:
+		id, t, err := decodeTomb(b)
+		if err != nil {
+			return err
+		}
+		h.tombs[id] = h.tombs[id].merge(t)
 	case kindCompact, kindGroup:
 	case kindSnapshot:
 		// The log before a snapshot, uncommitted tail included, is gone: raft
@@ -614,6 +626,9 @@ func (h *Host) Receive(b Batch) {
 func (h *Host) step(g *group, m *pb.Message) {
 	h.unquiesce(g, true)
 	g.dirty = true
+	if h.refusesVote(g, m) {
+		return // as lost: the candidate's timer asks again, or another wins
+	}
 	if err := g.rn.Step(m); err != nil {
 		return
 	}
@@ -1074,11 +1089,15 @@ func (h *Host) compact(g *group) error {
 	return nil
 }
 
-// walHeader is the first frames of a new WAL file: the incarnation, and each
-// group's HardState and compaction point, so the files before it are needed
+// walHeader is the first frames of a new WAL file: the incarnation, the
+// removed replicas' tombstones (tomb.go), and each group's HardState and
+// compaction point, so the files before it are needed
 // only for the entries they hold.
 func (h *Host) walHeader() []byte {
 	b := appendFrame(nil, le.AppendUint64([]byte{kindStart}, h.incarnation))
+	for _, id := range slices.Sorted(maps.Keys(h.tombs)) {
+		b = appendFrame(b, encodeTomb(id, h.tombs[id]))
+	}
 	for _, id := range h.order {
 		g := h.groups[id]
 		if g.dynamic {

@@ -95,7 +95,10 @@ func (h *Host) applyConfChange(g *group, e *pb.Entry) error {
 // replica learns every later change from the log it receives, or gets the
 // configuration whole in a snapshot. The replica is durable when AddGroup
 // returns (a WAL frame, restated in every new WAL file); adding a group the
-// host has is a no-op.
+// host has is a no-op. A replica of the group removed from this node earlier
+// left a tombstone: the new one starts from its term and vote and refuses
+// the votes it would have refused (tomb.go), so moving a replica back to a
+// node is safe.
 func (h *Host) AddGroup(id uint64, boot []uint64) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -121,6 +124,11 @@ func (h *Host) AddGroup(id uint64, boot []uint64) error {
 		return err
 	}
 	h.wal.add(encodeGroup(id, boot))
+	// A replica of this group removed from here earlier made promises the
+	// new one must keep (tomb.go): its term and vote, in the same fdatasync.
+	if err := h.revive(g); err != nil {
+		return err
+	}
 	if err := h.wal.flush(true); err != nil {
 		return h.stop(err)
 	}

@@ -35,6 +35,11 @@ func (h *Host) RemoveGroup(id uint64) error {
 	case !g.dynamic:
 		return fmt.Errorf("replica: group %d is configured at Open, not added: it cannot be removed", id)
 	}
+	// The tombstone goes in the same fdatasync: a replica deleted without
+	// one could come back and vote from an empty memory (tomb.go).
+	if err := h.bury(g); err != nil {
+		return err
+	}
 	h.wal.add(le.AppendUint64([]byte{kindRemoveGroup}, id))
 	if err := h.wal.flush(true); err != nil {
 		return h.stop(err)

@@ -15,6 +15,10 @@ import (
 // the kindRemoveGroup frame: after a restart the new replica has the old
 // term/vote/commit and compaction point, g.applied = old compaction point
 // over empty segments, so records 1..compacted are a permanent hole.
+//
+// Of its old life the new replica keeps only the term (and vote): the
+// tombstone's (tomb.go), also once the WAL files that held the removal are
+// deleted and only new files' headers restate it.
 func TestReviewReAddedGroupResurrectsOldLife(t *testing.T) {
 	fs := vfs.NewMemFS()
 	open := func() (*Host, func()) {
@@ -67,6 +71,16 @@ func TestReviewReAddedGroupResurrectsOldLife(t *testing.T) {
 	if err := h.RemoveGroup(5); err != nil {
 		t.Fatal(err)
 	}
+	removedIn := walFileSeqs(h)
+	// Group 1's writes roll the WAL and delete the file of the removal.
+	for i := 0; i < 400 && walFileSeqs(h)[0] <= removedIn[len(removedIn)-1]; i++ {
+		propose(h, 1)
+	}
+	if seqs := walFileSeqs(h); seqs[0] <= removedIn[len(removedIn)-1] {
+		t.Fatalf("WAL files %v still hold the removal's (%v)", seqs, removedIn)
+	}
+	stop()
+	h, stop = open()
 	if err := h.AddGroup(5, []uint64{1}); err != nil {
 		t.Fatal(err)
 	}
@@ -79,10 +93,21 @@ func TestReviewReAddedGroupResurrectsOldLife(t *testing.T) {
 	st := h.Status(5)
 	recs := h.Records(5)
 	t.Logf("re-added, after restart: %+v, %d records, first seq %v", st, len(recs), firstSeq(recs))
-	if st.Term != 0 || st.Commit != 0 || st.Applied != 0 || st.LastIndex != 0 || st.Compacted != 0 || len(recs) != 0 {
-		t.Fatalf("the re-added replica came back with its old life: %+v and %d records (applied %d over segments holding %d)",
+	if st.Term != old.Term || st.Commit != 0 || st.Applied != 0 || st.LastIndex != 0 || st.Compacted != 0 || len(recs) != 0 {
+		t.Fatalf("the re-added replica is not its tombstone's term (%d) over an empty log: %+v and %d records (applied %d over segments holding %d)", old.Term,
 			st, len(recs), st.Applied, len(recs))
 	}
+}
+
+// walFileSeqs is the sequence numbers of the host's WAL files.
+func walFileSeqs(h *Host) []uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var seqs []uint64
+	for _, f := range h.wal.files {
+		seqs = append(seqs, f.seq)
+	}
+	return seqs
 }
 
 func firstSeq(recs []Record) any {
