@@ -72,4 +72,3 @@ func TestReviewSnapshotRoundSignalsChanged(t *testing.T) {
 	}
 	t.Fatal("no snapshot installed")
 }
-
