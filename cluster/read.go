@@ -178,8 +178,14 @@ func (n *Node) Read(ctx context.Context, pos storage.Position, maxRecords, maxBy
 	if more {
 		recs = recs[:maxRecords]
 	}
-	out := storage.ReadResult{Records: make([]storage.Record, 0, len(recs))}
 	next := pos
+	if len(recs) > 0 {
+		// Expired records are skipped, not returned (retention.go): a page
+		// of only expired ones is empty, and the iterator moves past them.
+		next.Ordinal = recs[len(recs)-1].Seq + 1
+	}
+	recs = liveRecords(recs, n.retentionCut(rec))
+	out := storage.ReadResult{Records: make([]storage.Record, 0, len(recs))}
 	var lastArrival int64
 	for _, r := range recs {
 		arrival, key, data, err := decodeRecord(r.Data)
@@ -189,7 +195,7 @@ func (n *Node) Read(ctx context.Context, pos storage.Position, maxRecords, maxBy
 		seq := seqnum.Seq{ShardCreateSecs: rec.Epoch, ShardIndex: pos.ShardIndex, Ordinal: r.Seq, ArrivalSecs: arrival / 1000}
 		out.Records = append(out.Records, storage.Record{SequenceNumber: seq.String(), Arrival: time.UnixMilli(arrival), PartitionKey: key, Data: data})
 		out.Bytes += len(key) + len(data)
-		next.Ordinal, lastArrival = r.Seq+1, arrival
+		lastArrival = arrival
 	}
 	out.Next = &next
 	if more {
