@@ -136,7 +136,7 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 	n, err := cluster.Open(ctx, cluster.Config{NodeID: c.nodeID, Peers: peers, Join: c.join, PeerListener: ln, Advertise: advertise,
 		Dir: filepath.Join(o.dataDir, "cluster"), FS: vfs.OS{}, Secret: token, AccountID: o.accountID, ShardLimit: o.shardLimit,
 		Tick: c.tick, ElectionTicks: c.electionTicks, Logger: log.Named("cluster"), Now: o.now, ConsumerDelay: o.consumerDelay, Observer: o.engine,
-		RetentionEvery: o.retentionEvery})
+		RetentionEvery: o.retentionEvery, StateSegmentSize: o.segmentSize})
 	if err != nil {
 		lock.Release()
 		return nil, nil, err
