@@ -179,14 +179,15 @@ func (n *Node) Read(ctx context.Context, pos storage.Position, maxRecords, maxBy
 		recs = recs[:maxRecords]
 	}
 	next := pos
+	var lastArrival int64
 	if len(recs) > 0 {
 		// Expired records are skipped, not returned (retention.go): a page
 		// of only expired ones is empty, and the iterator moves past them.
 		next.Ordinal = recs[len(recs)-1].Seq + 1
+		lastArrival, _, _, _ = decodeRecord(recs[len(recs)-1].Data)
 	}
 	recs = liveRecords(recs, n.retentionCut(rec))
 	out := storage.ReadResult{Records: make([]storage.Record, 0, len(recs))}
-	var lastArrival int64
 	for _, r := range recs {
 		arrival, key, data, err := decodeRecord(r.Data)
 		if err != nil {
