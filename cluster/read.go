@@ -69,6 +69,7 @@ func (n *Node) Position(ctx context.Context, stream, shardID string, typ storage
 	pos := storage.Position{Stream: stream, StreamCreated: rec.CreatedNs, ShardIndex: idx}
 	switch typ {
 	case storage.TrimHorizon:
+		pos.Ordinal = n.trimHorizon(ctx, rec, sh.Group)
 	case storage.Latest:
 		pos.Ordinal, err = n.position(ctx, sh.Group, true, 0)
 		err = n.unavailable(stream, sh.ID, err)

@@ -97,6 +97,19 @@ func (n *Node) streamCut(name string) int64 {
 	return n.retentionCut(rec)
 }
 
+// trimHorizon is the first unexpired record's ordinal (or the tip), so a
+// TRIM_HORIZON iterator starts at the oldest record a read returns, not at
+// a run of empty pages over the expired records a replica still holds. When
+// no replica answers, 0 is as right (reads skip expired records), only
+// slower.
+func (n *Node) trimHorizon(ctx context.Context, rec streamRec, group uint64) uint64 {
+	ord, err := n.position(ctx, group, false, n.retentionCut(rec))
+	if err != nil {
+		return 0
+	}
+	return ord
+}
+
 // liveRecords drops the records that arrived before cut. A record that does
 // not decode is kept: the caller's decoding reports it.
 func liveRecords(recs []replica.Record, cut int64) []replica.Record {
