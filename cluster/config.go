@@ -59,6 +59,13 @@ type Config struct {
 	// and segments (replica.Config.Observer): serve passes its engine
 	// metrics, so /metrics counts them (shardlog_fdatasync_duration_seconds).
 	Observer replica.SyncObserver
+	// RetentionEvery is how often the node trims its replicas' expired
+	// segments (retention.go); default DefaultRetentionEvery.
+	RetentionEvery time.Duration
+	// StateSegmentSize is the size at which a replica's segment file rolls
+	// (replica.Config.StateSegmentSize; 0: its default). Retention deletes
+	// whole sealed segments, so tests make them small.
+	StateSegmentSize int64
 }
 
 // Defaults of zero Config fields. A 50 ms tick with 16 election ticks
@@ -90,6 +97,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.RetentionEvery <= 0 {
+		c.RetentionEvery = DefaultRetentionEvery
 	}
 	return c
 }

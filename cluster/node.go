@@ -68,7 +68,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		groups = []replica.GroupConfig{{ID: metaGroup, Peers: cfg.nodes()}}
 	}
 	h, err := replica.Open(replica.Config{NodeID: cfg.NodeID, FS: cfg.FS, Dir: cfg.Dir, Transport: tr,
-		Groups: groups, ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks, Applier: appliers{n.meta, n.seals}, Observer: cfg.Observer})
+		Groups: groups, ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks, Applier: appliers{n.meta, n.seals}, Observer: cfg.Observer,
+		// The host stamps entries with the cluster's clock: retention trims
+		// by the entries' times and reads filter by the records' (retention.go).
+		Now: cfg.Now, StateSegmentSize: cfg.StateSegmentSize})
 	if err != nil {
 		tr.Close()
 		return nil, fmt.Errorf("cluster: open raft state in %s: %w", cfg.Dir, err)
@@ -89,6 +92,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	// Until a joiner has its metadata replica its reconcile rounds find no
 	// metadata leader and do nothing.
 	n.wg.Go(func() { n.reconcileLoop(runCtx) })
+	n.wg.Go(func() { n.retentionLoop(runCtx) })
 	if err := n.awaitSecret(ctx); err != nil {
 		n.Close()
 		return nil, err

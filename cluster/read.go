@@ -72,6 +72,7 @@ func (n *Node) Position(ctx context.Context, stream, shardID string, typ storage
 	}
 	switch typ {
 	case storage.TrimHorizon:
+		pos.Ordinal = n.trimHorizon(ctx, rec, sh.Group)
 	case storage.Latest:
 		pos.Ordinal, err = n.position(ctx, sh.Group, true, 0)
 		err = n.unavailable(stream, sh.ID, err)
@@ -187,9 +188,16 @@ func (n *Node) Read(ctx context.Context, pos storage.Position, maxRecords, maxBy
 	if more {
 		recs = recs[:maxRecords]
 	}
-	out := storage.ReadResult{Records: make([]storage.Record, 0, len(recs))}
 	next := pos
 	var lastArrival int64
+	if len(recs) > 0 {
+		// Expired records are skipped, not returned (retention.go): a page
+		// of only expired ones is empty, and the iterator moves past them.
+		next.Ordinal = recs[len(recs)-1].Seq + 1
+		lastArrival, _, _, _ = decodeRecord(recs[len(recs)-1].Data)
+	}
+	recs = liveRecords(recs, n.retentionCut(rec))
+	out := storage.ReadResult{Records: make([]storage.Record, 0, len(recs))}
 	for _, r := range recs {
 		arrival, key, data, err := decodeRecord(r.Data)
 		if err != nil {
@@ -198,7 +206,7 @@ func (n *Node) Read(ctx context.Context, pos storage.Position, maxRecords, maxBy
 		seq := seqnum.Seq{ShardCreateSecs: shardEpoch(rec, sh), ShardIndex: pos.ShardIndex, Ordinal: r.Seq, ArrivalSecs: arrival / 1000}
 		out.Records = append(out.Records, storage.Record{SequenceNumber: seq.String(), Arrival: time.UnixMilli(arrival), PartitionKey: key, Data: data})
 		out.Bytes += len(key) + len(data)
-		next.Ordinal, lastArrival = r.Seq+1, arrival
+		lastArrival = arrival
 	}
 	out.Next = &next
 	if more {

@@ -200,7 +200,7 @@ func (s *subscription) notCurrent(why string) error {
 // read reads what the replica has applied past the position. ok is false
 // when there is nothing to send yet.
 func (s *subscription) read(maxBytes int) (storage.SubscribeEvent, bool, error) {
-	recs, err := s.n.reader.ReadApplied(s.group, s.next, maxEventRecords, maxBytes)
+	recs, err := s.liveFrom(maxBytes)
 	recs, sealed := cutSeal(recs)
 	if err == nil && len(recs) == 0 {
 		if ev, ok := s.ending(sealed); ok {
@@ -230,6 +230,22 @@ func (s *subscription) read(maxBytes int) (storage.SubscribeEvent, bool, error) 
 		ev.MillisBehindLatest = max(0, s.n.cfg.Now().UnixMilli()-lastArrival)
 	}
 	return ev, true, nil
+}
+
+// liveFrom reads the applied records from the position on, skipping (and
+// moving the position past) those retention expired (retention.go).
+func (s *subscription) liveFrom(maxBytes int) ([]replica.Record, error) {
+	cut := s.n.streamCut(s.stream)
+	for {
+		recs, err := s.n.reader.ReadApplied(s.group, s.next, maxEventRecords, maxBytes)
+		if err != nil || len(recs) == 0 {
+			return nil, err
+		}
+		if live := liveRecords(recs, cut); len(live) > 0 {
+			return live, nil
+		}
+		s.next = recs[len(recs)-1].Seq + 1
+	}
 }
 
 // currencyProbe confirms, once every election timeout, that the replica is

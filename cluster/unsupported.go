@@ -14,10 +14,6 @@ func (n *Node) unsupported(what string) error {
 	return n.fail(storage.ErrInvalidArgument, storage.ReasonClusterUnsupported, storage.Facts{Given: what})
 }
 
-func (n *Node) SetRetention(context.Context, string, int, bool) error {
-	return n.unsupported("Changing the retention period")
-}
-
 func (n *Node) AddTags(context.Context, string, map[string]string, storage.TagCheck) error {
 	return n.unsupported("AddTagsToStream")
 }

@@ -125,3 +125,19 @@ func (c Code) Severity() Severity {
 	}
 	return Info
 }
+
+// A cluster node's data directory (cluster.go).
+const (
+	// EClusterCurrent: a group's CURRENT is not one whole frame, or names a
+	// generation that does not exist; the node does not start.
+	EClusterCurrent Code = "E_CLUSTER_CURRENT"
+	// EWALFrame: a sealed WAL file (not the newest) has a bad frame, or a
+	// frame of an unknown kind has a matching CRC.
+	EWALFrame Code = "E_WAL_FRAME"
+	// WWALTornTail: the newest WAL file ends in a torn write, never
+	// acknowledged; the node cuts it when it starts.
+	WWALTornTail Code = "W_WAL_TORN_TAIL"
+	// WStaleGeneration: a group directory holds a generation other than
+	// CURRENT's (an interrupted snapshot installation); the node removes it.
+	WStaleGeneration Code = "W_STALE_GENERATION"
+)

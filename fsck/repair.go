@@ -27,6 +27,9 @@ import (
 // salvaged ones are re-encoded.
 func Repair(opts Options, dryRun bool) (*Report, error) {
 	opts.Stream, opts.Shard, opts.Deep = "", "", true
+	if IsClusterDir(opts.FS, opts.Dir) {
+		return nil, ErrClusterRepair // cluster.go says why
+	}
 	lock, err := repairLock(opts.Dir, dryRun)
 	if err != nil {
 		return nil, err

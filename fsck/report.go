@@ -85,6 +85,14 @@ type LostRange struct {
 	Reason string `json:"reason"`
 }
 
+// WALSummary describes one file of a cluster node's Raft WAL.
+type WALSummary struct {
+	File   string `json:"file"`
+	Size   int64  `json:"size"`
+	Frames int    `json:"frames"`
+	Tail   string `json:"tail"` // clean, torn or corrupt
+}
+
 // Report is the outcome of Verify or Repair.
 type Report struct {
 	Problems []Problem        `json:"problems"`
@@ -93,6 +101,7 @@ type Report struct {
 	Actions  []Action         `json:"actions,omitempty"`
 	Lost     []LostRange      `json:"lost,omitempty"`
 	Notes    []string         `json:"notes,omitempty"` // what repair could not do
+	WAL      []WALSummary     `json:"wal,omitempty"`   // a cluster node's Raft WAL files (cluster.go)
 	Errors   int              `json:"errors"`
 	Warnings int              `json:"warnings"`
 	DryRun   bool             `json:"dry_run,omitempty"`
@@ -148,6 +157,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, p := range r.Problems {
 		fmt.Fprintf(&b, "%s %s %s %s %s %s\n", p.Severity, p.Code, dash(p.File), optInt(p.Offset), optUint(p.Seq), p.Message)
 	}
+	for _, w := range r.WAL {
+		fmt.Fprintf(&b, "wal %s frames=%d size=%d tail=%s\n", w.File, w.Frames, w.Size, w.Tail)
+	}
 	// Each shard's segments, then the shard's total: both lists are in
 	// shard order.
 	i := 0
@@ -155,8 +167,12 @@ func (r *Report) WriteText(w io.Writer) error {
 		for ; i < len(r.Segments) && strings.HasPrefix(r.Segments[i].File, sh.Dir+"/"); i++ {
 			writeSegmentLine(&b, r.Segments[i])
 		}
-		fmt.Fprintf(&b, "shard %s segments=%d frames=%d records=%d seq=%s time=%s stored=%d raw=%d ratio=%s tail=%s errors=%d warnings=%d\n",
-			sh.Dir, sh.Segments, sh.Frames, sh.Records, seqRange(sh.Frames, sh.FirstSeq, sh.LastSeq), timeRange(sh.Frames, sh.MinTs, sh.MaxTs),
+		kind := "shard"
+		if strings.HasPrefix(sh.Dir, ClusterDir+"/") {
+			kind = "group" // a cluster node's Raft group (cluster.go)
+		}
+		fmt.Fprintf(&b, "%s %s segments=%d frames=%d records=%d seq=%s time=%s stored=%d raw=%d ratio=%s tail=%s errors=%d warnings=%d\n",
+			kind, sh.Dir, sh.Segments, sh.Frames, sh.Records, seqRange(sh.Frames, sh.FirstSeq, sh.LastSeq), timeRange(sh.Frames, sh.MinTs, sh.MaxTs),
 			sh.Stored, sh.Raw, ratio(sh.Stored, sh.Raw), sh.Tail, sh.Errors, sh.Warnings)
 	}
 	for ; i < len(r.Segments); i++ {

@@ -48,7 +48,11 @@ func Verify(opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer v.close()
-	if err := v.run(); err != nil {
+	run := v.run
+	if IsClusterDir(v.opts.FS, v.opts.Dir) {
+		run = v.verifyCluster // cluster.go
+	}
+	if err := run(); err != nil {
 		return nil, err
 	}
 	return v.rep, nil

@@ -97,6 +97,7 @@ type stateSeg struct {
 	end          int64 // just past the last frame written
 	seeks        []seekPoint
 	sinceSeek    int64
+	maxTs        int64 // the newest arrival in it (arrivals never decrease along the chain)
 }
 
 // seekPoint: the frame at offset starts with seq. Every segment's first frame
@@ -299,6 +300,12 @@ func (s *segState) recoverSeg(sg *stateSeg, newest bool) (bool, error) {
 	}
 	if sg.frames == 0 {
 		s.wnext = max(s.wnext, sg.firstSeq)
+		if sg.firstSeq > 0 {
+			// Everything before it was in the segments before it, synced when
+			// they rolled, even if retention has since deleted them all
+			// (segtrim.go): the WAL must not apply those entries again.
+			s.last = max(s.last, (sg.firstSeq-1)>>16)
+		}
 		return false, s.removeSeg(sg)
 	}
 	s.wnext = sg.lastSeq + 1
@@ -346,6 +353,7 @@ func (s *segState) checkChain() error {
 }
 
 func (sg *stateSeg) addSeek(fi segment.FrameInfo) {
+	sg.maxTs = max(sg.maxTs, fi.MaxTs)
 	if len(sg.seeks) == 0 || sg.sinceSeek >= seekInterval {
 		sg.seeks = append(sg.seeks, seekPoint{seq: fi.FirstSeq, off: fi.Offset})
 		sg.sinceSeek = 0

@@ -13,6 +13,8 @@ package replica
 //     (a crash leaves the old state or the new one, never a mix);
 //   - applying is idempotent by index: recovery replays the WAL from the
 //     compaction point and skips the entries the state already holds (held);
+//   - trim deletes whole sealed segments whose records all arrived before a
+//     time (retention, segtrim.go);
 //   - read serves the records from the state itself, never from memory, and
 //     may run without the host's lock.
 type appliedState interface {
@@ -23,6 +25,7 @@ type appliedState interface {
 	read(from uint64, maxRecords, maxBytes int) ([]Record, error)
 	snapshot(applied uint64) ([]byte, error)
 	install(index uint64, data []byte, crash func(string) error) error
+	trim(beforeMs int64) (segments int, bytes int64, err error)
 	close() error
 }
 
