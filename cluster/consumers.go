@@ -124,8 +124,8 @@ func (n *Node) RegisterConsumer(ctx context.Context, stream, name string, tags m
 		now := n.cfg.Now()
 		pruneRetired(&cs, now)
 		added = datadir.ConsumerRecord{Name: name, CreatedMs: consumerCreation(cs, name, now).UnixMilli(), Status: storage.ConsumerActive}
-		if n.cfg.ConsumerDelay > 0 {
-			added.Status, added.PendingUntilNs = storage.ConsumerCreating, now.Add(n.cfg.ConsumerDelay).UnixNano()
+		if d := n.consumerDelay(); d > 0 {
+			added.Status, added.PendingUntilNs = storage.ConsumerCreating, now.Add(d).UnixNano()
 		}
 		if len(tags) > 0 {
 			added.Tags = maps.Clone(tags)
@@ -244,12 +244,12 @@ func (n *Node) DeregisterConsumer(ctx context.Context, stream, name string) erro
 		if c.Status != storage.ConsumerActive {
 			return cs, n.consumerNotActive(stream, c)
 		}
-		if n.cfg.ConsumerDelay <= 0 {
+		if n.consumerDelay() <= 0 {
 			retire(&cs, i)
 			return cs, nil
 		}
 		cs.Consumers[i].Status = storage.ConsumerDeleting
-		cs.Consumers[i].PendingUntilNs = n.cfg.Now().Add(n.cfg.ConsumerDelay).UnixNano()
+		cs.Consumers[i].PendingUntilNs = n.cfg.Now().Add(n.consumerDelay()).UnixNano()
 		return cs, nil
 	})
 }
@@ -390,3 +390,15 @@ func (n *Node) consumersOnDelete(rec streamRec, o storage.DeleteOptions) ([]repl
 	key := consumersKey(rec.Name)
 	return []replica.MetaCond{{Key: key, Version: cv}}, []replica.MetaOp{{Key: key}}, nil
 }
+
+// consumerDelay is Config.ConsumerDelay, or what a test set since
+// (setConsumerDelay): tests change it while the node runs, and the node's
+// goroutines copy its Config, so it is kept apart from it.
+func (n *Node) consumerDelay() time.Duration {
+	if d := n.delay.Load(); d != nil {
+		return *d
+	}
+	return n.cfg.ConsumerDelay
+}
+
+func (n *Node) setConsumerDelay(d time.Duration) { n.delay.Store(&d) }

@@ -35,8 +35,8 @@ func TestConsumersEverywhere(t *testing.T) {
 	// Only RegisterConsumer and DeregisterConsumer read ConsumerDelay, from
 	// this goroutine: node 1 keeps consumers CREATING for long, node 3
 	// briefly, node 2 not at all.
-	c.node(1).cfg.ConsumerDelay = time.Hour
-	c.node(3).cfg.ConsumerDelay = 200 * time.Millisecond
+	c.node(1).setConsumerDelay(time.Hour)
+	c.node(3).setConsumerDelay(200 * time.Millisecond)
 
 	brief, err := c.node(3).RegisterConsumer(ctx, "s", "brief", map[string]string{"k": "v"})
 	if err != nil || brief.Status != storage.ConsumerCreating {
@@ -60,7 +60,7 @@ func TestConsumersEverywhere(t *testing.T) {
 	_, err = c.node(2).RegisterConsumer(ctx, "s", "brief", nil)
 	wantReason(t, "the same name again", err, storage.ErrResourceInUse, storage.ReasonConsumerExists)
 
-	c.node(1).cfg.ConsumerDelay = 3 * time.Second
+	c.node(1).setConsumerDelay(3 * time.Second)
 	start := time.Now()
 	for i := range storage.MaxCreatingConsumers {
 		if _, err := c.node(1).RegisterConsumer(ctx, "s", fmt.Sprintf("slow%d", i), nil); err != nil {
@@ -68,7 +68,7 @@ func TestConsumersEverywhere(t *testing.T) {
 		}
 	}
 	_, err = c.node(2).RegisterConsumer(ctx, "s", "sixth", nil)
-	if time.Since(start) < c.node(1).cfg.ConsumerDelay { // else the machine was too slow to tell
+	if time.Since(start) < c.node(1).consumerDelay() { // else the machine was too slow to tell
 		wantReason(t, "a sixth CREATING", err, storage.ErrLimitExceeded, storage.ReasonConsumersCreating)
 	}
 	eventually(t, "the slow consumers turn ACTIVE", func() error {
@@ -80,7 +80,7 @@ func TestConsumersEverywhere(t *testing.T) {
 		}
 		return err
 	})
-	c.node(1).cfg.ConsumerDelay = 0
+	c.node(1).setConsumerDelay(0)
 	for i := 1 + storage.MaxCreatingConsumers; ; i++ {
 		list, err := c.node(1).ListConsumers(ctx, "s")
 		if err != nil {
@@ -100,7 +100,7 @@ func TestConsumersEverywhere(t *testing.T) {
 		t.Fatalf("ListConsumers: %d consumers, %v", len(list), err)
 	}
 
-	c.node(3).cfg.ConsumerDelay = time.Hour
+	c.node(3).setConsumerDelay(time.Hour)
 	if err := c.node(3).DeregisterConsumer(ctx, "s", "slow0"); err != nil {
 		t.Fatal(err)
 	}

@@ -36,9 +36,10 @@ type Node struct {
 	// (awaitSecret); the reconcile loop forwards before that.
 	keys atomic.Pointer[secretKeys]
 
-	routes  sync.Map // stream name → *routeTable
-	leaders sync.Map // group → the node a peer last named its leader (remote.go)
-	gone    goneSet  // consumers' gone channels (consumers.go)
+	routes  sync.Map                      // stream name → *routeTable
+	leaders sync.Map                      // group → the node a peer last named its leader (remote.go)
+	gone    goneSet                       // consumers' gone channels (consumers.go)
+	delay   atomic.Pointer[time.Duration] // a test's ConsumerDelay (consumers.go)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
