@@ -379,15 +379,22 @@ func (s *segState) add(index uint64, arrivalMs int64, recs [][]byte) []Record {
 func (s *segState) held() uint64 { return s.last }
 
 // write writes the queued records, as few frames as maxFrameRaw allows,
-// without an fdatasync.
+// without an fdatasync. A frame ends only between entries, even when one
+// entry alone passes maxFrameRaw (a PutRecords of up to 10 MiB, well within
+// the segment's 16 MiB frame limit): recovery takes the last record's entry
+// as held, so a power cut that kept the first frame of a split entry and
+// lost the second would make the WAL's replay skip the lost records.
 func (s *segState) write() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for len(s.pending) > 0 {
 		n, raw := 0, 0
-		for n < len(s.pending) && (n == 0 || raw+len(s.pending[n].Data)+32 <= maxFrameRaw) {
-			raw += len(s.pending[n].Data) + 32
-			n++
+		for n < len(s.pending) {
+			end, size := entryEnd(s.pending, n)
+			if n > 0 && raw+size > maxFrameRaw {
+				break
+			}
+			n, raw = end, raw+size
 		}
 		if err := s.appendFrame(s.pending[:n], int64(raw)); err != nil {
 			return fmt.Errorf("replica: group %d applied state: %w", s.group, err)
@@ -396,6 +403,16 @@ func (s *segState) write() error {
 	}
 	s.pending = nil
 	return nil
+}
+
+// entryEnd returns the end of the entry whose records start at recs[i] and
+// their raw size, as write counts it.
+func entryEnd(recs []segment.Record, i int) (int, int) {
+	entry, size := recs[i].Seq>>16, 0
+	for ; i < len(recs) && recs[i].Seq>>16 == entry; i++ {
+		size += len(recs[i].Data) + 32
+	}
+	return i, size
 }
 
 func (s *segState) appendFrame(recs []segment.Record, raw int64) error {
