@@ -183,6 +183,7 @@ type Host struct {
 	// rounds counts Ready rounds that wrote to the WAL, stateSyncs the
 	// segments' fdatasyncs, proposals the proposals made here (Stats).
 	rounds, stateSyncs, proposals atomic.Uint64
+	queued                        atomic.Uint64 // proposals that went through the inbox
 	// acks are the proposals the current round applied: answered at its
 	// end, once their records are in the segments.
 	acks []ack
@@ -1192,15 +1193,17 @@ type Stats struct {
 	// StateSyncs is the fdatasyncs of the groups' segments (at WAL and
 	// segment rolls; snapshot installations and segment creations aside).
 	StateSyncs uint64
-	// Proposals is the proposals made on this host (Propose).
-	Proposals uint64
+	// Proposals is the proposals made on this host (Propose); Queued, of
+	// the Propose calls, those made while a round held the lock, and so
+	// queued for the next one (inbox.go).
+	Proposals, Queued uint64
 }
 
 // Stats returns the host's counters; it takes no lock, so a status or
 // metrics endpoint can read it while a round runs.
 func (h *Host) Stats() Stats {
 	return Stats{Rounds: h.rounds.Load(), WALSyncs: h.wal.syncs.Load(), Entries: h.wal.entries.Load(),
-		StateSyncs: h.stateSyncs.Load(), Proposals: h.proposals.Load()}
+		StateSyncs: h.stateSyncs.Load(), Proposals: h.proposals.Load(), Queued: h.queued.Load()}
 }
 
 func (h *Host) stateSynced(d time.Duration, err error) {

@@ -65,6 +65,7 @@ func (h *Host) enqueue(group uint64, rs *Records) (*Proposal, error) {
 	}
 	p := &Proposal{done: make(chan struct{})}
 	h.in.queue = append(h.in.queue, queued{group: group, rs: rs, p: p})
+	h.queued.Add(1)
 	h.wake()
 	return p, nil
 }

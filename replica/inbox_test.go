@@ -1,8 +1,14 @@
 package replica
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/shardlog/shardlog/vfs"
 )
 
 // TestProposalsQueueBehindARound: a proposal made while a round holds the
@@ -88,4 +94,91 @@ func TestLeaderAndPresenceWithoutTheLock(t *testing.T) {
 			t.Fatalf("node %d: leader %d, has group 2 %v, has group 99 %v; want 1, true, false", id, lead, has, hasNot)
 		}
 	}
+}
+
+// TestRunConcurrentProposers: proposers on many goroutines against hosts
+// driven by Run (so proposals meet rounds in progress and queue): every
+// proposal is decided, each acknowledged record once, with its own
+// ordinal, and the leader applies exactly the acknowledged records.
+func TestRunConcurrentProposers(t *testing.T) {
+	const proposers, each = 8, 25
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard, not a timing assertion
+	defer cancel()
+	tr := chanTransport{1: make(chan Batch, 1024), 2: make(chan Batch, 1024), 3: make(chan Batch, 1024)}
+	hosts := map[uint64]*Host{}
+	done := make(chan error, 3)
+	runCtx, stop := context.WithCancel(ctx)
+	for id := uint64(1); id <= 3; id++ {
+		h, err := Open(Config{NodeID: id, FS: vfs.NewMemFS(), Dir: "/d", Groups: []GroupConfig{{ID: 1, Peers: []uint64{1, 2, 3}}}, Transport: tr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hosts[id] = h
+		ticker := time.NewTicker(5 * time.Millisecond)
+		defer ticker.Stop()
+		go func() { done <- h.Run(runCtx, ticker.C, tr[id]) }()
+	}
+	proposeToLeader(ctx, t, hosts, 1, "first") // a leader exists
+	var mu sync.Mutex
+	acked := map[uint64]string{}
+	var wg sync.WaitGroup
+	for w := range proposers {
+		wg.Go(func() {
+			for i := range each {
+				rec := fmt.Sprintf("w%d-%d", w, i)
+				if seq, ok := proposeOnce(ctx, hosts, rec); ok {
+					mu.Lock()
+					acked[seq] = rec
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	stop()
+	for range 3 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var queued uint64
+	var longest []Record
+	for id := uint64(1); id <= 3; id++ {
+		queued += hosts[id].Stats().Queued
+		if r := hosts[id].Records(1); len(r) > len(longest) {
+			longest = r
+		}
+	}
+	t.Logf("%d of %d proposals acknowledged, %d went through an inbox", len(acked), proposers*each, queued)
+	if len(acked) != proposers*each {
+		t.Fatalf("%d records acknowledged, want %d (a leader stayed put, nothing else fails them)", len(acked), proposers*each)
+	}
+	if len(longest) != len(acked)+1 {
+		t.Fatalf("the leader applied %d records, want %d", len(longest), len(acked)+1)
+	}
+	for _, r := range longest[1:] {
+		if acked[r.Seq] != string(r.Data) {
+			t.Fatalf("ordinal %d holds %q, acknowledged as %q", r.Seq, r.Data, acked[r.Seq])
+		}
+	}
+}
+
+// proposeOnce proposes rec at whichever host leads group 1, retrying while
+// none does; it reports the record's ordinal once acknowledged.
+func proposeOnce(ctx context.Context, hosts map[uint64]*Host, rec string) (uint64, bool) {
+	for ctx.Err() == nil {
+		for id := uint64(1); id <= 3; id++ {
+			p, err := hosts[id].Propose(1, [][]byte{[]byte(rec)})
+			if err != nil {
+				continue
+			}
+			if seqs, err := p.Wait(ctx); err == nil {
+				return seqs[0], true
+			} else if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrDropped) {
+				return 0, false
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return 0, false
 }
