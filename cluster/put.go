@@ -46,15 +46,43 @@ type shardRoute struct {
 	r     hashkey.Range
 }
 
-// routeTable is a stream record's parsed routes, cached per record version.
+// routeTable is a stream record, decoded once per version of it, and its
+// parsed routes. It is shared by every concurrent put and never changed:
+// a new version of the record gets a new table.
 type routeTable struct {
 	version uint64
+	rec     streamRec
 	routes  []shardRoute
 }
 
+// putTable is writable for the put path, without decoding the stream's
+// record at every request: the table cached for the record's current
+// version answers. At 256 shards the JSON decode of the record was most of
+// the CPU a one-record PutRecord cost the node receiving it (BENCHMARKS.md,
+// "PutRecord at 256 shards"). The status is the cached record's, so a
+// change of it (a new version) is seen as writable sees it.
+func (n *Node) putTable(ctx context.Context, name string) (*routeTable, error) {
+	if mv, ok := n.meta.Get(replica.StreamKey(name)); ok {
+		if t, ok := n.routes.Load(name); ok {
+			if t := t.(*routeTable); t.version == mv.Version && t.rec.Status == string(storage.StatusActive) {
+				return t, nil
+			}
+		}
+	}
+	rec, version, err := n.writable(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return n.tableOf(rec, version), nil
+}
+
 func (n *Node) routesOf(rec streamRec, version uint64) []shardRoute {
+	return n.tableOf(rec, version).routes
+}
+
+func (n *Node) tableOf(rec streamRec, version uint64) *routeTable {
 	if t, ok := n.routes.Load(rec.Name); ok && t.(*routeTable).version == version {
-		return t.(*routeTable).routes
+		return t.(*routeTable)
 	}
 	var rs []shardRoute
 	for _, sh := range rec.Shards {
@@ -68,8 +96,9 @@ func (n *Node) routesOf(rec streamRec, version uint64) []shardRoute {
 			rs = append(rs, shardRoute{index: idx, group: sh.Group, epoch: shardEpoch(rec, sh), r: hashkey.Range{Start: start, End: end}})
 		}
 	}
-	n.routes.Store(rec.Name, &routeTable{version: version, routes: rs})
-	return rs
+	t := &routeTable{version: version, rec: rec, routes: rs}
+	n.routes.Store(rec.Name, t)
+	return t
 }
 
 // shardBatch is the entries of one request that go to one shard.
@@ -85,11 +114,12 @@ type shardBatch struct {
 // when every entry failed for want of a leader, the whole request is
 // refused with ServiceUnavailable.
 func (n *Node) Put(ctx context.Context, stream string, entries []storage.PutEntry) ([]storage.PutResult, error) {
-	rec, version, err := n.writable(ctx, stream)
+	t, err := n.putTable(ctx, stream)
 	if err != nil {
 		return nil, err
 	}
-	batches, err := n.batchByShard(rec, n.routesOf(rec, version), entries)
+	rec := t.rec
+	batches, err := n.batchByShard(rec, t.routes, entries)
 	if err != nil {
 		return nil, err
 	}

@@ -78,8 +78,9 @@ func (n *Node) onLeader(ctx context.Context, group uint64, local func(context.Co
 	}
 }
 
-// leaderOf is the group's leader as this node's replica knows it (0: none
-// known, or no replica here).
+// leaderOf is the group's leader as this node's replica knew it at its
+// last round (0: none known, or no replica here). It takes no host lock, so
+// a request does not wait for a round's fdatasync to learn where to go.
 func (n *Node) leaderOf(group uint64) uint64 {
-	return n.host.Status(group).Leader
+	return n.host.Leader(group)
 }

@@ -30,7 +30,6 @@ func (h *Host) Campaign(group uint64) error {
 
 // HasGroup reports whether this node holds a replica of group.
 func (h *Host) HasGroup(group uint64) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.groups[group] != nil
+	_, ok := h.index.Load(group) // no lock: the put path asks it (inbox.go)
+	return ok
 }

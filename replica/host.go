@@ -189,9 +189,14 @@ type Host struct {
 	// rounds counts Ready rounds that wrote to the WAL, stateSyncs the
 	// segments' fdatasyncs, proposals the proposals made here (Stats).
 	rounds, stateSyncs, proposals atomic.Uint64
+	queued                        atomic.Uint64 // proposals that went through the inbox
 	// acks are the proposals the current round applied: answered at its
 	// end, once their records are in the segments.
 	acks []ack
+	// in holds proposals made while a round held mu; index is each
+	// group's *groupIndex, for readers that take no lock (inbox.go).
+	in    inbox
+	index sync.Map
 }
 
 // ack is an applied proposal and its records' ordinals.
@@ -207,6 +212,7 @@ type group struct {
 	dynamic bool     // created by AddGroup: restated in every new WAL file
 	rn      *raft.RawNode
 	ms      *raft.MemoryStorage
+	ix      *groupIndex // what lock-free readers see of it (inbox.go)
 	applied uint64
 	state   appliedState // the group's segments: its records live only there
 	// Log compaction (docs/cluster.md §2): compactTo is the highest point
@@ -330,6 +336,8 @@ func (h *Host) newGroup(gc GroupConfig) *group {
 // addToOrder registers g, keeping h.order sorted.
 func (h *Host) addToOrder(g *group) {
 	h.groups[g.id] = g
+	g.ix = &groupIndex{}
+	h.index.Store(g.id, g.ix)
 	i, _ := slices.BinarySearch(h.order, g.id)
 	h.order = slices.Insert(h.order, i, g.id)
 }
@@ -664,21 +672,39 @@ func (h *Host) Propose(group uint64, records [][]byte) (*Proposal, error) {
 
 // ProposeRecords is Propose of records built in place. The host keeps
 // rs's bytes as the entry's: the caller must not use rs again.
+//
+// While a round holds the host's lock (across its fdatasync), the proposal
+// is not waited for: it is queued, and the next round hands it to raft
+// first (inbox.go); its ErrNotLeader or unknown group then comes through
+// the Proposal, as definite as when returned here. Uncontended (always, in
+// the single-goroutine simulation) it is proposed at once, as before.
 func (h *Host) ProposeRecords(group uint64, rs *Records) (*Proposal, error) {
 	if rs.n == 0 || rs.n > MaxRecordsPerProposal {
 		return nil, fmt.Errorf("replica: %d records in a proposal", rs.n)
 	}
-	h.mu.Lock()
+	if !h.mu.TryLock() {
+		return h.enqueue(group, rs)
+	}
 	defer h.mu.Unlock()
 	if h.stopped != nil {
 		return nil, ErrStopped
 	}
+	p := &Proposal{done: make(chan struct{})}
+	if err := h.proposeLocked(group, rs, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// proposeLocked hands a proposal to the group's raft, which must be led
+// here; h.mu is held.
+func (h *Host) proposeLocked(group uint64, rs *Records, p *Proposal) error {
 	g := h.groups[group]
 	switch {
 	case g == nil:
-		return nil, errUnknownGroup(group)
+		return errUnknownGroup(group)
 	case g.rn.BasicStatus().RaftState != raft.StateLeader:
-		return nil, ErrNotLeader
+		return ErrNotLeader
 	}
 	h.unquiesce(g, true)
 	g.dirty = true
@@ -686,13 +712,13 @@ func (h *Host) ProposeRecords(group uint64, rs *Records) (*Proposal, error) {
 	h.nextID++
 	key := proposalKey{node: h.cfg.NodeID, incarnation: h.incarnation, id: h.nextID}
 	if err := g.rn.Propose(rs.entryData(key, h.cfg.Now().UnixMilli())); err != nil {
-		return nil, ErrNotLeader // raft dropped it (a leadership transfer, say): nothing appended
+		return ErrNotLeader // raft dropped it (a leadership transfer, say): nothing appended
 	}
 	h.proposals.Add(1)
-	p := &Proposal{term: term, done: make(chan struct{})}
+	p.term = term
 	g.pending[key.id] = p
 	h.wake()
-	return p, nil
+	return nil
 }
 
 func (h *Host) wake() {
@@ -726,6 +752,7 @@ func (h *Host) HandleReady() error {
 	if h.stopped != nil {
 		return h.stopped
 	}
+	h.takeInbox()
 	rounds, err := h.collect()
 	if err != nil {
 		return h.stop(err)
@@ -736,6 +763,12 @@ func (h *Host) HandleReady() error {
 	if err := h.applyDurable(rounds); err != nil {
 		return h.stop(err)
 	}
+	// What applyDurable applied is committed (on a quorum's disks), was on
+	// this node's disk before the round, and is in the segments now: its
+	// proposals are answered before the round's own fdatasync, which is
+	// about other entries (docs/cluster.md §4). Before, they waited for it,
+	// one more fdatasync on every proposal's path.
+	h.answer()
 	if len(h.wal.pending) > 0 {
 		h.rounds.Add(1)
 	}
@@ -794,6 +827,7 @@ func (h *Host) collect() ([]readyRound, error) {
 			continue
 		}
 		rd := g.rn.Ready()
+		h.publishLead(g, rd)
 		if !raft.IsEmptySnap(rd.Snapshot) {
 			if err := h.installSnapshot(g, rd.Snapshot); err != nil {
 				return nil, err
@@ -1141,6 +1175,7 @@ func (h *Host) stop(err error) error {
 		a.p.finish(nil, ErrStopped)
 	}
 	h.acks = nil
+	h.closeInbox(ErrStopped)
 	h.signalStopped()
 	for _, id := range h.order {
 		g := h.groups[id]
@@ -1196,15 +1231,17 @@ type Stats struct {
 	// StateSyncs is the fdatasyncs of the groups' segments (at WAL and
 	// segment rolls; snapshot installations and segment creations aside).
 	StateSyncs uint64
-	// Proposals is the proposals made on this host (Propose).
-	Proposals uint64
+	// Proposals is the proposals made on this host (Propose); Queued, of
+	// the Propose calls, those made while a round held the lock, and so
+	// queued for the next one (inbox.go).
+	Proposals, Queued uint64
 }
 
 // Stats returns the host's counters; it takes no lock, so a status or
 // metrics endpoint can read it while a round runs.
 func (h *Host) Stats() Stats {
 	return Stats{Rounds: h.rounds.Load(), WALSyncs: h.wal.syncs.Load(), Entries: h.wal.entries.Load(),
-		StateSyncs: h.stateSyncs.Load(), Proposals: h.proposals.Load()}
+		StateSyncs: h.stateSyncs.Load(), Proposals: h.proposals.Load(), Queued: h.queued.Load()}
 }
 
 func (h *Host) stateSynced(d time.Duration, err error) {

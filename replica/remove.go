@@ -49,6 +49,7 @@ func (h *Host) RemoveGroup(id uint64) error {
 	}
 	g.state.close()
 	delete(h.groups, id)
+	h.index.Delete(id)
 	h.order = slices.DeleteFunc(h.order, func(x uint64) bool { return x == id })
 	return h.removeGroupFiles(id)
 }

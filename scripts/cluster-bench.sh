@@ -11,7 +11,9 @@
 # seconds_count from /metrics) the bench cost it. The bench flags default to
 # PutRecords of 500 x 1 KiB on 4 shards with 4 clients for 10 s. Ports:
 # PORT_BASE (default 5560) for the APIs, PORT_BASE+100 for Raft, so it does
-# not collide with `make cluster-run`.
+# not collide with `make cluster-run`. WARMUP (e.g. 3s), if set, runs the
+# bench that long first, unmeasured: it creates the stream and lets its
+# groups elect their leaders (BENCHMARKS.md, "PutRecord at 256 shards").
 set -euo pipefail
 
 bin=${1:-bin/shardlog}
@@ -55,6 +57,9 @@ measure() {
 	local label=$1 i
 	shift
 	local urls=("$@") c0=() s0=()
+	if [ -n "${WARMUP:-}" ]; then
+		"$bin" bench --endpoint "${urls[0]}" "${flags[@]}" --duration "$WARMUP" >/dev/null 2>&1
+	fi
 	for i in "${!urls[@]}"; do c0+=("$(cpu "${pids[$i]}")"); s0+=("$(syncs "${urls[$i]}")"); done
 	echo "== $label"
 	"$bin" bench --endpoint "${urls[0]}" "${flags[@]}" 2>/dev/null
