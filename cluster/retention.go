@@ -140,6 +140,14 @@ func (n *Node) retentionLoop(ctx context.Context) {
 // deleted. It runs on a timer; tests call it directly.
 func (n *Node) EnforceRetention() replica.TrimResult {
 	var total replica.TrimResult
+	// review3: trim only by a period read after a linearizable metadata
+	// read: a node whose metadata lags an acknowledged retention increase
+	// would delete live records for good.
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.electionTimeout())
+	defer cancel()
+	if err := n.linearize(ctx, metaGroup); err != nil {
+		return total
+	}
 	for _, rec := range n.streams() {
 		cut := n.retentionCut(rec)
 		for _, sh := range rec.Shards {

@@ -47,10 +47,19 @@ func (t *sealTracker) Applied(g uint64, recs []replica.Record) {
 }
 
 func (t *sealTracker) Restored(g uint64, recs []replica.Record) {
-	t.mu.Lock()
-	delete(t.at, g)
-	t.mu.Unlock()
-	t.Applied(g, recs)
+	// review3: a seal is a fact of the log, never undone: a restored state
+	// that lacks it (an empty AddGroup, a snapshot whose sender trimmed it)
+	// must not make this node forget it. Keep the earliest seen.
+	for _, r := range recs {
+		if isSeal(r.Data) {
+			t.mu.Lock()
+			if cur, ok := t.at[g]; !ok || r.Seq < cur {
+				t.at[g] = r.Seq
+			}
+			t.mu.Unlock()
+			return
+		}
+	}
 }
 
 // note records a seal the metadata knows of (a closed shard's End): the
@@ -59,7 +68,7 @@ func (t *sealTracker) Restored(g uint64, recs []replica.Record) {
 func (t *sealTracker) note(g, end uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.at[g]; !ok {
+	if cur, ok := t.at[g]; !ok || end < cur {
 		t.at[g] = end
 	}
 }
