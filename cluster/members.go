@@ -199,15 +199,7 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply, err := n.admit(r.Context(), req)
-	var refused *refusedError
-	switch {
-	case errors.As(err, &refused):
-		http.Error(w, refused.msg, http.StatusBadRequest)
-	case err != nil:
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-	default:
-		writeJSON(w, http.StatusOK, reply)
-	}
+	writeAdmin(w, reply, err)
 }
 
 // admit registers a joining node (or confirms its registration: a joiner
@@ -257,6 +249,12 @@ func (n *Node) serveRemoveNode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info, err := n.RemoveNode(r.Context(), req.Node)
+	writeAdmin(w, info, err)
+}
+
+// writeAdmin answers an admin request: 400 with the reason for a refusal,
+// 503 for a failure to reach the metadata leader (retry), else v.
+func writeAdmin(w http.ResponseWriter, v any, err error) {
 	var refused *refusedError
 	switch {
 	case errors.As(err, &refused):
@@ -264,7 +262,7 @@ func (n *Node) serveRemoveNode(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 	default:
-		writeJSON(w, http.StatusOK, info)
+		writeJSON(w, http.StatusOK, v)
 	}
 }
 
