@@ -143,23 +143,7 @@ func (n *Node) UpdateShardCount(ctx context.Context, stream string, target int) 
 // reshard plans a reshard from the linearized metadata and accepts it (step
 // 1 at the top of this file), retrying when another change won the race.
 func (n *Node) reshard(ctx context.Context, name string, plan func(storage.ReshardInput) (storage.ReshardPlan, error)) error {
-	for range maxTxnAttempts {
-		if err := n.linearize(ctx, metaGroup); err != nil {
-			return n.unavailable("", "", err)
-		}
-		conds, ops, err := n.acceptTxn(name, plan)
-		if err != nil || ops == nil {
-			return err
-		}
-		committed, err := n.txn(ctx, conds, ops)
-		if err != nil {
-			return n.unavailable("", "", err)
-		}
-		if committed {
-			return nil
-		}
-	}
-	return n.unavailable("", "", errNoLeader)
+	return n.casLoop(ctx, func() ([]replica.MetaCond, []replica.MetaOp, error) { return n.acceptTxn(name, plan) })
 }
 
 // acceptTxn builds the accept transaction from the local state; nil ops:

@@ -36,31 +36,21 @@ const DefaultRetentionEvery = time.Minute
 // mode's checks in its order (storage.Store.SetRetention): the stream, its
 // status, then the bounds and the direction against the current period.
 func (n *Node) SetRetention(ctx context.Context, name string, hours int, increase bool) error {
-	for range maxTxnAttempts {
-		if err := n.linearize(ctx, metaGroup); err != nil {
-			return n.unavailable("", "", err)
-		}
+	return n.casLoop(ctx, func() ([]replica.MetaCond, []replica.MetaOp, error) {
 		rec, v, ok := n.stream(name)
 		if !ok {
-			return n.fail(storage.ErrStreamNotFound, storage.ReasonStreamNotFound, storage.Facts{Stream: name})
+			return nil, nil, n.fail(storage.ErrStreamNotFound, storage.ReasonStreamNotFound, storage.Facts{Stream: name})
 		}
 		if rec.Status != string(storage.StatusActive) {
-			return n.fail(storage.ErrResourceInUse, storage.ReasonNotActive, storage.Facts{Stream: name, State: storage.StreamStatus(rec.Status)})
+			return nil, nil, n.fail(storage.ErrResourceInUse, storage.ReasonNotActive, storage.Facts{Stream: name, State: storage.StreamStatus(rec.Status)})
 		}
 		if err := n.checkRetention(name, hours, increase, rec.RetentionHours); err != nil {
-			return err
+			return nil, nil, err
 		}
 		rec.RetentionHours = hours
 		key := replica.StreamKey(name)
-		committed, err := n.txn(ctx, []replica.MetaCond{{Key: key, Version: v}}, []replica.MetaOp{{Key: key, Value: mustJSON(rec)}})
-		if err != nil {
-			return n.unavailable("", "", err)
-		}
-		if committed {
-			return nil
-		}
-	}
-	return n.unavailable("", "", errNoLeader)
+		return []replica.MetaCond{{Key: key, Version: v}}, []replica.MetaOp{{Key: key, Value: mustJSON(rec)}}, nil
+	})
 }
 
 func (n *Node) checkRetention(name string, hours int, increase bool, cur int) error {

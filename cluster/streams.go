@@ -31,23 +31,7 @@ func (n *Node) CreateStream(ctx context.Context, in storage.CreateStreamInput) e
 	if err := n.createSupported(in); err != nil {
 		return err
 	}
-	for range maxTxnAttempts {
-		if err := n.linearize(ctx, metaGroup); err != nil {
-			return n.unavailable("", "", err)
-		}
-		conds, ops, err := n.createTxn(in)
-		if err != nil {
-			return err
-		}
-		committed, err := n.txn(ctx, conds, ops)
-		if err != nil {
-			return n.unavailable("", "", err)
-		}
-		if committed {
-			return nil
-		}
-	}
-	return n.unavailable("", "", errNoLeader)
+	return n.casLoop(ctx, func() ([]replica.MetaCond, []replica.MetaOp, error) { return n.createTxn(in) })
 }
 
 func (n *Node) createSupported(in storage.CreateStreamInput) error {
@@ -137,17 +121,14 @@ func (n *Node) place(newGroups []uint64) replica.Placement {
 // Its consumers go with it, and it is refused while it has some unless
 // o.EnforceConsumerDeletion (consumersOnDelete).
 func (n *Node) DeleteStreamWith(ctx context.Context, name string, o storage.DeleteOptions) error {
-	for range maxTxnAttempts {
-		if err := n.linearize(ctx, metaGroup); err != nil {
-			return n.unavailable("", "", err)
-		}
+	err := n.casLoop(ctx, func() ([]replica.MetaCond, []replica.MetaOp, error) {
 		rec, v, ok := n.stream(name)
 		if !ok {
-			return n.fail(storage.ErrStreamNotFound, storage.ReasonStreamNotFound, storage.Facts{Stream: name})
+			return nil, nil, n.fail(storage.ErrStreamNotFound, storage.ReasonStreamNotFound, storage.Facts{Stream: name})
 		}
 		cconds, cops, err := n.consumersOnDelete(rec, o)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		key := replica.StreamKey(name)
 		ops := append([]replica.MetaOp{{Key: key}}, cops...)
@@ -158,12 +139,32 @@ func (n *Node) DeleteStreamWith(ctx context.Context, name string, o storage.Dele
 			ops = append(ops, replica.MetaOp{Key: replica.PlacementKey(sh.Group)}, replica.MetaOp{Key: bootKey(sh.Group)},
 				replica.MetaOp{Key: moveKey(sh.Group)})
 		}
-		committed, err := n.txn(ctx, append([]replica.MetaCond{{Key: key, Version: v}}, cconds...), ops)
+		return append([]replica.MetaCond{{Key: key, Version: v}}, cconds...), ops, nil
+	})
+	if err == nil {
+		n.routes.Delete(name)
+	}
+	return err
+}
+
+// casLoop runs a compare-and-set change of the metadata: build reads the
+// linearized state and returns the transaction, or nil ops when there is
+// nothing to write, or an error to answer; a transaction that lost a race to
+// another change is built again from the newer state.
+func (n *Node) casLoop(ctx context.Context, build func() ([]replica.MetaCond, []replica.MetaOp, error)) error {
+	for range maxTxnAttempts {
+		if err := n.linearize(ctx, metaGroup); err != nil {
+			return n.unavailable("", "", err)
+		}
+		conds, ops, err := build()
+		if err != nil || ops == nil {
+			return err
+		}
+		committed, err := n.txn(ctx, conds, ops)
 		if err != nil {
 			return n.unavailable("", "", err)
 		}
 		if committed {
-			n.routes.Delete(name)
 			return nil
 		}
 	}
