@@ -81,19 +81,39 @@ func (c *clusterProcs) put(id uint64, round, n int) bool {
 	var entries []types.PutRecordsRequestEntry
 	for i := range n {
 		data := fmt.Sprintf("r%d-%d", round, i)
-		c.attempted[data] = true
 		entries = append(entries, types.PutRecordsRequestEntry{PartitionKey: aws.String(data), Data: []byte(data)})
 	}
-	out, err := c.procs[id].client().PutRecords(context.Background(), &kinesis.PutRecordsInput{StreamName: aws.String("cl"), Records: entries})
-	if err != nil {
-		return false
-	}
-	for i, r := range out.Records {
-		if r.ErrorCode == nil {
-			c.acked[*r.SequenceNumber] = string(entries[i].Data)
+	// As a producer does, failed records are sent again, for a while: a
+	// reshard or a leader moving can fail some (503, or InternalFailure,
+	// which is indeterminate). A retry carries new data (suffix /k), so a
+	// failed attempt that was stored after all is a sent record, never a
+	// second copy of an acknowledged one.
+	for attempt := 0; len(entries) > 0 && attempt < 30; attempt++ {
+		if attempt > 0 {
+			time.Sleep(100 * time.Millisecond)
+			for i := range entries {
+				data := fmt.Sprintf("%s/%d", strings.SplitN(string(entries[i].Data), "/", 2)[0], attempt)
+				entries[i] = types.PutRecordsRequestEntry{PartitionKey: entries[i].PartitionKey, Data: []byte(data)}
+			}
 		}
+		for _, e := range entries {
+			c.attempted[string(e.Data)] = true
+		}
+		out, err := c.procs[id].client().PutRecords(context.Background(), &kinesis.PutRecordsInput{StreamName: aws.String("cl"), Records: entries})
+		if err != nil {
+			continue
+		}
+		var failed []types.PutRecordsRequestEntry
+		for i, r := range out.Records {
+			if r.ErrorCode == nil {
+				c.acked[*r.SequenceNumber] = string(entries[i].Data)
+			} else {
+				failed = append(failed, entries[i])
+			}
+		}
+		entries = failed
 	}
-	return aws.ToInt32(out.FailedRecordCount) == 0
+	return len(entries) == 0
 }
 
 // verify reads every shard through node id: every acknowledged record is
