@@ -11,19 +11,11 @@ package replica
 func (h *Host) Campaign(group uint64) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.stopped != nil {
-		return ErrStopped
+	g, err := h.wakeLocked(group) // else its (pre)votes wait for the next tick
+	if err != nil {
+		return err
 	}
-	g := h.groups[group]
-	if g == nil {
-		return errUnknownGroup(group)
-	}
-	// Marked for the next round, as every call that can give the group a
-	// Ready: a round asks only dirty groups, so a campaign left unmarked
-	// waited for the next tick to send its (pre)votes.
-	h.unquiesce(g, true)
-	g.dirty = true
-	err := g.rn.Campaign()
+	err = g.rn.Campaign()
 	h.wake()
 	return err
 }

@@ -10,17 +10,27 @@ package replica
 func (h *Host) Wake(group uint64) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	_, err := h.wakeLocked(group)
+	if err == nil {
+		h.wake()
+	}
+	return err
+}
+
+// wakeLocked unquiesces a group and marks it for the next round, as every
+// call that can give the group a Ready must: a round asks only dirty groups,
+// so an unmarked group waited for the next tick. Callers hold h.mu.
+func (h *Host) wakeLocked(group uint64) (*group, error) {
 	if h.stopped != nil {
-		return ErrStopped
+		return nil, ErrStopped
 	}
 	g := h.groups[group]
 	if g == nil {
-		return errUnknownGroup(group)
+		return nil, errUnknownGroup(group)
 	}
 	h.unquiesce(g, true)
 	g.dirty = true
-	h.wake()
-	return nil
+	return g, nil
 }
 
 // NodeLive reports whether a batch from node arrived within the last
