@@ -52,6 +52,10 @@ type Config struct {
 	// ConsumerDelay is how long a registered consumer stays CREATING, and a
 	// deregistered one DELETING (serve's --consumer-delay); 0: no wait.
 	ConsumerDelay time.Duration
+	// UpdateDelay is how long a stream stays UPDATING after
+	// UpdateMaxRecordSize or Enable/DisableEnhancedMonitoring (serve's
+	// --update-stream-delay); 0: no UPDATING. Resharding is not timed by it.
+	UpdateDelay time.Duration
 	Logger        hclog.Logger
 	// Now is the clock (arrival times, stream creation); nil: time.Now.
 	Now func() time.Time
