@@ -56,7 +56,7 @@ type Config struct {
 	// UpdateMaxRecordSize or Enable/DisableEnhancedMonitoring (serve's
 	// --update-stream-delay); 0: no UPDATING. Resharding is not timed by it.
 	UpdateDelay time.Duration
-	Logger        hclog.Logger
+	Logger      hclog.Logger
 	// Now is the clock (arrival times, stream creation); nil: time.Now.
 	Now func() time.Time
 	// Observer, if set, is told of every fdatasync of the node's Raft WAL
