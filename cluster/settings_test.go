@@ -169,6 +169,14 @@ func TestSettingsEverywhere(t *testing.T) {
 	}
 	_, err = c.node(3).SetShardLevelMetrics(ctx, "s", []string{"IncomingBytes"}, false)
 	wantReason(t, "monitoring while UPDATING", err, storage.ErrResourceInUse, storage.ReasonNotActive)
+	err = c.node(2).TagResource(ctx, consumer, map[string]string{"z": "3"}, nil)
+	wantReason(t, "a consumer's tags while UPDATING", err, storage.ErrResourceInUse, storage.ReasonNotActive)
+	if _, err := c.node(1).RegisterConsumer(ctx, "s", "while-updating", nil); err != nil {
+		t.Fatalf("RegisterConsumer while UPDATING (single-node mode takes it): %v", err)
+	}
+	if err := c.node(1).DeregisterConsumer(ctx, "s", "while-updating"); err != nil {
+		t.Fatal(err)
+	}
 	clock.add(time.Hour)
 	c.waitActive("s", 1, 2, 3)
 	ch, err = c.node(3).SetShardLevelMetrics(ctx, "s", []string{"IncomingBytes"}, false)
