@@ -2,4 +2,9 @@ package cluster
 
 import "github.com/shardlog/shardlog/api"
 
-var _ api.Backend = (*Node)(nil)
+var (
+	_ api.Backend         = (*Node)(nil)
+	_ api.TagStore        = (*Node)(nil)
+	_ api.PolicyStore     = (*Node)(nil)
+	_ api.MonitoringStore = (*Node)(nil)
+)

@@ -52,7 +52,11 @@ type Config struct {
 	// ConsumerDelay is how long a registered consumer stays CREATING, and a
 	// deregistered one DELETING (serve's --consumer-delay); 0: no wait.
 	ConsumerDelay time.Duration
-	Logger        hclog.Logger
+	// UpdateDelay is how long a stream stays UPDATING after
+	// UpdateMaxRecordSize or Enable/DisableEnhancedMonitoring (serve's
+	// --update-stream-delay); 0: no UPDATING. Resharding is not timed by it.
+	UpdateDelay time.Duration
+	Logger      hclog.Logger
 	// Now is the clock (arrival times, stream creation); nil: time.Now.
 	Now func() time.Time
 	// Observer, if set, is told of every fdatasync of the node's Raft WAL

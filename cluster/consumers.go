@@ -111,10 +111,12 @@ func (n *Node) changeConsumers(ctx context.Context, stream string, change func(s
 	return n.unavailable("", "", errNoLeader)
 }
 
-// RegisterConsumer registers a consumer of an ACTIVE stream. Errors, in
-// single-node mode's order: ErrStreamNotFound, ErrResourceInUse (stream not
-// ACTIVE, or the name is taken), ErrLimitExceeded (20 consumers, or 5
-// CREATING).
+// RegisterConsumer registers a consumer of an ACTIVE or UPDATING stream.
+// Errors, in single-node mode's order: ErrStreamNotFound, ErrResourceInUse
+// (stream not ACTIVE or UPDATING, or the name is taken), ErrLimitExceeded
+// (20 consumers, or 5 CREATING). Single-node mode waits for a reshard in
+// progress to finish first; here the registration does not touch shards, so
+// it is made at once.
 func (n *Node) RegisterConsumer(ctx context.Context, stream, name string, tags map[string]string) (storage.ConsumerInfo, error) {
 	var added datadir.ConsumerRecord
 	err := n.changeConsumers(ctx, stream, func(rec streamRec, cs consumersRec) (consumersRec, error) {
@@ -142,7 +144,7 @@ func (n *Node) RegisterConsumer(ctx context.Context, stream, name string, tags m
 func (n *Node) checkRegister(rec streamRec, cs consumersRec, name string) error {
 	f := storage.Facts{Stream: rec.Name, Consumer: name}
 	switch {
-	case rec.Status != string(storage.StatusActive):
+	case !takesWrites(rec.Status): // ACTIVE or UPDATING, as single-node mode's checkRegisterLocked
 		return n.fail(storage.ErrResourceInUse, storage.ReasonNotActive, storage.Facts{Stream: rec.Name, State: storage.StreamStatus(rec.Status)})
 	case cs.find(name) >= 0:
 		return n.fail(storage.ErrResourceInUse, storage.ReasonConsumerExists, f)

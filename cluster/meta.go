@@ -41,6 +41,14 @@ type streamRec struct {
 	NextShardIndex uint32      `json:"nextShardIndex,omitempty"`
 	ScalingNs      []int64     `json:"scalingNs,omitempty"`
 	Reshard        *reshardRec `json:"reshard,omitempty"`
+	// Settings (settings.go): the resource policy ("" when none), the
+	// enabled enhanced monitoring metrics (storage.ShardLevelMetricNames'
+	// order), and an update's UPDATING period: when it ends, and the
+	// UpdateMaxRecordSize that takes effect then (0: none).
+	Policy                  string   `json:"policy,omitempty"`
+	ShardLevelMetrics       []string `json:"shardLevelMetrics,omitempty"`
+	PendingUntilNs          int64    `json:"pendingUntilNs,omitempty"`
+	PendingMaxRecordSizeKiB int      `json:"pendingMaxRecordSizeKiB,omitempty"`
 }
 
 // allocRec hands out shard group IDs and shard epochs, changed only by

@@ -225,6 +225,7 @@ func (n *Node) reconcile(ctx context.Context) {
 		n.driveMeta()
 		n.activateStreams(ctx)
 		n.finishReshards(ctx)
+		n.finishUpdates(ctx)
 		n.advanceConsumers(ctx)
 		n.drivePlacement(ctx)
 		n.finishRemovals(ctx)

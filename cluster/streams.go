@@ -196,8 +196,14 @@ func (n *Node) DescribeStream(ctx context.Context, name string) (storage.StreamI
 	return streamInfo(rec, true), nil
 }
 
-// RecordLimit is the stream's maximum record size, in bytes.
+// RecordLimit is the stream's maximum record size, in bytes. It follows a
+// ReadIndex round, so a size acknowledged through any node is the one
+// enforced: the api asks only for requests holding a record over the
+// smallest limit (1 MiB), whose bytes dwarf the round's cost.
 func (n *Node) RecordLimit(ctx context.Context, stream string) (int, error) {
+	if err := n.linearize(ctx, metaGroup); err != nil {
+		return 0, n.unavailable("", "", err)
+	}
 	rec, _, err := n.writable(ctx, stream)
 	if err != nil {
 		return 0, err
@@ -209,7 +215,7 @@ func streamInfo(rec streamRec, withShards bool) storage.StreamInfo {
 	si := storage.StreamInfo{Name: rec.Name, Created: time.Unix(0, rec.CreatedNs), Status: storage.StreamStatus(rec.Status),
 		Mode: storage.ModeProvisioned, RetentionHours: rec.RetentionHours, Tags: copyTags(rec.Tags),
 		Distribution: storage.DistributionUserKey, MaxRecordSizeKiB: rec.MaxRecordSizeKiB, EncryptionType: storage.EncryptionNone,
-		ShardLevelMetrics: []string{}}
+		ShardLevelMetrics: append([]string{}, rec.ShardLevelMetrics...)}
 	if withShards && si.Status != storage.StatusCreating {
 		si.Shards = make([]storage.ShardInfo, 0, len(rec.Shards))
 		for _, sh := range rec.Shards {

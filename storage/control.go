@@ -391,25 +391,15 @@ func (s *Store) SetRetention(ctx context.Context, name string, hours int, increa
 	})
 }
 
-// AddTags adds or overwrites tags. check (may be nil) runs after the
-// stream lookup and before the 50-tag limit.
+// AddTags adds or overwrites tags (TagsAdded's limit). check (may be nil)
+// runs after the stream lookup and before the 50-tag limit.
 func (s *Store) AddTags(ctx context.Context, name string, tags map[string]string, check TagCheck) error {
 	return s.updateMeta(name, check, func(m *streamMeta) error {
-		n := len(m.Tags)
-		for k := range tags {
-			if _, ok := m.Tags[k]; !ok {
-				n++
-			}
+		merged, err := TagsAdded(s.opts.AccountID, name, m.Tags, tags)
+		if err != nil {
+			return err
 		}
-		if n > MaxTagsPerStream {
-			return s.fail(ErrInvalidArgument, ReasonTooManyTags, Facts{Stream: name, Limit: MaxTagsPerStream})
-		}
-		if m.Tags == nil {
-			m.Tags = map[string]string{}
-		}
-		for k, v := range tags {
-			m.Tags[k] = v
-		}
+		m.Tags = merged
 		return nil
 	})
 }
@@ -418,9 +408,7 @@ func (s *Store) AddTags(ctx context.Context, name string, tags map[string]string
 // after the stream lookup.
 func (s *Store) RemoveTags(ctx context.Context, name string, keys []string, check TagCheck) error {
 	return s.updateMeta(name, check, func(m *streamMeta) error {
-		for _, k := range keys {
-			delete(m.Tags, k)
-		}
+		m.Tags = TagsRemoved(m.Tags, keys)
 		return nil
 	})
 }

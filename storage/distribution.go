@@ -30,8 +30,8 @@ func storedDistribution(d RecordDistribution) RecordDistribution {
 // documented).
 func (s *Store) SetRecordDistribution(ctx context.Context, name string, d RecordDistribution) error {
 	return s.updateMeta(name, nil, func(m *streamMeta) error {
-		if d == DistributionAuto && m.Mode != ModeOnDemand {
-			return s.fail(ErrInvalidArgument, ReasonAutoProvisioned, Facts{Stream: name})
+		if err := CheckDistribution(s.opts.AccountID, name, m.Mode, d); err != nil {
+			return err
 		}
 		m.Distribution = storedDistribution(d)
 		return nil

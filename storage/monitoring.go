@@ -42,14 +42,7 @@ func (s *Store) SetShardLevelMetrics(ctx context.Context, name string, metrics [
 	if st.meta.Status != StatusActive {
 		return MonitoringChange{}, s.notActive(name, st.meta.Status)
 	}
-	cur := st.meta.ShardLevelMetrics
-	out := MonitoringChange{Current: orderMetrics(func(n string) bool { return slices.Contains(cur, n) })}
-	out.Desired = orderMetrics(func(n string) bool {
-		if slices.Contains(metrics, n) {
-			return enable
-		}
-		return slices.Contains(cur, n)
-	})
+	out := ShardLevelMetricsChange(st.meta.ShardLevelMetrics, metrics, enable)
 	m := st.meta.Clone()
 	m.ShardLevelMetrics = out.Desired
 	m.Status, m.PendingUntilNs = StatusUpdating, s.opts.Now().Add(s.opts.UpdateDelay).UnixNano()

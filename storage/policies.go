@@ -56,9 +56,5 @@ func (s *Store) SetResourcePolicy(ctx context.Context, t PolicyTarget, policy st
 }
 
 func (s *Store) policyConsumer(m *streamMeta, t PolicyTarget) (int, error) {
-	i := findConsumer(m, t.Consumer)
-	if i < 0 || (t.ConsumerSecs >= 0 && m.Consumers[i].CreatedMs/1000 != t.ConsumerSecs) {
-		return -1, s.consumerNotFound(t.Stream, t.Consumer)
-	}
-	return i, nil
+	return TargetConsumer(s.opts.AccountID, m.Consumers, t)
 }

@@ -40,14 +40,11 @@ func (s *Store) TagResource(ctx context.Context, t PolicyTarget, tags map[string
 		if err != nil {
 			return err
 		}
-		merged := copyTags(m.Consumers[i].Tags)
-		for k, v := range tags {
-			merged[k] = v
-		}
-		if len(merged) > MaxTagsPerConsumer {
-			return s.fail(ErrInvalidArgument, ReasonTooManyConsumerTags, Facts{Stream: t.Stream, Consumer: t.Consumer, Limit: MaxTagsPerConsumer})
-		}
 		// A new map: clones of the record share the stored one.
+		merged, err := ConsumerTagsAdded(s.opts.AccountID, t.Stream, t.Consumer, m.Consumers[i].Tags, tags)
+		if err != nil {
+			return err
+		}
 		m.Consumers[i].Tags = merged
 		return nil
 	})
@@ -64,14 +61,7 @@ func (s *Store) UntagResource(ctx context.Context, t PolicyTarget, keys []string
 		if err != nil {
 			return err
 		}
-		left := copyTags(m.Consumers[i].Tags)
-		for _, k := range keys {
-			delete(left, k)
-		}
-		if len(left) == 0 {
-			left = nil
-		}
-		m.Consumers[i].Tags = left
+		m.Consumers[i].Tags = TagsRemoved(m.Consumers[i].Tags, keys)
 		return nil
 	})
 }

@@ -144,7 +144,7 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 	log.Info("starting cluster node: waiting for the metadata group", "node_id", c.nodeID, "peers", c.peers, "advertise", advertise)
 	n, err := cluster.Open(ctx, cluster.Config{NodeID: c.nodeID, Peers: peers, Join: c.join, PeerListener: ln, Advertise: advertise,
 		Dir: filepath.Join(o.dataDir, "cluster"), FS: fs, Secret: token, AccountID: o.accountID, ShardLimit: o.shardLimit,
-		Tick: c.tick, ElectionTicks: c.electionTicks, Logger: log.Named("cluster"), Now: o.now, ConsumerDelay: o.consumerDelay, Observer: o.engine,
+		Tick: c.tick, ElectionTicks: c.electionTicks, Logger: log.Named("cluster"), Now: o.now, ConsumerDelay: o.consumerDelay, UpdateDelay: o.updateDelay, Observer: o.engine,
 		RetentionEvery: o.retentionEvery, StateSegmentSize: o.segmentSize})
 	if err != nil {
 		lock.Release()
