@@ -145,13 +145,17 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 	n, err := cluster.Open(ctx, cluster.Config{NodeID: c.nodeID, Peers: peers, Join: c.join, PeerListener: ln, Advertise: advertise,
 		Dir: filepath.Join(o.dataDir, "cluster"), FS: fs, Secret: token, AccountID: o.accountID, ShardLimit: o.shardLimit,
 		Tick: c.tick, ElectionTicks: c.electionTicks, Logger: log.Named("cluster"), Now: o.now, ConsumerDelay: o.consumerDelay, Observer: o.engine,
-		RetentionEvery: o.retentionEvery, StateSegmentSize: o.segmentSize})
+		RetentionEvery: o.retentionEvery, StateSegmentSize: o.segmentSize,
+		Throttle: o.throttle, ThrottleMultiplier: o.throttleMultiplier, RetentionObserver: o.engine})
 	if err != nil {
 		lock.Release()
 		return nil, nil, err
 	}
 	return n, closers{n, lockCloser{lock}}, nil
 }
+
+// A cluster node reports its engine numbers to /metrics (cluster/stats.go).
+var _ api.StatsSource = (*cluster.Node)(nil)
 
 type lockCloser struct{ l *datadir.Lock }
 
