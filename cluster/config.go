@@ -70,7 +70,9 @@ type Config struct {
 	ThrottleMultiplier float64
 	// RetentionObserver, if set, is told what each retention pass deleted
 	// (serve passes its engine metrics: shardlog_retention_deleted_*).
-	RetentionObserver interface{ Trimmed(segments int, bytes int64) }
+	RetentionObserver interface {
+		Trimmed(segments int, bytes int64)
+	}
 	// StateSegmentSize is the size at which a replica's segment file rolls
 	// (replica.Config.StateSegmentSize; 0: its default). Retention deletes
 	// whole sealed segments, so tests make them small.
