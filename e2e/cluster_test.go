@@ -31,11 +31,12 @@ type clusterProcs struct {
 	// attempted every data value ever sent.
 	acked     map[string]string
 	attempted map[string]bool
+	extra     []string // more serve flags, after the defaults (startProcess's --throttle=false among them)
 }
 
-func startClusterProcs(t *testing.T) *clusterProcs {
+func startClusterProcs(t *testing.T, extra ...string) *clusterProcs {
 	c := &clusterProcs{t: t, bin: buildBinary(t), dirs: map[uint64]string{}, procs: map[uint64]*process{},
-		acked: map[string]string{}, attempted: map[string]bool{}}
+		acked: map[string]string{}, attempted: map[string]bool{}, extra: extra}
 	var parts []string
 	for id := uint64(1); id <= 3; id++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -55,8 +56,8 @@ func startClusterProcs(t *testing.T) *clusterProcs {
 
 // start runs node id; with the token given, it serves before a quorum is up.
 func (c *clusterProcs) start(id uint64) {
-	c.procs[id] = startProcess(c.t, c.bin, c.dirs[id], "--cluster", "--node-id", fmt.Sprint(id), "--peers", c.peers,
-		"--cluster-token", clusterToken)
+	c.procs[id] = startProcess(c.t, c.bin, c.dirs[id], append([]string{"--cluster", "--node-id", fmt.Sprint(id), "--peers", c.peers,
+		"--cluster-token", clusterToken}, c.extra...)...)
 }
 
 // status is node id's view of the cluster.
