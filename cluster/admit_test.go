@@ -312,6 +312,39 @@ func TestClusterReadThrottle(t *testing.T) {
 			}
 		}
 	})
+	t.Run("Stats: the shards this node holds a replica of", func(t *testing.T) {
+		for id := uint64(1); id <= 3; id++ {
+			st := c.node(id).Stats()
+			if len(st.Streams) != 1 || st.Streams[0].Name != "r" || st.Streams[0].Status != storage.StatusActive ||
+				!st.NoSegmentBytes || !st.NoRecoveryScan || st.Recovery.Duration <= 0 {
+				t.Fatalf("node %d: %+v", id, st)
+			}
+			shards := st.Streams[0].Shards
+			if id == r.outside[0] {
+				if len(shards) != 0 {
+					t.Fatalf("node %d holds no replica but reports %+v", id, shards)
+				}
+				continue
+			}
+			if len(shards) != 1 || shards[0].ID != shard || shards[0].Segments < 1 || shards[0].Poisoned || shards[0].Corrupt {
+				t.Fatalf("node %d reports %+v", id, shards)
+			}
+		}
+	})
+	t.Run("a deleted stream's controllers are forgotten", func(t *testing.T) {
+		if err := c.node(1).DeleteStreamWith(ctx, "r", storage.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for id := uint64(1); id <= 3; id++ {
+			eventually(t, fmt.Sprintf("node %d forgets shard 0's controller", id), func() error {
+				c.node(id).sweepLimiters()
+				if _, ok := c.node(id).limiters.Load(r.group); ok {
+					return errors.New("still held")
+				}
+				return nil
+			})
+		}
+	})
 }
 
 // TestPutReplyThrottled: a leader's answer to a forwarded put names the

@@ -79,6 +79,8 @@ func (c clusterOptions) check(o serveOptions) error {
 		return errors.New("--join needs the cluster's --cluster-token (or SHARDLOG_CLUSTER_TOKEN)")
 	case c.join != "" && len(peers) != 1:
 		return errors.New("with --join, --peers gives only this node's own Raft address (ID=host:port)")
+	case o.injectThrottleRate != 0:
+		return errors.New("--inject-throttle-rate is not supported in cluster mode yet")
 	case o.tls.only:
 		// Forwarded requests travel over plain HTTP to --advertise.
 		return errors.New("--cluster needs the plain HTTP listener: --tls-only is not supported in cluster mode yet")
