@@ -26,7 +26,8 @@ import (
 // node of the cluster: it must carry forwardAuth, derived from the cluster
 // secret.
 //
-//	POST /_cluster/v1/put?group=G   binary entries (encodeEntries) → putReply
+//	POST /_cluster/v1/put?group=G&stream=S   binary entries (encodeEntries) → putReply
+//	                                (admitted by S's limits: admit.go)
 //	POST /_cluster/v1/meta          JSON metaRequest → metaReply
 //	GET  /_cluster/v1/status        this node's view of every group (tests, operators);
 //	                                ?group=G: of that group only

@@ -10,8 +10,9 @@ import (
 //   - Segments are the replica's segment files on this node's disk.
 //   - Poisoned: the node's Raft host stopped on a failed write or
 //     fdatasync (fail-stop, docs/cluster.md §4): every replica here refuses
-//     writes until a restart. Corrupt is never set: a replica found damaged
-//     at start stops the node from opening instead.
+//     writes until a restart. Corrupt is never set: damage a replica's
+//     recovery finds stops the node from opening; a sealed segment's
+//     checksums are fsck verify's to check.
 //   - Recovery.Duration is how long opening the Raft host took (the WAL's
 //     replay and every replica's segments).
 //
