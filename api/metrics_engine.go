@@ -89,12 +89,17 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 			corrupt += b2i(sh.Corrupt)
 		}
 		ch <- prometheus.MustNewConstMetric(c.segments, prometheus.GaugeValue, float64(segs), s.Name)
-		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(bytes), s.Name)
+		if !st.NoSegmentBytes {
+			ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(bytes), s.Name)
+		}
 		ch <- prometheus.MustNewConstMetric(c.readOnly, prometheus.GaugeValue, float64(poisoned), s.Name, "poisoned")
 		ch <- prometheus.MustNewConstMetric(c.readOnly, prometheus.GaugeValue, float64(corrupt), s.Name, "corrupt")
 	}
 	r := st.Recovery
 	ch <- prometheus.MustNewConstMetric(c.recoveryTime, prometheus.GaugeValue, r.Duration.Seconds())
+	if st.NoRecoveryScan {
+		return
+	}
 	ch <- prometheus.MustNewConstMetric(c.recoveryBytes, prometheus.GaugeValue, float64(r.ScannedBytes))
 	ch <- prometheus.MustNewConstMetric(c.recSeg, prometheus.GaugeValue, float64(r.TrustedSegments), "trusted")
 	ch <- prometheus.MustNewConstMetric(c.recSeg, prometheus.GaugeValue, float64(r.ScannedSegments), "scanned")

@@ -38,6 +38,7 @@ type testCluster struct {
 	now     func() time.Time  // Config.Now (nil: time.Now)
 	segSize int64             // Config.StateSegmentSize (0: the default)
 	update  time.Duration     // Config.UpdateDelay
+	tune    func(*Config)     // if set, changes each node's Config before it opens
 }
 
 // newTestCluster starts n nodes on loopback (Raft and API listeners on
@@ -112,9 +113,13 @@ func (c *testCluster) start(id uint64) {
 	if tn.join != "" {
 		peers = map[uint64]string{id: tn.peerAddr}
 	}
-	n, err := Open(ctx, Config{NodeID: id, Peers: peers, Join: tn.join, Secret: c.secret, PeerListener: tn.peerLn, Advertise: tn.apiAddr,
+	cfg := Config{NodeID: id, Peers: peers, Join: tn.join, Secret: c.secret, PeerListener: tn.peerLn, Advertise: tn.apiAddr,
 		Dir: "/raft", FS: tn.fs, AccountID: "123456789012", ShardLimit: 100,
-		Tick: 10 * time.Millisecond, ElectionTicks: 20, Now: c.now, StateSegmentSize: c.segSize, UpdateDelay: c.update})
+		Tick: 10 * time.Millisecond, ElectionTicks: 20, Now: c.now, StateSegmentSize: c.segSize, UpdateDelay: c.update}
+	if c.tune != nil {
+		c.tune(&cfg)
+	}
+	n, err := Open(ctx, cfg)
 	tn.peerLn = nil // the transport owns it now
 	if err != nil {
 		c.t.Errorf("node %d: %v", id, err)

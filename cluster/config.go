@@ -66,6 +66,17 @@ type Config struct {
 	// RetentionEvery is how often the node trims its replicas' expired
 	// segments (retention.go); default DefaultRetentionEvery.
 	RetentionEvery time.Duration
+	// Throttle enforces Kinesis's per-shard rates (serve's --throttle;
+	// admit.go), each times ThrottleMultiplier (--throttle-multiplier; 0:
+	// 1) and the stream's storage.MultiplierTag. Off by default here, as
+	// in storage.Options; serve turns it on unless --throttle=false.
+	Throttle           bool
+	ThrottleMultiplier float64
+	// RetentionObserver, if set, is told what each retention pass deleted
+	// (serve passes its engine metrics: shardlog_retention_deleted_*).
+	RetentionObserver interface {
+		Trimmed(segments int, bytes int64)
+	}
 	// StateSegmentSize is the size at which a replica's segment file rolls
 	// (replica.Config.StateSegmentSize; 0: its default). Retention deletes
 	// whole sealed segments, so tests make them small.
@@ -101,6 +112,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if !(c.ThrottleMultiplier > 0) {
+		c.ThrottleMultiplier = 1
 	}
 	if c.RetentionEvery <= 0 {
 		c.RetentionEvery = DefaultRetentionEvery

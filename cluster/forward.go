@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -25,7 +26,8 @@ import (
 // node of the cluster: it must carry forwardAuth, derived from the cluster
 // secret.
 //
-//	POST /_cluster/v1/put?group=G   binary entries (encodeEntries) → putReply
+//	POST /_cluster/v1/put?group=G&stream=S   binary entries (encodeEntries) → putReply
+//	                                (admitted by S's limits: admit.go)
 //	POST /_cluster/v1/meta          JSON metaRequest → metaReply
 //	GET  /_cluster/v1/status        this node's view of every group (tests, operators);
 //	                                ?group=G: of that group only
@@ -48,9 +50,13 @@ const (
 // definite failure: the request may go elsewhere).
 var errUnreachable = errors.New("cluster: peer unreachable")
 
+// putReply is a leader's answer to a forwarded put: the ordinals of the
+// entries it admitted and stored, in order, and the indexes of those its
+// admission refused (admit.go), which it did not propose.
 type putReply struct {
 	Ordinals  []uint64 `json:"ordinals"`
 	ArrivalMs int64    `json:"arrivalMs"`
+	Throttled []int    `json:"throttled,omitempty"`
 }
 
 type metaRequest struct {
@@ -122,12 +128,55 @@ func (n *Node) servePut(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, notLeaderReply{Leader: n.knownLeader(group)})
 		return
 	}
-	ords, arrival, err := n.proposeRecords(r.Context(), group, entries)
+	// The stream's limits are as this leader's metadata knows them.
+	res, err := n.proposeAdmitted(r.Context(), group, n.recordFor(r.URL.Query().Get("stream")), entries)
 	if err != nil {
 		n.writeFailure(w, group, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, putReply{Ordinals: ords, ArrivalMs: arrival})
+	writeJSON(w, http.StatusOK, replyOf(res))
+}
+
+func replyOf(res admittedWrite) putReply {
+	out := putReply{ArrivalMs: res.arrival, Ordinals: res.ords}
+	if res.refused == nil {
+		return out
+	}
+	out.Ordinals = nil
+	for j, refused := range res.refused {
+		if refused {
+			out.Throttled = append(out.Throttled, j)
+		} else {
+			out.Ordinals = append(out.Ordinals, res.ords[j])
+		}
+	}
+	return out
+}
+
+// admittedOf is replyOf's inverse, checked against the entries sent.
+func admittedOf(out putReply, entries int) (admittedWrite, error) {
+	if len(out.Ordinals)+len(out.Throttled) != entries {
+		return admittedWrite{}, fmt.Errorf("cluster: leader answered %d sequence numbers and %d throttled for %d records", len(out.Ordinals), len(out.Throttled), entries)
+	}
+	res := admittedWrite{ords: out.Ordinals, arrival: out.ArrivalMs}
+	if len(out.Throttled) == 0 {
+		return res, nil
+	}
+	res.refused, res.ords = make([]bool, entries), make([]uint64, entries)
+	for _, j := range out.Throttled {
+		if j < 0 || j >= entries || res.refused[j] {
+			return admittedWrite{}, fmt.Errorf("cluster: leader answered a malformed throttled index %d", j)
+		}
+		res.refused[j] = true
+	}
+	k := 0
+	for j := range res.ords {
+		if !res.refused[j] {
+			res.ords[j] = out.Ordinals[k]
+			k++
+		}
+	}
+	return res, nil
 }
 
 // readBody reads a forwarded body into one buffer of its announced size (a
@@ -180,17 +229,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// forwardPut sends one shard's entries to the group's leader at addr.
-func (n *Node) forwardPut(ctx context.Context, addr string, group uint64, entries []entry) ([]uint64, int64, error) {
+// forwardPut sends one shard's entries to the group's leader at addr; the
+// stream names the limits the leader admits them by.
+func (n *Node) forwardPut(ctx context.Context, addr, stream string, group uint64, entries []entry) (admittedWrite, error) {
 	var out putReply
-	path := "put?group=" + strconv.FormatUint(group, 10)
+	path := "put?group=" + strconv.FormatUint(group, 10) + "&stream=" + url.QueryEscape(stream)
 	if err := n.post(ctx, addr, path, encodeEntries(entries), &out); err != nil {
-		return nil, 0, err
+		return admittedWrite{}, err
 	}
-	if len(out.Ordinals) != len(entries) {
-		return nil, 0, fmt.Errorf("cluster: leader at %s answered %d sequence numbers for %d records", addr, len(out.Ordinals), len(entries))
+	res, err := admittedOf(out, len(entries))
+	if err != nil {
+		return admittedWrite{}, fmt.Errorf("%w (from %s)", err, addr)
 	}
-	return out.Ordinals, out.ArrivalMs, nil
+	return res, nil
 }
 
 // forwardTxn sends a metadata transaction to the metadata leader at addr.
@@ -242,6 +293,8 @@ func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any
 		return &notLeaderError{hint: nl.Leader}
 	case http.StatusGone:
 		return errSealed
+	case http.StatusTooManyRequests:
+		return errThrottled
 	case http.StatusBadRequest:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 		return &refusedError{msg: string(bytes.TrimSpace(msg))}

@@ -40,6 +40,12 @@ type Node struct {
 	leaders sync.Map                      // group → the node a peer last named its leader (remote.go)
 	gone    goneSet                       // consumers' gone channels (consumers.go)
 	delay   atomic.Pointer[time.Duration] // a test's ConsumerDelay (consumers.go)
+	// limiters are the per-shard admission controllers, by group (admit.go).
+	limiters sync.Map
+	// recovery is how long replica.Open took (WAL replay, every replica's
+	// segments); stopped is set once the Raft host failed (stats.go).
+	recovery time.Duration
+	stopped  atomic.Bool
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -68,6 +74,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Join == "" {
 		groups = []replica.GroupConfig{{ID: metaGroup, Peers: cfg.nodes()}}
 	}
+	opened := time.Now()
 	h, err := replica.Open(replica.Config{NodeID: cfg.NodeID, FS: cfg.FS, Dir: cfg.Dir, Transport: tr,
 		Groups: groups, ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks, Applier: appliers{n.meta, n.seals}, Observer: cfg.Observer,
 		// The host stamps entries with the cluster's clock: retention trims
@@ -78,6 +85,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cluster: open raft state in %s: %w", cfg.Dir, err)
 	}
 	n.tr, n.host, n.reader = tr, h, sealedReader{r: h, seals: n.seals}
+	n.recovery = time.Since(opened)
 	n.noteSeals()
 	n.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -87,6 +95,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		defer ticker.Stop()
 		if err := h.Run(runCtx, ticker.C, tr.Inbox()); err != nil {
 			cfg.Logger.Error("raft host stopped: restart the node", "error", err)
+			n.stopped.Store(true)
 			n.runErr <- err
 		}
 	})

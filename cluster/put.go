@@ -217,15 +217,16 @@ func (n *Node) checkOrdering(stream, seq string) error {
 
 // putBatch stores one shard's entries and fills their results.
 func (n *Node) putBatch(ctx context.Context, rec streamRec, b *shardBatch, results []storage.PutResult) {
-	var ords []uint64
-	var arrival int64
+	// Admitted where proposed (admit.go): here when this node leads, else
+	// by the leader the put is forwarded to.
+	var w admittedWrite
 	err := n.onLeader(ctx, b.route.group,
 		func(ctx context.Context) (err error) {
-			ords, arrival, err = n.proposeRecords(ctx, b.route.group, b.entries)
+			w, err = n.proposeAdmitted(ctx, b.route.group, rec, b.entries)
 			return err
 		},
 		func(ctx context.Context, addr string) (err error) {
-			ords, arrival, err = n.forwardPut(ctx, addr, b.route.group, b.entries)
+			w, err = n.forwardPut(ctx, addr, rec.Name, b.route.group, b.entries)
 			return err
 		})
 	id := datadir.ShardID(b.route.index)
@@ -233,11 +234,15 @@ func (n *Node) putBatch(ctx context.Context, rec streamRec, b *shardBatch, resul
 		err = n.unavailable(rec.Name, id, err)
 	}
 	for j, i := range b.idx {
-		if err != nil {
+		switch {
+		case err != nil:
 			results[i] = storage.PutResult{ShardID: id, Err: err}
 			continue
+		case w.refused != nil && w.refused[j]:
+			results[i] = storage.PutResult{ShardID: id, Err: n.throttled(rec.Name, id)}
+			continue
 		}
-		seq := seqnum.Seq{ShardCreateSecs: b.route.epoch, ShardIndex: b.route.index, Ordinal: ords[j], ArrivalSecs: arrival / 1000}
+		seq := seqnum.Seq{ShardCreateSecs: b.route.epoch, ShardIndex: b.route.index, Ordinal: w.ords[j], ArrivalSecs: w.arrival / 1000}
 		results[i] = storage.PutResult{ShardID: id, SequenceNumber: seq.String()}
 	}
 }

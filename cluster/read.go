@@ -65,6 +65,11 @@ func (n *Node) Position(ctx context.Context, stream, shardID string, typ storage
 	if err != nil {
 		return storage.Position{}, err
 	}
+	// After the shard resolves and before the request's other checks, as
+	// single-node mode admits.
+	if err := n.admitIterator(sh, rec); err != nil {
+		return storage.Position{}, err
+	}
 	idx, _ := datadir.ParseShardID(sh.ID)
 	pos := storage.Position{Stream: stream, StreamCreated: rec.CreatedNs, ShardIndex: idx}
 	if sh.Group == 0 && (typ == storage.Latest || typ == storage.AtTimestamp) {
@@ -177,7 +182,10 @@ func (n *Node) Read(ctx context.Context, pos storage.Position, maxRecords, maxBy
 	}
 	var recs []replica.Record
 	if sh.Group != 0 { // a shard a reshard closed at once never held a record
-		recs, err = n.readRecords(ctx, sh.Group, pos.Ordinal, maxRecords+1, maxBytes)
+		recs, err = n.readRecords(ctx, rec, sh.Group, pos.Ordinal, maxRecords, maxBytes)
+		if errors.Is(err, errThrottled) {
+			return storage.ReadResult{}, n.throttled(pos.Stream, sh.ID)
+		}
 		if err != nil {
 			return storage.ReadResult{}, n.unavailable(pos.Stream, sh.ID, err)
 		}

@@ -23,11 +23,17 @@ import (
 // A node asked about a group it does not serve answers 409 with the leader
 // it knows of (0: none), and the sender tries the next replica.
 
+// readRequest asks for MaxRecords records from From. The serving node
+// admits the read by the stream's limits (admit.go) and charges it the
+// first Page records, those the caller returns (it reads one more to learn
+// whether more follow); Page 0 charges them all.
 type readRequest struct {
 	Group      uint64 `json:"group"`
 	From       uint64 `json:"from"`
 	MaxRecords int    `json:"maxRecords"`
 	MaxBytes   int    `json:"maxBytes"`
+	Stream     string `json:"stream,omitempty"`
+	Page       int    `json:"page,omitempty"`
 }
 
 type readReply struct {
@@ -157,16 +163,37 @@ func (n *Node) serveRead(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, notLeaderReply{Leader: n.knownLeader(req.Group)})
 		return
 	}
-	if err := n.catchUp(r.Context(), req.Group); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
+	page := req.Page
+	if page <= 0 {
+		page = req.MaxRecords
 	}
-	recs, err := n.reader.ReadApplied(req.Group, req.From, req.MaxRecords, req.MaxBytes)
+	recs, err := n.readLocal(r.Context(), n.recordFor(req.Stream), req.Group, req.From, page, req.MaxRecords, req.MaxBytes)
+	switch {
+	case errors.Is(err, errThrottled):
+		http.Error(w, err.Error(), http.StatusTooManyRequests)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	default:
+		writeJSON(w, http.StatusOK, readReply{Records: recs})
+	}
+}
+
+// readLocal serves a read of g from this node's replica, admitted and
+// charged by this node's controller for the shard: up to maxRecords
+// records, of which the first page are charged.
+func (n *Node) readLocal(ctx context.Context, rec streamRec, g, from uint64, page, maxRecords, maxBytes int) ([]replica.Record, error) {
+	if err := n.admitRead(g, rec); err != nil {
+		return nil, err
+	}
+	if err := n.catchUp(ctx, g); err != nil {
+		return nil, err
+	}
+	recs, err := n.reader.ReadApplied(g, from, maxRecords, maxBytes)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, readReply{Records: recs})
+	n.chargeRead(g, rec, recs[:min(len(recs), page)])
+	return recs, nil
 }
 
 func (n *Node) servePosition(w http.ResponseWriter, r *http.Request) {
@@ -201,19 +228,20 @@ func (n *Node) knownLeader(g uint64) uint64 {
 	return 0
 }
 
-// readRecords reads a page of g's applied records on a replica.
-func (n *Node) readRecords(ctx context.Context, g, from uint64, maxRecords, maxBytes int) ([]replica.Record, error) {
+// readRecords reads a page of g's applied records on a replica, and one
+// record more if there is one (so the caller knows more follow). The
+// replica's node admits the read (errThrottled: refused) and charges it
+// the page.
+func (n *Node) readRecords(ctx context.Context, rec streamRec, g, from uint64, page, maxBytes int) ([]replica.Record, error) {
 	var recs []replica.Record
 	err := n.onReplica(ctx, g,
 		func(ctx context.Context) (err error) {
-			if err = n.catchUp(ctx, g); err == nil {
-				recs, err = n.reader.ReadApplied(g, from, maxRecords, maxBytes)
-			}
+			recs, err = n.readLocal(ctx, rec, g, from, page, page+1, maxBytes)
 			return err
 		},
 		func(ctx context.Context, addr string) error {
 			var out readReply
-			body := mustJSON(readRequest{Group: g, From: from, MaxRecords: maxRecords, MaxBytes: maxBytes})
+			body := mustJSON(readRequest{Group: g, From: from, MaxRecords: page + 1, MaxBytes: maxBytes, Stream: rec.Name, Page: page})
 			err := n.post(ctx, addr, "read", body, &out)
 			recs = out.Records
 			return err

@@ -121,6 +121,7 @@ func (n *Node) retentionLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			n.EnforceRetention()
+			n.sweepLimiters()
 		}
 	}
 }
@@ -153,6 +154,9 @@ func (n *Node) EnforceRetention() replica.TrimResult {
 				n.cfg.Logger.Debug("retention removed segments", "stream", rec.Name, "shard", sh.ID, "segments", res.Segments)
 			}
 		}
+	}
+	if o := n.cfg.RetentionObserver; o != nil && total.Segments > 0 {
+		o.Trimmed(total.Segments, total.Bytes)
 	}
 	return total
 }

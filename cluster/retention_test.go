@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardlog/shardlog/replica"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -89,7 +90,14 @@ func TestSetRetention(t *testing.T) {
 // segments stay deleted and it reads the same records.
 func TestRetentionEverywhere(t *testing.T) {
 	clock := &fakeClock{t: time.Now().Truncate(time.Second)}
-	c := newTestClusterWith(t, 3, func(c *testCluster) { c.now, c.segSize = clock.Now, 1<<10 })
+	trims := map[uint64]*trimRecorder{1: {}, 2: {}, 3: {}}
+	c := newTestClusterWith(t, 3, func(c *testCluster) {
+		c.now, c.segSize = clock.Now, 1<<10
+		c.tune = func(cfg *Config) {
+			// Only the test's own trims: the observer's sums are theirs.
+			cfg.RetentionObserver, cfg.RetentionEvery = trims[cfg.NodeID], 24*time.Hour
+		}
+	})
 	ctx := context.Background()
 	if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: "s", ShardCount: 1}); err != nil {
 		t.Fatal(err)
@@ -123,6 +131,9 @@ func TestRetentionEverywhere(t *testing.T) {
 		after := c.node(id).host.Segments(group)
 		if res.Segments == 0 || after != before[id]-res.Segments || after == 0 {
 			t.Fatalf("node %d: %d segments, trim deleted %d, %d left", id, before[id], res.Segments, after)
+		}
+		if got := trims[id].get(); got != res {
+			t.Fatalf("node %d: the retention observer was told %+v, the trim deleted %+v", id, got, res)
 		}
 		if n := len(c.node(id).host.Records(group)); n >= 400 || n < 200 {
 			t.Fatalf("node %d holds %d records after the trim, want fewer than 400 and every unexpired one", id, n)
@@ -268,4 +279,23 @@ func (c *testCluster) subscribeOnce(id uint64, n int) ([]storage.Record, error) 
 		recs = append(recs, ev.Records...)
 	}
 	return recs, nil
+}
+
+// trimRecorder is a Config.RetentionObserver: what it was told, summed.
+type trimRecorder struct {
+	mu  sync.Mutex
+	sum replica.TrimResult
+}
+
+func (r *trimRecorder) Trimmed(segments int, bytes int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sum.Segments += segments
+	r.sum.Bytes += bytes
+}
+
+func (r *trimRecorder) get() replica.TrimResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sum
 }

@@ -31,7 +31,7 @@ type clusterProcs struct {
 	// attempted every data value ever sent.
 	acked     map[string]string
 	attempted map[string]bool
-	extra     []string // more serve flags for every node
+	extra     []string // more serve flags, after the defaults (startProcess's --throttle=false among them)
 }
 
 func startClusterProcs(t *testing.T, extra ...string) *clusterProcs {

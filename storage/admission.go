@@ -32,18 +32,31 @@ func (s *Store) limitsFor(m *streamMeta) *ratelimit.Limits {
 		l.WriteBytes, l.ReadBytes, l.ReadCalls, l.IteratorCalls = l.WriteBytes*fb, l.ReadBytes*fb, l.ReadCalls*fb, l.IteratorCalls*fb
 		l.WriteRecords *= fr
 	}
-	l.LargeRecordBurst = float64(recordSizeBytes(m) - DefaultMaxRecordSizeKiB<<10)
 	return &l
 }
 
 // baseLimits are one shard's rates for m, whether enforced or not: AWS's,
-// times ThrottleMultiplier and the stream's multiplier tag.
+// times ThrottleMultiplier and the stream's multiplier tag, with the large
+// record burst of its maximum record size.
 func (s *Store) baseLimits(m *streamMeta) ratelimit.Limits {
-	f := s.opts.ThrottleMultiplier
-	if v, err := strconv.ParseFloat(m.Tags[MultiplierTag], 64); err == nil && v > 0 {
-		f *= v
+	return ProvisionedLimits(s.opts.ThrottleMultiplier, m.Tags, recordSizeKiB(m))
+}
+
+// ProvisionedLimits is the rule for one shard of a PROVISIONED stream:
+// AWS's rates times multiplier (--throttle-multiplier) and the stream's
+// MultiplierTag, and the write-byte credit a record of the stream's maximum
+// size (maxRecordSizeKiB; 0: the default) needs beyond 1 MiB. Single-node
+// mode's limitsFor and cluster mode's admission share it.
+func ProvisionedLimits(multiplier float64, tags map[string]string, maxRecordSizeKiB int) ratelimit.Limits {
+	if v, err := strconv.ParseFloat(tags[MultiplierTag], 64); err == nil && v > 0 {
+		multiplier *= v
 	}
-	return ratelimit.Kinesis.Scale(f)
+	if maxRecordSizeKiB == 0 {
+		maxRecordSizeKiB = DefaultMaxRecordSizeKiB
+	}
+	l := ratelimit.Kinesis.Scale(multiplier)
+	l.LargeRecordBurst = float64((maxRecordSizeKiB - DefaultMaxRecordSizeKiB) << 10)
+	return l
 }
 
 // applyLimits gives every shard of st the limits its metadata calls for.

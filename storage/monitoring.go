@@ -76,6 +76,10 @@ type Stats struct {
 	// Recovery is what Open read to recover every shard, and how long it
 	// took.
 	Recovery RecoveryStats
+	// NoSegmentBytes and NoRecoveryScan are set by an engine that does not
+	// know its segments' bytes, or what its start scanned (cluster mode):
+	// those series are left out of /metrics rather than shown as zeros.
+	NoSegmentBytes, NoRecoveryScan bool
 }
 
 // StreamStats are one stream's numbers.

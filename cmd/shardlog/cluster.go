@@ -79,6 +79,8 @@ func (c clusterOptions) check(o serveOptions) error {
 		return errors.New("--join needs the cluster's --cluster-token (or SHARDLOG_CLUSTER_TOKEN)")
 	case c.join != "" && len(peers) != 1:
 		return errors.New("with --join, --peers gives only this node's own Raft address (ID=host:port)")
+	case o.injectThrottleRate != 0:
+		return errors.New("--inject-throttle-rate is not supported in cluster mode yet")
 	case o.tls.only:
 		// Forwarded requests travel over plain HTTP to --advertise.
 		return errors.New("--cluster needs the plain HTTP listener: --tls-only is not supported in cluster mode yet")
@@ -145,13 +147,17 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 	n, err := cluster.Open(ctx, cluster.Config{NodeID: c.nodeID, Peers: peers, Join: c.join, PeerListener: ln, Advertise: advertise,
 		Dir: filepath.Join(o.dataDir, "cluster"), FS: fs, Secret: token, AccountID: o.accountID, ShardLimit: o.shardLimit,
 		Tick: c.tick, ElectionTicks: c.electionTicks, Logger: log.Named("cluster"), Now: o.now, ConsumerDelay: o.consumerDelay, UpdateDelay: o.updateDelay, Observer: o.engine,
-		RetentionEvery: o.retentionEvery, StateSegmentSize: o.segmentSize})
+		RetentionEvery: o.retentionEvery, StateSegmentSize: o.segmentSize,
+		Throttle: o.throttle, ThrottleMultiplier: o.throttleMultiplier, RetentionObserver: o.engine})
 	if err != nil {
 		lock.Release()
 		return nil, nil, err
 	}
 	return n, closers{n, lockCloser{lock}}, nil
 }
+
+// A cluster node reports its engine numbers to /metrics (cluster/stats.go).
+var _ api.StatsSource = (*cluster.Node)(nil)
 
 type lockCloser struct{ l *datadir.Lock }
 

@@ -32,6 +32,7 @@ func TestClusterOptionsCheck(t *testing.T) {
 		"address without port":      func(o *serveOptions) { o.cluster.peers = "1=127.0.0.1,2=127.0.0.1:7102" },
 		"tls only":                  func(o *serveOptions) { o.tls.only, o.tls.selfSigned = true, true },
 		"tiny election timeout":     func(o *serveOptions) { o.cluster.electionTicks = 1 },
+		"inject throttle rate":      func(o *serveOptions) { o.injectThrottleRate = 0.1 },
 		"node id without --cluster": func(o *serveOptions) { o.cluster.enabled = false },
 		"zero tick":                 func(o *serveOptions) { o.cluster.tick = 0 },
 		"join without a token":      func(o *serveOptions) { o.cluster.join, o.cluster.peers = "127.0.0.1:4567", "2=127.0.0.1:7102" },
