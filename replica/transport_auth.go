@@ -64,6 +64,9 @@ func (t *TCPTransport) tlsConfig() (*tls.Config, error) {
 	}
 	cfg.MinVersion = tls.VersionTLS13
 	cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	// A dialler reads nothing after the accept byte, and redials rarely:
+	// tickets would only wait unread in its socket.
+	cfg.SessionTicketsDisabled = true
 	return cfg, nil
 }
 
@@ -79,8 +82,11 @@ func (t *TCPTransport) openStream(raw net.Conn, p *peer) (net.Conn, error) {
 	}
 	_ = raw.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
 	conn, err := t.dialHandshakes(raw, p)
+	if err != nil && t.ctx.Err() != nil {
+		return nil, err // closing: Close cut the handshake short
+	}
 	if err != nil {
-		t.refuse(p.addr, "could not open an authenticated connection to a Raft peer", "peer", p.id, "address", p.addr, "error", err)
+		t.refuse(p.addr, "could not open a secured connection to a Raft peer", "peer", p.id, "address", p.addr, "error", err)
 		return nil, err
 	}
 	_ = raw.SetDeadline(time.Time{})
@@ -111,8 +117,11 @@ func (t *TCPTransport) dialHandshakes(raw net.Conn, p *peer) (net.Conn, error) {
 		}
 	}
 	var b [1]byte
-	if _, err := io.ReadFull(conn, b[:]); err != nil || b[0] != acceptByte {
-		return nil, fmt.Errorf("the peer refused the connection (check that every node has the same --cluster-token and --peer-tls-* settings): %v", err)
+	if _, err := io.ReadFull(conn, b[:]); err != nil {
+		return nil, fmt.Errorf("the peer refused the connection (does every node have the same --cluster-token and --peer-tls-* settings?): %w", err)
+	}
+	if b[0] != acceptByte {
+		return nil, fmt.Errorf("the peer answered %#x, not the accept byte: not a shardlog node of this version", b[0])
 	}
 	return conn, nil
 }
@@ -124,6 +133,9 @@ func (t *TCPTransport) acceptStream(raw net.Conn) (*bufio.Reader, uint64, bool) 
 	host, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
 	_ = raw.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
 	r, from, err := t.acceptHandshakes(raw)
+	if err != nil && t.ctx.Err() != nil {
+		return nil, 0, false // closing: Close cut the handshake short
+	}
 	if err != nil {
 		t.refuse(host, "refused a Raft peer connection", "remote", raw.RemoteAddr().String(), "error", err)
 		return nil, 0, false
@@ -177,7 +189,8 @@ func (t *TCPTransport) acceptHandshakes(raw net.Conn) (*bufio.Reader, uint64, er
 }
 
 // plainStart refuses a dialler that starts a token handshake this node
-// does not expect, to say why instead of failing on a bad frame. The peek
+// does not expect, to say why instead of failing on a bad frame (read as a
+// frame length, authMarker is beyond MaxFrame, so no frame starts so). The peek
 // waits for the first frame, which the frame loop would wait for anyway, so
 // it runs with no deadline: a quiet peer may send none for a long time.
 func plainStart(r *bufio.Reader) error {
@@ -268,10 +281,10 @@ func (t *TCPTransport) Refused() uint64 { return t.refused.Load() }
 // or a peer's address) was logged since its last good connection: a peer
 // redials every second at most, and its log line would repeat as often.
 func (t *TCPTransport) refuse(key, msg string, args ...any) {
-	t.refused.Add(1)
 	if t.refusals.first(key) {
 		t.cfg.Logger.Warn(msg, append(args, "note", "logged once per remote host until a connection with it succeeds")...)
 	}
+	t.refused.Add(1) // after the log line: a test that saw the count finds it
 }
 
 // refusalLog is the set of keys whose refusal was logged.

@@ -12,8 +12,12 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // testCA is a certificate authority made in the test: nothing is checked in.
@@ -284,5 +288,107 @@ func TestTransportTLSRefusesOldVersions(t *testing.T) {
 	var accept [1]byte
 	if _, err := io.ReadFull(c13, accept[:]); err != nil || accept[0] != acceptByte {
 		t.Fatalf("TLS 1.3 was not accepted: %v", err)
+	}
+}
+
+// syncBuffer is a log output a test reads while the transport writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) count(sub string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Count(s.b.String(), sub)
+}
+
+// TestTransportRefusalLoggedOnce: refusals from one host are logged once,
+// and again after a good connection from it.
+func TestTransportRefusalLoggedOnce(t *testing.T) {
+	key := []byte("the cluster's key")
+	out := &syncBuffer{}
+	b, err := ListenTCP(TCPConfig{NodeID: 2, Listen: "127.0.0.1:0", AuthKey: key,
+		Logger: hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Warn})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const line = "refused a Raft peer connection"
+	attack := func() {
+		before := b.Refused()
+		c, err := net.Dial("tcp", b.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write(append([]byte(streamMagic), bytes.Repeat([]byte("not a handshake "), 8)...))
+		until(t, "the listener refuses", func() bool { return b.Refused() > before })
+	}
+	for range 3 {
+		attack()
+	}
+	if n := out.count(line); n != 1 {
+		t.Fatalf("three refusals from one host logged %d times, want once:\n%s", n, out.b.String())
+	}
+	if !strings.Contains(out.b.String(), errNoHandshake.Error()) {
+		t.Fatalf("the log does not say why:\n%s", out.b.String())
+	}
+	honest, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer honest.Close()
+	honest.Write([]byte(streamMagic))
+	if err := dialAuth(honest, key, 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	var accept [1]byte
+	if _, err := io.ReadFull(honest, accept[:]); err != nil {
+		t.Fatal(err)
+	}
+	attack()
+	if n := out.count(line); n != 2 {
+		t.Fatalf("a refusal after a good connection: logged %d times in all, want 2", n)
+	}
+}
+
+// TestTransportSilentConnectionClosed: a connection that never completes
+// its start is closed after HandshakeTimeout, secured or not, and counted.
+func TestTransportSilentConnectionClosed(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  TCPConfig
+	}{
+		{"plain", TCPConfig{}},
+		{"token", TCPConfig{AuthKey: []byte("k")}},
+		{"TLS", TCPConfig{TLS: func() func() *tls.Config { ca := newTestCA(t); return peerTLS(ca, ca.issue(t, "127.0.0.1")) }()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.NodeID, cfg.Listen, cfg.HandshakeTimeout = 2, "127.0.0.1:0", 20*time.Millisecond
+			b, err := ListenTCP(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			c, err := net.Dial("tcp", b.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte(streamMagic[:3]))
+			c.SetReadDeadline(time.Now().Add(30 * time.Second)) // a hang guard
+			if _, err := io.Copy(io.Discard, c); err != nil {
+				t.Fatalf("the listener did not close the connection: %v", err)
+			}
+			until(t, "the refusal is counted", func() bool { return b.Refused() == 1 })
+		})
 	}
 }
