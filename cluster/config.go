@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -40,6 +41,9 @@ type Config struct {
 	// on every node. Empty: the first metadata leader generates one and
 	// stores it in the metadata group.
 	Secret string
+	// PeerTLS, if set, secures the Raft transport with mutual TLS 1.3
+	// (replica.TCPConfig.TLS): called for each new peer connection.
+	PeerTLS func() *tls.Config
 	// AccountID and ShardLimit are the account's, as in single-node mode.
 	AccountID  string
 	ShardLimit int

@@ -63,8 +63,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, kick: make(chan struct{}, 1), runErr: make(chan error, 1), seals: &sealTracker{at: map[uint64]uint64{}}}
 	n.txnID.Store(uint64(time.Now().UnixNano())) // IDs of earlier incarnations are never met again
 	n.meta = replica.NewMetaMachine(cfg.NodeID, metaGroup, func(replica.MetaChange) { n.wake() })
-	tr, err := replica.ListenTCP(replica.TCPConfig{NodeID: cfg.NodeID, Listen: cfg.Peers[cfg.NodeID],
-		Listener: cfg.PeerListener, Peers: cfg.Peers})
+	tr, err := replica.ListenTCP(cfg.transportConfig())
 	if err != nil {
 		return nil, fmt.Errorf("cluster: peer listener: %w", err)
 	}
@@ -188,6 +187,29 @@ func derive(secret, purpose string) []byte {
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write([]byte(purpose))
 	return m.Sum(nil)
+}
+
+// transportConfig is the Raft transport's configuration; it logs which
+// protection the peer port has. The token
+// handshake needs the secret before the transport starts, so a cluster
+// whose secret its first leader generated has none (nor can a node join it).
+func (c Config) transportConfig() replica.TCPConfig {
+	tc := replica.TCPConfig{NodeID: c.NodeID, Listen: c.Peers[c.NodeID], Listener: c.PeerListener, Peers: c.Peers,
+		TLS: c.PeerTLS, Logger: c.Logger.Named("peers")}
+	if c.Secret != "" {
+		tc.AuthKey = derive(c.Secret, "shardlog raft peers")
+	}
+	switch {
+	case c.PeerTLS != nil && c.Secret != "":
+		c.Logger.Info("Raft peers: mutual TLS and the cluster token's handshake")
+	case c.PeerTLS != nil:
+		c.Logger.Info("Raft peers: mutual TLS")
+	case c.Secret != "":
+		c.Logger.Info("Raft peers: the cluster token's handshake authenticates peers; the frames after it are not encrypted or protected (--peer-tls-* does that)")
+	default:
+		c.Logger.Warn("the Raft peer port accepts any peer: no --peer-tls-* and no --cluster-token; keep it on a private network (README: Security)")
+	}
+	return tc
 }
 
 // reconcileLoop makes this node's state follow the metadata: on every

@@ -3,6 +3,7 @@ package replica
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // The TCP transport between hosts (docs/cluster.md §7).
@@ -30,6 +33,10 @@ import (
 // matters (MsgApp is retried from the follower's progress, heartbeats recur).
 // It never reorders frames within a connection, and never delivers a corrupt
 // one: every frame carries a CRC-32C, and a bad frame closes the connection.
+//
+// A connection may be secured (transport_auth.go): mutual TLS, an HMAC
+// handshake on the cluster token, or both. Then no frame of a connection is
+// read before it passed every check the transport is configured with.
 
 // A frame on the stream is [u32 length][u32 CRC-32C of the payload][payload],
 // the payload an EncodeBatch. A stream starts with streamMagic.
@@ -95,6 +102,21 @@ type TCPConfig struct {
 	// WriteTimeout ends a connection whose writes stall, so a peer that
 	// stopped reading is redialled (default 5 s).
 	WriteTimeout time.Duration
+	// TLS, if set, secures every connection with mutual TLS 1.3: it is
+	// called for each new connection (so new certificate files apply to the
+	// next one) and must give this node's certificate and the cluster CA
+	// as both RootCAs and ClientCAs. The transport works on a clone.
+	TLS func() *tls.Config
+	// AuthKey, if set, is the key of the challenge-response handshake each
+	// connection starts with (transport_auth.go); every node of the cluster
+	// must have the same one.
+	AuthKey []byte
+	// HandshakeTimeout bounds a secured connection's handshakes, and the
+	// wait for a stream's magic (default 10 s).
+	HandshakeTimeout time.Duration
+	// Logger hears of refused connections, once per remote host until a
+	// connection with it succeeds (default: none).
+	Logger hclog.Logger
 }
 
 func (c *TCPConfig) defaults() {
@@ -113,6 +135,12 @@ func (c *TCPConfig) defaults() {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 5 * time.Second
 	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
 }
 
 // TCPTransport is a Transport over TCP. Pass Inbox to Host.Run.
@@ -128,6 +156,9 @@ type TCPTransport struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{} // open connections, closed by Close
 	dropped atomic.Uint64
+	refused atomic.Uint64 // connections that failed a secured handshake
+	// refusals logs each remote host's first refusal (transport_auth.go).
+	refusals refusalLog
 }
 
 type peer struct {
@@ -148,7 +179,7 @@ func ListenTCP(cfg TCPConfig) (*TCPTransport, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &TCPTransport{cfg: cfg, ln: ln, inbox: make(chan Batch, cfg.InboxLen), peers: map[uint64]*peer{},
-		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}, refusals: refusalLog{seen: map[string]bool{}}}
 	for id, addr := range cfg.Peers {
 		if id == cfg.NodeID {
 			continue
@@ -213,7 +244,7 @@ func (t *TCPTransport) Close() error {
 func (t *TCPTransport) sendLoop(p *peer) {
 	backoff := t.cfg.MinBackoff
 	for {
-		conn, err := t.dial(p)
+		conn, raw, err := t.dial(p)
 		if err != nil {
 			if !t.sleep(backoff) {
 				return
@@ -223,28 +254,29 @@ func (t *TCPTransport) sendLoop(p *peer) {
 		}
 		backoff = t.cfg.MinBackoff
 		t.writeLoop(conn, p)
-		t.untrack(conn)
+		t.untrack(raw)
 		if t.ctx.Err() != nil {
 			return
 		}
 	}
 }
 
-func (t *TCPTransport) dial(p *peer) (net.Conn, error) {
+// dial opens a stream to p: conn carries the frames (a TLS connection over
+// raw when TLS is on); raw is the tracked TCP connection.
+func (t *TCPTransport) dial(p *peer) (conn, raw net.Conn, err error) {
 	d := net.Dialer{Timeout: t.cfg.MaxBackoff}
-	conn, err := d.DialContext(t.ctx, "tcp", p.addr)
+	raw, err = d.DialContext(t.ctx, "tcp", p.addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if !t.track(conn) {
-		return nil, net.ErrClosed
+	if !t.track(raw) {
+		return nil, nil, net.ErrClosed
 	}
-	_ = conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
-	if _, err := io.WriteString(conn, streamMagic); err != nil {
-		t.untrack(conn)
-		return nil, err
+	if conn, err = t.openStream(raw, p); err != nil {
+		t.untrack(raw)
+		return nil, nil, err
 	}
-	return conn, nil
+	return conn, raw, nil
 }
 
 // track registers conn for Close to end; false (and conn closed) if the
@@ -329,11 +361,11 @@ func (t *TCPTransport) acceptLoop() {
 }
 
 // readLoop delivers a connection's batches to the inbox until it ends or a
-// frame is bad (after which nothing on the stream can be trusted).
-func (t *TCPTransport) readLoop(conn net.Conn) {
-	r := bufio.NewReaderSize(conn, 64<<10)
-	magic := make([]byte, len(streamMagic))
-	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != streamMagic {
+// frame is bad (after which nothing on the stream can be trusted). Nothing
+// is read from a connection that did not pass acceptStream.
+func (t *TCPTransport) readLoop(raw net.Conn) {
+	r, from, ok := t.acceptStream(raw)
+	if !ok {
 		return
 	}
 	for {
@@ -342,7 +374,8 @@ func (t *TCPTransport) readLoop(conn net.Conn) {
 			return
 		}
 		b, err := DecodeBatch(p)
-		if err != nil || b.To != t.cfg.NodeID {
+		// An authenticated peer proved its node ID: it speaks for no other.
+		if err != nil || b.To != t.cfg.NodeID || (from != 0 && b.From != from) {
 			return
 		}
 		select {

@@ -42,6 +42,9 @@ type clusterOptions struct {
 	token         string
 	tick          time.Duration
 	electionTicks int
+	// peerTLS is --peer-tls-cert, --peer-tls-key and --peer-tls-ca
+	// (peertls.go): all three or none.
+	peerTLS peerTLSFiles
 	// diskFullFile is the hidden test flag --debug-disk-full-file
 	// (diskfull.go).
 	diskFullFile string
@@ -58,16 +61,22 @@ func addClusterFlags(cmd *cobra.Command, c *clusterOptions) {
 	f.StringVar(&c.token, "cluster-token", "", "with --cluster: shared secret of the cluster (same on every node, or unset on every node: the first leader then generates one); also from SHARDLOG_CLUSTER_TOKEN")
 	f.DurationVar(&c.tick, "raft-tick", cluster.DefaultTick, "with --cluster: Raft's tick (heartbeats every 2 ticks)")
 	f.IntVar(&c.electionTicks, "election-ticks", cluster.DefaultElectionTicks, "with --cluster: Raft's election timeout in ticks (randomised up to twice that)")
+	f.StringVar(&c.peerTLS.cert, "peer-tls-cert", "", "with --cluster: PEM certificate (chain) of this node on the Raft port, valid for its --peers host, for server and client auth (README: Security)")
+	f.StringVar(&c.peerTLS.key, "peer-tls-key", "", "with --cluster: PEM private key of --peer-tls-cert")
+	f.StringVar(&c.peerTLS.ca, "peer-tls-ca", "", "with --cluster: PEM CA certificate(s) that sign every node's peer certificate: the Raft port then takes only mutual TLS 1.3")
 	f.StringVar(&c.diskFullFile, "debug-disk-full-file", "", "with --cluster: while this file exists, writes to the Raft state fail with ENOSPC (tests only)")
 	f.MarkHidden("debug-disk-full-file")
 }
 
 func (c clusterOptions) check(o serveOptions) error {
 	if !c.enabled {
-		if c.nodeID != 0 || c.peers != "" || c.diskFullFile != "" {
-			return errors.New("--node-id, --peers and --debug-disk-full-file need --cluster")
+		if c.nodeID != 0 || c.peers != "" || c.diskFullFile != "" || c.peerTLS.any() {
+			return errors.New("--node-id, --peers, --peer-tls-* and --debug-disk-full-file need --cluster")
 		}
 		return nil
+	}
+	if err := c.peerTLS.check(); err != nil {
+		return err
 	}
 	peers, err := parsePeers(c.peers)
 	switch {
@@ -139,13 +148,21 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 	if token == "" {
 		token = os.Getenv("SHARDLOG_CLUSTER_TOKEN")
 	}
+	peerTLS, err := c.peerTLS.open(peers[c.nodeID], log.Named("peer-tls"))
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		lock.Release()
+		return nil, nil, err
+	}
 	var fs vfs.FS = vfs.OS{}
 	if c.diskFullFile != "" {
 		fs = fullDiskFS{FS: fs, flag: c.diskFullFile}
 	}
 	log.Info("starting cluster node: waiting for the metadata group", "node_id", c.nodeID, "peers", c.peers, "advertise", advertise)
 	n, err := cluster.Open(ctx, cluster.Config{NodeID: c.nodeID, Peers: peers, Join: c.join, PeerListener: ln, Advertise: advertise,
-		Dir: filepath.Join(o.dataDir, "cluster"), FS: fs, Secret: token, AccountID: o.accountID, ShardLimit: o.shardLimit,
+		Dir: filepath.Join(o.dataDir, "cluster"), FS: fs, Secret: token, PeerTLS: peerTLS, AccountID: o.accountID, ShardLimit: o.shardLimit,
 		Tick: c.tick, ElectionTicks: c.electionTicks, Logger: log.Named("cluster"), Now: o.now, ConsumerDelay: o.consumerDelay, UpdateDelay: o.updateDelay, Observer: o.engine,
 		RetentionEvery: o.retentionEvery, StateSegmentSize: o.segmentSize,
 		Throttle: o.throttle, ThrottleMultiplier: o.throttleMultiplier, RetentionObserver: o.engine})
