@@ -6,7 +6,6 @@ import (
 	"io"
 	"log"
 	"maps"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -105,6 +104,10 @@ type Config struct {
 	// roll, or a segment roll). shard.Observer satisfies it, so the node's
 	// /metrics counts them as single-node mode counts its syncs.
 	Observer SyncObserver
+
+	// restorePageBytes bounds a restore's pages (default
+	// DefaultRestorePageBytes; tests make it small).
+	restorePageBytes int
 
 	// crashAt, when it returns true at a named point of a WAL roll or
 	// truncation, stops the host there as a power cut would (tests only).
@@ -265,6 +268,9 @@ func Open(cfg Config) (*Host, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.restorePageBytes == 0 {
+		cfg.restorePageBytes = DefaultRestorePageBytes
+	}
 	if cfg.StateSegmentSize == 0 {
 		cfg.StateSegmentSize = DefaultStateSegmentSize
 	}
@@ -382,16 +388,16 @@ func (h *Host) restoreState(g *group) error {
 }
 
 // restored hands the Applier the group's whole state, read back from its
-// segments (only when there is an Applier: it is the whole history).
+// segments a page at a time as the Applier ranges over it (read.go).
 func (h *Host) restored(g *group) error {
 	if h.cfg.Applier == nil {
 		return nil
 	}
-	recs, err := g.state.read(0, math.MaxInt, math.MaxInt)
+	var err error
+	h.cfg.Applier.Restored(g.id, readPages(g.state.read, h.cfg.restorePageBytes, &err))
 	if err != nil {
-		return err
+		return fmt.Errorf("replica: group %d restore: %w", g.id, err)
 	}
-	h.cfg.Applier.Restored(g.id, recs)
 	return nil
 }
 
