@@ -104,7 +104,9 @@ func TestReview3RetentionStaleMetadata(t *testing.T) {
 func TestSealTrackerRestoresInPages(t *testing.T) {
 	const g = 7
 	seal := func(idx uint64) replica.Record { return replica.Record{Seq: replica.Ordinal(idx, 0), Data: sealMarker} }
-	data := func(idx uint64) replica.Record { return replica.Record{Seq: replica.Ordinal(idx, 0), Data: []byte("r")} }
+	data := func(idx uint64) replica.Record {
+		return replica.Record{Seq: replica.Ordinal(idx, 0), Data: []byte("r")}
+	}
 	pagesOf := func(sealAt uint64) [][]replica.Record {
 		var out [][]replica.Record
 		for p := range uint64(6) {
