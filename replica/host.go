@@ -108,6 +108,9 @@ type Config struct {
 	// restorePageBytes bounds a restore's pages (default
 	// DefaultRestorePageBytes; tests make it small).
 	restorePageBytes int
+	// snapChunkBytes bounds a chunk of a snapshot's fetch (default
+	// DefaultSnapChunkBytes; tests make it small).
+	snapChunkBytes int
 
 	// crashAt, when it returns true at a named point of a WAL roll or
 	// truncation, stops the host there as a power cut would (tests only).
@@ -183,9 +186,13 @@ type Host struct {
 	stopped     error
 	kick        chan struct{}
 	ownComp     bool // cfg.Compressor was made by Open: Close closes it
-	// snapshotsSent and snapshotsInstalled count this host's (tests).
-	snapshotsSent, snapshotsInstalled int
-	lv                                liveness // quiescence (quiesce.go)
+	// snapshotsSent and snapshotsInstalled count this host's (tests), and
+	// so do fetchChunks and fetchBytes (the chunks and bytes its fetches
+	// wrote) and fetchesDropped (snapfetch.go).
+	snapshotsSent, snapshotsInstalled, fetchChunks, fetchesDropped int
+	fetchBytes                                                     int64
+
+	lv liveness // quiescence (quiesce.go)
 	// tombs: what this node's removed replicas had promised, by group
 	// (tomb.go); never forgotten.
 	tombs map[uint64]tomb
@@ -218,6 +225,7 @@ type group struct {
 	ix      *groupIndex // what lock-free readers see of it (inbox.go)
 	applied uint64
 	state   appliedState // the group's segments: its records live only there
+	fetch   *snapFetch   // a snapshot's files being fetched (snapfetch.go)
 	// Log compaction (docs/cluster.md §2): compactTo is the highest point
 	// the group agreed on through a compaction entry (every replica had the
 	// log up to it when its leader proposed it); durable is the applied
@@ -270,6 +278,9 @@ func Open(cfg Config) (*Host, error) {
 	}
 	if cfg.restorePageBytes == 0 {
 		cfg.restorePageBytes = DefaultRestorePageBytes
+	}
+	if cfg.snapChunkBytes == 0 {
+		cfg.snapChunkBytes = DefaultSnapChunkBytes
 	}
 	if cfg.StateSegmentSize == 0 {
 		cfg.StateSegmentSize = DefaultStateSegmentSize
@@ -601,6 +612,7 @@ func (h *Host) Tick() {
 	h.lv.ticks++
 	for _, id := range h.order {
 		g := h.groups[id]
+		h.tickFetch(g)
 		if h.tickQuiesced(g) {
 			continue
 		}
@@ -1200,6 +1212,9 @@ func (h *Host) Close() error {
 	defer h.mu.Unlock()
 	h.stop(ErrStopped)
 	for _, id := range h.order {
+		if g := h.groups[id]; g.fetch != nil && g.fetch.f != nil {
+			g.fetch.f.Close()
+		}
 		h.groups[id].state.close()
 	}
 	if h.ownComp {
