@@ -86,6 +86,10 @@ type segState struct {
 	// verifyAll: recover checks every frame's CRC, not only the newest
 	// segment's (a fetched snapshot's files, snapfetch.go).
 	verifyAll bool
+	// brokenTrimOrder is a deliberately broken mode for the trim's crash
+	// test: expired segments are unlinked newest first. Never set outside
+	// tests.
+	brokenTrimOrder bool
 }
 
 var _ appliedState = (*segState)(nil)

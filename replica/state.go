@@ -39,4 +39,7 @@ const (
 	crashSnapTempSynced = "snapshot: new generation written and synced"
 	crashSnapRenamed    = "snapshot: CURRENT renamed into place"
 	crashSnapDirSynced  = "snapshot: group directory synced"
+	// crashTrimRemoved: a retention trim, after one segment's unlink and
+	// directory sync (segtrim.go).
+	crashTrimRemoved = "retention: a segment removed and its directory synced"
 )
