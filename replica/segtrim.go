@@ -33,10 +33,11 @@ import (
 //     opens). A directory sync per deleted segment is cheap at retention's
 //     pace (64 MiB segments, trimmed once a period);
 //   - a segment leaves the list under s.mu's write lock before its file is
-//     unlinked: a read (ReadApplied, or a snapshot being rendered, which
-//     reads the whole state in one read under the read lock) either ran
-//     before it, with the file still there, or runs after, without it. A
-//     snapshot rendered after a trim carries only the segments left.
+//     unlinked: a read (ReadApplied, a snapshot's listing, or a chunk of
+//     a listed file served to a receiver, each under the read lock) either
+//     ran before it, with the file still there, or runs after, without it.
+//     A chunk of a file trimmed after its listing is answered gone
+//     (snapfetch.go); the next snapshot lists only the segments left.
 //
 // A crash between an unlink and its directory sync may bring that file
 // back at the next open; it is the oldest left, so still a prefix of the
