@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/shardlog/shardlog/segment"
+	"github.com/shardlog/shardlog/vfs"
 )
 
 // read returns the records with ordinal >= from, oldest first: at most
@@ -148,14 +149,35 @@ func (s *segState) fetchDir() (string, error) {
 	return dir, s.fs.SyncDir(s.dir)
 }
 
-// prepared opens the fetched generation as the state m describes, checking
-// every frame of every file (the bytes came over the network from a state
-// that may have changed under the fetch), and that the files are the listed
-// ones, whole. Each file was synced as its fetch ended; the directory is
-// synced here.
+// checkFetched checks a fetched file as its fetch ends, before the next one
+// starts: every frame's CRC, its header (this group, the listed first
+// ordinal and ID), and that it ends clean at the listed size and ordinal.
+// The bytes came over the network from a state that may have changed under
+// the fetch. Checking a file at a time bounds how long the check holds the
+// host's lock to one segment's reading, whatever the snapshot's size.
+func (s *segState) checkFetched(f vfs.File, sf snapFile) error {
+	size, err := f.Size()
+	if err != nil {
+		return err
+	}
+	res, err := segment.Scan(f, size, segment.ScanOptions{VerifyCRC: true})
+	if err != nil {
+		return err
+	}
+	if res.Header.FirstSeq != sf.first || res.Header.SegmentID != sf.id || res.Header.ShardKey != s.group ||
+		res.Tail != segment.TailClean || size != sf.size || res.ValidEnd != sf.size || res.Frames == 0 || res.LastSeq != sf.lastSeq {
+		return fmt.Errorf("%w: group %d fetched segment %s: not the listed one (%s at %d, last ordinal %d)",
+			segment.ErrCorrupt, s.group, segment.FileName(sf.first, sf.id), res.Tail, res.ValidEnd, res.LastSeq)
+	}
+	return nil
+}
+
+// prepared opens the fetched generation as the state m describes: each
+// file was checked (checkFetched) and synced as its fetch ended; here the
+// files must be the listed ones, all there, and the directory is synced.
 func (s *segState) prepared(m snapManifest) (*segState, error) {
 	ns := &segState{fs: s.fs, comp: s.comp, dir: s.dir, group: s.group, size: s.size, now: s.now, synced: s.synced,
-		gen: s.gen + 1, mark: m.index, verifyAll: true}
+		gen: s.gen + 1, mark: m.index}
 	if err := ns.recover(); err != nil {
 		return nil, err
 	}
@@ -165,7 +187,7 @@ func (s *segState) prepared(m snapManifest) (*segState, error) {
 		ok = sg.firstSeq == f.first && sg.id == f.id && sg.lastSeq == f.lastSeq && sg.end == f.size
 	}
 	if !ok || ns.last > m.index {
-		return nil, fmt.Errorf("%w: group %d snapshot at %d: the fetched files are not the listed ones", errCorrupt, s.group, m.index)
+		return nil, fmt.Errorf("%w: group %d snapshot at %d: the fetched files are not the listed ones", segment.ErrCorrupt, s.group, m.index)
 	}
 	return ns, s.fs.SyncDir(s.genDir(ns.gen))
 }

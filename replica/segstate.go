@@ -83,9 +83,6 @@ type segState struct {
 	pending []segment.Record
 	dirty   bool // written since the last sync
 	closed  bool
-	// verifyAll: recover checks every frame's CRC, not only the newest
-	// segment's (a fetched snapshot's files, snapfetch.go).
-	verifyAll bool
 	// brokenTrimOrder is a deliberately broken mode for the trim's crash
 	// test: expired segments are unlinked newest first. Never set outside
 	// tests.
@@ -278,7 +275,7 @@ func (s *segState) recoverSeg(sg *stateSeg, newest bool) (bool, error) {
 		f.Close()
 		return false, err
 	}
-	res, err := segment.Scan(f, size, segment.ScanOptions{VerifyCRC: newest || s.verifyAll, Visit: func(fi segment.FrameInfo) error {
+	res, err := segment.Scan(f, size, segment.ScanOptions{VerifyCRC: newest, Visit: func(fi segment.FrameInfo) error {
 		sg.addSeek(fi)
 		return nil
 	}})

@@ -19,8 +19,9 @@ import (
 // once: it fetches the files' bytes from the sender in chunks of at most
 // Config.snapChunkBytes (SnapChunk, in the batches of the peer transport),
 // one request at a time, into the next generation's directory; each file is
-// fdatasync'd as it completes. Once every file is here and every frame of
-// them checks (segState.prepared), it steps the MsgSnap into raft, whose
+// fdatasync'd and every frame of it checked as it completes
+// (segState.checkFetched). Once every file is here (segState.prepared), it
+// steps the MsgSnap into raft, whose
 // Ready then carries the snapshot to installSnapshot, which renames a new
 // CURRENT naming the fetched generation into place (segState.install) before
 // the round's kindSnapshot WAL frame. No message, and no buffer on either
@@ -72,8 +73,12 @@ const (
 	manifestMagic    = "slsnapm1"
 )
 
-// errSnapGone: the sender no longer has the bytes a request names.
-var errSnapGone = errors.New("replica: snapshot file gone")
+var (
+	// errSnapGone: the sender no longer has the bytes a request names.
+	errSnapGone = errors.New("replica: snapshot file gone")
+	// errBadManifest: a MsgSnap whose Data is not a manifest (dropped).
+	errBadManifest = errors.New("replica: malformed snapshot manifest")
+)
 
 // snapManifest is a snapshot's Data: the sender's files, in chain order,
 // in its generation gen, holding the state up to index.
@@ -100,7 +105,7 @@ func (m snapManifest) encode() []byte {
 func decodeManifest(data []byte) (snapManifest, error) {
 	r := reader{b: data}
 	if string(r.take(len(manifestMagic))) != manifestMagic {
-		return snapManifest{}, fmt.Errorf("%w: not a snapshot manifest", errCorrupt)
+		return snapManifest{}, errBadManifest
 	}
 	m := snapManifest{index: r.u64(), gen: r.u64()}
 	n := r.u32()
@@ -112,7 +117,7 @@ func decodeManifest(data []byte) (snapManifest, error) {
 		m.files = append(m.files, f)
 	}
 	if !r.done() {
-		return snapManifest{}, fmt.Errorf("%w: snapshot manifest", errCorrupt)
+		return snapManifest{}, errBadManifest
 	}
 	return m, nil
 }
@@ -228,6 +233,9 @@ func (h *Host) writeChunk(g *group, data []byte) {
 		return
 	}
 	err := f.f.Sync()
+	if err == nil {
+		err = g.state.checkFetched(f.f, f.man.files[f.file])
+	}
 	if cerr := f.f.Close(); err == nil {
 		err = cerr
 	}

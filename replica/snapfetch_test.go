@@ -12,8 +12,9 @@ import (
 
 // copyFiles fetches m's files from the sender into the receiver's fetch
 // directory in chunks of n bytes, as a fetch does, and lets damage change
-// what is written (the file's index, its bytes); it returns the directory.
-func copyFiles(t *testing.T, from, to *segState, m snapManifest, n int, damage func(i int, b []byte) []byte) string {
+// what is written (the file's index, its bytes); it returns the first
+// error of the files' checks (checkFetched).
+func copyFiles(t *testing.T, from, to *segState, m snapManifest, n int, damage func(i int, b []byte) []byte) error {
 	t.Helper()
 	dir, err := to.fetchDir()
 	if err != nil {
@@ -46,9 +47,13 @@ func copyFiles(t *testing.T, from, to *segState, m snapManifest, n int, damage f
 		if err := f.Sync(); err != nil {
 			t.Fatal(err)
 		}
+		err = to.checkFetched(f, sf)
 		f.Close()
+		if err != nil {
+			return err
+		}
 	}
-	return dir
+	return nil
 }
 
 // TestSnapshotFilesFetchedAndChecked: a snapshot's manifest lists the
@@ -72,6 +77,11 @@ func TestSnapshotFilesFetchedAndChecked(t *testing.T) {
 	m, err := decodeManifest(data)
 	if err != nil || m.index != 40 || len(m.files) < 4 {
 		t.Fatalf("manifest %+v, %v: want index 40 and several files", m, err)
+	}
+	for cut := range len(data) {
+		if _, err := decodeManifest(data[:cut]); err == nil {
+			t.Fatalf("a manifest cut at %d decoded", cut)
+		}
 	}
 	want, _ := sender.read(0, 1<<30, 1<<30)
 	for _, tc := range []struct {
@@ -102,9 +112,13 @@ func TestSnapshotFilesFetchedAndChecked(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := vfs.NewMemFS()
 			recv := openTestState(t, fs)
-			copyFiles(t, sender, recv, m, 37, tc.damage)
-			ns, err := recv.prepared(m)
+			err := copyFiles(t, sender, recv, m, 37, tc.damage)
+			var ns *segState
+			if err == nil {
+				ns, err = recv.prepared(m)
+			}
 			if !tc.ok {
+				t.Logf("refused: %v", err)
 				if err == nil {
 					t.Fatal("damaged files were accepted")
 				}

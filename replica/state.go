@@ -1,5 +1,7 @@
 package replica
 
+import "github.com/shardlog/shardlog/vfs"
+
 // appliedState is the contract between the host and a group's applied state
 // (docs/cluster.md §2), implemented by the group's segment files (segState,
 // segstate.go):
@@ -10,7 +12,8 @@ package replica
 //     durable-applied index its applied index;
 //   - snapshot lists the files that hold the state up to the applied index
 //     (a manifest), chunk serves their bytes to a receiver, which fetches
-//     them into fetchDir, checks them (prepared), and install makes them
+//     them into fetchDir, checks each (checkFetched) and the whole list
+//     (prepared), and install makes them
 //     the whole state durably and atomically (a crash leaves the old state
 //     or the new one, never a mix; snapfetch.go);
 //   - applying is idempotent by index: recovery replays the WAL from the
@@ -28,6 +31,7 @@ type appliedState interface {
 	snapshot(applied uint64) ([]byte, error)
 	chunk(gen, first, id uint64, off int64, n int) ([]byte, error)
 	fetchDir() (string, error)
+	checkFetched(f vfs.File, sf snapFile) error
 	prepared(m snapManifest) (*segState, error)
 	install(index uint64, ns *segState, crash func(string) error) error
 	trim(beforeMs int64) (segments int, bytes int64, err error)
