@@ -851,6 +851,7 @@ func (h *Host) collect() ([]readyRound, error) {
 				return nil, err
 			}
 		}
+		h.settleFetch(g)
 		h.persist(g, rd)
 		rounds = append(rounds, readyRound{g: g, rd: rd})
 		if h.cfg.ackOnAppend {

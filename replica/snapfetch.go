@@ -41,8 +41,9 @@ import (
 // asked again after snapFetchTimeout ticks without progress; after
 // snapFetchRetries of those the fetch is dropped (the sender is gone or no
 // longer leads: the next leader sends its own snapshot). A fetch whose
-// snapshot raft does not take (stale by then) is dropped: at once if raft's
-// commit index did not reach it, or once the group has applied past it.
+// snapshot raft does not take (stale by then) is dropped: at once if raft
+// has nothing to say or its commit index did not reach it, else after the
+// next Ready round, which installs it if raft took it (settleFetch).
 
 // ChunkKind is what a SnapChunk is.
 type ChunkKind uint8
@@ -139,7 +140,6 @@ type snapFetch struct {
 // receiveSnap takes a MsgSnap out of raft's way until its files are here;
 // it reports whether it did (false: step it now).
 func (h *Host) receiveSnap(g *group, m *pb.Message) bool {
-	h.settleFetch(g)
 	if g.fetch != nil {
 		return true // one at a time: the leader sends again after it
 	}
@@ -272,15 +272,18 @@ func (h *Host) fetched(g *group) {
 	}
 	f.ready = ns
 	h.step(g, f.msg)
-	if g.rn.BasicStatus().GetCommit() < f.man.index {
+	if !g.rn.HasReady() || g.rn.BasicStatus().GetCommit() < f.man.index {
 		h.dropFetch(g, nil) // raft did not take it (a newer term, or refused)
 	}
 }
 
-// settleFetch drops a fetch whose snapshot raft took without installing it
-// (its log already had the entries): the group applied past it.
+// settleFetch, after the Ready round that followed the MsgSnap's step,
+// drops its fetch if that Ready did not install it: raft answered the
+// snapshot without taking it (its log caught up meanwhile, or already held
+// the entries). Not g.applied: the segments may hold more than raft's log
+// knows (a crash after an installation's rename, before its WAL frame).
 func (h *Host) settleFetch(g *group) {
-	if f := g.fetch; f != nil && f.ready != nil && g.applied >= f.man.index {
+	if f := g.fetch; f != nil && f.ready != nil {
 		h.dropFetch(g, nil)
 	}
 }
@@ -292,8 +295,8 @@ func (h *Host) tickFetch(g *group) {
 	if f == nil {
 		return
 	}
-	if h.settleFetch(g); g.fetch == nil || f.ready != nil {
-		return
+	if f.ready != nil {
+		return // the next Ready round installs or settles it
 	}
 	if f.idle++; f.idle < snapFetchTimeout*h.cfg.ElectionTicks {
 		return
