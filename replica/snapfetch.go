@@ -37,7 +37,8 @@ import (
 //
 // One fetch per group at a time: MsgSnaps that arrive meanwhile (the
 // leader sends one at every probe) are dropped, or a busy leader's ever
-// newer snapshots would restart it for ever. A lost request or answer is
+// newer snapshots would restart it for ever; only a newer term's (a new
+// leader's) replaces it. A lost request or answer is
 // asked again after snapFetchTimeout ticks without progress; after
 // snapFetchRetries of those the fetch is dropped (the sender is gone or no
 // longer leads: the next leader sends its own snapshot). A fetch whose
@@ -140,6 +141,9 @@ type snapFetch struct {
 // receiveSnap takes a MsgSnap out of raft's way until its files are here;
 // it reports whether it did (false: step it now).
 func (h *Host) receiveSnap(g *group, m *pb.Message) bool {
+	if f := g.fetch; f != nil && f.ready == nil && m.GetTerm() > f.msg.GetTerm() {
+		h.dropFetch(g, nil) // a newer leader's: the old one may be gone
+	}
 	if g.fetch != nil {
 		return true // one at a time: the leader sends again after it
 	}
