@@ -51,7 +51,11 @@ func (t *sealTracker) Restored(g uint64, pages iter.Seq[[]replica.Record]) {
 	// review3: a seal is a fact of the log, never undone: a restored state
 	// that lacks it (an empty AddGroup, a snapshot whose sender trimmed it)
 	// must not make this node forget it. Keep the earliest seen. The pages
-	// are read only up to the first seal: nothing after it can be earlier.
+	// are read only up to the first seal: nothing after it can be earlier;
+	// the metadata group's, never (it has no seals; its machine reads them).
+	if g == metaGroup {
+		return
+	}
 	for page := range pages {
 		for _, r := range page {
 			if isSeal(r.Data) {
