@@ -21,11 +21,10 @@ import (
 // one request at a time, into the next generation's directory; each file is
 // fdatasync'd and every frame of it checked as it completes
 // (segState.checkFetched). Once every file is here (segState.prepared), it
-// steps the MsgSnap into raft, whose
-// Ready then carries the snapshot to installSnapshot, which renames a new
-// CURRENT naming the fetched generation into place (segState.install) before
-// the round's kindSnapshot WAL frame. No message, and no buffer on either
-// side, holds more than a chunk.
+// steps the MsgSnap into raft, whose Ready then carries the snapshot to
+// installSnapshot, which renames a new CURRENT naming the fetched generation
+// into place (segState.install) before the round's kindSnapshot WAL frame.
+// No message, and no buffer on either side, holds more than a chunk.
 //
 // The sender keeps no state for a fetch: a request names the generation
 // and the file, and the sender answers from its live generation, or
@@ -38,8 +37,8 @@ import (
 // One fetch per group at a time: MsgSnaps that arrive meanwhile (the
 // leader sends one at every probe) are dropped, or a busy leader's ever
 // newer snapshots would restart it for ever; only a newer term's (a new
-// leader's) replaces it. A lost request or answer is
-// asked again after snapFetchTimeout ticks without progress; after
+// leader's) replaces it. A lost request or answer is asked again after
+// snapFetchTimeout election timeouts without progress; after
 // snapFetchRetries of those the fetch is dropped (the sender is gone or no
 // longer leads: the next leader sends its own snapshot). A fetch whose
 // snapshot raft does not take (stale by then) is dropped: at once if raft
@@ -292,7 +291,7 @@ func (h *Host) settleFetch(g *group) {
 	}
 }
 
-// tickFetches asks a fetch's request again after a silence, and drops the
+// tickFetch asks a fetch's request again after a silence, and drops the
 // fetch after too many.
 func (h *Host) tickFetch(g *group) {
 	f := g.fetch
