@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ func TestReview3SealForgottenAtRestore(t *testing.T) {
 	} {
 		tr := &sealTracker{at: map[uint64]uint64{}}
 		tr.note(g, end) // noteSeals at Open: the shard is closed at End
-		tr.Restored(g, tc.recs)
+		tr.Restored(g, slices.Values([][]replica.Record{tc.recs}))
 		n := &Node{seals: tr}
 		if !n.sealedAfter(g, replica.Ordinal(200, 0)) {
 			t.Errorf("%s: a write committed after the parent's End is not refused (sealedAfter false): it would be acknowledged, then hidden by cutAtEnd", tc.name)
@@ -94,5 +95,67 @@ func TestReview3RetentionStaleMetadata(t *testing.T) {
 		if err != nil {
 			t.Errorf("node %d: %v", id, err)
 		}
+	}
+}
+
+// TestSealTrackerRestoresInPages: a restore's seal is found on whatever
+// page it lies, the earliest seal known wins (a restore never moves it
+// later, nor forgets it), and no page after the first seal is read.
+func TestSealTrackerRestoresInPages(t *testing.T) {
+	const g = 7
+	seal := func(idx uint64) replica.Record { return replica.Record{Seq: replica.Ordinal(idx, 0), Data: sealMarker} }
+	data := func(idx uint64) replica.Record {
+		return replica.Record{Seq: replica.Ordinal(idx, 0), Data: []byte("r")}
+	}
+	pagesOf := func(sealAt uint64) [][]replica.Record {
+		var out [][]replica.Record
+		for p := range uint64(6) {
+			var page []replica.Record
+			for i := range uint64(4) {
+				if idx := 1 + p*4 + i; idx == sealAt {
+					page = append(page, seal(idx))
+				} else {
+					page = append(page, data(idx))
+				}
+			}
+			out = append(out, page)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name      string
+		noted     uint64 // a seal known before the restore (0: none)
+		sealAt    uint64 // the restored log's first seal entry (0: none)
+		want      uint64 // 0: no seal known
+		wantPages int
+	}{
+		{"seal on the third page", 0, 10, 10, 3},
+		{"no seal: every page read", 0, 0, 0, 6},
+		{"an earlier noted seal stays", 5, 14, 5, 4},
+		{"a later noted seal gives way", 20, 9, 9, 3},
+		{"a noted seal the restore lacks stays", 12, 0, 12, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &sealTracker{at: map[uint64]uint64{}}
+			if tc.noted != 0 {
+				tr.note(g, replica.Ordinal(tc.noted, 0))
+			}
+			read := 0
+			tr.Restored(g, func(yield func([]replica.Record) bool) {
+				for _, p := range pagesOf(tc.sealAt) {
+					read++
+					if !yield(p) {
+						return
+					}
+				}
+			})
+			end, ok := tr.end(g)
+			if ok != (tc.want != 0) || ok && end != replica.Ordinal(tc.want, 0) {
+				t.Fatalf("seal at %d (known %v), want entry %d", end>>16, ok, tc.want)
+			}
+			if read != tc.wantPages {
+				t.Fatalf("%d pages read, want %d", read, tc.wantPages)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"iter"
 	"net/http"
 	"strconv"
 	"sync"
@@ -46,18 +47,21 @@ func (t *sealTracker) Applied(g uint64, recs []replica.Record) {
 	}
 }
 
-func (t *sealTracker) Restored(g uint64, recs []replica.Record) {
+func (t *sealTracker) Restored(g uint64, pages iter.Seq[[]replica.Record]) {
 	// review3: a seal is a fact of the log, never undone: a restored state
 	// that lacks it (an empty AddGroup, a snapshot whose sender trimmed it)
-	// must not make this node forget it. Keep the earliest seen.
-	for _, r := range recs {
-		if isSeal(r.Data) {
-			t.mu.Lock()
-			if cur, ok := t.at[g]; !ok || r.Seq < cur {
-				t.at[g] = r.Seq
+	// must not make this node forget it. Keep the earliest seen. The pages
+	// are read only up to the first seal: nothing after it can be earlier;
+	// the metadata group's, never (it has no seals; its machine reads them).
+	if g == metaGroup {
+		return
+	}
+	for page := range pages {
+		for _, r := range page {
+			if isSeal(r.Data) {
+				t.note(g, r.Seq)
+				return
 			}
-			t.mu.Unlock()
-			return
 		}
 	}
 }
@@ -101,9 +105,11 @@ func (as appliers) Applied(g uint64, recs []replica.Record) {
 	}
 }
 
-func (as appliers) Restored(g uint64, recs []replica.Record) {
+// Restored hands each Applier the same pages; each ranges over them itself
+// (a range reads the segments afresh), so memory stays one page.
+func (as appliers) Restored(g uint64, pages iter.Seq[[]replica.Record]) {
 	for _, a := range as {
-		a.Restored(g, recs)
+		a.Restored(g, pages)
 	}
 }
 

@@ -237,12 +237,16 @@ type Batch struct {
 	From, To uint64
 	Msgs     []GroupMessage
 	Beats    []Beat
+	Chunks   []SnapChunk // a snapshot's fetch (snapfetch.go)
 }
 
 // EncodeBatch renders b for a network transport: from, to, count, then per
 // message its group and its length-prefixed protobuf encoding; then the
 // beats: a count, and per beat its group, kind, term and (for a heartbeat or
-// a quiesce) commit and (for a quiesce) index, each a uvarint but the kind.
+// a quiesce) commit and (for a quiesce) index, each a uvarint but the kind;
+// then the snapshot chunks: a count, and per chunk
+// its kind, group, index, generation, first ordinal, ID, offset, length
+// asked and its length-prefixed data.
 func EncodeBatch(b Batch) ([]byte, error) {
 	return appendBatch(nil, b)
 }
@@ -250,9 +254,12 @@ func EncodeBatch(b Batch) ([]byte, error) {
 // appendBatch appends EncodeBatch(b) to out, sized up front so that each
 // message's entries are copied once, from raft's entries into out.
 func appendBatch(out []byte, b Batch) ([]byte, error) {
-	size := 20 + 4 + len(b.Beats)*maxBeatSize
+	size := 20 + 4 + len(b.Beats)*maxBeatSize + 4
 	for _, m := range b.Msgs {
 		size += 12 + proto.Size(m.Msg)
+	}
+	for _, c := range b.Chunks {
+		size += chunkHeader + len(c.Data)
 	}
 	out = slices.Grow(out, size)
 	out = le.AppendUint64(out, b.From)
@@ -271,7 +278,35 @@ func appendBatch(out []byte, b Batch) ([]byte, error) {
 	for _, bt := range b.Beats {
 		out = appendBeat(out, bt)
 	}
+	out = le.AppendUint32(out, uint32(len(b.Chunks)))
+	for _, c := range b.Chunks {
+		out = appendChunk(out, c)
+	}
 	return out, nil
+}
+
+// chunkHeader is a chunk's encoding but its data.
+const chunkHeader = 1 + 6*8 + 4 + 4
+
+func appendChunk(out []byte, c SnapChunk) []byte {
+	out = append(out, byte(c.Kind))
+	for _, v := range []uint64{c.Group, c.Index, c.Gen, c.First, c.ID, uint64(c.Off)} {
+		out = le.AppendUint64(out, v)
+	}
+	out = le.AppendUint32(le.AppendUint32(out, c.Len), uint32(len(c.Data)))
+	return append(out, c.Data...)
+}
+
+func (r *reader) chunk() SnapChunk {
+	c := SnapChunk{Kind: ChunkKind(r.u8()), Group: r.u64(), Index: r.u64(), Gen: r.u64(), First: r.u64(), ID: r.u64(),
+		Off: int64(r.u64()), Len: r.u32()}
+	if d := r.take(int(r.u32())); len(d) > 0 {
+		c.Data = d
+	}
+	if c.Kind < ChunkAsk || c.Kind > ChunkGone || c.Off < 0 {
+		r.bad = true
+	}
+	return c
 }
 
 // marshal encodes messages with their sizes already cached by proto.Size.
@@ -312,6 +347,10 @@ func DecodeBatch(data []byte) (Batch, error) {
 	n = r.u32()
 	for i := uint32(0); i < n && !r.bad; i++ {
 		b.Beats = append(b.Beats, r.beat())
+	}
+	n = r.u32()
+	for i := uint32(0); i < n && !r.bad; i++ {
+		b.Chunks = append(b.Chunks, r.chunk())
 	}
 	if !r.done() {
 		return Batch{}, fmt.Errorf("replica: malformed batch")

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log"
 	"maps"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -106,6 +105,13 @@ type Config struct {
 	// /metrics counts them as single-node mode counts its syncs.
 	Observer SyncObserver
 
+	// restorePageBytes bounds a restore's pages (default
+	// DefaultRestorePageBytes; tests make it small).
+	restorePageBytes int
+	// snapChunkBytes bounds a chunk of a snapshot's fetch (default
+	// DefaultSnapChunkBytes; tests make it small).
+	snapChunkBytes int
+
 	// crashAt, when it returns true at a named point of a WAL roll or
 	// truncation, stops the host there as a power cut would (tests only).
 	crashAt func(point string) bool
@@ -180,9 +186,13 @@ type Host struct {
 	stopped     error
 	kick        chan struct{}
 	ownComp     bool // cfg.Compressor was made by Open: Close closes it
-	// snapshotsSent and snapshotsInstalled count this host's (tests).
-	snapshotsSent, snapshotsInstalled int
-	lv                                liveness // quiescence (quiesce.go)
+	// snapshotsSent and snapshotsInstalled count this host's (tests), and
+	// so do fetchChunks and fetchBytes (the chunks and bytes its fetches
+	// wrote) and fetchesDropped (snapfetch.go).
+	snapshotsSent, snapshotsInstalled, fetchChunks, fetchesDropped int
+	fetchBytes                                                     int64
+
+	lv liveness // quiescence (quiesce.go)
 	// tombs: what this node's removed replicas had promised, by group
 	// (tomb.go); never forgotten.
 	tombs map[uint64]tomb
@@ -215,6 +225,7 @@ type group struct {
 	ix      *groupIndex // what lock-free readers see of it (inbox.go)
 	applied uint64
 	state   appliedState // the group's segments: its records live only there
+	fetch   *snapFetch   // a snapshot's files being fetched (snapfetch.go)
 	// Log compaction (docs/cluster.md §2): compactTo is the highest point
 	// the group agreed on through a compaction entry (every replica had the
 	// log up to it when its leader proposed it); durable is the applied
@@ -264,6 +275,12 @@ func Open(cfg Config) (*Host, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.restorePageBytes == 0 {
+		cfg.restorePageBytes = DefaultRestorePageBytes
+	}
+	if cfg.snapChunkBytes == 0 {
+		cfg.snapChunkBytes = DefaultSnapChunkBytes
 	}
 	if cfg.StateSegmentSize == 0 {
 		cfg.StateSegmentSize = DefaultStateSegmentSize
@@ -372,7 +389,7 @@ func errUnknownGroup(id uint64) error { return fmt.Errorf("replica: unknown grou
 // they hold (recovery replays the rest from the WAL).
 func (h *Host) restoreState(g *group) error {
 	st, err := openSegState(&segState{fs: h.cfg.FS, comp: h.cfg.Compressor, dir: groupDir(h.cfg.Dir, g.id), group: g.id,
-		size: h.cfg.StateSegmentSize, now: func() int64 { return h.cfg.Now().UnixNano() }, synced: h.stateSynced})
+		size: h.cfg.StateSegmentSize, now: func() int64 { return h.cfg.Now().UnixNano() }, synced: h.stateSynced, crash: h.crash})
 	if err != nil {
 		return err
 	}
@@ -382,16 +399,16 @@ func (h *Host) restoreState(g *group) error {
 }
 
 // restored hands the Applier the group's whole state, read back from its
-// segments (only when there is an Applier: it is the whole history).
+// segments a page at a time as the Applier ranges over it (read.go).
 func (h *Host) restored(g *group) error {
 	if h.cfg.Applier == nil {
 		return nil
 	}
-	recs, err := g.state.read(0, math.MaxInt, math.MaxInt)
+	var err error
+	h.cfg.Applier.Restored(g.id, readPages(g.state.read, h.cfg.restorePageBytes, &err))
 	if err != nil {
-		return err
+		return fmt.Errorf("replica: group %d restore: %w", g.id, err)
 	}
-	h.cfg.Applier.Restored(g.id, recs)
 	return nil
 }
 
@@ -595,6 +612,7 @@ func (h *Host) Tick() {
 	h.lv.ticks++
 	for _, id := range h.order {
 		g := h.groups[id]
+		h.tickFetch(g)
 		if h.tickQuiesced(g) {
 			continue
 		}
@@ -833,6 +851,7 @@ func (h *Host) collect() ([]readyRound, error) {
 				return nil, err
 			}
 		}
+		h.settleFetch(g)
 		h.persist(g, rd)
 		rounds = append(rounds, readyRound{g: g, rd: rd})
 		if h.cfg.ackOnAppend {
@@ -1194,6 +1213,9 @@ func (h *Host) Close() error {
 	defer h.mu.Unlock()
 	h.stop(ErrStopped)
 	for _, id := range h.order {
+		if g := h.groups[id]; g.fetch != nil && g.fetch.f != nil {
+			g.fetch.f.Close()
+		}
 		h.groups[id].state.close()
 	}
 	if h.ownComp {

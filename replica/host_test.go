@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -87,6 +88,10 @@ func TestBatchRoundTrip(t *testing.T) {
 		{Group: 7, Msg: &pb.Message{Type: pb.MsgApp.Enum(), To: new(uint64(3)), From: new(uint64(1)), Term: new(uint64(4)),
 			Entries: []*pb.Entry{{Term: new(uint64(4)), Index: new(uint64(9)), Data: []byte("x")}}}},
 		{Group: 8, Msg: &pb.Message{Type: pb.MsgHeartbeat.Enum(), To: new(uint64(3)), From: new(uint64(1))}},
+	}, Chunks: []SnapChunk{
+		{Kind: ChunkAsk, Group: 7, Index: 90, Gen: 2, First: 1 << 16, ID: 3, Off: 4096, Len: 1 << 20},
+		{Kind: ChunkData, Group: 7, Index: 90, Gen: 2, First: 1 << 16, ID: 3, Off: 4096, Data: []byte("bytes")},
+		{Kind: ChunkGone, Group: 8, Index: 91, Gen: 1, First: 5, ID: 4},
 	}}
 	data, err := EncodeBatch(b)
 	if err != nil {
@@ -97,7 +102,8 @@ func TestBatchRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.From != 1 || got.To != 3 || len(got.Msgs) != 2 || got.Msgs[0].Group != 7 ||
-		string(got.Msgs[0].Msg.GetEntries()[0].GetData()) != "x" || got.Msgs[1].Msg.GetType() != pb.MsgHeartbeat {
+		string(got.Msgs[0].Msg.GetEntries()[0].GetData()) != "x" || got.Msgs[1].Msg.GetType() != pb.MsgHeartbeat ||
+		!reflect.DeepEqual(got.Chunks, b.Chunks) {
 		t.Fatalf("round trip: %+v", got)
 	}
 	for cut := range len(data) {

@@ -3,6 +3,7 @@ package replica
 import (
 	"encoding/json"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"sync"
@@ -120,19 +121,23 @@ func (m *MetaMachine) Applied(group uint64, recs []Record) {
 	}
 }
 
-// Restored rebuilds the state from the group's whole applied log (a
-// snapshot carries it whole). Outcomes are kept: a rebuilt state re-decides
-// every transaction identically. No callbacks: the state may jump; a watcher
-// re-reads it (Snapshot) after a restore.
-func (m *MetaMachine) Restored(group uint64, recs []Record) {
+// Restored rebuilds the state from the group's whole applied log, a page at
+// a time: the state it builds is the current keys only, but the log behind it
+// is every transaction ever, so it is read in pages like any group's.
+// Outcomes are kept: a rebuilt state re-decides every transaction
+// identically. No callbacks: the state may jump; a watcher re-reads it
+// (Snapshot) after a restore.
+func (m *MetaMachine) Restored(group uint64, pages iter.Seq[[]Record]) {
 	if group != m.group {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	clear(m.state)
-	for _, r := range recs {
-		m.apply(r, false)
+	for page := range pages {
+		for _, r := range page {
+			m.apply(r, false)
+		}
 	}
 }
 

@@ -254,9 +254,14 @@ func (h *Host) queueBeat(to uint64, bt Beat) {
 func (h *Host) receiveBatch(b Batch) {
 	h.lv.heard[b.From] = h.lv.ticks
 	for _, m := range b.Msgs {
-		if g := h.groups[m.Group]; g != nil {
-			h.step(g, m.Msg)
+		g := h.groups[m.Group]
+		if g == nil || m.Msg.GetType() == pb.MsgSnap && h.receiveSnap(g, m.Msg) {
+			continue
 		}
+		h.step(g, m.Msg)
+	}
+	for _, c := range b.Chunks {
+		h.receiveChunk(b.From, c)
 	}
 	for _, bt := range b.Beats {
 		g := h.groups[bt.Group]

@@ -2,19 +2,60 @@ package replica
 
 import (
 	"fmt"
+	"iter"
 	"math"
 	"slices"
 )
 
 // Applier is told, from the host's apply loop, what a group applies: every
 // applied entry's records in log order (Applied), and the whole state when it
-// is replaced: at Open, read back from the group's segments, and when a
-// snapshot is installed (Restored). It is called with the host's lock held and must not call the
-// host. A state machine built on a group (the metadata group, meta.go) is an
-// Applier: it sees the same records in the same order on every node.
+// is replaced: at Open, read back from the group's segments, at AddGroup
+// (empty), and when a snapshot is installed (Restored). It is called with the
+// host's lock held and must not call the host. A state machine built on a
+// group (the metadata group, meta.go) is an Applier: it sees the same records
+// in the same order on every node.
+//
+// Restored's pages are the whole state, oldest first, read from the segments
+// a page at a time as the Applier ranges over them (readPages): a page holds
+// at most DefaultRestorePageBytes of data (one larger record alone), so a
+// restore needs memory for a page, not for the history. The Applier may stop
+// early (a break) or range again (each range reads afresh); it must not keep
+// a page past its iteration if it wants that bound. Retention may trim the
+// oldest segments between two pages (Trim runs without the host's lock): a
+// restore then misses expired records, never a later one. If a read fails
+// the pages end early and the host fails (Open, AddGroup or the snapshot's
+// installation returns the error), so an Applier never goes on from a state
+// it saw only part of.
 type Applier interface {
 	Applied(group uint64, recs []Record)
-	Restored(group uint64, recs []Record)
+	Restored(group uint64, pages iter.Seq[[]Record])
+}
+
+const (
+	// DefaultRestorePageBytes bounds the data of one page of a restore.
+	DefaultRestorePageBytes = 4 << 20
+	// restorePageRecords bounds a page's records, whatever their size.
+	restorePageRecords = 1 << 14
+)
+
+// readPages is the records read returns from ordinal 0 on, oldest first, in
+// pages of at most pageBytes of data and restorePageRecords records. Each
+// range starts a new read; a read error ends the range and is kept in *errp.
+func readPages(read func(from uint64, maxRecords, maxBytes int) ([]Record, error), pageBytes int, errp *error) iter.Seq[[]Record] {
+	return func(yield func([]Record) bool) {
+		from := uint64(0)
+		for {
+			page, err := read(from, restorePageRecords, pageBytes)
+			if err != nil {
+				*errp = err
+				return
+			}
+			if len(page) == 0 || !yield(page) {
+				return
+			}
+			from = page[len(page)-1].Seq + 1
+		}
+	}
 }
 
 // Read is a pending linearizable read (Host.ReadIndex): Done closes once this

@@ -47,6 +47,9 @@ func (h *Host) RemoveGroup(id uint64) error {
 	for _, p := range g.pending {
 		p.finish(nil, ErrStopped)
 	}
+	if g.fetch != nil {
+		h.dropFetch(g, nil)
+	}
 	g.state.close()
 	delete(h.groups, id)
 	h.index.Delete(id)

@@ -2,11 +2,12 @@ package replica
 
 import (
 	"fmt"
-	"math"
 	"path"
+	"slices"
 	"sort"
 
 	"github.com/shardlog/shardlog/segment"
+	"github.com/shardlog/shardlog/vfs"
 )
 
 // read returns the records with ordinal >= from, oldest first: at most
@@ -84,104 +85,125 @@ func (s *segState) readSeg(sg *stateSeg, rd *segReader) error {
 	return nil
 }
 
-// snapshot renders the state up to applied (docs/cluster.md §2): one frame
-// per entry holding records, [index][a proposal with no key, the entry's
-// stored arrival, its records], then a marker frame [applied]: everything up
-// to it is applied. The rendering is whole bytes in raft's MsgSnap, read back
-// from the segments; the design's file list streamed over the peer pool
-// (segments are immutable once sealed) is not built yet. Queued records are
-// written first: raft may ask between a round's apply and its write.
+// snapshot is the state up to applied as a manifest (docs/cluster.md §2,
+// snapfetch.go): the live generation's segment files that hold records, each
+// with its written end. The receiver fetches their bytes in chunks and
+// keeps them as they are. Queued records are written first: raft may ask
+// between a round's apply and its write, and the segments must then hold
+// everything up to applied. Nothing is synced here (raft asks at every probe
+// of a lagging follower): a listed range that a crash of this node cuts and
+// rewrites differently fails the receiver's frame checks, and it waits for a
+// new snapshot.
 func (s *segState) snapshot(applied uint64) ([]byte, error) {
 	if err := s.write(); err != nil {
 		return nil, err
 	}
-	recs, err := s.read(0, math.MaxInt, math.MaxInt)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	m := snapManifest{index: applied, gen: s.gen}
+	for _, sg := range s.segs {
+		if sg.frames > 0 {
+			m.files = append(m.files, snapFile{first: sg.firstSeq, id: sg.id, lastSeq: sg.lastSeq, size: sg.end})
+		}
+	}
+	return m.encode(), nil
+}
+
+// chunk serves up to n bytes at off of a file a manifest of this state
+// listed: errSnapGone if the generation was replaced, the file trimmed, or
+// it no longer reaches off (a crash cut its unsynced tail). The read lock
+// keeps a trim from unlinking the file under the read.
+func (s *segState) chunk(gen, first, id uint64, off int64, n int) ([]byte, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed || gen != s.gen {
+		return nil, errSnapGone
+	}
+	i := slices.IndexFunc(s.segs, func(sg *stateSeg) bool { return sg.firstSeq == first && sg.id == id })
+	if i < 0 || off < 0 || off >= s.segs[i].end || n <= 0 {
+		return nil, errSnapGone
+	}
+	f, err := s.fs.Open(s.segs[i].path)
 	if err != nil {
 		return nil, err
 	}
-	var out []byte
-	for len(recs) > 0 {
-		idx := recs[0].Seq >> 16
-		n := 1
-		for n < len(recs) && recs[n].Seq>>16 == idx {
-			n++
-		}
-		datas := make([][]byte, n)
-		for i := range n {
-			datas[i] = recs[i].Data
-		}
-		p := le.AppendUint64(nil, idx)
-		out = appendFrame(out, append(p, encodeProposal(proposalKey{}, recs[0].ArrivalMs, datas)...))
-		recs = recs[n:]
+	defer f.Close()
+	buf := make([]byte, min(int64(n), s.segs[i].end-off))
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return nil, err
 	}
-	return appendFrame(out, le.AppendUint64(nil, applied)), nil
+	return buf, nil
 }
 
-// snapEntry is one entry of a snapshot's rendering.
-type snapEntry struct {
-	index   uint64
-	arrival int64
-	recs    [][]byte
+// fetchDir makes the next generation's directory, empty and durable, for a
+// snapshot's files to be fetched into. A crash before install leaves it
+// behind: openSegState removes every generation but the live one.
+func (s *segState) fetchDir() (string, error) {
+	dir := s.genDir(s.gen + 1)
+	if err := s.fs.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	if err := s.fs.MkdirAll(dir); err != nil {
+		return "", err
+	}
+	return dir, s.fs.SyncDir(s.dir)
 }
 
-// parseSnapshot checks a rendering (whole frames, entries in index order,
-// ending in index's marker) and returns its entries.
-func parseSnapshot(group, index uint64, data []byte) ([]snapEntry, error) {
-	bad := fmt.Errorf("%w: group %d snapshot at %d", errCorrupt, group, index)
-	payloads, valid := scanFrames(data)
-	if valid != int64(len(data)) || len(payloads) == 0 {
-		return nil, bad
-	}
-	var out []snapEntry
-	prev := uint64(0)
-	for i, p := range payloads {
-		r := reader{b: p}
-		idx := r.u64()
-		last := i == len(payloads)-1
-		if r.bad || last != (len(r.b) == 0) {
-			return nil, bad
-		}
-		if last {
-			if idx != index || idx < prev {
-				return nil, bad
-			}
-			break
-		}
-		if idx > index || idx <= prev && i > 0 {
-			return nil, bad
-		}
-		prev = idx
-		_, arrival, recs, err := decodeProposal(r.b)
-		if err != nil || len(recs) == 0 {
-			return nil, bad
-		}
-		out = append(out, snapEntry{idx, arrival, recs})
-	}
-	return out, nil
-}
-
-// install replaces the state with a snapshot's rendering, durably and
-// atomically: a new generation is written whole and synced, then a new
-// CURRENT naming it is synced and renamed into place, then the group's
-// directory synced. A crash before the rename leaves the old generation live
-// (openSegState removes the new one); after it, the new one, whole. The old
-// generation is removed last (or, after a crash, at the next open).
-func (s *segState) install(index uint64, data []byte, crash func(string) error) error {
-	ents, err := parseSnapshot(s.group, index, data)
+// checkFetched checks a fetched file as its fetch ends, before the next one
+// starts: every frame's CRC, its header (this group, the listed first
+// ordinal and ID), and that it ends clean at the listed size and ordinal.
+// The bytes came over the network from a state that may have changed under
+// the fetch. Checking a file at a time bounds how long the check holds the
+// host's lock to one segment's reading, whatever the snapshot's size.
+func (s *segState) checkFetched(f vfs.File, sf snapFile) error {
+	size, err := f.Size()
 	if err != nil {
 		return err
 	}
-	ns, err := s.buildGen(index, ents)
-	if err == nil {
-		err = crash(crashSnapTempSynced)
+	res, err := segment.Scan(f, size, segment.ScanOptions{VerifyCRC: true})
+	if err != nil {
+		return err
 	}
+	if res.Header.FirstSeq != sf.first || res.Header.SegmentID != sf.id || res.Header.ShardKey != s.group ||
+		res.Tail != segment.TailClean || size != sf.size || res.ValidEnd != sf.size || res.Frames == 0 || res.LastSeq != sf.lastSeq {
+		return fmt.Errorf("%w: group %d fetched segment %s: not the listed one (%s at %d, last ordinal %d)",
+			segment.ErrCorrupt, s.group, segment.FileName(sf.first, sf.id), res.Tail, res.ValidEnd, res.LastSeq)
+	}
+	return nil
+}
+
+// prepared opens the fetched generation as the state m describes: each
+// file was checked (checkFetched) and synced as its fetch ended; here the
+// files must be the listed ones, all there, and the directory is synced.
+func (s *segState) prepared(m snapManifest) (*segState, error) {
+	ns := &segState{fs: s.fs, comp: s.comp, dir: s.dir, group: s.group, size: s.size, now: s.now, synced: s.synced,
+		gen: s.gen + 1, mark: m.index}
+	if err := ns.recover(); err != nil {
+		return nil, err
+	}
+	ok := len(ns.segs) == len(m.files)
+	for i := 0; ok && i < len(m.files); i++ {
+		sg, f := ns.segs[i], m.files[i]
+		ok = sg.firstSeq == f.first && sg.id == f.id && sg.lastSeq == f.lastSeq && sg.end == f.size
+	}
+	if !ok || ns.last > m.index {
+		return nil, fmt.Errorf("%w: group %d snapshot at %d: the fetched files are not the listed ones", segment.ErrCorrupt, s.group, m.index)
+	}
+	return ns, s.fs.SyncDir(s.genDir(ns.gen))
+}
+
+// install makes the fetched generation ns (prepared) the state, durably and
+// atomically: ns is whole and synced; a new CURRENT naming it is synced and
+// renamed into place, then the group's directory synced. A crash before the
+// rename leaves the old generation live (openSegState removes the new one);
+// after it, the new one, whole. The old generation is removed last (or,
+// after a crash, at the next open).
+func (s *segState) install(index uint64, ns *segState, crash func(string) error) error {
+	err := crash(crashSnapTempSynced)
 	if err == nil {
 		err = s.writeCurrent(ns.gen, index, crash)
 	}
 	if err != nil {
-		if ns != nil {
-			ns.close()
-		}
 		return fmt.Errorf("replica: group %d snapshot install: %w", s.group, err)
 	}
 	s.mu.Lock()
@@ -191,35 +213,11 @@ func (s *segState) install(index uint64, data []byte, crash func(string) error) 
 	}
 	old := s.gen
 	s.gen, s.mark, s.segs, s.w, s.wnext, s.lastTs, s.last, s.nextID, s.pending, s.dirty =
-		ns.gen, ns.mark, ns.segs, ns.w, ns.wnext, ns.lastTs, ns.last, ns.nextID, nil, false
+		ns.gen, ns.mark, ns.segs, nil, ns.wnext, ns.lastTs, ns.last, ns.nextID, nil, false
 	if err := s.fs.RemoveAll(s.genDir(old)); err != nil {
 		return err
 	}
 	return s.fs.SyncDir(s.dir)
-}
-
-// buildGen writes a snapshot's entries as the next generation's segments,
-// synced (rolls sync what they leave; sync the rest).
-func (s *segState) buildGen(index uint64, ents []snapEntry) (*segState, error) {
-	ns := &segState{fs: s.fs, comp: s.comp, dir: s.dir, group: s.group, size: s.size, now: s.now, synced: s.synced,
-		gen: s.gen + 1, mark: index, last: index}
-	dir := ns.genDir(ns.gen)
-	if err := s.fs.RemoveAll(dir); err != nil {
-		return nil, err
-	}
-	if err := s.fs.MkdirAll(dir); err != nil {
-		return nil, err
-	}
-	if err := s.fs.SyncDir(s.dir); err != nil {
-		return nil, err
-	}
-	for _, e := range ents {
-		ns.add(e.index, e.arrival, e.recs)
-	}
-	if err := ns.write(); err != nil {
-		return ns, err
-	}
-	return ns, ns.sync()
 }
 
 // writeCurrent makes gen the live generation: CURRENT.tmp written and

@@ -83,6 +83,10 @@ type segState struct {
 	pending []segment.Record
 	dirty   bool // written since the last sync
 	closed  bool
+	// brokenTrimOrder is a deliberately broken mode for the trim's crash
+	// test: expired segments are unlinked newest first. Never set outside
+	// tests.
+	brokenTrimOrder bool
 }
 
 var _ appliedState = (*segState)(nil)

@@ -3,6 +3,7 @@ package replica
 import (
 	"fmt"
 	"path"
+	"slices"
 
 	"github.com/shardlog/shardlog/vfs"
 )
@@ -23,16 +24,24 @@ import (
 //     still says what came before it (recoverSeg), so the WAL never applies
 //     a deleted entry again;
 //   - only a prefix of the chain is deleted, so no gap appears and the chain
-//     check at open still holds;
+//     check at open still holds. That holds across a crash too: the files
+//     are unlinked oldest first, and each unlink is made durable (the
+//     directory synced) before the next one is issued, so whatever a crash
+//     keeps of a trim is a prefix of it, on any file system (one that
+//     reorders unsynced directory operations could otherwise keep a later
+//     unlink and lose an earlier one: a gap, and a node that no longer
+//     opens). A directory sync per deleted segment is cheap at retention's
+//     pace (64 MiB segments, trimmed once a period);
 //   - a segment leaves the list under s.mu's write lock before its file is
-//     unlinked: a read (ReadApplied, or a snapshot being rendered, which
-//     reads the whole state in one read under the read lock) either ran
-//     before it, with the file still there, or runs after, without it. A
-//     snapshot rendered after a trim carries only the segments left.
+//     unlinked: a read (ReadApplied, a snapshot's listing, or a chunk of
+//     a listed file served to a receiver, each under the read lock) either
+//     ran before it, with the file still there, or runs after, without it.
+//     A chunk of a file trimmed after its listing is answered gone
+//     (snapfetch.go); the next snapshot lists only the segments left.
 //
-// A crash between the unlinks and the directory sync may bring a deleted
-// file back at the next open; it is still a prefix of the chain, and the
-// next trim deletes it again.
+// A crash between an unlink and its directory sync may bring that file
+// back at the next open; it is the oldest left, so still a prefix of the
+// chain, and the next trim deletes it again.
 
 // trim deletes the sealed segments, oldest first, whose newest record
 // arrived before beforeMs (Unix ms).
@@ -41,17 +50,32 @@ func (s *segState) trim(beforeMs int64) (segments int, bytes int64, err error) {
 	if len(victims) == 0 {
 		return 0, 0, nil
 	}
+	if s.brokenTrimOrder {
+		slices.Reverse(victims)
+	}
 	for _, sg := range victims {
-		if err := s.fs.Remove(sg.path); err != nil && !vfs.IsNotExist(err) {
+		if err := s.removeDurably(sg.path); err != nil {
 			return segments, bytes, fmt.Errorf("replica: group %d retention: %w", s.group, err)
 		}
 		segments++
 		bytes += sg.end
 	}
-	if err := s.fs.SyncDir(path.Dir(victims[0].path)); err != nil {
-		return segments, bytes, fmt.Errorf("replica: group %d retention: %w", s.group, err)
-	}
 	return segments, bytes, nil
+}
+
+// removeDurably unlinks a segment and syncs its directory (see the top of
+// the file), then passes the trim's crash point (tests).
+func (s *segState) removeDurably(name string) error {
+	if err := s.fs.Remove(name); err != nil && !vfs.IsNotExist(err) {
+		return err
+	}
+	if err := s.fs.SyncDir(path.Dir(name)); err != nil {
+		return err
+	}
+	if s.crash != nil {
+		return s.crash(crashTrimRemoved)
+	}
+	return nil
 }
 
 // detachExpired takes the expired prefix of sealed segments out of the list.

@@ -81,6 +81,11 @@ func TestSimulation(t *testing.T) {
 		total.snapInstalled += st.snapInstalled
 		total.longDown += st.longDown
 		total.snapCrashes += st.snapCrashes
+		total.fetchChunks += st.fetchChunks
+		total.fetchBytes += st.fetchBytes
+		total.fetchesDropped += st.fetchesDropped
+		total.maxChunk = max(total.maxChunk, st.maxChunk)
+		total.maxSnapData = max(total.maxSnapData, st.maxSnapData)
 		total.moves += st.moves
 		total.joined += st.joined
 		total.left += st.left
@@ -97,6 +102,11 @@ func TestSimulation(t *testing.T) {
 		total.rolls, total.removed, total.crashPoints, total.compacted)
 	t.Logf("snapshots: %d sent, %d installed, %d power cuts inside an installation; %d replicas kept down long enough to need one",
 		total.snapSent, total.snapInstalled, total.snapCrashes, total.longDown)
+	t.Logf("snapshot fetches: %d chunks, %d bytes, %d fetches dropped; largest chunk %d bytes (limit %d), largest manifest %d bytes",
+		total.fetchChunks, total.fetchBytes, total.fetchesDropped, total.maxChunk, simChunkBytes, total.maxSnapData)
+	if total.maxChunk > simChunkBytes {
+		t.Fatalf("a chunk of %d bytes: more than the %d-byte limit", total.maxChunk, simChunkBytes)
+	}
 	t.Logf("membership: %d nodes joined, %d left, %d replicas moved (learner, catch-up, promotion, removal), %d leadership transfers asked, %d moved-away replicas deleted",
 		total.joined, total.left, total.moves, total.transfers, total.replicasDeleted)
 	t.Logf("quiescence: %d lulls, %d groups quiesced, %d woken (%d by their leader node's silence)",
@@ -179,6 +189,9 @@ type simStats struct {
 	compacted                      int    // (node, group)s whose log was compacted at the end
 	snapSent, snapInstalled        int    // snapshots sent by leaders, installed by replicas
 	snapCrashes                    int    // power cuts inside a snapshot's installation
+	fetchChunks, fetchesDropped    int    // snapshot chunks fetched, fetches dropped (snapfetch.go)
+	fetchBytes                     int64  // snapshot bytes fetched
+	maxChunk, maxSnapData          int    // the largest chunk's data and MsgSnap's Data sent
 	longDown                       int    // nodes kept down for hundreds of steps
 	moves, joined, left, transfers int    // replicas moved; nodes added and decommissioned; leaders moved off a leaving replica
 	replicasDeleted                int    // moved-away replicas deleted (Host.RemoveGroup)
@@ -334,7 +347,7 @@ func (s *sim) config(n *simNode) Config {
 	// Small segments too, so that groups' segment files roll; the clock is
 	// the step counter, so arrival times replay with the seed.
 	cfg := Config{NodeID: n.id, FS: n.fs, Dir: "/data", Transport: simTransport{s}, Rand: s.rng,
-		WALSegmentSize: s.walSize, CompactMinEntries: 8, SnapshotLagEntries: 12, StateSegmentSize: s.segSize,
+		WALSegmentSize: s.walSize, CompactMinEntries: 8, SnapshotLagEntries: 12, StateSegmentSize: s.segSize, snapChunkBytes: simChunkBytes,
 		Now: func() time.Time { return time.UnixMilli(1_700_000_000_000 + int64(s.now)*10) }}
 	// A power cut inside a WAL roll or truncation, at any of its steps.
 	cfg.crashAt = func(point string) bool {
@@ -399,16 +412,29 @@ func (s *sim) countWAL(h *Host) {
 	s.stats.removed += h.wal.removed
 	s.stats.snapSent += h.snapshotsSent
 	s.stats.snapInstalled += h.snapshotsInstalled
+	s.stats.fetchChunks += h.fetchChunks
+	s.stats.fetchesDropped += h.fetchesDropped
+	s.stats.fetchBytes += h.fetchBytes
 	q := h.QuiesceStats()
 	s.stats.quiesced += int(q.Quiesced)
 	s.stats.woken += int(q.Woken)
 	s.stats.livenessWakes += int(q.LivenessWakes)
 }
 
+// simChunkBytes is the simulation's snapshot chunk: its segments (0.5-2.5
+// KiB) take several each.
+const simChunkBytes = 300
+
 type simTransport struct{ s *sim }
 
 func (t simTransport) Send(b Batch) {
 	s := t.s
+	for _, c := range b.Chunks {
+		s.stats.maxChunk = max(s.stats.maxChunk, len(c.Data))
+	}
+	for _, m := range b.Msgs {
+		s.stats.maxSnapData = max(s.stats.maxSnapData, len(m.Msg.GetSnapshot().GetData()))
+	}
 	data, err := EncodeBatch(b)
 	if err != nil {
 		panic(err) // a message raft made must encode

@@ -9,11 +9,13 @@ import (
 // replica that lags more than Config.SnapshotLagEntries behind (a replica
 // that is down no longer holds WAL truncation back), so such a replica, and
 // any new one, catches up from a snapshot: the group's applied state up to
-// its applied index, rendered by appliedState.snapshot and carried in raft's
-// MsgSnap. The receiver installs it (installSnapshot) before the Ready round
-// that delivered it is acknowledged: the state is replaced durably and
-// atomically, then a snapshot frame in the round's WAL write (fdatasync'd with
-// it) moves the group's log start to the snapshot's index.
+// its applied index. raft's MsgSnap carries a manifest of the segment files
+// holding it (appliedState.snapshot); the receiver fetches their bytes in
+// bounded chunks before raft sees the MsgSnap (snapfetch.go), then installs
+// the fetched files (installSnapshot) before the Ready round that delivered
+// it is acknowledged: the state is replaced durably and atomically, then a
+// snapshot frame in the round's WAL write (fdatasync'd with it) moves the
+// group's log start to the snapshot's index.
 
 // groupStorage is raft's Storage for a group: the MemoryStorage, except that
 // a snapshot is built on demand from the applied state. MemoryStorage's own
@@ -50,7 +52,11 @@ func (s groupStorage) Snapshot() (*pb.Snapshot, error) {
 // fdatasync, in HandleReady.
 func (h *Host) installSnapshot(g *group, snap *pb.Snapshot) error {
 	idx, term := snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
-	if err := g.state.install(idx, snap.GetData(), h.crash); err != nil {
+	ns, err := h.takeFetch(g, idx)
+	if err != nil {
+		return err
+	}
+	if err := g.state.install(idx, ns, h.crash); err != nil {
 		return err
 	}
 	if err := h.restored(g); err != nil {

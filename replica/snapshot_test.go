@@ -79,7 +79,7 @@ func snapshotCatchUp(t *testing.T, seed uint64, point string) {
 	if err := s.settleAndCheck("after catching up"); err != nil {
 		t.Fatal(err)
 	}
-	installed := down.host.snapshotsInstalled
+	installed, fetched, chunks := down.host.snapshotsInstalled, down.host.fetchBytes, down.host.fetchChunks
 	for _, n := range s.nodes {
 		s.crash(n) // what was installed must have been made durable
 	}
@@ -88,6 +88,14 @@ func snapshotCatchUp(t *testing.T, seed uint64, point string) {
 	}
 	if point == "" && installed == 0 {
 		t.Fatal("the returning replica caught up without a snapshot")
+	}
+	t.Logf("fetched %d bytes in %d chunks; largest chunk %d, largest MsgSnap data %d", fetched, chunks, s.stats.maxChunk, s.stats.maxSnapData)
+	// The snapshot came as a file list, its bytes in chunks: no message
+	// held more than a chunk, and the state fetched was many chunks.
+	if point == "" && (s.stats.maxChunk > simChunkBytes || s.stats.maxSnapData > 1024 ||
+		fetched < 4*simChunkBytes || chunks < 4) {
+		t.Fatalf("snapshot fetch: largest chunk %d bytes (limit %d), largest MsgSnap data %d bytes, %d bytes in %d chunks fetched",
+			s.stats.maxChunk, simChunkBytes, s.stats.maxSnapData, fetched, chunks)
 	}
 	for g := uint64(1); g <= 2; g++ {
 		if st := down.host.Status(g); st.Compacted <= last[g] {

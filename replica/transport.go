@@ -41,7 +41,9 @@ import (
 // A frame on the stream is [u32 length][u32 CRC-32C of the payload][payload],
 // the payload an EncodeBatch. A stream starts with streamMagic.
 const (
-	streamMagic = "shardlog-raft/2\n" // 2: batches carry beats (quiesce.go)
+	// 2: batches carry beats (quiesce.go); 3: snapshot chunks, and a
+	// snapshot's Data is a manifest (snapfetch.go).
+	streamMagic = "shardlog-raft/3\n"
 	// MaxFrame bounds a frame: raft's MaxSizePerMsg (1 MiB) per group message
 	// times the groups of one round can exceed it only with hundreds of
 	// groups all sending full appends at once; such a frame is dropped (and
