@@ -72,7 +72,9 @@ type kmsRefusal struct {
 	Detail string         `json:"detail"`
 }
 
-func (r *kmsRefusal) Error() string { return "cluster: the leader refused the stream's key: " + r.Detail }
+func (r *kmsRefusal) Error() string {
+	return "cluster: the leader refused the stream's key: " + r.Detail
+}
 
 type metaRequest struct {
 	If   []replica.MetaCond `json:"if"`
