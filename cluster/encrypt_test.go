@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shardlog/shardlog/keyring"
+	"github.com/shardlog/shardlog/replica"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -407,5 +409,72 @@ func TestClusterKeyChangeLimit(t *testing.T) {
 	clock.add(24*time.Hour + time.Minute)
 	if err := c.node(1).StartEncryption(ctx, "s", "alias/orders", "us-east-1"); err != nil {
 		t.Fatalf("a day later: %v", err)
+	}
+}
+
+// TestEncryptedRecordCodec: an encrypted record opens to its key and data
+// with its arrival time, which stays readable without a key, as does its
+// size in clear; a changed arrival time, data key block or ciphertext does
+// not open; a keyring without the master key answers errNoRecordKey;
+// plaintext records and seal entries are never taken for encrypted ones.
+func TestEncryptedRecordCodec(t *testing.T) {
+	rings := newTestRings(t, 1)
+	n := &Node{crypt: newCrypt(rings.rings[1])}
+	rec := streamRec{MetaStream: replica.MetaStream{Name: "s"}}
+	rec.EncryptionType, rec.KeyID = storage.EncryptionKMS, "alias/orders"
+	m, err := rings.rings[1].Resolve("alias/orders", "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.KeyFingerprint = m.ID.String()
+	key, err := n.writeKey(rec)
+	if err != nil || key == nil || key.ID != m.ID {
+		t.Fatalf("writeKey: %v", err)
+	}
+	dk, err := n.crypt.sealer(7, *key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := entry{key: "pk", data: []byte("secret data")}
+	b := dk.appendEncrypted(nil, 1234, e)
+	if len(b) != encryptedSize(e) || !isEncrypted(b) || bytes.Contains(b, e.data) || bytes.Contains(b, []byte(e.key)) {
+		t.Fatalf("encrypted record %x", b)
+	}
+	if a, err := recordArrival(b); err != nil || a != 1234 || recordBytes(b) != len(e.key)+len(e.data) {
+		t.Fatalf("arrival %d, bytes %d, %v", a, recordBytes(b), err)
+	}
+	if a, k, d, enc, err := n.openRecord(b); err != nil || a != 1234 || k != e.key || string(d) != string(e.data) || !enc {
+		t.Fatalf("open: %d %q %q %t %v", a, k, d, enc, err)
+	}
+	for _, tc := range []struct {
+		name string
+		at   int
+	}{{"arrival", 0}, {"key block", recordHeader + 20}, {"ciphertext", len(b) - 20}} {
+		bad := bytes.Clone(b)
+		bad[tc.at] ^= 1
+		if _, _, _, _, err := n.openRecord(bad); err == nil {
+			t.Errorf("changed %s: opened", tc.name)
+		}
+	}
+	plain := encodeRecord(99, e)
+	if isEncrypted(plain) || isEncrypted(sealMarker) {
+		t.Fatal("a plaintext record or seal entry taken for an encrypted one")
+	}
+	if a, k, _, enc, err := n.openRecord(plain); err != nil || a != 99 || k != "pk" || enc {
+		t.Fatalf("plaintext: %d %q %t %v", a, k, enc, err)
+	}
+	if dk2, _ := n.crypt.sealer(7, *key); dk2 != dk {
+		t.Fatal("a new data key for every proposal")
+	}
+	dk.used.Store(maxSealsPerDataKey)
+	if dk2, _ := n.crypt.sealer(7, *key); dk2 == dk {
+		t.Fatal("a used-up data key kept")
+	}
+	rings.set(1, "")
+	if _, _, _, _, err := n.openRecord(b); !errors.Is(err, errNoRecordKey) {
+		t.Fatalf("without the master key: %v", err)
+	}
+	if _, err := n.writeKey(rec); !errors.Is(err, storage.ErrKMSNotFound) {
+		t.Fatalf("writeKey without the master key: %v", err)
 	}
 }
