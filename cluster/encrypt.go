@@ -42,7 +42,7 @@ import (
 //	fingerprint, 12 nonce, 48 wrapped data key][segment.Cipher.Seal of
 //	([u32 key length][key][data]): 12 nonce, ciphertext, 16 tag]
 //
-// with the first 92 bytes (arrival, mark, key block) authenticated as
+// with the first 88 bytes (arrival, mark, key block) authenticated as
 // additional data, so neither the time nor the data key can be swapped. The
 // mark is never a plaintext record's key length (at most its length minus
 // 12), nor a seal entry's (2^32-1, seal.go). The arrival time stays in

@@ -16,7 +16,8 @@
 // of another account is not found, as it is on AWS without a grant. Without a keyring
 // entry for alias/aws/kinesis, that alias (AWS's Kinesis-owned key) uses a
 // key shardlog generates once in the data directory (datadir.DefaultKeyFile,
-// mode 0600, fsynced before it is used).
+// mode 0600, fsynced before it is used), or, in cluster mode, from where
+// SetDefaultSource says (the cluster's metadata, the same on every node).
 package keyring
 
 import (
