@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -247,18 +248,7 @@ func TestClusterEncryption(t *testing.T) {
 	c.checkSubscribed(reader, want)
 	c.checkDisks("secretmark", "plainmark-data-0")
 
-	// The leader's keyring loses the key: writes through it, and those
-	// forwarded to it, are refused with single-node mode's error, and
-	// nothing is stored; its reads of encrypted records answer the same.
-	rings.set(roles.leader, "")
-	for _, via := range []uint64{roles.leader, writer} {
-		err := c.putModes(via, "s", "refused", 1, map[string]readMode{})
-		wantReason(t, fmt.Sprintf("put through node %d, leader without the key", via), err, storage.ErrKMSNotFound, storage.ReasonKMSNotFound)
-	}
-	_, err := c.readModes(roles.leader, "s")
-	wantReason(t, "read on a node without the key", err, storage.ErrKMSNotFound, storage.ReasonKMSNotFound)
-	c.checkReads(want, reader)
-	rings.set(roles.leader, "Enabled")
+	c.checkMissingKey(rings, want)
 
 	// Disabled everywhere: writes and new starts refused, reads go on.
 	for id := uint64(1); id <= 3; id++ {
@@ -323,18 +313,57 @@ func TestClusterEncryption(t *testing.T) {
 	c.checkDisks("defaultmark", "plainmark-data-0")
 }
 
+// checkMissingKey: with the key only in one follower's keyring, writes
+// through a node without it, and writes through that follower (forwarded
+// to the leader, which lacks it), are refused with single-node mode's
+// error and store nothing; reads of the encrypted records on a node
+// without the key answer the same, while the follower still reads them. A
+// run in which the follower became the leader (a loaded machine) stores
+// the record, encrypted, and is run again.
+func (c *testCluster) checkMissingKey(rings *testRings, want map[string]readMode) {
+	c.t.Helper()
+	for attempt := 0; ; attempt++ {
+		roles := c.rolesOf("s")
+		keeper := roles.followers[0]
+		for id := uint64(1); id <= 3; id++ {
+			if id != keeper {
+				rings.set(id, "")
+			}
+		}
+		err := c.putModes(roles.leader, "s", "refused", 1, map[string]readMode{})
+		wantReason(c.t, "put through a node without the key", err, storage.ErrKMSNotFound, storage.ReasonKMSNotFound)
+		_, err = c.readModes(roles.leader, "s")
+		wantReason(c.t, "read on a node without the key", err, storage.ErrKMSNotFound, storage.ReasonKMSNotFound)
+		stored := map[string]readMode{}
+		err = c.putModes(keeper, "s", "secretmark-if-led", 1, stored)
+		maps.Copy(want, stored)
+		if err == nil && attempt < 4 {
+			continue // keeper led the shard by then: nothing was refused
+		}
+		wantReason(c.t, "put forwarded to a leader without the key", err, storage.ErrKMSNotFound, storage.ReasonKMSNotFound)
+		c.checkReads(want, keeper)
+		for id := uint64(1); id <= 3; id++ {
+			rings.set(id, "Enabled")
+		}
+		return
+	}
+}
+
+// checkEncryptedCount: every record acknowledged encrypted exactly when
+// its name says it was written while the stream was encrypted, and at
+// least n of them.
 func checkEncryptedCount(t *testing.T, want map[string]readMode, n int) {
 	t.Helper()
 	got := 0
 	for _, w := range want {
-		if w.encrypted != strings.Contains(w.value, "secretmark") && !strings.Contains(w.value, "defaultmark") {
+		if w.encrypted != (strings.Contains(w.value, "secretmark") || strings.Contains(w.value, "defaultmark")) {
 			t.Fatalf("%s acknowledged with encrypted %t", w.value, w.encrypted)
 		}
 		if w.encrypted {
 			got++
 		}
 	}
-	if got != n {
+	if got < n {
 		t.Fatalf("%d records acknowledged encrypted, want %d", got, n)
 	}
 }
