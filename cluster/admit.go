@@ -198,8 +198,8 @@ func (n *Node) recordFor(name string) streamRec {
 	return n.tableOf(rec, v).rec
 }
 
-// sweepLimiters forgets the controllers of groups no stream has any more
-// (deleted streams; group IDs are never reused).
+// sweepLimiters forgets the controllers and data keys of groups no stream
+// has any more (deleted streams; group IDs are never reused).
 func (n *Node) sweepLimiters() {
 	live := map[uint64]bool{}
 	for _, rec := range n.streams() {
@@ -210,6 +210,12 @@ func (n *Node) sweepLimiters() {
 	n.limiters.Range(func(g, _ any) bool {
 		if !live[g.(uint64)] {
 			n.limiters.Delete(g)
+		}
+		return true
+	})
+	n.crypt.sealing.Range(func(g, _ any) bool { // data keys (encrypt.go)
+		if !live[g.(uint64)] {
+			n.crypt.sealing.Delete(g)
 		}
 		return true
 	})

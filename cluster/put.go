@@ -284,7 +284,11 @@ func (n *Node) proposeRecords(ctx context.Context, group uint64, key *segment.Ma
 	}
 	size := 0
 	for _, e := range entries {
-		size += encryptedSize(e)
+		if dk != nil {
+			size += encryptedSize(e)
+		} else {
+			size += recordHeader + len(e.key) + len(e.data)
+		}
 	}
 	// Each record is copied once, into the entry's bytes (replica.Records).
 	recs := replica.NewRecords(len(entries), size)
