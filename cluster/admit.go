@@ -91,19 +91,25 @@ func (n *Node) admitWrites(group uint64, rec streamRec, entries []entry) (refuse
 // admittedWrite is the outcome of proposing a shard's entries on its
 // leader: ords[j] is entry j's ordinal unless refused[j] (throttled).
 type admittedWrite struct {
-	ords    []uint64
-	refused []bool
-	arrival int64
+	ords      []uint64
+	refused   []bool
+	arrival   int64
+	encrypted bool // the records were stored encrypted (encrypt.go)
 }
 
 // proposeAdmitted admits a shard's entries on this node, its leader, and
-// proposes those admitted. A request whose every entry is refused proposes
-// nothing.
+// proposes those admitted, encrypted if rec says so. As in single-node
+// mode, the stream's key is checked before admission; a request whose
+// every entry is refused proposes nothing.
 func (n *Node) proposeAdmitted(ctx context.Context, group uint64, rec streamRec, entries []entry) (admittedWrite, error) {
+	key, err := n.writeKey(rec)
+	if err != nil {
+		return admittedWrite{}, err
+	}
 	refused := n.admitWrites(group, rec, entries)
 	if refused == nil {
-		ords, arrival, err := n.proposeRecords(ctx, group, entries)
-		return admittedWrite{ords: ords, arrival: arrival}, err
+		ords, arrival, err := n.proposeRecords(ctx, group, key, entries)
+		return admittedWrite{ords: ords, arrival: arrival, encrypted: key != nil}, err
 	}
 	kept := make([]entry, 0, len(entries))
 	for j, e := range entries {
@@ -111,11 +117,11 @@ func (n *Node) proposeAdmitted(ctx context.Context, group uint64, rec streamRec,
 			kept = append(kept, e)
 		}
 	}
-	out := admittedWrite{ords: make([]uint64, len(entries)), refused: refused}
+	out := admittedWrite{ords: make([]uint64, len(entries)), refused: refused, encrypted: key != nil}
 	if len(kept) == 0 {
 		return out, nil
 	}
-	ords, arrival, err := n.proposeRecords(ctx, group, kept)
+	ords, arrival, err := n.proposeRecords(ctx, group, key, kept)
 	if err != nil {
 		return admittedWrite{}, err
 	}
@@ -155,7 +161,7 @@ func (n *Node) chargeRead(group uint64, rec streamRec, recs []replica.Record) {
 	}
 	bytes := 0
 	for _, r := range recs {
-		bytes += max(len(r.Data)-recordHeader, 0)
+		bytes += recordBytes(r.Data)
 	}
 	adm.ChargeRead(n.cfg.Now(), bytes)
 }
@@ -192,8 +198,8 @@ func (n *Node) recordFor(name string) streamRec {
 	return n.tableOf(rec, v).rec
 }
 
-// sweepLimiters forgets the controllers of groups no stream has any more
-// (deleted streams; group IDs are never reused).
+// sweepLimiters forgets the controllers and data keys of groups no stream
+// has any more (deleted streams; group IDs are never reused).
 func (n *Node) sweepLimiters() {
 	live := map[uint64]bool{}
 	for _, rec := range n.streams() {
@@ -204,6 +210,12 @@ func (n *Node) sweepLimiters() {
 	n.limiters.Range(func(g, _ any) bool {
 		if !live[g.(uint64)] {
 			n.limiters.Delete(g)
+		}
+		return true
+	})
+	n.crypt.sealing.Range(func(g, _ any) bool { // data keys (encrypt.go)
+		if !live[g.(uint64)] {
+			n.crypt.sealing.Delete(g)
 		}
 		return true
 	})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/shardlog/shardlog/keyring"
 	"github.com/shardlog/shardlog/replica"
 	"github.com/shardlog/shardlog/vfs"
 )
@@ -85,6 +86,12 @@ type Config struct {
 	// (replica.Config.StateSegmentSize; 0: its default). Retention deletes
 	// whole sealed segments, so tests make them small.
 	StateSegmentSize int64
+	// Keyring holds the master keys of StartStreamEncryption (serve's
+	// --keyring; encrypt.go); every node needs the same keys. nil: a
+	// keyring without a file (only alias/aws/kinesis). Open makes it take
+	// the generated alias/aws/kinesis key from the metadata group
+	// (keyring.SetDefaultSource), not the data directory.
+	Keyring *keyring.Keyring
 }
 
 // Defaults of zero Config fields. A 50 ms tick with 16 election ticks

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shardlog/shardlog/replica"
+	"github.com/shardlog/shardlog/storage"
 )
 
 // Forwarding (docs/cluster.md §6): a node that does not lead a group sends
@@ -26,8 +27,10 @@ import (
 // node of the cluster: it must carry forwardAuth, derived from the cluster
 // secret.
 //
-//	POST /_cluster/v1/put?group=G&stream=S   binary entries (encodeEntries) → putReply
-//	                                (admitted by S's limits: admit.go)
+//	POST /_cluster/v1/put?group=G&stream=S&key=F   binary entries (encodeEntries) → putReply
+//	                                (admitted by S's limits: admit.go; F is the master key
+//	                                fingerprint the sender saw, "" for plaintext: encrypt.go;
+//	                                a KMS refusal is 422 with a kmsRefusal)
 //	POST /_cluster/v1/meta          JSON metaRequest → metaReply
 //	GET  /_cluster/v1/status        this node's view of every group (tests, operators);
 //	                                ?group=G: of that group only
@@ -57,6 +60,20 @@ type putReply struct {
 	Ordinals  []uint64 `json:"ordinals"`
 	ArrivalMs int64    `json:"arrivalMs"`
 	Throttled []int    `json:"throttled,omitempty"`
+	Encrypted bool     `json:"encrypted,omitempty"`
+}
+
+// kmsRefusal is a leader's refusal of a forwarded put for the stream's
+// master key (its keyring lacks it, or marks it Disabled or
+// PendingDeletion): the sender answers single-node mode's KMS error.
+type kmsRefusal struct {
+	Reason storage.Reason `json:"reason"`
+	KeyID  string         `json:"keyId"`
+	Detail string         `json:"detail"`
+}
+
+func (r *kmsRefusal) Error() string {
+	return "cluster: the leader refused the stream's key: " + r.Detail
 }
 
 type metaRequest struct {
@@ -128,8 +145,18 @@ func (n *Node) servePut(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, notLeaderReply{Leader: n.knownLeader(group)})
 		return
 	}
-	// The stream's limits are as this leader's metadata knows them.
-	res, err := n.proposeAdmitted(r.Context(), group, n.recordFor(r.URL.Query().Get("stream")), entries)
+	// The stream's limits and key are as this leader's metadata knows them.
+	rec, err := n.leaderRecord(r.Context(), r.URL.Query().Get("stream"), r.URL.Query().Get("key"))
+	if err != nil {
+		n.writeFailure(w, group, err)
+		return
+	}
+	res, err := n.proposeAdmitted(r.Context(), group, rec, entries)
+	var se *storage.Error
+	if isKMS(err) && errors.As(err, &se) {
+		writeJSON(w, http.StatusUnprocessableEntity, kmsRefusal{Reason: se.Reason, KeyID: se.Facts.Given, Detail: se.Facts.Detail})
+		return
+	}
 	if err != nil {
 		n.writeFailure(w, group, err)
 		return
@@ -137,8 +164,24 @@ func (n *Node) servePut(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, replyOf(res))
 }
 
+// leaderRecord is the stream's record as this leader knows it, for a put
+// forwarded by a node that saw the master key fingerprint key. A leader
+// whose metadata says otherwise catches up with the metadata group first,
+// so a put routed after a Start/StopStreamEncryption the sender applied is
+// never stored in the mode from before it.
+func (n *Node) leaderRecord(ctx context.Context, stream, key string) (streamRec, error) {
+	rec := n.recordFor(stream)
+	if rec.KeyFingerprint == key {
+		return rec, nil
+	}
+	if err := n.linearize(ctx, metaGroup); err != nil {
+		return streamRec{}, err
+	}
+	return n.recordFor(stream), nil
+}
+
 func replyOf(res admittedWrite) putReply {
-	out := putReply{ArrivalMs: res.arrival, Ordinals: res.ords}
+	out := putReply{ArrivalMs: res.arrival, Ordinals: res.ords, Encrypted: res.encrypted}
 	if res.refused == nil {
 		return out
 	}
@@ -158,7 +201,7 @@ func admittedOf(out putReply, entries int) (admittedWrite, error) {
 	if len(out.Ordinals)+len(out.Throttled) != entries {
 		return admittedWrite{}, fmt.Errorf("cluster: leader answered %d sequence numbers and %d throttled for %d records", len(out.Ordinals), len(out.Throttled), entries)
 	}
-	res := admittedWrite{ords: out.Ordinals, arrival: out.ArrivalMs}
+	res := admittedWrite{ords: out.Ordinals, arrival: out.ArrivalMs, encrypted: out.Encrypted}
 	if len(out.Throttled) == 0 {
 		return res, nil
 	}
@@ -229,12 +272,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// forwardPut sends one shard's entries to the group's leader at addr; the
-// stream names the limits the leader admits them by.
-func (n *Node) forwardPut(ctx context.Context, addr, stream string, group uint64, entries []entry) (admittedWrite, error) {
+// forwardPut sends one shard's entries of rec to the group's leader at
+// addr; the stream names the limits and the key the leader admits and
+// encrypts them by.
+func (n *Node) forwardPut(ctx context.Context, addr string, rec streamRec, group uint64, entries []entry) (admittedWrite, error) {
 	var out putReply
-	path := "put?group=" + strconv.FormatUint(group, 10) + "&stream=" + url.QueryEscape(stream)
-	if err := n.post(ctx, addr, path, encodeEntries(entries), &out); err != nil {
+	path := "put?group=" + strconv.FormatUint(group, 10) + "&stream=" + url.QueryEscape(rec.Name) + "&key=" + rec.KeyFingerprint
+	var refusal *kmsRefusal
+	err := n.post(ctx, addr, path, encodeEntries(entries), &out)
+	if errors.As(err, &refusal) {
+		kind := map[storage.Reason]error{storage.ReasonKMSNotFound: storage.ErrKMSNotFound,
+			storage.ReasonKMSDisabled: storage.ErrKMSDisabled, storage.ReasonKMSInvalidState: storage.ErrKMSInvalidState}[refusal.Reason]
+		if kind == nil {
+			return admittedWrite{}, fmt.Errorf("cluster: leader %s refused the key with reason %q", addr, refusal.Reason)
+		}
+		return admittedWrite{}, n.fail(kind, refusal.Reason, storage.Facts{Stream: rec.Name, Given: refusal.KeyID, Detail: refusal.Detail})
+	}
+	if err != nil {
 		return admittedWrite{}, err
 	}
 	res, err := admittedOf(out, len(entries))
@@ -295,6 +349,12 @@ func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any
 		return errSealed
 	case http.StatusTooManyRequests:
 		return errThrottled
+	case http.StatusUnprocessableEntity:
+		var refusal kmsRefusal
+		if err := json.NewDecoder(resp.Body).Decode(&refusal); err != nil {
+			return fmt.Errorf("cluster: forward to %s: malformed refusal: %w", addr, err)
+		}
+		return &refusal
 	case http.StatusBadRequest:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 		return &refusedError{msg: string(bytes.TrimSpace(msg))}

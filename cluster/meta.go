@@ -49,6 +49,13 @@ type streamRec struct {
 	ShardLevelMetrics       []string `json:"shardLevelMetrics,omitempty"`
 	PendingUntilNs          int64    `json:"pendingUntilNs,omitempty"`
 	PendingMaxRecordSizeKiB int      `json:"pendingMaxRecordSizeKiB,omitempty"`
+	// Encryption (encrypt.go): storage.EncryptionKMS or "", the KeyId as
+	// StartStreamEncryption was given it, the master key's fingerprint
+	// (hex), and the StartStreamEncryption calls of the last 24 hours.
+	EncryptionType string  `json:"encryptionType,omitempty"`
+	KeyID          string  `json:"keyId,omitempty"`
+	KeyFingerprint string  `json:"keyFingerprint,omitempty"`
+	KeyChangesNs   []int64 `json:"keyChangesNs,omitempty"`
 }
 
 // allocRec hands out shard group IDs and shard epochs, changed only by

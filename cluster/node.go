@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shardlog/shardlog/keyring"
 	"github.com/shardlog/shardlog/replica"
 	"github.com/shardlog/shardlog/storage"
 )
@@ -27,6 +28,7 @@ type Node struct {
 	tr     *replica.TCPTransport
 	meta   *replica.MetaMachine
 	seals  *sealTracker // each shard group's first seal entry (reshard.go)
+	crypt  *crypt       // encryption at rest (encrypt.go)
 	reader recordReader
 	client *http.Client
 
@@ -63,6 +65,15 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, kick: make(chan struct{}, 1), runErr: make(chan error, 1), seals: &sealTracker{at: map[uint64]uint64{}}}
 	n.txnID.Store(uint64(time.Now().UnixNano())) // IDs of earlier incarnations are never met again
 	n.meta = replica.NewMetaMachine(cfg.NodeID, metaGroup, func(replica.MetaChange) { n.wake() })
+	keys := cfg.Keyring
+	if keys == nil {
+		var err error
+		if keys, err = keyring.Open(keyring.Options{Account: cfg.AccountID}); err != nil {
+			return nil, err
+		}
+	}
+	keys.SetDefaultSource(n.defaultKeyMaterial)
+	n.crypt = newCrypt(keys)
 	tr, err := replica.ListenTCP(cfg.transportConfig())
 	if err != nil {
 		return nil, fmt.Errorf("cluster: peer listener: %w", err)

@@ -9,6 +9,7 @@ import (
 	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/hashkey"
 	"github.com/shardlog/shardlog/replica"
+	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/seqnum"
 	"github.com/shardlog/shardlog/storage"
 )
@@ -119,6 +120,11 @@ func (n *Node) Put(ctx context.Context, stream string, entries []storage.PutEntr
 		return nil, err
 	}
 	rec := t.rec
+	// Single-node mode's order: the stream, its key (this node's keyring
+	// must hold it too: encrypt.go), then the records.
+	if _, err := n.writeKey(rec); err != nil {
+		return nil, err
+	}
 	batches, err := n.batchByShard(rec, t.routes, entries)
 	if err != nil {
 		return nil, err
@@ -130,10 +136,25 @@ func (n *Node) Put(ctx context.Context, stream string, entries []storage.PutEntr
 	}
 	wg.Wait()
 	n.rerouteSealed(ctx, stream, entries, results)
+	return wholeFailure(results)
+}
+
+// wholeFailure answers a Put whose every entry failed for want of a leader
+// (ServiceUnavailable) or for its key on a leader (the KMS error, as
+// single-node mode refuses the whole call) with that error; otherwise the
+// results, each failed entry with its own error.
+func wholeFailure(results []storage.PutResult) ([]storage.PutResult, error) {
+	var kms error
 	for _, r := range results {
-		if !errors.Is(r.Err, storage.ErrUnavailable) {
+		switch {
+		case isKMS(r.Err):
+			kms = r.Err
+		case !errors.Is(r.Err, storage.ErrUnavailable):
 			return results, nil
 		}
+	}
+	if kms != nil {
+		return nil, kms
 	}
 	return nil, results[0].Err
 }
@@ -226,7 +247,7 @@ func (n *Node) putBatch(ctx context.Context, rec streamRec, b *shardBatch, resul
 			return err
 		},
 		func(ctx context.Context, addr string) (err error) {
-			w, err = n.forwardPut(ctx, addr, rec.Name, b.route.group, b.entries)
+			w, err = n.forwardPut(ctx, addr, rec, b.route.group, b.entries)
 			return err
 		})
 	id := datadir.ShardID(b.route.index)
@@ -243,24 +264,40 @@ func (n *Node) putBatch(ctx context.Context, rec streamRec, b *shardBatch, resul
 			continue
 		}
 		seq := seqnum.Seq{ShardCreateSecs: b.route.epoch, ShardIndex: b.route.index, Ordinal: w.ords[j], ArrivalSecs: w.arrival / 1000}
-		results[i] = storage.PutResult{ShardID: id, SequenceNumber: seq.String()}
+		results[i] = storage.PutResult{ShardID: id, SequenceNumber: seq.String(), Encrypted: w.encrypted}
 	}
 }
 
 // proposeRecords proposes entries as one entry of the group, which this
 // node must lead, and waits until it is committed on a quorum (each
 // replica's copy fdatasync'd) and applied here. The ordinals are the
-// records' positions in the group's log (replica.Ordinal).
-func (n *Node) proposeRecords(ctx context.Context, group uint64, entries []entry) ([]uint64, int64, error) {
+// records' positions in the group's log (replica.Ordinal). With a master
+// key, every record is encrypted before it is proposed (encrypt.go).
+func (n *Node) proposeRecords(ctx context.Context, group uint64, key *segment.MasterKey, entries []entry) ([]uint64, int64, error) {
 	arrival := n.cfg.Now().UnixMilli()
+	var dk *dataKey
+	if key != nil {
+		var err error
+		if dk, err = n.crypt.sealer(group, *key); err != nil {
+			return nil, 0, err
+		}
+	}
 	size := 0
 	for _, e := range entries {
-		size += 12 + len(e.key) + len(e.data)
+		if dk != nil {
+			size += encryptedSize(e)
+		} else {
+			size += recordHeader + len(e.key) + len(e.data)
+		}
 	}
 	// Each record is copied once, into the entry's bytes (replica.Records).
 	recs := replica.NewRecords(len(entries), size)
 	for _, e := range entries {
-		recs.Add(func(b []byte) []byte { return appendRecord(b, arrival, e) })
+		if dk != nil {
+			recs.Add(func(b []byte) []byte { return dk.appendEncrypted(b, arrival, e) })
+		} else {
+			recs.Add(func(b []byte) []byte { return appendRecord(b, arrival, e) })
+		}
 	}
 	p, err := n.host.ProposeRecords(group, recs)
 	if err != nil {

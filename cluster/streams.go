@@ -216,6 +216,9 @@ func streamInfo(rec streamRec, withShards bool) storage.StreamInfo {
 		Mode: storage.ModeProvisioned, RetentionHours: rec.RetentionHours, Tags: copyTags(rec.Tags),
 		Distribution: storage.DistributionUserKey, MaxRecordSizeKiB: rec.MaxRecordSizeKiB, EncryptionType: storage.EncryptionNone,
 		ShardLevelMetrics: append([]string{}, rec.ShardLevelMetrics...)}
+	if rec.EncryptionType == storage.EncryptionKMS {
+		si.EncryptionType, si.KeyID = storage.EncryptionKMS, rec.KeyID
+	}
 	if withShards && si.Status != storage.StatusCreating {
 		si.Shards = make([]storage.ShardInfo, 0, len(rec.Shards))
 		for _, sh := range rec.Shards {

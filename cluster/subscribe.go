@@ -213,12 +213,13 @@ func (s *subscription) read(maxBytes int) (storage.SubscribeEvent, bool, error) 
 	ev := storage.SubscribeEvent{Records: make([]storage.Record, 0, len(recs))}
 	var lastArrival int64
 	for _, r := range recs {
-		arrival, key, data, err := decodeRecord(r.Data)
+		arrival, key, data, encrypted, err := s.n.openRecord(r.Data)
 		if err != nil {
-			return storage.SubscribeEvent{}, false, err
+			rec, _, _ := s.n.stream(s.stream)
+			return storage.SubscribeEvent{}, false, s.n.readKeyError(rec, err)
 		}
 		seq := seqnum.Seq{ShardCreateSecs: s.epoch, ShardIndex: s.index, Ordinal: r.Seq, ArrivalSecs: arrival / 1000}
-		ev.Records = append(ev.Records, storage.Record{SequenceNumber: seq.String(), Arrival: time.UnixMilli(arrival), PartitionKey: key, Data: data})
+		ev.Records = append(ev.Records, storage.Record{SequenceNumber: seq.String(), Arrival: time.UnixMilli(arrival), PartitionKey: key, Data: data, Encrypted: encrypted})
 		ev.Bytes += len(key) + len(data)
 		lastArrival = arrival
 	}

@@ -165,7 +165,7 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 		Dir: filepath.Join(o.dataDir, "cluster"), FS: fs, Secret: token, PeerTLS: peerTLS, AccountID: o.accountID, ShardLimit: o.shardLimit,
 		Tick: c.tick, ElectionTicks: c.electionTicks, Logger: log.Named("cluster"), Now: o.now, ConsumerDelay: o.consumerDelay, UpdateDelay: o.updateDelay, Observer: o.engine,
 		RetentionEvery: o.retentionEvery, StateSegmentSize: o.segmentSize,
-		Throttle: o.throttle, ThrottleMultiplier: o.throttleMultiplier, RetentionObserver: o.engine})
+		Throttle: o.throttle, ThrottleMultiplier: o.throttleMultiplier, RetentionObserver: o.engine, Keyring: o.keys})
 	if err != nil {
 		lock.Release()
 		return nil, nil, err
@@ -173,8 +173,12 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 	return n, closers{n, lockCloser{lock}}, nil
 }
 
-// A cluster node reports its engine numbers to /metrics (cluster/stats.go).
-var _ api.StatsSource = (*cluster.Node)(nil)
+// A cluster node reports its engine numbers to /metrics (cluster/stats.go)
+// and encrypts streams at rest (cluster/encrypt.go).
+var (
+	_ api.StatsSource = (*cluster.Node)(nil)
+	_ api.Encrypter   = (*cluster.Node)(nil)
+)
 
 type lockCloser struct{ l *datadir.Lock }
 
