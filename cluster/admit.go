@@ -43,7 +43,7 @@ func (n *Node) admission(group uint64, rec streamRec) *ratelimit.Shard {
 	if !n.cfg.Throttle || group == 0 {
 		return nil
 	}
-	l := storage.ProvisionedLimits(n.cfg.ThrottleMultiplier, rec.Tags, rec.MaxRecordSizeKiB)
+	l := n.shardLimits(rec)
 	for {
 		v, ok := n.limiters.Load(group)
 		if ok && v.(*groupLimiter).limits == l {
@@ -62,6 +62,29 @@ func (n *Node) admission(group uint64, rec streamRec) *ratelimit.Shard {
 			}
 		}
 	}
+}
+
+// shardLimits are each shard's limits of rec: single-node mode's rule
+// (storage.ProvisionedLimits; for an ON_DEMAND stream its capacity spread
+// over the open shards, storage.OnDemandLimits). Every input is in the
+// replicated record, so every shard's leader computes the same.
+func (n *Node) shardLimits(rec streamRec) ratelimit.Limits {
+	l := n.unitLimits(rec)
+	if rec.mode() == storage.ModeOnDemand {
+		open := 0
+		for _, sh := range rec.Shards {
+			if !isClosed(sh) {
+				open++
+			}
+		}
+		l = storage.OnDemandLimits(l, open, rec.WarmMiBps, rec.WritePeaks, n.cfg.Now())
+	}
+	return l
+}
+
+// unitLimits are one PROVISIONED shard's rates for rec.
+func (n *Node) unitLimits(rec streamRec) ratelimit.Limits {
+	return storage.ProvisionedLimits(n.cfg.ThrottleMultiplier, rec.Tags, rec.MaxRecordSizeKiB)
 }
 
 // admitWrites decides, in order, which of a shard's entries its leader
@@ -103,6 +126,9 @@ func (n *Node) proposeAdmitted(ctx context.Context, group uint64, rec streamRec,
 	refused := n.admitWrites(group, rec, entries)
 	if refused == nil {
 		ords, arrival, err := n.proposeRecords(ctx, group, entries)
+		if err == nil {
+			n.meter.count(group, entries, nil)
+		}
 		return admittedWrite{ords: ords, arrival: arrival}, err
 	}
 	kept := make([]entry, 0, len(entries))
@@ -119,6 +145,7 @@ func (n *Node) proposeAdmitted(ctx context.Context, group uint64, rec streamRec,
 	if err != nil {
 		return admittedWrite{}, err
 	}
+	n.meter.count(group, entries, refused)
 	out.arrival = arrival
 	k := 0
 	for j := range entries {

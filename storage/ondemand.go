@@ -495,9 +495,10 @@ func peakOf(peaks []datadir.PeakRecord, now time.Time) (bytes, records int64) {
 func dayOf(t time.Time) int64 { return t.Unix() / 86400 }
 
 // onDemandCapacity is what an ON_DEMAND stream takes at once (see the top of
-// this file), in bytes and records per second; unit is one shard's rates.
-func onDemandCapacity(m *streamMeta, unit ratelimit.Limits, now time.Time) (bytes, records float64) {
-	pb, pr := peakOf(m.WritePeaks, now)
-	floor := float64(max(OnDemandShards, m.WarmMiBps))
+// this file), in bytes and records per second, from its peaks and warm
+// target; unit is one shard's rates.
+func onDemandCapacity(peaks []datadir.PeakRecord, warmMiBps int, unit ratelimit.Limits, now time.Time) (bytes, records float64) {
+	pb, pr := peakOf(peaks, now)
+	floor := float64(max(OnDemandShards, warmMiBps))
 	return max(floor*unit.WriteBytes, 2*float64(pb)), max(floor*unit.WriteRecords, 2*float64(pr))
 }
