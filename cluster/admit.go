@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/shardlog/shardlog/ratelimit"
 	"github.com/shardlog/shardlog/replica"
@@ -23,8 +24,9 @@ import (
 //     it. A shard's read budget is therefore per serving node: making it
 //     cluster-wide would need a round to one node per read.
 // A controller is per shard group and node; it is replaced, full, when the
-// stream's limits change (its multiplier tag or maximum record size), as
-// single-node mode replaces a shard's on a change of its metadata.
+// stream's limits change (its multiplier tag or maximum record size, or an
+// ON_DEMAND stream's capacity: its mode, warm target, peaks or open shards),
+// as single-node mode replaces a shard's on a change of its metadata.
 
 // errThrottled: the serving node refused a forwarded read for the shard's
 // read budget (HTTP 429 on the internal API).
@@ -219,7 +221,7 @@ func (n *Node) recordFor(name string) streamRec {
 	return n.tableOf(rec, v).rec
 }
 
-// sweepLimiters forgets the controllers of groups no stream has any more
+// sweepLimiters forgets the controllers and write counters of groups no stream has any more
 // (deleted streams; group IDs are never reused).
 func (n *Node) sweepLimiters() {
 	live := map[uint64]bool{}
@@ -228,10 +230,12 @@ func (n *Node) sweepLimiters() {
 			live[sh.Group] = true
 		}
 	}
-	n.limiters.Range(func(g, _ any) bool {
-		if !live[g.(uint64)] {
-			n.limiters.Delete(g)
-		}
-		return true
-	})
+	for _, m := range []*sync.Map{&n.limiters, &n.meter.counts} { // the scaler's counters too
+		m.Range(func(g, _ any) bool {
+			if !live[g.(uint64)] {
+				m.Delete(g)
+			}
+			return true
+		})
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,7 +104,7 @@ func (m *rateMeter) measure(led []uint64, now time.Time, window time.Duration) [
 type rateBoard struct {
 	mu       sync.Mutex
 	rates    map[uint64]boardEntry
-	lowSince map[string]time.Time
+	lowSince map[string]time.Time // by periodKey
 }
 
 type boardEntry struct {
@@ -147,8 +148,9 @@ func (b *rateBoard) loads(rec streamRec, now time.Time, window time.Duration) []
 	return out
 }
 
-// lowSinceOr returns since when stream has had mergeable pairs, starting
-// the period at now if it had none; setLow sets it (zero: none).
+// lowSinceOr returns since when a stream (its periodKey) has had mergeable
+// pairs, starting the period at now if it had none; setLow sets it (zero:
+// none).
 func (b *rateBoard) lowSinceOr(stream string, now time.Time) time.Time {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -270,7 +272,7 @@ func (n *Node) scaleStreams(ctx context.Context) {
 		if rec.mode() != storage.ModeOnDemand || rec.Status == string(storage.StatusCreating) {
 			continue
 		}
-		live[rec.Name] = true
+		live[periodKey(rec)] = true
 		loads := n.board.loads(rec, now, n.cfg.OnDemand.Window)
 		if rec.Reshard == nil {
 			n.recordPeak(ctx, rec.Name, loads, now)
@@ -280,7 +282,7 @@ func (n *Node) scaleStreams(ctx context.Context) {
 		}
 		d := storage.DecideScale(loads, n.unitLimits(rec), n.cfg.OnDemand,
 			max(storage.OnDemandShards, rec.WarmMiBps), n.cfg.ShardLimit-n.openShards())
-		n.applyScale(ctx, rec.Name, d, now)
+		n.applyScale(ctx, rec, d, now)
 	}
 	n.board.keepLow(live)
 }
@@ -310,23 +312,30 @@ func (n *Node) recordPeak(ctx context.Context, name string, loads []storage.Shar
 // applyScale carries out a pass's decision as single-node mode does:
 // splits at once, merges once the stream has had mergeable pairs at every
 // pass for MergeAfter.
-func (n *Node) applyScale(ctx context.Context, name string, d storage.ScaleDecision, now time.Time) {
+func (n *Node) applyScale(ctx context.Context, rec streamRec, d storage.ScaleDecision, now time.Time) {
+	key := periodKey(rec)
 	if len(d.Splits) == 0 {
 		if !d.Mergeable {
-			n.board.setLow(name, time.Time{})
+			n.board.setLow(key, time.Time{})
 			return
 		}
-		if now.Sub(n.board.lowSinceOr(name, now)) < n.cfg.OnDemand.MergeAfter {
+		if now.Sub(n.board.lowSinceOr(key, now)) < n.cfg.OnDemand.MergeAfter {
 			return
 		}
 	}
-	n.board.setLow(name, time.Time{}) // the next merge waits a whole period again
-	err := n.reshard(ctx, name, func(in storage.ReshardInput) (storage.ReshardPlan, error) {
+	n.board.setLow(key, time.Time{}) // the next merge waits a whole period again
+	err := n.reshard(ctx, rec.Name, func(in storage.ReshardInput) (storage.ReshardPlan, error) {
 		return storage.PlanScale(in, d)
 	})
 	if err != nil {
-		n.cfg.Logger.Debug("on-demand scaling skipped", "stream", name, "error", err)
+		n.cfg.Logger.Debug("on-demand scaling skipped", "stream", rec.Name, "error", err)
 		return
 	}
-	n.cfg.Logger.Info("on-demand stream rescaled", "stream", name, "splits", len(d.Splits), "merges", len(d.Merges))
+	n.cfg.Logger.Info("on-demand stream rescaled", "stream", rec.Name, "splits", len(d.Splits), "merges", len(d.Merges))
+}
+
+// periodKey names a stream's merge period: a stream created again under
+// the name starts without its predecessor's.
+func periodKey(rec streamRec) string {
+	return rec.Name + "@" + strconv.FormatInt(rec.CreatedNs, 10)
 }

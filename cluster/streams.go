@@ -27,6 +27,8 @@ const maxTxnAttempts = 8
 // metadata transaction, conditional on the stream's absence and on the
 // allocator's version. Every node then creates its replicas (reconcile);
 // the stream turns ACTIVE once every group has a leader (activateStreams).
+// An ON_DEMAND stream or a warm throughput passes single-node mode's checks
+// first (storage.CheckCreateOnDemand; capacity.go has the conditions).
 func (n *Node) CreateStream(ctx context.Context, in storage.CreateStreamInput) error {
 	if err := n.createSupported(in); err != nil {
 		return err
