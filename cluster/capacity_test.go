@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/hashkey"
+	"github.com/shardlog/shardlog/replica"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -382,5 +385,90 @@ func TestClusterOnDemandMerge(t *testing.T) {
 	}
 	if info, err := c.node(3).DescribeStream(ctx, "idle"); err != nil || info.OpenShardCount() != 4 || info.Status != storage.StatusActive {
 		t.Fatalf("after more idle passes: %v, %d open, %s", err, info.OpenShardCount(), info.Status)
+	}
+}
+
+// TestShardLimits: each shard's limits on its leader follow single-node
+// mode's rule from the stream's record alone: a PROVISIONED shard's rates;
+// an ON_DEMAND stream's capacity (twice its 30-day peak, at least 4 shards'
+// worth, the warm target as a floor) spread over its open shards, never
+// below one shard's rates.
+func TestShardLimits(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	n := &Node{cfg: Config{Now: func() time.Time { return now }}.withDefaults()}
+	day := now.Unix() / 86400
+	shards := func(open, closed int) (out []replica.MetaShard) {
+		for i := range open + closed {
+			sh := replica.MetaShard{ID: datadir.ShardID(uint32(i)), Group: uint64(i + 2)}
+			if i >= open {
+				sh.ClosedMs = 1
+			}
+			out = append(out, sh)
+		}
+		return out
+	}
+	tests := []struct {
+		name          string
+		rec           streamRec
+		bytes, record float64 // per second, per shard
+	}{
+		{"PROVISIONED: one shard's rates", streamRec{MetaStream: replica.MetaStream{Shards: shards(1, 0)}}, 1 << 20, 1000},
+		{"ON_DEMAND, one open shard: 4 shards' worth", streamRec{MetaStream: replica.MetaStream{Shards: shards(1, 2)}, Mode: storage.ModeOnDemand}, 4 << 20, 4000},
+		{"ON_DEMAND, 4 open shards: one shard's each", streamRec{MetaStream: replica.MetaStream{Shards: shards(4, 0)}, Mode: storage.ModeOnDemand}, 1 << 20, 1000},
+		{"ON_DEMAND, 8 open shards: never below one shard's", streamRec{MetaStream: replica.MetaStream{Shards: shards(8, 0)}, Mode: storage.ModeOnDemand}, 1 << 20, 1000},
+		{"ON_DEMAND, warm 8 over 2 shards", streamRec{MetaStream: replica.MetaStream{Shards: shards(2, 0)}, Mode: storage.ModeOnDemand, WarmMiBps: 8}, 4 << 20, 4000},
+		{"ON_DEMAND, twice a peak of 3 MiB/s and 6,000 records/s over 2 shards",
+			streamRec{MetaStream: replica.MetaStream{Shards: shards(2, 0)}, Mode: storage.ModeOnDemand,
+				WritePeaks: []datadir.PeakRecord{{Day: day - 3, Bytes: 3 << 20, Records: 6000}, {Day: day, Bytes: 1, Records: 1}}}, 3 << 20, 6000},
+		{"ON_DEMAND, a peak older than 30 days is forgotten",
+			streamRec{MetaStream: replica.MetaStream{Shards: shards(2, 0)}, Mode: storage.ModeOnDemand,
+				WritePeaks: []datadir.PeakRecord{{Day: day - 30, Bytes: 30 << 20, Records: 60000}}}, 2 << 20, 2000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := n.shardLimits(tt.rec)
+			if l.WriteBytes != tt.bytes || l.WriteRecords != tt.record {
+				t.Fatalf("write limits %v B/s, %v records/s; want %v, %v", l.WriteBytes, l.WriteRecords, tt.bytes, tt.record)
+			}
+		})
+	}
+}
+
+// TestOnDemandLimitConcurrent: concurrent UpdateStreamMode calls to
+// ON_DEMAND through different nodes, each on its own stream, never pass the
+// account's ON_DEMAND stream limit together (each transaction is
+// conditional on keyOnDemand's version, not only on its stream's).
+func TestOnDemandLimitConcurrent(t *testing.T) {
+	c := capacityCluster(t, newFakeClock(), func(cfg *Config) { cfg.OnDemandStreamLimit = 2 })
+	ctx := context.Background()
+	errs := make([]error, 4)
+	for i := range errs {
+		if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: fmt.Sprint("s", i), ShardCount: 1}); err != nil {
+			t.Fatal(err)
+		}
+		c.waitActive(fmt.Sprint("s", i), 1, 2, 3)
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range errs {
+		wg.Go(func() {
+			<-start
+			errs[i] = c.node(uint64(i%3+1)).UpdateStreamMode(ctx, fmt.Sprint("s", i), storage.ModeOnDemand, nil)
+		})
+	}
+	close(start)
+	wg.Wait()
+	switched := 0
+	for i, err := range errs {
+		if err == nil {
+			switched++
+			continue
+		}
+		if err := capacityErr(err, storage.ErrLimitExceeded, storage.ReasonOnDemandLimit); err != nil {
+			t.Fatalf("UpdateStreamMode s%d: %v", i, err)
+		}
+	}
+	if switched != 2 || c.node(1).onDemandCount() != 2 {
+		t.Fatalf("%d switched (%d in the metadata), want the limit, 2: %v", switched, c.node(1).onDemandCount(), errs)
 	}
 }

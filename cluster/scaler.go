@@ -61,7 +61,10 @@ func (m *rateMeter) count(group uint64, entries []entry, refused []bool) {
 			bytes, records = bytes+int64(len(e.key)+len(e.data)), records+1
 		}
 	}
-	v, _ := m.counts.LoadOrStore(group, &groupCount{})
+	v, ok := m.counts.Load(group)
+	if !ok {
+		v, _ = m.counts.LoadOrStore(group, &groupCount{})
+	}
 	c := v.(*groupCount)
 	c.bytes.Add(bytes)
 	c.records.Add(records)
