@@ -95,36 +95,32 @@ func DecideScale(loads []ShardLoad, unit ratelimit.Limits, opts ScalerOptions, f
 }
 
 // PlanScale plans a scaler decision's splits or merges on an ON_DEMAND
-// stream (in.Internal is implied): a plan that no longer fits the stream
-// (a shard closed meanwhile) fails, and the next pass measures again.
+// stream as single-node mode's scaler does (planInput.internal: the scaler
+// may reshard it, users may not). A plan that no longer fits the stream (a
+// shard closed meanwhile) fails, and the next pass measures again.
 func PlanScale(in ReshardInput, d ScaleDecision) (ReshardPlan, error) {
 	pi := in.plan()
 	pi.internal = true
-	if in.Stream.Mode != ModeOnDemand {
-		return ReshardPlan{}, errNoScale
-	}
-	p, err := newPlanner(pi)
-	if err != nil {
-		return ReshardPlan{}, err
-	}
-	if len(d.Splits) > 0 {
+	p, err := planScale(pi, func(p *planner) error {
+		if len(d.Splits) == 0 {
+			return p.mergeAll(d.Merges)
+		}
 		splits := make([]splitAt, 0, len(d.Splits))
 		for _, sp := range d.Splits {
 			splits = append(splits, splitAt{index: sp.Index, at: sp.At})
 		}
-		err = p.splitAll(splits)
-	} else {
-		err = p.mergeAll(d.Merges)
-	}
+		return p.splitAll(splits)
+	})
 	if err != nil {
 		return ReshardPlan{}, err
 	}
-	return exported(p.result()), nil
+	return exported(p), nil
 }
 
 // PlanWarm plans the pre-scaling of a warm throughput of mibps on the
-// ON_DEMAND stream in.Stream (in.Internal is implied); ok is false when its
-// open shards already number max(OnDemandShards, mibps).
+// ON_DEMAND stream in.Stream as UpdateStreamWarmThroughput does
+// (planInput.internal set); ok is false when its open shards already number
+// max(OnDemandShards, mibps).
 func PlanWarm(in ReshardInput, mibps int) (plan ReshardPlan, ok bool, err error) {
 	pi := in.plan()
 	pi.internal = true

@@ -374,19 +374,7 @@ func (sc *scaler) lowSinceOr(st *stream, now time.Time) time.Time {
 // (a shard closed meanwhile, the stream deleted) is dropped: the next pass
 // measures again.
 func (s *Store) scalerReshard(st *stream, steps func(p *planner) error) {
-	err := s.reshardWith(st.name, true, func(in planInput) (*reshardPlan, error) {
-		if in.meta.Mode != ModeOnDemand {
-			return nil, errNoScale
-		}
-		p, err := newPlanner(in)
-		if err != nil {
-			return nil, err
-		}
-		if err := steps(p); err != nil {
-			return nil, err
-		}
-		return p.result(), nil
-	})
+	err := s.reshardWith(st.name, true, func(in planInput) (*reshardPlan, error) { return planScale(in, steps) })
 	if err != nil && err != errNoScale {
 		s.log.Debug("on-demand scaling skipped", "stream", st.name, "error", err)
 		return
@@ -394,6 +382,22 @@ func (s *Store) scalerReshard(st *stream, steps func(p *planner) error) {
 	if err == nil {
 		s.log.Info("on-demand stream rescaled", "stream", st.name)
 	}
+}
+
+// planScale plans the scaler's steps on in.meta, an ON_DEMAND stream
+// (in.internal set: the scaler may reshard it).
+func planScale(in planInput, steps func(p *planner) error) (*reshardPlan, error) {
+	if in.meta.Mode != ModeOnDemand {
+		return nil, errNoScale
+	}
+	p, err := newPlanner(in)
+	if err != nil {
+		return nil, err
+	}
+	if err := steps(p); err != nil {
+		return nil, err
+	}
+	return p.result(), nil
 }
 
 // errNoScale drops a scaler plan for a stream that is no longer ON_DEMAND.
