@@ -472,3 +472,34 @@ func TestOnDemandLimitConcurrent(t *testing.T) {
 		t.Fatalf("%d switched (%d in the metadata), want the limit, 2: %v", switched, c.node(1).onDemandCount(), errs)
 	}
 }
+
+// TestCapacityUpdating: with an update delay, UpdateStreamMode leaves the
+// stream UPDATING on every node (a second call is refused as single-node
+// mode refuses it) until the metadata leader ends it by its clock.
+func TestCapacityUpdating(t *testing.T) {
+	clk := newFakeClock()
+	c := newTestClusterWith(t, 3, func(c *testCluster) {
+		c.now, c.update = clk.Now, time.Hour
+		c.tune = func(cfg *Config) { cfg.OnDemand.Interval = -1 }
+	})
+	ctx := context.Background()
+	if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: "u", ShardCount: 2}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitActive("u", 1, 2, 3)
+	if err := c.node(2).UpdateStreamMode(ctx, "u", storage.ModeOnDemand, nil); err != nil {
+		t.Fatal(err)
+	}
+	for id := range c.nodes {
+		info, err := c.node(id).DescribeStream(ctx, "u")
+		if err != nil || info.Status != storage.StatusUpdating || info.Mode != storage.ModeOnDemand {
+			t.Fatalf("node %d: %v, %s %s; want UPDATING ON_DEMAND", id, err, info.Status, info.Mode)
+		}
+	}
+	err := c.node(3).UpdateStreamMode(ctx, "u", storage.ModeProvisioned, nil)
+	if err := capacityErr(err, storage.ErrResourceInUse, storage.ReasonNotActive); err != nil {
+		t.Fatalf("a switch while UPDATING: %v", err)
+	}
+	clk.Add(time.Hour)
+	c.modeEverywhere("u", storage.ModeOnDemand, 0, 2)
+}
