@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/shardlog/shardlog/ratelimit"
 	"github.com/shardlog/shardlog/replica"
@@ -23,8 +24,9 @@ import (
 //     it. A shard's read budget is therefore per serving node: making it
 //     cluster-wide would need a round to one node per read.
 // A controller is per shard group and node; it is replaced, full, when the
-// stream's limits change (its multiplier tag or maximum record size), as
-// single-node mode replaces a shard's on a change of its metadata.
+// stream's limits change (its multiplier tag or maximum record size, or an
+// ON_DEMAND stream's capacity: its mode, warm target, peaks or open shards),
+// as single-node mode replaces a shard's on a change of its metadata.
 
 // errThrottled: the serving node refused a forwarded read for the shard's
 // read budget (HTTP 429 on the internal API).
@@ -43,7 +45,7 @@ func (n *Node) admission(group uint64, rec streamRec) *ratelimit.Shard {
 	if !n.cfg.Throttle || group == 0 {
 		return nil
 	}
-	l := storage.ProvisionedLimits(n.cfg.ThrottleMultiplier, rec.Tags, rec.MaxRecordSizeKiB)
+	l := n.shardLimits(rec)
 	for {
 		v, ok := n.limiters.Load(group)
 		if ok && v.(*groupLimiter).limits == l {
@@ -62,6 +64,29 @@ func (n *Node) admission(group uint64, rec streamRec) *ratelimit.Shard {
 			}
 		}
 	}
+}
+
+// shardLimits are each shard's limits of rec: single-node mode's rule
+// (storage.ProvisionedLimits; for an ON_DEMAND stream its capacity spread
+// over the open shards, storage.OnDemandLimits). Every input is in the
+// replicated record, so every shard's leader computes the same.
+func (n *Node) shardLimits(rec streamRec) ratelimit.Limits {
+	l := n.unitLimits(rec)
+	if rec.mode() == storage.ModeOnDemand {
+		open := 0
+		for _, sh := range rec.Shards {
+			if !isClosed(sh) {
+				open++
+			}
+		}
+		l = storage.OnDemandLimits(l, open, rec.WarmMiBps, rec.WritePeaks, n.cfg.Now())
+	}
+	return l
+}
+
+// unitLimits are one PROVISIONED shard's rates for rec.
+func (n *Node) unitLimits(rec streamRec) ratelimit.Limits {
+	return storage.ProvisionedLimits(n.cfg.ThrottleMultiplier, rec.Tags, rec.MaxRecordSizeKiB)
 }
 
 // admitWrites decides, in order, which of a shard's entries its leader
@@ -109,6 +134,9 @@ func (n *Node) proposeAdmitted(ctx context.Context, group uint64, rec streamRec,
 	refused := n.admitWrites(group, rec, entries)
 	if refused == nil {
 		ords, arrival, err := n.proposeRecords(ctx, group, key, entries)
+		if err == nil {
+			n.meter.count(group, entries, nil)
+		}
 		return admittedWrite{ords: ords, arrival: arrival, encrypted: key != nil}, err
 	}
 	kept := make([]entry, 0, len(entries))
@@ -125,6 +153,7 @@ func (n *Node) proposeAdmitted(ctx context.Context, group uint64, rec streamRec,
 	if err != nil {
 		return admittedWrite{}, err
 	}
+	n.meter.count(group, entries, refused)
 	out.arrival = arrival
 	k := 0
 	for j := range entries {
@@ -198,8 +227,8 @@ func (n *Node) recordFor(name string) streamRec {
 	return n.tableOf(rec, v).rec
 }
 
-// sweepLimiters forgets the controllers and data keys of groups no stream
-// has any more (deleted streams; group IDs are never reused).
+// sweepLimiters forgets the controllers, write counters and data keys of
+// groups no stream has any more (deleted streams; group IDs are never reused).
 func (n *Node) sweepLimiters() {
 	live := map[uint64]bool{}
 	for _, rec := range n.streams() {
@@ -207,16 +236,13 @@ func (n *Node) sweepLimiters() {
 			live[sh.Group] = true
 		}
 	}
-	n.limiters.Range(func(g, _ any) bool {
-		if !live[g.(uint64)] {
-			n.limiters.Delete(g)
-		}
-		return true
-	})
-	n.crypt.sealing.Range(func(g, _ any) bool { // data keys (encrypt.go)
-		if !live[g.(uint64)] {
-			n.crypt.sealing.Delete(g)
-		}
-		return true
-	})
+	// the scaler's counters and the data keys (encrypt.go) too
+	for _, m := range []*sync.Map{&n.limiters, &n.meter.counts, &n.crypt.sealing} {
+		m.Range(func(g, _ any) bool {
+			if !live[g.(uint64)] {
+				m.Delete(g)
+			}
+			return true
+		})
+	}
 }

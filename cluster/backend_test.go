@@ -8,4 +8,5 @@ var (
 	_ api.PolicyStore     = (*Node)(nil)
 	_ api.MonitoringStore = (*Node)(nil)
 	_ api.Encrypter       = (*Node)(nil)
+	_ api.Capacity        = (*Node)(nil)
 )

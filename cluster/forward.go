@@ -37,6 +37,7 @@ import (
 //	POST /_cluster/v1/read, position   reads of a group held elsewhere (remote.go)
 //	POST /_cluster/v1/wake?group=G  wake a quiesced group (remote.go)
 //	POST /_cluster/v1/join, remove-node; GET nodes   membership (members.go)
+//	POST /_cluster/v1/rates  JSON []groupRate: a node's led shards' write rates, to the metadata leader (scaler.go)
 //
 // A leader that does not lead the group (any more) answers 409 with the
 // leader it knows of; nothing was proposed, so the sender retries there.
@@ -128,6 +129,8 @@ func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
 		n.serveWake(w, r)
 	case "nodes":
 		writeJSON(w, http.StatusOK, n.Nodes())
+	case "rates":
+		n.serveRates(w, r)
 	default:
 		http.NotFound(w, r)
 	}

@@ -8,7 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/replica"
+	"github.com/shardlog/shardlog/storage"
 )
 
 // The metadata group's keys (replica.MetaMachine state). Streams and
@@ -18,6 +20,8 @@ const (
 	keySecret           = "cluster/secret"
 	keyAlloc            = "cluster/alloc"
 	keySeeds            = "cluster/seeds"
+	keyAccount          = "cluster/account"  // datadir.AccountRecord (capacity.go)
+	keyOnDemand         = "cluster/ondemand" // onDemandRec (capacity.go)
 	nodePrefix          = "node/"
 	streamPrefix        = "stream/"
 )
@@ -56,6 +60,22 @@ type streamRec struct {
 	KeyID          string  `json:"keyId,omitempty"`
 	KeyFingerprint string  `json:"keyFingerprint,omitempty"`
 	KeyChangesNs   []int64 `json:"keyChangesNs,omitempty"`
+	// Capacity (capacity.go, scaler.go): the mode ("": PROVISIONED), the
+	// UpdateStreamMode calls of the last 24 hours, an ON_DEMAND stream's
+	// warm throughput target (0: none) and its daily write peaks, which set
+	// its capacity on every shard's leader alike.
+	Mode         storage.StreamMode   `json:"mode,omitempty"`
+	ModeSwitchNs []int64              `json:"modeSwitchNs,omitempty"`
+	WarmMiBps    int                  `json:"warmMiBps,omitempty"`
+	WritePeaks   []datadir.PeakRecord `json:"writePeaks,omitempty"`
+}
+
+// mode is the stream's capacity mode.
+func (r streamRec) mode() storage.StreamMode {
+	if r.Mode == "" {
+		return storage.ModeProvisioned
+	}
+	return r.Mode
 }
 
 // allocRec hands out shard group IDs and shard epochs, changed only by

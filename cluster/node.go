@@ -44,6 +44,10 @@ type Node struct {
 	delay   atomic.Pointer[time.Duration] // a test's ConsumerDelay (consumers.go)
 	// limiters are the per-shard admission controllers, by group (admit.go).
 	limiters sync.Map
+	// meter counts the writes this node admits; board is the rates the
+	// metadata leader gathered (scaler.go).
+	meter rateMeter
+	board rateBoard
 	// recovery is how long replica.Open took (WAL replay, every replica's
 	// segments); stopped is set once the Raft host failed (stats.go).
 	recovery time.Duration
@@ -113,6 +117,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	// metadata leader and do nothing.
 	n.wg.Go(func() { n.reconcileLoop(runCtx) })
 	n.wg.Go(func() { n.retentionLoop(runCtx) })
+	if cfg.OnDemand.Interval > 0 {
+		n.wg.Go(func() { n.scaleLoop(runCtx) })
+	}
 	if err := n.awaitSecret(ctx); err != nil {
 		n.Close()
 		return nil, err

@@ -257,12 +257,19 @@ func (n *Node) UpdateMaxRecordSize(ctx context.Context, name string, kib int) er
 }
 
 // SetRecordDistribution changes an ACTIVE stream's record distribution
-// strategy. Cluster streams are all PROVISIONED with USER_PARTITION_KEY
-// (CreateStream refuses the rest), so AUTO is single-node mode's
-// InvalidArgument and USER_PARTITION_KEY changes nothing.
+// strategy. Cluster streams route by partition key only (CreateStream
+// refuses AUTO): AUTO on a PROVISIONED stream is single-node mode's
+// InvalidArgument, on an ON_DEMAND one "not supported in cluster mode
+// yet"; USER_PARTITION_KEY changes nothing.
 func (n *Node) SetRecordDistribution(ctx context.Context, name string, d storage.RecordDistribution) error {
-	return n.updateStream(ctx, name, nil, func(*streamRec) (bool, error) {
-		return false, storage.CheckDistribution(n.cfg.AccountID, name, storage.ModeProvisioned, d)
+	return n.updateStream(ctx, name, nil, func(rec *streamRec) (bool, error) {
+		if err := storage.CheckDistribution(n.cfg.AccountID, name, rec.mode(), d); err != nil {
+			return false, err
+		}
+		if d == storage.DistributionAuto {
+			return false, n.unsupported("AUTO record distribution")
+		}
+		return false, nil
 	})
 }
 

@@ -165,7 +165,8 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 		Dir: filepath.Join(o.dataDir, "cluster"), FS: fs, Secret: token, PeerTLS: peerTLS, AccountID: o.accountID, ShardLimit: o.shardLimit,
 		Tick: c.tick, ElectionTicks: c.electionTicks, Logger: log.Named("cluster"), Now: o.now, ConsumerDelay: o.consumerDelay, UpdateDelay: o.updateDelay, Observer: o.engine,
 		RetentionEvery: o.retentionEvery, StateSegmentSize: o.segmentSize,
-		Throttle: o.throttle, ThrottleMultiplier: o.throttleMultiplier, RetentionObserver: o.engine, Keyring: o.keys})
+		Throttle: o.throttle, ThrottleMultiplier: o.throttleMultiplier, RetentionObserver: o.engine,
+		OnDemandStreamLimit: o.onDemand.streamLimit, OnDemand: o.onDemand.scaler(), Keyring: o.keys})
 	if err != nil {
 		lock.Release()
 		return nil, nil, err
