@@ -3,8 +3,14 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"reflect"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/shardlog/shardlog/storage"
 )
@@ -70,4 +76,75 @@ func TestReview4PolicyReadYourWrites(t *testing.T) {
 			t.Fatalf("iteration %d: node %d reads %q, %v after setting %q", i, follower, got, err, want)
 		}
 	}
+}
+
+// TestReview4UpdateEndsPastBlackHoledPeer: a peer whose API accepts
+// connections and never answers makes the metadata leader's activateStreams
+// wait out its budget every round (a CREATING stream with shards there).
+// The end of another stream's UPDATING, due by the clock, is still made
+// within a budget of its own: its transaction is answered, not given up on
+// (when the budget was the round's, the proposal went out with the
+// deadline passed and came back indeterminate, logged, every round).
+func TestReview4UpdateEndsPastBlackHoledPeer(t *testing.T) {
+	clock := &settingsClock{}
+	logs := &lockedLog{}
+	c := newTestClusterWith(t, 3, func(c *testCluster) {
+		c.now, c.update = clock.now, time.Hour
+		c.tune = func(cfg *Config) {
+			cfg.Replicas = 1
+			cfg.ElectionTicks = 100 // a 2 s budget per step: a loaded machine still commits within it
+			cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
+		}
+	})
+	ctx := context.Background()
+	leader := c.node(1).host.Status(metaGroup).Leader
+	if err := c.node(leader).CreateStream(ctx, storage.CreateStreamInput{Name: "s", ShardCount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitActive("s", leader)
+	hole := leader%3 + 1
+	c.blackHoleAPI(hole)
+	if err := c.node(leader).CreateStream(ctx, storage.CreateStreamInput{Name: "b", ShardCount: 6}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.node(leader).SetShardLevelMetrics(ctx, "s", []string{"IncomingBytes"}, true); err != nil {
+		t.Fatal(err)
+	}
+	clock.add(time.Hour)
+	c.waitActive("s", leader)
+	if info, err := c.node(leader).DescribeStream(ctx, "b"); err != nil || info.Status != storage.StatusCreating {
+		t.Fatalf("stream b: %v, %v; the test needs it CREATING behind the black-holed node %d", info.Status, err, hole)
+	}
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, "ending an update") {
+			t.Fatalf("the update's end failed behind a black-holed peer: %s", line)
+		}
+	}
+}
+
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// blackHoleAPI replaces node id's client API by one that takes requests
+// and never answers them (until the node stops); its Raft port still works.
+func (c *testCluster) blackHoleAPI(id uint64) {
+	tn := c.nodes[id]
+	tn.srv.Close()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })}
+	go srv.Serve(listen(c.t, tn.apiAddr))
+	tn.srv = srv
 }
