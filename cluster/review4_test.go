@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/shardlog/shardlog/replica"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -147,4 +149,42 @@ func (c *testCluster) blackHoleAPI(id uint64) {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })}
 	go srv.Serve(listen(c.t, tn.apiAddr))
 	tn.srv = srv
+}
+
+// TestReview4DroppedProposalRefunded: a shard's entries admitted by a node
+// whose proposal then fails definitely (it does not lead the group: what
+// onLeader retries, here when it leads again or on the leader) give their
+// charge back, so the retry is not charged twice. The clock is frozen: no
+// refill hides a double charge. A full burst (500 records) is admitted,
+// not stored, and admitted again in full.
+func TestReview4DroppedProposalRefunded(t *testing.T) {
+	c := throttleCluster(t, newFakeClock(), nil)
+	ctx := context.Background()
+	if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: "r", ShardCount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitActive("r", 1, 2, 3)
+	roles := c.rolesOf("r")
+	f := c.node(roles.followers[0])
+	rec := f.recordFor("r")
+	entries := make([]entry, 500)
+	for i := range entries {
+		entries[i] = entry{key: fmt.Sprint("k", i), data: []byte("x")}
+	}
+	if _, err := f.proposeAdmitted(ctx, roles.group, rec, entries); !errors.Is(err, replica.ErrNotLeader) {
+		t.Fatalf("a follower's proposal: %v, want ErrNotLeader", err)
+	}
+	if refused := f.admitWrites(roles.group, rec, entries); refused != nil {
+		t.Fatalf("%d of 500 records refused after a proposal that stored none", countTrue(refused))
+	}
+}
+
+func countTrue(bs []bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
