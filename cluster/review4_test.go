@@ -188,3 +188,44 @@ func countTrue(bs []bool) int {
 	}
 	return n
 }
+
+// TestReview4ReadChargedForReturnedOnly: a GetRecords page is charged to
+// the shard's read-byte bucket (which holds no credit: any charge closes it
+// until the clock refills it, and the clock is frozen) for the records it
+// returns. A page of expired records returns none and charges nothing, so
+// the next read is admitted; a page of live ones closes the bucket.
+func TestReview4ReadChargedForReturnedOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		age       time.Duration // the clock's advance after the put
+		returned  int
+		throttled bool // the next read
+	}{
+		{"live records are charged", 0, 10, true},
+		{"expired records are not", 25 * time.Hour, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newFakeClock()
+			c := throttleCluster(t, clk, func(cfg *Config) { cfg.RetentionEvery = 1000 * time.Hour })
+			ctx := context.Background()
+			if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: "e", ShardCount: 1}); err != nil {
+				t.Fatal(err)
+			}
+			c.waitActive("e", 1, 2, 3)
+			if failed, err := c.put(1, "e", 0, 10, acked{}); err != nil || failed > 0 {
+				t.Fatalf("put: %d failed, %v", failed, err)
+			}
+			clk.Add(tc.age)
+			rec, _, _ := c.node(1).stream("e")
+			pos := storage.Position{Stream: "e", StreamCreated: rec.CreatedNs}
+			res, err := c.node(1).Read(ctx, pos, 100, 1<<20)
+			if err != nil || len(res.Records) != tc.returned {
+				t.Fatalf("first read: %d records, %v; want %d", len(res.Records), err, tc.returned)
+			}
+			_, err = c.node(1).Read(ctx, *res.Next, 100, 1<<20)
+			if got := errors.Is(err, storage.ErrThrottled); got != tc.throttled || (err != nil && !got) {
+				t.Fatalf("next read: %v, want throttled %v", err, tc.throttled)
+			}
+		})
+	}
+}
