@@ -7,6 +7,7 @@ import (
 
 	"github.com/shardlog/shardlog/ratelimit"
 	"github.com/shardlog/shardlog/replica"
+	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -133,7 +134,7 @@ func (n *Node) proposeAdmitted(ctx context.Context, group uint64, rec streamRec,
 	}
 	refused := n.admitWrites(group, rec, entries)
 	if refused == nil {
-		ords, arrival, err := n.proposeRecords(ctx, group, key, entries)
+		ords, arrival, err := n.proposeCharged(ctx, group, rec, key, entries)
 		if err == nil {
 			n.meter.count(group, entries, nil)
 		}
@@ -149,7 +150,7 @@ func (n *Node) proposeAdmitted(ctx context.Context, group uint64, rec streamRec,
 	if len(kept) == 0 {
 		return out, nil
 	}
-	ords, arrival, err := n.proposeRecords(ctx, group, key, kept)
+	ords, arrival, err := n.proposeCharged(ctx, group, rec, key, kept)
 	if err != nil {
 		return admittedWrite{}, err
 	}
@@ -163,6 +164,32 @@ func (n *Node) proposeAdmitted(ctx context.Context, group uint64, rec streamRec,
 		}
 	}
 	return out, nil
+}
+
+// proposeCharged proposes entries admitWrites has charged. A proposal
+// definitely not stored (this node does not lead, or its entry was
+// dropped: the errors onLeader retries, here or on another node) gives the
+// charge back, so the retry is charged once.
+func (n *Node) proposeCharged(ctx context.Context, group uint64, rec streamRec, key *segment.MasterKey, entries []entry) ([]uint64, int64, error) {
+	ords, arrival, err := n.proposeRecords(ctx, group, key, entries)
+	if errors.Is(err, replica.ErrNotLeader) || errors.Is(err, replica.ErrDropped) {
+		n.refundWrites(group, rec, entries)
+	}
+	return ords, arrival, err
+}
+
+// refundWrites gives back the charge of entries admitWrites took that were
+// then definitely not stored.
+func (n *Node) refundWrites(group uint64, rec streamRec, entries []entry) {
+	adm := n.admission(group, rec)
+	if adm == nil {
+		return
+	}
+	sizes := make([]int, len(entries))
+	for i, e := range entries {
+		sizes[i] = len(e.key) + len(e.data)
+	}
+	adm.RefundWrites(n.cfg.Now(), sizes)
 }
 
 // throttled is the error of a call or record over its shard's budget:

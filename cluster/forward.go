@@ -84,6 +84,10 @@ type metaRequest struct {
 
 type metaReply struct {
 	Committed bool `json:"committed"`
+	// Applied is the leader's applied index once the transaction applied
+	// there (at or past the transaction's entry): the sender waits to apply
+	// it too (txn). 0 from a node that does not send it: no wait.
+	Applied uint64 `json:"applied,omitempty"`
 }
 
 type notLeaderReply struct {
@@ -248,7 +252,7 @@ func (n *Node) serveMeta(w http.ResponseWriter, r *http.Request) {
 		n.writeFailure(w, metaGroup, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, metaReply{Committed: committed})
+	writeJSON(w, http.StatusOK, metaReply{Committed: committed, Applied: n.host.Status(metaGroup).Applied})
 }
 
 // writeFailure answers a definite "not here" (409, with the leader this
@@ -302,6 +306,9 @@ func (n *Node) forwardPut(ctx context.Context, addr string, rec streamRec, group
 }
 
 // forwardTxn sends a metadata transaction to the metadata leader at addr.
+// Once the leader has answered, the transaction is decided: the answer is
+// returned after this node has applied it too, or after awaitApplied gives
+// up waiting.
 func (n *Node) forwardTxn(ctx context.Context, addr string, conds []replica.MetaCond, ops []replica.MetaOp) (bool, error) {
 	body, err := json.Marshal(metaRequest{If: conds, Then: ops})
 	if err != nil {
@@ -311,6 +318,7 @@ func (n *Node) forwardTxn(ctx context.Context, addr string, conds []replica.Meta
 	if err := n.post(ctx, addr, "meta", body, &out); err != nil {
 		return false, err
 	}
+	n.awaitApplied(ctx, metaGroup, out.Applied)
 	return out.Committed, nil
 }
 

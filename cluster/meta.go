@@ -193,6 +193,32 @@ func (n *Node) linearize(ctx context.Context, group uint64) error {
 	}
 }
 
+// awaitApplied waits until this node has applied group's entry index, or
+// until ctx ends, the host stops, or an election timeout passes: a node cut
+// off from the group after the leader answered cannot apply it, and the
+// change it waits for is made either way, so giving up only loses
+// read-your-writes on this node for that change, never the answer.
+func (n *Node) awaitApplied(ctx context.Context, group, index uint64) {
+	if index == 0 {
+		return
+	}
+	limit := time.NewTimer(n.cfg.electionTimeout())
+	defer limit.Stop()
+	for {
+		changed, err := n.host.Changed(group) // taken before the check: no apply between them is missed
+		if err != nil || n.host.Status(group).Applied >= index {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		case <-limit.C:
+			return
+		}
+	}
+}
+
 // readRetry is how long one ReadIndex request is waited for before it is
 // asked again (its request or answer may have been lost).
 const readRetry = 250 * time.Millisecond
@@ -202,7 +228,12 @@ const readRetry = 250 * time.Millisecond
 var errNoLeader = errors.New("cluster: no leader within an election timeout")
 
 // txn commits a metadata transaction on the metadata group's leader (here,
-// or forwarded) and reports whether its conditions held.
+// or forwarded) and reports whether its conditions held. It returns once
+// this node has applied the transaction (proposeTxn: the leader's apply
+// answers it; forwardTxn waits for it), so every control-plane change is
+// read-your-writes on the node that took it, even by reads that skip the
+// ReadIndex round (ResourcePolicy, Stats), and a policy set through a node
+// is enforced by that node from its acknowledgement on.
 func (n *Node) txn(ctx context.Context, conds []replica.MetaCond, ops []replica.MetaOp) (bool, error) {
 	var committed bool
 	err := n.onLeader(ctx, metaGroup,

@@ -255,6 +255,12 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 // and marks drained nodes removed. Every step is idempotent and re-decided
 // from the metadata state, so a step lost to a crash or a leader change is
 // done again by the next round.
+//
+// Each step that may wait has its own election-timeout budget (bounded):
+// with one budget for the round, a step blocked on a black-holed peer (the
+// peer calls of activateStreams and finishReshards) spent it every round
+// and starved the steps after it. finishUpdates, which needs only the
+// metadata group, runs before the leader's peer-bound steps as well.
 func (n *Node) reconcile(ctx context.Context) {
 	n.sweepGone()
 	n.syncPeers()
@@ -263,22 +269,29 @@ func (n *Node) reconcile(ctx context.Context) {
 	if n.host.Status(metaGroup).Leader == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.electionTimeout())
-	defer cancel()
-	n.ensureSecret(ctx, snap)
-	n.ensureSeeds(ctx, snap)
-	n.ensureRegistered(ctx)
-	n.stepGroups(ctx)
-	n.dropReplicas(ctx)
+	n.bounded(ctx, func(ctx context.Context) {
+		n.ensureSecret(ctx, snap)
+		n.ensureSeeds(ctx, snap)
+		n.ensureRegistered(ctx)
+	})
+	n.bounded(ctx, n.stepGroups)
+	n.bounded(ctx, n.dropReplicas)
 	if n.host.Status(metaGroup).Leader == n.cfg.NodeID {
 		n.driveMeta()
-		n.activateStreams(ctx)
-		n.finishReshards(ctx)
-		n.finishUpdates(ctx)
-		n.advanceConsumers(ctx)
-		n.drivePlacement(ctx)
-		n.finishRemovals(ctx)
+		n.bounded(ctx, n.finishUpdates)
+		n.bounded(ctx, n.activateStreams)
+		n.bounded(ctx, n.finishReshards)
+		n.bounded(ctx, n.advanceConsumers)
+		n.bounded(ctx, n.drivePlacement)
+		n.bounded(ctx, n.finishRemovals)
 	}
+}
+
+// bounded runs one reconcile step within an election timeout.
+func (n *Node) bounded(ctx context.Context, step func(context.Context)) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.electionTimeout())
+	defer cancel()
+	step(ctx)
 }
 
 func (n *Node) ensureSecret(ctx context.Context, snap map[string]replica.MetaValue) {

@@ -167,11 +167,12 @@ func (n *Node) UntagResource(ctx context.Context, t storage.PolicyTarget, keys [
 // none. Authorization asks it at every request of a caller with an
 // identity, so it answers from this node's applied metadata without a
 // ReadIndex round (which would put a round trip to the metadata leader in
-// front of every authorized PutRecord): a policy change is enforced by a
-// node once it has applied it, normally within milliseconds of its
-// acknowledgement; AWS documents policy changes as eventually consistent
-// too. A node cut off from the metadata group enforces the policies it
-// applied last.
+// front of every authorized PutRecord). The node that took a policy change
+// has applied it before acknowledging it (txn), so it enforces it, and
+// GetResourcePolicy through it reads it, at once; another node does once it
+// has applied it, normally within milliseconds; AWS documents policy
+// changes as eventually consistent too. A node cut off from the metadata
+// group enforces the policies it applied last.
 func (n *Node) ResourcePolicy(ctx context.Context, t storage.PolicyTarget) (string, error) {
 	rec, ok := n.localStream(t.Stream)
 	if !ok {
