@@ -146,6 +146,9 @@ func (n *Node) changeCapacity(ctx context.Context, name string, decide func(in c
 			conds, ops = append(conds, cond), append(ops, op)
 		}
 		rec.Mode, rec.ModeSwitchNs, rec.WarmMiBps = c.next.Mode, c.next.ModeSwitchNs, c.next.WarmMiBps
+		if rec.mode() == storage.ModeProvisioned {
+			rec.Distribution = "" // storage.SwitchMode's rule: AUTO is an ON_DEMAND stream's only
+		}
 		if c.reshards {
 			pc, pops := n.pendingTxn(rec, v, c.plan, alloc, allocVersion)
 			return append(conds, pc...), append(ops, pops...), nil

@@ -53,6 +53,9 @@ type streamRec struct {
 	ShardLevelMetrics       []string `json:"shardLevelMetrics,omitempty"`
 	PendingUntilNs          int64    `json:"pendingUntilNs,omitempty"`
 	PendingMaxRecordSizeKiB int      `json:"pendingMaxRecordSizeKiB,omitempty"`
+	// Distribution is the record distribution strategy: "" for
+	// USER_PARTITION_KEY, or AUTO (an ON_DEMAND stream only; distribution.go).
+	Distribution storage.RecordDistribution `json:"distribution,omitempty"`
 	// Encryption (encrypt.go): storage.EncryptionKMS or "", the KeyId as
 	// StartStreamEncryption was given it, the master key's fingerprint
 	// (hex), and the StartStreamEncryption calls of the last 24 hours.

@@ -39,6 +39,7 @@ type Node struct {
 	keys atomic.Pointer[secretKeys]
 
 	routes  sync.Map                      // stream name → *routeTable
+	turns   sync.Map                      // stream name → *atomic.Uint64: AUTO distribution's turns (distribution.go)
 	leaders sync.Map                      // group → the node a peer last named its leader (remote.go)
 	gone    goneSet                       // consumers' gone channels (consumers.go)
 	delay   atomic.Pointer[time.Duration] // a test's ConsumerDelay (consumers.go)

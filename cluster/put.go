@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/shardlog/shardlog/datadir"
@@ -97,6 +98,7 @@ func (n *Node) tableOf(rec streamRec, version uint64) *routeTable {
 			rs = append(rs, shardRoute{index: idx, group: sh.Group, epoch: shardEpoch(rec, sh), r: hashkey.Range{Start: start, End: end}})
 		}
 	}
+	slices.SortFunc(rs, cmpStart) // hash order: AUTO distribution's turns (distribution.go)
 	t := &routeTable{version: version, rec: rec, routes: rs}
 	n.routes.Store(rec.Name, t)
 	return t
@@ -179,19 +181,19 @@ func (n *Node) writable(ctx context.Context, name string) (streamRec, uint64, er
 }
 
 func (n *Node) batchByShard(rec streamRec, routes []shardRoute, entries []storage.PutEntry) ([]*shardBatch, error) {
+	turn, err := n.autoTurns(rec, routes, entries)
+	if err != nil {
+		return nil, err
+	}
 	byShard := map[uint32]*shardBatch{}
 	var order []*shardBatch
 	for i, e := range entries {
 		if err := n.checkOrdering(rec.Name, e.SequenceNumberForOrdering); err != nil {
 			return nil, err
 		}
-		k := hashkey.FromPartitionKey(e.PartitionKey)
-		if e.ExplicitHashKey != nil {
-			k = *e.ExplicitHashKey
-		}
-		r, ok := findRoute(routes, k)
-		if !ok {
-			return nil, n.fail(storage.ErrResourceInUse, storage.ReasonNoOpenShard, storage.Facts{Stream: rec.Name, Given: k.String()})
+		r, err := n.placeRecord(rec, routes, turn+uint64(i), &e)
+		if err != nil {
+			return nil, err
 		}
 		b := byShard[r.index]
 		if b == nil {

@@ -258,19 +258,19 @@ func (n *Node) UpdateMaxRecordSize(ctx context.Context, name string, kib int) er
 }
 
 // SetRecordDistribution changes an ACTIVE stream's record distribution
-// strategy. Cluster streams route by partition key only (CreateStream
-// refuses AUTO): AUTO on a PROVISIONED stream is single-node mode's
-// InvalidArgument, on an ON_DEMAND one "not supported in cluster mode
-// yet"; USER_PARTITION_KEY changes nothing.
+// strategy, at once (no UPDATING), as single-node mode does: AUTO on a
+// stream that is not ON_DEMAND is its InvalidArgument.
 func (n *Node) SetRecordDistribution(ctx context.Context, name string, d storage.RecordDistribution) error {
 	return n.updateStream(ctx, name, nil, func(rec *streamRec) (bool, error) {
 		if err := storage.CheckDistribution(n.cfg.AccountID, name, rec.mode(), d); err != nil {
 			return false, err
 		}
-		if d == storage.DistributionAuto {
-			return false, n.unsupported("AUTO record distribution")
+		next := storedDistribution(d)
+		if rec.Distribution == next {
+			return false, nil
 		}
-		return false, nil
+		rec.Distribution = next
+		return true, nil
 	})
 }
 

@@ -36,12 +36,7 @@ func (n *Node) CreateStream(ctx context.Context, in storage.CreateStreamInput) e
 	return n.casLoop(ctx, func() ([]replica.MetaCond, []replica.MetaOp, error) { return n.createTxn(in) })
 }
 
-func (n *Node) createSupported(in storage.CreateStreamInput) error {
-	if in.Distribution == storage.DistributionAuto {
-		return n.unsupported("AUTO record distribution")
-	}
-	return nil
-}
+func (n *Node) createSupported(storage.CreateStreamInput) error { return nil }
 
 // createTxn builds CreateStream's transaction from the local state (read
 // after a ReadIndex round).
@@ -69,7 +64,7 @@ func (n *Node) createTxn(in storage.CreateStreamInput) ([]replica.MetaCond, []re
 	alloc.Epoch = max(now.Unix()-initialEpochLag, alloc.Epoch+1)
 	rec := streamRec{MetaStream: replica.MetaStream{Name: in.Name, Status: string(storage.StatusCreating)},
 		CreatedNs: now.UnixNano(), Epoch: alloc.Epoch, RetentionHours: storage.DefaultRetentionHours,
-		MaxRecordSizeKiB: in.MaxRecordSizeKiB, Tags: in.Tags}
+		MaxRecordSizeKiB: in.MaxRecordSizeKiB, Tags: in.Tags, Distribution: storedDistribution(in.Distribution)}
 	if in.Mode == storage.ModeOnDemand {
 		rec.Mode = storage.ModeOnDemand
 	}
@@ -227,7 +222,7 @@ func (n *Node) RecordLimit(ctx context.Context, stream string) (int, error) {
 func streamInfo(rec streamRec, withShards bool) storage.StreamInfo {
 	si := storage.StreamInfo{Name: rec.Name, Created: time.Unix(0, rec.CreatedNs), Status: storage.StreamStatus(rec.Status),
 		Mode: rec.mode(), WarmMiBps: rec.WarmMiBps, RetentionHours: rec.RetentionHours, Tags: copyTags(rec.Tags),
-		Distribution: storage.DistributionUserKey, MaxRecordSizeKiB: rec.MaxRecordSizeKiB, EncryptionType: storage.EncryptionNone,
+		Distribution: rec.distribution(), MaxRecordSizeKiB: rec.MaxRecordSizeKiB, EncryptionType: storage.EncryptionNone,
 		ShardLevelMetrics: append([]string{}, rec.ShardLevelMetrics...)}
 	if rec.EncryptionType == storage.EncryptionKMS {
 		si.EncryptionType, si.KeyID = storage.EncryptionKMS, rec.KeyID
