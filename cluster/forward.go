@@ -36,6 +36,7 @@ import (
 //	                                ?group=G: of that group only
 //	POST /_cluster/v1/read, position   reads of a group held elsewhere (remote.go)
 //	POST /_cluster/v1/wake?group=G  wake a quiesced group (remote.go)
+//	POST /_cluster/v1/subscribe     a forwarded SubscribeToShard (subforward.go)
 //	POST /_cluster/v1/join, remove-node; GET nodes   membership (members.go)
 //
 // A leader that does not lead the group (any more) answers 409 with the
@@ -126,6 +127,8 @@ func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
 		n.serveRemoveNode(w, r)
 	case "wake":
 		n.serveWake(w, r)
+	case "subscribe":
+		n.serveSubscribe(w, r)
 	case "nodes":
 		writeJSON(w, http.StatusOK, n.Nodes())
 	default:

@@ -50,6 +50,7 @@ type Node struct {
 	stopped  atomic.Bool
 
 	cancel context.CancelFunc
+	life   context.Context // canceled by Close: ends what outlives a request (forwarded subscriptions)
 	wg     sync.WaitGroup
 	runErr chan error
 }
@@ -99,7 +100,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n.noteSeals()
 	n.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}
 	runCtx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
+	n.cancel, n.life = cancel, runCtx
 	ticker := time.NewTicker(cfg.Tick)
 	n.wg.Go(func() {
 		defer ticker.Stop()

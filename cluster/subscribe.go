@@ -73,9 +73,11 @@ type subscription struct {
 }
 
 // Subscribe opens a subscription at the starting position (every iterator
-// type, resolved as GetShardIterator resolves it) on this node's replica.
-// A replica that is not current answers ServiceUnavailable: the client
-// retries, here or elsewhere.
+// type, resolved as GetShardIterator resolves it) on this node's replica,
+// or, when this node serves no reads of the shard (it holds no replica, or
+// one moved away), on a replica elsewhere (subforward.go). A replica that
+// is not current answers ServiceUnavailable: the client retries, here or
+// elsewhere.
 func (n *Node) Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-chan struct{}) (storage.EventSource, error) {
 	pos, err := n.Position(ctx, in.Stream, in.ShardID, in.Type, in.StartSeq, in.Timestamp)
 	if err != nil {
@@ -88,18 +90,47 @@ func (n *Node) Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-
 	if rec.CreatedNs != pos.StreamCreated { // deleted and created again meanwhile
 		return nil, n.fail(storage.ErrShardNotFound, storage.ReasonShardGone, storage.Facts{Stream: in.Stream, Shard: sh.ID})
 	}
+	at := subscribeAt{Stream: in.Stream, Created: rec.CreatedNs, Index: pos.ShardIndex, Group: sh.Group, Ordinal: pos.Ordinal, Consumer: in.Consumer}
+	if sh.Group != 0 && !n.servesReads(sh.Group) {
+		return n.subscribeRemote(ctx, at, gone)
+	}
+	return n.subscribeLocal(ctx, at, gone)
+}
+
+// subscribeAt is a resolved starting position: the stream incarnation, the
+// shard and its group, the first ordinal to deliver. It is also the body of
+// a forwarded subscription's request (subforward.go).
+type subscribeAt struct {
+	Stream   string `json:"stream"`
+	Created  int64  `json:"created"`
+	Index    uint32 `json:"index"`
+	Group    uint64 `json:"group"`
+	Ordinal  uint64 `json:"ordinal"`
+	Consumer string `json:"consumer"`
+}
+
+// subscribeLocal opens a subscription at a resolved position on this
+// node's replica, once a ReadIndex round showed it current.
+func (n *Node) subscribeLocal(ctx context.Context, at subscribeAt, gone <-chan struct{}) (*subscription, error) {
+	rec, sh, err := n.shardOf(ctx, at.Stream, datadir.ShardID(at.Index))
+	if err != nil {
+		return nil, err
+	}
+	if rec.CreatedNs != at.Created {
+		return nil, n.fail(storage.ErrShardNotFound, storage.ReasonShardGone, storage.Facts{Stream: at.Stream, Shard: sh.ID})
+	}
 	if err := n.linearize(ctx, sh.Group); err != nil {
-		return nil, n.unavailable(in.Stream, sh.ID, err)
+		return nil, n.unavailable(at.Stream, sh.ID, err)
 	}
 	st := n.host.Status(sh.Group)
 	if st.Leader == 0 {
-		return nil, n.unavailable(in.Stream, sh.ID, errNoLeader)
+		return nil, n.unavailable(at.Stream, sh.ID, errNoLeader)
 	}
-	sub := &subscription{n: n, stream: in.Stream, created: rec.CreatedNs, epoch: shardEpoch(rec, sh), index: pos.ShardIndex,
-		group: sh.Group, consumer: in.Consumer, gone: gone, done: make(chan struct{}),
-		leader: st.Leader, term: st.Term, next: pos.Ordinal}
+	sub := &subscription{n: n, stream: at.Stream, created: rec.CreatedNs, epoch: shardEpoch(rec, sh), index: at.Index,
+		group: sh.Group, consumer: at.Consumer, gone: gone, done: make(chan struct{}),
+		leader: st.Leader, term: st.Term, next: at.Ordinal}
 	sub.probe.confirmed = time.Now()
-	sub.cont = contBefore(rec.Epoch, pos.ShardIndex, pos.Ordinal)
+	sub.cont = contBefore(rec.Epoch, at.Index, at.Ordinal)
 	return sub, nil
 }
 

@@ -1,0 +1,211 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/shardlog/shardlog/storage"
+)
+
+// TestSubscribeForwarded: in a cluster of four nodes, a subscription that
+// reaches the node holding no replica of the shard is served by a replica
+// elsewhere: it delivers every record once, in order. When the shard's
+// leader stops, it ends with an InternalFailure error (the serving replica
+// no longer current, or its link broken); resubscribing at the same node
+// after its last continuation number delivers exactly the rest. A leader
+// change with every node up ends the next one with the not-current error
+// the serving node sends. Deregistering the consumer ends that one with ResourceNotFound.
+func TestSubscribeForwarded(t *testing.T) {
+	c := newTestClusterSecret(t, 3, "forwarded-subscription-secret")
+	ctx := context.Background()
+	c.addNode(4, 2)
+	eventually(t, "node 4 is live everywhere", func() error {
+		for id := uint64(1); id <= 4; id++ {
+			if got := c.node(id).liveNodes(); len(got) != 4 {
+				return fmt.Errorf("node %d sees %v", id, got)
+			}
+		}
+		return nil
+	})
+	if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: "s", ShardCount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitActive("s", 1, 2, 3, 4)
+	if _, err := c.node(1).RegisterConsumer(ctx, "s", "efo", nil); err != nil {
+		t.Fatal(err)
+	}
+	group := c.node(1).Status().Shards["s/shardId-000000000000"]
+	var outside, leader uint64
+	eventually(t, "the shard placed on three nodes, with a leader", func() error {
+		cur, moves := c.node(1).placements()
+		if len(moves) > 0 || len(cur[group]) != 3 {
+			return fmt.Errorf("placement %v, moves %v", cur[group], moves)
+		}
+		for id := uint64(1); id <= 4; id++ {
+			if !slices.Contains(cur[group], id) {
+				outside = id
+			}
+		}
+		if leader = c.node(cur[group][0]).host.Leader(group); leader == 0 {
+			return errors.New("no leader")
+		}
+		return nil
+	})
+	if c.node(outside).servesReads(group) {
+		t.Fatalf("node %d serves reads of group %d though it is not placed there", outside, group)
+	}
+	writer := leader%4 + 1
+	if writer == outside {
+		writer = writer%4 + 1
+	}
+	first := subscribe(t, c.node(outside), "s", "efo", storage.TrimHorizon, "")
+	if _, ok := first.src.(*remoteSubscription); !ok {
+		t.Fatalf("node %d subscribed with a %T, want a forwarded subscription", outside, first.src)
+	}
+
+	got, maybe := acked{}, acked{}
+	for round := range 5 {
+		if err := c.putTracked(writer, round, 20, got, maybe); err != nil {
+			t.Fatalf("put round %d: %v", round, err)
+		}
+	}
+	eventually(t, "the forwarded subscription delivers every record", func() error {
+		first.mu.Lock()
+		defer first.mu.Unlock()
+		return checkDelivered(first.recs, got, maybe)
+	})
+
+	c.stop(leader)
+	err := first.ended(t)
+	if !errors.Is(err, errNotCurrent) && !errors.Is(err, errLinkBroken) {
+		t.Fatalf("the forwarded subscription ended with %v, want the not-current or broken-link error", err)
+	}
+	var se *storage.Error
+	if errors.As(err, &se) {
+		t.Fatalf("the end is a storage error (%v): the client would not see InternalFailure", err)
+	}
+	t.Logf("the forwarded subscription ended: %v", err)
+	round := 100
+	eventually(t, "writes resume after the leader stopped", func() error {
+		round++
+		return c.putTracked(writer, round, 20, got, maybe)
+	})
+	for range 3 {
+		round++
+		if err := c.putTracked(outside, round, 20, got, maybe); err != nil {
+			t.Fatalf("put after failover: %v", err)
+		}
+	}
+	second := subscribe(t, c.node(outside), "s", "efo", storage.AfterSequenceNumber, first.cont)
+	eventually(t, "the second subscription delivers the rest", func() error {
+		second.mu.Lock()
+		defer second.mu.Unlock()
+		return checkDelivered(append(append([]storage.Record(nil), first.recs...), second.recs...), got, maybe)
+	})
+
+	// A leader change with every replica up: the serving replica is no
+	// longer current, and its error frame says so.
+	cur, _ := c.node(writer).placements()
+	var live []uint64
+	for _, id := range cur[group] {
+		if id != leader {
+			live = append(live, id)
+		}
+	}
+	from := c.node(live[0]).host.Leader(group)
+	to := live[0]
+	if from == to {
+		to = live[1]
+	}
+	eventually(t, fmt.Sprintf("leadership moves from node %d to node %d", from, to), func() error {
+		if l := c.node(to).host.Leader(group); l != to {
+			_ = c.node(from).host.TransferLeader(group, to)
+			return fmt.Errorf("leader %d", l)
+		}
+		return nil
+	})
+	if err := second.ended(t); !errors.Is(err, errNotCurrent) {
+		t.Fatalf("after a leader change the subscription ended with %v, want the not-current error", err)
+	}
+	for range 2 {
+		round++
+		if err := c.putTracked(writer, round, 20, got, maybe); err != nil {
+			t.Fatalf("put after the transfer: %v", err)
+		}
+	}
+	third := subscribe(t, c.node(outside), "s", "efo", storage.AfterSequenceNumber, second.cont)
+	eventually(t, "the third subscription delivers the rest", func() error {
+		third.mu.Lock()
+		defer third.mu.Unlock()
+		second.mu.Lock()
+		defer second.mu.Unlock()
+		return checkDelivered(slices.Concat(first.recs, second.recs, third.recs), got, maybe)
+	})
+
+	if err := c.node(writer).DeregisterConsumer(ctx, "s", "efo"); err != nil {
+		t.Fatal(err)
+	}
+	if err := third.ended(t); !errors.Is(err, storage.ErrConsumerNotFound) {
+		t.Fatalf("after deregistration the subscription ended with %v", err)
+	}
+}
+
+// TestRemoteSubscriptionTake: an event longer than the api's byte budget
+// is handed on in parts, each with its last record's continuation number,
+// the last part with the event's own; the end event ends the subscription.
+func TestRemoteSubscriptionTake(t *testing.T) {
+	rec := func(seq string, size int) storage.Record {
+		return storage.Record{SequenceNumber: seq, PartitionKey: "k", Data: make([]byte, size-1), Arrival: time.UnixMilli(1000)}
+	}
+	n := &Node{cfg: Config{Now: func() time.Time { return time.UnixMilli(5000) }}}
+	for _, tc := range []struct {
+		name     string
+		ev       storage.SubscribeEvent
+		maxBytes int
+		want     [][]string // the records of each part
+		conts    []string
+	}{
+		{"fits", storage.SubscribeEvent{Records: []storage.Record{rec("1", 10), rec("2", 10)}, ContinuationSequenceNumber: "2", Bytes: 20}, 20,
+			[][]string{{"1", "2"}}, []string{"2"}},
+		{"cut in two", storage.SubscribeEvent{Records: []storage.Record{rec("1", 10), rec("2", 10), rec("3", 10)}, ContinuationSequenceNumber: "3", Bytes: 30}, 25,
+			[][]string{{"1", "2"}, {"3"}}, []string{"2", "3"}},
+		{"one record over the budget", storage.SubscribeEvent{Records: []storage.Record{rec("1", 50), rec("2", 50)}, ContinuationSequenceNumber: "2", Bytes: 100}, 10,
+			[][]string{{"1"}, {"2"}}, []string{"1", "2"}},
+		{"end with records", storage.SubscribeEvent{Records: []storage.Record{rec("1", 10), rec("2", 10)}, ChildShards: []storage.ChildShard{{ShardID: "c"}}, Bytes: 20}, 10,
+			[][]string{{"1"}, {"2"}}, []string{"1", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &remoteSubscription{n: n, done: make(chan struct{}), cancel: func() {}}
+			ev := tc.ev
+			s.pending = &ev
+			for i, want := range tc.want {
+				if s.pending == nil {
+					t.Fatalf("part %d: nothing pending", i)
+				}
+				part := s.take(tc.maxBytes)
+				var seqs []string
+				bytes := 0
+				for _, r := range part.Records {
+					seqs = append(seqs, r.SequenceNumber)
+					bytes += len(r.PartitionKey) + len(r.Data)
+				}
+				if !slices.Equal(seqs, want) || part.ContinuationSequenceNumber != tc.conts[i] || part.Bytes != bytes {
+					t.Fatalf("part %d: %v cont %q bytes %d, want %v cont %q bytes %d", i, seqs, part.ContinuationSequenceNumber, part.Bytes, want, tc.conts[i], bytes)
+				}
+				if i < len(tc.want)-1 && part.MillisBehindLatest != 4000 {
+					t.Fatalf("part %d of several: MillisBehindLatest %d", i, part.MillisBehindLatest)
+				}
+			}
+			if s.pending != nil {
+				t.Fatalf("left pending: %+v", s.pending)
+			}
+			if ended := closed(s.done); ended != tc.ev.End() {
+				t.Fatalf("closed %v after the event's last part, end %v", ended, tc.ev.End())
+			}
+		})
+	}
+}
