@@ -252,9 +252,14 @@ func (n *Node) serveMeta(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeFailure answers a definite "not here" (409, with the leader this
-// node knows) or any other failure (500: indeterminate for the sender).
+// node knows), a leader's back-pressure (503: replica.ErrOverloaded), or
+// any other failure (500: indeterminate for the sender).
 func (n *Node) writeFailure(w http.ResponseWriter, group uint64, err error) {
-	if errors.Is(err, replica.ErrNotLeader) || errors.Is(err, replica.ErrDropped) {
+	if errors.Is(err, replica.ErrOverloaded) {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if notHere(err) {
 		lead := n.leaderOf(group)
 		if lead == n.cfg.NodeID {
 			lead = 0 // it was, and is no more: its view is stale
@@ -315,8 +320,10 @@ func (n *Node) forwardTxn(ctx context.Context, addr string, conds []replica.Meta
 }
 
 // post sends one internal request and decodes its answer. A dial failure
-// is errUnreachable (nothing sent); a 409 is a *notLeaderError; anything
-// else that fails leaves the request indeterminate.
+// is errUnreachable (nothing sent); a 409 is a *notLeaderError; a 429 is
+// errThrottled (admit.go); a 422 a *kmsRefusal; a 503 is
+// replica.ErrOverloaded (nothing proposed); anything else that fails
+// leaves the request indeterminate.
 func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any) error {
 	keys := n.keys.Load()
 	if keys == nil {
@@ -358,6 +365,8 @@ func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any
 			return fmt.Errorf("cluster: forward to %s: malformed refusal: %w", addr, err)
 		}
 		return &refusal
+	case http.StatusServiceUnavailable:
+		return fmt.Errorf("cluster: leader at %s: %w", addr, replica.ErrOverloaded)
 	case http.StatusBadRequest:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 		return &refusedError{msg: string(bytes.TrimSpace(msg))}
