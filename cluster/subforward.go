@@ -125,6 +125,12 @@ func (n *Node) fromFrameError(from uint64, fe *frameError) error {
 	return fmt.Errorf("%w (node %d: %s)", errRemoteFault, from, fe.Msg)
 }
 
+// EndStreams ends the forwarded subscriptions this node serves, each with
+// the not-current error (the receiving node's client resubscribes, served
+// by another replica). Give it to http.Server.RegisterOnShutdown: Shutdown
+// waits for handlers but cancels none of their contexts.
+func (n *Node) EndStreams() { n.endServed() }
+
 // forwardBeat is how often a serving node sends an idle event.
 func (n *Node) forwardBeat() time.Duration { return n.cfg.electionTimeout() }
 
@@ -140,7 +146,7 @@ func (n *Node) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "malformed forwarded subscription", http.StatusBadRequest)
 		return
 	}
-	if !n.servesReads(at.Group) {
+	if !n.servesReads(at.Group) || n.served.Err() != nil { // shutting down: another replica serves it
 		writeJSON(w, http.StatusConflict, notLeaderReply{Leader: n.knownLeader(at.Group)})
 		return
 	}
@@ -154,7 +160,9 @@ func (n *Node) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 		_ = ctl.SetWriteDeadline(time.Now().Add(forwardWriteGrace))
 		return enc.Encode(f) == nil && ctl.Flush() == nil
 	}
-	ctx := r.Context()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(n.served, cancel)()
 	sub, err := n.subscribeLocal(ctx, at, nil)
 	if err != nil {
 		send(subFrame{Err: toFrameError(err)})
@@ -167,7 +175,10 @@ func (n *Node) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 	for {
 		ev, err := sub.Next(ctx, forwardEventBytes, n.forwardBeat())
 		if err != nil {
-			if ctx.Err() == nil {
+			if n.served.Err() != nil {
+				err = sub.notCurrent("the node is shutting down")
+			}
+			if r.Context().Err() == nil { // the receiving node is still there
 				send(subFrame{Err: toFrameError(err)})
 			}
 			return

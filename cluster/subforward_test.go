@@ -2,9 +2,13 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +22,8 @@ import (
 // no longer current, or its link broken); resubscribing at the same node
 // after its last continuation number delivers exactly the rest. A leader
 // change with every node up ends the next one with the not-current error
-// the serving node sends. Deregistering the consumer ends that one with ResourceNotFound.
+// the serving node sends, and so does the serving node's shutdown
+// (EndStreams), after which another replica serves. Deregistering the consumer ends that one with ResourceNotFound.
 func TestSubscribeForwarded(t *testing.T) {
 	c := newTestClusterSecret(t, 3, "forwarded-subscription-secret")
 	ctx := context.Background()
@@ -141,15 +146,35 @@ func TestSubscribeForwarded(t *testing.T) {
 	eventually(t, "the third subscription delivers the rest", func() error {
 		third.mu.Lock()
 		defer third.mu.Unlock()
-		second.mu.Lock()
-		defer second.mu.Unlock()
 		return checkDelivered(slices.Concat(first.recs, second.recs, third.recs), got, maybe)
+	})
+
+	// The serving node shuts down (its HTTP server's Shutdown calls
+	// EndStreams): the subscription ends with the not-current error, and
+	// the next one is served by another replica.
+	serving := third.src.(*remoteSubscription).from
+	c.node(serving).EndStreams()
+	if err := third.ended(t); !errors.Is(err, errNotCurrent) {
+		t.Fatalf("after EndStreams on node %d the subscription ended with %v, want the not-current error", serving, err)
+	}
+	round++
+	if err := c.putTracked(writer, round, 20, got, maybe); err != nil {
+		t.Fatalf("put after EndStreams: %v", err)
+	}
+	fourth := subscribe(t, c.node(outside), "s", "efo", storage.AfterSequenceNumber, third.cont)
+	if from := fourth.src.(*remoteSubscription).from; from == serving || from == 0 {
+		t.Fatalf("the next subscription is served by node %d; node %d ended its streams", from, serving)
+	}
+	eventually(t, "the fourth subscription delivers the rest", func() error {
+		fourth.mu.Lock()
+		defer fourth.mu.Unlock()
+		return checkDelivered(slices.Concat(first.recs, second.recs, third.recs, fourth.recs), got, maybe)
 	})
 
 	if err := c.node(writer).DeregisterConsumer(ctx, "s", "efo"); err != nil {
 		t.Fatal(err)
 	}
-	if err := third.ended(t); !errors.Is(err, storage.ErrConsumerNotFound) {
+	if err := fourth.ended(t); !errors.Is(err, storage.ErrConsumerNotFound) {
 		t.Fatalf("after deregistration the subscription ended with %v", err)
 	}
 }
@@ -205,6 +230,87 @@ func TestRemoteSubscriptionTake(t *testing.T) {
 			}
 			if ended := closed(s.done); ended != tc.ev.End() {
 				t.Fatalf("closed %v after the event's last part, end %v", ended, tc.ev.End())
+			}
+		})
+	}
+}
+
+// TestRemoteSubscriptionEnds: how a forwarded subscription ends, against a
+// serving node played by the test: an error frame is the error it carries
+// (a storage error as itself, the not-current error as InternalFailure's
+// cause); a closed or silent link is errLinkBroken; a 409 is "not here".
+// Idle events move the continuation number without being handed on.
+func TestRemoteSubscriptionEnds(t *testing.T) {
+	c := newTestClusterSecret(t, 1, "remote-subscription-secret")
+	n := c.node(1)
+	ctx := context.Background()
+	at := subscribeAt{Stream: "s", Index: 0, Group: 7, Consumer: "efo"}
+	shardGone := toFrameError(n.fail(storage.ErrShardNotFound, storage.ReasonShardGone, storage.Facts{Stream: "s", Shard: "shardId-000000000000"}))
+	notCurrent := toFrameError(fmt.Errorf("%w (test)", errNotCurrent))
+	idle := storage.SubscribeEvent{ContinuationSequenceNumber: "42"}
+	for _, tc := range []struct {
+		name   string
+		frames []subFrame // after the open frame
+		hang   bool       // then send nothing more, keeping the link open
+		status int        // instead of a stream
+		check  func(error) bool
+	}{
+		{"stream deleted", []subFrame{{Event: &idle}, {Err: shardGone}}, false, 0, func(err error) bool {
+			var se *storage.Error
+			return errors.As(err, &se) && errors.Is(se.Kind, storage.ErrShardNotFound) && se.Reason == storage.ReasonShardGone && se.Account == n.cfg.AccountID
+		}},
+		{"not current", []subFrame{{Err: notCurrent}}, false, 0, func(err error) bool { return errors.Is(err, errNotCurrent) }},
+		{"link closed", []subFrame{{Event: &idle}}, false, 0, func(err error) bool { return errors.Is(err, errLinkBroken) }},
+		{"link silent", nil, true, 0, func(err error) bool { return errors.Is(err, errLinkBroken) }},
+		{"not here", nil, false, http.StatusConflict, func(err error) bool { var nl *notLeaderError; return errors.As(err, &nl) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tc.status != 0 {
+					writeJSON(w, tc.status, notLeaderReply{})
+					return
+				}
+				enc := json.NewEncoder(w)
+				for _, f := range append([]subFrame{{Open: true}}, tc.frames...) {
+					_ = enc.Encode(f)
+					w.(http.Flusher).Flush()
+				}
+				if tc.hang {
+					select {
+					case <-release:
+					case <-r.Context().Done():
+					}
+				}
+			}))
+			defer srv.Close()
+			defer close(release)
+			sub, err := n.openRemote(ctx, strings.TrimPrefix(srv.URL, "http://"), at, nil)
+			if tc.status != 0 {
+				if !tc.check(err) {
+					t.Fatalf("opening: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			for {
+				ev, err := sub.Next(ctx, 1<<20, time.Hour)
+				if err != nil {
+					if !tc.check(err) {
+						t.Fatalf("ended with %v", err)
+					}
+					break
+				}
+				t.Fatalf("an event handed on: %+v", ev)
+			}
+			if len(tc.frames) > 0 && tc.frames[0].Event != nil && sub.continuation() != "42" {
+				t.Fatalf("continuation %q after an idle event", sub.continuation())
+			}
+			if _, err := sub.Next(ctx, 1<<20, time.Hour); !errors.Is(err, errSubscriptionEnded) {
+				t.Fatalf("Next after the end: %v", err)
 			}
 		})
 	}
