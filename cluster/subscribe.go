@@ -14,9 +14,10 @@ import (
 )
 
 // SubscribeToShard in cluster mode (docs/cluster.md §9). A subscription is
-// served by the receiving node's replica of the shard, which must be current
-// when it opens: a ReadIndex round with the group's leader answered and this
-// node applied up to the leader's commit index. It then delivers what the
+// served by a replica of the shard (the receiving node's, or, when it
+// serves no reads of the shard, one elsewhere: subforward.go), which must
+// be current when it opens: a ReadIndex round with the group's leader
+// answered and its node applied up to the leader's commit index. It then delivers what the
 // replica applies (Host.ReadApplied from its position, woken by
 // Host.Changed), all of it committed, so never a record that could be lost.
 // Ordinals are the same on every replica, so its sequence numbers and
