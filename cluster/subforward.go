@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -154,6 +153,9 @@ func (n *Node) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 	// The server's ReadTimeout would end the stream (as the api's, api/subscribe.go).
 	_ = ctl.SetReadDeadline(time.Time{})
 	w.Header().Set("Content-Type", "application/x-ndjson")
+	// The write deadlines set below must not outlive the stream on a
+	// connection the sender's pool would use again.
+	w.Header().Set("Connection", "close")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
 	send := func(f subFrame) bool {
@@ -208,8 +210,10 @@ func (n *Node) subscribeRemote(ctx context.Context, at subscribeAt, gone <-chan 
 }
 
 // openRemote asks the node at addr to serve the subscription and waits for
-// its first frame. Errors are post's: errUnreachable (nothing sent), a
-// *notLeaderError (it serves no reads of the group), or the frame's error.
+// its first frame. Errors: errUnreachable when no stream could be opened
+// (opening one changes nothing anywhere, so unlike a write it may always
+// go to the next replica), a *notLeaderError (it serves no reads of the
+// group), or the error its first frame carries.
 func (n *Node) openRemote(ctx context.Context, addr string, at subscribeAt, gone <-chan struct{}) (*remoteSubscription, error) {
 	keys := n.keys.Load()
 	if keys == nil {
@@ -230,11 +234,10 @@ func (n *Node) openRemote(ctx context.Context, addr string, at subscribeAt, gone
 	resp, err := n.client.Do(req)
 	if err != nil {
 		cancel()
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			return nil, errUnreachable
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("cluster: forwarded subscription to %s: %w", addr, err)
+		return nil, fmt.Errorf("%w (forwarded subscription to %s: %v)", errUnreachable, addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer cancel()
@@ -256,7 +259,7 @@ func (n *Node) openRemote(ctx context.Context, addr string, at subscribeAt, gone
 		if err == nil && first.Err != nil {
 			return nil, n.fromFrameError(from, first.Err)
 		}
-		return nil, fmt.Errorf("%w (node %d, opening: %v)", errLinkBroken, from, err)
+		return nil, fmt.Errorf("%w (forwarded subscription to node %d: no open frame: %v)", errUnreachable, from, err)
 	}
 	s := &remoteSubscription{n: n, from: from, stream: at.Stream, consumer: at.Consumer, gone: gone,
 		frames: make(chan subFrame, forwardQueue), cancel: cancel, done: make(chan struct{}), openCont: n.openCont(at)}

@@ -176,6 +176,9 @@ func (s *subscription) Next(ctx context.Context, maxBytes int, idle time.Duratio
 			return storage.SubscribeEvent{}, err
 		}
 		ev, ok, err := s.read(max(maxBytes, 1))
+		if errors.Is(err, replica.ErrUnknownGroup) {
+			err = s.notCurrent("its replica was removed from this node (moved away)")
+		}
 		if err != nil || ok {
 			return ev, err
 		}
