@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -313,5 +314,57 @@ func TestRemoteSubscriptionEnds(t *testing.T) {
 				t.Fatalf("Next after the end: %v", err)
 			}
 		})
+	}
+}
+
+// TestRemoteSubscriptionBackPressure: a receiving node whose client reads
+// nothing holds only its bounded queue (and the connection's buffers) of a
+// fast serving node's events: the serving node's writes stop. Read later,
+// every event arrives once, in order.
+func TestRemoteSubscriptionBackPressure(t *testing.T) {
+	c := newTestClusterSecret(t, 1, "back-pressure-secret")
+	n := c.node(1)
+	const frames = 100
+	var written atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		enc := json.NewEncoder(w)
+		_ = enc.Encode(subFrame{Open: true})
+		data := make([]byte, 256<<10)
+		for i := range frames {
+			seq := fmt.Sprint(i)
+			ev := storage.SubscribeEvent{Records: []storage.Record{{SequenceNumber: seq, PartitionKey: "k", Data: data}}, ContinuationSequenceNumber: seq, Bytes: len(data) + 1}
+			if enc.Encode(subFrame{Event: &ev}) != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			written.Add(1)
+		}
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	sub, err := n.openRemote(context.Background(), strings.TrimPrefix(srv.URL, "http://"), subscribeAt{Stream: "s", Group: 7}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	// Until the serving side stops making progress (a slow machine may only
+	// stop this early, which cannot fail the check below).
+	last := int64(-1)
+	for w := written.Load(); w != last; w = written.Load() {
+		last = w
+		time.Sleep(300 * time.Millisecond)
+	}
+	if last >= 70 { // 17 MiB: more than a loopback connection buffers
+		t.Fatalf("the serving side wrote %d events of 256 KiB to a receiver that read none", last)
+	}
+	t.Logf("the serving side stopped after %d events", last)
+	for i := range frames {
+		ev, err := sub.Next(context.Background(), 2<<20, time.Minute)
+		if err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+		if len(ev.Records) != 1 || ev.Records[0].SequenceNumber != fmt.Sprint(i) {
+			t.Fatalf("event %d: %d records, first %v", i, len(ev.Records), ev.Records)
+		}
 	}
 }
