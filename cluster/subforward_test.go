@@ -24,43 +24,16 @@ import (
 // after its last continuation number delivers exactly the rest. A leader
 // change with every node up ends the next one with the not-current error
 // the serving node sends, and so does the serving node's shutdown
-// (EndStreams), after which another replica serves. Deregistering the consumer ends that one with ResourceNotFound.
+// (EndStreams), after which another replica serves. Deregistering the
+// consumer ends that one with ResourceNotFound.
 func TestSubscribeForwarded(t *testing.T) {
-	c := newTestClusterSecret(t, 3, "forwarded-subscription-secret")
+	c := fourNodes(t, "s")
 	ctx := context.Background()
-	c.addNode(4, 2)
-	eventually(t, "node 4 is live everywhere", func() error {
-		for id := uint64(1); id <= 4; id++ {
-			if got := c.node(id).liveNodes(); len(got) != 4 {
-				return fmt.Errorf("node %d sees %v", id, got)
-			}
-		}
-		return nil
-	})
-	if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: "s", ShardCount: 1}); err != nil {
-		t.Fatal(err)
-	}
-	c.waitActive("s", 1, 2, 3, 4)
 	if _, err := c.node(1).RegisterConsumer(ctx, "s", "efo", nil); err != nil {
 		t.Fatal(err)
 	}
 	group := c.node(1).Status().Shards["s/shardId-000000000000"]
-	var outside, leader uint64
-	eventually(t, "the shard placed on three nodes, with a leader", func() error {
-		cur, moves := c.node(1).placements()
-		if len(moves) > 0 || len(cur[group]) != 3 {
-			return fmt.Errorf("placement %v, moves %v", cur[group], moves)
-		}
-		for id := uint64(1); id <= 4; id++ {
-			if !slices.Contains(cur[group], id) {
-				outside = id
-			}
-		}
-		if leader = c.node(cur[group][0]).host.Leader(group); leader == 0 {
-			return errors.New("no leader")
-		}
-		return nil
-	})
+	outside, leader := c.outsideOf(t, "s")
 	if c.node(outside).servesReads(group) {
 		t.Fatalf("node %d serves reads of group %d though it is not placed there", outside, group)
 	}
@@ -178,6 +151,48 @@ func TestSubscribeForwarded(t *testing.T) {
 	if err := fourth.ended(t); !errors.Is(err, storage.ErrConsumerNotFound) {
 		t.Fatalf("after deregistration the subscription ended with %v", err)
 	}
+}
+
+// fourNodes starts three nodes, adds a fourth, then creates stream with
+// one shard: placed on three of the four.
+func fourNodes(t *testing.T, stream string) *testCluster {
+	c := newTestClusterSecret(t, 3, "four-nodes-secret")
+	c.addNode(4, 2)
+	eventually(t, "node 4 is live everywhere", func() error {
+		for id := uint64(1); id <= 4; id++ {
+			if got := c.node(id).liveNodes(); len(got) != 4 {
+				return fmt.Errorf("node %d sees %v", id, got)
+			}
+		}
+		return nil
+	})
+	if err := c.node(1).CreateStream(context.Background(), storage.CreateStreamInput{Name: stream, ShardCount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitActive(stream, 1, 2, 3, 4)
+	return c
+}
+
+// outsideOf waits until the stream's shard 0 is placed on three nodes and
+// has a leader, and returns the fourth node and the leader.
+func (c *testCluster) outsideOf(t *testing.T, stream string) (outside, leader uint64) {
+	group := c.node(1).Status().Shards[stream+"/shardId-000000000000"]
+	eventually(t, "the shard placed on three nodes, with a leader", func() error {
+		cur, moves := c.node(1).placements()
+		if len(moves) > 0 || len(cur[group]) != 3 {
+			return fmt.Errorf("placement %v, moves %v", cur[group], moves)
+		}
+		for id := uint64(1); id <= 4; id++ {
+			if !slices.Contains(cur[group], id) {
+				outside = id
+			}
+		}
+		if leader = c.node(cur[group][0]).host.Leader(group); leader == 0 {
+			return errors.New("no leader")
+		}
+		return nil
+	})
+	return outside, leader
 }
 
 // TestRemoteSubscriptionTake: an event longer than the api's byte budget
