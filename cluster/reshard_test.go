@@ -468,4 +468,29 @@ func subscribeToSplitParent(t *testing.T, c *testCluster, at uint64, forwarded b
 	if _, err := sub.Next(ctx, 1<<20, 100*time.Millisecond); err == nil {
 		t.Fatal("Next after the last event did not end")
 	}
+	// A child's continuation number with nothing delivered yet carries the
+	// child's creation second: resubscribing after it is accepted.
+	child := storage.SubscribeInput{Stream: "e", ShardID: "shardId-000000000001", Type: storage.Latest, Consumer: "efo"}
+	var csub storage.EventSource
+	eventually(t, "subscribe to a child", func() (err error) {
+		csub, err = c.node(at).Subscribe(ctx, child, gone)
+		return err
+	})
+	ev, err := csub.Next(ctx, 1<<20, time.Millisecond)
+	csub.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Type, child.StartSeq = storage.AfterSequenceNumber, ev.ContinuationSequenceNumber
+	eventually(t, "resubscribe to the child after its continuation number", func() (err error) {
+		csub, err = c.node(at).Subscribe(ctx, child, gone)
+		if err == nil {
+			csub.Close()
+		}
+		var se *storage.Error
+		if errors.As(err, &se) && errors.Is(se.Kind, storage.ErrInvalidArgument) {
+			t.Fatalf("the child's continuation number %s is refused: %v", child.StartSeq, err)
+		}
+		return err
+	})
 }

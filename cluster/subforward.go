@@ -262,19 +262,9 @@ func (n *Node) openRemote(ctx context.Context, addr string, at subscribeAt, gone
 		return nil, fmt.Errorf("%w (forwarded subscription to node %d: no open frame: %v)", errUnreachable, from, err)
 	}
 	s := &remoteSubscription{n: n, from: from, stream: at.Stream, consumer: at.Consumer, gone: gone,
-		frames: make(chan subFrame, forwardQueue), cancel: cancel, done: make(chan struct{}), openCont: n.openCont(at)}
+		frames: make(chan subFrame, forwardQueue), cancel: cancel, done: make(chan struct{}), openCont: contBefore(at.Epoch, at.Index, at.Ordinal)}
 	go s.pump(resp.Body, dec)
 	return s, nil
-}
-
-// openCont is the continuation number of the position with nothing
-// delivered yet, as subscribeLocal gives it.
-func (n *Node) openCont(at subscribeAt) string {
-	rec, _, ok := n.stream(at.Stream)
-	if !ok {
-		return contBefore(0, at.Index, at.Ordinal)
-	}
-	return contBefore(rec.Epoch, at.Index, at.Ordinal)
 }
 
 // nodeAt is the ID of the node whose client API is at addr (0: unknown),
@@ -302,7 +292,7 @@ type remoteSubscription struct {
 
 	pending  *storage.SubscribeEvent // an event not yet handed on whole
 	cont     string                  // the continuation number so far ("": openCont)
-	openCont string
+	openCont string                  // the number before the position, as subscribeLocal gives it
 }
 
 // pump reads frames into s.frames until the stream ends; the last frame it

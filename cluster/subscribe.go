@@ -91,7 +91,8 @@ func (n *Node) Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-
 	if rec.CreatedNs != pos.StreamCreated { // deleted and created again meanwhile
 		return nil, n.fail(storage.ErrShardNotFound, storage.ReasonShardGone, storage.Facts{Stream: in.Stream, Shard: sh.ID})
 	}
-	at := subscribeAt{Stream: in.Stream, Created: rec.CreatedNs, Index: pos.ShardIndex, Group: sh.Group, Ordinal: pos.Ordinal, Consumer: in.Consumer}
+	at := subscribeAt{Stream: in.Stream, Created: rec.CreatedNs, Epoch: shardEpoch(rec, sh), Index: pos.ShardIndex, Group: sh.Group,
+		Ordinal: pos.Ordinal, Consumer: in.Consumer}
 	if sh.Group != 0 && !n.servesReads(sh.Group) {
 		return n.subscribeRemote(ctx, at, gone)
 	}
@@ -104,6 +105,7 @@ func (n *Node) Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-
 type subscribeAt struct {
 	Stream   string `json:"stream"`
 	Created  int64  `json:"created"`
+	Epoch    int64  `json:"epoch"` // the shard's creation second (shardEpoch)
 	Index    uint32 `json:"index"`
 	Group    uint64 `json:"group"`
 	Ordinal  uint64 `json:"ordinal"`
@@ -131,7 +133,7 @@ func (n *Node) subscribeLocal(ctx context.Context, at subscribeAt, gone <-chan s
 		group: sh.Group, consumer: at.Consumer, gone: gone, done: make(chan struct{}),
 		leader: st.Leader, term: st.Term, next: at.Ordinal}
 	sub.probe.confirmed = time.Now()
-	sub.cont = contBefore(rec.Epoch, at.Index, at.Ordinal)
+	sub.cont = contBefore(sub.epoch, at.Index, at.Ordinal) // a child's own epoch (reshard.go), not the stream's
 	return sub, nil
 }
 
