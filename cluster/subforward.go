@@ -96,7 +96,8 @@ type frameError struct {
 // themselves. ErrClosed is not one: the serving node's store closing is a
 // fault for this node's client, not a quiet end.
 var carriedKinds = []error{storage.ErrShardNotFound, storage.ErrConsumerNotFound, storage.ErrStreamNotFound,
-	storage.ErrUnavailable, storage.ErrInvalidArgument, storage.ErrResourceInUse, storage.ErrExpired}
+	storage.ErrUnavailable, storage.ErrInvalidArgument, storage.ErrResourceInUse, storage.ErrExpired,
+	storage.ErrKMSNotFound, storage.ErrKMSDisabled, storage.ErrKMSInvalidState} // the KMS kinds: readKeyError's
 
 func toFrameError(err error) *frameError {
 	fe := &frameError{Msg: err.Error(), NotCurrent: errors.Is(err, errNotCurrent)}

@@ -263,6 +263,7 @@ func TestRemoteSubscriptionEnds(t *testing.T) {
 	at := subscribeAt{Stream: "s", Index: 0, Group: 7, Consumer: "efo"}
 	shardGone := toFrameError(n.fail(storage.ErrShardNotFound, storage.ReasonShardGone, storage.Facts{Stream: "s", Shard: "shardId-000000000000"}))
 	notCurrent := toFrameError(fmt.Errorf("%w (test)", errNotCurrent))
+	keyGone := toFrameError(n.fail(storage.ErrKMSNotFound, storage.ReasonKMSNotFound, storage.Facts{Stream: "s", Given: "alias/k"}))
 	idle := storage.SubscribeEvent{ContinuationSequenceNumber: "42"}
 	for _, tc := range []struct {
 		name   string
@@ -276,6 +277,10 @@ func TestRemoteSubscriptionEnds(t *testing.T) {
 			return errors.As(err, &se) && errors.Is(se.Kind, storage.ErrShardNotFound) && se.Reason == storage.ReasonShardGone && se.Account == n.cfg.AccountID
 		}},
 		{"not current", []subFrame{{Err: notCurrent}}, false, 0, func(err error) bool { return errors.Is(err, errNotCurrent) }},
+		{"stream's key gone", []subFrame{{Err: keyGone}}, false, 0, func(err error) bool {
+			var se *storage.Error
+			return errors.As(err, &se) && errors.Is(se.Kind, storage.ErrKMSNotFound) && se.Reason == storage.ReasonKMSNotFound && se.Given == "alias/k"
+		}},
 		{"link closed", []subFrame{{Event: &idle}}, false, 0, func(err error) bool { return errors.Is(err, errLinkBroken) }},
 		{"link silent", nil, true, 0, func(err error) bool { return errors.Is(err, errLinkBroken) }},
 		{"not here", nil, false, http.StatusConflict, func(err error) bool { var nl *notLeaderError; return errors.As(err, &nl) }},
