@@ -36,6 +36,7 @@ import (
 //	                                ?group=G: of that group only
 //	POST /_cluster/v1/read, position   reads of a group held elsewhere (remote.go)
 //	POST /_cluster/v1/wake?group=G  wake a quiesced group (remote.go)
+//	POST /_cluster/v1/subscribe     a forwarded SubscribeToShard (subforward.go)
 //	POST /_cluster/v1/join, remove-node; GET nodes   membership (members.go)
 //	POST /_cluster/v1/rates  JSON []groupRate: a node's led shards' write rates, to the metadata leader (scaler.go)
 //
@@ -131,6 +132,8 @@ func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
 		n.serveRemoveNode(w, r)
 	case "wake":
 		n.serveWake(w, r)
+	case "subscribe":
+		n.serveSubscribe(w, r)
 	case "nodes":
 		writeJSON(w, http.StatusOK, n.Nodes())
 	case "rates":
@@ -256,9 +259,14 @@ func (n *Node) serveMeta(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeFailure answers a definite "not here" (409, with the leader this
-// node knows) or any other failure (500: indeterminate for the sender).
+// node knows), a leader's back-pressure (503: replica.ErrOverloaded), or
+// any other failure (500: indeterminate for the sender).
 func (n *Node) writeFailure(w http.ResponseWriter, group uint64, err error) {
-	if errors.Is(err, replica.ErrNotLeader) || errors.Is(err, replica.ErrDropped) {
+	if errors.Is(err, replica.ErrOverloaded) {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if notHere(err) {
 		lead := n.leaderOf(group)
 		if lead == n.cfg.NodeID {
 			lead = 0 // it was, and is no more: its view is stale
@@ -323,8 +331,10 @@ func (n *Node) forwardTxn(ctx context.Context, addr string, conds []replica.Meta
 }
 
 // post sends one internal request and decodes its answer. A dial failure
-// is errUnreachable (nothing sent); a 409 is a *notLeaderError; anything
-// else that fails leaves the request indeterminate.
+// is errUnreachable (nothing sent); a 409 is a *notLeaderError; a 429 is
+// errThrottled (admit.go); a 422 a *kmsRefusal; a 503 is
+// replica.ErrOverloaded (nothing proposed); anything else that fails
+// leaves the request indeterminate.
 func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any) error {
 	keys := n.keys.Load()
 	if keys == nil {
@@ -366,6 +376,8 @@ func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any
 			return fmt.Errorf("cluster: forward to %s: malformed refusal: %w", addr, err)
 		}
 		return &refusal
+	case http.StatusServiceUnavailable:
+		return fmt.Errorf("cluster: leader at %s: %w", addr, replica.ErrOverloaded)
 	case http.StatusBadRequest:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 		return &refusedError{msg: string(bytes.TrimSpace(msg))}

@@ -55,8 +55,13 @@ type Node struct {
 	stopped  atomic.Bool
 
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	runErr chan error
+	life   context.Context // canceled by Close: ends what outlives a request (forwarded subscriptions)
+	// served is canceled by EndStreams (or Close): it ends the forwarded
+	// subscriptions this node serves (subforward.go).
+	served    context.Context
+	endServed context.CancelFunc
+	wg        sync.WaitGroup
+	runErr    chan error
 }
 
 // Open starts the node: it recovers its Raft WAL, starts the transport and
@@ -104,7 +109,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n.noteSeals()
 	n.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}
 	runCtx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
+	n.cancel, n.life = cancel, runCtx
+	n.served, n.endServed = context.WithCancel(context.Background())
 	ticker := time.NewTicker(cfg.Tick)
 	n.wg.Go(func() {
 		defer ticker.Stop()
@@ -143,6 +149,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 // Close stops the node. Nothing acknowledged is lost: every Raft round
 // ended in its fdatasync.
 func (n *Node) Close() error {
+	n.endServed()
 	n.cancel()
 	n.wg.Wait()
 	n.gone.sweep(nil)

@@ -253,8 +253,8 @@ func (n *Node) putBatch(ctx context.Context, rec streamRec, b *shardBatch, resul
 			return err
 		})
 	id := datadir.ShardID(b.route.index)
-	if errors.Is(err, errNoLeader) {
-		err = n.unavailable(rec.Name, id, err)
+	if err != nil {
+		err = n.shardWriteError(rec.Name, id, err)
 	}
 	for j, i := range b.idx {
 		switch {
@@ -268,6 +268,23 @@ func (n *Node) putBatch(ctx context.Context, rec streamRec, b *shardBatch, resul
 		seq := seqnum.Seq{ShardCreateSecs: b.route.epoch, ShardIndex: b.route.index, Ordinal: w.ords[j], ArrivalSecs: w.arrival / 1000}
 		results[i] = storage.PutResult{ShardID: id, SequenceNumber: seq.String(), Encrypted: w.encrypted}
 	}
+}
+
+// shardWriteError is what the client is told of a shard's failed write.
+func (n *Node) shardWriteError(stream, id string, err error) error {
+	switch {
+	case errors.Is(err, replica.ErrOverloaded):
+		// The shard's leader has as much uncommitted data as it takes: the
+		// shard's capacity, for now. AWS's answer for a shard over its
+		// capacity is ProvisionedThroughputExceeded, which the SDKs retry as
+		// throttling (a longer backoff than for a 503, giving the leader
+		// time to commit) and producers (KPL) retry per record; a 503
+		// would be retried as fast as a lost leader.
+		return n.throttled(stream, id)
+	case errors.Is(err, errNoLeader):
+		return n.unavailable(stream, id, err)
+	}
+	return err
 }
 
 // proposeRecords proposes entries as one entry of the group, which this
@@ -321,10 +338,12 @@ func (n *Node) fail(kind error, r storage.Reason, f storage.Facts) error {
 	return &storage.Error{Kind: kind, Reason: r, Facts: f}
 }
 
-// unavailable is the 503 of a request that found no leader; other errors
-// (a cancelled request) pass through.
+// unavailable is the 503 of a request that found no leader, met a group
+// whose replica here was removed (a move), or met a metadata leader that
+// takes no more for now (replica.ErrOverloaded); other errors (a cancelled
+// request) pass through.
 func (n *Node) unavailable(stream, shard string, err error) error {
-	if !errors.Is(err, errNoLeader) {
+	if !errors.Is(err, errNoLeader) && !errors.Is(err, replica.ErrUnknownGroup) && !errors.Is(err, replica.ErrOverloaded) {
 		return err
 	}
 	return n.fail(storage.ErrUnavailable, storage.ReasonNoLeader, storage.Facts{Stream: stream, Shard: shard, Detail: err.Error()})

@@ -125,7 +125,10 @@ func (n *Node) noteLeader(g, node uint64) {
 // after every candidate, errNoLeader.
 func (n *Node) onReplica(ctx context.Context, g uint64, local func(context.Context) error, remote func(context.Context, string) error) error {
 	if n.servesReads(g) {
-		return local(ctx)
+		// A replica removed since (a move) is read elsewhere.
+		if err := local(ctx); !errors.Is(err, replica.ErrUnknownGroup) {
+			return err
+		}
 	}
 	queue := n.candidates(g)
 	tried := map[uint64]bool{n.cfg.NodeID: true}
@@ -172,7 +175,7 @@ func (n *Node) serveRead(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, errThrottled):
 		http.Error(w, err.Error(), http.StatusTooManyRequests)
 	case err != nil:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		n.writeFailure(w, req.Group, err) // a replica removed since: 409
 	default:
 		writeJSON(w, http.StatusOK, readReply{Records: recs})
 	}
@@ -232,7 +235,7 @@ func (n *Node) servePosition(w http.ResponseWriter, r *http.Request) {
 		ord, err = n.localTimeOrdinal(r.Context(), req.Group, req.TimestampMs)
 	}
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		n.writeFailure(w, req.Group, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, positionReply{Ordinal: ord})

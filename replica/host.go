@@ -38,6 +38,16 @@ var (
 	// ErrStopped: the host stopped (a failed write or fdatasync, or Close)
 	// before the proposal was decided; it may or may not commit (indeterminate).
 	ErrStopped = errors.New("replica: host stopped")
+	// ErrUnknownGroup: this node holds no replica of the group (never did,
+	// or it was removed: a move). Nothing was proposed or read; the caller
+	// goes to the group's replicas elsewhere.
+	ErrUnknownGroup = errors.New("replica: unknown group")
+	// ErrOverloaded: this node leads the group, but raft dropped the
+	// proposal because the group's uncommitted entries reached
+	// Config.MaxUncommittedBytes (its followers lag, or its disk does).
+	// Nothing was appended (a definite failure); another node would send
+	// the request back here, so the caller backs off instead.
+	ErrOverloaded = errors.New("replica: the group's leader has too much uncommitted data; retry later")
 )
 
 // Transport carries a round's batches to other nodes. Send is called with the
@@ -96,6 +106,10 @@ type Config struct {
 	// StateSegmentSize: a group's segment file rolls once it would pass this
 	// size (default DefaultStateSegmentSize).
 	StateSegmentSize int64
+	// MaxUncommittedBytes is raft's MaxUncommittedEntriesSize for every
+	// group (default 64 MiB): a leader refuses proposals past it
+	// (ErrOverloaded).
+	MaxUncommittedBytes uint64
 	// NoQuiesce keeps every group ticking and heartbeating while idle
 	// (quiesce.go): an escape hatch, and the benchmark's baseline.
 	NoQuiesce bool
@@ -177,6 +191,7 @@ func (p *Proposal) finish(seqs []uint64, err error) {
 // simulation calls them from one goroutine, so their order is the seed's.
 type Host struct {
 	mu          sync.Mutex
+	trimMu      sync.Mutex // held by Trim across its unlinks, and by RemoveGroup (segtrim.go)
 	cfg         Config
 	wal         *wal
 	incarnation uint64
@@ -285,6 +300,9 @@ func Open(cfg Config) (*Host, error) {
 	if cfg.StateSegmentSize == 0 {
 		cfg.StateSegmentSize = DefaultStateSegmentSize
 	}
+	if cfg.MaxUncommittedBytes == 0 {
+		cfg.MaxUncommittedBytes = 64 << 20
+	}
 	ownComp := cfg.Compressor == nil
 	if ownComp {
 		c, err := segment.NewCompressor()
@@ -383,7 +401,7 @@ func addedGroups(payloads []walPayload) ([]GroupConfig, error) {
 	return out, nil
 }
 
-func errUnknownGroup(id uint64) error { return fmt.Errorf("replica: unknown group %d", id) }
+func errUnknownGroup(id uint64) error { return fmt.Errorf("%w %d", ErrUnknownGroup, id) }
 
 // restoreState opens a group's segments: the group has applied everything
 // they hold (recovery replays the rest from the WAL).
@@ -561,7 +579,7 @@ func (h *Host) startGroup(g *group) error {
 		Storage:                   groupStorage{g.ms, g},
 		MaxSizePerMsg:             1 << 20,
 		MaxInflightMsgs:           256,
-		MaxUncommittedEntriesSize: 64 << 20,
+		MaxUncommittedEntriesSize: h.cfg.MaxUncommittedBytes,
 		CheckQuorum:               h.cfg.Rand == nil,
 		PreVote:                   true,
 		// A leader removed from its group steps down at once; a removal is
@@ -730,13 +748,26 @@ func (h *Host) proposeLocked(group uint64, rs *Records, p *Proposal) error {
 	h.nextID++
 	key := proposalKey{node: h.cfg.NodeID, incarnation: h.incarnation, id: h.nextID}
 	if err := g.rn.Propose(rs.entryData(key, h.cfg.Now().UnixMilli())); err != nil {
-		return ErrNotLeader // raft dropped it (a leadership transfer, say): nothing appended
+		return dropped(g.rn.BasicStatus()) // nothing appended
 	}
 	h.proposals.Add(1)
 	p.term = term
 	g.pending[key.id] = p
 	h.wake()
 	return nil
+}
+
+// dropped says why raft dropped a proposal on a leader. A leadership
+// transfer under way is ErrNotLeader: the group is about to have another
+// leader, which the caller finds. Otherwise (a leader removed from its
+// group steps down first: StepDownOnRemoval) the uncommitted entries
+// reached MaxUncommittedEntriesSize: ErrOverloaded, since this node is
+// still the leader and any retry elsewhere would come back here.
+func dropped(st raft.BasicStatus) error {
+	if st.LeadTransferee != raft.None {
+		return ErrNotLeader
+	}
+	return ErrOverloaded
 }
 
 func (h *Host) wake() {

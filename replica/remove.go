@@ -23,6 +23,10 @@ const kindRemoveGroup byte = 7
 // A crash after the frame's fdatasync and before the files are gone leaves
 // them behind; AddGroup deletes such leftovers before it creates a replica.
 func (h *Host) RemoveGroup(id uint64) error {
+	// A Trim under way finishes its unlinks first: they must not meet the
+	// files of a replica of the group added again after this (segtrim.go).
+	h.trimMu.Lock()
+	defer h.trimMu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.stopped != nil {
