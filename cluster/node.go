@@ -274,6 +274,8 @@ func (n *Node) reconcile(ctx context.Context) {
 		n.ensureSeeds(ctx, snap)
 		n.ensureRegistered(ctx)
 	})
+	n.bounded(ctx, func(ctx context.Context) { n.reportDamage(ctx, snap) })
+	n.bounded(ctx, func(ctx context.Context) { n.repairInPlace(ctx, snap) })
 	n.bounded(ctx, n.stepGroups)
 	n.bounded(ctx, n.dropReplicas)
 	if n.host.Status(metaGroup).Leader == n.cfg.NodeID {
