@@ -93,7 +93,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		Groups: groups, ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks, Applier: appliers{n.meta, n.seals}, Observer: cfg.Observer,
 		// The host stamps entries with the cluster's clock: retention trims
 		// by the entries' times and reads filter by the records' (retention.go).
-		Now: cfg.Now, StateSegmentSize: cfg.StateSegmentSize})
+		Now: cfg.Now, StateSegmentSize: cfg.StateSegmentSize, Logger: cfg.Logger})
 	if err != nil {
 		tr.Close()
 		return nil, fmt.Errorf("cluster: open raft state in %s: %w", cfg.Dir, err)

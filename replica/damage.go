@@ -244,7 +244,12 @@ func (h *Host) damageFrames(b []byte) []byte {
 	return b
 }
 
-func (h *Host) logger() *slog.Logger {
+// Logger is what the host logs to (Config.Logger).
+type Logger interface {
+	Error(msg string, args ...any)
+}
+
+func (h *Host) logger() Logger {
 	if h.cfg.Logger != nil {
 		return h.cfg.Logger
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -106,8 +105,9 @@ type Config struct {
 	// /metrics counts them as single-node mode counts its syncs.
 	Observer SyncObserver
 	// Logger, if set, is where the host logs a damaged replica
-	// (damage.go); default slog.Default().
-	Logger *slog.Logger
+	// (damage.go); default slog.Default(). Both *slog.Logger and the
+	// cluster's hclog.Logger satisfy it.
+	Logger Logger
 
 	// restorePageBytes bounds a restore's pages (default
 	// DefaultRestorePageBytes; tests make it small).
