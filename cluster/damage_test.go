@@ -70,6 +70,11 @@ func damagedReplicaReplaced(t *testing.T, nodes int) {
 		t.Fatal("the node with a damaged replica did not open")
 	}
 
+	if c.node(victim).host.IsDamaged(g) { // unless the repair already ran
+		if st := c.node(victim).Stats(); len(st.Streams) != 1 || len(st.Streams[0].Shards) != 1 || !st.Streams[0].Shards[0].Corrupt {
+			t.Errorf("/metrics' stats do not show the damaged replica: %+v", st.Streams)
+		}
+	}
 	healthy := slices.DeleteFunc(slices.Clone(cur[g]), func(x uint64) bool { return x == victim })
 	putRounds(6, healthy...) // the shard takes writes meanwhile
 	eventually(t, "the damaged replica replaced", func() error {
