@@ -170,7 +170,7 @@ func TestDamagedKeys(t *testing.T) {
 	snap := map[string]replica.MetaValue{
 		damagedKey(7, 2): {Value: mustJSON(damageRec{Reason: "segment x: corrupt", At: at, Dir: "/d/groups/x.damaged-1"})},
 		damagedKey(9, 3): {Value: mustJSON(damageRec{})},
-		"placement/7":     {Value: mustJSON([]uint64{1, 2, 3})},
+		"placement/7":    {Value: mustJSON([]uint64{1, 2, 3})},
 	}
 	if got := damagedOf(snap); len(got) != 2 || !slices.Equal(got[7], []uint64{2}) || !slices.Equal(got[9], []uint64{3}) {
 		t.Fatalf("damagedOf %v", got)
