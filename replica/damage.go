@@ -47,6 +47,10 @@ import (
 // the reason's text: a replica of the group found damaged at Open.
 const kindDamaged byte = 9
 
+// crashDamageLogged: the kindDamaged frames are durable, the damaged
+// replicas' files not moved yet (tests).
+const crashDamageLogged = "damage: frame synced, files not moved"
+
 // ErrDamaged: the group's replica on this node is damaged (Host.Damaged);
 // it is neither run nor re-created until RemoveGroup drops it.
 var ErrDamaged = errors.New("replica: this node's replica of the group is damaged")

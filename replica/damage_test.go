@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"errors"
 	"fmt"
 	"iter"
 	"math/rand/v2"
@@ -351,3 +352,39 @@ func TestDamageCodec(t *testing.T) {
 }
 
 func testTime() time.Time { return time.Date(2026, 12, 2, 13, 0, 0, 123456789, time.UTC) }
+
+// TestDamageCrashBeforeMove: a crash after the damage's WAL frame became
+// durable and before the files moved is finished by the next Open, which
+// opens nothing of the damaged replica.
+func TestDamageCrashBeforeMove(t *testing.T) {
+	n := newDamageNet(t, nil)
+	damageSetup(t, n)
+	if err := n.hosts[dmgB].Close(); err != nil {
+		t.Fatal(err)
+	}
+	delete(n.hosts, dmgB)
+	segs := segFiles(t, n.fss[dmgB], 7)
+	flipByte(t, n.fss[dmgB], segs[1], segment.FileHeaderSize)
+	cfg := n.cfg(dmgB)
+	cfg.crashAt = func(p string) bool { return p == crashDamageLogged }
+	if _, err := Open(cfg); !errors.Is(err, errCrashPoint) {
+		t.Fatalf("Open with a crash point: %v", err)
+	}
+	if _, err := n.fss[dmgB].ReadDir(groupDir("/d", 7)); err != nil || len(damagedDirs(t, n.fss[dmgB])) != 0 {
+		t.Fatalf("files moved before the crash point: %v, %v", err, damagedDirs(t, n.fss[dmgB]))
+	}
+	n.open(dmgB)
+	d := n.hosts[dmgB].Damaged()
+	if len(d) != 1 || d[0].Group != 7 || !strings.Contains(d[0].Reason, path.Base(segs[1])) {
+		t.Fatalf("Damaged() = %+v", d)
+	}
+	if _, err := n.fss[dmgB].ReadDir(groupDir("/d", 7)); err == nil {
+		t.Fatal("the damaged files were not moved at the next Open")
+	}
+	if got := damagedDirs(t, n.fss[dmgB]); len(got) != 1 || "/d/groups/"+got[0] != d[0].Dir+"/" {
+		t.Fatalf("damaged directories %v, want %s", got, d[0].Dir)
+	}
+	if _, err := n.fss[dmgB].Open(path.Join(d[0].Dir, fmt.Sprintf("%016x", 0), path.Base(segs[1]))); err != nil {
+		t.Fatalf("the damaged segment was not kept: %v", err)
+	}
+}

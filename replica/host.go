@@ -354,6 +354,9 @@ func open(cfg Config) (*Host, error) {
 	if err := h.wal.flush(true); err != nil {
 		return nil, err
 	}
+	if err := h.crash(crashDamageLogged); err != nil {
+		return nil, err
+	}
 	if err := h.finishDamage(); err != nil {
 		return nil, err
 	}
