@@ -157,8 +157,15 @@ func (h *Host) quarantine(found map[uint64]error) error {
 
 // finishDamage moves each damaged replica's directory aside, once its
 // kindDamaged frame is durable. Idempotent: a replica whose directory is
-// gone already (moved at an earlier Open) is left as it is.
-func (h *Host) finishDamage() error {
+// gone already (moved at an earlier Open) is left as it is. found: this
+// Open found new damage (only then is the crash point asked, so an Open
+// without damage asks the tests' crash hook nothing).
+func (h *Host) finishDamage(found bool) error {
+	if found {
+		if err := h.crash(crashDamageLogged); err != nil {
+			return err
+		}
+	}
 	for _, id := range slices.Sorted(maps.Keys(h.damaged)) {
 		d := h.damaged[id]
 		dir := groupDir(h.cfg.Dir, id)

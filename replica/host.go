@@ -354,10 +354,7 @@ func open(cfg Config) (*Host, error) {
 	if err := h.wal.flush(true); err != nil {
 		return nil, err
 	}
-	if err := h.crash(crashDamageLogged); err != nil {
-		return nil, err
-	}
-	if err := h.finishDamage(); err != nil {
+	if err := h.finishDamage(len(found) > 0); err != nil {
 		return nil, err
 	}
 	for _, id := range h.order {
