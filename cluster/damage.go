@@ -44,8 +44,8 @@ import (
 //
 // Writes and reads of the shard go on through the healthy replicas
 // meanwhile. A damaged replica of the metadata group is not repaired
-// automatically: the node is removed (remove-node) and replaced by a new
-// node (README, Cluster).
+// automatically: the node refuses to start (metaDamaged), and is removed
+// (remove-node) and replaced by a new node (README, Cluster).
 
 const damagedPrefix = "damaged/"
 
@@ -194,6 +194,21 @@ func (n *Node) repairInPlace(ctx context.Context, snap map[string]replica.MetaVa
 		}
 		n.cfg.Logger.Info("replaced a damaged replica with a fresh one", "group", d.Group, "damaged_files", d.Dir)
 	}
+}
+
+// metaDamaged refuses to run a node whose replica of the metadata group is
+// damaged: without its copy of the metadata it would answer that no stream
+// exists, and could neither drive nor report anything. Its shard replicas
+// are intact; the cluster keeps them on their other nodes once the node is
+// removed.
+func metaDamaged(h *replica.Host) error {
+	for _, d := range h.Damaged() {
+		if d.Group == metaGroup {
+			return fmt.Errorf("cluster: this node's replica of the metadata group is damaged (%s; its files are kept in %s): "+
+				"remove the node (shardlog cluster remove-node) and add a new one with an empty data directory", d.Reason, d.Dir)
+		}
+	}
+	return nil
 }
 
 // damagedReplicas is this node's damaged replicas as its status shows them.

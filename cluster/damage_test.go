@@ -193,3 +193,32 @@ func TestDamagedKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestDamagedMetadataReplicaRefusesToStart: a node whose replica of the
+// metadata group is damaged does not run without metadata (it would answer
+// that no stream exists): Open fails, naming the damage and what to do.
+func TestDamagedMetadataReplicaRefusesToStart(t *testing.T) {
+	c := newTestClusterWith(t, 3, func(c *testCluster) { c.segSize = 512 })
+	ctx := context.Background()
+	for i := range 4 {
+		if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: fmt.Sprintf("m%d", i), ShardCount: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var segs []string
+	eventually(t, "sealed metadata segments on node 2", func() error {
+		segs = groupSegments(c.nodes[2].fs, metaGroup)
+		if len(segs) < 3 {
+			return fmt.Errorf("%d segments", len(segs))
+		}
+		return nil
+	})
+	c.stop(2)
+	flipByte(t, c.nodes[2].fs, segs[1], segment.FileHeaderSize)
+	_, err := Open(ctx, Config{NodeID: 2, Peers: c.peers, Secret: c.secret, PeerListener: listen(t, c.nodes[2].peerAddr),
+		Advertise: c.nodes[2].apiAddr, Dir: "/raft", FS: c.nodes[2].fs, AccountID: "123456789012", ShardLimit: 100})
+	if err == nil || !strings.Contains(err.Error(), "metadata group is damaged") || !strings.Contains(err.Error(), "remove-node") {
+		t.Fatalf("opening a node with a damaged metadata replica: %v", err)
+	}
+	t.Log(err)
+}

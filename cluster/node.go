@@ -98,6 +98,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		tr.Close()
 		return nil, fmt.Errorf("cluster: open raft state in %s: %w", cfg.Dir, err)
 	}
+	if err := metaDamaged(h); err != nil {
+		h.Close()
+		tr.Close()
+		return nil, err
+	}
 	n.tr, n.host, n.reader = tr, h, sealedReader{r: h, seals: n.seals}
 	n.recovery = time.Since(opened)
 	n.noteSeals()
