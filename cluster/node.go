@@ -99,10 +99,15 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		Groups: groups, ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks, Applier: appliers{n.meta, n.seals}, Observer: cfg.Observer,
 		// The host stamps entries with the cluster's clock: retention trims
 		// by the entries' times and reads filter by the records' (retention.go).
-		Now: cfg.Now, StateSegmentSize: cfg.StateSegmentSize})
+		Now: cfg.Now, StateSegmentSize: cfg.StateSegmentSize, Logger: cfg.Logger})
 	if err != nil {
 		tr.Close()
 		return nil, fmt.Errorf("cluster: open raft state in %s: %w", cfg.Dir, err)
+	}
+	if err := metaDamaged(h); err != nil {
+		h.Close()
+		tr.Close()
+		return nil, err
 	}
 	n.tr, n.host, n.reader = tr, h, sealedReader{r: h, seals: n.seals}
 	n.recovery = time.Since(opened)
@@ -282,6 +287,8 @@ func (n *Node) reconcile(ctx context.Context) {
 		n.ensureSeeds(ctx, snap)
 		n.ensureRegistered(ctx)
 	})
+	n.bounded(ctx, func(ctx context.Context) { n.reportDamage(ctx, snap) })
+	n.bounded(ctx, func(ctx context.Context) { n.repairInPlace(ctx, snap) })
 	n.bounded(ctx, n.stepGroups)
 	n.bounded(ctx, n.dropReplicas)
 	if n.host.Status(metaGroup).Leader == n.cfg.NodeID {

@@ -16,9 +16,11 @@ import (
 //     a shard this node holds no replica of).
 //   - Poisoned: the node's Raft host stopped on a failed write or
 //     fdatasync (fail-stop, docs/cluster.md §4): every replica here refuses
-//     writes until a restart. Corrupt is never set: damage a replica's
-//     recovery finds stops the node from opening; a sealed segment's
-//     checksums are fsck verify's to check.
+//     writes until a restart.
+//   - Corrupt: the node's replica of the shard failed recovery with
+//     corruption and is set aside until the cluster replaces it
+//     (damage.go); it holds no segments here. Damage a sealed segment's
+//     unread payload hides is fsck verify's to find.
 //   - Recovery.Duration is how long opening the Raft host took (the WAL's
 //     replay and every replica's segments).
 //
@@ -35,8 +37,12 @@ func (n *Node) Stats() storage.Stats {
 			ShardLevelMetrics: slices.Clone(rec.ShardLevelMetrics)}
 		for _, sh := range rec.Shards {
 			st := storage.ShardStats{ID: sh.ID}
-			if sh.Group != 0 && n.host.HasGroup(sh.Group) {
+			switch {
+			case sh.Group == 0:
+			case n.host.HasGroup(sh.Group):
 				st.Segments, st.Poisoned = n.host.Segments(sh.Group), poisoned
+			case n.host.IsDamaged(sh.Group):
+				st.Poisoned, st.Corrupt = poisoned, true
 			}
 			s.Shards = append(s.Shards, st)
 		}

@@ -118,6 +118,10 @@ type Config struct {
 	// roll, or a segment roll). shard.Observer satisfies it, so the node's
 	// /metrics counts them as single-node mode counts its syncs.
 	Observer SyncObserver
+	// Logger, if set, is where the host logs a damaged replica
+	// (damage.go); default slog.Default(). Both *slog.Logger and the
+	// cluster's hclog.Logger satisfy it.
+	Logger Logger
 
 	// restorePageBytes bounds a restore's pages (default
 	// DefaultRestorePageBytes; tests make it small).
@@ -211,6 +215,9 @@ type Host struct {
 	// tombs: what this node's removed replicas had promised, by group
 	// (tomb.go); never forgotten.
 	tombs map[uint64]tomb
+	// damaged: this node's replicas set aside as damaged, by group
+	// (damage.go); none of them is in groups.
+	damaged map[uint64]Damage
 	// rounds counts Ready rounds that wrote to the WAL, stateSyncs the
 	// segments' fdatasyncs, proposals the proposals made here (Stats).
 	rounds, stateSyncs, proposals atomic.Uint64
@@ -335,13 +342,19 @@ func open(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	if h.damaged, err = damagedGroups(cfg.Dir, payloads); err != nil {
+		return nil, err
+	}
+	found := map[uint64]error{} // damaged at this Open (damage.go)
 	for _, gc := range append(slices.Clone(cfg.Groups), added...) {
-		if h.groups[gc.ID] != nil {
+		if _, bad := h.damaged[gc.ID]; bad || h.groups[gc.ID] != nil {
 			continue
 		}
 		g := h.newGroup(gc)
 		g.dynamic = !slices.ContainsFunc(cfg.Groups, func(c GroupConfig) bool { return c.ID == gc.ID })
-		if err := h.restoreState(g); err != nil {
+		if err := h.restoreState(g); isDamage(err) {
+			found[gc.ID] = err
+		} else if err != nil {
 			return nil, err
 		}
 		h.addToOrder(g)
@@ -349,11 +362,17 @@ func open(cfg Config) (*Host, error) {
 	if err := h.replay(payloads); err != nil {
 		return nil, err
 	}
+	if err := h.quarantine(found); err != nil {
+		return nil, err
+	}
 	// A new incarnation, durable before any proposal of it can exist, so that
 	// no proposal key is ever issued twice.
 	h.incarnation++
 	h.wal.add(le.AppendUint64([]byte{kindStart}, h.incarnation))
 	if err := h.wal.flush(true); err != nil {
+		return nil, err
+	}
+	if err := h.finishDamage(len(found) > 0); err != nil {
 		return nil, err
 	}
 	for _, id := range h.order {
@@ -530,7 +549,7 @@ func (h *Host) replayOne(p walPayload, logs map[uint64][]*pb.Entry, hss map[uint
 			return err
 		}
 		h.tombs[id] = h.tombs[id].merge(t)
-	case kindCompact, kindGroup:
+	case kindCompact, kindGroup, kindDamaged:
 	case kindSnapshot:
 		// The log before a snapshot, uncommitted tail included, is gone: raft
 		// discarded it when it took the snapshot.
@@ -1182,6 +1201,7 @@ func (h *Host) walHeader() []byte {
 	for _, id := range slices.Sorted(maps.Keys(h.tombs)) {
 		b = appendFrame(b, encodeTomb(id, h.tombs[id]))
 	}
+	b = h.damageFrames(b)
 	for _, id := range h.order {
 		g := h.groups[id]
 		if g.dynamic {

@@ -33,7 +33,9 @@ func (h *Host) RemoveGroup(id uint64) error {
 		return ErrStopped
 	}
 	g := h.groups[id]
-	switch {
+	switch d, damaged := h.damaged[id]; {
+	case damaged:
+		return h.dropDamaged(d)
 	case g == nil:
 		return nil
 	case !g.dynamic:
@@ -73,9 +75,15 @@ func (h *Host) removeGroupFiles(id uint64) error {
 	return h.cfg.FS.SyncDir(path.Dir(dir))
 }
 
-// Groups lists the groups this node holds a replica of, sorted.
+// Groups lists the groups this node holds a replica of, damaged ones
+// (Damaged) included, sorted.
 func (h *Host) Groups() []uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return slices.Clone(h.order)
+	out := slices.Clone(h.order)
+	for id := range h.damaged {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -241,6 +241,10 @@ func printNodes(w io.Writer, list []cluster.NodeInfo) {
 	fmt.Fprintf(w, "%-6s %-8s %-9s %-8s %-6s %-22s %s\n", "NODE", "STATE", "REPLICAS", "MOVING", "SEED", "API", "RAFT")
 	for _, n := range list {
 		fmt.Fprintf(w, "%-6d %-8s %-9d %-8d %-6t %-22s %s\n", n.ID, n.State, n.Replicas, n.Moving, n.Seed, n.API, n.Peer)
+		for _, d := range n.Damaged {
+			fmt.Fprintf(w, "       damaged replica of group %d since %s, being replaced: %s (files kept in %s on node %d)\n",
+				d.Group, d.At.Format(time.RFC3339), d.Reason, d.Dir, n.ID)
+		}
 	}
 }
 
