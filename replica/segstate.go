@@ -83,6 +83,9 @@ type segState struct {
 	pending []segment.Record
 	dirty   bool // written since the last sync
 	closed  bool
+	// trimMu serializes trims: each unlinks the oldest segment left, and
+	// two at once could make a newer unlink durable before an older one.
+	trimMu sync.Mutex
 	// brokenTrimOrder is a deliberately broken mode for the trim's crash
 	// test: expired segments are unlinked newest first. Never set outside
 	// tests.
