@@ -111,6 +111,9 @@ type Config struct {
 	// snapChunkBytes bounds a chunk of a snapshot's fetch (default
 	// DefaultSnapChunkBytes; tests make it small).
 	snapChunkBytes int
+	// maxFetches caps the snapshot fetches under way at once (default
+	// DefaultMaxSnapFetches; snapfetch.go).
+	maxFetches int
 
 	// crashAt, when it returns true at a named point of a WAL roll or
 	// truncation, stops the host there as a power cut would (tests only).
@@ -191,6 +194,9 @@ type Host struct {
 	// wrote) and fetchesDropped (snapfetch.go).
 	snapshotsSent, snapshotsInstalled, fetchChunks, fetchesDropped int
 	fetchBytes                                                     int64
+	// fetching is the fetches under way (g.fetch set); mostFetching its
+	// highest (tests).
+	fetching, mostFetching int
 
 	lv liveness // quiescence (quiesce.go)
 	// tombs: what this node's removed replicas had promised, by group
@@ -281,6 +287,9 @@ func Open(cfg Config) (*Host, error) {
 	}
 	if cfg.snapChunkBytes == 0 {
 		cfg.snapChunkBytes = DefaultSnapChunkBytes
+	}
+	if cfg.maxFetches == 0 {
+		cfg.maxFetches = DefaultMaxSnapFetches
 	}
 	if cfg.StateSegmentSize == 0 {
 		cfg.StateSegmentSize = DefaultStateSegmentSize

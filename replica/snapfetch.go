@@ -34,6 +34,14 @@ import (
 // follower and finding it behind its log, sends a new snapshot, whose
 // manifest lists the files as they are then.
 //
+// At most Config.maxFetches (DefaultMaxSnapFetches) fetches per host at
+// once (review5): a node back from a long outage has a fetch to make for
+// almost every group, and all at once they would fill the senders' queues
+// with chunks (the transport keeps chunks apart from Raft's traffic, in a
+// short queue of their own: transport.go) and time out, each restarting
+// from its first file. A MsgSnap past the cap is dropped; its leader sends
+// another at a later probe, by when a fetch has ended.
+//
 // One fetch per group at a time: MsgSnaps that arrive meanwhile (the
 // leader sends one at every probe) are dropped, or a busy leader's ever
 // newer snapshots would restart it for ever; only a newer term's (a new
@@ -67,6 +75,8 @@ type SnapChunk struct {
 const (
 	// DefaultSnapChunkBytes bounds a chunk of a snapshot's fetch.
 	DefaultSnapChunkBytes = 1 << 20
+	// DefaultMaxSnapFetches caps a host's fetches under way (see above).
+	DefaultMaxSnapFetches = 3
 	// snapFetchTimeout (in ticks, times the election timeout) and
 	// snapFetchRetries: see the top of the file.
 	snapFetchTimeout = 2
@@ -151,6 +161,9 @@ func (h *Host) receiveSnap(g *group, m *pb.Message) bool {
 	if m.GetTerm() < st.GetTerm() || idx <= st.GetCommit() {
 		return false // raft refuses or answers it without a snapshot
 	}
+	if h.fetching >= h.cfg.maxFetches {
+		return true // as lost: the leader sends again at a later probe
+	}
 	man, err := decodeManifest(m.GetSnapshot().GetData())
 	if err != nil || man.index != idx {
 		return true // as lost
@@ -161,6 +174,8 @@ func (h *Host) receiveSnap(g *group, m *pb.Message) bool {
 		return true
 	}
 	g.fetch = &snapFetch{from: m.GetFrom(), msg: m, man: man, dir: dir}
+	h.fetching++
+	h.mostFetching = max(h.mostFetching, h.fetching)
 	h.nextFile(g)
 	return true
 }
@@ -321,6 +336,7 @@ func (h *Host) dropFetch(g *group, err error) {
 		f.f.Close()
 	}
 	g.fetch = nil
+	h.fetching--
 	h.fetchesDropped++
 	_ = h.cfg.FS.RemoveAll(f.dir) // a leftover is removed by fetchDir or at open
 }
@@ -333,5 +349,6 @@ func (h *Host) takeFetch(g *group, index uint64) (*segState, error) {
 		return nil, fmt.Errorf("replica: group %d: snapshot at %d to install without its files", g.id, index)
 	}
 	g.fetch = nil
+	h.fetching--
 	return f.ready, nil
 }

@@ -167,6 +167,31 @@ type peer struct {
 	id    uint64
 	addr  string
 	queue chan []byte // encoded frames
+	// chunks holds the frames carrying a snapshot's file bytes, apart
+	// from queue (review5): they are up to a chunk each, and in the
+	// shared queue a node's answers to many fetches filled it and crowded
+	// out heartbeats and votes (dropped: leaders lost). chunkQueueLen of
+	// them at most wait per peer; beyond, an answer is dropped and the
+	// fetch asks again (snapfetch.go).
+	chunks chan []byte
+}
+
+// chunkQueueLen bounds the chunk frames waiting per peer: with chunks of
+// DefaultSnapChunkBytes, 4 MiB.
+const chunkQueueLen = 4
+
+func newPeer(id uint64, addr string, queueLen int) *peer {
+	return &peer{id: id, addr: addr, queue: make(chan []byte, queueLen), chunks: make(chan []byte, chunkQueueLen)}
+}
+
+// carriesChunkData reports whether b holds a snapshot's file bytes.
+func carriesChunkData(b Batch) bool {
+	for _, c := range b.Chunks {
+		if len(c.Data) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // ListenTCP starts accepting peers and dialling them.
@@ -186,7 +211,7 @@ func ListenTCP(cfg TCPConfig) (*TCPTransport, error) {
 		if id == cfg.NodeID {
 			continue
 		}
-		p := &peer{id: id, addr: addr, queue: make(chan []byte, cfg.QueueLen)}
+		p := newPeer(id, addr, cfg.QueueLen)
 		t.peers[id] = p
 		t.wg.Go(func() { t.sendLoop(p) })
 	}
@@ -220,8 +245,12 @@ func (t *TCPTransport) Send(b Batch) {
 	payload := frame[frameHeader:]
 	binary.LittleEndian.PutUint32(frame, uint32(len(payload)))
 	binary.LittleEndian.PutUint32(frame[4:], crc32.Checksum(payload, castagnoli))
+	q := p.queue
+	if carriesChunkData(b) {
+		q = p.chunks
+	}
 	select {
-	case p.queue <- frame:
+	case q <- frame:
 	default:
 		t.dropped.Add(1)
 	}
@@ -323,6 +352,7 @@ func (t *TCPTransport) writeLoop(conn net.Conn, p *peer) {
 		var frame []byte
 		select {
 		case frame = <-p.queue:
+		case frame = <-p.chunks:
 		case <-t.ctx.Done():
 			return
 		}
@@ -332,11 +362,12 @@ func (t *TCPTransport) writeLoop(conn net.Conn, p *peer) {
 		for w.Buffered() < 1<<20 {
 			select {
 			case frame = <-p.queue:
-				w.Write(frame)
-				n++
+			case frame = <-p.chunks:
 			default:
 				break more
 			}
+			w.Write(frame)
+			n++
 		}
 		_ = conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
 		if err := w.Flush(); err != nil {
