@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -119,6 +120,8 @@ type TCPConfig struct {
 	// Logger hears of refused connections, once per remote host until a
 	// connection with it succeeds (default: none).
 	Logger hclog.Logger
+	// maxHandshakes overrides the const of the same name (tests).
+	maxHandshakes int
 }
 
 func (c *TCPConfig) defaults() {
@@ -159,6 +162,9 @@ type TCPTransport struct {
 	conns   map[net.Conn]struct{} // open connections, closed by Close
 	dropped atomic.Uint64
 	refused atomic.Uint64 // connections that failed a secured handshake
+	// handshakes holds a token per accepted connection in its handshakes
+	// (maxHandshakes: transport_auth.go).
+	handshakes chan struct{}
 	// refusals logs each remote host's first refusal (transport_auth.go).
 	refusals refusalLog
 }
@@ -206,7 +212,8 @@ func ListenTCP(cfg TCPConfig) (*TCPTransport, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &TCPTransport{cfg: cfg, ln: ln, inbox: make(chan Batch, cfg.InboxLen), peers: map[uint64]*peer{},
-		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}, refusals: refusalLog{seen: map[string]bool{}}}
+		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}, refusals: refusalLog{seen: map[string]bool{}},
+		handshakes: make(chan struct{}, cmp.Or(cfg.maxHandshakes, maxHandshakes))}
 	for id, addr := range cfg.Peers {
 		if id == cfg.NodeID {
 			continue
@@ -378,7 +385,7 @@ func (t *TCPTransport) writeLoop(conn net.Conn, p *peer) {
 }
 
 func (t *TCPTransport) acceptLoop() {
-	for {
+	for t.handshakeSlot() { // released by acceptStream (transport_auth.go)
 		conn, err := t.ln.Accept()
 		if err != nil {
 			return // closed
