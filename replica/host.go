@@ -398,7 +398,8 @@ func errUnknownGroup(id uint64) error { return fmt.Errorf("replica: unknown grou
 // they hold (recovery replays the rest from the WAL).
 func (h *Host) restoreState(g *group) error {
 	st, err := openSegState(&segState{fs: h.cfg.FS, comp: h.cfg.Compressor, dir: groupDir(h.cfg.Dir, g.id), group: g.id,
-		size: h.cfg.StateSegmentSize, now: func() int64 { return h.cfg.Now().UnixNano() }, synced: h.stateSynced, crash: h.crash})
+		size: h.cfg.StateSegmentSize, now: func() int64 { return h.cfg.Now().UnixNano() }, synced: h.stateSynced, crash: h.crash,
+		life: h.newLife()})
 	if err != nil {
 		return err
 	}

@@ -71,6 +71,11 @@ type segState struct {
 	// host counts them: Stats, Config.Observer).
 	synced func(d time.Duration, err error)
 
+	// life names this opening of the state (snapManifest): random, drawn
+	// when the host opens it; an installation keeps it (its generation
+	// changes).
+	life uint64
+
 	mu      sync.RWMutex
 	gen     uint64 // the live generation
 	mark    uint64 // the snapshot index it was installed at; 0: none
