@@ -69,8 +69,8 @@ type SnapChunk struct {
 	Kind                               ChunkKind
 	Group, Index, Gen, First, ID, Life uint64
 	Off                                int64
-	Len                          uint32 // ChunkAsk: the bytes wanted
-	Data                         []byte // ChunkData
+	Len                                uint32 // ChunkAsk: the bytes wanted
+	Data                               []byte // ChunkData
 }
 
 const (

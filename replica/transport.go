@@ -43,8 +43,9 @@ import (
 // the payload an EncodeBatch. A stream starts with streamMagic.
 const (
 	// 2: batches carry beats (quiesce.go); 3: snapshot chunks, and a
-	// snapshot's Data is a manifest (snapfetch.go).
-	streamMagic = "shardlog-raft/3\n"
+	// snapshot's Data is a manifest (snapfetch.go); 4: chunks and
+	// manifests name the sender state's life (review5).
+	streamMagic = "shardlog-raft/4\n"
 	// MaxFrame bounds a frame: raft's MaxSizePerMsg (1 MiB) per group message
 	// times the groups of one round can exceed it only with hundreds of
 	// groups all sending full appends at once; such a frame is dropped (and
