@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/shardlog/shardlog/vfs"
 )
@@ -264,5 +265,27 @@ func TestTrimIOError(t *testing.T) {
 				t.Fatalf("reopened: held %d, want 40", st.held())
 			}
 		})
+	}
+}
+
+// TestHostTrimSyncErrorStops (review5): a retention trim whose directory
+// sync fails stops the host, as a failed fdatasync of a round does: the
+// unlink's durability is unknown, and no later trim may pass it.
+func TestHostTrimSyncErrorStops(t *testing.T) {
+	fs := &failFS{op: "syncdir"} // wraps the host's MemFS (tweak)
+	s := &solo{t: t, fs: vfs.NewMemFS()}
+	s.tweak = func(c *Config) {
+		fs.FS = c.FS
+		c.FS, c.StateSegmentSize = fs, 300
+	}
+	s.open()
+	defer s.h.Close()
+	runSolo(t, s, 3000, func() bool { return s.current == nil && s.h.Segments(1) >= 4 })
+	fs.n = fs.called + 1
+	if _, err := s.h.Trim(1, time.Now().Add(time.Hour).UnixMilli()); !errors.Is(err, errTrimUnsynced) {
+		t.Fatalf("trim: %v, want errTrimUnsynced", err)
+	}
+	if err := s.h.HandleReady(); err == nil {
+		t.Fatal("the host goes on after a trim's failed directory sync")
 	}
 }
