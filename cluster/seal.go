@@ -51,12 +51,15 @@ type sealTracker struct {
 	// that search's "no seal" stale).
 	unsure   map[uint64]uint64
 	restores uint64
+	// settling: the groups a question is settling now, closed when it
+	// ends; other questions wait for it rather than search again.
+	settling map[uint64]chan struct{}
 	// find settles a group's first seal in its current state.
 	find func(ctx context.Context, g uint64) (end uint64, found bool, err error)
 }
 
 func newSealTracker() *sealTracker {
-	return &sealTracker{at: map[uint64]uint64{}, unsure: map[uint64]uint64{}}
+	return &sealTracker{at: map[uint64]uint64{}, unsure: map[uint64]uint64{}, settling: map[uint64]chan struct{}{}}
 }
 
 func (t *sealTracker) Applied(g uint64, recs []replica.Record) {
@@ -116,7 +119,8 @@ func (n *Node) noteSeals() {
 }
 
 // end is g's first seal, settling it first if g is unsure. It fails only
-// if the settling's search fails (a read error of the group's segments).
+// if the settling's search fails (a read error of the group's segments) or
+// ctx ends while another question settles it.
 func (t *sealTracker) end(ctx context.Context, g uint64) (uint64, bool, error) {
 	for {
 		t.mu.Lock()
@@ -126,20 +130,42 @@ func (t *sealTracker) end(ctx context.Context, g uint64) (uint64, bool, error) {
 			t.mu.Unlock()
 			return end, ok, nil
 		}
+		if wait := t.settling[g]; wait != nil {
+			t.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return 0, false, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		t.settling[g] = done
 		t.mu.Unlock()
-		found, ok, err := t.find(ctx, g)
-		if err != nil {
-			return 0, false, fmt.Errorf("cluster: group %d: finding its seal: %w", g, err)
+		if err := t.settle(ctx, g, restore); err != nil {
+			return 0, false, err
 		}
-		t.mu.Lock()
-		if cur, known := t.at[g]; ok && (!known || found < cur) {
-			t.at[g] = found
-		}
-		if t.unsure[g] == restore {
-			delete(t.unsure, g)
-		}
-		t.mu.Unlock()
 	}
+}
+
+// settle asks find about g, unsure since its restore number restore, and
+// notes the answer; a restore since makes a "no seal" stale (g stays unsure).
+func (t *sealTracker) settle(ctx context.Context, g, restore uint64) error {
+	found, ok, err := t.find(ctx, g)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	close(t.settling[g])
+	delete(t.settling, g)
+	if err != nil {
+		return fmt.Errorf("cluster: group %d: finding its seal: %w", g, err)
+	}
+	if cur, known := t.at[g]; ok && (!known || found < cur) {
+		t.at[g] = found
+	}
+	if t.unsure[g] == restore {
+		delete(t.unsure, g)
+	}
+	return nil
 }
 
 // findSeal settles g's first seal (sealTracker.find). A seal entry is
