@@ -34,9 +34,10 @@ import (
 //     opens). A directory sync per deleted segment is cheap at retention's
 //     pace (64 MiB segments, trimmed once a period);
 //   - a segment leaves the list under s.mu's write lock just before its
-//     file is unlinked (one at a time; trims are serialized by trimMu): a read (ReadApplied, a snapshot's listing, or a chunk of
-//     a listed file served to a receiver, each under the read lock) either
-//     ran before it, with the file still there, or runs after, without it.
+//     file is unlinked (one at a time; trimMu serializes trims): a read
+//     (ReadApplied, a snapshot's listing, or a chunk of a listed file
+//     served to a receiver, each under the read lock) either ran before
+//     it, with the file still there, or runs after, without it.
 //     A chunk of a file trimmed after its listing is answered gone
 //     (snapfetch.go); the next snapshot lists only the segments left.
 //
