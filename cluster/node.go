@@ -72,7 +72,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, kick: make(chan struct{}, 1), runErr: make(chan error, 1), seals: &sealTracker{at: map[uint64]uint64{}}}
+	n := &Node{cfg: cfg, kick: make(chan struct{}, 1), runErr: make(chan error, 1), seals: newSealTracker()}
+	n.seals.find = n.findSeal
 	n.txnID.Store(uint64(time.Now().UnixNano())) // IDs of earlier incarnations are never met again
 	n.meta = replica.NewMetaMachine(cfg.NodeID, metaGroup, func(replica.MetaChange) { n.wake() })
 	keys := cfg.Keyring
