@@ -75,8 +75,8 @@ func addClusterFlags(cmd *cobra.Command, c *clusterOptions) {
 
 func (c clusterOptions) check(o serveOptions) error {
 	if !c.enabled {
-		if c.nodeID != 0 || c.peers != "" || c.diskFullFile != "" || c.peerTLS.any() {
-			return errors.New("--node-id, --peers, --peer-tls-* and --debug-disk-full-file need --cluster")
+		if c.nodeID != 0 || c.peers != "" || c.diskFullFile != "" || c.peerTLS.any() || c.internalListen != "" {
+			return errors.New("--node-id, --peers, --peer-tls-*, --internal-listen and --debug-disk-full-file need --cluster")
 		}
 		return nil
 	}

@@ -92,6 +92,9 @@ func TestPeerTLSFlags(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := clusterTestOptions()
 			o.cluster.enabled, o.cluster.peerTLS = tc.cluster, tc.files
+			if tc.files.any() {
+				o.cluster.advertise = "https://127.0.0.1:7202" // peer TLS's internal listener
+			}
 			if !tc.cluster {
 				o.cluster.nodeID, o.cluster.peers = 0, ""
 			}
