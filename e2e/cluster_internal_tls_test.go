@@ -31,7 +31,8 @@ import (
 // stream through node 1 and writes through a node that does not lead
 // shard 0 (so its records are forwarded), then reads everything through
 // another node. The internal listener refuses a client without a
-// certificate, and the client API refuses the internal paths.
+// certificate, and the client API refuses the internal paths; `shardlog
+// cluster nodes` lists the nodes through an internal listener.
 func TestClusterInternalTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs three servers")
@@ -109,6 +110,13 @@ func TestClusterInternalTLS(t *testing.T) {
 	err = getInternal(c.procs[2].tlsClient(), c.procs[2].endpoint+"/_cluster/v1/status", &cluster.NodeStatus{})
 	if err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("node 2's client API served an internal path: %v", err)
+	}
+	// The operator's command, through an internal listener with a certificate of the CA.
+	out, err := exec.Command(c.bin, "cluster", "nodes", "--endpoint", "https://"+internals[3], "--cluster-token", clusterToken,
+		"--peer-tls-cert", filepath.Join(certs, "1.crt"), "--peer-tls-key", filepath.Join(certs, "1.key"),
+		"--peer-tls-ca", filepath.Join(certs, "ca.crt")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "https://"+internals[2]) {
+		t.Fatalf("shardlog cluster nodes over mutual TLS: %v\n%s", err, out)
 	}
 	for id := uint64(1); id <= 3; id++ {
 		b, _ := os.ReadFile(filepath.Join(c.dirs[id], "..", "server.log"))
