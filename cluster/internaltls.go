@@ -116,7 +116,7 @@ func dialPeerTLS(ctx context.Context, peerTLS func() *tls.Config, network, addr 
 	return tc, nil
 }
 
-// internalServer serves the internal paths on the internal listener (with
+// startInternal serves the internal paths on the internal listener (with
 // peer TLS only). It is started before the node waits for the secret: a
 // joiner's first peers reach it as soon as it is admitted.
 func (n *Node) startInternal() error {
@@ -138,7 +138,10 @@ func (n *Node) startInternal() error {
 		cfg.NextProtos = []string{"http/1.1"}
 		return cfg, nil
 	}}
-	n.internal = &http.Server{Handler: n.InternalHandler(), ReadHeaderTimeout: proposalTimeout,
+	// ReadHeaderTimeout also bounds the TLS handshake; peers close their
+	// idle connections after a minute (newPeerClient), IdleTimeout
+	// bounds those of anything else.
+	n.internal = &http.Server{Handler: n.InternalHandler(), ReadHeaderTimeout: proposalTimeout, IdleTimeout: 2 * time.Minute,
 		ErrorLog: n.cfg.Logger.Named("internal").StandardLogger(nil)}
 	n.internal.RegisterOnShutdown(n.EndStreams)
 	n.internalAddr = ln.Addr()
