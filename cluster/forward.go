@@ -20,7 +20,8 @@ import (
 
 // Forwarding (docs/cluster.md §6): a node that does not lead a group sends
 // the decoded write to the leader's client API listener, on internal paths
-// the api never sees (Handler), through one pooled keep-alive client. The
+// the api never sees (Handler), or with peer TLS to its internal
+// mutual-TLS listener (internaltls.go), through one pooled keep-alive client. The
 // receiving node has already verified the request's signature and
 // authorization; the leader only checks that the request comes from a
 // node of the cluster: it must carry forwardAuth, derived from the cluster
