@@ -73,15 +73,23 @@ func (c Config) internalListen() string {
 // errMixedTLS (wrapped in errUnreachable: nothing was sent).
 func (n *Node) internalURL(addr, path string) (string, error) {
 	tlsOn := n.cfg.PeerTLS != nil
+	var err error
 	switch {
 	case tlsOn && !isTLSAddr(addr):
-		return "", fmt.Errorf("%w: %w: the node at %s takes node-to-node requests in clear, and this node sends them over TLS only", errUnreachable, errMixedTLS, addr)
+		err = fmt.Errorf("%w: %w: the node at %s takes node-to-node requests in clear, and this node sends them over TLS only", errUnreachable, errMixedTLS, addr)
 	case !tlsOn && isTLSAddr(addr):
-		return "", fmt.Errorf("%w: %w: the node at %s takes node-to-node requests over TLS only, and this node has no peer TLS", errUnreachable, errMixedTLS, addr)
+		err = fmt.Errorf("%w: %w: the node at %s takes node-to-node requests over TLS only, and this node has no peer TLS", errUnreachable, errMixedTLS, addr)
 	case tlsOn:
 		return addr + pathPrefix + path, nil
+	default:
+		return "http://" + addr + pathPrefix + path, nil
 	}
-	return "http://" + addr + pathPrefix + path, nil
+	// The callers take errUnreachable as "try another node" and may end in
+	// errNoLeader: the reason is logged, once per address.
+	if _, seen := n.mixedLogged.LoadOrStore(addr, true); !seen {
+		n.cfg.Logger.Warn("not sending node-to-node requests to a node of the other kind", "error", err)
+	}
+	return "", err
 }
 
 // newPeerClient is the pooled client of internal requests. With peer TLS

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -259,7 +261,7 @@ func TestMixedTLSRefused(t *testing.T) {
 		addr string
 	}{{"plain node to a TLS node", false, "https://127.0.0.1:9"}, {"TLS node to a plain node", true, "127.0.0.1:9"}} {
 		t.Run(tc.name, func(t *testing.T) {
-			n := &Node{client: &http.Client{}}
+			n := &Node{client: &http.Client{}, cfg: Config{Logger: hclog.NewNullLogger()}}
 			n.keys.Store(&secretKeys{forward: ForwardAuth("s")})
 			if tc.tls {
 				n.cfg.PeerTLS = peerTLS

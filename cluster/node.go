@@ -35,6 +35,7 @@ type Node struct {
 	// internal serves the internal paths with peer TLS (internaltls.go).
 	internal     *http.Server
 	internalAddr net.Addr
+	mixedLogged  sync.Map // registered addresses of the other TLS kind, logged once (internaltls.go)
 
 	txnID atomic.Uint64
 	kick  chan struct{} // wakes the reconcile loop
