@@ -516,7 +516,7 @@ func TestChannelDeliveryFenced(t *testing.T) {
 		{"the current deliverer", &channelSource{n: n, term: term, fence: fence}, true},
 	} {
 		err := tt.src.SaveChannelProgress(ctx, "ch", info.ID, &p)
-		got, derr := c.node(leader%3 + 1).DescribeChannel(ctx, "ch")
+		got, derr := c.node(leader%3+1).DescribeChannel(ctx, "ch")
 		if derr != nil {
 			t.Fatal(derr)
 		}

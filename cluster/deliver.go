@@ -27,9 +27,12 @@ import (
 // successful save of the batch as pending, and its destination refuses to
 // write once this node no longer leads in that term (fencedDest), so a
 // deposed deliverer writes at most the object it was writing when it lost
-// leadership. The new deliverer reads the channel records after its claim
-// committed, so it starts from the last committed progress and settles a
-// pending batch as single-node mode does after a restart.
+// leadership. A claim taken over from another node waits an election
+// timeout first (awaitDeposed), by which time a former leader cut off from
+// the group has stepped down and its destination writes no more. The new
+// deliverer reads the channel records after its claim committed, so it
+// starts from the last committed progress and settles a pending batch as
+// single-node mode does after a restart.
 //
 // Objects go to the delivering node's Config.Channels.Dest. With one
 // directory shared by every node (a network mount), a pending batch a new
@@ -97,9 +100,12 @@ type delivery struct {
 // startDelivery claims delivery for this node in term and starts its
 // Manager; nil if the claim did not commit (retried at the next round).
 func (n *Node) startDelivery(ctx context.Context, term uint64) *delivery {
-	fence, err := n.claimDelivery(ctx, term)
+	fence, prev, err := n.claimDelivery(ctx, term)
 	if err != nil {
 		n.cfg.Logger.Debug("claiming channel delivery", "error", err)
+		return nil
+	}
+	if prev.Node != 0 && prev.Node != n.cfg.NodeID && !n.awaitDeposed(ctx, term) {
 		return nil
 	}
 	src := &channelSource{n: n, term: term, fence: fence}
@@ -115,28 +121,47 @@ func (n *Node) startDelivery(ctx context.Context, term uint64) *delivery {
 	return &delivery{term: term, m: channel.Start(src, o)}
 }
 
+// awaitDeposed waits an election timeout after a claim taken over from
+// another node, while this node leads in term: a former leader cut off
+// from the group (not stopped) steps down within an election timeout of
+// losing its quorum (CheckQuorum), and its fencedDest writes nothing after
+// that, so no write of its can land on a batch this deliverer settles
+// (only one it had started before stepping down and that is still running
+// then, as on a stalled disk). It reports whether this node still leads.
+func (n *Node) awaitDeposed(ctx context.Context, term uint64) bool {
+	t := time.NewTimer(n.cfg.electionTimeout())
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	}
+	return n.leads(term)
+}
+
 // claimDelivery writes the deliverer key for this node and term and
-// returns its version: the fence of every progress save.
-func (n *Node) claimDelivery(ctx context.Context, term uint64) (uint64, error) {
+// returns its version, the fence of every progress save, and the claim it
+// replaced.
+func (n *Node) claimDelivery(ctx context.Context, term uint64) (uint64, delivererRec, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.electionTimeout())
 	defer cancel()
-	var cur delivererRec
-	v, _ := n.getJSON(keyDeliverer, &cur)
+	var prev, cur delivererRec
+	v, _ := n.getJSON(keyDeliverer, &prev)
 	mine := delivererRec{Node: n.cfg.NodeID, Term: term}
 	committed, err := n.txn(ctx, []replica.MetaCond{{Key: keyDeliverer, Version: v}}, []replica.MetaOp{{Key: keyDeliverer, Value: mustJSON(mine)}})
 	if err != nil {
-		return 0, err
+		return 0, prev, err
 	}
 	if !committed {
-		return 0, fmt.Errorf("cluster: the deliverer key changed meanwhile")
+		return 0, prev, fmt.Errorf("cluster: the deliverer key changed meanwhile")
 	}
 	// txn returns once this node applied the claim: the version read now
 	// is the claim's unless a newer claim came since.
 	v, _ = n.getJSON(keyDeliverer, &cur)
 	if cur != mine || !n.leads(term) {
-		return 0, errDeposed
+		return 0, prev, errDeposed
 	}
-	return v, nil
+	return v, prev, nil
 }
 
 // channelSource is channel.Source for the deliverer of one term.
