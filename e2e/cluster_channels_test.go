@@ -129,6 +129,9 @@ func TestClusterChannels(t *testing.T) {
 	if err != nil || aws.ToInt32(sum.StreamDescriptionSummary.ChannelCount) != 1 {
 		t.Fatalf("ChannelCount: %+v, %v", sum, err)
 	}
+	if limits, err := c.procs[2].client().DescribeLimits(ctx, &kinesis.DescribeLimitsInput{}); err != nil || aws.ToInt32(limits.ChannelCount) != 1 {
+		t.Fatalf("DescribeLimits' ChannelCount: %+v, %v", limits, err)
+	}
 
 	for round := range 6 {
 		if !c.put(uint64(round%3+1), round, 20) {

@@ -209,11 +209,13 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 	return n, closers{n, lockCloser{lock}}, nil
 }
 
-// A cluster node reports its engine numbers to /metrics (cluster/stats.go)
-// and encrypts streams at rest (cluster/encrypt.go).
+// A cluster node reports its engine numbers to /metrics (cluster/stats.go),
+// encrypts streams at rest (cluster/encrypt.go) and keeps channels
+// (cluster/channels.go).
 var (
-	_ api.StatsSource = (*cluster.Node)(nil)
-	_ api.Encrypter   = (*cluster.Node)(nil)
+	_ api.StatsSource  = (*cluster.Node)(nil)
+	_ api.Encrypter    = (*cluster.Node)(nil)
+	_ api.ChannelStore = (*cluster.Node)(nil)
 )
 
 type lockCloser struct{ l *datadir.Lock }
