@@ -30,11 +30,30 @@ type Source interface {
 	Channels(ctx context.Context) ([]storage.ChannelInfo, error)
 	ChannelsChanged() <-chan struct{}
 	DescribeStream(ctx context.Context, name string) (storage.StreamInfo, error)
-	Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-chan struct{}) (*storage.Subscription, error)
+	// Subscribe opens a subscription: storage's, or cluster mode's (which
+	// may end with an error at a shard leader change: the deliverer is then
+	// started again from its last delivered batch).
+	Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-chan struct{}) (storage.EventSource, error)
+	// SaveChannelProgress stores the progress of the channel incarnation
+	// id; ErrChannelNotFound stops its delivery (the channel is gone, or,
+	// in cluster mode, this node no longer delivers it).
 	SaveChannelProgress(ctx context.Context, name, id string, p *storage.ChannelProgress) error
 }
 
-var _ Source = (*storage.Store)(nil)
+// StoreSource is a *storage.Store as a Source.
+func StoreSource(s *storage.Store) Source { return storeSource{s} }
+
+type storeSource struct{ *storage.Store }
+
+// Subscribe returns the Store's subscription as an EventSource (a nil
+// *Subscription must not become a non-nil interface).
+func (s storeSource) Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-chan struct{}) (storage.EventSource, error) {
+	sub, err := s.Store.Subscribe(ctx, in, gone)
+	if err != nil {
+		return nil, err
+	}
+	return sub, nil
+}
 
 // Options configures delivery.
 type Options struct {

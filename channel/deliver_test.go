@@ -26,7 +26,7 @@ func openStore(t *testing.T, dir string) *storage.Store {
 }
 
 func startDelivery(s *storage.Store, out string) *Manager {
-	return Start(s, Options{Dest: Dir(out), FlushEvery: 20 * time.Millisecond, Poll: 5 * time.Millisecond})
+	return Start(StoreSource(s), Options{Dest: Dir(out), FlushEvery: 20 * time.Millisecond, Poll: 5 * time.Millisecond})
 }
 
 type line struct {

@@ -26,7 +26,7 @@ type deliverer struct {
 	log     hclog.Logger
 
 	committed *storage.ChannelProgress
-	readers   map[string]*storage.Subscription // by shard ID
+	readers   map[string]storage.EventSource // by shard ID
 	batch     batch
 }
 
@@ -49,7 +49,7 @@ func (d *deliverer) run(ctx context.Context) error {
 	if err := d.recover(ctx); err != nil {
 		return stopped(err)
 	}
-	d.readers = map[string]*storage.Subscription{}
+	d.readers = map[string]storage.EventSource{}
 	if err := d.openReaders(ctx); err != nil {
 		return stopped(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/shardlog/shardlog/channel"
 	"github.com/shardlog/shardlog/keyring"
 	"github.com/shardlog/shardlog/replica"
 	"github.com/shardlog/shardlog/storage"
@@ -71,7 +72,16 @@ type Config struct {
 	// UpdateMaxRecordSize or Enable/DisableEnhancedMonitoring (serve's
 	// --update-stream-delay); 0: no UPDATING. Resharding is not timed by it.
 	UpdateDelay time.Duration
-	Logger      hclog.Logger
+	// ChannelDelay is how long a channel stays CREATING, UPDATING and
+	// DELETING (serve's --channel-delay); 0: no wait. ChannelAnyMode lets
+	// channels read PROVISIONED streams (--channel-any-mode).
+	ChannelDelay   time.Duration
+	ChannelAnyMode bool
+	// Channels configures channel delivery, which the metadata leader runs
+	// (deliver.go); a nil Dest delivers nothing. Nil Logger and Now take
+	// the node's.
+	Channels channel.Options
+	Logger   hclog.Logger
 	// Now is the clock (arrival times, stream creation); nil: time.Now.
 	Now func() time.Time
 	// Observer, if set, is told of every fdatasync of the node's Raft WAL

@@ -71,6 +71,9 @@ type streamRec struct {
 	ModeSwitchNs []int64              `json:"modeSwitchNs,omitempty"`
 	WarmMiBps    int                  `json:"warmMiBps,omitempty"`
 	WritePeaks   []datadir.PeakRecord `json:"writePeaks,omitempty"`
+	// Channels names the stream's channels, in any state, in creation order
+	// (each is its own key: channels.go).
+	Channels []string `json:"channels,omitempty"`
 }
 
 // mode is the stream's capacity mode.

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,11 +44,13 @@ type Node struct {
 	// (awaitSecret); the reconcile loop forwards before that.
 	keys atomic.Pointer[secretKeys]
 
-	routes  sync.Map                      // stream name → *routeTable
-	turns   sync.Map                      // stream name → *atomic.Uint64: AUTO distribution's turns (distribution.go)
-	leaders sync.Map                      // group → the node a peer last named its leader (remote.go)
-	gone    goneSet                       // consumers' gone channels (consumers.go)
-	delay   atomic.Pointer[time.Duration] // a test's ConsumerDelay (consumers.go)
+	routes  sync.Map // stream name → *routeTable
+	turns   sync.Map // stream name → *atomic.Uint64: AUTO distribution's turns (distribution.go)
+	leaders sync.Map // group → the node a peer last named its leader (remote.go)
+	gone    goneSet  // consumers' gone channels (consumers.go)
+	// chanWatch wakes channel delivery at a channel key's change (deliver.go).
+	chanWatch chanWatcher
+	delay     atomic.Pointer[time.Duration] // a test's ConsumerDelay (consumers.go)
 	// limiters are the per-shard admission controllers, by group (admit.go).
 	limiters sync.Map
 	// meter counts the writes this node admits; board is the rates the
@@ -80,7 +83,12 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, kick: make(chan struct{}, 1), runErr: make(chan error, 1), seals: newSealTracker()}
 	n.seals.find = n.findSeal
 	n.txnID.Store(uint64(time.Now().UnixNano())) // IDs of earlier incarnations are never met again
-	n.meta = replica.NewMetaMachine(cfg.NodeID, metaGroup, func(replica.MetaChange) { n.wake() })
+	n.meta = replica.NewMetaMachine(cfg.NodeID, metaGroup, func(c replica.MetaChange) {
+		n.wake()
+		if strings.HasPrefix(c.Key, channelPrefix) {
+			n.chanWatch.wake()
+		}
+	})
 	keys := cfg.Keyring
 	if keys == nil {
 		var err error
@@ -135,6 +143,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	// metadata leader and do nothing.
 	n.wg.Go(func() { n.reconcileLoop(runCtx) })
 	n.wg.Go(func() { n.retentionLoop(runCtx) })
+	n.wg.Go(func() { n.deliveryLoop(runCtx) })
 	if cfg.OnDemand.Interval > 0 {
 		n.wg.Go(func() { n.scaleLoop(runCtx) })
 	}
@@ -316,6 +325,7 @@ func (n *Node) reconcile(ctx context.Context) {
 		n.bounded(ctx, n.activateStreams)
 		n.bounded(ctx, n.finishReshards)
 		n.bounded(ctx, n.advanceConsumers)
+		n.bounded(ctx, n.advanceChannels)
 		n.bounded(ctx, n.drivePlacement)
 		n.bounded(ctx, n.finishRemovals)
 	}

@@ -61,14 +61,23 @@ func (n *Node) catchUp(ctx context.Context, group uint64) error {
 
 // Position resolves GetShardIterator.
 func (n *Node) Position(ctx context.Context, stream, shardID string, typ storage.IteratorType, startSeq string, ts time.Time) (storage.Position, error) {
+	return n.resolve(ctx, stream, shardID, typ, startSeq, ts, true)
+}
+
+// resolve is Position; admit counts it against the shard's
+// GetShardIterator rate (channel delivery's subscriptions are not counted:
+// they cost the shards none of their read capacity, as in single-node mode).
+func (n *Node) resolve(ctx context.Context, stream, shardID string, typ storage.IteratorType, startSeq string, ts time.Time, admit bool) (storage.Position, error) {
 	rec, sh, err := n.shardOf(ctx, stream, shardID)
 	if err != nil {
 		return storage.Position{}, err
 	}
 	// After the shard resolves and before the request's other checks, as
 	// single-node mode admits.
-	if err := n.admitIterator(sh, rec); err != nil {
-		return storage.Position{}, err
+	if admit {
+		if err := n.admitIterator(sh, rec); err != nil {
+			return storage.Position{}, err
+		}
 	}
 	idx, _ := datadir.ParseShardID(sh.ID)
 	pos := storage.Position{Stream: stream, StreamCreated: rec.CreatedNs, ShardIndex: idx}

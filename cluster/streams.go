@@ -127,17 +127,23 @@ func (n *Node) place(newGroups []uint64) replica.Placement {
 // shows DELETING for a while; cluster mode skips it). The shard groups'
 // replicas stay on their nodes, idle: removing groups is not built yet.
 // Its consumers go with it, and it is refused while it has some unless
-// o.EnforceConsumerDeletion (consumersOnDelete).
+// o.EnforceConsumerDeletion (consumersOnDelete); it is refused while it has
+// channels other than DELETING ones, which go with it (channelsOnDelete).
 func (n *Node) DeleteStreamWith(ctx context.Context, name string, o storage.DeleteOptions) error {
 	err := n.casLoop(ctx, func() ([]replica.MetaCond, []replica.MetaOp, error) {
 		rec, v, ok := n.stream(name)
 		if !ok {
 			return nil, nil, n.fail(storage.ErrStreamNotFound, storage.ReasonStreamNotFound, storage.Facts{Stream: name})
 		}
+		chconds, chops, err := n.channelsOnDelete(rec)
+		if err != nil {
+			return nil, nil, err
+		}
 		cconds, cops, err := n.consumersOnDelete(rec, o)
 		if err != nil {
 			return nil, nil, err
 		}
+		cconds, cops = append(cconds, chconds...), append(cops, chops...)
 		key := replica.StreamKey(name)
 		ops := append([]replica.MetaOp{{Key: key}}, cops...)
 		for _, sh := range allShards(rec) {
@@ -223,7 +229,7 @@ func streamInfo(rec streamRec, withShards bool) storage.StreamInfo {
 	si := storage.StreamInfo{Name: rec.Name, Created: time.Unix(0, rec.CreatedNs), Status: storage.StreamStatus(rec.Status),
 		Mode: rec.mode(), WarmMiBps: rec.WarmMiBps, RetentionHours: rec.RetentionHours, Tags: copyTags(rec.Tags),
 		Distribution: rec.distribution(), MaxRecordSizeKiB: rec.MaxRecordSizeKiB, EncryptionType: storage.EncryptionNone,
-		ShardLevelMetrics: append([]string{}, rec.ShardLevelMetrics...)}
+		ShardLevelMetrics: append([]string{}, rec.ShardLevelMetrics...), ChannelCount: len(rec.Channels)}
 	if rec.EncryptionType == storage.EncryptionKMS {
 		si.EncryptionType, si.KeyID = storage.EncryptionKMS, rec.KeyID
 	}

@@ -80,7 +80,13 @@ type subscription struct {
 // is not current answers ServiceUnavailable: the client retries, here or
 // elsewhere.
 func (n *Node) Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-chan struct{}) (storage.EventSource, error) {
-	pos, err := n.Position(ctx, in.Stream, in.ShardID, in.Type, in.StartSeq, in.Timestamp)
+	return n.subscribe(ctx, in, gone, true)
+}
+
+// subscribe is Subscribe; admit counts the position's resolution against
+// the shard's GetShardIterator rate (resolve).
+func (n *Node) subscribe(ctx context.Context, in storage.SubscribeInput, gone <-chan struct{}, admit bool) (storage.EventSource, error) {
+	pos, err := n.resolve(ctx, in.Stream, in.ShardID, in.Type, in.StartSeq, in.Timestamp, admit)
 	if err != nil {
 		return nil, err
 	}

@@ -74,7 +74,7 @@ func waitChannel(t *testing.T, c *kinesis.Client, arn string, want types.Channel
 func TestChannelsWithTheSDK(t *testing.T) {
 	out := t.TempDir()
 	s := startServerWith(t, t.TempDir(), storage.Options{ChannelDelay: 50 * time.Millisecond})
-	m := channel.Start(s.store, channel.Options{Dest: channel.Dir(out), FlushEvery: 50 * time.Millisecond, Poll: 10 * time.Millisecond})
+	m := channel.Start(channel.StoreSource(s.store), channel.Options{Dest: channel.Dir(out), FlushEvery: 50 * time.Millisecond, Poll: 10 * time.Millisecond})
 	t.Cleanup(func() { m.Close() })
 	c := s.client(3)
 	ctx := context.Background()
@@ -170,7 +170,7 @@ func TestChannelsWithTheSDK(t *testing.T) {
 	m.Close()
 	s.restart() // channels are kept in meta.db
 	c = s.client(3)
-	m = channel.Start(s.store, channel.Options{Dest: channel.Dir(out), FlushEvery: 50 * time.Millisecond, Poll: 10 * time.Millisecond})
+	m = channel.Start(channel.StoreSource(s.store), channel.Options{Dest: channel.Dir(out), FlushEvery: 50 * time.Millisecond, Poll: 10 * time.Millisecond})
 	d = waitChannel(t, c, "arn:aws:kinesis:us-east-1:000000000000:channel/o", types.ChannelStatusActive)
 	if aws.ToString(d.StreamConfigurationList[0].StreamARN) != other {
 		t.Fatalf("after restart: %+v", d)

@@ -2,8 +2,6 @@ package storage
 
 import (
 	"context"
-	"crypto/rand"
-	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -76,8 +74,7 @@ type CreateChannelInput struct {
 type channelMeta = datadir.ChannelRecord
 
 func channelInfoOf(m *streamMeta, c channelMeta) ChannelInfo {
-	return ChannelInfo{Name: c.Name, ID: c.ID, Stream: m.Name, StreamCreated: time.Unix(0, m.CreatedNs), Status: c.Status,
-		Created: time.UnixMilli(c.CreatedMs), Tags: copyTags(c.Tags), Config: c.Config, Progress: c.Progress}
+	return ChannelInfoOf(m.Name, time.Unix(0, m.CreatedNs), c)
 }
 
 func findChannel(m *streamMeta, name string) int {
@@ -90,7 +87,7 @@ func findChannel(m *streamMeta, name string) int {
 }
 
 func (s *Store) channelNotFound(name string) error {
-	return s.fail(ErrChannelNotFound, ReasonChannelNotFound, Facts{Channel: name})
+	return ChannelNotFound(s.opts.AccountID, name)
 }
 
 // channelStreamLocked finds the stream holding the named channel. Callers
@@ -139,15 +136,13 @@ func (s *Store) CreateChannel(ctx context.Context, in CreateChannelInput) (Chann
 		return ChannelInfo{}, err
 	}
 	defer s.mu.Unlock()
-	if err := s.checkCreateChannelLocked(st, in.Name); err != nil {
+	_, _, taken := s.channelStreamLocked(in.Name)
+	err = CheckCreateChannel(s.opts.AccountID, in.Name, ChannelTarget{Stream: st.name, Status: st.meta.Status, Mode: st.meta.Mode,
+		AnyMode: s.opts.ChannelAnyMode, NameTaken: taken == nil, Channels: len(st.meta.Channels)})
+	if err != nil {
 		return ChannelInfo{}, err
 	}
-	now := s.opts.Now()
-	c := channelMeta{Name: in.Name, ID: newChannelID(), CreatedMs: now.UnixMilli(), Status: ChannelCreating,
-		PendingUntilNs: now.Add(s.opts.ChannelDelay).UnixNano(), Config: in.Config}
-	if len(in.Tags) > 0 {
-		c.Tags = copyTags(in.Tags)
-	}
+	c := NewChannel(in, s.opts.Now(), s.opts.ChannelDelay)
 	if s.opts.ChannelDelay <= 0 {
 		c = s.activateLocked(st, c)
 	}
@@ -159,31 +154,6 @@ func (s *Store) CreateChannel(ctx context.Context, in CreateChannelInput) (Chann
 	s.scheduleChannelLocked(st, c)
 	s.channels.wake()
 	return channelInfoOf(m, c), nil
-}
-
-func (s *Store) checkCreateChannelLocked(st *stream, name string) error {
-	if st.meta.Status != StatusActive {
-		return s.notActive(st.name, st.meta.Status)
-	}
-	if st.meta.Mode != ModeOnDemand && !s.opts.ChannelAnyMode {
-		return s.fail(ErrInvalidArgument, ReasonChannelMode, Facts{Stream: st.name, Channel: name})
-	}
-	if _, _, err := s.channelStreamLocked(name); err == nil {
-		return s.fail(ErrResourceInUse, ReasonChannelExists, Facts{Channel: name})
-	}
-	if len(st.meta.Channels) >= MaxChannelsPerStream {
-		return s.fail(ErrLimitExceeded, ReasonChannelLimit, Facts{Stream: st.name, Channel: name, Limit: MaxChannelsPerStream})
-	}
-	return nil
-}
-
-// newChannelID is a random UUID (version 4), the form of AWS's channel IDs.
-func newChannelID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
 
 // activateLocked makes c ACTIVE. The first time, its progress starts at the
@@ -256,20 +226,9 @@ func (s *Store) UpdateChannel(ctx context.Context, name string, u ChannelUpdate)
 		return ChannelInfo{}, err
 	}
 	defer s.mu.Unlock()
-	c := st.meta.Channels[i]
-	if c.Status != ChannelActive {
-		return ChannelInfo{}, s.channelNotActive(c)
-	}
-	if u.FreshnessSecs != nil {
-		c.Config.FreshnessSecs = *u.FreshnessSecs
-	}
-	if u.Logging != nil {
-		l := *u.Logging
-		c.Config.Logging = &l
-	}
-	c.Status, c.PendingUntilNs = ChannelUpdating, s.opts.Now().Add(s.opts.ChannelDelay).UnixNano()
-	if s.opts.ChannelDelay <= 0 {
-		c = s.activateLocked(st, c)
+	c, err := ChannelUpdated(s.opts.AccountID, st.meta.Channels[i], u, s.opts.Now(), s.opts.ChannelDelay)
+	if err != nil {
+		return ChannelInfo{}, err
 	}
 	return s.replaceChannelLocked(st, i, c)
 }
@@ -285,10 +244,6 @@ func (s *Store) replaceChannelLocked(st *stream, i int, c channelMeta) (ChannelI
 	return channelInfoOf(m, c), nil
 }
 
-func (s *Store) channelNotActive(c channelMeta) error {
-	return s.fail(ErrResourceInUse, ReasonChannelNotActive, Facts{Channel: c.Name, Given: string(c.Status)})
-}
-
 // DeleteChannel makes an ACTIVE channel DELETING: delivery stops at once,
 // and it is removed after Options.ChannelDelay. Objects delivered stay.
 // Errors: ErrChannelNotFound, ErrResourceInUse (not ACTIVE).
@@ -298,12 +253,11 @@ func (s *Store) DeleteChannel(ctx context.Context, name string) error {
 		return err
 	}
 	defer s.mu.Unlock()
-	c := st.meta.Channels[i]
-	if c.Status != ChannelActive {
-		return s.channelNotActive(c)
+	c, remove, err := ChannelDeleted(s.opts.AccountID, st.meta.Channels[i], s.opts.Now(), s.opts.ChannelDelay)
+	if err != nil {
+		return err
 	}
-	c.Status, c.PendingUntilNs = ChannelDeleting, s.opts.Now().Add(s.opts.ChannelDelay).UnixNano()
-	if s.opts.ChannelDelay > 0 {
+	if !remove {
 		_, err := s.replaceChannelLocked(st, i, c)
 		return err
 	}
@@ -329,11 +283,10 @@ func (s *Store) SaveChannelProgress(ctx context.Context, name, id string, p *Cha
 		return err
 	}
 	defer s.mu.Unlock()
-	c := st.meta.Channels[i]
-	if c.ID != id || c.Status == ChannelDeleting || c.Progress == nil {
-		return s.channelNotFound(name)
+	c, err := ChannelProgressSaved(s.opts.AccountID, st.meta.Channels[i], id, p)
+	if err != nil {
+		return err
 	}
-	c.Progress = p
 	m := st.meta.Clone()
 	m.Channels[i] = c
 	return s.persistLocked(st, m)
@@ -387,18 +340,6 @@ func (s *Store) resumeChannelsLocked(st *stream) {
 	for _, c := range st.meta.Channels {
 		s.scheduleChannelLocked(st, c)
 	}
-}
-
-// liveChannels counts the channels that hold a stream's deletion back: all
-// but those DELETING, which go with the stream.
-func liveChannels(m *streamMeta) int {
-	n := 0
-	for _, c := range m.Channels {
-		if c.Status != ChannelDeleting {
-			n++
-		}
-	}
-	return n
 }
 
 // watcher hands out a channel that closes at the next wake.

@@ -231,10 +231,8 @@ func (s *Store) DeleteStreamWith(ctx context.Context, name string, o DeleteOptio
 	if st.meta.Status == StatusDeleting {
 		return nil
 	}
-	// AWS refuses to delete a stream that has channels ("A stream cannot be
-	// deleted while it has active deliveries"), whatever the options.
-	if n := liveChannels(st.meta); n > 0 {
-		return s.fail(ErrResourceInUse, ReasonHasChannels, Facts{Stream: name, Current: int64(n)})
+	if n := LiveChannels(st.meta.Channels); n > 0 {
+		return HasChannels(s.opts.AccountID, name, n)
 	}
 	if !o.EnforceConsumerDeletion && liveConsumers(st.meta) > 0 {
 		return s.fail(ErrResourceInUse, ReasonHasConsumers, Facts{Stream: name, Current: int64(liveConsumers(st.meta))})

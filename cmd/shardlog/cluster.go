@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shardlog/shardlog/api"
+	"github.com/shardlog/shardlog/channel"
 	"github.com/shardlog/shardlog/cluster"
 	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/vfs"
@@ -198,7 +199,9 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 		Tick: c.tick, ElectionTicks: c.electionTicks, Logger: log.Named("cluster"), Now: o.now, ConsumerDelay: o.consumerDelay, UpdateDelay: o.updateDelay, Observer: o.engine,
 		RetentionEvery: o.retentionEvery, StateSegmentSize: o.segmentSize,
 		Throttle: o.throttle, ThrottleMultiplier: o.throttleMultiplier, RetentionObserver: o.engine,
-		OnDemandStreamLimit: o.onDemand.streamLimit, OnDemand: o.onDemand.scaler(), Keyring: o.keys})
+		OnDemandStreamLimit: o.onDemand.streamLimit, OnDemand: o.onDemand.scaler(), Keyring: o.keys,
+		ChannelDelay: o.channels.delay, ChannelAnyMode: o.channels.anyMode,
+		Channels: channel.Options{Dest: channel.Dir(channelDir(o)), FlushEvery: o.channels.flushEvery, Logger: log.Named("channel")}})
 	if err != nil {
 		lock.Release()
 		return nil, nil, err
@@ -206,11 +209,13 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 	return n, closers{n, lockCloser{lock}}, nil
 }
 
-// A cluster node reports its engine numbers to /metrics (cluster/stats.go)
-// and encrypts streams at rest (cluster/encrypt.go).
+// A cluster node reports its engine numbers to /metrics (cluster/stats.go),
+// encrypts streams at rest (cluster/encrypt.go) and keeps channels
+// (cluster/channels.go).
 var (
-	_ api.StatsSource = (*cluster.Node)(nil)
-	_ api.Encrypter   = (*cluster.Node)(nil)
+	_ api.StatsSource  = (*cluster.Node)(nil)
+	_ api.Encrypter    = (*cluster.Node)(nil)
+	_ api.ChannelStore = (*cluster.Node)(nil)
 )
 
 type lockCloser struct{ l *datadir.Lock }

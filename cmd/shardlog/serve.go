@@ -75,12 +75,17 @@ func openStore(ctx context.Context, o serveOptions, log hclog.Logger) (api.Backe
 	if err != nil {
 		return nil, nil, err
 	}
-	dir := o.channels.dir
-	if dir == "" {
-		dir = datadir.ChannelsOutPath(o.dataDir)
-	}
-	m := channel.Start(store, channel.Options{Dest: channel.Dir(dir), FlushEvery: o.channels.flushEvery, Logger: log.Named("channel")})
+	m := channel.Start(channel.StoreSource(store), channel.Options{Dest: channel.Dir(channelDir(o)), FlushEvery: o.channels.flushEvery, Logger: log.Named("channel")})
 	return api.StoreBackend(store), closers{m, store}, nil
+}
+
+// channelDir is where channels deliver (--channel-dir). In cluster mode
+// the delivering node (the metadata leader) writes to its own.
+func channelDir(o serveOptions) string {
+	if o.channels.dir != "" {
+		return o.channels.dir
+	}
+	return datadir.ChannelsOutPath(o.dataDir)
 }
 
 // channelOptions are the serve flags of channel delivery.
