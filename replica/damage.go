@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shardlog/shardlog/segment"
+	"github.com/shardlog/shardlog/vfs"
 )
 
 // Damaged replicas (docs/cluster.md §8, issue 17; Protocol-Aware Recovery,
@@ -157,7 +158,9 @@ func (h *Host) quarantine(found map[uint64]error) error {
 
 // finishDamage moves each damaged replica's directory aside, once its
 // kindDamaged frame is durable. Idempotent: a replica whose directory is
-// gone already (moved at an earlier Open) is left as it is. found: this
+// gone already (moved at an earlier Open) is left as it is; any other
+// failure to list it (EACCES, EIO) fails Open, since files left in place
+// would be deleted by a later AddGroup (removeGroupFiles). found: this
 // Open found new damage (only then is the crash point asked, so an Open
 // without damage asks the tests' crash hook nothing).
 func (h *Host) finishDamage(found bool) error {
@@ -169,8 +172,10 @@ func (h *Host) finishDamage(found bool) error {
 	for _, id := range slices.Sorted(maps.Keys(h.damaged)) {
 		d := h.damaged[id]
 		dir := groupDir(h.cfg.Dir, id)
-		if _, err := h.cfg.FS.ReadDir(dir); err != nil {
+		if _, err := h.cfg.FS.ReadDir(dir); vfs.IsNotExist(err) {
 			continue
+		} else if err != nil {
+			return fmt.Errorf("replica: listing damaged group %d: %w", id, err)
 		}
 		if err := h.moveTree(dir, d.Dir); err != nil {
 			return fmt.Errorf("replica: moving damaged group %d aside: %w", id, err)

@@ -182,3 +182,50 @@ func frameOffsets(t *testing.T, fs vfs.FS, name string) []int64 {
 	}
 	return offs
 }
+
+// readDirFailFS fails every ReadDir of one directory with an I/O error.
+type readDirFailFS struct {
+	vfs.FS
+	dir string
+}
+
+func (f readDirFailFS) ReadDir(dir string) ([]string, error) {
+	if dir == f.dir {
+		return nil, vfs.ErrInjected
+	}
+	return f.FS.ReadDir(dir)
+}
+
+// TestDamageMoveListError: a damaged replica whose directory cannot be
+// listed (an I/O error, not its absence) fails Open rather than being
+// taken as moved already, and its files stay where they are.
+func TestDamageMoveListError(t *testing.T) {
+	n := newDamageNet(t, nil)
+	damageSetup(t, n)
+	if err := n.hosts[dmgB].Close(); err != nil {
+		t.Fatal(err)
+	}
+	delete(n.hosts, dmgB)
+	segs := segFiles(t, n.fss[dmgB], 7)
+	flipByte(t, n.fss[dmgB], segs[1], segment.FileHeaderSize)
+	cfg := n.cfg(dmgB)
+	cfg.crashAt = func(p string) bool { return p == crashDamageLogged }
+	if _, err := Open(cfg); !errors.Is(err, errCrashPoint) {
+		t.Fatalf("Open with a crash point: %v", err)
+	}
+	cfg = n.cfg(dmgB)
+	cfg.FS = readDirFailFS{FS: n.fss[dmgB], dir: groupDir("/d", 7)}
+	if h, err := Open(cfg); !errors.Is(err, vfs.ErrInjected) {
+		if h != nil {
+			h.Close()
+		}
+		t.Fatalf("Open with the damaged directory unlistable: %v, want the I/O error", err)
+	}
+	if _, err := n.fss[dmgB].Open(segs[1]); err != nil {
+		t.Fatalf("the damaged files left their place: %v", err)
+	}
+	n.open(dmgB) // and once the directory can be listed, Open finishes the move
+	if d := n.hosts[dmgB].Damaged(); len(d) != 1 || len(damagedDirs(t, n.fss[dmgB])) != 1 {
+		t.Fatalf("Damaged() = %+v, moved %v", d, damagedDirs(t, n.fss[dmgB]))
+	}
+}
