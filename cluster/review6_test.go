@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,4 +152,52 @@ func TestSubscribeLocalRawError(t *testing.T) {
 		t.Fatalf("onReplica after a replica gone: %v", err)
 	}
 	src.Close()
+}
+
+// TestRepairNeedsHealthyQuorum (review 6 #2): a damaged replica's repair
+// is started only when a quorum of its group's replicas is live and
+// undamaged; repairs that cannot go on (started before the group lost its
+// quorum) hold none of the maxMoves slots, so four such groups do not
+// freeze placement work; `cluster nodes` shows why they wait.
+func TestRepairNeedsHealthyQuorum(t *testing.T) {
+	snap := map[string]replica.MetaValue{}
+	cur := replica.Placement{}
+	for g := uint64(10); g <= 16; g++ {
+		snap[replica.PlacementKey(g)] = replica.MetaValue{Value: mustJSON([]uint64{1, 2, 3})}
+		cur[g] = []uint64{1, 2, 3}
+	}
+	for _, k := range []string{damagedKey(10, 2), damagedKey(10, 3), damagedKey(11, 2), damagedKey(11, 3),
+		damagedKey(12, 2), damagedKey(12, 3), damagedKey(13, 2), damagedKey(13, 3), // no quorum
+		damagedKey(14, 2), // two of three healthy
+		damagedKey(15, 1), // placed on 1, 2 and 5, which is not live
+	} {
+		snap[k] = replica.MetaValue{Value: mustJSON(damageRec{Reason: "corrupt"})}
+	}
+	snap[replica.PlacementKey(15)] = replica.MetaValue{Value: mustJSON([]uint64{1, 2, 5})}
+	cur[15] = []uint64{1, 2, 5}
+	live := []uint64{1, 2, 3, 4}
+
+	moves := map[uint64]moveRec{}
+	inflight := 0
+	got := plannedRepairs(snap, cur, moves, live, &inflight)
+	if !slices.Equal(got, []uint64{14}) || inflight != 1 || moves[14] != (moveRec{From: 2, To: 4}) {
+		t.Fatalf("planned %v (inflight %d, moves %v), want only group 14's, to node 4", got, inflight, moves)
+	}
+
+	// Repairs started while their groups were healthy, which then lost
+	// their quorum, count toward no budget; a plain move does.
+	moves = map[uint64]moveRec{10: {From: 2, To: 2}, 11: {From: 2, To: 2}, 12: {From: 3, To: 3}, 13: {From: 2, To: 2},
+		16: {From: 1, To: 4}}
+	if n := movesInFlight(snap, cur, moves, live); n != 1 {
+		t.Fatalf("moves in flight %d, want 1 (the plain move)", n)
+	}
+
+	d := damagedOn(snap, 2, live)
+	stuck := map[uint64]string{}
+	for _, x := range d {
+		stuck[x.Group] = x.Stuck
+	}
+	if stuck[10] == "" || stuck[14] != "" {
+		t.Fatalf("damagedOn(node 2): %+v, want group 10 stuck and 14 not", d)
+	}
 }

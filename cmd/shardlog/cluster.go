@@ -242,8 +242,12 @@ func printNodes(w io.Writer, list []cluster.NodeInfo) {
 	for _, n := range list {
 		fmt.Fprintf(w, "%-6d %-8s %-9d %-8d %-6t %-22s %s\n", n.ID, n.State, n.Replicas, n.Moving, n.Seed, n.API, n.Peer)
 		for _, d := range n.Damaged {
-			fmt.Fprintf(w, "       damaged replica of group %d since %s, being replaced: %s (files kept in %s on node %d)\n",
-				d.Group, d.At.Format(time.RFC3339), d.Reason, d.Dir, n.ID)
+			state := "being replaced"
+			if d.Stuck != "" {
+				state = "NOT being replaced (" + d.Stuck + ")"
+			}
+			fmt.Fprintf(w, "       damaged replica of group %d since %s, %s: %s (files kept in %s on node %d)\n",
+				d.Group, d.At.Format(time.RFC3339), state, d.Reason, d.Dir, n.ID)
 		}
 	}
 }
