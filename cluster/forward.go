@@ -340,8 +340,9 @@ func (n *Node) forwardTxn(ctx context.Context, addr string, conds []replica.Meta
 // post sends one internal request and decodes its answer. A dial failure
 // is errUnreachable (nothing sent); a 409 is a *notLeaderError; a 429 is
 // errThrottled (admit.go); a 422 a *kmsRefusal; a 503 with overloadHeader
-// is replica.ErrOverloaded (nothing proposed); anything else that fails,
-// another 503 included, is an error of its own (for a write: indeterminate).
+// is replica.ErrOverloaded (nothing proposed), any other 503 errUnreachable
+// (refused before anything was done); anything else that fails leaves the
+// request indeterminate.
 func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any) error {
 	keys := n.keys.Load()
 	if keys == nil {
@@ -387,6 +388,11 @@ func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any
 		if resp.Header.Get(overloadHeader) != "" {
 			return fmt.Errorf("cluster: leader at %s: %w", addr, replica.ErrOverloaded)
 		}
+		// Refused before anything was done (writeAdmin: the metadata
+		// leader out of reach; a node that does not know the secret yet):
+		// as good as unreachable, so the caller may go on elsewhere.
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		return fmt.Errorf("%w (%s answered %s: %s)", errUnreachable, addr, resp.Status, bytes.TrimSpace(msg))
 	case http.StatusBadRequest:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 		return &refusedError{msg: string(bytes.TrimSpace(msg))}

@@ -41,7 +41,8 @@ func TestNotStoredRefunds(t *testing.T) {
 
 // TestAdminUnavailableIsNotOverload (review 6 #3): a 503 from an admin
 // request (join, remove-node: the metadata leader cannot be reached) is
-// not taken for a leader's back-pressure; a 503 from writeFailure is.
+// not taken for a leader's back-pressure but for a refusal before anything
+// was done (errUnreachable); a 503 from writeFailure is back-pressure.
 func TestAdminUnavailableIsNotOverload(t *testing.T) {
 	n := &Node{client: http.DefaultClient}
 	n.keys.Store(&secretKeys{})
@@ -56,7 +57,7 @@ func TestAdminUnavailableIsNotOverload(t *testing.T) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { tc.answer(w) }))
 		err := n.post(context.Background(), strings.TrimPrefix(srv.URL, "http://"), "join", nil, &struct{}{})
 		srv.Close()
-		if err == nil || errors.Is(err, replica.ErrOverloaded) != tc.overload {
+		if err == nil || errors.Is(err, replica.ErrOverloaded) != tc.overload || errors.Is(err, errUnreachable) == tc.overload {
 			t.Errorf("%s: %v, want overload %v", tc.name, err, tc.overload)
 		}
 	}
