@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -44,8 +45,11 @@ import (
 //
 // Writes and reads of the shard go on through the healthy replicas
 // meanwhile. A damaged replica of the metadata group is not repaired
-// automatically: the node refuses to start (metaDamaged), and is removed
-// (remove-node) and replaced by a new node (README, Cluster).
+// automatically: the node refuses to start, its files left in place
+// (replica.Config.CriticalGroups; metaDamaged for one set aside by an
+// earlier version), and is removed (remove-node) and replaced by a new
+// node (README, Cluster). Nor are several replicas found damaged at one
+// start, unless Config.AcceptDamage (damageRefused).
 
 const damagedPrefix = "damaged/"
 
@@ -256,6 +260,23 @@ func metaDamaged(h *replica.Host) error {
 		}
 	}
 	return nil
+}
+
+// damageRefused is Open's error for the host's: for a start refused for
+// its damage (replica.DamageRefusal: nothing moved), what the operator
+// does about it.
+func damageRefused(dir string, err error) error {
+	var ref *replica.DamageRefusal
+	switch {
+	case !errors.As(err, &ref):
+		return fmt.Errorf("cluster: open raft state in %s: %w", dir, err)
+	case len(ref.Critical) > 0:
+		return fmt.Errorf("cluster: this node's replica of the metadata group is damaged; its files are left in place under %s (%w): "+
+			"remove the node (shardlog cluster remove-node) and add a new one with an empty data directory", dir, err)
+	}
+	return fmt.Errorf("cluster: several replicas found damaged at once, more likely one cause (the disk, a bug) than separate faults; "+
+		"nothing was moved (%w): check the disk, then either start with --cluster-accept-damage (each is set aside and replaced), "+
+		"or remove the node (shardlog cluster remove-node) and add a new one with an empty data directory", err)
 }
 
 // damagedReplicas is this node's damaged replicas as its status shows them.

@@ -220,5 +220,10 @@ func TestDamagedMetadataReplicaRefusesToStart(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "metadata group is damaged") || !strings.Contains(err.Error(), "remove-node") {
 		t.Fatalf("opening a node with a damaged metadata replica: %v", err)
 	}
+	// Its files stay in place (review 6): nothing is moved for a start
+	// that is refused anyway.
+	if _, err := c.nodes[2].fs.Open(segs[1]); err != nil {
+		t.Fatalf("the damaged metadata segment left its place: %v", err)
+	}
 	t.Log(err)
 }

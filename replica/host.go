@@ -122,6 +122,13 @@ type Config struct {
 	// (damage.go); default slog.Default(). Both *slog.Logger and the
 	// cluster's hclog.Logger satisfy it.
 	Logger Logger
+	// MaxDamagedAtOpen caps the replicas one Open sets aside as damaged
+	// (damage.go); past it Open fails and changes nothing (refuseDamage).
+	// 0: 1; negative: no cap.
+	MaxDamagedAtOpen int
+	// CriticalGroups are groups whose damage fails Open instead of setting
+	// the replica aside (the cluster's metadata group).
+	CriticalGroups []uint64
 
 	// restorePageBytes bounds a restore's pages (default
 	// DefaultRestorePageBytes; tests make it small).
@@ -371,6 +378,9 @@ func open(cfg Config) (*Host, error) {
 			return nil, err
 		}
 		h.addToOrder(g)
+	}
+	if err := h.refuseDamage(found); err != nil {
+		return nil, err
 	}
 	if err := h.replay(payloads, points); err != nil {
 		return nil, err

@@ -229,3 +229,75 @@ func TestDamageMoveListError(t *testing.T) {
 		t.Fatalf("Damaged() = %+v, moved %v", d, damagedDirs(t, n.fss[dmgB]))
 	}
 }
+
+// TestDamageRefusedAtOpen: damage to more groups at once than
+// Config.MaxDamagedAtOpen allows (one by default), or to a critical group,
+// fails Open with a *DamageRefusal and changes nothing on disk (no
+// damaged directory, the files in place, no damage recorded), so that an
+// Open allowed more sets them aside as before.
+func TestDamageRefusedAtOpen(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		groups   []uint64 // damaged
+		limit    int
+		critical []uint64
+		refused  bool
+	}{
+		{"one group", []uint64{7}, 0, nil, false},
+		{"two groups", []uint64{7, 8}, 0, nil, true},
+		{"two groups allowed", []uint64{7, 8}, 2, nil, false},
+		{"no cap", []uint64{7, 8}, -1, nil, false},
+		{"a critical group", []uint64{8}, -1, []uint64{8}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newDamageNet(t, nil)
+			damageSetup(t, n)
+			if err := n.hosts[dmgB].Close(); err != nil {
+				t.Fatal(err)
+			}
+			delete(n.hosts, dmgB)
+			var flipped []string
+			for _, g := range tc.groups {
+				segs := segFiles(t, n.fss[dmgB], g)
+				flipByte(t, n.fss[dmgB], segs[1], segment.FileHeaderSize)
+				flipped = append(flipped, segs[1])
+			}
+			cfg := n.cfg(dmgB)
+			cfg.MaxDamagedAtOpen, cfg.CriticalGroups = tc.limit, tc.critical
+			h, err := Open(cfg)
+			var ref *DamageRefusal
+			if !tc.refused {
+				if err != nil {
+					t.Fatal(err)
+				}
+				n.hosts[dmgB] = h
+				if len(h.Damaged()) != len(tc.groups) {
+					t.Fatalf("Damaged() = %+v, want groups %v", h.Damaged(), tc.groups)
+				}
+				return
+			}
+			if !errors.As(err, &ref) || !errors.Is(err, ErrDamaged) || len(ref.Found) != len(tc.groups) {
+				if h != nil {
+					h.Close()
+				}
+				t.Fatalf("Open: %v, want a refusal naming groups %v", err, tc.groups)
+			}
+			if d := damagedDirs(t, n.fss[dmgB]); len(d) != 0 {
+				t.Fatalf("files moved aside by a refused Open: %v", d)
+			}
+			for _, f := range flipped {
+				if _, err := n.fss[dmgB].Open(f); err != nil {
+					t.Fatalf("a damaged file left its place: %v", err)
+				}
+			}
+			cfg.MaxDamagedAtOpen, cfg.CriticalGroups = -1, nil // the operator allows it
+			if h, err = Open(cfg); err != nil {
+				t.Fatal(err)
+			}
+			n.hosts[dmgB] = h
+			if d := h.Damaged(); len(d) != len(tc.groups) {
+				t.Fatalf("after the refusal, an allowed Open: Damaged() = %+v", d)
+			}
+		})
+	}
+}
