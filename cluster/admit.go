@@ -167,15 +167,35 @@ func (n *Node) proposeAdmitted(ctx context.Context, group uint64, rec streamRec,
 }
 
 // proposeCharged proposes entries admitWrites has charged. A proposal
-// definitely not stored (this node does not lead, or its entry was
-// dropped: the errors onLeader retries, here or on another node) gives the
-// charge back, so the retry is charged once.
+// definitely not stored (notStored) gives the charge back, so the retry,
+// here or on another node, is charged once. Only the proposal's own
+// errors count: once it committed, the entries are stored, whatever the
+// seal check after it answers.
 func (n *Node) proposeCharged(ctx context.Context, group uint64, rec streamRec, key *segment.MasterKey, entries []entry) ([]uint64, int64, error) {
 	ords, arrival, err := n.proposeRecords(ctx, group, key, entries)
-	if errors.Is(err, replica.ErrNotLeader) || errors.Is(err, replica.ErrDropped) {
+	if notStored(err) {
 		n.refundWrites(group, rec, entries)
 	}
-	return ords, arrival, err
+	if err != nil {
+		return nil, 0, err
+	}
+	switch sealed, err := n.sealedAfter(ctx, group, ords[0]); {
+	case err != nil:
+		return nil, 0, err
+	case sealed: // a reshard closed the shard first
+		return nil, 0, errSealed
+	}
+	return ords, arrival, nil
+}
+
+// notStored reports whether a proposal's error says its entry was
+// definitely not stored: this node does not lead the group, or no longer
+// holds it, or raft dropped the entry (leadership moved, or the leader's
+// uncommitted data was over its cap). Anything else (a timeout, a stopped
+// host) may have stored it.
+func notStored(err error) bool {
+	return errors.Is(err, replica.ErrNotLeader) || errors.Is(err, replica.ErrDropped) ||
+		errors.Is(err, replica.ErrOverloaded) || errors.Is(err, replica.ErrUnknownGroup)
 }
 
 // refundWrites gives back the charge of entries admitWrites took that were

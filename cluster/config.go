@@ -106,6 +106,11 @@ type Config struct {
 	// (replica.Config.StateSegmentSize; 0: its default). Retention deletes
 	// whole sealed segments, so tests make them small.
 	StateSegmentSize int64
+	// AcceptDamage sets aside however many replicas the node's start finds
+	// damaged (serve's --cluster-accept-damage); without it more than one
+	// at once fails the start, changing nothing (replica.DamageRefusal).
+	// A damaged metadata replica fails it either way.
+	AcceptDamage bool
 	// Keyring holds the master keys of StartStreamEncryption (serve's
 	// --keyring; encrypt.go); every node needs the same keys. nil: a
 	// keyring without a file (only alias/aws/kinesis). Open makes it take

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -44,8 +45,11 @@ import (
 //
 // Writes and reads of the shard go on through the healthy replicas
 // meanwhile. A damaged replica of the metadata group is not repaired
-// automatically: the node refuses to start (metaDamaged), and is removed
-// (remove-node) and replaced by a new node (README, Cluster).
+// automatically: the node refuses to start, its files left in place
+// (replica.Config.CriticalGroups; metaDamaged for one set aside by an
+// earlier version), and is removed (remove-node) and replaced by a new
+// node (README, Cluster). Nor are several replicas found damaged at one
+// start, unless Config.AcceptDamage (damageRefused).
 
 const damagedPrefix = "damaged/"
 
@@ -101,26 +105,73 @@ func (n *Node) reportDamage(ctx context.Context, snap map[string]replica.MetaVal
 	}
 }
 
-// startRepairs, on the metadata leader, starts a move away from each
-// damaged replica that is still placed and whose group has no move under
-// way; inflight counts the moves, bounded by maxMoves.
+// startRepairs, on the metadata leader, starts the repairs plannedRepairs
+// picks; inflight counts the moves, bounded by maxMoves.
 func (n *Node) startRepairs(ctx context.Context, snap map[string]replica.MetaValue, cur replica.Placement,
 	moves map[uint64]moveRec, live []uint64, inflight *int) {
+	for _, g := range plannedRepairs(snap, cur, moves, live, inflight) {
+		mv := moves[g]
+		pk, mk := replica.PlacementKey(g), moveKey(g)
+		n.commitTxn(ctx, "starting a damaged replica's repair", []replica.MetaCond{{Key: pk, Version: snap[pk].Version}, {Key: mk}},
+			[]replica.MetaOp{{Key: mk, Value: mustJSON(mv)}})
+		n.cfg.Logger.Info("replacing a damaged replica", "group", g, "node", mv.From, "to", mv.To)
+	}
+}
+
+// plannedRepairs adds to moves a move away from each damaged replica that
+// is still placed, whose group has no move under way and can commit one
+// (repairBlocked), while inflight is below maxMoves; it returns their
+// groups.
+func plannedRepairs(snap map[string]replica.MetaValue, cur replica.Placement, moves map[uint64]moveRec,
+	live []uint64, inflight *int) []uint64 {
+	var out []uint64
 	dmg := damagedOf(snap)
 	for _, g := range slices.Sorted(maps.Keys(dmg)) {
 		for _, d := range slices.Sorted(slices.Values(dmg[g])) {
-			if _, busy := moves[g]; busy || *inflight >= maxMoves || !slices.Contains(cur[g], d) || g == metaGroup {
+			if _, busy := moves[g]; busy || *inflight >= maxMoves || !slices.Contains(cur[g], d) || g == metaGroup ||
+				repairBlocked(snap, cur[g], g, live) != "" {
 				continue
 			}
-			mv := moveRec{From: d, To: repairTarget(cur, g, d, live)}
-			moves[g] = mv
+			moves[g] = moveRec{From: d, To: repairTarget(cur, g, d, live)}
 			*inflight++
-			pk, mk := replica.PlacementKey(g), moveKey(g)
-			n.commitTxn(ctx, "starting a damaged replica's repair", []replica.MetaCond{{Key: pk, Version: snap[pk].Version}, {Key: mk}},
-				[]replica.MetaOp{{Key: mk, Value: mustJSON(mv)}})
-			n.cfg.Logger.Info("replacing a damaged replica", "group", g, "node", d, "to", mv.To)
+			out = append(out, g)
 		}
 	}
+	return out
+}
+
+// repairBlocked says why group g's damaged replicas cannot be replaced now
+// ("" if they can). Every step of a repair is a membership change the
+// group must commit, so it needs a quorum of the group's placed replicas
+// healthy (live, not damaged): group {A,B,C} with B and C damaged can
+// never commit the first step, and its repair would hold one of the
+// maxMoves slots for ever (four such groups would freeze every move). Such
+// a repair is not started, or, started before the group lost its quorum,
+// counts toward no budget (movesInFlight) until enough replicas are back.
+func repairBlocked(snap map[string]replica.MetaValue, placed []uint64, g uint64, live []uint64) string {
+	healthy := 0
+	for _, x := range placed {
+		if slices.Contains(live, x) && !isDamaged(snap, g, x) {
+			healthy++
+		}
+	}
+	if healthy > len(placed)/2 {
+		return ""
+	}
+	return fmt.Sprintf("only %d of the group's %d replicas are live and undamaged, no quorum: "+
+		"it waits until enough of them are back", healthy, len(placed))
+}
+
+// movesInFlight counts the moves under way toward maxMoves: all but the
+// repairs that cannot go on (repairBlocked).
+func movesInFlight(snap map[string]replica.MetaValue, cur replica.Placement, moves map[uint64]moveRec, live []uint64) int {
+	count := 0
+	for g, mv := range moves {
+		if !isDamaged(snap, g, mv.From) || repairBlocked(snap, cur[g], g, live) == "" {
+			count++
+		}
+	}
+	return count
 }
 
 // repairTarget is the node a damaged replica of group g on node d moves
@@ -211,6 +262,23 @@ func metaDamaged(h *replica.Host) error {
 	return nil
 }
 
+// damageRefused is Open's error for the host's: for a start refused for
+// its damage (replica.DamageRefusal: nothing moved), what the operator
+// does about it.
+func damageRefused(dir string, err error) error {
+	var ref *replica.DamageRefusal
+	switch {
+	case !errors.As(err, &ref):
+		return fmt.Errorf("cluster: open raft state in %s: %w", dir, err)
+	case len(ref.Critical) > 0:
+		return fmt.Errorf("cluster: this node's replica of the metadata group is damaged; its files are left in place under %s (%w): "+
+			"remove the node (shardlog cluster remove-node) and add a new one with an empty data directory", dir, err)
+	}
+	return fmt.Errorf("cluster: several replicas found damaged at once, more likely one cause (the disk, a bug) than separate faults; "+
+		"nothing was moved (%w): check the disk, then either start with --cluster-accept-damage (each is set aside and replaced), "+
+		"or remove the node (shardlog cluster remove-node) and add a new one with an empty data directory", err)
+}
+
 // damagedReplicas is this node's damaged replicas as its status shows them.
 func (n *Node) damagedReplicas() []DamagedReplica {
 	var out []DamagedReplica
@@ -227,19 +295,28 @@ type DamagedReplica struct {
 	Reason string    `json:"reason,omitempty"`
 	At     time.Time `json:"at"`
 	Dir    string    `json:"dir,omitempty"`
+	// Stuck says why its repair cannot go on ("" if it can): its group
+	// has no quorum of healthy replicas (repairBlocked). NodeInfo only.
+	Stuck string `json:"stuck,omitempty"`
 }
 
-// damagedOn is the damaged replicas the metadata records on node id.
-func damagedOn(snap map[string]replica.MetaValue, id uint64) []DamagedReplica {
+// damagedOn is the damaged replicas the metadata records on node id, each
+// with why it is not being replaced, if it is not (live: the live nodes).
+func damagedOn(snap map[string]replica.MetaValue, id uint64, live []uint64) []DamagedReplica {
 	var out []DamagedReplica
 	dmg := damagedOf(snap)
+	cur, _ := placementsOf(snap)
 	for _, g := range slices.Sorted(maps.Keys(dmg)) {
 		if !slices.Contains(dmg[g], id) {
 			continue
 		}
 		var rec damageRec
 		_ = json.Unmarshal(snap[damagedKey(g, id)].Value, &rec)
-		out = append(out, DamagedReplica{Group: g, Reason: rec.Reason, At: rec.At, Dir: rec.Dir})
+		d := DamagedReplica{Group: g, Reason: rec.Reason, At: rec.At, Dir: rec.Dir}
+		if g != metaGroup && slices.Contains(cur[g], id) {
+			d.Stuck = repairBlocked(snap, cur[g], g, live)
+		}
+		out = append(out, d)
 	}
 	return out
 }

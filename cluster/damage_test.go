@@ -175,7 +175,7 @@ func TestDamagedKeys(t *testing.T) {
 	if got := damagedOf(snap); len(got) != 2 || !slices.Equal(got[7], []uint64{2}) || !slices.Equal(got[9], []uint64{3}) {
 		t.Fatalf("damagedOf %v", got)
 	}
-	if got := damagedOn(snap, 2); len(got) != 1 || got[0].Group != 7 || got[0].Reason != "segment x: corrupt" || !got[0].At.Equal(at) {
+	if got := damagedOn(snap, 2, []uint64{1, 2, 3}); len(got) != 1 || got[0].Group != 7 || got[0].Reason != "segment x: corrupt" || !got[0].At.Equal(at) {
 		t.Fatalf("damagedOn %+v", got)
 	}
 	cur := replica.Placement{7: {1, 2, 3}, 8: {4, 1, 2}, 9: {1, 3, 5}}
@@ -219,6 +219,11 @@ func TestDamagedMetadataReplicaRefusesToStart(t *testing.T) {
 		Advertise: c.nodes[2].apiAddr, Dir: "/raft", FS: c.nodes[2].fs, AccountID: "123456789012", ShardLimit: 100})
 	if err == nil || !strings.Contains(err.Error(), "metadata group is damaged") || !strings.Contains(err.Error(), "remove-node") {
 		t.Fatalf("opening a node with a damaged metadata replica: %v", err)
+	}
+	// Its files stay in place (review 6): nothing is moved for a start
+	// that is refused anyway.
+	if _, err := c.nodes[2].fs.Open(segs[1]); err != nil {
+		t.Fatalf("the damaged metadata segment left its place: %v", err)
 	}
 	t.Log(err)
 }

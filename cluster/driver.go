@@ -159,7 +159,7 @@ func (n *Node) drivePlacement(ctx context.Context) {
 			delete(moves, g)
 		}
 	}
-	inflight := len(moves)
+	inflight := movesInFlight(snap, cur, moves, live)
 	n.startRepairs(ctx, snap, cur, moves, live, &inflight)
 	target := replica.Place(live, groups, cur, n.cfg.Replicas)
 	for _, mv := range replica.Moves(cur, target) {

@@ -262,11 +262,18 @@ func (n *Node) serveMeta(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, metaReply{Committed: committed, Applied: n.host.Status(metaGroup).Applied})
 }
 
+// overloadHeader marks a 503 that is a leader's back-pressure
+// (replica.ErrOverloaded: nothing proposed), which post tells apart from
+// other 503s (writeAdmin's "the metadata leader cannot be reached").
+const overloadHeader = "Shardlog-Overloaded"
+
 // writeFailure answers a definite "not here" (409, with the leader this
-// node knows), a leader's back-pressure (503: replica.ErrOverloaded), or
-// any other failure (500: indeterminate for the sender).
+// node knows), a leader's back-pressure (503 with overloadHeader:
+// replica.ErrOverloaded), or any other failure (500: indeterminate for the
+// sender).
 func (n *Node) writeFailure(w http.ResponseWriter, group uint64, err error) {
 	if errors.Is(err, replica.ErrOverloaded) {
+		w.Header().Set(overloadHeader, "1")
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
@@ -336,9 +343,10 @@ func (n *Node) forwardTxn(ctx context.Context, addr string, conds []replica.Meta
 
 // post sends one internal request and decodes its answer. A dial failure
 // is errUnreachable (nothing sent); a 409 is a *notLeaderError; a 429 is
-// errThrottled (admit.go); a 422 a *kmsRefusal; a 503 is
-// replica.ErrOverloaded (nothing proposed); anything else that fails
-// leaves the request indeterminate.
+// errThrottled (admit.go); a 422 a *kmsRefusal; a 503 with overloadHeader
+// is replica.ErrOverloaded (nothing proposed), any other 503 errUnreachable
+// (refused before anything was done); anything else that fails leaves the
+// request indeterminate.
 func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any) error {
 	keys := n.keys.Load()
 	if keys == nil && !(path == "join" && n.cfg.PeerTLS != nil) {
@@ -387,7 +395,14 @@ func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any
 		}
 		return &refusal
 	case http.StatusServiceUnavailable:
-		return fmt.Errorf("cluster: leader at %s: %w", addr, replica.ErrOverloaded)
+		if resp.Header.Get(overloadHeader) != "" {
+			return fmt.Errorf("cluster: leader at %s: %w", addr, replica.ErrOverloaded)
+		}
+		// Refused before anything was done (writeAdmin: the metadata
+		// leader out of reach; a node that does not know the secret yet):
+		// as good as unreachable, so the caller may go on elsewhere.
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		return fmt.Errorf("%w (%s answered %s: %s)", errUnreachable, addr, resp.Status, bytes.TrimSpace(msg))
 	case http.StatusBadRequest:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 		return &refusedError{msg: string(bytes.TrimSpace(msg))}

@@ -348,7 +348,7 @@ func (n *Node) nodeInfo(id uint64) NodeInfo {
 	}
 	snap := n.meta.Snapshot()
 	cur, moves := placementsOf(snap)
-	info.Damaged = damagedOn(snap, id)
+	info.Damaged = damagedOn(snap, id, n.liveNodes())
 	for _, nodes := range cur {
 		if slices.Contains(nodes, id) {
 			info.Replicas++

@@ -109,14 +109,19 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		groups = []replica.GroupConfig{{ID: metaGroup, Peers: cfg.nodes()}}
 	}
 	opened := time.Now()
+	maxDamaged := 0 // the host's default: one replica set aside per start (damage.go)
+	if cfg.AcceptDamage {
+		maxDamaged = -1
+	}
 	h, err := replica.Open(replica.Config{NodeID: cfg.NodeID, FS: cfg.FS, Dir: cfg.Dir, Transport: tr,
 		Groups: groups, ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks, Applier: appliers{n.meta, n.seals}, Observer: cfg.Observer,
 		// The host stamps entries with the cluster's clock: retention trims
 		// by the entries' times and reads filter by the records' (retention.go).
-		Now: cfg.Now, StateSegmentSize: cfg.StateSegmentSize, Logger: cfg.Logger})
+		Now: cfg.Now, StateSegmentSize: cfg.StateSegmentSize, Logger: cfg.Logger,
+		CriticalGroups: []uint64{metaGroup}, MaxDamagedAtOpen: maxDamaged})
 	if err != nil {
 		tr.Close()
-		return nil, fmt.Errorf("cluster: open raft state in %s: %w", cfg.Dir, err)
+		return nil, damageRefused(cfg.Dir, err)
 	}
 	if err := metaDamaged(h); err != nil {
 		h.Close()

@@ -291,7 +291,8 @@ func (n *Node) shardWriteError(stream, id string, err error) error {
 // node must lead, and waits until it is committed on a quorum (each
 // replica's copy fdatasync'd) and applied here. The ordinals are the
 // records' positions in the group's log (replica.Ordinal). With a master
-// key, every record is encrypted before it is proposed (encrypt.go).
+// key, every record is encrypted before it is proposed (encrypt.go). The
+// seal check after the commit is proposeCharged's.
 func (n *Node) proposeRecords(ctx context.Context, group uint64, key *segment.MasterKey, entries []entry) ([]uint64, int64, error) {
 	arrival := n.cfg.Now().UnixMilli()
 	var dk *dataKey
@@ -325,12 +326,6 @@ func (n *Node) proposeRecords(ctx context.Context, group uint64, key *segment.Ma
 	ords, err := n.await(ctx, p)
 	if err != nil {
 		return nil, 0, err
-	}
-	switch sealed, err := n.sealedAfter(ctx, group, ords[0]); {
-	case err != nil:
-		return nil, 0, err
-	case sealed: // a reshard closed the shard first
-		return nil, 0, errSealed
 	}
 	return ords, arrival, nil
 }

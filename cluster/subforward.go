@@ -168,7 +168,9 @@ func (n *Node) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 	defer context.AfterFunc(n.served, cancel)()
 	sub, err := n.subscribeLocal(ctx, at, nil)
 	if err != nil {
-		send(subFrame{Err: toFrameError(err)})
+		// ServiceUnavailable (the replica gone or not current): the
+		// receiving node tries another replica (openRemote).
+		send(subFrame{Err: toFrameError(n.unavailable(at.Stream, datadir.ShardID(at.Index), err))})
 		return
 	}
 	defer sub.Close()
@@ -192,7 +194,9 @@ func (n *Node) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// subscribeRemote opens a forwarded subscription on a replica of at's group.
+// subscribeRemote opens a subscription on a replica of at's group: this
+// node's if it serves the group's reads, else (or once it is found removed)
+// a forwarded one on each other replica in turn until one opens.
 func (n *Node) subscribeRemote(ctx context.Context, at subscribeAt, gone <-chan struct{}) (storage.EventSource, error) {
 	var out storage.EventSource
 	err := n.onReplica(ctx, at.Group,
@@ -211,7 +215,8 @@ func (n *Node) subscribeRemote(ctx context.Context, at subscribeAt, gone <-chan 
 }
 
 // openRemote asks the node at addr to serve the subscription and waits for
-// its first frame. Errors: errUnreachable when no stream could be opened
+// its first frame. Errors: errUnreachable when no stream could be opened,
+// or the first frame says its replica is unavailable or not current
 // (opening one changes nothing anywhere, so unlike a write it may always
 // go to the next replica), a *notLeaderError (it serves no reads of the
 // group), or the error its first frame carries.
@@ -262,6 +267,9 @@ func (n *Node) openRemote(ctx context.Context, addr string, at subscribeAt, gone
 		resp.Body.Close()
 		cancel()
 		if err == nil && first.Err != nil {
+			if fe := first.Err; fe.NotCurrent || fe.Kind == storage.ErrUnavailable.Error() {
+				return nil, fmt.Errorf("%w (forwarded subscription to node %d: %s)", errUnreachable, from, fe.Msg)
+			}
 			return nil, n.fromFrameError(from, first.Err)
 		}
 		return nil, fmt.Errorf("%w (forwarded subscription to node %d: no open frame: %v)", errUnreachable, from, err)
@@ -337,6 +345,12 @@ func (s *remoteSubscription) read(dec *json.Decoder) (subFrame, error) {
 		return f, err
 	case f.Event == nil && f.Err == nil:
 		return f, errors.New("a frame with neither an event nor an error")
+	case f.Event != nil && f.Event.End() && len(f.Event.ChildShards) == 0:
+		// End() is an empty continuation number; only a closed shard's last
+		// event has none, and it names the shard's children (a split's two,
+		// a merge's one). Taken for the end, a buggy or skewed peer's frame
+		// would make the consumer stop reading a shard that goes on.
+		return f, errors.New("an event with no continuation number and no child shards")
 	}
 	return f, nil
 }

@@ -99,10 +99,16 @@ func (n *Node) subscribe(ctx context.Context, in storage.SubscribeInput, gone <-
 	}
 	at := subscribeAt{Stream: in.Stream, Created: rec.CreatedNs, Epoch: shardEpoch(rec, sh), Index: pos.ShardIndex, Group: sh.Group,
 		Ordinal: pos.Ordinal, Consumer: in.Consumer}
-	if sh.Group != 0 && !n.servesReads(sh.Group) {
+	if sh.Group != 0 {
+		// This node's replica first if it serves reads; one elsewhere if it
+		// does not, or was removed meanwhile (subforward.go).
 		return n.subscribeRemote(ctx, at, gone)
 	}
-	return n.subscribeLocal(ctx, at, gone)
+	sub, err := n.subscribeLocal(ctx, at, gone)
+	if err != nil {
+		return nil, n.unavailable(at.Stream, datadir.ShardID(at.Index), err)
+	}
+	return sub, nil
 }
 
 // subscribeAt is a resolved starting position: the stream incarnation, the
@@ -119,7 +125,10 @@ type subscribeAt struct {
 }
 
 // subscribeLocal opens a subscription at a resolved position on this
-// node's replica, once a ReadIndex round showed it current.
+// node's replica, once a ReadIndex round showed it current. Its errors are
+// raw (replica.ErrUnknownGroup when the replica is gone, errNoLeader), so
+// that onReplica can tell a replica moved away and try another; the
+// outermost caller makes them ServiceUnavailable (Node.unavailable).
 func (n *Node) subscribeLocal(ctx context.Context, at subscribeAt, gone <-chan struct{}) (*subscription, error) {
 	rec, sh, err := n.shardOf(ctx, at.Stream, datadir.ShardID(at.Index))
 	if err != nil {
@@ -129,11 +138,11 @@ func (n *Node) subscribeLocal(ctx context.Context, at subscribeAt, gone <-chan s
 		return nil, n.fail(storage.ErrShardNotFound, storage.ReasonShardGone, storage.Facts{Stream: at.Stream, Shard: sh.ID})
 	}
 	if err := n.linearize(ctx, sh.Group); err != nil {
-		return nil, n.unavailable(at.Stream, sh.ID, err)
+		return nil, err
 	}
 	st := n.host.Status(sh.Group)
 	if st.Leader == 0 {
-		return nil, n.unavailable(at.Stream, sh.ID, errNoLeader)
+		return nil, errNoLeader
 	}
 	sub := &subscription{n: n, stream: at.Stream, created: rec.CreatedNs, epoch: shardEpoch(rec, sh), index: at.Index,
 		group: sh.Group, consumer: at.Consumer, gone: gone, done: make(chan struct{}),

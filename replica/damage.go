@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shardlog/shardlog/segment"
+	"github.com/shardlog/shardlog/vfs"
 )
 
 // Damaged replicas (docs/cluster.md §8, issue 17; Protocol-Aware Recovery,
@@ -123,6 +124,63 @@ func damagedGroups(hostDir string, payloads []walPayload) (map[uint64]Damage, er
 	return out, nil
 }
 
+// DamageRefusal is Open's error when the damage it found is not set aside
+// (refuseDamage); it wraps ErrDamaged. Nothing was written or moved.
+type DamageRefusal struct {
+	Found    map[uint64]string // group → the recovery error
+	Critical []uint64          // the Config.CriticalGroups among them
+	Limit    int               // Config.MaxDamagedAtOpen in force
+}
+
+func (e *DamageRefusal) Error() string {
+	var b strings.Builder
+	if len(e.Critical) > 0 {
+		fmt.Fprintf(&b, "replica: refusing to open: the replica of critical group %v is damaged", e.Critical)
+	} else {
+		fmt.Fprintf(&b, "replica: refusing to open: %d replicas found damaged at once (at most %d are set aside)", len(e.Found), e.Limit)
+	}
+	for _, id := range slices.Sorted(maps.Keys(e.Found)) {
+		fmt.Fprintf(&b, "; group %d: %s", id, strings.TrimPrefix(e.Found[id], "replica: "))
+	}
+	return b.String()
+}
+
+func (e *DamageRefusal) Unwrap() error { return ErrDamaged }
+
+// refuseDamage fails Open, before anything of the damage is made durable
+// or moved, when it does not look like one replica's bad luck: damage to a
+// critical group (without which the node cannot serve anyway, so its files
+// are better left in place for the operator), or to more groups at once
+// than Config.MaxDamagedAtOpen allows. Several at once more likely share
+// one cause (a failing disk, a recovery bug such as review 6's, where a
+// whole-cluster power cut made replicas of a group look damaged on several
+// nodes) than they are independent rot: setting them all aside costs every
+// such group a replica, perhaps on several nodes at once, and cannot be
+// undone by a fixed binary. The operator decides, and may raise the limit.
+func (h *Host) refuseDamage(found map[uint64]error) error {
+	limit := h.cfg.MaxDamagedAtOpen
+	if limit == 0 {
+		limit = 1
+	}
+	ref := &DamageRefusal{Found: map[uint64]string{}, Limit: limit}
+	for id, err := range found {
+		ref.Found[id] = err.Error()
+		if slices.Contains(h.cfg.CriticalGroups, id) {
+			ref.Critical = append(ref.Critical, id)
+		}
+	}
+	slices.Sort(ref.Critical)
+	if len(ref.Critical) == 0 && (limit < 0 || len(found) <= limit) {
+		return nil
+	}
+	for _, g := range h.groups {
+		if g.state != nil {
+			g.state.close()
+		}
+	}
+	return ref
+}
+
 // quarantine sets aside the groups whose applied state Open found damaged,
 // after the WAL's replay gave them their raft state: each is buried, its
 // kindDamaged frame queued (both made durable by Open's next flush, before
@@ -157,7 +215,9 @@ func (h *Host) quarantine(found map[uint64]error) error {
 
 // finishDamage moves each damaged replica's directory aside, once its
 // kindDamaged frame is durable. Idempotent: a replica whose directory is
-// gone already (moved at an earlier Open) is left as it is. found: this
+// gone already (moved at an earlier Open) is left as it is; any other
+// failure to list it (EACCES, EIO) fails Open, since files left in place
+// would be deleted by a later AddGroup (removeGroupFiles). found: this
 // Open found new damage (only then is the crash point asked, so an Open
 // without damage asks the tests' crash hook nothing).
 func (h *Host) finishDamage(found bool) error {
@@ -169,8 +229,10 @@ func (h *Host) finishDamage(found bool) error {
 	for _, id := range slices.Sorted(maps.Keys(h.damaged)) {
 		d := h.damaged[id]
 		dir := groupDir(h.cfg.Dir, id)
-		if _, err := h.cfg.FS.ReadDir(dir); err != nil {
+		if _, err := h.cfg.FS.ReadDir(dir); vfs.IsNotExist(err) {
 			continue
+		} else if err != nil {
+			return fmt.Errorf("replica: listing damaged group %d: %w", id, err)
 		}
 		if err := h.moveTree(dir, d.Dir); err != nil {
 			return fmt.Errorf("replica: moving damaged group %d aside: %w", id, err)

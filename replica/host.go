@@ -122,6 +122,13 @@ type Config struct {
 	// (damage.go); default slog.Default(). Both *slog.Logger and the
 	// cluster's hclog.Logger satisfy it.
 	Logger Logger
+	// MaxDamagedAtOpen caps the replicas one Open sets aside as damaged
+	// (damage.go); past it Open fails and changes nothing (refuseDamage).
+	// 0: 1; negative: no cap.
+	MaxDamagedAtOpen int
+	// CriticalGroups are groups whose damage fails Open instead of setting
+	// the replica aside (the cluster's metadata group).
+	CriticalGroups []uint64
 
 	// restorePageBytes bounds a restore's pages (default
 	// DefaultRestorePageBytes; tests make it small).
@@ -354,6 +361,10 @@ func open(cfg Config) (*Host, error) {
 	if h.damaged, err = damagedGroups(cfg.Dir, payloads); err != nil {
 		return nil, err
 	}
+	points, err := compactionPoints(payloads)
+	if err != nil {
+		return nil, err
+	}
 	found := map[uint64]error{} // damaged at this Open (damage.go)
 	for _, gc := range append(slices.Clone(cfg.Groups), added...) {
 		if _, bad := h.damaged[gc.ID]; bad || h.groups[gc.ID] != nil {
@@ -361,14 +372,17 @@ func open(cfg Config) (*Host, error) {
 		}
 		g := h.newGroup(gc)
 		g.dynamic = !slices.ContainsFunc(cfg.Groups, func(c GroupConfig) bool { return c.ID == gc.ID })
-		if err := h.restoreState(g); isDamage(err) {
+		if err := h.restoreState(g, points[gc.ID].index); isDamage(err) {
 			found[gc.ID] = err
 		} else if err != nil {
 			return nil, err
 		}
 		h.addToOrder(g)
 	}
-	if err := h.replay(payloads); err != nil {
+	if err := h.refuseDamage(found); err != nil {
+		return nil, err
+	}
+	if err := h.replay(payloads, points); err != nil {
 		return nil, err
 	}
 	if err := h.quarantine(found); err != nil {
@@ -432,13 +446,18 @@ func addedGroups(payloads []walPayload) ([]GroupConfig, error) {
 func errUnknownGroup(id uint64) error { return fmt.Errorf("%w %d", ErrUnknownGroup, id) }
 
 // restoreState opens a group's segments: the group has applied everything
-// they hold (recovery replays the rest from the WAL).
-func (h *Host) restoreState(g *group) error {
+// they hold (recovery replays the rest from the WAL). floor is the group's
+// compaction point in the WAL (segState.floor).
+func (h *Host) restoreState(g *group, floor uint64) error {
 	st, err := openSegState(&segState{fs: h.cfg.FS, comp: h.cfg.Compressor, dir: groupDir(h.cfg.Dir, g.id), group: g.id,
 		size: h.cfg.StateSegmentSize, now: func() int64 { return h.cfg.Now().UnixNano() }, synced: h.stateSynced, crash: h.crash,
-		life: h.newLife()})
+		life: h.newLife(), floor: floor})
 	if err != nil {
 		return err
+	}
+	if st.cutCorrupt != nil {
+		h.logger().Error("replica: cut a corrupt tail of the newest applied-state segment; the WAL applies its entries again",
+			"group", g.id, "wal_floor", floor, "error", st.cutCorrupt)
 	}
 	g.state = st
 	g.applied = st.held()
@@ -465,26 +484,11 @@ func (h *Host) restored(g *group) error {
 // gone). An entries frame replaces the log from its first index on, as raft's
 // log does when a new leader overwrites an uncommitted tail, and so one that
 // ends at or below the compaction point cuts everything after it.
-func (h *Host) replay(payloads []walPayload) error {
-	for _, p := range payloads {
-		if p.p[0] == kindRemoveGroup {
-			// A replica removed, and maybe added again later: nothing of its
-			// earlier life (compaction point, configuration) is the new one's.
-			if g := h.groups[le.Uint64(p.p[1:])]; g != nil {
-				g.compacted, g.compactTerm, g.confs = 0, 0, nil
-			}
-			continue
-		}
-		if p.p[0] != kindCompact && p.p[0] != kindSnapshot {
-			continue
-		}
-		id, idx, term, cs, err := decodeCompact(p.p[1:])
-		if err != nil {
-			return err
-		}
-		if g := h.groups[id]; g != nil && idx > g.compacted {
-			g.compacted, g.compactTerm = idx, term
-			g.setBase(idx, cs)
+func (h *Host) replay(payloads []walPayload, points map[uint64]compactPoint) error {
+	for id, pt := range points {
+		if g := h.groups[id]; g != nil {
+			g.compacted, g.compactTerm = pt.index, pt.term
+			g.setBase(pt.index, pt.cs)
 		}
 	}
 	logs := map[uint64][]*pb.Entry{}
@@ -518,6 +522,37 @@ func (h *Host) replay(payloads []walPayload) error {
 		g.compactTo, g.durable = g.compacted, g.compacted
 	}
 	return nil
+}
+
+// compactPoint is a group's highest compaction point in the WAL.
+type compactPoint struct {
+	index, term uint64
+	cs          *pb.ConfState
+}
+
+// compactionPoints is each group's log start in the WAL (replay): its
+// highest compaction or snapshot point since its replica was last removed.
+// Open needs it before the applied state is recovered, as the floor above
+// which the WAL holds every entry (segState.floor).
+func compactionPoints(payloads []walPayload) (map[uint64]compactPoint, error) {
+	out := map[uint64]compactPoint{}
+	for _, p := range payloads {
+		switch p.p[0] {
+		case kindRemoveGroup:
+			// A replica removed, and maybe added again later: nothing of its
+			// earlier life (compaction point, configuration) is the new one's.
+			delete(out, le.Uint64(p.p[1:]))
+		case kindCompact, kindSnapshot:
+			id, idx, term, cs, err := decodeCompact(p.p[1:])
+			if err != nil {
+				return nil, err
+			}
+			if idx > out[id].index {
+				out[id] = compactPoint{idx, term, cs}
+			}
+		}
+	}
+	return out, nil
 }
 
 func (h *Host) replayOne(p walPayload, logs map[uint64][]*pb.Entry, hss map[uint64]*pb.HardState) error {

@@ -53,7 +53,9 @@ import (
 // entries durably); sync makes them durable, and runs before the WAL behind
 // them is deleted. A roll syncs the segment it leaves, so only the newest
 // segment can have an unsynced, torn tail, which recovery cuts; the WAL
-// re-applies what was cut. Segments only ever hold committed entries, so
+// re-applies what was cut. A power cut may persist a later page of that
+// tail and lose an earlier one: a tail that looks corrupt but holds only
+// entries above the WAL's floor is cut too (floorCovers). Segments only ever hold committed entries, so
 // whatever prefix of them survives is true.
 //
 // Concurrency: the host calls every method but read with its own lock held;
@@ -70,6 +72,14 @@ type segState struct {
 	// synced, if set, is told of each fdatasync of a written segment (the
 	// host counts them: Stats, Config.Observer).
 	synced func(d time.Duration, err error)
+
+	// floor is the group's compaction point in the WAL at Open: the WAL
+	// holds every entry above it, and the segments were synced up to it
+	// before it was taken (Host.maybeRoll). recover cuts a corrupt tail of
+	// the newest segment that holds only entries above it (floorCovers).
+	floor uint64
+	// cutCorrupt, set by recover, is the corrupt tail it cut (for the log).
+	cutCorrupt error
 
 	// life names this opening of the state (snapManifest): random, drawn
 	// when the host opens it; an installation keeps it (its generation
@@ -235,7 +245,8 @@ func (s *segState) removeOtherGens() error {
 
 // recover reads the live generation's segments, oldest first: each sealed
 // one's frame headers, and every byte of the newest with CRCs, cutting its
-// torn tail (an unsynced write a crash interrupted). Damage anywhere else is
+// torn tail (an unsynced write a crash interrupted), or a corrupt one the
+// WAL still covers (floorCovers). Damage anywhere else is
 // corruption: the host opens without this replica (damage.go), and
 // `shardlog fsck dump` of its moved-aside files shows it.
 func (s *segState) recover() error {
@@ -296,6 +307,9 @@ func (s *segState) recoverSeg(sg *stateSeg, newest bool) (bool, error) {
 		return false, fmt.Errorf("segment %s: %w", sg.path, err)
 	case res.Header.FirstSeq != sg.firstSeq || res.Header.SegmentID != sg.id || res.Header.ShardKey != s.group:
 		return false, fmt.Errorf("%w: segment %s: its header does not match its name or group", segment.ErrCorrupt, sg.path)
+	case newest && res.Tail == segment.TailCorrupt && s.floorCovers(sg, res):
+		// Not damage: see floorCovers. Cut below, as a torn tail.
+		s.cutCorrupt = fmt.Errorf("segment %s: %s at offset %d: %v", sg.path, res.Tail, res.BadOffset, res.BadErr)
 	case res.Tail == segment.TailCorrupt || !newest && res.Tail != segment.TailClean:
 		return false, fmt.Errorf("%w: segment %s: %s at offset %d: %v", segment.ErrCorrupt, sg.path, res.Tail, res.BadOffset, res.BadErr)
 	}
@@ -325,6 +339,30 @@ func (s *segState) recoverSeg(sg *stateSeg, newest bool) (bool, error) {
 	s.lastTs = max(s.lastTs, res.MaxTs)
 	s.last = max(s.last, sg.lastSeq>>16)
 	return true, nil
+}
+
+// floorCovers reports whether a corrupt tail of the newest segment holds
+// only entries the WAL still has, so that cutting it, as a torn tail, loses
+// nothing: the WAL's replay applies them again.
+//
+// The newest segment is fdatasync'd only when the WAL rolls (or it rolls
+// itself), so a power cut can persist a later page of its unsynced bytes
+// and lose an earlier one: segment.Scan then finds a valid frame after a
+// gap and calls the tail corrupt, though it is a crash's doing. Bytes above
+// the floor cannot be told apart from bit rot, but need not be: the WAL
+// covers them either way. Below the floor (entries whose WAL frames may be
+// gone), or at or below an installed snapshot's mark (a generation synced
+// whole), damage is damage.
+//
+// Frames end only between entries, so every entry cut has its first
+// record at or after the cut's first ordinal.
+func (s *segState) floorCovers(sg *stateSeg, res segment.ScanResult) bool {
+	from := sg.firstSeq // the lowest ordinal cut
+	if res.Frames > 0 {
+		from = res.LastSeq + 1
+	}
+	lowest := (from + 0xffff) >> 16 // the lowest entry index cut
+	return lowest > max(s.floor, s.mark)
 }
 
 func (s *segState) removeSeg(sg *stateSeg) error {

@@ -403,7 +403,7 @@ func (s *sim) crash(n *simNode) {
 	}
 	s.countWAL(n.host)
 	n.host = nil
-	n.fs.Crash(s.rng, vfs.TearMode(s.rng.IntN(3)))
+	n.fs.Crash(s.rng, vfs.TearMode(s.rng.IntN(4))) // every mode, TearGap included
 	for _, c := range s.clients {
 		if a := c.current; a != nil && a.node == n.id {
 			a.outcome, c.current = unknown, nil

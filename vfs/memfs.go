@@ -129,7 +129,19 @@ const (
 	// TearZeros keeps the file's unsynced length but zeroes a random suffix, as when
 	// the size reached the disk before the data.
 	TearZeros
+	// TearGap keeps the file's unsynced length and bytes but one lost block:
+	// a random block (TearBlock bytes, aligned in the file, cut to the
+	// unsynced range) is zeros, while every unsynced byte after it reached
+	// the disk. The page cache may write a later page back before an
+	// earlier one, and a device its sectors out of order, so a power cut
+	// can leave a hole before data that did persist; recovery cannot take
+	// such a tail for a clean torn write.
+	TearGap
 )
+
+// TearBlock is what TearGap loses: a sector, the smallest unit a device
+// writes, so that the simulation's small unsynced tails can have gaps too.
+const TearBlock = 512
 
 // Crash simulates power loss: every open handle dies, undurable names vanish and
 // each file is cut back to its synced bytes, except that mode may keep a torn
@@ -169,6 +181,12 @@ func tornContents(ino *inode, rng *rand.Rand, mode TearMode) []byte {
 	case TearZeros:
 		out = append(out, ino.data[len(ino.synced):len(ino.synced)+keep]...)
 		out = append(out, make([]byte, extra-keep)...)
+	case TearGap:
+		out = append(out, ino.data[len(ino.synced):]...)
+		lost := len(ino.synced) + rng.IntN(extra) // a byte of the lost block
+		start := max(len(ino.synced), lost&^(TearBlock-1))
+		end := min(len(out), lost&^(TearBlock-1)+TearBlock)
+		clear(out[start:end])
 	}
 	return out
 }

@@ -706,3 +706,42 @@ func TestMemFSReadDir(t *testing.T) {
 		t.Errorf("ReadDir(rel) = %q, %v", got, err)
 	}
 }
+
+// TestMemFSTornGap pins TearGap: the file keeps its unsynced length and
+// every unsynced byte but those of one block, aligned in the file and cut
+// to the unsynced range, which are zeros; over the seeds the lost block is
+// sometimes followed by bytes that persisted (a later block kept, an
+// earlier one lost). The remnant is durable.
+func TestMemFSTornGap(t *testing.T) {
+	synced := strings.Repeat("s", 100)
+	appended := strings.Repeat("A", 3*TearBlock+200)
+	laterKept := false
+	for seed := range uint64(seeds) {
+		m := newMem(t)
+		appendTo(t, durable(t, m, "/d/a", synced), appended)
+		m.Crash(seeded(seed), TearGap)
+		got, err := m.Bytes("/d/a")
+		must(t, err)
+		if len(got) != len(synced)+len(appended) || !bytes.HasPrefix(got, []byte(synced)) {
+			t.Fatalf("seed %d: %d bytes, synced prefix kept %v", seed, len(got), bytes.HasPrefix(got, []byte(synced)))
+		}
+		start := bytes.IndexByte(got, 0)
+		end := start + bytes.IndexByte(got[start:], 'A')
+		if end < start {
+			end = len(got)
+		}
+		if start < len(synced) || start/TearBlock != (end-1)/TearBlock ||
+			(start%TearBlock != 0 && start != len(synced)) || (end%TearBlock != 0 && end != len(got)) ||
+			bytes.IndexByte(got[end:], 0) >= 0 {
+			t.Fatalf("seed %d: zeros at [%d,%d) are not one block of the unsynced bytes", seed, start, end)
+		}
+		laterKept = laterKept || end < len(got)
+		m.Crash(seeded(seed+1), TearGap)
+		if again, _ := m.Bytes("/d/a"); !bytes.Equal(again, got) {
+			t.Fatalf("seed %d: the remnant did not survive a second crash", seed)
+		}
+	}
+	if !laterKept {
+		t.Fatal("no seed kept a block after the lost one")
+	}
+}

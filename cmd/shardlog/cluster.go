@@ -53,6 +53,8 @@ type clusterOptions struct {
 	// diskFullFile is the hidden test flag --debug-disk-full-file
 	// (diskfull.go).
 	diskFullFile string
+	// acceptDamage: --cluster-accept-damage (cluster.Config.AcceptDamage).
+	acceptDamage bool
 }
 
 func addClusterFlags(cmd *cobra.Command, c *clusterOptions) {
@@ -70,14 +72,15 @@ func addClusterFlags(cmd *cobra.Command, c *clusterOptions) {
 	f.StringVar(&c.peerTLS.cert, "peer-tls-cert", "", "with --cluster: PEM certificate (chain) of this node on the Raft port, valid for its --peers host, for server and client auth (README: Security)")
 	f.StringVar(&c.peerTLS.key, "peer-tls-key", "", "with --cluster: PEM private key of --peer-tls-cert")
 	f.StringVar(&c.peerTLS.ca, "peer-tls-ca", "", "with --cluster: PEM CA certificate(s) that sign every node's peer certificate: the Raft port then takes only mutual TLS 1.3")
+	f.BoolVar(&c.acceptDamage, "cluster-accept-damage", false, "with --cluster: set aside (to be replaced) however many replicas this start finds damaged; without it several at once refuse the start (README: Cluster)")
 	f.StringVar(&c.diskFullFile, "debug-disk-full-file", "", "with --cluster: while this file exists, writes to the Raft state fail with ENOSPC (tests only)")
 	f.MarkHidden("debug-disk-full-file")
 }
 
 func (c clusterOptions) check(o serveOptions) error {
 	if !c.enabled {
-		if c.nodeID != 0 || c.peers != "" || c.diskFullFile != "" || c.peerTLS.any() || c.internalListen != "" {
-			return errors.New("--node-id, --peers, --peer-tls-*, --internal-listen and --debug-disk-full-file need --cluster")
+		if c.nodeID != 0 || c.peers != "" || c.diskFullFile != "" || c.peerTLS.any() || c.internalListen != "" || c.acceptDamage {
+			return errors.New("--node-id, --peers, --peer-tls-*, --internal-listen, --cluster-accept-damage and --debug-disk-full-file need --cluster")
 		}
 		return nil
 	}
@@ -197,7 +200,7 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 	n, err := cluster.Open(ctx, cluster.Config{NodeID: c.nodeID, Peers: peers, Join: c.join, PeerListener: ln, Advertise: advertise, InternalListen: c.internalListen,
 		Dir: filepath.Join(o.dataDir, "cluster"), FS: fs, Secret: token, PeerTLS: peerTLS, AccountID: o.accountID, ShardLimit: o.shardLimit,
 		Tick: c.tick, ElectionTicks: c.electionTicks, Logger: log.Named("cluster"), Now: o.now, ConsumerDelay: o.consumerDelay, UpdateDelay: o.updateDelay, Observer: o.engine,
-		RetentionEvery: o.retentionEvery, StateSegmentSize: o.segmentSize,
+		RetentionEvery: o.retentionEvery, StateSegmentSize: o.segmentSize, AcceptDamage: c.acceptDamage,
 		Throttle: o.throttle, ThrottleMultiplier: o.throttleMultiplier, RetentionObserver: o.engine,
 		OnDemandStreamLimit: o.onDemand.streamLimit, OnDemand: o.onDemand.scaler(), Keyring: o.keys,
 		ChannelDelay: o.channels.delay, ChannelAnyMode: o.channels.anyMode,
@@ -293,8 +296,12 @@ func printNodes(w io.Writer, list []cluster.NodeInfo) {
 	for _, n := range list {
 		fmt.Fprintf(w, "%-6d %-8s %-9d %-8d %-6t %-22s %s\n", n.ID, n.State, n.Replicas, n.Moving, n.Seed, n.API, n.Peer)
 		for _, d := range n.Damaged {
-			fmt.Fprintf(w, "       damaged replica of group %d since %s, being replaced: %s (files kept in %s on node %d)\n",
-				d.Group, d.At.Format(time.RFC3339), d.Reason, d.Dir, n.ID)
+			state := "being replaced"
+			if d.Stuck != "" {
+				state = "NOT being replaced (" + d.Stuck + ")"
+			}
+			fmt.Fprintf(w, "       damaged replica of group %d since %s, %s: %s (files kept in %s on node %d)\n",
+				d.Group, d.At.Format(time.RFC3339), state, d.Reason, d.Dir, n.ID)
 		}
 	}
 }

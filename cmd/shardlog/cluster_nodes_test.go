@@ -29,3 +29,14 @@ func TestPrintNodesShowsDamage(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintNodesShowsStuckRepair: a damaged replica whose group has no
+// healthy quorum is shown as not being replaced, and why.
+func TestPrintNodesShowsStuckRepair(t *testing.T) {
+	var b strings.Builder
+	printNodes(&b, []cluster.NodeInfo{{ID: 2, State: "member", Replicas: 3, Damaged: []cluster.DamagedReplica{{Group: 7,
+		Reason: "corrupt", Stuck: "only 1 of the group's 3 replicas are live and undamaged"}}}})
+	if out := b.String(); !strings.Contains(out, "NOT being replaced (only 1 of the group's 3") {
+		t.Fatalf("output:\n%s", out)
+	}
+}
