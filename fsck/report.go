@@ -90,7 +90,9 @@ type WALSummary struct {
 	File   string `json:"file"`
 	Size   int64  `json:"size"`
 	Frames int    `json:"frames"`
-	Tail   string `json:"tail"` // clean, torn or corrupt
+	// Tail is clean, torn or corrupt, or zeroed: the newest file's
+	// preallocated runway of zeros after its last frame (no problem).
+	Tail string `json:"tail"`
 }
 
 // Report is the outcome of Verify or Repair.

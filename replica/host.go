@@ -75,6 +75,10 @@ type Config struct {
 	// reaches this size (default 64 MiB); files behind every group's
 	// compaction point are deleted at a roll.
 	WALSegmentSize int64
+	// WALPrealloc: the newest WAL file is kept zero-filled this far ahead
+	// of its last frame, at most an eighth of WALSegmentSize (default
+	// DefaultWALPrealloc; negative: none). See walfill.go.
+	WALPrealloc int64
 	// CompactMinEntries: a group's leader proposes a new compaction point
 	// once every replica holds at least this many entries past the last one
 	// (default 10000).
@@ -155,7 +159,8 @@ type Record struct {
 
 // Proposal is a pending Propose: Done closes when it is decided.
 type Proposal struct {
-	term uint64 // the leader's term when proposed: the term of its entry
+	term uint64    // the leader's term when proposed: the term of its entry
+	made time.Time // when Propose was called (RoundTimes)
 	done chan struct{}
 	seqs []uint64
 	err  error
@@ -207,6 +212,7 @@ type Host struct {
 	// group's *groupIndex, for readers that take no lock (inbox.go).
 	in    inbox
 	index sync.Map
+	tm    roundTimers
 }
 
 // ack is an applied proposal and its records' ordinals.
@@ -267,6 +273,10 @@ func Open(cfg Config) (*Host, error) {
 	if cfg.WALSegmentSize == 0 {
 		cfg.WALSegmentSize = 64 << 20
 	}
+	if cfg.WALPrealloc == 0 {
+		cfg.WALPrealloc = DefaultWALPrealloc
+	}
+	cfg.WALPrealloc = min(cfg.WALPrealloc, cfg.WALSegmentSize/8)
 	if cfg.CompactMinEntries == 0 {
 		cfg.CompactMinEntries = 10000
 	}
@@ -313,6 +323,7 @@ func open(cfg Config) (*Host, error) {
 	if cfg.Observer != nil {
 		w.synced = cfg.Observer.Synced
 	}
+	w.fill.chunk = max(cfg.WALPrealloc, 0)
 	added, err := addedGroups(payloads)
 	if err != nil {
 		return nil, err
@@ -707,7 +718,7 @@ func (h *Host) ProposeRecords(group uint64, rs *Records) (*Proposal, error) {
 	if h.stopped != nil {
 		return nil, ErrStopped
 	}
-	p := &Proposal{done: make(chan struct{})}
+	p := &Proposal{done: make(chan struct{}), made: time.Now()}
 	if err := h.proposeLocked(group, rs, p); err != nil {
 		return nil, err
 	}
@@ -770,10 +781,17 @@ func (h *Host) HandleReady() error {
 	if h.stopped != nil {
 		return h.stopped
 	}
+	start := time.Now()
+	mark := start
 	h.takeInbox()
 	rounds, err := h.collect()
 	if err != nil {
 		return h.stop(err)
+	}
+	if len(rounds) > 0 {
+		h.tm.rounds.Add(1)
+		lap(&h.tm.collect, &mark)
+		defer func() { lap(&h.tm.after, &mark); h.tm.round.Add(int64(time.Since(start))) }()
 	}
 	// The leaders' appends go out before this node's own fdatasync, so the
 	// followers write them while it does (docs/cluster.md §4).
@@ -790,9 +808,13 @@ func (h *Host) HandleReady() error {
 	if len(h.wal.pending) > 0 {
 		h.rounds.Add(1)
 	}
+	if len(rounds) > 0 {
+		lap(&h.tm.early, &mark)
+	}
 	if err := h.wal.flush(!h.cfg.skipSync); err != nil {
 		return h.stop(err)
 	}
+	mark = time.Now()
 	for _, r := range rounds {
 		if err := h.stored(r); err != nil {
 			return h.stop(err)
@@ -926,7 +948,10 @@ func (h *Host) writeState(rounds []readyRound) error {
 
 // answer decides the proposals whose records the round applied and wrote.
 func (h *Host) answer() {
+	now := time.Now()
 	for _, a := range h.acks {
+		h.tm.answered.Add(1)
+		h.tm.latency.Add(int64(now.Sub(a.p.made)))
 		a.p.finish(a.seqs, nil)
 	}
 	clear(h.acks)
@@ -1222,7 +1247,7 @@ func (h *Host) Close() error {
 		h.cfg.Compressor.Close()
 		h.ownComp = false
 	}
-	return h.wal.f.Close()
+	return h.wal.close()
 }
 
 // Status is a group's state as this node sees it.
@@ -1257,13 +1282,15 @@ type Stats struct {
 	// the Propose calls, those made while a round held the lock, and so
 	// queued for the next one (inbox.go).
 	Proposals, Queued uint64
+	// Times is where the rounds' and proposals' time went (roundtime.go).
+	Times RoundTimes
 }
 
 // Stats returns the host's counters; it takes no lock, so a status or
 // metrics endpoint can read it while a round runs.
 func (h *Host) Stats() Stats {
 	return Stats{Rounds: h.rounds.Load(), WALSyncs: h.wal.syncs.Load(), Entries: h.wal.entries.Load(),
-		StateSyncs: h.stateSyncs.Load(), Proposals: h.proposals.Load(), Queued: h.queued.Load()}
+		StateSyncs: h.stateSyncs.Load(), Proposals: h.proposals.Load(), Queued: h.queued.Load(), Times: h.tm.times(h.wal)}
 }
 
 func (h *Host) stateSynced(d time.Duration, err error) {

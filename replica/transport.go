@@ -1,7 +1,6 @@
 package replica
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -166,7 +165,7 @@ type TCPTransport struct {
 type peer struct {
 	id    uint64
 	addr  string
-	queue chan []byte // encoded frames
+	queue chan Batch // encoded by writeLoop
 }
 
 // ListenTCP starts accepting peers and dialling them.
@@ -186,7 +185,7 @@ func ListenTCP(cfg TCPConfig) (*TCPTransport, error) {
 		if id == cfg.NodeID {
 			continue
 		}
-		p := &peer{id: id, addr: addr, queue: make(chan []byte, cfg.QueueLen)}
+		p := &peer{id: id, addr: addr, queue: make(chan Batch, cfg.QueueLen)}
 		t.peers[id] = p
 		t.wg.Go(func() { t.sendLoop(p) })
 	}
@@ -204,6 +203,13 @@ func (t *TCPTransport) Inbox() <-chan Batch { return t.inbox }
 func (t *TCPTransport) Dropped() uint64 { return t.dropped.Load() }
 
 // Send queues b for its destination; it never blocks (Transport's contract).
+// The batch is encoded by the peer's sender goroutine (writeLoop), not here:
+// Send runs inside a Ready round, under the host's lock, and encoding a
+// round's appends (a copy of every entry, and its CRC) there lengthened the
+// round by that much on every node (BENCHMARKS.md, "Cluster throughput").
+// The batch's messages are raft's to hand out and nothing mutates them or
+// their entries after a Ready (raft's entries are immutable once appended;
+// protobuf's size cache is atomic), so they may be read concurrently.
 func (t *TCPTransport) Send(b Batch) {
 	t.peersMu.RLock()
 	p := t.peers[b.To]
@@ -211,20 +217,26 @@ func (t *TCPTransport) Send(b Batch) {
 	if p == nil {
 		return
 	}
-	// The frame is encoded in place: its header, then the batch after it.
-	frame, err := appendBatch(make([]byte, frameHeader), b)
-	if err != nil || len(frame)-frameHeader > MaxFrame {
-		t.dropped.Add(1)
-		return
-	}
-	payload := frame[frameHeader:]
-	binary.LittleEndian.PutUint32(frame, uint32(len(payload)))
-	binary.LittleEndian.PutUint32(frame[4:], crc32.Checksum(payload, castagnoli))
 	select {
-	case p.queue <- frame:
+	case p.queue <- b:
 	default:
 		t.dropped.Add(1)
 	}
+}
+
+// appendFrameBatch appends b to out as one frame, encoded in place: its
+// header, then the batch after it. A batch that does not encode, or past
+// MaxFrame, is dropped (out unchanged, false).
+func appendFrameBatch(out []byte, b Batch) ([]byte, bool) {
+	at := len(out)
+	frame, err := appendBatch(append(out, make([]byte, frameHeader)...), b)
+	if err != nil || len(frame)-at-frameHeader > MaxFrame {
+		return out[:at], false
+	}
+	payload := frame[at+frameHeader:]
+	binary.LittleEndian.PutUint32(frame[at:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(frame[at+4:], crc32.Checksum(payload, castagnoli))
+	return frame, true
 }
 
 // Close stops every connection and goroutine. Frames still queued are lost.
@@ -314,36 +326,59 @@ func (t *TCPTransport) sleep(d time.Duration) bool {
 	}
 }
 
-// writeLoop writes queued frames until the connection fails or the transport
-// closes. Every frame already waiting joins the current write, so a burst of
-// rounds costs one syscall.
+// writeLoop encodes and writes queued batches until the connection fails or
+// the transport closes. Every batch already waiting joins the current
+// write, so a burst of rounds costs one syscall; the frames are encoded
+// straight into the write's buffer, which is reused (but one grown past
+// maxKeptWrite).
 func (t *TCPTransport) writeLoop(conn net.Conn, p *peer) {
-	w := bufio.NewWriterSize(conn, 64<<10)
+	var buf []byte
 	for {
-		var frame []byte
+		var b Batch
 		select {
-		case frame = <-p.queue:
+		case b = <-p.queue:
 		case <-t.ctx.Done():
 			return
 		}
-		n := 1
-		w.Write(frame)
+		n := 0
+		buf = t.encodeInto(buf[:0], b, &n)
 	more:
-		for w.Buffered() < 1<<20 {
+		for len(buf) < 1<<20 {
 			select {
-			case frame = <-p.queue:
-				w.Write(frame)
-				n++
+			case b = <-p.queue:
+				buf = t.encodeInto(buf, b, &n)
 			default:
 				break more
 			}
 		}
+		if len(buf) == 0 {
+			continue
+		}
 		_ = conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
-		if err := w.Flush(); err != nil {
+		if _, err := conn.Write(buf); err != nil {
 			t.dropped.Add(uint64(n))
 			return
 		}
+		if cap(buf) > maxKeptWrite {
+			buf = nil
+		}
 	}
+}
+
+// maxKeptWrite: a sender's write buffer is kept for the next write unless
+// it grew past this.
+const maxKeptWrite = 4 << 20
+
+// encodeInto appends b's frame to buf, counting it in *n, or counts it
+// dropped.
+func (t *TCPTransport) encodeInto(buf []byte, b Batch, n *int) []byte {
+	buf, ok := appendFrameBatch(buf, b)
+	if !ok {
+		t.dropped.Add(1)
+		return buf
+	}
+	*n++
+	return buf
 }
 
 func (t *TCPTransport) acceptLoop() {
