@@ -238,11 +238,6 @@ func (v *verifier) checkWALFile(rel, name string, newest bool) {
 	if valid < int64(len(data)) {
 		off := valid
 		switch {
-		case newest && why == zeroedBytes:
-			// The node keeps its newest WAL file zero-filled ahead of its
-			// last frame (replica/walfill.go); zeros end the log, and the
-			// node cuts them when it starts: not a problem.
-			tail = "zeroed"
 		case newest:
 			tail = "torn"
 			v.rep.add(Problem{Code: WWALTornTail, File: rel, Offset: &off, Message: why + "; a write the node never acknowledged, cut when it starts"})
@@ -261,9 +256,6 @@ func (v *verifier) checkWALFile(rel, name string, newest bool) {
 	v.rep.WAL = append(v.rep.WAL, WALSummary{File: rel, Size: int64(len(data)), Frames: len(payloads), Tail: tail})
 }
 
-// zeroedBytes is walFrames' why for a tail of zeros only.
-const zeroedBytes = "zeroed bytes"
-
 // walFrames splits data into whole frames with matching CRCs; valid is
 // where the first bad one (or the end) is, and why says what is wrong there.
 func walFrames(data []byte) (payloads [][]byte, valid int64, why string) {
@@ -276,7 +268,7 @@ func walFrames(data []byte) (payloads [][]byte, valid int64, why string) {
 		n := int(binary.LittleEndian.Uint32(rest))
 		switch {
 		case n == 0 && allZero(rest):
-			return payloads, int64(off), zeroedBytes
+			return payloads, int64(off), "zeroed bytes"
 		case n == 0:
 			return payloads, int64(off), "a frame of length 0"
 		case n > len(rest)-walFrameHeader:

@@ -124,43 +124,6 @@ func TestGoldenVerifyCluster(t *testing.T) {
 	}
 }
 
-// TestVerifyClusterPreallocatedWAL: the zeros a node keeps after the newest
-// WAL file's last frame (replica/walfill.go) are no problem; the same zeros
-// in a sealed file are.
-func TestVerifyClusterPreallocatedWAL(t *testing.T) {
-	tests := []struct {
-		name     string
-		file     func(wals []string) string
-		errors   int
-		warnings int
-		tail     string
-	}{
-		{"newest file", func(w []string) string { return w[len(w)-1] }, 0, 0, "zeroed"},
-		{"sealed file", func(w []string) string { return w[0] }, 1, 0, "corrupt"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := clusterFixture(t)
-			wals, _ := filepath.Glob(filepath.Join(dir, fsck.ClusterDir, "wal-*.log"))
-			slices.Sort(wals)
-			if len(wals) < 2 {
-				t.Fatalf("%d WAL files", len(wals))
-			}
-			name := tc.file(wals)
-			appendBytes(t, name, make([]byte, 64<<10))
-			text, rep := verifyText(t, dir)
-			if rep.Errors != tc.errors || rep.Warnings != tc.warnings {
-				t.Fatalf("%d errors, %d warnings, want %d and %d:\n%s", rep.Errors, rep.Warnings, tc.errors, tc.warnings, text)
-			}
-			for _, w := range rep.WAL {
-				if filepath.Base(w.File) == filepath.Base(name) && w.Tail != tc.tail {
-					t.Fatalf("%s: tail %q, want %q", w.File, w.Tail, tc.tail)
-				}
-			}
-		})
-	}
-}
-
 func flipByte(t *testing.T, name string, fromEnd int64) {
 	t.Helper()
 	b, err := os.ReadFile(name)

@@ -90,9 +90,7 @@ type WALSummary struct {
 	File   string `json:"file"`
 	Size   int64  `json:"size"`
 	Frames int    `json:"frames"`
-	// Tail is clean, torn or corrupt, or zeroed: the newest file's
-	// preallocated runway of zeros after its last frame (no problem).
-	Tail string `json:"tail"`
+	Tail   string `json:"tail"` // clean, torn or corrupt
 }
 
 // Report is the outcome of Verify or Repair.

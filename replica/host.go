@@ -75,10 +75,6 @@ type Config struct {
 	// reaches this size (default 64 MiB); files behind every group's
 	// compaction point are deleted at a roll.
 	WALSegmentSize int64
-	// WALPrealloc: the newest WAL file is kept zero-filled this far ahead
-	// of its last frame, at most an eighth of WALSegmentSize (default
-	// DefaultWALPrealloc; negative: none). See walfill.go.
-	WALPrealloc int64
 	// CompactMinEntries: a group's leader proposes a new compaction point
 	// once every replica holds at least this many entries past the last one
 	// (default 10000).
@@ -273,10 +269,6 @@ func Open(cfg Config) (*Host, error) {
 	if cfg.WALSegmentSize == 0 {
 		cfg.WALSegmentSize = 64 << 20
 	}
-	if cfg.WALPrealloc == 0 {
-		cfg.WALPrealloc = DefaultWALPrealloc
-	}
-	cfg.WALPrealloc = min(cfg.WALPrealloc, cfg.WALSegmentSize/8)
 	if cfg.CompactMinEntries == 0 {
 		cfg.CompactMinEntries = 10000
 	}
@@ -323,7 +315,6 @@ func open(cfg Config) (*Host, error) {
 	if cfg.Observer != nil {
 		w.synced = cfg.Observer.Synced
 	}
-	w.fill.chunk = max(cfg.WALPrealloc, 0)
 	added, err := addedGroups(payloads)
 	if err != nil {
 		return nil, err
@@ -810,11 +801,16 @@ func (h *Host) HandleReady() error {
 	}
 	if len(rounds) > 0 {
 		lap(&h.tm.early, &mark)
+		h.wal.lastWrite, h.wal.lastSync = 0, 0
 	}
 	if err := h.wal.flush(!h.cfg.skipSync); err != nil {
 		return h.stop(err)
 	}
-	mark = time.Now()
+	if len(rounds) > 0 {
+		h.tm.walWrite.Add(int64(h.wal.lastWrite))
+		h.tm.walSync.Add(int64(h.wal.lastSync))
+		mark = time.Now()
+	}
 	for _, r := range rounds {
 		if err := h.stored(r); err != nil {
 			return h.stop(err)
@@ -1247,7 +1243,7 @@ func (h *Host) Close() error {
 		h.cfg.Compressor.Close()
 		h.ownComp = false
 	}
-	return h.wal.close()
+	return h.wal.f.Close()
 }
 
 // Status is a group's state as this node sees it.
@@ -1290,7 +1286,7 @@ type Stats struct {
 // metrics endpoint can read it while a round runs.
 func (h *Host) Stats() Stats {
 	return Stats{Rounds: h.rounds.Load(), WALSyncs: h.wal.syncs.Load(), Entries: h.wal.entries.Load(),
-		StateSyncs: h.stateSyncs.Load(), Proposals: h.proposals.Load(), Queued: h.queued.Load(), Times: h.tm.times(h.wal)}
+		StateSyncs: h.stateSyncs.Load(), Proposals: h.proposals.Load(), Queued: h.queued.Load(), Times: h.tm.times()}
 }
 
 func (h *Host) stateSynced(d time.Duration, err error) {

@@ -38,13 +38,14 @@ type RoundTimes struct {
 // counts.
 type roundTimers struct {
 	rounds, round, collect, early, after atomic.Int64
+	walWrite, walSync                    atomic.Int64
 	answered, latency, queued            atomic.Int64
 }
 
-func (t *roundTimers) times(w *wal) RoundTimes {
+func (t *roundTimers) times() RoundTimes {
 	d := func(a *atomic.Int64) time.Duration { return time.Duration(a.Load()) }
 	return RoundTimes{Rounds: uint64(t.rounds.Load()), Round: d(&t.round), Collect: d(&t.collect), Early: d(&t.early),
-		WALWrite: d(&w.writeNs), WALSync: d(&w.syncNs), After: d(&t.after),
+		WALWrite: d(&t.walWrite), WALSync: d(&t.walSync), After: d(&t.after),
 		Answered: uint64(t.answered.Load()), Latency: d(&t.latency), Queued: d(&t.queued)}
 }
 

@@ -10,18 +10,6 @@ import (
 // and every Propose. It returns when ctx ends (nil) or a round fails (the
 // host has stopped; restart the node).
 func (h *Host) Run(ctx context.Context, tick <-chan time.Time, inbox <-chan Batch) error {
-	// The WAL's runway is zero-filled off the rounds' path while Run runs
-	// (walfill.go); stopped before Run returns, and by Close.
-	h.mu.Lock()
-	if h.stopped == nil {
-		h.wal.startFiller(ctx)
-	}
-	h.mu.Unlock()
-	defer func() {
-		h.mu.Lock()
-		h.wal.stopFiller()
-		h.mu.Unlock()
-	}()
 	for {
 		select {
 		case <-ctx.Done():

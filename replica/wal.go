@@ -75,12 +75,9 @@ type wal struct {
 	// syncs counts the flushes' fdatasyncs; entries the entries written
 	// (Host.Stats reads them without the host's lock).
 	syncs, entries atomic.Uint64
-	// writeNs and syncNs are the flushes' write and fdatasync time (RoundTimes).
-	writeNs, syncNs atomic.Int64
-	// written is current().size, for the filler, which takes no host lock;
-	// fill is the newest file's preallocated runway (walfill.go).
-	written atomic.Int64
-	fill    walFill
+	// lastWrite and lastSync are the last flush's write and fdatasync
+	// times (RoundTimes).
+	lastWrite, lastSync time.Duration
 }
 
 // errCorrupt means the WAL holds a frame that decodes wrongly although its CRC
@@ -127,8 +124,6 @@ func openWAL(fs vfs.FS, dir string) (*wal, []walPayload, error) {
 			w.f = f
 		}
 	}
-	w.written.Store(w.current().size)
-	w.fill.end.Store(w.current().size)
 	return w, out, nil
 }
 
@@ -251,15 +246,11 @@ func (w *wal) flush(sync bool) error {
 	}
 	cur := w.current()
 	start := time.Now()
-	if err := w.reserve(cur.size + int64(len(w.pending))); err != nil {
-		return err
-	}
-	if err := w.writeFrames(w.pending, cur.size); err != nil {
+	if _, err := w.f.WriteAt(w.pending, cur.size); err != nil {
 		return fmt.Errorf("replica: WAL write: %w", err)
 	}
-	w.writeNs.Add(int64(time.Since(start)))
+	w.lastWrite, w.lastSync = time.Since(start), 0
 	cur.size += int64(len(w.pending))
-	w.written.Store(cur.size)
 	w.pending = w.pending[:0]
 	if cap(w.pending) > maxKeptPending {
 		w.pending = nil // a burst's buffer is not kept for ever
@@ -273,11 +264,10 @@ func (w *wal) flush(sync bool) error {
 	}
 	start = time.Now()
 	err := w.f.Sync()
-	d := time.Since(start)
+	w.lastSync = time.Since(start)
 	w.syncs.Add(1)
-	w.syncNs.Add(int64(d))
 	if w.synced != nil {
-		w.synced(d, err)
+		w.synced(w.lastSync, err)
 	}
 	if err != nil {
 		return fmt.Errorf("replica: WAL fdatasync: %w", err)
@@ -290,14 +280,7 @@ func (w *wal) flush(sync bool) error {
 // HardState and compaction point). The file is written and fdatasync'd, then
 // the directory, before it becomes current, so a crash at any point leaves
 // either the old newest file or the new one complete (crash names the points).
-// The old file's preallocated runway is cut and that fdatasync'd first, so a
-// sealed file ends with its last frame.
 func (w *wal) roll(header []byte, crash func(string) error) error {
-	w.fill.mu.Lock()
-	defer w.fill.mu.Unlock()
-	if err := w.seal(w.f, w.current().size); err != nil {
-		return fmt.Errorf("replica: WAL roll: %w", err)
-	}
 	seq := w.current().seq + 1
 	name := path.Join(w.dir, walName(seq))
 	f, err := w.fs.Create(name)
@@ -328,23 +311,8 @@ func (w *wal) roll(header []byte, crash func(string) error) error {
 	w.f.Close()
 	w.f = f
 	w.files = append(w.files, &walFile{seq: seq, size: int64(len(header)), maxIndex: map[uint64]uint64{}})
-	w.written.Store(int64(len(header)))
-	w.fill.end.Store(int64(len(header)))
 	w.rolls++
 	return nil
-}
-
-// close stops the filler and closes the newest file, cut to its last frame
-// (a cleanly stopped node's WAL files all end with a frame).
-func (w *wal) close() error {
-	w.stopFiller()
-	w.fill.mu.Lock()
-	defer w.fill.mu.Unlock()
-	err := w.seal(w.f, w.current().size)
-	if cerr := w.f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // deleteCovered removes the oldest files, in order, while covered says every
