@@ -14,6 +14,10 @@
 # not collide with `make cluster-run`. WARMUP (e.g. 3s), if set, runs the
 # bench that long first, unmeasured: it creates the stream and lets its
 # groups elect their leaders (BENCHMARKS.md, "PutRecord at 256 shards").
+# CLUSTER_ONLY=1 skips the single-node runs (A/B of two cluster builds). For
+# a cluster, each node's Raft round timers (replica.RoundTimes, read from
+# GET /_cluster/v1/status) are printed too: per round, the mean time of each
+# stage, and the mean time from Propose to the answer.
 set -euo pipefail
 
 bin=${1:-bin/shardlog}
@@ -112,12 +116,14 @@ measure() {
 for r in $(seq 1 "$rounds"); do
 	rm -rf "$work/single" "$work/cluster"
 	mkdir -p "$work"
-	"$bin" serve --listen "127.0.0.1:$base" --data-dir "$work/single" --throttle=false --log-level warn \
-		>"$work/single.log" 2>&1 &
-	pids=($!)
-	wait_up "http://127.0.0.1:$base"
-	measure "round $r: single node" "http://127.0.0.1:$base"
-	stop_all
+	if [ -z "${CLUSTER_ONLY:-}" ]; then
+		"$bin" serve --listen "127.0.0.1:$base" --data-dir "$work/single" --throttle=false --log-level warn \
+			>"$work/single.log" 2>&1 &
+		pids=($!)
+		wait_up "http://127.0.0.1:$base"
+		measure "round $r: single node" "http://127.0.0.1:$base"
+		stop_all
+	fi
 
 	peers="1=127.0.0.1:$((base + 101)),2=127.0.0.1:$((base + 102)),3=127.0.0.1:$((base + 103))"
 	urls=()
