@@ -27,11 +27,13 @@ var _ StatsSource = (*storage.Store)(nil)
 
 // engineStats keeps the StatsSource.
 type engineStats struct {
-	// mu guards src, and orders the changes of shard-level sets: a
-	// scrape's sync (its Stats and what it applies) and
-	// Enable/DisableEnhancedMonitoring (the storage change and what it
-	// applies) never interleave, so a scrape's older Stats never undo a
-	// newer change. Never taken by data-plane requests.
+	// mu guards src, and orders the changes of shard-level sets: each
+	// sync reads Stats and applies them under it, so syncs apply Stats in
+	// the order they were read, and a scrape's older Stats never undo a
+	// newer Enable/DisableEnhancedMonitoring, which applies its change by
+	// a sync of its own after the backend has made it
+	// (shardLevelChanged). Never held across a backend's change, nor
+	// taken by data-plane requests.
 	mu  sync.Mutex
 	src StatsSource // nil until attach
 }
@@ -123,6 +125,25 @@ func (m *Metrics) syncShardLevel() {
 	if e.src != nil {
 		m.syncShardLevelLocked()
 	}
+}
+
+// shardLevelChanged applies an Enable/DisableEnhancedMonitoring the
+// backend has made, level being the stream's new set. With a StatsSource,
+// by a sync: Stats are authoritative and, read after the change (a cluster
+// node applies its own changes before acknowledging them), include it or
+// something newer, where applying level itself could undo a newer change
+// a concurrent call or scrape has applied already. Without one (test
+// fakes) level is applied; two concurrent changes of one stream may then
+// apply in either order.
+func (m *Metrics) shardLevelChanged(name string, level shardLevel) {
+	e := &m.engineStats
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.src != nil {
+		m.syncShardLevelLocked()
+		return
+	}
+	m.stream(name).level.reshape(level, nil)
 }
 
 func (m *Metrics) syncShardLevelLocked() {

@@ -64,14 +64,14 @@ func (s *Server) setEnhancedMonitoring(rc *reqCtx, body []byte, enable bool) (an
 	if err != nil {
 		return nil, err
 	}
-	e := &s.metrics.engineStats
-	e.mu.Lock() // a scrape's sync must not apply older Stats over this change
-	defer e.mu.Unlock()
+	// No metrics lock is held across the change: in cluster mode it is a
+	// compare-and-set that may wait out leader elections, and scrapes must
+	// not wait with it.
 	ch, err := ms.SetShardLevelMetrics(rc.ctx, name, expandMetrics(in.ShardLevelMetrics), enable)
 	if err != nil {
 		return nil, err
 	}
-	s.metrics.stream(name).level.reshape(levelOf(ch.Desired), nil)
+	s.metrics.shardLevelChanged(name, levelOf(ch.Desired))
 	return enhancedMonitoringOutput{StreamName: name, StreamARN: s.arnFor(rc, name),
 		CurrentShardLevelMetrics: ch.Current, DesiredShardLevelMetrics: ch.Desired}, nil
 }

@@ -3,9 +3,11 @@ package cluster
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/shardlog/shardlog/ratelimit"
 	"github.com/shardlog/shardlog/replica"
+	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -23,8 +25,9 @@ import (
 //     it. A shard's read budget is therefore per serving node: making it
 //     cluster-wide would need a round to one node per read.
 // A controller is per shard group and node; it is replaced, full, when the
-// stream's limits change (its multiplier tag or maximum record size), as
-// single-node mode replaces a shard's on a change of its metadata.
+// stream's limits change (its multiplier tag or maximum record size, or an
+// ON_DEMAND stream's capacity: its mode, warm target, peaks or open shards),
+// as single-node mode replaces a shard's on a change of its metadata.
 
 // errThrottled: the serving node refused a forwarded read for the shard's
 // read budget (HTTP 429 on the internal API).
@@ -43,7 +46,7 @@ func (n *Node) admission(group uint64, rec streamRec) *ratelimit.Shard {
 	if !n.cfg.Throttle || group == 0 {
 		return nil
 	}
-	l := storage.ProvisionedLimits(n.cfg.ThrottleMultiplier, rec.Tags, rec.MaxRecordSizeKiB)
+	l := n.shardLimits(rec)
 	for {
 		v, ok := n.limiters.Load(group)
 		if ok && v.(*groupLimiter).limits == l {
@@ -62,6 +65,29 @@ func (n *Node) admission(group uint64, rec streamRec) *ratelimit.Shard {
 			}
 		}
 	}
+}
+
+// shardLimits are each shard's limits of rec: single-node mode's rule
+// (storage.ProvisionedLimits; for an ON_DEMAND stream its capacity spread
+// over the open shards, storage.OnDemandLimits). Every input is in the
+// replicated record, so every shard's leader computes the same.
+func (n *Node) shardLimits(rec streamRec) ratelimit.Limits {
+	l := n.unitLimits(rec)
+	if rec.mode() == storage.ModeOnDemand {
+		open := 0
+		for _, sh := range rec.Shards {
+			if !isClosed(sh) {
+				open++
+			}
+		}
+		l = storage.OnDemandLimits(l, open, rec.WarmMiBps, rec.WritePeaks, n.cfg.Now())
+	}
+	return l
+}
+
+// unitLimits are one PROVISIONED shard's rates for rec.
+func (n *Node) unitLimits(rec streamRec) ratelimit.Limits {
+	return storage.ProvisionedLimits(n.cfg.ThrottleMultiplier, rec.Tags, rec.MaxRecordSizeKiB)
 }
 
 // admitWrites decides, in order, which of a shard's entries its leader
@@ -91,19 +117,28 @@ func (n *Node) admitWrites(group uint64, rec streamRec, entries []entry) (refuse
 // admittedWrite is the outcome of proposing a shard's entries on its
 // leader: ords[j] is entry j's ordinal unless refused[j] (throttled).
 type admittedWrite struct {
-	ords    []uint64
-	refused []bool
-	arrival int64
+	ords      []uint64
+	refused   []bool
+	arrival   int64
+	encrypted bool // the records were stored encrypted (encrypt.go)
 }
 
 // proposeAdmitted admits a shard's entries on this node, its leader, and
-// proposes those admitted. A request whose every entry is refused proposes
-// nothing.
+// proposes those admitted, encrypted if rec says so. As in single-node
+// mode, the stream's key is checked before admission; a request whose
+// every entry is refused proposes nothing.
 func (n *Node) proposeAdmitted(ctx context.Context, group uint64, rec streamRec, entries []entry) (admittedWrite, error) {
+	key, err := n.writeKey(rec)
+	if err != nil {
+		return admittedWrite{}, err
+	}
 	refused := n.admitWrites(group, rec, entries)
 	if refused == nil {
-		ords, arrival, err := n.proposeRecords(ctx, group, entries)
-		return admittedWrite{ords: ords, arrival: arrival}, err
+		ords, arrival, err := n.proposeCharged(ctx, group, rec, key, entries)
+		if err == nil {
+			n.meter.count(group, entries, nil)
+		}
+		return admittedWrite{ords: ords, arrival: arrival, encrypted: key != nil}, err
 	}
 	kept := make([]entry, 0, len(entries))
 	for j, e := range entries {
@@ -111,14 +146,15 @@ func (n *Node) proposeAdmitted(ctx context.Context, group uint64, rec streamRec,
 			kept = append(kept, e)
 		}
 	}
-	out := admittedWrite{ords: make([]uint64, len(entries)), refused: refused}
+	out := admittedWrite{ords: make([]uint64, len(entries)), refused: refused, encrypted: key != nil}
 	if len(kept) == 0 {
 		return out, nil
 	}
-	ords, arrival, err := n.proposeRecords(ctx, group, kept)
+	ords, arrival, err := n.proposeCharged(ctx, group, rec, key, kept)
 	if err != nil {
 		return admittedWrite{}, err
 	}
+	n.meter.count(group, entries, refused)
 	out.arrival = arrival
 	k := 0
 	for j := range entries {
@@ -128,6 +164,32 @@ func (n *Node) proposeAdmitted(ctx context.Context, group uint64, rec streamRec,
 		}
 	}
 	return out, nil
+}
+
+// proposeCharged proposes entries admitWrites has charged. A proposal
+// definitely not stored (this node does not lead, or its entry was
+// dropped: the errors onLeader retries, here or on another node) gives the
+// charge back, so the retry is charged once.
+func (n *Node) proposeCharged(ctx context.Context, group uint64, rec streamRec, key *segment.MasterKey, entries []entry) ([]uint64, int64, error) {
+	ords, arrival, err := n.proposeRecords(ctx, group, key, entries)
+	if errors.Is(err, replica.ErrNotLeader) || errors.Is(err, replica.ErrDropped) {
+		n.refundWrites(group, rec, entries)
+	}
+	return ords, arrival, err
+}
+
+// refundWrites gives back the charge of entries admitWrites took that were
+// then definitely not stored.
+func (n *Node) refundWrites(group uint64, rec streamRec, entries []entry) {
+	adm := n.admission(group, rec)
+	if adm == nil {
+		return
+	}
+	sizes := make([]int, len(entries))
+	for i, e := range entries {
+		sizes[i] = len(e.key) + len(e.data)
+	}
+	adm.RefundWrites(n.cfg.Now(), sizes)
 }
 
 // throttled is the error of a call or record over its shard's budget:
@@ -155,7 +217,7 @@ func (n *Node) chargeRead(group uint64, rec streamRec, recs []replica.Record) {
 	}
 	bytes := 0
 	for _, r := range recs {
-		bytes += max(len(r.Data)-recordHeader, 0)
+		bytes += recordBytes(r.Data)
 	}
 	adm.ChargeRead(n.cfg.Now(), bytes)
 }
@@ -192,8 +254,8 @@ func (n *Node) recordFor(name string) streamRec {
 	return n.tableOf(rec, v).rec
 }
 
-// sweepLimiters forgets the controllers of groups no stream has any more
-// (deleted streams; group IDs are never reused).
+// sweepLimiters forgets the controllers, write counters and data keys of
+// groups no stream has any more (deleted streams; group IDs are never reused).
 func (n *Node) sweepLimiters() {
 	live := map[uint64]bool{}
 	for _, rec := range n.streams() {
@@ -201,10 +263,13 @@ func (n *Node) sweepLimiters() {
 			live[sh.Group] = true
 		}
 	}
-	n.limiters.Range(func(g, _ any) bool {
-		if !live[g.(uint64)] {
-			n.limiters.Delete(g)
-		}
-		return true
-	})
+	// the scaler's counters and the data keys (encrypt.go) too
+	for _, m := range []*sync.Map{&n.limiters, &n.meter.counts, &n.crypt.sealing} {
+		m.Range(func(g, _ any) bool {
+			if !live[g.(uint64)] {
+				m.Delete(g)
+			}
+			return true
+		})
+	}
 }

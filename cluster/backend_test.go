@@ -7,4 +7,6 @@ var (
 	_ api.TagStore        = (*Node)(nil)
 	_ api.PolicyStore     = (*Node)(nil)
 	_ api.MonitoringStore = (*Node)(nil)
+	_ api.Encrypter       = (*Node)(nil)
+	_ api.Capacity        = (*Node)(nil)
 )

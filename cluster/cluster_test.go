@@ -378,10 +378,6 @@ func TestStreamsEverywhere(t *testing.T) {
 		t.Fatalf("put to a deleted stream: %v", err)
 	}
 	var se *storage.Error
-	err = c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: "d", Mode: storage.ModeOnDemand, ShardCount: 4})
-	if !errors.As(err, &se) || se.Reason != storage.ReasonClusterUnsupported {
-		t.Fatalf("ON_DEMAND CreateStream: %v", err)
-	}
 	_, err = c.node(1).Position(ctx, "a", "shardId-000000000009", storage.TrimHorizon, "", time.Time{})
 	if !errors.As(err, &se) || se.Reason != storage.ReasonShardGone || se.Shard != datadir.ShardID(9) {
 		t.Fatalf("iterator of a missing shard: %v", err)

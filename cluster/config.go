@@ -10,7 +10,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/shardlog/shardlog/keyring"
 	"github.com/shardlog/shardlog/replica"
+	"github.com/shardlog/shardlog/storage"
 	"github.com/shardlog/shardlog/vfs"
 )
 
@@ -85,6 +87,19 @@ type Config struct {
 	// (replica.Config.StateSegmentSize; 0: its default). Retention deletes
 	// whole sealed segments, so tests make them small.
 	StateSegmentSize int64
+	// Keyring holds the master keys of StartStreamEncryption (serve's
+	// --keyring; encrypt.go); every node needs the same keys. nil: a
+	// keyring without a file (only alias/aws/kinesis). Open makes it take
+	// the generated alias/aws/kinesis key from the metadata group
+	// (keyring.SetDefaultSource), not the data directory.
+	Keyring *keyring.Keyring
+	// OnDemandStreamLimit is the account's limit of ON_DEMAND streams
+	// (--on-demand-stream-limit); 0: storage.DefaultOnDemandStreamLimit.
+	OnDemandStreamLimit int
+	// OnDemand configures the on-demand scaler (scaler.go), as
+	// storage.Options.OnDemand does: zero fields take storage's defaults, a
+	// negative Interval turns the scaler's loop off (tests run its passes).
+	OnDemand storage.ScalerOptions
 }
 
 // Defaults of zero Config fields. A 50 ms tick with 16 election ticks
@@ -120,6 +135,10 @@ func (c Config) withDefaults() Config {
 	if !(c.ThrottleMultiplier > 0) {
 		c.ThrottleMultiplier = 1
 	}
+	if c.OnDemandStreamLimit <= 0 {
+		c.OnDemandStreamLimit = storage.DefaultOnDemandStreamLimit
+	}
+	c.OnDemand = c.OnDemand.WithDefaults()
 	if c.RetentionEvery <= 0 {
 		c.RetentionEvery = DefaultRetentionEvery
 	}

@@ -107,7 +107,8 @@ func (n *Node) ensureReplicas(snap map[string]replica.MetaValue) {
 	for _, g := range slices.Sorted(maps.Keys(cur)) {
 		mv, moving := moves[g]
 		joining := moving && mv.To == n.cfg.NodeID
-		if n.host.HasGroup(g) || !(slices.Contains(cur[g], n.cfg.NodeID) || joining) {
+		// A damaged replica is replaced by its repair (damage.go), not here.
+		if n.host.HasGroup(g) || n.host.IsDamaged(g) || !(slices.Contains(cur[g], n.cfg.NodeID) || joining) {
 			continue
 		}
 		boot := bootOf(snap, g)
@@ -158,8 +159,9 @@ func (n *Node) drivePlacement(ctx context.Context) {
 			delete(moves, g)
 		}
 	}
-	target := replica.Place(live, groups, cur, n.cfg.Replicas)
 	inflight := len(moves)
+	n.startRepairs(ctx, snap, cur, moves, live, &inflight)
+	target := replica.Place(live, groups, cur, n.cfg.Replicas)
 	for _, mv := range replica.Moves(cur, target) {
 		if _, busy := moves[mv.Group]; busy || inflight >= maxMoves {
 			continue
@@ -232,8 +234,15 @@ func (n *Node) stepGroup(ctx context.Context, g uint64, snap map[string]replica.
 			return
 		}
 	}
+	if mv != nil && mv.From == mv.To {
+		n.stepRepairInPlace(ctx, g, snap, m, placed, *mv)
+		return
+	}
 	if mv == nil {
-		if pref := placed[0]; pref != n.cfg.NodeID && slices.Contains(m.Voters, pref) && n.caughtUp(m, pref) {
+		// A damaged replica's match index can look caught up (an idle
+		// group), but it would never take the leadership handed to it.
+		if pref := placed[0]; pref != n.cfg.NodeID && slices.Contains(m.Voters, pref) && n.caughtUp(m, pref) &&
+			!isDamaged(snap, g, pref) {
 			_ = n.host.TransferLeader(g, pref)
 		}
 		return
@@ -323,6 +332,13 @@ func (n *Node) removedFrom(ctx context.Context, g uint64) bool {
 	if m, ok := n.host.Membership(g); ok && !m.Has(n.cfg.NodeID) {
 		return true
 	}
+	voters, learners, ok := n.leaderConfig(ctx, g)
+	return ok && !slices.Contains(voters, n.cfg.NodeID) && !slices.Contains(learners, n.cfg.NodeID)
+}
+
+// leaderConfig is group g's configuration as its leader (another node)
+// reports it; ok is false if no leader answered.
+func (n *Node) leaderConfig(ctx context.Context, g uint64) (voters, learners []uint64, ok bool) {
 	key := strconv.FormatUint(g, 10)
 	for _, id := range n.candidates(g) {
 		addr := n.apiAddr(id)
@@ -334,8 +350,8 @@ func (n *Node) removedFrom(ctx context.Context, g uint64) bool {
 			continue
 		}
 		if gs := st.Groups[key]; gs.Leader == id && len(gs.Voters) > 0 {
-			return !slices.Contains(gs.Voters, n.cfg.NodeID) && !slices.Contains(gs.Learners, n.cfg.NodeID)
+			return gs.Voters, gs.Learners, true
 		}
 	}
-	return false
+	return nil, nil, false
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shardlog/shardlog/replica"
+	"github.com/shardlog/shardlog/storage"
 )
 
 // Forwarding (docs/cluster.md §6): a node that does not lead a group sends
@@ -26,14 +27,18 @@ import (
 // node of the cluster: it must carry forwardAuth, derived from the cluster
 // secret.
 //
-//	POST /_cluster/v1/put?group=G&stream=S   binary entries (encodeEntries) → putReply
-//	                                (admitted by S's limits: admit.go)
+//	POST /_cluster/v1/put?group=G&stream=S&key=F   binary entries (encodeEntries) → putReply
+//	                                (admitted by S's limits: admit.go; F is the master key
+//	                                fingerprint the sender saw, "" for plaintext: encrypt.go;
+//	                                a KMS refusal is 422 with a kmsRefusal)
 //	POST /_cluster/v1/meta          JSON metaRequest → metaReply
 //	GET  /_cluster/v1/status        this node's view of every group (tests, operators);
 //	                                ?group=G: of that group only
 //	POST /_cluster/v1/read, position   reads of a group held elsewhere (remote.go)
 //	POST /_cluster/v1/wake?group=G  wake a quiesced group (remote.go)
+//	POST /_cluster/v1/subscribe     a forwarded SubscribeToShard (subforward.go)
 //	POST /_cluster/v1/join, remove-node; GET nodes   membership (members.go)
+//	POST /_cluster/v1/rates  JSON []groupRate: a node's led shards' write rates, to the metadata leader (scaler.go)
 //
 // A leader that does not lead the group (any more) answers 409 with the
 // leader it knows of; nothing was proposed, so the sender retries there.
@@ -57,6 +62,20 @@ type putReply struct {
 	Ordinals  []uint64 `json:"ordinals"`
 	ArrivalMs int64    `json:"arrivalMs"`
 	Throttled []int    `json:"throttled,omitempty"`
+	Encrypted bool     `json:"encrypted,omitempty"`
+}
+
+// kmsRefusal is a leader's refusal of a forwarded put for the stream's
+// master key (its keyring lacks it, or marks it Disabled or
+// PendingDeletion): the sender answers single-node mode's KMS error.
+type kmsRefusal struct {
+	Reason storage.Reason `json:"reason"`
+	KeyID  string         `json:"keyId"`
+	Detail string         `json:"detail"`
+}
+
+func (r *kmsRefusal) Error() string {
+	return "cluster: the leader refused the stream's key: " + r.Detail
 }
 
 type metaRequest struct {
@@ -66,6 +85,10 @@ type metaRequest struct {
 
 type metaReply struct {
 	Committed bool `json:"committed"`
+	// Applied is the leader's applied index once the transaction applied
+	// there (at or past the transaction's entry): the sender waits to apply
+	// it too (txn). 0 from a node that does not send it: no wait.
+	Applied uint64 `json:"applied,omitempty"`
 }
 
 type notLeaderReply struct {
@@ -109,8 +132,12 @@ func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
 		n.serveRemoveNode(w, r)
 	case "wake":
 		n.serveWake(w, r)
+	case "subscribe":
+		n.serveSubscribe(w, r)
 	case "nodes":
 		writeJSON(w, http.StatusOK, n.Nodes())
+	case "rates":
+		n.serveRates(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -128,8 +155,18 @@ func (n *Node) servePut(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, notLeaderReply{Leader: n.knownLeader(group)})
 		return
 	}
-	// The stream's limits are as this leader's metadata knows them.
-	res, err := n.proposeAdmitted(r.Context(), group, n.recordFor(r.URL.Query().Get("stream")), entries)
+	// The stream's limits and key are as this leader's metadata knows them.
+	rec, err := n.leaderRecord(r.Context(), r.URL.Query().Get("stream"), r.URL.Query().Get("key"))
+	if err != nil {
+		n.writeFailure(w, group, err)
+		return
+	}
+	res, err := n.proposeAdmitted(r.Context(), group, rec, entries)
+	var se *storage.Error
+	if isKMS(err) && errors.As(err, &se) {
+		writeJSON(w, http.StatusUnprocessableEntity, kmsRefusal{Reason: se.Reason, KeyID: se.Facts.Given, Detail: se.Facts.Detail})
+		return
+	}
 	if err != nil {
 		n.writeFailure(w, group, err)
 		return
@@ -137,8 +174,24 @@ func (n *Node) servePut(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, replyOf(res))
 }
 
+// leaderRecord is the stream's record as this leader knows it, for a put
+// forwarded by a node that saw the master key fingerprint key. A leader
+// whose metadata says otherwise catches up with the metadata group first,
+// so a put routed after a Start/StopStreamEncryption the sender applied is
+// never stored in the mode from before it.
+func (n *Node) leaderRecord(ctx context.Context, stream, key string) (streamRec, error) {
+	rec := n.recordFor(stream)
+	if rec.KeyFingerprint == key {
+		return rec, nil
+	}
+	if err := n.linearize(ctx, metaGroup); err != nil {
+		return streamRec{}, err
+	}
+	return n.recordFor(stream), nil
+}
+
 func replyOf(res admittedWrite) putReply {
-	out := putReply{ArrivalMs: res.arrival, Ordinals: res.ords}
+	out := putReply{ArrivalMs: res.arrival, Ordinals: res.ords, Encrypted: res.encrypted}
 	if res.refused == nil {
 		return out
 	}
@@ -158,7 +211,7 @@ func admittedOf(out putReply, entries int) (admittedWrite, error) {
 	if len(out.Ordinals)+len(out.Throttled) != entries {
 		return admittedWrite{}, fmt.Errorf("cluster: leader answered %d sequence numbers and %d throttled for %d records", len(out.Ordinals), len(out.Throttled), entries)
 	}
-	res := admittedWrite{ords: out.Ordinals, arrival: out.ArrivalMs}
+	res := admittedWrite{ords: out.Ordinals, arrival: out.ArrivalMs, encrypted: out.Encrypted}
 	if len(out.Throttled) == 0 {
 		return res, nil
 	}
@@ -202,13 +255,18 @@ func (n *Node) serveMeta(w http.ResponseWriter, r *http.Request) {
 		n.writeFailure(w, metaGroup, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, metaReply{Committed: committed})
+	writeJSON(w, http.StatusOK, metaReply{Committed: committed, Applied: n.host.Status(metaGroup).Applied})
 }
 
 // writeFailure answers a definite "not here" (409, with the leader this
-// node knows) or any other failure (500: indeterminate for the sender).
+// node knows), a leader's back-pressure (503: replica.ErrOverloaded), or
+// any other failure (500: indeterminate for the sender).
 func (n *Node) writeFailure(w http.ResponseWriter, group uint64, err error) {
-	if errors.Is(err, replica.ErrNotLeader) || errors.Is(err, replica.ErrDropped) {
+	if errors.Is(err, replica.ErrOverloaded) {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if notHere(err) {
 		lead := n.leaderOf(group)
 		if lead == n.cfg.NodeID {
 			lead = 0 // it was, and is no more: its view is stale
@@ -229,12 +287,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// forwardPut sends one shard's entries to the group's leader at addr; the
-// stream names the limits the leader admits them by.
-func (n *Node) forwardPut(ctx context.Context, addr, stream string, group uint64, entries []entry) (admittedWrite, error) {
+// forwardPut sends one shard's entries of rec to the group's leader at
+// addr; the stream names the limits and the key the leader admits and
+// encrypts them by.
+func (n *Node) forwardPut(ctx context.Context, addr string, rec streamRec, group uint64, entries []entry) (admittedWrite, error) {
 	var out putReply
-	path := "put?group=" + strconv.FormatUint(group, 10) + "&stream=" + url.QueryEscape(stream)
-	if err := n.post(ctx, addr, path, encodeEntries(entries), &out); err != nil {
+	path := "put?group=" + strconv.FormatUint(group, 10) + "&stream=" + url.QueryEscape(rec.Name) + "&key=" + rec.KeyFingerprint
+	var refusal *kmsRefusal
+	err := n.post(ctx, addr, path, encodeEntries(entries), &out)
+	if errors.As(err, &refusal) {
+		kind := map[storage.Reason]error{storage.ReasonKMSNotFound: storage.ErrKMSNotFound,
+			storage.ReasonKMSDisabled: storage.ErrKMSDisabled, storage.ReasonKMSInvalidState: storage.ErrKMSInvalidState}[refusal.Reason]
+		if kind == nil {
+			return admittedWrite{}, fmt.Errorf("cluster: leader %s refused the key with reason %q", addr, refusal.Reason)
+		}
+		return admittedWrite{}, n.fail(kind, refusal.Reason, storage.Facts{Stream: rec.Name, Given: refusal.KeyID, Detail: refusal.Detail})
+	}
+	if err != nil {
 		return admittedWrite{}, err
 	}
 	res, err := admittedOf(out, len(entries))
@@ -245,6 +314,9 @@ func (n *Node) forwardPut(ctx context.Context, addr, stream string, group uint64
 }
 
 // forwardTxn sends a metadata transaction to the metadata leader at addr.
+// Once the leader has answered, the transaction is decided: the answer is
+// returned after this node has applied it too, or after awaitApplied gives
+// up waiting.
 func (n *Node) forwardTxn(ctx context.Context, addr string, conds []replica.MetaCond, ops []replica.MetaOp) (bool, error) {
 	body, err := json.Marshal(metaRequest{If: conds, Then: ops})
 	if err != nil {
@@ -254,12 +326,15 @@ func (n *Node) forwardTxn(ctx context.Context, addr string, conds []replica.Meta
 	if err := n.post(ctx, addr, "meta", body, &out); err != nil {
 		return false, err
 	}
+	n.awaitApplied(ctx, metaGroup, out.Applied)
 	return out.Committed, nil
 }
 
 // post sends one internal request and decodes its answer. A dial failure
-// is errUnreachable (nothing sent); a 409 is a *notLeaderError; anything
-// else that fails leaves the request indeterminate.
+// is errUnreachable (nothing sent); a 409 is a *notLeaderError; a 429 is
+// errThrottled (admit.go); a 422 a *kmsRefusal; a 503 is
+// replica.ErrOverloaded (nothing proposed); anything else that fails
+// leaves the request indeterminate.
 func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any) error {
 	keys := n.keys.Load()
 	if keys == nil {
@@ -295,6 +370,14 @@ func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any
 		return errSealed
 	case http.StatusTooManyRequests:
 		return errThrottled
+	case http.StatusUnprocessableEntity:
+		var refusal kmsRefusal
+		if err := json.NewDecoder(resp.Body).Decode(&refusal); err != nil {
+			return fmt.Errorf("cluster: forward to %s: malformed refusal: %w", addr, err)
+		}
+		return &refusal
+	case http.StatusServiceUnavailable:
+		return fmt.Errorf("cluster: leader at %s: %w", addr, replica.ErrOverloaded)
 	case http.StatusBadRequest:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 		return &refusedError{msg: string(bytes.TrimSpace(msg))}

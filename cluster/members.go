@@ -71,6 +71,9 @@ type NodeInfo struct {
 	// moves in progress from or to it.
 	Replicas int `json:"replicas"`
 	Moving   int `json:"moving"`
+	// Damaged is the node's replicas set aside as damaged, being replaced
+	// (damage.go).
+	Damaged []DamagedReplica `json:"damaged,omitempty"`
 }
 
 // nodeRecs is every registered node's record, from the local state.
@@ -327,7 +330,9 @@ func (n *Node) nodeInfo(id uint64) NodeInfo {
 	if info.State == "" {
 		info.State = "member"
 	}
-	cur, moves := n.placements()
+	snap := n.meta.Snapshot()
+	cur, moves := placementsOf(snap)
+	info.Damaged = damagedOn(snap, id)
 	for _, nodes := range cur {
 		if slices.Contains(nodes, id) {
 			info.Replicas++

@@ -8,7 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/replica"
+	"github.com/shardlog/shardlog/storage"
 )
 
 // The metadata group's keys (replica.MetaMachine state). Streams and
@@ -18,6 +20,8 @@ const (
 	keySecret           = "cluster/secret"
 	keyAlloc            = "cluster/alloc"
 	keySeeds            = "cluster/seeds"
+	keyAccount          = "cluster/account"  // datadir.AccountRecord (capacity.go)
+	keyOnDemand         = "cluster/ondemand" // onDemandRec (capacity.go)
 	nodePrefix          = "node/"
 	streamPrefix        = "stream/"
 )
@@ -49,6 +53,32 @@ type streamRec struct {
 	ShardLevelMetrics       []string `json:"shardLevelMetrics,omitempty"`
 	PendingUntilNs          int64    `json:"pendingUntilNs,omitempty"`
 	PendingMaxRecordSizeKiB int      `json:"pendingMaxRecordSizeKiB,omitempty"`
+	// Distribution is the record distribution strategy: "" for
+	// USER_PARTITION_KEY, or AUTO (an ON_DEMAND stream only; distribution.go).
+	Distribution storage.RecordDistribution `json:"distribution,omitempty"`
+	// Encryption (encrypt.go): storage.EncryptionKMS or "", the KeyId as
+	// StartStreamEncryption was given it, the master key's fingerprint
+	// (hex), and the StartStreamEncryption calls of the last 24 hours.
+	EncryptionType string  `json:"encryptionType,omitempty"`
+	KeyID          string  `json:"keyId,omitempty"`
+	KeyFingerprint string  `json:"keyFingerprint,omitempty"`
+	KeyChangesNs   []int64 `json:"keyChangesNs,omitempty"`
+	// Capacity (capacity.go, scaler.go): the mode ("": PROVISIONED), the
+	// UpdateStreamMode calls of the last 24 hours, an ON_DEMAND stream's
+	// warm throughput target (0: none) and its daily write peaks, which set
+	// its capacity on every shard's leader alike.
+	Mode         storage.StreamMode   `json:"mode,omitempty"`
+	ModeSwitchNs []int64              `json:"modeSwitchNs,omitempty"`
+	WarmMiBps    int                  `json:"warmMiBps,omitempty"`
+	WritePeaks   []datadir.PeakRecord `json:"writePeaks,omitempty"`
+}
+
+// mode is the stream's capacity mode.
+func (r streamRec) mode() storage.StreamMode {
+	if r.Mode == "" {
+		return storage.ModeProvisioned
+	}
+	return r.Mode
 }
 
 // allocRec hands out shard group IDs and shard epochs, changed only by
@@ -166,6 +196,32 @@ func (n *Node) linearize(ctx context.Context, group uint64) error {
 	}
 }
 
+// awaitApplied waits until this node has applied group's entry index, or
+// until ctx ends, the host stops, or an election timeout passes: a node cut
+// off from the group after the leader answered cannot apply it, and the
+// change it waits for is made either way, so giving up only loses
+// read-your-writes on this node for that change, never the answer.
+func (n *Node) awaitApplied(ctx context.Context, group, index uint64) {
+	if index == 0 {
+		return
+	}
+	limit := time.NewTimer(n.cfg.electionTimeout())
+	defer limit.Stop()
+	for {
+		changed, err := n.host.Changed(group) // taken before the check: no apply between them is missed
+		if err != nil || n.host.Status(group).Applied >= index {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		case <-limit.C:
+			return
+		}
+	}
+}
+
 // readRetry is how long one ReadIndex request is waited for before it is
 // asked again (its request or answer may have been lost).
 const readRetry = 250 * time.Millisecond
@@ -175,7 +231,12 @@ const readRetry = 250 * time.Millisecond
 var errNoLeader = errors.New("cluster: no leader within an election timeout")
 
 // txn commits a metadata transaction on the metadata group's leader (here,
-// or forwarded) and reports whether its conditions held.
+// or forwarded) and reports whether its conditions held. It returns once
+// this node has applied the transaction (proposeTxn: the leader's apply
+// answers it; forwardTxn waits for it), so every control-plane change is
+// read-your-writes on the node that took it, even by reads that skip the
+// ReadIndex round (ResourcePolicy, Stats), and a policy set through a node
+// is enforced by that node from its acknowledgement on.
 func (n *Node) txn(ctx context.Context, conds []replica.MetaCond, ops []replica.MetaOp) (bool, error) {
 	var committed bool
 	err := n.onLeader(ctx, metaGroup,

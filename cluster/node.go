@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shardlog/shardlog/keyring"
 	"github.com/shardlog/shardlog/replica"
 	"github.com/shardlog/shardlog/storage"
 )
@@ -27,6 +28,7 @@ type Node struct {
 	tr     *replica.TCPTransport
 	meta   *replica.MetaMachine
 	seals  *sealTracker // each shard group's first seal entry (reshard.go)
+	crypt  *crypt       // encryption at rest (encrypt.go)
 	reader recordReader
 	client *http.Client
 
@@ -37,19 +39,29 @@ type Node struct {
 	keys atomic.Pointer[secretKeys]
 
 	routes  sync.Map                      // stream name → *routeTable
+	turns   sync.Map                      // stream name → *atomic.Uint64: AUTO distribution's turns (distribution.go)
 	leaders sync.Map                      // group → the node a peer last named its leader (remote.go)
 	gone    goneSet                       // consumers' gone channels (consumers.go)
 	delay   atomic.Pointer[time.Duration] // a test's ConsumerDelay (consumers.go)
 	// limiters are the per-shard admission controllers, by group (admit.go).
 	limiters sync.Map
+	// meter counts the writes this node admits; board is the rates the
+	// metadata leader gathered (scaler.go).
+	meter rateMeter
+	board rateBoard
 	// recovery is how long replica.Open took (WAL replay, every replica's
 	// segments); stopped is set once the Raft host failed (stats.go).
 	recovery time.Duration
 	stopped  atomic.Bool
 
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	runErr chan error
+	life   context.Context // canceled by Close: ends what outlives a request (forwarded subscriptions)
+	// served is canceled by EndStreams (or Close): it ends the forwarded
+	// subscriptions this node serves (subforward.go).
+	served    context.Context
+	endServed context.CancelFunc
+	wg        sync.WaitGroup
+	runErr    chan error
 }
 
 // Open starts the node: it recovers its Raft WAL, starts the transport and
@@ -63,6 +75,15 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, kick: make(chan struct{}, 1), runErr: make(chan error, 1), seals: &sealTracker{at: map[uint64]uint64{}}}
 	n.txnID.Store(uint64(time.Now().UnixNano())) // IDs of earlier incarnations are never met again
 	n.meta = replica.NewMetaMachine(cfg.NodeID, metaGroup, func(replica.MetaChange) { n.wake() })
+	keys := cfg.Keyring
+	if keys == nil {
+		var err error
+		if keys, err = keyring.Open(keyring.Options{Account: cfg.AccountID}); err != nil {
+			return nil, err
+		}
+	}
+	keys.SetDefaultSource(n.defaultKeyMaterial)
+	n.crypt = newCrypt(keys)
 	tr, err := replica.ListenTCP(cfg.transportConfig())
 	if err != nil {
 		return nil, fmt.Errorf("cluster: peer listener: %w", err)
@@ -78,17 +99,23 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		Groups: groups, ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks, Applier: appliers{n.meta, n.seals}, Observer: cfg.Observer,
 		// The host stamps entries with the cluster's clock: retention trims
 		// by the entries' times and reads filter by the records' (retention.go).
-		Now: cfg.Now, StateSegmentSize: cfg.StateSegmentSize})
+		Now: cfg.Now, StateSegmentSize: cfg.StateSegmentSize, Logger: cfg.Logger})
 	if err != nil {
 		tr.Close()
 		return nil, fmt.Errorf("cluster: open raft state in %s: %w", cfg.Dir, err)
+	}
+	if err := metaDamaged(h); err != nil {
+		h.Close()
+		tr.Close()
+		return nil, err
 	}
 	n.tr, n.host, n.reader = tr, h, sealedReader{r: h, seals: n.seals}
 	n.recovery = time.Since(opened)
 	n.noteSeals()
 	n.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}
 	runCtx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
+	n.cancel, n.life = cancel, runCtx
+	n.served, n.endServed = context.WithCancel(context.Background())
 	ticker := time.NewTicker(cfg.Tick)
 	n.wg.Go(func() {
 		defer ticker.Stop()
@@ -102,6 +129,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	// metadata leader and do nothing.
 	n.wg.Go(func() { n.reconcileLoop(runCtx) })
 	n.wg.Go(func() { n.retentionLoop(runCtx) })
+	if cfg.OnDemand.Interval > 0 {
+		n.wg.Go(func() { n.scaleLoop(runCtx) })
+	}
 	if err := n.awaitSecret(ctx); err != nil {
 		n.Close()
 		return nil, err
@@ -124,6 +154,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 // Close stops the node. Nothing acknowledged is lost: every Raft round
 // ended in its fdatasync.
 func (n *Node) Close() error {
+	n.endServed()
 	n.cancel()
 	n.wg.Wait()
 	n.gone.sweep(nil)
@@ -237,6 +268,12 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 // and marks drained nodes removed. Every step is idempotent and re-decided
 // from the metadata state, so a step lost to a crash or a leader change is
 // done again by the next round.
+//
+// Each step that may wait has its own election-timeout budget (bounded):
+// with one budget for the round, a step blocked on a black-holed peer (the
+// peer calls of activateStreams and finishReshards) spent it every round
+// and starved the steps after it. finishUpdates, which needs only the
+// metadata group, runs before the leader's peer-bound steps as well.
 func (n *Node) reconcile(ctx context.Context) {
 	n.sweepGone()
 	n.syncPeers()
@@ -245,22 +282,31 @@ func (n *Node) reconcile(ctx context.Context) {
 	if n.host.Status(metaGroup).Leader == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.electionTimeout())
-	defer cancel()
-	n.ensureSecret(ctx, snap)
-	n.ensureSeeds(ctx, snap)
-	n.ensureRegistered(ctx)
-	n.stepGroups(ctx)
-	n.dropReplicas(ctx)
+	n.bounded(ctx, func(ctx context.Context) {
+		n.ensureSecret(ctx, snap)
+		n.ensureSeeds(ctx, snap)
+		n.ensureRegistered(ctx)
+	})
+	n.bounded(ctx, func(ctx context.Context) { n.reportDamage(ctx, snap) })
+	n.bounded(ctx, func(ctx context.Context) { n.repairInPlace(ctx, snap) })
+	n.bounded(ctx, n.stepGroups)
+	n.bounded(ctx, n.dropReplicas)
 	if n.host.Status(metaGroup).Leader == n.cfg.NodeID {
 		n.driveMeta()
-		n.activateStreams(ctx)
-		n.finishReshards(ctx)
-		n.finishUpdates(ctx)
-		n.advanceConsumers(ctx)
-		n.drivePlacement(ctx)
-		n.finishRemovals(ctx)
+		n.bounded(ctx, n.finishUpdates)
+		n.bounded(ctx, n.activateStreams)
+		n.bounded(ctx, n.finishReshards)
+		n.bounded(ctx, n.advanceConsumers)
+		n.bounded(ctx, n.drivePlacement)
+		n.bounded(ctx, n.finishRemovals)
 	}
+}
+
+// bounded runs one reconcile step within an election timeout.
+func (n *Node) bounded(ctx context.Context, step func(context.Context)) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.electionTimeout())
+	defer cancel()
+	step(ctx)
 }
 
 func (n *Node) ensureSecret(ctx context.Context, snap map[string]replica.MetaValue) {

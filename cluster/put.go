@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/hashkey"
 	"github.com/shardlog/shardlog/replica"
+	"github.com/shardlog/shardlog/segment"
 	"github.com/shardlog/shardlog/seqnum"
 	"github.com/shardlog/shardlog/storage"
 )
@@ -96,6 +98,7 @@ func (n *Node) tableOf(rec streamRec, version uint64) *routeTable {
 			rs = append(rs, shardRoute{index: idx, group: sh.Group, epoch: shardEpoch(rec, sh), r: hashkey.Range{Start: start, End: end}})
 		}
 	}
+	slices.SortFunc(rs, cmpStart) // hash order: AUTO distribution's turns (distribution.go)
 	t := &routeTable{version: version, rec: rec, routes: rs}
 	n.routes.Store(rec.Name, t)
 	return t
@@ -119,6 +122,11 @@ func (n *Node) Put(ctx context.Context, stream string, entries []storage.PutEntr
 		return nil, err
 	}
 	rec := t.rec
+	// Single-node mode's order: the stream, its key (this node's keyring
+	// must hold it too: encrypt.go), then the records.
+	if _, err := n.writeKey(rec); err != nil {
+		return nil, err
+	}
 	batches, err := n.batchByShard(rec, t.routes, entries)
 	if err != nil {
 		return nil, err
@@ -130,10 +138,25 @@ func (n *Node) Put(ctx context.Context, stream string, entries []storage.PutEntr
 	}
 	wg.Wait()
 	n.rerouteSealed(ctx, stream, entries, results)
+	return wholeFailure(results)
+}
+
+// wholeFailure answers a Put whose every entry failed for want of a leader
+// (ServiceUnavailable) or for its key on a leader (the KMS error, as
+// single-node mode refuses the whole call) with that error; otherwise the
+// results, each failed entry with its own error.
+func wholeFailure(results []storage.PutResult) ([]storage.PutResult, error) {
+	var kms error
 	for _, r := range results {
-		if !errors.Is(r.Err, storage.ErrUnavailable) {
+		switch {
+		case isKMS(r.Err):
+			kms = r.Err
+		case !errors.Is(r.Err, storage.ErrUnavailable):
 			return results, nil
 		}
+	}
+	if kms != nil {
+		return nil, kms
 	}
 	return nil, results[0].Err
 }
@@ -158,19 +181,19 @@ func (n *Node) writable(ctx context.Context, name string) (streamRec, uint64, er
 }
 
 func (n *Node) batchByShard(rec streamRec, routes []shardRoute, entries []storage.PutEntry) ([]*shardBatch, error) {
+	turn, err := n.autoTurns(rec, routes, entries)
+	if err != nil {
+		return nil, err
+	}
 	byShard := map[uint32]*shardBatch{}
 	var order []*shardBatch
 	for i, e := range entries {
 		if err := n.checkOrdering(rec.Name, e.SequenceNumberForOrdering); err != nil {
 			return nil, err
 		}
-		k := hashkey.FromPartitionKey(e.PartitionKey)
-		if e.ExplicitHashKey != nil {
-			k = *e.ExplicitHashKey
-		}
-		r, ok := findRoute(routes, k)
-		if !ok {
-			return nil, n.fail(storage.ErrResourceInUse, storage.ReasonNoOpenShard, storage.Facts{Stream: rec.Name, Given: k.String()})
+		r, err := n.placeRecord(rec, routes, turn+uint64(i), &e)
+		if err != nil {
+			return nil, err
 		}
 		b := byShard[r.index]
 		if b == nil {
@@ -226,12 +249,12 @@ func (n *Node) putBatch(ctx context.Context, rec streamRec, b *shardBatch, resul
 			return err
 		},
 		func(ctx context.Context, addr string) (err error) {
-			w, err = n.forwardPut(ctx, addr, rec.Name, b.route.group, b.entries)
+			w, err = n.forwardPut(ctx, addr, rec, b.route.group, b.entries)
 			return err
 		})
 	id := datadir.ShardID(b.route.index)
-	if errors.Is(err, errNoLeader) {
-		err = n.unavailable(rec.Name, id, err)
+	if err != nil {
+		err = n.shardWriteError(rec.Name, id, err)
 	}
 	for j, i := range b.idx {
 		switch {
@@ -243,24 +266,57 @@ func (n *Node) putBatch(ctx context.Context, rec streamRec, b *shardBatch, resul
 			continue
 		}
 		seq := seqnum.Seq{ShardCreateSecs: b.route.epoch, ShardIndex: b.route.index, Ordinal: w.ords[j], ArrivalSecs: w.arrival / 1000}
-		results[i] = storage.PutResult{ShardID: id, SequenceNumber: seq.String()}
+		results[i] = storage.PutResult{ShardID: id, SequenceNumber: seq.String(), Encrypted: w.encrypted}
 	}
+}
+
+// shardWriteError is what the client is told of a shard's failed write.
+func (n *Node) shardWriteError(stream, id string, err error) error {
+	switch {
+	case errors.Is(err, replica.ErrOverloaded):
+		// The shard's leader has as much uncommitted data as it takes: the
+		// shard's capacity, for now. AWS's answer for a shard over its
+		// capacity is ProvisionedThroughputExceeded, which the SDKs retry as
+		// throttling (a longer backoff than for a 503, giving the leader
+		// time to commit) and producers (KPL) retry per record; a 503
+		// would be retried as fast as a lost leader.
+		return n.throttled(stream, id)
+	case errors.Is(err, errNoLeader):
+		return n.unavailable(stream, id, err)
+	}
+	return err
 }
 
 // proposeRecords proposes entries as one entry of the group, which this
 // node must lead, and waits until it is committed on a quorum (each
 // replica's copy fdatasync'd) and applied here. The ordinals are the
-// records' positions in the group's log (replica.Ordinal).
-func (n *Node) proposeRecords(ctx context.Context, group uint64, entries []entry) ([]uint64, int64, error) {
+// records' positions in the group's log (replica.Ordinal). With a master
+// key, every record is encrypted before it is proposed (encrypt.go).
+func (n *Node) proposeRecords(ctx context.Context, group uint64, key *segment.MasterKey, entries []entry) ([]uint64, int64, error) {
 	arrival := n.cfg.Now().UnixMilli()
+	var dk *dataKey
+	if key != nil {
+		var err error
+		if dk, err = n.crypt.sealer(group, *key); err != nil {
+			return nil, 0, err
+		}
+	}
 	size := 0
 	for _, e := range entries {
-		size += 12 + len(e.key) + len(e.data)
+		if dk != nil {
+			size += encryptedSize(e)
+		} else {
+			size += recordHeader + len(e.key) + len(e.data)
+		}
 	}
 	// Each record is copied once, into the entry's bytes (replica.Records).
 	recs := replica.NewRecords(len(entries), size)
 	for _, e := range entries {
-		recs.Add(func(b []byte) []byte { return appendRecord(b, arrival, e) })
+		if dk != nil {
+			recs.Add(func(b []byte) []byte { return dk.appendEncrypted(b, arrival, e) })
+		} else {
+			recs.Add(func(b []byte) []byte { return appendRecord(b, arrival, e) })
+		}
 	}
 	p, err := n.host.ProposeRecords(group, recs)
 	if err != nil {
@@ -282,10 +338,12 @@ func (n *Node) fail(kind error, r storage.Reason, f storage.Facts) error {
 	return &storage.Error{Kind: kind, Reason: r, Facts: f}
 }
 
-// unavailable is the 503 of a request that found no leader; other errors
-// (a cancelled request) pass through.
+// unavailable is the 503 of a request that found no leader, met a group
+// whose replica here was removed (a move), or met a metadata leader that
+// takes no more for now (replica.ErrOverloaded); other errors (a cancelled
+// request) pass through.
 func (n *Node) unavailable(stream, shard string, err error) error {
-	if !errors.Is(err, errNoLeader) {
+	if !errors.Is(err, errNoLeader) && !errors.Is(err, replica.ErrUnknownGroup) && !errors.Is(err, replica.ErrOverloaded) {
 		return err
 	}
 	return n.fail(storage.ErrUnavailable, storage.ReasonNoLeader, storage.Facts{Stream: stream, Shard: shard, Detail: err.Error()})

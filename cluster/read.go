@@ -161,7 +161,7 @@ func (n *Node) localTimeOrdinal(ctx context.Context, group uint64, tsMs int64) (
 			return tip, err
 		}
 		for _, r := range recs {
-			if arrival, _, _, err := decodeRecord(r.Data); err == nil && arrival >= tsMs {
+			if arrival, err := recordArrival(r.Data); err == nil && arrival >= tsMs {
 				return r.Seq, nil
 			}
 		}
@@ -202,17 +202,17 @@ func (n *Node) Read(ctx context.Context, pos storage.Position, maxRecords, maxBy
 		// Expired records are skipped, not returned (retention.go): a page
 		// of only expired ones is empty, and the iterator moves past them.
 		next.Ordinal = recs[len(recs)-1].Seq + 1
-		lastArrival, _, _, _ = decodeRecord(recs[len(recs)-1].Data)
+		lastArrival, _ = recordArrival(recs[len(recs)-1].Data)
 	}
 	recs = liveRecords(recs, n.retentionCut(rec))
 	out := storage.ReadResult{Records: make([]storage.Record, 0, len(recs))}
 	for _, r := range recs {
-		arrival, key, data, err := decodeRecord(r.Data)
+		arrival, key, data, encrypted, err := n.openRecord(r.Data)
 		if err != nil {
-			return storage.ReadResult{}, err
+			return storage.ReadResult{}, n.readKeyError(rec, err)
 		}
 		seq := seqnum.Seq{ShardCreateSecs: shardEpoch(rec, sh), ShardIndex: pos.ShardIndex, Ordinal: r.Seq, ArrivalSecs: arrival / 1000}
-		out.Records = append(out.Records, storage.Record{SequenceNumber: seq.String(), Arrival: time.UnixMilli(arrival), PartitionKey: key, Data: data})
+		out.Records = append(out.Records, storage.Record{SequenceNumber: seq.String(), Arrival: time.UnixMilli(arrival), PartitionKey: key, Data: data, Encrypted: encrypted})
 		out.Bytes += len(key) + len(data)
 		lastArrival = arrival
 	}

@@ -125,7 +125,10 @@ func (n *Node) noteLeader(g, node uint64) {
 // after every candidate, errNoLeader.
 func (n *Node) onReplica(ctx context.Context, g uint64, local func(context.Context) error, remote func(context.Context, string) error) error {
 	if n.servesReads(g) {
-		return local(ctx)
+		// A replica removed since (a move) is read elsewhere.
+		if err := local(ctx); !errors.Is(err, replica.ErrUnknownGroup) {
+			return err
+		}
 	}
 	queue := n.candidates(g)
 	tried := map[uint64]bool{n.cfg.NodeID: true}
@@ -172,7 +175,7 @@ func (n *Node) serveRead(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, errThrottled):
 		http.Error(w, err.Error(), http.StatusTooManyRequests)
 	case err != nil:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		n.writeFailure(w, req.Group, err) // a replica removed since: 409
 	default:
 		writeJSON(w, http.StatusOK, readReply{Records: recs})
 	}
@@ -180,7 +183,8 @@ func (n *Node) serveRead(w http.ResponseWriter, r *http.Request) {
 
 // readLocal serves a read of g from this node's replica, admitted and
 // charged by this node's controller for the shard: up to maxRecords
-// records, of which the first page are charged.
+// records, of which the first page are charged, less what Read drops from
+// it (returned).
 func (n *Node) readLocal(ctx context.Context, rec streamRec, g, from uint64, page, maxRecords, maxBytes int) ([]replica.Record, error) {
 	if err := n.admitRead(g, rec); err != nil {
 		return nil, err
@@ -192,8 +196,25 @@ func (n *Node) readLocal(ctx context.Context, rec streamRec, g, from uint64, pag
 	if err != nil {
 		return nil, err
 	}
-	n.chargeRead(g, rec, recs[:min(len(recs), page)])
+	n.chargeRead(g, rec, n.returned(rec, g, from, recs[:min(len(recs), page)]))
 	return recs, nil
+}
+
+// returned is the part of a page read from g at from that Read returns:
+// cut at the shard's end or a seal (cutAtEnd), then without the expired
+// records (liveRecords). A read is charged for these only, as single-node
+// mode charges the records it returns. rec is this node's view of the
+// stream: a node whose metadata lags may not know the shard's End yet, and
+// charges up to the seal record, which every replica holds.
+func (n *Node) returned(rec streamRec, g, from uint64, page []replica.Record) []replica.Record {
+	var sh replica.MetaShard
+	for _, s := range rec.Shards {
+		if s.Group == g {
+			sh = s
+		}
+	}
+	page, _ = cutAtEnd(sh, from, page)
+	return liveRecords(page, n.retentionCut(rec))
 }
 
 func (n *Node) servePosition(w http.ResponseWriter, r *http.Request) {
@@ -214,7 +235,7 @@ func (n *Node) servePosition(w http.ResponseWriter, r *http.Request) {
 		ord, err = n.localTimeOrdinal(r.Context(), req.Group, req.TimestampMs)
 	}
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		n.writeFailure(w, req.Group, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, positionReply{Ordinal: ord})

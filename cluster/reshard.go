@@ -156,9 +156,7 @@ func (n *Node) acceptTxn(name string, plan func(storage.ReshardInput) (storage.R
 	var alloc allocRec
 	allocVersion, _ := n.getJSON(keyAlloc, &alloc)
 	alloc.NextGroup = max(alloc.NextGroup, metaGroup+1)
-	p, err := plan(storage.ReshardInput{Stream: planRecord(rec), Now: n.cfg.Now(), Account: n.cfg.AccountID,
-		MinEpoch: alloc.Epoch + 1, ShardLimit: n.cfg.ShardLimit, OpenShards: n.openShards(),
-		ScalingCallsPerDay: storage.DefaultScalingCallsPerDay})
+	p, err := plan(n.reshardInput(rec, alloc))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -167,6 +165,15 @@ func (n *Node) acceptTxn(name string, plan func(storage.ReshardInput) (storage.R
 	if len(p.Added) == 0 { // UpdateShardCount to the current count: the call is recorded
 		return []replica.MetaCond{{Key: key, Version: v}}, []replica.MetaOp{{Key: key, Value: mustJSON(rec)}}, nil
 	}
+	conds, ops := n.pendingTxn(rec, v, p, alloc, allocVersion)
+	return conds, ops, nil
+}
+
+// pendingTxn is the transaction that accepts plan p on rec (read at
+// version v): the stream UPDATING with p pending, the allocator (read at
+// allocVersion) advanced, and the children's groups placed.
+func (n *Node) pendingTxn(rec streamRec, v uint64, p storage.ReshardPlan, alloc allocRec, allocVersion uint64) ([]replica.MetaCond, []replica.MetaOp) {
+	key := replica.StreamKey(rec.Name)
 	next, groups := pendingShards(rec, p, &alloc)
 	rec.Status, rec.Reshard, rec.NextShardIndex = string(storage.StatusUpdating), &reshardRec{Shards: next}, p.Stream.NextShardIndex
 	conds := []replica.MetaCond{{Key: key, Version: v}, {Key: keyAlloc, Version: allocVersion}}
@@ -176,14 +183,24 @@ func (n *Node) acceptTxn(name string, plan func(storage.ReshardInput) (storage.R
 		ops = append(ops, replica.MetaOp{Key: replica.PlacementKey(g), Value: mustJSON(placed[g])},
 			replica.MetaOp{Key: bootKey(g), Value: mustJSON(placed[g])})
 	}
-	return conds, ops, nil
+	return conds, ops
 }
 
-// planRecord is a stream's record as the planners read it.
+// reshardInput is what the planners read of rec and the account, alloc
+// being the allocator read with it.
+func (n *Node) reshardInput(rec streamRec, alloc allocRec) storage.ReshardInput {
+	return storage.ReshardInput{Stream: planRecord(rec), Now: n.cfg.Now(), Account: n.cfg.AccountID,
+		MinEpoch: alloc.Epoch + 1, ShardLimit: n.cfg.ShardLimit, OpenShards: n.openShards(),
+		ScalingCallsPerDay: storage.DefaultScalingCallsPerDay}
+}
+
+// planRecord is a stream's record as the planners and the capacity rules
+// read it. Its mode makes users' SplitShard, MergeShards and
+// UpdateShardCount of an ON_DEMAND stream refused, as in single-node mode.
 func planRecord(rec streamRec) *datadir.StreamRecord {
 	r := &datadir.StreamRecord{Name: rec.Name, CreatedNs: rec.CreatedNs, Status: storage.StreamStatus(rec.Status),
-		Mode: storage.ModeProvisioned, RetentionHours: rec.RetentionHours, NextShardIndex: rec.NextShardIndex,
-		ScalingNs: rec.ScalingNs}
+		Mode: rec.mode(), RetentionHours: rec.RetentionHours, NextShardIndex: rec.NextShardIndex,
+		ScalingNs: rec.ScalingNs, ModeSwitchNs: rec.ModeSwitchNs, WarmMiBps: rec.WarmMiBps, WritePeaks: rec.WritePeaks}
 	for _, sh := range rec.Shards {
 		idx, _ := datadir.ParseShardID(sh.ID)
 		r.Shards = append(r.Shards, datadir.ShardRecord{Index: idx, Parent: sh.Parent, AdjParent: sh.AdjacentParent,

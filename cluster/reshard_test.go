@@ -380,26 +380,41 @@ func TestDeleteWhileResharding(t *testing.T) {
 // no continuation, and ends.
 func TestSubscribeToSplitParent(t *testing.T) {
 	c := newTestCluster(t, 3)
-	ctx := context.Background()
-	if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: "e", ShardCount: 1}); err != nil {
+	if err := c.node(1).CreateStream(context.Background(), storage.CreateStreamInput{Name: "e", ShardCount: 1}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitActive("e", 1, 2, 3)
+	subscribeToSplitParent(t, c, 3, false)
+}
+
+// TestSubscribeForwardedToSplitParent: the same through the node of four
+// that holds no replica of the shard (a forwarded subscription).
+func TestSubscribeForwardedToSplitParent(t *testing.T) {
+	c := fourNodes(t, "e")
+	outside, _ := c.outsideOf(t, "e")
+	subscribeToSplitParent(t, c, outside, true)
+}
+
+func subscribeToSplitParent(t *testing.T, c *testCluster, at uint64, forwarded bool) {
+	ctx := context.Background()
 	info, err := c.node(1).RegisterConsumer(ctx, "e", "efo", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, gone, err := c.node(3).ActiveConsumer(ctx, "e", "efo", info.Created)
+	_, gone, err := c.node(at).ActiveConsumer(ctx, "e", "efo", info.Created)
 	if err != nil {
 		t.Fatal(err)
 	}
 	open := func(typ storage.IteratorType, seq string) storage.EventSource {
 		var sub storage.EventSource
-		eventually(t, "subscribe at node 3", func() (err error) {
-			sub, err = c.node(3).Subscribe(ctx, storage.SubscribeInput{Stream: "e", ShardID: "shardId-000000000000",
+		eventually(t, fmt.Sprintf("subscribe at node %d", at), func() (err error) {
+			sub, err = c.node(at).Subscribe(ctx, storage.SubscribeInput{Stream: "e", ShardID: "shardId-000000000000",
 				Type: typ, StartSeq: seq, Consumer: "efo"}, gone)
 			return err
 		})
+		if _, ok := sub.(*remoteSubscription); ok != forwarded {
+			t.Fatalf("node %d subscribed with a %T (forwarded: want %v)", at, sub, forwarded)
+		}
 		return sub
 	}
 	sub := open(storage.TrimHorizon, "")
@@ -417,7 +432,7 @@ func TestSubscribeToSplitParent(t *testing.T) {
 	cont := ""
 	for resubscribed := 0; ; {
 		ev, err := sub.Next(ctx, 1<<20, 100*time.Millisecond)
-		if errors.Is(err, errNotCurrent) && resubscribed < 20 {
+		if (errors.Is(err, errNotCurrent) || errors.Is(err, errLinkBroken)) && resubscribed < 20 {
 			// a leader change ends a subscription (subscribe.go); the
 			// client resubscribes after the last continuation
 			resubscribed++
@@ -453,4 +468,29 @@ func TestSubscribeToSplitParent(t *testing.T) {
 	if _, err := sub.Next(ctx, 1<<20, 100*time.Millisecond); err == nil {
 		t.Fatal("Next after the last event did not end")
 	}
+	// A child's continuation number with nothing delivered yet carries the
+	// child's creation second: resubscribing after it is accepted.
+	child := storage.SubscribeInput{Stream: "e", ShardID: "shardId-000000000001", Type: storage.Latest, Consumer: "efo"}
+	var csub storage.EventSource
+	eventually(t, "subscribe to a child", func() (err error) {
+		csub, err = c.node(at).Subscribe(ctx, child, gone)
+		return err
+	})
+	ev, err := csub.Next(ctx, 1<<20, time.Millisecond)
+	csub.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Type, child.StartSeq = storage.AfterSequenceNumber, ev.ContinuationSequenceNumber
+	eventually(t, "resubscribe to the child after its continuation number", func() (err error) {
+		csub, err = c.node(at).Subscribe(ctx, child, gone)
+		if err == nil {
+			csub.Close()
+		}
+		var se *storage.Error
+		if errors.As(err, &se) && errors.Is(se.Kind, storage.ErrInvalidArgument) {
+			t.Fatalf("the child's continuation number %s is refused: %v", child.StartSeq, err)
+		}
+		return err
+	})
 }

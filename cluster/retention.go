@@ -105,7 +105,7 @@ func (n *Node) trimHorizon(ctx context.Context, rec streamRec, group uint64) uin
 func liveRecords(recs []replica.Record, cut int64) []replica.Record {
 	out := recs[:0:0]
 	for _, r := range recs {
-		if arrival, _, _, err := decodeRecord(r.Data); err != nil || arrival >= cut {
+		if arrival, err := recordArrival(r.Data); err != nil || arrival >= cut {
 			out = append(out, r)
 		}
 	}

@@ -60,7 +60,7 @@ func (n *Node) onLeader(ctx context.Context, group uint64, local func(context.Co
 				n.noteLeader(group, hint)
 				forwards++
 			}
-		case errors.Is(err, replica.ErrNotLeader), errors.Is(err, replica.ErrDropped), errors.Is(err, errNoLeader), errors.Is(err, errUnreachable):
+		case notHere(err), errors.Is(err, errNoLeader), errors.Is(err, errUnreachable):
 		default:
 			return err
 		}
@@ -76,6 +76,15 @@ func (n *Node) onLeader(ctx context.Context, group uint64, local func(context.Co
 		case <-time.After(n.cfg.Tick):
 		}
 	}
+}
+
+// notHere reports a definite "not on this node" from the replica layer:
+// this node does not lead the group, the proposal was replaced by another
+// leader's entry, or this node holds no replica of the group any more (it
+// was moved away between the routing decision and the call). Nothing was
+// proposed or read; the request goes to the group's replicas elsewhere.
+func notHere(err error) bool {
+	return errors.Is(err, replica.ErrNotLeader) || errors.Is(err, replica.ErrDropped) || errors.Is(err, replica.ErrUnknownGroup)
 }
 
 // leaderOf is the group's leader as this node's replica knew it at its

@@ -167,11 +167,12 @@ func (n *Node) UntagResource(ctx context.Context, t storage.PolicyTarget, keys [
 // none. Authorization asks it at every request of a caller with an
 // identity, so it answers from this node's applied metadata without a
 // ReadIndex round (which would put a round trip to the metadata leader in
-// front of every authorized PutRecord): a policy change is enforced by a
-// node once it has applied it, normally within milliseconds of its
-// acknowledgement; AWS documents policy changes as eventually consistent
-// too. A node cut off from the metadata group enforces the policies it
-// applied last.
+// front of every authorized PutRecord). The node that took a policy change
+// has applied it before acknowledging it (txn), so it enforces it, and
+// GetResourcePolicy through it reads it, at once; another node does once it
+// has applied it, normally within milliseconds; AWS documents policy
+// changes as eventually consistent too. A node cut off from the metadata
+// group enforces the policies it applied last.
 func (n *Node) ResourcePolicy(ctx context.Context, t storage.PolicyTarget) (string, error) {
 	rec, ok := n.localStream(t.Stream)
 	if !ok {
@@ -257,12 +258,19 @@ func (n *Node) UpdateMaxRecordSize(ctx context.Context, name string, kib int) er
 }
 
 // SetRecordDistribution changes an ACTIVE stream's record distribution
-// strategy. Cluster streams are all PROVISIONED with USER_PARTITION_KEY
-// (CreateStream refuses the rest), so AUTO is single-node mode's
-// InvalidArgument and USER_PARTITION_KEY changes nothing.
+// strategy, at once (no UPDATING), as single-node mode does: AUTO on a
+// stream that is not ON_DEMAND is its InvalidArgument.
 func (n *Node) SetRecordDistribution(ctx context.Context, name string, d storage.RecordDistribution) error {
-	return n.updateStream(ctx, name, nil, func(*streamRec) (bool, error) {
-		return false, storage.CheckDistribution(n.cfg.AccountID, name, storage.ModeProvisioned, d)
+	return n.updateStream(ctx, name, nil, func(rec *streamRec) (bool, error) {
+		if err := storage.CheckDistribution(n.cfg.AccountID, name, rec.mode(), d); err != nil {
+			return false, err
+		}
+		next := storedDistribution(d)
+		if rec.Distribution == next {
+			return false, nil
+		}
+		rec.Distribution = next
+		return true, nil
 	})
 }
 

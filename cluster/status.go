@@ -19,6 +19,9 @@ type NodeStatus struct {
 	// fdatasync per round, however many groups it served), segment
 	// fdatasyncs and proposals.
 	Raft RaftStats `json:"raft"`
+	// Damaged is this node's replicas set aside as damaged (damage.go):
+	// they take no part in their groups until replaced.
+	Damaged []DamagedReplica `json:"damaged,omitempty"`
 }
 
 // RaftStats is replica.Stats as the status endpoint shows it.
@@ -66,7 +69,8 @@ func (n *Node) statusOf(group string) NodeStatus {
 func (n *Node) Status() NodeStatus {
 	hs := n.host.Stats()
 	st := NodeStatus{Node: n.cfg.NodeID, Groups: map[string]GroupStatus{}, Shards: map[string]uint64{},
-		Raft: RaftStats{Rounds: hs.Rounds, WALSyncs: hs.WALSyncs, Entries: hs.Entries, StateSyncs: hs.StateSyncs, Proposals: hs.Proposals, Times: hs.Times}}
+		Raft:    RaftStats{Rounds: hs.Rounds, WALSyncs: hs.WALSyncs, Entries: hs.Entries, StateSyncs: hs.StateSyncs, Proposals: hs.Proposals, Times: hs.Times},
+		Damaged: n.damagedReplicas()}
 	groups := []uint64{metaGroup}
 	for _, rec := range n.streams() {
 		for _, sh := range rec.Shards {

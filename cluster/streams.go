@@ -27,6 +27,8 @@ const maxTxnAttempts = 8
 // metadata transaction, conditional on the stream's absence and on the
 // allocator's version. Every node then creates its replicas (reconcile);
 // the stream turns ACTIVE once every group has a leader (activateStreams).
+// An ON_DEMAND stream or a warm throughput passes single-node mode's checks
+// first (storage.CheckCreateOnDemand; capacity.go has the conditions).
 func (n *Node) CreateStream(ctx context.Context, in storage.CreateStreamInput) error {
 	if err := n.createSupported(in); err != nil {
 		return err
@@ -34,27 +36,18 @@ func (n *Node) CreateStream(ctx context.Context, in storage.CreateStreamInput) e
 	return n.casLoop(ctx, func() ([]replica.MetaCond, []replica.MetaOp, error) { return n.createTxn(in) })
 }
 
-func (n *Node) createSupported(in storage.CreateStreamInput) error {
-	what := ""
-	switch {
-	case in.Mode == storage.ModeOnDemand:
-		what = "ON_DEMAND capacity mode"
-	case in.Distribution == storage.DistributionAuto:
-		what = "AUTO record distribution"
-	case in.WarmMiBps != nil:
-		what = "Warm throughput"
-	}
-	if what != "" {
-		return n.unsupported(what)
-	}
-	return nil
-}
+func (n *Node) createSupported(storage.CreateStreamInput) error { return nil }
 
 // createTxn builds CreateStream's transaction from the local state (read
 // after a ReadIndex round).
 func (n *Node) createTxn(in storage.CreateStreamInput) ([]replica.MetaCond, []replica.MetaOp, error) {
 	if _, _, ok := n.stream(in.Name); ok {
 		return nil, nil, n.fail(storage.ErrStreamExists, storage.ReasonStreamExists, storage.Facts{Stream: in.Name})
+	}
+	acct, acctVersion := n.account()
+	if err := storage.CheckCreateOnDemand(n.cfg.AccountID, &in, n.onDemandCount(), n.cfg.OnDemandStreamLimit,
+		storage.AccountCommitment(acct, n.cfg.Now())); err != nil {
+		return nil, nil, err
 	}
 	open := 0
 	for _, rec := range n.streams() {
@@ -71,7 +64,13 @@ func (n *Node) createTxn(in storage.CreateStreamInput) ([]replica.MetaCond, []re
 	alloc.Epoch = max(now.Unix()-initialEpochLag, alloc.Epoch+1)
 	rec := streamRec{MetaStream: replica.MetaStream{Name: in.Name, Status: string(storage.StatusCreating)},
 		CreatedNs: now.UnixNano(), Epoch: alloc.Epoch, RetentionHours: storage.DefaultRetentionHours,
-		MaxRecordSizeKiB: in.MaxRecordSizeKiB, Tags: in.Tags}
+		MaxRecordSizeKiB: in.MaxRecordSizeKiB, Tags: in.Tags, Distribution: storedDistribution(in.Distribution)}
+	if in.Mode == storage.ModeOnDemand {
+		rec.Mode = storage.ModeOnDemand
+	}
+	if in.WarmMiBps != nil {
+		rec.WarmMiBps = *in.WarmMiBps
+	}
 	if rec.MaxRecordSizeKiB == 0 {
 		rec.MaxRecordSizeKiB = storage.DefaultMaxRecordSizeKiB
 	}
@@ -83,8 +82,17 @@ func (n *Node) createTxn(in storage.CreateStreamInput) ([]replica.MetaCond, []re
 	}
 	alloc.NextGroup += uint64(in.ShardCount)
 	key := replica.StreamKey(in.Name)
-	conds := []replica.MetaCond{{Key: key}, {Key: keyAlloc, Version: allocVersion}}
+	// The commitment a warm throughput needs, and the ON_DEMAND stream
+	// count, are conditions of the transaction as they were checked.
+	conds := []replica.MetaCond{{Key: key}, {Key: keyAlloc, Version: allocVersion}, {Key: keyAccount, Version: acctVersion}}
 	ops := []replica.MetaOp{{Key: key, Value: mustJSON(rec)}, {Key: keyAlloc, Value: mustJSON(alloc)}}
+	if rec.Mode == storage.ModeOnDemand {
+		cond, op, err := n.onDemandGuard()
+		if err != nil {
+			return nil, nil, err
+		}
+		conds, ops = append(conds, cond), append(ops, op)
+	}
 	placed := n.place(groups)
 	for _, g := range groups {
 		ops = append(ops, replica.MetaOp{Key: replica.PlacementKey(g), Value: mustJSON(placed[g])},
@@ -213,9 +221,12 @@ func (n *Node) RecordLimit(ctx context.Context, stream string) (int, error) {
 
 func streamInfo(rec streamRec, withShards bool) storage.StreamInfo {
 	si := storage.StreamInfo{Name: rec.Name, Created: time.Unix(0, rec.CreatedNs), Status: storage.StreamStatus(rec.Status),
-		Mode: storage.ModeProvisioned, RetentionHours: rec.RetentionHours, Tags: copyTags(rec.Tags),
-		Distribution: storage.DistributionUserKey, MaxRecordSizeKiB: rec.MaxRecordSizeKiB, EncryptionType: storage.EncryptionNone,
+		Mode: rec.mode(), WarmMiBps: rec.WarmMiBps, RetentionHours: rec.RetentionHours, Tags: copyTags(rec.Tags),
+		Distribution: rec.distribution(), MaxRecordSizeKiB: rec.MaxRecordSizeKiB, EncryptionType: storage.EncryptionNone,
 		ShardLevelMetrics: append([]string{}, rec.ShardLevelMetrics...)}
+	if rec.EncryptionType == storage.EncryptionKMS {
+		si.EncryptionType, si.KeyID = storage.EncryptionKMS, rec.KeyID
+	}
 	if withShards && si.Status != storage.StatusCreating {
 		si.Shards = make([]storage.ShardInfo, 0, len(rec.Shards))
 		for _, sh := range rec.Shards {

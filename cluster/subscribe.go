@@ -14,9 +14,10 @@ import (
 )
 
 // SubscribeToShard in cluster mode (docs/cluster.md §9). A subscription is
-// served by the receiving node's replica of the shard, which must be current
-// when it opens: a ReadIndex round with the group's leader answered and this
-// node applied up to the leader's commit index. It then delivers what the
+// served by a replica of the shard (the receiving node's, or, when it
+// serves no reads of the shard, one elsewhere: subforward.go), which must
+// be current when it opens: a ReadIndex round with the group's leader
+// answered and its node applied up to the leader's commit index. It then delivers what the
 // replica applies (Host.ReadApplied from its position, woken by
 // Host.Changed), all of it committed, so never a record that could be lost.
 // Ordinals are the same on every replica, so its sequence numbers and
@@ -73,9 +74,11 @@ type subscription struct {
 }
 
 // Subscribe opens a subscription at the starting position (every iterator
-// type, resolved as GetShardIterator resolves it) on this node's replica.
-// A replica that is not current answers ServiceUnavailable: the client
-// retries, here or elsewhere.
+// type, resolved as GetShardIterator resolves it) on this node's replica,
+// or, when this node serves no reads of the shard (it holds no replica, or
+// one moved away), on a replica elsewhere (subforward.go). A replica that
+// is not current answers ServiceUnavailable: the client retries, here or
+// elsewhere.
 func (n *Node) Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-chan struct{}) (storage.EventSource, error) {
 	pos, err := n.Position(ctx, in.Stream, in.ShardID, in.Type, in.StartSeq, in.Timestamp)
 	if err != nil {
@@ -88,18 +91,49 @@ func (n *Node) Subscribe(ctx context.Context, in storage.SubscribeInput, gone <-
 	if rec.CreatedNs != pos.StreamCreated { // deleted and created again meanwhile
 		return nil, n.fail(storage.ErrShardNotFound, storage.ReasonShardGone, storage.Facts{Stream: in.Stream, Shard: sh.ID})
 	}
+	at := subscribeAt{Stream: in.Stream, Created: rec.CreatedNs, Epoch: shardEpoch(rec, sh), Index: pos.ShardIndex, Group: sh.Group,
+		Ordinal: pos.Ordinal, Consumer: in.Consumer}
+	if sh.Group != 0 && !n.servesReads(sh.Group) {
+		return n.subscribeRemote(ctx, at, gone)
+	}
+	return n.subscribeLocal(ctx, at, gone)
+}
+
+// subscribeAt is a resolved starting position: the stream incarnation, the
+// shard and its group, the first ordinal to deliver. It is also the body of
+// a forwarded subscription's request (subforward.go).
+type subscribeAt struct {
+	Stream   string `json:"stream"`
+	Created  int64  `json:"created"`
+	Epoch    int64  `json:"epoch"` // the shard's creation second (shardEpoch)
+	Index    uint32 `json:"index"`
+	Group    uint64 `json:"group"`
+	Ordinal  uint64 `json:"ordinal"`
+	Consumer string `json:"consumer"`
+}
+
+// subscribeLocal opens a subscription at a resolved position on this
+// node's replica, once a ReadIndex round showed it current.
+func (n *Node) subscribeLocal(ctx context.Context, at subscribeAt, gone <-chan struct{}) (*subscription, error) {
+	rec, sh, err := n.shardOf(ctx, at.Stream, datadir.ShardID(at.Index))
+	if err != nil {
+		return nil, err
+	}
+	if rec.CreatedNs != at.Created {
+		return nil, n.fail(storage.ErrShardNotFound, storage.ReasonShardGone, storage.Facts{Stream: at.Stream, Shard: sh.ID})
+	}
 	if err := n.linearize(ctx, sh.Group); err != nil {
-		return nil, n.unavailable(in.Stream, sh.ID, err)
+		return nil, n.unavailable(at.Stream, sh.ID, err)
 	}
 	st := n.host.Status(sh.Group)
 	if st.Leader == 0 {
-		return nil, n.unavailable(in.Stream, sh.ID, errNoLeader)
+		return nil, n.unavailable(at.Stream, sh.ID, errNoLeader)
 	}
-	sub := &subscription{n: n, stream: in.Stream, created: rec.CreatedNs, epoch: shardEpoch(rec, sh), index: pos.ShardIndex,
-		group: sh.Group, consumer: in.Consumer, gone: gone, done: make(chan struct{}),
-		leader: st.Leader, term: st.Term, next: pos.Ordinal}
+	sub := &subscription{n: n, stream: at.Stream, created: rec.CreatedNs, epoch: shardEpoch(rec, sh), index: at.Index,
+		group: sh.Group, consumer: at.Consumer, gone: gone, done: make(chan struct{}),
+		leader: st.Leader, term: st.Term, next: at.Ordinal}
 	sub.probe.confirmed = time.Now()
-	sub.cont = contBefore(rec.Epoch, pos.ShardIndex, pos.Ordinal)
+	sub.cont = contBefore(sub.epoch, at.Index, at.Ordinal) // a child's own epoch (reshard.go), not the stream's
 	return sub, nil
 }
 
@@ -144,6 +178,9 @@ func (s *subscription) Next(ctx context.Context, maxBytes int, idle time.Duratio
 			return storage.SubscribeEvent{}, err
 		}
 		ev, ok, err := s.read(max(maxBytes, 1))
+		if errors.Is(err, replica.ErrUnknownGroup) {
+			err = s.notCurrent("its replica was removed from this node (moved away)")
+		}
 		if err != nil || ok {
 			return ev, err
 		}
@@ -213,12 +250,13 @@ func (s *subscription) read(maxBytes int) (storage.SubscribeEvent, bool, error) 
 	ev := storage.SubscribeEvent{Records: make([]storage.Record, 0, len(recs))}
 	var lastArrival int64
 	for _, r := range recs {
-		arrival, key, data, err := decodeRecord(r.Data)
+		arrival, key, data, encrypted, err := s.n.openRecord(r.Data)
 		if err != nil {
-			return storage.SubscribeEvent{}, false, err
+			rec, _, _ := s.n.stream(s.stream)
+			return storage.SubscribeEvent{}, false, s.n.readKeyError(rec, err)
 		}
 		seq := seqnum.Seq{ShardCreateSecs: s.epoch, ShardIndex: s.index, Ordinal: r.Seq, ArrivalSecs: arrival / 1000}
-		ev.Records = append(ev.Records, storage.Record{SequenceNumber: seq.String(), Arrival: time.UnixMilli(arrival), PartitionKey: key, Data: data})
+		ev.Records = append(ev.Records, storage.Record{SequenceNumber: seq.String(), Arrival: time.UnixMilli(arrival), PartitionKey: key, Data: data, Encrypted: encrypted})
 		ev.Bytes += len(key) + len(data)
 		lastArrival = arrival
 	}

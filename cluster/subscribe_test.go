@@ -19,6 +19,7 @@ type subscriber struct {
 	cont string
 	err  error
 	done chan struct{}
+	src  storage.EventSource // what Node.Subscribe returned
 }
 
 func subscribe(t *testing.T, n *Node, stream, consumer string, typ storage.IteratorType, seq string) *subscriber {
@@ -37,7 +38,7 @@ func subscribe(t *testing.T, n *Node, stream, consumer string, typ storage.Itera
 		sub, err = n.Subscribe(ctx, storage.SubscribeInput{Stream: stream, ShardID: "shardId-000000000000", Type: typ, StartSeq: seq, Consumer: consumer}, gone)
 		return err
 	})
-	s := &subscriber{done: make(chan struct{})}
+	s := &subscriber{done: make(chan struct{}), src: sub}
 	go func() {
 		defer close(s.done)
 		defer sub.Close()

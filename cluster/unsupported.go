@@ -4,8 +4,8 @@ import (
 	"github.com/shardlog/shardlog/storage"
 )
 
-// What cluster mode does not do yet (ON_DEMAND streams, AUTO distribution
-// and warm throughput at CreateStream) answers InvalidArgumentException
+// What cluster mode does not do yet (AUTO record distribution) answers
+// InvalidArgumentException
 // "<what> is not supported in cluster mode yet."
 // (storage.ReasonClusterUnsupported); README's Cluster section lists it.
 

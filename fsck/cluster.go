@@ -37,7 +37,7 @@ const (
 	walSuffix        = ".log"
 	walFrameHeader   = 8 // [u32 payload length][u32 CRC-32C of the payload]
 	walKindMin       = 1 // entries
-	walKindMax       = 6 // group created
+	walKindMax       = 9 // 6 group created, 7 group removed, 8 tombstone, 9 replica damaged
 	currentPayloadSz = 16
 )
 
@@ -105,10 +105,26 @@ func (v *verifier) clusterGroups() ([]uint64, error) {
 			out = append(out, g)
 			continue
 		}
-		v.stray(path.Join(ClusterDir, clusterGroups, n))
+		rel := path.Join(ClusterDir, clusterGroups, n)
+		if g, ok := parseDamaged(n); ok {
+			v.rep.add(Problem{Code: WDamagedReplica, File: rel, Message: fmt.Sprintf("group %d's replica, set aside as damaged by the node "+
+				"(its files as they were found; the cluster replaced the replica): inspect it, then delete it", g)})
+			continue
+		}
+		v.stray(rel)
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// parseDamaged parses "<group %016x>.damaged-<time>/", a damaged replica's
+// files the node moved aside (package replica, damage.go).
+func parseDamaged(name string) (uint64, bool) {
+	hex, rest, ok := strings.Cut(strings.TrimSuffix(name, "/"), ".damaged-")
+	if !ok || rest == "" || !strings.HasSuffix(name, "/") {
+		return 0, false
+	}
+	return parseHex16(hex)
 }
 
 func parseHex16(s string) (uint64, bool) {

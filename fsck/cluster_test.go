@@ -148,6 +148,29 @@ func appendBytes(t *testing.T, name string, extra []byte) {
 	}
 }
 
+// TestVerifyClusterListsDamagedReplicas: a damaged replica's files, moved
+// aside by the node, are listed (a warning), not reported as strays.
+func TestVerifyClusterListsDamagedReplicas(t *testing.T) {
+	dir := clusterFixture(t)
+	name := fmt.Sprintf("%016x.damaged-20260102T030405.000000000Z", clusterGroup)
+	if err := os.MkdirAll(filepath.Join(dir, fsck.ClusterDir, "groups", name, "0000000000000000"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	text, rep := verifyText(t, dir)
+	var found int
+	for _, p := range rep.Problems {
+		if p.Code == fsck.WStrayFile {
+			t.Errorf("reported as a stray: %+v", p)
+		}
+		if p.Code == fsck.WDamagedReplica && strings.HasSuffix(p.File, name) {
+			found++
+		}
+	}
+	if found != 1 || rep.Errors != 0 {
+		t.Fatalf("want one %s for %s, no errors:\n%s", fsck.WDamagedReplica, name, text)
+	}
+}
+
 // TestVerifyClusterAfterRetention: a group whose oldest segments retention
 // deleted (replica.Host.Trim) verifies clean: its chain starts later.
 func TestVerifyClusterAfterRetention(t *testing.T) {

@@ -137,6 +137,10 @@ const (
 	// WWALTornTail: the newest WAL file ends in a torn write, never
 	// acknowledged; the node cuts it when it starts.
 	WWALTornTail Code = "W_WAL_TORN_TAIL"
+	// WDamagedReplica: a directory cluster/groups/<group>.damaged-<time>/:
+	// a replica whose files failed recovery with corruption, moved aside
+	// by the node (which went on without it) and kept for the operator.
+	WDamagedReplica Code = "W_DAMAGED_REPLICA"
 	// WStaleGeneration: a group directory holds a generation other than
 	// CURRENT's (an interrupted snapshot installation); the node removes it.
 	WStaleGeneration Code = "W_STALE_GENERATION"

@@ -16,7 +16,8 @@
 // of another account is not found, as it is on AWS without a grant. Without a keyring
 // entry for alias/aws/kinesis, that alias (AWS's Kinesis-owned key) uses a
 // key shardlog generates once in the data directory (datadir.DefaultKeyFile,
-// mode 0600, fsynced before it is used).
+// mode 0600, fsynced before it is used), or, in cluster mode, from where
+// SetDefaultSource says (the cluster's metadata, the same on every node).
 package keyring
 
 import (
@@ -49,6 +50,10 @@ var (
 	ErrInvalidState = errors.New("keyring: key pending deletion")
 	// ErrFile is wrapped by every error about the keyring file's contents.
 	ErrFile = errors.New("invalid keyring file")
+	// ErrNoDefault means the generated alias/aws/kinesis key comes from a
+	// DefaultSource that does not hold it yet: its owner makes it (cluster
+	// mode: once, in the metadata group) and resolves again.
+	ErrNoDefault = errors.New("keyring: the generated alias/aws/kinesis key is not made yet")
 )
 
 // Key states, as KMS names them.
@@ -75,8 +80,23 @@ type Keyring struct {
 	opts Options
 	ring atomic.Pointer[ring]
 
-	defMu sync.Mutex
-	def   *segment.MasterKey // the generated key, once loaded or made
+	defMu  sync.Mutex
+	def    *segment.MasterKey // the generated key, once loaded or made
+	defSrc DefaultSource      // if set, where the generated key is, instead of DataDir
+}
+
+// DefaultSource returns the generated alias/aws/kinesis key's material
+// where it is kept outside the data directory (cluster mode keeps it in the
+// metadata group, the same on every node); ok is false while there is none.
+type DefaultSource func() (material []byte, ok bool)
+
+// SetDefaultSource makes the generated alias/aws/kinesis key come from src
+// rather than the data directory: the keyring then never makes a key file,
+// and Resolve answers ErrNoDefault until src has one.
+func (k *Keyring) SetDefaultSource(src DefaultSource) {
+	k.defMu.Lock()
+	defer k.defMu.Unlock()
+	k.defSrc, k.def = src, nil
 }
 
 // ring is one reading of the keyring file; never modified once built.
@@ -199,6 +219,9 @@ func (k *Keyring) defaultKey(create bool) (segment.MasterKey, error) {
 	if k.def != nil {
 		return *k.def, nil
 	}
+	if k.defSrc != nil {
+		return k.sourcedDefault()
+	}
 	if k.opts.DataDir == "" {
 		return segment.MasterKey{}, fmt.Errorf("%w: no data directory for the generated %s key", ErrNotFound, DefaultAlias)
 	}
@@ -209,6 +232,21 @@ func (k *Keyring) defaultKey(create bool) (segment.MasterKey, error) {
 	}
 	if err != nil {
 		return segment.MasterKey{}, err
+	}
+	k.def = &m
+	return m, nil
+}
+
+// sourcedDefault is defaultKey from a DefaultSource, under defMu. A key,
+// once found, is kept: the source's owner never changes it.
+func (k *Keyring) sourcedDefault() (segment.MasterKey, error) {
+	raw, ok := k.defSrc()
+	if !ok {
+		return segment.MasterKey{}, ErrNoDefault
+	}
+	m, err := segment.NewMasterKey(raw)
+	if err != nil {
+		return segment.MasterKey{}, fmt.Errorf("keyring: the generated %s key: %w", DefaultAlias, err)
 	}
 	k.def = &m
 	return m, nil

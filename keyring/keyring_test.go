@@ -188,3 +188,36 @@ func TestParseRejects(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+// TestDefaultSource: with a DefaultSource the generated key is the
+// source's, never a file of the data directory: ErrNoDefault (not
+// ErrNotFound) until the source holds it, then that key for Resolve and
+// Keys; a keyring entry for alias/aws/kinesis still comes first.
+func TestDefaultSource(t *testing.T) {
+	dir := t.TempDir()
+	k, err := Open(Options{DataDir: dir, Account: "111122223333"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []byte
+	k.SetDefaultSource(func() ([]byte, bool) { return held, held != nil })
+	if _, err := k.Resolve("alias/aws/kinesis", "us-east-1"); !errors.Is(err, ErrNoDefault) || errors.Is(err, ErrNotFound) {
+		t.Fatalf("before the source has a key: %v", err)
+	}
+	if _, err := os.Stat(datadir.DefaultKeyPath(dir)); !os.IsNotExist(err) {
+		t.Fatalf("a key file was made: %v", err)
+	}
+	held = bytes.Repeat([]byte{9}, 32)
+	m, err := k.Resolve("alias/aws/kinesis", "us-east-1")
+	if err != nil || m.ID != fingerprint(t, 9) {
+		t.Fatalf("Resolve: %v %v", m.ID, err)
+	}
+	if got, err := k.Keys()(fingerprint(t, 9)); err != nil || got.ID != m.ID {
+		t.Fatalf("Keys: %v", err)
+	}
+	mapped, _ := testRing(t)
+	mapped.SetDefaultSource(func() ([]byte, bool) { return held, true })
+	if got, err := mapped.Resolve("alias/aws/kinesis", "us-east-1"); err != nil || got.ID != fingerprint(t, 1) {
+		t.Fatalf("a keyring entry for the alias: %v %v", got.ID, err)
+	}
+}

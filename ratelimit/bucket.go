@@ -93,6 +93,13 @@ func (b *Bucket) charge(n float64) {
 	}
 }
 
+// refund gives back n tokens charged earlier, up to the burst.
+func (b *Bucket) refund(n float64) {
+	if b.rate > 0 {
+		b.bal = min(b.burst, b.bal+n)
+	}
+}
+
 // Balance is the current balance, for tests and diagnostics.
 func (b *Bucket) Balance(now time.Time) float64 {
 	b.mu.Lock()

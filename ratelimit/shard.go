@@ -98,6 +98,20 @@ func (s *Shard) AdmitWrites(now time.Time, sizes []int) []bool {
 	return ok
 }
 
+// RefundWrites gives back what AdmitWrites charged for records that were
+// then definitely not stored (their proposal was dropped), so that a retry
+// of them is not charged twice. The balances never exceed their bursts.
+func (s *Shard) RefundWrites(now time.Time, sizes []int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bytes.refill(now)
+	s.records.refill(now)
+	for _, n := range sizes {
+		s.bytes.refund(float64(n))
+		s.records.refund(1)
+	}
+}
+
 // AdmitRead decides whether a GetRecords call may run now.
 func (s *Shard) AdmitRead(now time.Time) bool {
 	s.mu.Lock()

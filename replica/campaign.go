@@ -20,7 +20,8 @@ func (h *Host) Campaign(group uint64) error {
 	return err
 }
 
-// HasGroup reports whether this node holds a replica of group.
+// HasGroup reports whether this node holds a running replica of group (a
+// damaged one, Damaged, is not: it serves nothing).
 func (h *Host) HasGroup(group uint64) bool {
 	_, ok := h.index.Load(group) // no lock: the put path asks it (inbox.go)
 	return ok

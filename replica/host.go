@@ -38,6 +38,16 @@ var (
 	// ErrStopped: the host stopped (a failed write or fdatasync, or Close)
 	// before the proposal was decided; it may or may not commit (indeterminate).
 	ErrStopped = errors.New("replica: host stopped")
+	// ErrUnknownGroup: this node holds no replica of the group (never did,
+	// or it was removed: a move). Nothing was proposed or read; the caller
+	// goes to the group's replicas elsewhere.
+	ErrUnknownGroup = errors.New("replica: unknown group")
+	// ErrOverloaded: this node leads the group, but raft dropped the
+	// proposal because the group's uncommitted entries reached
+	// Config.MaxUncommittedBytes (its followers lag, or its disk does).
+	// Nothing was appended (a definite failure); another node would send
+	// the request back here, so the caller backs off instead.
+	ErrOverloaded = errors.New("replica: the group's leader has too much uncommitted data; retry later")
 )
 
 // Transport carries a round's batches to other nodes. Send is called with the
@@ -96,6 +106,10 @@ type Config struct {
 	// StateSegmentSize: a group's segment file rolls once it would pass this
 	// size (default DefaultStateSegmentSize).
 	StateSegmentSize int64
+	// MaxUncommittedBytes is raft's MaxUncommittedEntriesSize for every
+	// group (default 64 MiB): a leader refuses proposals past it
+	// (ErrOverloaded).
+	MaxUncommittedBytes uint64
 	// NoQuiesce keeps every group ticking and heartbeating while idle
 	// (quiesce.go): an escape hatch, and the benchmark's baseline.
 	NoQuiesce bool
@@ -104,6 +118,10 @@ type Config struct {
 	// roll, or a segment roll). shard.Observer satisfies it, so the node's
 	// /metrics counts them as single-node mode counts its syncs.
 	Observer SyncObserver
+	// Logger, if set, is where the host logs a damaged replica
+	// (damage.go); default slog.Default(). Both *slog.Logger and the
+	// cluster's hclog.Logger satisfy it.
+	Logger Logger
 
 	// restorePageBytes bounds a restore's pages (default
 	// DefaultRestorePageBytes; tests make it small).
@@ -178,6 +196,7 @@ func (p *Proposal) finish(seqs []uint64, err error) {
 // simulation calls them from one goroutine, so their order is the seed's.
 type Host struct {
 	mu          sync.Mutex
+	trimMu      sync.Mutex // held by Trim across its unlinks, and by RemoveGroup (segtrim.go)
 	cfg         Config
 	wal         *wal
 	incarnation uint64
@@ -197,6 +216,9 @@ type Host struct {
 	// tombs: what this node's removed replicas had promised, by group
 	// (tomb.go); never forgotten.
 	tombs map[uint64]tomb
+	// damaged: this node's replicas set aside as damaged, by group
+	// (damage.go); none of them is in groups.
+	damaged map[uint64]Damage
 	// rounds counts Ready rounds that wrote to the WAL, stateSyncs the
 	// segments' fdatasyncs, proposals the proposals made here (Stats).
 	rounds, stateSyncs, proposals atomic.Uint64
@@ -287,6 +309,9 @@ func Open(cfg Config) (*Host, error) {
 	if cfg.StateSegmentSize == 0 {
 		cfg.StateSegmentSize = DefaultStateSegmentSize
 	}
+	if cfg.MaxUncommittedBytes == 0 {
+		cfg.MaxUncommittedBytes = 64 << 20
+	}
 	ownComp := cfg.Compressor == nil
 	if ownComp {
 		c, err := segment.NewCompressor()
@@ -319,13 +344,19 @@ func open(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	if h.damaged, err = damagedGroups(cfg.Dir, payloads); err != nil {
+		return nil, err
+	}
+	found := map[uint64]error{} // damaged at this Open (damage.go)
 	for _, gc := range append(slices.Clone(cfg.Groups), added...) {
-		if h.groups[gc.ID] != nil {
+		if _, bad := h.damaged[gc.ID]; bad || h.groups[gc.ID] != nil {
 			continue
 		}
 		g := h.newGroup(gc)
 		g.dynamic = !slices.ContainsFunc(cfg.Groups, func(c GroupConfig) bool { return c.ID == gc.ID })
-		if err := h.restoreState(g); err != nil {
+		if err := h.restoreState(g); isDamage(err) {
+			found[gc.ID] = err
+		} else if err != nil {
 			return nil, err
 		}
 		h.addToOrder(g)
@@ -333,11 +364,17 @@ func open(cfg Config) (*Host, error) {
 	if err := h.replay(payloads); err != nil {
 		return nil, err
 	}
+	if err := h.quarantine(found); err != nil {
+		return nil, err
+	}
 	// A new incarnation, durable before any proposal of it can exist, so that
 	// no proposal key is ever issued twice.
 	h.incarnation++
 	h.wal.add(le.AppendUint64([]byte{kindStart}, h.incarnation))
 	if err := h.wal.flush(true); err != nil {
+		return nil, err
+	}
+	if err := h.finishDamage(len(found) > 0); err != nil {
 		return nil, err
 	}
 	for _, id := range h.order {
@@ -385,7 +422,7 @@ func addedGroups(payloads []walPayload) ([]GroupConfig, error) {
 	return out, nil
 }
 
-func errUnknownGroup(id uint64) error { return fmt.Errorf("replica: unknown group %d", id) }
+func errUnknownGroup(id uint64) error { return fmt.Errorf("%w %d", ErrUnknownGroup, id) }
 
 // restoreState opens a group's segments: the group has applied everything
 // they hold (recovery replays the rest from the WAL).
@@ -514,7 +551,7 @@ func (h *Host) replayOne(p walPayload, logs map[uint64][]*pb.Entry, hss map[uint
 			return err
 		}
 		h.tombs[id] = h.tombs[id].merge(t)
-	case kindCompact, kindGroup:
+	case kindCompact, kindGroup, kindDamaged:
 	case kindSnapshot:
 		// The log before a snapshot, uncommitted tail included, is gone: raft
 		// discarded it when it took the snapshot.
@@ -563,7 +600,7 @@ func (h *Host) startGroup(g *group) error {
 		Storage:                   groupStorage{g.ms, g},
 		MaxSizePerMsg:             1 << 20,
 		MaxInflightMsgs:           256,
-		MaxUncommittedEntriesSize: 64 << 20,
+		MaxUncommittedEntriesSize: h.cfg.MaxUncommittedBytes,
 		CheckQuorum:               h.cfg.Rand == nil,
 		PreVote:                   true,
 		// A leader removed from its group steps down at once; a removal is
@@ -732,13 +769,26 @@ func (h *Host) proposeLocked(group uint64, rs *Records, p *Proposal) error {
 	h.nextID++
 	key := proposalKey{node: h.cfg.NodeID, incarnation: h.incarnation, id: h.nextID}
 	if err := g.rn.Propose(rs.entryData(key, h.cfg.Now().UnixMilli())); err != nil {
-		return ErrNotLeader // raft dropped it (a leadership transfer, say): nothing appended
+		return dropped(g.rn.BasicStatus()) // nothing appended
 	}
 	h.proposals.Add(1)
 	p.term = term
 	g.pending[key.id] = p
 	h.wake()
 	return nil
+}
+
+// dropped says why raft dropped a proposal on a leader. A leadership
+// transfer under way is ErrNotLeader: the group is about to have another
+// leader, which the caller finds. Otherwise (a leader removed from its
+// group steps down first: StepDownOnRemoval) the uncommitted entries
+// reached MaxUncommittedEntriesSize: ErrOverloaded, since this node is
+// still the leader and any retry elsewhere would come back here.
+func dropped(st raft.BasicStatus) error {
+	if st.LeadTransferee != raft.None {
+		return ErrNotLeader
+	}
+	return ErrOverloaded
 }
 
 func (h *Host) wake() {
@@ -1172,6 +1222,7 @@ func (h *Host) walHeader() []byte {
 	for _, id := range slices.Sorted(maps.Keys(h.tombs)) {
 		b = appendFrame(b, encodeTomb(id, h.tombs[id]))
 	}
+	b = h.damageFrames(b)
 	for _, id := range h.order {
 		g := h.groups[id]
 		if g.dynamic {

@@ -108,6 +108,9 @@ func (h *Host) AddGroup(id uint64, boot []uint64) error {
 	if h.groups[id] != nil {
 		return nil
 	}
+	if _, ok := h.damaged[id]; ok {
+		return fmt.Errorf("%w: group %d: remove it first (RemoveGroup)", ErrDamaged, id)
+	}
 	g := h.newGroup(GroupConfig{ID: id, Peers: boot})
 	g.dynamic = true
 	// Files of an earlier replica of the group are leftovers (RemoveGroup

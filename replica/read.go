@@ -23,9 +23,11 @@ import (
 // a page past its iteration if it wants that bound. Retention may trim the
 // oldest segments between two pages (Trim runs without the host's lock): a
 // restore then misses expired records, never a later one. If a read fails
-// the pages end early and the host fails (Open, AddGroup or the snapshot's
+// the pages end early and the host fails (AddGroup or the snapshot's
 // installation returns the error), so an Applier never goes on from a state
-// it saw only part of.
+// it saw only part of; at Open, a read failing with corruption makes the
+// replica damaged instead (damage.go), and the Applier is then handed an
+// empty state for the group.
 type Applier interface {
 	Applied(group uint64, recs []Record)
 	Restored(group uint64, pages iter.Seq[[]Record])

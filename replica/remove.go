@@ -23,13 +23,19 @@ const kindRemoveGroup byte = 7
 // A crash after the frame's fdatasync and before the files are gone leaves
 // them behind; AddGroup deletes such leftovers before it creates a replica.
 func (h *Host) RemoveGroup(id uint64) error {
+	// A Trim under way finishes its unlinks first: they must not meet the
+	// files of a replica of the group added again after this (segtrim.go).
+	h.trimMu.Lock()
+	defer h.trimMu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.stopped != nil {
 		return ErrStopped
 	}
 	g := h.groups[id]
-	switch {
+	switch d, damaged := h.damaged[id]; {
+	case damaged:
+		return h.dropDamaged(d)
 	case g == nil:
 		return nil
 	case !g.dynamic:
@@ -69,9 +75,15 @@ func (h *Host) removeGroupFiles(id uint64) error {
 	return h.cfg.FS.SyncDir(path.Dir(dir))
 }
 
-// Groups lists the groups this node holds a replica of, sorted.
+// Groups lists the groups this node holds a replica of, damaged ones
+// (Damaged) included, sorted.
 func (h *Host) Groups() []uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return slices.Clone(h.order)
+	out := slices.Clone(h.order)
+	for id := range h.damaged {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"path"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ type pageCounter struct {
 	restores  int
 	recs      []Record
 	pages     int
+	prevPages int // the pages of the restore before the last
 	maxBytes  int
 	maxRecs   int
 	oversized int // pages over the limit: only a lone record may make one
@@ -32,6 +34,7 @@ func (c *pageCounter) Restored(_ uint64, pages iter.Seq[[]Record]) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.restores++
+	c.prevPages = c.pages
 	c.recs, c.pages, c.maxBytes, c.maxRecs, c.oversized = nil, 0, 0, 0, 0
 	for page := range pages {
 		c.pages++
@@ -184,11 +187,12 @@ func TestReadPages(t *testing.T) {
 	}
 }
 
-// TestRestoreReadErrorFailsOpen: a restore whose read fails part-way (a
-// sealed segment damaged behind the pages already handed over; recovery
-// checks only the newest segment's frames) fails Open: the Applier's
-// partial state is never served.
-func TestRestoreReadErrorFailsOpen(t *testing.T) {
+// TestRestoreReadErrorSetsReplicaAside: a restore whose read fails
+// part-way (a sealed segment damaged behind the pages already handed over;
+// recovery checks only the newest segment's frames) makes the replica
+// damaged (damage.go): the Applier is handed an empty state after the
+// partial one, so its partial state is never served.
+func TestRestoreReadErrorSetsReplicaAside(t *testing.T) {
 	counter := &pageCounter{limit: 256}
 	s := &solo{t: t, fs: vfs.NewMemFS()}
 	s.records = func(n int) []string { return []string{fmt.Sprintf("r%d-%s", n, strings.Repeat("z", 60))} }
@@ -213,13 +217,19 @@ func TestRestoreReadErrorFailsOpen(t *testing.T) {
 	f.Close()
 	cfg := Config{NodeID: 1, FS: s.fs, Dir: "/d", Groups: []GroupConfig{{ID: 1, Peers: []uint64{1}}},
 		Transport: nopTransport{}, StateSegmentSize: 1024, restorePageBytes: 256, Applier: counter}
+	restores := counter.restores
 	h, err := Open(cfg)
-	if err == nil {
-		h.Close()
-		t.Fatalf("Open succeeded after a restore read %d pages of a damaged state", counter.pages)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if counter.pages == 0 {
-		t.Fatalf("the damage was found before any page (%v): the test does not reach a part-way failure", err)
+	defer h.Close()
+	d := h.Damaged()
+	if len(d) != 1 || d[0].Group != 1 || !strings.Contains(d[0].Reason, path.Base(victim.path)) {
+		t.Fatalf("Damaged() = %+v, want group 1 naming %s", d, victim.path)
 	}
-	t.Logf("after %d pages: %v", counter.pages, err)
+	if counter.restores != restores+2 || counter.prevPages == 0 || len(counter.recs) != 0 {
+		t.Fatalf("%d restores (want the partial one then an empty one), %d pages before the damage, %d records left in the Applier",
+			counter.restores-restores, counter.prevPages, len(counter.recs))
+	}
+	t.Logf("after %d pages: %s", counter.prevPages, d[0].Reason)
 }

@@ -228,7 +228,8 @@ func (s *segState) removeOtherGens() error {
 // recover reads the live generation's segments, oldest first: each sealed
 // one's frame headers, and every byte of the newest with CRCs, cutting its
 // torn tail (an unsynced write a crash interrupted). Damage anywhere else is
-// corruption: the host does not open, and `shardlog fsck dump` shows it.
+// corruption: the host opens without this replica (damage.go), and
+// `shardlog fsck dump` of its moved-aside files shows it.
 func (s *segState) recover() error {
 	dir := s.genDir(s.gen)
 	names, err := s.fs.ReadDir(dir)

@@ -103,8 +103,13 @@ type TrimResult struct {
 // Trim deletes the group's whole sealed segments whose records all arrived
 // before beforeMs (Unix ms), never the newest one (see the top of the file).
 // It runs without the host's lock held across the file removals, so the
-// Ready loop goes on meanwhile.
+// Ready loop goes on meanwhile; it holds h.trimMu instead, which
+// RemoveGroup takes first: the replica it trims cannot be removed, and
+// another added in its place (whose segment files may have the very names
+// of the ones detached here), before its unlinks are done.
 func (h *Host) Trim(group uint64, beforeMs int64) (TrimResult, error) {
+	h.trimMu.Lock()
+	defer h.trimMu.Unlock()
 	h.mu.Lock()
 	g := h.groups[group]
 	h.mu.Unlock()

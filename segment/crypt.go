@@ -248,3 +248,29 @@ func SalvageKeyBlock(b []byte) (KeyBlock, bool) {
 	kb, err := decodeKeyBlock(b)
 	return kb, err == nil
 }
+
+// Seal appends to dst a fresh random nonce and plaintext sealed under the
+// data key with aad authenticated, for callers that seal their own units
+// rather than segment frames (cluster mode seals each record before it is
+// proposed). The random nonce is safe for the same reason as seal's, as
+// long as the caller bounds how many units one data key seals.
+func (c *Cipher) Seal(dst, plaintext, aad []byte) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, nonceSize+len(plaintext)+tagSize)[:n+nonceSize]
+	rand.Read(dst[n:]) // never fails (see seal)
+	return c.aead.Seal(dst, dst[n:n+nonceSize], plaintext, aad)
+}
+
+// Open opens what Seal sealed with the same aad, appending the plaintext to
+// dst. A failure wraps ErrCorrupt: the bytes, aad or data key are not the
+// ones sealed.
+func (c *Cipher) Open(dst, sealed, aad []byte) ([]byte, error) {
+	if len(sealed) < SealOverhead {
+		return nil, fmt.Errorf("%w: sealed unit of %d bytes", ErrCorrupt, len(sealed))
+	}
+	pt, err := c.aead.Open(dst, sealed[:nonceSize], sealed[nonceSize:], aad)
+	if err != nil {
+		return nil, fmt.Errorf("%w: sealed unit fails GCM authentication", ErrCorrupt)
+	}
+	return pt, nil
+}

@@ -403,3 +403,35 @@ func TestNewMasterKey(t *testing.T) {
 }
 
 func crc32Castagnoli(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// TestCipherSealOpen: Seal's output opens with the same data key and aad,
+// into dst after what it holds; a fresh nonce each time; another aad, a
+// changed byte, a truncation or another data key fails with ErrCorrupt.
+func TestCipherSealOpen(t *testing.T) {
+	ci := mustCipher(t, testMaster(t, 3))
+	aad := []byte("header")
+	a := ci.Seal([]byte("prefix"), []byte("plain text"), aad)
+	b := ci.Seal(nil, []byte("plain text"), aad)
+	if !bytes.HasPrefix(a, []byte("prefix")) || len(b) != len("plain text")+SealOverhead || bytes.Equal(a[6:], b) {
+		t.Fatalf("sealed %x and %x", a, b)
+	}
+	if pt, err := ci.Open([]byte("x"), a[6:], aad); err != nil || string(pt) != "xplain text" {
+		t.Fatalf("open: %q %v", pt, err)
+	}
+	flipped := bytes.Clone(b)
+	flipped[len(flipped)/2] ^= 1
+	for _, tc := range []struct {
+		name        string
+		c           *Cipher
+		sealed, aad []byte
+	}{
+		{"other aad", ci, b, []byte("Header")},
+		{"changed byte", ci, flipped, aad},
+		{"truncated", ci, b[:SealOverhead-1], aad},
+		{"other data key", mustCipher(t, testMaster(t, 3)), b, aad},
+	} {
+		if _, err := tc.c.Open(nil, tc.sealed, tc.aad); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: %v, want ErrCorrupt", tc.name, err)
+		}
+	}
+}

@@ -26,11 +26,7 @@ func (s *Store) limitsFor(m *streamMeta) *ratelimit.Limits {
 	}
 	l := s.baseLimits(m)
 	if m.Mode == ModeOnDemand {
-		open := float64(max(openCount(m), 1))
-		cb, cr := onDemandCapacity(m, l, s.opts.Now())
-		fb, fr := max(1, cb/(open*l.WriteBytes)), max(1, cr/(open*l.WriteRecords))
-		l.WriteBytes, l.ReadBytes, l.ReadCalls, l.IteratorCalls = l.WriteBytes*fb, l.ReadBytes*fb, l.ReadCalls*fb, l.IteratorCalls*fb
-		l.WriteRecords *= fr
+		l = OnDemandLimits(l, openCount(m), m.WarmMiBps, m.WritePeaks, s.opts.Now())
 	}
 	return &l
 }

@@ -76,20 +76,27 @@ func (s *Store) CreateStream(ctx context.Context, in CreateStreamInput) error {
 // the account's ON_DEMAND stream limit, then a warm throughput's (checkWarm),
 // which raises the shard count to it.
 func (s *Store) checkCreateOnDemandLocked(in *CreateStreamInput) error {
+	return CheckCreateOnDemand(s.opts.AccountID, in, s.onDemandCountLocked(), s.opts.OnDemandStreamLimit, s.commitment())
+}
+
+// CheckCreateOnDemand is checkCreateOnDemandLocked's rule for an account
+// with onDemand ON_DEMAND streams of limit and the commitment c; cluster
+// mode shares it.
+func CheckCreateOnDemand(account string, in *CreateStreamInput, onDemand, limit int, c Commitment) error {
 	if in.Mode == ModeOnDemand {
-		if err := s.checkOnDemandLimitLocked(); err != nil {
+		if err := CheckOnDemandLimit(account, onDemand, limit); err != nil {
 			return err
 		}
 	}
 	if in.WarmMiBps == nil {
 		return nil
 	}
-	if err := s.checkWarm(&streamMeta{Name: in.Name, Mode: in.Mode}, *in.WarmMiBps); err != nil {
+	if err := CheckWarm(account, in.Name, in.Mode, c, *in.WarmMiBps); err != nil {
 		return err
 	}
 	target := max(in.ShardCount, *in.WarmMiBps)
 	if target > MaxShardsPerStream { // as UpdateStreamWarmThroughput refuses it (warmPlan)
-		return s.fail(ErrLimitExceeded, ReasonMaxShards, Facts{Stream: in.Name, Limit: MaxShardsPerStream, Target: int64(target)})
+		return newError(ErrLimitExceeded, ReasonMaxShards, Facts{Account: account, Stream: in.Name, Limit: MaxShardsPerStream, Target: int64(target)})
 	}
 	in.ShardCount = target
 	return nil

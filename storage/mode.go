@@ -1,6 +1,11 @@
 package storage
 
-import "context"
+import (
+	"context"
+	"time"
+
+	"github.com/shardlog/shardlog/datadir"
+)
 
 // Capacity-mode changes: UpdateStreamMode, UpdateStreamWarmThroughput, and
 // the on-demand checks of CreateStream. Each is accepted like a reshard
@@ -35,38 +40,55 @@ type WarmThroughput struct {
 // stream limit; then the warm throughput's own checks (checkWarm).
 func (s *Store) UpdateStreamMode(ctx context.Context, name string, mode StreamMode, warm *int) error {
 	return s.changeCapacity(name, func(in planInput) (*streamMeta, *reshardPlan, error) {
-		m := in.meta
-		f := Facts{Account: in.account, Stream: m.Name}
-		switch {
-		case m.Status != StatusActive:
-			f.State = m.Status
-			return nil, nil, newError(ErrResourceInUse, ReasonNotActive, f)
-		case m.Mode == mode:
-			f.Given = string(mode)
-			return nil, nil, newError(ErrInvalidArgument, ReasonSameMode, f)
-		case len(recentScalings(m.ModeSwitchNs, in.now)) >= ModeSwitchesPerDay:
-			f.Limit = ModeSwitchesPerDay
-			return nil, nil, newError(ErrLimitExceeded, ReasonModeSwitches, f)
+		if err := CheckModeSwitch(in.account, in.meta, mode, in.now); err != nil {
+			return nil, nil, err
 		}
 		if mode == ModeOnDemand {
 			if err := s.checkOnDemandLimitLocked(); err != nil {
 				return nil, nil, err
 			}
 		}
-		next := m.Clone()
-		next.Mode, next.ModeSwitchNs = mode, append(recentScalings(m.ModeSwitchNs, in.now), in.now.UnixNano())
-		if mode == ModeProvisioned {
-			// A PROVISIONED stream has no warm throughput, nor AUTO record
-			// distribution (UpdateStreamRecordDistributionStrategy refuses it
-			// there): it goes back to partition keys. What AWS does to an AUTO
-			// stream switched to PROVISIONED is not documented (unverified).
-			next.WarmMiBps, next.Distribution = 0, ""
-		}
+		next := SwitchMode(in.meta, mode, in.now)
 		if warm == nil {
 			return next, nil, nil
 		}
 		return s.warmPlan(in, next, *warm)
 	})
+}
+
+// CheckModeSwitch is UpdateStreamMode's checks of the stream itself, in
+// order: it is ACTIVE; the mode differs from the current one; it has
+// switched fewer than ModeSwitchesPerDay times in 24 hours. Cluster mode
+// shares it.
+func CheckModeSwitch(account string, m *datadir.StreamRecord, mode StreamMode, now time.Time) error {
+	f := Facts{Account: account, Stream: m.Name}
+	switch {
+	case m.Status != StatusActive:
+		f.State = m.Status
+		return newError(ErrResourceInUse, ReasonNotActive, f)
+	case m.Mode == mode:
+		f.Given = string(mode)
+		return newError(ErrInvalidArgument, ReasonSameMode, f)
+	case len(recentScalings(m.ModeSwitchNs, now)) >= ModeSwitchesPerDay:
+		f.Limit = ModeSwitchesPerDay
+		return newError(ErrLimitExceeded, ReasonModeSwitches, f)
+	}
+	return nil
+}
+
+// SwitchMode returns a copy of m switched to mode at now (its Status
+// untouched).
+func SwitchMode(m *datadir.StreamRecord, mode StreamMode, now time.Time) *datadir.StreamRecord {
+	next := m.Clone()
+	next.Mode, next.ModeSwitchNs = mode, append(recentScalings(m.ModeSwitchNs, now), now.UnixNano())
+	if mode == ModeProvisioned {
+		// A PROVISIONED stream has no warm throughput, nor AUTO record
+		// distribution (UpdateStreamRecordDistributionStrategy refuses it
+		// there): it goes back to partition keys. What AWS does to an AUTO
+		// stream switched to PROVISIONED is not documented (unverified).
+		next.WarmMiBps, next.Distribution = 0, ""
+	}
+	return next
 }
 
 // UpdateStreamWarmThroughput sets an ON_DEMAND stream's warm throughput and
@@ -100,35 +122,52 @@ func (s *Store) warmPlan(in planInput, next *streamMeta, mibps int) (*streamMeta
 		return nil, nil, err
 	}
 	next.WarmMiBps = mibps
-	target := max(OnDemandShards, mibps)
-	if target == openCount(next) {
-		return next, nil, nil
-	}
 	in.meta = next
-	p, err := newPlanner(in)
+	p, err := planWarm(in, mibps)
 	if err != nil {
 		return nil, nil, err
 	}
+	return next, p, nil
+}
+
+// planWarm plans the pre-scaling of a warm throughput of mibps for
+// in.meta: its open shards made uniform at max(OnDemandShards, mibps); nil
+// when they already number that.
+func planWarm(in planInput, mibps int) (*reshardPlan, error) {
+	target := max(OnDemandShards, mibps)
+	if target == openCount(in.meta) {
+		return nil, nil
+	}
+	p, err := newPlanner(in)
+	if err != nil {
+		return nil, err
+	}
 	if target > MaxShardsPerStream {
-		return nil, nil, newError(ErrLimitExceeded, ReasonMaxShards, Facts{Account: in.account, Stream: next.Name,
+		return nil, newError(ErrLimitExceeded, ReasonMaxShards, Facts{Account: in.account, Stream: in.meta.Name,
 			Limit: MaxShardsPerStream, Current: int64(p.openCount()), Target: int64(target)})
 	}
 	if err := checkShardLimit(in.limits, target-p.openCount(), in.account); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	p.uniform(target)
-	return next, p.result(), nil
+	return p.result(), nil
 }
 
 // checkWarm applies a warm throughput's rules to next: the stream is
 // ON_DEMAND, the account's commitment is in force, and the rate is at most
 // MaxWarmMiBps.
 func (s *Store) checkWarm(next *streamMeta, mibps int) error {
-	f := Facts{Account: s.opts.AccountID, Stream: next.Name, N: int64(mibps)}
+	return CheckWarm(s.opts.AccountID, next.Name, next.Mode, s.commitment(), mibps)
+}
+
+// CheckWarm is checkWarm's rule for a stream of mode under the account's
+// commitment c; cluster mode shares it.
+func CheckWarm(account, stream string, mode StreamMode, c Commitment, mibps int) error {
+	f := Facts{Account: account, Stream: stream, N: int64(mibps)}
 	switch {
-	case next.Mode != ModeOnDemand:
+	case mode != ModeOnDemand:
 		return newError(ErrInvalidArgument, ReasonWarmProvisioned, f)
-	case !s.commitment().InForce():
+	case !c.InForce():
 		return newError(ErrInvalidArgument, ReasonNoCommitment, f)
 	case mibps > MaxWarmMiBps:
 		f.Limit = MaxWarmMiBps
@@ -140,11 +179,16 @@ func (s *Store) checkWarm(next *streamMeta, mibps int) error {
 // checkOnDemandLimitLocked fails when the account has its limit of ON_DEMAND
 // streams already (DELETING ones no longer count).
 func (s *Store) checkOnDemandLimitLocked() error {
-	n := s.onDemandCountLocked()
-	if n < s.opts.OnDemandStreamLimit {
+	return CheckOnDemandLimit(s.opts.AccountID, s.onDemandCountLocked(), s.opts.OnDemandStreamLimit)
+}
+
+// CheckOnDemandLimit fails when an account with current ON_DEMAND streams
+// may not have one more under limit.
+func CheckOnDemandLimit(account string, current, limit int) error {
+	if current < limit {
 		return nil
 	}
-	return s.fail(ErrLimitExceeded, ReasonOnDemandLimit, Facts{Current: int64(n), Limit: int64(s.opts.OnDemandStreamLimit)})
+	return newError(ErrLimitExceeded, ReasonOnDemandLimit, Facts{Account: account, Current: int64(current), Limit: int64(limit)})
 }
 
 func (s *Store) onDemandCountLocked() int {

@@ -374,19 +374,7 @@ func (sc *scaler) lowSinceOr(st *stream, now time.Time) time.Time {
 // (a shard closed meanwhile, the stream deleted) is dropped: the next pass
 // measures again.
 func (s *Store) scalerReshard(st *stream, steps func(p *planner) error) {
-	err := s.reshardWith(st.name, true, func(in planInput) (*reshardPlan, error) {
-		if in.meta.Mode != ModeOnDemand {
-			return nil, errNoScale
-		}
-		p, err := newPlanner(in)
-		if err != nil {
-			return nil, err
-		}
-		if err := steps(p); err != nil {
-			return nil, err
-		}
-		return p.result(), nil
-	})
+	err := s.reshardWith(st.name, true, func(in planInput) (*reshardPlan, error) { return planScale(in, steps) })
 	if err != nil && err != errNoScale {
 		s.log.Debug("on-demand scaling skipped", "stream", st.name, "error", err)
 		return
@@ -394,6 +382,22 @@ func (s *Store) scalerReshard(st *stream, steps func(p *planner) error) {
 	if err == nil {
 		s.log.Info("on-demand stream rescaled", "stream", st.name)
 	}
+}
+
+// planScale plans the scaler's steps on in.meta, an ON_DEMAND stream
+// (in.internal set: the scaler may reshard it).
+func planScale(in planInput, steps func(p *planner) error) (*reshardPlan, error) {
+	if in.meta.Mode != ModeOnDemand {
+		return nil, errNoScale
+	}
+	p, err := newPlanner(in)
+	if err != nil {
+		return nil, err
+	}
+	if err := steps(p); err != nil {
+		return nil, err
+	}
+	return p.result(), nil
 }
 
 // errNoScale drops a scaler plan for a stream that is no longer ON_DEMAND.
@@ -495,9 +499,10 @@ func peakOf(peaks []datadir.PeakRecord, now time.Time) (bytes, records int64) {
 func dayOf(t time.Time) int64 { return t.Unix() / 86400 }
 
 // onDemandCapacity is what an ON_DEMAND stream takes at once (see the top of
-// this file), in bytes and records per second; unit is one shard's rates.
-func onDemandCapacity(m *streamMeta, unit ratelimit.Limits, now time.Time) (bytes, records float64) {
-	pb, pr := peakOf(m.WritePeaks, now)
-	floor := float64(max(OnDemandShards, m.WarmMiBps))
+// this file), in bytes and records per second, from its peaks and warm
+// target; unit is one shard's rates.
+func onDemandCapacity(peaks []datadir.PeakRecord, warmMiBps int, unit ratelimit.Limits, now time.Time) (bytes, records float64) {
+	pb, pr := peakOf(peaks, now)
+	floor := float64(max(OnDemandShards, warmMiBps))
 	return max(floor*unit.WriteBytes, 2*float64(pb)), max(floor*unit.WriteRecords, 2*float64(pr))
 }

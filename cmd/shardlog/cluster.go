@@ -165,7 +165,8 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 		Dir: filepath.Join(o.dataDir, "cluster"), FS: fs, Secret: token, PeerTLS: peerTLS, AccountID: o.accountID, ShardLimit: o.shardLimit,
 		Tick: c.tick, ElectionTicks: c.electionTicks, Logger: log.Named("cluster"), Now: o.now, ConsumerDelay: o.consumerDelay, UpdateDelay: o.updateDelay, Observer: o.engine,
 		RetentionEvery: o.retentionEvery, StateSegmentSize: o.segmentSize,
-		Throttle: o.throttle, ThrottleMultiplier: o.throttleMultiplier, RetentionObserver: o.engine})
+		Throttle: o.throttle, ThrottleMultiplier: o.throttleMultiplier, RetentionObserver: o.engine,
+		OnDemandStreamLimit: o.onDemand.streamLimit, OnDemand: o.onDemand.scaler(), Keyring: o.keys})
 	if err != nil {
 		lock.Release()
 		return nil, nil, err
@@ -173,8 +174,12 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 	return n, closers{n, lockCloser{lock}}, nil
 }
 
-// A cluster node reports its engine numbers to /metrics (cluster/stats.go).
-var _ api.StatsSource = (*cluster.Node)(nil)
+// A cluster node reports its engine numbers to /metrics (cluster/stats.go)
+// and encrypts streams at rest (cluster/encrypt.go).
+var (
+	_ api.StatsSource = (*cluster.Node)(nil)
+	_ api.Encrypter   = (*cluster.Node)(nil)
+)
 
 type lockCloser struct{ l *datadir.Lock }
 
@@ -236,6 +241,10 @@ func printNodes(w io.Writer, list []cluster.NodeInfo) {
 	fmt.Fprintf(w, "%-6s %-8s %-9s %-8s %-6s %-22s %s\n", "NODE", "STATE", "REPLICAS", "MOVING", "SEED", "API", "RAFT")
 	for _, n := range list {
 		fmt.Fprintf(w, "%-6d %-8s %-9d %-8d %-6t %-22s %s\n", n.ID, n.State, n.Replicas, n.Moving, n.Seed, n.API, n.Peer)
+		for _, d := range n.Damaged {
+			fmt.Fprintf(w, "       damaged replica of group %d since %s, being replaced: %s (files kept in %s on node %d)\n",
+				d.Group, d.At.Format(time.RFC3339), d.Reason, d.Dir, n.ID)
+		}
 	}
 }
 

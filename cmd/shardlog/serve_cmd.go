@@ -607,6 +607,9 @@ func newHTTPServer(o serveOptions, store api.Backend, verifier *auth.Verifier, m
 	// Shutdown waits for handlers but cancels none: subscriptions, which
 	// would run out their lifetime, are ended here.
 	srv.RegisterOnShutdown(handler.Close)
+	if c, ok := store.(interface{ EndStreams() }); ok {
+		srv.RegisterOnShutdown(c.EndStreams) // cluster mode's forwarded subscriptions
+	}
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)
 	srv.Protocols.SetHTTP2(true)
