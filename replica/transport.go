@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -165,7 +166,7 @@ type TCPTransport struct {
 type peer struct {
 	id    uint64
 	addr  string
-	queue chan Batch // encoded by writeLoop
+	queue chan []byte // encoded frames
 }
 
 // ListenTCP starts accepting peers and dialling them.
@@ -185,7 +186,7 @@ func ListenTCP(cfg TCPConfig) (*TCPTransport, error) {
 		if id == cfg.NodeID {
 			continue
 		}
-		p := &peer{id: id, addr: addr, queue: make(chan Batch, cfg.QueueLen)}
+		p := &peer{id: id, addr: addr, queue: make(chan []byte, cfg.QueueLen)}
 		t.peers[id] = p
 		t.wg.Go(func() { t.sendLoop(p) })
 	}
@@ -203,13 +204,6 @@ func (t *TCPTransport) Inbox() <-chan Batch { return t.inbox }
 func (t *TCPTransport) Dropped() uint64 { return t.dropped.Load() }
 
 // Send queues b for its destination; it never blocks (Transport's contract).
-// The batch is encoded by the peer's sender goroutine (writeLoop), not here:
-// Send runs inside a Ready round, under the host's lock, and encoding a
-// round's appends (a copy of every entry, and its CRC) there lengthened the
-// round by that much on every node (BENCHMARKS.md, "Cluster throughput").
-// The batch's messages are raft's to hand out and nothing mutates them or
-// their entries after a Ready (raft's entries are immutable once appended;
-// protobuf's size cache is atomic), so they may be read concurrently.
 func (t *TCPTransport) Send(b Batch) {
 	t.peersMu.RLock()
 	p := t.peers[b.To]
@@ -217,26 +211,20 @@ func (t *TCPTransport) Send(b Batch) {
 	if p == nil {
 		return
 	}
+	// The frame is encoded in place: its header, then the batch after it.
+	frame, err := appendBatch(make([]byte, frameHeader), b)
+	if err != nil || len(frame)-frameHeader > MaxFrame {
+		t.dropped.Add(1)
+		return
+	}
+	payload := frame[frameHeader:]
+	binary.LittleEndian.PutUint32(frame, uint32(len(payload)))
+	binary.LittleEndian.PutUint32(frame[4:], crc32.Checksum(payload, castagnoli))
 	select {
-	case p.queue <- b:
+	case p.queue <- frame:
 	default:
 		t.dropped.Add(1)
 	}
-}
-
-// appendFrameBatch appends b to out as one frame, encoded in place: its
-// header, then the batch after it. A batch that does not encode, or past
-// MaxFrame, is dropped (out unchanged, false).
-func appendFrameBatch(out []byte, b Batch) ([]byte, bool) {
-	at := len(out)
-	frame, err := appendBatch(append(out, make([]byte, frameHeader)...), b)
-	if err != nil || len(frame)-at-frameHeader > MaxFrame {
-		return out[:at], false
-	}
-	payload := frame[at+frameHeader:]
-	binary.LittleEndian.PutUint32(frame[at:], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(frame[at+4:], crc32.Checksum(payload, castagnoli))
-	return frame, true
 }
 
 // Close stops every connection and goroutine. Frames still queued are lost.
@@ -326,59 +314,36 @@ func (t *TCPTransport) sleep(d time.Duration) bool {
 	}
 }
 
-// writeLoop encodes and writes queued batches until the connection fails or
-// the transport closes. Every batch already waiting joins the current
-// write, so a burst of rounds costs one syscall; the frames are encoded
-// straight into the write's buffer, which is reused (but one grown past
-// maxKeptWrite).
+// writeLoop writes queued frames until the connection fails or the transport
+// closes. Every frame already waiting joins the current write, so a burst of
+// rounds costs one syscall.
 func (t *TCPTransport) writeLoop(conn net.Conn, p *peer) {
-	var buf []byte
+	w := bufio.NewWriterSize(conn, 64<<10)
 	for {
-		var b Batch
+		var frame []byte
 		select {
-		case b = <-p.queue:
+		case frame = <-p.queue:
 		case <-t.ctx.Done():
 			return
 		}
-		n := 0
-		buf = t.encodeInto(buf[:0], b, &n)
+		n := 1
+		w.Write(frame)
 	more:
-		for len(buf) < 1<<20 {
+		for w.Buffered() < 1<<20 {
 			select {
-			case b = <-p.queue:
-				buf = t.encodeInto(buf, b, &n)
+			case frame = <-p.queue:
+				w.Write(frame)
+				n++
 			default:
 				break more
 			}
 		}
-		if len(buf) == 0 {
-			continue
-		}
 		_ = conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
-		if _, err := conn.Write(buf); err != nil {
+		if err := w.Flush(); err != nil {
 			t.dropped.Add(uint64(n))
 			return
 		}
-		if cap(buf) > maxKeptWrite {
-			buf = nil
-		}
 	}
-}
-
-// maxKeptWrite: a sender's write buffer is kept for the next write unless
-// it grew past this.
-const maxKeptWrite = 4 << 20
-
-// encodeInto appends b's frame to buf, counting it in *n, or counts it
-// dropped.
-func (t *TCPTransport) encodeInto(buf []byte, b Batch, n *int) []byte {
-	buf, ok := appendFrameBatch(buf, b)
-	if !ok {
-		t.dropped.Add(1)
-		return buf
-	}
-	*n++
-	return buf
 }
 
 func (t *TCPTransport) acceptLoop() {
