@@ -853,14 +853,6 @@ func (h *Host) HandleReady() error {
 		lap(&h.tm.early, &mark)
 		h.wal.lastWrite, h.wal.lastSync = 0, 0
 	}
-	if confAfterWrite(rounds) {
-		// Configuration changes are applied after the round's write, as
-		// ever after an fdatasync, even when nothing else asks for one.
-		h.wal.needSync = true
-	}
-	if len(h.wal.pending) > 0 && !h.wal.needSync {
-		h.tm.unsynced.Add(1)
-	}
 	if err := h.wal.flush(!h.cfg.skipSync); err != nil {
 		return h.stop(err)
 	}
@@ -904,19 +896,6 @@ func (h *Host) HandleReady() error {
 		return h.stop(err)
 	}
 	return nil
-}
-
-// confAfterWrite reports whether the round applies a configuration change
-// after its WAL write.
-func confAfterWrite(rounds []readyRound) bool {
-	for _, r := range rounds {
-		for _, e := range r.rd.CommittedEntries[r.applied:] {
-			if e.GetType() != pb.EntryNormal {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // collect takes the Ready of every group that may have one and queues its
@@ -1030,14 +1009,8 @@ func (h *Host) persist(g *group, rd raft.Ready) {
 	if len(rd.Entries) > 0 {
 		h.wal.addEntries(g.id, rd.Entries)
 	}
-	switch {
-	case raft.IsEmptyHardState(rd.HardState):
-	case rd.MustSync:
+	if !raft.IsEmptyHardState(rd.HardState) {
 		h.wal.add(encodeHardState(g.id, rd.HardState))
-	default:
-		// Only the commit index moved: written, but the round need not
-		// wait for an fdatasync for it (addLazy; etcd's WAL does the same).
-		h.wal.addLazy(encodeHardState(g.id, rd.HardState))
 	}
 }
 

@@ -20,7 +20,6 @@ type RoundTimes struct {
 	// the WAL's write and fdatasync, and After the rest (sends, applies,
 	// Advance, segment writes, answers).
 	Rounds   uint64        `json:"rounds"`
-	Unsynced uint64        `json:"unsynced"` // rounds that wrote only commit indexes: no fdatasync
 	Round    time.Duration `json:"roundNs"`
 	Collect  time.Duration `json:"collectNs"`
 	Early    time.Duration `json:"earlyNs"`
@@ -39,13 +38,13 @@ type RoundTimes struct {
 // counts.
 type roundTimers struct {
 	rounds, round, collect, early, after atomic.Int64
-	walWrite, walSync, unsynced          atomic.Int64
+	walWrite, walSync                    atomic.Int64
 	answered, latency, queued            atomic.Int64
 }
 
 func (t *roundTimers) times() RoundTimes {
 	d := func(a *atomic.Int64) time.Duration { return time.Duration(a.Load()) }
-	return RoundTimes{Rounds: uint64(t.rounds.Load()), Unsynced: uint64(t.unsynced.Load()), Round: d(&t.round), Collect: d(&t.collect), Early: d(&t.early),
+	return RoundTimes{Rounds: uint64(t.rounds.Load()), Round: d(&t.round), Collect: d(&t.collect), Early: d(&t.early),
 		WALWrite: d(&t.walWrite), WALSync: d(&t.walSync), After: d(&t.after),
 		Answered: uint64(t.answered.Load()), Latency: d(&t.latency), Queued: d(&t.queued)}
 }

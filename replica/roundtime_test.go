@@ -47,7 +47,7 @@ func TestRoundTimes(t *testing.T) {
 }
 
 func sub(a, b RoundTimes) RoundTimes {
-	return RoundTimes{Rounds: a.Rounds - b.Rounds, Unsynced: a.Unsynced - b.Unsynced, Round: a.Round - b.Round, Collect: a.Collect - b.Collect,
+	return RoundTimes{Rounds: a.Rounds - b.Rounds, Round: a.Round - b.Round, Collect: a.Collect - b.Collect,
 		Early: a.Early - b.Early, WALWrite: a.WALWrite - b.WALWrite, WALSync: a.WALSync - b.WALSync,
 		After: a.After - b.After, Answered: a.Answered - b.Answered, Latency: a.Latency - b.Latency, Queued: a.Queued - b.Queued}
 }

@@ -68,13 +68,6 @@ type wal struct {
 	files      []*walFile // oldest first; the last is f's
 	pending    []byte
 	pendingMax map[uint64]uint64
-	// needSync: a frame in pending (or written by a flush that did not
-	// sync) must be fdatasync'd at the next flush(true); only addLazy's
-	// frames leave it unset.
-	needSync bool
-	// unsynced: the newest file holds bytes no fdatasync covered yet
-	// (lazy frames); a roll syncs them before it seals the file.
-	unsynced bool
 	// rolls and removed count this wal's rolls and deleted files (tests).
 	rolls, removed int
 	// synced, if set, is told of each fdatasync of a flush (Config.Observer).
@@ -222,28 +215,14 @@ func (w *wal) current() *walFile { return w.files[len(w.files)-1] }
 // addEntries queues a group's entries, remembering the highest index.
 func (w *wal) addEntries(group uint64, ents []*pb.Entry) {
 	w.addWith(func(b []byte) []byte { return appendEntries(b, group, ents) })
-	w.needSync = true
 	w.entries.Add(uint64(len(ents)))
 	if last := ents[len(ents)-1].GetIndex(); last > w.pendingMax[group] {
 		w.pendingMax[group] = last
 	}
 }
 
-// add queues one frame for the next flush, which must fdatasync it.
+// add queues one frame for the next flush.
 func (w *wal) add(payload []byte) {
-	w.addWith(func(b []byte) []byte { return append(b, payload...) })
-	w.needSync = true
-}
-
-// addLazy queues one frame that the next flush writes but need not
-// fdatasync: a HardState that only moves the commit index (raft.MustSync
-// is false for it). Losing it in a crash loses nothing raft needs: the
-// commit index is not part of raft's durable state (a restarted replica
-// learns it again from its leader), the entries it covers are durable
-// on a quorum, and an applied state ahead of the recovered commit index is
-// already a case recovery handles (applyDurable writes segments before
-// the round's write). The next frame that must be synced carries it along.
-func (w *wal) addLazy(payload []byte) {
 	w.addWith(func(b []byte) []byte { return append(b, payload...) })
 }
 
@@ -257,9 +236,8 @@ func (w *wal) addWith(encode func(b []byte) []byte) {
 	binary.LittleEndian.PutUint32(w.pending[at+4:], crc32.Checksum(payload, castagnoli))
 }
 
-// flush writes the queued frames and, if sync and one of them needs it,
-// fdatasyncs them: the one fdatasync of a Ready round, skipped when the
-// round only moved commit indexes (addLazy). Any error is final for the host (fail-stop): after
+// flush writes the queued frames and, if sync, fdatasyncs them: the one
+// fdatasync of a Ready round. Any error is final for the host (fail-stop): after
 // a failed fdatasync the kernel may have dropped the pages, so no retry can
 // prove them durable.
 func (w *wal) flush(sync bool) error {
@@ -281,11 +259,9 @@ func (w *wal) flush(sync bool) error {
 		cur.maxIndex[g] = max(cur.maxIndex[g], i)
 	}
 	clear(w.pendingMax)
-	if !sync || !w.needSync {
-		w.unsynced = true
+	if !sync {
 		return nil
 	}
-	w.needSync, w.unsynced = false, false
 	start = time.Now()
 	err := w.f.Sync()
 	w.lastSync = time.Since(start)
@@ -301,21 +277,10 @@ func (w *wal) flush(sync bool) error {
 
 // roll starts the next WAL file with header (frames that restate everything
 // a reader of the newer files alone needs: the incarnation, every group's
-// HardState and compaction point). The old file is fdatasync'd whole (it
-// may end in lazy frames); the new one is written and fdatasync'd, then
+// HardState and compaction point). The file is written and fdatasync'd, then
 // the directory, before it becomes current, so a crash at any point leaves
 // either the old newest file or the new one complete (crash names the points).
 func (w *wal) roll(header []byte, crash func(string) error) error {
-	if w.unsynced {
-		// Lazy frames (addLazy) at the old file's end: a sealed file must
-		// be whole, and only the newest may end in a torn write.
-		err := w.f.Sync()
-		w.syncs.Add(1)
-		if err != nil {
-			return fmt.Errorf("replica: WAL roll: %w", err)
-		}
-		w.unsynced = false
-	}
 	seq := w.current().seq + 1
 	name := path.Join(w.dir, walName(seq))
 	f, err := w.fs.Create(name)

@@ -74,7 +74,7 @@ rounds() {
 		def ms(k): (d(k) / 1e6);
 		if ($b | length) == 0 then empty else
 		(d("rounds")) as $n | (d("answered")) as $p |
-		"rounds \($n) (\(($n / $s) | floor)/s, busy \((ms("roundNs") / 10 / $s) | floor)%, \(d("unsynced")) without fdatasync), per round ms: " +
+		"rounds \($n) (\(($n / $s) | floor)/s, busy \((ms("roundNs") / 10 / $s) | floor)%), per round ms: " +
 		"all \(if $n > 0 then (ms("roundNs") / $n * 100 | round / 100) else 0 end)" +
 		" collect \(if $n > 0 then (ms("collectNs") / $n * 100 | round / 100) else 0 end)" +
 		" early \(if $n > 0 then (ms("earlyNs") / $n * 100 | round / 100) else 0 end)" +
