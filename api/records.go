@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -121,26 +123,54 @@ func (s *Server) putOne(rc *reqCtx, stream string, entry storage.PutEntry, size 
 // Only a request that fails the first check looks its stream up.
 func (s *Server) validateRecords(rc *reqCtx, sel wire.StreamSelector, keyMissing bool, check func(keyOptional bool) error) error {
 	err := check(false)
-	if err == nil || !keyMissing || !s.autoDistributed(rc, sel) {
+	if err == nil || !keyMissing {
+		return err
+	}
+	auto, lookupErr := s.autoDistributed(rc, sel)
+	switch {
+	case lookupErr != nil:
+		return lookupErr
+	case !auto:
 		return err
 	}
 	return check(true)
 }
 
+// DistributionSource is a Backend that answers a stream's record
+// distribution without a full DescribeStream: cluster mode answers from the
+// node's applied metadata, so a put without partition keys (AUTO's usual
+// form) costs no Raft round. Optional.
+type DistributionSource interface {
+	RecordDistribution(ctx context.Context, stream string) (storage.RecordDistribution, error)
+}
+
 // autoDistributed reports whether a put's stream exists with AUTO record
-// distribution; a selector that does not resolve is not.
-func (s *Server) autoDistributed(rc *reqCtx, sel wire.StreamSelector) bool {
+// distribution; a selector that does not resolve, or a stream not found, is
+// not. A lookup that could not be answered (storage.ErrUnavailable: cluster
+// mode without a metadata leader) is the request's error, so the client
+// retries rather than hearing that its keys are missing.
+func (s *Server) autoDistributed(rc *reqCtx, sel wire.StreamSelector) (bool, error) {
 	var v wire.Validator
 	sel.Validate(&v)
 	if v.Err() != nil {
-		return false
+		return false, nil
 	}
 	name, err := s.resolveStream(sel)
 	if err != nil {
-		return false
+		return false, nil
 	}
-	info, err := s.b.DescribeStream(rc.ctx, name)
-	return err == nil && info.Distribution == storage.DistributionAuto
+	var d storage.RecordDistribution
+	if ds, ok := s.b.(DistributionSource); ok {
+		d, err = ds.RecordDistribution(rc.ctx, name)
+	} else {
+		var info storage.StreamInfo
+		info, err = s.b.DescribeStream(rc.ctx, name)
+		d = info.Distribution
+	}
+	if errors.Is(err, storage.ErrUnavailable) {
+		return false, err
+	}
+	return err == nil && d == storage.DistributionAuto, nil
 }
 
 // checkRecord applies the model constraints of one record, in AWS's order:

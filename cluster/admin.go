@@ -13,7 +13,9 @@ import (
 // Admin is an operator's client of a node's internal endpoints (the
 // `shardlog cluster` commands): it authenticates with the cluster token.
 type Admin struct {
-	// Endpoint is any node's client API: host:port or an http:// URL.
+	// Endpoint is any node's client API: host:port or an http:// URL; for
+	// a cluster with peer TLS, a node's internal https:// listener, which
+	// Client must then reach with a certificate of the peer CA.
 	Endpoint string
 	// Token is the cluster's --cluster-token.
 	Token  string

@@ -28,6 +28,10 @@ type testNode struct {
 	node     *Node
 	srv      *http.Server
 	join     string // the API address it joins through (Config.Join), for a node added later
+	// intAddr and intLn are the internal listener's with peer TLS
+	// (internaltls_test.go); intLn is held until the next start.
+	intAddr string
+	intLn   net.Listener
 }
 
 type testCluster struct {
@@ -39,6 +43,7 @@ type testCluster struct {
 	segSize int64             // Config.StateSegmentSize (0: the default)
 	update  time.Duration     // Config.UpdateDelay
 	tune    func(*Config)     // if set, changes each node's Config before it opens
+	pki     *testPKI          // if set, peer TLS with its certificates (internaltls_test.go)
 }
 
 // newTestCluster starts n nodes on loopback (Raft and API listeners on
@@ -62,6 +67,7 @@ func newTestClusterWith(t *testing.T, n int, opt func(*testCluster)) *testCluste
 		c.nodes[id] = &testNode{id: id, fs: vfs.NewMemFS(), peerAddr: peerLn.Addr().String(), peerLn: peerLn,
 			apiAddr: apiLn.Addr().String(), apiLn: apiLn}
 		c.peers[id] = peerLn.Addr().String()
+		c.reserveInternal(c.nodes[id])
 	}
 	var wg sync.WaitGroup
 	for id := range c.nodes {
@@ -116,11 +122,12 @@ func (c *testCluster) start(id uint64) {
 	cfg := Config{NodeID: id, Peers: peers, Join: tn.join, Secret: c.secret, PeerListener: tn.peerLn, Advertise: tn.apiAddr,
 		Dir: "/raft", FS: tn.fs, AccountID: "123456789012", ShardLimit: 100,
 		Tick: 10 * time.Millisecond, ElectionTicks: 20, Now: c.now, StateSegmentSize: c.segSize, UpdateDelay: c.update}
+	c.withPeerTLS(tn, &cfg)
 	if c.tune != nil {
 		c.tune(&cfg)
 	}
 	n, err := Open(ctx, cfg)
-	tn.peerLn = nil // the transport owns it now
+	tn.peerLn, tn.intLn = nil, nil // the node owns them now
 	if err != nil {
 		c.t.Errorf("node %d: %v", id, err)
 		return

@@ -26,15 +26,23 @@ type Config struct {
 	// this node's own address; the rest is learned from the cluster.
 	Peers map[uint64]string
 	// Join, if set, is the client API address (host:port) of any node of
-	// a running cluster: this node joins it (members.go) instead of
-	// bootstrapping with Peers. It needs Secret (the cluster's token).
+	// a running cluster (with PeerTLS: its internal https://host:port):
+	// this node joins it (members.go) instead of bootstrapping with Peers.
+	// It needs Secret (the cluster's token), or PeerTLS for a cluster
+	// started without one (internaltls.go).
 	Join string
 	// PeerListener, if set, is this node's Raft listener (tests reserve
 	// ports with it); otherwise the node listens on Peers[NodeID].
 	PeerListener net.Listener
-	// Advertise is the host:port of this node's client API (plain HTTP),
-	// where peers forward requests to it.
+	// Advertise is where peers send this node internal requests: the
+	// host:port of its client API (plain HTTP), or, with PeerTLS, the
+	// https://host:port of its internal listener (internaltls.go).
 	Advertise string
+	// InternalListen is the internal listener's address with PeerTLS
+	// (default: Advertise's host:port); InternalListener, if set, is that
+	// listener (tests reserve ports with it).
+	InternalListen   string
+	InternalListener net.Listener
 	// Dir holds the node's Raft WAL and state files.
 	Dir string
 	FS  vfs.FS
@@ -44,7 +52,8 @@ type Config struct {
 	// stores it in the metadata group.
 	Secret string
 	// PeerTLS, if set, secures the Raft transport with mutual TLS 1.3
-	// (replica.TCPConfig.TLS): called for each new peer connection.
+	// (replica.TCPConfig.TLS), and the node-to-node HTTP requests the same
+	// way (internaltls.go): called for each new connection.
 	PeerTLS func() *tls.Config
 	// AccountID and ShardLimit are the account's, as in single-node mode.
 	AccountID  string
@@ -155,12 +164,8 @@ func (c Config) check() error {
 		return errors.New("cluster: no advertised client API address")
 	case c.FS == nil || c.Dir == "":
 		return errors.New("cluster: no data directory")
-	case c.Join != "" && c.Secret == "":
-		// Internal requests are authenticated with a key derived from the
-		// secret, and a node outside the cluster cannot read it.
-		return errors.New("cluster: joining a cluster needs its secret (--cluster-token)")
 	}
-	return nil
+	return c.checkTLS()
 }
 
 // electionTimeout is the longest a healthy group goes without a leader

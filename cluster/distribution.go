@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"sync/atomic"
 
 	"github.com/shardlog/shardlog/hashkey"
@@ -69,3 +70,16 @@ func (n *Node) placeRecord(rec streamRec, routes []shardRoute, turn uint64, e *s
 
 // cmpStart orders routes by hash key (routeTable keeps them so).
 func cmpStart(a, b shardRoute) int { return a.r.Start.Cmp(b.r.Start) }
+
+// RecordDistribution is the stream's strategy as this node's applied
+// metadata holds it (api.DistributionSource): the api asks it for a put
+// without partition keys, and a Raft round there would cost every AUTO put
+// one. A change applied elsewhere a moment ago may not be seen yet; the put
+// is then judged by the strategy before it, as a put that raced the change.
+func (n *Node) RecordDistribution(_ context.Context, stream string) (storage.RecordDistribution, error) {
+	rec, ok := n.localStream(stream)
+	if !ok {
+		return "", n.fail(storage.ErrStreamNotFound, storage.ReasonStreamNotFound, storage.Facts{Stream: stream})
+	}
+	return rec.distribution(), nil
+}

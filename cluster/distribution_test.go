@@ -4,8 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/shardlog/shardlog/api"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -84,6 +90,50 @@ func TestAutoDistribution(t *testing.T) {
 			if info, _ := c.node(via).DescribeStream(ctx, "a"); info.Distribution != storage.DistributionUserKey {
 				t.Fatalf("after %s node %d describes %q", tc.name, via, info.Distribution)
 			}
+		}
+	}
+}
+
+// TestAutoDistributionKeylessThroughAPI: through the api over a cluster node,
+// a put without partition keys to an AUTO stream is taken (the api asks the
+// node's applied metadata, api.DistributionSource, no Raft round), and to a
+// USER_PARTITION_KEY stream it is the captured validation error.
+func TestAutoDistributionKeylessThroughAPI(t *testing.T) {
+	c := newTestCluster(t, 3)
+	ctx := context.Background()
+	for _, in := range []storage.CreateStreamInput{
+		{Name: "auto", Mode: storage.ModeOnDemand, ShardCount: storage.OnDemandShards, Distribution: storage.DistributionAuto},
+		{Name: "keyed", ShardCount: 1},
+	} {
+		if err := c.node(1).CreateStream(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		c.waitActive(in.Name, 1, 2, 3)
+	}
+	srv := httptest.NewServer(api.New(api.Config{Region: "us-east-1"}, c.node(3)))
+	defer srv.Close()
+	for _, tc := range []struct {
+		body, want string
+		status     int
+	}{
+		{`{"StreamName":"auto","Data":"eA=="}`, `"SequenceNumber"`, http.StatusOK},
+		{`{"StreamName":"keyed","Data":"eA=="}`, "Value null at 'partitionKey' failed to satisfy constraint: Member must not be null", http.StatusBadRequest},
+		{`{"StreamName":"missing","Data":"eA=="}`, "Value null at 'partitionKey' failed to satisfy constraint: Member must not be null", http.StatusBadRequest},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+		req.Header.Set("X-Amz-Target", "Kinesis_20131202.PutRecord")
+		// Any credentials pass without --auth-file; a request must carry some.
+		req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKID/20261202/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=00")
+		req.Header.Set("X-Amz-Date", time.Now().UTC().Format("20060102T150405Z"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(b), tc.want) {
+			t.Fatalf("%s: %d %s, want %d with %q", tc.body, resp.StatusCode, b, tc.status, tc.want)
 		}
 	}
 }

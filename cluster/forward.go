@@ -3,7 +3,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -21,7 +20,8 @@ import (
 
 // Forwarding (docs/cluster.md §6): a node that does not lead a group sends
 // the decoded write to the leader's client API listener, on internal paths
-// the api never sees (Handler), through one pooled keep-alive client. The
+// the api never sees (Handler), or with peer TLS to its internal
+// mutual-TLS listener (internaltls.go), through one pooled keep-alive client. The
 // receiving node has already verified the request's signature and
 // authorization; the leader only checks that the request comes from a
 // node of the cluster: it must carry forwardAuth, derived from the cluster
@@ -103,8 +103,12 @@ func (n *Node) Handler(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		keys := n.keys.Load()
-		if keys == nil || subtle.ConstantTimeCompare([]byte(r.Header.Get(AuthHeader)), []byte(keys.forward)) != 1 {
+		if n.cfg.PeerTLS != nil {
+			// internaltls.go: the internal paths need a peer certificate.
+			http.Error(w, "this node takes node-to-node requests only over mutual TLS with a certificate of the cluster's peer CA, on its internal listener "+n.cfg.Advertise, http.StatusForbidden)
+			return
+		}
+		if !n.forwardKeyOK(r) {
 			http.Error(w, "not a node of this cluster", http.StatusForbidden)
 			return
 		}
@@ -127,7 +131,7 @@ func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
 	case "position":
 		n.servePosition(w, r)
 	case "join":
-		n.serveJoin(w, r)
+		n.serveJoin(w, r, "")
 	case "remove-node":
 		n.serveRemoveNode(w, r)
 	case "wake":
@@ -337,19 +341,25 @@ func (n *Node) forwardTxn(ctx context.Context, addr string, conds []replica.Meta
 // leaves the request indeterminate.
 func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any) error {
 	keys := n.keys.Load()
-	if keys == nil {
+	if keys == nil && !(path == "join" && n.cfg.PeerTLS != nil) {
 		return errUnreachable // this node cannot authenticate to peers before it knows the secret
+	}
+	url, err := n.internalURL(addr, path)
+	if err != nil {
+		return err
 	}
 	// The leader answers within proposalTimeout; a peer that stops
 	// answering altogether (a partition on an open connection) must not
 	// hold the request for ever.
 	ctx, cancel := context.WithTimeout(ctx, proposalTimeout+5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+pathPrefix+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set(AuthHeader, keys.forward)
+	if keys != nil { // else a join vouched for by the peer certificate
+		req.Header.Set(AuthHeader, keys.forward)
+	}
 	resp, err := n.client.Do(req)
 	if err != nil {
 		var op *net.OpError

@@ -49,10 +49,12 @@ type joinRequest struct {
 }
 
 // joinReply tells a joiner the metadata group's bootstrap voters and every
-// node's Raft address.
+// node's Raft address; Secret is the cluster secret, to a joiner without
+// the token only (serveJoinTLS).
 type joinReply struct {
-	Seeds map[uint64]string `json:"seeds"`
-	Peers map[uint64]string `json:"peers"`
+	Seeds  map[uint64]string `json:"seeds"`
+	Peers  map[uint64]string `json:"peers"`
+	Secret string            `json:"secret,omitempty"`
 }
 
 // removeRequest asks for a node's removal.
@@ -152,6 +154,9 @@ func (n *Node) ensureSeeds(ctx context.Context, snap map[string]replica.MetaValu
 // already has the replica (a restart) joined before: it knows the rest
 // from its own copy of the metadata.
 func (n *Node) join(ctx context.Context) error {
+	if n.cfg.Join == "" {
+		return nil // a seed
+	}
 	req := joinRequest{Node: n.cfg.NodeID, API: n.cfg.Advertise, Peer: n.cfg.Peers[n.cfg.NodeID]}
 	body := mustJSON(req)
 	for {
@@ -180,6 +185,9 @@ func (n *Node) joined(reply joinReply) error {
 	if len(reply.Seeds) == 0 {
 		return errors.New("cluster: the join answer names no seed nodes")
 	}
+	if reply.Secret != "" && n.cfg.Secret == "" {
+		n.setSecret(reply.Secret)
+	}
 	for id, addr := range reply.Seeds {
 		n.tr.AddPeer(id, addr)
 	}
@@ -195,13 +203,21 @@ type refusedError struct{ msg string }
 
 func (e *refusedError) Error() string { return "cluster: refused: " + e.msg }
 
-func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
+// serveJoin admits a joiner; secret is given to one that proved no token
+// (serveJoinTLS), "" otherwise.
+func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request, secret string) {
 	var req joinRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || req.Node == 0 || req.API == "" || req.Peer == "" {
 		http.Error(w, "malformed join request", http.StatusBadRequest)
 		return
 	}
+	if isTLSAddr(req.API) != (n.cfg.PeerTLS != nil) {
+		msg := fmt.Sprintf("node %d advertises %q, this node %q: %v", req.Node, req.API, n.cfg.Advertise, errMixedTLS)
+		http.Error(w, msg, http.StatusBadRequest)
+		return
+	}
 	reply, err := n.admit(r.Context(), req)
+	reply.Secret = secret
 	writeAdmin(w, reply, err)
 }
 

@@ -19,8 +19,12 @@ import (
 func (c *testCluster) addNode(id, via uint64) {
 	peerLn := listen(c.t, "127.0.0.1:0")
 	apiLn := listen(c.t, "127.0.0.1:0")
-	c.nodes[id] = &testNode{id: id, fs: vfs.NewMemFS(), peerAddr: peerLn.Addr().String(), peerLn: peerLn,
+	tn := &testNode{id: id, fs: vfs.NewMemFS(), peerAddr: peerLn.Addr().String(), peerLn: peerLn,
 		apiAddr: apiLn.Addr().String(), apiLn: apiLn, join: c.nodes[via].apiAddr}
+	if c.reserveInternal(tn); c.pki != nil {
+		tn.join = httpsScheme + c.nodes[via].intAddr
+	}
+	c.nodes[id] = tn
 	c.start(id)
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -31,6 +32,10 @@ type Node struct {
 	crypt  *crypt       // encryption at rest (encrypt.go)
 	reader recordReader
 	client *http.Client
+	// internal serves the internal paths with peer TLS (internaltls.go).
+	internal     *http.Server
+	internalAddr net.Addr
+	mixedLogged  sync.Map // registered addresses of the other TLS kind, logged once (internaltls.go)
 
 	txnID atomic.Uint64
 	kick  chan struct{} // wakes the reconcile loop
@@ -72,7 +77,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, kick: make(chan struct{}, 1), runErr: make(chan error, 1), seals: &sealTracker{at: map[uint64]uint64{}}}
+	n := &Node{cfg: cfg, kick: make(chan struct{}, 1), runErr: make(chan error, 1), seals: newSealTracker()}
+	n.seals.find = n.findSeal
 	n.txnID.Store(uint64(time.Now().UnixNano())) // IDs of earlier incarnations are never met again
 	n.meta = replica.NewMetaMachine(cfg.NodeID, metaGroup, func(replica.MetaChange) { n.wake() })
 	keys := cfg.Keyring
@@ -112,7 +118,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n.tr, n.host, n.reader = tr, h, sealedReader{r: h, seals: n.seals}
 	n.recovery = time.Since(opened)
 	n.noteSeals()
-	n.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}
+	n.client = newPeerClient(cfg.PeerTLS)
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel, n.life = cancel, runCtx
 	n.served, n.endServed = context.WithCancel(context.Background())
@@ -132,12 +138,18 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.OnDemand.Interval > 0 {
 		n.wg.Go(func() { n.scaleLoop(runCtx) })
 	}
-	if err := n.awaitSecret(ctx); err != nil {
+	if err := n.startInternal(); err != nil {
 		n.Close()
 		return nil, err
 	}
-	if cfg.Join != "" {
-		if err := n.join(ctx); err != nil {
+	// A joiner without the token learns the secret from its join's answer
+	// (internaltls.go), or on a restart from its copy of the metadata.
+	steps := []func(context.Context) error{n.awaitSecret, n.join}
+	if cfg.Join != "" && cfg.Secret == "" {
+		steps = []func(context.Context) error{n.join, n.awaitSecret}
+	}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
 			n.Close()
 			return nil, err
 		}
@@ -155,6 +167,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 // ended in its fdatasync.
 func (n *Node) Close() error {
 	n.endServed()
+	n.stopInternal()
 	n.cancel()
 	n.wg.Wait()
 	n.gone.sweep(nil)
@@ -182,7 +195,7 @@ func (n *Node) wake() {
 // configured one, or the one in the metadata group (created by its first
 // leader, see reconcile).
 func (n *Node) awaitSecret(ctx context.Context) error {
-	for {
+	for n.keys.Load() == nil {
 		secret := n.cfg.Secret
 		if secret == "" {
 			var rec secretRec
@@ -190,7 +203,7 @@ func (n *Node) awaitSecret(ctx context.Context) error {
 			secret = rec.Secret
 		}
 		if secret != "" {
-			n.keys.Store(&secretKeys{iterator: derive(secret, "shardlog iterator key"), forward: ForwardAuth(secret)})
+			n.setSecret(secret)
 			return nil
 		}
 		select {
@@ -199,12 +212,18 @@ func (n *Node) awaitSecret(ctx context.Context) error {
 		case <-time.After(n.cfg.Tick):
 		}
 	}
+	return nil
 }
 
 // secretKeys are the keys derived from the cluster secret.
 type secretKeys struct {
 	iterator []byte // api's iterator and pagination tokens
 	forward  string // the value of AuthHeader on forwarded requests
+	secret   string // for a joiner without the token (serveJoinTLS)
+}
+
+func (n *Node) setSecret(secret string) {
+	n.keys.CompareAndSwap(nil, &secretKeys{iterator: derive(secret, "shardlog iterator key"), forward: ForwardAuth(secret), secret: secret})
 }
 
 // ForwardAuth is the value of AuthHeader that internal requests of a

@@ -326,7 +326,10 @@ func (n *Node) proposeRecords(ctx context.Context, group uint64, key *segment.Ma
 	if err != nil {
 		return nil, 0, err
 	}
-	if n.sealedAfter(group, ords[0]) { // a reshard closed the shard first
+	switch sealed, err := n.sealedAfter(ctx, group, ords[0]); {
+	case err != nil:
+		return nil, 0, err
+	case sealed: // a reshard closed the shard first
 		return nil, 0, errSealed
 	}
 	return ords, arrival, nil

@@ -307,8 +307,8 @@ func (n *Node) seal(ctx context.Context, g uint64) (uint64, error) {
 // (committed under an earlier leader) may exist: then the new entry comes
 // after it, and the first one is the answer all the same.
 func (n *Node) sealHere(ctx context.Context, g uint64) (uint64, error) {
-	if end, ok := n.seals.end(g); ok {
-		return end, nil
+	if end, ok, err := n.seals.end(ctx, g); err != nil || ok {
+		return end, err
 	}
 	p, err := n.host.Propose(g, [][]byte{sealMarker})
 	if err != nil {
@@ -317,17 +317,18 @@ func (n *Node) sealHere(ctx context.Context, g uint64) (uint64, error) {
 	if _, err := n.await(ctx, p); err != nil {
 		return 0, err
 	}
-	end, ok := n.seals.end(g)
-	if !ok {
-		return 0, fmt.Errorf("cluster: group %d applied its seal without noting it", g)
+	end, ok, err := n.seals.end(ctx, g)
+	if err == nil && !ok {
+		err = fmt.Errorf("cluster: group %d applied its seal without noting it", g)
 	}
-	return end, nil
+	return end, err
 }
 
 // sealedAfter reports whether an entry of group g whose first record got
 // ordinal ord was committed after the group's seal: a proposer asks it once
-// its entry applied here, so a seal before it has applied here too.
-func (n *Node) sealedAfter(g, ord uint64) bool {
-	end, ok := n.seals.end(g)
-	return ok && ord > end
+// its entry applied here, so a seal before it has applied here too. An
+// error leaves it unknown (the entry committed: the write may be stored).
+func (n *Node) sealedAfter(ctx context.Context, g, ord uint64) (bool, error) {
+	end, ok, err := n.seals.end(ctx, g)
+	return ok && ord > end, err
 }

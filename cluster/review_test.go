@@ -16,23 +16,20 @@ import (
 // metadata noted (noteSeals) as soon as the group's state is restored
 // without the seal record in it: AddGroup (Restored with an empty state) or
 // a snapshot whose sender's retention trimmed the seal's segment. From then
-// on sealedAfter is false for the closed parent on this node.
+// on sealedAfter is false for the closed parent on this node. (review5: a
+// restore reads no pages; the settled seal is simply kept, and the search
+// that would find nothing is never asked.)
 func TestReview3SealForgottenAtRestore(t *testing.T) {
 	const g = 7
 	end := replica.Ordinal(100, 0)
-	for _, tc := range []struct {
-		name string
-		recs []replica.Record
-	}{
-		{"AddGroup (empty state)", nil},
-		{"snapshot without the trimmed seal", []replica.Record{{Seq: replica.Ordinal(150, 0), Data: []byte("late write")}}},
-	} {
-		tr := &sealTracker{at: map[uint64]uint64{}}
+	for _, name := range []string{"AddGroup (empty state)", "snapshot without the trimmed seal"} {
+		tr := newSealTracker()
+		tr.find = func(context.Context, uint64) (uint64, bool, error) { return 0, false, nil }
 		tr.note(g, end) // noteSeals at Open: the shard is closed at End
-		tr.Restored(g, slices.Values([][]replica.Record{tc.recs}))
+		tr.Restored(g, nil)
 		n := &Node{seals: tr}
-		if !n.sealedAfter(g, replica.Ordinal(200, 0)) {
-			t.Errorf("%s: a write committed after the parent's End is not refused (sealedAfter false): it would be acknowledged, then hidden by cutAtEnd", tc.name)
+		if sealed, err := n.sealedAfter(context.Background(), g, replica.Ordinal(200, 0)); err != nil || !sealed {
+			t.Errorf("%s: a write committed after the parent's End is not refused (sealedAfter %v, %v): it would be acknowledged, then hidden by cutAtEnd", name, sealed, err)
 		}
 	}
 }
@@ -98,64 +95,147 @@ func TestReview3RetentionStaleMetadata(t *testing.T) {
 	}
 }
 
-// TestSealTrackerRestoresInPages: a restore's seal is found on whatever
-// page it lies, the earliest seal known wins (a restore never moves it
-// later, nor forgets it), and no page after the first seal is read.
-func TestSealTrackerRestoresInPages(t *testing.T) {
-	const g = 7
+// TestFirstSeal: a search finds the first seal on whatever page it lies,
+// and reads no page after it.
+func TestFirstSeal(t *testing.T) {
 	seal := func(idx uint64) replica.Record { return replica.Record{Seq: replica.Ordinal(idx, 0), Data: sealMarker} }
 	data := func(idx uint64) replica.Record {
 		return replica.Record{Seq: replica.Ordinal(idx, 0), Data: []byte("r")}
 	}
-	pagesOf := func(sealAt uint64) [][]replica.Record {
-		var out [][]replica.Record
-		for p := range uint64(6) {
-			var page []replica.Record
-			for i := range uint64(4) {
-				if idx := 1 + p*4 + i; idx == sealAt {
-					page = append(page, seal(idx))
-				} else {
-					page = append(page, data(idx))
-				}
-			}
-			out = append(out, page)
-		}
-		return out
-	}
 	for _, tc := range []struct {
 		name      string
-		noted     uint64 // a seal known before the restore (0: none)
-		sealAt    uint64 // the restored log's first seal entry (0: none)
-		want      uint64 // 0: no seal known
+		sealAt    []uint64 // the log's seal entries
+		want      uint64   // 0: none
 		wantPages int
 	}{
-		{"seal on the third page", 0, 10, 10, 3},
-		{"no seal: every page read", 0, 0, 0, 6},
-		{"an earlier noted seal stays", 5, 14, 5, 4},
-		{"a later noted seal gives way", 20, 9, 9, 3},
-		{"a noted seal the restore lacks stays", 12, 0, 12, 6},
+		{"seal on the third page", []uint64{10}, 10, 3},
+		{"no seal: every page read", nil, 0, 7}, // and the empty read at the end
+		{"two seals: the first", []uint64{9, 14}, 9, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := &sealTracker{at: map[uint64]uint64{}}
-			if tc.noted != 0 {
-				tr.note(g, replica.Ordinal(tc.noted, 0))
-			}
 			read := 0
-			tr.Restored(g, func(yield func([]replica.Record) bool) {
-				for _, p := range pagesOf(tc.sealAt) {
-					read++
-					if !yield(p) {
-						return
+			end, ok, err := firstSeal(func(from uint64) ([]replica.Record, error) {
+				read++
+				var page []replica.Record
+				for idx := uint64(1); idx <= 24 && len(page) < 4; idx++ {
+					switch {
+					case replica.Ordinal(idx, 0) < from:
+					case slices.Contains(tc.sealAt, idx):
+						page = append(page, seal(idx))
+					default:
+						page = append(page, data(idx))
 					}
 				}
+				return page, nil
 			})
-			end, ok := tr.end(g)
-			if ok != (tc.want != 0) || ok && end != replica.Ordinal(tc.want, 0) {
-				t.Fatalf("seal at %d (known %v), want entry %d", end>>16, ok, tc.want)
+			if err != nil || ok != (tc.want != 0) || ok && end != replica.Ordinal(tc.want, 0) {
+				t.Fatalf("seal at %d (found %v, %v), want entry %d", end>>16, ok, err, tc.want)
 			}
 			if read != tc.wantPages {
 				t.Fatalf("%d pages read, want %d", read, tc.wantPages)
 			}
 		})
+	}
+}
+
+// TestSealTrackerSettles (review5): a restore reads no page; the first
+// question about an unsure group settles it once (find), and the earliest
+// seal known wins: a restore never moves a seal later nor forgets it. A
+// restore during a search makes its "no seal" stale: asked again. A
+// settled group's restore asks nothing.
+func TestSealTrackerSettles(t *testing.T) {
+	const g = 7
+	for _, tc := range []struct {
+		name      string
+		noted     uint64 // a metadata End noted before the restore (0: none)
+		applied   uint64 // a seal applied after the restore (0: none)
+		found     uint64 // the search's answer (0: none)
+		want      uint64 // 0: no seal known
+		wantFinds int
+	}{
+		{"never sealed", 0, 0, 0, 0, 1},
+		{"found by the search", 0, 0, 10, 10, 1},
+		{"noted End settles: no search", 5, 0, 14, 5, 0},
+		{"a later applied seal gives way to the found one", 0, 20, 9, 9, 1},
+		{"an earlier applied seal stays", 0, 3, 9, 3, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := newSealTracker()
+			finds := 0
+			tr.find = func(context.Context, uint64) (uint64, bool, error) {
+				finds++
+				return replica.Ordinal(tc.found, 0), tc.found != 0, nil
+			}
+			tr.Restored(g, func(func([]replica.Record, error) bool) { t.Fatal("a restore read a page") })
+			if tc.noted != 0 {
+				tr.note(g, replica.Ordinal(tc.noted, 0))
+			}
+			if tc.applied != 0 {
+				tr.Applied(g, []replica.Record{{Seq: replica.Ordinal(tc.applied, 0), Data: sealMarker}})
+			}
+			for range 2 { // the second question asks nothing more
+				end, ok, err := tr.end(context.Background(), g)
+				if err != nil || ok != (tc.want != 0) || ok && end != replica.Ordinal(tc.want, 0) {
+					t.Fatalf("seal at %d (known %v, %v), want entry %d", end>>16, ok, err, tc.want)
+				}
+			}
+			if finds != tc.wantFinds {
+				t.Fatalf("%d searches, want %d", finds, tc.wantFinds)
+			}
+			tr.Restored(g, nil) // settled with a seal: nothing to ask
+			if _, _, err := tr.end(context.Background(), g); err != nil || finds != tc.wantFinds+boolInt(tc.want == 0) {
+				t.Fatalf("after a second restore: %d searches, %v", finds, err)
+			}
+		})
+	}
+	t.Run("a restore during the search", func(t *testing.T) {
+		tr := newSealTracker()
+		finds := 0
+		tr.find = func(context.Context, uint64) (uint64, bool, error) {
+			if finds++; finds == 1 {
+				tr.Restored(g, nil) // a snapshot installed meanwhile, holding a seal
+				return 0, false, nil
+			}
+			return replica.Ordinal(4, 0), true, nil
+		}
+		tr.Restored(g, nil)
+		if end, ok, err := tr.end(context.Background(), g); err != nil || !ok || end != replica.Ordinal(4, 0) || finds != 2 {
+			t.Fatalf("seal %d (known %v, %v) after %d searches; want entry 4 after 2", end>>16, ok, err, finds)
+		}
+	})
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestSealFacts: what the metadata says of a group's seal.
+func TestSealFacts(t *testing.T) {
+	open := replica.MetaShard{ID: "a", Group: 1}
+	closed := replica.MetaShard{ID: "b", Group: 2, ClosedMs: 5, End: 77}
+	sealing := replica.MetaShard{ID: "c", Group: 3, ClosedMs: 5}
+	child := replica.MetaShard{ID: "d", Group: 4, Parent: "c"}
+	rec := streamRec{}
+	rec.Shards = []replica.MetaShard{open, closed, {ID: "c", Group: 3}}
+	rec.Reshard = &reshardRec{Shards: []replica.MetaShard{open, closed, sealing, child}}
+	for _, tc := range []struct {
+		g           uint64
+		end         uint64
+		pending     bool
+		description string
+	}{
+		{1, 0, false, "an open shard, not a parent"},
+		{2, 77, false, "a closed shard: its End"},
+		{3, 0, true, "a pending reshard's parent: searched"},
+		{4, 0, false, "a pending child"},
+		{9, 0, false, "unknown (a deleted stream's)"},
+	} {
+		end, pending := sealFacts([]streamRec{rec}, tc.g)
+		if end != tc.end || pending != tc.pending {
+			t.Errorf("%s: end %d pending %v; want %d %v", tc.description, end, pending, tc.end, tc.pending)
+		}
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"iter"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -28,17 +30,43 @@ func isSeal(b []byte) bool { return len(b) == len(sealMarker) && bytes.Equal(b, 
 
 // sealTracker knows each group's first seal entry's ordinal, as this
 // node's replica applied it: a replica.Applier, told every applied entry in
-// log order and the whole state at Open and at a snapshot's installation.
+// log order and the whole state at Open, AddGroup and a snapshot's
+// installation.
+//
+// review5: a restore is not searched for a seal when it happens. Almost no
+// group was ever sealed, and the search read and decompressed the group's
+// whole history, at every Open and (under the host's lock, stalling every
+// group's rounds) at every snapshot installation. Instead the restored
+// group is unsure, and the first question about its seal (end) settles it
+// outside the host's lock (find: Node.findSeal, from the linearized
+// metadata, which names every group that can hold a seal; a search of the
+// records only for those, or when the metadata cannot be read). The rule
+// stays: a seal, once applied, is never forgotten by this node; a question
+// about an unsure group waits for the answer rather than guess.
 type sealTracker struct {
 	mu sync.Mutex
-	at map[uint64]uint64 // group → ordinal of its first seal
+	at map[uint64]uint64 // group → ordinal of its first seal, as known
+	// unsure: groups restored since their seal was last settled, each
+	// with the number of its restore (a restore during a search makes
+	// that search's "no seal" stale).
+	unsure   map[uint64]uint64
+	restores uint64
+	// settling: the groups a question is settling now, closed when it
+	// ends; other questions wait for it rather than search again.
+	settling map[uint64]chan struct{}
+	// find settles a group's first seal in its current state.
+	find func(ctx context.Context, g uint64) (end uint64, found bool, err error)
+}
+
+func newSealTracker() *sealTracker {
+	return &sealTracker{at: map[uint64]uint64{}, unsure: map[uint64]uint64{}, settling: map[uint64]chan struct{}{}}
 }
 
 func (t *sealTracker) Applied(g uint64, recs []replica.Record) {
 	for _, r := range recs {
 		if isSeal(r.Data) {
 			t.mu.Lock()
-			if _, ok := t.at[g]; !ok {
+			if cur, ok := t.at[g]; !ok || r.Seq < cur {
 				t.at[g] = r.Seq
 			}
 			t.mu.Unlock()
@@ -47,34 +75,35 @@ func (t *sealTracker) Applied(g uint64, recs []replica.Record) {
 	}
 }
 
-func (t *sealTracker) Restored(g uint64, pages iter.Seq[[]replica.Record]) {
-	// review3: a seal is a fact of the log, never undone: a restored state
-	// that lacks it (an empty AddGroup, a snapshot whose sender trimmed it)
-	// must not make this node forget it. Keep the earliest seen. The pages
-	// are read only up to the first seal: nothing after it can be earlier;
-	// the metadata group's, never (it has no seals; its machine reads them).
+// Restored makes g unsure unless its first seal is settled: the first seal
+// is a fact of the log, the same on every replica, so no restored state
+// (an empty AddGroup, a snapshot whose sender trimmed the seal: review3)
+// can move or undo it. The metadata group has no seals (its machine reads
+// its pages).
+func (t *sealTracker) Restored(g uint64, _ iter.Seq2[[]replica.Record, error]) {
 	if g == metaGroup {
 		return
 	}
-	for page := range pages {
-		for _, r := range page {
-			if isSeal(r.Data) {
-				t.note(g, r.Seq)
-				return
-			}
-		}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, known := t.at[g]; known && t.unsure[g] == 0 {
+		return
 	}
+	t.restores++
+	t.unsure[g] = t.restores
 }
 
 // note records a seal the metadata knows of (a closed shard's End): the
 // same ordinal the log gives, so a replica whose segments holding the seal
-// are gone (retention) still refuses writes after it.
+// are gone (retention) still refuses writes after it. An End is the first
+// seal itself: it settles the group.
 func (t *sealTracker) note(g, end uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if cur, ok := t.at[g]; !ok || end < cur {
 		t.at[g] = end
 	}
+	delete(t.unsure, g)
 }
 
 // noteSeals notes the seals of every closed shard in the local metadata
@@ -89,11 +118,120 @@ func (n *Node) noteSeals() {
 	}
 }
 
-func (t *sealTracker) end(g uint64) (uint64, bool) {
+// end is g's first seal, settling it first if g is unsure. It fails only
+// if the settling's search fails (a read error of the group's segments) or
+// ctx ends while another question settles it.
+func (t *sealTracker) end(ctx context.Context, g uint64) (uint64, bool, error) {
+	for {
+		t.mu.Lock()
+		restore, unsure := t.unsure[g]
+		if !unsure {
+			end, ok := t.at[g]
+			t.mu.Unlock()
+			return end, ok, nil
+		}
+		if wait := t.settling[g]; wait != nil {
+			t.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return 0, false, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		t.settling[g] = done
+		t.mu.Unlock()
+		if err := t.settle(ctx, g, restore); err != nil {
+			return 0, false, err
+		}
+	}
+}
+
+// settle asks find about g, unsure since its restore number restore, and
+// notes the answer; a restore since makes a "no seal" stale (g stays unsure).
+func (t *sealTracker) settle(ctx context.Context, g, restore uint64) error {
+	found, ok, err := t.find(ctx, g)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	end, ok := t.at[g]
-	return end, ok
+	close(t.settling[g])
+	delete(t.settling, g)
+	if err != nil {
+		return fmt.Errorf("cluster: group %d: finding its seal: %w", g, err)
+	}
+	if cur, known := t.at[g]; ok && (!known || found < cur) {
+		t.at[g] = found
+	}
+	if t.unsure[g] == restore {
+		delete(t.unsure, g)
+	}
+	return nil
+}
+
+// findSeal settles g's first seal (sealTracker.find). A seal entry is
+// proposed to a group only after the metadata committed a pending reshard
+// closing it (reshard.go, step 2), and that record stays until step 3
+// replaces it with the parent closed at End, the first seal's ordinal. So
+// after a linearized metadata read: a group closed at End has its seal
+// there; a group no stream closes, not even in a pending reshard, holds no
+// seal (any seal in this node's state committed before the read); only a
+// parent of a pending reshard is searched. Without the metadata (no
+// quorum for it), the records are searched: slower, never unsound.
+func (n *Node) findSeal(ctx context.Context, g uint64) (uint64, bool, error) {
+	if err := n.linearize(ctx, metaGroup); err == nil {
+		switch end, pending := sealFacts(n.streams(), g); {
+		case end != 0:
+			return end, true, nil
+		case !pending:
+			return 0, false, nil
+		}
+	}
+	return firstSeal(func(from uint64) ([]replica.Record, error) {
+		return n.host.ReadApplied(g, from, sealSearchRecords, replica.DefaultRestorePageBytes)
+	})
+}
+
+// sealSearchRecords bounds a page of a seal search.
+const sealSearchRecords = 1 << 14
+
+// sealFacts is what the metadata says of group g's seal: the End of a
+// shard it closed, or whether a pending reshard closes it (its End not
+// known yet).
+func sealFacts(streams []streamRec, g uint64) (end uint64, pending bool) {
+	for _, rec := range streams {
+		shards := rec.Shards
+		if rec.Reshard != nil {
+			shards = append(slices.Clip(shards), rec.Reshard.Shards...)
+		}
+		for _, sh := range shards {
+			if sh.Group != g {
+				continue
+			}
+			if sh.End != 0 {
+				return sh.End, false
+			}
+			pending = pending || (rec.Reshard != nil && isClosed(sh))
+		}
+	}
+	return 0, pending
+}
+
+// firstSeal reads a group's records a page at a time from the start up to
+// its first seal entry.
+func firstSeal(read func(from uint64) ([]replica.Record, error)) (uint64, bool, error) {
+	from := uint64(0)
+	for {
+		page, err := read(from)
+		if err != nil || len(page) == 0 {
+			return 0, false, err
+		}
+		for _, r := range page {
+			if isSeal(r.Data) {
+				return r.Seq, true, nil
+			}
+		}
+		from = page[len(page)-1].Seq + 1
+	}
 }
 
 // appliers tells each of its Appliers what the host applies.
@@ -107,7 +245,7 @@ func (as appliers) Applied(g uint64, recs []replica.Record) {
 
 // Restored hands each Applier the same pages; each ranges over them itself
 // (a range reads the segments afresh), so memory stays one page.
-func (as appliers) Restored(g uint64, pages iter.Seq[[]replica.Record]) {
+func (as appliers) Restored(g uint64, pages iter.Seq2[[]replica.Record, error]) {
 	for _, a := range as {
 		a.Restored(g, pages)
 	}
@@ -125,7 +263,12 @@ type sealedReader struct {
 
 func (s sealedReader) ReadApplied(g, from uint64, maxRecords, maxBytes int) ([]replica.Record, error) {
 	recs, err := s.r.ReadApplied(g, from, maxRecords, maxBytes)
-	end, ok := s.seals.end(g)
+	if err != nil {
+		return nil, err
+	}
+	// The reader has no context: findSeal bounds its metadata read by the
+	// election timeout, then searches.
+	end, ok, err := s.seals.end(context.Background(), g)
 	if err != nil || !ok {
 		return recs, err
 	}

@@ -220,8 +220,12 @@ func (n *Node) openRemote(ctx context.Context, addr string, at subscribeAt, gone
 	if keys == nil {
 		return nil, errUnreachable
 	}
+	url, err := n.internalURL(addr, "subscribe")
+	if err != nil {
+		return nil, err
+	}
 	life, cancel := context.WithCancel(n.life) // the subscription's, not the opening request's
-	req, err := http.NewRequestWithContext(life, http.MethodPost, "http://"+addr+pathPrefix+"subscribe", bytes.NewReader(mustJSON(at)))
+	req, err := http.NewRequestWithContext(life, http.MethodPost, url, bytes.NewReader(mustJSON(at)))
 	if err != nil {
 		cancel()
 		return nil, err

@@ -67,7 +67,8 @@ func writePEMFile(t *testing.T, path, typ string, der []byte) {
 }
 
 // TestClusterPeerTLS: three `shardlog serve --cluster` processes whose Raft
-// port takes mutual TLS only (and the token's handshake inside it). The SDK
+// port takes mutual TLS only (and the token's handshake inside it), as do
+// their internal listeners (--advertise https://...). The SDK
 // creates a stream through node 1, writes through node 2, reads through
 // nodes 3 and 1. A plaintext connection to node 1's Raft port is refused
 // and logged; no node warns that its peer port is open.
@@ -93,7 +94,7 @@ func TestClusterPeerTLS(t *testing.T) {
 	for id := uint64(1); id <= 3; id++ {
 		c.procs[id] = startProcess(t, c.bin, c.dirs[id], append(c.clusterArgs(id), "--log-level", "info",
 			"--peer-tls-cert", filepath.Join(certs, fmt.Sprintf("%d.crt", id)), "--peer-tls-key", filepath.Join(certs, fmt.Sprintf("%d.key", id)),
-			"--peer-tls-ca", filepath.Join(certs, "ca.crt"))...)
+			"--peer-tls-ca", filepath.Join(certs, "ca.crt"), "--advertise", "https://"+freeAddr(t))...)
 	}
 	ctx := context.Background()
 	if _, err := c.procs[1].client().CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("cl"), ShardCount: aws.Int32(2)}); err != nil {

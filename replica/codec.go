@@ -245,8 +245,8 @@ type Batch struct {
 // beats: a count, and per beat its group, kind, term and (for a heartbeat or
 // a quiesce) commit and (for a quiesce) index, each a uvarint but the kind;
 // then the snapshot chunks: a count, and per chunk
-// its kind, group, index, generation, first ordinal, ID, offset, length
-// asked and its length-prefixed data.
+// its kind, group, index, generation, first ordinal, ID, offset, the
+// sender's state's life, length asked and its length-prefixed data.
 func EncodeBatch(b Batch) ([]byte, error) {
 	return appendBatch(nil, b)
 }
@@ -286,11 +286,11 @@ func appendBatch(out []byte, b Batch) ([]byte, error) {
 }
 
 // chunkHeader is a chunk's encoding but its data.
-const chunkHeader = 1 + 6*8 + 4 + 4
+const chunkHeader = 1 + 7*8 + 4 + 4
 
 func appendChunk(out []byte, c SnapChunk) []byte {
 	out = append(out, byte(c.Kind))
-	for _, v := range []uint64{c.Group, c.Index, c.Gen, c.First, c.ID, uint64(c.Off)} {
+	for _, v := range []uint64{c.Group, c.Index, c.Gen, c.First, c.ID, uint64(c.Off), c.Life} {
 		out = le.AppendUint64(out, v)
 	}
 	out = le.AppendUint32(le.AppendUint32(out, c.Len), uint32(len(c.Data)))
@@ -299,7 +299,7 @@ func appendChunk(out []byte, c SnapChunk) []byte {
 
 func (r *reader) chunk() SnapChunk {
 	c := SnapChunk{Kind: ChunkKind(r.u8()), Group: r.u64(), Index: r.u64(), Gen: r.u64(), First: r.u64(), ID: r.u64(),
-		Off: int64(r.u64()), Len: r.u32()}
+		Off: int64(r.u64()), Life: r.u64(), Len: r.u32()}
 	if d := r.take(int(r.u32())); len(d) > 0 {
 		c.Data = d
 	}

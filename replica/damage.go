@@ -135,7 +135,7 @@ func (h *Host) quarantine(found map[uint64]error) error {
 			// the Applier forgets the pages it was handed.
 			g.state.close()
 			if h.cfg.Applier != nil {
-				h.cfg.Applier.Restored(id, func(func([]Record) bool) {})
+				h.cfg.Applier.Restored(id, func(func([]Record, error) bool) {})
 			}
 		}
 		if err := h.bury(g); err != nil {

@@ -157,12 +157,15 @@ func TestDamagedReplicaCostsOnlyItself(t *testing.T) {
 type countApplier struct{ restored map[uint64]int }
 
 func (a *countApplier) Applied(uint64, []Record) {}
-func (a *countApplier) Restored(g uint64, pages iter.Seq[[]Record]) {
+func (a *countApplier) Restored(g uint64, pages iter.Seq2[[]Record, error]) {
 	if a.restored == nil {
 		a.restored = map[uint64]int{}
 	}
 	a.restored[g] = 0
-	for p := range pages {
+	for p, err := range pages {
+		if err != nil {
+			return
+		}
 		a.restored[g] += len(p)
 	}
 }

@@ -50,6 +50,8 @@
 // proposal or message wakes them, and a quiesced follower wakes when its
 // leader's node falls silent. Heartbeats travel coalesced, as Beats.
 //
-// What is not here yet (docs/cluster.md §12): snapshots as segment file lists
-// (a snapshot is still the state rendered as bytes in MsgSnap).
+// Snapshots are segment file lists (snapfetch.go): MsgSnap carries a
+// manifest of the sender's files; the receiver fetches their bytes in
+// chunks before raft sees the MsgSnap, then installs them as a new
+// generation by renaming a new CURRENT into place.
 package replica

@@ -129,6 +129,9 @@ type Config struct {
 	// snapChunkBytes bounds a chunk of a snapshot's fetch (default
 	// DefaultSnapChunkBytes; tests make it small).
 	snapChunkBytes int
+	// maxFetches caps the snapshot fetches under way at once (default
+	// DefaultMaxSnapFetches; snapfetch.go).
+	maxFetches int
 
 	// crashAt, when it returns true at a named point of a WAL roll or
 	// truncation, stops the host there as a power cut would (tests only).
@@ -211,6 +214,9 @@ type Host struct {
 	// wrote) and fetchesDropped (snapfetch.go).
 	snapshotsSent, snapshotsInstalled, fetchChunks, fetchesDropped int
 	fetchBytes                                                     int64
+	// fetching is the fetches under way (g.fetch set); mostFetching its
+	// highest (tests).
+	fetching, mostFetching int
 
 	lv liveness // quiescence (quiesce.go)
 	// tombs: what this node's removed replicas had promised, by group
@@ -305,6 +311,9 @@ func Open(cfg Config) (*Host, error) {
 	}
 	if cfg.snapChunkBytes == 0 {
 		cfg.snapChunkBytes = DefaultSnapChunkBytes
+	}
+	if cfg.maxFetches == 0 {
+		cfg.maxFetches = DefaultMaxSnapFetches
 	}
 	if cfg.StateSegmentSize == 0 {
 		cfg.StateSegmentSize = DefaultStateSegmentSize
@@ -428,7 +437,8 @@ func errUnknownGroup(id uint64) error { return fmt.Errorf("%w %d", ErrUnknownGro
 // they hold (recovery replays the rest from the WAL).
 func (h *Host) restoreState(g *group) error {
 	st, err := openSegState(&segState{fs: h.cfg.FS, comp: h.cfg.Compressor, dir: groupDir(h.cfg.Dir, g.id), group: g.id,
-		size: h.cfg.StateSegmentSize, now: func() int64 { return h.cfg.Now().UnixNano() }, synced: h.stateSynced, crash: h.crash})
+		size: h.cfg.StateSegmentSize, now: func() int64 { return h.cfg.Now().UnixNano() }, synced: h.stateSynced, crash: h.crash,
+		life: h.newLife()})
 	if err != nil {
 		return err
 	}

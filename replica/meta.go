@@ -127,53 +127,72 @@ func (m *MetaMachine) Applied(group uint64, recs []Record) {
 // Outcomes are kept: a rebuilt state re-decides every transaction
 // identically. No callbacks: the state may jump; a watcher re-reads it
 // (Snapshot) after a restore.
-func (m *MetaMachine) Restored(group uint64, pages iter.Seq[[]Record]) {
+//
+// review5: the new state is built aside, without the lock (Get and Stream
+// answer from the old one meanwhile), and swapped in only once every page
+// was read: a failed read leaves the old state, never part of the new one.
+func (m *MetaMachine) Restored(group uint64, pages iter.Seq2[[]Record, error]) {
 	if group != m.group {
 		return
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	clear(m.state)
-	for page := range pages {
+	state, outcomes := map[string]MetaValue{}, map[uint64]bool{}
+	for page, err := range pages {
+		if err != nil {
+			return
+		}
 		for _, r := range page {
-			m.apply(r, false)
+			applyTxn(state, r, m.node, outcomes, nil)
 		}
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.state = state
+	maps.Copy(m.outcomes, outcomes)
 }
 
-// apply decides one transaction. A record that does not decode is skipped
-// the same way on every node.
+// apply decides one transaction on the live state.
 func (m *MetaMachine) apply(r Record, notify bool) {
+	var watch func(MetaChange)
+	if notify {
+		watch = m.watch
+	}
+	applyTxn(m.state, r, m.node, m.outcomes, watch)
+}
+
+// applyTxn decides one transaction on state, noting node's own outcomes and
+// telling watch (if not nil) each change. A record that does not decode is
+// skipped the same way on every node.
+func applyTxn(state map[string]MetaValue, r Record, node uint64, outcomes map[uint64]bool, watch func(MetaChange)) {
 	var t MetaTxn
 	if json.Unmarshal(r.Data, &t) != nil {
 		return
 	}
 	ok := true
 	for _, c := range t.If {
-		if m.state[c.Key].Version != c.Version {
+		if state[c.Key].Version != c.Version {
 			ok = false
 		}
 	}
-	if t.Origin == m.node {
-		m.outcomes[t.ID] = ok
+	if t.Origin == node {
+		outcomes[t.ID] = ok
 	}
 	if !ok {
 		return
 	}
 	for _, op := range t.Then {
-		old, had := m.state[op.Key]
+		old, had := state[op.Key]
 		ch := MetaChange{Key: op.Key}
 		if had {
 			ch.Old = &old
 		}
 		if op.Value == nil {
-			delete(m.state, op.Key)
+			delete(state, op.Key)
 		} else {
 			v := MetaValue{Value: op.Value, Version: r.Seq}
-			m.state[op.Key], ch.New = v, &v
+			state[op.Key], ch.New = v, &v
 		}
-		if notify && m.watch != nil {
-			m.watch(ch)
+		if watch != nil {
+			watch(ch)
 		}
 	}
 }

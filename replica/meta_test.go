@@ -2,6 +2,7 @@ package replica
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 )
@@ -191,4 +192,36 @@ func (r *metaRun) settleSame(when string) {
 		}
 	}
 	s.quiet = false
+}
+
+// TestMetaRestoreFailedKeepsState (review5): a restore whose pages end in a
+// read error leaves the machine's state as it was, not the part of the
+// history read before the error; a complete restore replaces it.
+func TestMetaRestoreFailedKeepsState(t *testing.T) {
+	txn := func(id uint64, key, val string) Record {
+		return Record{Seq: Ordinal(id, 0), Data: EncodeTxn(MetaTxn{Origin: 2, ID: id, Then: []MetaOp{{Key: key, Value: []byte(`"` + val + `"`)}}})}
+	}
+	m := NewMetaMachine(1, 1, nil)
+	m.Applied(1, []Record{txn(1, "a", "old"), txn(2, "b", "old")})
+	before := m.Digest()
+	for _, tc := range []struct {
+		name string
+		fail bool
+		want string
+	}{
+		{"read error after a page", true, before},
+		{"complete", false, "a@" + fmt.Sprint(Ordinal(3, 0)) + "=\"new\"\n"},
+	} {
+		m.Restored(1, func(yield func([]Record, error) bool) {
+			if !yield([]Record{txn(3, "a", "new")}, nil) {
+				return
+			}
+			if tc.fail {
+				yield(nil, errors.New("disk on fire"))
+			}
+		})
+		if got := m.Digest(); got != tc.want {
+			t.Fatalf("%s: state\n%s\nwant\n%s", tc.name, got, tc.want)
+		}
+	}
 }

@@ -22,15 +22,20 @@ import (
 // early (a break) or range again (each range reads afresh); it must not keep
 // a page past its iteration if it wants that bound. Retention may trim the
 // oldest segments between two pages (Trim runs without the host's lock): a
-// restore then misses expired records, never a later one. If a read fails
-// the pages end early and the host fails (AddGroup or the snapshot's
-// installation returns the error), so an Applier never goes on from a state
-// it saw only part of; at Open, a read failing with corruption makes the
-// replica damaged instead (damage.go), and the Applier is then handed an
-// empty state for the group.
+// restore then misses expired records, never a later one.
+//
+// review5: a read that fails ends the pages with a last pair (nil, err),
+// so an Applier tells a failed restore from a complete one, and keeps the
+// state it had rather than one built from part of the history (the
+// metadata machine swaps its new state in only after a complete range).
+// The host fails all the same (AddGroup or the snapshot's installation
+// returns the error): the node stops, and until it exits an Applier that
+// checked the error still answers from a whole state. At Open, a read
+// failing with corruption makes the replica damaged instead (damage.go),
+// and the Applier is then handed an empty state for the group.
 type Applier interface {
 	Applied(group uint64, recs []Record)
-	Restored(group uint64, pages iter.Seq[[]Record])
+	Restored(group uint64, pages iter.Seq2[[]Record, error])
 }
 
 const (
@@ -42,17 +47,19 @@ const (
 
 // readPages is the records read returns from ordinal 0 on, oldest first, in
 // pages of at most pageBytes of data and restorePageRecords records. Each
-// range starts a new read; a read error ends the range and is kept in *errp.
-func readPages(read func(from uint64, maxRecords, maxBytes int) ([]Record, error), pageBytes int, errp *error) iter.Seq[[]Record] {
-	return func(yield func([]Record) bool) {
+// range starts a new read; a read error is yielded as the last pair and kept
+// in *errp (the host fails even if the Applier ignored it).
+func readPages(read func(from uint64, maxRecords, maxBytes int) ([]Record, error), pageBytes int, errp *error) iter.Seq2[[]Record, error] {
+	return func(yield func([]Record, error) bool) {
 		from := uint64(0)
 		for {
 			page, err := read(from, restorePageRecords, pageBytes)
 			if err != nil {
 				*errp = err
+				yield(nil, err)
 				return
 			}
-			if len(page) == 0 || !yield(page) {
+			if len(page) == 0 || !yield(page, nil) {
 				return
 			}
 			from = page[len(page)-1].Seq + 1

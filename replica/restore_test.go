@@ -25,18 +25,23 @@ type pageCounter struct {
 	maxBytes  int
 	maxRecs   int
 	oversized int // pages over the limit: only a lone record may make one
+	failed    int // restores that ended in a read error
 	limit     int
 }
 
 func (c *pageCounter) Applied(uint64, []Record) {}
 
-func (c *pageCounter) Restored(_ uint64, pages iter.Seq[[]Record]) {
+func (c *pageCounter) Restored(_ uint64, pages iter.Seq2[[]Record, error]) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.restores++
 	c.prevPages = c.pages
 	c.recs, c.pages, c.maxBytes, c.maxRecs, c.oversized = nil, 0, 0, 0, 0
-	for page := range pages {
+	for page, err := range pages {
+		if err != nil {
+			c.failed++
+			return
+		}
 		c.pages++
 		n := dataLen(page)
 		c.maxBytes, c.maxRecs = max(c.maxBytes, n), max(c.maxRecs, len(page))
@@ -57,7 +62,7 @@ func (t tee) Applied(g uint64, recs []Record) {
 	}
 }
 
-func (t tee) Restored(g uint64, pages iter.Seq[[]Record]) {
+func (t tee) Restored(g uint64, pages iter.Seq2[[]Record, error]) {
 	for _, a := range t {
 		a.Restored(g, pages)
 	}
@@ -169,14 +174,19 @@ func TestReadPages(t *testing.T) {
 				reads = 0
 				var got []Record
 				n := 0
-				for page := range pages {
+				var yielded error // the error the pages themselves end with
+				for page, perr := range pages {
+					if perr != nil {
+						yielded = perr
+						break
+					}
 					n++
 					got = append(got, page...)
 					if n == tc.stopAfter {
 						break
 					}
 				}
-				if n != tc.wantPages || reads != tc.wantReads || (err != nil) != tc.wantErr {
+				if n != tc.wantPages || reads != tc.wantReads || (err != nil) != tc.wantErr || yielded != err {
 					t.Fatalf("%d pages in %d reads, error %v; want %d pages, %d reads, error %v", n, reads, err, tc.wantPages, tc.wantReads, tc.wantErr)
 				}
 				if tc.stopAfter == 0 && !tc.wantErr && !sameStored(got, all) {

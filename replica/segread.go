@@ -100,7 +100,7 @@ func (s *segState) snapshot(applied uint64) ([]byte, error) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	m := snapManifest{index: applied, gen: s.gen}
+	m := snapManifest{index: applied, gen: s.gen, life: s.life}
 	for _, sg := range s.segs {
 		if sg.frames > 0 {
 			m.files = append(m.files, snapFile{first: sg.firstSeq, id: sg.id, lastSeq: sg.lastSeq, size: sg.end})
@@ -111,12 +111,13 @@ func (s *segState) snapshot(applied uint64) ([]byte, error) {
 
 // chunk serves up to n bytes at off of a file a manifest of this state
 // listed: errSnapGone if the generation was replaced, the file trimmed, or
-// it no longer reaches off (a crash cut its unsynced tail). The read lock
-// keeps a trim from unlinking the file under the read.
-func (s *segState) chunk(gen, first, id uint64, off int64, n int) ([]byte, error) {
+// it no longer reaches off (a crash cut its unsynced tail), or the state
+// is not the one listed (another life: snapManifest). The read lock keeps a
+// trim from unlinking the file under the read.
+func (s *segState) chunk(life, gen, first, id uint64, off int64, n int) ([]byte, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed || gen != s.gen {
+	if s.closed || life != s.life || gen != s.gen {
 		return nil, errSnapGone
 	}
 	i := slices.IndexFunc(s.segs, func(sg *stateSeg) bool { return sg.firstSeq == first && sg.id == id })

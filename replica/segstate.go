@@ -71,6 +71,11 @@ type segState struct {
 	// host counts them: Stats, Config.Observer).
 	synced func(d time.Duration, err error)
 
+	// life names this opening of the state (snapManifest): random, drawn
+	// when the host opens it; an installation keeps it (its generation
+	// changes).
+	life uint64
+
 	mu      sync.RWMutex
 	gen     uint64 // the live generation
 	mark    uint64 // the snapshot index it was installed at; 0: none
@@ -83,6 +88,9 @@ type segState struct {
 	pending []segment.Record
 	dirty   bool // written since the last sync
 	closed  bool
+	// trimMu serializes trims: each unlinks the oldest segment left, and
+	// two at once could make a newer unlink durable before an older one.
+	trimMu sync.Mutex
 	// brokenTrimOrder is a deliberately broken mode for the trim's crash
 	// test: expired segments are unlinked newest first. Never set outside
 	// tests.

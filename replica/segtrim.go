@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -32,10 +33,11 @@ import (
 //     unlink and lose an earlier one: a gap, and a node that no longer
 //     opens). A directory sync per deleted segment is cheap at retention's
 //     pace (64 MiB segments, trimmed once a period);
-//   - a segment leaves the list under s.mu's write lock before its file is
-//     unlinked: a read (ReadApplied, a snapshot's listing, or a chunk of
-//     a listed file served to a receiver, each under the read lock) either
-//     ran before it, with the file still there, or runs after, without it.
+//   - a segment leaves the list under s.mu's write lock just before its
+//     file is unlinked (one at a time; trimMu serializes trims): a read
+//     (ReadApplied, a snapshot's listing, or a chunk of a listed file
+//     served to a receiver, each under the read lock) either ran before
+//     it, with the file still there, or runs after, without it.
 //     A chunk of a file trimmed after its listing is answered gone
 //     (snapfetch.go); the next snapshot lists only the segments left.
 //
@@ -45,32 +47,48 @@ import (
 
 // trim deletes the sealed segments, oldest first, whose newest record
 // arrived before beforeMs (Unix ms).
+//
+// review5: each segment leaves the list just before its own unlink, never
+// several ahead of it. A trim that stopped on an error with segments taken
+// out of the list but still on disk left a hidden gap: the next trim
+// deleted newer ones, and the chain check refused to open the node. Now a
+// failed Remove (an unlink is atomic: the file is still there) puts its
+// segment back at the front of the list, so the list and the disk agree
+// and the next trim starts from it again; a failed directory sync leaves
+// the unlink's durability unknown (a later sync need not cover it: the
+// error may have dropped the dirty state), so it is final for the host
+// (errTrimUnsynced; Host.Trim stops it), and the restart finds a prefix.
 func (s *segState) trim(beforeMs int64) (segments int, bytes int64, err error) {
-	victims := s.detachExpired(beforeMs)
-	if len(victims) == 0 {
-		return 0, 0, nil
-	}
+	s.trimMu.Lock()
+	defer s.trimMu.Unlock()
 	if s.brokenTrimOrder {
-		slices.Reverse(victims)
+		return s.trimBroken(beforeMs)
 	}
-	for _, sg := range victims {
-		if err := s.removeDurably(sg.path); err != nil {
+	for {
+		sg, gen := s.detachOldest(beforeMs)
+		if sg == nil {
+			return segments, bytes, nil
+		}
+		if err := s.removeDurably(sg, gen); err != nil {
 			return segments, bytes, fmt.Errorf("replica: group %d retention: %w", s.group, err)
 		}
 		segments++
 		bytes += sg.end
 	}
-	return segments, bytes, nil
 }
+
+// errTrimUnsynced: a segment was unlinked but its directory's sync failed.
+var errTrimUnsynced = errors.New("replica: a retention unlink could not be made durable")
 
 // removeDurably unlinks a segment and syncs its directory (see the top of
 // the file), then passes the trim's crash point (tests).
-func (s *segState) removeDurably(name string) error {
-	if err := s.fs.Remove(name); err != nil && !vfs.IsNotExist(err) {
+func (s *segState) removeDurably(sg *stateSeg, gen uint64) error {
+	if err := s.fs.Remove(sg.path); err != nil && !vfs.IsNotExist(err) {
+		s.reattach(sg, gen)
 		return err
 	}
-	if err := s.fs.SyncDir(path.Dir(name)); err != nil {
-		return err
+	if err := s.fs.SyncDir(path.Dir(sg.path)); err != nil {
+		return fmt.Errorf("%w: %w", errTrimUnsynced, err)
 	}
 	if s.crash != nil {
 		return s.crash(crashTrimRemoved)
@@ -78,20 +96,52 @@ func (s *segState) removeDurably(name string) error {
 	return nil
 }
 
-// detachExpired takes the expired prefix of sealed segments out of the list.
-func (s *segState) detachExpired(beforeMs int64) []*stateSeg {
+// detachOldest takes the oldest sealed segment out of the list if it
+// expired, with the generation it belongs to.
+func (s *segState) detachOldest(beforeMs int64) (*stateSeg, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil
+	if s.closed || len(s.segs) < 2 || s.segs[0].frames == 0 || s.segs[0].maxTs >= beforeMs {
+		return nil, 0
 	}
-	n := 0
-	for n < len(s.segs)-1 && s.segs[n].frames > 0 && s.segs[n].maxTs < beforeMs {
-		n++
+	sg := s.segs[0]
+	s.segs = append([]*stateSeg(nil), s.segs[1:]...)
+	return sg, s.gen
+}
+
+// reattach puts back at the front a segment whose unlink failed, unless
+// the state was closed or replaced (a snapshot's installation removed the
+// whole generation) meanwhile.
+func (s *segState) reattach(sg *stateSeg, gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.gen != gen {
+		return
 	}
-	victims := append([]*stateSeg(nil), s.segs[:n]...)
-	s.segs = append([]*stateSeg(nil), s.segs[n:]...)
-	return victims
+	s.segs = append([]*stateSeg{sg}, s.segs...)
+}
+
+// trimBroken is the deliberately broken order of the crash test
+// (brokenTrimOrder): every expired segment detached, unlinked newest first.
+func (s *segState) trimBroken(beforeMs int64) (segments int, bytes int64, err error) {
+	var victims []*stateSeg
+	var gen uint64
+	for {
+		sg, g := s.detachOldest(beforeMs)
+		if sg == nil {
+			break
+		}
+		victims, gen = append(victims, sg), g
+	}
+	slices.Reverse(victims)
+	for _, sg := range victims {
+		if err := s.removeDurably(sg, gen); err != nil {
+			return segments, bytes, err
+		}
+		segments++
+		bytes += sg.end
+	}
+	return segments, bytes, nil
 }
 
 // TrimResult is what a Host.Trim deleted.
@@ -117,6 +167,12 @@ func (h *Host) Trim(group uint64, beforeMs int64) (TrimResult, error) {
 		return TrimResult{}, errUnknownGroup(group)
 	}
 	n, b, err := g.state.trim(beforeMs)
+	if errors.Is(err, errTrimUnsynced) {
+		// Fail-stop, as a failed fdatasync of a round is (see trim).
+		h.mu.Lock()
+		h.stop(err)
+		h.mu.Unlock()
+	}
 	return TrimResult{Segments: n, Bytes: b}, err
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/shardlog/shardlog/vfs"
 )
@@ -177,4 +178,114 @@ func trimCrash(t *testing.T, broken bool, after int, mode vfs.TearMode) error {
 		return fmt.Errorf("the next trim: %v, %d segments left", err, len(st.segs))
 	}
 	return nil
+}
+
+// failFS fails the n-th Remove or SyncDir (counted from 1) once; n 0 never.
+type failFS struct {
+	vfs.FS
+	op        string // "remove" or "syncdir"
+	n, called int
+}
+
+func (f *failFS) hit(op string) error {
+	if op != f.op {
+		return nil
+	}
+	if f.called++; f.called == f.n {
+		return vfs.ErrInjected
+	}
+	return nil
+}
+
+func (f *failFS) Remove(name string) error {
+	if err := f.hit("remove"); err != nil {
+		return err
+	}
+	return f.FS.Remove(name)
+}
+
+func (f *failFS) SyncDir(dir string) error {
+	if err := f.hit("syncdir"); err != nil {
+		return err
+	}
+	return f.FS.SyncDir(dir)
+}
+
+// TestTrimIOError (review5): a trim whose second unlink fails leaves the
+// list and the disk agreeing (the failed segment back at the front, the
+// later ones never detached), so a later trim deletes a prefix and the
+// state opens again; a failed directory sync is errTrimUnsynced, final for
+// the host. Before the fix the later segments stayed detached but on
+// disk, the next trim deleted newer ones, and the reopen found a gap.
+func TestTrimIOError(t *testing.T) {
+	for _, op := range []string{"remove", "syncdir"} {
+		t.Run(op, func(t *testing.T) {
+			mem := vfs.NewMemFS()
+			fs := &failFS{FS: mem, op: op}
+			st := openTestState(t, fs)
+			for idx := uint64(1); idx <= 40; idx++ {
+				st.add(idx, int64(idx*10), [][]byte{[]byte(fmt.Sprint("record-", idx))})
+				if err := st.write(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := st.sync(); err != nil {
+				t.Fatal(err)
+			}
+			if len(st.segs) < 6 {
+				t.Fatalf("%d segments: the test needs several", len(st.segs))
+			}
+			// A first cut expires four segments; the second unlink fails.
+			fs.n = fs.called + 2
+			n, _, err := st.trim(st.segs[3].maxTs + 1)
+			if err == nil || n != 1 {
+				t.Fatalf("trim: %d, %v; want 1 deleted and the injected error", n, err)
+			}
+			if got := errors.Is(err, errTrimUnsynced); got != (op == "syncdir") {
+				t.Fatalf("trim: %v; errTrimUnsynced %v", err, got)
+			}
+			if op == "remove" {
+				names, _ := mem.ReadDir(st.genDir(st.gen))
+				if len(names) != len(st.segs) {
+					t.Fatalf("after the failed unlink: %d files, %d segments listed", len(names), len(st.segs))
+				}
+			}
+			// A later cut expires everything (on a stopped host there is no
+			// next trim; here it shows the list hid no segment): it deletes
+			// a prefix, and the state opens.
+			if _, _, err := st.trim(1 << 40); err != nil || len(st.segs) != 1 {
+				t.Fatalf("the next trim: %v, %d segments left", err, len(st.segs))
+			}
+			st.close()
+			st, err = openSegState(&segState{fs: mem, comp: testCompressor(t), dir: groupDir("/d", 1), group: 1, size: 300, now: func() int64 { return 0 }})
+			if err != nil {
+				t.Fatalf("reopen: %v", err)
+			}
+			if st.held() != 40 {
+				t.Fatalf("reopened: held %d, want 40", st.held())
+			}
+		})
+	}
+}
+
+// TestHostTrimSyncErrorStops (review5): a retention trim whose directory
+// sync fails stops the host, as a failed fdatasync of a round does: the
+// unlink's durability is unknown, and no later trim may pass it.
+func TestHostTrimSyncErrorStops(t *testing.T) {
+	fs := &failFS{op: "syncdir"} // wraps the host's MemFS (tweak)
+	s := &solo{t: t, fs: vfs.NewMemFS()}
+	s.tweak = func(c *Config) {
+		fs.FS = c.FS
+		c.FS, c.StateSegmentSize = fs, 300
+	}
+	s.open()
+	defer s.h.Close()
+	runSolo(t, s, 3000, func() bool { return s.current == nil && s.h.Segments(1) >= 4 })
+	fs.n = fs.called + 1
+	if _, err := s.h.Trim(1, time.Now().Add(time.Hour).UnixMilli()); !errors.Is(err, errTrimUnsynced) {
+		t.Fatalf("trim: %v, want errTrimUnsynced", err)
+	}
+	if err := s.h.HandleReady(); err == nil {
+		t.Fatal("the host goes on after a trim's failed directory sync")
+	}
 }

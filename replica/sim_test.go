@@ -39,6 +39,7 @@ type simOptions struct {
 	calm                          bool          // no injected faults or lost messages (scripted tests)
 	meta                          bool          // group 1 is a metadata group (MetaMachine on every node)
 	churn                         bool          // a node joins, then one leaves (sim_members_test.go)
+	tweak                         func(*Config) // a scripted test's settings
 }
 
 func optionsFor(seed uint64) simOptions {
@@ -366,6 +367,9 @@ func (s *sim) config(n *simNode) Config {
 	}
 	if s.opt.broken != nil {
 		s.opt.broken(&cfg)
+	}
+	if s.opt.tweak != nil {
+		s.opt.tweak(&cfg)
 	}
 	if s.opt.meta {
 		n.meta = NewMetaMachine(n.id, 1, nil)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"path"
 
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -34,6 +35,14 @@ import (
 // follower and finding it behind its log, sends a new snapshot, whose
 // manifest lists the files as they are then.
 //
+// At most Config.maxFetches (DefaultMaxSnapFetches) fetches per host at
+// once (review5): a node back from a long outage has a fetch to make for
+// almost every group, and all at once they would fill the senders' queues
+// with chunks (the transport keeps chunks apart from Raft's traffic, in a
+// short queue of their own: transport.go) and time out, each restarting
+// from its first file. A MsgSnap past the cap is dropped; its leader sends
+// another at a later probe, by when a fetch has ended.
+//
 // One fetch per group at a time: MsgSnaps that arrive meanwhile (the
 // leader sends one at every probe) are dropped, or a busy leader's ever
 // newer snapshots would restart it for ever; only a newer term's (a new
@@ -54,24 +63,26 @@ const (
 	ChunkGone                      // the sender no longer has the bytes
 )
 
-// SnapChunk is one message of a snapshot's fetch. Gen, First and ID name
-// the file in the sender's state, Index the snapshot.
+// SnapChunk is one message of a snapshot's fetch. Life, Gen, First and ID
+// name the file in the sender's state, Index the snapshot.
 type SnapChunk struct {
-	Kind                         ChunkKind
-	Group, Index, Gen, First, ID uint64
-	Off                          int64
-	Len                          uint32 // ChunkAsk: the bytes wanted
-	Data                         []byte // ChunkData
+	Kind                               ChunkKind
+	Group, Index, Gen, First, ID, Life uint64
+	Off                                int64
+	Len                                uint32 // ChunkAsk: the bytes wanted
+	Data                               []byte // ChunkData
 }
 
 const (
 	// DefaultSnapChunkBytes bounds a chunk of a snapshot's fetch.
 	DefaultSnapChunkBytes = 1 << 20
+	// DefaultMaxSnapFetches caps a host's fetches under way (see above).
+	DefaultMaxSnapFetches = 3
 	// snapFetchTimeout (in ticks, times the election timeout) and
 	// snapFetchRetries: see the top of the file.
 	snapFetchTimeout = 2
 	snapFetchRetries = 5
-	manifestMagic    = "slsnapm1"
+	manifestMagic    = "slsnapm2"
 )
 
 var (
@@ -83,9 +94,16 @@ var (
 
 // snapManifest is a snapshot's Data: the sender's files, in chain order,
 // in its generation gen, holding the state up to index.
+//
+// life names the sender's state as opened (segState.life; review5): a
+// generation number and a file's name do not name its bytes for ever. A
+// sender that restarts mid-fetch rewrites its unsynced tail in other
+// frames, and a group removed and added again starts over at generation 0
+// with the same names: a request of another life is answered gone, so no
+// fetch joins bytes of two lives.
 type snapManifest struct {
-	index, gen uint64
-	files      []snapFile
+	index, gen, life uint64
+	files            []snapFile
 }
 
 type snapFile struct {
@@ -94,7 +112,7 @@ type snapFile struct {
 }
 
 func (m snapManifest) encode() []byte {
-	out := append([]byte(manifestMagic), le.AppendUint64(le.AppendUint64(nil, m.index), m.gen)...)
+	out := append([]byte(manifestMagic), le.AppendUint64(le.AppendUint64(le.AppendUint64(nil, m.index), m.gen), m.life)...)
 	out = le.AppendUint32(out, uint32(len(m.files)))
 	for _, f := range m.files {
 		out = le.AppendUint64(le.AppendUint64(le.AppendUint64(out, f.first), f.id), f.lastSeq)
@@ -108,11 +126,15 @@ func decodeManifest(data []byte) (snapManifest, error) {
 	if string(r.take(len(manifestMagic))) != manifestMagic {
 		return snapManifest{}, errBadManifest
 	}
-	m := snapManifest{index: r.u64(), gen: r.u64()}
+	m := snapManifest{index: r.u64(), gen: r.u64(), life: r.u64()}
 	n := r.u32()
 	for i := uint32(0); i < n && !r.bad; i++ {
 		f := snapFile{first: r.u64(), id: r.u64(), lastSeq: r.u64(), size: int64(r.u64())}
-		if f.size <= 0 || f.lastSeq < f.first {
+		// review5: the files are a chain, each starting at the ordinal
+		// after the one before it ends; checkFetched holds each fetched
+		// file to its listed first and last ordinals, so the fetched
+		// files are contiguous too, known before a byte is fetched.
+		if f.size <= 0 || f.lastSeq < f.first || (i > 0 && f.first != m.files[i-1].lastSeq+1) {
 			r.bad = true
 		}
 		m.files = append(m.files, f)
@@ -151,6 +173,9 @@ func (h *Host) receiveSnap(g *group, m *pb.Message) bool {
 	if m.GetTerm() < st.GetTerm() || idx <= st.GetCommit() {
 		return false // raft refuses or answers it without a snapshot
 	}
+	if h.fetching >= h.cfg.maxFetches {
+		return true // as lost: the leader sends again at a later probe
+	}
 	man, err := decodeManifest(m.GetSnapshot().GetData())
 	if err != nil || man.index != idx {
 		return true // as lost
@@ -161,6 +186,8 @@ func (h *Host) receiveSnap(g *group, m *pb.Message) bool {
 		return true
 	}
 	g.fetch = &snapFetch{from: m.GetFrom(), msg: m, man: man, dir: dir}
+	h.fetching++
+	h.mostFetching = max(h.mostFetching, h.fetching)
 	h.nextFile(g)
 	return true
 }
@@ -188,7 +215,7 @@ func (h *Host) askChunk(g *group) {
 	sf := f.man.files[f.file]
 	f.idle = 0
 	h.cfg.Transport.Send(Batch{From: h.cfg.NodeID, To: f.from, Chunks: []SnapChunk{{Kind: ChunkAsk, Group: g.id,
-		Index: f.man.index, Gen: f.man.gen, First: sf.first, ID: sf.id, Off: f.off,
+		Index: f.man.index, Gen: f.man.gen, Life: f.man.life, First: sf.first, ID: sf.id, Off: f.off,
 		Len: uint32(min(int64(h.cfg.snapChunkBytes), sf.size-f.off))}}})
 }
 
@@ -204,7 +231,7 @@ func (h *Host) receiveChunk(from uint64, c SnapChunk) {
 		return
 	}
 	f := g.fetch
-	if f.ready != nil || from != f.from || c.Index != f.man.index || c.Gen != f.man.gen {
+	if f.ready != nil || from != f.from || c.Index != f.man.index || c.Gen != f.man.gen || c.Life != f.man.life {
 		return
 	}
 	sf := f.man.files[f.file]
@@ -253,9 +280,9 @@ func (h *Host) writeChunk(g *group, data []byte) {
 
 // serveChunk answers a request from this node's state.
 func (h *Host) serveChunk(g *group, to uint64, c SnapChunk) {
-	out := SnapChunk{Kind: ChunkGone, Group: c.Group, Index: c.Index, Gen: c.Gen, First: c.First, ID: c.ID, Off: c.Off}
+	out := SnapChunk{Kind: ChunkGone, Group: c.Group, Index: c.Index, Gen: c.Gen, Life: c.Life, First: c.First, ID: c.ID, Off: c.Off}
 	if g != nil && c.Len > 0 {
-		data, err := g.state.chunk(c.Gen, c.First, c.ID, c.Off, int(min(c.Len, uint32(h.cfg.snapChunkBytes))))
+		data, err := g.state.chunk(c.Life, c.Gen, c.First, c.ID, c.Off, int(min(c.Len, uint32(h.cfg.snapChunkBytes))))
 		if err == nil {
 			out.Kind, out.Data = ChunkData, data
 		} else if !errors.Is(err, errSnapGone) {
@@ -321,6 +348,7 @@ func (h *Host) dropFetch(g *group, err error) {
 		f.f.Close()
 	}
 	g.fetch = nil
+	h.fetching--
 	h.fetchesDropped++
 	_ = h.cfg.FS.RemoveAll(f.dir) // a leftover is removed by fetchDir or at open
 }
@@ -333,5 +361,15 @@ func (h *Host) takeFetch(g *group, index uint64) (*segState, error) {
 		return nil, fmt.Errorf("replica: group %d: snapshot at %d to install without its files", g.id, index)
 	}
 	g.fetch = nil
+	h.fetching--
 	return f.ready, nil
+}
+
+// newLife draws a state's life (snapManifest): from the simulation's Rand
+// when set, so a seed replays exactly.
+func (h *Host) newLife() uint64 {
+	if h.cfg.Rand != nil {
+		return h.cfg.Rand.Uint64()
+	}
+	return rand.Uint64()
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"testing"
 
 	"github.com/shardlog/shardlog/segment"
@@ -23,7 +24,7 @@ func copyFiles(t *testing.T, from, to *segState, m snapManifest, n int, damage f
 	for i, sf := range m.files {
 		var b []byte
 		for off := int64(0); off < sf.size; {
-			c, err := from.chunk(m.gen, sf.first, sf.id, off, n)
+			c, err := from.chunk(m.life, m.gen, sf.first, sf.id, off, n)
 			if err != nil {
 				t.Fatalf("file %d at %d: %v", i, off, err)
 			}
@@ -82,6 +83,13 @@ func TestSnapshotFilesFetchedAndChecked(t *testing.T) {
 		if _, err := decodeManifest(data[:cut]); err == nil {
 			t.Fatalf("a manifest cut at %d decoded", cut)
 		}
+	}
+	// review5: a listing with a gap between two files is refused.
+	gap := m
+	gap.files = slices.Clone(m.files)
+	gap.files[2].first++
+	if _, err := decodeManifest(gap.encode()); err == nil {
+		t.Fatal("a manifest whose files are not contiguous decoded")
 	}
 	want, _ := sender.read(0, 1<<30, 1<<30)
 	for _, tc := range []struct {
@@ -145,20 +153,22 @@ func TestSnapshotFilesFetchedAndChecked(t *testing.T) {
 	first := m.files[0]
 	for _, tc := range []struct {
 		name string
+		life uint64
 		gen  uint64
 		off  int64
 		trim bool
 	}{
-		{"another generation", m.gen + 1, 0, false},
-		{"past the end", m.gen, first.size, false},
-		{"trimmed", m.gen, 0, true},
+		{"another generation", m.life, m.gen + 1, 0, false},
+		{"another life (review5)", m.life + 1, m.gen, 0, false},
+		{"past the end", m.life, m.gen, first.size, false},
+		{"trimmed", m.life, m.gen, 0, true},
 	} {
 		if tc.trim {
 			if n, _, err := sender.trim(1 << 40); err != nil || n == 0 {
 				t.Fatalf("trim: %d segments, %v", n, err)
 			}
 		}
-		if _, err := sender.chunk(tc.gen, first.first, first.id, tc.off, 100); !errors.Is(err, errSnapGone) {
+		if _, err := sender.chunk(tc.life, tc.gen, first.first, first.id, tc.off, 100); !errors.Is(err, errSnapGone) {
 			t.Fatalf("%s: %v, want errSnapGone", tc.name, err)
 		}
 	}

@@ -103,3 +103,66 @@ func snapshotCatchUp(t *testing.T, seed uint64, point string) {
 		}
 	}
 }
+
+// TestSnapshotFetchCap (review5): a replica back from an outage with every
+// one of many groups behind fetches at most maxFetches snapshots at once
+// (the MsgSnaps past the cap are dropped and sent again), and every group
+// still catches up.
+func TestSnapshotFetchCap(t *testing.T) {
+	const groups, limit = 8, 2
+	s, err := newSim(5, simOptions{nodes: 3, groups: groups, clients: 2 * groups, calm: true,
+		tweak: func(c *Config) { c.maxFetches = limit }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := func() {
+		t.Helper()
+		if err := s.step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 300 {
+		step()
+	}
+	down := s.nodes[2]
+	last := map[uint64]uint64{}
+	for g := uint64(1); g <= groups; g++ {
+		last[g] = down.host.Status(g).LastIndex
+	}
+	s.crash(down)
+	compactedPast := func() bool {
+		for _, n := range s.nodes[:2] {
+			for g := uint64(1); g <= groups; g++ {
+				if n.host.Status(g).Compacted <= last[g] {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	for i := 0; !compactedPast(); i++ {
+		if i == 20000 {
+			t.Fatalf("the live replicas did not compact past the down one:%s", s.describe())
+		}
+		step()
+	}
+	if err := s.start(down); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.settleAndCheck("after catching up"); err != nil {
+		t.Fatal(err)
+	}
+	h := down.host
+	if h.mostFetching > limit || h.mostFetching == 0 {
+		t.Fatalf("%d fetches at once, cap %d", h.mostFetching, limit)
+	}
+	if h.snapshotsInstalled < limit+1 {
+		t.Fatalf("%d snapshots installed: the cap was never met", h.snapshotsInstalled)
+	}
+	for g := uint64(1); g <= groups; g++ {
+		if st := h.Status(g); st.Compacted <= last[g] {
+			t.Fatalf("group %d: the returning replica's log starts after %d, not past %d", g, st.Compacted, last[g])
+		}
+	}
+	t.Logf("%d snapshots installed, at most %d fetches at once, %d fetches dropped", h.snapshotsInstalled, h.mostFetching, h.fetchesDropped)
+}

@@ -29,7 +29,7 @@ type appliedState interface {
 	sync() error
 	read(from uint64, maxRecords, maxBytes int) ([]Record, error)
 	snapshot(applied uint64) ([]byte, error)
-	chunk(gen, first, id uint64, off int64, n int) ([]byte, error)
+	chunk(life, gen, first, id uint64, off int64, n int) ([]byte, error)
 	fetchDir() (string, error)
 	checkFetched(f vfs.File, sf snapFile) error
 	prepared(m snapManifest) (*segState, error)

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -42,8 +43,9 @@ import (
 // the payload an EncodeBatch. A stream starts with streamMagic.
 const (
 	// 2: batches carry beats (quiesce.go); 3: snapshot chunks, and a
-	// snapshot's Data is a manifest (snapfetch.go).
-	streamMagic = "shardlog-raft/3\n"
+	// snapshot's Data is a manifest (snapfetch.go); 4: chunks and
+	// manifests name the sender state's life (review5).
+	streamMagic = "shardlog-raft/4\n"
 	// MaxFrame bounds a frame: raft's MaxSizePerMsg (1 MiB) per group message
 	// times the groups of one round can exceed it only with hundreds of
 	// groups all sending full appends at once; such a frame is dropped (and
@@ -119,6 +121,8 @@ type TCPConfig struct {
 	// Logger hears of refused connections, once per remote host until a
 	// connection with it succeeds (default: none).
 	Logger hclog.Logger
+	// maxHandshakes overrides the const of the same name (tests).
+	maxHandshakes int
 }
 
 func (c *TCPConfig) defaults() {
@@ -159,6 +163,9 @@ type TCPTransport struct {
 	conns   map[net.Conn]struct{} // open connections, closed by Close
 	dropped atomic.Uint64
 	refused atomic.Uint64 // connections that failed a secured handshake
+	// handshakes holds a token per accepted connection in its handshakes
+	// (maxHandshakes: transport_auth.go).
+	handshakes chan struct{}
 	// refusals logs each remote host's first refusal (transport_auth.go).
 	refusals refusalLog
 }
@@ -167,6 +174,31 @@ type peer struct {
 	id    uint64
 	addr  string
 	queue chan []byte // encoded frames
+	// chunks holds the frames carrying a snapshot's file bytes, apart
+	// from queue (review5): they are up to a chunk each, and in the
+	// shared queue a node's answers to many fetches filled it and crowded
+	// out heartbeats and votes (dropped: leaders lost). chunkQueueLen of
+	// them at most wait per peer; beyond, an answer is dropped and the
+	// fetch asks again (snapfetch.go).
+	chunks chan []byte
+}
+
+// chunkQueueLen bounds the chunk frames waiting per peer: with chunks of
+// DefaultSnapChunkBytes, 4 MiB.
+const chunkQueueLen = 4
+
+func newPeer(id uint64, addr string, queueLen int) *peer {
+	return &peer{id: id, addr: addr, queue: make(chan []byte, queueLen), chunks: make(chan []byte, chunkQueueLen)}
+}
+
+// carriesChunkData reports whether b holds a snapshot's file bytes.
+func carriesChunkData(b Batch) bool {
+	for _, c := range b.Chunks {
+		if len(c.Data) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // ListenTCP starts accepting peers and dialling them.
@@ -181,12 +213,13 @@ func ListenTCP(cfg TCPConfig) (*TCPTransport, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &TCPTransport{cfg: cfg, ln: ln, inbox: make(chan Batch, cfg.InboxLen), peers: map[uint64]*peer{},
-		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}, refusals: refusalLog{seen: map[string]bool{}}}
+		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}, refusals: refusalLog{seen: map[string]bool{}},
+		handshakes: make(chan struct{}, cmp.Or(cfg.maxHandshakes, maxHandshakes))}
 	for id, addr := range cfg.Peers {
 		if id == cfg.NodeID {
 			continue
 		}
-		p := &peer{id: id, addr: addr, queue: make(chan []byte, cfg.QueueLen)}
+		p := newPeer(id, addr, cfg.QueueLen)
 		t.peers[id] = p
 		t.wg.Go(func() { t.sendLoop(p) })
 	}
@@ -220,8 +253,12 @@ func (t *TCPTransport) Send(b Batch) {
 	payload := frame[frameHeader:]
 	binary.LittleEndian.PutUint32(frame, uint32(len(payload)))
 	binary.LittleEndian.PutUint32(frame[4:], crc32.Checksum(payload, castagnoli))
+	q := p.queue
+	if carriesChunkData(b) {
+		q = p.chunks
+	}
 	select {
-	case p.queue <- frame:
+	case q <- frame:
 	default:
 		t.dropped.Add(1)
 	}
@@ -323,6 +360,7 @@ func (t *TCPTransport) writeLoop(conn net.Conn, p *peer) {
 		var frame []byte
 		select {
 		case frame = <-p.queue:
+		case frame = <-p.chunks:
 		case <-t.ctx.Done():
 			return
 		}
@@ -332,11 +370,12 @@ func (t *TCPTransport) writeLoop(conn net.Conn, p *peer) {
 		for w.Buffered() < 1<<20 {
 			select {
 			case frame = <-p.queue:
-				w.Write(frame)
-				n++
+			case frame = <-p.chunks:
 			default:
 				break more
 			}
+			w.Write(frame)
+			n++
 		}
 		_ = conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
 		if err := w.Flush(); err != nil {
@@ -347,7 +386,7 @@ func (t *TCPTransport) writeLoop(conn net.Conn, p *peer) {
 }
 
 func (t *TCPTransport) acceptLoop() {
-	for {
+	for t.handshakeSlot() { // released by acceptStream (transport_auth.go)
 		conn, err := t.ln.Accept()
 		if err != nil {
 			return // closed

@@ -57,10 +57,20 @@ func (t *TCPTransport) secured() bool { return t.cfg.TLS != nil || t.cfg.AuthKey
 
 // tlsConfig is the TLS configuration of one new connection: the caller's,
 // held to TLS 1.3 and, on the listener, to a verified client certificate.
-func (t *TCPTransport) tlsConfig() (*tls.Config, error) {
+//
+// review5: the pool the connection's side verifies the other's certificate
+// with must be set: Go verifies against the system's roots without it, and
+// any certificate a public CA issued for the name would pass. The listener
+// needs ClientCAs, the dialler RootCAs.
+func (t *TCPTransport) tlsConfig(listener bool) (*tls.Config, error) {
 	cfg := t.cfg.TLS().Clone()
-	if cfg == nil {
+	switch {
+	case cfg == nil:
 		return nil, errors.New("no TLS configuration")
+	case listener && cfg.ClientCAs == nil:
+		return nil, errors.New("the TLS configuration has no ClientCAs (the cluster CA): client certificates would be checked against the system's roots")
+	case !listener && cfg.RootCAs == nil:
+		return nil, errors.New("the TLS configuration has no RootCAs (the cluster CA): the peer's certificate would be checked against the system's roots")
 	}
 	cfg.MinVersion = tls.VersionTLS13
 	cfg.ClientAuth = tls.RequireAndVerifyClientCert
@@ -97,7 +107,7 @@ func (t *TCPTransport) openStream(raw net.Conn, p *peer) (net.Conn, error) {
 func (t *TCPTransport) dialHandshakes(raw net.Conn, p *peer) (net.Conn, error) {
 	var conn net.Conn = raw
 	if t.cfg.TLS != nil {
-		cfg, err := t.tlsConfig()
+		cfg, err := t.tlsConfig(false)
 		if err != nil {
 			return nil, err
 		}
@@ -133,6 +143,7 @@ func (t *TCPTransport) acceptStream(raw net.Conn) (*bufio.Reader, uint64, bool) 
 	host, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
 	_ = raw.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
 	r, from, err := t.acceptHandshakes(raw)
+	t.handshakeEnded()
 	if err != nil && t.ctx.Err() != nil {
 		return nil, 0, false // closing: Close cut the handshake short
 	}
@@ -154,7 +165,7 @@ func (t *TCPTransport) acceptStream(raw net.Conn) (*bufio.Reader, uint64, bool) 
 func (t *TCPTransport) acceptHandshakes(raw net.Conn) (*bufio.Reader, uint64, error) {
 	var conn net.Conn = raw
 	if t.cfg.TLS != nil {
-		cfg, err := t.tlsConfig()
+		cfg, err := t.tlsConfig(true)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -187,6 +198,27 @@ func (t *TCPTransport) acceptHandshakes(raw net.Conn) (*bufio.Reader, uint64, er
 	}
 	return r, from, nil
 }
+
+// maxHandshakes bounds the accepted connections in their handshakes at
+// once (review5): each holds a goroutine and a 64 KiB reader for up to
+// HandshakeTimeout, and a flood of connections that never finish one must
+// not hold them without bound. Past it, the accept loop waits: further
+// connections wait in the listen backlog. A connection past its handshakes
+// holds no slot (plainStart's wait for a first frame comes after).
+const maxHandshakes = 64
+
+// handshakeSlot waits for a free handshake slot; false if the transport
+// closed meanwhile.
+func (t *TCPTransport) handshakeSlot() bool {
+	select {
+	case t.handshakes <- struct{}{}:
+		return true
+	case <-t.ctx.Done():
+		return false
+	}
+}
+
+func (t *TCPTransport) handshakeEnded() { <-t.handshakes }
 
 // plainStart refuses a dialler that starts a token handshake this node
 // does not expect, to say why instead of failing on a bad frame (read as a

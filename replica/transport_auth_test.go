@@ -392,3 +392,88 @@ func TestTransportSilentConnectionClosed(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSConfigNeedsCAs (review5): a side without the pool it verifies the
+// other's certificate with is refused, rather than verifying against the
+// system's roots: the listener needs ClientCAs, the dialler RootCAs.
+func TestTLSConfigNeedsCAs(t *testing.T) {
+	ca := newTestCA(t)
+	cert := ca.issue(t, "127.0.0.1")
+	for _, tc := range []struct {
+		name     string
+		cfg      *tls.Config
+		listener bool
+		ok       bool
+	}{
+		{"listener with ClientCAs", &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: ca.pool}, true, true},
+		{"listener without ClientCAs", &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: ca.pool}, true, false},
+		{"dialler with RootCAs", &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: ca.pool}, false, true},
+		{"dialler without RootCAs", &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: ca.pool}, false, false},
+	} {
+		tr := &TCPTransport{cfg: TCPConfig{TLS: func() *tls.Config { return tc.cfg }}}
+		if _, err := tr.tlsConfig(tc.listener); (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}
+
+// pipeListener hands out the server ends of the pipes the test sends it.
+type pipeListener struct {
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error   { l.once.Do(func() { close(l.closed) }); return nil }
+func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// TestHandshakeSlots (review5): connections that never finish their
+// handshake hold at most maxHandshakes slots: the accept loop takes no
+// more until one ends, then takes the next. The wait for the third accept
+// to be refused is a bound on a negative, not a timing assertion: a
+// broken cap can only pass by luck, a working one never fails.
+func TestHandshakeSlots(t *testing.T) {
+	ln := &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+	tr, err := ListenTCP(TCPConfig{NodeID: 2, Listener: ln, AuthKey: []byte("k"), HandshakeTimeout: time.Hour, maxHandshakes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	var silent []net.Conn
+	offer := func(wait time.Duration) bool {
+		client, server := net.Pipe()
+		select {
+		case ln.conns <- server:
+			silent = append(silent, client)
+			return true
+		case <-time.After(wait):
+			client.Close()
+			server.Close()
+			return false
+		}
+	}
+	for i := range 2 {
+		if !offer(30 * time.Second) {
+			t.Fatalf("connection %d not accepted", i+1)
+		}
+	}
+	if offer(200 * time.Millisecond) {
+		t.Fatal("a third connection was accepted while two handshakes were in progress")
+	}
+	silent[0].Close() // its handshake fails: the slot is free again
+	if !offer(30 * time.Second) {
+		t.Fatal("no connection accepted after a handshake ended")
+	}
+	for _, c := range silent {
+		c.Close()
+	}
+}

@@ -14,7 +14,7 @@ func (t *TCPTransport) AddPeer(id uint64, addr string) bool {
 	if t.peers[id] != nil || t.ctx.Err() != nil { // closed: Close cancels under peersMu
 		return false
 	}
-	p := &peer{id: id, addr: addr, queue: make(chan []byte, t.cfg.QueueLen)}
+	p := newPeer(id, addr, t.cfg.QueueLen)
 	t.peers[id] = p
 	t.wg.Go(func() { t.sendLoop(p) })
 	return true

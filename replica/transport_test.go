@@ -547,3 +547,36 @@ func TestTCPSnapshotFetch(t *testing.T) {
 	}
 	t.Logf("%d acknowledged; node 3 installed %d snapshots from %d chunks", cl.total(), installed, chunks)
 }
+
+// TestTransportChunksApart (review5): a snapshot's file bytes wait in a
+// short queue of their own, so answers to many fetches never crowd Raft's
+// messages out of a peer's queue: with nothing draining the queues (the
+// peer is unreachable), the chunks past chunkQueueLen are dropped, and
+// every message up to QueueLen still waits. Before, both shared one queue
+// and the messages after the chunks were dropped.
+func TestTransportChunksApart(t *testing.T) {
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := gone.Addr().String()
+	gone.Close() // refused from now on: nothing ever drains the queues
+	const queueLen, chunks = 8, 10
+	tr, err := ListenTCP(TCPConfig{NodeID: 1, Listen: "127.0.0.1:0", Peers: map[uint64]string{2: addr}, QueueLen: queueLen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	for i := range chunks {
+		tr.Send(Batch{From: 1, To: 2, Chunks: []SnapChunk{{Kind: ChunkData, Group: 1, Index: 9, Off: int64(i) << 10, Data: make([]byte, 1<<10)}}})
+	}
+	if got := tr.Dropped(); got != chunks-chunkQueueLen {
+		t.Fatalf("%d chunk frames dropped, want %d", got, chunks-chunkQueueLen)
+	}
+	for range queueLen {
+		tr.Send(Batch{From: 1, To: 2, Beats: []Beat{{Group: 1, Kind: BeatHeartbeat, Term: 3, Commit: 7}}})
+	}
+	if got := tr.Dropped(); got != chunks-chunkQueueLen {
+		t.Fatalf("%d frames dropped: the queued chunks crowded out Raft's messages", got)
+	}
+}

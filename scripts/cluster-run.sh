@@ -11,7 +11,9 @@
 #
 # CLUSTER_TLS=1 secures the Raft port with mutual TLS: a CA and one
 # certificate per node are made with openssl into PARENT_DIR/tls (kept, and
-# reused by the next run), as README "Security" shows.
+# reused by the next run), as README "Security" shows. The nodes' requests
+# to each other then go over mutual TLS to their internal listeners
+# (https://127.0.0.1:7201, :7202, :7203).
 set -euo pipefail
 
 bin=${1:-bin/shardlog}
@@ -50,7 +52,8 @@ mkdir -p "$parent"
 for n in 1 2 3; do
 	tls=()
 	if [ "${CLUSTER_TLS:-}" = 1 ]; then
-		tls=(--peer-tls-cert "$parent/tls/node$n.crt" --peer-tls-key "$parent/tls/node$n.key" --peer-tls-ca "$parent/tls/ca.crt")
+		tls=(--peer-tls-cert "$parent/tls/node$n.crt" --peer-tls-key "$parent/tls/node$n.key" --peer-tls-ca "$parent/tls/ca.crt"
+			--advertise "https://127.0.0.1:$((7200 + n))")
 	fi
 	"$bin" serve --cluster --node-id "$n" --peers "$peers" \
 		--listen "127.0.0.1:$((4566 + n))" --data-dir "$parent/node$n" "${tls[@]}" "$@" \

@@ -34,8 +34,12 @@ type clusterOptions struct {
 	// --peers address).
 	peerListen string
 	// advertise is this node's client API address as peers reach it
-	// (default: --listen).
+	// (default: --listen); with peer TLS, https://host:port of its
+	// internal listener.
 	advertise string
+	// internalListen is where the internal listener (peer TLS only)
+	// listens: default --advertise's host:port.
+	internalListen string
 	// join is --join: any running node's client API host:port, for a node
 	// that joins the cluster instead of bootstrapping it.
 	join          string
@@ -55,9 +59,10 @@ func addClusterFlags(cmd *cobra.Command, c *clusterOptions) {
 	f.BoolVar(&c.enabled, "cluster", false, "run as one node of a replicated cluster (README: Cluster); needs --node-id and --peers")
 	f.Uint64Var(&c.nodeID, "node-id", 0, "with --cluster: this node's ID, one of --peers' (never reuse an ID for another disk)")
 	f.StringVar(&c.peers, "peers", "", "with --cluster: the seed nodes' Raft addresses, this one's included, as ID=host:port,... (with --join: only this node's)")
-	f.StringVar(&c.join, "join", "", "with --cluster: join a running cluster through any node's client API host:port (needs --cluster-token; README: Cluster)")
+	f.StringVar(&c.join, "join", "", "with --cluster: join a running cluster through any node's client API host:port (needs --cluster-token), or with --peer-tls-* its https://host:port --advertise address (README: Cluster)")
 	f.StringVar(&c.peerListen, "peer-listen", "", "with --cluster: address to accept Raft peers on (default: this node's --peers address)")
-	f.StringVar(&c.advertise, "advertise", "", "with --cluster: this node's client API host:port as the other nodes reach it, to forward requests (default: --listen)")
+	f.StringVar(&c.advertise, "advertise", "", "with --cluster: where the other nodes send this node requests: its client API host:port (default: --listen); with --peer-tls-*, https://host:port of its internal mutual-TLS listener")
+	f.StringVar(&c.internalListen, "internal-listen", "", "with --cluster and --peer-tls-*: address of the internal listener, which serves node-to-node requests over mutual TLS (default: --advertise's host:port)")
 	f.StringVar(&c.token, "cluster-token", "", "with --cluster: shared secret of the cluster (same on every node, or unset on every node: the first leader then generates one); also from SHARDLOG_CLUSTER_TOKEN")
 	f.DurationVar(&c.tick, "raft-tick", cluster.DefaultTick, "with --cluster: Raft's tick (heartbeats every 2 ticks)")
 	f.IntVar(&c.electionTicks, "election-ticks", cluster.DefaultElectionTicks, "with --cluster: Raft's election timeout in ticks (randomised up to twice that)")
@@ -70,8 +75,8 @@ func addClusterFlags(cmd *cobra.Command, c *clusterOptions) {
 
 func (c clusterOptions) check(o serveOptions) error {
 	if !c.enabled {
-		if c.nodeID != 0 || c.peers != "" || c.diskFullFile != "" || c.peerTLS.any() {
-			return errors.New("--node-id, --peers, --peer-tls-* and --debug-disk-full-file need --cluster")
+		if c.nodeID != 0 || c.peers != "" || c.diskFullFile != "" || c.peerTLS.any() || c.internalListen != "" {
+			return errors.New("--node-id, --peers, --peer-tls-*, --internal-listen and --debug-disk-full-file need --cluster")
 		}
 		return nil
 	}
@@ -84,17 +89,41 @@ func (c clusterOptions) check(o serveOptions) error {
 		return err
 	case c.nodeID == 0 || peers[c.nodeID] == "":
 		return fmt.Errorf("--node-id must be one of the IDs in --peers, got %d", c.nodeID)
-	case c.join != "" && c.token == "" && os.Getenv("SHARDLOG_CLUSTER_TOKEN") == "":
-		return errors.New("--join needs the cluster's --cluster-token (or SHARDLOG_CLUSTER_TOKEN)")
+	case c.join != "" && c.token == "" && os.Getenv("SHARDLOG_CLUSTER_TOKEN") == "" && !c.peerTLS.any():
+		return errors.New("--join needs the cluster's --cluster-token (or SHARDLOG_CLUSTER_TOKEN), or --peer-tls-* for a cluster started without a token")
 	case c.join != "" && len(peers) != 1:
 		return errors.New("with --join, --peers gives only this node's own Raft address (ID=host:port)")
 	case o.injectThrottleRate != 0:
 		return errors.New("--inject-throttle-rate is not supported in cluster mode yet")
-	case o.tls.only:
-		// Forwarded requests travel over plain HTTP to --advertise.
-		return errors.New("--cluster needs the plain HTTP listener: --tls-only is not supported in cluster mode yet")
+	case o.tls.only && !c.peerTLS.any():
+		return errors.New("--tls-only in cluster mode needs --peer-tls-cert, --peer-tls-key and --peer-tls-ca (and --advertise https://host:port): without them the nodes send each other requests over the plain HTTP listener")
 	case c.tick <= 0 || c.electionTicks < 3:
 		return errors.New("--raft-tick must be positive and --election-ticks at least 3")
+	}
+	return c.checkInternalTLS()
+}
+
+// checkInternalTLS: with peer TLS the nodes' requests to each other go to
+// their internal mutual-TLS listeners, so --advertise and --join must name
+// such a listener (https://); without it, a plain client API (README:
+// Security). A mixed configuration is refused here, not as failed requests.
+func (c clusterOptions) checkInternalTLS() error {
+	tlsOn := c.peerTLS.any()
+	adv, isHTTPS := strings.CutPrefix(c.advertise, "https://")
+	switch {
+	case tlsOn && !isHTTPS:
+		return fmt.Errorf("with --peer-tls-*, node-to-node requests use mutual TLS: give --advertise https://host:port, this node's internal listener as the other nodes reach it (it listens on --internal-listen, default that host:port), got %q", c.advertise)
+	case !tlsOn && isHTTPS:
+		return errors.New("--advertise https://... is the internal mutual-TLS listener, which needs --peer-tls-cert, --peer-tls-key and --peer-tls-ca")
+	case !tlsOn && c.internalListen != "":
+		return errors.New("--internal-listen needs --peer-tls-*: without them node-to-node requests go to the client API")
+	case c.join != "" && tlsOn != strings.HasPrefix(c.join, "https://"):
+		return fmt.Errorf("--join %q: with --peer-tls-* give a node's https://host:port --advertise address, without them its client API host:port", c.join)
+	}
+	if isHTTPS {
+		if _, _, err := net.SplitHostPort(adv); err != nil {
+			return fmt.Errorf("--advertise %q: %w", c.advertise, err)
+		}
 	}
 	return nil
 }
@@ -149,6 +178,9 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 		token = os.Getenv("SHARDLOG_CLUSTER_TOKEN")
 	}
 	peerTLS, err := c.peerTLS.open(peers[c.nodeID], log.Named("peer-tls"))
+	if err == nil && peerTLS != nil {
+		err = certNames(peerTLS(), "--advertise", strings.TrimPrefix(advertise, "https://"))
+	}
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -161,7 +193,7 @@ func openCluster(ctx context.Context, o serveOptions, log hclog.Logger) (api.Bac
 		fs = fullDiskFS{FS: fs, flag: c.diskFullFile}
 	}
 	log.Info("starting cluster node: waiting for the metadata group", "node_id", c.nodeID, "peers", c.peers, "advertise", advertise)
-	n, err := cluster.Open(ctx, cluster.Config{NodeID: c.nodeID, Peers: peers, Join: c.join, PeerListener: ln, Advertise: advertise,
+	n, err := cluster.Open(ctx, cluster.Config{NodeID: c.nodeID, Peers: peers, Join: c.join, PeerListener: ln, Advertise: advertise, InternalListen: c.internalListen,
 		Dir: filepath.Join(o.dataDir, "cluster"), FS: fs, Secret: token, PeerTLS: peerTLS, AccountID: o.accountID, ShardLimit: o.shardLimit,
 		Tick: c.tick, ElectionTicks: c.electionTicks, Logger: log.Named("cluster"), Now: o.now, ConsumerDelay: o.consumerDelay, UpdateDelay: o.updateDelay, Observer: o.engine,
 		RetentionEvery: o.retentionEvery, StateSegmentSize: o.segmentSize,
@@ -193,7 +225,21 @@ func newClusterCmd() *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.Endpoint, "endpoint", "127.0.0.1:4567", "any node's client API host:port")
 	pf.StringVar(&a.Token, "cluster-token", "", "the cluster's --cluster-token; also from SHARDLOG_CLUSTER_TOKEN")
+	var files peerTLSFiles
+	pf.StringVar(&files.cert, "peer-tls-cert", "", "with an https:// --endpoint (a node's internal listener): a client certificate signed by the cluster's --peer-tls-ca")
+	pf.StringVar(&files.key, "peer-tls-key", "", "the private key of --peer-tls-cert")
+	pf.StringVar(&files.ca, "peer-tls-ca", "", "the cluster's --peer-tls-ca, which the node's certificate is verified against")
 	token := func() error {
+		if err := files.check(); err != nil {
+			return err
+		}
+		if files.any() {
+			c, err := adminTLSClient(files)
+			if err != nil {
+				return err
+			}
+			a.Client = c
+		}
 		if a.Token == "" {
 			a.Token = os.Getenv("SHARDLOG_CLUSTER_TOKEN")
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"syscall"
@@ -138,4 +139,37 @@ func usageName(u x509.ExtKeyUsage) string {
 		return "server auth (extendedKeyUsage serverAuth)"
 	}
 	return "client auth (extendedKeyUsage clientAuth)"
+}
+
+// certNames checks that the peer certificate is valid for the host of
+// addr (flag's value), which the other nodes dial and verify it against.
+func certNames(cfg *tls.Config, flag, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", flag, addr, err)
+	}
+	if err := cfg.Certificates[0].Leaf.VerifyHostname(host); err != nil {
+		return fmt.Errorf("--peer-tls-cert: the other nodes reach this node's internal listener at %q (%s) and would refuse it: %w", host, flag, err)
+	}
+	return nil
+}
+
+// adminTLSClient is `shardlog cluster`'s client of a node's internal
+// listener: it presents the certificate and verifies the node's against
+// the CA. The certificate needs client auth only.
+func adminTLSClient(f peerTLSFiles) (*http.Client, error) {
+	cert, err := tls.LoadX509KeyPair(f.cert, f.key)
+	if err != nil {
+		return nil, fmt.Errorf("--peer-tls-cert/--peer-tls-key: %w", err)
+	}
+	pemCA, err := os.ReadFile(f.ca)
+	if err != nil {
+		return nil, fmt.Errorf("--peer-tls-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemCA) {
+		return nil, fmt.Errorf("--peer-tls-ca: no PEM certificate in %s", f.ca)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: pool}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}, nil
 }

@@ -92,6 +92,9 @@ func TestPeerTLSFlags(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := clusterTestOptions()
 			o.cluster.enabled, o.cluster.peerTLS = tc.cluster, tc.files
+			if tc.files.any() {
+				o.cluster.advertise = "https://127.0.0.1:7202" // peer TLS's internal listener
+			}
 			if !tc.cluster {
 				o.cluster.nodeID, o.cluster.peers = 0, ""
 			}
@@ -167,5 +170,34 @@ func TestPeerTLSReload(t *testing.T) {
 	}
 	if got := serialOf(); got != renewed {
 		t.Fatal("a broken certificate file replaced the one in force")
+	}
+}
+
+// TestCertNamesAdvertise: a peer certificate that does not name the
+// --advertise host (the internal listener the other nodes dial) is refused
+// at start; adminTLSClient loads the same files.
+func TestCertNamesAdvertise(t *testing.T) {
+	dir := t.TempDir()
+	ca := newPeerCA(t, dir, "ca")
+	crt, key := ca.issue("node", "127.0.0.1", bothUsages...)
+	src, err := peerTLSFiles{crt, key, ca.file()}.open("127.0.0.1:7101", hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ addr, wantErr string }{
+		{"127.0.0.1:7201", ""},
+		{"127.0.0.2:7201", `at "127.0.0.2"`},
+		{"127.0.0.1", "--advertise"},
+	} {
+		err := certNames(src(), "--advertise", tc.addr)
+		if (err == nil) != (tc.wantErr == "") || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("%s: %v, want %q", tc.addr, err, tc.wantErr)
+		}
+	}
+	if _, err := adminTLSClient(peerTLSFiles{crt, key, ca.file()}); err != nil {
+		t.Fatalf("adminTLSClient: %v", err)
+	}
+	if _, err := adminTLSClient(peerTLSFiles{crt, key, crt + ".missing"}); err == nil {
+		t.Fatal("adminTLSClient accepted a missing CA file")
 	}
 }
