@@ -17,7 +17,8 @@
 # CLUSTER_ONLY=1 skips the single-node runs (A/B of two cluster builds). For
 # a cluster, each node's Raft round timers (replica.RoundTimes, read from
 # GET /_cluster/v1/status) are printed too: per round, the mean time of each
-# stage, and the mean time from Propose to the answer.
+# stage, and the mean time from Propose to the answer. Needs curl, bc, jq
+# and openssl.
 set -euo pipefail
 
 bin=${1:-bin/shardlog}
