@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"strconv"
+
+	"github.com/shardlog/shardlog/replica"
 )
 
 // NodeStatus is a node's view of the cluster (GET /_cluster/v1/status).
@@ -29,6 +31,9 @@ type RaftStats struct {
 	Entries    uint64 `json:"entries"`
 	StateSyncs uint64 `json:"stateSyncs"`
 	Proposals  uint64 `json:"proposals"`
+	// Times is where the rounds' and the proposals' time went, cumulative
+	// nanoseconds (replica.RoundTimes).
+	Times replica.RoundTimes `json:"times"`
 }
 
 // GroupStatus is one group's leader (0: none known) and the last index
@@ -64,7 +69,7 @@ func (n *Node) statusOf(group string) NodeStatus {
 func (n *Node) Status() NodeStatus {
 	hs := n.host.Stats()
 	st := NodeStatus{Node: n.cfg.NodeID, Groups: map[string]GroupStatus{}, Shards: map[string]uint64{},
-		Raft:    RaftStats{Rounds: hs.Rounds, WALSyncs: hs.WALSyncs, Entries: hs.Entries, StateSyncs: hs.StateSyncs, Proposals: hs.Proposals},
+		Raft:    RaftStats{Rounds: hs.Rounds, WALSyncs: hs.WALSyncs, Entries: hs.Entries, StateSyncs: hs.StateSyncs, Proposals: hs.Proposals, Times: hs.Times},
 		Damaged: n.damagedReplicas()}
 	groups := []uint64{metaGroup}
 	for _, rec := range n.streams() {

@@ -183,7 +183,8 @@ type Record struct {
 
 // Proposal is a pending Propose: Done closes when it is decided.
 type Proposal struct {
-	term uint64 // the leader's term when proposed: the term of its entry
+	term uint64    // the leader's term when proposed: the term of its entry
+	made time.Time // when Propose was called (RoundTimes)
 	done chan struct{}
 	seqs []uint64
 	err  error
@@ -242,6 +243,7 @@ type Host struct {
 	// group's *groupIndex, for readers that take no lock (inbox.go).
 	in    inbox
 	index sync.Map
+	tm    roundTimers
 }
 
 // ack is an applied proposal and its records' ordinals.
@@ -789,7 +791,7 @@ func (h *Host) ProposeRecords(group uint64, rs *Records) (*Proposal, error) {
 	if h.stopped != nil {
 		return nil, ErrStopped
 	}
-	p := &Proposal{done: make(chan struct{})}
+	p := &Proposal{done: make(chan struct{}), made: time.Now()}
 	if err := h.proposeLocked(group, rs, p); err != nil {
 		return nil, err
 	}
@@ -865,10 +867,17 @@ func (h *Host) HandleReady() error {
 	if h.stopped != nil {
 		return h.stopped
 	}
+	start := time.Now()
+	mark := start
 	h.takeInbox()
 	rounds, err := h.collect()
 	if err != nil {
 		return h.stop(err)
+	}
+	if len(rounds) > 0 {
+		h.tm.rounds.Add(1)
+		lap(&h.tm.collect, &mark)
+		defer func() { lap(&h.tm.after, &mark); h.tm.round.Add(int64(time.Since(start))) }()
 	}
 	// The leaders' appends go out before this node's own fdatasync, so the
 	// followers write them while it does (docs/cluster.md §4).
@@ -885,8 +894,17 @@ func (h *Host) HandleReady() error {
 	if len(h.wal.pending) > 0 {
 		h.rounds.Add(1)
 	}
+	if len(rounds) > 0 {
+		lap(&h.tm.early, &mark)
+		h.wal.lastWrite, h.wal.lastSync = 0, 0
+	}
 	if err := h.wal.flush(!h.cfg.skipSync); err != nil {
 		return h.stop(err)
+	}
+	if len(rounds) > 0 {
+		h.tm.walWrite.Add(int64(h.wal.lastWrite))
+		h.tm.walSync.Add(int64(h.wal.lastSync))
+		mark = time.Now()
 	}
 	for _, r := range rounds {
 		if err := h.stored(r); err != nil {
@@ -1021,7 +1039,10 @@ func (h *Host) writeState(rounds []readyRound) error {
 
 // answer decides the proposals whose records the round applied and wrote.
 func (h *Host) answer() {
+	now := time.Now()
 	for _, a := range h.acks {
+		h.tm.answered.Add(1)
+		h.tm.latency.Add(int64(now.Sub(a.p.made)))
 		a.p.finish(a.seqs, nil)
 	}
 	clear(h.acks)
@@ -1353,13 +1374,15 @@ type Stats struct {
 	// the Propose calls, those made while a round held the lock, and so
 	// queued for the next one (inbox.go).
 	Proposals, Queued uint64
+	// Times is where the rounds' and proposals' time went (roundtime.go).
+	Times RoundTimes
 }
 
 // Stats returns the host's counters; it takes no lock, so a status or
 // metrics endpoint can read it while a round runs.
 func (h *Host) Stats() Stats {
 	return Stats{Rounds: h.rounds.Load(), WALSyncs: h.wal.syncs.Load(), Entries: h.wal.entries.Load(),
-		StateSyncs: h.stateSyncs.Load(), Proposals: h.proposals.Load(), Queued: h.queued.Load()}
+		StateSyncs: h.stateSyncs.Load(), Proposals: h.proposals.Load(), Queued: h.queued.Load(), Times: h.tm.times()}
 }
 
 func (h *Host) stateSynced(d time.Duration, err error) {

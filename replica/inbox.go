@@ -3,6 +3,7 @@ package replica
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/raft/v3"
 )
@@ -63,7 +64,7 @@ func (h *Host) enqueue(group uint64, rs *Records) (*Proposal, error) {
 	if h.in.closed != nil {
 		return nil, h.in.closed
 	}
-	p := &Proposal{done: make(chan struct{})}
+	p := &Proposal{done: make(chan struct{}), made: time.Now()}
 	h.in.queue = append(h.in.queue, queued{group: group, rs: rs, p: p})
 	h.queued.Add(1)
 	h.wake()
@@ -79,7 +80,9 @@ func (h *Host) takeInbox() {
 	q := h.in.queue
 	h.in.queue = nil
 	h.in.mu.Unlock()
+	now := time.Now()
 	for _, e := range q {
+		h.tm.queued.Add(int64(now.Sub(e.p.made)))
 		if err := h.proposeLocked(e.group, e.rs, e.p); err != nil {
 			e.p.finish(nil, err)
 		}

@@ -75,6 +75,9 @@ type wal struct {
 	// syncs counts the flushes' fdatasyncs; entries the entries written
 	// (Host.Stats reads them without the host's lock).
 	syncs, entries atomic.Uint64
+	// lastWrite and lastSync are the last flush's write and fdatasync
+	// times (RoundTimes).
+	lastWrite, lastSync time.Duration
 }
 
 // errCorrupt means the WAL holds a frame that decodes wrongly although its CRC
@@ -242,9 +245,11 @@ func (w *wal) flush(sync bool) error {
 		return nil
 	}
 	cur := w.current()
+	start := time.Now()
 	if _, err := w.f.WriteAt(w.pending, cur.size); err != nil {
 		return fmt.Errorf("replica: WAL write: %w", err)
 	}
+	w.lastWrite, w.lastSync = time.Since(start), 0
 	cur.size += int64(len(w.pending))
 	w.pending = w.pending[:0]
 	if cap(w.pending) > maxKeptPending {
@@ -257,11 +262,12 @@ func (w *wal) flush(sync bool) error {
 	if !sync {
 		return nil
 	}
-	start := time.Now()
+	start = time.Now()
 	err := w.f.Sync()
+	w.lastSync = time.Since(start)
 	w.syncs.Add(1)
 	if w.synced != nil {
-		w.synced(time.Since(start), err)
+		w.synced(w.lastSync, err)
 	}
 	if err != nil {
 		return fmt.Errorf("replica: WAL fdatasync: %w", err)
