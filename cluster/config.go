@@ -119,6 +119,9 @@ type Config struct {
 	// storage.Options.OnDemand does: zero fields take storage's defaults, a
 	// negative Interval turns the scaler's loop off (tests run its passes).
 	OnDemand storage.ScalerOptions
+	// sendFilter, a test's network fault, sees every batch of Raft messages
+	// this node sends and returns what is sent of it (nil: all).
+	sendFilter func(replica.Batch) replica.Batch
 }
 
 // Defaults of zero Config fields. A 50 ms tick with 16 election ticks

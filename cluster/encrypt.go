@@ -107,7 +107,7 @@ func (n *Node) StartEncryption(ctx context.Context, name, keyID, region string) 
 		}
 		rec.EncryptionType, rec.KeyID, rec.KeyFingerprint = storage.EncryptionKMS, keyID, key.ID.String()
 		rec.KeyChangesNs = append(recent, now.UnixNano())
-		n.beginUpdate(rec)
+		n.beginFencedUpdate(rec) // leaders seal by it: lease.go
 		return true, nil
 	}
 	err := n.updateStream(ctx, name, nil, change)
@@ -128,7 +128,7 @@ func (n *Node) StartEncryption(ctx context.Context, name, keyID, region string) 
 func (n *Node) StopEncryption(ctx context.Context, name, keyID string) error {
 	return n.updateStream(ctx, name, nil, func(rec *streamRec) (bool, error) {
 		rec.EncryptionType, rec.KeyID, rec.KeyFingerprint = "", "", ""
-		n.beginUpdate(rec)
+		n.beginFencedUpdate(rec) // leaders seal by it: lease.go
 		return true, nil
 	})
 }
