@@ -70,7 +70,9 @@ type Config struct {
 	ConsumerDelay time.Duration
 	// UpdateDelay is how long a stream stays UPDATING after
 	// UpdateMaxRecordSize or Enable/DisableEnhancedMonitoring (serve's
-	// --update-stream-delay); 0: no UPDATING. Resharding is not timed by it.
+	// --update-stream-delay); 0: no UPDATING, but for the metadata fence of
+	// the changes shard leaders enforce (lease.go). Resharding is not timed
+	// by it.
 	UpdateDelay time.Duration
 	// ChannelDelay is how long a channel stays CREATING, UPDATING and
 	// DELETING (serve's --channel-delay); 0: no wait. ChannelAnyMode lets

@@ -90,7 +90,8 @@ func newCrypt(keys *keyring.Keyring) *crypt { return &crypt{keys: keys} }
 // StartEncryption is StartStreamEncryption: single-node mode's checks in
 // its order (storage.Store.StartEncryption): the stream exists and is
 // ACTIVE, the key resolves (the KMS errors), then the 25 key changes per
-// rolling 24 hours. The stream is UPDATING for Config.UpdateDelay.
+// rolling 24 hours. The stream is UPDATING for Config.UpdateDelay, and at
+// least the metadata fence (lease.go), after which every put is sealed by it.
 func (n *Node) StartEncryption(ctx context.Context, name, keyID, region string) error {
 	change := func(rec *streamRec) (bool, error) {
 		key, err := n.crypt.keys.Resolve(keyID, region)

@@ -24,7 +24,9 @@ import (
 // UPDATING: UpdateMaxRecordSize and Enable/DisableEnhancedMonitoring leave
 // the stream UPDATING for Config.UpdateDelay, as single-node mode does; the
 // metadata leader's reconcile ends it by its clock (finishUpdates), so an
-// end due while the leader changes is made by the next one.
+// end due while the leader changes is made by the next one. A change shard
+// leaders enforce (UpdateMaxRecordSize, Start/StopStreamEncryption) is
+// UPDATING at least the metadata fence too, even with no delay (lease.go).
 
 // updateStream is single-node mode's updateMetaWith (storage/control.go) as
 // a compare-and-set on the stream's record: the stream is looked up, pre
@@ -238,8 +240,9 @@ func (n *Node) SetShardLevelMetrics(ctx context.Context, name string, metrics []
 // UpdateMaxRecordSize sets an ACTIVE stream's maximum record size, kib in
 // [storage.MinMaxRecordSizeKiB, storage.MaxMaxRecordSizeKiB] (the api has
 // validated it). As in single-node mode the stream is UPDATING for
-// Config.UpdateDelay and the size takes effect when it is ACTIVE again (at
-// once with no delay); the size it already has changes nothing.
+// Config.UpdateDelay and the size takes effect when it is ACTIVE again;
+// unlike single-node mode, with no delay too, after the metadata fence
+// (lease.go). The size it already has changes nothing.
 func (n *Node) UpdateMaxRecordSize(ctx context.Context, name string, kib int) error {
 	if kib < storage.MinMaxRecordSizeKiB || kib > storage.MaxMaxRecordSizeKiB {
 		return fmt.Errorf("cluster: max record size %d KiB outside [%d, %d]", kib, storage.MinMaxRecordSizeKiB, storage.MaxMaxRecordSizeKiB)
