@@ -1,0 +1,41 @@
+package cluster
+
+import (
+	"context"
+	"testing"
+
+	"github.com/shardlog/shardlog/replica"
+	"github.com/shardlog/shardlog/storage"
+)
+
+// TestReview7OnDemandGuardOneSnapshot: the ON_DEMAND limit's guard takes
+// the count and keyOnDemand's version from one snapshot, so a stream made
+// ON_DEMAND after the count was taken fails the guard's condition (before,
+// the version was read afresh and the limit could pass by one).
+func TestReview7OnDemandGuardOneSnapshot(t *testing.T) {
+	c := capacityCluster(t, newFakeClock(), func(cfg *Config) { cfg.OnDemandStreamLimit = 1 })
+	ctx := context.Background()
+	for _, name := range []string{"a", "b"} {
+		if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: name, ShardCount: 1}); err != nil {
+			t.Fatal(err)
+		}
+		c.waitActive(name, 1)
+	}
+	n := c.node(1)
+	before := n.meta.Snapshot() // no ON_DEMAND stream yet
+	if err := n.UpdateStreamMode(ctx, "a", storage.ModeOnDemand, nil); err != nil {
+		t.Fatal(err)
+	}
+	cond, op, err := n.onDemandGuardOf(before)
+	if err != nil {
+		t.Fatalf("the guard of a snapshot with no ON_DEMAND stream: %v", err)
+	}
+	// What "b"'s switch would commit with the count taken before "a"'s.
+	committed, err := n.txn(ctx, []replica.MetaCond{cond}, []replica.MetaOp{op})
+	if err != nil || committed {
+		t.Fatalf("a guard counted before another stream went ON_DEMAND committed: %t, %v", committed, err)
+	}
+	if _, _, err := n.onDemandGuard(); err == nil {
+		t.Fatal("the guard of the current state passes the limit of 1 with one ON_DEMAND stream")
+	}
+}
