@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/shardlog/shardlog/replica"
 	"github.com/shardlog/shardlog/storage"
@@ -37,5 +38,27 @@ func TestReview7OnDemandGuardOneSnapshot(t *testing.T) {
 	}
 	if _, _, err := n.onDemandGuard(); err == nil {
 		t.Fatal("the guard of the current state passes the limit of 1 with one ON_DEMAND stream")
+	}
+}
+
+// TestReview7RateMeterTerm: a group's readings are kept only within one
+// leader term; a leadership lost and regained between passes starts them
+// afresh (unmeasured), as a first lead does.
+func TestReview7RateMeterTerm(t *testing.T) {
+	var m rateMeter
+	t0 := time.Unix(1000, 0)
+	window := time.Minute
+	m.measure([]ledGroup{{group: 7, term: 3}}, t0, window)
+	m.count(7, []entry{{key: "k", data: make([]byte, 99)}}, nil)
+	if r := m.measure([]ledGroup{{group: 7, term: 3}}, t0.Add(10*time.Second), window); !r[0].Measured || r[0].Bytes == 0 {
+		t.Fatalf("the same term: %+v, want a measured rate", r[0])
+	}
+	// Lost in term 4, regained in term 5: another node admitted the writes meanwhile.
+	m.count(7, []entry{{key: "k", data: make([]byte, 99)}}, nil)
+	if r := m.measure([]ledGroup{{group: 7, term: 5}}, t0.Add(20*time.Second), window); r[0].Measured {
+		t.Fatalf("a new term measured over the old term's readings: %+v", r[0])
+	}
+	if r := m.measure([]ledGroup{{group: 7, term: 5}}, t0.Add(30*time.Second), window); !r[0].Measured || r[0].Bytes != 0 {
+		t.Fatalf("the new term's second reading: %+v, want measured, no writes since", r[0])
 	}
 }
