@@ -2,6 +2,9 @@ package cluster
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,5 +63,76 @@ func TestReview7RateMeterTerm(t *testing.T) {
 	}
 	if r := m.measure([]ledGroup{{group: 7, term: 5}}, t0.Add(30*time.Second), window); !r[0].Measured || r[0].Bytes != 0 {
 		t.Fatalf("the new term's second reading: %+v, want measured, no writes since", r[0])
+	}
+}
+
+// slowMeta delays every batch of the metadata group's messages the node
+// slow sends (its leader's appends): each metadata transaction takes about
+// delay.
+type slowMeta struct {
+	slow  atomic.Uint64
+	delay time.Duration
+}
+
+func (s *slowMeta) filter(b replica.Batch) replica.Batch {
+	if b.From == s.slow.Load() && slices.ContainsFunc(b.Msgs, func(m replica.GroupMessage) bool { return m.Group == metaGroup }) {
+		time.Sleep(s.delay)
+	}
+	return b
+}
+
+// TestReview7ScalerBudgetPerStream: with slow metadata transactions (a
+// quarter of an election timeout each), one scaler pass records the daily
+// peak of every ON_DEMAND stream, the last in name order too: each
+// transaction has its own budget, not a share of the pass's (which held
+// about four).
+func TestReview7ScalerBudgetPerStream(t *testing.T) {
+	slow := &slowMeta{}
+	clk := newFakeClock()
+	c := capacityCluster(t, clk, func(cfg *Config) {
+		cfg.ElectionTicks = 50 // a 1 s election timeout: the delay below leaves room on a loaded machine
+		cfg.sendFilter = slow.filter
+	})
+	slow.delay = c.node(1).cfg.electionTimeout() / 10
+	ctx := context.Background()
+	const streams = 8
+	for i := range streams {
+		name := fmt.Sprint("od", i)
+		if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: name, ShardCount: 1}); err != nil {
+			t.Fatal(err)
+		}
+		c.waitActive(name, 1, 2, 3)
+		if err := c.node(1).UpdateStreamMode(ctx, name, storage.ModeOnDemand, nil); err != nil {
+			t.Fatal(err)
+		}
+		c.waitActive(name, 1, 2, 3)
+	}
+	lead := c.node(1).host.Status(metaGroup).Leader
+	if lead == 0 {
+		t.Fatal("no metadata leader")
+	}
+	n := c.node(lead)
+	// Every shard measured at 1000 B/s: the other nodes' on the board (as
+	// if they reported), the metadata leader's by its own meter, which its
+	// pass reports: a first reading, 1000 bytes admitted, a second.
+	n.meter.measure(n.ledOnDemandGroups(), clk.Now(), n.cfg.OnDemand.Window)
+	var rates []groupRate
+	for _, rec := range n.streams() {
+		for _, sh := range rec.Shards {
+			n.meter.count(sh.Group, []entry{{key: "k", data: make([]byte, 999)}}, nil)
+			rates = append(rates, groupRate{Group: sh.Group, Bytes: 1000, Records: 1, Measured: true, FullWindow: true})
+		}
+	}
+	clk.Add(time.Second)
+	n.board.put(rates, n.cfg.Now(), n.cfg.OnDemand.Window)
+	slow.slow.Store(lead)
+	began := time.Now()
+	n.scaleTick(ctx)
+	slow.slow.Store(0)
+	t.Logf("the pass took %v", time.Since(began))
+	for _, rec := range n.streams() {
+		if len(rec.WritePeaks) == 0 {
+			t.Fatalf("stream %s: no peak recorded in the pass", rec.Name)
+		}
 	}
 }

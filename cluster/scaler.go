@@ -221,15 +221,18 @@ func (n *Node) scaleLoop(ctx context.Context) {
 }
 
 // scaleTick is one pass: this node reports its led groups' rates, and the
-// metadata leader scales.
+// metadata leader scales. Each step that waits (the report, each stream's
+// transactions) has its own election-timeout budget: with one for the pass,
+// slow transactions of the first streams (name order) spent it and the
+// later streams were never scaled.
 func (n *Node) scaleTick(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.electionTimeout())
-	defer cancel()
 	rates := n.meter.measure(n.ledOnDemandGroups(), n.cfg.Now(), n.cfg.OnDemand.Window)
 	if len(rates) > 0 {
-		if err := n.reportRates(ctx, rates); err != nil {
-			n.cfg.Logger.Debug("reporting on-demand rates", "error", err)
-		}
+		n.bounded(ctx, func(ctx context.Context) {
+			if err := n.reportRates(ctx, rates); err != nil {
+				n.cfg.Logger.Debug("reporting on-demand rates", "error", err)
+			}
+		})
 	}
 	if n.host.Status(metaGroup).Leader == n.cfg.NodeID {
 		n.scaleStreams(ctx)
@@ -285,7 +288,8 @@ func (n *Node) serveRates(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
-// scaleStreams is the metadata leader's pass over the ON_DEMAND streams.
+// scaleStreams is the metadata leader's pass over the ON_DEMAND streams,
+// each transaction within its own budget (bounded).
 func (n *Node) scaleStreams(ctx context.Context) {
 	now := n.cfg.Now()
 	live := map[string]bool{}
@@ -296,14 +300,14 @@ func (n *Node) scaleStreams(ctx context.Context) {
 		live[periodKey(rec)] = true
 		loads := n.board.loads(rec, now, n.cfg.OnDemand.Window)
 		if rec.Reshard == nil {
-			n.recordPeak(ctx, rec.Name, loads, now)
+			n.bounded(ctx, func(ctx context.Context) { n.recordPeak(ctx, rec.Name, loads, now) })
 		}
 		if rec.Status != string(storage.StatusActive) || rec.Reshard != nil {
 			continue
 		}
 		d := storage.DecideScale(loads, n.unitLimits(rec), n.cfg.OnDemand,
 			max(storage.OnDemandShards, rec.WarmMiBps), n.cfg.ShardLimit-n.openShards())
-		n.applyScale(ctx, rec, d, now)
+		n.bounded(ctx, func(ctx context.Context) { n.applyScale(ctx, rec, d, now) })
 	}
 	n.board.keepLow(live)
 }
