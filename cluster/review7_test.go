@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -135,4 +136,57 @@ func TestReview7ScalerBudgetPerStream(t *testing.T) {
 			t.Fatalf("stream %s: no peak recorded in the pass", rec.Name)
 		}
 	}
+}
+
+// TestReview7ForwardedSubscribeSealed: a forwarded subscription carries
+// encrypted records sealed and the receiving node opens them with its own
+// keyring: with the key it delivers them in clear, marked encrypted;
+// without it the subscription ends with KMSNotFoundException, as its
+// GetRecords answers (before, the serving node opened them and the
+// receiving node streamed them whatever its keyring held).
+func TestReview7ForwardedSubscribeSealed(t *testing.T) {
+	rings := newTestRings(t, 4)
+	c := newTestClusterWith(t, 3, func(c *testCluster) {
+		c.secret = "review7-sealed-secret"
+		c.tune = func(cfg *Config) { cfg.Keyring = rings.rings[cfg.NodeID] }
+	})
+	c.addNode(4, 2)
+	eventually(t, "node 4 is live everywhere", func() error {
+		for id := uint64(1); id <= 4; id++ {
+			if got := c.node(id).liveNodes(); len(got) != 4 {
+				return fmt.Errorf("node %d sees %v", id, got)
+			}
+		}
+		return nil
+	})
+	ctx := context.Background()
+	if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: "s", ShardCount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitActive("s", 1, 2, 3, 4)
+	if _, err := c.node(1).RegisterConsumer(ctx, "s", "efo", nil); err != nil {
+		t.Fatal(err)
+	}
+	outside, leader := c.outsideOf(t, "s")
+	if err := c.node(1).StartEncryption(ctx, "s", "alias/orders", "us-east-1"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitActive("s", 1, 2, 3, 4)
+	want := map[string]readMode{}
+	if err := c.putModes(leader, "s", "secretmark", 3, want); err != nil {
+		t.Fatal(err)
+	}
+	checkEncryptedCount(t, want, 3)
+	c.checkSubscribed(outside, want)
+
+	rings.set(outside, "")
+	var err error
+	eventually(t, "a consumer ready on the node without the key", func() error {
+		_, err = c.subscribeOnce(outside, len(want))
+		if errors.Is(err, storage.ErrResourceInUse) { // the previous subscription's 5 s rule, if the api applied it
+			return err
+		}
+		return nil
+	})
+	wantReason(t, "a forwarded subscription through a node without the key", err, storage.ErrKMSNotFound, storage.ReasonKMSNotFound)
 }
