@@ -26,7 +26,8 @@ import (
 // encrypts each record of a proposal (partition key and data) before it
 // proposes it, so the Raft WAL, every replica's segments, snapshots, the
 // peer transport and forwarded reads carry only ciphertext; the node that
-// serves a read decrypts it. Each encrypted record is self-contained: it
+// answers the client decrypts it, with its own keyring (a forwarded
+// SubscribeToShard's frames carry the records sealed: subforward.go). Each encrypted record is self-contained: it
 // carries the wrapped data key it was sealed under (segment.KeyBlock), so
 // any node whose keyring holds the master key opens it, whatever the
 // stream's setting is now; StopStreamEncryption leaves it encrypted.
