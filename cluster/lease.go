@@ -73,33 +73,38 @@ type leaseRound struct {
 }
 
 // freshMeta returns once this node's metadata state holds everything the
-// metadata group committed before now - leaseTerm, or errMetaStale.
+// metadata group committed before the call's start minus leaseTerm (a
+// ReadIndex round issued since then has completed), or errMetaStale. A
+// round already in flight may have been issued before that: once it ends,
+// the check is made again, and a round started after the call's start
+// always passes it.
 func (n *Node) freshMeta(ctx context.Context) error {
 	term := n.leaseTerm()
+	since := time.Now().Add(-term) // the oldest issue time this call takes
 	l := &n.lease
-	l.mu.Lock()
-	age := time.Since(l.issued)
-	if !l.issued.IsZero() && age < term {
-		if age >= term/2 && l.round == nil {
-			n.startLeaseRound() // ahead of need: puts keep going meanwhile
+	for {
+		l.mu.Lock()
+		if !l.issued.IsZero() && !l.issued.Before(since) {
+			if time.Since(l.issued) >= term/2 && l.round == nil {
+				n.startLeaseRound() // ahead of need: puts keep going meanwhile
+			}
+			l.mu.Unlock()
+			return nil
 		}
+		if l.round == nil {
+			n.startLeaseRound()
+		}
+		r := l.round
 		l.mu.Unlock()
-		return nil
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if r.err != nil {
+			return errMetaStale
+		}
 	}
-	if l.round == nil {
-		n.startLeaseRound()
-	}
-	r := l.round
-	l.mu.Unlock()
-	select {
-	case <-r.done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if r.err != nil {
-		return errMetaStale
-	}
-	return nil
 }
 
 // startLeaseRound starts a ReadIndex round; l.mu is held. The round runs
