@@ -124,10 +124,21 @@ type admittedWrite struct {
 }
 
 // proposeAdmitted admits a shard's entries on this node, its leader, and
-// proposes those admitted, encrypted if rec says so. As in single-node
+// proposes those admitted, encrypted if the stream's record says so. As in single-node
 // mode, the stream's key is checked before admission; a request whose
 // every entry is refused proposes nothing.
 func (n *Node) proposeAdmitted(ctx context.Context, group uint64, rec streamRec, entries []entry) (admittedWrite, error) {
+	// The stream's settings are those of a fresh metadata view (lease.go),
+	// read after it: rec may predate it, and the local state only moves on.
+	if n.leaderOf(group) != n.cfg.NodeID {
+		return admittedWrite{}, replica.ErrNotLeader // not here: the sender asks the group's leader, whatever this node's view
+	}
+	if err := n.freshMeta(ctx); err != nil {
+		return admittedWrite{}, err
+	}
+	if cur := n.recordFor(rec.Name); cur.Name != "" {
+		rec = cur
+	}
 	key, err := n.writeKey(rec)
 	if err != nil {
 		return admittedWrite{}, err

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 
 	"github.com/shardlog/shardlog/datadir"
 	"github.com/shardlog/shardlog/replica"
@@ -40,10 +42,15 @@ func (n *Node) OnDemandStreamLimit() int { return n.cfg.OnDemandStreamLimit }
 
 // onDemandCount counts the ON_DEMAND streams in the local state (a deleted
 // stream's record is gone at once in cluster mode).
-func (n *Node) onDemandCount() int {
+func (n *Node) onDemandCount() int { return countOnDemand(n.meta.Snapshot()) }
+
+func countOnDemand(snap map[string]replica.MetaValue) int {
 	k := 0
-	for _, rec := range n.streams() {
-		if rec.mode() == storage.ModeOnDemand {
+	for key, mv := range snap {
+		var rec struct {
+			Mode storage.StreamMode `json:"mode"`
+		}
+		if strings.HasPrefix(key, streamPrefix) && json.Unmarshal(mv.Value, &rec) == nil && rec.Mode == storage.ModeOnDemand {
 			k++
 		}
 	}
@@ -53,13 +60,20 @@ func (n *Node) onDemandCount() int {
 // onDemandGuard is the condition and write that add one ON_DEMAND stream
 // to the account, checked against its limit first.
 func (n *Node) onDemandGuard() (replica.MetaCond, replica.MetaOp, error) {
-	count := n.onDemandCount()
+	return n.onDemandGuardOf(n.meta.Snapshot())
+}
+
+// onDemandGuardOf takes the count and keyOnDemand's version from one
+// snapshot. Every transaction that adds an ON_DEMAND stream writes
+// keyOnDemand, so one applied after the snapshot fails the condition: the
+// count checked is never short of one it missed (with the version read
+// later than the count, it could be, and the limit passed by one).
+func (n *Node) onDemandGuardOf(snap map[string]replica.MetaValue) (replica.MetaCond, replica.MetaOp, error) {
+	count := countOnDemand(snap)
 	if err := storage.CheckOnDemandLimit(n.cfg.AccountID, count, n.cfg.OnDemandStreamLimit); err != nil {
 		return replica.MetaCond{}, replica.MetaOp{}, err
 	}
-	var cur onDemandRec
-	v, _ := n.getJSON(keyOnDemand, &cur)
-	return replica.MetaCond{Key: keyOnDemand, Version: v},
+	return replica.MetaCond{Key: keyOnDemand, Version: snap[keyOnDemand].Version},
 		replica.MetaOp{Key: keyOnDemand, Value: mustJSON(onDemandRec{Streams: count + 1})}, nil
 }
 

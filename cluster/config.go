@@ -70,7 +70,9 @@ type Config struct {
 	ConsumerDelay time.Duration
 	// UpdateDelay is how long a stream stays UPDATING after
 	// UpdateMaxRecordSize or Enable/DisableEnhancedMonitoring (serve's
-	// --update-stream-delay); 0: no UPDATING. Resharding is not timed by it.
+	// --update-stream-delay); 0: no UPDATING, but for the metadata fence of
+	// the changes shard leaders enforce (lease.go). Resharding is not timed
+	// by it.
 	UpdateDelay time.Duration
 	// ChannelDelay is how long a channel stays CREATING, UPDATING and
 	// DELETING (serve's --channel-delay); 0: no wait. ChannelAnyMode lets
@@ -124,6 +126,9 @@ type Config struct {
 	// storage.Options.OnDemand does: zero fields take storage's defaults, a
 	// negative Interval turns the scaler's loop off (tests run its passes).
 	OnDemand storage.ScalerOptions
+	// sendFilter, a test's network fault, sees every batch of Raft messages
+	// this node sends and returns what is sent of it (nil: all).
+	sendFilter func(replica.Batch) replica.Batch
 }
 
 // Defaults of zero Config fields. A 50 ms tick with 16 election ticks

@@ -26,7 +26,8 @@ import (
 // encrypts each record of a proposal (partition key and data) before it
 // proposes it, so the Raft WAL, every replica's segments, snapshots, the
 // peer transport and forwarded reads carry only ciphertext; the node that
-// serves a read decrypts it. Each encrypted record is self-contained: it
+// answers the client decrypts it, with its own keyring (a forwarded
+// SubscribeToShard's frames carry the records sealed: subforward.go). Each encrypted record is self-contained: it
 // carries the wrapped data key it was sealed under (segment.KeyBlock), so
 // any node whose keyring holds the master key opens it, whatever the
 // stream's setting is now; StopStreamEncryption leaves it encrypted.
@@ -90,7 +91,8 @@ func newCrypt(keys *keyring.Keyring) *crypt { return &crypt{keys: keys} }
 // StartEncryption is StartStreamEncryption: single-node mode's checks in
 // its order (storage.Store.StartEncryption): the stream exists and is
 // ACTIVE, the key resolves (the KMS errors), then the 25 key changes per
-// rolling 24 hours. The stream is UPDATING for Config.UpdateDelay.
+// rolling 24 hours. The stream is UPDATING for Config.UpdateDelay, and at
+// least the metadata fence (lease.go), after which every put is sealed by it.
 func (n *Node) StartEncryption(ctx context.Context, name, keyID, region string) error {
 	change := func(rec *streamRec) (bool, error) {
 		key, err := n.crypt.keys.Resolve(keyID, region)
@@ -107,7 +109,7 @@ func (n *Node) StartEncryption(ctx context.Context, name, keyID, region string) 
 		}
 		rec.EncryptionType, rec.KeyID, rec.KeyFingerprint = storage.EncryptionKMS, keyID, key.ID.String()
 		rec.KeyChangesNs = append(recent, now.UnixNano())
-		n.beginUpdate(rec)
+		n.beginFencedUpdate(rec) // leaders seal by it: lease.go
 		return true, nil
 	}
 	err := n.updateStream(ctx, name, nil, change)
@@ -128,7 +130,7 @@ func (n *Node) StartEncryption(ctx context.Context, name, keyID, region string) 
 func (n *Node) StopEncryption(ctx context.Context, name, keyID string) error {
 	return n.updateStream(ctx, name, nil, func(rec *streamRec) (bool, error) {
 		rec.EncryptionType, rec.KeyID, rec.KeyFingerprint = "", "", ""
-		n.beginUpdate(rec)
+		n.beginFencedUpdate(rec) // leaders seal by it: lease.go
 		return true, nil
 	})
 }

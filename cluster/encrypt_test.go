@@ -427,6 +427,8 @@ func TestClusterKeyChangeLimit(t *testing.T) {
 		if err := c.node(uint64(i%3+1)).StartEncryption(ctx, "s", "alias/orders", "us-east-1"); err != nil {
 			t.Fatalf("start %d: %v", i+1, err)
 		}
+		// UPDATING for the metadata fence, even with no UpdateDelay (lease.go)
+		c.waitActive("s", uint64(i%3+1))
 	}
 	err := c.node(2).StartEncryption(ctx, "s", "alias/orders", "us-east-1")
 	if se := wantReason(t, "start 26", err, storage.ErrLimitExceeded, storage.ReasonKeyChanges); se.Limit != storage.MaxKeyChangesPerDay {
@@ -435,6 +437,7 @@ func TestClusterKeyChangeLimit(t *testing.T) {
 	if err := c.node(3).StopEncryption(ctx, "s", "alias/orders"); err != nil {
 		t.Fatalf("Stop is not limited: %v", err)
 	}
+	c.waitActive("s", 1)
 	clock.add(24*time.Hour + time.Minute)
 	if err := c.node(1).StartEncryption(ctx, "s", "alias/orders", "us-east-1"); err != nil {
 		t.Fatalf("a day later: %v", err)

@@ -189,6 +189,9 @@ func (n *Node) leaderRecord(ctx context.Context, stream, key string) (streamRec,
 		return rec, nil
 	}
 	if err := n.linearize(ctx, metaGroup); err != nil {
+		if errors.Is(err, errNoLeader) { // cut off from the metadata group: a 503, nothing proposed
+			err = fmt.Errorf("%w: %w", errMetaStale, err)
+		}
 		return streamRec{}, err
 	}
 	return n.recordFor(stream), nil
@@ -269,9 +272,15 @@ const overloadHeader = "Shardlog-Overloaded"
 
 // writeFailure answers a definite "not here" (409, with the leader this
 // node knows), a leader's back-pressure (503 with overloadHeader:
-// replica.ErrOverloaded), or any other failure (500: indeterminate for the
-// sender).
+// replica.ErrOverloaded), a leader with no fresh metadata view (503 marked
+// staleRefusal: the sender answers ServiceUnavailable, not back-pressure's
+// throttling), or any other failure (500: indeterminate for the sender).
 func (n *Node) writeFailure(w http.ResponseWriter, group uint64, err error) {
+	if errors.Is(err, errMetaStale) {
+		w.Header().Set(refusalHeader, staleRefusal)
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
 	if errors.Is(err, replica.ErrOverloaded) {
 		w.Header().Set(overloadHeader, "1")
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
@@ -291,6 +300,13 @@ func (n *Node) writeFailure(w http.ResponseWriter, group uint64, err error) {
 	}
 	http.Error(w, err.Error(), http.StatusInternalServerError)
 }
+
+// refusalHeader marks a 503 as staleRefusal (overloadHeader marks
+// back-pressure; a 503 with neither was refused before anything was done).
+const (
+	refusalHeader = "Shardlog-Refusal"
+	staleRefusal  = "metadata-stale"
+)
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -395,6 +411,9 @@ func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any
 		}
 		return &refusal
 	case http.StatusServiceUnavailable:
+		if resp.Header.Get(refusalHeader) == staleRefusal {
+			return fmt.Errorf("cluster: leader at %s: %w", addr, errMetaStale)
+		}
 		if resp.Header.Get(overloadHeader) != "" {
 			return fmt.Errorf("cluster: leader at %s: %w", addr, replica.ErrOverloaded)
 		}

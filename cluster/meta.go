@@ -53,6 +53,9 @@ type streamRec struct {
 	ShardLevelMetrics       []string `json:"shardLevelMetrics,omitempty"`
 	PendingUntilNs          int64    `json:"pendingUntilNs,omitempty"`
 	PendingMaxRecordSizeKiB int      `json:"pendingMaxRecordSizeKiB,omitempty"`
+	// Fence: the UPDATING is of a change shard leaders enforce, ended no
+	// sooner than fenceTerm after the metadata leader applied it (lease.go).
+	Fence bool `json:"fence,omitempty"`
 	// Distribution is the record distribution strategy: "" for
 	// USER_PARTITION_KEY, or AUTO (an ON_DEMAND stream only; distribution.go).
 	Distribution storage.RecordDistribution `json:"distribution,omitempty"`

@@ -57,6 +57,10 @@ type Node struct {
 	// metadata leader gathered (scaler.go).
 	meter rateMeter
 	board rateBoard
+	// lease is this node's metadata freshness lease, fences the metadata
+	// leader's fenced UPDATING periods (lease.go).
+	lease  metaLease
+	fences fences
 	// recovery is how long replica.Open took (WAL replay, every replica's
 	// segments); stopped is set once the Raft host failed (stats.go).
 	recovery time.Duration
@@ -113,7 +117,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.AcceptDamage {
 		maxDamaged = -1
 	}
-	h, err := replica.Open(replica.Config{NodeID: cfg.NodeID, FS: cfg.FS, Dir: cfg.Dir, Transport: tr,
+	var send replica.Transport = tr
+	if cfg.sendFilter != nil {
+		send = filteredTransport{tr, cfg.sendFilter}
+	}
+	h, err := replica.Open(replica.Config{NodeID: cfg.NodeID, FS: cfg.FS, Dir: cfg.Dir, Transport: send,
 		Groups: groups, ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks, Applier: appliers{n.meta, n.seals}, Observer: cfg.Observer,
 		// The host stamps entries with the cluster's clock: retention trims
 		// by the entries' times and reads filter by the records' (retention.go).

@@ -281,7 +281,7 @@ func (n *Node) shardWriteError(stream, id string, err error) error {
 		// time to commit) and producers (KPL) retry per record; a 503
 		// would be retried as fast as a lost leader.
 		return n.throttled(stream, id)
-	case errors.Is(err, errNoLeader):
+	case errors.Is(err, errNoLeader), errors.Is(err, errMetaStale):
 		return n.unavailable(stream, id, err)
 	}
 	return err
@@ -337,11 +337,12 @@ func (n *Node) fail(kind error, r storage.Reason, f storage.Facts) error {
 }
 
 // unavailable is the 503 of a request that found no leader, met a group
-// whose replica here was removed (a move), or met a metadata leader that
-// takes no more for now (replica.ErrOverloaded); other errors (a cancelled
+// whose replica here was removed (a move), met a metadata leader that
+// takes no more for now (replica.ErrOverloaded), or a shard leader cut off
+// from the metadata group (errMetaStale); other errors (a cancelled
 // request) pass through.
 func (n *Node) unavailable(stream, shard string, err error) error {
-	if !errors.Is(err, errNoLeader) && !errors.Is(err, replica.ErrUnknownGroup) && !errors.Is(err, replica.ErrOverloaded) {
+	if !errors.Is(err, errNoLeader) && !errors.Is(err, replica.ErrUnknownGroup) && !errors.Is(err, replica.ErrOverloaded) && !errors.Is(err, errMetaStale) {
 		return err
 	}
 	return n.fail(storage.ErrUnavailable, storage.ReasonNoLeader, storage.Facts{Stream: stream, Shard: shard, Detail: err.Error()})

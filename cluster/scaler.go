@@ -24,8 +24,9 @@ import (
 //     every Config.OnDemand.Interval, measures each led group's rate over
 //     the window from its own readings, and posts them to the metadata
 //     leader (POST /_cluster/v1/rates). A node that starts leading a group
-//     starts its readings afresh: its rate covers a whole window only once
-//     it has led the group that long.
+//     (in a new term: also one it led before) starts its readings afresh:
+//     its rate covers a whole window only once it has led the group that
+//     long.
 //   - the metadata leader keeps the newest report per group (rateBoard). A
 //     group without a report within the window is unmeasured: the scaler
 //     never merges a pair it cannot measure over a whole window, nor splits
@@ -46,7 +47,21 @@ import (
 type rateMeter struct {
 	counts sync.Map // group → *groupCount
 	mu     sync.Mutex
-	seen   map[uint64][]storage.RateSample // the led groups' readings, oldest first
+	seen   map[uint64]termReadings // the led groups' readings
+}
+
+// termReadings are a led group's readings, oldest first, all taken in one
+// Raft term: a leadership lost and regained between two passes (another
+// node admitted the writes meanwhile) starts them afresh, as at a first
+// lead, so the counter's rise across the gap is never taken for a rate.
+type termReadings struct {
+	term uint64
+	smp  []storage.RateSample
+}
+
+// ledGroup is a group this node leads, in its leader term.
+type ledGroup struct {
+	group, term uint64
 }
 
 type groupCount struct {
@@ -80,22 +95,25 @@ type groupRate struct {
 }
 
 // measure reads the counters of the groups led here and returns their
-// rates; the readings of groups no longer led are dropped.
-func (m *rateMeter) measure(led []uint64, now time.Time, window time.Duration) []groupRate {
+// rates; the readings of groups no longer led, or led in another term, are
+// dropped.
+func (m *rateMeter) measure(led []ledGroup, now time.Time, window time.Duration) []groupRate {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.seen == nil {
-		m.seen = map[uint64][]storage.RateSample{}
-	}
-	keep := map[uint64][]storage.RateSample{}
+	keep := map[uint64]termReadings{}
 	out := make([]groupRate, 0, len(led))
-	for _, g := range led {
+	for _, lg := range led {
+		g := lg.group
 		var bytes, records int64
 		if v, ok := m.counts.Load(g); ok {
 			bytes, records = v.(*groupCount).bytes.Load(), v.(*groupCount).records.Load()
 		}
-		smp, l := storage.WindowRate(append(m.seen[g], storage.RateSample{At: now, Bytes: bytes, Records: records}), window)
-		keep[g] = smp
+		var before []storage.RateSample
+		if r, ok := m.seen[g]; ok && r.term == lg.term {
+			before = r.smp
+		}
+		smp, l := storage.WindowRate(append(before, storage.RateSample{At: now, Bytes: bytes, Records: records}), window)
+		keep[g] = termReadings{term: lg.term, smp: smp}
 		out = append(out, groupRate{Group: g, Bytes: l.Bytes, Records: l.Records, Measured: l.Measured, FullWindow: l.FullWindow})
 	}
 	m.seen = keep
@@ -203,15 +221,18 @@ func (n *Node) scaleLoop(ctx context.Context) {
 }
 
 // scaleTick is one pass: this node reports its led groups' rates, and the
-// metadata leader scales.
+// metadata leader scales. Each step that waits (the report, each stream's
+// transactions) has its own election-timeout budget: with one for the pass,
+// slow transactions of the first streams (name order) spent it and the
+// later streams were never scaled.
 func (n *Node) scaleTick(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.electionTimeout())
-	defer cancel()
 	rates := n.meter.measure(n.ledOnDemandGroups(), n.cfg.Now(), n.cfg.OnDemand.Window)
 	if len(rates) > 0 {
-		if err := n.reportRates(ctx, rates); err != nil {
-			n.cfg.Logger.Debug("reporting on-demand rates", "error", err)
-		}
+		n.bounded(ctx, func(ctx context.Context) {
+			if err := n.reportRates(ctx, rates); err != nil {
+				n.cfg.Logger.Debug("reporting on-demand rates", "error", err)
+			}
+		})
 	}
 	if n.host.Status(metaGroup).Leader == n.cfg.NodeID {
 		n.scaleStreams(ctx)
@@ -219,16 +240,16 @@ func (n *Node) scaleTick(ctx context.Context) {
 }
 
 // ledOnDemandGroups are the groups of ON_DEMAND streams' open shards that
-// this node leads.
-func (n *Node) ledOnDemandGroups() []uint64 {
-	var out []uint64
+// this node leads, with its terms.
+func (n *Node) ledOnDemandGroups() []ledGroup {
+	var out []ledGroup
 	for _, rec := range n.streams() {
 		if rec.mode() != storage.ModeOnDemand {
 			continue
 		}
 		for _, sh := range rec.Shards {
-			if sh.Group != 0 && !isClosed(sh) && n.host.Status(sh.Group).Leader == n.cfg.NodeID {
-				out = append(out, sh.Group)
+			if st := n.host.Status(sh.Group); sh.Group != 0 && !isClosed(sh) && st.Leader == n.cfg.NodeID {
+				out = append(out, ledGroup{group: sh.Group, term: st.Term})
 			}
 		}
 	}
@@ -267,7 +288,8 @@ func (n *Node) serveRates(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
-// scaleStreams is the metadata leader's pass over the ON_DEMAND streams.
+// scaleStreams is the metadata leader's pass over the ON_DEMAND streams,
+// each transaction within its own budget (bounded).
 func (n *Node) scaleStreams(ctx context.Context) {
 	now := n.cfg.Now()
 	live := map[string]bool{}
@@ -278,14 +300,14 @@ func (n *Node) scaleStreams(ctx context.Context) {
 		live[periodKey(rec)] = true
 		loads := n.board.loads(rec, now, n.cfg.OnDemand.Window)
 		if rec.Reshard == nil {
-			n.recordPeak(ctx, rec.Name, loads, now)
+			n.bounded(ctx, func(ctx context.Context) { n.recordPeak(ctx, rec.Name, loads, now) })
 		}
 		if rec.Status != string(storage.StatusActive) || rec.Reshard != nil {
 			continue
 		}
 		d := storage.DecideScale(loads, n.unitLimits(rec), n.cfg.OnDemand,
 			max(storage.OnDemandShards, rec.WarmMiBps), n.cfg.ShardLimit-n.openShards())
-		n.applyScale(ctx, rec, d, now)
+		n.bounded(ctx, func(ctx context.Context) { n.applyScale(ctx, rec, d, now) })
 	}
 	n.board.keepLow(live)
 }

@@ -24,7 +24,9 @@ import (
 // UPDATING: UpdateMaxRecordSize and Enable/DisableEnhancedMonitoring leave
 // the stream UPDATING for Config.UpdateDelay, as single-node mode does; the
 // metadata leader's reconcile ends it by its clock (finishUpdates), so an
-// end due while the leader changes is made by the next one.
+// end due while the leader changes is made by the next one. A change shard
+// leaders enforce (UpdateMaxRecordSize, Start/StopStreamEncryption) is
+// UPDATING at least the metadata fence too, even with no delay (lease.go).
 
 // updateStream is single-node mode's updateMetaWith (storage/control.go) as
 // a compare-and-set on the stream's record: the stream is looked up, pre
@@ -238,8 +240,9 @@ func (n *Node) SetShardLevelMetrics(ctx context.Context, name string, metrics []
 // UpdateMaxRecordSize sets an ACTIVE stream's maximum record size, kib in
 // [storage.MinMaxRecordSizeKiB, storage.MaxMaxRecordSizeKiB] (the api has
 // validated it). As in single-node mode the stream is UPDATING for
-// Config.UpdateDelay and the size takes effect when it is ACTIVE again (at
-// once with no delay); the size it already has changes nothing.
+// Config.UpdateDelay and the size takes effect when it is ACTIVE again;
+// unlike single-node mode, with no delay too, after the metadata fence
+// (lease.go). The size it already has changes nothing.
 func (n *Node) UpdateMaxRecordSize(ctx context.Context, name string, kib int) error {
 	if kib < storage.MinMaxRecordSizeKiB || kib > storage.MaxMaxRecordSizeKiB {
 		return fmt.Errorf("cluster: max record size %d KiB outside [%d, %d]", kib, storage.MinMaxRecordSizeKiB, storage.MaxMaxRecordSizeKiB)
@@ -248,11 +251,10 @@ func (n *Node) UpdateMaxRecordSize(ctx context.Context, name string, kib int) er
 		if rec.MaxRecordSizeKiB == kib {
 			return false, nil
 		}
-		if n.beginUpdate(rec) {
-			rec.PendingMaxRecordSizeKiB = kib
-		} else {
-			rec.MaxRecordSizeKiB = kib
-		}
+		// Shard leaders enforce the size: fenced (lease.go), so it takes
+		// effect when the stream is ACTIVE again, never at once.
+		n.beginFencedUpdate(rec)
+		rec.PendingMaxRecordSizeKiB = kib
 		return true, nil
 	})
 }
@@ -286,22 +288,45 @@ func (n *Node) beginUpdate(rec *streamRec) bool {
 	return true
 }
 
+// beginFencedUpdate makes the stream UPDATING for Config.UpdateDelay, and
+// at least fenceTerm after the metadata leader applies the change, even
+// with no delay: the change is one shard leaders enforce, and ACTIVE again
+// promises every put from then on is held to it (lease.go).
+func (n *Node) beginFencedUpdate(rec *streamRec) {
+	rec.Status, rec.Fence = string(storage.StatusUpdating), true
+	rec.PendingUntilNs = n.cfg.Now().Add(max(n.cfg.UpdateDelay, 0)).UnixNano()
+}
+
 // finishUpdates (the metadata leader's reconcile) ends the settings
 // updates whose UPDATING period has passed: the pending record size takes
-// effect and the stream is ACTIVE again. A reshard's UPDATING (Reshard set)
+// effect and the stream is ACTIVE again; a fenced one (beginFencedUpdate)
+// not before fenceTerm after this node saw it. A reshard's UPDATING (Reshard set)
 // is finishReshards'. Each is a compare-and-set on the version read; a lost
 // race is redone at the next round.
 func (n *Node) finishUpdates(ctx context.Context) {
 	now := n.cfg.Now().UnixNano()
+	fenced := map[string]bool{}
+	defer func() { n.fences.keep(fenced) }()
 	for _, listed := range n.streams() {
-		if listed.Status != string(storage.StatusUpdating) || listed.Reshard != nil || listed.PendingUntilNs > now {
+		if listed.Status != string(storage.StatusUpdating) || listed.Reshard != nil {
 			continue
 		}
 		rec, v, ok := n.stream(listed.Name)
-		if !ok || rec.Status != string(storage.StatusUpdating) || rec.Reshard != nil || rec.PendingUntilNs > now {
+		if !ok || rec.Status != string(storage.StatusUpdating) || rec.Reshard != nil {
 			continue
 		}
-		rec.Status, rec.PendingUntilNs = string(storage.StatusActive), 0
+		// A fenced change's clock starts here, once applied (so after its
+		// commit), whatever its delay; a new metadata leader starts it anew.
+		if rec.Fence {
+			fenced[rec.Name] = true
+			if !n.fences.passed(rec.Name, v, n.fenceTerm()) {
+				continue
+			}
+		}
+		if rec.PendingUntilNs > now {
+			continue
+		}
+		rec.Status, rec.PendingUntilNs, rec.Fence = string(storage.StatusActive), 0, false
 		if rec.PendingMaxRecordSizeKiB != 0 {
 			rec.MaxRecordSizeKiB, rec.PendingMaxRecordSizeKiB = rec.PendingMaxRecordSizeKiB, 0
 		}

@@ -77,9 +77,13 @@ var errRemoteFault = errors.New("cluster: the node serving the subscription fail
 
 // subFrame is one line of a forwarded subscription's stream.
 type subFrame struct {
-	Open  bool                    `json:"open,omitempty"`
-	Event *storage.SubscribeEvent `json:"event,omitempty"`
-	Err   *frameError             `json:"error,omitempty"`
+	Open bool `json:"open,omitempty"`
+	// Sealed (in the open frame): encrypted records come as stored
+	// (subscription.sealed); a serving node from before it leaves it unset
+	// and sends them opened.
+	Sealed bool                    `json:"sealed,omitempty"`
+	Event  *storage.SubscribeEvent `json:"event,omitempty"`
+	Err    *frameError             `json:"error,omitempty"`
 }
 
 // frameError is an error that ended a forwarded subscription. Kind is the
@@ -174,7 +178,7 @@ func (n *Node) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sub.Close()
-	if !send(subFrame{Open: true}) {
+	if !send(subFrame{Open: true, Sealed: at.Sealed}) {
 		return
 	}
 	for {
@@ -229,6 +233,10 @@ func (n *Node) openRemote(ctx context.Context, addr string, at subscribeAt, gone
 	if err != nil {
 		return nil, err
 	}
+	// Records travel sealed and are opened here, with this node's keyring:
+	// a node lacking the stream's key answers KMSNotFoundException, as its
+	// GetRecords does, and no record crosses the network in clear.
+	at.Sealed = true
 	life, cancel := context.WithCancel(n.life) // the subscription's, not the opening request's
 	req, err := http.NewRequestWithContext(life, http.MethodPost, url, bytes.NewReader(mustJSON(at)))
 	if err != nil {
@@ -275,7 +283,8 @@ func (n *Node) openRemote(ctx context.Context, addr string, at subscribeAt, gone
 		return nil, fmt.Errorf("%w (forwarded subscription to node %d: no open frame: %v)", errUnreachable, from, err)
 	}
 	s := &remoteSubscription{n: n, from: from, stream: at.Stream, consumer: at.Consumer, gone: gone,
-		frames: make(chan subFrame, forwardQueue), cancel: cancel, done: make(chan struct{}), openCont: contBefore(at.Epoch, at.Index, at.Ordinal)}
+		frames: make(chan subFrame, forwardQueue), cancel: cancel, done: make(chan struct{}), openCont: contBefore(at.Epoch, at.Index, at.Ordinal),
+		sealed: first.Sealed}
 	go s.pump(resp.Body, dec)
 	return s, nil
 }
@@ -303,6 +312,7 @@ type remoteSubscription struct {
 	done             chan struct{}
 	once             sync.Once
 
+	sealed   bool                    // encrypted records come as stored: opened here (open)
 	pending  *storage.SubscribeEvent // an event not yet handed on whole
 	cont     string                  // the continuation number so far ("": openCont)
 	openCont string                  // the number before the position, as subscribeLocal gives it
@@ -395,6 +405,10 @@ func (s *remoteSubscription) Next(ctx context.Context, maxBytes int, idle time.D
 				s.cont = ev.ContinuationSequenceNumber // the serving node's idle event
 				continue
 			}
+			if err := s.open(ev); err != nil {
+				s.Close()
+				return storage.SubscribeEvent{}, err
+			}
 			s.pending = ev
 			return s.take(max(maxBytes, 1)), nil
 		}
@@ -402,6 +416,27 @@ func (s *remoteSubscription) Next(ctx context.Context, maxBytes int, idle time.D
 			return storage.SubscribeEvent{}, err
 		}
 	}
+}
+
+// open opens a sealed event's encrypted records with this node's keyring:
+// a record whose master key it lacks ends the subscription with
+// single-node mode's KMSNotFoundException (readKeyError).
+func (s *remoteSubscription) open(ev *storage.SubscribeEvent) error {
+	if !s.sealed {
+		return nil
+	}
+	for i, r := range ev.Records {
+		if !r.Encrypted {
+			continue
+		}
+		_, key, data, _, err := s.n.openRecord(r.Data)
+		if err != nil {
+			rec, _, _ := s.n.stream(s.stream)
+			return s.n.readKeyError(rec, err)
+		}
+		ev.Records[i].PartitionKey, ev.Records[i].Data = key, data
+	}
+	return nil
 }
 
 func (s *remoteSubscription) frameErr(fe *frameError) error {

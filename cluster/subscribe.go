@@ -71,6 +71,10 @@ type subscription struct {
 
 	next uint64 // the next ordinal to deliver
 	cont string // the continuation sequence number so far
+	// sealed: encrypted records are handed on as stored (Data the stored
+	// record, PartitionKey empty, Encrypted set): a forwarded subscription's
+	// receiving node opens them (subforward.go).
+	sealed bool
 }
 
 // Subscribe opens a subscription at the starting position (every iterator
@@ -122,6 +126,9 @@ type subscribeAt struct {
 	Group    uint64 `json:"group"`
 	Ordinal  uint64 `json:"ordinal"`
 	Consumer string `json:"consumer"`
+	// Sealed (a forwarded subscription's): send encrypted records as
+	// stored; the receiving node opens them with its own keyring.
+	Sealed bool `json:"sealed,omitempty"`
 }
 
 // subscribeLocal opens a subscription at a resolved position on this
@@ -146,7 +153,7 @@ func (n *Node) subscribeLocal(ctx context.Context, at subscribeAt, gone <-chan s
 	}
 	sub := &subscription{n: n, stream: at.Stream, created: rec.CreatedNs, epoch: shardEpoch(rec, sh), index: at.Index,
 		group: sh.Group, consumer: at.Consumer, gone: gone, done: make(chan struct{}),
-		leader: st.Leader, term: st.Term, next: at.Ordinal}
+		leader: st.Leader, term: st.Term, next: at.Ordinal, sealed: at.Sealed}
 	sub.probe.confirmed = time.Now()
 	sub.cont = contBefore(sub.epoch, at.Index, at.Ordinal) // a child's own epoch (reshard.go), not the stream's
 	return sub, nil
@@ -265,14 +272,14 @@ func (s *subscription) read(maxBytes int) (storage.SubscribeEvent, bool, error) 
 	ev := storage.SubscribeEvent{Records: make([]storage.Record, 0, len(recs))}
 	var lastArrival int64
 	for _, r := range recs {
-		arrival, key, data, encrypted, err := s.n.openRecord(r.Data)
+		arrival, key, data, encrypted, err := s.open(r.Data)
 		if err != nil {
 			rec, _, _ := s.n.stream(s.stream)
 			return storage.SubscribeEvent{}, false, s.n.readKeyError(rec, err)
 		}
 		seq := seqnum.Seq{ShardCreateSecs: s.epoch, ShardIndex: s.index, Ordinal: r.Seq, ArrivalSecs: arrival / 1000}
 		ev.Records = append(ev.Records, storage.Record{SequenceNumber: seq.String(), Arrival: time.UnixMilli(arrival), PartitionKey: key, Data: data, Encrypted: encrypted})
-		ev.Bytes += len(key) + len(data)
+		ev.Bytes += recordBytes(r.Data) // in clear, sealed or not
 		lastArrival = arrival
 	}
 	s.next = recs[len(recs)-1].Seq + 1
@@ -283,6 +290,16 @@ func (s *subscription) read(maxBytes int) (storage.SubscribeEvent, bool, error) 
 		ev.MillisBehindLatest = max(0, s.n.cfg.Now().UnixMilli()-lastArrival)
 	}
 	return ev, true, nil
+}
+
+// open decodes a stored record for the event; a sealed subscription's
+// encrypted record stays as stored (data), with only its arrival read.
+func (s *subscription) open(stored []byte) (arrivalMs int64, key string, data []byte, encrypted bool, err error) {
+	if s.sealed && isEncrypted(stored) {
+		arrivalMs, err = recordArrival(stored)
+		return arrivalMs, "", stored, true, err
+	}
+	return s.n.openRecord(stored)
 }
 
 // liveFrom reads the applied records from the position on, skipping (and
