@@ -91,12 +91,15 @@ func TestReview7ScalerBudgetPerStream(t *testing.T) {
 	slow := &slowMeta{}
 	clk := newFakeClock()
 	c := capacityCluster(t, clk, func(cfg *Config) {
-		cfg.ElectionTicks = 50 // a 1 s election timeout: the delay below leaves room on a loaded machine
+		// A 3 s election timeout, so each step's budget is about seven times
+		// what a slowed step takes (about 4 delays): room on a loaded machine;
+		// the whole pass of 12 streams still takes longer than one budget.
+		cfg.ElectionTicks = 150
 		cfg.sendFilter = slow.filter
 	})
-	slow.delay = c.node(1).cfg.electionTimeout() / 10
+	slow.delay = 100 * time.Millisecond
 	ctx := context.Background()
-	const streams = 8
+	const streams = 12
 	for i := range streams {
 		name := fmt.Sprint("od", i)
 		if err := c.node(1).CreateStream(ctx, storage.CreateStreamInput{Name: name, ShardCount: 1}); err != nil {
