@@ -35,6 +35,21 @@ func zeroRange(t *testing.T, fs vfs.FS, name string, off, n int64) {
 // the gap), but the WAL holds every entry of it: B's replica is not
 // damaged, and after reopening it holds every acknowledged record.
 func TestLostPageAboveWALFloorIsNotDamage(t *testing.T) {
+	lostUnsyncedPageNotDamage(t, 8192, 4096)
+}
+
+// TestLostFirstBlockOfYoungGroupIsNotDamage is simulation seed 60's
+// failure on a host: the lost block is the first after the header of the
+// group's first segment (first ordinal 0), so nothing before the gap
+// survives. The WAL's floor is 0 and raft's log starts at 1, so the WAL
+// holds every entry of that segment: not damage.
+func TestLostFirstBlockOfYoungGroupIsNotDamage(t *testing.T) {
+	lostUnsyncedPageNotDamage(t, 64, 512-64)
+}
+
+// lostUnsyncedPageNotDamage: see TestLostPageAboveWALFloorIsNotDamage;
+// the bytes [off, off+size) of B's only segment are lost.
+func lostUnsyncedPageNotDamage(t *testing.T, off, size int64) {
 	n := &partNet{t: t, hosts: map[uint64]*Host{}, fss: map[uint64]vfs.FS{}, cut: map[[2]uint64]bool{}}
 	n.cfg = func(id uint64) Config {
 		return Config{NodeID: id, FS: n.fss[id], Dir: "/d", Transport: partTransport{n},
@@ -81,7 +96,7 @@ func TestLostPageAboveWALFloorIsNotDamage(t *testing.T) {
 	if err != nil || len(segs) != 1 {
 		t.Fatalf("B's group %d segments: %v %v, want one", g, segs, err)
 	}
-	zeroRange(t, n.fss[dmgB], groupDir("/d", g)+"/0000000000000000/"+segs[0], 8192, 4096)
+	zeroRange(t, n.fss[dmgB], groupDir("/d", g)+"/0000000000000000/"+segs[0], off, size)
 
 	n.open(dmgB)
 	if d := n.hosts[dmgB].Damaged(); len(d) != 0 {

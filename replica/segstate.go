@@ -355,13 +355,17 @@ func (s *segState) recoverSeg(sg *stateSeg, newest bool) (bool, error) {
 // whole), damage is damage.
 //
 // Frames end only between entries, so every entry cut has its first
-// record at or after the cut's first ordinal.
+// record at or after the cut's first ordinal. Raft's log starts at index 1,
+// so no entry has ordinal 0: a group's first segment starts at ordinal 0,
+// and when the cut starts there its lowest entry is 1, not 0 (taking it for
+// 0 made a lost first block of a young group's only segment, with floor 0,
+// look like damage to entries the WAL had lost, which it had not).
 func (s *segState) floorCovers(sg *stateSeg, res segment.ScanResult) bool {
 	from := sg.firstSeq // the lowest ordinal cut
 	if res.Frames > 0 {
 		from = res.LastSeq + 1
 	}
-	lowest := (from + 0xffff) >> 16 // the lowest entry index cut
+	lowest := max((from+0xffff)>>16, 1) // the lowest entry index cut
 	return lowest > max(s.floor, s.mark)
 }
 

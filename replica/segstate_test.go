@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -356,4 +357,80 @@ func TestSegStateBigEntryTornTail(t *testing.T) {
 			t.Fatalf("seed %d: %d records survive with held %d; want 1 with held 1, or 6 with held 2", seed, len(got), st.held())
 		}
 	}
+}
+
+// TestSegStateLostFirstBlockOfFirstSegment is seed 60's failure, reduced: a
+// young group's only segment (first ordinal 0), never synced, loses its
+// first block after the header to a power cut (vfs.TearGap) while later
+// blocks persist. Every entry in it is above a WAL floor of 0 (raft's log
+// starts at 1), so the tail is cut as torn, not called damage; with a
+// floor at or above entry 1 the same bytes are damage, as the WAL may no
+// longer hold entry 1.
+func TestSegStateLostFirstBlockOfFirstSegment(t *testing.T) {
+	rng := rand.New(rand.NewPCG(60, 60))
+	for _, tc := range []struct {
+		floor  uint64
+		damage bool
+	}{{0, false}, {1, true}, {2, true}} {
+		fs := vfs.NewMemFS()
+		st := openTestStateFloor(t, fs, 1<<20, 0)
+		for idx := uint64(1); idx <= 4; idx++ {
+			rec := make([]byte, 400)
+			for i := range rec {
+				rec[i] = byte(rng.Uint32()) // incompressible: the frames span several blocks
+			}
+			st.add(idx, int64(idx), [][]byte{rec})
+			if err := st.write(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		name := st.segs[0].path
+		if st.segs[0].firstSeq != 0 {
+			t.Fatalf("first segment starts at %d, want 0", st.segs[0].firstSeq)
+		}
+		data, err := fs.Bytes(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := st.segs[0].start
+		if len(data) <= 2*vfs.TearBlock || start >= vfs.TearBlock {
+			t.Fatalf("segment of %d bytes, frames from %d: the test needs a block lost before later data", len(data), start)
+		}
+		fs.Crash(nil, vfs.TearNone) // the header only was synced (at creation), or nothing
+		clear(data[start:vfs.TearBlock])
+		fs.SetBytes(name, data) // as vfs.TearGap leaves it: block 0's frames lost, the rest kept
+		comp := testCompressor(t)
+		st, err = openSegState(&segState{fs: fs, comp: comp, dir: groupDir("/d", 1), group: 1, size: 1 << 20,
+			now: func() int64 { return 0 }, floor: tc.floor})
+		if tc.damage {
+			if !errors.Is(err, segment.ErrCorrupt) {
+				t.Fatalf("floor %d: open: %v, want corruption (entry 1 is at or below the floor)", tc.floor, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("floor %d: open: %v, want the lost block cut as a torn tail", tc.floor, err)
+		}
+		if st.cutCorrupt == nil || st.held() != 0 {
+			t.Fatalf("floor %d: cut %v, held %d; want a cut tail and nothing held", tc.floor, st.cutCorrupt, st.held())
+		}
+		// The WAL's replay writes entry 1 again, after the cut.
+		st.add(1, 1, [][]byte{[]byte("again")})
+		if err := st.write(); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := st.read(0, 10, 1<<20); len(got) != 1 || string(got[0].Data) != "again" {
+			t.Fatalf("floor %d: after the cut: %+v", tc.floor, got)
+		}
+	}
+}
+
+func openTestStateFloor(t *testing.T, fs vfs.FS, size int64, floor uint64) *segState {
+	t.Helper()
+	st, err := openSegState(&segState{fs: fs, comp: testCompressor(t), dir: groupDir("/d", 1), group: 1, size: size,
+		now: func() int64 { return 0 }, floor: floor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

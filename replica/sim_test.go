@@ -171,15 +171,22 @@ func TestSimulationCatchesBrokenHosts(t *testing.T) {
 	}
 }
 
-// TestSimulationIsDeterministic: one seed, run twice, gives the same history.
+// TestSimulationIsDeterministic: one seed, run several times, gives the same
+// history. Seeds 8, 17 and 21 caught MemFS.Crash drawing each file's tear in
+// map order (most runs of seed 7 did not: its tears mostly hit tails the WAL
+// re-applies).
 func TestSimulationIsDeterministic(t *testing.T) {
-	a, errA := runSim(7, optionsFor(7))
-	b, errB := runSim(7, optionsFor(7))
-	if errA != nil || errB != nil {
-		t.Fatal(errA, errB)
-	}
-	if a != b {
-		t.Fatalf("same seed, different runs: %+v vs %+v", a, b)
+	for _, seed := range []uint64{7, 8, 17, 21} {
+		a, errA := runSim(seed, optionsFor(seed))
+		for run := range 3 {
+			b, errB := runSim(seed, optionsFor(seed))
+			if errA != nil || errB != nil {
+				t.Fatal(errA, errB)
+			}
+			if a != b {
+				t.Fatalf("seed %d run %d: same seed, different runs: %+v vs %+v", seed, run, a, b)
+			}
+		}
 	}
 }
 

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -150,7 +152,11 @@ func (m *MemFS) Crash(rng *rand.Rand, mode TearMode) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	files := make(map[string]*inode, len(m.durable))
-	for name, ino := range m.durable {
+	// In name order: tornContents draws from rng, and map order would hand
+	// each file another draw on every run, so one seed would tear its
+	// files differently each time (the simulation must replay a seed).
+	for _, name := range slices.Sorted(maps.Keys(m.durable)) {
+		ino := m.durable[name]
 		data := tornContents(ino, rng, mode)
 		files[name] = &inode{data: data, synced: append([]byte(nil), data...)}
 	}
