@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,5 +161,44 @@ func TestSubscribeToIntermediateShard(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestAdminRefusesClearWithPeerTLS (review 8 #3): with peer TLS, the admin
+// client sends nothing to an endpoint that is not https://: the forward
+// key would cross the network in clear.
+func TestAdminRefusesClearWithPeerTLS(t *testing.T) {
+	var hits atomic.Int32
+	handler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		w.Write([]byte("[]"))
+	})
+	plain := httptest.NewServer(handler)
+	defer plain.Close()
+	secure := httptest.NewTLSServer(handler)
+	defer secure.Close()
+	for _, tc := range []struct {
+		name string
+		a    Admin
+		sent bool
+	}{
+		{"http:// URL", Admin{Endpoint: plain.URL, Token: "t", PeerTLS: true}, false},
+		{"host:port", Admin{Endpoint: strings.TrimPrefix(plain.URL, "http://"), Token: "t", PeerTLS: true}, false},
+		{"https:// URL", Admin{Endpoint: secure.URL, Token: "t", PeerTLS: true, Client: secure.Client()}, true},
+		{"no peer TLS", Admin{Endpoint: plain.URL, Token: "t"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := hits.Load()
+			_, err := tc.a.Nodes(context.Background())
+			if sent := hits.Load() > before; sent != tc.sent {
+				t.Fatalf("sent = %v, want %v (error %v)", sent, tc.sent, err)
+			}
+			if !tc.sent && (err == nil || !strings.Contains(err.Error(), "https://host:port")) {
+				t.Fatalf("error %v does not name the https internal endpoint to use", err)
+			}
+			if tc.sent && err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
