@@ -2,8 +2,17 @@ package cluster
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -200,5 +209,108 @@ func TestAdminRefusesClearWithPeerTLS(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// issue is a certificate of the PKI for the given IPs and usages, and the
+// verified chains a TLS handshake would give for it.
+func (p *testPKI) issue(usages []x509.ExtKeyUsage, ips ...string) *tls.ConnectionState {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: "joiner"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usages}
+	for _, ip := range ips {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.key)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	// As the listener verifies a client (RequireAndVerifyClientCert).
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: p.pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}, VerifiedChains: chains}
+}
+
+// TestTokenlessJoinNeedsAFullPeerCertificate (review 8 #4): a join without
+// the cluster token, which answers with the cluster secret, is refused
+// (403, no secret) unless the joiner's certificate is for server and
+// client auth and names the hosts of both addresses it registers.
+func TestTokenlessJoinNeedsAFullPeerCertificate(t *testing.T) {
+	pki := newTestPKI(t, "cluster CA")
+	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	req := `{"node":4,"api":"https://127.0.0.1:1","peer":"127.0.0.2:2"}`
+	for _, tc := range []struct {
+		name  string
+		state *tls.ConnectionState
+		want  string // in the refusal
+	}{
+		{"client auth only (an operator's certificate)", pki.issue([]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, "127.0.0.1", "127.0.0.2"), "server and client auth"},
+		{"not naming the Raft host", pki.issue(both, "127.0.0.1"), "127.0.0.2"},
+		{"not naming the internal listener's host", pki.issue(both, "127.0.0.2"), "127.0.0.1"},
+		{"no certificate", &tls.ConnectionState{}, "peer CA"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := &Node{cfg: Config{PeerTLS: pki.peerTLS("node1")}}
+			n.keys.Store(&secretKeys{forward: ForwardAuth("topsecret"), secret: "topsecret"})
+			r := httptest.NewRequest(http.MethodPost, "/_cluster/v1/join", strings.NewReader(req))
+			r.TLS = tc.state
+			w := httptest.NewRecorder()
+			n.serveJoinTLS(w, r)
+			if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), tc.want) || strings.Contains(w.Body.String(), "topsecret") {
+				t.Fatalf("answered %d %q; want 403 naming %q", w.Code, w.Body.String(), tc.want)
+			}
+		})
+	}
+	var jr joinRequest
+	if err := json.Unmarshal([]byte(req), &jr); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkJoinCert(pki.issue(both, "127.0.0.1", "127.0.0.2"), jr); err != nil {
+		t.Fatalf("a full peer certificate for both hosts: %v", err)
+	}
+}
+
+// TestTokenlessJoinKeepsAddresses (review 8 #4): a tokenless join may
+// register a new node ID and confirm a registration, but not change a
+// registered node's addresses (a token holder's join still may).
+func TestTokenlessJoinKeepsAddresses(t *testing.T) {
+	c := newTestCluster(t, 3)
+	ctx := context.Background()
+	first := joinRequest{Node: 9, API: "127.0.0.1:1", Peer: "127.0.0.1:2"}
+	moved := joinRequest{Node: 9, API: "127.0.0.1:3", Peer: "127.0.0.1:4"}
+	for _, tc := range []struct {
+		name      string
+		req       joinRequest
+		keepAddrs bool
+		refused   bool
+	}{
+		{"a new node, tokenless", first, true, false},
+		{"the same addresses again, tokenless", first, true, false},
+		{"other addresses, tokenless", moved, true, true},
+		{"other addresses with the token", moved, false, false},
+	} {
+		var err error
+		eventually(t, tc.name, func() error {
+			_, err = c.node(1).admit(ctx, tc.req, tc.keepAddrs)
+			var refused *refusedError
+			if err != nil && !errors.As(err, &refused) {
+				return err // no leader yet: retry
+			}
+			return nil
+		})
+		if (err != nil) != tc.refused {
+			t.Fatalf("%s: %v, want refused %v", tc.name, err, tc.refused)
+		}
+	}
+	var rec nodeRec
+	if _, ok := c.node(1).getJSON(nodeKey(9), &rec); !ok || rec.API != moved.API || rec.Peer != moved.Peer {
+		t.Fatalf("node 9 registered as %+v", rec)
 	}
 }
