@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
@@ -150,13 +151,16 @@ func (n *Node) startInternal() error {
 	// ReadHeaderTimeout also bounds the TLS handshake; peers close their
 	// idle connections after a minute (newPeerClient), IdleTimeout
 	// bounds those of anything else.
+	// The handshake slots (handshakes.go) bound the connections not yet
+	// proven to be a peer's.
+	slots := newHandshakeSlots(tls.NewListener(ln, tcfg), cmp.Or(n.cfg.internalHandshakes, maxInternalHandshakes))
 	n.internal = &http.Server{Handler: n.InternalHandler(), ReadHeaderTimeout: proposalTimeout, IdleTimeout: 2 * time.Minute,
-		ErrorLog: n.cfg.Logger.Named("internal").StandardLogger(nil)}
+		ErrorLog: n.cfg.Logger.Named("internal").StandardLogger(nil), ConnState: slots.connState}
 	n.internal.RegisterOnShutdown(n.EndStreams)
 	n.internalAddr = ln.Addr()
 	srv := n.internal
 	n.wg.Go(func() {
-		if err := srv.Serve(tls.NewListener(ln, tcfg)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(slots); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.cfg.Logger.Error("internal listener stopped", "error", err)
 		}
 	})

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/shardlog/shardlog/channel"
 	"github.com/shardlog/shardlog/storage"
 )
@@ -312,5 +314,85 @@ func TestTokenlessJoinKeepsAddresses(t *testing.T) {
 	var rec nodeRec
 	if _, ok := c.node(1).getJSON(nodeKey(9), &rec); !ok || rec.API != moved.API || rec.Peer != moved.Peer {
 		t.Fatalf("node 9 registered as %+v", rec)
+	}
+}
+
+// TestInternalHandshakeSlots (review 8 #5): connections that never finish
+// a TLS handshake (anyone can open them) hold at most the internal
+// listener's handshake slots; past them a peer's connection waits, and is
+// served once a slot frees.
+func TestInternalHandshakeSlots(t *testing.T) {
+	pki := newTestPKI(t, "cluster CA")
+	ln := listen(t, "127.0.0.1:0")
+	n := &Node{cfg: Config{PeerTLS: pki.peerTLS("node1"), InternalListener: ln, Advertise: httpsScheme + ln.Addr().String(),
+		Logger: hclog.NewNullLogger(), internalHandshakes: 2}}
+	if err := n.startInternal(); err != nil {
+		t.Fatal(err)
+	}
+	defer n.wg.Wait()
+	defer n.internal.Close()
+	var stalled []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		stalled = append(stalled, c)
+	}
+	cfg := pki.peerTLS("node2")().Clone()
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	defer client.CloseIdleConnections()
+	served := make(chan error, 1)
+	go func() {
+		resp, err := client.Get(n.cfg.Advertise + pathPrefix + "status")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden { // no forward key: any answer shows it was served
+				err = fmt.Errorf("answered %s", resp.Status)
+			}
+		}
+		served <- err
+	}()
+	select {
+	case err := <-served:
+		t.Fatalf("a connection was served while the stalled handshakes held every slot (%v)", err)
+	case <-time.After(300 * time.Millisecond): // can only pass spuriously, never fail
+	}
+	stalled[0].Close()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute): // only bounds a hung test
+		t.Fatal("not served after a slot freed")
+	}
+}
+
+// TestHandshakeSlotFreedOnce: a connection's slot is freed when it starts
+// a request (or closes), once, and not while it is new.
+func TestHandshakeSlotFreedOnce(t *testing.T) {
+	ln := listen(t, "127.0.0.1:0")
+	h := newHandshakeSlots(ln, 2)
+	defer h.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got, err := h.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	for _, step := range []struct {
+		state http.ConnState
+		held  int
+	}{{http.StateNew, 1}, {http.StateActive, 0}, {http.StateIdle, 0}, {http.StateActive, 0}, {http.StateClosed, 0}} {
+		h.connState(got, step.state)
+		if len(h.slots) != step.held {
+			t.Fatalf("after %v: %d slots held, want %d", step.state, len(h.slots), step.held)
+		}
 	}
 }
