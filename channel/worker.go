@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/shardlog/shardlog/seqnum"
 	"github.com/shardlog/shardlog/storage"
 )
 
@@ -210,7 +211,7 @@ func (d *deliverer) read(ctx context.Context) (ended bool, err error) {
 			if err != nil {
 				return ended, fmt.Errorf("read %s: %w", id, err)
 			}
-			if len(ev.Records) == 0 && !ev.End() && ev.ContinuationSequenceNumber == d.progress().Shards[id] {
+			if len(ev.Records) == 0 && !ev.End() && samePosition(ev.ContinuationSequenceNumber, d.progress().Shards[id]) {
 				break // nothing new
 			}
 			d.take(id, ev)
@@ -223,6 +224,23 @@ func (d *deliverer) read(ctx context.Context) (ended bool, err error) {
 		}
 	}
 	return ended, nil
+}
+
+// samePosition reports whether two continuation numbers of one shard name
+// the same position. A subscription opened AFTER_SEQUENCE_NUMBER X reports,
+// until it delivers a record, a number of X's shard and ordinal whose
+// arrival second may differ from X's (cluster mode gives the shard's
+// creation second, single-node mode the tip's last arrival), so a string
+// comparison would take it for progress: an empty batch and a progress
+// save per shard at every deliverer start (review 8 #2).
+func samePosition(a, b string) bool {
+	if a == b {
+		return true
+	}
+	pa, errA := seqnum.Parse(a)
+	pb, errB := seqnum.Parse(b)
+	return errA == nil && errB == nil &&
+		pa.ShardCreateSecs == pb.ShardCreateSecs && pa.ShardIndex == pb.ShardIndex && pa.Ordinal == pb.Ordinal
 }
 
 // take adds one event of shard id to the batch.

@@ -20,6 +20,11 @@ type Admin struct {
 	// Token is the cluster's --cluster-token.
 	Token  string
 	Client *http.Client
+	// PeerTLS says the cluster uses peer TLS (the operator gave the
+	// --peer-tls-* files): the endpoint must then be an https:// internal
+	// listener, for the forward key the token derives is a cluster
+	// credential that must not cross the network in clear.
+	PeerTLS bool
 }
 
 // Nodes lists the cluster's nodes as the endpoint node knows them.
@@ -39,6 +44,9 @@ func (a Admin) call(ctx context.Context, method, path string, body []byte, out a
 	base := a.Endpoint
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
+	}
+	if a.PeerTLS && !strings.HasPrefix(strings.ToLower(base), "https://") {
+		return fmt.Errorf("with --peer-tls-*, --endpoint must be a node's internal mutual-TLS listener, https://host:port (its --advertise); refusing to send the cluster credential in clear to %s", base)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+pathPrefix+path, bytes.NewReader(body))
 	if err != nil {

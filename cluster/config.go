@@ -44,6 +44,8 @@ type Config struct {
 	// listener (tests reserve ports with it).
 	InternalListen   string
 	InternalListener net.Listener
+	// internalHandshakes overrides maxInternalHandshakes (tests).
+	internalHandshakes int
 	// Dir holds the node's Raft WAL and state files.
 	Dir string
 	FS  vfs.FS

@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -149,13 +151,16 @@ func (n *Node) startInternal() error {
 	// ReadHeaderTimeout also bounds the TLS handshake; peers close their
 	// idle connections after a minute (newPeerClient), IdleTimeout
 	// bounds those of anything else.
+	// The handshake slots (handshakes.go) bound the connections not yet
+	// proven to be a peer's.
+	slots := newHandshakeSlots(tls.NewListener(ln, tcfg), cmp.Or(n.cfg.internalHandshakes, maxInternalHandshakes))
 	n.internal = &http.Server{Handler: n.InternalHandler(), ReadHeaderTimeout: proposalTimeout, IdleTimeout: 2 * time.Minute,
-		ErrorLog: n.cfg.Logger.Named("internal").StandardLogger(nil)}
+		ErrorLog: n.cfg.Logger.Named("internal").StandardLogger(nil), ConnState: slots.connState}
 	n.internal.RegisterOnShutdown(n.EndStreams)
 	n.internalAddr = ln.Addr()
 	srv := n.internal
 	n.wg.Go(func() {
-		if err := srv.Serve(tls.NewListener(ln, tcfg)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(slots); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.cfg.Logger.Error("internal listener stopped", "error", err)
 		}
 	})
@@ -228,4 +233,38 @@ func (n *Node) serveJoinTLS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.serveJoin(w, r, keys.secret)
+}
+
+// checkJoinCert holds a tokenless joiner (serveJoinTLS) to what a node's
+// own peer certificate must be (serve's loadPeerTLS): valid for server and
+// client auth, and naming the hosts it registers (its internal listener's
+// and its Raft port's), as the other nodes will check when they dial it.
+// Any other certificate of the peer CA (an operator's client-only one, or
+// a node's for other hosts) gets neither the cluster secret nor a node ID.
+func checkJoinCert(cs *tls.ConnectionState, req joinRequest) error {
+	if cs == nil || len(cs.VerifiedChains) == 0 {
+		return errors.New("a join without the cluster token needs a certificate of the cluster's peer CA")
+	}
+	chain := cs.VerifiedChains[0]
+	leaf := chain[0]
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(chain[len(chain)-1])
+	for _, c := range chain[min(1, len(chain)-1) : len(chain)-1] {
+		inter.AddCert(c)
+	}
+	for _, u := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{u}}); err != nil {
+			return fmt.Errorf("a join without the cluster token needs a peer certificate for server and client auth: %q is not one (%v)", leaf.Subject.CommonName, err)
+		}
+	}
+	for _, addr := range []string{strings.TrimPrefix(req.API, httpsScheme), req.Peer} {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("join address %q: %v", addr, err)
+		}
+		if err := leaf.VerifyHostname(host); err != nil {
+			return fmt.Errorf("a join without the cluster token needs a certificate naming the hosts it registers: %q does not name %s (%v)", leaf.Subject.CommonName, host, err)
+		}
+	}
+	return nil
 }

@@ -216,14 +216,30 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request, secret string) 
 		http.Error(w, msg, http.StatusBadRequest)
 		return
 	}
-	reply, err := n.admit(r.Context(), req)
+	tokenless := secret != ""
+	if tokenless {
+		// Only the peer CA vouches for this joiner, and the answer hands it
+		// the cluster secret: the certificate must be a full peer one for
+		// the addresses it registers (checkJoinCert).
+		if err := checkJoinCert(r.TLS, req); err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+	}
+	reply, err := n.admit(r.Context(), req, tokenless)
+	if err != nil {
+		writeAdmin(w, reply, err)
+		return
+	}
 	reply.Secret = secret
 	writeAdmin(w, reply, err)
 }
 
 // admit registers a joining node (or confirms its registration: a joiner
-// retries) and answers what it needs to start.
-func (n *Node) admit(ctx context.Context, req joinRequest) (joinReply, error) {
+// retries) and answers what it needs to start. keepAddrs (a tokenless
+// join) refuses to change a registered node's addresses: a certificate of
+// the peer CA must not let its holder take over another node's ID.
+func (n *Node) admit(ctx context.Context, req joinRequest, keepAddrs bool) (joinReply, error) {
 	for range maxTxnAttempts {
 		if err := n.linearize(ctx, metaGroup); err != nil {
 			return joinReply{}, err
@@ -238,7 +254,11 @@ func (n *Node) admit(ctx context.Context, req joinRequest) (joinReply, error) {
 		if ok && rec.State == stateRemoved {
 			return joinReply{}, &refusedError{fmt.Sprintf("node %d was removed from this cluster; node IDs are never reused", req.Node)}
 		}
-		if !ok || rec.API != req.API || rec.Peer != req.Peer {
+		moved := rec.API != req.API || rec.Peer != req.Peer
+		if ok && moved && keepAddrs && (rec.API != "" || rec.Peer != "") {
+			return joinReply{}, &refusedError{fmt.Sprintf("node %d is registered at %s (Raft %s); a join without the cluster token cannot change a node's addresses", req.Node, rec.API, rec.Peer)}
+		}
+		if !ok || moved {
 			rec.API, rec.Peer = req.API, req.Peer
 			committed, err := n.txn(ctx, []replica.MetaCond{{Key: key, Version: v}}, []replica.MetaOp{{Key: key, Value: mustJSON(rec)}})
 			if err != nil {

@@ -81,7 +81,7 @@ func (n *Node) resolve(ctx context.Context, stream, shardID string, typ storage.
 	}
 	idx, _ := datadir.ParseShardID(sh.ID)
 	pos := storage.Position{Stream: stream, StreamCreated: rec.CreatedNs, ShardIndex: idx}
-	if sh.Group == 0 && (typ == storage.Latest || typ == storage.AtTimestamp) {
+	if sh.Group == 0 && (typ == storage.Latest || typ == storage.AtTimestamp || typ == storage.TrimHorizon) {
 		return pos, nil // a shard a reshard closed at once: it never held a record
 	}
 	switch typ {

@@ -101,6 +101,12 @@ func (n *Node) subscribe(ctx context.Context, in storage.SubscribeInput, gone <-
 	if rec.CreatedNs != pos.StreamCreated { // deleted and created again meanwhile
 		return nil, n.fail(storage.ErrShardNotFound, storage.ReasonShardGone, storage.Facts{Stream: in.Stream, Shard: sh.ID})
 	}
+	if sh.Group == 0 && isClosed(sh) {
+		// An intermediate shard, created and closed within one reshard plan,
+		// has no group and never held a record (pendingShards): it is read to
+		// its end at once, as GetRecords answers it (read.go).
+		return &endedSubscription{end: storage.SubscribeEvent{ChildShards: children(rec, sh.ID)}}, nil
+	}
 	at := subscribeAt{Stream: in.Stream, Created: rec.CreatedNs, Epoch: shardEpoch(rec, sh), Index: pos.ShardIndex, Group: sh.Group,
 		Ordinal: pos.Ordinal, Consumer: in.Consumer}
 	if sh.Group != 0 {
@@ -113,6 +119,34 @@ func (n *Node) subscribe(ctx context.Context, in storage.SubscribeInput, gone <-
 		return nil, n.unavailable(at.Stream, datadir.ShardID(at.Index), err)
 	}
 	return sub, nil
+}
+
+// endedSubscription is a subscription at a closed shard's end: its first
+// Next is the end event (no continuation, the ChildShards), as a local
+// subscription's last one; every later Next ends it.
+type endedSubscription struct {
+	mu   sync.Mutex
+	end  storage.SubscribeEvent
+	sent bool
+}
+
+func (e *endedSubscription) Next(ctx context.Context, _ int, _ time.Duration) (storage.SubscribeEvent, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.sent {
+		return storage.SubscribeEvent{}, errSubscriptionEnded
+	}
+	if err := ctx.Err(); err != nil {
+		return storage.SubscribeEvent{}, err
+	}
+	e.sent = true
+	return e.end, nil
+}
+
+func (e *endedSubscription) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.sent = true
 }
 
 // subscribeAt is a resolved starting position: the stream incarnation, the

@@ -246,7 +246,7 @@ func newClusterCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a.Client = c
+			a.Client, a.PeerTLS = c, true
 		}
 		if a.Token == "" {
 			a.Token = os.Getenv("SHARDLOG_CLUSTER_TOKEN")
