@@ -448,14 +448,7 @@ func (s *remoteSubscription) frameErr(fe *frameError) error {
 
 // check reports why the subscription cannot go on for this node's reasons.
 func (s *remoteSubscription) check(ctx context.Context) error {
-	select {
-	case <-s.done:
-		return errSubscriptionEnded
-	case <-s.gone:
-		return s.n.consumerNotFound(s.stream, s.consumer)
-	default:
-	}
-	return ctx.Err()
+	return s.n.subscriptionEnded(ctx, s.done, s.gone, s.stream, s.consumer)
 }
 
 func (s *remoteSubscription) continuation() string {

@@ -259,11 +259,17 @@ func (s *subscription) Next(ctx context.Context, maxBytes int, idle time.Duratio
 
 // check reports why the subscription cannot go on for its own reasons.
 func (s *subscription) check(ctx context.Context) error {
+	return s.n.subscriptionEnded(ctx, s.done, s.gone, s.stream, s.consumer)
+}
+
+// subscriptionEnded is why a subscription, local or forwarded, cannot go on
+// for its own reasons: closed (done), its consumer gone, or ctx ended.
+func (n *Node) subscriptionEnded(ctx context.Context, done, gone <-chan struct{}, stream, consumer string) error {
 	select {
-	case <-s.done:
+	case <-done:
 		return errSubscriptionEnded
-	case <-s.gone:
-		return s.n.consumerNotFound(s.stream, s.consumer)
+	case <-gone:
+		return n.consumerNotFound(stream, consumer)
 	default:
 	}
 	return ctx.Err()
