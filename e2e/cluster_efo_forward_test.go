@@ -116,47 +116,5 @@ func TestClusterSubscribeForwarded(t *testing.T) {
 		t.Fatalf("after kill -9 of the leader the forwarded subscription ended with %v, want an InternalFailureException event", err)
 	}
 	t.Logf("the forwarded subscription ended: %v", err)
-	round := 100
-	waitFor(t, "writes resume", func() error {
-		round++
-		if !c.put(writer, round, 50) {
-			return fmt.Errorf("round %d not fully acknowledged", round)
-		}
-		return nil
-	})
-
-	var second clusterSub
-	stream = c.subscribe(t, outside, arn, types.StartingPosition{Type: types.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String(first.cont)})
-	allAcked := func() bool {
-		got := map[string]bool{}
-		for _, d := range append(append([]string(nil), first.datas...), second.datas...) {
-			got[d] = true
-		}
-		for _, data := range c.acked {
-			if !got[data] {
-				return false
-			}
-		}
-		return true
-	}
-	if err := second.drain(t, stream, allAcked); err != nil {
-		t.Fatalf("the second subscription ended early: %v", err)
-	}
-	datas := append(first.datas, second.datas...)
-	seqs := append(first.seqs, second.seqs...)
-	seen := map[string]string{}
-	for i, data := range datas {
-		switch {
-		case i > 0 && !lessSeq(seqs[i-1], seqs[i]):
-			t.Fatalf("%s delivered after %s", seqs[i], seqs[i-1])
-		case !c.attempted[data]:
-			t.Fatalf("phantom record %q", data)
-		}
-		seen[data] = seqs[i]
-	}
-	for seq, data := range c.acked {
-		if seen[data] != seq {
-			t.Fatalf("acknowledged %q (%s) delivered as %q; %d delivered, %d acknowledged", data, seq, seen[data], len(datas), len(c.acked))
-		}
-	}
+	c.resubscribeAfterKill(t, &first, writer, outside, arn)
 }

@@ -117,6 +117,16 @@ func TestClusterSubscribeToShard(t *testing.T) {
 		t.Fatalf("after kill -9 of the leader the subscription ended with %v, want an InternalFailureException event", err)
 	}
 	t.Logf("the subscription at node %d ended: %v", follower, err)
+	c.resubscribeAfterKill(t, &first, writer, writer, arn)
+}
+
+// resubscribeAfterKill waits for writes through writer to resume after a
+// leader's kill -9 ended first, resubscribes through node via after first's
+// last continuation, and checks that the two subscriptions together
+// delivered every acknowledged record exactly once, in order, and no record
+// that was never written.
+func (c *clusterProcs) resubscribeAfterKill(t *testing.T, first *clusterSub, writer, via uint64, arn string) {
+	t.Helper()
 	round := 100
 	waitFor(t, "writes resume", func() error {
 		round++
@@ -127,7 +137,7 @@ func TestClusterSubscribeToShard(t *testing.T) {
 	})
 
 	var second clusterSub
-	stream = c.subscribe(t, writer, arn, types.StartingPosition{Type: types.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String(first.cont)})
+	stream := c.subscribe(t, via, arn, types.StartingPosition{Type: types.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String(first.cont)})
 	allAcked := func() bool {
 		got := map[string]bool{}
 		for _, d := range append(append([]string(nil), first.datas...), second.datas...) {
