@@ -7,9 +7,15 @@ import (
 
 // Run drives the host outside the simulation: a tick on each value from tick,
 // each inbound batch stepped as it arrives, and a Ready round after every event
-// and every Propose. It returns when ctx ends (nil) or a round fails (the
-// host has stopped; restart the node).
+// and every Propose. The rounds are pipelined (pipeline.go): a round's
+// fdatasync runs on its own goroutine while the loop steps batches and runs
+// the next rounds, and its completion is one more event. It returns when ctx
+// ends (nil) or a round or an fdatasync fails (the host has stopped; restart
+// the node).
 func (h *Host) Run(ctx context.Context, tick <-chan time.Time, inbox <-chan Batch) error {
+	done := make(chan syncResult, 1) // at most one fdatasync in flight
+	h.pipelined(done)
+	defer h.awaitSync(done)
 	for {
 		select {
 		case <-ctx.Done():
@@ -19,16 +25,20 @@ func (h *Host) Run(ctx context.Context, tick <-chan time.Time, inbox <-chan Batc
 		case b := <-inbox:
 			h.Receive(b)
 		case <-h.kick:
+		case r := <-done:
+			if err := h.synced(r); err != nil {
+				return err
+			}
 		}
 		h.drain(inbox)
-		if err := h.HandleReady(); err != nil {
+		if err := h.roundPipelined(); err != nil {
 			return err
 		}
 	}
 }
 
 // drain steps every batch already waiting in inbox (at most maxDrain), so
-// that one Ready round, and one fdatasync, serves all of them: without it
+// that one Ready round, and one WAL write, serves all of them: without it
 // each batch from a peer cost a round of its own, and a busy node spent its
 // rounds one message at a time (a proposal waited behind the rounds of every
 // batch queued before its answer).

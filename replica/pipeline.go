@@ -1,0 +1,323 @@
+package replica
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// The pipelined Ready loop (docs/cluster.md §4; BENCHMARKS.md, "Cluster:
+// pipelined Ready loop"). Every group's RawNode runs with raft's
+// asynchronous storage writes, so a round no longer waits for its own
+// fdatasync. A round (round, under h.mu):
+//
+//  1. takes every ready group's Ready: its messages to peers, its
+//     MsgStorageAppend (entries, HardState, snapshot, and the Responses to
+//     deliver once they are durable) and its MsgStorageApply (committed
+//     entries this node holds on disk);
+//  2. sends the messages to peers at once, one Batch per destination node:
+//     raft keeps everything that vouches for unsynced state (MsgAppResp,
+//     vote grants, the leader's own acknowledgement) in the Responses;
+//  3. writes (pwrite) every group's frames to the WAL in one write, and
+//     holds the Responses as a syncUnit;
+//  4. applies the committed entries, writes them to the segments, answers
+//     their proposals and finished reads, and steps MsgStorageApplyResp.
+//
+// One fdatasync covers every unit written before it started; at most one is
+// in flight. Its completion (settle, under h.mu) records what it made
+// durable in the groups' MemoryStorages, then delivers the held Responses:
+// those to this node (MsgStorageAppendResp, a leader's MsgAppResp to
+// itself, a candidate's own vote) are stepped into the RawNode, the rest
+// sent. Run starts the fdatasync on its own goroutine and keeps stepping
+// batches and running rounds while it runs; HandleReady runs each round's
+// fdatasync and completion inline (the deterministic form of the same
+// order). A WAL roll happens only in a completion, after every written unit
+// is durable, so no file is sealed with an fdatasync outstanding on it.
+//
+// Durability: a Response is delivered only after an fdatasync that started
+// after the write of its unit (and so of every earlier unit) finished; the
+// MemoryStorage takes entries only then; raft hands out for applying only
+// entries its storage holds; proposals are answered only once applied and
+// written to the segments. So an acknowledgement still means fdatasync'd on
+// a quorum, a committed entry is applied only once durable here, and an
+// answered proposal's records are in the segments ReadApplied reads.
+
+// pipeline is the units written and not yet completed, oldest first.
+type pipeline struct {
+	units []syncUnit
+	// syncing: an fdatasync is in flight, covering units[:inflight].
+	syncing  bool
+	inflight int
+	// done receives the in-flight fdatasync's result; set while Run runs
+	// (nil: HandleReady's inline rounds).
+	done chan syncResult
+}
+
+// syncUnit is one round's write and what waits for its fdatasync.
+type syncUnit struct {
+	wrote bool // the round wrote WAL frames (a unit may hold answers only)
+	held  []heldAppend
+}
+
+// heldAppend is a group's MsgStorageAppend of a round, written, awaiting
+// its fdatasync.
+type heldAppend struct {
+	g     *group
+	rd    raft.Ready // its Entries, HardState and Snapshot: the message's
+	resps []*pb.Message
+}
+
+// round runs one Ready round, without its fdatasync (see above), and
+// returns the number of groups that had a Ready.
+func (h *Host) round() (int, error) {
+	mark := time.Now()
+	h.takeInbox()
+	rounds, err := h.collect()
+	if err != nil {
+		return 0, err
+	}
+	if len(rounds) > 0 {
+		h.tm.rounds.Add(1)
+		lap(&h.tm.collect, &mark)
+	}
+	h.send(rounds) // beats and pulses even with no Ready (quiesce.go)
+	h.reportSnapshots(rounds)
+	if len(rounds) > 0 {
+		lap(&h.tm.early, &mark)
+	}
+	wrote, err := h.wal.write()
+	if err != nil {
+		return 0, err
+	}
+	if wrote {
+		h.rounds.Add(1)
+		h.tm.walWrite.Add(int64(h.wal.lastWrite))
+		mark = time.Now()
+	}
+	h.hold(rounds, wrote)
+	if err := h.applyRounds(rounds); err != nil {
+		return 0, err
+	}
+	if len(rounds) > 0 {
+		lap(&h.tm.after, &mark)
+	}
+	return len(rounds), nil
+}
+
+// hold queues the round's unit: what its fdatasync will make durable, and
+// the answers that must wait for it.
+func (h *Host) hold(rounds []readyRound, wrote bool) {
+	u := syncUnit{wrote: wrote}
+	for _, r := range rounds {
+		if r.app != nil {
+			u.held = append(u.held, heldAppend{g: r.g, rd: r.rd, resps: r.app.GetResponses()})
+		}
+	}
+	if wrote || len(u.held) > 0 {
+		h.pl.units = append(h.pl.units, u)
+	}
+}
+
+// applyRounds applies the round's committed entries (durable here: raft
+// hands out no others in this mode) and writes them to the segments; then
+// lets go of the reads and proposals they settle, and tells raft.
+func (h *Host) applyRounds(rounds []readyRound) error {
+	for _, r := range rounds {
+		for _, e := range r.apply.GetEntries() {
+			if err := h.apply(r.g, e); err != nil {
+				return err
+			}
+		}
+	}
+	if err := h.writeState(rounds); err != nil {
+		return err
+	}
+	// Reads and proposals are let go only now: what they wait for is in
+	// the segments that ReadApplied reads.
+	for _, r := range rounds {
+		h.signalChanged(r.g, r.rd) // snapshot rounds too (notify.go)
+		var rs []readState
+		for _, s := range r.rd.ReadStates {
+			rs = append(rs, readState{s.Index, s.RequestCtx})
+		}
+		h.settleReads(r.g, rs)
+	}
+	h.answer()
+	for _, r := range rounds {
+		for _, m := range r.apply.GetResponses() {
+			h.stepLocal(r.g, m)
+		}
+	}
+	return nil
+}
+
+// stepLocal steps an answer of this node's storage (or of itself, a
+// leader's acknowledgement or a candidate's vote) into the group's raft.
+// raft ignores one made stale by a term change since.
+func (h *Host) stepLocal(g *group, m *pb.Message) {
+	_ = g.rn.Step(m)
+	g.dirty = true
+}
+
+// syncInline makes every written unit durable with one fdatasync, now, and
+// completes them (HandleReady; and a completion before a WAL roll).
+func (h *Host) syncInline() error {
+	n := len(h.pl.units)
+	if n == 0 {
+		return nil
+	}
+	if h.wrote(n) && !h.cfg.skipSync {
+		r := h.wal.syncFile(h.wal.f)
+		if err := h.wal.synced1(r); err != nil {
+			return err
+		}
+		h.tm.walSync.Add(int64(r.d))
+	}
+	return h.settle(n)
+}
+
+// wrote reports whether any of the first n units wrote to the WAL.
+func (h *Host) wrote(n int) bool {
+	return slices.ContainsFunc(h.pl.units[:n], func(u syncUnit) bool { return u.wrote })
+}
+
+// settle completes units[:n], which a finished fdatasync covers, and rolls
+// the WAL if it is full: every unit written must be durable before its file
+// is sealed, so the rest are synced inline first (once per WALSegmentSize).
+func (h *Host) settle(n int) error {
+	if err := h.complete(n); err != nil {
+		return err
+	}
+	if h.wal.current().size < h.cfg.WALSegmentSize {
+		return nil
+	}
+	if len(h.pl.units) > 0 {
+		return h.syncInline() // settles again, with nothing left
+	}
+	return h.maybeRoll()
+}
+
+// complete delivers what units[:n] held: the MemoryStorage takes their
+// entries, HardState and snapshot, then their answers go out, to this
+// node's raft or to peers (one Batch per node).
+func (h *Host) complete(n int) error {
+	start := time.Now()
+	done := h.pl.units[:n]
+	h.pl.units = slices.Clone(h.pl.units[n:])
+	out := map[uint64]*Batch{}
+	for _, u := range done {
+		for _, a := range u.held {
+			if h.groups[a.g.id] != a.g {
+				continue // removed since (RemoveGroup)
+			}
+			if err := h.stored(a.g, a.rd); err != nil {
+				return err
+			}
+			for _, m := range a.resps {
+				if m.GetTo() == h.cfg.NodeID {
+					h.stepLocal(a.g, m)
+					continue
+				}
+				b := out[m.GetTo()]
+				if b == nil {
+					b = &Batch{From: h.cfg.NodeID, To: m.GetTo()}
+					out[m.GetTo()] = b
+				}
+				b.Msgs = append(b.Msgs, GroupMessage{Group: a.g.id, Msg: m})
+			}
+		}
+	}
+	for _, to := range slices.Sorted(maps.Keys(out)) {
+		h.cfg.Transport.Send(*out[to])
+	}
+	h.tm.complete.Add(int64(time.Since(start)))
+	return nil
+}
+
+// startSync starts an fdatasync covering every written unit on its own
+// goroutine, unless one is in flight (Run only). Units that wrote nothing
+// are completed at once when no fdatasync is in flight: everything written
+// before them is durable already.
+func (h *Host) startSync() error {
+	n := len(h.pl.units)
+	if h.pl.done == nil || h.pl.syncing || n == 0 {
+		return nil
+	}
+	if !h.wrote(n) || h.cfg.skipSync {
+		return h.settle(n)
+	}
+	h.pl.syncing, h.pl.inflight = true, n
+	f, done := h.wal.f, h.pl.done
+	go func() { done <- h.wal.syncFile(f) }()
+	return nil
+}
+
+// synced completes the fdatasync Run started, and starts the next.
+func (h *Host) synced(r syncResult) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.pl.inflight
+	h.pl.syncing, h.pl.inflight = false, 0
+	if h.stopped != nil {
+		return h.stopped
+	}
+	start := time.Now()
+	err := h.wal.synced1(r)
+	if err == nil {
+		h.tm.walSync.Add(int64(r.d))
+		err = h.settle(n)
+	}
+	if err == nil {
+		err = h.startSync()
+	}
+	h.tm.round.Add(int64(time.Since(start)))
+	if err != nil {
+		return h.stop(err)
+	}
+	return nil
+}
+
+// roundPipelined is Run's round: written, its fdatasync started if none is
+// in flight, its completion left to synced.
+func (h *Host) roundPipelined() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped != nil {
+		return h.stopped
+	}
+	start := time.Now()
+	n, err := h.round()
+	if err == nil {
+		err = h.startSync()
+	}
+	if n > 0 {
+		h.tm.round.Add(int64(time.Since(start)))
+	}
+	if err != nil {
+		return h.stop(err)
+	}
+	return nil
+}
+
+// pipelined makes Run's rounds pipelined, with done for the fdatasyncs'
+// results.
+func (h *Host) pipelined(done chan syncResult) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pl.done = done
+}
+
+// awaitSync waits for the fdatasync in flight, if any, so that nothing
+// runs on the WAL's file after Run returns (Close closes it).
+func (h *Host) awaitSync(done chan syncResult) {
+	h.mu.Lock()
+	syncing := h.pl.syncing
+	h.pl.syncing, h.pl.done = false, nil
+	h.mu.Unlock()
+	if syncing {
+		<-done
+	}
+}
