@@ -43,8 +43,8 @@ type RoundTimes struct {
 // counts.
 type roundTimers struct {
 	rounds, round, collect, early, after, complete atomic.Int64
-	walWrite, walSync                    atomic.Int64
-	answered, latency, queued            atomic.Int64
+	walWrite, walSync                              atomic.Int64
+	answered, latency, queued                      atomic.Int64
 }
 
 func (t *roundTimers) times() RoundTimes {
