@@ -147,6 +147,10 @@ type Config struct {
 	// the WAL is written but never fdatasync'd, so acknowledgements do not
 	// survive a power cut. Never set outside tests.
 	skipSync bool
+	// settleUnsynced is another: a pipelined fdatasync's completion also
+	// delivers the answers of the rounds written while it ran, which it
+	// may not cover (pipeline.go).
+	settleUnsynced bool
 	// ackOnAppend is another broken mode: a proposal is answered as soon as
 	// the leader has its entry on disk, before a quorum does.
 	ackOnAppend bool
@@ -899,7 +903,7 @@ func (h *Host) HandleReady() error {
 		start := time.Now()
 		n, err := h.round()
 		if err == nil {
-			err = h.syncInline()
+			err = h.syncInline(false)
 		}
 		if n > 0 {
 			h.tm.round.Add(int64(time.Since(start)))

@@ -54,12 +54,25 @@ type pipeline struct {
 	// done receives the in-flight fdatasync's result; set while Run runs
 	// (nil: HandleReady's inline rounds).
 	done chan syncResult
+	// deferred (the simulation's pipelined nodes): startSync runs no
+	// fdatasync but notes the WAL's size; the simulation makes that prefix
+	// durable and completes the units at a seeded later step, with rounds,
+	// deliveries and crashes in between (sim_test.go completeDeferred).
+	deferred bool
+	syncTo   int64
 }
 
 // syncUnit is one round's write and what waits for its fdatasync.
 type syncUnit struct {
-	wrote bool // the round wrote WAL frames (a unit may hold answers only)
-	held  []heldAppend
+	// mustSync: the round wrote what raft needs durable before anything
+	// vouches for it (entries, a new term or vote, a snapshot: raft's
+	// Ready.MustSync, and snapshots). A round that moved only commit
+	// indexes needs no fdatasync of its own (etcd skips it too): the
+	// commit index is not part of raft's durable state, and it is not
+	// waited for, its answers delivered once every earlier unit is
+	// durable; the next fdatasync, or the one before a roll, covers it.
+	mustSync bool
+	held     []heldAppend
 }
 
 // heldAppend is a group's MsgStorageAppend of a round, written, awaiting
@@ -97,7 +110,7 @@ func (h *Host) round() (int, error) {
 		h.tm.walWrite.Add(int64(h.wal.lastWrite))
 		mark = time.Now()
 	}
-	h.hold(rounds, wrote)
+	h.hold(rounds)
 	if err := h.applyRounds(rounds); err != nil {
 		return 0, err
 	}
@@ -109,14 +122,15 @@ func (h *Host) round() (int, error) {
 
 // hold queues the round's unit: what its fdatasync will make durable, and
 // the answers that must wait for it.
-func (h *Host) hold(rounds []readyRound, wrote bool) {
-	u := syncUnit{wrote: wrote}
+func (h *Host) hold(rounds []readyRound) {
+	var u syncUnit
 	for _, r := range rounds {
 		if r.app != nil {
 			u.held = append(u.held, heldAppend{g: r.g, rd: r.rd, resps: r.app.GetResponses()})
+			u.mustSync = u.mustSync || r.rd.MustSync || !raft.IsEmptySnap(r.rd.Snapshot)
 		}
 	}
-	if wrote || len(u.held) > 0 {
+	if len(u.held) > 0 {
 		h.pl.units = append(h.pl.units, u)
 	}
 }
@@ -162,30 +176,34 @@ func (h *Host) stepLocal(g *group, m *pb.Message) {
 	g.dirty = true
 }
 
-// syncInline makes every written unit durable with one fdatasync, now, and
+// syncInline makes every written unit durable with one fdatasync, now, if
+// any needs it (or, with all, if anything written is not covered yet), and
 // completes them (HandleReady; and a completion before a WAL roll).
-func (h *Host) syncInline() error {
+func (h *Host) syncInline(all bool) error {
 	n := len(h.pl.units)
-	if n == 0 {
+	if n == 0 && !all {
 		return nil
 	}
-	if h.wrote(n) && !h.cfg.skipSync {
-		r := h.wal.syncFile(h.wal.f)
-		if err := h.wal.synced1(r); err != nil {
-			return err
+	if all && h.wal.unsynced || h.mustSync(n) {
+		h.wal.unsynced = false
+		if !h.cfg.skipSync {
+			r := h.wal.syncFile(h.wal.f)
+			if err := h.wal.synced1(r); err != nil {
+				return err
+			}
+			h.tm.walSync.Add(int64(r.d))
 		}
-		h.tm.walSync.Add(int64(r.d))
 	}
 	return h.settle(n)
 }
 
-// wrote reports whether any of the first n units wrote to the WAL.
-func (h *Host) wrote(n int) bool {
-	return slices.ContainsFunc(h.pl.units[:n], func(u syncUnit) bool { return u.wrote })
+// mustSync reports whether any of the first n units needs an fdatasync.
+func (h *Host) mustSync(n int) bool {
+	return slices.ContainsFunc(h.pl.units[:n], func(u syncUnit) bool { return u.mustSync })
 }
 
 // settle completes units[:n], which a finished fdatasync covers, and rolls
-// the WAL if it is full: every unit written must be durable before its file
+// the WAL if it is full: everything written must be durable before its file
 // is sealed, so the rest are synced inline first (once per WALSegmentSize).
 func (h *Host) settle(n int) error {
 	if err := h.complete(n); err != nil {
@@ -194,8 +212,8 @@ func (h *Host) settle(n int) error {
 	if h.wal.current().size < h.cfg.WALSegmentSize {
 		return nil
 	}
-	if len(h.pl.units) > 0 {
-		return h.syncInline() // settles again, with nothing left
+	if len(h.pl.units) > 0 || h.wal.unsynced {
+		return h.syncInline(true) // settles again, with nothing left
 	}
 	return h.maybeRoll()
 }
@@ -238,19 +256,24 @@ func (h *Host) complete(n int) error {
 }
 
 // startSync starts an fdatasync covering every written unit on its own
-// goroutine, unless one is in flight (Run only). Units that wrote nothing
-// are completed at once when no fdatasync is in flight: everything written
-// before them is durable already.
+// goroutine, unless one is in flight (Run only). Units none of which needs
+// an fdatasync are completed at once when none is in flight: everything
+// written before them that needed one is durable already.
 func (h *Host) startSync() error {
 	n := len(h.pl.units)
-	if h.pl.done == nil || h.pl.syncing || n == 0 {
+	if h.pl.done == nil && !h.pl.deferred || h.pl.syncing || n == 0 {
 		return nil
 	}
-	if !h.wrote(n) || h.cfg.skipSync {
+	if !h.mustSync(n) || h.cfg.skipSync {
 		return h.settle(n)
 	}
 	h.pl.syncing, h.pl.inflight = true, n
+	h.wal.unsynced = false // covered once it finishes; a failure stops the host
 	f, done := h.wal.f, h.pl.done
+	if h.pl.deferred {
+		h.pl.syncTo = h.wal.current().size
+		return nil
+	}
 	go func() { done <- h.wal.syncFile(f) }()
 	return nil
 }
@@ -260,6 +283,9 @@ func (h *Host) synced(r syncResult) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := h.pl.inflight
+	if h.cfg.settleUnsynced {
+		n = len(h.pl.units)
+	}
 	h.pl.syncing, h.pl.inflight = false, 0
 	if h.stopped != nil {
 		return h.stopped

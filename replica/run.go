@@ -30,6 +30,17 @@ func (h *Host) Run(ctx context.Context, tick <-chan time.Time, inbox <-chan Batc
 				return err
 			}
 		}
+		// A finished fdatasync goes first, whatever woke the loop: its
+		// completion is what the proposals, and the peers, wait for, and
+		// select would pick it among the other ready cases only by chance
+		// (each miss a round later).
+		select {
+		case r := <-done:
+			if err := h.synced(r); err != nil {
+				return err
+			}
+		default:
+		}
 		h.drain(inbox)
 		if err := h.roundPipelined(); err != nil {
 			return err

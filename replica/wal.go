@@ -78,6 +78,9 @@ type wal struct {
 	// lastWrite and lastSync are the last flush's write and fdatasync
 	// times (RoundTimes).
 	lastWrite, lastSync time.Duration
+	// unsynced: frames were written since the last fdatasync started
+	// (pipeline.go: rounds that moved only commit indexes sync nothing).
+	unsynced bool
 }
 
 // errCorrupt means the WAL holds a frame that decodes wrongly although its CRC
@@ -245,6 +248,7 @@ func (w *wal) flush(sync bool) error {
 	if err != nil || !wrote || !sync {
 		return err
 	}
+	w.unsynced = false
 	return w.synced1(w.syncFile(w.f))
 }
 
@@ -261,6 +265,7 @@ func (w *wal) write() (bool, error) {
 		return false, fmt.Errorf("replica: WAL write: %w", err)
 	}
 	w.lastWrite, w.lastSync = time.Since(start), 0
+	w.unsynced = true
 	cur.size += int64(len(w.pending))
 	w.pending = w.pending[:0]
 	if cap(w.pending) > maxKeptPending {
