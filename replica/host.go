@@ -705,6 +705,7 @@ func (h *Host) Tick() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.lv.ticks++
+	h.pl.tick = true
 	for _, id := range h.order {
 		g := h.groups[id]
 		h.tickFetch(g)
@@ -912,8 +913,13 @@ func (h *Host) HandleReady() error {
 			return h.stop(err)
 		}
 		if n == 0 {
-			return nil
+			break
 		}
+	}
+	// Rounds that moved only commit indexes synced nothing: done now, so
+	// that what HandleReady wrote is durable when it returns.
+	if err := h.syncInline(true); err != nil {
+		return h.stop(err)
 	}
 	return nil
 }

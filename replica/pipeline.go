@@ -60,6 +60,9 @@ type pipeline struct {
 	// deliveries and crashes in between (sim_test.go completeDeferred).
 	deferred bool
 	syncTo   int64
+	// tick: a tick passed since the last fdatasync for commit indexes
+	// alone (startSync).
+	tick bool
 }
 
 // syncUnit is one round's write and what waits for its fdatasync.
@@ -258,15 +261,25 @@ func (h *Host) complete(n int) error {
 // startSync starts an fdatasync covering every written unit on its own
 // goroutine, unless one is in flight (Run only). Units none of which needs
 // an fdatasync are completed at once when none is in flight: everything
-// written before them that needed one is durable already.
+// written before them that needed one is durable already. Their commit
+// indexes are synced by the next fdatasync, or, if none comes, after the
+// next tick (pipeline.tick): so an idle node's WAL ends up durable whole, and
+// a restart after a power cut re-applies at once what it had applied.
 func (h *Host) startSync() error {
-	n := len(h.pl.units)
-	if h.pl.done == nil && !h.pl.deferred || h.pl.syncing || n == 0 {
+	if h.pl.done == nil && !h.pl.deferred || h.pl.syncing {
 		return nil
 	}
-	if !h.mustSync(n) || h.cfg.skipSync {
-		return h.settle(n)
+	n := len(h.pl.units)
+	if n > 0 && (!h.mustSync(n) || h.cfg.skipSync) {
+		if err := h.settle(n); err != nil {
+			return err
+		}
+		n = len(h.pl.units) // none: complete and a roll add none
 	}
+	if n == 0 && (!h.pl.tick || !h.wal.unsynced || h.cfg.skipSync) {
+		return nil
+	}
+	h.pl.tick = false
 	h.pl.syncing, h.pl.inflight = true, n
 	h.wal.unsynced = false // covered once it finishes; a failure stops the host
 	f, done := h.wal.f, h.pl.done
