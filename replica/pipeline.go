@@ -21,8 +21,9 @@ import (
 //  2. sends the messages to peers at once, one Batch per destination node:
 //     raft keeps everything that vouches for unsynced state (MsgAppResp,
 //     vote grants, the leader's own acknowledgement) in the Responses;
-//  3. writes (pwrite) every group's frames to the WAL in one write, and
-//     holds the Responses as a syncUnit;
+//  3. writes (pwrite) every group's frames to the WAL in one write, holds
+//     the Responses as a syncUnit, and starts the fdatasync if none is in
+//     flight;
 //  4. applies the committed entries, writes them to the segments, answers
 //     their proposals and finished reads, and steps MsgStorageApplyResp.
 //
@@ -73,7 +74,8 @@ type syncUnit struct {
 	// indexes needs no fdatasync of its own (etcd skips it too): the
 	// commit index is not part of raft's durable state, and it is not
 	// waited for, its answers delivered once every earlier unit is
-	// durable; the next fdatasync, or the one before a roll, covers it.
+	// durable; the next fdatasync (or the one a tick starts when none
+	// comes, startSync) covers it.
 	mustSync bool
 	held     []heldAppend
 }
@@ -114,6 +116,10 @@ func (h *Host) round() (int, error) {
 		mark = time.Now()
 	}
 	h.hold(rounds)
+	// Run's fdatasync starts before the applies, which need none of it.
+	if err := h.startSync(); err != nil {
+		return 0, err
+	}
 	if err := h.applyRounds(rounds); err != nil {
 		return 0, err
 	}
