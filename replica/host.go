@@ -518,6 +518,16 @@ func (h *Host) replay(payloads []walPayload, points map[uint64]compactPoint) err
 			return err
 		}
 		if hs := hss[id]; hs != nil {
+			// A compaction or snapshot point is committed, whatever the
+			// last HardState frame says: a power cut during a round's
+			// write can keep a torn prefix that holds the round's
+			// snapshot frame but not the HardState frame after it (the
+			// pipelined simulation's crashes between a write and its
+			// fdatasync found it; raft refuses a commit below its log's
+			// start).
+			if hs.GetCommit() < g.compacted {
+				hs.Commit = new(g.compacted)
+			}
 			if err := g.ms.SetHardState(hs); err != nil {
 				return err
 			}
