@@ -797,7 +797,8 @@ func (h *Host) Propose(group uint64, records [][]byte) (*Proposal, error) {
 // ProposeRecords is Propose of records built in place. The host keeps
 // rs's bytes as the entry's: the caller must not use rs again.
 //
-// While a round holds the host's lock (across its fdatasync), the proposal
+// While a round holds the host's lock (for its CPU work; HandleReady's
+// inline rounds across their fdatasync too), the proposal
 // is not waited for: it is queued, and the next round hands it to raft
 // first (inbox.go); its ErrNotLeader or unknown group then comes through
 // the Proposal, as definite as when returned here. Uncontended (always, in
