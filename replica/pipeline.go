@@ -3,6 +3,7 @@ package replica
 import (
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -32,10 +33,10 @@ import (
 // durable in the groups' MemoryStorages, then delivers the held Responses:
 // those to this node (MsgStorageAppendResp, a leader's MsgAppResp to
 // itself, a candidate's own vote) are stepped into the RawNode, the rest
-// sent. Run starts the fdatasync on its own goroutine and keeps stepping
-// batches and running rounds while it runs; HandleReady runs each round's
-// fdatasync and completion inline (the deterministic form of the same
-// order). A WAL roll happens only in a completion, after every written unit
+// sent. Under Run the fdatasync runs on its own goroutine, which then
+// completes it and starts the next, while the loop keeps stepping batches
+// and running rounds; HandleReady runs each round's fdatasync and
+// completion inline (the deterministic form of the same order). A WAL roll happens only in a completion, after every written unit
 // is durable, so no file is sealed with an fdatasync outstanding on it.
 //
 // Durability: a Response is delivered only after an fdatasync that started
@@ -52,9 +53,10 @@ type pipeline struct {
 	// syncing: an fdatasync is in flight, covering units[:inflight].
 	syncing  bool
 	inflight int
-	// done receives the in-flight fdatasync's result; set while Run runs
-	// (nil: HandleReady's inline rounds).
-	done chan syncResult
+	// async: Run runs; its fdatasyncs run on their own goroutine (false:
+	// HandleReady's inline rounds). syncers counts those goroutines.
+	async   bool
+	syncers sync.WaitGroup
 	// deferred (the simulation's pipelined nodes): startSync runs no
 	// fdatasync but notes the WAL's size; the simulation makes that prefix
 	// durable and completes the units at a seeded later step, with rounds,
@@ -272,7 +274,7 @@ func (h *Host) complete(n int) error {
 // next tick (pipeline.tick): so an idle node's WAL ends up durable whole, and
 // a restart after a power cut re-applies at once what it had applied.
 func (h *Host) startSync() error {
-	if h.pl.done == nil && !h.pl.deferred || h.pl.syncing {
+	if !h.pl.async && !h.pl.deferred || h.pl.syncing {
 		return nil
 	}
 	n := len(h.pl.units)
@@ -288,16 +290,28 @@ func (h *Host) startSync() error {
 	h.pl.tick = false
 	h.pl.syncing, h.pl.inflight = true, n
 	h.wal.unsynced = false // covered once it finishes; a failure stops the host
-	f, done := h.wal.f, h.pl.done
 	if h.pl.deferred {
 		h.pl.syncTo = h.wal.current().size
 		return nil
 	}
-	go func() { done <- h.wal.syncFile(f) }()
+	// The goroutine completes its fdatasync itself: the answers it
+	// releases (a follower's MsgAppResp above all) leave as soon as the
+	// fdatasync returns, not after the loop's round in progress and a
+	// hand-off to the loop, which a loaded machine makes long. It wakes
+	// the loop for the round the answers make due (a leader's commit) and
+	// to report a failure (the host has stopped: Run's next round
+	// returns it).
+	f := h.wal.f
+	h.pl.syncers.Add(1)
+	go func() {
+		defer h.pl.syncers.Done()
+		_ = h.synced(h.wal.syncFile(f))
+		h.wake()
+	}()
 	return nil
 }
 
-// synced completes the fdatasync Run started, and starts the next.
+// synced completes the fdatasync startSync started, and starts the next.
 func (h *Host) synced(r syncResult) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -347,22 +361,14 @@ func (h *Host) roundPipelined() error {
 	return nil
 }
 
-// pipelined makes Run's rounds pipelined, with done for the fdatasyncs'
-// results.
-func (h *Host) pipelined(done chan syncResult) {
+// pipelined makes Run's rounds pipelined (on) or inline again (off, once
+// Run ends: it then waits for the fdatasync in flight, so that nothing runs
+// on the WAL's file after Run returns and Close closes it).
+func (h *Host) pipelined(on bool) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.pl.done = done
-}
-
-// awaitSync waits for the fdatasync in flight, if any, so that nothing
-// runs on the WAL's file after Run returns (Close closes it).
-func (h *Host) awaitSync(done chan syncResult) {
-	h.mu.Lock()
-	syncing := h.pl.syncing
-	h.pl.syncing, h.pl.done = false, nil
+	h.pl.async = on
 	h.mu.Unlock()
-	if syncing {
-		<-done
+	if !on {
+		h.pl.syncers.Wait()
 	}
 }

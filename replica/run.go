@@ -8,14 +8,12 @@ import (
 // Run drives the host outside the simulation: a tick on each value from tick,
 // each inbound batch stepped as it arrives, and a Ready round after every event
 // and every Propose. The rounds are pipelined (pipeline.go): a round's
-// fdatasync runs on its own goroutine while the loop steps batches and runs
-// the next rounds, and its completion is one more event. It returns when ctx
-// ends (nil) or a round or an fdatasync fails (the host has stopped; restart
-// the node).
+// fdatasync runs on its own goroutine, which completes it, while the loop
+// steps batches and runs the next rounds. It returns when ctx ends (nil) or
+// a round or an fdatasync fails (the host has stopped; restart the node).
 func (h *Host) Run(ctx context.Context, tick <-chan time.Time, inbox <-chan Batch) error {
-	done := make(chan syncResult, 1) // at most one fdatasync in flight
-	h.pipelined(done)
-	defer h.awaitSync(done)
+	h.pipelined(true)
+	defer h.pipelined(false)
 	for {
 		select {
 		case <-ctx.Done():
@@ -25,21 +23,6 @@ func (h *Host) Run(ctx context.Context, tick <-chan time.Time, inbox <-chan Batc
 		case b := <-inbox:
 			h.Receive(b)
 		case <-h.kick:
-		case r := <-done:
-			if err := h.synced(r); err != nil {
-				return err
-			}
-		}
-		// A finished fdatasync goes first, whatever woke the loop: its
-		// completion is what the proposals, and the peers, wait for, and
-		// select would pick it among the other ready cases only by chance
-		// (each miss a round later).
-		select {
-		case r := <-done:
-			if err := h.synced(r); err != nil {
-				return err
-			}
-		default:
 		}
 		h.drain(inbox)
 		if err := h.roundPipelined(); err != nil {
