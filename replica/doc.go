@@ -2,14 +2,28 @@
 // a multi-raft host that runs many Raft groups (one per shard) on one node on
 // go.etcd.io/raft/v3's RawNode, with one write-ahead log shared by all of them.
 //
-// A Ready round (Host.HandleReady) follows raft's rules for synchronous
-// storage, for every ready group at once:
+// Every group's RawNode runs with raft's asynchronous storage writes, and the
+// Ready loop is pipelined (pipeline.go). A round, for every ready group at
+// once:
 //
-//  1. append every group's new entries and HardState to the WAL, then ONE
-//     fdatasync for all of them (cross-group batching);
-//  2. only then send the round's messages, one Batch per destination node;
-//  3. apply committed entries, answering the proposals they carry;
-//  4. Advance.
+//  1. sends the groups' messages to peers at once, one Batch per destination
+//     node (raft holds back, inside its storage messages, every answer that
+//     vouches for state not yet durable);
+//  2. writes every group's new entries, HardState and snapshot frame to the
+//     WAL in one write, and holds the answers that wait for them;
+//  3. applies the committed entries (raft hands out only entries this node
+//     holds on disk), writes them to the segments, and answers the proposals
+//     they carry.
+//
+// ONE fdatasync covers every round written before it started (cross-group
+// batching), at most one in flight; Run runs it on its own goroutine while
+// the loop steps batches and runs the next rounds. Its completion gives the
+// groups' MemoryStorage what it made durable, then delivers the held answers:
+// to this node's raft (its own acknowledgement, a candidate's own vote) or to
+// peers (MsgAppResp, vote grants). HandleReady runs the same steps inline,
+// each round followed by its fdatasync and completion (the tests' and the
+// simulation's deterministic form; the simulation also runs nodes pipelined,
+// completing their fdatasyncs at seeded later steps).
 //
 // So a follower acknowledges an entry only once it is on its disk, the leader
 // counts itself only after its own fdatasync, and an entry is committed only

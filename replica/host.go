@@ -147,6 +147,10 @@ type Config struct {
 	// the WAL is written but never fdatasync'd, so acknowledgements do not
 	// survive a power cut. Never set outside tests.
 	skipSync bool
+	// settleUnsynced is another: a pipelined fdatasync's completion also
+	// delivers the answers of the rounds written while it ran, which it
+	// may not cover (pipeline.go).
+	settleUnsynced bool
 	// ackOnAppend is another broken mode: a proposal is answered as soon as
 	// the leader has its entry on disk, before a quorum does.
 	ackOnAppend bool
@@ -239,6 +243,9 @@ type Host struct {
 	// acks are the proposals the current round applied: answered at its
 	// end, once their records are in the segments.
 	acks []ack
+	// pl is the rounds written and not yet covered by a finished
+	// fdatasync (pipeline.go).
+	pl pipeline
 	// in holds proposals made while a round held mu; index is each
 	// group's *groupIndex, for readers that take no lock (inbox.go).
 	in    inbox
@@ -511,6 +518,16 @@ func (h *Host) replay(payloads []walPayload, points map[uint64]compactPoint) err
 			return err
 		}
 		if hs := hss[id]; hs != nil {
+			// A compaction or snapshot point is committed, whatever the
+			// last HardState frame says: a power cut during a round's
+			// write can keep a torn prefix that holds the round's
+			// snapshot frame but not the HardState frame after it (the
+			// pipelined simulation's crashes between a write and its
+			// fdatasync found it; raft refuses a commit below its log's
+			// start).
+			if hs.GetCommit() < g.compacted {
+				hs.Commit = new(g.compacted)
+			}
 			if err := g.ms.SetHardState(hs); err != nil {
 				return err
 			}
@@ -656,6 +673,10 @@ func (h *Host) startGroup(g *group) error {
 		// never in flight somewhere the proposer cannot see.
 		DisableProposalForwarding: true,
 		Logger:                    discard,
+		// The Ready loop is pipelined (pipeline.go): raft hands the WAL's
+		// work and the applies out as messages, and holds back in them
+		// every answer that must wait for the write's fdatasync.
+		AsyncStorageWrites: true,
 	}
 	if h.cfg.Rand != nil {
 		rc.ElectionTick = 1 << 30
@@ -694,6 +715,7 @@ func (h *Host) Tick() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.lv.ticks++
+	h.pl.tick = true
 	for _, id := range h.order {
 		g := h.groups[id]
 		h.tickFetch(g)
@@ -775,7 +797,8 @@ func (h *Host) Propose(group uint64, records [][]byte) (*Proposal, error) {
 // ProposeRecords is Propose of records built in place. The host keeps
 // rs's bytes as the entry's: the caller must not use rs again.
 //
-// While a round holds the host's lock (across its fdatasync), the proposal
+// While a round holds the host's lock (for its CPU work; HandleReady's
+// inline rounds across their fdatasync too), the proposal
 // is not waited for: it is queued, and the next round hands it to raft
 // first (inbox.go); its ErrNotLeader or unknown group then comes through
 // the Proposal, as definite as when returned here. Uncontended (always, in
@@ -843,108 +866,83 @@ func (h *Host) wake() {
 	}
 }
 
-// readyRound is one group's part of a Ready round.
+// readyRound is one group's part of a Ready round. Every group runs with
+// raft's asynchronous storage writes (pipeline.go): after split, rd.Messages
+// holds only the messages to peers, which may leave at once; the local
+// storage work comes as two messages raft addresses to itself.
 type readyRound struct {
-	g       *group
-	rd      raft.Ready
-	applied int // leading committed entries applied before the fdatasync
+	g  *group
+	rd raft.Ready
+	// app is the MsgStorageAppend: rd's Entries, HardState and Snapshot
+	// (raft builds it from exactly those), to write, and in its Responses
+	// what may be delivered only once that write is fdatasync'd.
+	app *pb.Message
+	// apply is the MsgStorageApply: committed entries this node holds on
+	// disk (raft hands out no others in this mode), to apply now.
+	apply *pb.Message
 }
 
-// HandleReady runs one Ready round for every group that has one (see the
-// package doc for its order). An error stops the host for good: every pending
-// proposal ends ErrStopped and the node must be restarted (Open again).
-//
-// A round: every ready group's entries and HardState are queued for the WAL;
-// the leaders' appends are sent (sendAppends); committed entries this node
-// already holds on disk are applied and written to the segments
-// (applyDurable); the WAL is written and fdatasync'd, once for all groups;
-// the rest of the messages are sent; the rest of the committed entries are
-// applied and written; and only then are proposals answered (answer), so an
-// answered record is in the segments a read looks at.
+// split takes the storage messages out of the Ready's messages.
+func (r *readyRound) split() {
+	peers := r.rd.Messages[:0:0]
+	for _, m := range r.rd.Messages {
+		switch m.GetTo() {
+		case raft.LocalAppendThread:
+			r.app = m
+		case raft.LocalApplyThread:
+			r.apply = m
+		default:
+			peers = append(peers, m)
+		}
+	}
+	r.rd.Messages = peers
+}
+
+// HandleReady runs Ready rounds inline until no group has one: each round
+// (pipeline.go) is followed by its own fdatasync and that fdatasync's
+// completion, so when it returns everything it wrote is durable and
+// delivered. It is the deterministic form the tests and the simulation
+// drive from one goroutine; Run pipelines the same steps. An error stops
+// the host for good: every pending proposal ends ErrStopped and the node
+// must be restarted (Open again). It must not be called while Run runs.
 func (h *Host) HandleReady() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.stopped != nil {
 		return h.stopped
 	}
-	start := time.Now()
-	mark := start
-	h.takeInbox()
-	rounds, err := h.collect()
-	if err != nil {
-		return h.stop(err)
-	}
-	if len(rounds) > 0 {
-		h.tm.rounds.Add(1)
-		lap(&h.tm.collect, &mark)
-		defer func() { lap(&h.tm.after, &mark); h.tm.round.Add(int64(time.Since(start))) }()
-	}
-	// The leaders' appends go out before this node's own fdatasync, so the
-	// followers write them while it does (docs/cluster.md §4).
-	h.sendAppends(rounds)
-	if err := h.applyDurable(rounds); err != nil {
-		return h.stop(err)
-	}
-	// What applyDurable applied is committed (on a quorum's disks), was on
-	// this node's disk before the round, and is in the segments now: its
-	// proposals are answered before the round's own fdatasync, which is
-	// about other entries (docs/cluster.md §4). Before, they waited for it,
-	// one more fdatasync on every proposal's path.
-	h.answer()
-	if len(h.wal.pending) > 0 {
-		h.rounds.Add(1)
-	}
-	if len(rounds) > 0 {
-		lap(&h.tm.early, &mark)
-		h.wal.lastWrite, h.wal.lastSync = 0, 0
-	}
-	if err := h.wal.flush(!h.cfg.skipSync); err != nil {
-		return h.stop(err)
-	}
-	if len(rounds) > 0 {
-		h.tm.walWrite.Add(int64(h.wal.lastWrite))
-		h.tm.walSync.Add(int64(h.wal.lastSync))
-		mark = time.Now()
-	}
-	for _, r := range rounds {
-		if err := h.stored(r); err != nil {
+	for range maxInlineRounds {
+		start := time.Now()
+		n, err := h.round()
+		if err == nil {
+			err = h.syncInline(false)
+		}
+		if n > 0 {
+			h.tm.round.Add(int64(time.Since(start)))
+		}
+		if err != nil {
 			return h.stop(err)
 		}
-	}
-	h.send(rounds)
-	for _, r := range rounds {
-		for _, e := range r.rd.CommittedEntries[r.applied:] {
-			if err := h.apply(r.g, e); err != nil {
-				return h.stop(err)
-			}
+		if n == 0 {
+			break
 		}
-		r.g.rn.Advance(r.rd)
 	}
-	h.reportSnapshots(rounds)
-	if err := h.writeState(rounds); err != nil {
-		return h.stop(err)
-	}
-	for _, r := range rounds {
-		h.signalChanged(r.g, r.rd) // snapshot rounds too (notify.go)
-	}
-	// Reads and proposals are let go only now: what they wait for is in
-	// the segments that ReadApplied reads.
-	for _, r := range rounds {
-		var rs []readState
-		for _, s := range r.rd.ReadStates {
-			rs = append(rs, readState{s.Index, s.RequestCtx})
-		}
-		h.settleReads(r.g, rs)
-	}
-	h.answer()
-	if err := h.maybeRoll(); err != nil {
+	// Rounds that moved only commit indexes synced nothing: done now, so
+	// that what HandleReady wrote is durable when it returns.
+	if err := h.syncInline(true); err != nil {
 		return h.stop(err)
 	}
 	return nil
 }
 
-// collect takes the Ready of every group that may have one and queues its
-// entries and HardState for the round's WAL write.
+// maxInlineRounds bounds one HandleReady: a completion hands raft its local
+// answers, which give it a next Ready (the applies of what the answers
+// committed), and that one's own completion usually nothing more. A call
+// that stops at the bound leaves the rest to the next call.
+const maxInlineRounds = 16
+
+// collect takes the Ready of every group that may have one, installs its
+// snapshot, and queues its entries and HardState for the round's WAL write.
 func (h *Host) collect() ([]readyRound, error) {
 	var rounds []readyRound
 	for _, id := range h.order {
@@ -953,76 +951,42 @@ func (h *Host) collect() ([]readyRound, error) {
 			continue
 		}
 		// Kept dirty for the next round too: raft may have more for it
-		// after this round's Advance or snapshot reports.
+		// once this round's local answers are stepped.
 		if g.dirty = g.rn.HasReady(); !g.dirty {
 			continue
 		}
-		rd := g.rn.Ready()
-		h.publishLead(g, rd)
-		if !raft.IsEmptySnap(rd.Snapshot) {
-			if err := h.installSnapshot(g, rd.Snapshot); err != nil {
+		r := readyRound{g: g, rd: g.rn.Ready()}
+		r.split()
+		h.publishLead(g, r.rd)
+		if !raft.IsEmptySnap(r.rd.Snapshot) {
+			if err := h.installSnapshot(g, r.rd.Snapshot); err != nil {
 				return nil, err
 			}
 		}
 		h.settleFetch(g)
-		h.persist(g, rd)
-		rounds = append(rounds, readyRound{g: g, rd: rd})
+		h.persist(g, r.rd)
+		rounds = append(rounds, r)
 		if h.cfg.ackOnAppend {
-			h.brokenAckOnAppend(g, rd.Entries)
+			h.brokenAckOnAppend(g, r.rd.Entries)
 		}
 	}
 	return rounds, nil
 }
 
-// applyDurable applies, before the round's fdatasync, the leading committed
-// entries that this node already holds on disk: those in its storage (which
-// holds only entries an earlier round's fdatasync covered) and not being
-// rewritten by this round. They are committed, so on a quorum's disks, and
-// here too, so neither this round's write nor a crash during it can change
-// them; a leader answers their proposals without waiting for a write that
-// is about other entries. (A leader's own entries are always among them: it
-// counts itself towards a commit only after its fdatasync.) It stops at the
-// first configuration change, which is applied after the write as before,
-// and at the first entry whose index a snapshot of this round covers.
-func (h *Host) applyDurable(rounds []readyRound) error {
-	for i := range rounds {
-		r := &rounds[i]
-		if !raft.IsEmptySnap(r.rd.Snapshot) {
-			continue
-		}
-		last, err := r.g.ms.LastIndex()
-		if err != nil {
-			return err
-		}
-		if len(r.rd.Entries) > 0 {
-			last = min(last, r.rd.Entries[0].GetIndex()-1)
-		}
-		for _, e := range r.rd.CommittedEntries {
-			if e.GetIndex() > last || e.GetType() != pb.EntryNormal {
-				break
-			}
-			if err := h.apply(r.g, e); err != nil {
-				return err
-			}
-			r.applied++
-		}
-	}
-	return h.writeState(rounds)
-}
-
-// stored records in the group's storage what the round's fdatasync made
-// durable.
-func (h *Host) stored(r readyRound) error {
-	if !raft.IsEmptySnap(r.rd.Snapshot) {
-		if err := r.g.ms.ApplySnapshot(r.rd.Snapshot); err != nil {
+// stored records in the group's storage what an fdatasync made durable: the
+// MemoryStorage holds only durable entries, which raft reads once the
+// MsgStorageAppendResp that follows has moved them out of its unstable log.
+func (h *Host) stored(g *group, rd raft.Ready) error {
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := g.ms.ApplySnapshot(rd.Snapshot); err != nil {
 			return err
 		}
 	}
-	if err := r.g.ms.Append(r.rd.Entries); err != nil {
+	if err := g.ms.Append(rd.Entries); err != nil {
 		return err
 	}
-	if !raft.IsEmptyHardState(r.rd.HardState) {
-		return r.g.ms.SetHardState(r.rd.HardState)
+	if !raft.IsEmptyHardState(rd.HardState) {
+		return g.ms.SetHardState(rd.HardState)
 	}
 	return nil
 }
@@ -1056,41 +1020,6 @@ func (h *Host) persist(g *group, rd raft.Ready) {
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
 		h.wal.add(encodeHardState(g.id, rd.HardState))
-	}
-}
-
-// sendAppends sends the round's MsgApp messages, one batch per destination
-// node, and leaves the rest of each group's messages to send. It runs before
-// the round's fdatasync: a leader may send entries to its followers while it
-// writes them itself (the Raft thesis, §10.2.1), because it counts itself
-// towards their quorum only once its own write is durable (raft acknowledges
-// the leader's append to itself at Advance, after this round's flush), and
-// an entry it sent but lost in a crash commits, if at all, through a quorum
-// of followers that have it on disk. What vouches for this node's own
-// durable state (MsgAppResp, votes) and everything else waits for the
-// fdatasync. raft's asynchronous-storage mode draws the same line: MsgApp
-// is in its "send now" list, the answers in msgsAfterAppend.
-func (h *Host) sendAppends(rounds []readyRound) {
-	byNode := map[uint64]*Batch{}
-	for i := range rounds {
-		r := &rounds[i]
-		rest := r.rd.Messages[:0:0]
-		for _, m := range r.rd.Messages {
-			if m.GetType() != pb.MsgApp {
-				rest = append(rest, m)
-				continue
-			}
-			b := byNode[m.GetTo()]
-			if b == nil {
-				b = &Batch{From: h.cfg.NodeID, To: m.GetTo()}
-				byNode[m.GetTo()] = b
-			}
-			b.Msgs = append(b.Msgs, GroupMessage{Group: r.g.id, Msg: m})
-		}
-		r.rd.Messages = rest
-	}
-	for _, to := range slices.Sorted(maps.Keys(byNode)) {
-		h.cfg.Transport.Send(*byNode[to])
 	}
 }
 
@@ -1323,8 +1252,10 @@ func (h *Host) stop(err error) error {
 	return h.stopped
 }
 
-// Close stops the host; pending proposals end ErrStopped. Nothing unsynced is
-// lost by closing: every round already ended in its fdatasync.
+// Close stops the host; pending proposals end ErrStopped. Nothing
+// acknowledged is lost by closing: what a round wrote but no fdatasync
+// covered yet was vouched for to no one (pipeline.go), and Run waits for its
+// fdatasync in flight before it returns.
 func (h *Host) Close() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -9,7 +9,8 @@ import (
 )
 
 // The hot path's lock-free side (BENCHMARKS.md, "PutRecord at 256 shards").
-// A Ready round holds h.mu across the WAL's fdatasync. Before, every
+// A Ready round held h.mu across the WAL's fdatasync (until the pipelined
+// loop, pipeline.go; it still holds it for its CPU work). Before, every
 // request also took h.mu two or three times (the leader guess, the group
 // check, the proposal), so each waited behind a round in progress, and the
 // Run loop's next round waited behind all of them (a convoy: under

@@ -13,12 +13,16 @@ import (
 
 // RoundTimes are cumulative durations since Open.
 type RoundTimes struct {
-	// Rounds is the Ready rounds that had at least one group's Ready;
-	// Round their whole time (under the host's lock), of which Collect is
-	// taking the inbox and the groups' Readys, Early the sends before the
-	// fdatasync and the early applies (applyDurable), WALWrite and WALSync
-	// the WAL's write and fdatasync, and After the rest (sends, applies,
-	// Advance, segment writes, answers).
+	// Rounds is the Ready rounds that had at least one group's Ready
+	// (pipeline.go); Round the time the loop held the host's lock for
+	// them and for the fdatasyncs' completions, of which Collect is taking
+	// the inbox and the groups' Readys (and installing snapshots), Early
+	// the sends to peers, WALWrite the WAL's write, After the applies,
+	// segment writes and answers, and Complete the completions (storage
+	// updates, held answers delivered, WAL rolls). WALSync is the WAL's
+	// fdatasyncs: inside Round for HandleReady's inline rounds, beside it
+	// for Run's pipelined ones (the loop runs rounds while one is in
+	// flight).
 	Rounds   uint64        `json:"rounds"`
 	Round    time.Duration `json:"roundNs"`
 	Collect  time.Duration `json:"collectNs"`
@@ -26,6 +30,7 @@ type RoundTimes struct {
 	WALWrite time.Duration `json:"walWriteNs"`
 	WALSync  time.Duration `json:"walSyncNs"`
 	After    time.Duration `json:"afterNs"`
+	Complete time.Duration `json:"completeNs"`
 	// Answered is the proposals answered with success; Latency their time
 	// from Propose to the answer, of which Queued the time spent in the
 	// inbox waiting for a round in progress.
@@ -37,15 +42,15 @@ type RoundTimes struct {
 // roundTimers accumulates RoundTimes; each field is nanoseconds but the
 // counts.
 type roundTimers struct {
-	rounds, round, collect, early, after atomic.Int64
-	walWrite, walSync                    atomic.Int64
-	answered, latency, queued            atomic.Int64
+	rounds, round, collect, early, after, complete atomic.Int64
+	walWrite, walSync                              atomic.Int64
+	answered, latency, queued                      atomic.Int64
 }
 
 func (t *roundTimers) times() RoundTimes {
 	d := func(a *atomic.Int64) time.Duration { return time.Duration(a.Load()) }
 	return RoundTimes{Rounds: uint64(t.rounds.Load()), Round: d(&t.round), Collect: d(&t.collect), Early: d(&t.early),
-		WALWrite: d(&t.walWrite), WALSync: d(&t.walSync), After: d(&t.after),
+		WALWrite: d(&t.walWrite), WALSync: d(&t.walSync), After: d(&t.after), Complete: d(&t.complete),
 		Answered: uint64(t.answered.Load()), Latency: d(&t.latency), Queued: d(&t.queued)}
 }
 

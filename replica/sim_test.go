@@ -1,10 +1,12 @@
 package replica
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -144,16 +146,22 @@ func TestSimulationCatchesBrokenHosts(t *testing.T) {
 		name   string
 		broken func(*Config)
 		want   string // in the first failure; "" for any
+		seeds  uint64 // seeds 1..seeds are run (default 6)
 	}{
-		{"ack without fdatasync", func(c *Config) { c.skipSync = true }, ""},
-		{"ack on append, before commit", func(c *Config) { c.ackOnAppend = true }, "acknowledged"},
-		{"conf changes not re-applied after a restart", func(c *Config) { c.skipReappliedConf = true }, ""},
-		{"WAL truncated before the segments' fdatasync", func(c *Config) { c.skipStateSync = true }, ""},
-		{"quiesced followers never wake on their leader node's silence", func(c *Config) { c.skipLivenessWake = true }, "no other leader"},
+		{"ack without fdatasync", func(c *Config) { c.skipSync = true }, "", 0},
+		{"ack on append, before commit", func(c *Config) { c.ackOnAppend = true }, "acknowledged", 0},
+		// Caught only when a node loses power between such an answer and
+		// the fdatasync that would have covered it: 4 of the first 40
+		// seeds catch it at this writing (about one in ten).
+		{"a pipelined completion answers for rounds it does not cover", func(c *Config) { c.settleUnsynced = true }, "", 40},
+		{"conf changes not re-applied after a restart", func(c *Config) { c.skipReappliedConf = true }, "", 0},
+		{"WAL truncated before the segments' fdatasync", func(c *Config) { c.skipStateSync = true }, "", 0},
+		{"quiesced followers never wake on their leader node's silence", func(c *Config) { c.skipLivenessWake = true }, "no other leader", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var caught []string
-			for seed := uint64(1); seed <= 6; seed++ {
+			seeds := cmp.Or(tc.seeds, 6)
+			for seed := uint64(1); seed <= seeds; seed++ {
 				o := optionsFor(seed)
 				o.broken = tc.broken
 				if _, err := runSim(seed, o); err != nil {
@@ -166,7 +174,7 @@ func TestSimulationCatchesBrokenHosts(t *testing.T) {
 			if !strings.Contains(caught[0], tc.want) {
 				t.Fatalf("want a failure about %q, got: %s", tc.want, caught[0])
 			}
-			t.Logf("%d of 6 seeds caught, first: %.300s", len(caught), caught[0])
+			t.Logf("%d of %d seeds caught, first: %.300s", len(caught), seeds, caught[0])
 		})
 	}
 }
@@ -217,6 +225,10 @@ type simNode struct {
 	meta      *MetaMachine // with simOptions.meta: group 1's state machine, new at each start
 	joined    bool         // added during the run: its groups come from its WAL (Host.AddGroup)
 	gone      bool         // decommissioned: never started again
+	// pipelined: the node runs Run's pipelined rounds, its fdatasyncs
+	// completed at seeded later steps (completeDeferred), not
+	// HandleReady's inline ones; drawn at each start (3 starts in 4).
+	pipelined bool
 }
 
 type msgInFlight struct {
@@ -399,6 +411,8 @@ func (s *sim) start(n *simNode) error {
 		return fmt.Errorf("node %d restart at step %d: %w", n.id, s.now, err)
 	}
 	n.host = h
+	n.pipelined = s.rng.IntN(4) != 0
+	h.pl.deferred = n.pipelined
 	return nil
 }
 
@@ -489,7 +503,7 @@ func (s *sim) step() error {
 		if n.host == nil {
 			continue
 		}
-		if err := n.host.HandleReady(); err != nil {
+		if err := s.runRounds(n); err != nil {
 			if !errors.Is(err, vfs.ErrInjected) && !errors.Is(err, errCrashPoint) {
 				return fmt.Errorf("node %d step %d: %w", n.id, s.now, err)
 			}
@@ -498,6 +512,36 @@ func (s *sim) step() error {
 	}
 	s.collect()
 	return nil
+}
+
+// runRounds runs a node's Ready rounds for the step: HandleReady, or for a
+// pipelined node maybe the completion of its fdatasync in flight (one step
+// in three, so rounds, deliveries and crashes fall between a write and its
+// fdatasync's completion), then a pipelined round.
+func (s *sim) runRounds(n *simNode) error {
+	if !n.pipelined {
+		return n.host.HandleReady()
+	}
+	if n.host.pl.syncing && s.rng.IntN(3) == 0 {
+		if err := n.host.completeDeferred(n.fs); err != nil {
+			return err
+		}
+	}
+	return n.host.roundPipelined()
+}
+
+// completeDeferred finishes a pipelined fdatasync the simulation deferred
+// (pipeline.deferred): the WAL's prefix written before it started becomes
+// durable, then the host completes it as Run does when its goroutine
+// reports.
+func (h *Host) completeDeferred(fs *vfs.MemFS) error {
+	h.mu.Lock()
+	syncing, name, size := h.pl.syncing, path.Join(h.wal.dir, walName(h.wal.current().seq)), h.pl.syncTo
+	h.mu.Unlock()
+	if !syncing {
+		return nil
+	}
+	return h.synced(syncResult{err: fs.SyncTo(name, size)})
 }
 
 // restartAllIfQuiet brings back, in the final phase, a node that a fault armed

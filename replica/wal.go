@@ -78,6 +78,9 @@ type wal struct {
 	// lastWrite and lastSync are the last flush's write and fdatasync
 	// times (RoundTimes).
 	lastWrite, lastSync time.Duration
+	// unsynced: frames were written since the last fdatasync started
+	// (pipeline.go: rounds that moved only commit indexes sync nothing).
+	unsynced bool
 }
 
 // errCorrupt means the WAL holds a frame that decodes wrongly although its CRC
@@ -236,20 +239,33 @@ func (w *wal) addWith(encode func(b []byte) []byte) {
 	binary.LittleEndian.PutUint32(w.pending[at+4:], crc32.Checksum(payload, castagnoli))
 }
 
-// flush writes the queued frames and, if sync, fdatasyncs them: the one
-// fdatasync of a Ready round. Any error is final for the host (fail-stop): after
-// a failed fdatasync the kernel may have dropped the pages, so no retry can
-// prove them durable.
+// flush writes the queued frames and, if sync, fdatasyncs them (Open,
+// AddGroup, RemoveGroup, and the inline rounds of HandleReady). Any error is
+// final for the host (fail-stop): after a failed fdatasync the kernel may have
+// dropped the pages, so no retry can prove them durable.
 func (w *wal) flush(sync bool) error {
+	wrote, err := w.write()
+	if err != nil || !wrote || !sync {
+		return err
+	}
+	w.unsynced = false
+	return w.synced1(w.syncFile(w.f))
+}
+
+// write writes the queued frames (a pwrite, no fdatasync) and reports
+// whether there were any. The pipelined loop (pipeline.go) runs the
+// fdatasync that covers them on another goroutine.
+func (w *wal) write() (bool, error) {
 	if len(w.pending) == 0 {
-		return nil
+		return false, nil
 	}
 	cur := w.current()
 	start := time.Now()
 	if _, err := w.f.WriteAt(w.pending, cur.size); err != nil {
-		return fmt.Errorf("replica: WAL write: %w", err)
+		return false, fmt.Errorf("replica: WAL write: %w", err)
 	}
 	w.lastWrite, w.lastSync = time.Since(start), 0
+	w.unsynced = true
 	cur.size += int64(len(w.pending))
 	w.pending = w.pending[:0]
 	if cap(w.pending) > maxKeptPending {
@@ -259,18 +275,33 @@ func (w *wal) flush(sync bool) error {
 		cur.maxIndex[g] = max(cur.maxIndex[g], i)
 	}
 	clear(w.pendingMax)
-	if !sync {
-		return nil
-	}
-	start = time.Now()
-	err := w.f.Sync()
-	w.lastSync = time.Since(start)
+	return true, nil
+}
+
+// syncResult is one fdatasync of the WAL's newest file and how long it took.
+type syncResult struct {
+	d   time.Duration
+	err error
+}
+
+// syncFile fdatasyncs f. It touches nothing of w but reads, so the
+// pipelined loop runs it without the host's lock while rounds write on.
+func (w *wal) syncFile(f vfs.File) syncResult {
+	start := time.Now()
+	err := f.Sync()
+	return syncResult{time.Since(start), err}
+}
+
+// synced1 counts a finished fdatasync (under the host's lock) and turns its
+// error into the host's.
+func (w *wal) synced1(r syncResult) error {
+	w.lastSync = r.d
 	w.syncs.Add(1)
 	if w.synced != nil {
-		w.synced(w.lastSync, err)
+		w.synced(r.d, r.err)
 	}
-	if err != nil {
-		return fmt.Errorf("replica: WAL fdatasync: %w", err)
+	if r.err != nil {
+		return fmt.Errorf("replica: WAL fdatasync: %w", r.err)
 	}
 	return nil
 }

@@ -82,6 +82,7 @@ rounds() {
 		" walWrite \(if $n > 0 then (ms("walWriteNs") / $n * 100 | round / 100) else 0 end)" +
 		" walSync \(if $n > 0 then (ms("walSyncNs") / $n * 100 | round / 100) else 0 end)" +
 		" after \(if $n > 0 then (ms("afterNs") / $n * 100 | round / 100) else 0 end)" +
+		" complete \(if $n > 0 then (ms("completeNs") / $n * 100 | round / 100) else 0 end)" +
 		"; proposals answered \($p), mean ms: propose to answer \(if $p > 0 then (ms("latencyNs") / $p * 100 | round / 100) else 0 end)" +
 		" of which queued \(if $p > 0 then (ms("queuedNs") / $p * 100 | round / 100) else 0 end)" end'
 }

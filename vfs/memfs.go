@@ -468,6 +468,28 @@ func (f *memFile) Sync() error {
 	return nil
 }
 
+// SyncTo makes the first n bytes of the named file durable, as an
+// fdatasync that started when the file was n bytes long and has just
+// returned: what was written after it started stays unsynced (the
+// simulation's pipelined fdatasyncs). An armed sync fault fails it.
+func (m *MemFS) SyncTo(name string, n int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ino := m.files[clean(name)]
+	if ino == nil {
+		return &os.PathError{Op: "fdatasync", Path: name, Err: os.ErrNotExist}
+	}
+	if err := m.failSync; err != nil {
+		m.failSync = nil
+		return &os.PathError{Op: "fdatasync", Path: name, Err: err}
+	}
+	n = min(n, int64(len(ino.data)))
+	if n > int64(len(ino.synced)) {
+		ino.synced = append(ino.synced[:0], ino.data[:n]...)
+	}
+	return nil
+}
+
 // OpenSyncer returns a Syncer whose Sync makes every file's data durable, as
 // syncfs does. Directory entries stay as they are: syncfs commits them too on
 // a real filesystem, but shardlog never relies on that (it calls SyncDir), so
