@@ -388,7 +388,7 @@ func (n *Node) postBody(ctx context.Context, addr, path string, body io.Reader, 
 		return err
 	}
 	req.ContentLength = size // NewRequest knows only bytes.Reader's; a POST is never replayed (no GetBody needed)
-	if keys != nil { // else a join vouched for by the peer certificate
+	if keys != nil {         // else a join vouched for by the peer certificate
 		req.Header.Set(AuthHeader, keys.forward)
 	}
 	resp, err := n.client.Do(req)
