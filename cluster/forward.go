@@ -387,8 +387,10 @@ func (n *Node) postBody(ctx context.Context, addr, path string, body io.Reader, 
 	if err != nil {
 		return err
 	}
-	req.ContentLength = size // NewRequest knows only bytes.Reader's; a POST is never replayed (no GetBody needed)
-	if keys != nil {         // else a join vouched for by the peer certificate
+	// NewRequest knows only a bytes.Reader's size; a POST is never replayed,
+	// so no GetBody is needed.
+	req.ContentLength = size
+	if keys != nil { // else a join vouched for by the peer certificate
 		req.Header.Set(AuthHeader, keys.forward)
 	}
 	resp, err := n.client.Do(req)
