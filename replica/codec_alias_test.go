@@ -169,4 +169,3 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		}
 	}
 }
-
