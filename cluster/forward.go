@@ -321,8 +321,7 @@ func (n *Node) forwardPut(ctx context.Context, addr string, rec streamRec, group
 	var out putReply
 	path := "put?group=" + strconv.FormatUint(group, 10) + "&stream=" + url.QueryEscape(rec.Name) + "&key=" + rec.KeyFingerprint
 	var refusal *kmsRefusal
-	body, size := entriesBody(entries)
-	err := n.postBody(ctx, addr, path, &body, size, &out)
+	err := n.post(ctx, addr, path, encodeEntries(entries), &out)
 	if errors.As(err, &refusal) {
 		kind := map[storage.Reason]error{storage.ReasonKMSNotFound: storage.ErrKMSNotFound,
 			storage.ReasonKMSDisabled: storage.ErrKMSDisabled, storage.ReasonKMSInvalidState: storage.ErrKMSInvalidState}[refusal.Reason]
@@ -365,11 +364,6 @@ func (n *Node) forwardTxn(ctx context.Context, addr string, conds []replica.Meta
 // (refused before anything was done); anything else that fails leaves the
 // request indeterminate.
 func (n *Node) post(ctx context.Context, addr, path string, body []byte, out any) error {
-	return n.postBody(ctx, addr, path, bytes.NewReader(body), int64(len(body)), out)
-}
-
-// postBody is post with a body of size bytes read from body.
-func (n *Node) postBody(ctx context.Context, addr, path string, body io.Reader, size int64, out any) error {
 	keys := n.keys.Load()
 	if keys == nil && !(path == "join" && n.cfg.PeerTLS != nil) {
 		return errUnreachable // this node cannot authenticate to peers before it knows the secret
@@ -383,13 +377,10 @@ func (n *Node) postBody(ctx context.Context, addr, path string, body io.Reader, 
 	// hold the request for ever.
 	ctx, cancel := context.WithTimeout(ctx, proposalTimeout+5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	// NewRequest knows only a bytes.Reader's size; a POST is never replayed,
-	// so no GetBody is needed.
-	req.ContentLength = size
 	if keys != nil { // else a join vouched for by the peer certificate
 		req.Header.Set(AuthHeader, keys.forward)
 	}
@@ -460,34 +451,6 @@ func encodeEntries(es []entry) []byte {
 		b = append(b, e.data...)
 	}
 	return b
-}
-
-// entriesBody is encodeEntries(es) as a request body that reads each
-// record's data where it is, and its size: a forwarded put no longer copies
-// every record into a buffer of its own before the HTTP client copies it
-// again (BENCHMARKS.md, "Cluster: CPU per record (h42)"). The headers (the
-// count, each entry's key and lengths) share one allocation, sized exactly,
-// so the pieces sliced from it stay valid while it is filled.
-func entriesBody(es []entry) (net.Buffers, int64) {
-	hdrSize := 4
-	for _, e := range es {
-		hdrSize += 8 + len(e.key)
-	}
-	hdr := binary.LittleEndian.AppendUint32(make([]byte, 0, hdrSize), uint32(len(es)))
-	bufs := make(net.Buffers, 0, 2*len(es))
-	size, from := int64(0), 0
-	for _, e := range es {
-		hdr = binary.LittleEndian.AppendUint32(hdr, uint32(len(e.key)))
-		hdr = append(hdr, e.key...)
-		hdr = binary.LittleEndian.AppendUint32(hdr, uint32(len(e.data)))
-		bufs = append(bufs, hdr[from:len(hdr):len(hdr)], e.data)
-		size += int64(len(hdr)-from) + int64(len(e.data))
-		from = len(hdr)
-	}
-	if len(es) == 0 {
-		bufs, size = append(bufs, hdr), int64(len(hdr))
-	}
-	return bufs, size
 }
 
 var errMalformed = errors.New("cluster: malformed entries")

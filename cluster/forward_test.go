@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"bytes"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -34,23 +33,6 @@ func TestEntriesCodec(t *testing.T) {
 	}
 }
 
-// TestEntriesBody: the streamed body of a forwarded put is encodeEntries'
-// bytes, and its size their length.
-func TestEntriesBody(t *testing.T) {
-	for name, es := range map[string][]entry{
-		"none":               nil,
-		"one":                {{key: "a", data: []byte("x")}},
-		"empty key and data": {{key: "", data: nil}, {key: "k", data: []byte{}}},
-		"many":               {{key: "a", data: []byte("x")}, {key: "kk", data: bytes.Repeat([]byte{7}, 3000)}, {key: "zzz", data: []byte("yy")}},
-	} {
-		bufs, size := entriesBody(es)
-		got, err := io.ReadAll(&bufs)
-		if want := encodeEntries(es); err != nil || !bytes.Equal(got, want) || size != int64(len(want)) {
-			t.Errorf("%s: body %x (size %d, %v), want %x", name, got, size, err, want)
-		}
-	}
-}
-
 // TestInternalEndpointsNeedTheKey: the internal paths refuse a request
 // without the cluster's forwarding key (it would bypass SigV4), and every
 // other path goes to the api.
@@ -74,34 +56,4 @@ func TestInternalEndpointsNeedTheKey(t *testing.T) {
 	if !apiHit {
 		t.Fatal("a Kinesis request did not reach the api")
 	}
-}
-
-// sink is a connection's writer: it takes bytes and keeps none (no
-// ReadFrom, so io.Copy reads the body through a buffer, as net/http does).
-type sink struct{ n int64 }
-
-func (s *sink) Write(p []byte) (int, error) { s.n += int64(len(p)); return len(p), nil }
-
-// BenchmarkForwardBody: one shard's share of a PutRecords of 500 x 1 KiB,
-// forwarded: "copied" encodes the body first (encodeEntries, as forwardPut
-// did), "streamed" reads the records in place (entriesBody).
-func BenchmarkForwardBody(b *testing.B) {
-	es := make([]entry, 125)
-	for i := range es {
-		es[i] = entry{key: "partition-key", data: bytes.Repeat([]byte{byte(i)}, 1024)}
-	}
-	b.Run("copied", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			body := encodeEntries(es)
-			_, _ = io.Copy(&sink{}, io.LimitReader(bytes.NewReader(body), int64(len(body))))
-		}
-	})
-	b.Run("streamed", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			body, size := entriesBody(es)
-			_, _ = io.Copy(&sink{}, io.LimitReader(&body, size))
-		}
-	})
 }
