@@ -75,6 +75,8 @@ func readFrame(r io.Reader) ([]byte, error) {
 	if n == 0 || n > MaxFrame {
 		return nil, fmt.Errorf("%w: length %d", errFrame, n)
 	}
+	// A buffer of its own, never reused: the entries DecodeBatch decodes
+	// from it alias it (unmarshalMessage) for as long as raft holds them.
 	p := make([]byte, n)
 	if _, err := io.ReadFull(r, p); err != nil {
 		return nil, fmt.Errorf("%w: %v", errFrame, err)
@@ -166,8 +168,9 @@ type TCPTransport struct {
 	// frames recycles encoded frames (*[]byte): a frame is garbage once
 	// writeLoop has handed it to the connection. A fresh buffer per round
 	// and peer, each the size of the round's appends, cost its zeroing and
-	// its first-touch page faults on every node (BENCHMARKS.md, "Cluster:
-	// CPU per record (h42)").
+	// fresh memory on every node (BENCHMARKS.md, "Cluster: CPU per record
+	// (h42)"). Only sent frames are pooled: a received one is never reused
+	// (readFrame).
 	frames sync.Pool
 	// handshakes holds a token per accepted connection in its handshakes
 	// (maxHandshakes: transport_auth.go).
