@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -339,7 +340,7 @@ func DecodeBatch(data []byte) (Batch, error) {
 			break
 		}
 		m := &pb.Message{}
-		if err := proto.Unmarshal(p, m); err != nil {
+		if err := unmarshalMessage(p, m); err != nil {
 			return Batch{}, fmt.Errorf("replica: batch message: %w", err)
 		}
 		b.Msgs = append(b.Msgs, GroupMessage{Group: group, Msg: m})
@@ -383,4 +384,135 @@ func (r *reader) beat() Beat {
 		r.bad = true
 	}
 	return bt
+}
+
+// Field numbers of raft.proto that unmarshalMessage decodes itself.
+const (
+	msgEntriesField = 7 // Message.entries
+	entryTypeField  = 1 // Entry.Type
+	entryTermField  = 2 // Entry.Term
+	entryIndexField = 3 // Entry.Index
+	entryDataField  = 4 // Entry.Data
+)
+
+// unmarshalMessage is proto.Unmarshal(p, m), except that each entry's Data
+// aliases p instead of being copied: proto.Unmarshal copies every bytes
+// field, and on a follower that copy of every record of every MsgApp was
+// the largest user-space cost after the WAL and segment writes
+// (BENCHMARKS.md, "Cluster: CPU per record (h42)"). p must not change
+// afterwards (DecodeBatch's frame is read into a buffer of its own, never
+// reused), and each Data's capacity ends at its length, so an append to it
+// never writes into p.
+//
+// The message without its entries goes to proto.Unmarshal; each entry is
+// decoded here, and one with anything this does not know (an unknown field
+// or enum value, a field of another wire type) goes to proto.Unmarshal
+// whole, so the result is proto.Unmarshal's in every case.
+func unmarshalMessage(p []byte, m *pb.Message) error {
+	ents, err := messageEntries(p, nil)
+	if err != nil || ents == nil {
+		return proto.Unmarshal(p, m)
+	}
+	rest := make([]byte, 0, 64)
+	if _, err := messageEntries(p, &rest); err != nil {
+		return err
+	}
+	if err := proto.Unmarshal(rest, m); err != nil {
+		return err
+	}
+	m.Entries = make([]*pb.Entry, 0, len(ents))
+	for _, e := range ents {
+		ent, err := unmarshalEntry(e)
+		if err != nil {
+			return err
+		}
+		m.Entries = append(m.Entries, ent)
+	}
+	return nil
+}
+
+// messageEntries returns the encoded entries of the encoded Message p, in
+// order, and appends every other field of it to rest if rest is not nil. A
+// malformed p is an error (proto.Unmarshal then says how).
+func messageEntries(p []byte, rest *[]byte) ([][]byte, error) {
+	var ents [][]byte
+	for b := p; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		v := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if v < 0 {
+			return nil, protowire.ParseError(v)
+		}
+		if num == msgEntriesField && typ == protowire.BytesType {
+			e, _ := protowire.ConsumeBytes(b[n:])
+			ents = append(ents, e)
+		} else if rest != nil {
+			*rest = append(*rest, b[:n+v]...)
+		}
+		b = b[n+v:]
+	}
+	return ents, nil
+}
+
+// unmarshalEntry decodes one encoded Entry, its Data aliasing p; one this
+// does not decode exactly as proto.Unmarshal would goes to proto.Unmarshal.
+func unmarshalEntry(p []byte) (*pb.Entry, error) {
+	e := &pb.Entry{}
+	for b := p; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case num == entryDataField && typ == protowire.BytesType:
+			d, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return nil, protowire.ParseError(m)
+			}
+			e.Data, b = d[:len(d):len(d)], b[m:]
+		case (num == entryTypeField || num == entryTermField || num == entryIndexField) && typ == protowire.VarintType:
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return nil, protowire.ParseError(m)
+			}
+			b = b[m:]
+			if !setEntryVarint(e, num, v) {
+				return copyEntry(p)
+			}
+		default:
+			return copyEntry(p)
+		}
+	}
+	return e, nil
+}
+
+// setEntryVarint sets a varint field of e as proto.Unmarshal would, or
+// reports that it would not (an EntryType raft.proto does not name: a
+// closed enum's unknown value is kept among the unknown fields).
+func setEntryVarint(e *pb.Entry, num protowire.Number, v uint64) bool {
+	switch num {
+	case entryTermField:
+		e.Term = new(v)
+	case entryIndexField:
+		e.Index = new(v)
+	default:
+		t := pb.EntryType(int32(v))
+		if _, ok := pb.EntryType_name[int32(t)]; !ok || uint64(int64(int32(v))) != v {
+			return false
+		}
+		e.Type = t.Enum()
+	}
+	return true
+}
+
+// copyEntry is proto.Unmarshal's decoding of an entry (its Data copied).
+func copyEntry(p []byte) (*pb.Entry, error) {
+	e := &pb.Entry{}
+	if err := proto.Unmarshal(p, e); err != nil {
+		return nil, err
+	}
+	return e, nil
 }

@@ -75,6 +75,8 @@ func readFrame(r io.Reader) ([]byte, error) {
 	if n == 0 || n > MaxFrame {
 		return nil, fmt.Errorf("%w: length %d", errFrame, n)
 	}
+	// A buffer of its own, never reused: the entries DecodeBatch decodes
+	// from it alias it (unmarshalMessage) for as long as raft holds them.
 	p := make([]byte, n)
 	if _, err := io.ReadFull(r, p); err != nil {
 		return nil, fmt.Errorf("%w: %v", errFrame, err)
@@ -163,6 +165,13 @@ type TCPTransport struct {
 	conns   map[net.Conn]struct{} // open connections, closed by Close
 	dropped atomic.Uint64
 	refused atomic.Uint64 // connections that failed a secured handshake
+	// frames recycles encoded frames (*[]byte): a frame is garbage once
+	// writeLoop has handed it to the connection. A fresh buffer per round
+	// and peer, each the size of the round's appends, cost its zeroing and
+	// fresh memory on every node (BENCHMARKS.md, "Cluster: CPU per record
+	// (h42)"). Only sent frames are pooled: a received one is never reused
+	// (readFrame).
+	frames sync.Pool
 	// handshakes holds a token per accepted connection in its handshakes
 	// (maxHandshakes: transport_auth.go).
 	handshakes chan struct{}
@@ -245,9 +254,10 @@ func (t *TCPTransport) Send(b Batch) {
 		return
 	}
 	// The frame is encoded in place: its header, then the batch after it.
-	frame, err := appendBatch(make([]byte, frameHeader), b)
+	frame, err := appendBatch(t.frameBuf(), b)
 	if err != nil || len(frame)-frameHeader > MaxFrame {
 		t.dropped.Add(1)
+		t.recycle(frame)
 		return
 	}
 	payload := frame[frameHeader:]
@@ -261,7 +271,32 @@ func (t *TCPTransport) Send(b Batch) {
 	case q <- frame:
 	default:
 		t.dropped.Add(1)
+		t.recycle(frame)
 	}
+}
+
+// maxPooledFrame bounds the frames kept for reuse: a rare huge frame (a
+// round of many groups' full appends, a snapshot chunk) is left to the GC
+// rather than held by the pool.
+const maxPooledFrame = 8 << 20
+
+// frameBuf returns an empty frame: frameHeader bytes for the header, room
+// after them from an earlier frame if the pool has one.
+func (t *TCPTransport) frameBuf() []byte {
+	if p, ok := t.frames.Get().(*[]byte); ok {
+		return (*p)[:frameHeader]
+	}
+	return make([]byte, frameHeader)
+}
+
+// recycle gives a frame back once nothing reads it any more: after its
+// write to the connection returned (bufio copied it or wrote it through),
+// or when it was dropped.
+func (t *TCPTransport) recycle(frame []byte) {
+	if frame == nil || cap(frame) > maxPooledFrame {
+		return
+	}
+	t.frames.Put(&frame)
 }
 
 // Close stops every connection and goroutine. Frames still queued are lost.
@@ -366,6 +401,7 @@ func (t *TCPTransport) writeLoop(conn net.Conn, p *peer) {
 		}
 		n := 1
 		w.Write(frame)
+		t.recycle(frame)
 	more:
 		for w.Buffered() < 1<<20 {
 			select {
@@ -375,6 +411,7 @@ func (t *TCPTransport) writeLoop(conn net.Conn, p *peer) {
 				break more
 			}
 			w.Write(frame)
+			t.recycle(frame)
 			n++
 		}
 		_ = conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
