@@ -35,9 +35,9 @@ const (
 	clusterCurrent   = "CURRENT"
 	walPrefix        = "wal-"
 	walSuffix        = ".log"
-	walFrameHeader   = 8 // [u32 payload length][u32 CRC-32C of the payload]
-	walKindMin       = 1 // entries
-	walKindMax       = 9 // 6 group created, 7 group removed, 8 tombstone, 9 replica damaged
+	walFrameHeader   = 8  // [u32 payload length][u32 CRC-32C of the payload]
+	walKindMin       = 1  // entries
+	walKindMax       = 10 // 6 group created, 7 group removed, 8 tombstone, 9 replica damaged, 10 state synced
 	currentPayloadSz = 16
 )
 

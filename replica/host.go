@@ -381,7 +381,7 @@ func open(cfg Config) (*Host, error) {
 		}
 		g := h.newGroup(gc)
 		g.dynamic = !slices.ContainsFunc(cfg.Groups, func(c GroupConfig) bool { return c.ID == gc.ID })
-		if err := h.restoreState(g, points[gc.ID].index); isDamage(err) {
+		if err := h.restoreState(g, points[gc.ID]); isDamage(err) {
 			found[gc.ID] = err
 		} else if err != nil {
 			return nil, err
@@ -455,12 +455,13 @@ func addedGroups(payloads []walPayload) ([]GroupConfig, error) {
 func errUnknownGroup(id uint64) error { return fmt.Errorf("%w %d", ErrUnknownGroup, id) }
 
 // restoreState opens a group's segments: the group has applied everything
-// they hold (recovery replays the rest from the WAL). floor is the group's
-// compaction point in the WAL (segState.floor).
-func (h *Host) restoreState(g *group, floor uint64) error {
+// they hold (recovery replays the rest from the WAL). pt is the group's
+// compaction point in the WAL (segState.floor and floorNext).
+func (h *Host) restoreState(g *group, pt compactPoint) error {
+	floor := pt.index
 	st, err := openSegState(&segState{fs: h.cfg.FS, comp: h.cfg.Compressor, dir: groupDir(h.cfg.Dir, g.id), group: g.id,
 		size: h.cfg.StateSegmentSize, now: func() int64 { return h.cfg.Now().UnixNano() }, synced: h.stateSynced, crash: h.crash,
-		life: h.newLife(), floor: floor})
+		life: h.newLife(), floor: floor, floorNext: pt.synced})
 	if err != nil {
 		return err
 	}
@@ -547,6 +548,21 @@ func (h *Host) replay(payloads []walPayload, points map[uint64]compactPoint) err
 type compactPoint struct {
 	index, term uint64
 	cs          *pb.ConfState
+	// synced is the ordinal after the newest record the applied state had
+	// fdatasync'd before index was taken (kindStateSynced, after the
+	// kindCompact frame in the same WAL header); 0: unknown (an older WAL,
+	// a header torn between the two frames, a snapshot installed since).
+	synced uint64
+}
+
+// kindStateSynced is a WAL frame: group u64, next u64. Written in a new
+// WAL file's header after the group's kindCompact frame: when the WAL
+// rolled, the group's applied state was fdatasync'd holding every record
+// below ordinal next, and none at or above it (segState.durableNext).
+const kindStateSynced byte = 10
+
+func encodeStateSynced(group, next uint64) []byte {
+	return le.AppendUint64(le.AppendUint64([]byte{kindStateSynced}, group), next)
 }
 
 // compactionPoints is each group's log start in the WAL (replay): its
@@ -566,8 +582,24 @@ func compactionPoints(payloads []walPayload) (map[uint64]compactPoint, error) {
 			if err != nil {
 				return nil, err
 			}
-			if idx > out[id].index {
-				out[id] = compactPoint{idx, term, cs}
+			// A new point's synced ordinal is the frame after it: an older
+			// one may predate entries without records up to the new point,
+			// and a snapshot starts a new generation of segments.
+			if pt := out[id]; idx > pt.index {
+				out[id] = compactPoint{index: idx, term: term, cs: cs}
+			} else if p.p[0] == kindSnapshot {
+				pt.synced = 0
+				out[id] = pt
+			}
+		case kindStateSynced:
+			r := reader{b: p.p[1:]}
+			id, next := r.u64(), r.u64()
+			if !r.done() {
+				return nil, errCorrupt
+			}
+			if pt, ok := out[id]; ok {
+				pt.synced = next
+				out[id] = pt
 			}
 		}
 	}
@@ -613,7 +645,7 @@ func (h *Host) replayOne(p walPayload, logs map[uint64][]*pb.Entry, hss map[uint
 			return err
 		}
 		h.tombs[id] = h.tombs[id].merge(t)
-	case kindCompact, kindGroup, kindDamaged:
+	case kindCompact, kindGroup, kindDamaged, kindStateSynced:
 	case kindSnapshot:
 		// The log before a snapshot, uncommitted tail included, is gone: raft
 		// discarded it when it took the snapshot.
@@ -1207,6 +1239,9 @@ func (h *Host) walHeader() []byte {
 		}
 		if g.compacted > 0 {
 			b = appendFrame(b, encodeCompact(id, g.compacted, g.compactTerm, g.conf(g.compacted)))
+			// maybeRoll synced the state just before this header, and
+			// compacted no further than what that made durable.
+			b = appendFrame(b, encodeStateSynced(id, g.state.durableNext()))
 		}
 	}
 	return b

@@ -119,7 +119,7 @@ func (h *Host) AddGroup(id uint64, boot []uint64) error {
 	if err := h.removeGroupFiles(id); err != nil {
 		return err
 	}
-	if err := h.restoreState(g, 0); err != nil { // its files were just removed
+	if err := h.restoreState(g, compactPoint{}); err != nil { // its files were just removed
 		return err
 	}
 	if err := g.ms.ApplySnapshot(&pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: new(uint64(0)), Term: new(uint64(0)),

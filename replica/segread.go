@@ -215,6 +215,7 @@ func (s *segState) install(index uint64, ns *segState, crash func(string) error)
 	old := s.gen
 	s.gen, s.mark, s.segs, s.w, s.wnext, s.lastTs, s.last, s.nextID, s.pending, s.dirty =
 		ns.gen, ns.mark, ns.segs, nil, ns.wnext, ns.lastTs, ns.last, ns.nextID, nil, false
+	s.durable = ns.wnext // ns is whole and synced
 	if err := s.fs.RemoveAll(s.genDir(old)); err != nil {
 		return err
 	}

@@ -55,7 +55,7 @@ import (
 // segment can have an unsynced, torn tail, which recovery cuts; the WAL
 // re-applies what was cut. A power cut may persist a later page of that
 // tail and lose an earlier one: a tail that looks corrupt but holds only
-// entries above the WAL's floor is cut too (floorCovers). Segments only ever hold committed entries, so
+// entries the WAL still holds is cut too (floorCovers). Segments only ever hold committed entries, so
 // whatever prefix of them survives is true.
 //
 // Concurrency: the host calls every method but read with its own lock held;
@@ -76,8 +76,15 @@ type segState struct {
 	// floor is the group's compaction point in the WAL at Open: the WAL
 	// holds every entry above it, and the segments were synced up to it
 	// before it was taken (Host.maybeRoll). recover cuts a corrupt tail of
-	// the newest segment that holds only entries above it (floorCovers).
+	// the newest segment that holds only entries above it, or only records
+	// at or above floorNext (floorCovers).
 	floor uint64
+	// floorNext is the ordinal after the newest record the segments held
+	// when they were synced at the WAL roll that took floor (its header's
+	// kindStateSynced frame); 0 if the WAL does not say. Every record at
+	// or above it was written after that fdatasync, to an entry above
+	// floor, so the WAL holds it (floorCovers).
+	floorNext uint64
 	// cutCorrupt, set by recover, is the corrupt tail it cut (for the log).
 	cutCorrupt error
 
@@ -92,6 +99,7 @@ type segState struct {
 	segs    []*stateSeg
 	w       *segment.Writer // the newest segment's, nil until written after an open
 	wnext   uint64          // the ordinal after the newest record written
+	durable uint64          // the ordinal after the newest record fdatasync'd (durableNext)
 	lastTs  int64           // the newest arrival stored or queued
 	last    uint64          // the highest index held: written, queued or marked
 	nextID  uint64          // the next segment ID
@@ -279,6 +287,9 @@ func (s *segState) recover() error {
 			s.segs = append(s.segs, sg)
 		}
 	}
+	// What recovery kept is durable: sealed segments were synced when they
+	// rolled, the newest one when its tail was cut (recoverSeg).
+	s.durable = s.wnext
 	return s.checkChain()
 }
 
@@ -343,7 +354,10 @@ func (s *segState) recoverSeg(sg *stateSeg, newest bool) (bool, error) {
 
 // floorCovers reports whether a corrupt tail of the newest segment holds
 // only entries the WAL still has, so that cutting it, as a torn tail, loses
-// nothing: the WAL's replay applies them again.
+// nothing: the WAL's replay applies them again. Either every entry cut is
+// above the floor, or every record cut is at or above floorNext: written
+// after the fdatasync that preceded the floor's compaction, so of an entry
+// above the floor too.
 //
 // The newest segment is fdatasync'd only when the WAL rolls (or it rolls
 // itself), so a power cut can persist a later page of its unsynced bytes
@@ -360,13 +374,25 @@ func (s *segState) recoverSeg(sg *stateSeg, newest bool) (bool, error) {
 // and when the cut starts there its lowest entry is 1, not 0 (taking it for
 // 0 made a lost first block of a young group's only segment, with floor 0,
 // look like damage to entries the WAL had lost, which it had not).
+//
+// The entry bound alone is not enough: entries without records (a lull's
+// compaction commands, configuration changes, a new leader's empty entry)
+// write no frames, so after a lull the last record synced can be many
+// entries below the floor, and a power cut that loses the first page of
+// what was written after the lull looked like damage to the entries in
+// between, which held nothing (simulation seeds 338 and 394: the replica
+// was set aside as damaged, and its group never got it back). floorNext
+// tells the two apart: rot of synced bytes cuts below it.
 func (s *segState) floorCovers(sg *stateSeg, res segment.ScanResult) bool {
 	from := sg.firstSeq // the lowest ordinal cut
 	if res.Frames > 0 {
 		from = res.LastSeq + 1
 	}
 	lowest := max((from+0xffff)>>16, 1) // the lowest entry index cut
-	return lowest > max(s.floor, s.mark)
+	if lowest <= s.mark {
+		return false // a snapshot's generation, synced whole
+	}
+	return lowest > s.floor || s.floorNext > 0 && from >= s.floorNext
 }
 
 func (s *segState) removeSeg(sg *stateSeg) error {
@@ -546,7 +572,18 @@ func (s *segState) syncWriter() error {
 	if s.synced != nil {
 		s.synced(time.Since(start), err)
 	}
+	if err == nil {
+		s.durable = s.wnext // the writer's segment is the newest; older ones were synced as they rolled
+	}
 	return err
+}
+
+// durableNext is the ordinal after the newest record made durable: every
+// record below it is synced, every one at or above it was written since.
+func (s *segState) durableNext() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.durable
 }
 
 func (s *segState) close() error {

@@ -9,7 +9,9 @@ import "github.com/shardlog/shardlog/vfs"
 //     fdatasync of their own (the WAL holds them durably until then);
 //   - sync makes everything written durable: it runs before the WAL files
 //     behind the state are deleted (Host.maybeRoll), which makes the group's
-//     durable-applied index its applied index;
+//     durable-applied index its applied index; durableNext is the ordinal
+//     after the newest record synced, which the new WAL file's header
+//     records (kindStateSynced);
 //   - snapshot lists the files that hold the state up to the applied index
 //     (a manifest), chunk serves their bytes to a receiver, which fetches
 //     them into fetchDir, checks each (checkFetched) and the whole list
@@ -27,6 +29,7 @@ type appliedState interface {
 	held() uint64
 	write() error
 	sync() error
+	durableNext() uint64
 	read(from uint64, maxRecords, maxBytes int) ([]Record, error)
 	snapshot(applied uint64) ([]byte, error)
 	chunk(life, gen, first, id uint64, off int64, n int) ([]byte, error)
