@@ -151,6 +151,10 @@ type Config struct {
 	// delivers the answers of the rounds written while it ran, which it
 	// may not cover (pipeline.go).
 	settleUnsynced bool
+	// awaitingSync, if set, is called when awaitSync is about to wait for
+	// the fdatasync in flight (tests: the errseq model's "no concurrent
+	// fsync" signal).
+	awaitingSync func()
 	// ackOnAppend is another broken mode: a proposal is answered as soon as
 	// the leader has its entry on disk, before a quorum does.
 	ackOnAppend bool
