@@ -282,8 +282,12 @@ type group struct {
 	compactTo, durable, compacted, compactTerm uint64
 	compactTicks                               int
 
-	pending map[uint64]*Proposal // by proposal ID, this incarnation's
-	reads   []*Read              // ReadIndex requests not yet done
+	// unsynced counts the written units awaiting their fdatasync that hold
+	// an append of this group (pipeline.go): its raft has entries or state
+	// its MemoryStorage does not, so it must not quiesce (canQuiesce).
+	unsynced int
+	pending  map[uint64]*Proposal // by proposal ID, this incarnation's
+	reads    []*Read              // ReadIndex requests not yet done
 	// Deterministic elections (Config.Rand): ticks since the leader was heard
 	// from or the last campaign, and the drawn timeout.
 	quiet, timeout int

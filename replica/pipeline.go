@@ -143,6 +143,7 @@ func (h *Host) hold(rounds []readyRound) {
 	for _, r := range rounds {
 		if r.app != nil {
 			u.held = append(u.held, heldAppend{g: r.g, rd: r.rd, resps: r.app.GetResponses()})
+			r.g.unsynced++
 			u.mustSync = u.mustSync || r.rd.MustSync || !raft.IsEmptySnap(r.rd.Snapshot)
 		}
 	}
@@ -247,6 +248,7 @@ func (h *Host) complete(n int) error {
 	out := map[uint64]*Batch{}
 	for _, u := range done {
 		for _, a := range u.held {
+			a.g.unsynced--
 			if h.groups[a.g.id] != a.g {
 				continue // removed since (RemoveGroup)
 			}
