@@ -1,9 +1,11 @@
 package replica
 
 import (
+	"net"
 	"runtime"
 	"slices"
 	"testing"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -163,4 +165,58 @@ func TestFaultLostConfChangeMsgAppsAreResent(t *testing.T) {
 		t.Fatalf("200 ticks later the learner is not added (learners %v, commit %d, match %v, leader quiesced %v)",
 			m.Learners, m.Commit, m.Match, a.Quiesced(g))
 	}
+}
+
+// Review r9, the transport (fault: a big frame after an idle spell):
+// writeLoop set the write deadline only before its Flush, but a frame
+// bigger than its buffer is written through at once, under the previous
+// Flush's deadline, which an idle spell longer than WriteTimeout leaves in
+// the past: the frame was dropped and the connection closed. (The sleep
+// only makes that deadline stale; nothing here is timed.)
+func TestFaultBigFrameAfterIdleSpell(t *testing.T) {
+	lnB, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ListenTCP(TCPConfig{NodeID: 2, Listener: lnB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const timeout = 50 * time.Millisecond
+	a, err := ListenTCP(TCPConfig{NodeID: 1, Listen: "127.0.0.1:0", Peers: map[uint64]string{2: b.Addr()}, WriteTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	batch := func(size int) Batch {
+		return Batch{From: 1, To: 2, Msgs: []GroupMessage{{Group: 3, Msg: &pb.Message{Type: pb.MsgApp.Enum(),
+			To: new(uint64(2)), From: new(uint64(1)), Entries: []*pb.Entry{{Index: new(uint64(1)), Data: make([]byte, size)}}}}}}
+	}
+	receive := func(size int) {
+		t.Helper()
+		poll := time.NewTicker(10 * time.Millisecond)
+		defer poll.Stop()
+		for give := time.After(30 * time.Second); ; { // a lost frame, not a slow one
+			select {
+			case got := <-b.Inbox():
+				if n := len(got.Msgs[0].Msg.Entries[0].Data); n != size {
+					t.Fatalf("received an entry of %d bytes, want %d", n, size)
+				}
+				return
+			case <-poll.C:
+				if d := a.Dropped(); d != 0 {
+					t.Fatalf("the %d-byte frame was dropped (%d frames dropped)", size, d)
+				}
+			case <-give:
+				t.Fatalf("the %d-byte frame never arrived", size)
+			}
+		}
+	}
+	a.Send(batch(16)) // connects and flushes: the deadline is now+timeout
+	receive(16)
+	time.Sleep(3 * timeout)
+	const big = 256 << 10 // beyond writeLoop's 64 KiB buffer
+	a.Send(batch(big))
+	receive(big)
 }
