@@ -75,8 +75,9 @@ func readFrame(r io.Reader) ([]byte, error) {
 	if n == 0 || n > MaxFrame {
 		return nil, fmt.Errorf("%w: length %d", errFrame, n)
 	}
-	// A buffer of its own, never reused: the entries DecodeBatch decodes
-	// from it alias it (unmarshalMessage) for as long as raft holds them.
+	// A buffer of its own, never reused: the large entries DecodeBatch
+	// decodes from it alias it (unmarshalMessage, aliasShare) for as long
+	// as raft holds them.
 	p := make([]byte, n)
 	if _, err := io.ReadFull(r, p); err != nil {
 		return nil, fmt.Errorf("%w: %v", errFrame, err)
