@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -340,7 +341,7 @@ func DecodeBatch(data []byte) (Batch, error) {
 			break
 		}
 		m := &pb.Message{}
-		if err := unmarshalMessage(p, m); err != nil {
+		if err := unmarshalMessage(p, m, len(data)); err != nil {
 			return Batch{}, fmt.Errorf("replica: batch message: %w", err)
 		}
 		b.Msgs = append(b.Msgs, GroupMessage{Group: group, Msg: m})
@@ -395,20 +396,31 @@ const (
 	entryDataField  = 4 // Entry.Data
 )
 
-// unmarshalMessage is proto.Unmarshal(p, m), except that each entry's Data
-// aliases p instead of being copied: proto.Unmarshal copies every bytes
+// unmarshalMessage is proto.Unmarshal(p, m), except that each large entry's
+// Data aliases p instead of being copied: proto.Unmarshal copies every bytes
 // field, and on a follower that copy of every record of every MsgApp was
 // the largest user-space cost after the WAL and segment writes
-// (BENCHMARKS.md, "Cluster: CPU per record (h42)"). p must not change
-// afterwards (DecodeBatch's frame is read into a buffer of its own, never
-// reused), and each Data's capacity ends at its length, so an append to it
-// never writes into p.
+// (BENCHMARKS.md, "Cluster: CPU per record (h42)"). p lies in a buffer of
+// frame bytes (DecodeBatch's frame) that must not change afterwards (the
+// transport reads each frame into a buffer of its own, never reused), and
+// each Data's capacity ends at its length, so an append to it never writes
+// into p.
+//
+// Only an entry whose Data is at least 1/aliasShare of its frame aliases
+// it; a smaller one is copied. An aliased Data keeps its whole frame alive
+// for as long as raft holds the entry (a follower's MemoryStorage, until
+// its own group compacts), and a frame carries every group's messages of a
+// round: a quiet group's 16-byte entries aliased into frames of a busy
+// group's appends (compacted long since) would keep megabytes each. So the
+// frames the decoded entries keep alive are at most aliasShare times the
+// bytes those entries hold themselves. The common case, a round's frame of
+// a few groups' big appends, still aliases every entry.
 //
 // The message without its entries goes to proto.Unmarshal; each entry is
 // decoded here, and one with anything this does not know (an unknown field
 // or enum value, a field of another wire type) goes to proto.Unmarshal
 // whole, so the result is proto.Unmarshal's in every case.
-func unmarshalMessage(p []byte, m *pb.Message) error {
+func unmarshalMessage(p []byte, m *pb.Message, frame int) error {
 	ents, err := messageEntries(p, nil)
 	if err != nil || ents == nil {
 		return proto.Unmarshal(p, m)
@@ -422,7 +434,7 @@ func unmarshalMessage(p []byte, m *pb.Message) error {
 	}
 	m.Entries = make([]*pb.Entry, 0, len(ents))
 	for _, e := range ents {
-		ent, err := unmarshalEntry(e)
+		ent, err := unmarshalEntry(e, frame)
 		if err != nil {
 			return err
 		}
@@ -456,9 +468,16 @@ func messageEntries(p []byte, rest *[]byte) ([][]byte, error) {
 	return ents, nil
 }
 
-// unmarshalEntry decodes one encoded Entry, its Data aliasing p; one this
-// does not decode exactly as proto.Unmarshal would goes to proto.Unmarshal.
-func unmarshalEntry(p []byte) (*pb.Entry, error) {
+// aliasShare: a decoded entry's Data aliases its frame only if it is at
+// least 1/aliasShare of it (unmarshalMessage), so frames kept alive by
+// decoded entries are at most aliasShare times those entries' own bytes.
+// 16 leaves the cluster bench's rounds (4 groups, 2 entries each) aliased.
+const aliasShare = 16
+
+// unmarshalEntry decodes one encoded Entry from a frame of frame bytes, its
+// Data aliasing p if large enough (aliasShare), else copied; one this does
+// not decode exactly as proto.Unmarshal would goes to proto.Unmarshal.
+func unmarshalEntry(p []byte, frame int) (*pb.Entry, error) {
 	e := &pb.Entry{}
 	for b := p; len(b) > 0; {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -472,7 +491,12 @@ func unmarshalEntry(p []byte) (*pb.Entry, error) {
 			if m < 0 {
 				return nil, protowire.ParseError(m)
 			}
-			e.Data, b = d[:len(d):len(d)], b[m:]
+			if len(d) >= frame/aliasShare {
+				e.Data = d[:len(d):len(d)]
+			} else {
+				e.Data = bytes.Clone(d)
+			}
+			b = b[m:]
 		case (num == entryTypeField || num == entryTermField || num == entryIndexField) && typ == protowire.VarintType:
 			v, m := protowire.ConsumeVarint(b)
 			if m < 0 {

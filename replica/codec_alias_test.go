@@ -68,7 +68,7 @@ func TestUnmarshalMessageMatchesProto(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := &pb.Message{}
-			if err := unmarshalMessage(tc.p, got); err != nil {
+			if err := unmarshalMessage(tc.p, got, len(tc.p)); err != nil {
 				t.Fatal(err)
 			}
 			if !proto.Equal(got, want) {
@@ -84,17 +84,33 @@ func TestUnmarshalMessageMatchesProto(t *testing.T) {
 }
 
 // TestUnmarshalMessageAliases: a decoded entry's Data is the frame's bytes,
-// not a copy (the point of unmarshalMessage).
+// not a copy (the point of unmarshalMessage), if it is a large enough part
+// of the frame (aliasShare); a small one is copied, so that it does not
+// keep a big frame alive.
 func TestUnmarshalMessageAliases(t *testing.T) {
 	p := messageWith(t, &pb.Message{Type: pb.MsgApp.Enum()}, entryBytes(t, &pb.Entry{Index: new(uint64(1)), Data: []byte("abc")}, nil))
-	m := &pb.Message{}
-	if err := unmarshalMessage(p, m); err != nil {
-		t.Fatal(err)
-	}
-	i := bytes.Index(p, []byte("abc"))
-	p[i] = 'X'
-	if got := string(m.Entries[0].Data); got != "Xbc" {
-		t.Fatalf("Data %q does not alias the frame", got)
+	for _, tc := range []struct {
+		name  string
+		frame int
+		alias bool
+	}{
+		{"the whole frame", len(p), true},
+		{"1/aliasShare of its frame", 3 * aliasShare, true},
+		{"less than 1/aliasShare of its frame", 3*aliasShare + aliasShare, false},
+		{"16 bytes of 1 MiB", 1 << 20, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := bytes.Clone(p)
+			m := &pb.Message{}
+			if err := unmarshalMessage(q, m, tc.frame); err != nil {
+				t.Fatal(err)
+			}
+			q[bytes.Index(q, []byte("abc"))] = 'X'
+			want := map[bool]string{true: "Xbc", false: "abc"}[tc.alias]
+			if got := string(m.Entries[0].Data); got != want {
+				t.Fatalf("Data %q, want %q (aliased: %v)", got, want, tc.alias)
+			}
+		})
 	}
 }
 
@@ -124,7 +140,7 @@ func TestUnmarshalMessageMalformed(t *testing.T) {
 			p = p[:rng.IntN(len(p)+1)]
 		}
 		want, got := &pb.Message{}, &pb.Message{}
-		werr, gerr := proto.Unmarshal(p, want), unmarshalMessage(bytes.Clone(p), got)
+		werr, gerr := proto.Unmarshal(p, want), unmarshalMessage(bytes.Clone(p), got, len(p))
 		if (werr == nil) != (gerr == nil) {
 			t.Fatalf("%x: proto.Unmarshal: %v, unmarshalMessage: %v", p, werr, gerr)
 		}

@@ -302,8 +302,8 @@ func (h *Host) dropDamaged(d Damage) error {
 		return fmt.Errorf("replica: group %d is configured at Open, not added: its damaged replica cannot be removed", d.Group)
 	}
 	h.wal.add(le.AppendUint64([]byte{kindRemoveGroup}, d.Group))
-	if err := h.wal.flush(true); err != nil {
-		return h.stop(err)
+	if err := h.flushWAL(); err != nil {
+		return err
 	}
 	delete(h.damaged, d.Group)
 	return nil

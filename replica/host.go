@@ -151,6 +151,10 @@ type Config struct {
 	// delivers the answers of the rounds written while it ran, which it
 	// may not cover (pipeline.go).
 	settleUnsynced bool
+	// awaitingSync, if set, is called when awaitSync is about to wait for
+	// the fdatasync in flight (tests: the errseq model's "no concurrent
+	// fsync" signal).
+	awaitingSync func()
 	// ackOnAppend is another broken mode: a proposal is answered as soon as
 	// the leader has its entry on disk, before a quorum does.
 	ackOnAppend bool
@@ -278,8 +282,12 @@ type group struct {
 	compactTo, durable, compacted, compactTerm uint64
 	compactTicks                               int
 
-	pending map[uint64]*Proposal // by proposal ID, this incarnation's
-	reads   []*Read              // ReadIndex requests not yet done
+	// unsynced counts the written units awaiting their fdatasync that hold
+	// an append of this group (pipeline.go): its raft has entries or state
+	// its MemoryStorage does not, so it must not quiesce (canQuiesce).
+	unsynced int
+	pending  map[uint64]*Proposal // by proposal ID, this incarnation's
+	reads    []*Read              // ReadIndex requests not yet done
 	// Deterministic elections (Config.Rand): ticks since the leader was heard
 	// from or the last campaign, and the drawn timeout.
 	quiet, timeout int
@@ -461,7 +469,7 @@ func (h *Host) restoreState(g *group, pt compactPoint) error {
 	floor := pt.index
 	st, err := openSegState(&segState{fs: h.cfg.FS, comp: h.cfg.Compressor, dir: groupDir(h.cfg.Dir, g.id), group: g.id,
 		size: h.cfg.StateSegmentSize, now: func() int64 { return h.cfg.Now().UnixNano() }, synced: h.stateSynced, crash: h.crash,
-		life: h.newLife(), floor: floor, floorNext: pt.synced})
+		life: h.newLife(), floor: floor, floorNext: pt.synced, floorNextKnown: pt.syncedKnown})
 	if err != nil {
 		return err
 	}
@@ -552,7 +560,10 @@ type compactPoint struct {
 	// fdatasync'd before index was taken (kindStateSynced, after the
 	// kindCompact frame in the same WAL header); 0: unknown (an older WAL,
 	// a header torn between the two frames, a snapshot installed since).
-	synced uint64
+	// syncedKnown tells a known 0 (no record synced yet: a group whose
+	// entries so far held none) from unknown.
+	synced      uint64
+	syncedKnown bool
 }
 
 // kindStateSynced is a WAL frame: group u64, next u64. Written in a new
@@ -588,7 +599,7 @@ func compactionPoints(payloads []walPayload) (map[uint64]compactPoint, error) {
 			if pt := out[id]; idx > pt.index {
 				out[id] = compactPoint{index: idx, term: term, cs: cs}
 			} else if p.p[0] == kindSnapshot {
-				pt.synced = 0
+				pt.synced, pt.syncedKnown = 0, false
 				out[id] = pt
 			}
 		case kindStateSynced:
@@ -598,7 +609,7 @@ func compactionPoints(payloads []walPayload) (map[uint64]compactPoint, error) {
 				return nil, errCorrupt
 			}
 			if pt, ok := out[id]; ok {
-				pt.synced = next
+				pt.synced, pt.syncedKnown = next, true
 				out[id] = pt
 			}
 		}

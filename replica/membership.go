@@ -132,8 +132,8 @@ func (h *Host) AddGroup(id uint64, boot []uint64) error {
 	if err := h.revive(g); err != nil {
 		return err
 	}
-	if err := h.wal.flush(true); err != nil {
-		return h.stop(err)
+	if err := h.flushWAL(); err != nil {
+		return err
 	}
 	if err := h.startGroup(g); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -53,6 +54,10 @@ type pipeline struct {
 	// syncing: an fdatasync is in flight, covering units[:inflight].
 	syncing  bool
 	inflight int
+	// flight is Run's fdatasync in flight on its own goroutine (nil
+	// otherwise): its result, published before its completion takes h.mu
+	// (awaitSync).
+	flight *syncFlight
 	// async: Run runs; its fdatasyncs run on their own goroutine (false:
 	// HandleReady's inline rounds). syncers counts those goroutines.
 	async   bool
@@ -138,6 +143,7 @@ func (h *Host) hold(rounds []readyRound) {
 	for _, r := range rounds {
 		if r.app != nil {
 			u.held = append(u.held, heldAppend{g: r.g, rd: r.rd, resps: r.app.GetResponses()})
+			r.g.unsynced++
 			u.mustSync = u.mustSync || r.rd.MustSync || !raft.IsEmptySnap(r.rd.Snapshot)
 		}
 	}
@@ -196,6 +202,9 @@ func (h *Host) syncInline(all bool) error {
 		return nil
 	}
 	if all && h.wal.unsynced || h.mustSync(n) {
+		if err := h.awaitSync(); err != nil {
+			return err
+		}
 		h.wal.unsynced = false
 		if !h.cfg.skipSync {
 			r := h.wal.syncFile(h.wal.f)
@@ -239,6 +248,7 @@ func (h *Host) complete(n int) error {
 	out := map[uint64]*Batch{}
 	for _, u := range done {
 		for _, a := range u.held {
+			a.g.unsynced--
 			if h.groups[a.g.id] != a.g {
 				continue // removed since (RemoveGroup)
 			}
@@ -302,12 +312,59 @@ func (h *Host) startSync() error {
 	// to report a failure (the host has stopped: Run's next round
 	// returns it).
 	f := h.wal.f
+	fl := &syncFlight{done: make(chan struct{})}
+	h.pl.flight = fl
 	h.pl.syncers.Add(1)
 	go func() {
 		defer h.pl.syncers.Done()
-		_ = h.synced(h.wal.syncFile(f))
+		fl.r = h.wal.syncFile(f)
+		close(fl.done) // before synced takes h.mu: awaitSync waits on it holding h.mu
+		_ = h.synced(fl.r)
 		h.wake()
 	}()
+	return nil
+}
+
+// syncFlight is the result of an fdatasync Run's goroutine runs, published
+// (done closed) as soon as the syscall returns.
+type syncFlight struct {
+	done chan struct{}
+	r    syncResult
+}
+
+// awaitSync waits, under h.mu, for the result of the fdatasync in flight on
+// the WAL's file, if any, and stops the host if it failed. Whatever else
+// fdatasyncs that file under h.mu (wal.flush, syncInline) calls it first:
+// Linux reports a writeback error shared by concurrent fsyncs of one file
+// to one of them only (errseq_t), so an fdatasync issued while another is
+// in flight can return nil over pages the kernel dropped; one issued after
+// the other's result, having acted on it, cannot. It waits for the
+// syscall's result only, never for the completion (synced takes h.mu), and
+// keeps at most one fdatasync in flight.
+func (h *Host) awaitSync() error {
+	fl := h.pl.flight
+	if fl == nil {
+		return nil
+	}
+	if h.cfg.awaitingSync != nil {
+		h.cfg.awaitingSync()
+	}
+	<-fl.done
+	if fl.r.err != nil {
+		return h.stop(fmt.Errorf("replica: WAL fdatasync: %w", fl.r.err))
+	}
+	return nil
+}
+
+// flushWAL writes the queued frames and fdatasyncs them, after the
+// fdatasync in flight (awaitSync); any error stops the host.
+func (h *Host) flushWAL() error {
+	if err := h.awaitSync(); err != nil {
+		return err
+	}
+	if err := h.wal.flush(true); err != nil {
+		return h.stop(err)
+	}
 	return nil
 }
 
@@ -319,7 +376,7 @@ func (h *Host) synced(r syncResult) error {
 	if h.cfg.settleUnsynced {
 		n = len(h.pl.units)
 	}
-	h.pl.syncing, h.pl.inflight = false, 0
+	h.pl.syncing, h.pl.inflight, h.pl.flight = false, 0, nil
 	if h.stopped != nil {
 		return h.stopped
 	}

@@ -171,9 +171,15 @@ func (h *Host) tickQuiesced(g *group) bool {
 }
 
 // canQuiesce reports whether g is a leader with nothing left to do, and its
-// followers.
+// followers. Its MemoryStorage, which "last" is read from, holds only
+// durable entries under the pipelined loop, so a group with an append
+// awaiting its fdatasync (g.unsynced) does not quiesce: a leader's own
+// entry written but not durable (a configuration change, which no pending
+// proposal holds awake) would otherwise pass for replicated everywhere,
+// and if its MsgApps were lost, nothing (no tick, no heartbeat, no probe)
+// would ever send it again (review r9).
 func (h *Host) canQuiesce(g *group) ([]uint64, bool) {
-	if h.cfg.NoQuiesce || len(g.pending) > 0 || len(g.reads) > 0 || g.rn.HasReady() {
+	if h.cfg.NoQuiesce || len(g.pending) > 0 || len(g.reads) > 0 || g.unsynced > 0 || g.rn.HasReady() {
 		return nil, false
 	}
 	st := g.rn.BasicStatus()
@@ -203,6 +209,8 @@ func (h *Host) canQuiesce(g *group) ([]uint64, bool) {
 // beats.
 func (h *Host) quiesceLeader(g *group, followers []uint64) {
 	st := g.rn.BasicStatus()
+	// With nothing unsynced (canQuiesce) the MemoryStorage's last index is
+	// raft's.
 	last, _ := g.ms.LastIndex()
 	g.q = groupQuiescence{quiesced: true, followers: followers}
 	h.lv.stats.Quiesced++
@@ -222,6 +230,10 @@ func (h *Host) followerAgrees(g *group, from uint64, bt Beat) bool {
 		return false
 	}
 	st := g.rn.BasicStatus()
+	// The MemoryStorage holds only durable entries, but an entry this
+	// follower has written and not yet synced came from this leader in this
+	// term, so it would be above the leader's last index, which is raft's
+	// own (canQuiesce): no such entry can exist when last == bt.Index.
 	last, _ := g.ms.LastIndex()
 	term, err := g.ms.Term(last)
 	return err == nil && st.RaftState == raft.StateFollower && st.Lead == from && st.GetTerm() == bt.Term &&

@@ -47,8 +47,8 @@ func (h *Host) RemoveGroup(id uint64) error {
 		return err
 	}
 	h.wal.add(le.AppendUint64([]byte{kindRemoveGroup}, id))
-	if err := h.wal.flush(true); err != nil {
-		return h.stop(err)
+	if err := h.flushWAL(); err != nil {
+		return err
 	}
 	for _, p := range g.pending {
 		p.finish(nil, ErrStopped)

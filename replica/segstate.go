@@ -81,10 +81,14 @@ type segState struct {
 	floor uint64
 	// floorNext is the ordinal after the newest record the segments held
 	// when they were synced at the WAL roll that took floor (its header's
-	// kindStateSynced frame); 0 if the WAL does not say. Every record at
-	// or above it was written after that fdatasync, to an entry above
-	// floor, so the WAL holds it (floorCovers).
-	floorNext uint64
+	// kindStateSynced frame), if floorNextKnown (the WAL may not say). Every
+	// record at or above it was written after that fdatasync, to an entry
+	// above floor, so the WAL holds it (floorCovers). A known 0 is a group
+	// none of whose entries up to floor held records (simulation seed 36
+	// once h44 changed its schedule: taking 0 for unknown set a young
+	// group's replica aside as damaged for a torn first block).
+	floorNext      uint64
+	floorNextKnown bool
 	// cutCorrupt, set by recover, is the corrupt tail it cut (for the log).
 	cutCorrupt error
 
@@ -392,7 +396,7 @@ func (s *segState) floorCovers(sg *stateSeg, res segment.ScanResult) bool {
 	if lowest <= s.mark {
 		return false // a snapshot's generation, synced whole
 	}
-	return lowest > s.floor || s.floorNext > 0 && from >= s.floorNext
+	return lowest > s.floor || s.floorNextKnown && from >= s.floorNext
 }
 
 func (s *segState) removeSeg(sg *stateSeg) error {

@@ -75,8 +75,9 @@ func readFrame(r io.Reader) ([]byte, error) {
 	if n == 0 || n > MaxFrame {
 		return nil, fmt.Errorf("%w: length %d", errFrame, n)
 	}
-	// A buffer of its own, never reused: the entries DecodeBatch decodes
-	// from it alias it (unmarshalMessage) for as long as raft holds them.
+	// A buffer of its own, never reused: the large entries DecodeBatch
+	// decodes from it alias it (unmarshalMessage, aliasShare) for as long
+	// as raft holds them.
 	p := make([]byte, n)
 	if _, err := io.ReadFull(r, p); err != nil {
 		return nil, fmt.Errorf("%w: %v", errFrame, err)
@@ -391,6 +392,15 @@ func (t *TCPTransport) sleep(d time.Duration) bool {
 // rounds costs one syscall.
 func (t *TCPTransport) writeLoop(conn net.Conn, p *peer) {
 	w := bufio.NewWriterSize(conn, 64<<10)
+	// A Write reaches the connection, not only the buffer, when the frame
+	// does not fit (a big frame goes straight through), so the deadline is
+	// set before every Write, not only before Flush: the last Flush's may
+	// be long past after an idle spell, and the frame would be dropped.
+	write := func(frame []byte) {
+		_ = conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
+		w.Write(frame) // an error sticks: Flush returns it
+		t.recycle(frame)
+	}
 	for {
 		var frame []byte
 		select {
@@ -400,8 +410,7 @@ func (t *TCPTransport) writeLoop(conn net.Conn, p *peer) {
 			return
 		}
 		n := 1
-		w.Write(frame)
-		t.recycle(frame)
+		write(frame)
 	more:
 		for w.Buffered() < 1<<20 {
 			select {
@@ -410,8 +419,7 @@ func (t *TCPTransport) writeLoop(conn net.Conn, p *peer) {
 			default:
 				break more
 			}
-			w.Write(frame)
-			t.recycle(frame)
+			write(frame)
 			n++
 		}
 		_ = conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
