@@ -3,7 +3,6 @@ package replica
 import (
 	"errors"
 	"math/rand/v2"
-	"slices"
 	"testing"
 
 	"github.com/shardlog/shardlog/segment"
@@ -117,18 +116,7 @@ func TestPowerCutAfterRecordlessLullIsNotDamage(t *testing.T) {
 	}
 	zeroRange(t, n.fss[dmgB], seg, offs[4], offs[5]-offs[4])
 
-	n.open(dmgB)
-	if d := n.hosts[dmgB].Damaged(); len(d) != 0 {
-		t.Fatalf("a lost unsynced page after a lull made the replica damaged: %+v", d)
-	}
-	n.pump()
-	var got []uint64
-	for _, r := range n.hosts[dmgB].Records(g) {
-		got = append(got, r.Seq)
-	}
-	if !slices.Equal(got, seqs) {
-		t.Fatalf("after reopening B holds ordinals %x, want every acknowledged one %x", got, seqs)
-	}
+	n.reopenHoldsAll(dmgB, g, seqs, "a lost unsynced page after a lull")
 }
 
 // TestSegStateCorruptTailAfterRecordlessLull: entries 1-4 hold records and

@@ -98,18 +98,7 @@ func lostUnsyncedPageNotDamage(t *testing.T, off, size int64) {
 	}
 	zeroRange(t, n.fss[dmgB], groupDir("/d", g)+"/0000000000000000/"+segs[0], off, size)
 
-	n.open(dmgB)
-	if d := n.hosts[dmgB].Damaged(); len(d) != 0 {
-		t.Fatalf("a lost unsynced page the WAL covers made the replica damaged: %+v", d)
-	}
-	n.pump()
-	var got []uint64
-	for _, r := range n.hosts[dmgB].Records(g) {
-		got = append(got, r.Seq)
-	}
-	if !slices.Equal(got, seqs) {
-		t.Fatalf("after reopening B holds ordinals %x, want every acknowledged one %x", got, seqs)
-	}
+	n.reopenHoldsAll(dmgB, g, seqs, "a lost unsynced page the WAL covers")
 }
 
 // TestSegStateCorruptTailAndFloor: a corrupt tail of the newest segment
@@ -314,5 +303,24 @@ func TestDamageRefusedAtOpen(t *testing.T) {
 				t.Fatalf("after the refusal, an allowed Open: Damaged() = %+v", d)
 			}
 		})
+	}
+}
+
+// reopenHoldsAll reopens node id after a power cut and checks that its
+// group g is not set aside as damaged and, once pumped, holds exactly the
+// acknowledged ordinals seqs; what names the cut for the failure message.
+func (n *partNet) reopenHoldsAll(id, g uint64, seqs []uint64, what string) {
+	n.t.Helper()
+	n.open(id)
+	if d := n.hosts[id].Damaged(); len(d) != 0 {
+		n.t.Fatalf("%s made the replica damaged: %+v", what, d)
+	}
+	n.pump()
+	var got []uint64
+	for _, r := range n.hosts[id].Records(g) {
+		got = append(got, r.Seq)
+	}
+	if !slices.Equal(got, seqs) {
+		n.t.Fatalf("after reopening node %d holds ordinals %x, want every acknowledged one %x", id, got, seqs)
 	}
 }

@@ -72,28 +72,7 @@ func TestReview9SmallEntryDoesNotPinItsFrame(t *testing.T) {
 // quiesce.
 func TestFaultLeaderDoesNotQuiesceOverItsUnsyncedEntry(t *testing.T) {
 	const A, B, C, g = 1, 2, 3, 7
-	boot := []uint64{A, B, C}
-	n := newPartNet(t, boot, false)
-	for _, id := range boot {
-		n.addGroup(id, g, boot)
-	}
-	if err := n.hosts[A].Campaign(g); err != nil {
-		t.Fatal(err)
-	}
-	n.pump()
-	if _, ok := n.put(A, g, "x"); !ok {
-		t.Fatal("no write with every node up")
-	}
-	a := n.hosts[A]
-	a.mu.Lock()
-	a.pl.deferred = true // Run's pipelined rounds, the fdatasync left in flight
-	a.mu.Unlock()
-	if err := a.ChangeMembership(g, ChangeLearner, 4); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.roundPipelined(); err != nil {
-		t.Fatal(err)
-	}
+	n, a := leaderWritingConfChange(t, A, B, C, g)
 	a.mu.Lock()
 	syncing := a.pl.syncing
 	a.mu.Unlock()
@@ -115,28 +94,7 @@ func TestFaultLeaderDoesNotQuiesceOverItsUnsyncedEntry(t *testing.T) {
 // round, so its followers' Match fell short of it and it did not quiesce).
 func TestFaultLostConfChangeMsgAppsAreResent(t *testing.T) {
 	const A, B, C, g = 1, 2, 3, 7
-	boot := []uint64{A, B, C}
-	n := newPartNet(t, boot, false)
-	for _, id := range boot {
-		n.addGroup(id, g, boot)
-	}
-	if err := n.hosts[A].Campaign(g); err != nil {
-		t.Fatal(err)
-	}
-	n.pump()
-	if _, ok := n.put(A, g, "x"); !ok {
-		t.Fatal("no write with every node up")
-	}
-	a := n.hosts[A]
-	a.mu.Lock()
-	a.pl.deferred = true
-	a.mu.Unlock()
-	if err := a.ChangeMembership(g, ChangeLearner, 4); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.roundPipelined(); err != nil {
-		t.Fatal(err)
-	}
+	n, a := leaderWritingConfChange(t, A, B, C, g)
 	n.queue = nil // the change's MsgApps are lost
 	for range 200 {
 		a.Tick()
@@ -219,4 +177,35 @@ func TestFaultBigFrameAfterIdleSpell(t *testing.T) {
 	const big = 256 << 10 // beyond writeLoop's 64 KiB buffer
 	a.Send(batch(big))
 	receive(big)
+}
+
+// leaderWritingConfChange starts group g on nodes a, b and c, led by a,
+// with one record committed; then a, in Run's pipelined form with its
+// fdatasyncs deferred, proposes adding node 4 as a learner and writes that
+// entry in a round whose fdatasync is left in flight.
+func leaderWritingConfChange(t *testing.T, a, b, c, g uint64) (*partNet, *Host) {
+	t.Helper()
+	boot := []uint64{a, b, c}
+	n := newPartNet(t, boot, false)
+	for _, id := range boot {
+		n.addGroup(id, g, boot)
+	}
+	if err := n.hosts[a].Campaign(g); err != nil {
+		t.Fatal(err)
+	}
+	n.pump()
+	if _, ok := n.put(a, g, "x"); !ok {
+		t.Fatal("no write with every node up")
+	}
+	h := n.hosts[a]
+	h.mu.Lock()
+	h.pl.deferred = true
+	h.mu.Unlock()
+	if err := h.ChangeMembership(g, ChangeLearner, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.roundPipelined(); err != nil {
+		t.Fatal(err)
+	}
+	return n, h
 }
