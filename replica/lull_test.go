@@ -36,29 +36,8 @@ import (
 // end while a later page persists. B's replica is not damaged, and after
 // reopening it holds every acknowledged record.
 func TestPowerCutAfterRecordlessLullIsNotDamage(t *testing.T) {
-	n := &partNet{t: t, hosts: map[uint64]*Host{}, fss: map[uint64]vfs.FS{}, cut: map[[2]uint64]bool{}}
-	n.cfg = func(id uint64) Config {
-		return Config{NodeID: id, FS: n.fss[id], Dir: "/d", Transport: partTransport{n},
-			Rand: rand.New(rand.NewPCG(id, 43)), WALSegmentSize: 2 << 10, CompactMinEntries: 1}
-	}
-	for _, id := range []uint64{dmgA, dmgB, dmgC} {
-		n.fss[id] = vfs.NewMemFS()
-		n.open(id)
-	}
-	t.Cleanup(func() {
-		for _, h := range n.hosts {
-			h.Close()
-		}
-	})
 	const g = 7
-	boot := []uint64{dmgA, dmgB, dmgC}
-	for _, id := range boot {
-		n.addGroup(id, g, boot)
-	}
-	if err := n.hosts[dmgA].Campaign(g); err != nil {
-		t.Fatal(err)
-	}
-	n.pump()
+	n := startDamageNet(t, g, 43, func(c *Config) { c.WALSegmentSize = 2 << 10; c.CompactMinEntries = 1 })
 	rnd := rand.New(rand.NewPCG(43, 43))
 	var seqs []uint64
 	put := func() {

@@ -50,29 +50,8 @@ func TestLostFirstBlockOfYoungGroupIsNotDamage(t *testing.T) {
 // lostUnsyncedPageNotDamage: see TestLostPageAboveWALFloorIsNotDamage;
 // the bytes [off, off+size) of B's only segment are lost.
 func lostUnsyncedPageNotDamage(t *testing.T, off, size int64) {
-	n := &partNet{t: t, hosts: map[uint64]*Host{}, fss: map[uint64]vfs.FS{}, cut: map[[2]uint64]bool{}}
-	n.cfg = func(id uint64) Config {
-		return Config{NodeID: id, FS: n.fss[id], Dir: "/d", Transport: partTransport{n},
-			Rand: rand.New(rand.NewPCG(id, 33))}
-	}
-	for _, id := range []uint64{dmgA, dmgB, dmgC} {
-		n.fss[id] = vfs.NewMemFS()
-		n.open(id)
-	}
-	t.Cleanup(func() {
-		for _, h := range n.hosts {
-			h.Close()
-		}
-	})
 	const g = 7
-	boot := []uint64{dmgA, dmgB, dmgC}
-	for _, id := range boot {
-		n.addGroup(id, g, boot)
-	}
-	if err := n.hosts[dmgA].Campaign(g); err != nil {
-		t.Fatal(err)
-	}
-	n.pump()
+	n := startDamageNet(t, g, 33, nil)
 	rnd := rand.New(rand.NewPCG(6, 6))
 	var seqs []uint64
 	for i := range 20 {
@@ -323,4 +302,38 @@ func (n *partNet) reopenHoldsAll(id, g uint64, seqs []uint64, what string) {
 	if !slices.Equal(got, seqs) {
 		n.t.Fatalf("after reopening node %d holds ordinals %x, want every acknowledged one %x", id, got, seqs)
 	}
+}
+
+// startDamageNet opens nodes dmgA, dmgB and dmgC on fresh MemFS disks
+// (seeded by seed; tune, if not nil, adjusts each node's Config) and
+// starts group g on all three, led by dmgA.
+func startDamageNet(t *testing.T, g, seed uint64, tune func(*Config)) *partNet {
+	t.Helper()
+	n := &partNet{t: t, hosts: map[uint64]*Host{}, fss: map[uint64]vfs.FS{}, cut: map[[2]uint64]bool{}}
+	n.cfg = func(id uint64) Config {
+		c := Config{NodeID: id, FS: n.fss[id], Dir: "/d", Transport: partTransport{n},
+			Rand: rand.New(rand.NewPCG(id, seed))}
+		if tune != nil {
+			tune(&c)
+		}
+		return c
+	}
+	boot := []uint64{dmgA, dmgB, dmgC}
+	for _, id := range boot {
+		n.fss[id] = vfs.NewMemFS()
+		n.open(id)
+	}
+	t.Cleanup(func() {
+		for _, h := range n.hosts {
+			h.Close()
+		}
+	})
+	for _, id := range boot {
+		n.addGroup(id, g, boot)
+	}
+	if err := n.hosts[dmgA].Campaign(g); err != nil {
+		t.Fatal(err)
+	}
+	n.pump()
+	return n
 }
