@@ -666,10 +666,17 @@ func (h *Host) replayOne(p walPayload, logs map[uint64][]*pb.Entry, hss map[uint
 		}
 		logs[id] = logs[id][:0]
 	default:
-		return errCorrupt
+		// The frame's checksum held, so the kind is not rot but a newer
+		// version's record: refuse to start with that said, not as
+		// corruption (which the README's advice answers by wiping the node).
+		return fmt.Errorf("%w: kind %d (the WAL was written by a newer version of shardlog; a node cannot go back to an older one after it ran the newer)", errUnknownKind, kind)
 	}
 	return nil
 }
+
+// errUnknownKind is a checksummed WAL frame of a kind this version does not
+// know. Not errCorrupt: it is no damage, and no replica is set aside for it.
+var errUnknownKind = errors.New("replica: WAL record kind unknown to this version")
 
 // spliceLog applies an entries frame to a recovered log that holds the
 // entries from base+1 on: the log becomes its part before the frame's first

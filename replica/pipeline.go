@@ -377,11 +377,14 @@ func (h *Host) synced(r syncResult) error {
 		n = len(h.pl.units)
 	}
 	h.pl.syncing, h.pl.inflight, h.pl.flight = false, 0, nil
+	// Counted (and told to the Observer) before the stopped check: an
+	// awaitSync that read this result first may have stopped the host on
+	// it, and the failure must still reach the metrics (review r10).
+	err := h.wal.synced1(r)
 	if h.stopped != nil {
 		return h.stopped
 	}
 	start := time.Now()
-	err := h.wal.synced1(r)
 	if err == nil {
 		h.tm.walSync.Add(int64(r.d))
 		err = h.settle(n)
