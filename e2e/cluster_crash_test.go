@@ -263,6 +263,27 @@ func (cc *crashCluster) leaderOf(shard string, not uint64) uint64 {
 	return 0
 }
 
+// knownLeader waits for a node to know shard's leader. Every node knew
+// every group's leader when the cycle began (healthy), but a group may be
+// between leaders a moment later: the placement driver's leadership
+// balancing transfers leaders, and a transfer leaves no leader known until
+// the transferee's first append. A group that stays leaderless fails the
+// wait (90 s); a wait at all is logged with its length.
+func (cc *crashCluster) knownLeader(cycle int, shard string) uint64 {
+	start := time.Now()
+	var id uint64
+	waitFor(cc.t, fmt.Sprintf("cycle %d: a known leader of %s", cycle, shard), func() error {
+		if id = cc.leaderOf(shard, 0); id == 0 {
+			return fmt.Errorf("no node knows the leader of %s", shard)
+		}
+		return nil
+	})
+	if d := time.Since(start); d > 100*time.Millisecond {
+		cc.t.Logf("cycle %d: %s had no known leader for %v after the cluster was healthy", cycle, shard, d.Round(time.Millisecond))
+	}
+	return id
+}
+
 func (cc *crashCluster) others(id uint64) []uint64 {
 	var out []uint64
 	for other := range cc.nodes {
@@ -287,10 +308,7 @@ func (cc *crashCluster) cycle(cycle int, w *workload) {
 	switch fault := cc.rng.IntN(5); fault {
 	case 0:
 		shard := ccShards[cc.rng.IntN(len(ccShards))]
-		id := cc.leaderOf(shard, 0)
-		if id == 0 {
-			cc.t.Fatalf("cycle %d: no node knows the leader of %s", cycle, shard)
-		}
+		id := cc.knownLeader(cycle, shard)
 		cc.crash(cycle, w, "kill-leader", id, shard, false)
 	case 1:
 		shard := ccShards[cc.rng.IntN(len(ccShards))]
