@@ -90,7 +90,9 @@ func (f *errseqFile) Sync() error {
 // result (awaitSync) and stops the host on its failure.
 func TestFaultRemoveGroupDuringFailingPipelinedSync(t *testing.T) {
 	fs := &errseqFS{MemFS: vfs.NewMemFS(), first: make(chan struct{}), second: make(chan struct{})}
-	cfg := Config{NodeID: 1, FS: fs, Dir: "/n", Transport: nopTransport{}, ElectionTicks: 2, awaitingSync: fs.alone}
+	obs := &failCounter{}
+	cfg := Config{NodeID: 1, FS: fs, Dir: "/n", Transport: nopTransport{}, ElectionTicks: 2, awaitingSync: fs.alone,
+		Observer: obs}
 	h, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +134,15 @@ func TestFaultRemoveGroupDuringFailingPipelinedSync(t *testing.T) {
 	h.mu.Unlock()
 	if !errors.Is(stopped, syscall.EIO) {
 		t.Fatalf("the host did not stop on the failed fdatasync: %v", stopped)
+	}
+	// Review r10: the completion that runs after awaitSync stopped the
+	// host must still count the failure and tell the Observer (the
+	// engine's fdatasync-failure metric).
+	obs.mu.Lock()
+	fails := obs.fails
+	obs.mu.Unlock()
+	if fails == 0 {
+		t.Fatalf("the host stopped on %v but Config.Observer saw no failed fdatasync", stopped)
 	}
 	_, dirErr := fs.MemFS.ReadDir(groupDir("/n", g))
 	fs.MemFS.Crash(nil, vfs.TearNone)
