@@ -421,13 +421,11 @@ const (
 // or enum value, a field of another wire type) goes to proto.Unmarshal
 // whole, so the result is proto.Unmarshal's in every case.
 func unmarshalMessage(p []byte, m *pb.Message, frame int) error {
-	ents, err := messageEntries(p, nil)
+	// One scan finds the entries and keeps the other fields: a message
+	// without entries (or a malformed one) goes to proto.Unmarshal whole.
+	ents, rest, err := messageEntries(p)
 	if err != nil || ents == nil {
 		return proto.Unmarshal(p, m)
-	}
-	rest := make([]byte, 0, 64)
-	if _, err := messageEntries(p, &rest); err != nil {
-		return err
 	}
 	if err := proto.Unmarshal(rest, m); err != nil {
 		return err
@@ -444,28 +442,27 @@ func unmarshalMessage(p []byte, m *pb.Message, frame int) error {
 }
 
 // messageEntries returns the encoded entries of the encoded Message p, in
-// order, and appends every other field of it to rest if rest is not nil. A
-// malformed p is an error (proto.Unmarshal then says how).
-func messageEntries(p []byte, rest *[]byte) ([][]byte, error) {
-	var ents [][]byte
+// order, and every other field of it (rest). A malformed p is an error
+// (proto.Unmarshal then says how).
+func messageEntries(p []byte) (ents [][]byte, rest []byte, err error) {
 	for b := p; len(b) > 0; {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return nil, protowire.ParseError(n)
+			return nil, nil, protowire.ParseError(n)
 		}
 		v := protowire.ConsumeFieldValue(num, typ, b[n:])
 		if v < 0 {
-			return nil, protowire.ParseError(v)
+			return nil, nil, protowire.ParseError(v)
 		}
 		if num == msgEntriesField && typ == protowire.BytesType {
 			e, _ := protowire.ConsumeBytes(b[n:])
 			ents = append(ents, e)
-		} else if rest != nil {
-			*rest = append(*rest, b[:n+v]...)
+		} else {
+			rest = append(rest, b[:n+v]...)
 		}
 		b = b[n+v:]
 	}
-	return ents, nil
+	return ents, rest, nil
 }
 
 // aliasShare: a decoded entry's Data aliases its frame only if it is at

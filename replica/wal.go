@@ -75,9 +75,9 @@ type wal struct {
 	// syncs counts the flushes' fdatasyncs; entries the entries written
 	// (Host.Stats reads them without the host's lock).
 	syncs, entries atomic.Uint64
-	// lastWrite and lastSync are the last flush's write and fdatasync
-	// times (RoundTimes).
-	lastWrite, lastSync time.Duration
+	// lastWrite is the last write's time (RoundTimes; an fdatasync's comes
+	// with its syncResult).
+	lastWrite time.Duration
 	// unsynced: frames were written since the last fdatasync started
 	// (pipeline.go: rounds that moved only commit indexes sync nothing).
 	unsynced bool
@@ -264,7 +264,7 @@ func (w *wal) write() (bool, error) {
 	if _, err := w.f.WriteAt(w.pending, cur.size); err != nil {
 		return false, fmt.Errorf("replica: WAL write: %w", err)
 	}
-	w.lastWrite, w.lastSync = time.Since(start), 0
+	w.lastWrite = time.Since(start)
 	w.unsynced = true
 	cur.size += int64(len(w.pending))
 	w.pending = w.pending[:0]
@@ -295,7 +295,6 @@ func (w *wal) syncFile(f vfs.File) syncResult {
 // synced1 counts a finished fdatasync (under the host's lock) and turns its
 // error into the host's.
 func (w *wal) synced1(r syncResult) error {
-	w.lastSync = r.d
 	w.syncs.Add(1)
 	if w.synced != nil {
 		w.synced(r.d, r.err)
